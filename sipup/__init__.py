@@ -1,0 +1,29 @@
+"""sipup: a B2B ordering platform for wholesalers. create_app() is the table of contents."""
+from flask import Flask
+
+from .config import load_config
+
+
+def create_app(overrides=None):
+    """Build the app: configuration, logging, extensions, blueprints, errors, CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+    load_config(app, overrides)
+    from .logs import register_logging
+    from .database import register_database
+    from .security import register_security
+    from .web import register_web
+    from .blueprints import register_blueprints
+    from .errors import register_error_handlers
+    from .cli import register_cli
+
+    for register in (
+        register_logging,
+        register_database,
+        register_security,
+        register_web,
+        register_blueprints,
+        register_error_handlers,
+        register_cli,
+    ):
+        register(app)
+    return app

@@ -1,0 +1,50 @@
+"""Sign in and sign out."""
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..services import accounts
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target):
+    """Only same-site paths, so a crafted link cannot send a user elsewhere after sign-in."""
+    parts = urlsplit(target or "")
+    if target and not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+        return target
+    return None
+
+
+def home_for(user):
+    return url_for("admin.index") if user.is_staff else url_for("shop.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Show the sign-in form and sign a user in."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    email = request.form.get("email", "")
+    if request.method == "POST":
+        user = accounts.authenticate(email, request.form.get("password", ""))
+        if user is not None:
+            next_url = _safe_next(request.args.get("next"))
+            session.clear()  # a fresh session at sign-in: nothing from before carries over
+            login_user(user, remember=False)
+            session.permanent = True
+            return redirect(next_url or home_for(user))
+        flash("That e-mail and password do not match an active account.", "error")
+        return render_template("auth/login.html", email=email), 401
+    return render_template("auth/login.html", email=email)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """Sign out and forget the session."""
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,251 @@
+"""The storefront for buyers: catalog, cart, quick order, checkout, orders and invoices."""
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..models import Address
+from ..security import customer_required
+from ..services import cart as carts
+from ..services import catalog, orders, pricing, quick_order
+from ..services.errors import DomainError, NotFound
+from ..services.quantities import parse_quantity
+
+bp = Blueprint("shop", __name__)
+
+
+def _page():
+    """The ?page= argument, or 1 with a notice naming a bad value."""
+    raw = request.args.get("page", "1")
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw), None
+    return 1, f"Page “{raw[:20]}” is not a page number; showing page 1."
+
+
+def _vat():
+    return current_app.config["VAT_RATE"]
+
+
+@bp.route("/")
+def index():
+    """The buyer's dashboard: recent orders, open balance, credit left."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    if current_user.is_staff:
+        return redirect(url_for("admin.index"))
+    if not current_user.is_customer:
+        abort(403)
+    company = current_user.company
+    return render_template(
+        "shop/index.html",
+        company=company,
+        credit=orders.credit_position(company),
+        recent=orders.company_orders(company.id, per_page=5).items,
+        cart=carts.priced(current_user, _vat()),
+    )
+
+
+@bp.route("/products")
+@customer_required
+def products():
+    """The catalog with search, category filter, sorting and pages."""
+    page, notice = _page()
+    query, category, sort = request.args.get("q", ""), request.args.get("category", ""), request.args.get("sort", "name")
+    if sort not in catalog.SORTS:
+        notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
+    results = catalog.search(query[:100], category or None, sort, page, current_app.config["PAGE_SIZE"])
+    tiers = pricing.load_tiers(current_user.company.price_list_id, [p.id for p in results.items])
+    prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
+    return render_template(
+        "shop/products.html", results=results, prices=prices, categories=catalog.categories(),
+        query=query, category=category, sort=sort, notice=notice,
+    )
+
+
+@bp.route("/products/<sku>")
+@customer_required
+def product(sku):
+    """One product with the buyer's own tier prices."""
+    try:
+        item = catalog.product_by_sku(sku)
+    except NotFound:
+        abort(404)
+    tiers = pricing.load_tiers(current_user.company.price_list_id, [item.id]).get(item.id, [])
+    return render_template(
+        "shop/product.html", product=item, steps=pricing.price_steps(item, tiers),
+        quantity=request.args.get("qty", str(item.min_qty))[:12],
+    )
+
+
+@bp.route("/cart/add", methods=["POST"])
+@customer_required
+def cart_add():
+    """Add a product to the cart from the catalog or a product page."""
+    sku, raw = request.form.get("sku", ""), request.form.get("quantity", "")
+    try:
+        item = catalog.product_by_sku(sku)
+    except NotFound as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("shop.products"))
+    try:
+        total = carts.add(current_user.id, item, parse_quantity(raw))
+    except DomainError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("shop.product", sku=item.sku, qty=raw[:12]))
+    flash(f"{item.name} ({item.sell_unit}): {total} in your cart.", "success")
+    back = request.form.get("back", "")
+    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("shop.cart"))
+
+
+@bp.route("/cart", methods=["GET", "POST"])
+@customer_required
+def cart():
+    """The cart: change quantities, remove lines, go to checkout."""
+    entered, errors = {}, {}
+    if request.method == "POST":
+        if "remove" in request.form:
+            remove_id = request.form.get("remove", "")
+            if remove_id.isdigit():
+                carts.remove(current_user.id, int(remove_id))
+                flash("Removed from your cart.", "info")
+            return redirect(url_for("shop.cart"))
+        for item in carts.items(current_user.id):
+            raw = request.form.get(f"qty-{item.product_id}")
+            if raw is None or raw.strip() == str(item.quantity):
+                continue
+            try:
+                carts.add(current_user.id, item.product, parse_quantity(raw), replace=True)
+            except DomainError as exc:
+                db.session.rollback()
+                entered[item.product_id], errors[item.product_id] = raw[:12], str(exc)
+        if not errors:
+            flash("Cart updated.", "success")
+            return redirect(url_for("shop.cart"))
+    priced = carts.priced(current_user, _vat())
+    return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
+
+
+@bp.route("/quick-order", methods=["GET", "POST"])
+@customer_required
+def quick_order_page():
+    """Paste lines or upload a CSV; preview each line before adding the valid ones."""
+    text, lines, error = request.form.get("lines", ""), None, None
+    if request.method == "POST":
+        config = current_app.config
+        try:
+            upload = request.files.get("file")
+            if upload and upload.filename:
+                data = upload.stream.read(config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576 + 1)
+                source = quick_order.read_upload(data, config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576)
+            else:
+                source = text
+            lines = quick_order.preview(
+                source, current_user.company.price_list_id, _vat(), config["QUICK_ORDER_MAX_LINES"]
+            )
+        except DomainError as exc:
+            error = str(exc)
+    status = 422 if error else 200
+    return render_template("shop/quick_order.html", text=text, lines=lines, error=error), status
+
+
+@bp.route("/quick-order/add", methods=["POST"])
+@customer_required
+def quick_order_add():
+    """Add the previewed valid lines to the cart."""
+    skus, quantities = request.form.getlist("sku"), request.form.getlist("quantity")
+    products = catalog.products_by_skus(skus)
+    added, problems = 0, []
+    for sku, raw in zip(skus, quantities):
+        item = products.get(sku.upper())
+        try:
+            if item is None:
+                raise NotFound(f"Unknown SKU “{sku[:40]}”.")
+            carts.add(current_user.id, item, parse_quantity(raw))
+            added += 1
+        except DomainError as exc:
+            db.session.rollback()
+            problems.append(str(exc))
+    if added:
+        flash(f"{added} line{'s' if added != 1 else ''} added to your cart.", "success")
+    for problem in problems:
+        flash(problem, "error")
+    return redirect(url_for("shop.cart"))
+
+
+@bp.route("/checkout", methods=["GET", "POST"])
+@customer_required
+def checkout():
+    """Check out on account: PO reference, delivery address and date; credit is checked."""
+    company = current_user.company
+    priced = carts.priced(current_user, _vat())
+    if not priced.lines and request.method == "GET":
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("shop.products"))
+    form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
+    error = None
+    if request.method == "POST":
+        try:
+            address_id = int(form["address_id"]) if form["address_id"].isdigit() else None
+            order = orders.checkout(
+                current_user, _vat(), form["po_reference"][:60], orders.parse_requested_date(form["requested_date"]),
+                address_id, form["note"][:1000],
+            )
+        except DomainError as exc:
+            error = str(exc)
+            priced = carts.priced(current_user, _vat())
+        else:
+            if order.status == "credit_hold":
+                flash(f"Order {order.number} is placed and waits for a credit review; we will be in touch.", "warning")
+            else:
+                flash(f"Thank you! Order {order.number} is placed.", "success")
+            return redirect(url_for("shop.order_detail", number=order.number))
+    addresses = db.session.scalars(db.select(Address).where(Address.company_id == company.id).order_by(Address.id)).all()
+    return render_template(
+        "shop/checkout.html", cart=priced, form=form, error=error, addresses=addresses,
+        credit=orders.credit_position(company),
+    ), 422 if error else 200
+
+
+@bp.route("/orders")
+@customer_required
+def order_list():
+    """The company's orders, newest first."""
+    page, notice = _page()
+    return render_template(
+        "shop/orders.html", results=orders.company_orders(current_user.company_id, page=page), notice=notice
+    )
+
+
+@bp.route("/orders/<number>")
+@customer_required
+def order_detail(number):
+    """One order of the company with its lines and status timeline."""
+    try:
+        order = orders.get_order(number, company_id=current_user.company_id)
+    except NotFound:
+        abort(404)
+    return render_template("shop/order.html", order=order)
+
+
+@bp.route("/orders/<number>/reorder", methods=["POST"])
+@customer_required
+def reorder(number):
+    """Put an earlier order in the cart again at today's prices."""
+    try:
+        order = orders.get_order(number, company_id=current_user.company_id)
+    except NotFound:
+        abort(404)
+    added, changes = orders.reorder(current_user, order)
+    flash(f"{added} line{'s' if added != 1 else ''} of order {order.number} added to your cart.", "success")
+    for change in changes:
+        flash(change, "warning")
+    return redirect(url_for("shop.cart"))
+
+
+@bp.route("/invoices")
+@customer_required
+def invoices():
+    """The company's invoices and its open balance."""
+    company = current_user.company
+    return render_template(
+        "shop/invoices.html", invoices=orders.company_invoices(company.id), credit=orders.credit_position(company)
+    )

@@ -1,0 +1,137 @@
+"""Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns."""
+import os
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import func, inspect, select
+
+from .extensions import db
+
+
+def register_cli(app):
+    """Attach the command groups to `flask`."""
+    app.cli.add_command(serve)
+    app.cli.add_command(seed)
+    app.cli.add_command(user_cli)
+
+
+def _is_embedded():
+    return current_app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+
+
+def _schema_present():
+    return inspect(db.engine).has_table("orders")
+
+
+def upgrade_schema():
+    """Apply every migration (what `flask db upgrade` does)."""
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+
+
+def _print_logins(logins):
+    click.echo("\nDemo logins (also in instance/demo-logins.txt):")
+    for role, email, password in logins:
+        click.echo(f"  {role:<6} {email:<40} {password}")
+    path = os.path.join(current_app.instance_path, "demo-logins.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{role}\t{email}\t{password}\n" for role, email, password in logins)
+    os.chmod(path, 0o600)
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default SIPUP_HOST, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default SIPUP_PORT, 8080).")
+@click.option("--threads", type=click.IntRange(1, 512), help="Worker threads (default SIPUP_THREADS, 8).")
+@with_appcontext
+def serve(host, port, threads):
+    """Run sipup under waitress; on an empty embedded database, create it with demo data first."""
+    from waitress import serve as waitress_serve
+
+    config = current_app.config
+    if _is_embedded():
+        fresh = not _schema_present()
+        upgrade_schema()
+        if fresh or not db.session.scalar(select(func.count()).select_from(db.metadata.tables["users"])):
+            from .services.seed import seed_demo
+
+            click.echo("Empty database: creating demo data...")
+            _print_logins(seed_demo())
+    elif not _schema_present():
+        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+    host, port, threads = host or config["HOST"], port or config["PORT"], threads or config["THREADS"]
+    click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+    sys.stdout.flush()
+    waitress_serve(
+        current_app._get_current_object(),
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=config["CONNECTION_LIMIT"],
+        channel_timeout=config["CHANNEL_TIMEOUT"],
+        max_request_body_size=config["MAX_CONTENT_LENGTH"],
+        trusted_proxy=None,
+        ident="sipup",
+    )
+
+
+@click.command()
+@click.option("--companies", type=click.IntRange(0, 1_000_000), default=6, show_default=True, help="Customer companies.")
+@click.option("--products", type=click.IntRange(0, 1_000_000), default=33, show_default=True, help="Products.")
+@click.option("--orders", type=click.IntRange(0, 50_000_000), default=60, show_default=True, help="Orders.")
+@click.option("--months", type=click.IntRange(1, 120), default=6, show_default=True, help="Months the orders span.")
+@with_appcontext
+def seed(companies, products, orders, months):
+    """Fill the database with demo or scale data in batches, with a progress bar."""
+    from .services import seed as seeding
+
+    if not _schema_present():
+        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+    click.echo(f"Products: {seeding.seed_catalog(products)} added.")
+    if companies:
+        seeding.seed_companies(companies, _seed_password())
+        click.echo(f"Companies: {companies} added, each with an owner and a buyer.")
+    if orders:
+        with click.progressbar(length=orders, label="Orders", show_pos=True, show_eta=True) as bar:
+            seeding.seed_orders(orders, months, progress=bar.update)
+    click.echo("Done.")
+
+
+def _seed_password():
+    password = os.environ.get("SIPUP_SEED_PASSWORD")
+    if password:
+        return password
+    import secrets
+
+    password = secrets.token_urlsafe(9)
+    click.echo(f"Seeded customers sign in with the password {password} (set SIPUP_SEED_PASSWORD to choose it).")
+    return password
+
+
+user_cli = AppGroup("user", help="Manage users.")
+
+
+@user_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do.")
+@click.option("--company", help="The customer company (owners and buyers only).")
+@click.option("--name", default="", help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
+def user_create(email, role, company, name, password_stdin):
+    """Create a user; the password is asked for, or read from standard input."""
+    from .services import accounts
+    from .services.errors import DomainError
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = accounts.create_user(email, role, password, company, name)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f" at {user.company.name}" if user.company else ""
+    click.echo(f"Created {user.role} {user.email}{where}.")

@@ -1,0 +1,216 @@
+"""Layered configuration: defaults here, then instance/sipup.cfg, then SIPUP_* environment variables."""
+import os
+import secrets
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "SIPUP"
+
+
+class ConfigError(RuntimeError):
+    """A configuration value is missing or wrong; the message names it and says why."""
+
+
+DEFAULTS = {
+    # Storage. Unset DATABASE_URL means the embedded SQLite file in instance/.
+    "DATABASE_URL": None,
+    "REDIS_URL": None,
+    "CACHE_URL": None,
+    "MAIL_URL": None,
+    "SECRET_KEY": None,
+    # Network and waitress.
+    "PROXY_HOPS": 0,
+    "HOST": "127.0.0.1",
+    "PORT": 8080,
+    "THREADS": 8,
+    "CONNECTION_LIMIT": 200,
+    "CHANNEL_TIMEOUT": 120,
+    "MAX_REQUEST_MB": 32,
+    # Scaling layer (used by later parts; defaults are the seed's numbers).
+    "RATELIMIT_IP": "100 per minute",
+    "RATELIMIT_USER": "1000 per hour",
+    "SLOW_QUERY_MS": 200,
+    "DB_POOL_SIZE": 50,
+    "DB_MAX_OVERFLOW": 50,
+    "DB_POOL_TIMEOUT": 10,
+    "DB_POOL_RECYCLE": 1800,
+    # Business rules.
+    "VAT_RATE": "0.20",
+    "CURRENCY": "EUR",
+    "PAGE_SIZE": 24,
+    "QUICK_ORDER_MAX_LINES": 500,
+    "QUICK_ORDER_MAX_FILE_MB": 2,
+    "SESSION_COOKIE_SECURE": False,
+    "SESSION_HOURS": 12,
+}
+
+# How each value must look: a converter that raises ValueError with a reason.
+def _positive_int(value):
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a whole number above 0")
+    return number
+
+
+def _non_negative_int(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return number
+
+
+def _rate(value):
+    try:
+        rate = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("must be a decimal number such as 0.20") from None
+    if not 0 <= rate < 1:
+        raise ValueError("must be between 0 and 1, e.g. 0.20 for 20%")
+    return rate
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _limit(value):
+    from limits import parse_many
+
+    try:
+        parse_many(str(value))
+    except ValueError:
+        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
+    return str(value)
+
+
+def _url(value):
+    if value in (None, ""):
+        return None
+    return str(value)
+
+
+CONVERTERS = {
+    "PROXY_HOPS": _non_negative_int,
+    "PORT": _positive_int,
+    "THREADS": _positive_int,
+    "CONNECTION_LIMIT": _positive_int,
+    "CHANNEL_TIMEOUT": _positive_int,
+    "MAX_REQUEST_MB": _positive_int,
+    "SLOW_QUERY_MS": _non_negative_int,
+    "DB_POOL_SIZE": _positive_int,
+    "DB_MAX_OVERFLOW": _non_negative_int,
+    "DB_POOL_TIMEOUT": _positive_int,
+    "DB_POOL_RECYCLE": _positive_int,
+    "VAT_RATE": _rate,
+    "PAGE_SIZE": _positive_int,
+    "QUICK_ORDER_MAX_LINES": _positive_int,
+    "QUICK_ORDER_MAX_FILE_MB": _positive_int,
+    "SESSION_COOKIE_SECURE": _bool,
+    "SESSION_HOURS": _positive_int,
+    "RATELIMIT_IP": _limit,
+    "RATELIMIT_USER": _limit,
+    "DATABASE_URL": _url,
+    "REDIS_URL": _url,
+    "CACHE_URL": _url,
+    "MAIL_URL": _url,
+}
+
+
+def load_config(app, overrides=None):
+    """Fill app.config from the three layers plus test overrides, then check and derive values."""
+    app.config.update(DEFAULTS)
+    app.config.from_pyfile("sipup.cfg", silent=True)
+    for key, value in os.environ.items():
+        if key.startswith(ENV_PREFIX + "_") and not key.startswith(ENV_PREFIX + "_TEST_"):
+            app.config[key[len(ENV_PREFIX) + 1:]] = value
+    app.config.update(overrides or {})
+    _check(app.config)
+    _derive(app)
+
+
+def _check(config):
+    for key, convert in CONVERTERS.items():
+        try:
+            config[key] = convert(config[key])
+        except (TypeError, ValueError) as exc:
+            reason = str(exc) if "must" in str(exc) else "has the wrong form"
+            raise ConfigError(f"{ENV_PREFIX}_{key}={config[key]!r} {reason}.") from None
+
+
+def _derive(app):
+    config = app.config
+    os.makedirs(app.instance_path, exist_ok=True)
+    url = config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "sipup.db")
+    config["DATABASE_URL"] = url
+    config["SQLALCHEMY_DATABASE_URI"] = url
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, config)
+    config["SECRET_KEY"] = config["SECRET_KEY"] or _embedded_secret_key(app, url)
+    config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_MB"] * 1024 * 1024
+    # Pasted quick orders are form fields, not files: allow a generous paste.
+    config["MAX_FORM_MEMORY_SIZE"] = 4 * 1024 * 1024
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
+    from datetime import timedelta
+
+    config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["SESSION_HOURS"])
+    # Static files carry a content hash in their URL, so browsers may keep them for a year.
+    config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 24 * 3600
+    config["WTF_CSRF_TIME_LIMIT"] = None
+
+
+def engine_options(url, config):
+    """SQLAlchemy engine options for the configured database; names a wrong URL clearly."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{ENV_PREFIX}_DATABASE_URL={url!r} is not a database URL; "
+            "use e.g. mysql+pymysql://user:password@host/sipup or sqlite:///path/sipup.db."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    if backend in ("mysql", "mariadb"):
+        if parsed.get_driver_name() not in ("pymysql",):
+            raise ConfigError(
+                f"{ENV_PREFIX}_DATABASE_URL uses the driver {parsed.get_driver_name()!r}; "
+                "sipup ships PyMySQL, so write mysql+pymysql://..."
+            )
+        return {
+            "pool_size": config["DB_POOL_SIZE"],
+            "max_overflow": config["DB_MAX_OVERFLOW"],
+            "pool_timeout": config["DB_POOL_TIMEOUT"],
+            "pool_recycle": config["DB_POOL_RECYCLE"],
+            "pool_pre_ping": True,
+            "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},
+        }
+    raise ConfigError(
+        f"{ENV_PREFIX}_DATABASE_URL uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."
+    )
+
+
+def _embedded_secret_key(app, url):
+    """On the embedded default, keep a generated key in instance/; elsewhere demand one."""
+    if not url.startswith("sqlite"):
+        raise ConfigError(
+            f"{ENV_PREFIX}_SECRET_KEY is not set. Production needs a long random value shared by all hosts, "
+            'e.g. python -c "import secrets; print(secrets.token_hex(32))".'
+        )
+    path = os.path.join(app.instance_path, "secret_key")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32))
+        os.chmod(path, 0o600)
+    with open(path, encoding="ascii") as handle:
+        return handle.read().strip()

@@ -1,0 +1,65 @@
+"""Errors handled in one place: friendly pages or HTMX fragments, details only in the log."""
+import logging
+import secrets
+
+from flask import jsonify, render_template, request
+from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+log = logging.getLogger("sipup.errors")
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Go back and try again."),
+    401: ("Please sign in", "Your session has ended. Sign in again to continue."),
+    403: ("Not for this account", "Your account cannot open this page."),
+    404: ("Not found", "There is nothing at this address. It may have moved, or the link is mistyped."),
+    405: ("Not allowed", "This page cannot be used that way."),
+    413: ("Too large", "What you sent is larger than the server accepts. Send a smaller file."),
+    429: ("Slow down", "Too many requests. Wait a moment and try again."),
+    500: ("Something went wrong", "We have logged the error and will look into it. Your data is safe; try again."),
+    503: ("Back in a moment", "The database is not answering right now. Please try again in a minute."),
+}
+
+
+def register_error_handlers(app):
+    """Render every HTTP error and every unexpected exception without exposing internals."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(PoolTimeout, _database_down)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _http_error(error):
+    if error.code in (301, 302, 303, 307, 308):
+        return error
+    return render_error(error.code or 500)
+
+
+def _database_down(error):
+    db.session.rollback()
+    log.error("Database unavailable on %s %s: %s", request.method, request.path, error)
+    return render_error(503)
+
+
+def _unexpected(error):
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    db.session.rollback()
+    reference = secrets.token_hex(4)
+    log.exception("Unhandled error %s on %s %s", reference, request.method, request.path)
+    return render_error(500, reference)
+
+
+def render_error(code, reference=None):
+    """A full page, an HTMX fragment or JSON, by what the client asked for."""
+    title, message = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    if request.accept_mimetypes.best == "application/json" or request.is_json:
+        return jsonify(error=title, message=message, reference=reference), code
+    template = "errors/_fragment.html" if request.headers.get("HX-Request") else "errors/page.html"
+    try:
+        return render_template(template, code=code, title=title, message=message, reference=reference), code
+    except Exception:  # the template itself needs the database (e.g. the cart count): answer plainly
+        log.exception("Error page for %s could not be rendered", code)
+        return f"{title}. {message}", code, {"Content-Type": "text/plain; charset=utf-8"}

@@ -1,0 +1,357 @@
+"""SQLAlchemy 2.x typed models: companies, users, catalog, prices, carts, orders, invoices, payments.
+
+The orders tables (orders, order_lines, order_events) carry no database foreign keys and no unique
+key without created_at, because `flask db optimize` partitions them by month on MySQL/MariaDB and
+InnoDB forbids both on partitioned tables. The order number is unique by construction: it is made
+from the auto-increment id (see services.orders.order_number).
+"""
+import enum
+import secrets
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+Money = Numeric(12, 2)
+# BIGINT on MySQL for tables that reach millions of rows; SQLite needs INTEGER to auto-increment.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow():
+    """Naive UTC now: DATETIME columns on MySQL carry no zone, so every timestamp is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    STAFF = "staff"
+    OWNER = "owner"
+    BUYER = "buyer"
+
+
+class OrderStatus(enum.StrEnum):
+    PLACED = "placed"
+    CREDIT_HOLD = "credit_hold"
+    CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    INVOICED = "invoiced"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self):
+        return self.value.replace("_", " ").capitalize()
+
+
+class PriceList(db.Model):
+    __tablename__ = "price_lists"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    tiers: Mapped[list["PriceTier"]] = relationship(back_populates="price_list", cascade="all, delete-orphan")
+
+
+class Company(db.Model):
+    __tablename__ = "companies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    vat_id: Mapped[str | None] = mapped_column(String(32))
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
+    credit_limit: Mapped[Decimal] = mapped_column(Money, default=Decimal("5000.00"))
+    price_list_id: Mapped[int | None] = mapped_column(ForeignKey("price_lists.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    price_list: Mapped[PriceList | None] = relationship()
+    addresses: Mapped[list["Address"]] = relationship(
+        back_populates="company", cascade="all, delete-orphan", order_by="Address.id"
+    )
+    users: Mapped[list["User"]] = relationship(back_populates="company", order_by="User.email")
+
+    __table_args__ = (CheckConstraint("credit_limit >= 0", name="credit_limit_not_negative"),)
+
+
+class Address(db.Model):
+    __tablename__ = "addresses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    label: Mapped[str] = mapped_column(String(80))
+    street: Mapped[str] = mapped_column(String(200))
+    postcode: Mapped[str] = mapped_column(String(20))
+    city: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2), default="DE")
+
+    company: Mapped[Company] = relationship(back_populates="addresses")
+
+    def one_line(self):
+        return f"{self.label}: {self.street}, {self.postcode} {self.city}, {self.country}"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(10))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of the login cookie: changing it (new password, deactivation) ends every session.
+    session_token: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    company: Mapped[Company | None] = relationship(back_populates="users")
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+        self.session_token = secrets.token_hex(16)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+    # Flask-Login protocol
+    @property
+    def is_authenticated(self):
+        return True
+
+    @property
+    def is_active(self):
+        return self.active and (self.company is None or self.company.active)
+
+    @property
+    def is_anonymous(self):
+        return False
+
+    def get_id(self):
+        return f"{self.id}:{self.session_token}"
+
+    @property
+    def is_staff(self):
+        return self.role in (Role.ADMIN, Role.STAFF)
+
+    @property
+    def is_admin(self):
+        return self.role == Role.ADMIN
+
+    @property
+    def is_customer(self):
+        return self.role in (Role.OWNER, Role.BUYER) and self.company_id is not None
+
+
+class Category(db.Model):
+    __tablename__ = "categories"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
+    sell_unit: Mapped[str] = mapped_column(String(80))
+    base_price: Mapped[Decimal] = mapped_column(Money)
+    min_qty: Mapped[int] = mapped_column(Integer, default=1)
+    qty_step: Mapped[int] = mapped_column(Integer, default=1)
+    deposit: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    stock_on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    stock_reserved: Mapped[int] = mapped_column(Integer, default=0)
+    backorder_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=10)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    category: Mapped[Category] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("stock_on_hand >= 0", name="stock_on_hand_not_negative"),
+        CheckConstraint("stock_reserved >= 0", name="stock_reserved_not_negative"),
+        CheckConstraint("min_qty >= 1 AND qty_step >= 1", name="quantities_positive"),
+        CheckConstraint("base_price >= 0 AND deposit >= 0", name="prices_not_negative"),
+    )
+
+    @property
+    def available(self):
+        return self.stock_on_hand - self.stock_reserved
+
+    @property
+    def low_stock(self):
+        return self.available <= self.low_stock_threshold
+
+
+class PriceTier(db.Model):
+    __tablename__ = "price_tiers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    price_list_id: Mapped[int] = mapped_column(ForeignKey("price_lists.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    min_qty: Mapped[int] = mapped_column(Integer, default=1)
+    price: Mapped[Decimal] = mapped_column(Money)
+
+    price_list: Mapped[PriceList] = relationship(back_populates="tiers")
+    product: Mapped[Product] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("price_list_id", "product_id", "min_qty", name="uq_price_tiers_list_product_qty"),
+        CheckConstraint("min_qty >= 1 AND price >= 0", name="tier_valid"),
+    )
+
+
+class CartItem(db.Model):
+    __tablename__ = "cart_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    product: Mapped[Product] = relationship()
+
+    __table_args__ = (UniqueConstraint("user_id", "product_id", name="uq_cart_items_user_product"),)
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(20), default="", index=True)
+    company_id: Mapped[int] = mapped_column(Integer)
+    buyer_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PLACED)
+    po_reference: Mapped[str] = mapped_column(String(60), default="")
+    requested_date: Mapped[date | None] = mapped_column(Date)
+    delivery_address: Mapped[str] = mapped_column(String(400), default="")
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    goods_total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    deposit_total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    vat_total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    company: Mapped[Company] = relationship(
+        primaryjoin=lambda: foreign(Order.company_id) == Company.id, viewonly=True
+    )
+    buyer: Mapped[User | None] = relationship(primaryjoin=lambda: foreign(Order.buyer_id) == User.id, viewonly=True)
+    lines: Mapped[list["OrderLine"]] = relationship(
+        primaryjoin=lambda: Order.id == foreign(OrderLine.order_id),
+        order_by=lambda: OrderLine.id,
+        cascade="all, delete-orphan",
+    )
+    events: Mapped[list["OrderEvent"]] = relationship(
+        primaryjoin=lambda: Order.id == foreign(OrderEvent.order_id),
+        order_by=lambda: OrderEvent.id,
+        cascade="all, delete-orphan",
+    )
+
+    __table_args__ = (
+        Index("ix_orders_company_created", "company_id", "created_at"),
+        Index("ix_orders_status_created", "status", "created_at"),
+        Index("ix_orders_created_at", "created_at"),
+    )
+
+    @property
+    def status_label(self):
+        return OrderStatus(self.status).label
+
+
+class OrderLine(db.Model):
+    __tablename__ = "order_lines"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigId, index=True)
+    # The order's month, so lines can be partitioned alongside their order.
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    product_id: Mapped[int] = mapped_column(Integer, index=True)
+    sku: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    sell_unit: Mapped[str] = mapped_column(String(80))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    unit_deposit: Mapped[Decimal] = mapped_column(Money)
+    line_total: Mapped[Decimal] = mapped_column(Money)
+
+    product: Mapped[Product] = relationship(primaryjoin=lambda: foreign(OrderLine.product_id) == Product.id, viewonly=True)
+
+
+class OrderEvent(db.Model):
+    __tablename__ = "order_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigId, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(400), default="")
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    user: Mapped[User | None] = relationship(primaryjoin=lambda: foreign(OrderEvent.user_id) == User.id, viewonly=True)
+
+    @property
+    def status_label(self):
+        return OrderStatus(self.status).label
+
+
+class Invoice(db.Model):
+    __tablename__ = "invoices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    order_id: Mapped[int] = mapped_column(BigId, index=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    paid_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    due_date: Mapped[date] = mapped_column(Date)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    company: Mapped[Company] = relationship()
+    order: Mapped[Order] = relationship(primaryjoin=lambda: foreign(Invoice.order_id) == Order.id, viewonly=True)
+
+    __table_args__ = (
+        Index("ix_invoices_company_paid", "company_id", "paid_at"),
+        Index("ix_invoices_due_date", "due_date"),
+    )
+
+    @property
+    def open_amount(self):
+        return self.amount - self.paid_amount
+
+    @property
+    def is_overdue(self):
+        return self.paid_at is None and self.due_date < utcnow().date()
+
+
+class Payment(db.Model):
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(80), unique=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (CheckConstraint("amount > 0", name="payment_positive"),)
+
+
+class Sequence(db.Model):
+    """Gap-free counters (invoice numbers): incremented inside the transaction that uses the value."""
+
+    __tablename__ = "sequences"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

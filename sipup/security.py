@@ -1,0 +1,47 @@
+"""Sign-in, CSRF and the guards that keep each audience in its own area."""
+from functools import wraps
+
+from flask import abort, redirect, request, url_for
+from flask_login import current_user
+
+from .extensions import csrf, login_manager
+from .services import accounts
+
+
+def register_security(app):
+    """Flask-Login with tokens that end on password change, and CSRF on every form."""
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see your prices and order."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(accounts.load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+
+
+def _unauthorized():
+    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": target}
+    return redirect(target)
+
+
+def _require(check):
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return _unauthorized()
+            if not check(current_user):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+customer_required = _require(lambda user: user.is_customer)
+staff_required = _require(lambda user: user.is_staff)
+admin_required = _require(lambda user: user.is_admin)

@@ -1,0 +1,111 @@
+"""The persistent cart of one user: add, change, remove, and price it for display and checkout."""
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..models import CartItem, Product
+from .errors import InvalidQuantity, NotFound
+from .pricing import load_tiers, money, unit_price
+from .quantities import quantity_problem, stock_problem
+
+
+@dataclass
+class PricedLine:
+    product: Product
+    quantity: int
+    unit_price: Decimal
+    unit_deposit: Decimal
+    line_total: Decimal
+    problems: list = field(default_factory=list)  # rules that stop the line being ordered at all
+    stock_note: str | None = None  # stock is short now; checkout's reservation has the last word
+
+
+@dataclass
+class PricedCart:
+    lines: list
+    goods_total: Decimal
+    deposit_total: Decimal
+    vat_total: Decimal
+    total: Decimal
+
+    @property
+    def problems(self):
+        return [p for line in self.lines for p in line.problems]
+
+    @property
+    def stock_notes(self):
+        return [line.stock_note for line in self.lines if line.stock_note]
+
+    @property
+    def count(self):
+        return len(self.lines)
+
+
+def add(user_id, product, quantity, replace=False):
+    """Put a quantity of a product in the cart (added to what is there unless replace)."""
+    if not product.active:
+        raise NotFound(f"{product.sku} is no longer sold.")
+    item = db.session.scalar(select(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product.id))
+    new_quantity = quantity if (replace or item is None) else item.quantity + quantity
+    problem = quantity_problem(product, new_quantity)
+    if problem:
+        raise InvalidQuantity(problem)
+    if item is None:
+        db.session.add(CartItem(user_id=user_id, product_id=product.id, quantity=new_quantity))
+    else:
+        item.quantity = new_quantity
+    db.session.commit()
+    return new_quantity
+
+
+def remove(user_id, product_id):
+    """Take a product out of the cart."""
+    db.session.execute(delete(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product_id))
+    db.session.commit()
+
+
+def items(user_id):
+    """The cart's items with their products, in the order they were added."""
+    stmt = (
+        select(CartItem)
+        .options(joinedload(CartItem.product))
+        .where(CartItem.user_id == user_id)
+        .order_by(CartItem.id)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def count(user_id):
+    """How many lines the cart has (for the header)."""
+    return len(db.session.scalars(select(CartItem.id).where(CartItem.user_id == user_id)).all())
+
+
+def price_lines(price_list_id, pairs, vat_rate):
+    """Price (product, quantity) pairs for one price list; each line lists what stops it being ordered."""
+    tiers = load_tiers(price_list_id, [p.id for p, _ in pairs])
+    lines = []
+    for product, quantity in pairs:
+        price = unit_price(product.base_price, tiers.get(product.id, []), quantity)
+        if not product.active:
+            problems = [f"{product.sku} is no longer sold; remove it."]
+        else:
+            problems = [p for p in [quantity_problem(product, quantity)] if p]
+        lines.append(
+            PricedLine(
+                product, quantity, price, product.deposit, money(price * quantity), problems,
+                stock_problem(product, quantity),
+            )
+        )
+    goods = sum((line.line_total for line in lines), Decimal("0.00"))
+    deposit = sum((money(line.unit_deposit * line.quantity) for line in lines), Decimal("0.00"))
+    vat = money((goods + deposit) * vat_rate)
+    return PricedCart(lines, goods, deposit, vat, goods + deposit + vat)
+
+
+def priced(user, vat_rate):
+    """The user's cart with today's prices for their company."""
+    pairs = [(item.product, item.quantity) for item in items(user.id)]
+    return price_lines(user.company.price_list_id, pairs, vat_rate)

@@ -1,0 +1,50 @@
+"""The catalog a buyer browses: search, filter, sort and page through active products."""
+from sqlalchemy import func, or_, select
+
+from ..extensions import db
+from ..models import Category, Product
+from .errors import NotFound
+
+SORTS = {
+    "name": (Product.name, Product.id),
+    "sku": (Product.sku,),
+    "price": (Product.base_price, Product.id),
+    "price_desc": (Product.base_price.desc(), Product.id),
+}
+
+
+def categories():
+    """All categories in display order, as plain dicts."""
+    rows = db.session.scalars(select(Category).order_by(Category.position, Category.name))
+    return [{"id": c.id, "name": c.name, "slug": c.slug} for c in rows]
+
+
+def search(query="", category_slug=None, sort="name", page=1, per_page=24):
+    """A page of active products matching a name/SKU query and a category."""
+    stmt = select(Product).where(Product.active.is_(True))
+    query = (query or "").strip()
+    if query:
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Product.name.ilike(like, escape="\\"), Product.sku.ilike(like, escape="\\")))
+    if category_slug:
+        stmt = stmt.join(Category).where(Category.slug == category_slug)
+    stmt = stmt.order_by(*SORTS.get(sort, SORTS["name"]))
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+
+
+def product_by_sku(sku, include_inactive=False):
+    """One product by SKU, or NotFound."""
+    stmt = select(Product).where(func.upper(Product.sku) == (sku or "").strip().upper())
+    product = db.session.scalar(stmt)
+    if product is None or not (product.active or include_inactive):
+        raise NotFound(f"There is no product with SKU “{sku}”.")
+    return product
+
+
+def products_by_skus(skus):
+    """Active and inactive products for many SKUs in one query: {SKU upper-cased: product}."""
+    wanted = {s.upper() for s in skus}
+    if not wanted:
+        return {}
+    rows = db.session.scalars(select(Product).where(func.upper(Product.sku).in_(wanted)))
+    return {p.sku.upper(): p for p in rows}

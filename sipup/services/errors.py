@@ -1,0 +1,37 @@
+"""Domain errors: each carries a message fit to show the user as it is."""
+
+
+class DomainError(Exception):
+    """A rule of the business was not met; str(error) explains it to the user."""
+
+
+class NotFound(DomainError):
+    pass
+
+
+class InvalidQuantity(DomainError):
+    pass
+
+
+class OutOfStock(DomainError):
+    pass
+
+
+class EmptyCart(DomainError):
+    pass
+
+
+class InvalidTransition(DomainError):
+    pass
+
+
+class InvalidInput(DomainError):
+    pass
+
+
+class FieldErrors(InvalidInput):
+    """Several form fields are wrong: errors maps each field name to its message."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__(" ".join(errors.values()))

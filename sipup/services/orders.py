@@ -1,0 +1,349 @@
+"""Orders on account: checkout with stock reservation and credit check, reorder, and status changes."""
+import secrets
+from datetime import date, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from ..database import run_in_transaction
+from ..extensions import db
+from ..models import (
+    Address,
+    CartItem,
+    Company,
+    Invoice,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    Product,
+    Sequence,
+    utcnow,
+)
+from . import cart as carts
+from .errors import DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from .pricing import load_tiers, money, unit_price
+from .quantities import stock_problem
+
+S = OrderStatus
+# Orders that use credit but have no invoice yet.
+UNINVOICED = (S.PLACED, S.CONFIRMED, S.SHIPPED)
+OPEN = (S.PLACED, S.CREDIT_HOLD, S.CONFIRMED, S.SHIPPED, S.INVOICED)
+# action: (statuses it starts from, status it leads to, button label)
+TRANSITIONS = {
+    "confirm": ((S.PLACED,), S.CONFIRMED, "Confirm"),
+    "release": ((S.CREDIT_HOLD,), S.PLACED, "Release from credit hold"),
+    "ship": ((S.CONFIRMED,), S.SHIPPED, "Mark shipped"),
+    "invoice": ((S.SHIPPED,), S.INVOICED, "Issue invoice"),
+    "pay": ((S.INVOICED,), S.PAID, "Mark paid"),
+    "cancel": ((S.PLACED, S.CREDIT_HOLD, S.CONFIRMED), S.CANCELLED, "Cancel"),
+}
+
+
+def order_number(order_id, created_at):
+    """Human-readable and unique because the id is: year, month, then the id."""
+    return f"{created_at:%y%m}-{order_id:06d}"
+
+
+def parse_order_number(number):
+    """The id inside an order number, or NotFound."""
+    head, _, tail = (number or "").partition("-")
+    if len(head) != 4 or not head.isdigit() or not tail.isdigit():
+        raise NotFound(f"There is no order “{number}”.")
+    return int(tail)
+
+
+def get_order(number, company_id=None):
+    """One order by number, limited to a company when given (another company's order is NotFound)."""
+    stmt = (
+        select(Order)
+        .options(selectinload(Order.lines), selectinload(Order.events))
+        .where(Order.id == parse_order_number(number), Order.number == number)
+    )
+    if company_id is not None:
+        stmt = stmt.where(Order.company_id == company_id)
+    order = db.session.scalar(stmt)
+    if order is None:
+        raise NotFound(f"There is no order “{number}”.")
+    return order
+
+
+def company_orders(company_id, page=1, per_page=20, status=None):
+    """A company's orders, newest first."""
+    stmt = select(Order).where(Order.company_id == company_id)
+    if status:
+        stmt = stmt.where(Order.status == status)
+    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc())
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False)
+
+
+def credit_position(company):
+    """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
+    open_invoices = db.session.scalar(
+        select(func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount), 0)).where(
+            Invoice.company_id == company.id, Invoice.paid_at.is_(None)
+        )
+    )
+    uninvoiced = db.session.scalar(
+        select(func.coalesce(func.sum(Order.total), 0)).where(
+            Order.company_id == company.id, Order.status.in_(UNINVOICED)
+        )
+    )
+    open_balance = money(open_invoices)
+    used = money(open_balance + money(uninvoiced))
+    return {
+        "limit": company.credit_limit,
+        "open_balance": open_balance,
+        "uninvoiced": money(uninvoiced),
+        "used": used,
+        "left": money(company.credit_limit - used),
+    }
+
+
+def checkout(user, vat_rate, po_reference="", requested_date=None, address_id=None, note=""):
+    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit."""
+    return run_in_transaction(_checkout, user.id, user.company_id, vat_rate, po_reference, requested_date, address_id, note)
+
+
+def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, address_id, note):
+    # Lock the company first: checkouts of one company run one at a time, so the credit check holds.
+    db.session.execute(update(Company).where(Company.id == company_id).values(id=Company.id))
+    company = db.session.get(Company, company_id, populate_existing=True)
+    address = db.session.get(Address, address_id) if address_id else None
+    if address is None or address.company_id != company_id:
+        raise InvalidInput("Choose one of your delivery addresses.")
+    if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
+        raise InvalidInput("The requested delivery date must be tomorrow or later.")
+    items = carts.items(user_id)
+    if not items:
+        raise EmptyCart("Your cart is empty.")
+    for item in items:
+        db.session.refresh(item.product)
+    priced = carts.price_lines(company.price_list_id, [(i.product, i.quantity) for i in items], vat_rate)
+    problems = priced.problems  # stock is checked by the reservation below, under lock
+    if problems:
+        raise InvalidInput(" ".join(problems))
+    # Reserve in product order so concurrent checkouts take row locks in the same order.
+    for line in sorted(priced.lines, key=lambda l: l.product.id):
+        _reserve(line.product, line.quantity)
+    credit = credit_position(company)
+    status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
+    now = utcnow()
+    order = Order(
+        company_id=company_id,
+        buyer_id=user_id,
+        status=status,
+        po_reference=po_reference.strip(),
+        requested_date=requested_date,
+        delivery_address=address.one_line(),
+        note=note.strip(),
+        goods_total=priced.goods_total,
+        deposit_total=priced.deposit_total,
+        vat_total=priced.vat_total,
+        total=priced.total,
+        created_at=now,
+    )
+    db.session.add(order)
+    db.session.flush()
+    order.number = order_number(order.id, now)
+    for line in priced.lines:
+        db.session.add(
+            OrderLine(
+                order_id=order.id,
+                created_at=now,
+                product_id=line.product.id,
+                sku=line.product.sku,
+                name=line.product.name,
+                sell_unit=line.product.sell_unit,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                unit_deposit=line.unit_deposit,
+                line_total=line.line_total,
+            )
+        )
+    hold_note = ""
+    if status == S.CREDIT_HOLD:
+        hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
+    _record(order, status, user_id, hold_note)
+    db.session.execute(CartItem.__table__.delete().where(CartItem.user_id == user_id))
+    return order
+
+
+def _reserve(product, quantity):
+    """One conditional update: reserve only if on hand minus reserved covers it (or backorder is on)."""
+    result = db.session.execute(
+        update(Product)
+        .where(
+            Product.id == product.id,
+            (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
+        )
+        .values(stock_reserved=Product.stock_reserved + quantity)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.refresh(product)
+        raise OutOfStock(
+            f"Only {max(product.available, 0)} of {product.sku} left; someone ordered before you. "
+            "Change the quantity and try again."
+        )
+
+
+def _record(order, status, user_id, note=""):
+    db.session.add(OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400]))
+
+
+def reorder(user, order):
+    """Put an earlier order's lines in the cart at today's prices; say what changed."""
+    ids = [line.product_id for line in order.lines]
+    products = {p.id: p for p in db.session.scalars(select(Product).where(Product.id.in_(ids)))}
+    tiers = load_tiers(user.company.price_list_id, list(products))
+    added, changes = 0, []
+    for line in order.lines:
+        product = products.get(line.product_id)
+        if product is None or not product.active:
+            changes.append(f"{line.sku} {line.name} is no longer sold and was left out.")
+            continue
+        try:
+            carts.add(user.id, product, line.quantity)
+        except DomainError as exc:
+            changes.append(f"{exc} {line.sku} was left out.")
+            continue
+        added += 1
+        today = unit_price(product.base_price, tiers.get(product.id, []), line.quantity)
+        if today != line.unit_price:
+            direction = "up" if today > line.unit_price else "down"
+            changes.append(f"{line.sku} {line.name}: price {direction} from {line.unit_price} to {today}.")
+        shortage = stock_problem(product, line.quantity)
+        if shortage:
+            changes.append(shortage)
+    return added, changes
+
+
+def transition(order_number_text, action, staff_user_id, payment_reference=""):
+    """Move an order along its life: confirm, release, ship, invoice, pay or cancel."""
+    if action not in TRANSITIONS:
+        raise InvalidTransition(f"“{action}” is not something an order can do.")
+    return run_in_transaction(_transition, order_number_text, action, staff_user_id, payment_reference)
+
+
+def _transition(number, action, staff_user_id, payment_reference):
+    order = get_order(number)
+    sources, target, _label = TRANSITIONS[action]
+    # A conditional update: two clerks clicking at once cannot both apply the same step.
+    changed = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status.in_(sources))
+        .values(status=target, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        raise InvalidTransition(
+            f"Order {order.number} is {OrderStatus(order.status).label.lower()}; "
+            f"“{TRANSITIONS[action][2]}” is not possible now."
+        )
+    note = ""
+    if action == "cancel":
+        for line in order.lines:
+            _move_stock(line, reserved=-line.quantity)
+    elif action == "ship":
+        for line in sorted(order.lines, key=lambda l: l.product_id):
+            _move_stock(line, reserved=-line.quantity, on_hand=-line.quantity)
+    elif action == "invoice":
+        invoice = _issue_invoice(order)
+        note = f"Invoice {invoice.number}, due {invoice.due_date:%d.%m.%Y}."
+    elif action == "pay":
+        note = _pay_invoice(order, payment_reference)
+    db.session.refresh(order)
+    _record(order, target, staff_user_id, note)
+    return order
+
+
+def _move_stock(line, reserved=0, on_hand=0):
+    result = db.session.execute(
+        update(Product)
+        .where(
+            Product.id == line.product_id,
+            Product.stock_reserved + reserved >= 0,
+            Product.stock_on_hand + on_hand >= 0,
+        )
+        .values(stock_reserved=Product.stock_reserved + reserved, stock_on_hand=Product.stock_on_hand + on_hand)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(f"Not enough {line.sku} on hand to ship {line.quantity}; correct the stock first.")
+
+
+def next_number(name):
+    """The next value of a gap-free counter; the row stays locked until the transaction ends."""
+    for _ in range(2):
+        bumped = db.session.execute(
+            update(Sequence).where(Sequence.name == name).values(value=Sequence.value + 1)
+        ).rowcount
+        if bumped:
+            return db.session.scalar(select(Sequence.value).where(Sequence.name == name))
+        try:
+            with db.session.begin_nested():
+                db.session.add(Sequence(name=name, value=1))
+            return 1
+        except IntegrityError:
+            continue  # another transaction created it first: bump it instead
+    raise RuntimeError(f"Sequence {name} could not be advanced")
+
+
+def _issue_invoice(order):
+    company = db.session.get(Company, order.company_id)
+    today = utcnow()
+    value = next_number(f"invoice-{today:%Y}")
+    invoice = Invoice(
+        number=f"INV-{today:%Y}-{value:06d}",
+        order_id=order.id,
+        company_id=order.company_id,
+        amount=order.total,
+        issued_at=today,
+        due_date=today.date() + timedelta(days=company.payment_terms_days),
+    )
+    db.session.add(invoice)
+    return invoice
+
+
+def _pay_invoice(order, reference):
+    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+    reference = (reference or "").strip() or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}"
+    if db.session.scalar(select(Payment.id).where(Payment.reference == reference)):
+        raise InvalidInput(f"Payment reference “{reference}” was already used.")
+    db.session.add(
+        Payment(reference=reference[:80], company_id=order.company_id, invoice_id=invoice.id, amount=invoice.open_amount)
+    )
+    invoice.paid_amount = invoice.amount
+    invoice.paid_at = utcnow()
+    return f"Payment {reference} of {invoice.amount} applied to {invoice.number}."
+
+
+def company_invoices(company_id):
+    """A company's invoices, open ones first, newest first."""
+    stmt = (
+        select(Invoice)
+        .options(selectinload(Invoice.order))
+        .where(Invoice.company_id == company_id)
+        .order_by(Invoice.paid_at.is_not(None), Invoice.issued_at.desc())
+    )
+    return list(db.session.scalars(stmt))
+
+
+def parse_requested_date(text):
+    """An ISO date from a form field, or None when empty; names a bad value."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"“{text[:20]}” is not a date; use the date picker or YYYY-MM-DD.") from None
+
+
+def available_transitions(order):
+    """The actions staff can take on an order now: [(action, label)]."""
+    return [(action, label) for action, (sources, _t, label) in TRANSITIONS.items() if order.status in sources]
+

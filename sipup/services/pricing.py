@@ -1,0 +1,52 @@
+"""Buyer prices: the company's price list tiers, else the base price; the highest tier met wins."""
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import PriceTier
+
+CENT = Decimal("0.01")
+
+
+def money(value):
+    """Round to cents, half up, as invoices do."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def load_tiers(price_list_id, product_ids):
+    """The tiers of one price list for many products, in one query: {product_id: [(min_qty, price)]}."""
+    tiers = defaultdict(list)
+    if price_list_id is None or not product_ids:
+        return tiers
+    rows = db.session.execute(
+        select(PriceTier.product_id, PriceTier.min_qty, PriceTier.price)
+        .where(PriceTier.price_list_id == price_list_id, PriceTier.product_id.in_(set(product_ids)))
+        .order_by(PriceTier.product_id, PriceTier.min_qty)
+    )
+    for product_id, min_qty, price in rows:
+        tiers[product_id].append((min_qty, price))
+    return tiers
+
+
+def unit_price(base_price, tiers, quantity):
+    """The price per unit for a quantity: the highest tier whose minimum is met, else the base price."""
+    price = base_price
+    for min_qty, tier_price in tiers:  # sorted by min_qty
+        if quantity >= min_qty:
+            price = tier_price
+    return price
+
+
+def price_steps(product, tiers):
+    """What a product page shows: [(from_quantity, unit_price)] starting at the minimum quantity."""
+    steps = [(product.min_qty, unit_price(product.base_price, tiers, product.min_qty))]
+    for min_qty, price in tiers:
+        if min_qty > product.min_qty and price != steps[-1][1]:
+            steps.append((min_qty, price))
+    return steps
+
+
+def company_price_list_id(user):
+    return user.company.price_list_id if user.company else None

@@ -1,0 +1,45 @@
+"""Quantity rules of a product: whole packs, at least the minimum, in multiples of the step."""
+from .errors import InvalidQuantity
+
+MAX_QUANTITY = 100_000
+
+
+def parse_quantity(text):
+    """A quantity typed by a user, as a whole number of packs; explains what is wrong with it."""
+    raw = str(text if text is not None else "").strip()
+    if not raw:
+        raise InvalidQuantity("Enter a quantity.")
+    if raw.lstrip("-").isdigit():
+        value = int(raw)
+    else:
+        try:
+            float(raw.replace(",", "."))
+        except ValueError:
+            raise InvalidQuantity(f"Quantity “{raw[:20]}” is not a number.") from None
+        raise InvalidQuantity(f"Quantity “{raw[:20]}” is not a whole number of packs.")
+    if value <= 0:
+        raise InvalidQuantity(f"Quantity {value} must be at least 1.")
+    if value > MAX_QUANTITY:
+        raise InvalidQuantity(f"Quantity {value} is more than {MAX_QUANTITY:,} packs; call us for such an order.")
+    return value
+
+
+def quantity_problem(product, quantity):
+    """Why a quantity cannot be ordered for this product, or None when it can."""
+    if quantity < product.min_qty:
+        return f"The minimum for {product.sku} is {product.min_qty}."
+    if quantity % product.qty_step:
+        lower = quantity - quantity % product.qty_step
+        upper = lower + product.qty_step
+        choices = f"{lower} or {upper}" if lower >= product.min_qty else f"{upper}"
+        return f"{product.sku} comes in steps of {product.qty_step}: order {choices}."
+    return None
+
+
+def stock_problem(product, quantity):
+    """Why stock cannot cover a quantity, or None."""
+    if product.backorder_allowed or quantity <= product.available:
+        return None
+    if product.available <= 0:
+        return f"{product.sku} is out of stock."
+    return f"Only {product.available} of {product.sku} in stock."

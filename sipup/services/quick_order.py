@@ -1,0 +1,113 @@
+"""Quick order: read pasted `SKU qty` lines or an Excel-style CSV and preview every line's status."""
+import csv
+import io
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from . import catalog
+from .cart import price_lines
+from .errors import InvalidInput, InvalidQuantity
+from .quantities import parse_quantity
+
+SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
+HEADER_WORDS = {"sku", "article", "artikel", "item", "product", "code", "artikelnummer", "art.-nr."}
+
+
+@dataclass
+class PreviewLine:
+    line_no: int
+    raw: str
+    sku: str
+    quantity: int | None
+    product: object = None
+    unit_price: Decimal | None = None
+    line_total: Decimal | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self):
+        return self.problem is None
+
+
+def read_upload(data, max_bytes):
+    """The text of an uploaded CSV file; explains size, binary and encoding problems."""
+    if len(data) > max_bytes:
+        raise InvalidInput(
+            f"The file is {len(data) / 1_048_576:.1f} MB; quick-order files can be at most "
+            f"{max_bytes // 1_048_576} MB. Split it into smaller files."
+        )
+    if data.startswith(b"PK\x03\x04"):
+        raise InvalidInput("This is an Excel workbook, not a CSV file. In Excel choose Save As → CSV UTF-8.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if b"\x00" in data:
+        raise InvalidInput("This file is not text. Upload a CSV file with one SKU and quantity per line.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput(
+            f"The file is not UTF-8 text (first odd character on line {line}). "
+            "In Excel choose Save As → CSV UTF-8 (comma delimited)."
+        ) from None
+
+
+def parse(text, max_lines):
+    """Split text into (line number, raw line, SKU, quantity text); blank lines and a header are skipped."""
+    text = text.lstrip("\ufeff")
+    raw_lines = text.splitlines()
+    entries = [(n, line.strip()) for n, line in enumerate(raw_lines, start=1) if line.strip()]
+    if not entries:
+        raise InvalidInput("Enter at least one line: a SKU and a quantity, e.g. “BEER-0330-24 5”.")
+    if len(entries) > max_lines:
+        raise InvalidInput(
+            f"That is {len(entries):,} lines; a quick order takes at most {max_lines:,}. Split it into parts."
+        )
+    parsed = []
+    for number, line in entries:
+        if ";" in line or "," in line or '"' in line:
+            delimiter = ";" if line.count(";") >= line.count(",") else ","
+            fields = [f.strip() for f in next(csv.reader(io.StringIO(line), delimiter=delimiter))]
+        else:
+            fields = SEPARATORS.split(line)
+        fields = [f for f in fields if f != ""]
+        if number == entries[0][0] and fields and fields[0].lower() in HEADER_WORDS:
+            continue
+        sku = fields[0] if fields else ""
+        quantity_text = fields[1] if len(fields) > 1 else ""
+        parsed.append((number, line, sku, quantity_text))
+    return parsed
+
+
+def preview(text, price_list_id, vat_rate, max_lines):
+    """Every line with its product, price for the quantity, and the problem that stops it, if any."""
+    parsed = parse(text, max_lines)
+    products = catalog.products_by_skus([sku for _, _, sku, _ in parsed if sku])
+    lines, seen = [], {}
+    for number, raw, sku, quantity_text in parsed:
+        line = PreviewLine(number, raw[:200], sku[:40], None)
+        lines.append(line)
+        if not quantity_text:
+            line.problem = "No quantity: write the SKU, then the quantity."
+            continue
+        try:
+            line.quantity = parse_quantity(quantity_text)
+        except InvalidQuantity as exc:
+            line.problem = str(exc)
+            continue
+        product = products.get(sku.upper())
+        if product is None or not product.active:
+            line.problem = f"Unknown SKU “{sku[:40]}”." if product is None else f"{product.sku} is no longer sold."
+            continue
+        if product.id in seen:
+            line.problem = f"{product.sku} is already on line {seen[product.id]}; put it on one line."
+            continue
+        seen[product.id] = number
+        line.product = product
+    candidates = [line for line in lines if line.ok]
+    priced = price_lines(price_list_id, [(line.product, line.quantity) for line in candidates], vat_rate)
+    for line, priced_line in zip(candidates, priced.lines):
+        line.unit_price, line.line_total = priced_line.unit_price, priced_line.line_total
+        line.problem = (priced_line.problems or [priced_line.stock_note])[0]
+    return lines

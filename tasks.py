@@ -1,0 +1,1 @@
+"""Background jobs. Each job is a few lines that take ids and call a service (see the queue issue)."""
