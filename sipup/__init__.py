@@ -1,12 +1,15 @@
 """sipup: a B2B ordering platform for wholesalers. create_app() is the table of contents."""
+import os
+
 from flask import Flask
 
 from .config import load_config
 
 
-def create_app(overrides=None):
+def create_app(overrides=None, instance_path=None):
     """Build the app: configuration, logging, extensions, blueprints, errors, CLI."""
-    app = Flask(__name__, instance_relative_config=True)
+    instance_path = instance_path or os.environ.get("SIPUP_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, overrides)
     from .logs import register_logging
     from .database import register_database

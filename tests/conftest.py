@@ -1,0 +1,203 @@
+"""Fixtures: an app per backend (SQLite always, MariaDB where SIPUP_TEST_DATABASE_URL is set).
+
+Each backend gets a database of its own for the session, created by the migrations and dropped at
+the end; every test starts from empty tables, so tests touch only data they create.
+"""
+import os
+import secrets
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from sipup import create_app
+from sipup.extensions import db
+from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
+
+PASSWORD = "correct horse battery"
+BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
+
+
+def _server_database(base_url):
+    """Create a uniquely named database on the test server; return its URL and a dropper."""
+    url = make_url(base_url)
+    name = f"{url.database or 'sipup_test'}_{secrets.token_hex(4)}"
+    server = create_engine(url._replace(database=None))
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+
+    def drop():
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request, tmp_path_factory):
+    """(name, database URL, instance folder) with the schema migrated, for the whole session."""
+    instance = tmp_path_factory.mktemp(f"instance-{request.param}")
+    if request.param == "sqlite":
+        url, drop = f"sqlite:///{instance / 'test.db'}", None
+    else:
+        url, drop = _server_database(os.environ["SIPUP_TEST_DATABASE_URL"])
+    app = create_app(_overrides(url), instance_path=str(instance))
+    with app.app_context():
+        from sipup.cli import upgrade_schema
+
+        upgrade_schema()
+        db.engine.dispose()
+    yield request.param, url, str(instance)
+    if drop:
+        drop()
+
+
+def _overrides(url):
+    return {
+        "TESTING": True,
+        "DATABASE_URL": url,
+        "SECRET_KEY": "test-secret",
+        "WTF_CSRF_ENABLED": False,
+        "DB_POOL_SIZE": 5,
+        "DB_MAX_OVERFLOW": 25,
+    }
+
+
+@pytest.fixture
+def make_app(backend):
+    """Build another app on the same database with extra configuration."""
+    name, url, instance = backend
+    apps = []
+
+    def build(**extra):
+        app = create_app({**_overrides(url), **extra}, instance_path=instance)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(backend, make_app):
+    """The app, inside an app context, on empty tables."""
+    app = make_app()
+    app.backend = backend[0]
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+
+
+def _empty_tables():
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# --- factories -------------------------------------------------------------------------------
+
+@pytest.fixture
+def make_product():
+    counter = iter(range(1, 10_000))
+
+    def make(**fields):
+        n = next(counter)
+        category = db.session.scalar(db.select(Category).limit(1))
+        if category is None:
+            category = Category(name="Beer", slug="beer")
+            db.session.add(category)
+            db.session.flush()
+        values = dict(
+            sku=f"SKU-{n:04d}", name=f"Product {n}", sell_unit="case of 24 x 0.33 l", base_price=Decimal("10.00"),
+            deposit=Decimal("3.42"), min_qty=1, qty_step=1, stock_on_hand=100, stock_reserved=0,
+            backorder_allowed=False, low_stock_threshold=5, active=True, category_id=category.id,
+        )
+        values.update(fields)
+        product = Product(**values)
+        db.session.add(product)
+        db.session.commit()
+        return product
+
+    return make
+
+
+@pytest.fixture
+def make_company():
+    counter = iter(range(1, 10_000))
+
+    def make(credit_limit="10000.00", price_list=None, **fields):
+        n = next(counter)
+        company = Company(name=fields.pop("name", f"Company {n}"), credit_limit=Decimal(credit_limit),
+                          payment_terms_days=30, price_list=price_list, **fields)
+        company.addresses.append(Address(label="Main", street=f"Street {n}", postcode="10115", city="Berlin"))
+        db.session.add(company)
+        db.session.commit()
+        return company
+
+    return make
+
+
+@pytest.fixture
+def make_user():
+    counter = iter(range(1, 10_000))
+
+    def make(role="buyer", company=None, password=PASSWORD, **fields):
+        n = next(counter)
+        user = User(email=fields.pop("email", f"{role}{n}@example.com"), role=role, company=company, name=f"{role} {n}", **fields)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_price_list():
+    def make(name, tiers):
+        """tiers: [(product, min_qty, price)]"""
+        price_list = PriceList(name=name)
+        db.session.add(price_list)
+        db.session.flush()
+        for product, min_qty, price in tiers:
+            db.session.add(PriceTier(price_list_id=price_list.id, product_id=product.id, min_qty=min_qty, price=Decimal(price)))
+        db.session.commit()
+        return price_list
+
+    return make
+
+
+@pytest.fixture
+def buyer(make_company, make_user):
+    """A buyer at a company with a 10,000 credit limit."""
+    return make_user("buyer", make_company())
+
+
+def login(client, user, password=PASSWORD):
+    """Sign in through the real form."""
+    return client.post("/login", data={"email": user.email, "password": password})
+
+
+@pytest.fixture
+def login_as(client):
+    def do(user, password=PASSWORD):
+        response = login(client, user, password)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return do
