@@ -1,4 +1,8 @@
 """WSGI entry point for waitress and other servers; lets a bare `flask` find the app."""
 from sipup import create_app
+from sipup.config import ConfigError
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigError as error:  # one clear line instead of a traceback
+    raise SystemExit(f"sipup: configuration error: {error}") from None

@@ -96,7 +96,10 @@ def seed(companies, products, orders, months):
         click.echo(f"Companies: {companies} added, each with an owner and a buyer.")
     if orders:
         with click.progressbar(length=orders, label="Orders", show_pos=True, show_eta=True) as bar:
-            seeding.seed_orders(orders, months, progress=bar.update)
+            try:
+                seeding.seed_orders(orders, months, progress=bar.update)
+            except ValueError as exc:  # no companies or products to order with
+                raise click.ClickException(str(exc)) from None
     click.echo("Done.")
 
 

@@ -47,18 +47,22 @@ DEFAULTS = {
 }
 
 # How each value must look: a converter that raises ValueError with a reason.
-def _positive_int(value):
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a whole number above 0")
+def _int(value, minimum, reason):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(reason) from None
+    if number < minimum:
+        raise ValueError(reason)
     return number
+
+
+def _positive_int(value):
+    return _int(value, 1, "must be a whole number above 0")
 
 
 def _non_negative_int(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be a whole number, 0 or more")
-    return number
+    return _int(value, 0, "must be a whole number, 0 or more")
 
 
 def _rate(value):
@@ -66,7 +70,7 @@ def _rate(value):
         rate = Decimal(str(value))
     except InvalidOperation:
         raise ValueError("must be a decimal number such as 0.20") from None
-    if not 0 <= rate < 1:
+    if not rate.is_finite() or not 0 <= rate < 1:  # NaN cannot even be compared
         raise ValueError("must be between 0 and 1, e.g. 0.20 for 20%")
     return rate
 
@@ -193,6 +197,8 @@ def engine_options(url, config):
             "pool_timeout": config["DB_POOL_TIMEOUT"],
             "pool_recycle": config["DB_POOL_RECYCLE"],
             "pool_pre_ping": True,
+            # Each statement sees what others committed: credit and stock checks read fresh figures.
+            "isolation_level": "READ COMMITTED",
             "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},
         }
     raise ConfigError(

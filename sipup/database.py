@@ -47,6 +47,9 @@ def is_retryable(error):
 
 def run_in_transaction(work, *args, attempts=3, **kwargs):
     """Run work(*args) and commit; on deadlock or lock timeout roll back and run it all again."""
+    # Start from a fresh transaction: on MySQL/MariaDB a transaction that already read something
+    # (the signed-in user, say) keeps that snapshot, which would hide what others committed since.
+    db.session.commit()
     for attempt in range(1, attempts + 1):
         try:
             result = work(*args, **kwargs)

@@ -17,14 +17,25 @@ def register_security(app):
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
     login_manager.user_loader(accounts.load_user)
-    login_manager.unauthorized_handler(_unauthorized)
+    login_manager.unauthorized_handler(sign_in_first)
 
 
-def _unauthorized():
-    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+def sign_in_first():
+    """Send an anonymous visitor to the sign-in page and back; HTMX gets HX-Redirect, not a swapped-in form."""
+    here = request.full_path if request.query_string else request.path
+    target = url_for("auth.login", next=here if request.method == "GET" else None)
     if request.headers.get("HX-Request"):
         return "", 401, {"HX-Redirect": target}
     return redirect(target)
+
+
+def same_site_path(target):
+    """target when it is a path on this site, else None, so a crafted link cannot send a user elsewhere."""
+    # Browsers read "\" as "/" and drop tabs and newlines: "/\evil.com" and "/\t/evil.com" mean //evil.com.
+    target = target or ""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target and target.isprintable():
+        return target
+    return None
 
 
 def _require(check):
@@ -32,7 +43,7 @@ def _require(check):
         @wraps(view)
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
-                return _unauthorized()
+                return sign_in_first()
             if not check(current_user):
                 abort(403)
             return view(*args, **kwargs)

@@ -3,15 +3,34 @@ import hashlib
 import os
 from functools import lru_cache
 
-from flask import g
+from flask import g, request
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
+# Ids are INT columns: a longer number is no id of ours, and SQLite cannot even bind one past 2**63.
+MAX_ID = 2**31 - 1
+
+
+def whole_number(text):
+    """A positive id or page number typed into a form or URL, else None ("²" and 30 digits are None too)."""
+    text = (text or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)) and 1 <= int(text) <= MAX_ID:
+        return int(text)
+    return None
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>` in a route: an id from 1 to MAX_ID; anything else is a 404, not a database error."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 def register_web(app):
-    """Trust SIPUP_PROXY_HOPS proxies, version static URLs by content, add filters and headers."""
+    """Trust SIPUP_PROXY_HOPS proxies, add `<id:...>` routes, version static URLs, add filters and headers."""
+    app.url_map.converters["id"] = IdConverter
     hops = app.config["PROXY_HOPS"]
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
@@ -36,7 +55,9 @@ def register_web(app):
 
     @app.template_filter("money")
     def _money(value):
-        return f"{symbol}{value:,.2f}" if value is not None else "–"
+        if value is None:
+            return "–"
+        return f"−{symbol}{-value:,.2f}" if value < 0 else f"{symbol}{value:,.2f}"
 
     @app.template_filter("date")
     def _date(value):
@@ -59,6 +80,9 @@ def register_web(app):
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         )
+        # A company's prices and orders must not stay in a shared browser's cache after sign-out.
+        if request.endpoint != "static" and "Cache-Control" not in response.headers and current_user.is_authenticated:
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 

@@ -8,6 +8,8 @@ import secrets
 from decimal import Decimal
 
 import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -16,6 +18,7 @@ from sipup.extensions import db
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 
 PASSWORD = "correct horse battery"
+_PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
 
 
@@ -65,6 +68,18 @@ def _overrides(url):
     }
 
 
+class RequestScopedClient(FlaskClient):
+    """Each request runs in an app context of its own (fresh g and database session), as in production;
+    afterwards the test's own session forgets what it had loaded, so it reads what the request wrote."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def make_app(backend):
     """Build another app on the same database with extra configuration."""
@@ -73,6 +88,7 @@ def make_app(backend):
 
     def build(**extra):
         app = create_app({**_overrides(url), **extra}, instance_path=instance)
+        app.test_client_class = RequestScopedClient
         apps.append(app)
         return app
 
@@ -158,8 +174,14 @@ def make_user():
 
     def make(role="buyer", company=None, password=PASSWORD, **fields):
         n = next(counter)
+        global _PASSWORD_HASH
         user = User(email=fields.pop("email", f"{role}{n}@example.com"), role=role, company=company, name=f"{role} {n}", **fields)
-        user.set_password(password)
+        if password == PASSWORD and _PASSWORD_HASH:
+            user.password_hash = _PASSWORD_HASH
+        else:
+            user.set_password(password)
+            if password == PASSWORD:
+                _PASSWORD_HASH = user.password_hash
         db.session.add(user)
         db.session.commit()
         return user

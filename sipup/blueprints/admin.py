@@ -8,6 +8,7 @@ from ..models import Category, Company, OrderStatus, PriceList, Product
 from ..security import staff_required
 from ..services import backoffice, orders
 from ..services.errors import DomainError, FieldErrors, NotFound
+from ..web import whole_number
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -19,8 +20,7 @@ def _guard():
 
 
 def _page():
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
+    return whole_number(request.args.get("page")) or 1
 
 
 @bp.route("/")
@@ -44,7 +44,7 @@ def order_list():
         notice, status = f"Unknown status “{status[:20]}”; showing all.", ""
     company = request.args.get("company", "")
     results = backoffice.find_orders(
-        status or None, int(company) if company.isdigit() else None, request.args.get("q", "")[:40], _page()
+        status or None, whole_number(company), request.args.get("q", "")[:40], _page()
     )
     companies = db.session.execute(select(Company.id, Company.name).order_by(Company.name)).all()
     return render_template(
@@ -119,7 +119,7 @@ def company_list():
     return render_template("admin/companies.html", companies=companies)
 
 
-@bp.route("/companies/<int:company_id>", methods=["GET", "POST"])
+@bp.route("/companies/<id:company_id>", methods=["GET", "POST"])
 def company_edit(company_id):
     """A company's terms, credit position, price list and users."""
     company = db.session.get(Company, company_id) or abort(404)
@@ -140,7 +140,7 @@ def company_edit(company_id):
     ), 422 if errors else 200
 
 
-@bp.route("/companies/<int:company_id>/users/<int:user_id>", methods=["POST"])
+@bp.route("/companies/<id:company_id>/users/<id:user_id>", methods=["POST"])
 def company_user(company_id, user_id):
     """Allow or stop a company user's sign-in."""
     try:
@@ -158,14 +158,15 @@ def price_lists():
     return render_template("admin/price_lists.html", lists=lists)
 
 
-@bp.route("/price-lists/<int:list_id>", methods=["GET", "POST"])
+@bp.route("/price-lists/<id:list_id>", methods=["GET", "POST"])
 def price_list(list_id):
     """A price list's tiers; add, change or remove one."""
     errors = {}
     if request.method == "POST":
         try:
-            if request.form.get("delete", "").isdigit():
-                backoffice.delete_tier(list_id, int(request.form["delete"]))
+            if "delete" in request.form:
+                # 0 is no tier, so a mangled id gets the service's "no longer exists".
+                backoffice.delete_tier(list_id, whole_number(request.form["delete"]) or 0)
                 flash("Tier removed.", "success")
             else:
                 backoffice.save_tier(list_id, request.form)

@@ -1,20 +1,11 @@
 """Sign in and sign out."""
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from ..security import same_site_path
 from ..services import accounts
 
 bp = Blueprint("auth", __name__)
-
-
-def _safe_next(target):
-    """Only same-site paths, so a crafted link cannot send a user elsewhere after sign-in."""
-    parts = urlsplit(target or "")
-    if target and not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
-        return target
-    return None
 
 
 def home_for(user):
@@ -30,7 +21,7 @@ def login():
     if request.method == "POST":
         user = accounts.authenticate(email, request.form.get("password", ""))
         if user is not None:
-            next_url = _safe_next(request.args.get("next"))
+            next_url = same_site_path(request.args.get("next"))
             session.clear()  # a fresh session at sign-in: nothing from before carries over
             login_user(user, remember=False)
             session.permanent = True

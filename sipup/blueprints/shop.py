@@ -1,14 +1,17 @@
 """The storefront for buyers: catalog, cart, quick order, checkout, orders and invoices."""
+import os
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..extensions import db
 from ..models import Address
-from ..security import customer_required
+from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
 from ..services.quantities import parse_quantity
+from ..web import whole_number
 
 bp = Blueprint("shop", __name__)
 
@@ -16,8 +19,9 @@ bp = Blueprint("shop", __name__)
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
     raw = request.args.get("page", "1")
-    if raw.isdigit() and int(raw) >= 1:
-        return int(raw), None
+    page = whole_number(raw)
+    if page:
+        return page, None
     return 1, f"Page “{raw[:20]}” is not a page number; showing page 1."
 
 
@@ -29,7 +33,7 @@ def _vat():
 def index():
     """The buyer's dashboard: recent orders, open balance, credit left."""
     if not current_user.is_authenticated:
-        return redirect(url_for("auth.login"))
+        return sign_in_first()
     if current_user.is_staff:
         return redirect(url_for("admin.index"))
     if not current_user.is_customer:
@@ -92,8 +96,7 @@ def cart_add():
         flash(str(exc), "error")
         return redirect(url_for("shop.product", sku=item.sku, qty=raw[:12]))
     flash(f"{item.name} ({item.sell_unit}): {total} in your cart.", "success")
-    back = request.form.get("back", "")
-    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("shop.cart"))
+    return redirect(same_site_path(request.form.get("back")) or url_for("shop.cart"))
 
 
 @bp.route("/cart", methods=["GET", "POST"])
@@ -103,9 +106,9 @@ def cart():
     entered, errors = {}, {}
     if request.method == "POST":
         if "remove" in request.form:
-            remove_id = request.form.get("remove", "")
-            if remove_id.isdigit():
-                carts.remove(current_user.id, int(remove_id))
+            product_id = whole_number(request.form["remove"])
+            if product_id:
+                carts.remove(current_user.id, product_id)
                 flash("Removed from your cart.", "info")
             return redirect(url_for("shop.cart"))
         for item in carts.items(current_user.id):
@@ -134,8 +137,10 @@ def quick_order_page():
         try:
             upload = request.files.get("file")
             if upload and upload.filename:
-                data = upload.stream.read(config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576 + 1)
-                source = quick_order.read_upload(data, config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576)
+                limit = config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576
+                size = upload.stream.seek(0, os.SEEK_END)
+                upload.stream.seek(0)
+                source = quick_order.read_upload(upload.stream.read(limit + 1), limit, size)
             else:
                 source = text
             lines = quick_order.preview(
@@ -184,10 +189,9 @@ def checkout():
     error = None
     if request.method == "POST":
         try:
-            address_id = int(form["address_id"]) if form["address_id"].isdigit() else None
             order = orders.checkout(
                 current_user, _vat(), form["po_reference"][:60], orders.parse_requested_date(form["requested_date"]),
-                address_id, form["note"][:1000],
+                whole_number(form["address_id"]), form["note"][:1000],
             )
         except DomainError as exc:
             error = str(exc)

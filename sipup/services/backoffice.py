@@ -103,6 +103,8 @@ def save_product(product, form):
     for name, label, size in (("name", "Name", 200), ("sell_unit", "Sell unit", 80)):
         if not values[name] or len(values[name]) > size:
             errors[name] = f"{label} must be 1 to {size} characters."
+    if values["min_qty"] and values["qty_step"] and values["min_qty"] % values["qty_step"]:
+        errors["min_qty"] = f"The minimum quantity must be a multiple of the step ({values['qty_step']})."
     category_id = form.get("category_id", "")
     category = db.session.get(Category, int(category_id)) if category_id.isdigit() else None
     if category is None:

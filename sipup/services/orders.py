@@ -50,7 +50,8 @@ def order_number(order_id, created_at):
 def parse_order_number(number):
     """The id inside an order number, or NotFound."""
     head, _, tail = (number or "").partition("-")
-    if len(head) != 4 or not head.isdigit() or not tail.isdigit():
+    digits = head + tail
+    if len(head) != 4 or not tail or len(tail) > 18 or not (digits.isascii() and digits.isdigit()):
         raise NotFound(f"There is no order “{number}”.")
     return int(tail)
 
@@ -104,7 +105,9 @@ def credit_position(company):
 
 def checkout(user, vat_rate, po_reference="", requested_date=None, address_id=None, note=""):
     """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit."""
-    return run_in_transaction(_checkout, user.id, user.company_id, vat_rate, po_reference, requested_date, address_id, note)
+    return run_in_transaction(
+        _checkout, user.id, user.company_id, vat_rate, po_reference[:60], requested_date, address_id, note[:1000]
+    )
 
 
 def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, address_id, note):
@@ -183,7 +186,7 @@ def _reserve(product, quantity):
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        db.session.refresh(product)
+        db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
         raise OutOfStock(
             f"Only {max(product.available, 0)} of {product.sku} left; someone ordered before you. "
             "Change the quantity and try again."
@@ -245,7 +248,7 @@ def _transition(number, action, staff_user_id, payment_reference):
         )
     note = ""
     if action == "cancel":
-        for line in order.lines:
+        for line in sorted(order.lines, key=lambda l: l.product_id):  # the lock order checkout uses
             _move_stock(line, reserved=-line.quantity)
     elif action == "ship":
         for line in sorted(order.lines, key=lambda l: l.product_id):
@@ -309,13 +312,15 @@ def _issue_invoice(order):
 
 
 def _pay_invoice(order, reference):
-    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
-    reference = (reference or "").strip() or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}"
+    # Locking read: two clerks booking the same payment wait for each other.
+    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id).with_for_update())
+    reference = ((reference or "").strip() or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}")[:80]
     if db.session.scalar(select(Payment.id).where(Payment.reference == reference)):
         raise InvalidInput(f"Payment reference “{reference}” was already used.")
-    db.session.add(
-        Payment(reference=reference[:80], company_id=order.company_id, invoice_id=invoice.id, amount=invoice.open_amount)
-    )
+    if invoice.open_amount > 0:  # a zero invoice (all credited) is settled without a payment
+        db.session.add(
+            Payment(reference=reference, company_id=order.company_id, invoice_id=invoice.id, amount=invoice.open_amount)
+        )
     invoice.paid_amount = invoice.amount
     invoice.paid_at = utcnow()
     return f"Payment {reference} of {invoice.amount} applied to {invoice.number}."

@@ -41,10 +41,13 @@ def unit_price(base_price, tiers, quantity):
 
 def price_steps(product, tiers):
     """What a product page shows: [(from_quantity, unit_price)] starting at the minimum quantity."""
-    steps = [(product.min_qty, unit_price(product.base_price, tiers, product.min_qty))]
-    for min_qty, price in tiers:
-        if min_qty > product.min_qty and price != steps[-1][1]:
-            steps.append((min_qty, price))
+    steps = []
+    for from_qty in [product.min_qty] + [min_qty for min_qty, _ in tiers]:
+        # A tier from 10 on a product sold in sixes first applies to 12: show what can be ordered.
+        quantity = -(-max(from_qty, product.min_qty) // product.qty_step) * product.qty_step
+        price = unit_price(product.base_price, tiers, quantity)
+        if not steps or (quantity > steps[-1][0] and price != steps[-1][1]):
+            steps.append((quantity, price))
     return steps
 
 

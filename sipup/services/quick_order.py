@@ -1,6 +1,7 @@
 """Quick order: read pasted `SKU qty` lines or an Excel-style CSV and preview every line's status."""
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,6 +12,7 @@ from .errors import InvalidInput, InvalidQuantity
 from .quantities import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
+MAX_LINE_CHARS = 1000
 HEADER_WORDS = {"sku", "article", "artikel", "item", "product", "code", "artikelnummer", "art.-nr."}
 
 
@@ -30,11 +32,13 @@ class PreviewLine:
         return self.problem is None
 
 
-def read_upload(data, max_bytes):
-    """The text of an uploaded CSV file; explains size, binary and encoding problems."""
-    if len(data) > max_bytes:
+def read_upload(data, max_bytes, size=None):
+    """The text of an uploaded CSV file (size: its full length when only a head was read)."""
+    size = len(data) if size is None else size
+    if size > max_bytes:
+        # Rounded up, so a file just over 2 MB does not read as "2.0 MB; at most 2 MB".
         raise InvalidInput(
-            f"The file is {len(data) / 1_048_576:.1f} MB; quick-order files can be at most "
+            f"The file is {math.ceil(size * 10 / 1_048_576) / 10:.1f} MB; quick-order files can be at most "
             f"{max_bytes // 1_048_576} MB. Split it into smaller files."
         )
     if data.startswith(b"PK\x03\x04"):
@@ -58,14 +62,18 @@ def parse(text, max_lines):
     text = text.lstrip("\ufeff")
     raw_lines = text.splitlines()
     entries = [(n, line.strip()) for n, line in enumerate(raw_lines, start=1) if line.strip()]
+    if entries and entries[0][1].lower().startswith("sep="):
+        entries = entries[1:]  # Excel's "sep=;" hint names the delimiter; it is no order line
     if not entries:
-        raise InvalidInput("Enter at least one line: a SKU and a quantity, e.g. “BEER-0330-24 5”.")
+        raise InvalidInput("Enter at least one line: a SKU and a quantity, e.g. “BEE-00001 5”.")
     if len(entries) > max_lines:
         raise InvalidInput(
             f"That is {len(entries):,} lines; a quick order takes at most {max_lines:,}. Split it into parts."
         )
     parsed = []
     for number, line in entries:
+        if len(line) > MAX_LINE_CHARS:  # also keeps csv below its field size limit
+            raise InvalidInput(f"Line {number} has {len(line):,} characters; a line holds one SKU and its quantity.")
         if ";" in line or "," in line or '"' in line:
             delimiter = ";" if line.count(";") >= line.count(",") else ","
             fields = [f.strip() for f in next(csv.reader(io.StringIO(line), delimiter=delimiter))]
@@ -77,6 +85,8 @@ def parse(text, max_lines):
         sku = fields[0] if fields else ""
         quantity_text = fields[1] if len(fields) > 1 else ""
         parsed.append((number, line, sku, quantity_text))
+    if not parsed:
+        raise InvalidInput("Enter at least one line below the header: a SKU and a quantity, e.g. “BEE-00001 5”.")
     return parsed
 
 

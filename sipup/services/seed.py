@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import (
@@ -102,7 +102,7 @@ def _insert(model, rows, progress=None):
     """Insert dict rows in batches, one commit per batch."""
     count = 0
     for batch in _batched(rows):
-        db.session.execute(insert(model), batch)
+        db.session.execute(model.__table__.insert(), batch)
         db.session.commit()
         count += len(batch)
         if progress:
@@ -193,7 +193,7 @@ def seed_companies(count, password, rng=None):
             name=name,
             vat_id=f"DE{100000000 + index * 7919 % 899999999}",
             payment_terms_days=rng.choice([14, 30, 30, 45]),
-            credit_limit=Decimal(rng.choice([2000, 5000, 5000, 10000, 25000])),
+            credit_limit=Decimal(rng.choice([5000, 10000, 10000, 25000])),
             price_list_id=None if index % 5 == 4 else lists[index % len(lists)],
         )
         company.addresses.append(
@@ -280,7 +280,7 @@ def seed_orders(count, months, rng=None, progress=None):
                                      paid_at=issued + timedelta(days=min(terms, age)) if status == S.PAID else None))
         for model, rows in ((Order, orders), (OrderLine, lines), (OrderEvent, events), (Invoice, invoices)):
             if rows:
-                db.session.execute(insert(model), rows)
+                db.session.execute(model.__table__.insert(), rows)
         db.session.commit()
         done += len(orders)
         if progress:

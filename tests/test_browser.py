@@ -1,0 +1,263 @@
+"""End to end in a real browser: `flask serve` under waitress, driven by the system Chromium.
+
+A buyer finds products, quick-orders, checks out on account; staff confirm, ship and invoice the
+order; the buyer then sees the invoice. Screenshots of each main page, at a desktop and a phone
+width, land in test-artifacts/ for a human to look at.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no system Chromium at {CHROMIUM}"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+expect = sync_api.expect
+expect.set_options(timeout=10_000)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(url, process, log_path, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"flask serve exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"flask serve did not answer /healthz within {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The real app under waitress on an empty embedded database: (base URL, {role: (email, password)})."""
+    instance = tmp_path_factory.mktemp("browser-instance")
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
+    env["SIPUP_INSTANCE_PATH"] = str(instance)
+    # One browser makes many requests from one IP within a minute; this test is not about limits.
+    env["SIPUP_RATELIMIT_IP"] = "10000 per minute"
+    log_path = instance / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process, log_path)
+        logins = {}
+        for line in (instance / "demo-logins.txt").read_text(encoding="utf-8").splitlines():
+            role, email, password = line.split("\t")
+            logins[role] = (email, password)
+        yield url, logins
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def shot(page, name):
+    """Save the page at desktop and phone width; on the phone nothing may stick out sideways."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=ARTIFACTS / f"{name}-phone.png", full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    page.set_viewport_size(DESKTOP)
+    assert overflow <= 0, f"{name}: the page is {overflow}px wider than a 390px phone screen"
+
+
+def sign_in(browser, base_url, email, password, screenshot=None):
+    context = browser.new_context(base_url=base_url, viewport=DESKTOP, locale="en-GB")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    if screenshot:
+        shot(page, screenshot)
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    return context, page
+
+
+def test_buyer_orders_and_staff_invoices(server, browser):
+    base_url, logins = server
+
+    # --- the buyer: sign in, search, add, quick order -------------------------------------------
+    buyer, page = sign_in(browser, base_url, *logins["buyer"], screenshot="00-login")
+    expect(page.get_by_role("heading", name="Recent orders")).to_be_visible()
+    expect(page.get_by_text("Credit left")).to_be_visible()
+    shot(page, "01-buyer-overview")
+
+    menu = page.get_by_role("navigation", name="Main")
+    menu.get_by_role("link", name="Catalog").click()
+    expect(page.get_by_role("heading", name="Catalog")).to_be_visible()
+    expect(page.locator("article.product").first).to_be_visible()
+    shot(page, "02a-catalog")
+    page.get_by_role("searchbox", name="Search").fill("Kellerbier")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("1 product for “Kellerbier”")).to_be_visible()
+    card = page.locator("article.product", has_text="Kellerbier naturtrüb")
+    expect(card).to_have_count(1)
+    card.get_by_role("spinbutton").fill("3")
+    shot(page, "02-catalog-search")
+    card.get_by_role("button", name="Add").click()
+    expect(page.get_by_text("Kellerbier naturtrüb (crate of 20 x 0.5 l): 3 in your cart.")).to_be_visible()
+    page.locator("article.product", has_text="Kellerbier").get_by_role("link", name="Kellerbier naturtrüb").click()
+    expect(page.get_by_role("heading", name="Kellerbier naturtrüb")).to_be_visible()
+    expect(page.get_by_text("Your price per pack")).to_be_visible()
+    shot(page, "02b-product")
+
+    menu.get_by_role("link", name="Quick order").click()
+    expect(page.get_by_role("heading", name="Quick order")).to_be_visible()
+    page.get_by_label("Lines").fill("SOF-00021 4\nWAT-00025;2\nNOPE-99999 1")
+    page.get_by_role("button", name="Check lines").click()
+    expect(page.get_by_text("2 of 3 lines can be ordered")).to_be_visible()
+    preview = page.locator("table.preview tbody tr")
+    expect(preview.filter(has_text="SOF-00021")).to_contain_text("Spezi")
+    expect(preview.filter(has_text="SOF-00021")).to_contain_text("OK")
+    expect(preview.filter(has_text="WAT-00025")).to_contain_text("Gastro-Wasser")
+    unknown = preview.filter(has_text="NOPE-99999")
+    expect(unknown).to_have_class(re.compile(r"\bhas-error\b"))
+    expect(unknown).not_to_contain_text("OK")
+    expect(unknown.locator(".field-error")).to_be_visible()
+    shot(page, "03-quick-order-preview")
+    page.get_by_role("button", name="Add 2 valid lines to the cart").click()
+
+    # --- the cart: a bad quantity is explained and kept; then check out ------------------------
+    expect(page.get_by_role("heading", name="Cart")).to_be_visible()
+    expect(page.get_by_text("2 lines added to your cart.")).to_be_visible()
+    for name in ("Kellerbier naturtrüb", "Spezi", "Gastro-Wasser"):
+        expect(page.locator("table tbody tr", has_text=name)).to_have_count(1)
+    shot(page, "04-cart")
+
+    quantity = page.get_by_label("Quantity of Spezi")
+    quantity.fill("250000")
+    page.get_by_role("button", name="Update quantities").click()
+    expect(page.get_by_text("Quantity 250000 is more than 100,000 packs")).to_be_visible()
+    expect(page.get_by_label("Quantity of Spezi")).to_have_value("250000")
+    shot(page, "05-cart-bad-quantity")
+    page.get_by_label("Quantity of Spezi").fill("4")
+    page.get_by_role("button", name="Update quantities").click()
+    expect(page.get_by_text("Cart updated.")).to_be_visible()
+    expect(page.get_by_label("Quantity of Spezi")).to_have_value("4")
+
+    page.get_by_role("link", name="Check out on account").click()
+    expect(page.get_by_role("heading", name="Check out on account")).to_be_visible()
+    page.get_by_label("Your PO reference").fill("PO-BROWSER-7")
+    shot(page, "06-checkout")
+    page.get_by_role("button", name="Place order").click()
+
+    heading = page.get_by_role("heading", name=re.compile(r"^Order \d{4}-\d{6}$"))
+    expect(heading).to_be_visible()
+    number = heading.inner_text().removeprefix("Order ").strip()
+    # The demo company's credit may be used up: then the order waits for a credit review.
+    placed = page.get_by_text(
+        re.compile(f"Thank you! Order {number} is placed|Order {number} is placed and waits for a credit review")
+    )
+    expect(placed).to_be_visible()
+    on_hold = "credit review" in placed.inner_text()
+    expect(page.get_by_text("PO-BROWSER-7")).to_be_visible()
+    shot(page, "07-order-placed")
+
+    # --- staff: find the order, confirm, ship, invoice ------------------------------------------
+    staff, desk = sign_in(browser, base_url, *logins["staff"])
+    expect(desk.get_by_role("heading", name="Back office")).to_be_visible()
+    expect(desk.get_by_role("link", name=number)).to_be_visible()
+    shot(desk, "08-back-office")
+    nav = desk.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Orders").click()
+    desk.get_by_role("searchbox", name="Order number or PO reference").fill("PO-BROWSER-7")
+    desk.get_by_role("button", name="Filter").click()
+    expect(desk.locator("table tbody tr")).to_have_count(1)
+    shot(desk, "09-admin-orders")
+    desk.get_by_role("link", name=number).click()
+    expect(desk.get_by_role("heading", name=re.compile(f"Order {number}"))).to_be_visible()
+    shot(desk, "10-admin-order")
+    steps = [("Confirm", "confirmed"), ("Mark shipped", "shipped"), ("Issue invoice", "invoiced")]
+    if on_hold:
+        expect(desk.locator(".facts")).to_contain_text("Credit hold")
+        steps.insert(0, ("Release from credit hold", "placed"))
+    for button, outcome in steps:
+        desk.get_by_role("button", name=button, exact=True).click()
+        expect(desk.get_by_text(f"Order {number} is now {outcome}.")).to_be_visible()
+    expect(desk.get_by_role("button", name="Mark paid")).to_be_visible()
+    expect(desk.locator(".timeline")).to_contain_text("Invoice INV-")
+    shot(desk, "11-admin-order-invoiced")
+
+    nav.get_by_role("link", name="Products").click()
+    expect(desk.get_by_role("heading", name="Products")).to_be_visible()
+    shot(desk, "12-admin-products")
+    desk.get_by_role("link", name="BEE-00003", exact=True).click()
+    expect(desk.get_by_role("heading", name="Kellerbier naturtrüb")).to_be_visible()
+    expect(desk.get_by_label("Stock on hand")).to_have_value(re.compile(r"^\d+$"))
+    shot(desk, "13-admin-product")
+    nav.get_by_role("link", name="Companies").click()
+    expect(desk.get_by_role("heading", name="Companies")).to_be_visible()
+    shot(desk, "14-admin-companies")
+    desk.get_by_role("link", name="Bar Centrale", exact=True).click()
+    expect(desk.get_by_role("heading", name="Bar Centrale")).to_be_visible()
+    expect(desk.get_by_text("buyer@barcentrale.example")).to_be_visible()
+    shot(desk, "15-admin-company")
+    nav.get_by_role("link", name="Price lists").click()
+    desk.get_by_role("link", name="Gastro", exact=True).click()
+    expect(desk.get_by_role("heading", name="Gastro")).to_be_visible()
+    shot(desk, "16-admin-price-list")
+    staff.close()
+
+    # --- the buyer sees the invoice ------------------------------------------------------------
+    menu.get_by_role("link", name="Invoices").click()
+    expect(page.get_by_role("heading", name="Invoices")).to_be_visible()
+    row = page.locator("table tbody tr", has_text=number)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("INV-")
+    expect(row).to_contain_text("Open")
+    shot(page, "17-invoices")
+    menu.get_by_role("link", name="Orders").click()
+    expect(page.locator("table tbody tr", has_text=number)).to_contain_text("Invoiced")
+    shot(page, "18-orders")
+    page.goto("/orders/0000-000000")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    shot(page, "19-not-found")
+    buyer.close()

@@ -1,0 +1,165 @@
+"""Many buyers at once: stock is never sold twice, and one company's credit is never spent twice.
+
+These need real row locks and concurrent transactions, so they run on MariaDB only.
+"""
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from sipup.extensions import db
+from sipup.models import Order, OrderStatus, Product, User
+from sipup.services import cart as carts
+from sipup.services import orders
+from sipup.services.errors import OutOfStock
+
+pytestmark = pytest.mark.mariadb
+
+S = OrderStatus
+
+
+@pytest.fixture
+def app(app):
+    if app.backend == "sqlite":
+        pytest.skip("concurrent checkouts need MariaDB's row locks; SQLite runs one writer at a time")
+    return app
+
+
+@pytest.fixture
+def make_buyers(make_company):
+    """Buyers with a quantity of a product in their cart; each at a company of its own unless one is given."""
+    counter = itertools.count(1)
+
+    def make(count, product, quantity=1, company=None):
+        ids = []
+        for n in itertools.islice(counter, count):
+            # No password: these buyers never sign in, and hashing 20 passwords costs seconds.
+            user = User(email=f"rush{n}@example.com", name=f"Rush {n}", role="buyer",
+                        company=company or make_company(), password_hash="!")
+            db.session.add(user)
+            db.session.commit()
+            carts.add(user.id, product, quantity)
+            ids.append(user.id)
+        return ids
+
+    return make
+
+
+def run_at_once(app, work, args):
+    """Run work(arg) for every arg in its own thread and app context, all released together."""
+    barrier = threading.Barrier(len(args), timeout=30)
+
+    def run(arg):
+        with app.app_context():
+            return work(arg, barrier)
+
+    with ThreadPoolExecutor(max_workers=len(args)) as pool:
+        return list(pool.map(run, args))
+
+
+def checkout_as(user_id, barrier):
+    """What one buyer's request does: load the user, then check out when everyone else does."""
+    user = db.session.get(User, user_id)
+    address_id = user.company.addresses[0].id
+    barrier.wait()
+    try:
+        return orders.checkout(user, Decimal("0.20"), address_id=address_id).status
+    except OutOfStock as error:
+        return error
+
+
+class StockWatch:
+    """Reads a product's stock over and over from its own connection; remembers the lowest availability."""
+
+    def __init__(self, app, product_id):
+        self.app, self.product_id = app, product_id
+        self.lowest = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch)
+
+    def _watch(self):
+        with self.app.app_context():
+            while not self.done.is_set():
+                on_hand, reserved = db.session.execute(
+                    db.select(Product.stock_on_hand, Product.stock_reserved).where(Product.id == self.product_id)
+                ).one()
+                db.session.rollback()  # a fresh snapshot for the next read
+                available = on_hand - reserved
+                self.lowest = available if self.lowest is None else min(self.lowest, available)
+                time.sleep(0.002)  # leave the GIL to the buyers
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def final_stock(product_id):
+    db.session.rollback()  # leave this thread's snapshot, see what the others committed
+    product = db.session.get(Product, product_id, populate_existing=True)
+    return product.stock_on_hand, product.stock_reserved, product.available
+
+
+def test_twenty_buyers_for_ten_units_make_exactly_ten_orders(app, make_product, make_buyers):
+    product = make_product(sku="RUSH-1", stock_on_hand=10)
+    buyer_ids = make_buyers(20, product)
+
+    with StockWatch(app, product.id) as watch:
+        results = run_at_once(app, checkout_as, buyer_ids)
+
+    placed = [r for r in results if r == S.PLACED]
+    refused = [r for r in results if isinstance(r, OutOfStock)]
+    assert (len(placed), len(refused)) == (10, 10)
+    assert {str(r) for r in refused} == {
+        "Only 0 of RUSH-1 left; someone ordered before you. Change the quantity and try again."
+    }
+    assert final_stock(product.id) == (10, 10, 0)
+    assert db.session.scalar(db.select(db.func.count(Order.id))) == 10
+    assert watch.lowest >= 0
+
+
+def test_checkouts_and_shipping_at_once_never_oversell(app, make_product, make_buyers, make_user):
+    product = make_product(sku="RUSH-2", stock_on_hand=10)
+    staff_id = make_user("staff").id  # an id, not the object: threads must not touch this thread's session
+    confirmed = []
+    for user_id in make_buyers(5, product):
+        user = db.session.get(User, user_id)
+        order = orders.checkout(user, Decimal("0.20"), address_id=user.company.addresses[0].id)
+        confirmed.append(orders.transition(order.number, "confirm", staff_id).number)
+    buyer_ids = make_buyers(20, product)
+
+    def ship_or_check_out(job, barrier):
+        kind, value = job
+        if kind == "buyer":
+            return checkout_as(value, barrier)
+        barrier.wait()
+        return orders.transition(value, "ship", staff_id).status
+
+    jobs = [("ship", number) for number in confirmed] + [("buyer", user_id) for user_id in buyer_ids]
+    with StockWatch(app, product.id) as watch:
+        results = run_at_once(app, ship_or_check_out, jobs)
+
+    assert results[:5] == [S.SHIPPED] * 5
+    checkouts = results[5:]
+    assert (checkouts.count(S.PLACED), sum(isinstance(r, OutOfStock) for r in checkouts)) == (5, 15)
+    # 5 left the warehouse; the 5 new orders hold the other 5.
+    assert final_stock(product.id) == (5, 5, 0)
+    assert watch.lowest >= 0
+
+
+def test_one_companys_credit_is_not_spent_twice(app, make_company, make_product, make_buyers):
+    company = make_company(credit_limit="150.00")
+    product = make_product(base_price=Decimal("50.00"), deposit=Decimal("0.00"))
+    buyer_ids = make_buyers(8, product, quantity=2, company=company)  # 120.00 each
+
+    results = run_at_once(app, checkout_as, buyer_ids)
+
+    assert sorted(results) == sorted([S.PLACED] + [S.CREDIT_HOLD] * 7)
+    db.session.rollback()
+    assert orders.credit_position(company)["uninvoiced"] == Decimal("120.00")

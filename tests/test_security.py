@@ -1,0 +1,204 @@
+"""Sign-in, sessions, CSRF, redirects, cookies, headers and password storage."""
+import re
+
+import pytest
+from sqlalchemy import select
+
+from sipup.extensions import db
+from sipup.models import User
+from tests.conftest import PASSWORD, login
+
+
+@pytest.fixture
+def csrf_client(make_app):
+    """A client of an app with CSRF protection on, as in production."""
+    return make_app(WTF_CSRF_ENABLED=True).test_client()
+
+
+def csrf_token(page):
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+
+
+# --- CSRF -----------------------------------------------------------------------------------------
+
+def test_form_pages_carry_a_csrf_token(csrf_client):
+    assert csrf_token(csrf_client.get("/login"))
+
+
+def test_post_without_csrf_token_is_refused(app, csrf_client, buyer):
+    response = csrf_client.post("/login", data={"email": buyer.email, "password": PASSWORD})
+    assert response.status_code == 400
+    assert "Bad request" in response.get_data(as_text=True)
+    assert csrf_client.get("/orders").status_code == 302
+
+
+def test_post_with_csrf_token_signs_in(app, csrf_client, buyer):
+    token = csrf_token(csrf_client.get("/login"))
+    response = csrf_client.post("/login", data={"email": buyer.email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302
+
+
+def test_signed_in_post_without_token_is_refused(app, csrf_client, buyer, make_product):
+    product = make_product()
+    token = csrf_token(csrf_client.get("/login"))
+    csrf_client.post("/login", data={"email": buyer.email, "password": PASSWORD, "csrf_token": token})
+    response = csrf_client.post("/cart/add", data={"sku": product.sku, "quantity": "1"})
+    assert response.status_code == 400
+    assert "Your cart is empty" in csrf_client.get("/cart").get_data(as_text=True)
+
+
+# --- signing in -----------------------------------------------------------------------------------
+
+def test_sign_in_starts_a_new_session(client, buyer):
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    assert login(client, buyer).status_code == 302
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session["_user_id"] == buyer.get_id()
+
+
+def test_wrong_password_gets_401_a_message_and_keeps_the_email(client, buyer):
+    response = client.post("/login", data={"email": buyer.email, "password": "wrong password!"})
+    text = response.get_data(as_text=True)
+    assert response.status_code == 401
+    assert "do not match an active account" in text
+    assert f'value="{buyer.email}"' in text
+    assert client.get("/orders").status_code == 302
+
+
+def test_unknown_email_gets_the_same_answer(client, app):
+    response = client.post("/login", data={"email": "nobody@example.com", "password": "whatever it is"})
+    assert response.status_code == 401
+    assert "do not match an active account" in response.get_data(as_text=True)
+
+
+def test_email_is_matched_without_case_or_spaces(client, buyer):
+    response = client.post("/login", data={"email": f"  {buyer.email.upper()} ", "password": PASSWORD})
+    assert response.status_code == 302
+
+
+def test_signed_in_user_opening_login_goes_home(client, buyer, login_as):
+    login_as(buyer)
+    assert client.get("/login").headers["Location"] == "/"
+
+
+def test_sign_out_ends_the_session(client, buyer, login_as):
+    login_as(buyer)
+    assert client.post("/logout").status_code == 302
+    assert client.get("/orders").status_code == 302
+
+
+# --- sessions end when the account changes --------------------------------------------------------
+
+@pytest.fixture
+def browser(make_app, app, buyer):
+    """A client signed in as the buyer whose requests each get their own app context, as in production.
+
+    The `client` fixture shares the test's app context, so Flask-Login's user cached in `g` would
+    outlive the request and hide what the next request really loads.
+    """
+    client = make_app().test_client()
+    assert login(client, buyer).status_code == 302
+    assert client.get("/orders").status_code == 200
+    return client
+
+
+def test_password_change_ends_existing_sessions(browser, buyer):
+    buyer.set_password("a brand new password")
+    db.session.commit()
+    response = browser.get("/orders")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/orders"
+
+
+def test_deactivated_user_is_signed_out(browser, buyer):
+    buyer.active = False
+    db.session.commit()
+    assert browser.get("/orders").headers["Location"] == "/login?next=/orders"
+    assert login(browser, buyer).status_code == 401
+
+
+def test_deactivated_company_signs_out_its_users(browser, buyer):
+    buyer.company.active = False
+    db.session.commit()
+    assert browser.get("/orders").headers["Location"] == "/login?next=/orders"
+    assert login(browser, buyer).status_code == 401
+
+
+def test_other_changes_keep_the_session(browser, buyer):
+    buyer.name = "Renamed"
+    db.session.commit()
+    assert browser.get("/orders").status_code == 200
+
+
+# --- where sign-in sends you ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/orders", "/products?q=pils&page=2"])
+def test_next_sends_the_user_back_to_a_same_site_page(client, buyer, target):
+    response = client.post("/login", query_string={"next": target}, data={"email": buyer.email, "password": PASSWORD})
+    assert response.headers["Location"] == target
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.com", "///evil.com", "http://evil.com/", "https://evil.com/orders", "/\\evil.com", "\\\\evil.com",
+    "/\t/evil.com", "javascript:alert(1)", "evil.com", "",
+])
+def test_next_never_leaves_the_site(client, buyer, target):
+    response = client.post("/login", query_string={"next": target}, data={"email": buyer.email, "password": PASSWORD})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("back", ["//evil.com", "/\\evil.com", "https://evil.com/"])
+def test_add_to_cart_never_sends_the_user_off_site(client, buyer, make_product, login_as, back):
+    product = make_product()
+    login_as(buyer)
+    response = client.post("/cart/add", data={"sku": product.sku, "quantity": "1", "back": back})
+    assert response.headers["Location"] == "/cart"
+
+
+def test_add_to_cart_returns_to_the_catalog_page_it_came_from(client, buyer, make_product, login_as):
+    product = make_product()
+    login_as(buyer)
+    response = client.post("/cart/add", data={"sku": product.sku, "quantity": "1", "back": "/products?page=2"})
+    assert response.headers["Location"] == "/products?page=2"
+
+
+# --- cookies and headers --------------------------------------------------------------------------
+
+def test_session_cookie_is_httponly_and_samesite_lax(client, buyer):
+    cookie = login(client, buyer).headers["Set-Cookie"]
+    assert cookie.startswith("session=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_secure_cookie_when_configured(make_app, app, buyer):
+    client = make_app(SESSION_COOKIE_SECURE="true").test_client()
+    assert "Secure" in login(client, buyer).headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("path", ["/login", "/healthz", "/no-such-page"])
+def test_security_headers_on_every_response(client, path):
+    headers = client.get(path).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+def test_signed_in_pages_are_not_cached_by_browsers_or_proxies(client, buyer, login_as):
+    login_as(buyer)
+    assert "no-store" in client.get("/orders").headers.get("Cache-Control", "")
+
+
+# --- passwords ------------------------------------------------------------------------------------
+
+def test_passwords_are_stored_hashed(app, buyer):
+    stored = db.session.scalar(select(User.password_hash).where(User.id == buyer.id))
+    assert stored.startswith(("scrypt:", "pbkdf2:"))
+    assert PASSWORD not in stored
+    assert buyer.check_password(PASSWORD)
+    assert not buyer.check_password(PASSWORD.upper())
