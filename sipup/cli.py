@@ -15,6 +15,9 @@ def register_cli(app):
     app.cli.add_command(serve)
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
+    from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
+
+    db_group.add_command(db_stats)
 
 
 def _is_embedded():
@@ -138,3 +141,36 @@ def user_create(email, role, company, name, password_stdin):
         raise click.ClickException(str(exc)) from None
     where = f" at {user.company.name}" if user.company else ""
     click.echo(f"Created {user.role} {user.email}{where}.")
+
+
+@click.command("stats")
+@click.option("--window", type=click.Choice(["hour", "day"]), default="hour", show_default=True, help="Time span.")
+@click.option("--top", type=click.IntRange(1, 500), default=10, show_default=True, help="Statements to list.")
+@with_appcontext
+def db_stats(window, top):
+    """Print the top statements by total time, the slow ones, and the connection pool."""
+    from .query_stats import pool_status
+
+    summary = current_app.extensions["query_stats"].summary(window)
+    click.echo(f"Query statistics, last {window} (from {summary['store']}):")
+    if summary["store_error"]:
+        click.echo(f"  warning: statistics store unavailable: {summary['store_error']}")
+    kinds = ", ".join(f"{k} {v['count']:,} ({v['avg_ms']:.1f} ms avg)" for k, v in sorted(summary["kinds"].items()))
+    click.echo(f"  {kinds or 'no statements yet'}")
+    click.echo(f"  requests {summary['requests']:,}, {summary['queries_per_request']:.1f} queries each, "
+               f"{summary['heavy_requests']:,} over {current_app.config['QUERY_WARN_PER_REQUEST']} (possible N+1)")
+    header = f"  {'count':>8} {'total ms':>10} {'avg ms':>8} {'p95 ms':>7} {'max ms':>8} {'slow':>5}  statement"
+    for title, rows in (
+        ("Top statements by total time", summary["statements"][:top]),
+        (f"Slow statements (>= {current_app.config['SLOW_QUERY_MS']} ms)", [r for r in summary["statements"] if r["slow"]][:top]),
+    ):
+        click.echo(f"\n{title}:")
+        if not rows:
+            click.echo("  none")
+            continue
+        click.echo(header)
+        for r in rows:
+            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7.0f} "
+                       f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['sql'][:110]}")
+    pool = pool_status(db.engine)
+    click.echo(f"\nPool: {pool}")

@@ -17,6 +17,8 @@ DEFAULTS = {
     # Storage. Unset DATABASE_URL means the embedded SQLite file in instance/.
     "DATABASE_URL": None,
     "REDIS_URL": None,
+    # Prefix of every Redis key sipup writes, so several sites (or test runs) can share one Redis.
+    "REDIS_NAMESPACE": "sipup",
     "CACHE_URL": None,
     "MAIL_URL": None,
     "SECRET_KEY": None,
@@ -32,6 +34,8 @@ DEFAULTS = {
     "RATELIMIT_IP": "100 per minute",
     "RATELIMIT_USER": "1000 per hour",
     "SLOW_QUERY_MS": 200,
+    "QUERY_WARN_PER_REQUEST": 50,
+    "DB_STATS": True,
     "DB_POOL_SIZE": 50,
     "DB_MAX_OVERFLOW": 50,
     "DB_POOL_TIMEOUT": 10,
@@ -110,6 +114,8 @@ CONVERTERS = {
     "CHANNEL_TIMEOUT": _positive_int,
     "MAX_REQUEST_MB": _positive_int,
     "SLOW_QUERY_MS": _non_negative_int,
+    "QUERY_WARN_PER_REQUEST": _positive_int,
+    "DB_STATS": _bool,
     "DB_POOL_SIZE": _positive_int,
     "DB_MAX_OVERFLOW": _non_negative_int,
     "DB_POOL_TIMEOUT": _positive_int,

@@ -1,12 +1,14 @@
 """Engine set-up per backend and the unit of work that retries on deadlock without half-applying."""
 import logging
+import os
 import time
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .extensions import db
+from .extensions import db, migrate
+from .query_stats import register_query_stats
 
 log = logging.getLogger(__name__)
 
@@ -15,17 +17,42 @@ RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 
 
 def register_database(app):
-    """Bind Flask-SQLAlchemy and Flask-Migrate; SQLite gets WAL, a busy timeout and foreign keys."""
-    from .extensions import migrate
-
+    """Bind Flask-SQLAlchemy and Flask-Migrate, and time every statement of the engine."""
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
+    with app.app_context():
+        register_query_stats(app, db.engine)
 
 
 def _migrations_dir():
-    import os
-
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+
+
+# What MySQL/MariaDB error codes mean for someone who just set SIPUP_DATABASE_URL.
+CONNECT_ERRORS = {
+    1045: "the server refused user {user!r}: check the user name and password.",
+    1049: "database {database!r} does not exist on {host}: CREATE DATABASE {database} CHARACTER SET utf8mb4;",
+    2003: "nothing answers at {host}:{port}: is MySQL/MariaDB running there, and is the port open?",
+    2005: "the host name {host!r} is unknown.",
+}
+
+
+def check_database(app):
+    """Connect once; on failure return one line that names the problem, else None."""
+    with app.app_context():
+        url = db.engine.url
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as error:
+            code = error.orig.args[0] if error.orig is not None and error.orig.args else None
+            template = CONNECT_ERRORS.get(code) if isinstance(code, int) else None
+            detail = template.format(user=url.username, database=url.database, host=url.host, port=url.port or 3306) \
+                if template else str(error.orig).splitlines()[0]
+            return f"SIPUP_DATABASE_URL ({url.render_as_string(hide_password=True)}): {detail}"
+        finally:
+            db.engine.dispose()
+    return None
 
 
 @event.listens_for(Engine, "connect")

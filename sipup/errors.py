@@ -7,6 +7,7 @@ from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .query_stats import POOL_TIMEOUTS
 
 log = logging.getLogger("sipup.errors")
 
@@ -39,6 +40,8 @@ def _http_error(error):
 
 def _database_down(error):
     db.session.rollback()
+    if isinstance(error, PoolTimeout):
+        POOL_TIMEOUTS.add()
     log.error("Database unavailable on %s %s: %s", request.method, request.path, error)
     return render_error(503)
 

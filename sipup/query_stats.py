@@ -1,0 +1,445 @@
+"""Query statistics and the slow query log: every statement timed, per normalised SQL and kind.
+
+Statements are counted in minute buckets (kept an hour) and hour buckets (kept a day). Each process
+adds its figures to a small pending table under a lock and flushes it every few seconds: into Redis
+where configured, so all processes and hosts add up in one place, else into a SQLite file in
+instance/ that the server and the command line share.
+"""
+import atexit
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from contextlib import closing
+from logging.handlers import RotatingFileHandler
+
+from flask import g, has_request_context, request
+from sqlalchemy import event
+
+log = logging.getLogger("sipup.query_stats")
+slow_log = logging.getLogger("sipup.slow_queries")
+
+# Latency histogram bounds in milliseconds; one more bin holds everything slower.
+BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+RESOLUTIONS = {"minute": (60, 60), "hour": (3600, 24)}  # bucket seconds, buckets kept
+MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
+FLUSH_SECONDS = 5
+KINDS = ("select", "insert", "update", "delete")
+
+_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'")
+_NUMBER = re.compile(r"(?<![\w$.`\"])-?\d+(?:\.\d+)?(?![\w.])")
+_PARAM = re.compile(r"%\(\w+\)s|%s|\?|(?<!:):\w+")
+_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(sql):
+    """The statement with literals and parameters as ?, lists collapsed, whitespace single."""
+    text = _STRING.sub("?", sql)
+    text = _PARAM.sub("?", text)
+    text = _NUMBER.sub("?", text)
+    text = _SPACE.sub(" ", text).strip()
+    text = _LIST.sub("(?+)", text)
+    return _ROWS.sub(r"\1", text)
+
+
+def kind_of(sql):
+    word = sql.lstrip("( ").split(" ", 1)[0].lower()
+    if word == "with":
+        return "select"
+    return word if word in KINDS else "other"
+
+
+def _bin(ms):
+    for index, bound in enumerate(BOUNDS_MS):
+        if ms <= bound:
+            return index
+    return len(BOUNDS_MS)
+
+
+class Stat:
+    """Count, total and max time and a histogram for one statement in one bucket."""
+
+    __slots__ = ("count", "total", "max", "hist", "slow")
+
+    def __init__(self):
+        self.count, self.total, self.max, self.slow = 0, 0.0, 0.0, 0
+        self.hist = [0] * (len(BOUNDS_MS) + 1)
+
+    def add(self, ms, slow):
+        self.count += 1
+        self.total += ms
+        self.max = max(self.max, ms)
+        self.hist[_bin(ms)] += 1
+        self.slow += slow
+
+    def merge(self, other):
+        self.count += other.count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+        self.slow += other.slow
+        self.hist = [a + b for a, b in zip(self.hist, other.hist)]
+
+
+class Bucket:
+    """One time bucket: statements by key, plus request counts."""
+
+    def __init__(self):
+        self.statements = {}
+        self.requests = 0
+        self.request_queries = 0
+        self.heavy_requests = 0
+
+    def stat(self, key):
+        stat = self.statements.get(key)
+        if stat is None:
+            if len(self.statements) >= MAX_STATEMENTS:
+                key = "other"
+                stat = self.statements.get(key)
+            if stat is None:
+                stat = self.statements[key] = Stat()
+        return stat
+
+    def merge(self, other):
+        for key, stat in other.statements.items():
+            self.stat(key).merge(stat)
+        self.requests += other.requests
+        self.request_queries += other.request_queries
+        self.heavy_requests += other.heavy_requests
+
+
+class SqliteStore:
+    """Buckets in a SQLite file in instance/: the embedded default, shared by the server and the CLI."""
+
+    name = "sqlite"
+    HIST = ", ".join(f"h{i}" for i in range(len(BOUNDS_MS) + 1))
+
+    def __init__(self, path):
+        self.path = path
+        with closing(self._connect()) as conn, conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS buckets (res TEXT, start INTEGER, key TEXT, count INTEGER, "
+                f"total REAL, max REAL, slow INTEGER, {self.HIST.replace(',', ' INTEGER,')} INTEGER, "
+                "PRIMARY KEY (res, start, key))"
+            )
+            conn.execute("CREATE TABLE IF NOT EXISTS statements (key TEXT PRIMARY KEY, sql TEXT)")
+
+    def _connect(self):
+        conn = sqlite3.connect(self.path, timeout=5)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def write(self, pending, sql):
+        hist_names = self.HIST.split(", ")
+        upsert = (
+            f"INSERT INTO buckets (res, start, key, count, total, max, slow, {self.HIST}) "
+            f"VALUES ({', '.join('?' * (7 + len(hist_names)))}) ON CONFLICT (res, start, key) DO UPDATE SET "
+            "count = count + excluded.count, total = total + excluded.total, max = MAX(max, excluded.max), "
+            "slow = slow + excluded.slow, " + ", ".join(f"{h} = {h} + excluded.{h}" for h in hist_names)
+        )
+        rows = []
+        for (res, start), bucket in pending.items():
+            for name, stat in bucket.statements.items():
+                rows.append((res, start, name, stat.count, stat.total, stat.max, stat.slow, *stat.hist))
+            for field in ("requests", "request_queries", "heavy_requests"):
+                rows.append((res, start, "@" + field, getattr(bucket, field), 0, 0, 0, *([0] * len(hist_names))))
+        with closing(self._connect()) as conn, conn:
+            conn.executemany(upsert, rows)
+            conn.executemany("INSERT OR REPLACE INTO statements (key, sql) VALUES (?, ?)", sql.items())
+            for res, (seconds, kept) in RESOLUTIONS.items():
+                conn.execute("DELETE FROM buckets WHERE res = ? AND start < ?", (res, time.time() - seconds * (kept + 2)))
+
+    def read(self, res, starts):
+        marks = ", ".join("?" * len(starts))
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT start, key, count, total, max, slow, {self.HIST} FROM buckets "
+                f"WHERE res = ? AND start IN ({marks})", (res, *starts)
+            ).fetchall()
+            sql = dict(conn.execute("SELECT key, sql FROM statements"))
+        buckets = {}
+        for start, key, count, total, maximum, slow, *hist in rows:
+            bucket = buckets.setdefault(start, Bucket())
+            if key.startswith("@"):
+                setattr(bucket, key[1:], count)
+                continue
+            stat = bucket.statements[key] = Stat()
+            stat.count, stat.total, stat.max, stat.slow, stat.hist = count, total, maximum, slow, list(hist)
+        return list(buckets.values()), sql
+
+
+class RedisStore:
+    """Buckets in Redis hashes, added to by every process and host; expired after their window."""
+
+    name = "redis"
+    _MAX = (
+        "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') "
+        "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
+    )
+
+    def __init__(self, url, namespace):
+        import redis
+
+        self.prefix = f"{namespace}:dbstats"
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.set_max = self.client.register_script(self._MAX)
+
+    def _key(self, res, start):
+        return f"{self.prefix}:{res}:{start}"
+
+    def write(self, pending, sql):
+        pipe = self.client.pipeline(transaction=False)
+        if sql:
+            pipe.hset(f"{self.prefix}:sql", mapping=sql)
+            pipe.expire(f"{self.prefix}:sql", 2 * 86400)
+        for (res, start), bucket in pending.items():
+            key = self._key(res, start)
+            for name, stat in bucket.statements.items():
+                pipe.hincrby(key, f"{name}|n", stat.count)
+                pipe.hincrbyfloat(key, f"{name}|t", round(stat.total, 3))
+                if stat.slow:
+                    pipe.hincrby(key, f"{name}|s", stat.slow)
+                for index, value in enumerate(stat.hist):
+                    if value:
+                        pipe.hincrby(key, f"{name}|h{index}", value)
+                self.set_max(keys=[key], args=[f"{name}|x", round(stat.max, 3)], client=pipe)
+            for field in ("requests", "request_queries", "heavy_requests"):
+                value = getattr(bucket, field)
+                if value:
+                    pipe.hincrby(key, f"@{field}", value)
+            seconds, kept = RESOLUTIONS[res]
+            pipe.expire(key, seconds * (kept + 2))
+        pipe.execute()
+
+    def read(self, res, starts):
+        pipe = self.client.pipeline(transaction=False)
+        for start in starts:
+            pipe.hgetall(self._key(res, start))
+        pipe.hgetall(f"{self.prefix}:sql")
+        *hashes, sql = pipe.execute()
+        buckets = [self._bucket(h) for h in hashes if h]
+        return buckets, {k.decode(): v.decode() for k, v in sql.items()}
+
+    @staticmethod
+    def _bucket(fields):
+        bucket = Bucket()
+        for raw_field, raw_value in fields.items():
+            field, value = raw_field.decode(), float(raw_value)
+            if field.startswith("@"):
+                setattr(bucket, field[1:], int(value))
+                continue
+            name, _, part = field.rpartition("|")
+            stat = bucket.statements.setdefault(name, Stat())
+            if part == "n":
+                stat.count = int(value)
+            elif part == "t":
+                stat.total = value
+            elif part == "x":
+                stat.max = value
+            elif part == "s":
+                stat.slow = int(value)
+            elif part.startswith("h"):
+                stat.hist[int(part[1:])] = int(value)
+        return bucket
+
+
+class Collector:
+    """Times statements and requests, keeps pending figures, flushes them to the store."""
+
+    def __init__(self, store, slow_ms, warn_queries):
+        self.store = store
+        self.slow_ms = slow_ms
+        self.warn_queries = warn_queries
+        self.lock = threading.Lock()
+        self.pending = {}
+        self.new_sql = {}
+        self.known = {}  # raw statement -> (key, kind, normalised): statements repeat, normalise once
+        self.last_flush = time.monotonic()
+        self.store_error = None
+
+    def _buckets(self, now):
+        for res, (seconds, _kept) in RESOLUTIONS.items():
+            start = int(now // seconds * seconds)
+            bucket = self.pending.get((res, start))
+            if bucket is None:
+                bucket = self.pending[(res, start)] = Bucket()
+            yield bucket
+
+    def describe(self, statement):
+        known = self.known.get(statement)
+        if known is None:
+            text = normalise(statement)
+            key = hashlib.sha1(text.encode()).hexdigest()[:12]
+            known = (key, kind_of(text), text)
+            if len(self.known) > 5000:
+                self.known.clear()
+            self.known[statement] = known
+            self.new_sql[key] = text[:2000]
+        return known
+
+    def record(self, statement, ms, params_count):
+        key, kind, text = self.describe(statement)
+        slow = ms >= self.slow_ms
+        now = time.time()
+        with self.lock:
+            for bucket in self._buckets(now):
+                bucket.stat(key).add(ms, slow)
+                bucket.stat(f"kind:{kind}").add(ms, slow)
+        if has_request_context():
+            g._sipup_queries = g.get("_sipup_queries", 0) + 1
+        if slow:
+            slow_log.warning("%.1f ms endpoint=%s params=%d sql=%s", ms, _endpoint(), params_count, text)
+
+    def record_request(self, endpoint, queries):
+        heavy = queries > self.warn_queries
+        if heavy:
+            log.warning("Possible N+1: %s ran %d queries in one request (limit %d)", endpoint, queries, self.warn_queries)
+        with self.lock:
+            for bucket in self._buckets(time.time()):
+                bucket.requests += 1
+                bucket.request_queries += queries
+                bucket.heavy_requests += heavy
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self):
+        """Hand pending figures to the store; on a store error keep serving and say so."""
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            sql, self.new_sql = self.new_sql, {}
+            self.last_flush = time.monotonic()
+        if not pending:
+            return
+        try:
+            self.store.write(pending, sql)
+            self.store_error = None
+        except Exception as exc:  # Redis down: statistics are best-effort, requests are not
+            if self.store_error is None:
+                log.warning("Query statistics not saved: %s", exc)
+            self.store_error = str(exc)
+            with self.lock:
+                self.new_sql.update(sql)  # texts must reach the store with the next figures
+
+    def summary(self, window="hour"):
+        """Per statement and kind over the last hour (minute buckets) or day (hour buckets)."""
+        self.flush()
+        res = "minute" if window == "hour" else "hour"
+        seconds, kept = RESOLUTIONS[res]
+        now = int(time.time() // seconds * seconds)
+        starts = [now - i * seconds for i in range(kept)]
+        buckets, sql = self.store.read(res, starts)
+        total = Bucket()
+        for bucket in buckets:
+            total.merge(bucket)
+        statements, kinds = [], {}
+        for key, stat in total.statements.items():
+            row = {"key": key, "count": stat.count, "total_ms": stat.total, "max_ms": stat.max,
+                   "avg_ms": stat.total / stat.count if stat.count else 0.0, "slow": stat.slow,
+                   "p95_ms": _percentile(stat.hist, 0.95)}
+            if key.startswith("kind:"):
+                kinds[key[5:]] = row
+            else:
+                row["sql"] = sql.get(key, "(statement text expired)")
+                statements.append(row)
+        statements.sort(key=lambda r: r["total_ms"], reverse=True)
+        return {
+            "window": window,
+            "statements": statements,
+            "kinds": kinds,
+            "requests": total.requests,
+            "queries_per_request": total.request_queries / total.requests if total.requests else 0.0,
+            "heavy_requests": total.heavy_requests,
+            "store": self.store.name,
+            "store_error": self.store_error,
+        }
+
+
+def _percentile(hist, q):
+    count = sum(hist)
+    if not count:
+        return 0.0
+    seen = 0
+    for index, value in enumerate(hist):
+        seen += value
+        if seen >= q * count:
+            return float(BOUNDS_MS[index]) if index < len(BOUNDS_MS) else float("inf")
+    return float("inf")
+
+
+def _endpoint():
+    if has_request_context():
+        return request.endpoint or request.path
+    return "cli"
+
+
+def register_query_stats(app, engine):
+    """Time every statement of the engine and every request's query count."""
+    if app.config["REDIS_URL"]:
+        store = RedisStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
+    else:
+        store = SqliteStore(os.path.join(app.instance_path, "query_stats.db"))
+    collector = Collector(store, app.config["SLOW_QUERY_MS"], app.config["QUERY_WARN_PER_REQUEST"])
+    app.extensions["query_stats"] = collector
+    _slow_log_file(app)
+    if not app.config["DB_STATS"]:
+        return collector
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("_sipup_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany):
+        started = conn.info["_sipup_started"].pop()
+        count = len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0
+        collector.record(statement, (time.perf_counter() - started) * 1000, count)
+
+    @app.after_request
+    def _count_queries(response):
+        if request.endpoint != "static":
+            collector.record_request(request.endpoint or "unknown", g.get("_sipup_queries", 0))
+        return response
+
+    atexit.register(collector.flush)
+    return collector
+
+
+def _slow_log_file(app):
+    path = os.path.abspath(os.path.join(app.instance_path, "logs", "slow_queries.log"))
+    if not any(getattr(h, "baseFilename", None) == path for h in slow_log.handlers):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(message)s"))
+        slow_log.addHandler(handler)
+    slow_log.setLevel(logging.WARNING)
+    slow_log.propagate = False
+
+
+def pool_status(engine):
+    """How the connection pool is doing: size, checked out, overflow, timeouts."""
+    pool = engine.pool
+    status = {"class": type(pool).__name__}
+    for name in ("size", "checkedout", "overflow", "checkedin"):
+        method = getattr(pool, name, None)
+        if callable(method):
+            status[name] = method()
+    status["max"] = status.get("size", 0) + getattr(pool, "_max_overflow", 0) if "size" in status else None
+    status["timeouts"] = POOL_TIMEOUTS.value
+    return status
+
+
+class _Counter:
+    def __init__(self):
+        self.value = 0
+        self.lock = threading.Lock()
+
+    def add(self):
+        with self.lock:
+            self.value += 1
+
+
+POOL_TIMEOUTS = _Counter()
