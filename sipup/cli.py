@@ -171,6 +171,6 @@ def db_stats(window, top):
         click.echo(header)
         for r in rows:
             click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7.0f} "
-                       f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['sql'][:110]}")
+                       f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}")
     pool = pool_status(db.engine)
     click.echo(f"\nPool: {pool}")

@@ -67,6 +67,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def is_retryable(error):
+    """A deadlock or lock wait timeout: the server rolled the unit back, running it again may succeed."""
     orig = getattr(error, "orig", None)
     code = orig.args[0] if orig is not None and orig.args else None
     return code in RETRYABLE_MYSQL_ERRORS

@@ -2,7 +2,7 @@
 import logging
 import secrets
 
-from flask import jsonify, render_template, request
+from flask import current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +40,11 @@ def _http_error(error):
 
 def _database_down(error):
     db.session.rollback()
+    # Do not ask the database again while answering: an unloaded user (Flask-Login retries its loader on
+    # every current_user) would raise anew in the page and in after_request hooks, turning 503 into 500.
+    if "_login_user" not in g:
+        g._login_user = current_app.login_manager.anonymous_user()
+    g.setdefault("cart_count", 0)
     if isinstance(error, PoolTimeout):
         POOL_TIMEOUTS.add()
     log.error("Database unavailable on %s %s: %s", request.method, request.path, error)

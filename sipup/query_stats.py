@@ -20,7 +20,6 @@ from flask import g, has_request_context, request
 from sqlalchemy import event
 
 log = logging.getLogger("sipup.query_stats")
-slow_log = logging.getLogger("sipup.slow_queries")
 
 # Latency histogram bounds in milliseconds; one more bin holds everything slower.
 BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -28,12 +27,14 @@ RESOLUTIONS = {"minute": (60, 60), "hour": (3600, 24)}  # bucket seconds, bucket
 MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
 FLUSH_SECONDS = 5
 KINDS = ("select", "insert", "update", "delete")
+OTHER = "other"  # where statements beyond MAX_STATEMENTS in one bucket are counted
 
 _STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'")
-_NUMBER = re.compile(r"(?<![\w$.`\"])-?\d+(?:\.\d+)?(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w$.`\"])-?(?:0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])")
 _PARAM = re.compile(r"%\(\w+\)s|%s|\?|(?<!:):\w+")
 _LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
+_IN_ONE = re.compile(r"\bIN \(\?\)", re.IGNORECASE)  # a list of one is still a list
+_ROWS = re.compile(r"(\(\?\+?\))(?:\s*,\s*\(\?\+?\))+")
 _SPACE = re.compile(r"\s+")
 
 
@@ -44,7 +45,16 @@ def normalise(sql):
     text = _NUMBER.sub("?", text)
     text = _SPACE.sub(" ", text).strip()
     text = _LIST.sub("(?+)", text)
+    text = _IN_ONE.sub("IN (?+)", text)
     return _ROWS.sub(r"\1", text)
+
+
+_COLUMNS = re.compile(r"\b(\w+)\.\w+(?: AS \w+)?(?:, \1\.\w+(?: AS \w+)?){2,}")
+
+
+def short_sql(text):
+    """For display: a run of three or more columns of one table as table.*, so FROM and WHERE show."""
+    return _COLUMNS.sub(r"\1.*", text)
 
 
 def kind_of(sql):
@@ -86,10 +96,16 @@ class Stat:
 
 
 class Bucket:
-    """One time bucket: statements by key, plus request counts."""
+    """One time bucket: statements by key, plus request counts.
 
-    def __init__(self):
+    At most `limit` distinct statements; further ones fold into "other". The per-kind rows ("kind:...")
+    and "other" itself are not statements and never fold, so kinds stay right however many statements run.
+    """
+
+    def __init__(self, limit=MAX_STATEMENTS):
         self.statements = {}
+        self.limit = limit
+        self.distinct = 0  # statements counted against the limit
         self.requests = 0
         self.request_queries = 0
         self.heavy_requests = 0
@@ -97,11 +113,11 @@ class Bucket:
     def stat(self, key):
         stat = self.statements.get(key)
         if stat is None:
-            if len(self.statements) >= MAX_STATEMENTS:
-                key = "other"
-                stat = self.statements.get(key)
-            if stat is None:
-                stat = self.statements[key] = Stat()
+            counted = not key.startswith("kind:") and key != OTHER
+            if counted and self.limit is not None and self.distinct >= self.limit:
+                return self.stat(OTHER)
+            stat = self.statements[key] = Stat()
+            self.distinct += counted
         return stat
 
     def merge(self, other):
@@ -118,8 +134,11 @@ class SqliteStore:
     name = "sqlite"
     HIST = ", ".join(f"h{i}" for i in range(len(BOUNDS_MS) + 1))
 
+    PRUNE_SECONDS = 3600
+
     def __init__(self, path):
         self.path = path
+        self.last_prune = time.monotonic()
         with closing(self._connect()) as conn, conn:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS buckets (res TEXT, start INTEGER, key TEXT, count INTEGER, "
@@ -149,9 +168,13 @@ class SqliteStore:
                 rows.append((res, start, "@" + field, getattr(bucket, field), 0, 0, 0, *([0] * len(hist_names))))
         with closing(self._connect()) as conn, conn:
             conn.executemany(upsert, rows)
-            conn.executemany("INSERT OR REPLACE INTO statements (key, sql) VALUES (?, ?)", sql.items())
             for res, (seconds, kept) in RESOLUTIONS.items():
                 conn.execute("DELETE FROM buckets WHERE res = ? AND start < ?", (res, time.time() - seconds * (kept + 2)))
+            if time.monotonic() - self.last_prune >= self.PRUNE_SECONDS:
+                # Texts of statements no bucket counts any more; the ones written now stay.
+                conn.execute("DELETE FROM statements WHERE key NOT IN (SELECT key FROM buckets)")
+                self.last_prune = time.monotonic()
+            conn.executemany("INSERT OR REPLACE INTO statements (key, sql) VALUES (?, ?)", sql.items())
 
     def read(self, res, starts):
         marks = ", ".join("?" * len(starts))
@@ -195,7 +218,8 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         if sql:
             pipe.hset(f"{self.prefix}:sql", mapping=sql)
-            pipe.expire(f"{self.prefix}:sql", 2 * 86400)
+        # Texts live as long as figures still come in, not two days after the last new statement.
+        pipe.expire(f"{self.prefix}:sql", 2 * 86400)
         for (res, start), bucket in pending.items():
             key = self._key(res, start)
             for name, stat in bucket.statements.items():
@@ -250,15 +274,20 @@ class RedisStore:
 class Collector:
     """Times statements and requests, keeps pending figures, flushes them to the store."""
 
-    def __init__(self, store, slow_ms, warn_queries):
+    RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
+    RESEND_SECONDS = 3600  # send statement texts again now and then, should the store have lost them
+
+    def __init__(self, store, slow_ms, warn_queries, slow_log=None):
         self.store = store
         self.slow_ms = slow_ms
         self.warn_queries = warn_queries
+        self.slow_log = slow_log or logging.getLogger("sipup.slow_queries")
         self.lock = threading.Lock()
         self.pending = {}
         self.new_sql = {}
         self.known = {}  # raw statement -> (key, kind, normalised): statements repeat, normalise once
         self.last_flush = time.monotonic()
+        self.last_resend = time.monotonic()
         self.store_error = None
 
     def _buckets(self, now):
@@ -270,6 +299,9 @@ class Collector:
             yield bucket
 
     def describe(self, statement):
+        """(key, kind, normalised text); a statement first seen has its text queued for the store.
+
+        Called under the lock, so the text and the figures of a statement reach the same flush."""
         known = self.known.get(statement)
         if known is None:
             text = normalise(statement)
@@ -282,17 +314,17 @@ class Collector:
         return known
 
     def record(self, statement, ms, params_count):
-        key, kind, text = self.describe(statement)
         slow = ms >= self.slow_ms
         now = time.time()
         with self.lock:
+            key, kind, text = self.describe(statement)
             for bucket in self._buckets(now):
                 bucket.stat(key).add(ms, slow)
                 bucket.stat(f"kind:{kind}").add(ms, slow)
         if has_request_context():
             g._sipup_queries = g.get("_sipup_queries", 0) + 1
         if slow:
-            slow_log.warning("%.1f ms endpoint=%s params=%d sql=%s", ms, _endpoint(), params_count, text)
+            self.slow_log.warning("%.1f ms endpoint=%s params=%d sql=%s", ms, _endpoint(), params_count, text)
 
     def record_request(self, endpoint, queries):
         heavy = queries > self.warn_queries
@@ -303,7 +335,8 @@ class Collector:
                 bucket.requests += 1
                 bucket.request_queries += queries
                 bucket.heavy_requests += heavy
-        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+        wait = self.RETRY_SECONDS if self.store_error else FLUSH_SECONDS
+        if time.monotonic() - self.last_flush >= wait:
             self.flush()
 
     def flush(self):
@@ -312,6 +345,9 @@ class Collector:
             pending, self.pending = self.pending, {}
             sql, self.new_sql = self.new_sql, {}
             self.last_flush = time.monotonic()
+            if self.last_flush - self.last_resend >= self.RESEND_SECONDS:
+                self.known.clear()  # texts go to the store again: it may have been emptied or expired them
+                self.last_resend = self.last_flush
         if not pending:
             return
         try:
@@ -320,30 +356,40 @@ class Collector:
         except Exception as exc:  # Redis down: statistics are best-effort, requests are not
             if self.store_error is None:
                 log.warning("Query statistics not saved: %s", exc)
-            self.store_error = str(exc)
+            self.store_error = str(exc) or type(exc).__name__
             with self.lock:
-                self.new_sql.update(sql)  # texts must reach the store with the next figures
+                # The texts must reach the store with later figures; forgetting which statements were
+                # seen resends them then, and keeps memory bounded however long the store stays down.
+                self.known.clear()
 
     def summary(self, window="hour"):
         """Per statement and kind over the last hour (minute buckets) or day (hour buckets)."""
+        if window not in ("hour", "day"):
+            raise ValueError(f"window must be 'hour' or 'day', not {window!r}")
         self.flush()
         res = "minute" if window == "hour" else "hour"
         seconds, kept = RESOLUTIONS[res]
         now = int(time.time() // seconds * seconds)
         starts = [now - i * seconds for i in range(kept)]
-        buckets, sql = self.store.read(res, starts)
-        total = Bucket()
+        try:
+            buckets, sql = self.store.read(res, starts)
+        except Exception as exc:  # the store is down: say so rather than fail the caller
+            self.store_error = str(exc) or type(exc).__name__
+            buckets, sql = [], {}
+        total = Bucket(limit=None)
         for bucket in buckets:
             total.merge(bucket)
         statements, kinds = [], {}
         for key, stat in total.statements.items():
             row = {"key": key, "count": stat.count, "total_ms": stat.total, "max_ms": stat.max,
                    "avg_ms": stat.total / stat.count if stat.count else 0.0, "slow": stat.slow,
-                   "p95_ms": _percentile(stat.hist, 0.95)}
+                   "p95_ms": _percentile(stat.hist, 0.95), "hist": list(stat.hist)}
             if key.startswith("kind:"):
                 kinds[key[5:]] = row
             else:
-                row["sql"] = sql.get(key, "(statement text expired)")
+                row["sql"] = (f"(other statements beyond {MAX_STATEMENTS} a bucket)" if key == OTHER
+                              else sql.get(key, "(statement text expired)"))
+                row["short"] = short_sql(row["sql"])
                 statements.append(row)
         statements.sort(key=lambda r: r["total_ms"], reverse=True)
         return {
@@ -382,21 +428,36 @@ def register_query_stats(app, engine):
         store = RedisStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
     else:
         store = SqliteStore(os.path.join(app.instance_path, "query_stats.db"))
-    collector = Collector(store, app.config["SLOW_QUERY_MS"], app.config["QUERY_WARN_PER_REQUEST"])
+    collector = Collector(store, app.config["SLOW_QUERY_MS"], app.config["QUERY_WARN_PER_REQUEST"],
+                          _slow_logger(app))
     app.extensions["query_stats"] = collector
-    _slow_log_file(app)
     if not app.config["DB_STATS"]:
         return collector
 
+    # One cursor execution at a time per connection: a single start time, nothing left behind on errors.
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):
-        conn.info.setdefault("_sipup_started", []).append(time.perf_counter())
+        conn.info["_sipup_started"] = time.perf_counter()
 
     @event.listens_for(engine, "after_cursor_execute")
     def _stop(conn, cursor, statement, parameters, context, executemany):
-        started = conn.info["_sipup_started"].pop()
-        count = len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0
-        collector.record(statement, (time.perf_counter() - started) * 1000, count)
+        _finish(conn, statement, parameters)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context):
+        # A statement that failed (lock wait timeout, deadlock) took its time too; often the slowest of all.
+        if context.connection is not None and context.statement is not None:
+            _finish(context.connection, context.statement, context.parameters)
+
+    def _finish(conn, statement, parameters):
+        started = conn.info.pop("_sipup_started", None)
+        if started is not None:
+            count = len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0
+            collector.record(statement, (time.perf_counter() - started) * 1000, count)
+
+    @app.before_request
+    def _reset_queries():
+        g._sipup_queries = 0  # g outlives a request when an app context was already pushed
 
     @app.after_request
     def _count_queries(response):
@@ -408,15 +469,25 @@ def register_query_stats(app, engine):
     return collector
 
 
-def _slow_log_file(app):
+_SLOW_HANDLERS = {}  # log file path -> handler: one open file per path, however many apps a process builds
+
+
+def _slow_logger(app):
+    """A logger writing to this app's <instance>/logs/slow_queries.log only.
+
+    Not registered under a global name: two apps in one process (tests, a second instance) must not
+    write each other's slow statements."""
     path = os.path.abspath(os.path.join(app.instance_path, "logs", "slow_queries.log"))
-    if not any(getattr(h, "baseFilename", None) == path for h in slow_log.handlers):
+    handler = _SLOW_HANDLERS.get(path)
+    if handler is None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handler = RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(message)s"))
-        slow_log.addHandler(handler)
-    slow_log.setLevel(logging.WARNING)
-    slow_log.propagate = False
+        _SLOW_HANDLERS[path] = handler
+    logger = logging.Logger("sipup.slow_queries", logging.WARNING)
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
 
 
 def pool_status(engine):
@@ -427,6 +498,8 @@ def pool_status(engine):
         method = getattr(pool, name, None)
         if callable(method):
             status[name] = method()
+    if "overflow" in status:
+        status["overflow"] = max(0, status["overflow"])  # QueuePool counts up from -size; below size is none
     status["max"] = status.get("size", 0) + getattr(pool, "_max_overflow", 0) if "size" in status else None
     status["timeouts"] = POOL_TIMEOUTS.value
     return status

@@ -1,6 +1,6 @@
 """Demo and scale data: a believable drinks catalog, companies with price lists, and months of orders.
 
-Everything is inserted in batches through SQLAlchemy Core, so a million orders take minutes.
+Everything is inserted in batches through SQLAlchemy Core (sipup.batch), so a million orders take minutes.
 """
 import random
 import secrets
@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select, update
 
+from ..batch import bulk_insert
 from ..extensions import db
 from ..models import (
     Address,
@@ -87,29 +88,6 @@ class Seeded:
     logins: list = None
 
 
-def _batched(rows, size=BATCH):
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _insert(model, rows, progress=None):
-    """Insert dict rows in batches, one commit per batch."""
-    count = 0
-    for batch in _batched(rows):
-        db.session.execute(model.__table__.insert(), batch)
-        db.session.commit()
-        count += len(batch)
-        if progress:
-            progress(len(batch))
-    return count
-
-
 def seed_catalog(products=len(CATALOG), rng=None):
     """Categories and `products` products: the real catalog first, then brand variants of it."""
     rng = rng or random.Random(1)
@@ -151,7 +129,9 @@ def seed_catalog(products=len(CATALOG), rng=None):
                 updated_at=utcnow(),
             )
         )
-    return _insert(Product, rows)
+    count = bulk_insert(Product, rows, batch_size=BATCH)
+    db.session.commit()
+    return count
 
 
 def seed_price_lists():
@@ -171,7 +151,7 @@ def seed_price_lists():
                 if tier_qty > minimum:
                     rows.append(dict(price_list_id=price_list.id, product_id=product_id, min_qty=tier_qty,
                                      price=money(base * (1 - Decimal(tier_discount)))))
-            _insert(PriceTier, rows)
+            bulk_insert(PriceTier, rows, batch_size=BATCH)
         lists.append(price_list.id)
     db.session.commit()
     return lists
@@ -279,13 +259,16 @@ def seed_orders(count, months, rng=None, progress=None):
                                      issued_at=issued, due_date=(issued + timedelta(days=terms)).date(),
                                      paid_at=issued + timedelta(days=min(terms, age)) if status == S.PAID else None))
         for model, rows in ((Order, orders), (OrderLine, lines), (OrderEvent, events), (Invoice, invoices)):
-            if rows:
-                db.session.execute(model.__table__.insert(), rows)
+            bulk_insert(model, rows, batch_size=BATCH)
+        _save_counters(invoice_counters)
+        # One commit per batch of orders, not one for the whole run: a million orders in one transaction
+        # would grow the undo log (or SQLite's WAL) by gigabytes and hold their locks for minutes, and a
+        # failure near the end would throw away all the work. Each commit holds whole orders (lines,
+        # events, invoice and invoice counter together), so a failed run leaves complete orders only.
         db.session.commit()
         done += len(orders)
         if progress:
             progress(len(orders))
-    _save_counters(invoice_counters)
     _recompute_reservations()
     return count
 
@@ -301,11 +284,12 @@ def _status_for_age(age_days, rng):
 
 
 def _save_counters(counters):
+    """Store the invoice counters in the current transaction, with the invoices that used them."""
     for name, value in counters.items():
         updated = db.session.execute(update(Sequence).where(Sequence.name == name).values(value=value)).rowcount
         if not updated:
             db.session.add(Sequence(name=name, value=value))
-    db.session.commit()
+    db.session.flush()
 
 
 def _recompute_reservations():
