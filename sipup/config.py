@@ -188,6 +188,8 @@ def engine_options(url, config):
             f"{ENV_PREFIX}_DATABASE_URL={url!r} is not a database URL; "
             "use e.g. mysql+pymysql://user:password@host/sipup or sqlite:///path/sipup.db."
         ) from None
+    from .query_stats import MeasuredQueuePool
+
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
@@ -203,6 +205,7 @@ def engine_options(url, config):
             "pool_timeout": config["DB_POOL_TIMEOUT"],
             "pool_recycle": config["DB_POOL_RECYCLE"],
             "pool_pre_ping": True,
+            "poolclass": MeasuredQueuePool,
             # Each statement sees what others committed: credit and stock checks read fresh figures.
             "isolation_level": "READ COMMITTED",
             "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},

@@ -13,11 +13,13 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import closing
 from logging.handlers import RotatingFileHandler
 
 from flask import g, has_request_context, request
 from sqlalchemy import event
+from sqlalchemy.pool import QueuePool
 
 log = logging.getLogger("sipup.query_stats")
 
@@ -422,6 +424,17 @@ def _endpoint():
     return "cli"
 
 
+# Collectors of apps still alive flush their last figures when the process ends; an app that is gone
+# (tests build hundreds) takes its collector with it instead of keeping it until exit.
+_LIVE_COLLECTORS = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit():
+    for collector in list(_LIVE_COLLECTORS):
+        collector.flush()
+
+
 def register_query_stats(app, engine):
     """Time every statement of the engine and every request's query count."""
     if app.config["REDIS_URL"]:
@@ -465,7 +478,7 @@ def register_query_stats(app, engine):
             collector.record_request(request.endpoint or "unknown", g.get("_sipup_queries", 0))
         return response
 
-    atexit.register(collector.flush)
+    _LIVE_COLLECTORS.add(collector)
     return collector
 
 
@@ -491,7 +504,7 @@ def _slow_logger(app):
 
 
 def pool_status(engine):
-    """How the connection pool is doing: size, checked out, overflow, timeouts."""
+    """How the connection pool is doing: size, checked out, overflow, waits and timeouts (this process)."""
     pool = engine.pool
     status = {"class": type(pool).__name__}
     for name in ("size", "checkedout", "overflow", "checkedin"):
@@ -502,17 +515,36 @@ def pool_status(engine):
         status["overflow"] = max(0, status["overflow"])  # QueuePool counts up from -size; below size is none
     status["max"] = status.get("size", 0) + getattr(pool, "_max_overflow", 0) if "size" in status else None
     status["timeouts"] = POOL_TIMEOUTS.value
+    status["waits"] = POOL_WAITS.value
+    status["wait_ms"] = round(POOL_WAITS.total_ms, 1)
     return status
 
 
 class _Counter:
+    """A count (and summed milliseconds) shared by this process's threads."""
+
     def __init__(self):
         self.value = 0
+        self.total_ms = 0.0
         self.lock = threading.Lock()
 
-    def add(self):
+    def add(self, ms=0.0):
         with self.lock:
             self.value += 1
+            self.total_ms += ms
 
 
 POOL_TIMEOUTS = _Counter()
+POOL_WAITS = _Counter()
+
+
+class MeasuredQueuePool(QueuePool):
+    """SQLAlchemy's QueuePool, counting the checkouts that found every connection busy and waited."""
+
+    def _do_get(self):
+        if self._max_overflow < 0 or self.checkedout() < self.size() + self._max_overflow:
+            return super()._do_get()
+        started = time.perf_counter()
+        connection = super()._do_get()  # raises TimeoutError after pool_timeout, counted as a timeout
+        POOL_WAITS.add((time.perf_counter() - started) * 1000)
+        return connection

@@ -13,7 +13,7 @@ from sipup.batch import bulk_insert, bulk_update
 from sipup.database import check_database, run_in_transaction
 from sipup.extensions import db
 from sipup.models import Category, Product
-from sipup.query_stats import POOL_TIMEOUTS
+from sipup.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
 
 MARIADB_ONLY = "needs MariaDB: SQLite has no server to drop connections, no row locks and no connection pool limits"
 
@@ -244,6 +244,26 @@ def test_full_pool_gives_a_503_page_and_counts_the_timeout(make_app, app, buyer,
         finally:
             only.close()
         assert client.get("/products").status_code == 200  # the connection is back: the pool serves again
+
+
+def test_a_checkout_that_waits_for_a_busy_pool_is_counted(make_app, app):
+    mariadb_only(app)
+    tight = make_app(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=5)
+    with tight.app_context():
+        held = db.engine.connect()
+        release = threading.Timer(0.3, held.close)  # the busy connection comes back after 300 ms
+        before = POOL_WAITS.value, POOL_WAITS.total_ms
+        release.start()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        release.join()
+        status = pool_status(db.engine)
+        assert status["waits"] == before[0] + 1
+        assert POOL_WAITS.total_ms - before[1] >= 200
+        assert status["size"] == 1 and status["max"] == 1 and status["checkedout"] == 0
+        with db.engine.connect():  # a free connection: no wait counted
+            pass
+        assert POOL_WAITS.value == before[0] + 1
 
 
 def _unreachable_urls(app, tmp_path):

@@ -136,6 +136,17 @@ def test_readyz_names_an_unreachable_database(make_app, tmp_path):
     assert response.json["checks"]["database"].startswith("error:")
 
 
+def test_readyz_checks_redis_where_configured(make_app):
+    down = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client().get("/readyz")
+    assert down.status_code == 503
+    assert down.json["checks"]["database"] == "ok"
+    assert down.json["checks"]["redis"] == "error: ConnectionError"
+    redis_url = os.environ.get("SIPUP_TEST_REDIS_URL")
+    if redis_url:
+        up = make_app(REDIS_URL=redis_url).test_client().get("/readyz")
+        assert up.status_code == 200 and up.json["checks"]["redis"] == "ok"
+
+
 def test_database_outage_on_a_page_is_a_503_page(make_app, tmp_path, app, buyer):
     down = make_app(DATABASE_URL=f"sqlite:///{tmp_path}/missing/dir/x.db", PROPAGATE_EXCEPTIONS=False)
     client = down.test_client()

@@ -27,10 +27,13 @@ def readyz():
     if redis_url:
         import redis
 
+        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         try:
-            redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1).ping()
+            client.ping()
             checks["redis"] = "ok"
         except redis.RedisError as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
+        finally:
+            client.close()
     ready = all(value == "ok" for value in checks.values())
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
