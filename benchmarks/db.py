@@ -5,36 +5,20 @@ python -m benchmarks.db [--rows 100000] [--requests 3000]; MariaDB too when SIPU
 import argparse
 import logging
 import os
-import secrets
 import statistics
 import tempfile
 import time
 
-from sqlalchemy import create_engine, delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
 from sipup import create_app
 from sipup.batch import bulk_insert
+from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Order, OrderLine, Product, Role, User
 
 PASSWORD = "benchmark password"
-
-
-def _server_database(base_url):
-    """Create a uniquely named database on the server; return its URL and a dropper."""
-    url = make_url(base_url)
-    name = f"{url.database or 'sipup_bench'}_{secrets.token_hex(4)}"
-    server = create_engine(url._replace(database=None))
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-
-    def drop():
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 def _app(url, instance, **extra):
@@ -158,7 +142,7 @@ def main():
         run("SQLite", f"sqlite:///{os.path.join(instance, 'bench.db')}", instance, args.rows, args.requests)
         server_url = os.environ.get("SIPUP_BENCH_DATABASE_URL")
         if server_url:
-            url, drop = _server_database(server_url)
+            url, drop = scratch_database(server_url)
             instance = os.path.join(folder, "mariadb")
             os.makedirs(instance)
             try:

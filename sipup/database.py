@@ -1,10 +1,11 @@
 """Engine set-up per backend and the unit of work that retries on deadlock without half-applying."""
 import logging
 import os
+import secrets
 import time
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .extensions import db, migrate
@@ -92,3 +93,19 @@ def run_in_transaction(work, *args, attempts=3, **kwargs):
         except BaseException:
             db.session.rollback()
             raise
+
+
+def scratch_database(base_url):
+    """Create a uniquely named database on a MySQL/MariaDB server; return its URL and a function dropping it."""
+    url = make_url(base_url)
+    name = f"{url.database or 'sipup_scratch'}_{secrets.token_hex(4)}"
+    server = create_engine(url._replace(database=None))
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+
+    def drop():
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop

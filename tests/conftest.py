@@ -4,38 +4,20 @@ Each backend gets a database of its own for the session, created by the migratio
 the end; every test starts from empty tables, so tests touch only data they create.
 """
 import os
-import secrets
 from decimal import Decimal
 
 import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from sipup import create_app
+from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 
 PASSWORD = "correct horse battery"
 _PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
-
-
-def _server_database(base_url):
-    """Create a uniquely named database on the test server; return its URL and a dropper."""
-    url = make_url(base_url)
-    name = f"{url.database or 'sipup_test'}_{secrets.token_hex(4)}"
-    server = create_engine(url._replace(database=None))
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-
-    def drop():
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -45,7 +27,7 @@ def backend(request, tmp_path_factory):
     if request.param == "sqlite":
         url, drop = f"sqlite:///{instance / 'test.db'}", None
     else:
-        url, drop = _server_database(os.environ["SIPUP_TEST_DATABASE_URL"])
+        url, drop = scratch_database(os.environ["SIPUP_TEST_DATABASE_URL"])
     app = create_app(_overrides(url), instance_path=str(instance))
     with app.app_context():
         from sipup.cli import upgrade_schema
