@@ -104,6 +104,8 @@ class Bucket:
     and "other" itself are not statements and never fold, so kinds stay right however many statements run.
     """
 
+    COUNTERS = ("requests", "request_queries", "heavy_requests")  # what the stores keep beside statements
+
     def __init__(self, limit=MAX_STATEMENTS):
         self.statements = {}
         self.limit = limit
@@ -166,7 +168,7 @@ class SqliteStore:
         for (res, start), bucket in pending.items():
             for name, stat in bucket.statements.items():
                 rows.append((res, start, name, stat.count, stat.total, stat.max, stat.slow, *stat.hist))
-            for field in ("requests", "request_queries", "heavy_requests"):
+            for field in Bucket.COUNTERS:
                 rows.append((res, start, "@" + field, getattr(bucket, field), 0, 0, 0, *([0] * len(hist_names))))
         with closing(self._connect()) as conn, conn:
             conn.executemany(upsert, rows)
@@ -233,7 +235,7 @@ class RedisStore:
                     if value:
                         pipe.hincrby(key, f"{name}|h{index}", value)
                 self.set_max(keys=[key], args=[f"{name}|x", round(stat.max, 3)], client=pipe)
-            for field in ("requests", "request_queries", "heavy_requests"):
+            for field in Bucket.COUNTERS:
                 value = getattr(bucket, field)
                 if value:
                     pipe.hincrby(key, f"@{field}", value)

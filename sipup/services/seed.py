@@ -4,7 +4,6 @@ Everything is inserted in batches through SQLAlchemy Core (sipup.batch), so a mi
 """
 import random
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -78,14 +77,6 @@ COMPANY_NAMES = ["Centrale", "am Markt", "Seeblick", "Linde", "Zur Post", "Stern
 CITIES = [("80331", "München"), ("50667", "Köln"), ("20095", "Hamburg"), ("10115", "Berlin"), ("70173", "Stuttgart")]
 # Price lists: (name, discount on base, extra tier (min quantity, further discount))
 PRICE_LISTS = [("Gastro", "0.05", (10, "0.10")), ("Retail", "0.08", (25, "0.12")), ("Key accounts", "0.12", (50, "0.16"))]
-
-
-@dataclass
-class Seeded:
-    companies: int = 0
-    products: int = 0
-    orders: int = 0
-    logins: list = None
 
 
 def seed_catalog(products=len(CATALOG), rng=None):
