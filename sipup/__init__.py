@@ -12,6 +12,7 @@ def create_app(overrides=None, instance_path=None):
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, overrides)
     from .logs import register_logging
+    from .metrics import register_counters
     from .database import register_database
     from .security import register_security
     from .web import register_web
@@ -21,6 +22,7 @@ def create_app(overrides=None, instance_path=None):
 
     for register in (
         register_logging,
+        register_counters,
         register_database,
         register_security,
         register_web,

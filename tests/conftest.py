@@ -4,6 +4,7 @@ Each backend gets a database of its own for the session, created by the migratio
 the end; every test starts from empty tables, so tests touch only data they create.
 """
 import os
+import secrets
 from decimal import Decimal
 
 import pytest
@@ -14,9 +15,11 @@ from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
+from tests.servers import LocalMemcached, LocalRedis, local_server
 
 PASSWORD = "correct horse battery"
 _PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
+REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
 
 
@@ -205,3 +208,38 @@ def login_as(client):
         return client
 
     return do
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_namespace():
+    """A namespace of this test's own in the shared test Redis; its keys are deleted afterwards.
+    Never flush or stop the shared Redis: other tests and runs use it."""
+    if not REDIS_URL:
+        pytest.skip("SIPUP_TEST_REDIS_URL is not set: no shared Redis to test on")
+    import redis
+
+    namespace = f"sipuptest-{secrets.token_hex(6)}"
+    yield namespace
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def local_redis(tmp_path):
+    """A private Redis on a free port that the test may stop() and start() (for outage tests)."""
+    server = local_server(LocalRedis, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local_memcached(tmp_path):
+    """A private Memcached on a free port that the test may stop() and start()."""
+    server = local_server(LocalMemcached, tmp_path)
+    yield server
+    server.stop()

@@ -209,22 +209,6 @@ def process_env(instance, **extra):
             "SIPUP_SECRET_KEY": "test-secret", **extra}
 
 
-@pytest.fixture
-def redis_namespace():
-    """A namespace of this test's own in the test Redis; its keys are deleted afterwards."""
-    if not REDIS_URL:
-        pytest.skip("SIPUP_TEST_REDIS_URL is not set: no Redis to test the shared statistics store on")
-    import redis
-
-    namespace = f"sipuptest-{secrets.token_hex(6)}"
-    yield namespace
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
     marker, times = tag(), 7
     env = process_env(tmp_path, SIPUP_REDIS_URL=REDIS_URL, SIPUP_REDIS_NAMESPACE=redis_namespace)

@@ -1,0 +1,206 @@
+"""Shared counters: named counts per minute and per hour, added up across processes and hosts.
+
+The cache, the rate limiter, the queue and the request log count what happens here, and `/monitor`
+and the command line read the same figures. Each process adds to a pending table in memory (a dict
+update under a lock) and flushes it every few seconds: into Redis hashes where `SIPUP_REDIS_URL` is
+set, else into a SQLite file in instance/ that the server processes and the command line share.
+
+    counters = app.extensions["counters"]
+    counters.incr("cache", "products.hit")
+    counters.totals("cache", "minute", 5)     # {"products.hit": 812, ...} over the last 5 minutes
+    counters.series("cache", "hour", 24)      # [(start, {...}), ...] oldest first, empty hours included
+
+A store that fails (Redis down) keeps the figures pending in memory, bounded, and says so in
+`store_error`; counting never fails a request.
+"""
+import atexit
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections import defaultdict
+from contextlib import closing
+
+log = logging.getLogger("sipup.metrics")
+
+RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 48)}  # bucket seconds, buckets kept
+FLUSH_SECONDS = 5
+RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
+MAX_PENDING = 50_000  # names x buckets kept in memory while the store is down
+
+
+def bucket_start(now, res):
+    seconds = RESOLUTIONS[res][0]
+    return int(now // seconds * seconds)
+
+
+class SqliteCounterStore:
+    name = "sqlite"
+
+    def __init__(self, path):
+        self.path = path
+        with closing(self._connect()) as conn, conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS counters (grp TEXT, res TEXT, start INTEGER, name TEXT, "
+                "value INTEGER, PRIMARY KEY (grp, res, start, name)) WITHOUT ROWID"
+            )
+
+    def _connect(self):
+        conn = sqlite3.connect(self.path, timeout=5)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def write(self, pending):
+        rows = [(group, res, start, name, value) for (group, res, start, name), value in pending.items()]
+        with closing(self._connect()) as conn, conn:
+            conn.executemany(
+                "INSERT INTO counters (grp, res, start, name, value) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (grp, res, start, name) DO UPDATE SET value = value + excluded.value", rows
+            )
+            for res, (seconds, kept) in RESOLUTIONS.items():
+                conn.execute("DELETE FROM counters WHERE res = ? AND start < ?", (res, time.time() - seconds * kept))
+
+    def read(self, group, res, starts):
+        marks = ", ".join("?" * len(starts))
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT start, name, value FROM counters WHERE grp = ? AND res = ? AND start IN ({marks})",
+                (group, res, *starts),
+            ).fetchall()
+        found = defaultdict(dict)
+        for start, name, value in rows:
+            found[start][name] = value
+        return found
+
+    def close(self):
+        pass
+
+
+class RedisCounterStore:
+    name = "redis"
+
+    def __init__(self, url, namespace):
+        import redis
+
+        self.prefix = f"{namespace}:counters"
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+    def _key(self, group, res, start):
+        return f"{self.prefix}:{group}:{res}:{start}"
+
+    def write(self, pending):
+        pipe = self.client.pipeline(transaction=False)
+        keys = set()
+        for (group, res, start, name), value in pending.items():
+            key = self._key(group, res, start)
+            pipe.hincrby(key, name, value)
+            keys.add((key, res))
+        for key, res in keys:
+            seconds, kept = RESOLUTIONS[res]
+            pipe.expire(key, seconds * kept)
+        pipe.execute()
+
+    def read(self, group, res, starts):
+        pipe = self.client.pipeline(transaction=False)
+        for start in starts:
+            pipe.hgetall(self._key(group, res, start))
+        found = {}
+        for start, fields in zip(starts, pipe.execute()):
+            if fields:
+                found[start] = {k.decode(): int(v) for k, v in fields.items()}
+        return found
+
+    def close(self):
+        self.client.close()
+
+
+class Counters:
+    """Pending counts of this process, flushed to the shared store every few seconds."""
+
+    def __init__(self, store):
+        self.store = store
+        self.lock = threading.Lock()
+        self.pending = defaultdict(int)
+        self.last_flush = time.monotonic()
+        self.store_error = None
+
+    def incr(self, group, name, amount=1, now=None):
+        """Add to a counter in the current minute and hour (`now`: a Unix time, for tests)."""
+        now = time.time() if now is None else now
+        with self.lock:
+            for res in RESOLUTIONS:
+                self.pending[(group, res, bucket_start(now, res), name)] += amount
+        wait = RETRY_SECONDS if self.store_error else FLUSH_SECONDS
+        if time.monotonic() - self.last_flush >= wait:
+            self.flush()
+
+    def flush(self):
+        """Hand pending counts to the store; on a store error keep them (bounded) and say so."""
+        with self.lock:
+            pending, self.pending = self.pending, defaultdict(int)
+            self.last_flush = time.monotonic()
+        if not pending:
+            return
+        try:
+            self.store.write(pending)
+            self.store_error = None
+        except Exception as exc:  # Redis down: figures are best-effort, requests are not
+            if self.store_error is None:
+                log.warning("Counters not saved (%s store): %s", self.store.name, exc)
+            self.store_error = str(exc) or type(exc).__name__
+            with self.lock:
+                for key, value in pending.items():
+                    if len(self.pending) < MAX_PENDING or key in self.pending:
+                        self.pending[key] += value
+
+    def series(self, group, res="minute", count=60, now=None):
+        """[(bucket start, {name: count})] for the last `count` buckets, oldest first, this one last."""
+        self.flush()
+        seconds = RESOLUTIONS[res][0]
+        current = bucket_start(time.time() if now is None else now, res)
+        starts = [current - seconds * i for i in range(count - 1, -1, -1)]
+        try:
+            found = self.store.read(group, res, starts)
+        except Exception as exc:  # the store is down: show what this process still holds
+            self.store_error = str(exc) or type(exc).__name__
+            found = {}
+        wanted = set(starts)
+        with self.lock:  # what could not be flushed is still ours to show
+            for (g, r, start, name), value in self.pending.items():
+                if g == group and r == res and start in wanted:
+                    values = found.setdefault(start, {})
+                    values[name] = values.get(name, 0) + value
+        return [(start, found.get(start, {})) for start in starts]
+
+    def totals(self, group, res="minute", count=60, now=None):
+        """{name: count} summed over the last `count` buckets."""
+        total = defaultdict(int)
+        for _start, values in self.series(group, res, count, now):
+            for name, value in values.items():
+                total[name] += value
+        return dict(total)
+
+    def status(self):
+        return {"store": self.store.name, "store_error": self.store_error}
+
+
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit():
+    for counters in list(_LIVE):
+        counters.flush()
+
+
+def register_counters(app):
+    if app.config["REDIS_URL"]:
+        store = RedisCounterStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
+    else:
+        store = SqliteCounterStore(os.path.join(app.instance_path, "metrics.db"))
+    counters = Counters(store)
+    _LIVE.add(counters)
+    app.extensions["counters"] = counters
+    return counters

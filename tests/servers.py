@@ -1,0 +1,91 @@
+"""Private Redis and Memcached servers that a test may stop and start again.
+
+The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
+A test about outages starts one of these on a free port of its own instead.
+"""
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port, process, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not listen within {timeout}s")
+
+
+class LocalServer:
+    """A server process on 127.0.0.1:port; stop() and start() again keep the port."""
+
+    program = None
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.port = free_port()
+        self.process = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self):
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(self.command(), cwd=self.workdir,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait_for_port(self.port, self.process)
+        return self
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+
+class LocalRedis(LocalServer):
+    program = "redis-server"
+
+    def command(self):
+        return [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir)]
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class LocalMemcached(LocalServer):
+    program = "memcached"
+
+    def command(self):
+        return [self.program, "-p", str(self.port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-m", "16"]
+
+    @property
+    def url(self):
+        return f"memcached://127.0.0.1:{self.port}"
+
+
+def local_server(kind, tmp_path):
+    """Start a private server of this kind for one test (skip where the program is not installed)."""
+    if shutil.which(kind.program) is None:
+        pytest.skip(f"{kind.program} is not installed")
+    return kind(tmp_path).start()
