@@ -13,6 +13,7 @@ def create_app(overrides=None, instance_path=None):
     load_config(app, overrides)
     from .logs import register_logging
     from .metrics import register_counters
+    from .traffic import register_traffic
     from .database import register_database
     from .security import register_security
     from .web import register_web
@@ -23,6 +24,7 @@ def create_app(overrides=None, instance_path=None):
     for register in (
         register_logging,
         register_counters,
+        register_traffic,
         register_database,
         register_security,
         register_web,

@@ -40,6 +40,11 @@ DEFAULTS = {
     "DB_MAX_OVERFLOW": 50,
     "DB_POOL_TIMEOUT": 10,
     "DB_POOL_RECYCLE": 1800,
+    # /monitor and /metrics.
+    "MONITOR_REFRESH_SECONDS": 30,
+    "MONITOR_PANEL_SECONDS": 10,
+    "METRICS_TOKEN": None,
+    "METRICS_ALLOW": "127.0.0.1, ::1",
     # Business rules.
     "VAT_RATE": "0.20",
     "CURRENCY": "EUR",
@@ -100,6 +105,19 @@ def _limit(value):
     return str(value)
 
 
+def _addresses(value):
+    import ipaddress
+
+    networks = []
+    for part in str(value or "").replace(";", ",").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"must list addresses or networks such as 127.0.0.1, 10.0.0.0/8 ({part.strip()!r} is neither)") from None
+    return tuple(networks)
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -132,6 +150,10 @@ CONVERTERS = {
     "REDIS_URL": _url,
     "CACHE_URL": _url,
     "MAIL_URL": _url,
+    "MONITOR_REFRESH_SECONDS": _positive_int,
+    "MONITOR_PANEL_SECONDS": _non_negative_int,
+    "METRICS_TOKEN": _url,
+    "METRICS_ALLOW": _addresses,
 }
 
 

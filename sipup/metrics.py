@@ -46,6 +46,7 @@ class SqliteCounterStore:
                 "CREATE TABLE IF NOT EXISTS counters (grp TEXT, res TEXT, start INTEGER, name TEXT, "
                 "value INTEGER, PRIMARY KEY (grp, res, start, name)) WITHOUT ROWID"
             )
+            conn.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, since REAL)")
 
     def _connect(self):
         conn = sqlite3.connect(self.path, timeout=5)
@@ -73,6 +74,14 @@ class SqliteCounterStore:
         for start, name, value in rows:
             found[start][name] = value
         return found
+
+    def mark(self, name, active, now):
+        with closing(self._connect()) as conn, conn:
+            if not active:
+                conn.execute("DELETE FROM marks WHERE name = ?", (name,))
+                return None
+            conn.execute("INSERT OR IGNORE INTO marks (name, since) VALUES (?, ?)", (name, now))
+            return conn.execute("SELECT since FROM marks WHERE name = ?", (name,)).fetchone()[0]
 
     def close(self):
         pass
@@ -112,6 +121,16 @@ class RedisCounterStore:
                 found[start] = {k.decode(): int(v) for k, v in fields.items()}
         return found
 
+    def mark(self, name, active, now):
+        key = f"{self.prefix}:marks"
+        if not active:
+            self.client.hdel(key, name)
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hsetnx(key, name, now)
+        pipe.hget(key, name)
+        return float(pipe.execute()[1])
+
     def close(self):
         self.client.close()
 
@@ -128,10 +147,17 @@ class Counters:
 
     def incr(self, group, name, amount=1, now=None):
         """Add to a counter in the current minute and hour (`now`: a Unix time, for tests)."""
+        self.incr_many(group, {name: amount}, now)
+
+    def incr_many(self, group, amounts, now=None):
+        """Add to several counters of one group under one lock: {name: amount}."""
         now = time.time() if now is None else now
+        starts = [(res, bucket_start(now, res)) for res in RESOLUTIONS]
         with self.lock:
-            for res in RESOLUTIONS:
-                self.pending[(group, res, bucket_start(now, res), name)] += amount
+            pending = self.pending
+            for name, amount in amounts.items():
+                for res, start in starts:
+                    pending[(group, res, start, name)] += amount
         wait = RETRY_SECONDS if self.store_error else FLUSH_SECONDS
         if time.monotonic() - self.last_flush >= wait:
             self.flush()
@@ -181,6 +207,15 @@ class Counters:
             for name, value in values.items():
                 total[name] += value
         return dict(total)
+
+    def mark(self, name, active, now=None):
+        """Since when a condition has held, shared by all processes: the first time it was seen active,
+        or None once it is not (then the next activation starts anew). None also when the store fails."""
+        try:
+            return self.store.mark(name, active, time.time() if now is None else now)
+        except Exception as exc:  # the store is down: durations are unknown, nothing else is lost
+            self.store_error = str(exc) or type(exc).__name__
+            return None
 
     def status(self):
         return {"store": self.store.name, "store_error": self.store_error}

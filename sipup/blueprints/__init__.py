@@ -1,12 +1,13 @@
-"""One blueprint per audience: auth, shop (buyers), admin (staff), ops (probes)."""
+"""One blueprint per audience: auth, shop (buyers), admin (staff), monitor (admins), ops (probes)."""
 
 
 def register_blueprints(app):
     """Attach every blueprint to the app."""
     from .admin import bp as admin
     from .auth import bp as auth
+    from .monitor import bp as monitor
     from .ops import bp as ops
     from .shop import bp as shop
 
-    for blueprint in (auth, shop, admin, ops):
+    for blueprint in (auth, shop, admin, monitor, ops):
         app.register_blueprint(blueprint)

@@ -1,0 +1,134 @@
+"""System health: each part checked and given a state, and one verdict over them all.
+
+A check returns a dict: name, state ("ok", "warn", "bad" or "off" for a part not configured), a short
+value and a detail line that says what to do. The verdict is the worst state. Subsystems built on
+their own (cache, limits, queue) add their check with `add_check(app, function)`.
+"""
+import os
+import shutil
+import time
+
+from flask import current_app
+from sqlalchemy import text
+
+from .extensions import db
+
+ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
+VERDICTS = {0: "green", 1: "amber", 2: "red"}
+DB_SLOW_MS = 50  # a SELECT 1 slower than this means a loaded or distant database
+POOL_WARN = 0.8  # share of the pool (size + overflow) in use
+DISK_WARN, DISK_BAD = 0.10, 0.03  # free share of the disk holding instance/
+MEMORY_WARN = 0.90
+STARTED = time.time()
+
+
+def check(name, state, value, detail=""):
+    return {"name": name, "state": state, "value": value, "detail": detail}
+
+
+def add_check(app, function):
+    """Register a check (called with no arguments inside an app context) shown in the health panel."""
+    app.extensions.setdefault("health_checks", []).append(function)
+
+
+def database():
+    from .query_stats import pool_status
+
+    started = time.perf_counter()
+    try:
+        if db.engine.dialect.name == "sqlite":
+            version = "SQLite " + db.session.execute(text("SELECT sqlite_version()")).scalar()
+        else:
+            version = db.session.execute(text("SELECT VERSION()")).scalar()
+    except Exception as exc:  # any driver error: the database is the one part that must answer
+        db.session.rollback()
+        return check("Database", "bad", "unreachable", f"{type(exc).__name__}: {str(exc)[:160]}")
+    ms = (time.perf_counter() - started) * 1000
+    pool = pool_status(db.engine)
+    state, detail = "ok", version
+    in_use = pool.get("checkedout")
+    if pool.get("max"):
+        detail += f" · pool {in_use} in use of {pool['size']} (+{pool['max'] - pool['size']} overflow)"
+        if in_use >= POOL_WARN * pool["max"]:
+            state, detail = "warn", detail + ": raise SIPUP_DB_POOL_SIZE or add database capacity"
+    if ms > DB_SLOW_MS:
+        state = "warn"
+    return check("Database", state, f"{ms:.1f} ms", detail)
+
+
+def redis_server():
+    url = current_app.config["REDIS_URL"]
+    if not url:
+        return check("Redis", "off", "not configured", "embedded default: counters, cache and queue stay on this host")
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    started = time.perf_counter()
+    try:
+        info = client.info("server")
+        memory = client.info("memory")
+    except redis.RedisError as exc:
+        return check("Redis", "bad", "unreachable", f"{type(exc).__name__}: {exc}; shared limits, cache and "
+                     "statistics fall back to this process until it answers")
+    finally:
+        client.close()
+    ms = (time.perf_counter() - started) * 1000
+    return check("Redis", "ok", f"{ms:.1f} ms",
+                 f"Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used")
+
+
+def disk():
+    path = current_app.instance_path
+    usage = shutil.disk_usage(path)
+    free = usage.free / usage.total if usage.total else 0
+    state = "bad" if free < DISK_BAD else "warn" if free < DISK_WARN else "ok"
+    detail = f"{usage.free / 2**30:.1f} GB free of {usage.total / 2**30:.0f} GB where instance/ lives"
+    if state != "ok":
+        detail += ": free space (old backups in instance/backups, logs in instance/logs)"
+    return check("Disk", state, f"{free:.0%} free", detail)
+
+
+def host():
+    import psutil
+
+    memory = psutil.virtual_memory()
+    process = psutil.Process()
+    rss = process.memory_info().rss
+    cpu = psutil.cpu_percent(interval=None)
+    state = "warn" if memory.percent / 100 >= MEMORY_WARN else "ok"
+    return check("Host", state, f"CPU {cpu:.0f}%",
+                 f"memory {memory.percent:.0f}% used of {memory.total / 2**30:.1f} GB · this process "
+                 f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {_duration(time.time() - STARTED)}")
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def counters_store():
+    status = current_app.extensions["counters"].status()
+    if status["store_error"]:
+        return check("Statistics", "warn", f"{status['store']}: failing",
+                     f"{status['store_error']}; figures are kept in each process until the store answers")
+    return check("Statistics", "ok", status["store"], "shared figures for this page and the command line")
+
+
+BUILT_IN = (database, redis_server, counters_store, disk, host)
+
+
+def run_checks():
+    """Every check, built-in and registered, each isolated so one failing check cannot hide the others."""
+    results = []
+    for function in (*BUILT_IN, *current_app.extensions.get("health_checks", [])):
+        try:
+            results.append(function())
+        except Exception as exc:  # a broken check is itself a finding, shown in its row
+            name = function.__name__.replace("_", " ").capitalize()
+            results.append(check(name, "warn", "check failed", f"{type(exc).__name__}: {exc}"))
+    worst = max((ORDER[r["state"]] for r in results), default=0)
+    return {"verdict": VERDICTS[worst], "checks": results}

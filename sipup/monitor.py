@@ -1,0 +1,171 @@
+"""The data behind `/monitor`: one function per panel, each reading the shared, pre-aggregated figures.
+
+Panels are cheap because every figure is already summed in buckets (sipup/metrics.py counters and the
+query statistics); on top of that a panel's data is kept for SIPUP_MONITOR_PANEL_SECONDS (10) in this
+process, so many
+admins polling every 30 seconds cost one computation per panel and process.
+"""
+import threading
+import time
+
+from flask import current_app
+
+from . import health, recommendations
+from .charts import line_chart
+from .extensions import db
+from .traffic import traffic
+
+_memo_lock = threading.Lock()
+
+
+def _remember(name, build):
+    memo = current_app.extensions.setdefault("monitor_memo", {})
+    now = time.monotonic()
+    with _memo_lock:
+        hit = memo.get(name)
+        if hit and hit[0] > now:
+            return hit[1]
+    data = build()
+    data["as_of"] = time.time()
+    with _memo_lock:
+        memo[name] = (now + current_app.config["MONITOR_PANEL_SECONDS"], data)
+    return data
+
+
+def health_panel():
+    return health.run_checks()
+
+
+def traffic_panel():
+    figures = traffic(current_app.extensions["counters"], 60)
+    minutes = figures["per_minute"]
+    figures["chart"] = line_chart(
+        [m["start"] for m in minutes],
+        [("requests", "c-main", [m["requests"] for m in minutes]),
+         ("server errors", "c-bad", [m["errors"] for m in minutes])],
+    )
+    figures["per_minute_now"] = minutes[-2]["requests"] if len(minutes) > 1 else 0  # the last full minute
+    figures["endpoints"] = figures["endpoints"][:12]
+    return figures
+
+
+def database_panel():
+    from .query_stats import pool_status
+
+    summary = current_app.extensions["query_stats"].summary("hour")
+    count = sum(kind["count"] for kind in summary["kinds"].values())
+    total_ms = sum(kind["total_ms"] for kind in summary["kinds"].values())
+    return {
+        "summary": summary,
+        "statements": summary["statements"],
+        "queries_per_minute": count / 60,
+        "avg_ms": total_ms / count if count else None,
+        "top": summary["statements"][:8],
+        "slow": [row for row in summary["statements"] if row["slow"]][:8],
+        "slow_ms": current_app.config["SLOW_QUERY_MS"],
+        "warn_queries": current_app.config["QUERY_WARN_PER_REQUEST"],
+        "pool": pool_status(db.engine),
+    }
+
+
+def figures():
+    """Everything the recommendations read, from the other panels' (remembered) data."""
+    checks = panel("health")["checks"]
+    disk = next((c for c in checks if c["name"] == "Disk"), None)
+    database = panel("database")
+    data = {
+        "traffic": panel("traffic"),
+        "database": database,
+        "pool": database["pool"],
+        "disk_free": float(disk["value"].split("%")[0]) / 100 if disk and "%" in disk["value"] else None,
+    }
+    for name, provider in current_app.extensions.get("monitor_figures", {}).items():
+        data[name] = provider()
+    return data
+
+
+def recommendations_panel():
+    return {"rules": recommendations.evaluate(figures(), current_app.extensions["counters"])}
+
+
+PANELS = {
+    "health": ("Health", health_panel),
+    "traffic": ("Traffic", traffic_panel),
+    "database": ("Database", database_panel),
+    "recommendations": ("Recommendations", recommendations_panel),
+}
+
+
+def add_panel(app, name, title, build, figures_provider=None):
+    """Register a panel of a subsystem (its template is monitor/_<name>.html); its figures feed the rules."""
+    app.extensions.setdefault("monitor_panels", {})[name] = (title, build)
+    if figures_provider is not None:
+        app.extensions.setdefault("monitor_figures", {})[name] = figures_provider
+
+
+def panels():
+    """(name, title) of every panel in page order."""
+    extra = current_app.extensions.get("monitor_panels", {})
+    names = ["health", "traffic", "database", *extra, "recommendations"]
+    return [(name, (PANELS.get(name) or extra[name])[0]) for name in names]
+
+
+def panel(name):
+    """The panel's data, remembered for a few seconds; KeyError for an unknown panel."""
+    title, build = PANELS.get(name) or current_app.extensions.get("monitor_panels", {})[name]
+    return _remember(name, build)
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+def _families():
+    """(name, help, [(labels, value)]) for every figure /metrics exports; windows are in the names."""
+    checks = panel("health")
+    traffic_data = panel("traffic")
+    database = panel("database")
+    rules = panel("recommendations")["rules"]
+    state = health.ORDER
+    endpoints = traffic_data["endpoints"] + [traffic_data["total"]]
+    families = [
+        ("sipup_health_verdict", "Overall health: 0 green, 1 amber, 2 red.",
+         [({}, {"green": 0, "amber": 1, "red": 2}[checks["verdict"]])]),
+        ("sipup_health_check", "Each health check: 0 ok or off, 1 warn, 2 bad.",
+         [({"check": c["name"]}, state[c["state"]]) for c in checks["checks"]]),
+        ("sipup_requests_last_hour", "Requests in the last hour, all processes.",
+         [({"endpoint": e["endpoint"]}, e["requests"]) for e in endpoints]),
+        ("sipup_server_errors_last_hour", "Responses 500 and above in the last hour.",
+         [({"endpoint": e["endpoint"]}, e["server_errors"]) for e in endpoints]),
+        ("sipup_request_p95_seconds_last_hour", "Upper bound of the p95 response time bin, last hour.",
+         [({"endpoint": e["endpoint"]}, e["p95_ms"] / 1000) for e in endpoints if e["p95_ms"] is not None]),
+        ("sipup_db_statements_last_hour", "Database statements in the last hour by kind.",
+         [({"kind": kind}, row["count"]) for kind, row in sorted(database["summary"]["kinds"].items())]),
+        ("sipup_db_slow_statements_last_hour", "Statements slower than SIPUP_SLOW_QUERY_MS in the last hour.",
+         [({}, sum(row["slow"] for row in database["statements"]))]),
+        ("sipup_db_pool_checked_out", "Connections in use in this process's pool.",
+         [({}, database["pool"].get("checkedout", 0))]),
+        ("sipup_recommendations_firing", "Recommendations that currently fire.",
+         [({}, sum(r["state"] == "firing" for r in rules))]),
+    ]
+    for provider in current_app.extensions.get("monitor_metrics", []):
+        families.extend(provider())
+    return families
+
+
+def add_metrics(app, provider):
+    """Register a function returning more (name, help, [(labels, value)]) families for /metrics."""
+    app.extensions.setdefault("monitor_metrics", []).append(provider)
+
+
+def _label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def prometheus_text():
+    lines = []
+    for name, help_text, samples in _families():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for labels, value in samples:
+            tags = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
+            number = "+Inf" if value == float("inf") else f"{float(value):g}"
+            lines.append(f"{name}{{{tags}}} {number}" if tags else f"{name} {number}")
+    return "\n".join(lines) + "\n"

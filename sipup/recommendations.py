@@ -1,0 +1,157 @@
+"""Recommendations: the seed's daily checks and troubleshooting list as rules over measured figures.
+
+Each rule measures one figure from the monitor's data (a value and the number of samples behind it),
+fires past a threshold, and names the exact setting or command to change. A rule with too few samples
+waits instead of firing, and one whose part is not built or not configured says so. Since when a
+rule has fired is kept in the shared counters store, so every process reports the same duration.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+HIT_RATE_MIN = 0.60
+PENDING_JOBS_MAX = 50
+SLOW_STATEMENTS_MAX = 10  # slow executions in the last hour
+ERROR_RATE_MAX = 0.01
+P95_MAX_MS = 500
+POOL_SHARE_MAX = 0.8
+DISK_FREE_MIN = 0.10
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    title: str
+    measure: Callable  # figures -> (value, samples) or None when the figure is not available
+    fires: Callable  # value -> bool
+    min_samples: int
+    show: Callable  # value -> text
+    advice: str
+
+
+def _get(figures, *path):
+    value = figures
+    for part in path:
+        if not isinstance(value, dict) or value.get(part) is None:
+            return None
+        value = value[part]
+    return value
+
+
+def _hit_rate(figures):
+    cache = _get(figures, "cache", "total")
+    if cache is None:
+        return None
+    lookups = cache.get("hits", 0) + cache.get("misses", 0)
+    return (cache["hits"] / lookups if lookups else None), lookups
+
+
+def _pending_jobs(figures):
+    pending = _get(figures, "queue", "pending")
+    return None if pending is None else (pending, 1)
+
+
+def _failed_jobs(figures):
+    failed = _get(figures, "queue", "failed_24h")
+    return None if failed is None else (failed, 1)
+
+
+def _cron_capacity(figures):
+    queue = _get(figures, "queue")
+    if queue is None or queue.get("arrivals_per_minute") is None or queue.get("capacity_per_minute") is None:
+        return None
+    return (queue["arrivals_per_minute"], queue["capacity_per_minute"]), queue.get("arrival_samples", 0)
+
+
+def _slow_statements(figures):
+    statements = _get(figures, "database", "statements")
+    if statements is None:
+        return None
+    return sum(row["slow"] for row in statements), sum(row["count"] for row in statements)
+
+
+def _pool(figures):
+    pool = _get(figures, "pool")
+    if not pool or not pool.get("max"):
+        return None
+    return (pool["checkedout"] / pool["max"], pool.get("waits", 0)), 1
+
+
+def _error_rate(figures):
+    total = _get(figures, "traffic", "total")
+    if total is None:
+        return None
+    return total["error_rate"], total["requests"]
+
+
+def _p95(figures):
+    total = _get(figures, "traffic", "total")
+    if total is None:
+        return None
+    return total["p95_ms"], total["requests"]
+
+
+def _disk(figures):
+    free = _get(figures, "disk_free")
+    return None if free is None else (free, 1)
+
+
+RULES = (
+    Rule("cache_hit_rate", "Cache hit rate under 60%", _hit_rate, lambda v: v is not None and v < HIT_RATE_MIN,
+         200, lambda v: "no lookups" if v is None else f"{v:.0%} of lookups hit",
+         "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
+         "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse."),
+    Rule("pending_jobs", "50 or more jobs waiting", _pending_jobs, lambda v: v >= PENDING_JOBS_MAX, 1,
+         lambda v: f"{v:,} pending",
+         "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
+         "on the host (see cron/ and the README)."),
+    Rule("failed_jobs", "Failed jobs in the last 24 hours", _failed_jobs, lambda v: v > 0, 1,
+         lambda v: f"{v:,} failed",
+         "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
+         "`flask queue retry --failed` or the Retry button."),
+    Rule("cron_capacity", "Cron processes fewer jobs than arrive", _cron_capacity, lambda v: v[0] > v[1], 30,
+         lambda v: f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most",
+         "Raise `--limit` of `flask queue process` in the crontab, run it every minute, or start "
+         "`flask queue worker`."),
+    Rule("slow_statements", "Slow database statements", _slow_statements,
+         lambda v: v >= SLOW_STATEMENTS_MAX, 100, lambda v: f"{v:,} slow executions in the last hour",
+         "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
+         "SIPUP_SLOW_QUERY_MS sets what counts as slow."),
+    Rule("pool", "Connection pool near exhaustion", _pool, lambda v: v[0] >= POOL_SHARE_MAX or v[1] > 0, 1,
+         lambda v: f"{v[0]:.0%} in use, {v[1]:,} waits",
+         "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
+         "SIPUP_THREADS per process."),
+    Rule("error_rate", "Server errors above 1%", _error_rate, lambda v: v > ERROR_RATE_MAX, 100,
+         lambda v: f"{v:.1%} of requests", "Read instance/logs/sipup.log for the tracebacks; the Traffic "
+         "panel shows which page fails."),
+    Rule("latency", "p95 response time above 500 ms", _p95, lambda v: v is not None and v > P95_MAX_MS, 100,
+         lambda v: "no requests" if v is None else f"p95 ≤ {v:,.0f} ms",
+         "See the Database panel for slow statements, check the cache hit rate, and add waitress "
+         "processes behind the load balancer (docs in the README)."),
+    Rule("disk", "Disk almost full", _disk, lambda v: v < DISK_FREE_MIN, 1, lambda v: f"{v:.0%} free",
+         "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
+         "lower the number of backups kept."),
+)
+
+
+def evaluate(figures, counters, rules=RULES):
+    """Each rule's state: firing, clear, waiting (too few samples) or unavailable; with value and since."""
+    results = []
+    for rule in rules:
+        measured = rule.measure(figures)
+        row = {"key": rule.key, "title": rule.title, "advice": rule.advice, "since": None, "value": None}
+        if measured is None:
+            row["state"] = "unavailable"
+        else:
+            value, samples = measured
+            row["value"] = rule.show(value)
+            if samples < rule.min_samples:
+                row["state"] = "waiting"
+                row["value"] += f" ({samples:,} of {rule.min_samples:,} samples needed)"
+            else:
+                row["state"] = "firing" if rule.fires(value) else "clear"
+        if row["state"] in ("firing", "clear"):
+            row["since"] = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
+        results.append(row)
+    order = {"firing": 0, "waiting": 1, "clear": 2, "unavailable": 3}
+    results.sort(key=lambda r: order[r["state"]])
+    return results

@@ -1,0 +1,108 @@
+"""Request statistics: requests, errors and a latency histogram per endpoint, in the shared counters.
+
+Every request but static files adds to counters of the group "traffic" (see sipup/metrics.py), so all
+processes and hosts add up to one set of figures for `/monitor` and `/metrics`. Names per endpoint:
+`<endpoint>|n` requests, `|e` server errors (5xx), `|c` client errors (4xx), `|l` rate-limited (429),
+`|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS).
+"""
+import time
+from collections import defaultdict
+
+from flask import g, request
+
+BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+GROUP = "traffic"
+SKIPPED = {"static"}
+
+
+def _bin(ms):
+    for index, bound in enumerate(BOUNDS_MS):
+        if ms <= bound:
+            return index
+    return len(BOUNDS_MS)
+
+
+def percentile(hist, q):
+    """The upper bound of the bin holding the q-quantile (ms); inf when beyond the last bound."""
+    count = sum(hist)
+    if not count:
+        return None
+    seen = 0
+    for index, value in enumerate(hist):
+        seen += value
+        if seen >= q * count:
+            return float(BOUNDS_MS[index]) if index < len(BOUNDS_MS) else float("inf")
+    return float("inf")
+
+
+def register_traffic(app):
+    counters = app.extensions["counters"]
+
+    @app.before_request
+    def _start():
+        g.traffic_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response):
+        started = g.pop("traffic_started", None)
+        endpoint = request.endpoint or "(no route)"
+        if started is None or endpoint in SKIPPED:
+            return response
+        ms = (time.perf_counter() - started) * 1000
+        status = response.status_code
+        amounts = {f"{endpoint}|n": 1, f"{endpoint}|t": round(ms), f"{endpoint}|h{_bin(ms)}": 1}
+        if status >= 500:
+            amounts[f"{endpoint}|e"] = 1
+        elif status == 429:
+            amounts[f"{endpoint}|l"] = 1
+        elif status >= 400:
+            amounts[f"{endpoint}|c"] = 1
+        counters.incr_many(GROUP, amounts)
+        return response
+
+
+def summarise(values):
+    """Per endpoint and in total from summed counters: requests, errors, avg and p50/p95/p99 (ms)."""
+    rows = defaultdict(lambda: {"n": 0, "e": 0, "c": 0, "l": 0, "t": 0, "hist": [0] * (len(BOUNDS_MS) + 1)})
+    for name, value in values.items():
+        endpoint, _, field = name.rpartition("|")
+        row = rows[endpoint]
+        if field.startswith("h"):
+            row["hist"][int(field[1:])] += value
+        elif field in row:
+            row[field] += value
+    total = {"n": 0, "e": 0, "c": 0, "l": 0, "t": 0, "hist": [0] * (len(BOUNDS_MS) + 1)}
+    for row in rows.values():
+        for field in ("n", "e", "c", "l", "t"):
+            total[field] += row[field]
+        total["hist"] = [a + b for a, b in zip(total["hist"], row["hist"])]
+    return [_row(endpoint, row) for endpoint, row in rows.items()], _row("all", total)
+
+
+def _row(endpoint, row):
+    n = row["n"]
+    return {
+        "endpoint": endpoint, "requests": n, "server_errors": row["e"], "client_errors": row["c"],
+        "limited": row["l"], "error_rate": row["e"] / n if n else 0.0, "avg_ms": row["t"] / n if n else None,
+        "p50_ms": percentile(row["hist"], 0.50), "p95_ms": percentile(row["hist"], 0.95),
+        "p99_ms": percentile(row["hist"], 0.99), "hist": row["hist"],
+    }
+
+
+def traffic(counters, minutes=60):
+    """The last `minutes`: per endpoint (busiest first), the total, and per-minute requests and errors."""
+    series = counters.series(GROUP, "minute", minutes)
+    summed = defaultdict(int)
+    per_minute = []
+    for start, values in series:
+        requests = errors = 0
+        for name, value in values.items():
+            summed[name] += value
+            if name.endswith("|n"):
+                requests += value
+            elif name.endswith("|e"):
+                errors += value
+        per_minute.append({"start": start, "requests": requests, "errors": errors})
+    endpoints, total = summarise(summed)
+    endpoints.sort(key=lambda row: row["requests"], reverse=True)
+    return {"endpoints": endpoints, "total": total, "per_minute": per_minute, "minutes": minutes}

@@ -1,0 +1,203 @@
+"""/monitor and /metrics: access, panels alone and together, figures from the shared counters, rules."""
+import re
+import time
+
+import pytest
+
+from sipup import create_app, monitor
+from sipup.extensions import db
+from sipup.config import ConfigError
+from sipup.metrics import Counters, SqliteCounterStore
+from sipup.recommendations import RULES, evaluate
+from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login
+
+PANEL_NAMES = ["health", "traffic", "database", "recommendations"]
+
+
+@pytest.fixture
+def app(backend, tmp_path):
+    """The app on an instance folder of this test's own (its counters start at zero), with panel data
+    never remembered, so each request shows what just happened."""
+    app = create_app({**_overrides(backend[1]), "MONITOR_PANEL_SECONDS": 0}, instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def admin_client(app, make_user):
+    client = app.test_client()
+    assert login(client, make_user("admin")).status_code == 302
+    return client
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client):
+    response = client.get("/monitor")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    polled = client.get("/monitor/panels/health", headers={"HX-Request": "true"})
+    assert polled.status_code == 401
+    assert polled.headers["HX-Redirect"].startswith("/login")
+    assert "<form" not in polled.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("role", ["buyer", "staff"])
+def test_only_admins_may_look(client, make_user, make_company, role):
+    user = make_user(role, make_company() if role == "buyer" else None)
+    login(client, user, PASSWORD)
+    assert client.get("/monitor").status_code == 403
+    assert client.get("/monitor/panels/health").status_code == 403
+
+
+def test_the_page_holds_every_panel_polling_every_30_seconds(admin_client):
+    response = admin_client.get("/monitor")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    for name in PANEL_NAMES:
+        section = re.search(rf'<section[^>]*id="panel-{name}"[^>]*>', html)
+        assert section, name
+        assert f'hx-get="/monitor/panels/{name}"' in section.group(0)
+        assert 'hx-trigger="every 30s, refresh"' in section.group(0)
+    assert "monitor.js" in html
+
+
+@pytest.mark.parametrize("name", PANEL_NAMES)
+def test_each_panel_renders_alone(admin_client, name):
+    response = admin_client.get(f"/monitor/panels/{name}", headers={"HX-Request": "true"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<html" not in html and html.lstrip().startswith(("{#", "<section"))
+    assert f'id="panel-{name}"' in html and "as of " in html
+
+
+def test_unknown_panel_is_404(admin_client):
+    assert admin_client.get("/monitor/panels/nope").status_code == 404
+
+
+def test_traffic_panel_counts_requests_per_page(admin_client, make_product):
+    make_product()
+    for _ in range(3):
+        admin_client.get("/healthz")
+    admin_client.get("/no-such-page")
+    html = admin_client.get("/monitor/panels/traffic").get_data(as_text=True)
+    row = re.search(r"<code>ops\.healthz</code></td><td[^>]*>(\d+)</td>", html)
+    assert row and int(row.group(1)) == 3
+    assert "(no route)" in html  # the 404 is counted too
+
+
+def test_a_failing_panel_shows_its_error_and_the_others_still_render(app, admin_client):
+    def broken():
+        raise RuntimeError("statistics store on fire")
+
+    monitor.add_panel(app, "broken", "Broken", broken)
+    html = admin_client.get("/monitor").get_data(as_text=True)
+    assert "This panel could not be built." in html and "statistics store on fire" in html
+    assert 'id="panel-health"' in html and 'id="panel-traffic"' in html
+    alone = admin_client.get("/monitor/panels/broken")
+    assert alone.status_code == 200 and 'role="alert"' in alone.get_data(as_text=True)
+
+
+def test_database_panel_agrees_with_db_stats(app, admin_client, runner, make_product):
+    make_product()
+    app.extensions["query_stats"].flush()
+    data = monitor.panel("database")
+    summary = app.extensions["query_stats"].summary("hour")
+    assert sum(k["count"] for k in data["summary"]["kinds"].values()) == sum(k["count"] for k in summary["kinds"].values())
+    html = admin_client.get("/monitor/panels/database").get_data(as_text=True)
+    assert "Queries / min" in html and "Pool in use" in html
+
+
+# --- recommendations ---------------------------------------------------------------------------
+
+@pytest.fixture
+def counters(tmp_path):
+    """Counters of this test's own, so the marks of when a rule started firing start empty."""
+    return Counters(SqliteCounterStore(str(tmp_path / "metrics.db")))
+
+
+def _rule(key, state):
+    return next(r for r in state if r["key"] == key)
+
+
+def test_a_rule_waits_for_enough_samples_then_fires_and_clears(counters):
+    few = {"cache": {"total": {"hits": 10, "misses": 40}}}
+    assert _rule("cache_hit_rate", evaluate(few, counters))["state"] == "waiting"
+
+    bad = {"cache": {"total": {"hits": 100, "misses": 200}}}
+    fired = _rule("cache_hit_rate", evaluate(bad, counters))
+    assert fired["state"] == "firing" and fired["value"] == "33% of lookups hit"
+    assert "flask cache stats" in fired["advice"]
+    first_since = fired["since"]
+    assert first_since and abs(first_since - time.time()) < 5
+    assert _rule("cache_hit_rate", evaluate(bad, counters))["since"] == first_since  # held, not restarted
+
+    good = {"cache": {"total": {"hits": 800, "misses": 200}}}
+    cleared = _rule("cache_hit_rate", evaluate(good, counters))
+    assert cleared["state"] == "clear" and cleared["since"] is None
+    assert _rule("cache_hit_rate", evaluate(bad, counters))["since"] >= first_since  # a new incident
+
+
+def test_rules_of_parts_without_figures_say_so(counters):
+    states = evaluate({}, counters)
+    assert {r["state"] for r in states} == {"unavailable"}
+    assert len(states) == len(RULES)
+
+
+@pytest.mark.parametrize("figures, key, state", [
+    ({"queue": {"pending": 50}}, "pending_jobs", "firing"),
+    ({"queue": {"pending": 49}}, "pending_jobs", "clear"),
+    ({"queue": {"failed_24h": 1}}, "failed_jobs", "firing"),
+    ({"queue": {"failed_24h": 0}}, "failed_jobs", "clear"),
+    ({"queue": {"arrivals_per_minute": 12.0, "capacity_per_minute": 10.0, "arrival_samples": 60}}, "cron_capacity", "firing"),
+    ({"queue": {"arrivals_per_minute": 2.0, "capacity_per_minute": 10.0, "arrival_samples": 60}}, "cron_capacity", "clear"),
+    ({"database": {"statements": [{"slow": 12, "count": 500}]}}, "slow_statements", "firing"),
+    ({"database": {"statements": [{"slow": 12, "count": 50}]}}, "slow_statements", "waiting"),
+    ({"pool": {"checkedout": 90, "max": 100, "waits": 0}}, "pool", "firing"),
+    ({"pool": {"checkedout": 2, "max": 100, "waits": 3}}, "pool", "firing"),
+    ({"pool": {"checkedout": 2, "max": 100, "waits": 0}}, "pool", "clear"),
+    ({"traffic": {"total": {"error_rate": 0.02, "requests": 500, "p95_ms": 50.0}}}, "error_rate", "firing"),
+    ({"traffic": {"total": {"error_rate": 0.0, "requests": 500, "p95_ms": 1000.0}}}, "latency", "firing"),
+    ({"traffic": {"total": {"error_rate": 0.0, "requests": 500, "p95_ms": 250.0}}}, "latency", "clear"),
+    ({"disk_free": 0.05}, "disk", "firing"),
+    ({"disk_free": 0.5}, "disk", "clear"),
+])
+def test_rules_fire_on_the_right_figures(counters, figures, key, state):
+    assert _rule(key, evaluate(figures, counters))["state"] == state
+
+
+def test_recommendations_read_the_figures_of_registered_parts(app):
+    monitor.add_panel(app, "queue", "Queue", lambda: {}, lambda: {"pending": 75})
+    data = monitor.panel("recommendations")
+    rule = _rule("pending_jobs", data["rules"])
+    assert rule["state"] == "firing" and rule["value"] == "75 pending"
+    assert data["rules"][0]["key"] == "pending_jobs"  # firing rules come first
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+def test_metrics_for_allowed_addresses_in_prometheus_format(client):
+    client.get("/healthz")
+    response = client.get("/metrics")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    assert "# TYPE sipup_health_verdict gauge" in body
+    assert re.search(r'^sipup_requests_last_hour\{endpoint="ops.healthz"\} 1$', body, re.M)
+    for line in body.splitlines():
+        assert line.startswith("#") or re.match(r'^[a-z0-9_]+(\{[^}]*\})? (-?[0-9.e+-]+|\+Inf)$', line), line
+
+
+def test_metrics_refuse_other_addresses_unless_they_bring_the_token(make_app):
+    client = make_app(METRICS_TOKEN="s3cret-token").test_client()
+    outside = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/metrics", environ_base=outside).status_code == 403
+    assert client.get("/metrics", environ_base=outside, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.get("/metrics", environ_base=outside, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    allowed = make_app(METRICS_ALLOW="203.0.113.0/24").test_client()
+    assert allowed.get("/metrics", environ_base=outside).status_code == 200
+
+
+def test_a_bad_metrics_allow_list_stops_start_up(make_app):
+    with pytest.raises(ConfigError, match="SIPUP_METRICS_ALLOW.*'10.0.0.300' is neither"):
+        make_app(METRICS_ALLOW="127.0.0.1, 10.0.0.300")
