@@ -65,6 +65,7 @@ def database_panel():
         "slow_ms": current_app.config["SLOW_QUERY_MS"],
         "warn_queries": current_app.config["QUERY_WARN_PER_REQUEST"],
         "pool": pool_status(db.engine),
+        "pool_shared": current_app.extensions["counters"].totals("db", "minute", 60),
     }
 
 

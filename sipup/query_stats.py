@@ -17,7 +17,7 @@ import weakref
 from contextlib import closing
 from logging.handlers import RotatingFileHandler
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
@@ -523,9 +523,11 @@ def pool_status(engine):
 
 
 class _Counter:
-    """A count (and summed milliseconds) shared by this process's threads."""
+    """A count (and summed milliseconds) of this process, also added to the shared counters (group "db")
+    so /monitor shows the waits of every process."""
 
-    def __init__(self):
+    def __init__(self, name):
+        self.name = name
         self.value = 0
         self.total_ms = 0.0
         self.lock = threading.Lock()
@@ -534,10 +536,12 @@ class _Counter:
         with self.lock:
             self.value += 1
             self.total_ms += ms
+        if has_app_context():
+            current_app.extensions["counters"].incr_many("db", {self.name: 1, f"{self.name}_ms": round(ms)})
 
 
-POOL_TIMEOUTS = _Counter()
-POOL_WAITS = _Counter()
+POOL_TIMEOUTS = _Counter("pool_timeouts")
+POOL_WAITS = _Counter("pool_waits")
 
 
 class MeasuredQueuePool(QueuePool):

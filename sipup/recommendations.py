@@ -73,7 +73,8 @@ def _pool(figures):
     pool = _get(figures, "pool")
     if not pool or not pool.get("max"):
         return None
-    return (pool["checkedout"] / pool["max"], pool.get("waits", 0)), 1
+    waits = _get(figures, "database", "pool_shared", "pool_waits") or 0
+    return (pool["checkedout"] / pool["max"], waits), 1
 
 
 def _error_rate(figures):

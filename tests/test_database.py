@@ -253,6 +253,7 @@ def test_a_checkout_that_waits_for_a_busy_pool_is_counted(make_app, app):
         held = db.engine.connect()
         release = threading.Timer(0.3, held.close)  # the busy connection comes back after 300 ms
         before = POOL_WAITS.value, POOL_WAITS.total_ms
+        shared_before = tight.extensions["counters"].totals("db").get("pool_waits", 0)
         release.start()
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
@@ -260,6 +261,7 @@ def test_a_checkout_that_waits_for_a_busy_pool_is_counted(make_app, app):
         status = pool_status(db.engine)
         assert status["waits"] == before[0] + 1
         assert POOL_WAITS.total_ms - before[1] >= 200
+        assert tight.extensions["counters"].totals("db")["pool_waits"] == shared_before + 1  # for /monitor
         assert status["size"] == 1 and status["max"] == 1 and status["checkedout"] == 0
         with db.engine.connect():  # a free connection: no wait counted
             pass

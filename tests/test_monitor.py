@@ -155,7 +155,7 @@ def test_rules_of_parts_without_figures_say_so(counters):
     ({"database": {"statements": [{"slow": 12, "count": 500}]}}, "slow_statements", "firing"),
     ({"database": {"statements": [{"slow": 12, "count": 50}]}}, "slow_statements", "waiting"),
     ({"pool": {"checkedout": 90, "max": 100, "waits": 0}}, "pool", "firing"),
-    ({"pool": {"checkedout": 2, "max": 100, "waits": 3}}, "pool", "firing"),
+    ({"pool": {"checkedout": 2, "max": 100}, "database": {"pool_shared": {"pool_waits": 3}}}, "pool", "firing"),
     ({"pool": {"checkedout": 2, "max": 100, "waits": 0}}, "pool", "clear"),
     ({"traffic": {"total": {"error_rate": 0.02, "requests": 500, "p95_ms": 50.0}}}, "error_rate", "firing"),
     ({"traffic": {"total": {"error_rate": 0.0, "requests": 500, "p95_ms": 1000.0}}}, "latency", "firing"),
