@@ -65,6 +65,8 @@ def server(tmp_path_factory):
     env["SIPUP_INSTANCE_PATH"] = str(instance)
     # One browser makes many requests from one IP within a minute; this test is not about limits.
     env["SIPUP_RATELIMIT_IP"] = "10000 per minute"
+    env["SIPUP_MONITOR_REFRESH_SECONDS"] = "2"  # the panels' 30 s, shortened so the test sees refreshes
+    env["SIPUP_MONITOR_PANEL_SECONDS"] = "0"
     log_path = instance / "serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -261,3 +263,27 @@ def test_buyer_orders_and_staff_invoices(server, browser):
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     shot(page, "19-not-found")
     buyer.close()
+
+
+def test_admin_watches_monitor_refresh_itself(server, browser):
+    base_url, logins = server
+    admin, page = sign_in(browser, base_url, *logins["admin"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Monitor").click()
+    expect(page.get_by_role("heading", name="Monitor", exact=True)).to_be_visible()
+    for title in ("Health", "Traffic", "Database", "Recommendations"):
+        expect(page.locator(f"section.panel h2:text-is('{title}')")).to_be_visible()
+    expect(page.locator("#panel-health .verdict")).to_contain_text("Green")
+    traffic = page.locator("#panel-traffic")
+    expect(traffic.locator("text=monitor.index")).to_be_visible()  # this very page view is counted
+    url_before = page.url
+
+    # Traffic from another browser appears in the panel at its next refresh, without reloading.
+    visitor = browser.new_context(base_url=base_url)
+    for _ in range(3):
+        assert visitor.request.get("/healthz").ok
+    visitor.close()
+    expect(traffic.locator("tr", has_text="ops.healthz")).to_be_visible(timeout=15_000)
+    assert page.url == url_before
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # one page load only
+    shot(page, "20-monitor")
+    admin.close()
