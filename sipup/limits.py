@@ -20,15 +20,18 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import click
 from flask import current_app, make_response, request
 from flask.cli import AppGroup
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
 from flask_login import current_user
 from limits import parse_many
+from limits.storage import MemoryStorage
 
 log = logging.getLogger("sipup.limits")
 
@@ -61,6 +64,72 @@ def _anonymous():
 
 
 KEY_FUNCTIONS = {"address": client_address, "account": _account_key, "user": _user_key}
+
+
+class MemoryCounts(MemoryStorage):
+    """limits' in-process storage without its expiry timer: MemoryStorage starts a new Timer thread 10 ms
+    after the last one ended, and each start makes the request thread wait for the new thread to get the
+    GIL (a quarter of the limiter's time in a profile). Counts already expire when read; one daemon thread
+    per storage drops expired keys once a second, only to free memory. Relies on limits 5.8's private
+    expiry method names (requirements.txt pins limits)."""
+
+    STORAGE_SCHEME = ["sipup-memory"]
+
+    def __init__(self, uri=None, wrap_exceptions=False, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        ref = weakref.ref(self)
+        threading.Thread(target=_purge_every_second, args=(ref,), name="sipup-limits-purge", daemon=True).start()
+
+    def _MemoryStorage__schedule_expiry(self):  # replaces the per-10-ms Timer thread
+        pass
+
+
+def _purge_every_second(ref):
+    while True:
+        time.sleep(1)
+        storage = ref()
+        if storage is None:  # the app is gone
+            return
+        storage._MemoryStorage__expire_events()
+        del storage
+
+
+class HashedOnce(RuntimeLimit):
+    """A RuntimeLimit that computes its hash once: Flask-Limiter puts every limit into ordered sets a dozen
+    times a request, and the dataclass hash walks all its fields each time (a third of the limiter's time)."""
+
+    def __hash__(self):
+        value = self.__dict__.get("_hash")
+        if value is None:
+            value = self.__dict__["_hash"] = RuntimeLimit.__hash__(self)
+        return value
+
+
+class ParsedOnce(ApplicationLimit):
+    """An application limit whose string is parsed once; Flask-Limiter parses it again on every request."""
+
+    def __iter__(self):
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = tuple(HashedOnce(*(getattr(limit, f.name) for f in fields(limit))) for limit in super().__iter__())
+            self.__dict__["_parsed"] = parsed
+        return iter(parsed)
+
+
+def _endpoint_limit(app, rule, limit):
+    """One entry of SIPUP_RATELIMIT_ENDPOINTS as an application limit that only counts its endpoint."""
+    from .config import ConfigError
+
+    methods, endpoint, by = parse_endpoint_rule(rule, limit)
+    if endpoint not in app.view_functions:
+        raise ConfigError(f"SIPUP_RATELIMIT_ENDPOINTS names {endpoint!r}, which is no endpoint of sipup.")
+    methods = frozenset(methods or ())
+
+    def elsewhere():
+        return (request.endpoint != endpoint or (methods and request.method not in methods)
+                or (by == "user" and _anonymous()))
+
+    return ParsedOnce(limit, key_function=KEY_FUNCTIONS[by], scope=f"{endpoint} by {by}", exempt_when=elsewhere)
 
 
 def parse_endpoint_rule(rule, limit):
@@ -257,9 +326,10 @@ class RateLimits:
         self.counters = app.extensions["counters"]
         self.strategy = config["RATELIMIT_STRATEGY"]
         self.block_after = parse_many(config["RATELIMIT_BLOCK_AFTER"])
-        self.address_limits = ApplicationLimit(config["RATELIMIT_IP"], key_function=client_address, scope="address")
-        self.user_limits = ApplicationLimit(config["RATELIMIT_USER"], key_function=_user_key, scope="user",
-                                            exempt_when=_anonymous)
+        self.address_limits = ParsedOnce(config["RATELIMIT_IP"], key_function=client_address, scope="address")
+        self.user_limits = ParsedOnce(config["RATELIMIT_USER"], key_function=_user_key, scope="user",
+                                      exempt_when=_anonymous)
+        endpoint_limits = [_endpoint_limit(app, rule, limit) for rule, limit in config["RATELIMIT_ENDPOINTS"].items()]
         if config["REDIS_URL"]:
             namespace = config["REDIS_NAMESPACE"]
             self.blocks_store = RedisBlockStore(config["REDIS_URL"], namespace)
@@ -273,12 +343,14 @@ class RateLimits:
             )
         else:
             self.blocks_store = SqliteBlockStore(os.path.join(app.instance_path, "limits.db"))
-            storage = dict(storage_uri="memory://")
+            storage = dict(storage_uri="sipup-memory://")
         self.blocks = Blocks(self.blocks_store, config["RATELIMIT_BLOCK_SECONDS"], config["RATELIMIT_BLOCK_MAX_SECONDS"],
                              config["RATELIMIT_BLOCK_DECAY_SECONDS"], on_lift=self._start_afresh)
         self.limiter = Limiter(
             client_address,
-            application_limits=[self.address_limits, self.user_limits],
+            # All application limits: Flask-Limiter checks them once, before the view. Endpoint limits
+            # as decorators would run its whole check a second time on those endpoints.
+            application_limits=[self.address_limits, self.user_limits, *endpoint_limits],
             strategy=self.strategy,
             # The headers cost one more storage round trip on every answer; 429s get them (see refused()).
             headers_enabled=False,
@@ -301,24 +373,9 @@ class RateLimits:
     def init_app(self, app):
         app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
         self.limiter.init_app(app)
-        self._apply_endpoint_limits(app)
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)
-
-    def _apply_endpoint_limits(self, app):
-        from .config import ConfigError
-
-        for rule, limit in app.config["RATELIMIT_ENDPOINTS"].items():
-            methods, endpoint, by = parse_endpoint_rule(rule, limit)
-            if endpoint not in app.view_functions:
-                raise ConfigError(f"SIPUP_RATELIMIT_ENDPOINTS names {endpoint!r}, which is no endpoint of sipup.")
-            scope = f"{endpoint} by {by}"
-            decorate = self.limiter.shared_limit(
-                limit, scope, key_func=KEY_FUNCTIONS[by], methods=methods,
-                exempt_when=_anonymous if by == "user" else None,
-            )
-            app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
 
     # --- refusing ---
 
