@@ -82,6 +82,11 @@ class Server:
         opener.open(f"{self.url}/login", data=data, timeout=30).close()
         return "; ".join(f"{c.name}={c.value}" for c in jar)
 
+    def cpu_seconds(self):
+        """User and system CPU time the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -93,8 +98,9 @@ def _wrk(url, cookie, seconds, connections):
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url],
                          capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rate, int(bad.group(1)) if bad else 0
+    return rate, count, int(bad.group(1)) if bad else 0
 
 
 def _python_load(url, cookie, seconds, connections):
@@ -116,7 +122,7 @@ def _python_load(url, cookie, seconds, connections):
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - started), sum(bad)
+    return sum(counts) / (time.monotonic() - started), sum(counts), sum(bad)
 
 
 def measure(args):
@@ -139,13 +145,15 @@ def measure(args):
         print(f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
               f"{args.rounds} rounds per mode (off/on, then on/off), median round reported")
         for page, (signed_in, what) in PAGES.items():
-            rates = {name: [] for name in modes}
+            rates, cpu = {name: [] for name in modes}, {name: [] for name in modes}
             for storage in ("memory", "redis"):
                 pair = [f"{storage} off", f"{storage} on"]
                 for n in range(args.rounds):
                     for name in pair if n % 2 == 0 else pair[::-1]:
                         cookie = cookies[name] if signed_in else ""
-                        rate, bad = load(servers[name].url + page, cookie, args.seconds, args.connections)
+                        before = servers[name].cpu_seconds()
+                        rate, count, bad = load(servers[name].url + page, cookie, args.seconds, args.connections)
+                        cpu[name].append((servers[name].cpu_seconds() - before) / count * 1000)
                         if bad:
                             print(f"  warning: {bad} error answers on {name} {page}")
                         rates[name].append(rate)
@@ -153,8 +161,11 @@ def measure(args):
             for storage in ("memory", "redis"):
                 off = statistics.median(rates[f"{storage} off"])
                 on = statistics.median(rates[f"{storage} on"])
-                print(f"  {storage:<6} limits off {off:7.0f} req/s, on {on:7.0f} req/s: "
-                      f"on/off = {on / off:.2f}, cost {1 - on / off:+.1%}")
+                cpu_off = statistics.median(cpu[f"{storage} off"])
+                cpu_on = statistics.median(cpu[f"{storage} on"])
+                print(f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
+                      f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
+                      f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost {1 - cpu_off / cpu_on:+.1%})")
     finally:
         for server in servers.values():
             server.stop()

@@ -325,6 +325,7 @@ class RateLimits:
         self.app = app
         self.counters = app.extensions["counters"]
         self.strategy = config["RATELIMIT_STRATEGY"]
+        self.fallback_noted = False
         self.block_after = parse_many(config["RATELIMIT_BLOCK_AFTER"])
         self.address_limits = ParsedOnce(config["RATELIMIT_IP"], key_function=client_address, scope="address")
         self.user_limits = ParsedOnce(config["RATELIMIT_USER"], key_function=_user_key, scope="user",
@@ -379,7 +380,18 @@ class RateLimits:
 
     # --- refusing ---
 
+    def _note_storage(self):
+        """Say in the log when counting falls back to this process's memory, and when Redis is back."""
+        dead = self.fallback_active
+        if dead != self.fallback_noted:
+            self.fallback_noted = dead
+            if dead:
+                log.warning("Rate limit storage (Redis) unreachable: each process counts on its own until it answers")
+            else:
+                log.warning("Rate limit storage (Redis) answers again: counting is shared again")
+
     def _refuse_blocked(self):
+        self._note_storage()  # the limiter switched (or not) while checking the request before this one
         endpoint = request.endpoint
         if endpoint in EXEMPT_ENDPOINTS or endpoint == "static" or (endpoint or "").endswith(".static"):
             return None
@@ -460,6 +472,7 @@ class RateLimits:
             "enabled": config["RATELIMIT_ENABLED"],
             "storage": self.storage_name,
             "fallback_active": self.fallback_active,
+            "storage_reachable": self._storage_reachable(),
             "strategy": self.strategy,
             "limits": {"address": config["RATELIMIT_IP"], "user": config["RATELIMIT_USER"],
                        **config["RATELIMIT_ENDPOINTS"]},
@@ -474,6 +487,12 @@ class RateLimits:
             "blocks_store": self.blocks_store.name,
             "store_error": self.blocks.store_error or self.counters.store_error,
         }
+
+    def _storage_reachable(self):
+        try:
+            return bool(self.limiter.storage.check())
+        except Exception:  # check() says False for most failures; be sure
+            return False
 
     def unblock(self, who):
         """Lift `who`'s block and let it start afresh (its counters cleared too); True when it was blocked."""
@@ -563,7 +582,9 @@ def _name(who, emails):
 def limits_status(minutes):
     """Print the limits, refusals per minute, top limited addresses and users, and the blocks in force."""
     figures = status(minutes=minutes)
-    fallback = " (Redis unreachable: counting per process in memory)" if figures["fallback_active"] else ""
+    fallback = ""
+    if figures["fallback_active"] or not figures["storage_reachable"]:
+        fallback = " (Redis unreachable: each process counts on its own in memory)"
     click.echo(f"Rate limits: {figures['strategy']} on {figures['storage']}{fallback}; blocks in {figures['blocks_store']}.")
     if figures["store_error"]:
         click.echo(f"  warning: statistics or blocks store unavailable: {figures['store_error']}")

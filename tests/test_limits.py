@@ -239,7 +239,7 @@ def test_changing_the_window_strategy_on_a_live_redis_keeps_working(tmp_path, re
 
 # --- Redis outage ------------------------------------------------------------------------------
 
-def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, local_redis):
+def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, local_redis, caplog):
     import redis
 
     app = _app(tmp_path, REDIS_URL=local_redis.url, REDIS_NAMESPACE="t", RATELIMIT_IP="5 per minute")
@@ -251,15 +251,22 @@ def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, 
     codes = [client.get("/login", **_from("10.6.0.1")).status_code for _ in range(6)]
     assert codes == [200] * 5 + [429]
     assert limits.fallback_active and status(app)["fallback_active"]
+    assert not status(app)["storage_reachable"]
+    assert "Redis) unreachable" in caplog.text
+    shown = app.test_cli_runner().invoke(args=["limits", "status"])
+    assert shown.exit_code == 0 and "Redis unreachable" in shown.output
     assert client.get("/healthz").status_code == 200
     local_redis.start()  # an empty Redis: this one keeps nothing on disk
     time.sleep(2.2)  # Flask-Limiter retries Redis with a growing pause (1 s, 2 s, ...)
     assert client.get("/login", **_from("10.6.0.9")).status_code == 200
     assert not limits.fallback_active
+    client.get("/login", **_from("10.6.0.9"))
+    assert "counting is shared again" in caplog.text
     # Shared again: another process on the same Redis spends the same budget.
     other = _app(tmp_path, REDIS_URL=local_redis.url, REDIS_NAMESPACE="t", RATELIMIT_IP="5 per minute").test_client()
     codes = [c.get("/login", **_from("10.6.0.1")).status_code for c in (client, other, client, other, client, other)]
     assert codes == [200] * 5 + [429]
+    assert status(app)["storage_reachable"]
     server = redis.Redis.from_url(local_redis.url)
     assert server.keys("t:limits:sliding-window-counter:*"), "counting is back in Redis"
     server.close()
