@@ -25,11 +25,10 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 
 import click
-from flask import current_app, make_response, request
+from flask import current_app, make_response, request, session
 from flask.cli import AppGroup
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
-from flask_login import current_user
 from limits import parse_many
 from limits.storage import MemoryStorage
 
@@ -49,8 +48,15 @@ def client_address():
     return request.remote_addr or "unknown"
 
 
+def _signed_in_id():
+    """The signed-in user's id from the session cookie, without asking the database: the limiter must not
+    fail (or fall back from Redis) because the database does, and the view loads the user anyway."""
+    user_id = (session.get("_user_id") or "").partition(":")[0]  # Flask-Login keeps "id:session token"
+    return user_id if user_id.isdigit() else None
+
+
 def _user_key():
-    return f"user:{current_user.id}"  # not get_id(): that carries the session token
+    return f"user:{_signed_in_id()}"
 
 
 def _account_key():
@@ -60,7 +66,7 @@ def _account_key():
 
 
 def _anonymous():
-    return not current_user.is_authenticated
+    return _signed_in_id() is None
 
 
 KEY_FUNCTIONS = {"address": client_address, "account": _account_key, "user": _user_key}
@@ -372,8 +378,12 @@ class RateLimits:
         return bool(getattr(self.limiter, "_storage_dead", False))
 
     def init_app(self, app):
+        hooks = app.before_request_funcs.setdefault(None, [])
+        before = list(hooks)
         app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
         self.limiter.init_app(app)
+        # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
+        hooks[:] = [hook for hook in hooks if hook not in before] + before
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)
@@ -400,7 +410,7 @@ class RateLimits:
             return None
         now = time.time()
         candidates = [f"addr:{client_address()}"]
-        if any(who.startswith("user:") for who in blocks) and current_user.is_authenticated:
+        if any(who.startswith("user:") for who in blocks) and not _anonymous():
             candidates.append(_user_key())
         for who in candidates:
             block = blocks.get(who)

@@ -77,6 +77,12 @@ def test_unknown_urls_spend_the_address_budget(tmp_path):
     assert client.get("/login").status_code == 429
 
 
+def test_requests_refused_by_other_checks_count_too(tmp_path):
+    client = _app(tmp_path, RATELIMIT_IP="3 per minute", WTF_CSRF_ENABLED=True).test_client()
+    codes = [client.post("/login", data={"email": "a@example.com", "password": "x"}).status_code for _ in range(4)]
+    assert codes == [400, 400, 400, 429]  # no CSRF token: refused, and still counted
+
+
 def test_a_forged_forwarded_for_changes_nothing_without_trusted_proxies(tmp_path, storage):
     client = _app(tmp_path, RATELIMIT_IP="5 per minute", **storage).test_client()
     codes = [client.get("/login", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(6)]
