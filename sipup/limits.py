@@ -37,6 +37,7 @@ log = logging.getLogger("sipup.limits")
 # Probes of load balancers and process managers come often from one address and must always answer.
 EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
 BY = ("address", "account", "user")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SNAPSHOT_SECONDS = 1.0  # how stale a process's copy of the block list may be
 STORE_RETRY_SECONDS = 30
 
@@ -148,7 +149,7 @@ def parse_endpoint_rule(rule, limit):
     if len(words) == 3 and words[1] == "by":
         by = words.pop()
         words.pop()
-    if len(words) != 1 or by not in BY:
+    if len(words) != 1 or by not in BY or not set(methods or ()) <= HTTP_METHODS:
         raise ValueError(f'must have entries like "POST auth.login by account", not {rule!r}')
     if limit:
         try:

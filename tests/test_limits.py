@@ -196,6 +196,18 @@ def test_the_command_line_sees_blocks_set_by_the_server_process(tmp_path):
     assert client.get("/login").status_code == 200
 
 
+def test_a_block_set_by_one_process_holds_in_the_others(tmp_path, redis_namespace):
+    config = dict(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace, RATELIMIT_IP="1 per minute",
+                  RATELIMIT_BLOCK_AFTER="1 per minute")
+    first, second = (_app(tmp_path, **config).test_client() for _ in range(2))
+    assert second.get("/login", **_from("10.7.0.1")).status_code == 200  # its copy of the block list is fresh
+    codes = [first.get("/login", **_from("10.7.0.1")).status_code for _ in range(3)]
+    assert codes == [429, 429, 429]  # the budget is shared; the second refusal earned a block
+    time.sleep(1.1)
+    answer = second.get("/login", **_from("10.7.0.1"), headers={"Accept": "application/json"})
+    assert answer.status_code == 429 and "blocked" in answer.get_json()["message"]
+
+
 def test_a_blocked_user_is_refused_from_any_address(app, make_app, buyer, storage):
     limited = make_app(RATELIMIT_USER="2 per minute", RATELIMIT_BLOCK_AFTER="1 per minute", **storage)
     client = limited.test_client()
@@ -220,6 +232,8 @@ def test_a_blocked_user_is_refused_from_any_address(app, make_app, buyer, storag
     ("RATELIMIT_ENDPOINTS", '{"POST auth.login": "ten a minute"}'),
     ("RATELIMIT_ENDPOINTS", '{"POST auth.login by shoe size": "10/minute"}'),
     ("RATELIMIT_ENDPOINTS", '{"shop.nowhere": "10/minute"}'),
+    ("RATELIMIT_ENDPOINTS", '{"FETCH auth.login": "10/minute"}'),
+    ("RATELIMIT_ENDPOINTS", '["POST auth.login"]'),
 ])
 def test_a_malformed_limit_stops_start_up_naming_the_setting(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"SIPUP_{key}"):
