@@ -143,7 +143,8 @@ def measure(args):
             server.wait()
         cookies = {name: server.session_cookie() for name, server in servers.items()}
         print(f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
-              f"{args.rounds} rounds per mode (off/on, then on/off), median round reported")
+              f"{args.rounds} rounds per mode (off/on, then on/off), median round reported; "
+              f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for page, (signed_in, what) in PAGES.items():
             rates, cpu = {name: [] for name in modes}, {name: [] for name in modes}
             for storage in ("memory", "redis"):
@@ -166,6 +167,7 @@ def measure(args):
                 print(f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
                       f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
                       f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost {1 - cpu_off / cpu_on:+.1%})")
+        print(f"machine load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for server in servers.values():
             server.stop()
