@@ -25,7 +25,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 
 import click
-from flask import current_app, make_response, request, session
+from flask import current_app, has_request_context, make_response, request, session
 from flask.cli import AppGroup
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
@@ -123,20 +123,37 @@ class ParsedOnce(ApplicationLimit):
         return iter(parsed)
 
 
-def _endpoint_limit(app, rule, limit):
-    """One entry of SIPUP_RATELIMIT_ENDPOINTS as an application limit that only counts its endpoint."""
+class EndpointLimits(ApplicationLimit):
+    """The SIPUP_RATELIMIT_ENDPOINTS map as one application limit that yields, per request, only the rules
+    for the request's endpoint and method. Flask-Limiter's per-request work grows with every limit it is
+    given; this way the other pages carry two limits, not six, and the endpoint limits are still counted in
+    the one check before the view (as decorators, Flask-Limiter would run its whole check twice there)."""
+
+    def __iter__(self):
+        if not has_request_context():  # Flask-Limiter's own `flask limiter config` lists limits
+            return iter(())
+        rules = self.__dict__["rules"].get(request.endpoint)
+        if not rules:
+            return iter(())
+        method = request.method
+        return iter([limit for methods, parsed in rules if not methods or method in methods for limit in parsed])
+
+
+def endpoint_limits(app):
+    """SIPUP_RATELIMIT_ENDPOINTS, checked against the app's endpoints, as an EndpointLimits."""
     from .config import ConfigError
 
-    methods, endpoint, by = parse_endpoint_rule(rule, limit)
-    if endpoint not in app.view_functions:
-        raise ConfigError(f"SIPUP_RATELIMIT_ENDPOINTS names {endpoint!r}, which is no endpoint of sipup.")
-    methods = frozenset(methods or ())
-
-    def elsewhere():
-        return (request.endpoint != endpoint or (methods and request.method not in methods)
-                or (by == "user" and _anonymous()))
-
-    return ParsedOnce(limit, key_function=KEY_FUNCTIONS[by], scope=f"{endpoint} by {by}", exempt_when=elsewhere)
+    rules = {}
+    for rule, limit in app.config["RATELIMIT_ENDPOINTS"].items():
+        methods, endpoint, by = parse_endpoint_rule(rule, limit)
+        if endpoint not in app.view_functions:
+            raise ConfigError(f"SIPUP_RATELIMIT_ENDPOINTS names {endpoint!r}, which is no endpoint of sipup.")
+        parsed = tuple(ParsedOnce(limit, key_function=KEY_FUNCTIONS[by], scope=f"{endpoint} by {by}",
+                                  exempt_when=_anonymous if by == "user" else None))
+        rules.setdefault(endpoint, []).append((frozenset(methods or ()), parsed))
+    group = EndpointLimits("", scope="endpoints")
+    group.__dict__["rules"] = rules
+    return group
 
 
 def parse_endpoint_rule(rule, limit):
@@ -337,7 +354,6 @@ class RateLimits:
         self.address_limits = ParsedOnce(config["RATELIMIT_IP"], key_function=client_address, scope="address")
         self.user_limits = ParsedOnce(config["RATELIMIT_USER"], key_function=_user_key, scope="user",
                                       exempt_when=_anonymous)
-        endpoint_limits = [_endpoint_limit(app, rule, limit) for rule, limit in config["RATELIMIT_ENDPOINTS"].items()]
         if config["REDIS_URL"]:
             namespace = config["REDIS_NAMESPACE"]
             self.blocks_store = RedisBlockStore(config["REDIS_URL"], namespace)
@@ -356,9 +372,8 @@ class RateLimits:
                              config["RATELIMIT_BLOCK_DECAY_SECONDS"], on_lift=self._start_afresh)
         self.limiter = Limiter(
             client_address,
-            # All application limits: Flask-Limiter checks them once, before the view. Endpoint limits
-            # as decorators would run its whole check a second time on those endpoints.
-            application_limits=[self.address_limits, self.user_limits, *endpoint_limits],
+            # All application limits: Flask-Limiter checks them in one pass, before the view.
+            application_limits=[self.address_limits, self.user_limits, endpoint_limits(app)],
             strategy=self.strategy,
             # The headers cost one more storage round trip on every answer; 429s get them (see refused()).
             headers_enabled=False,
