@@ -346,3 +346,16 @@ def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis
         for process, _url, _log in servers:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_blocks_hold_in_the_process_while_redis_is_down(tmp_path, local_redis):
+    app = _app(tmp_path, REDIS_URL=local_redis.url, REDIS_NAMESPACE="t", RATELIMIT_IP="1 per minute",
+               RATELIMIT_BLOCK_AFTER="1 per minute")
+    local_redis.stop()
+    client = app.test_client()
+    assert [client.get("/login").status_code for _ in range(3)] == [200, 429, 429]
+    answer = client.get("/login", headers={"Accept": "application/json"})
+    assert answer.status_code == 429 and "blocked" in answer.get_json()["message"]
+    assert app.extensions["limits"].blocks.store_error
+    shown = app.test_cli_runner().invoke(args=["limits", "status"])
+    assert shown.exit_code == 0 and "address 127.0.0.1" in shown.output and "unavailable" in shown.output
