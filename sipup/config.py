@@ -51,7 +51,7 @@ DEFAULTS = {
     # Rate limits (sipup/limits.py). RATELIMIT_IP and RATELIMIT_USER above are the site-wide budgets.
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_STRATEGY": "sliding-window-counter",
-    # "[METHOD ]endpoint[ by account]": limit; merged over these defaults, "" removes one.
+    # {"[METHOD ]endpoint[ by address|account|user]": limit} merged over ENDPOINT_LIMITS; "" removes one.
     "RATELIMIT_ENDPOINTS": {},
     # A client refused this often is blocked: 1 block period, then 2, 4, ... up to the cap; each
     # decay period without a block takes one doubling off again.
