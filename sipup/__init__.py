@@ -18,6 +18,7 @@ def create_app(overrides=None, instance_path=None):
     from .security import register_security
     from .web import register_web
     from .blueprints import register_blueprints
+    from .limits import register_limits
     from .errors import register_error_handlers
     from .cli import register_cli
 
@@ -29,6 +30,7 @@ def create_app(overrides=None, instance_path=None):
         register_security,
         register_web,
         register_blueprints,
+        register_limits,
         register_error_handlers,
         register_cli,
     ):

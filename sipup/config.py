@@ -53,7 +53,27 @@ DEFAULTS = {
     "QUICK_ORDER_MAX_FILE_MB": 2,
     "SESSION_COOKIE_SECURE": False,
     "SESSION_HOURS": 12,
+    # Rate limits (sipup/limits.py). RATELIMIT_IP and RATELIMIT_USER above are the site-wide budgets.
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STRATEGY": "sliding-window-counter",
+    # {"[METHOD ]endpoint[ by address|account|user]": limit} merged over ENDPOINT_LIMITS; "" removes one.
+    "RATELIMIT_ENDPOINTS": {},
+    # A client refused this often is blocked: 1 block period, then 2, 4, ... up to the cap; each
+    # decay period without a block takes one doubling off again.
+    "RATELIMIT_BLOCK_AFTER": "10 per minute",
+    "RATELIMIT_BLOCK_SECONDS": 60,
+    "RATELIMIT_BLOCK_MAX_SECONDS": 3600,
+    "RATELIMIT_BLOCK_DECAY_SECONDS": 3600,
 }
+
+# Sensitive endpoints: password guessing per address and per account, uploads, orders.
+ENDPOINT_LIMITS = {
+    "POST auth.login": "10 per minute; 50 per hour",
+    "POST auth.login by account": "5 per minute; 20 per hour",
+    "POST shop.quick_order_page": "20 per minute",
+    "POST shop.checkout": "10 per minute",
+}
+WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 
 # How each value must look: a converter that raises ValueError with a reason.
 def _int(value, minimum, reason):
@@ -118,6 +138,31 @@ def _addresses(value):
     return tuple(networks)
 
 
+def _strategy(value):
+    if value not in WINDOW_STRATEGIES:
+        raise ValueError("must be one of " + ", ".join(WINDOW_STRATEGIES))
+    return value
+
+
+def _endpoint_limits(value):
+    """The per-endpoint map over ENDPOINT_LIMITS: a dict (sipup.cfg) or a JSON object (environment)."""
+    import json
+
+    from .limits import parse_endpoint_rule
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            raise ValueError('must be a JSON object such as {"POST auth.login": "10 per minute"}') from None
+    if not isinstance(value, dict):
+        raise ValueError('must be a mapping such as {"POST auth.login": "10 per minute"}')
+    merged = {**ENDPOINT_LIMITS, **value}
+    for rule, limit in merged.items():
+        parse_endpoint_rule(rule, limit)  # raises ValueError naming the entry
+    return {rule: limit for rule, limit in merged.items() if limit}
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -146,6 +191,13 @@ CONVERTERS = {
     "SESSION_HOURS": _positive_int,
     "RATELIMIT_IP": _limit,
     "RATELIMIT_USER": _limit,
+    "RATELIMIT_ENABLED": _bool,
+    "RATELIMIT_STRATEGY": _strategy,
+    "RATELIMIT_ENDPOINTS": _endpoint_limits,
+    "RATELIMIT_BLOCK_AFTER": _limit,
+    "RATELIMIT_BLOCK_SECONDS": _positive_int,
+    "RATELIMIT_BLOCK_MAX_SECONDS": _positive_int,
+    "RATELIMIT_BLOCK_DECAY_SECONDS": _positive_int,
     "DATABASE_URL": _url,
     "REDIS_URL": _url,
     "CACHE_URL": _url,

@@ -60,9 +60,10 @@ def _unexpected(error):
     return render_error(500, reference)
 
 
-def render_error(code, reference=None):
+def render_error(code, reference=None, message=None):
     """A full page, an HTMX fragment or JSON, by what the client asked for."""
-    title, message = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    title, default = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    message = message or default
     if request.accept_mimetypes.best == "application/json" or request.is_json:
         return jsonify(error=title, message=message, reference=reference), code
     template = "errors/_fragment.html" if request.headers.get("HX-Request") else "errors/page.html"

@@ -1,0 +1,222 @@
+"""The cost of sipup's rate limits: pages per second under real waitress with the limits on and off,
+counting in memory and in Redis, all in the same run.
+
+python -m benchmarks.limits [--seconds 3] [--rounds 3] [--profile]
+
+Four `flask serve` processes on the embedded demo data: limits off and on without Redis, limits off and on
+with SIPUP_REDIS_URL (default redis://127.0.0.1:6379/15, a namespace of its own, deleted afterwards;
+set SIPUP_BENCH_REDIS_URL to choose). The limits are set so high that nothing is refused: the counting
+work is what is measured. wrk drives the load when installed, else a small threaded Python client.
+--profile runs the app in this process under cProfile instead and prints where a request's limiter time goes.
+"""
+import argparse
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import http.client
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {  # path: (signed in?, what it is)
+    "/login": (False, "a cheap page: anonymous sign-in form, a template and no database; address limit"),
+    "/products": (True, "the catalog as it is today, not cached: signed-in buyer; address and user limits"),
+}
+HIGH = "1000000 per minute"
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """One `flask serve` on its own instance folder (embedded SQLite with demo data)."""
+
+    def __init__(self, name, folder, env):
+        self.name, self.port = name, _free_port()
+        self.instance = folder / name
+        self.instance.mkdir()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
+        environ.update(SIPUP_INSTANCE_PATH=str(self.instance), SIPUP_SECRET_KEY="benchmark", SIPUP_THREADS="4",
+                       SIPUP_RATELIMIT_IP=HIGH, SIPUP_RATELIMIT_USER=HIGH, SIPUP_DB_STATS="false", **env)
+        self.log = open(self.instance / "serve.log", "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
+                                        cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited:\n{(self.instance / 'serve.log').read_text()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=2).close()
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        raise SystemExit(f"{self.name} did not start")
+
+    def session_cookie(self):
+        """Sign in as the first demo buyer; the cookie header for the load generator."""
+        logins = [line.split("\t") for line in (self.instance / "demo-logins.txt").read_text().splitlines()]
+        email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
+        jar = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        form = opener.open(f"{self.url}/login", timeout=30).read().decode()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
+        data = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": token}).encode()
+        opener.open(f"{self.url}/login", data=data, timeout=30).close()
+        return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+    def cpu_seconds(self):
+        """User and system CPU time the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.log.close()
+
+
+def _wrk(url, cookie, seconds, connections):
+    headers = ["-H", f"Cookie: {cookie}"] if cookie else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url],
+                         capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rate, count, int(bad.group(1)) if bad else 0
+
+
+def _python_load(url, cookie, seconds, connections):
+    parsed = urllib.parse.urlsplit(url)
+    counts, bad, stop = [0] * connections, [0] * connections, time.monotonic() + seconds
+
+    def worker(i):
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        while time.monotonic() < stop:
+            conn.request("GET", parsed.path, headers={"Cookie": cookie} if cookie else {})
+            response = conn.getresponse()
+            response.read()
+            counts[i] += 1
+            bad[i] += response.status >= 400
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - started), sum(counts), sum(bad)
+
+
+def measure(args):
+    redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    namespace = f"sipupbench-{secrets.token_hex(4)}"
+    load = _wrk if shutil.which("wrk") else _python_load
+    folder = Path(tempfile.mkdtemp(prefix="sipup-bench-limits-"))
+    with_redis = {"SIPUP_REDIS_URL": redis_url, "SIPUP_REDIS_NAMESPACE": namespace}
+    modes = {
+        "memory off": {"SIPUP_RATELIMIT_ENABLED": "false"},
+        "memory on": {},
+        "redis off": {"SIPUP_RATELIMIT_ENABLED": "false", **with_redis},
+        "redis on": with_redis,
+    }
+    servers = {name: Server(name.replace(" ", "-"), folder, env) for name, env in modes.items()}
+    try:
+        for server in servers.values():
+            server.wait()
+        cookies = {name: server.session_cookie() for name, server in servers.items()}
+        print(f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
+              f"{args.rounds} rounds per mode (off/on, then on/off), median round reported; "
+              f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        for page, (signed_in, what) in PAGES.items():
+            rates, cpu = {name: [] for name in modes}, {name: [] for name in modes}
+            for storage in ("memory", "redis"):
+                pair = [f"{storage} off", f"{storage} on"]
+                for n in range(args.rounds):
+                    for name in pair if n % 2 == 0 else pair[::-1]:
+                        cookie = cookies[name] if signed_in else ""
+                        before = servers[name].cpu_seconds()
+                        rate, count, bad = load(servers[name].url + page, cookie, args.seconds, args.connections)
+                        cpu[name].append((servers[name].cpu_seconds() - before) / count * 1000)
+                        if bad:
+                            print(f"  warning: {bad} error answers on {name} {page}")
+                        rates[name].append(rate)
+            print(f"{page} ({what}):")
+            for storage in ("memory", "redis"):
+                off = statistics.median(rates[f"{storage} off"])
+                on = statistics.median(rates[f"{storage} on"])
+                cpu_off = statistics.median(cpu[f"{storage} off"])
+                cpu_on = statistics.median(cpu[f"{storage} on"])
+                print(f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
+                      f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
+                      f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost {1 - cpu_off / cpu_on:+.1%})")
+        print(f"machine load average after: {os.getloadavg()[0]:.1f}")
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{namespace}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def profile(args):
+    """Where the limiter's time goes on one request, in this process (Flask test client, memory storage)."""
+    import cProfile
+    import pstats
+
+    from sipup import create_app
+
+    folder = tempfile.mkdtemp(prefix="sipup-bench-limits-")
+    extra = {"REDIS_URL": os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+             "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}"} if args.redis else {}
+    app = create_app({"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False,
+                      **extra}, instance_path=folder)
+    client = app.test_client()
+    for _ in range(200):
+        client.get("/login")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(args.requests):
+        client.get("/login")
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(r"flask_limiter|limits|sipup/limits", 30)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="Seconds per measured round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per mode and page.")
+    parser.add_argument("--connections", type=int, default=4, help="Concurrent connections.")
+    parser.add_argument("--profile", action="store_true", help="Profile the limiter in-process instead.")
+    parser.add_argument("--redis", action="store_true", help="With --profile: count in Redis.")
+    parser.add_argument("--requests", type=int, default=3000, help="With --profile: requests to profile.")
+    args = parser.parse_args()
+    profile(args) if args.profile else measure(args)
+
+
+if __name__ == "__main__":
+    main()
