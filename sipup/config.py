@@ -48,6 +48,16 @@ DEFAULTS = {
     "QUICK_ORDER_MAX_FILE_MB": 2,
     "SESSION_COOKIE_SECURE": False,
     "SESSION_HOURS": 12,
+    # Job queue (Huey on Redis when REDIS_URL is set, else on SQLite in instance/) and its jobs.
+    "QUEUE_MAX_ATTEMPTS": 3,
+    "QUEUE_RETRY_DELAY": 60,  # seconds x attempt number
+    "QUEUE_LEASE_SECONDS": 900,  # a running job whose process died is retried after this long
+    "QUEUE_BATCH": 10,  # jobs per `flask queue process` run
+    "QUEUE_WORKERS": 2,  # threads of `flask queue worker`
+    "QUEUE_KEEP_DAYS": 30,  # finished jobs kept in the history
+    "MAIL_FROM": "sipup <orders@localhost>",
+    "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
+    "BACKUP_KEEP": 7,
 }
 
 # How each value must look: a converter that raises ValueError with a reason.
@@ -132,6 +142,13 @@ CONVERTERS = {
     "REDIS_URL": _url,
     "CACHE_URL": _url,
     "MAIL_URL": _url,
+    "QUEUE_MAX_ATTEMPTS": _positive_int,
+    "QUEUE_RETRY_DELAY": _non_negative_int,
+    "QUEUE_LEASE_SECONDS": _positive_int,
+    "QUEUE_BATCH": _positive_int,
+    "QUEUE_WORKERS": _positive_int,
+    "QUEUE_KEEP_DAYS": _positive_int,
+    "BACKUP_KEEP": _positive_int,
 }
 
 

@@ -89,3 +89,48 @@ def local_server(kind, tmp_path):
     if shutil.which(kind.program) is None:
         pytest.skip(f"{kind.program} is not installed")
     return kind(tmp_path).start()
+
+
+class LocalSmtp:
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives; login with any password
+    but "wrong". Start it with start(), stop it with stop()."""
+
+    def __init__(self, user="mailer", password="secret"):
+        self.port = free_port()
+        self.user, self.password = user, password
+        self.messages = []
+        self.logins = []
+        self.controller = None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):
+                from email import message_from_bytes, policy
+
+                server.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                          policy=policy.default))
+                return "250 OK"
+
+        def authenticate(smtp, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == server.user and auth_data.password.decode() == server.password
+            server.logins.append((auth_data.login.decode(), ok))
+            return AuthResult(success=ok)
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticate,
+                                     auth_require_tls=False, auth_required=True)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def url(self):
+        return f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}?tls=off"
