@@ -106,15 +106,16 @@ def _mysqldump(url, path):
         raise BackupError("mysqldump is not installed: install the MySQL/MariaDB client to back up this database.")
     args, env = _client_args(url)
     temporary = path + ".part"
-    with gzip.open(temporary, "wb") as out:
-        process = subprocess.Popen([program, *args, "--single-transaction", "--quick", "--no-tablespaces",
-                                    "--routines", "--default-character-set=utf8mb4", url.database],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        shutil.copyfileobj(process.stdout, out, 1024 * 1024)
-        error = process.stderr.read().decode(errors="replace")
-        if process.wait() != 0:
+    with tempfile.TemporaryFile() as errors:
+        with gzip.open(temporary, "wb") as out:
+            with subprocess.Popen([program, *args, "--single-transaction", "--quick", "--no-tablespaces",
+                                   "--routines", "--default-character-set=utf8mb4", url.database],
+                                  stdout=subprocess.PIPE, stderr=errors, env=env) as process:
+                shutil.copyfileobj(process.stdout, out, 1024 * 1024)
+        if process.returncode != 0:
+            errors.seek(0)
             os.remove(temporary)
-            raise BackupError(f"mysqldump failed: {error.strip()[:300]}")
+            raise BackupError(f"mysqldump failed: {errors.read().decode(errors='replace').strip()[:300]}")
     os.replace(temporary, path)
 
 
@@ -126,14 +127,14 @@ def _mysql_restore_counts(url, path):
     try:
         target = make_url(scratch_url)
         args, env = _client_args(target)
-        with gzip.open(path, "rb") as dump:
-            process = subprocess.Popen([program, *args, target.database], stdin=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, env=env)
-            shutil.copyfileobj(dump, process.stdin, 1024 * 1024)
-            process.stdin.close()
-            error = process.stderr.read().decode(errors="replace")
-            if process.wait() != 0:
-                raise BackupError(f"Restoring the backup failed: {error.strip()[:300]}")
+        with gzip.open(path, "rb") as dump, tempfile.TemporaryFile() as errors:
+            with subprocess.Popen([program, *args, target.database], stdin=subprocess.PIPE, stderr=errors,
+                                  env=env) as process:
+                shutil.copyfileobj(dump, process.stdin, 1024 * 1024)
+                process.stdin.close()
+            if process.returncode != 0:
+                errors.seek(0)
+                raise BackupError(f"Restoring the backup failed: {errors.read().decode(errors='replace').strip()[:300]}")
         engine = create_engine(scratch_url)
         try:
             return row_counts(engine)

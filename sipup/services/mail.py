@@ -18,7 +18,7 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Invoice, Order, Product, Role, User, utcnow
+from ..models import Invoice, Order, OrderEvent, Product, Role, User, utcnow
 from .errors import InvalidInput, NotFound
 
 KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock")
@@ -50,9 +50,12 @@ def _order_confirmation(order_id):
     return _buyer_of(order), {"order": order}
 
 
-def _order_status(order_id):
-    order = _order(order_id)
-    return _buyer_of(order), {"order": order}
+def _order_status(event_id):
+    event = db.session.get(OrderEvent, event_id)
+    if event is None:
+        raise NotFound(f"Order event {event_id} does not exist.")
+    order = _order(event.order_id)
+    return _buyer_of(order), {"order": order, "event": event}
 
 
 def _invoice(invoice_id):

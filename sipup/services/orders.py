@@ -196,7 +196,9 @@ def _reserve(product, quantity):
 
 
 def _record(order, status, user_id, note=""):
-    db.session.add(OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400]))
+    event = OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400])
+    db.session.add(event)
+    return event
 
 
 def reorder(user, order):
@@ -263,9 +265,10 @@ def _transition(number, action, staff_user_id, payment_reference):
     elif action == "pay":
         note = _pay_invoice(order, payment_reference)
     db.session.refresh(order)
-    _record(order, target, staff_user_id, note)
+    event = _record(order, target, staff_user_id, note)
     if action != "invoice":
-        mail.queue_mail("order_status", order.id, key_suffix=target)
+        db.session.flush()
+        mail.queue_mail("order_status", event.id)
     return order
 
 
