@@ -52,3 +52,9 @@ def overdue_reminders():
 def cache_cleanup():
     """Purge expired filesystem-cache entries, old statistics buckets and old job history."""
     return housekeeping.cache_cleanup()
+
+
+@job(priority="low")
+def ping():
+    """Do nothing: checks the queue end to end (`flask queue enqueue ping`, then `flask queue status`)."""
+    return "pong"

@@ -90,6 +90,7 @@ def job(priority="normal", periodic=None, lease=None):
             settings["task_base"] = PeriodicTask
         wrapper = TaskWrapper(_HOLDER, run, context=True, name=func.__name__, **settings)
         wrapper.priority_name, wrapper.lease, wrapper.periodic = priority, lease, periodic
+        wrapper.job_function = func  # the plain function, for benchmarks and direct calls
         JOBS[func.__name__] = wrapper
         return wrapper
 
@@ -475,20 +476,24 @@ class _HousekeepingScheduler(Scheduler):
             queue.counters().flush()
 
 
-def run_worker(app, workers):
+def build_worker(app, workers):
     """Huey's consumer with thread workers (the only kind that runs on Windows) and sipup's housekeeping."""
     global _bound_app
     load_jobs()
-    _bound_app = app
+    _bound_app = app  # worker threads have no app context of their own
     queue = app.extensions["queue"]
     huey = make_huey(app.config, app.instance_path, blocking=True)
     queue._huey = huey
     scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
         "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
     consumer_class = type("SipupConsumer", (Consumer,), {"scheduler_class": scheduler})
-    consumer = consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
-                              scheduler_interval=1, initial_delay=0.05, max_delay=1.0)
-    consumer.run()
+    return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
+                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0)
+
+
+def run_worker(app, workers):
+    """Run the consumer until Ctrl+C or SIGTERM (Huey's own signal handling)."""
+    build_worker(app, workers).run()
 
 
 # --- what the command line and /monitor read -------------------------------------------------------

@@ -80,3 +80,18 @@ def cleanup(days):
     """Delete finished jobs (done and failed) older than N days from the history."""
     days = days or current_app.config["QUEUE_KEEP_DAYS"]
     click.echo(f"Deleted {jobs.cleanup(days)} finished job(s) older than {days} day(s).")
+
+
+@queue_cli.command("enqueue")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--priority", type=click.Choice(list(jobs.PRIORITIES)), default=None, help="Default: the job's own.")
+def enqueue(name, args, priority):
+    """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
+    from .extensions import db
+
+    if name not in jobs.JOBS:
+        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(jobs.JOBS))}.")
+    record = jobs.enqueue(name, *args, priority=priority)
+    db.session.commit()
+    click.echo(f"Queued job {record.id} ({name}, {jobs.PRIORITY_NAMES[record.priority]}).")

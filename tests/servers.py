@@ -122,7 +122,8 @@ class LocalSmtp:
             return AuthResult(success=ok)
 
         # AUTH offered without TLS on loopback; the test checks the client did log in (self.logins).
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticate,
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="localhost",
+                                     authenticator=authenticate,
                                      auth_require_tls=False)
         self.controller.start()
         return self

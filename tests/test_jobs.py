@@ -21,9 +21,24 @@ from sipup.queue import enqueue
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
 from sipup.services.errors import InvalidInput
+from tests.conftest import REDIS_URL, _empty_tables
 from tests.servers import LocalSmtp, free_port
 
 D = Decimal
+
+
+@pytest.fixture(params=["huey-sqlite", "huey-redis"])
+def app(request, backend, make_app):
+    """Every job type on both queue footprints: Huey on SQLite in instance/, and Huey on the shared Redis."""
+    extra = {}
+    if request.param == "huey-redis":
+        extra = {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": request.getfixturevalue("redis_namespace")}
+    app = make_app(**extra)
+    app.backend, app.queue_settings = backend[0], extra
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
 
 
 @pytest.fixture
@@ -84,7 +99,7 @@ def job_of(name):
 # --- email -----------------------------------------------------------------------------------------
 
 def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run_jobs, smtp, shop):
-    mailer = make_app(MAIL_URL=smtp.url)
+    mailer = make_app(MAIL_URL=smtp.url, **app.queue_settings)
     with mailer.app_context():
         order = place(mailer, shop["buyer"], (shop["beer"], 3))
         run_jobs()
@@ -111,7 +126,7 @@ def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run
 
 
 def test_smtp_down_retries_then_fails_visibly_and_the_order_stands(app, make_app, run_jobs, shop, monkeypatch):
-    mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off")
+    mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off", **app.queue_settings)
     now = [utcnow().replace(microsecond=0)]
     monkeypatch.setattr(queue_module, "utcnow", lambda: now[0])
     with mailer.app_context():
@@ -289,7 +304,7 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
 # --- backup ----------------------------------------------------------------------------------------
 
 def test_backup_is_verified_by_restore_and_rotated(app, make_app, run_jobs, shop):
-    keeper = make_app(BACKUP_KEEP=1)
+    keeper = make_app(BACKUP_KEEP=1, **app.queue_settings)
     with keeper.app_context():
         for _ in range(2):
             enqueue("nightly_backup")
@@ -329,8 +344,9 @@ def test_cache_cleanup_purges_old_statistics_and_job_history(app, run_jobs):
     assert done.status == "done", done.error
     assert "no filesystem cache registered" in done.result and "1 finished jobs past retention removed" in done.result
     assert db.session.scalar(select(Job.id).where(Job.id == old_id)) is None
-    with closing(sqlite3.connect(os.path.join(app.instance_path, "metrics.db"))) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM counters WHERE name = 'old'").fetchone()[0] == 0
+    if not app.config["REDIS_URL"]:  # Redis statistics expire by themselves
+        with closing(sqlite3.connect(os.path.join(app.instance_path, "metrics.db"))) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM counters WHERE name = 'old'").fetchone()[0] == 0
 
     purged = []
     app.extensions["filesystem_cache_purge"] = lambda: purged.append(1) or 7
@@ -352,7 +368,8 @@ def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
     _name, url, instance = backend
     env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance, "SIPUP_SECRET_KEY": "test-secret",
            "FLASK_APP": "wsgi"}
-    env.pop("SIPUP_REDIS_URL", None)
+    for key, value in app.queue_settings.items():
+        env[f"SIPUP_{key}"] = value
     for n in range(3):
         enqueue("build_report", "receivables_ageing", priority="high")
     db.session.commit()
@@ -371,4 +388,4 @@ def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
     finally:
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=30)[0].decode()
-    assert "sipup queue worker on sqlite with 2 thread(s)" in output
+    assert f"sipup queue worker on {app.extensions['queue'].backend} with 2 thread(s)" in output

@@ -295,3 +295,12 @@ def test_a_duplicate_dedupe_key_is_skipped_without_losing_the_transaction(qapp):
 def test_unknown_priority_is_refused(qapp):
     with pytest.raises(ValueError, match="high, normal or low"):
         enqueue(record_run, "x", priority="urgent")
+
+
+def test_cli_enqueue_by_name(qapp):
+    runner = qapp.test_cli_runner()
+    result = runner.invoke(args=["queue", "enqueue", "record_run", "by hand", "--priority", "high"])
+    assert result.exit_code == 0 and "(record_run, high)" in result.output
+    assert runner.invoke(args=["queue", "enqueue", "nope"]).exit_code == 1
+    process(qapp)
+    assert RUNS == ["by hand"]

@@ -6,9 +6,11 @@ SIPUP_MAIL_URL chooses the way out:
   smtp://host:25?tls=off            a trusted relay without TLS (a local smarthost)
 Unset (the embedded default), each message is written as an .eml file to instance/outbox/.
 """
+import functools
 import os
 import secrets
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -128,6 +130,12 @@ def build_message(recipients, subject, text, html):
     return message
 
 
+@functools.cache
+def _tls_context():
+    """One verifying TLS context per process: loading the system's CA certificates takes 50 ms each time."""
+    return ssl.create_default_context()
+
+
 def deliver(message):
     """Send through SIPUP_MAIL_URL, or write an .eml file on the embedded default; returns where it went."""
     url = current_app.config["MAIL_URL"]
@@ -142,11 +150,13 @@ def deliver(message):
     if parts.scheme not in ("smtp", "smtps"):
         raise InvalidInput(f"SIPUP_MAIL_URL must start with smtp:// or smtps://, not {parts.scheme}://.")
     tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
-    context = ssl.create_default_context()
+    context = _tls_context() if parts.scheme == "smtps" or tls != "off" else None
+    # The name we greet with: smtplib's default, socket.getfqdn(), can wait seconds on a host without DNS.
+    name = socket.gethostname()
     if parts.scheme == "smtps":
-        client = smtplib.SMTP_SSL(parts.hostname, parts.port or 465, timeout=20, context=context)
+        client = smtplib.SMTP_SSL(parts.hostname, parts.port or 465, local_hostname=name, timeout=20, context=context)
     else:
-        client = smtplib.SMTP(parts.hostname, parts.port or 587, timeout=20)
+        client = smtplib.SMTP(parts.hostname, parts.port or 587, local_hostname=name, timeout=20)
     with client:
         if parts.scheme == "smtp" and tls != "off":
             client.starttls(context=context)
