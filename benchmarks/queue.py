@@ -101,7 +101,7 @@ def bench_worker(app, name, args, count, workers=2):
     consumer.start()
     try:
         while not _all_done(app, count):
-            time.sleep(0.01)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
         consumer.stop(graceful=True)
@@ -128,10 +128,12 @@ def run(label, url, instance, queue_settings, jobs, mails):
             processed = bench_process(app, name, args, count)
             cli = bench_cli(app, env, name, args, count)
             worker = bench_worker(app, name, args, count)
+            overhead_ms = (1 / processed - 1 / direct) * 1000
             print(f"{kind:>5} x{count}: direct {direct:,.0f}/s | enqueue+commit {count / enqueue_s:,.0f}/s | "
-                  f"process (10 a run) {processed:,.0f}/s ({direct / processed:.1f}x slower than direct) | "
-                  f"flask queue process --limit {count} {cli:,.0f}/s incl. start-up | "
-                  f"worker 2 threads {worker:,.0f}/s ({worker / processed:.2f}x process)")
+                  f"process (10 a run) {processed:,.0f}/s = {processed / direct:.2f}x direct, "
+                  f"{overhead_ms:.1f} ms queue cost per job | "
+                  f"`flask queue process --limit {count}` {cli:,.0f}/s incl. start-up | "
+                  f"worker (2 threads) {worker:,.0f}/s = {worker / processed:.2f}x process")
     finally:
         smtp.stop()
         with app.app_context():

@@ -389,3 +389,17 @@ def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=30)[0].decode()
     assert f"sipup queue worker on {app.extensions['queue'].backend} with 2 thread(s)" in output
+
+
+def test_international_domains_are_sent_in_idna_form(app, make_app, run_jobs, smtp, make_company, make_user):
+    mailer = make_app(MAIL_URL=smtp.url, **app.queue_settings)
+    with mailer.app_context():
+        company = make_company(name="Café Centrale")
+        make_user("owner", company, email="owner@cafécentrale.example")
+        assert mail.ascii_address("owner@cafécentrale.example") == "owner@xn--cafcentrale-dbb.example"
+        with pytest.raises(InvalidInput, match="needs SMTPUTF8"):
+            mail.ascii_address("müller@example.com")
+        message = mail.build_message(["owner@cafécentrale.example"], "Hallo", "text", "<p>html</p>")
+        mail.deliver(message)
+        assert smtp.messages[-1]["To"] == "owner@xn--cafcentrale-dbb.example"
+        db.session.remove()

@@ -118,10 +118,22 @@ def staff_addresses():
     ))
 
 
+def ascii_address(address):
+    """The address with its domain in IDNA form (cafécentrale.example -> xn--cafcentrale-dbb.example), so servers without
+    SMTPUTF8 accept it; a non-ASCII local part cannot be sent that way and is refused as bad data."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise InvalidInput(f"The address {address} needs SMTPUTF8, which sipup does not use; correct it.")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise InvalidInput(f"The address {address} has an invalid domain.") from None
+
+
 def build_message(recipients, subject, text, html):
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = ", ".join(recipients)
+    message["To"] = ", ".join(ascii_address(r) for r in recipients)
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="sipup")
@@ -162,7 +174,13 @@ def deliver(message):
             client.starttls(context=context)
         if parts.username:
             client.login(unquote(parts.username), unquote(parts.password or ""))
-        client.send_message(message)
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            permanent = all(code >= 500 for code, _text in exc.recipients.values())
+            if permanent:  # the server will never take these addresses: retrying cannot help
+                raise InvalidInput(f"The mail server refused {', '.join(exc.recipients)}.") from exc
+            raise
     return f"sent via {parts.hostname}:{parts.port or (465 if parts.scheme == 'smtps' else 587)}"
 
 
