@@ -139,6 +139,8 @@ def run(label, url, instance, queue_settings, jobs, mails):
         with app.app_context():
             app.extensions["queue"].huey.flush()
             db.engine.dispose()
+        app.extensions["counters"].flush()  # nothing left to write once the namespace is deleted
+        app.extensions["query_stats"].flush()
 
 
 def main():
