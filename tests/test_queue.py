@@ -1,4 +1,5 @@
 """The job queue on Huey (SQLite file and real Redis): priorities, retries, the durable record, outages, the CLI."""
+import os
 import threading
 from datetime import timedelta
 
@@ -304,3 +305,30 @@ def test_cli_enqueue_by_name(qapp):
     assert runner.invoke(args=["queue", "enqueue", "nope"]).exit_code == 1
     process(qapp)
     assert RUNS == ["by hand"]
+
+
+def test_checkout_succeeds_while_redis_is_down_and_its_mail_follows(app, make_app, local_redis, make_company,
+                                                                    make_user, make_product):
+    from tests.conftest import login
+
+    target = make_app(REDIS_URL=local_redis.url, REDIS_NAMESPACE="outage")
+    with target.app_context():
+        buyer = make_user("buyer", make_company())
+        product = make_product()
+        client = target.test_client()
+        assert login(client, buyer).status_code == 302
+        client.post("/cart/add", data={"sku": product.sku, "quantity": "2"})
+        local_redis.stop()
+        response = client.post("/checkout", data={"address_id": str(buyer.company.addresses[0].id)})
+        assert response.status_code == 302 and "/orders/" in response.headers["Location"]
+        record = db.session.scalar(select(Job).where(Job.name == "send_mail"))
+        assert record.dispatched_at is None and record.status == "queued"
+        local_redis.start()
+        outbox = os.path.join(target.instance_path, "outbox")
+        before = set(os.listdir(outbox)) if os.path.isdir(outbox) else set()
+        assert process(target)["resent"] == 1
+        assert the_job(record).status == "done"
+        assert len(set(os.listdir(outbox)) - before) == 1
+        db.session.remove()
+        target.extensions["counters"].flush()
+        target.extensions["query_stats"].flush()
