@@ -293,7 +293,7 @@ class Queue:
 
     def _finish(self, job_id, attempts, status, error="", result="", run_at=None):
         now = utcnow()
-        values = {"status": status, "error": error, "result": result, "lease_until": None}
+        values = {"status": status, "error": error[:4000], "result": result, "lease_until": None}
         if status == S.RETRYING:
             values.update(run_at=run_at, dispatched_at=now)
         else:
@@ -469,11 +469,15 @@ class _HousekeepingScheduler(Scheduler):
     def enqueue_periodic_tasks(self, now):
         queue = self.queue
         with queue.app.app_context():
-            started = utcnow()
-            since = db.session.scalar(select(func.max(QueueRun.started_at)))
-            queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
-            queue.housekeeping(started, since)
-            queue.counters().flush()
+            try:
+                started = utcnow()
+                since = db.session.scalar(select(func.max(QueueRun.started_at)))
+                queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
+                queue.housekeeping(started, since)
+                queue.counters().flush()
+            except Exception:  # the database is down: try again next minute, keep the consumer alive
+                db.session.rollback()
+                self._logger.exception("Queue housekeeping failed")
 
 
 def build_worker(app, workers):

@@ -95,9 +95,10 @@ class LocalSmtp:
     """A real SMTP server (aiosmtpd) on a free port that keeps what it receives; login with any password
     but "wrong". Start it with start(), stop it with stop()."""
 
-    def __init__(self, user="mailer", password="secret"):
+    def __init__(self, user="mailer", password="secret", tls_context=None):
         self.port = free_port()
         self.user, self.password = user, password
+        self.tls_context = tls_context
         self.messages = []
         self.logins = []
         self.controller = None
@@ -121,10 +122,10 @@ class LocalSmtp:
             server.logins.append((auth_data.login.decode(), ok))
             return AuthResult(success=ok)
 
-        # AUTH offered without TLS on loopback; the test checks the client did log in (self.logins).
+        # Without a TLS context, AUTH is offered without TLS on loopback; the tests check the client logged in.
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="localhost",
-                                     authenticator=authenticate,
-                                     auth_require_tls=False)
+                                     authenticator=authenticate, auth_require_tls=self.tls_context is not None,
+                                     tls_context=self.tls_context, require_starttls=self.tls_context is not None)
         self.controller.start()
         return self
 
@@ -135,4 +136,33 @@ class LocalSmtp:
 
     @property
     def url(self):
-        return f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}?tls=off"
+        tls = "" if self.tls_context is not None else "?tls=off"
+        return f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}{tls}"
+
+
+def self_signed_certificate(folder, host="127.0.0.1"):
+    """(certificate path, key path) of a fresh self-signed certificate for `host` (an IP address)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)

@@ -403,3 +403,25 @@ def test_international_domains_are_sent_in_idna_form(app, make_app, run_jobs, sm
         mail.deliver(message)
         assert smtp.messages[-1]["To"] == "owner@xn--cafcentrale-dbb.example"
         db.session.remove()
+
+
+def test_mail_over_starttls_with_a_verified_certificate_and_login(app, make_app, tmp_path, monkeypatch):
+    import ssl
+
+    from tests.servers import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server = LocalSmtp(tls_context=server_context).start()
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # the client trusts this server's certificate, and only that
+    mail._tls_context.cache_clear()
+    try:
+        mailer = make_app(MAIL_URL=server.url, **app.queue_settings)
+        with mailer.app_context():
+            message = mail.build_message(["buyer@example.com"], "Over TLS", "text", "<p>html</p>")
+            assert mail.deliver(message) == f"sent via 127.0.0.1:{server.port}"
+            assert server.messages[-1]["Subject"] == "Over TLS" and server.logins == [("mailer", True)]
+    finally:
+        server.stop()
+        mail._tls_context.cache_clear()
