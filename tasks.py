@@ -1,1 +1,60 @@
-"""Background jobs. Each job is a few lines that take ids and call a service (see the queue issue)."""
+"""Background jobs. Each is a few lines that take ids and call a service; sipup.queue records, leases,
+retries and runs each in an app context of its own. Periodic times are UTC."""
+from sipup.queue import crontab, job
+from sipup.services import backup, housekeeping, mail, payments, reports, stock_import
+
+
+@job(priority="normal")
+def send_mail(kind, object_id):
+    """Send one customer or staff mail (order confirmation, status, invoice, reminder, low stock)."""
+    return mail.send(kind, object_id)
+
+
+@job(priority="low", lease=3600)
+def build_report(kind, start=None, end=None):
+    """Write one CSV report to instance/reports/."""
+    return reports.build(kind, start, end)
+
+
+@job(priority="high")
+def apply_payment(reference, company, amount):
+    """Apply one incoming payment to the company's oldest open invoices (once per reference)."""
+    return payments.apply_payment(reference, company, amount)
+
+
+@job(priority="normal", lease=3600)
+def apply_stock_file(filename):
+    """Apply a warehouse stock file, recheck reservations and alert staff about low stock."""
+    summary, low = stock_import.apply_stock_file(filename)
+    stock_import.alert_low_stock(low)
+    return summary
+
+
+@job(priority="low", periodic=crontab(minute="30", hour="2"), lease=3 * 3600)
+def nightly_backup():
+    """Back up the database, verify it by a restore, keep the last SIPUP_BACKUP_KEEP."""
+    return backup.run_backup()
+
+
+@job(priority="low", periodic=crontab(minute="0", hour="4", day="1"))
+def monthly_reports():
+    """Queue last month's sales reports and today's receivables ageing."""
+    return reports.queue_monthly()
+
+
+@job(priority="low", periodic=crontab(minute="0", hour="7"))
+def overdue_reminders():
+    """Queue one reminder mail per overdue invoice (once a day each)."""
+    return mail.queue_overdue_reminders()
+
+
+@job(priority="low", periodic=crontab(minute="15"))
+def cache_cleanup():
+    """Purge expired filesystem-cache entries, old statistics buckets and old job history."""
+    return housekeeping.cache_cleanup()
+
+
+@job(priority="low")
+def ping():
+    """Do nothing: checks the queue end to end (`flask queue enqueue ping`, then `flask queue status`)."""
+    return "pong"

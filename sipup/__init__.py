@@ -15,6 +15,7 @@ def create_app(overrides=None, instance_path=None):
     from .metrics import register_counters
     from .traffic import register_traffic
     from .database import register_database
+    from .queue import register_queue
     from .security import register_security
     from .web import register_web
     from .blueprints import register_blueprints
@@ -27,6 +28,7 @@ def create_app(overrides=None, instance_path=None):
         register_counters,
         register_traffic,
         register_database,
+        register_queue,
         register_security,
         register_web,
         register_blueprints,

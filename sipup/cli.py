@@ -17,6 +17,9 @@ def register_cli(app):
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
     app.cli.add_command(limits_cli)
+    from .queue_cli import queue_cli
+
+    app.cli.add_command(queue_cli)
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)

@@ -64,6 +64,16 @@ DEFAULTS = {
     "RATELIMIT_BLOCK_SECONDS": 60,
     "RATELIMIT_BLOCK_MAX_SECONDS": 3600,
     "RATELIMIT_BLOCK_DECAY_SECONDS": 3600,
+    # Job queue (Huey on Redis when REDIS_URL is set, else on SQLite in instance/) and its jobs.
+    "QUEUE_MAX_ATTEMPTS": 3,
+    "QUEUE_RETRY_DELAY": 60,  # seconds x attempt number
+    "QUEUE_LEASE_SECONDS": 900,  # a running job whose process died is retried after this long
+    "QUEUE_BATCH": 10,  # jobs per `flask queue process` run
+    "QUEUE_WORKERS": 2,  # threads of `flask queue worker`
+    "QUEUE_KEEP_DAYS": 30,  # finished jobs kept in the history
+    "MAIL_FROM": "sipup <orders@localhost>",
+    "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
+    "BACKUP_KEEP": 7,
 }
 
 # Sensitive endpoints: password guessing per address and per account, uploads, orders.
@@ -206,6 +216,13 @@ CONVERTERS = {
     "MONITOR_PANEL_SECONDS": _non_negative_int,
     "METRICS_TOKEN": _url,
     "METRICS_ALLOW": _addresses,
+    "QUEUE_MAX_ATTEMPTS": _positive_int,
+    "QUEUE_RETRY_DELAY": _non_negative_int,
+    "QUEUE_LEASE_SECONDS": _positive_int,
+    "QUEUE_BATCH": _positive_int,
+    "QUEUE_WORKERS": _positive_int,
+    "QUEUE_KEEP_DAYS": _positive_int,
+    "BACKUP_KEEP": _positive_int,
 }
 
 

@@ -89,3 +89,80 @@ def local_server(kind, tmp_path):
     if shutil.which(kind.program) is None:
         pytest.skip(f"{kind.program} is not installed")
     return kind(tmp_path).start()
+
+
+class LocalSmtp:
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives; login with any password
+    but "wrong". Start it with start(), stop it with stop()."""
+
+    def __init__(self, user="mailer", password="secret", tls_context=None):
+        self.port = free_port()
+        self.user, self.password = user, password
+        self.tls_context = tls_context
+        self.messages = []
+        self.logins = []
+        self.controller = None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):
+                from email import message_from_bytes, policy
+
+                server.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                          policy=policy.default))
+                return "250 OK"
+
+        def authenticate(smtp, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == server.user and auth_data.password.decode() == server.password
+            server.logins.append((auth_data.login.decode(), ok))
+            return AuthResult(success=ok)
+
+        # Without a TLS context, AUTH is offered without TLS on loopback; the tests check the client logged in.
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="localhost",
+                                     authenticator=authenticate, auth_require_tls=self.tls_context is not None,
+                                     tls_context=self.tls_context, require_starttls=self.tls_context is not None)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def url(self):
+        tls = "" if self.tls_context is not None else "?tls=off"
+        return f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}{tls}"
+
+
+def self_signed_certificate(folder, host="127.0.0.1"):
+    """(certificate path, key path) of a fresh self-signed certificate for `host` (an IP address)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)

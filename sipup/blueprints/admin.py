@@ -184,3 +184,69 @@ def price_list(list_id):
     return render_template(
         "admin/price_list.html", price_list=price_list_, tiers=tiers, form=request.form, errors=errors
     ), 422 if errors else 200
+
+
+@bp.route("/reports", methods=["GET", "POST"])
+def report_list():
+    """Report files to download, and a form that queues a new one."""
+    from ..queue import enqueue
+    from ..services import reports
+
+    if request.method == "POST":
+        kind = request.form.get("kind", "")
+        try:
+            if kind not in reports.KINDS:
+                raise DomainError("Choose a report.")
+            args = (kind,)
+            if kind != "receivables_ageing":
+                first, last = reports.parse_range(request.form.get("start", ""), request.form.get("end", ""))
+                args = (kind, first.isoformat(), last.isoformat())
+            enqueue("build_report", *args, priority="normal")
+            db.session.commit()
+        except DomainError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{reports.KINDS[kind]} is being prepared; it appears below within a few minutes.", "success")
+        return redirect(url_for("admin.report_list"))
+    start, end = reports.previous_month()
+    return render_template("admin/reports.html", files=reports.available(), kinds=reports.KINDS, start=start, end=end)
+
+
+@bp.route("/reports/<name>")
+def report_download(name):
+    """One report file as a download (CSV, UTF-8 with BOM for Excel)."""
+    from flask import send_file
+
+    from ..services import reports
+
+    try:
+        path = reports.path_of(name)
+    except NotFound:
+        abort(404)
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)
+
+
+@bp.route("/imports", methods=["GET", "POST"])
+def imports():
+    """Upload a bank CSV (one payment job per line) or a warehouse stock CSV (one job for the file)."""
+    from ..services import payments, stock_import
+
+    problems = []
+    if request.method == "POST":
+        upload = request.files.get("file")
+        data = upload.read() if upload else b""
+        kind = request.form.get("kind")
+        try:
+            if not data:
+                raise DomainError("Choose a CSV file to upload.")
+            if kind == "payments":
+                queued, known, problems = payments.import_bank_csv(data)
+                flash(f"{queued} payment(s) queued; {known} already imported before.", "success")
+            elif kind == "stock":
+                _record, good, problems = stock_import.import_stock_file(data)
+                flash(f"{good} stock line(s) queued to be applied.", "success")
+            else:
+                raise DomainError("Choose what the file contains.")
+        except DomainError as exc:
+            flash(str(exc), "error")
+    return render_template("admin/imports.html", problems=problems)

@@ -23,6 +23,7 @@ from ..models import (
     utcnow,
 )
 from . import cart as carts
+from . import mail
 from .errors import DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from .pricing import load_tiers, money, unit_price
 from .quantities import stock_problem
@@ -171,6 +172,7 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
         hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
     _record(order, status, user_id, hold_note)
     db.session.execute(CartItem.__table__.delete().where(CartItem.user_id == user_id))
+    mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
     return order
 
 
@@ -194,7 +196,9 @@ def _reserve(product, quantity):
 
 
 def _record(order, status, user_id, note=""):
-    db.session.add(OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400]))
+    event = OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400])
+    db.session.add(event)
+    return event
 
 
 def reorder(user, order):
@@ -256,10 +260,15 @@ def _transition(number, action, staff_user_id, payment_reference):
     elif action == "invoice":
         invoice = _issue_invoice(order)
         note = f"Invoice {invoice.number}, due {invoice.due_date:%d.%m.%Y}."
+        db.session.flush()
+        mail.queue_mail("invoice_issued", invoice.id)
     elif action == "pay":
         note = _pay_invoice(order, payment_reference)
     db.session.refresh(order)
-    _record(order, target, staff_user_id, note)
+    event = _record(order, target, staff_user_id, note)
+    if action != "invoice":
+        db.session.flush()
+        mail.queue_mail("order_status", event.id)
     return order
 
 

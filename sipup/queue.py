@@ -1,0 +1,582 @@
+"""The job queue: Huey carries the messages, the `jobs` table is the record that no job is lost.
+
+Huey removes a message before it runs the task and never acknowledges it: a process killed mid-run loses
+the message, and `enqueue` raises while Redis is down. So every job also has a row in `jobs`, written in
+the same transaction as the business change that caused it:
+
+- enqueue() adds the row; the Huey message goes out only after that transaction commits (no mail for an
+  order that rolled back). When Huey cannot take it (Redis down), the row is marked undispatched (the
+  outbox) and the next processor run sends it; the request that caused it still succeeds.
+- A runner claims the row with one conditional UPDATE (queued/retrying -> running, with a lease), so two
+  processors holding the same message (a re-sent one) never both run it.
+- A failure retries after QUEUE_RETRY_DELAY x attempt seconds through Huey's schedule, up to
+  QUEUE_MAX_ATTEMPTS; bad data (PermanentError or a DomainError) fails at once. Failed jobs stay.
+- The reaper turns a running job whose lease ran out (its process died) into a retry, or a failure when
+  it has no attempts left, and re-sends jobs whose message went missing.
+
+Jobs therefore run at least once, and each is written to be safe to run twice.
+
+`flask queue process` does in one short run what Huey's consumer does in its loops (Scheduler.loop:
+read_schedule then enqueue; Worker.loop: dequeue then execute); `flask queue worker` runs Huey's own
+consumer with thread workers, its scheduler extended with the same housekeeping.
+"""
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from datetime import timedelta
+
+from flask import current_app, has_app_context
+from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
+from huey.api import PeriodicTask, TaskWrapper
+from huey.consumer import Consumer, Scheduler
+from huey.exceptions import RetryTask
+from huey.registry import Registry
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .database import run_in_transaction
+from .extensions import db
+from .models import Job, JobStatus, QueueRun, utcnow
+from .services.errors import DomainError
+
+log = logging.getLogger("sipup.queue")
+
+PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
+S = JobStatus
+WAITING = (S.QUEUED, S.RETRYING)
+SKIPPED = "skipped"
+PENDING_KEY = "sipup_jobs_to_send"
+CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
+
+
+class PermanentError(Exception):
+    """Retrying cannot fix this (bad data): the job fails at once with this reason."""
+
+
+class _JobRegistry:
+    """What TaskWrapper needs of a Huey instance to register a task; every app's Huey shares it."""
+
+    def __init__(self):
+        self._registry = Registry()
+
+
+_HOLDER = _JobRegistry()
+JOBS = {}  # name -> TaskWrapper, filled by importing tasks.py
+
+
+def job(priority="normal", periodic=None, lease=None):
+    """Make a function a job: a Huey task whose runs are recorded, retried and leased (see the module doc).
+
+    periodic: a huey.crontab(...) (UTC); the processor enqueues the job when it is due.
+    lease: seconds a run may take before it counts as dead (default QUEUE_LEASE_SECONDS).
+    """
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
+
+    def decorate(func):
+        def run(*args, task=None):
+            return _execute(task, func, args)
+
+        run.__module__, run.__doc__ = func.__module__, func.__doc__
+        settings = {"default_priority": PRIORITIES[priority]}
+        if periodic is not None:
+            settings["validate_datetime"] = lambda self, timestamp: periodic(timestamp)
+            settings["task_base"] = PeriodicTask
+        wrapper = TaskWrapper(_HOLDER, run, context=True, name=func.__name__, **settings)
+        wrapper.priority_name, wrapper.lease, wrapper.periodic = priority, lease, periodic
+        wrapper.job_function = func  # the plain function, for benchmarks and direct calls
+        JOBS[func.__name__] = wrapper
+        return wrapper
+
+    return decorate
+
+
+def load_jobs():
+    """Import tasks.py before anything is dequeued: Huey drops a message whose task it does not know."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    importlib.import_module("tasks")
+    return JOBS
+
+
+def make_huey(config, instance_path, blocking=False):
+    """Huey on Redis with priorities when REDIS_URL is set, else on SQLite in instance/; results off."""
+    if config["REDIS_URL"]:
+        from redis import ConnectionPool
+
+        pool = ConnectionPool.from_url(config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5)
+        huey = PriorityRedisHuey(f"{config['REDIS_NAMESPACE']}_queue", results=False, utc=True,
+                                 connection_pool=pool, blocking=blocking, read_timeout=1)
+    else:
+        huey = SqliteHuey("sipup", results=False, utc=True, filename=os.path.join(instance_path, "queue.db"),
+                          strict_fifo=True, timeout=30)
+    huey._registry = _HOLDER._registry
+    return huey
+
+
+# --- enqueueing ---------------------------------------------------------------------------------
+
+def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
+    """Record a job in the current transaction; Huey gets it once that transaction commits.
+
+    Returns the Job, or None when a job with the same dedupe_key already exists.
+    """
+    queue = current_app.extensions["queue"]
+    wrapper = JOBS[job_or_name] if isinstance(job_or_name, str) else job_or_name
+    priority = priority or wrapper.priority_name
+    if priority not in PRIORITIES:
+        raise ValueError(f"Unknown priority {priority!r}; use high, normal or low.")
+    now = utcnow()
+    record = Job(
+        name=wrapper.task_class.__name__, args=json.dumps(list(args)), priority=PRIORITIES[priority],
+        status=S.QUEUED, attempts=0, max_attempts=queue.max_attempts, run_at=now + timedelta(seconds=delay),
+        dedupe_key=dedupe_key, dispatched_at=now, created_at=now, error="", result="",
+    )
+    if dedupe_key is None:
+        db.session.add(record)
+        db.session.flush()
+    else:
+        try:
+            with db.session.begin_nested():
+                db.session.add(record)
+        except IntegrityError:
+            return None
+    send_after_commit(record)
+    current_app.extensions["counters"].incr("queue", "enqueued")
+    return record
+
+
+def send_after_commit(record):
+    db.session.info.setdefault(PENDING_KEY, []).append(_message_of(record))
+
+
+def _message_of(record):
+    return record.id, record.name, record.args, record.priority, record.run_at
+
+
+@event.listens_for(Session, "after_commit")
+def _send_committed_jobs(session):
+    pending = session.info.pop(PENDING_KEY, None)
+    if pending and has_app_context():
+        current_app.extensions["queue"].send(pending)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back_jobs(session, transaction):
+    # After a commit the list was already sent; what is left belonged to a rolled-back transaction.
+    # A savepoint's end (a skipped duplicate) leaves the outer transaction's jobs alone.
+    if transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)
+
+
+# --- the queue of one app -------------------------------------------------------------------------
+
+class Queue:
+    """The jobs of one app: Huey for transport, the jobs table for the record."""
+
+    def __init__(self, app):
+        self.app = app
+        config = app.config
+        self.max_attempts = config["QUEUE_MAX_ATTEMPTS"]
+        self.retry_delay = config["QUEUE_RETRY_DELAY"]
+        self.lease_seconds = config["QUEUE_LEASE_SECONDS"]
+        self.backend = "redis" if config["REDIS_URL"] else "sqlite"
+        self._huey = None
+        self._lock = threading.Lock()
+        self.tally = {"run": 0, "failed": 0}
+
+    @property
+    def huey(self):
+        if self._huey is None:
+            self._huey = make_huey(self.app.config, self.app.instance_path)
+        return self._huey
+
+    def counters(self):
+        return self.app.extensions["counters"]
+
+    # sending -----------------------------------------------------------------------------------
+
+    def task_for(self, job_id, name, args, priority, run_at):
+        """The Huey message for a job row: its id is the row's id."""
+        wrapper = JOBS[name]
+        return wrapper.task_class(args=tuple(json.loads(args)), id=str(job_id), priority=priority,
+                                  eta=run_at if run_at > utcnow() else None)
+
+    def _put(self, task):
+        if task.eta is not None:
+            self.huey.add_schedule(task)
+        else:
+            self.huey.enqueue(task)
+
+    def send(self, messages):
+        """Hand committed jobs to Huey; what Huey cannot take stays in the outbox for the processor."""
+        sent = 0
+        try:
+            for message in messages:
+                self._put(self.task_for(*message))
+                sent += 1
+        except Exception as exc:  # Redis down or the queue file locked: the jobs table keeps them
+            unsent = [message[0] for message in messages[sent:]]
+            log.warning("Job queue unreachable (%s): %d job(s) wait in the jobs table for the next "
+                        "`flask queue process`.", exc, len(unsent))
+            self.counters().incr("queue", "deferred", len(unsent))
+            with db.engine.begin() as conn:
+                conn.execute(update(Job).where(Job.id.in_(unsent)).values(dispatched_at=None))
+
+    # running -----------------------------------------------------------------------------------
+
+    def run(self, task, func, args):
+        """Claim the job row, run the job, record the outcome; raise RetryTask for Huey to retry it."""
+        job_id = int(task.id) if str(task.id).isdigit() else None
+        claimed = self._claim(job_id, task.name) if job_id is not None else None
+        if claimed is None:
+            log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
+            return SKIPPED
+        attempts, max_attempts = claimed
+        counters = self.counters()
+        counters.incr("queue", "run")
+        with self._lock:
+            self.tally["run"] += 1
+        try:
+            result = func(*args)
+        except (PermanentError, DomainError) as exc:
+            db.session.rollback()
+            self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
+            return self._failed(task, exc, counters)
+        except Exception as exc:
+            db.session.rollback()
+            error = f"{type(exc).__name__}: {exc}"
+            if attempts < max_attempts:
+                run_at = utcnow() + timedelta(seconds=self.retry_delay * attempts)
+                self._finish(job_id, attempts, S.RETRYING, error=error, run_at=run_at)
+                counters.incr("queue", "retried")
+                with self._lock:
+                    self.tally["failed"] += 1
+                log.warning("Job %s failed (attempt %d of %d), retrying at %s: %s",
+                            task, attempts, max_attempts, run_at, error)
+                raise RetryTask(eta=run_at) from exc
+            self._finish(job_id, attempts, S.FAILED, error=error)
+            return self._failed(task, exc, counters)
+        self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
+        counters.incr("queue", "done")
+        return S.DONE
+
+    def _failed(self, task, exc, counters):
+        counters.incr("queue", "failed")
+        with self._lock:
+            self.tally["failed"] += 1
+        log.error("Job %s failed for good: %s", task, exc)
+        return S.FAILED
+
+    def _claim(self, job_id, name):
+        now = utcnow()
+        lease = JOBS[name].lease or self.lease_seconds if name in JOBS else self.lease_seconds
+        changed = db.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.name == name, Job.status.in_(WAITING),
+                   Job.run_at <= now + timedelta(seconds=2))
+            .values(status=S.RUNNING, attempts=Job.attempts + 1, started_at=now, finished_at=None,
+                    lease_until=now + timedelta(seconds=lease))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        if changed != 1:
+            return None
+        return db.session.execute(select(Job.attempts, Job.max_attempts).where(Job.id == job_id)).one()
+
+    def _finish(self, job_id, attempts, status, error="", result="", run_at=None):
+        now = utcnow()
+        values = {"status": status, "error": error[:4000], "result": result, "lease_until": None}
+        if status == S.RETRYING:
+            values.update(run_at=run_at, dispatched_at=now)
+        else:
+            values["finished_at"] = now
+        # Only the run that holds the claim may record its end (the reaper may have moved on).
+        db.session.execute(
+            update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts).values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
+    # housekeeping shared by `flask queue process` and the worker's scheduler --------------------
+
+    def reap(self, now=None):
+        """Running jobs whose lease ran out (their process died): retry them, or fail those out of attempts."""
+        now = now or utcnow()
+        expired = db.session.execute(
+            select(Job.id, Job.attempts, Job.max_attempts, Job.lease_until)
+            .where(Job.status == S.RUNNING, Job.lease_until < now)
+        ).all()
+        for job_id, attempts, max_attempts, lease_until in expired:
+            error = f"The process running it stopped (lease ran out at {lease_until:%Y-%m-%d %H:%M:%S} UTC)."
+            if attempts < max_attempts:
+                values = {"status": S.RETRYING, "run_at": now, "dispatched_at": None, "error": error}
+            else:
+                values = {"status": S.FAILED, "finished_at": now, "error": error}
+            db.session.execute(
+                update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
+                .values(lease_until=None, **values).execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+        return len(expired)
+
+    def drain_outbox(self, now=None, limit=500):
+        """Send jobs Huey never got (Redis was down) or whose message went missing; return how many."""
+        now = now or utcnow()
+        stale = now - timedelta(seconds=self.lease_seconds)
+        rows = db.session.execute(
+            select(Job.id, Job.name, Job.args, Job.priority, Job.run_at, Job.dispatched_at)
+            .where(Job.status.in_(WAITING),
+                   Job.dispatched_at.is_(None) | ((Job.dispatched_at < stale) & (Job.run_at < stale)))
+            .order_by(Job.priority.desc(), Job.id).limit(limit)
+        ).all()
+        sent = 0
+        for job_id, name, args, priority, run_at, dispatched_at in rows:
+            if name not in JOBS:
+                self._mark(job_id, status=S.FAILED, finished_at=now, error=f"Unknown job type {name!r}.")
+                continue
+            self._put(self.task_for(job_id, name, args, priority, run_at))  # raises while Huey is down
+            self._mark(job_id, dispatched_at=now)
+            sent += 1
+        db.session.commit()
+        return sent
+
+    def _mark(self, job_id, **values):
+        db.session.execute(update(Job).where(Job.id == job_id).values(**values)
+                           .execution_options(synchronize_session=False))
+
+    def release_scheduled(self, now=None):
+        """Move delayed jobs whose time has come (retries, scheduled ones) into the queue, as Huey's scheduler does."""
+        released = 0
+        for task in self.huey.read_schedule(now or utcnow()):
+            self.huey.enqueue(task)
+            released += 1
+        return released
+
+    def enqueue_periodic(self, now=None, since=None):
+        """Enqueue periodic jobs due since the last processor run, once each (one per job and minute)."""
+        now = (now or utcnow()).replace(second=0, microsecond=0)
+        since = max(since or now, now - timedelta(minutes=CATCH_UP_MINUTES))
+        due = {}
+        minute = since.replace(second=0, microsecond=0)
+        while minute <= now:
+            for task in self.huey.read_periodic(minute):
+                due[task.name] = minute  # the latest due minute of each
+            minute += timedelta(minutes=1)
+        added = []
+        for name, minute in sorted(due.items()):
+            if enqueue(name, dedupe_key=f"periodic:{name}@{minute:%Y-%m-%dT%H:%M}") is not None:
+                added.append(name)
+        db.session.commit()
+        return added
+
+    def heartbeat(self, processor, started_at, finished_at=None, jobs_run=0, failures=0):
+        """Record a processor's last run (time, jobs run, failures) for /monitor and `flask queue status`."""
+        values = {"started_at": started_at, "finished_at": finished_at, "jobs_run": jobs_run, "failures": failures}
+        # Overlapping runs may insert the first row at once: MariaDB then reports a deadlock, retried here.
+        run_in_transaction(_write_heartbeat, processor, values)
+
+    def housekeeping(self, now, since):
+        """Reaper, outbox, due delayed jobs and periodic jobs; a failing part is logged and the rest goes on."""
+        done = {}
+        for name, step in (("reaped", lambda: self.reap(now)), ("resent", lambda: self.drain_outbox(now)),
+                           ("released", lambda: self.release_scheduled(now)),
+                           ("periodic", lambda: self.enqueue_periodic(now, since))):
+            try:
+                done[name] = step()
+            except Exception as exc:  # Redis down: the jobs table keeps everything for the next run
+                db.session.rollback()
+                log.warning("Queue housekeeping step %s failed: %s", name, exc)
+                done[name] = f"failed: {exc}"
+        return done
+
+    def process(self, limit, processor="process"):
+        """Run at most `limit` ready jobs, highest priority first, after the housekeeping; return a summary."""
+        load_jobs()
+        now = utcnow()
+        since = db.session.scalar(select(func.max(QueueRun.started_at)))
+        self.heartbeat(processor, now)
+        summary = self.housekeeping(now, since)
+        run = failed = 0
+        while run < limit:
+            try:
+                task = self.huey.dequeue()
+                if task is None:
+                    break
+                if not self.huey.ready_to_run(task, now):
+                    self.huey.add_schedule(task)
+                    continue
+                outcome = self.huey.execute(task, now)
+            except Exception as exc:  # the queue store went away: the jobs table keeps what is left
+                db.session.rollback()
+                log.error("Job queue unreachable while processing: %s", exc)
+                summary["error"] = str(exc) or type(exc).__name__
+                break
+            if outcome == SKIPPED:
+                continue
+            run += 1
+            failed += outcome != S.DONE
+        self.heartbeat(processor, now, utcnow(), run, failed)
+        self.counters().incr("queue", "processor_runs")
+        self.counters().flush()
+        summary.update(run=run, failed=failed)
+        return summary
+
+
+def _write_heartbeat(processor, values):
+    stmt = update(QueueRun).where(QueueRun.processor == processor).values(**values)
+    if not db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount:
+        try:
+            with db.session.begin_nested():
+                db.session.add(QueueRun(processor=processor, **values))
+        except IntegrityError:  # an overlapping run wrote it first
+            db.session.execute(stmt.execution_options(synchronize_session=False))
+
+
+def _execute(task, func, args):
+    """Run one job in an app context of its own (worker threads have none; the processor's is shared)."""
+    app = current_app._get_current_object() if has_app_context() else _bound_app
+    if app is None:
+        raise RuntimeError("No sipup app is bound to run jobs: use `flask queue process` or `flask queue worker`.")
+    with app.app_context():
+        return app.extensions["queue"].run(task, func, args)
+
+
+_bound_app = None
+
+
+def register_queue(app):
+    """Give the app its queue; jobs are found by importing tasks.py when a processor starts."""
+    app.extensions["queue"] = Queue(app)
+    load_jobs()
+
+
+# --- the long-running worker ----------------------------------------------------------------------
+
+class _HousekeepingScheduler(Scheduler):
+    """Huey's scheduler, whose once-a-minute periodic step runs sipup's housekeeping instead."""
+
+    queue = None
+    processor = None
+
+    def enqueue_periodic_tasks(self, now):
+        queue = self.queue
+        with queue.app.app_context():
+            try:
+                started = utcnow()
+                since = db.session.scalar(select(func.max(QueueRun.started_at)))
+                queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
+                queue.housekeeping(started, since)
+                queue.counters().flush()
+            except Exception:  # the database is down: try again next minute, keep the consumer alive
+                db.session.rollback()
+                self._logger.exception("Queue housekeeping failed")
+
+
+def build_worker(app, workers):
+    """Huey's consumer with thread workers (the only kind that runs on Windows) and sipup's housekeeping."""
+    global _bound_app
+    load_jobs()
+    _bound_app = app  # worker threads have no app context of their own
+    queue = app.extensions["queue"]
+    huey = make_huey(app.config, app.instance_path, blocking=True)
+    queue._huey = huey
+    scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
+        "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
+    consumer_class = type("SipupConsumer", (Consumer,), {"scheduler_class": scheduler})
+    return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
+                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0)
+
+
+def run_worker(app, workers):
+    """Run the consumer until Ctrl+C or SIGTERM (Huey's own signal handling)."""
+    build_worker(app, workers).run()
+
+
+# --- what the command line and /monitor read -------------------------------------------------------
+
+def queue_status():
+    """Counts by status and priority, the oldest waiting job's age, processor runs and Huey's own sizes."""
+    queue = current_app.extensions["queue"]
+    counts = {status.value: {name: 0 for name in PRIORITIES} for status in S}
+    for status, priority, count in db.session.execute(
+        select(Job.status, Job.priority, func.count()).group_by(Job.status, Job.priority)
+    ):
+        counts[status][PRIORITY_NAMES.get(priority, str(priority))] = count
+    now = utcnow()
+    oldest = db.session.scalar(select(func.min(Job.run_at)).where(Job.status.in_(WAITING), Job.run_at <= now))
+    runs = db.session.scalars(select(QueueRun).order_by(QueueRun.started_at.desc())).all()
+    status = {
+        "backend": queue.backend,
+        "counts": counts,
+        "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
+        "outbox": db.session.scalar(select(func.count()).select_from(Job).where(
+            Job.status.in_(WAITING), Job.dispatched_at.is_(None))),
+        "runs": [{"processor": r.processor, "started_at": r.started_at, "finished_at": r.finished_at,
+                  "jobs_run": r.jobs_run, "failures": r.failures} for r in runs],
+        "last_minute": queue.counters().totals("queue", "minute", 1),
+        "huey": None,
+        "huey_error": None,
+    }
+    try:
+        status["huey"] = {"pending": queue.huey.pending_count(), "scheduled": queue.huey.scheduled_count()}
+    except Exception as exc:  # Redis down: the table still answers
+        status["huey_error"] = str(exc) or type(exc).__name__
+    return status
+
+
+def retry_job(job_id):
+    """Queue a failed job again with fresh attempts; returns the job, or raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    if record.status != S.FAILED:
+        raise ValueError(f"Job {job_id} is {record.status}; only failed jobs can be retried.")
+    _requeue(record)
+    db.session.commit()
+    return record
+
+
+def retry_failed():
+    """Queue every failed job again; returns how many."""
+    records = db.session.scalars(select(Job).where(Job.status == S.FAILED).order_by(Job.id)).all()
+    for record in records:
+        _requeue(record)
+    db.session.commit()
+    return len(records)
+
+
+def _requeue(record):
+    now = utcnow()
+    record.status, record.attempts, record.run_at = S.QUEUED, 0, now
+    record.dispatched_at, record.finished_at, record.lease_until = now, None, None
+    record.error = f"(retried by hand; last error: {record.error})"[:2000]
+    send_after_commit(record)
+
+
+def cleanup(days):
+    """Delete finished (done and failed) jobs that finished more than `days` days ago; returns how many."""
+    cutoff = utcnow() - timedelta(days=days)
+    deleted = db.session.execute(
+        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED)), Job.finished_at < cutoff)
+    ).rowcount
+    db.session.commit()
+    return deleted
+
+
+def describe_age(seconds):
+    if seconds is None:
+        return "none waiting"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+

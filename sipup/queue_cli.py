@@ -1,0 +1,97 @@
+"""`flask queue`: process jobs from cron, run a worker, show status, retry failed jobs, clean up history."""
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import queue as jobs
+
+queue_cli = AppGroup("queue", help="Background jobs: process, worker, status, retry, cleanup.")
+
+
+@queue_cli.command("process")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=None,
+              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10).")
+def process(limit):
+    """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit."""
+    limit = limit or current_app.config["QUEUE_BATCH"]
+    summary = current_app.extensions["queue"].process(limit)
+    problems = {k: v for k, v in summary.items() if isinstance(v, str)}
+    click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; "
+               f"reaped {summary['reaped']}, resent {summary['resent']}, released {summary['released']}, "
+               f"periodic: {', '.join(summary['periodic']) if isinstance(summary['periodic'], list) and summary['periodic'] else 'none'}.")
+    for step, problem in problems.items():
+        click.echo(f"warning: {step}: {problem}", err=True)
+    if "error" in summary:
+        raise SystemExit(1)
+
+
+@queue_cli.command("worker")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker threads (default SIPUP_QUEUE_WORKERS, 2).")
+def worker(workers):
+    """Run Huey's consumer until stopped (Ctrl+C), for hosts that outgrow cron."""
+    workers = workers or current_app.config["QUEUE_WORKERS"]
+    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); Ctrl+C stops.")
+    jobs.run_worker(current_app._get_current_object(), workers)
+
+
+@queue_cli.command("status")
+def status():
+    """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
+    info = jobs.queue_status()
+    click.echo(f"Queue on {info['backend']}; oldest waiting job: {jobs.describe_age(info['oldest_waiting_seconds'])}; "
+               f"waiting to be sent to the queue: {info['outbox']}.")
+    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in jobs.PRIORITIES) + f" {'total':>7}")
+    for state, by_priority in info["counts"].items():
+        click.echo(f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}")
+    if info["huey"] is not None:
+        click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
+    else:
+        click.echo(f"warning: queue store unreachable: {info['huey_error']}")
+    if not info["runs"]:
+        click.echo("No processor has run yet: add `flask queue process` to cron (see cron/).")
+    for run in info["runs"]:
+        end = f"{run['finished_at']:%Y-%m-%d %H:%M:%S}" if run["finished_at"] else "still running"
+        click.echo(f"Last run of {run['processor']}: {run['started_at']:%Y-%m-%d %H:%M:%S} UTC to {end}, "
+                   f"{run['jobs_run']} job(s), {run['failures']} failure(s).")
+
+
+@queue_cli.command("retry")
+@click.argument("job_id", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
+def retry(job_id, all_failed):
+    """Queue a failed job (ID) or every failed job (--failed) again with fresh attempts."""
+    if all_failed == (job_id is not None):
+        raise click.UsageError("Give a job ID or --failed.")
+    if all_failed:
+        click.echo(f"Queued {jobs.retry_failed()} failed job(s) again.")
+        return
+    try:
+        record = jobs.retry_job(job_id)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Queued job {record.id} ({record.name}) again.")
+
+
+@queue_cli.command("cleanup")
+@click.option("--days", type=click.IntRange(1, 3650), default=None,
+              help="Keep finished jobs this many days (default SIPUP_QUEUE_KEEP_DAYS, 30).")
+def cleanup(days):
+    """Delete finished jobs (done and failed) older than N days from the history."""
+    days = days or current_app.config["QUEUE_KEEP_DAYS"]
+    click.echo(f"Deleted {jobs.cleanup(days)} finished job(s) older than {days} day(s).")
+
+
+@queue_cli.command("enqueue")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--priority", type=click.Choice(list(jobs.PRIORITIES)), default=None, help="Default: the job's own.")
+def enqueue(name, args, priority):
+    """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
+    from .extensions import db
+
+    if name not in jobs.JOBS:
+        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(jobs.JOBS))}.")
+    record = jobs.enqueue(name, *args, priority=priority)
+    db.session.commit()
+    click.echo(f"Queued job {record.id} ({name}, {jobs.PRIORITY_NAMES[record.priority]}).")

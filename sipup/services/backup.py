@@ -1,0 +1,160 @@
+"""Consistent database backups to instance/backups/, keeping the last SIPUP_BACKUP_KEEP, each verified by a restore.
+
+MySQL/MariaDB: `mysqldump --single-transaction` (one consistent snapshot, no locks on InnoDB), gzipped,
+restored into a scratch database. SQLite: the online backup API, restored into a scratch file. The
+restored copy's row counts must match the source's; a table written to during the backup may differ by
+what was written meanwhile, so it is compared against the counts before and after the backup.
+"""
+import glob
+import gzip
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from contextlib import closing
+
+from flask import current_app
+from sqlalchemy import create_engine, func, inspect, select, table
+from sqlalchemy.engine import make_url
+
+from ..database import scratch_database
+from ..extensions import db
+from ..models import utcnow
+
+
+class BackupError(RuntimeError):
+    """The backup could not be made or did not verify."""
+
+
+def folder():
+    path = os.path.join(current_app.instance_path, "backups")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def run_backup():
+    """Make, verify and rotate one backup; returns a one-line summary."""
+    url = db.engine.url
+    stamp = f"{utcnow():%Y%m%d-%H%M%S}"
+    before = row_counts(db.engine)
+    if url.get_backend_name() == "sqlite":
+        path = os.path.join(folder(), f"sipup-{stamp}.sqlite3")
+        _sqlite_backup(url.database, path)
+        restored = _sqlite_restore_counts(path)
+    else:
+        path = os.path.join(folder(), f"sipup-{stamp}.sql.gz")
+        _mysqldump(url, path)
+        restored = _mysql_restore_counts(url, path)
+    after = row_counts(db.engine)
+    _verify(before, after, restored, path)
+    removed = rotate(current_app.config["BACKUP_KEEP"])
+    rows = sum(restored.values())
+    return (f"{os.path.basename(path)}: {os.path.getsize(path):,} bytes, {len(restored)} tables, {rows:,} rows "
+            f"verified by restore; {removed} old backup(s) removed")
+
+
+def row_counts(engine):
+    """{table: rows} of every table of the database (Alembic's bookkeeping included)."""
+    with engine.connect() as conn:
+        names = inspect(conn).get_table_names()
+        return {name: conn.scalar(select(func.count()).select_from(table(name))) for name in names}
+
+
+def _verify(before, after, restored, path):
+    problems = []
+    for name in sorted(set(before) | set(restored)):
+        low, high = sorted((before.get(name, 0), after.get(name, 0)))
+        got = restored.get(name)
+        if got is None:
+            problems.append(f"{name} missing")
+        elif not low <= got <= high:
+            problems.append(f"{name} has {got} rows, expected {low}" + (f" to {high}" if high != low else ""))
+    if problems:
+        os.replace(path, path + ".bad")  # kept for inspection, never counted as a good backup
+        raise BackupError(f"Backup {os.path.basename(path)} did not verify: {'; '.join(problems[:10])}")
+
+
+def _sqlite_backup(source, path):
+    with closing(sqlite3.connect(source, timeout=30)) as src, closing(sqlite3.connect(path)) as dest:
+        src.backup(dest)
+
+
+def _sqlite_restore_counts(path):
+    with tempfile.TemporaryDirectory() as scratch:
+        restored = os.path.join(scratch, "restore.sqlite3")
+        with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(restored)) as dest:
+            src.backup(dest)
+        engine = create_engine(f"sqlite:///{restored}")
+        try:
+            return row_counts(engine)
+        finally:
+            engine.dispose()
+
+
+def _client_args(url):
+    args = ["-h", url.host or "127.0.0.1", "-P", str(url.port or 3306), "-u", url.username or "root"]
+    env = dict(os.environ)
+    if url.password:
+        env["MYSQL_PWD"] = url.password  # not on the command line, where `ps` would show it
+    return args, env
+
+
+def _mysqldump(url, path):
+    program = shutil.which("mysqldump") or shutil.which("mariadb-dump")
+    if program is None:
+        raise BackupError("mysqldump is not installed: install the MySQL/MariaDB client to back up this database.")
+    args, env = _client_args(url)
+    temporary = path + ".part"
+    with tempfile.TemporaryFile() as errors:
+        with gzip.open(temporary, "wb") as out:
+            with subprocess.Popen([program, *args, "--single-transaction", "--quick", "--no-tablespaces",
+                                   "--routines", "--default-character-set=utf8mb4", url.database],
+                                  stdout=subprocess.PIPE, stderr=errors, env=env) as process:
+                shutil.copyfileobj(process.stdout, out, 1024 * 1024)
+        if process.returncode != 0:
+            errors.seek(0)
+            os.remove(temporary)
+            raise BackupError(f"mysqldump failed: {errors.read().decode(errors='replace').strip()[:300]}")
+    os.replace(temporary, path)
+
+
+def _mysql_restore_counts(url, path):
+    program = shutil.which("mysql") or shutil.which("mariadb")
+    if program is None:
+        raise BackupError("The mysql client is not installed: it is needed to verify the backup.")
+    scratch_url, drop = scratch_database(url.render_as_string(hide_password=False))
+    try:
+        target = make_url(scratch_url)
+        args, env = _client_args(target)
+        with gzip.open(path, "rb") as dump, tempfile.TemporaryFile() as errors:
+            with subprocess.Popen([program, *args, target.database], stdin=subprocess.PIPE, stderr=errors,
+                                  env=env) as process:
+                shutil.copyfileobj(dump, process.stdin, 1024 * 1024)
+                process.stdin.close()
+            if process.returncode != 0:
+                errors.seek(0)
+                raise BackupError(f"Restoring the backup failed: {errors.read().decode(errors='replace').strip()[:300]}")
+        engine = create_engine(scratch_url)
+        try:
+            return row_counts(engine)
+        finally:
+            engine.dispose()
+    finally:
+        drop()
+
+
+def rotate(keep):
+    """Delete all but the newest `keep` backups; returns how many were removed."""
+    files = sorted(glob.glob(os.path.join(folder(), "sipup-*.sqlite3")) + glob.glob(os.path.join(folder(), "sipup-*.sql.gz")),
+                   key=os.path.getmtime, reverse=True)
+    for old in files[keep:]:
+        os.remove(old)
+    return len(files[keep:])
+
+
+def list_backups():
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder(), "sipup-*")))
+
+
+

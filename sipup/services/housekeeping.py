@@ -1,0 +1,47 @@
+"""The hourly cache cleanup: expired filesystem-cache entries, old statistics buckets, old job history."""
+import os
+import sqlite3
+import time
+from contextlib import closing
+
+from flask import current_app
+
+from ..metrics import RESOLUTIONS
+
+# Where the cache layer registers its purge: app.extensions[FILESYSTEM_CACHE_PURGE] = callable() -> entries removed.
+FILESYSTEM_CACHE_PURGE = "filesystem_cache_purge"
+
+
+def purge_filesystem_cache():
+    """Hook for the filesystem cache: call its registered purge of expired entries; None when there is none."""
+    purge = current_app.extensions.get(FILESYSTEM_CACHE_PURGE)
+    return purge() if purge is not None else None
+
+
+def purge_statistics(now=None):
+    """Delete statistics buckets past their retention from the SQLite stores; returns rows removed.
+
+    The Redis stores need nothing: their keys carry an expiry.
+    """
+    now = now or time.time()
+    removed = 0
+    for filename, table, column in (("metrics.db", "counters", "start"), ("query_stats.db", "buckets", "start")):
+        path = os.path.join(current_app.instance_path, filename)
+        if current_app.config["REDIS_URL"] or not os.path.exists(path):
+            continue
+        with closing(sqlite3.connect(path, timeout=5)) as conn, conn:
+            for res, (seconds, kept) in RESOLUTIONS.items():
+                removed += conn.execute(f"DELETE FROM {table} WHERE res = ? AND {column} < ?",
+                                        (res, now - seconds * (kept + 2))).rowcount
+    return removed
+
+
+def cache_cleanup():
+    """Run every part of the cleanup; returns a one-line summary."""
+    from ..queue import cleanup
+
+    cache = purge_filesystem_cache()
+    stats = purge_statistics()
+    jobs = cleanup(current_app.config["QUEUE_KEEP_DAYS"])
+    cache_text = "no filesystem cache registered" if cache is None else f"{cache} expired cache entries"
+    return f"{cache_text}; {stats} old statistics rows; {jobs} finished jobs past retention removed"

@@ -1,0 +1,209 @@
+"""Mail to customers and staff: templated text and HTML, sent by SMTP or written to instance/outbox/.
+
+SIPUP_MAIL_URL chooses the way out:
+  smtp://user:password@host:587     SMTP with STARTTLS (required) and login
+  smtps://user:password@host:465    SMTP over TLS and login
+  smtp://host:25?tls=off            a trusted relay without TLS (a local smarthost)
+Unset (the embedded default), each message is written as an .eml file to instance/outbox/.
+"""
+import functools
+import os
+import secrets
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import current_app, render_template
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Invoice, Order, OrderEvent, Product, Role, User, utcnow
+from .errors import InvalidInput, NotFound
+
+KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock")
+
+
+def send(kind, object_id):
+    """Build the mail of this kind for one order, invoice or product list, and send it; returns a summary."""
+    if kind not in KINDS:
+        raise InvalidInput(f"Unknown mail kind “{kind}”.")
+    recipients, context = globals()[f"_{kind}"](object_id)
+    if not recipients:
+        return f"{kind}: nobody to send to"
+    subject = render_template(f"mail/{kind}.subject.txt", **context).strip()
+    text = render_template(f"mail/{kind}.txt", **context)
+    html = render_template(f"mail/{kind}.html", **context)
+    where = deliver(build_message(recipients, subject, text, html))
+    return f"{kind} to {', '.join(recipients)} ({where})"
+
+
+def _order(order_id):
+    order = db.session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.")
+    return order
+
+
+def _order_confirmation(order_id):
+    order = _order(order_id)
+    return _buyer_of(order), {"order": order}
+
+
+def _order_status(event_id):
+    event = db.session.get(OrderEvent, event_id)
+    if event is None:
+        raise NotFound(f"Order event {event_id} does not exist.")
+    order = _order(event.order_id)
+    return _buyer_of(order), {"order": order, "event": event}
+
+
+def _invoice(invoice_id):
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise NotFound(f"Invoice {invoice_id} does not exist.")
+    return invoice
+
+
+def _invoice_issued(invoice_id):
+    invoice = _invoice(invoice_id)
+    return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice}
+
+
+def _overdue_reminder(invoice_id):
+    invoice = _invoice(invoice_id)
+    if invoice.paid_at is not None:
+        return [], {}  # paid since the reminder was queued
+    days = (utcnow().date() - invoice.due_date).days
+    return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice, "days": days}
+
+
+def _low_stock(product_ids):
+    ids = [int(i) for i in str(product_ids).split(",") if i.strip().isdigit()]
+    products = db.session.scalars(select(Product).where(Product.id.in_(ids)).order_by(Product.sku)).all()
+    if not products:
+        return [], {}
+    return staff_addresses(), {"products": products}
+
+
+def _buyer_of(order):
+    buyer = db.session.get(User, order.buyer_id) if order.buyer_id else None
+    if buyer is not None and buyer.active:
+        return [buyer.email]
+    return _company_contacts(order.company_id, None)
+
+
+def _company_contacts(company_id, order):
+    """The order's buyer and the company's owners: who gets invoices and reminders."""
+    users = db.session.scalars(
+        select(User).where(User.company_id == company_id, User.active.is_(True), User.role == Role.OWNER)
+    ).all()
+    emails = [u.email for u in users]
+    if order is not None and order.buyer_id:
+        buyer = db.session.get(User, order.buyer_id)
+        if buyer is not None and buyer.active and buyer.email not in emails:
+            emails.insert(0, buyer.email)
+    return emails
+
+
+def staff_addresses():
+    """SIPUP_MAIL_STAFF, or every active staff member and admin."""
+    configured = [a.strip() for a in current_app.config["MAIL_STAFF"].split(",") if a.strip()]
+    if configured:
+        return configured
+    return list(db.session.scalars(
+        select(User.email).where(User.role.in_((Role.ADMIN, Role.STAFF)), User.active.is_(True)).order_by(User.email)
+    ))
+
+
+def ascii_address(address):
+    """The address with its domain in IDNA form (cafécentrale.example -> xn--cafcentrale-dbb.example), so servers without
+    SMTPUTF8 accept it; a non-ASCII local part cannot be sent that way and is refused as bad data."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise InvalidInput(f"The address {address} needs SMTPUTF8, which sipup does not use; correct it.")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise InvalidInput(f"The address {address} has an invalid domain.") from None
+
+
+def build_message(recipients, subject, text, html):
+    message = EmailMessage()
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = ", ".join(ascii_address(r) for r in recipients)
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="sipup")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+@functools.cache
+def _tls_context():
+    """One verifying TLS context per process: loading the system's CA certificates takes 50 ms each time."""
+    return ssl.create_default_context()
+
+
+def deliver(message):
+    """Send through SIPUP_MAIL_URL, or write an .eml file on the embedded default; returns where it went."""
+    url = current_app.config["MAIL_URL"]
+    if not url:
+        folder = os.path.join(current_app.instance_path, "outbox")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.eml")
+        with open(path, "wb") as handle:
+            handle.write(bytes(message))
+        return f"written to {path}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise InvalidInput(f"SIPUP_MAIL_URL must start with smtp:// or smtps://, not {parts.scheme}://.")
+    tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
+    context = _tls_context() if parts.scheme == "smtps" or tls != "off" else None
+    # The name we greet with: smtplib's default, socket.getfqdn(), can wait seconds on a host without DNS.
+    name = socket.gethostname()
+    if parts.scheme == "smtps":
+        client = smtplib.SMTP_SSL(parts.hostname, parts.port or 465, local_hostname=name, timeout=20, context=context)
+    else:
+        client = smtplib.SMTP(parts.hostname, parts.port or 587, local_hostname=name, timeout=20)
+    with client:
+        if parts.scheme == "smtp" and tls != "off":
+            client.starttls(context=context)
+        if parts.username:
+            client.login(unquote(parts.username), unquote(parts.password or ""))
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            permanent = all(code >= 500 for code, _text in exc.recipients.values())
+            if permanent:  # the server will never take these addresses: retrying cannot help
+                raise InvalidInput(f"The mail server refused {', '.join(exc.recipients)}.") from exc
+            raise
+    return f"sent via {parts.hostname}:{parts.port or (465 if parts.scheme == 'smtps' else 587)}"
+
+
+def queue_overdue_reminders(today=None):
+    """Enqueue one reminder per overdue open invoice, at most once a day each; returns a summary."""
+    from ..queue import enqueue
+
+    today = today or utcnow().date()
+    ids = db.session.scalars(
+        select(Invoice.id).where(Invoice.paid_at.is_(None), Invoice.due_date < today).order_by(Invoice.id)
+    ).all()
+    queued = sum(
+        enqueue("send_mail", "overdue_reminder", invoice_id, priority="low",
+                dedupe_key=f"mail:overdue_reminder:{invoice_id}:{today:%Y-%m-%d}") is not None
+        for invoice_id in ids
+    )
+    db.session.commit()
+    return f"{queued} reminder(s) queued for {len(ids)} overdue invoice(s)"
+
+
+def queue_mail(kind, object_id, priority="normal", key_suffix=""):
+    """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
+    from ..queue import enqueue
+
+    return enqueue("send_mail", kind, object_id, priority=priority,
+                   dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}")

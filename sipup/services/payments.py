@@ -1,0 +1,154 @@
+"""Incoming payments: a bank CSV becomes one job per line, each applied to the company's oldest open invoices.
+
+A payment reference is applied once: the same reference again (a re-imported file, a job run twice)
+changes nothing.
+"""
+import csv
+import io
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import or_, select, update
+
+from ..database import run_in_transaction
+from ..extensions import db
+from ..models import Company, Invoice, Order, OrderEvent, OrderStatus, Payment, utcnow
+from .errors import InvalidInput, NotFound
+
+MAX_LINES = 20_000
+
+
+def parse_bank_csv(data):
+    """([(line number, reference, company, amount text)], [(line number, problem)]) from a bank CSV.
+
+    Columns: reference, company (name or id), amount; a header row naming them is required;
+    comma or semicolon separated; a decimal comma is accepted.
+    """
+    rows, problems = [], []
+    reader = _reader(data, ("reference", "company", "amount"))
+    for number, record in reader:
+        if number > MAX_LINES + 1:
+            problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
+            break
+        reference = (record.get("reference") or "").strip()
+        company = (record.get("company") or "").strip()
+        raw = (record.get("amount") or "").strip().replace(" ", "")
+        if not reference or len(reference) > 70:
+            problems.append((number, "the reference is empty or longer than 70 characters"))
+            continue
+        if not company:
+            problems.append((number, "the company is empty"))
+            continue
+        amount = _amount(raw)
+        if amount is None:
+            problems.append((number, f"“{raw[:20]}” is not an amount above 0 such as 1250.00"))
+            continue
+        rows.append((number, reference, company, str(amount)))
+    return rows, problems
+
+
+def _amount(raw):
+    if "," in raw and "." not in raw:
+        raw = raw.replace(",", ".")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value <= 0 or value >= Decimal("10000000000") or value != value.quantize(Decimal("0.01")):
+        return None
+    return value
+
+
+def _reader(data, columns):
+    """Yield (line number, {column: value}) from CSV bytes or text; a missing header raises InvalidInput."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            data = data.decode("cp1252")  # Excel on Windows saves CSV in the ANSI code page
+    sample = data[:2048]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.reader(io.StringIO(data), delimiter=delimiter)
+    header = next(reader, None)
+    names = [h.strip().lower() for h in header or []]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise InvalidInput(f"The first line must name the columns {', '.join(columns)}; missing: {', '.join(missing)}.")
+    for number, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        yield number, dict(zip(names, row))
+
+
+def import_bank_csv(data):
+    """Enqueue one payment job per good line of a bank CSV; returns (jobs queued, already known, problems)."""
+    from ..queue import enqueue
+
+    rows, problems = parse_bank_csv(data)
+    queued = known = 0
+    for _number, reference, company, amount in rows:
+        if enqueue("apply_payment", reference, company, amount, dedupe_key=f"payment:{reference}") is None:
+            known += 1
+        else:
+            queued += 1
+    db.session.commit()
+    return queued, known, problems
+
+
+def apply_payment(reference, company, amount):
+    """Apply a payment to the company's oldest open invoices; the same reference twice changes nothing."""
+    return run_in_transaction(_apply, reference.strip()[:70], str(company).strip(), Decimal(str(amount)))
+
+
+def _find_company(company):
+    stmt = select(Company).where(or_(Company.name == company, Company.vat_id == company))
+    if company.isdigit():
+        stmt = select(Company).where(or_(Company.id == int(company), Company.name == company))
+    found = db.session.scalars(stmt).all()
+    if len(found) != 1:
+        raise NotFound(f"No single company matches “{company[:60]}”.")
+    return found[0]
+
+
+def _apply(reference, company_text, amount):
+    company = _find_company(company_text)
+    # Lock the company row: payments of one company are applied one at a time.
+    db.session.execute(update(Company).where(Company.id == company.id).values(id=Company.id))
+    if db.session.scalar(select(Payment.id).where(or_(Payment.reference == reference,
+                                                      Payment.reference.startswith(f"{reference}/", autoescape=True)))):
+        return f"{reference}: already applied"
+    invoices = db.session.scalars(
+        select(Invoice).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
+        .order_by(Invoice.due_date, Invoice.id).with_for_update()
+    ).all()
+    left, parts, now = amount, [], utcnow()
+    for invoice in invoices:
+        if left <= 0:
+            break
+        share = min(left, invoice.open_amount)
+        if share <= 0:
+            continue
+        suffix = "" if not parts else f"/{len(parts) + 1}"
+        db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=invoice.id,
+                               amount=share, received_at=now))
+        invoice.paid_amount += share
+        left -= share
+        parts.append(f"{share} to {invoice.number}")
+        if invoice.open_amount <= 0:
+            invoice.paid_at = now
+            _mark_order_paid(invoice, reference)
+    if left > 0:  # more than was owed: kept as a credit on the account
+        suffix = "" if not parts else f"/{len(parts) + 1}"
+        db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=None,
+                               amount=left, received_at=now))
+        parts.append(f"{left} as credit")
+    return f"{reference}: {amount} from {company.name}: " + "; ".join(parts)
+
+
+def _mark_order_paid(invoice, reference):
+    changed = db.session.execute(
+        update(Order).where(Order.id == invoice.order_id, Order.status == OrderStatus.INVOICED)
+        .values(status=OrderStatus.PAID, updated_at=utcnow()).execution_options(synchronize_session=False)
+    ).rowcount
+    if changed:
+        db.session.add(OrderEvent(order_id=invoice.order_id, status=OrderStatus.PAID,
+                                  note=f"Paid by bank transfer {reference}."[:400]))

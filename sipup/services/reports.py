@@ -1,0 +1,167 @@
+"""Reports as CSV files that Excel opens correctly (UTF-8 with BOM): sales by period, customer and product,
+and receivables ageing. They are written to instance/reports/ and downloaded from the back office."""
+import csv
+import os
+import re
+from datetime import date, timedelta
+
+from flask import current_app
+from sqlalchemy import case, func, select
+
+from ..extensions import db
+from ..models import Company, Invoice, Order, OrderLine, OrderStatus, utcnow
+from .errors import InvalidInput, NotFound
+
+KINDS = {
+    "sales_by_period": "Sales by period",
+    "sales_by_customer": "Sales by customer",
+    "sales_by_product": "Sales by product",
+    "receivables_ageing": "Receivables ageing",
+}
+SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
+
+
+def folder():
+    path = os.path.join(current_app.instance_path, "reports")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def parse_range(start, end):
+    """(start date, end date) from ISO strings; end is inclusive. Bad input raises InvalidInput."""
+    try:
+        first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
+    except ValueError:
+        raise InvalidInput("Dates must look like 2026-01-31.") from None
+    if last < first:
+        raise InvalidInput("The end date is before the start date.")
+    if (last - first).days > 3660:
+        raise InvalidInput("A report covers at most ten years.")
+    return first, last
+
+
+def build(kind, start=None, end=None):
+    """Write one report to instance/reports/ and return its file name."""
+    if kind not in KINDS:
+        raise InvalidInput(f"Unknown report “{kind}”.")
+    if kind == "receivables_ageing":
+        today = utcnow().date()
+        header, rows = _ageing(today)
+        name = f"{kind}-{today:%Y-%m-%d}.csv"
+    else:
+        first, last = parse_range(start, end)
+        header, rows = globals()[f"_{kind}"](first, last)
+        name = f"{kind}-{first:%Y-%m-%d}_{last:%Y-%m-%d}.csv"
+    path = os.path.join(folder(), name)
+    temporary = path + ".part"
+    with open(temporary, "w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(temporary, path)  # a download never sees half a file
+    return name
+
+
+def _sold(first, last):
+    return (Order.status != OrderStatus.CANCELLED, Order.created_at >= first,
+            Order.created_at < last + timedelta(days=1))
+
+
+def _period(column, monthly):
+    if db.engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m" if monthly else "%Y-%m-%d", column)
+    return func.date_format(column, "%Y-%m" if monthly else "%Y-%m-%d")
+
+
+def _sales_by_period(first, last):
+    monthly = (last - first).days > 62
+    period = _period(Order.created_at, monthly).label("period")
+    rows = db.session.execute(
+        select(period, func.count(), func.sum(Order.goods_total), func.sum(Order.deposit_total),
+               func.sum(Order.vat_total), func.sum(Order.total))
+        .where(*_sold(first, last)).group_by(period).order_by(period)
+    ).all()
+    return ["Month" if monthly else "Day", "Orders", "Goods", "Deposit", "VAT", "Total"], [list(r) for r in rows]
+
+
+def _sales_by_customer(first, last):
+    rows = db.session.execute(
+        select(Company.name, func.count(Order.id), func.sum(Order.goods_total), func.sum(Order.total))
+        .join(Company, Company.id == Order.company_id)
+        .where(*_sold(first, last)).group_by(Company.id, Company.name).order_by(func.sum(Order.total).desc())
+    ).all()
+    return ["Customer", "Orders", "Goods", "Total"], [list(r) for r in rows]
+
+
+def _sales_by_product(first, last):
+    rows = db.session.execute(
+        select(OrderLine.sku, OrderLine.name, func.sum(OrderLine.quantity), func.sum(OrderLine.line_total))
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(*_sold(first, last)).group_by(OrderLine.sku, OrderLine.name)
+        .order_by(func.sum(OrderLine.line_total).desc())
+    ).all()
+    return ["SKU", "Product", "Quantity", "Goods"], [list(r) for r in rows]
+
+
+def _ageing(today):
+    """Open amounts per customer by days since the invoice date: 0-30, 31-60, over 60; and what is overdue."""
+    age = func.julianday(today) - func.julianday(Invoice.issued_at) if db.engine.dialect.name == "sqlite" \
+        else func.datediff(today, Invoice.issued_at)
+    open_amount = Invoice.amount - Invoice.paid_amount
+    rows = db.session.execute(
+        select(
+            Company.name,
+            func.sum(case((age <= 30, open_amount), else_=0)),
+            func.sum(case(((age > 30) & (age <= 60), open_amount), else_=0)),
+            func.sum(case((age > 60, open_amount), else_=0)),
+            func.sum(case((Invoice.due_date < today, open_amount), else_=0)),
+            func.sum(open_amount),
+        )
+        .join(Company, Company.id == Invoice.company_id)
+        .where(Invoice.paid_at.is_(None)).group_by(Company.id, Company.name).order_by(func.sum(open_amount).desc())
+    ).all()
+    return ["Customer", "0-30 days", "31-60 days", "over 60 days", "Overdue", "Open total"], \
+        [[r[0], *(_money(v) for v in r[1:])] for r in rows]
+
+
+def _money(value):
+    from decimal import Decimal
+
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+def available():
+    """The report files, newest first: [(name, size in bytes, modified time)]."""
+    entries = []
+    for name in os.listdir(folder()):
+        if SAFE_NAME.match(name):
+            stat = os.stat(os.path.join(folder(), name))
+            entries.append((name, stat.st_size, stat.st_mtime))
+    return sorted(entries, key=lambda e: e[2], reverse=True)
+
+
+def path_of(name):
+    """The full path of a report file by name, or NotFound (names never leave instance/reports/)."""
+    if not SAFE_NAME.match(name or "") or not os.path.exists(os.path.join(folder(), name)):
+        raise NotFound("There is no such report.")
+    return os.path.join(folder(), name)
+
+
+def previous_month(today=None):
+    today = today or utcnow().date()
+    last = today.replace(day=1) - timedelta(days=1)
+    return last.replace(day=1), last
+
+
+def queue_monthly(today=None):
+    """Enqueue last month's sales reports and the receivables ageing; returns what was queued."""
+    from ..queue import enqueue
+
+    first, last = previous_month(today)
+    queued = []
+    for kind in KINDS:
+        args = (kind,) if kind == "receivables_ageing" else (kind, first.isoformat(), last.isoformat())
+        if enqueue("build_report", *args, dedupe_key=f"report:{':'.join(args)}:{utcnow():%Y-%m-%d}") is not None:
+            queued.append(kind)
+    db.session.commit()
+    return f"queued {', '.join(queued) or 'nothing'} for {first:%Y-%m}"

@@ -1,0 +1,130 @@
+"""Stock levels from the warehouse: a CSV of SKU and count, applied in batches, then reservations rechecked.
+
+Levels are absolute, so applying the same file twice leaves the same stock: the job is safe to re-run.
+"""
+import os
+import secrets
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..batch import bulk_update
+from ..extensions import db
+from ..models import Product, utcnow
+from .errors import InvalidInput, NotFound
+from .payments import _reader
+
+BATCH_SIZE = 500
+MAX_LINES = 200_000
+
+
+def parse_stock_csv(data):
+    """([(line number, sku, count)], [(line number, problem)]); columns sku and stock_on_hand."""
+    rows, problems, seen = [], [], {}
+    for number, record in _reader(data, ("sku", "stock_on_hand")):
+        if number > MAX_LINES + 1:
+            problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
+            break
+        sku = (record.get("sku") or "").strip().upper()
+        raw = (record.get("stock_on_hand") or "").strip()
+        if not sku:
+            problems.append((number, "the SKU is empty"))
+        elif not raw.isdigit() or int(raw) > 10_000_000:
+            problems.append((number, f"“{raw[:20]}” is not a whole number from 0 to 10,000,000"))
+        elif sku in seen:
+            problems.append((number, f"{sku} already appears on line {seen[sku]}"))
+        else:
+            seen[sku] = number
+            rows.append((number, sku, int(raw)))
+    return rows, problems
+
+
+def save_upload(data):
+    """Keep an uploaded stock file in instance/imports/ for the job; returns its path."""
+    folder = os.path.join(current_app.instance_path, "imports")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"stock-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.csv")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def import_stock_file(data):
+    """Check an uploaded stock CSV, keep it and enqueue the job that applies it; returns (job, good lines, problems)."""
+    from ..queue import enqueue
+
+    rows, problems = parse_stock_csv(data)
+    if not rows:
+        raise InvalidInput("No line of the file can be applied. " + _describe(problems))
+    path = save_upload(data)
+    record = enqueue("apply_stock_file", os.path.basename(path))
+    db.session.commit()
+    return record, len(rows), problems
+
+
+def _describe(problems, limit=20):
+    text = "; ".join(f"line {n}: {p}" for n, p in problems[:limit])
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return text + more
+
+
+def apply_stock_file(filename):
+    """Apply a kept stock file: good lines in batches, unknown SKUs reported; then low-stock alerts."""
+    folder = os.path.join(current_app.instance_path, "imports")
+    path = os.path.join(folder, os.path.basename(filename))
+    if not os.path.exists(path):
+        raise NotFound(f"The stock file {filename} is no longer in instance/imports/.")
+    with open(path, "rb") as handle:
+        rows, problems = parse_stock_csv(handle.read())
+    ids = dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all()) \
+        if len(rows) <= 20_000 else _all_ids()
+    updates = []
+    for number, sku, count in rows:
+        if sku not in ids:
+            problems.append((number, f"unknown SKU {sku}"))
+        else:
+            updates.append({"id": ids[sku], "stock_on_hand": count, "updated_at": utcnow()})
+    for start in range(0, len(updates), BATCH_SIZE):
+        bulk_update(Product, updates[start:start + BATCH_SIZE])
+        db.session.commit()  # one transaction per batch: a large file never holds locks for long
+    short, low = recheck([u["id"] for u in updates])
+    problems.sort()
+    summary = f"{len(updates)} stock level(s) applied from {os.path.basename(path)}"
+    if short:
+        summary += f"; short against open reservations: {', '.join(short[:20])}"
+    if problems:
+        summary += f"; {len(problems)} line(s) not applied: {_describe(problems, 10)}"
+    return summary[:400], low
+
+
+def _all_ids():
+    return dict(db.session.execute(select(Product.sku, Product.id)).all())
+
+
+def recheck(product_ids):
+    """After new counts: products whose reservations exceed the stock, and the active ones now low on stock."""
+    short, low = [], []
+    for start in range(0, len(product_ids), BATCH_SIZE):
+        for product in db.session.scalars(select(Product).where(Product.id.in_(product_ids[start:start + BATCH_SIZE]))):
+            if product.stock_reserved > product.stock_on_hand and not product.backorder_allowed:
+                short.append(f"{product.sku} ({product.stock_on_hand} on hand, {product.stock_reserved} reserved)")
+            if product.active and product.low_stock:
+                low.append(product.id)
+    return short, low
+
+
+def alert_low_stock(product_ids):
+    """Enqueue one staff mail listing these low-stock products (once a day for the same list)."""
+    from ..queue import enqueue
+
+    if not product_ids:
+        return None
+    ids = ",".join(str(i) for i in sorted(product_ids))
+    key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{ids}"
+    if len(key) > 160:
+        import hashlib
+
+        key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{hashlib.sha256(ids.encode()).hexdigest()}"
+    record = enqueue("send_mail", "low_stock", ids, priority="high", dedupe_key=key)
+    db.session.commit()
+    return record
