@@ -19,6 +19,7 @@ DB_SLOW_MS = 50  # a SELECT 1 slower than this means a loaded or distant databas
 POOL_WARN = 0.8  # share of the pool (size + overflow) in use
 DISK_WARN, DISK_BAD = 0.10, 0.03  # free share of the disk holding instance/
 MEMORY_WARN = 0.90
+PROCESSOR_STALE_MINUTES = 10  # cron runs every minute or five: ten minutes without a run means it stopped
 STARTED = time.time()
 
 
@@ -98,14 +99,17 @@ def host():
     state = "warn" if memory.percent / 100 >= MEMORY_WARN else "ok"
     return check("Host", state, f"CPU {cpu:.0f}%",
                  f"memory {memory.percent:.0f}% used of {memory.total / 2**30:.1f} GB · this process "
-                 f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {_duration(time.time() - STARTED)}")
+                 f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {duration(time.time() - STARTED)}")
 
 
-def _duration(seconds):
+def duration(seconds):
+    """A span of time as a person says it: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
     seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    if seconds < 172800:
         return f"{seconds // 3600} h {seconds % 3600 // 60} min"
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
@@ -118,7 +122,36 @@ def counters_store():
     return check("Statistics", "ok", status["store"], "shared figures for this page and the command line")
 
 
-BUILT_IN = (database, redis_server, counters_store, disk, host)
+def queue_processor():
+    from sqlalchemy import func, select
+
+    from .models import QueueRun, utcnow
+
+    queue = current_app.extensions["queue"]
+    last = db.session.scalar(select(func.max(func.coalesce(QueueRun.finished_at, QueueRun.started_at))))
+    if last is None:
+        return check("Queue processor", "warn", "never ran", "add the cron line from cron/crontab "
+                     "(`flask queue process` every minute) or start `flask queue worker`")
+    minutes = (utcnow() - last).total_seconds() / 60
+    detail = f"last run {duration(minutes * 60)} ago · Huey on {queue.backend}"
+    if minutes > PROCESSOR_STALE_MINUTES:
+        return check("Queue processor", "bad", f"{minutes:,.0f} min ago",
+                     detail + ": jobs wait; check cron (cron/crontab) or the worker's process")
+    return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)
+
+
+def limiter():
+    limits = current_app.extensions.get("limits")
+    if limits is None:
+        return check("Rate limits", "warn", "off", "SIPUP_RATELIMIT_ENABLED=false: no client is limited")
+    if limits.fallback_active:
+        return check("Rate limits", "warn", "per process", "Redis unreachable: each process counts on its own "
+                     "until it answers, so the shared budget is not enforced")
+    shared = "shared by every process" if limits.storage_name == "redis" else "this process only"
+    return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
+
+
+BUILT_IN = (database, redis_server, counters_store, queue_processor, limiter, disk, host)
 
 
 def run_checks():

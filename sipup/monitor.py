@@ -69,6 +69,69 @@ def database_panel():
     }
 
 
+def queue_panel():
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from .models import Job, JobStatus, utcnow
+    from .queue import PRIORITIES, WAITING, queue_status
+
+    status = queue_status()
+    now = utcnow()
+    day_ago = now - timedelta(days=1)
+    finished = dict(db.session.execute(
+        select(Job.status, func.count()).where(Job.finished_at >= day_ago).group_by(Job.status)).all())
+    failed = db.session.scalars(
+        select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.finished_at.desc()).limit(10)).all()
+    counters = current_app.extensions["counters"]
+    series = counters.series("queue", "minute", 60)
+    hour = counters.totals("queue", "minute", 60)
+    pending = {name: sum(status["counts"][s][name] for s in WAITING) for name in PRIORITIES}
+    processors = [dict(run, age_seconds=(now - (run["finished_at"] or run["started_at"])).total_seconds())
+                  for run in status["runs"]]
+    workers = [run for run in processors if run["processor"].startswith("worker") and run["age_seconds"] < 180]
+    cron_runs = hour.get("processor_runs", 0)
+    return {
+        "status": status,
+        "pending": pending,
+        "pending_total": sum(pending.values()),
+        "running": sum(status["counts"][JobStatus.RUNNING].values()),
+        "done_24h": finished.get(JobStatus.DONE, 0),
+        "failed_24h": finished.get(JobStatus.FAILED, 0),
+        "failed": [{"id": j.id, "name": j.name, "error": j.error, "attempts": j.attempts,
+                    "finished_at": j.finished_at} for j in failed],
+        "processors": processors,
+        "done_per_minute": hour.get("done", 0) / 60,
+        "enqueued_hour": hour.get("enqueued", 0),
+        # What cron can take at most: runs per minute in the last hour x jobs per run; a live worker has no
+        # such ceiling, so the capacity rule does not apply while one runs.
+        "capacity_per_minute": None if workers else cron_runs / 60 * current_app.config["QUEUE_BATCH"],
+        "chart": line_chart([start for start, _ in series], [
+            ("done", "c-main", [v.get("done", 0) for _, v in series]),
+            ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
+            ("failed", "c-bad", [v.get("failed", 0) for _, v in series]),
+        ]),
+    }
+
+
+def queue_figures():
+    data = panel("queue")
+    return {"pending": data["pending_total"], "failed_24h": data["failed_24h"],
+            "arrivals_per_minute": data["enqueued_hour"] / 60, "capacity_per_minute": data["capacity_per_minute"],
+            "arrival_samples": data["enqueued_hour"]}
+
+
+def limits_panel():
+    from . import limits
+
+    status = limits.status()
+    series = status["refused_per_minute"]
+    status["chart"] = line_chart([start for start, _ in series], [("429s", "c-bad", [n for _, n in series])])
+    status["per_minute_now"] = series[-2][1] if len(series) > 1 else 0
+    return status
+
+
 def figures():
     """Everything the recommendations read, from the other panels' (remembered) data."""
     checks = panel("health")["checks"]
@@ -80,6 +143,7 @@ def figures():
         "pool": database["pool"],
         "disk_free": float(disk["value"].split("%")[0]) / 100 if disk and "%" in disk["value"] else None,
     }
+    data["queue"] = queue_figures()
     for name, provider in current_app.extensions.get("monitor_figures", {}).items():
         data[name] = provider()
     return data
@@ -93,6 +157,8 @@ PANELS = {
     "health": ("Health", health_panel),
     "traffic": ("Traffic", traffic_panel),
     "database": ("Database", database_panel),
+    "queue": ("Queue", queue_panel),
+    "limits": ("Rate limits", limits_panel),
     "recommendations": ("Recommendations", recommendations_panel),
 }
 
@@ -107,8 +173,14 @@ def add_panel(app, name, title, build, figures_provider=None):
 def panels():
     """(name, title) of every panel in page order."""
     extra = current_app.extensions.get("monitor_panels", {})
-    names = ["health", "traffic", "database", *extra, "recommendations"]
+    names = ["health", "traffic", "database", "queue", "limits", *extra, "recommendations"]
     return [(name, (PANELS.get(name) or extra[name])[0]) for name in names]
+
+
+def forget(name):
+    """Drop a panel's remembered data after an action changed it."""
+    with _memo_lock:
+        current_app.extensions.setdefault("monitor_memo", {}).pop(name, None)
 
 
 def panel(name):

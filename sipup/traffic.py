@@ -8,7 +8,7 @@ processes and hosts add up to one set of figures for `/monitor` and `/metrics`. 
 import time
 from collections import defaultdict
 
-from flask import g, request
+from flask import g, request, request_started
 
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP = "traffic"
@@ -38,9 +38,12 @@ def percentile(hist, q):
 def register_traffic(app):
     counters = app.extensions["counters"]
 
-    @app.before_request
-    def _start():
+    # The signal comes before every before_request hook, the rate limiter's included, so refused requests
+    # are timed too.
+    def _start(sender, **extra):
         g.traffic_started = time.perf_counter()
+
+    request_started.connect(_start, app, weak=False)
 
     @app.after_request
     def _record(response):

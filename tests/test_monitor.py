@@ -8,10 +8,18 @@ from sipup import create_app, monitor
 from sipup.extensions import db
 from sipup.config import ConfigError
 from sipup.metrics import Counters, SqliteCounterStore
+from sipup.models import Job, JobStatus
+from sipup.queue import PermanentError, enqueue, job
 from sipup.recommendations import RULES, evaluate
 from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login
 
-PANEL_NAMES = ["health", "traffic", "database", "recommendations"]
+PANEL_NAMES = ["health", "traffic", "database", "queue", "limits", "recommendations"]
+
+
+@job()
+def broken_import(label):
+    """Test job: fails at once, as bad data does."""
+    raise PermanentError(f"line 3 of {label}: “abc” is not an amount")
 
 
 @pytest.fixture
@@ -68,7 +76,7 @@ def test_each_panel_renders_alone(admin_client, name):
     response = admin_client.get(f"/monitor/panels/{name}", headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "<html" not in html and html.lstrip().startswith(("{#", "<section"))
+    assert "<html" not in html and html.lstrip().startswith("<section")
     assert f'id="panel-{name}"' in html and "as of " in html
 
 
@@ -107,6 +115,80 @@ def test_database_panel_agrees_with_db_stats(app, admin_client, runner, make_pro
     assert sum(k["count"] for k in data["summary"]["kinds"].values()) == sum(k["count"] for k in summary["kinds"].values())
     html = admin_client.get("/monitor/panels/database").get_data(as_text=True)
     assert "Queries / min" in html and "Pool in use" in html
+
+
+def _failed_job(app):
+    record = enqueue("broken_import", "stock.csv")
+    db.session.commit()
+    app.extensions["queue"].process(10)
+    db.session.expire_all()
+    assert db.session.get(Job, record.id).status == JobStatus.FAILED
+    return record.id
+
+
+def test_queue_panel_shows_a_failed_job_and_retry_queues_it_again(app, admin_client):
+    job_id = _failed_job(app)
+    html = admin_client.get("/monitor/panels/queue").get_data(as_text=True)
+    assert f"#{job_id} broken_import" in html and "is not an amount" in html
+    assert f'hx-post="/monitor/jobs/{job_id}/retry"' in html
+
+    response = admin_client.post(f"/monitor/jobs/{job_id}/retry", headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and body.lstrip().startswith("<section") and "<html" not in body
+    assert f"Job {job_id} (broken_import) is queued again." in body
+    db.session.expire_all()
+    assert db.session.get(Job, job_id).status == JobStatus.QUEUED
+
+    again = admin_client.post(f"/monitor/jobs/{job_id}/retry")  # a plain form post goes back to the page
+    assert again.status_code == 302 and again.headers["Location"].endswith("/monitor#panel-queue")
+    page = admin_client.get("/monitor").get_data(as_text=True)
+    assert "only failed jobs can be retried" in page
+
+
+def test_health_shows_the_queue_processor_heartbeat(app, admin_client):
+    def processor_row():
+        return next(c for c in monitor.panel("health")["checks"] if c["name"] == "Queue processor")
+
+    assert processor_row()["state"] == "warn" and processor_row()["value"] == "never ran"
+    app.extensions["queue"].process(10)
+    assert processor_row()["state"] == "ok"
+
+
+def test_limits_panel_lists_a_block_and_unblock_lifts_it(app, admin_client):
+    app.extensions["limits"].blocks.block("addr:203.0.113.7", "over 100 per minute")
+    html = admin_client.get("/monitor/panels/limits").get_data(as_text=True)
+    assert "addr:203.0.113.7" in html and "over 100 per minute" in html
+    response = admin_client.post("/monitor/blocks/unblock", data={"who": "addr:203.0.113.7"},
+                                 headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert "addr:203.0.113.7 is unblocked" in body and "No client is blocked." in body
+    assert app.extensions["limits"].blocks.in_force() == []
+    bad = admin_client.post("/monitor/blocks/unblock", data={"who": "everyone"}, headers={"HX-Request": "true"})
+    assert "Name a block as addr:" in bad.get_data(as_text=True)
+
+
+def test_actions_need_an_admin_and_a_csrf_token(backend, tmp_path, make_user):
+    app = create_app({**_overrides(backend[1]), "WTF_CSRF_ENABLED": True}, instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    with app.app_context():
+        try:
+            client = app.test_client()
+            assert client.post("/monitor/blocks/unblock", data={"who": "addr:1.2.3.4"}).status_code in (302, 400)
+            admin = make_user("admin")
+            client.get("/login")
+            with client.session_transaction() as session:
+                session["_user_id"], session["_fresh"] = admin.get_id(), True
+            refused = client.post("/monitor/blocks/unblock", data={"who": "addr:1.2.3.4"})
+            assert refused.status_code == 400  # no CSRF token
+            staff = make_user("staff")
+            with client.session_transaction() as session:
+                session["_user_id"] = staff.get_id()
+            page = client.get("/monitor")
+            assert page.status_code == 403
+        finally:
+            db.session.remove()
+            _empty_tables()
+            db.engine.dispose()
 
 
 # --- recommendations ---------------------------------------------------------------------------
@@ -167,12 +249,14 @@ def test_rules_fire_on_the_right_figures(counters, figures, key, state):
     assert _rule(key, evaluate(figures, counters))["state"] == state
 
 
-def test_recommendations_read_the_figures_of_registered_parts(app):
-    monitor.add_panel(app, "queue", "Queue", lambda: {}, lambda: {"pending": 75})
+def test_recommendations_fire_on_the_live_figures(app, admin_client):
+    _failed_job(app)
     data = monitor.panel("recommendations")
-    rule = _rule("pending_jobs", data["rules"])
-    assert rule["state"] == "firing" and rule["value"] == "75 pending"
-    assert data["rules"][0]["key"] == "pending_jobs"  # firing rules come first
+    rule = _rule("failed_jobs", data["rules"])
+    assert rule["state"] == "firing" and rule["value"] == "1 failed"
+    assert data["rules"][0]["state"] == "firing"  # firing rules come first
+    html = admin_client.get("/monitor/panels/recommendations").get_data(as_text=True)
+    assert "Failed jobs in the last 24 hours" in html and "<code>flask queue retry --failed</code>" in html
 
 
 # --- /metrics ----------------------------------------------------------------------------------

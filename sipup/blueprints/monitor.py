@@ -5,10 +5,11 @@ import re
 import time
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from .. import monitor
+from ..health import duration
 from ..security import admin_required
 
 bp = Blueprint("monitor", __name__)
@@ -32,7 +33,44 @@ def panel(name):
     return _render(name, titles[name])
 
 
-def _render(name, title):
+@bp.post("/monitor/jobs/<int:job_id>/retry")
+@admin_required
+def retry_job(job_id):
+    """Queue a failed job again with fresh attempts."""
+    from ..queue import retry_job as retry
+
+    try:
+        record = retry(job_id)
+        message, category = f"Job {record.id} ({record.name}) is queued again.", "success"
+    except (LookupError, ValueError) as exc:
+        message, category = str(exc), "error"
+    return _after_action("queue", message, category)
+
+
+@bp.post("/monitor/blocks/unblock")
+@admin_required
+def unblock():
+    """Lift a rate-limit block; the client starts afresh."""
+    from .. import limits
+
+    who = request.form.get("who", "").strip()[:200]
+    if not who.startswith(("addr:", "user:")):
+        return _after_action("limits", "Name a block as addr:<address> or user:<id>.", "error")
+    lifted = limits.unblock(who=who)
+    message = f"{who} is unblocked and starts afresh." if lifted else f"{who} was not blocked; its counts start afresh."
+    return _after_action("limits", message, "success")
+
+
+def _after_action(name, message, category):
+    """HTMX gets the panel itself, fresh, with the outcome; a plain form post goes back to the page."""
+    monitor.forget(name)
+    if request.headers.get("HX-Request"):
+        return _render(name, dict(monitor.panels())[name], notice=(message, category))
+    flash(message, category)
+    return redirect(url_for("monitor.index") + f"#panel-{name}")
+
+
+def _render(name, title, notice=None):
     """A panel's partial, or its inline error state when building its data fails."""
     try:
         data, error = monitor.panel(name), None
@@ -40,7 +78,7 @@ def _render(name, title):
         current_app.logger.exception("Monitor panel %s failed", name)
         data, error = None, f"{type(exc).__name__}: {exc}"
     return render_template("monitor/_panel.html", name=name, title=title, data=data, error=error,
-                           failed_at=time.time())
+                           failed_at=time.time(), notice=notice)
 
 
 @bp.app_template_filter("clock")
@@ -50,12 +88,10 @@ def _clock(timestamp):
 
 @bp.app_template_filter("ago")
 def _ago(timestamp):
-    minutes = int(max(0, time.time() - timestamp) // 60)
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
+    return duration(max(0, time.time() - timestamp))
+
+
+bp.add_app_template_filter(duration, "duration")
 
 
 @bp.app_template_filter("inline_code")
