@@ -77,11 +77,12 @@ class SqliteCounterStore:
 
     def mark(self, name, active, now):
         with closing(self._connect()) as conn, conn:
+            if active:
+                conn.execute("INSERT OR IGNORE INTO marks (name, since) VALUES (?, ?)", (name, now))
+            row = conn.execute("SELECT since FROM marks WHERE name = ?", (name,)).fetchone()
             if not active:
                 conn.execute("DELETE FROM marks WHERE name = ?", (name,))
-                return None
-            conn.execute("INSERT OR IGNORE INTO marks (name, since) VALUES (?, ?)", (name, now))
-            return conn.execute("SELECT since FROM marks WHERE name = ?", (name,)).fetchone()[0]
+            return row[0] if row else None
 
     def close(self):
         pass
@@ -123,13 +124,14 @@ class RedisCounterStore:
 
     def mark(self, name, active, now):
         key = f"{self.prefix}:marks"
-        if not active:
-            self.client.hdel(key, name)
-            return None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hsetnx(key, name, now)
+        pipe = self.client.pipeline(transaction=True)
+        if active:
+            pipe.hsetnx(key, name, now)
         pipe.hget(key, name)
-        return float(pipe.execute()[1])
+        if not active:
+            pipe.hdel(key, name)
+        since = pipe.execute()[1 if active else 0]
+        return float(since) if since is not None else None
 
     def close(self):
         self.client.close()
@@ -209,8 +211,9 @@ class Counters:
         return dict(total)
 
     def mark(self, name, active, now=None):
-        """Since when a condition has held, shared by all processes: the first time it was seen active,
-        or None once it is not (then the next activation starts anew). None also when the store fails."""
+        """Since when a condition has held, shared by all processes: the first time it was seen active.
+        Marked inactive, the condition is forgotten (the next activation starts anew) and the time it
+        had held since is returned, or None when it was not active. None also when the store fails."""
         try:
             return self.store.mark(name, active, time.time() if now is None else now)
         except Exception as exc:  # the store is down: durations are unknown, nothing else is lost

@@ -151,7 +151,8 @@ def evaluate(figures, counters, rules=RULES):
             else:
                 row["state"] = "firing" if rule.fires(value) else "clear"
         if row["state"] in ("firing", "clear"):
-            row["since"] = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
+            since = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
+            row["since"] = since if row["state"] == "firing" else None
         results.append(row)
     order = {"firing": 0, "waiting": 1, "clear": 2, "unavailable": 3}
     results.sort(key=lambda r: order[r["state"]])

@@ -68,3 +68,21 @@ def test_old_buckets_are_dropped_from_the_embedded_store(tmp_path):
     counters.incr("demo", "hit", now=old)
     counters.flush()
     assert counters.store.read("demo", "minute", [bucket_start(old, "minute")]) == {}
+
+
+def _mark_cycle(counters):
+    assert counters.mark("incident", False) is None  # nothing held
+    since = counters.mark("incident", True, now=1000.0)
+    assert since == 1000.0
+    assert counters.mark("incident", True, now=2000.0) == 1000.0  # still the first time
+    assert counters.mark("incident", False) == 1000.0  # ended: says since when it had held
+    assert counters.mark("incident", False) is None
+    assert counters.mark("incident", True, now=3000.0) == 3000.0  # a new one
+
+
+def test_marks_in_the_embedded_store(tmp_path):
+    _mark_cycle(_app(tmp_path).extensions["counters"])
+
+
+def test_marks_in_redis(tmp_path, redis_namespace):
+    _mark_cycle(_app(tmp_path, REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace).extensions["counters"])

@@ -7,11 +7,13 @@ SIPUP_MAIL_URL chooses the way out:
 Unset (the embedded default), each message is written as an .eml file to instance/outbox/.
 """
 import functools
+import json
 import os
 import secrets
 import smtplib
 import socket
 import ssl
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -23,7 +25,7 @@ from ..extensions import db
 from ..models import Invoice, Order, OrderEvent, Product, Role, User, utcnow
 from .errors import InvalidInput, NotFound
 
-KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock")
+KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock", "monitor_alert")
 
 
 def send(kind, object_id):
@@ -86,6 +88,18 @@ def _low_stock(product_ids):
     if not products:
         return [], {}
     return staff_addresses(), {"products": products}
+
+
+def _monitor_alert(incident):
+    """incident: the JSON that sipup.alerts wrote when it opened or cleared an incident."""
+    try:
+        data = json.loads(incident)
+        start = datetime.fromtimestamp(int(data["start"]), timezone.utc)
+        opened = data["state"] == "opened"
+    except (TypeError, ValueError, KeyError):
+        raise InvalidInput(f"“{str(incident)[:80]}” is not an incident of the monitor.") from None
+    return staff_addresses(), {"opened": opened, "start": start, "red": data.get("red", []),
+                               "lasting": data.get("lasting", [])}
 
 
 def _buyer_of(order):

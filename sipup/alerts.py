@@ -1,0 +1,50 @@
+"""Alerts: staff get one mail when sipup's health turns red or a recommendation stays red, and one when
+it clears.
+
+The periodic job `monitor_alerts` (tasks.py, every minute) calls `check()`. An incident lasts while
+the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
+a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
+processors and several hosts send at most one mail per incident and one when it ends.
+"""
+import json
+import time
+
+from flask import current_app
+
+from . import health, monitor, recommendations
+
+ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
+
+
+def current_problems():
+    """(red health checks, recommendations firing for long enough), from fresh figures."""
+    counters = current_app.extensions["counters"]
+    checks = health.run_checks()
+    rules = recommendations.evaluate(monitor.figures(), counters)
+    now = time.time()
+    red = [c for c in checks["checks"] if c["state"] == "bad"]
+    lasting = [r for r in rules if r["state"] == "firing" and r["since"] and now - r["since"] >= ALERT_AFTER_MINUTES * 60]
+    return red, lasting
+
+
+def check():
+    """Open or close the incident and queue its mail; returns what happened, for the job's history."""
+    from .extensions import db
+    from .queue import enqueue
+
+    red, lasting = current_problems()
+    active = bool(red or lasting)
+    since = current_app.extensions["counters"].mark("incident", active)
+    if since is None:
+        return "all clear"
+    state = "opened" if active else "cleared"
+    # The mail says what was wrong when the incident was seen, not what the state is when it is sent.
+    incident = {"state": state, "start": int(since),
+                "red": [{"name": c["name"], "value": c["value"], "detail": c["detail"]} for c in red],
+                "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting]}
+    queued = enqueue("send_mail", "monitor_alert", json.dumps(incident), priority="high",
+                     dedupe_key=f"mail:monitor_alert:{state}:{int(since)}")
+    db.session.commit()
+    what = ", ".join([c["name"] for c in red] + [r["title"] for r in lasting])
+    result = f"incident since {int(since)}: {what}" if active else f"incident since {int(since)} cleared"
+    return result + ("; staff mailed" if queued is not None else "")

@@ -1,0 +1,86 @@
+"""Alerts: one mail to staff when health turns red or a recommendation stays red, one when it clears."""
+import email
+import email.policy
+import os
+import time
+from datetime import timedelta
+
+import pytest
+
+from sipup import alerts, create_app
+from sipup.extensions import db
+from sipup.models import QueueRun, utcnow
+from tests.conftest import RequestScopedClient, _empty_tables, _overrides
+
+
+@pytest.fixture
+def app(backend, tmp_path):
+    """An app on an instance folder of its own: its outbox, counters and marks start empty."""
+    app = create_app({**_overrides(backend[1]), "MONITOR_PANEL_SECONDS": 0}, instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+def outbox(app):
+    folder = app.instance_path + "/outbox"
+
+    if not os.path.isdir(folder):
+        return []
+    messages = []
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as handle:
+            messages.append(email.message_from_binary_file(handle, policy=email.policy.default))
+    return messages
+
+
+def heartbeat(minutes_ago):
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    db.session.merge(QueueRun(processor="process", started_at=at, finished_at=at, jobs_run=0, failures=0))
+    db.session.commit()
+
+
+def process(app):
+    """One cron run of `flask queue process`: queued mail goes out, and the periodic monitor_alerts job runs."""
+    app.extensions["queue"].process(10)
+
+
+def test_one_mail_when_health_turns_red_and_one_when_it_clears(app, make_user):
+    make_user("staff", email="ops@example.com")
+    heartbeat(minutes_ago=45)  # cron stopped: the queue processor check turns red
+    first = alerts.check()
+    assert first.startswith("incident since") and "Queue processor" in first and first.endswith("staff mailed")
+    assert alerts.check().endswith("Queue processor")  # still red: no second mail for the same incident
+
+    # Cron runs again: its heartbeat clears the incident, and its periodic monitor_alerts job says so.
+    process(app)
+    process(app)
+    mails = outbox(app)
+    assert [m["Subject"] for m in mails] == ["sipup needs attention: Queue processor", "sipup is back to normal"]
+    assert {m["To"] for m in mails} == {"ops@example.com"}
+    body = mails[0].get_body(("plain",)).get_content()
+    assert "Queue processor:" in body and "check cron" in body  # what was wrong when it was seen
+    assert alerts.check() == "all clear"
+
+
+def test_a_recommendation_becomes_an_incident_only_after_it_has_fired_for_a_while(app, make_user):
+    from sipup.queue import enqueue
+
+    make_user("admin", email="boss@example.com")
+    heartbeat(minutes_ago=0)
+    record = enqueue("send_mail", "order_confirmation", 999_999)  # no such order: fails for good at once
+    db.session.commit()
+    process(app)
+    assert alerts.check() == "all clear"  # the failed-jobs rule fires, but only just begun
+    counters = app.extensions["counters"]
+    counters.mark("rule:failed_jobs", False)
+    counters.mark("rule:failed_jobs", True, now=time.time() - (alerts.ALERT_AFTER_MINUTES + 1) * 60)
+    result = alerts.check()
+    assert "Failed jobs in the last 24 hours" in result and result.endswith("staff mailed")
+    process(app)
+    mail = next(m for m in outbox(app) if "attention" in m["Subject"])
+    assert "flask queue retry --failed" in mail.get_body(("plain",)).get_content()
+    assert record.id
