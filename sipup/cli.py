@@ -8,6 +8,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, inspect, select
 
 from .extensions import db
+from .optimize import db_optimize
 
 
 def register_cli(app):
@@ -18,6 +19,7 @@ def register_cli(app):
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)
+    db_group.add_command(db_optimize)
 
 
 def _is_embedded():

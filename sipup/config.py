@@ -40,6 +40,12 @@ DEFAULTS = {
     "DB_MAX_OVERFLOW": 50,
     "DB_POOL_TIMEOUT": 10,
     "DB_POOL_RECYCLE": 1800,
+    # flask db optimize: months of order partitions kept online, months created ahead, what happens to
+    # older ones (keep, archive into a table of their own, or drop), and the longest wait for a lock.
+    "DB_PARTITION_MONTHS": 13,
+    "DB_PARTITION_AHEAD": 3,
+    "DB_PARTITION_EXPIRED": "keep",
+    "DB_OPTIMIZE_LOCK_WAIT": 10,
     # Business rules.
     "VAT_RATE": "0.20",
     "CURRENCY": "EUR",
@@ -100,6 +106,13 @@ def _limit(value):
     return str(value)
 
 
+def _expired(value):
+    text = str(value).strip().lower()
+    if text not in ("keep", "archive", "drop"):
+        raise ValueError("must be keep, archive or drop")
+    return text
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -128,6 +141,10 @@ CONVERTERS = {
     "SESSION_HOURS": _positive_int,
     "RATELIMIT_IP": _limit,
     "RATELIMIT_USER": _limit,
+    "DB_PARTITION_MONTHS": _positive_int,
+    "DB_PARTITION_AHEAD": _positive_int,
+    "DB_PARTITION_EXPIRED": _expired,
+    "DB_OPTIMIZE_LOCK_WAIT": _positive_int,
     "DATABASE_URL": _url,
     "REDIS_URL": _url,
     "CACHE_URL": _url,
