@@ -1,5 +1,6 @@
 """flask db optimize: indexes, monthly partitions (MariaDB), maintenance, report, dry run and safety."""
 import os
+import time
 from datetime import datetime
 from decimal import Decimal
 
@@ -259,3 +260,18 @@ def test_a_foreign_key_stops_the_run_before_any_change_and_says_where(maria):
     assert "order_lines.fk_lines_product" in result.output
     assert layout(maria) == [] and layout(maria, "order_lines") == []  # neither table half-converted
     assert count(Order) == 1
+
+
+def test_a_lock_wait_is_bounded_and_the_run_says_where_it_stopped(maria):
+    partition(maria, datetime(2026, 11, 26))
+    maria.config["DB_OPTIMIZE_LOCK_WAIT"] = 1
+    with db.engine.connect() as other:
+        other.execute(text("SELECT COUNT(*) FROM orders")).scalar()  # an open transaction holds orders' metadata lock
+        started = time.perf_counter()
+        outcome, _report = optimize(maria, now=datetime(2027, 2, 1), **QUIET)  # wants to add a month
+        waited = time.perf_counter() - started
+        other.rollback()
+    assert "stopped in step 'partitions'" in outcome.failed and "Lock wait timeout" in outcome.failed
+    assert waited < 10
+    assert layout(maria)[-2] == ("p202702", "2027-03-01")  # unchanged; the next run adds the month
+    assert partition(maria, datetime(2027, 2, 1)).statements
