@@ -49,8 +49,7 @@ def _seed(app, orders, months, companies, products):
 
 def _measure(app, rounds):
     """{label: (median ms, plan lines)} for the key queries, each run once to warm up first."""
-    with app.app_context():
-        optimizer = Optimizer(app, echo=lambda _line: None)
+    optimizer = Optimizer(app, echo=lambda _line: None)
     results = {}
     with app.app_context(), optimizer.engine.connect() as optimizer.conn:
         for label, statement in optimizer.key_queries():

@@ -16,6 +16,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex
 
@@ -79,7 +80,7 @@ class Optimizer:
         self.now = now or utcnow()
         self.dry_run = dry_run
         self.echo = echo
-        url = db.engine.url
+        url = make_url(self.config["SQLALCHEMY_DATABASE_URI"])
         self.mysql = url.get_backend_name() in ("mysql", "mariadb")
         connect_args = dict(self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}))
         self.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args,
