@@ -501,11 +501,11 @@ class Optimizer:
 
         On MariaDB a run is cut off after KEY_QUERY_SECONDS and recorded as None: on a large table that is
         not yet partitioned one report query can take minutes, and the weekly run must not."""
-        timings, bounded = {}, self._mariadb()
+        timings, bounded, queries = {}, self._mariadb(), self.key_queries()
         if bounded:
             self.conn.exec_driver_sql(f"SET SESSION max_statement_time = {KEY_QUERY_SECONDS}")
         try:
-            for label, statement in self.key_queries():
+            for label, statement in queries:
                 best = None
                 for _ in range(rounds):
                     started = time.perf_counter()
