@@ -289,3 +289,16 @@ def test_a_slow_key_query_is_cut_off_not_waited_for(maria, monkeypatch):
         assert optimizer.scalar("SELECT @@max_statement_time") == 0  # the session limit is lifted again
     optimizer.engine.dispose()
     assert None in timings.values()
+
+
+def test_a_dry_run_plans_the_conversion_and_changes_nothing(maria):
+    add_orders(datetime(2026, 10, 5))
+    db.session.commit()
+    outcome, report = optimize(maria, now=datetime(2026, 11, 26), dry_run=True, **QUIET)
+    planned = [sql for step, sql, _s in outcome.statements if step == "partitions"]
+    assert [sql.split(" (")[0] for sql in planned] == [
+        "ALTER TABLE orders PARTITION BY RANGE COLUMNS(created_at)",
+        "ALTER TABLE order_lines PARTITION BY RANGE COLUMNS(created_at)",
+    ]
+    assert "would" in report and "dry run: nothing was changed" in report
+    assert layout(maria) == [] and layout(maria, "order_lines") == []
