@@ -70,6 +70,18 @@ def test_dry_run_prints_the_statement_and_changes_nothing(app):
     assert "ix_orders_po_reference" in index_names("orders")
 
 
+def test_undeclared_and_redundant_indexes_are_reported_not_dropped(app):
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE INDEX ix_extra_company ON orders (company_id)"))
+    try:
+        _outcome, report = optimize(app, dry_run=True, **QUIET)
+        assert "orders.ix_extra_company ('company_id',) is not declared with the models" in report
+        assert "orders.ix_extra_company ('company_id',) is redundant: ix_orders_company" in report
+        assert "ix_extra_company" in index_names("orders")
+    finally:
+        drop_index("ix_extra_company", "orders")
+
+
 def test_report_names_real_tables_statements_and_plans(backend, tmp_path):
     from tests.conftest import _overrides
 
