@@ -314,3 +314,16 @@ def test_a_dry_run_plans_the_conversion_and_changes_nothing(maria):
     ]
     assert "would" in report and "dry run: nothing was changed" in report
     assert layout(maria) == [] and layout(maria, "order_lines") == []
+
+
+def test_invoices_of_orders_moved_out_still_list(app, client, buyer, login_as):
+    """After SIPUP_DB_PARTITION_EXPIRED=archive or drop an invoice can outlive its order online."""
+    from sipup.models import Invoice
+
+    db.session.add(Invoice(number="INV-2024-000001", order_id=999_999, company_id=buyer.company_id,
+                           amount=Decimal("10.00"), due_date=datetime(2024, 2, 1).date()))
+    db.session.commit()
+    response = login_as(buyer).get("/invoices")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "INV-2024-000001" in page and "archived" in page  # no link to an order that is not online
