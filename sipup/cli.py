@@ -9,6 +9,7 @@ from sqlalchemy import func, inspect, select
 
 from .extensions import db
 from .limits import limits_cli
+from .optimize import db_optimize
 
 
 def register_cli(app):
@@ -23,6 +24,7 @@ def register_cli(app):
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)
+    db_group.add_command(db_optimize)
 
 
 def _is_embedded():

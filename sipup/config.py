@@ -45,6 +45,12 @@ DEFAULTS = {
     "MONITOR_PANEL_SECONDS": 10,
     "METRICS_TOKEN": None,
     "METRICS_ALLOW": "127.0.0.1, ::1",
+    # flask db optimize: months of order partitions kept online, months created ahead, what happens to
+    # older ones (keep, archive into a table of their own, or drop), and the longest wait for a lock.
+    "DB_PARTITION_MONTHS": 13,
+    "DB_PARTITION_AHEAD": 3,
+    "DB_PARTITION_EXPIRED": "keep",
+    "DB_OPTIMIZE_LOCK_WAIT": 10,
     # Business rules.
     "VAT_RATE": "0.20",
     "CURRENCY": "EUR",
@@ -173,6 +179,13 @@ def _endpoint_limits(value):
     return {rule: limit for rule, limit in merged.items() if limit}
 
 
+def _expired(value):
+    text = str(value).strip().lower()
+    if text not in ("keep", "archive", "drop"):
+        raise ValueError("must be keep, archive or drop")
+    return text
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -208,6 +221,10 @@ CONVERTERS = {
     "RATELIMIT_BLOCK_SECONDS": _positive_int,
     "RATELIMIT_BLOCK_MAX_SECONDS": _positive_int,
     "RATELIMIT_BLOCK_DECAY_SECONDS": _positive_int,
+    "DB_PARTITION_MONTHS": _positive_int,
+    "DB_PARTITION_AHEAD": _positive_int,
+    "DB_PARTITION_EXPIRED": _expired,
+    "DB_OPTIMIZE_LOCK_WAIT": _positive_int,
     "DATABASE_URL": _url,
     "REDIS_URL": _url,
     "CACHE_URL": _url,

@@ -3,7 +3,11 @@
 The orders tables (orders, order_lines, order_events) carry no database foreign keys and no unique
 key without created_at, because `flask db optimize` partitions them by month on MySQL/MariaDB and
 InnoDB forbids both on partitioned tables. The order number is unique by construction: it is made
-from the auto-increment id (see services.orders.order_number).
+from the auto-increment id (see services.orders.order_number). On MySQL/MariaDB the primary key of
+orders and order_lines is (id, created_at) in the database (migration 0002); the ORM keeps `id` alone
+as the identity, which is unique all the same.
+
+Every index names the query it serves (`flask db optimize` verifies them against the live schema).
 """
 import enum
 import secrets
@@ -169,7 +173,7 @@ class Product(db.Model):
     sku: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
-    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))  # indexed by ix_products_category_active_name
     sell_unit: Mapped[str] = mapped_column(String(80))
     base_price: Mapped[Decimal] = mapped_column(Money)
     min_qty: Mapped[int] = mapped_column(Integer, default=1)
@@ -185,6 +189,11 @@ class Product(db.Model):
     category: Mapped[Category] = relationship()
 
     __table_args__ = (
+        # Catalog pages: active products by name or price, a page at a time, without sorting them all.
+        Index("ix_products_active_name", "active", "name"),
+        Index("ix_products_active_price", "active", "base_price"),
+        # Catalog filtered by category, sorted by name.
+        Index("ix_products_category_active_name", "category_id", "active", "name"),
         CheckConstraint("stock_on_hand >= 0", name="stock_on_hand_not_negative"),
         CheckConstraint("stock_reserved >= 0", name="stock_reserved_not_negative"),
         CheckConstraint("min_qty >= 1 AND qty_step >= 1", name="quantities_positive"),
@@ -264,9 +273,17 @@ class Order(db.Model):
     )
 
     __table_args__ = (
-        Index("ix_orders_company_created", "company_id", "created_at"),
-        Index("ix_orders_status_created", "status", "created_at"),
-        Index("ix_orders_created_at", "created_at"),
+        # A buyer's order history and the back office filtered by company, newest first. `id` is spelled
+        # out: on a partitioned table MariaDB does not append the primary key for ORDER BY, and sorts.
+        Index("ix_orders_company_history", "company_id", "created_at", "id"),
+        # Credit check at checkout: the company's orders not yet invoiced.
+        Index("ix_orders_company_status", "company_id", "status"),
+        # Back-office queues (placed, credit hold, ...) newest first, and the counts per status.
+        Index("ix_orders_status_queue", "status", "created_at", "id"),
+        # The unfiltered back-office list, newest first, and the monthly sales report.
+        Index("ix_orders_created", "created_at", "id"),
+        # Back-office search by the customer's purchase order reference.
+        Index("ix_orders_po_reference", "po_reference"),
     )
 
     @property

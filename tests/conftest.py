@@ -36,6 +36,10 @@ def backend(request, tmp_path_factory):
         from sipup.cli import upgrade_schema
 
         upgrade_schema()
+        if request.param == "mariadb":  # the production shape: orders partitioned by month
+            from sipup.optimize import partition_orders
+
+            partition_orders(app)
         db.engine.dispose()
     yield request.param, url, str(instance)
     if drop:

@@ -213,7 +213,7 @@ def seed_orders(count, months, rng=None, progress=None):
     while done < count:
         orders, lines, events, invoices = [], [], [], []
         for offset in offsets[done: done + BATCH]:
-            created = now - span * offset
+            created = (now - span * offset).replace(microsecond=0)  # as stored: the number's month holds
             age = (now - created).days
             status = _status_for_age(age, rng)
             company_id, terms = rng.choice(companies)

@@ -1,7 +1,7 @@
 """Job records and processor heartbeats for the queue.
 
-Revision ID: 0002_jobs
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-26 23:00:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_jobs'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
