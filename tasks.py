@@ -1,6 +1,5 @@
 """Background jobs. Each is a few lines that take ids and call a service; sipup.queue records, leases,
 retries and runs each in an app context of its own. Periodic times are UTC."""
-from sipup import alerts
 from sipup.queue import crontab, job
 from sipup.services import backup, housekeeping, mail, payments, reports, stock_import
 
@@ -53,12 +52,6 @@ def overdue_reminders():
 def cache_cleanup():
     """Purge expired filesystem-cache entries, old statistics buckets and old job history."""
     return housekeeping.cache_cleanup()
-
-
-@job(priority="high", periodic=crontab(minute="*"))
-def monitor_alerts():
-    """Mail staff once when health turns red or a recommendation stays red, and once when it clears."""
-    return alerts.check()
 
 
 @job(priority="low")

@@ -1,7 +1,8 @@
 """Alerts: staff get one mail when sipup's health turns red or a recommendation stays red, and one when
 it clears.
 
-The periodic job `monitor_alerts` (tasks.py, every minute) calls `check()`. An incident lasts while
+Every run of the queue processor (`flask queue process` from cron, or the worker once a minute) calls
+`check()` after its heartbeat (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
 the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
 processors and several hosts send at most one mail per incident and one when it ends.

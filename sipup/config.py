@@ -43,6 +43,7 @@ DEFAULTS = {
     # /monitor and /metrics.
     "MONITOR_REFRESH_SECONDS": 30,
     "MONITOR_PANEL_SECONDS": 10,
+    "MONITOR_ALERTS": True,
     "METRICS_TOKEN": None,
     "METRICS_ALLOW": "127.0.0.1, ::1",
     # flask db optimize: months of order partitions kept online, months created ahead, what happens to
@@ -231,6 +232,7 @@ CONVERTERS = {
     "MAIL_URL": _url,
     "MONITOR_REFRESH_SECONDS": _positive_int,
     "MONITOR_PANEL_SECONDS": _non_negative_int,
+    "MONITOR_ALERTS": _bool,
     "METRICS_TOKEN": _url,
     "METRICS_ALLOW": _addresses,
     "QUEUE_MAX_ATTEMPTS": _positive_int,

@@ -388,7 +388,8 @@ class Queue:
         done = {}
         for name, step in (("reaped", lambda: self.reap(now)), ("resent", lambda: self.drain_outbox(now)),
                            ("released", lambda: self.release_scheduled(now)),
-                           ("periodic", lambda: self.enqueue_periodic(now, since))):
+                           ("periodic", lambda: self.enqueue_periodic(now, since)),
+                           ("alerts", self.check_alerts)):
             try:
                 done[name] = step()
             except Exception as exc:  # Redis down: the jobs table keeps everything for the next run
@@ -396,6 +397,14 @@ class Queue:
                 log.warning("Queue housekeeping step %s failed: %s", name, exc)
                 done[name] = f"failed: {exc}"
         return done
+
+    def check_alerts(self):
+        """Mail staff about a new or ended incident of the monitor (sipup.alerts), once per incident."""
+        if not self.app.config["MONITOR_ALERTS"]:
+            return "off"
+        from .alerts import check
+
+        return check()
 
     def process(self, limit, processor="process"):
         """Run at most `limit` ready jobs, highest priority first, after the housekeeping; return a summary."""

@@ -3,6 +3,7 @@ and receivables ageing. They are written to instance/reports/ and downloaded fro
 import csv
 import os
 import re
+import secrets
 from datetime import date, timedelta
 
 from flask import current_app
@@ -53,7 +54,8 @@ def build(kind, start=None, end=None):
         header, rows = globals()[f"_{kind}"](first, last)
         name = f"{kind}-{first:%Y-%m-%d}_{last:%Y-%m-%d}.csv"
     path = os.path.join(folder(), name)
-    temporary = path + ".part"
+    # A temporary file of this run's own: two runs of one report (two workers) must not write into one.
+    temporary = f"{path}.{secrets.token_hex(4)}.part"
     with open(temporary, "w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
