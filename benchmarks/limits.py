@@ -1,15 +1,17 @@
 """The cost of sipup's rate limits: pages per second under real waitress with the limits on and off,
 counting in memory and in Redis, all in the same run.
 
-python -m benchmarks.limits [--seconds 3] [--rounds 3] [--profile]
+python -m benchmarks.limits [--seconds 3] [--rounds 3] [--in-process] [--profile [--redis]]
 
 Four `flask serve` processes on the embedded demo data: limits off and on without Redis, limits off and on
 with SIPUP_REDIS_URL (default redis://127.0.0.1:6379/15, a namespace of its own, deleted afterwards;
 set SIPUP_BENCH_REDIS_URL to choose). The limits are set so high that nothing is refused: the counting
 work is what is measured. wrk drives the load when installed, else a small threaded Python client.
---profile runs the app in this process under cProfile instead and prints where a request's limiter time goes.
+--in-process measures CPU per request through the Flask test client instead (steadier on a busy machine);
+--profile runs the app in this process under cProfile and prints where a request's limiter time goes.
 """
 import argparse
+import math
 import os
 import re
 import secrets
@@ -46,10 +48,10 @@ def _free_port():
 class Server:
     """One `flask serve` on its own instance folder (embedded SQLite with demo data)."""
 
-    def __init__(self, name, folder, env):
+    def __init__(self, name, folder, env, template):
         self.name, self.port = name, _free_port()
         self.instance = folder / name
-        self.instance.mkdir()
+        shutil.copytree(template, self.instance)  # the same data for every server
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
         environ.update(SIPUP_INSTANCE_PATH=str(self.instance), SIPUP_SECRET_KEY="benchmark", SIPUP_THREADS="4",
@@ -91,6 +93,32 @@ class Server:
         self.process.terminate()
         self.process.wait(timeout=10)
         self.log.close()
+
+
+def _demo_instance(path):
+    """An instance folder with the demo database and its logins, copied to every server so that each
+    page costs the same everywhere (the demo data is random). Built in a process of its own, whose
+    statistics are flushed and gone before the folder is."""
+    code = f"from benchmarks.limits import _build_demo; from pathlib import Path; _build_demo(Path({str(path)!r}))"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+    return path
+
+
+def _build_demo(path):
+    from sipup import create_app
+    from sipup.cli import upgrade_schema
+    from sipup.extensions import db
+    from sipup.services.seed import seed_demo
+
+    app = create_app({"SECRET_KEY": "benchmark"}, instance_path=str(path))
+    with app.app_context():
+        upgrade_schema()
+        logins = seed_demo()
+        db.engine.dispose()
+    (path / "demo-logins.txt").write_text("".join(f"{r}\t{e}\t{p}\n" for r, e, p in logins), encoding="utf-8")
+    for name in ("logs", "metrics.db", "limits.db", "query_stats.db", "secret_key"):
+        target = path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def _wrk(url, cookie, seconds, connections):
@@ -137,7 +165,8 @@ def measure(args):
         "redis off": {"SIPUP_RATELIMIT_ENABLED": "false", **with_redis},
         "redis on": with_redis,
     }
-    servers = {name: Server(name.replace(" ", "-"), folder, env) for name, env in modes.items()}
+    template = _demo_instance(folder / "template")
+    servers = {name: Server(name.replace(" ", "-"), folder, env, template) for name, env in modes.items()}
     try:
         for server in servers.values():
             server.wait()
@@ -181,6 +210,55 @@ def measure(args):
         client.close()
 
 
+def in_process(args):
+    """CPU time per request through the Flask test client, limits on and off over one copy of the demo data:
+    no server, no network, and the lowest of several rounds, so it moves little with the machine's load."""
+    from sipup import create_app
+
+    folder = Path(tempfile.mkdtemp(prefix="sipup-bench-limits-"))
+    template = _demo_instance(folder / "template")
+    logins = [line.split("\t") for line in (template / "demo-logins.txt").read_text().splitlines()]
+    email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
+    redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    namespace = f"sipupbench-{secrets.token_hex(4)}"
+    base = {"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False,
+            "WTF_CSRF_ENABLED": False}
+    with_redis = {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+    modes = {"memory off": {"RATELIMIT_ENABLED": False}, "memory on": {},
+             "redis off": {"RATELIMIT_ENABLED": False, **with_redis}, "redis on": with_redis}
+    print(f"in-process: CPU time per request, lowest of {args.rounds} rounds of 200 requests per mode")
+    for page, (signed_in, what) in PAGES.items():
+        clients = {}
+        for name, extra in modes.items():
+            instance = folder / f"{name.replace(' ', '-')}-{page.strip('/')}"
+            shutil.copytree(template, instance)
+            client = create_app({**base, **extra}, instance_path=str(instance)).test_client()
+            if signed_in:
+                client.post("/login", data={"email": email, "password": password})
+            for _ in range(50):
+                client.get(page)
+            clients[name] = client
+        best = {name: math.inf for name in modes}
+        for _ in range(args.rounds):
+            for name, client in clients.items():
+                started = time.process_time()
+                for _ in range(200):
+                    client.get(page)
+                best[name] = min(best[name], (time.process_time() - started) / 200 * 1000)
+        print(f"{page} ({what}):")
+        for storage in ("memory", "redis"):
+            off, on = best[f"{storage} off"], best[f"{storage} on"]
+            print(f"  {storage:<6} off {off:.3f} ms, on {on:.3f} ms: limits add {(on - off) * 1000:.0f} us a request, "
+                  f"off/on = {off / on:.2f} (cost {1 - off / on:+.1%})")
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def profile(args):
     """Where the limiter's time goes on one request, in this process (Flask test client, memory storage)."""
     import cProfile
@@ -211,11 +289,17 @@ def main():
     parser.add_argument("--seconds", type=int, default=3, help="Seconds per measured round.")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per mode and page.")
     parser.add_argument("--connections", type=int, default=4, help="Concurrent connections.")
+    parser.add_argument("--in-process", action="store_true", help="CPU per request via the test client instead.")
     parser.add_argument("--profile", action="store_true", help="Profile the limiter in-process instead.")
     parser.add_argument("--redis", action="store_true", help="With --profile: count in Redis.")
     parser.add_argument("--requests", type=int, default=3000, help="With --profile: requests to profile.")
     args = parser.parse_args()
-    profile(args) if args.profile else measure(args)
+    if args.profile:
+        profile(args)
+    elif args.in_process:
+        in_process(args)
+    else:
+        measure(args)
 
 
 if __name__ == "__main__":
