@@ -8,6 +8,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, inspect, select
 
 from .extensions import db
+from .loadtest.cli import loadtest
 
 
 def register_cli(app):
@@ -15,6 +16,7 @@ def register_cli(app):
     app.cli.add_command(serve)
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
+    app.cli.add_command(loadtest)
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)
