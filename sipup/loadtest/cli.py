@@ -172,7 +172,7 @@ def _write(path, text):
 @click.option("--scenario", default="storefront", show_default=True,
               help="storefront, pages, or your own: file.py[:Class] or module:Class (a sipup.loadtest.Scenario).")
 @click.option("--users", type=click.IntRange(1, 2000), help="Closed model: virtual users (default 10). "
-              "With --rate: the most users started to keep the rate (default 100).")
+              "With --rate: users that serve the schedule, all signed in before it starts (default 50).")
 @click.option("--rate", type=click.FloatRange(0.1, 100_000), help="Open model: arrivals per second at a constant rate "
               "(one arrival is one task; for the pages scenario, one request).")
 @click.option("--duration", default="30s", show_default=True, help="How long to run (at most 24h), e.g. 30s, 5m.")
@@ -256,7 +256,7 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
         raise click.UsageError(str(exc)) from None
     options = RunOptions(
         url=base, scenario=scenario_class, scenario_options=scenario_options,
-        users=users or (100 if rate else 10), rate=rate, duration=duration_s, warmup=warmup_s, ramp_up=ramp_s,
+        users=users or (50 if rate else 10), rate=rate, duration=duration_s, warmup=warmup_s, ramp_up=ramp_s,
         timeout=timeout_s, max_requests=max_requests, late_after=parse_seconds(late_after, "--late-after"),
         drop_after=parse_seconds(drop_after, "--drop-after"),
     )

@@ -36,13 +36,10 @@ def _page_figures(name, stats, window):
     }
 
 
-def describe_model(options, peak_users=None):
+def describe_model(options):
     """The workload model in words, as printed at the top of every report."""
     if options.model == "open":
-        text = f"open model: {options.rate:g} arrivals/s, up to {options.users} users"
-        if peak_users is not None:
-            text += f" ({peak_users} started)"
-        return text
+        return f"open model: {options.rate:g} arrivals/s served by {options.users} users"
     low, high = options.scenario_options.think or options.scenario.think_time
     think = "no think time" if high <= 0 else (f"think {low:g} s" if high <= low else f"think {low:g}-{high:g} s")
     ramp = f", ramp-up {options.ramp_up:g} s" if options.ramp_up else ""
@@ -75,7 +72,7 @@ def figures(outcome, thresholds=()):
         "target": options.url,
         "scenario": options.scenario.name if options.scenario.name != "custom" else options.scenario.__name__,
         "model": _model_figures(outcome),
-        "model_text": describe_model(options, outcome.peak_users if options.model == "open" else None),
+        "model_text": describe_model(options),
         "started_at": datetime.fromtimestamp(outcome.started_at, timezone.utc).isoformat(timespec="seconds"),
         "duration_s": options.duration, "warmup_s": options.warmup, "measured_s": round(window, 3),
         "warmup_requests": result.warmup_requests,
@@ -104,7 +101,7 @@ def figures(outcome, thresholds=()):
 def _model_figures(outcome):
     options = outcome.options
     if options.model == "open":
-        return {"kind": "open", "rate": options.rate, "max_users": options.users, "peak_users": outcome.peak_users,
+        return {"kind": "open", "rate": options.rate, "users": options.users,
                 "late_after_ms": options.late_after * 1000, "drop_after_s": options.drop_after}
     low, high = options.scenario_options.think or options.scenario.think_time
     return {"kind": "closed", "users": options.users, "think_s": [low, high], "ramp_up_s": options.ramp_up}
@@ -135,7 +132,8 @@ def _warnings(report):
             f"Target rate not reached: {open_model['target_rate']:g}/s asked, {open_model['achieved_rate']:.1f}/s started "
             f"({open_model['dropped']:,} dropped, {open_model['late']:,} late). "
             + ("The generator was busy (see its CPU)." if generator["limited"] else
-               f"The server did not keep up with {report['model']['max_users']} users; raise --users if the server has room."))
+               f"All {report['model']['users']} users were busy: the server did not keep up, or it has room for more "
+               "--users."))
     limited = sum(row["count"] for row in report["failures"] if row["reason"] == RATE_LIMITED)
     if limited:
         warnings.append(
@@ -321,7 +319,8 @@ def distribution_chart(histogram_data):
                      f'{value:,.0f}</text>' if y_max >= 20 else
                      f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{value:.2g}</text>')
     for nines, label in enumerate(("0%", "90%", "99%", "99.9%", "99.99%")):
-        parts.append(f'<text x="{x(nines):.1f}" y="{CHART_H - 10}" class="tick" text-anchor="middle">{label}</text>')
+        anchor = "end" if nines == top_nines else "middle"
+        parts.append(f'<text x="{x(nines):.1f}" y="{CHART_H - 10}" class="tick" text-anchor="{anchor}">{label}</text>')
     parts.append(f'<text x="12" y="{PAD_T + inner_h / 2:.0f}" class="axis" transform="rotate(-90 12 {PAD_T + inner_h / 2:.0f})" '
                  'text-anchor="middle">latency ms</text>')
     if histogram.count:

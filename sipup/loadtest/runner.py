@@ -5,7 +5,7 @@ tasks one after another with think time between; users start spread over the ram
 follows the server's speed, and a slow answer delays the next request (what a closed model is).
 
 Open model (`--rate R`): arrivals at a constant R tasks per second on a fixed schedule, whatever the
-server does, served by up to `--users` virtual users that are started as the schedule needs them.
+server does, served by `--users` virtual users, all started (and signed in) before the schedule begins.
 Latency counts from when each request should have been sent, so a stalled server or generator shows
 up in the figures instead of being hidden (coordinated omission). Starts more than `late_after` behind
 the schedule are counted as late; more than `drop_after` behind, they are dropped and counted.
@@ -61,7 +61,6 @@ class RunOutcome:
     window: float  # seconds measured (after the warm-up)
     cpu_seconds: float  # the generator's own CPU time within the window
     cpu_series: list = field(default_factory=list)  # (second, percent of one core)
-    peak_users: int = 0
     interrupted: bool = False
     budget_spent: bool = False
     setup_errors: list = field(default_factory=list)
@@ -87,7 +86,7 @@ class Runner:
         self.budget = itertools.count()
         self.budget_spent = False
         self.starting = 0
-        self.idle = 0
+        self.go = threading.Event()
         self.errors = []
         self.next_slot = 0
 
@@ -159,17 +158,14 @@ class Runner:
         recorder = self._recorder()
         session, scenario = self._user(number, recorder)
         try:
-            scenario.on_start()
-        finally:
-            with self.lock:
-                self.starting -= 1
-        try:
+            try:
+                scenario.on_start()
+            finally:
+                with self.lock:
+                    self.starting -= 1
+            self.go.wait()
             while True:
-                with self.lock:
-                    self.idle += 1
                 intended = self._claim()
-                with self.lock:
-                    self.idle -= 1
                 if intended is None:
                     break
                 now = time.perf_counter()
@@ -189,11 +185,6 @@ class Runner:
         finally:
             session.close()
 
-    def _due_unclaimed(self, now):
-        due = math.floor((min(now, self.clock.end) - self.clock.start) * self.options.rate) + 1
-        with self.lock:
-            return due - self.next_slot - self.idle - self.starting
-
     def _spawn(self, target, number):
         thread = threading.Thread(target=self._guard, args=(lambda: target(number),), daemon=True,
                                   name=f"loadtest-user-{number}")
@@ -204,8 +195,20 @@ class Runner:
 
     def run(self):
         options = self.options
+        try:
+            if options.model == "open":
+                self.clock = Clock(math.inf, math.inf, math.inf)  # users sign in now: none of it is measured
+                self._start_open_users()
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.go.set()
+            raise
         now = time.perf_counter()
-        self.clock = Clock(now, now + options.warmup, now + options.duration)
+        if options.model == "open":
+            self.clock.start, self.clock.measure_from, self.clock.end = now, now + options.warmup, now + options.duration
+            self.go.set()
+        else:
+            self.clock = Clock(now, now + options.warmup, now + options.duration)
         started_at = time.time()
         cpu_start, cpu_at_measure, wall_at_measure = cpu_time(), None, None
         cpu_series, last_cpu, last_wall = [], cpu_start, now
@@ -219,8 +222,6 @@ class Runner:
                 now = time.perf_counter()
                 if now >= self.clock.end:
                     break
-                if options.model == "open":
-                    self._grow_pool(now)
                 if cpu_at_measure is None and now >= self.clock.measure_from:
                     cpu_at_measure, wall_at_measure = cpu_time(), now
                 if now >= next_tick:
@@ -234,6 +235,7 @@ class Runner:
             interrupted = True
         ended = min(time.perf_counter(), self.clock.end)
         self.stop.set()
+        self.go.set()
         cpu_end = cpu_time()
         self._join()
         if cpu_at_measure is None:  # stopped within the warm-up
@@ -242,7 +244,7 @@ class Runner:
         return RunOutcome(
             options=options, result=Result(list(self.recorders)), started_at=started_at, window=window,
             cpu_seconds=cpu_end - cpu_at_measure, cpu_series=[(s, c) for s, c in cpu_series if s >= 0],
-            peak_users=len(self.threads), interrupted=interrupted, budget_spent=self.budget_spent,
+            interrupted=interrupted, budget_spent=self.budget_spent,
             setup_errors=list(self.errors), expected_arrivals=self._expected(ended),
         )
 
@@ -252,14 +254,15 @@ class Runner:
         rate, start = self.options.rate, self.clock.start
         return max(0, math.ceil((ended - start) * rate) - math.ceil((self.clock.measure_from - start) * rate))
 
-    def _grow_pool(self, now):
-        options = self.options
-        short = self._due_unclaimed(now)
-        while short > 0 and len(self.threads) < options.users:
-            with self.lock:
-                self.starting += 1
-            self._spawn(self._open_user, len(self.threads))
-            short -= 1
+    def _start_open_users(self):
+        """Start every open-model user and let each sign in before the schedule starts, so that set-up
+        traffic (sign-in is slow on purpose) does not fall into the measured run."""
+        self.starting = self.options.users
+        for number in range(self.options.users):
+            self._spawn(self._open_user, number)
+        deadline = time.perf_counter() + self.options.timeout + 30
+        while self.starting > 0 and time.perf_counter() < deadline:
+            time.sleep(0.01)
 
     def _join(self):
         deadline = time.perf_counter() + self.options.timeout + 2
@@ -267,9 +270,10 @@ class Runner:
             thread.join(max(0.0, deadline - time.perf_counter()))
 
     def snapshot(self):
-        """(requests, failures) so far, for the progress line; reads other threads' counters as they run."""
+        """(requests, failures) so far, warm-up included, for the progress line; reads the other threads'
+        counters while they run (plain ints and dict copies, safe under the GIL)."""
         requests = failures = 0
         for recorder in list(self.recorders):
-            requests += recorder.requests
+            requests += recorder.requests + recorder.warmup_requests
             failures += recorder.failures
         return requests, failures

@@ -196,6 +196,8 @@ class Pages(Scenario):
 SKU_LINK = re.compile(rb'href="/products/([^"?/]+)"')
 QUANTITY = re.compile(rb'name="quantity" value="([^"]*)"')
 ADDRESS = re.compile(rb'<option value="(\d+)"')
+IN_STOCK = re.compile(rb'class="stock (?:ok|low)">\s*(\d+) in stock')
+CART_LINE = re.compile(rb'name="remove" value="(\d+)"')
 HIDDEN_LINE = re.compile(rb'name="sku" value="([^"]+)"><input type="hidden" name="quantity" value="([^"]+)"')
 SEARCH_WORDS = ("beer", "water", "juice", "cola", "wine", "lemonade", "pils", "apple")
 
@@ -282,6 +284,9 @@ class Storefront(Scenario):
         response, sku = shown
         match = QUANTITY.search(response.body)
         quantity = match.group(1).decode() if match else "1"
+        stock = IN_STOCK.search(response.body)
+        if b'class="stock out"' in response.body or (stock and int(stock.group(1)) < int(quantity or 1)):
+            return False  # a buyer does not put what is sold out in the cart
         added = self.post("/cart/add", {"sku": sku, "quantity": quantity}, name="POST /cart/add")
         if self.check(added, added and added.status in (302, 303), "not added to the cart"):
             self.follow(added, "GET /cart")
@@ -326,6 +331,14 @@ class Storefront(Scenario):
         if self.check(placed, placed and placed.status in (302, 303) and "/orders/" in placed.headers.get("location", ""),
                       "order not placed"):
             self.follow(placed, "GET /orders/<number>")
+        elif placed is not None and placed.status == 422:  # sold out meanwhile: start a new cart, as a buyer would
+            self.empty_cart()
+
+    def empty_cart(self):
+        cart = self.remember_csrf(self.get("/cart", name="GET /cart"))
+        if cart is not None and cart.status == 200:
+            for product_id in dict.fromkeys(CART_LINE.findall(cart.body)):
+                self.post("/cart", {"remove": product_id.decode()}, name="POST /cart (remove)")
 
     @task(1)
     def orders(self):
