@@ -5,6 +5,7 @@ histogram of all their values together: per-thread, per-second and per-page figu
 the error that averaging percentiles would bring. Values below 256 µs are exact; above, a bucket is
 at most 1/128 of its value wide (under 0.8%), and a percentile is reported as its bucket's midpoint.
 """
+import math
 
 SUB_BITS = 8
 SUB = 1 << SUB_BITS  # 256
@@ -72,7 +73,7 @@ class Histogram:
             return 0
         if p >= 100:
             return self.max
-        rank = max(1, -(-self.count * p // 100))  # ceil without floats drifting
+        rank = max(1, math.ceil(self.count * p / 100))
         seen = 0
         for index in sorted(self.counts):
             seen += self.counts[index]
