@@ -13,6 +13,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from . import report as reports
+from .histogram import Histogram
 from .runner import RunOptions, Runner
 from .scenarios import ScenarioError, load_scenario
 from .thresholds import EXIT_THRESHOLDS, parse_threshold
@@ -137,12 +138,12 @@ class Progress:
         rps = (requests - previous) / max(now - then, 1e-6)
         self.last = (requests, now)
         phase = "warm-up" if now < runner.clock.measure_from else "measuring"
-        second = int(now - runner.clock.measure_from) - 1
-        p95 = 0.0
+        second, last_second = int(now - runner.clock.measure_from) - 1, Histogram()
         for recorder in list(runner.recorders):
             data = recorder.seconds.get(second)
-            if data is not None and data.histogram.count:
-                p95 = max(p95, data.histogram.percentile(95) / 1000)
+            if data is not None:
+                last_second.merge(data.histogram)
+        p95 = last_second.percentile(95) / 1000
         line = (f"{elapsed:5.0f}/{self.options.duration:g}s {phase:<9} {requests:>9,} requests {rps:>8,.0f}/s "
                 f"{failures:>7,} failed  p95 {p95:7.1f} ms  users {len(runner.threads)}")
         if self.tty:
@@ -261,7 +262,8 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
         drop_after=parse_seconds(drop_after, "--drop-after"),
     )
     click.echo(f"Load test: {scenario_class.name if scenario_class.name != 'custom' else scenario_class.__name__} against "
-               f"{base} ({reports.describe_model(options)}), {duration_s:g} s with {warmup_s:g} s warm-up.", err=True)
+               f"{base} ({reports.describe_model(options)}), {duration_s:g} s with {warmup_s:g} s warm-up."
+               + (f" Starting the {options.users} users first." if rate else ""), err=True)
     progress = None if quiet else Progress(options, sys.stderr)
     outcome = Runner(options, progress=progress).run()
     if progress:

@@ -7,9 +7,10 @@ cookies like a browser for one site, and leaves the measuring to the caller.
 """
 import socket
 import time
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # reserved characters and escapes stay; spaces and non-ASCII get escaped
 RECV_BYTES = 256 * 1024
 
 
@@ -246,7 +247,9 @@ class Session:
         if self.before_request is not None:
             self.before_request()
         name = name or f"{method} {path.split('?', 1)[0]}"
-        lines = [f"{method} {path} HTTP/1.1".encode("latin-1"), b"Host: " + self.host_header,
+        if not path.isascii() or " " in path:
+            path = quote(path, safe=URL_SAFE)
+        lines = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + self.host_header,
                  b"User-Agent: " + self.user_agent, b"Accept: */*"]
         if self.cookies:
             lines.append(b"Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode("latin-1"))
