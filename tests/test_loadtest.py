@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -244,13 +245,38 @@ def test_custom_scenario_with_checks(cli, target, tmp_path):
     assert wrong["failures_by_reason"] == {"check: no goodbye": wrong["requests"]}
 
 
+def test_a_broken_scenario_is_reported_once(cli, target, tmp_path):
+    scenario = tmp_path / "broken.py"
+    scenario.write_text(
+        "from sipup.loadtest import Scenario, task\n\n"
+        "class Broken(Scenario):\n"
+        "    @task\n"
+        "    def divide(self):\n"
+        "        self.get('/')\n"
+        "        return 1 / 0\n", encoding="utf-8")
+    result, figures = cli(target, "--scenario", f"{scenario}:Broken", "--users", "3", "--duration", "1s", "--warmup", "0s")
+    assert result.exit_code == 0, result.output
+    assert figures["errors"] == ["ZeroDivisionError in the scenario stopped a user: division by zero"]
+    assert figures["total"]["requests"] == 3
+    assert "Warning: Scenario error: ZeroDivisionError" in result.output
+
+
+def test_progress_line_while_running(target, tmp_path):
+    app = create_app({"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"},
+                     instance_path=str(tmp_path))
+    result = app.test_cli_runner().invoke(args=["loadtest", target, "--scenario", "pages", "--users", "1",
+                                                "--duration", "2s", "--warmup", "1s"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\d+/2s (warm-up|measuring) +[\d,]+ requests +[\d,]+/s +0 failed +p95", result.output), result.output
+
+
 def test_reports_in_csv_and_self_contained_html(cli, target, tmp_path):
     html_path, csv_path = tmp_path / "report.html", tmp_path / "report.csv"
     result, figures = cli(target, "--scenario", "pages", "--page", "/", "--page", "/status/500", "--users", "2",
                           "--duration", "2s", "--warmup", "0s", "--html", str(html_path), "--csv", str(csv_path))
     assert result.exit_code == 0, result.output
     html = html_path.read_text(encoding="utf-8")
-    assert html.count("<svg") == 3 and "<polyline" in html and "<rect" in html
+    assert html.count("<svg") == 4 and "<polyline" in html and "<rect" in html
     assert "<script" not in html and "src=" not in html and "<link" not in html  # nothing fetched
     assert "GET /status/500" in html and "HTTP 500" in html
     rows = csv_path.read_text(encoding="utf-8").splitlines()

@@ -129,7 +129,7 @@ class Progress:
         self.options, self.stream = options, stream
         self.tty = stream.isatty()
         self.last = (0, time.perf_counter())
-        self.printed = 0.0
+        self.printed = -5.0  # the first line comes after the first second
 
     def __call__(self, runner, now):
         requests, failures = runner.snapshot()

@@ -229,6 +229,11 @@ def _nice_max(value):
     return 10 * magnitude
 
 
+def _tick(value):
+    """An axis label: whole numbers with thousands separators, else as few digits as say it."""
+    return f"{int(value):,}" if value == int(value) else f"{value:,.3g}"
+
+
 def _frame(y_max, y_label, seconds, unit=""):
     """Axes, grid lines and labels of a time chart; returns (svg parts, x(second), y(value))."""
     inner_w, inner_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
@@ -239,8 +244,7 @@ def _frame(y_max, y_label, seconds, unit=""):
     for i in range(5):
         value = y_max * i / 4
         parts.append(f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>')
-        label = f"{value:,.0f}" if y_max >= 20 else f"{value:.2g}"
-        parts.append(f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{label}{unit}</text>')
+        parts.append(f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}{unit}</text>')
     step = max(1, _nice_max(span / 8))
     t = 0
     while t <= span:
@@ -272,7 +276,43 @@ def throughput_chart(series):
         if row["failures"]:
             parts.append(f'<rect x="{left:.1f}" y="{y(row["requests"]):.1f}" width="{bar:.1f}" '
                          f'height="{y(ok) - y(row["requests"]):.1f}" fill="{COLORS["fail"]}"><title>{tip}</title></rect>')
+    cpu = [(row["second"], row["cpu_percent"]) for row in series if row["cpu_percent"] is not None]
+    if cpu:  # the generator's own CPU on a 0-100% scale at the right: is the generator the limit?
+        inner_h = CHART_H - PAD_T - PAD_B
+        y_cpu = lambda v: PAD_T + inner_h * (1 - min(v, 100) / 100)  # noqa: E731
+        points = " ".join(f"{x(second + 0.5):.1f},{y_cpu(value):.1f}" for second, value in cpu)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{COLORS["cpu"]}" stroke-width="1.5" '
+                     'stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{CHART_W - PAD_R}" y="{PAD_T - 3}" class="tick" text-anchor="end">CPU 100%</text>')
     return _svg(parts, "Throughput over time")
+
+
+def pages_chart(pages):
+    """p50 and p95 of each page as bars, slowest first."""
+    rows = sorted((page for page in pages if page["requests"]), key=lambda page: -page["latency_ms"]["p95"])
+    label_w, row_h, top = 230, 24, 8
+    height = top + row_h * len(rows) + 26
+    scale_max = _nice_max(max((page["latency_ms"]["p95"] for page in rows), default=0) * 1.05)
+    inner_w = CHART_W - label_w - PAD_R - 60
+    x = lambda v: label_w + inner_w * min(v, scale_max) / scale_max  # noqa: E731
+    parts = []
+    for i in range(5):
+        value = scale_max * i / 4
+        parts.append(f'<line x1="{x(value):.1f}" x2="{x(value):.1f}" y1="{top}" y2="{height - 22}" class="grid"/>')
+        parts.append(f'<text x="{x(value):.1f}" y="{height - 8}" class="tick" text-anchor="middle">{_tick(value)} ms</text>')
+    for n, page in enumerate(rows):
+        y0 = top + n * row_h
+        name = page["name"] if len(page["name"]) <= 34 else page["name"][:33] + "…"
+        p50, p95 = page["latency_ms"]["p50"], page["latency_ms"]["p95"]
+        tip = f"{page['name']}: p50 {_ms(p50)} ms, p95 {_ms(p95)} ms, {page['requests']:,} requests"
+        parts.append(f'<text x="{label_w - 8}" y="{y0 + 15}" class="tick" text-anchor="end">{html.escape(name)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y0 + 4}" width="{x(p95) - label_w:.1f}" height="14" fill="{COLORS["p95"]}" '
+                     f'opacity="0.55"><title>{html.escape(tip)}</title></rect>')
+        parts.append(f'<rect x="{label_w}" y="{y0 + 4}" width="{x(p50) - label_w:.1f}" height="14" fill="{COLORS["p50"]}">'
+                     f'<title>{html.escape(tip)}</title></rect>')
+        parts.append(f'<text x="{x(p95) + 6:.1f}" y="{y0 + 15}" class="tick">{_ms(p95)}</text>')
+    return (f'<svg viewBox="0 0 {CHART_W} {height}" role="img" aria-label="Latency per page" '
+            f'xmlns="http://www.w3.org/2000/svg">' + "".join(parts) + "</svg>")
 
 
 def latency_chart(series):
@@ -315,9 +355,7 @@ def distribution_chart(histogram_data):
     for i in range(5):
         value = y_max * i / 4
         parts.append(f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>')
-        parts.append(f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">'
-                     f'{value:,.0f}</text>' if y_max >= 20 else
-                     f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{value:.2g}</text>')
+        parts.append(f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}</text>')
     for nines, label in enumerate(("0%", "90%", "99%", "99.9%", "99.99%")):
         anchor = "end" if nines == top_nines else "middle"
         parts.append(f'<text x="{x(nines):.1f}" y="{CHART_H - 10}" class="tick" text-anchor="{anchor}">{label}</text>')
@@ -395,13 +433,16 @@ def to_html(report):
         parts.append(f'<div class="card warn">{e(warning)}</div>')
     parts += [
         '<section class="card"><h2>Throughput over time</h2>', throughput_chart(report["series"]),
-        _legend([("answered", COLORS["ok"]), ("failed", COLORS["fail"])]), "</section>",
+        _legend([("answered", COLORS["ok"]), ("failed", COLORS["fail"]),
+                 ("generator CPU, % of one core (0-100% scale)", COLORS["cpu"])]), "</section>",
         '<section class="card"><h2>Latency over time</h2>', latency_chart(report["series"]),
         _legend([("p50", COLORS["p50"]), ("p95", COLORS["p95"]), ("p99", COLORS["p99"])]),
         '<p class="muted small">' + ("Counted from when each request should have been sent (open model)."
                                       if report["open"] else "Counted from when each request was sent (closed model).")
         + "</p></section>",
         '<section class="card"><h2>Latency by percentile</h2>', distribution_chart(report["histogram"]), "</section>",
+        '<section class="card"><h2>Latency per page</h2>', pages_chart(report["pages"]),
+        _legend([("p50", COLORS["p50"]), ("p95", COLORS["p95"])]), "</section>",
         f'<section class="card"><h2>Pages</h2><table><thead><tr><th>page</th><th class=num>requests</th><th class=num>failed</th>'
         f'<th class=num>req/s</th>{head}<th class=num>success</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
         '<p class="muted small">Latency in milliseconds.</p></section>',

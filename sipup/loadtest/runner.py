@@ -119,10 +119,13 @@ class Runner:
         except StopRun:
             pass
         except ScenarioError as exc:
-            self.errors.append(str(exc))
-        except Exception as exc:  # a bug in a (developer's) scenario: report it once per kind, keep running
-            message = f"{type(exc).__name__} in scenario: {exc}"
-            if message not in self.errors:
+            self._error(str(exc))
+        except Exception as exc:  # a bug in a (developer's) scenario: that user stops, the others run on
+            self._error(f"{type(exc).__name__} in the scenario stopped a user: {exc}")
+
+    def _error(self, message):
+        with self.lock:
+            if message not in self.errors:  # once, not once per user
                 self.errors.append(message)
 
     # --- closed model --------------------------------------------------------------------------

@@ -361,7 +361,9 @@ def load_scenario(spec):
     """The Scenario class named by `storefront`, `pages`, `module:Class`, `file.py` or `file.py:Class`."""
     if spec in BUILT_IN:
         return BUILT_IN[spec]
-    target, _, class_name = spec.partition(":")
+    target, sep, class_name = spec.rpartition(":")
+    if not sep or not class_name.isidentifier():  # no class named, or a Windows drive letter (C:\\...)
+        target, class_name = spec, ""
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
