@@ -8,10 +8,12 @@ import math
 import os
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -340,27 +342,57 @@ def sipup_site(tmp_path_factory):
                        capture_output=True)
         lines.append(f"{email}\tload test password")
     logins.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    yield url, logins
+    yield url, logins, instance / "sipup.db"
     _stop(process)
 
 
-def test_storefront_signs_in_and_checks_out_in_the_closed_model(cli, sipup_site):
-    url, logins = sipup_site
+def test_storefront_signs_in_and_browses_in_the_closed_model(cli, sipup_site):
+    url, logins, _ = sipup_site
     result, figures = cli(url, "--logins-file", str(logins), "--users", "4", "--think", "0", "--anonymous", "0.25",
-                          "--duration", "10s", "--warmup", "0s")
+                          "--duration", "6s", "--warmup", "0s")
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     names = {row["name"]: row for row in figures["pages"]}
     assert names["POST /login"]["requests"] == 3  # one user in four browses without signing in
-    assert names["POST /checkout"]["requests"] >= 1
-    assert names["GET /orders/<number>"]["requests"] == names["POST /checkout"]["requests"]
-    for name in ("GET /products", "GET /products/<sku>", "POST /cart/add", "GET /cart", "POST /quick-order",
+    for name in ("GET /", "GET /products", "GET /products?q=", "GET /products/<sku>", "POST /cart/add", "GET /cart",
                  "GET /login", "GET /products (anonymous)"):
         assert names[name]["requests"] > 0, name
+    assert names.get("POST /checkout", {"requests": 0})["requests"] == names.get("GET /orders/<number>", {"requests": 0})["requests"]
+
+
+def test_storefront_checks_out_through_the_real_forms(cli, sipup_site, tmp_path):
+    url, logins, database = sipup_site
+    # The storefront with its rare tasks made common, as a developer's own scenario would do it.
+    scenario = tmp_path / "checkout_often.py"
+    scenario.write_text(
+        "from sipup.loadtest import task\n"
+        "from sipup.loadtest.scenarios import Storefront\n\n"
+        "class CheckoutOften(Storefront):\n"
+        "    @task(5)\n"
+        "    def checkout(self):\n"
+        "        super().checkout()\n\n"
+        "    @task(5)\n"
+        "    def quick_order(self):\n"
+        "        super().quick_order()\n", encoding="utf-8")
+    before = _orders_from_load_tests(database)
+    result, figures = cli(url, "--scenario", str(scenario), "--logins-file", str(logins), "--users", "3",
+                          "--anonymous", "0", "--think", "0", "--duration", "5s", "--warmup", "0s")
+    assert result.exit_code == 0, result.output
+    assert figures["total"]["failures"] == 0, figures["failures"]
+    names = {row["name"]: row for row in figures["pages"]}
+    placed = names["POST /checkout"]["requests"]
+    assert placed >= 1 and names["GET /orders/<number>"]["requests"] == placed
+    assert names["POST /quick-order"]["requests"] > 0
+    assert _orders_from_load_tests(database) - before == placed  # each checkout is an order in sipup's database
+
+
+def _orders_from_load_tests(database):
+    with closing(sqlite3.connect(database)) as connection:
+        return connection.execute("SELECT count(*) FROM orders WHERE po_reference LIKE 'LOADTEST-%'").fetchone()[0]
 
 
 def test_storefront_in_the_open_model(cli, sipup_site):
-    url, logins = sipup_site
+    url, logins, _ = sipup_site
     result, figures = cli(url, "--logins-file", str(logins), "--rate", "20", "--users", "6", "--duration", "4s",
                           "--warmup", "1s", "--threshold", "errors<1%")
     assert result.exit_code == 0, result.output
