@@ -1,6 +1,6 @@
 """How `flask loadtest` compares with wrk against a bare Flask hello under waitress.
 
-python -m benchmarks.loadtest_vs_wrk [--rounds 3] [--duration 10] [--connections 10] [--server-threads 4]
+python -m benchmarks.loadtest_vs_wrk [--rounds 3] [--duration 10] [--connections 10,50] [--server-threads 4]
 
 The server runs on one core and each generator on the other (taskset), so neither steals the
 other's CPU. Rounds alternate wrk, loadtest, loadtest, wrk, ... so drift (a busy machine) hits both
@@ -76,45 +76,56 @@ def run_loadtest(url, duration, connections, instance):
     return total["rps"], total["latency_ms"]["p50"], report["generator"]["cpu_percent"]
 
 
+def compare(url, rounds, duration, connections, instance):
+    """Median (requests/s, p50 ms) of wrk and of loadtest over alternating rounds at one concurrency."""
+    wrk, ours = [], []
+    run_wrk(url, 2, connections)  # warm the server up at this concurrency
+    for round_number in range(rounds):
+        order = ("wrk", "loadtest") if round_number % 2 == 0 else ("loadtest", "wrk")
+        for tool in order:
+            if tool == "wrk":
+                wrk.append(run_wrk(url, duration, connections))
+                print(f"{connections:>4} conn round {round_number + 1} wrk       {wrk[-1][0]:8,.0f} req/s  "
+                      f"p50 {wrk[-1][1]:6.2f} ms", flush=True)
+            else:
+                ours.append(run_loadtest(url, duration, connections, instance))
+                print(f"{connections:>4} conn round {round_number + 1} loadtest  {ours[-1][0]:8,.0f} req/s  "
+                      f"p50 {ours[-1][1]:6.2f} ms  generator CPU {ours[-1][2]:.0f}%", flush=True)
+    return ((statistics.median(r for r, _ in wrk), statistics.median(p for _, p in wrk)),
+            (statistics.median(r for r, _, _ in ours), statistics.median(p for _, p, _ in ours)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=10, help="wrk connections = loadtest users")
+    parser.add_argument("--connections", default="10,50", help="wrk connections = loadtest users; a comma list")
     parser.add_argument("--server-threads", type=int, default=4)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    levels = [int(level) for level in args.connections.split(",")]
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = start_server(port, args.server_threads)
-    wrk, ours = [], []
+    results = {}
     try:
         with tempfile.TemporaryDirectory(prefix="sipup-loadtest-bench-") as instance:
-            run_wrk(url, 2, args.connections)  # warm the server up
-            for round_number in range(args.rounds):
-                order = ("wrk", "loadtest") if round_number % 2 == 0 else ("loadtest", "wrk")
-                for tool in order:
-                    if tool == "wrk":
-                        wrk.append(run_wrk(url, args.duration, args.connections))
-                        print(f"round {round_number + 1} wrk       {wrk[-1][0]:8,.0f} req/s  p50 {wrk[-1][1]:6.2f} ms", flush=True)
-                    else:
-                        ours.append(run_loadtest(url, args.duration, args.connections, instance))
-                        print(f"round {round_number + 1} loadtest  {ours[-1][0]:8,.0f} req/s  p50 {ours[-1][1]:6.2f} ms  "
-                              f"generator CPU {ours[-1][2]:.0f}%", flush=True)
+            for connections in levels:
+                results[connections] = compare(url, args.rounds, args.duration, connections, instance)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    wrk_rps, wrk_p50 = statistics.median(r for r, _ in wrk), statistics.median(p for _, p in wrk)
-    our_rps, our_p50 = statistics.median(r for r, _, _ in ours), statistics.median(p for _, p, _ in ours)
-    throughput, latency = our_rps / wrk_rps, our_p50 / wrk_p50
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nmedians over {args.rounds} rounds of {args.duration} s, {args.connections} connections, "
-          f"server {args.server_threads} threads on core 0, generators on core 1, load average {load:.2f}:")
-    print(f"wrk      {wrk_rps:8,.0f} req/s  p50 {wrk_p50:6.2f} ms")
-    print(f"loadtest {our_rps:8,.0f} req/s  p50 {our_p50:6.2f} ms")
-    print(f"throughput loadtest/wrk = {throughput:.2f} (goal >= 0.90: {'met' if throughput >= 0.9 else 'NOT met'}); "
-          f"median latency loadtest/wrk = {latency:.2f} (goal 0.80-1.20: {'met' if 0.8 <= latency <= 1.2 else 'NOT met'})")
+    print(f"\nmedians of {args.rounds} rounds of {args.duration} s; server {args.server_threads} threads on core 0, "
+          f"generators on core 1; load average {load:.2f} on {os.cpu_count()} cores")
+    print(f"{'conn':>5} {'wrk req/s':>10} {'p50 ms':>7} {'loadtest req/s':>15} {'p50 ms':>7} {'req/s ratio':>12} "
+          f"{'p50 ratio':>10}  goals (ratio >= 0.90, p50 within 20%)")
+    for connections, ((wrk_rps, wrk_p50), (our_rps, our_p50)) in results.items():
+        throughput, latency = our_rps / wrk_rps, our_p50 / wrk_p50
+        verdict = "met" if throughput >= 0.9 and 0.8 <= latency <= 1.2 else "NOT met"
+        print(f"{connections:>5} {wrk_rps:>10,.0f} {wrk_p50:>7.2f} {our_rps:>15,.0f} {our_p50:>7.2f} {throughput:>12.2f} "
+              f"{latency:>10.2f}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,24 @@ def test_bad_thresholds_are_explained(text, message):
         parse_threshold(text)
 
 
+def test_a_busy_generator_is_named_as_the_limit():
+    from types import SimpleNamespace
+
+    from sipup.loadtest import report
+    from sipup.loadtest.runner import RunOptions, RunOutcome
+    from sipup.loadtest.scenarios import Pages
+    from sipup.loadtest.stats import Result
+
+    options = RunOptions(url="http://127.0.0.1:1", scenario=Pages, duration=10,
+                         scenario_options=SimpleNamespace(pages=[("/", 1)], logins=[], think=None, anonymous_share=0))
+    busy = RunOutcome(options=options, result=Result([]), started_at=0, window=10, cpu_seconds=9.5)
+    idle = RunOutcome(options=options, result=Result([]), started_at=0, window=10, cpu_seconds=2)
+    assert report.figures(busy)["generator"] == {**report.figures(busy)["generator"], "cpu_percent": 95.0, "limited": True}
+    assert any("load generator itself used 95%" in w for w in report.figures(busy)["warnings"])
+    assert not report.figures(idle)["generator"]["limited"]
+    assert not any("load generator" in w for w in report.figures(idle)["warnings"])
+
+
 # --- against the target site ---------------------------------------------------------------------
 
 def test_counts_add_up_with_the_server(cli, target):

@@ -197,59 +197,68 @@ class Runner:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self):
-        options = self.options
+        """Start the users, watch the clock until the end (or Ctrl+C, or the budget), and collect."""
+        self._start()
+        started_at = time.time()
+        interrupted = False
         try:
-            if options.model == "open":
-                self.clock = Clock(math.inf, math.inf, math.inf)  # users sign in now: none of it is measured
-                self._start_open_users()
+            cpu_seconds, cpu_series = self._watch()
         except KeyboardInterrupt:
-            self.stop.set()
-            self.go.set()
-            raise
+            interrupted, cpu_seconds, cpu_series = True, cpu_time() - self._cpu_at_start, []
+        ended = min(time.perf_counter(), self.clock.end)
+        self.stop.set()
+        self.go.set()
+        self._join()
+        return RunOutcome(
+            options=self.options, result=Result(list(self.recorders)), started_at=started_at,
+            window=max(ended - self.clock.measure_from, 1e-9), cpu_seconds=cpu_seconds, cpu_series=cpu_series,
+            interrupted=interrupted, budget_spent=self.budget_spent, setup_errors=list(self.errors),
+            expected_arrivals=self._expected(ended),
+        )
+
+    def _start(self):
+        options = self.options
+        if options.model == "open":
+            self.clock = Clock(math.inf, math.inf, math.inf)  # users sign in now: none of it is measured
+            try:
+                self._start_open_users()
+            except KeyboardInterrupt:
+                self.stop.set()
+                self.go.set()
+                raise
         now = time.perf_counter()
         if options.model == "open":
             self.clock.start, self.clock.measure_from, self.clock.end = now, now + options.warmup, now + options.duration
             self.go.set()
         else:
             self.clock = Clock(now, now + options.warmup, now + options.duration)
-        started_at = time.time()
-        cpu_start, cpu_at_measure, wall_at_measure = cpu_time(), None, None
-        cpu_series, last_cpu, last_wall = [], cpu_start, now
-        interrupted = False
-        if options.model == "closed":
             for number in range(options.users):
                 self._spawn(self._closed_user, number)
-        next_tick = now + 1.0
-        try:
-            while not self.stop.is_set():
-                now = time.perf_counter()
-                if now >= self.clock.end:
-                    break
-                if cpu_at_measure is None and now >= self.clock.measure_from:
-                    cpu_at_measure, wall_at_measure = cpu_time(), now
-                if now >= next_tick:
-                    cpu = cpu_time()
-                    cpu_series.append((round(now - self.clock.measure_from), 100 * (cpu - last_cpu) / (now - last_wall)))
-                    last_cpu, last_wall, next_tick = cpu, now, next_tick + 1.0
-                    if self.progress:
-                        self.progress(self, now)
-                self.stop.wait(0.005 if options.model == "open" else 0.05)
-        except KeyboardInterrupt:
-            interrupted = True
-        ended = min(time.perf_counter(), self.clock.end)
-        self.stop.set()
-        self.go.set()
-        cpu_end = cpu_time()
-        self._join()
-        if cpu_at_measure is None:  # stopped within the warm-up
-            cpu_at_measure, wall_at_measure = cpu_start, self.clock.start
-        window = max(ended - self.clock.measure_from, 1e-9)
-        return RunOutcome(
-            options=options, result=Result(list(self.recorders)), started_at=started_at, window=window,
-            cpu_seconds=cpu_end - cpu_at_measure, cpu_series=[(s, c) for s, c in cpu_series if s >= 0],
-            interrupted=interrupted, budget_spent=self.budget_spent,
-            setup_errors=list(self.errors), expected_arrivals=self._expected(ended),
-        )
+        self._cpu_at_start = cpu_time()
+
+    def _watch(self):
+        """Wait for the end, sampling the generator's CPU each second and reporting progress.
+
+        Returns (CPU seconds used after the warm-up, [(second, percent of one core)])."""
+        cpu_at_measure, series = None, []
+        last_cpu, last_wall = self._cpu_at_start, self.clock.start
+        next_tick = self.clock.start + 1.0
+        while not self.stop.is_set():
+            now = time.perf_counter()
+            if now >= self.clock.end:
+                break
+            if cpu_at_measure is None and now >= self.clock.measure_from:
+                cpu_at_measure = cpu_time()
+            if now >= next_tick:
+                cpu = cpu_time()
+                second = round(now - self.clock.measure_from)
+                if second >= 0:
+                    series.append((second, 100 * (cpu - last_cpu) / (now - last_wall)))
+                last_cpu, last_wall, next_tick = cpu, now, next_tick + 1.0
+                if self.progress:
+                    self.progress(self, now)
+            self.stop.wait(0.05)
+        return cpu_time() - (self._cpu_at_start if cpu_at_measure is None else cpu_at_measure), series
 
     def _expected(self, ended):
         if self.options.model != "open":
