@@ -323,6 +323,7 @@ def test_remote_targets_need_the_flag(cli):
     (["--scenario", "storefront"], "--logins-file"),
     (["--login", "nobody"], "EMAIL:PASSWORD"),
     (["--users", "0"], "--users"),
+    (["--html", "/no/such/folder/report.html"], "does not exist"),
 ])
 def test_bad_options_get_clear_messages(cli, target, args, message):
     scenario = [] if "--scenario" in args else ["--scenario", "pages"]

@@ -164,8 +164,12 @@ def _write(path, text):
     if path == "-":
         click.echo(text)
         return
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"Wrote {path}", err=True)
 
 
 @click.command("loadtest")
@@ -204,6 +208,47 @@ def _write(path, text):
 def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_requests, timeout, late_after, drop_after,
              pages, pages_file, logins, logins_file, anonymous, thresholds, json_path, csv_path, html_path, allow_remote, quiet):
     """Load-test a sipup site (default the local one): closed or open model, figures per page, thresholds."""
+    timing = _timing(duration, warmup, ramp_up, timeout, late_after, drop_after, rate, think)
+    try:
+        parsed_thresholds = [parse_threshold(text) for text in thresholds]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--threshold") from None
+    try:
+        scenario_class = load_scenario(scenario)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+    for option, path_ in (("--json", json_path), ("--csv", csv_path), ("--html", html_path)):
+        if path_ and path_ != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(path_))):
+            raise click.BadParameter(f"the folder of {path_} does not exist", param_hint=option)
+
+    base, path, query = check_target(url, allow_remote)
+    login_list = _logins(logins, logins_file, scenario_class)
+    scenario_options = SimpleNamespace(pages=_pages(pages, pages_file, path, query), logins=login_list,
+                                       think=parse_think(think), anonymous_share=anonymous)
+    try:
+        scenario_class.check_options(scenario_options)
+    except ScenarioError as exc:
+        raise click.UsageError(str(exc)) from None
+    options = RunOptions(url=base, scenario=scenario_class, scenario_options=scenario_options,
+                         users=users or (50 if rate else 10), rate=rate, max_requests=max_requests, **timing)
+    name = scenario_class.name if scenario_class.name != "custom" else scenario_class.__name__
+    click.echo(f"Load test: {name} against {base} ({reports.describe_model(options)}), {options.duration:g} s with "
+               f"{options.warmup:g} s warm-up." + (f" Starting the {options.users} users first." if rate else ""), err=True)
+    progress = None if quiet else Progress(options, sys.stderr)
+    outcome = Runner(options, progress=progress).run()
+    if progress:
+        progress.done()
+    report = reports.figures(outcome, parsed_thresholds)
+    click.echo(reports.table(report), err="-" in (json_path, csv_path))  # keep standard output parseable
+    for path_, render in ((json_path, reports.to_json), (csv_path, reports.to_csv), (html_path, reports.to_html)):
+        if path_:
+            _write(path_, render(report))
+    if not report["passed"]:
+        click.get_current_context().exit(EXIT_THRESHOLDS)
+
+
+def _timing(duration, warmup, ramp_up, timeout, late_after, drop_after, rate, think):
+    """The run's durations in seconds, checked against each other."""
     duration_s = parse_seconds(duration, "--duration")
     if not 0 < duration_s <= MAX_DURATION:
         raise click.BadParameter("must be above 0 and at most 24h", param_hint="--duration")
@@ -220,16 +265,12 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
     timeout_s = parse_seconds(timeout, "--timeout")
     if not 0 < timeout_s <= 600:
         raise click.BadParameter("must be above 0 and at most 10m", param_hint="--timeout")
-    try:
-        parsed_thresholds = [parse_threshold(text) for text in thresholds]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--threshold") from None
-    try:
-        scenario_class = load_scenario(scenario)
-    except ScenarioError as exc:
-        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+    return dict(duration=duration_s, warmup=warmup_s, ramp_up=ramp_s, timeout=timeout_s,
+                late_after=parse_seconds(late_after, "--late-after"), drop_after=parse_seconds(drop_after, "--drop-after"))
 
-    base, path, query = check_target(url, allow_remote)
+
+def _pages(pages, pages_file, path, query):
+    """(path, weight) pairs from --page and --pages-file, else the URL's own path."""
     page_list = [parse_page(text) for text in pages]
     if pages_file:
         try:
@@ -237,8 +278,11 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
                 page_list += [parse_page(line) for line in handle if line.strip() and not line.lstrip().startswith("#")]
         except OSError as exc:
             raise click.BadParameter(f"cannot read {pages_file}: {exc.strerror}", param_hint="--pages-file") from None
-    if not page_list:
-        page_list = [(path + (f"?{query}" if query else ""), 1.0)]
+    return page_list or [(path + (f"?{query}" if query else ""), 1.0)]
+
+
+def _logins(logins, logins_file, scenario_class):
+    """(email, password) pairs from --login and --logins-file; the storefront falls back to demo-logins.txt."""
     login_list = []
     for text in logins:
         email, sep, password = text.partition(":")
@@ -249,31 +293,4 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
         login_list += read_logins(logins_file)
     if not login_list and scenario_class.name == "storefront":
         login_list = _default_logins()
-
-    scenario_options = SimpleNamespace(pages=page_list, logins=login_list, think=parse_think(think), anonymous_share=anonymous)
-    try:
-        scenario_class.check_options(scenario_options)
-    except ScenarioError as exc:
-        raise click.UsageError(str(exc)) from None
-    options = RunOptions(
-        url=base, scenario=scenario_class, scenario_options=scenario_options,
-        users=users or (50 if rate else 10), rate=rate, duration=duration_s, warmup=warmup_s, ramp_up=ramp_s,
-        timeout=timeout_s, max_requests=max_requests, late_after=parse_seconds(late_after, "--late-after"),
-        drop_after=parse_seconds(drop_after, "--drop-after"),
-    )
-    click.echo(f"Load test: {scenario_class.name if scenario_class.name != 'custom' else scenario_class.__name__} against "
-               f"{base} ({reports.describe_model(options)}), {duration_s:g} s with {warmup_s:g} s warm-up."
-               + (f" Starting the {options.users} users first." if rate else ""), err=True)
-    progress = None if quiet else Progress(options, sys.stderr)
-    outcome = Runner(options, progress=progress).run()
-    if progress:
-        progress.done()
-    report = reports.figures(outcome, parsed_thresholds)
-    click.echo(reports.table(report), err="-" in (json_path, csv_path))  # keep standard output parseable
-    for path_, render in ((json_path, reports.to_json), (csv_path, reports.to_csv), (html_path, reports.to_html)):
-        if path_:
-            _write(path_, render(report))
-            if path_ != "-":
-                click.echo(f"Wrote {path_}", err=True)
-    if not report["passed"]:
-        click.get_current_context().exit(EXIT_THRESHOLDS)
+    return login_list
