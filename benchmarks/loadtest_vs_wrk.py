@@ -54,9 +54,10 @@ def start_server(port, threads):
     raise SystemExit("the hello server did not start")
 
 
-def run_wrk(url, duration, connections):
-    """(requests/s, median ms) from wrk with one thread, as the generator on one core."""
-    output = subprocess.run(pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]),
+def run_wrk(url, duration, connections, threads=1):
+    """(requests/s, median ms) from wrk, pinned to the generators' core."""
+    threads = min(threads, connections)
+    output = subprocess.run(pinned(1, ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]),
                             capture_output=True, text=True, check=True).stdout
     p50 = WRK_P50.search(output)
     return float(WRK_RPS.search(output).group(1)), float(p50.group(1)) * UNIT_MS[p50.group(2)]
@@ -76,15 +77,15 @@ def run_loadtest(url, duration, connections, instance):
     return total["rps"], total["latency_ms"]["p50"], report["generator"]["cpu_percent"]
 
 
-def compare(url, rounds, duration, connections, instance):
+def compare(url, rounds, duration, connections, instance, wrk_threads):
     """Median (requests/s, p50 ms) of wrk and of loadtest over alternating rounds at one concurrency."""
     wrk, ours = [], []
-    run_wrk(url, 2, connections)  # warm the server up at this concurrency
+    run_wrk(url, 2, connections, wrk_threads)  # warm the server up at this concurrency
     for round_number in range(rounds):
         order = ("wrk", "loadtest") if round_number % 2 == 0 else ("loadtest", "wrk")
         for tool in order:
             if tool == "wrk":
-                wrk.append(run_wrk(url, duration, connections))
+                wrk.append(run_wrk(url, duration, connections, wrk_threads))
                 print(f"{connections:>4} conn round {round_number + 1} wrk       {wrk[-1][0]:8,.0f} req/s  "
                       f"p50 {wrk[-1][1]:6.2f} ms", flush=True)
             else:
@@ -101,6 +102,8 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", default="10,50", help="wrk connections = loadtest users; a comma list")
     parser.add_argument("--server-threads", type=int, default=4)
+    parser.add_argument("--wrk-threads", type=int, default=1,
+                        help="wrk threads (at most the connections); see benchmarks/README.md on a busy machine")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -112,13 +115,13 @@ def main():
     try:
         with tempfile.TemporaryDirectory(prefix="sipup-loadtest-bench-") as instance:
             for connections in levels:
-                results[connections] = compare(url, args.rounds, args.duration, connections, instance)
+                results[connections] = compare(url, args.rounds, args.duration, connections, instance, args.wrk_threads)
     finally:
         server.terminate()
         server.wait(timeout=10)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nmedians of {args.rounds} rounds of {args.duration} s; server {args.server_threads} threads on core 0, "
-          f"generators on core 1; load average {load:.2f} on {os.cpu_count()} cores")
+          f"generators on core 1 (wrk -t{args.wrk_threads}); load average {load:.2f} on {os.cpu_count()} cores")
     print(f"{'conn':>5} {'wrk req/s':>10} {'p50 ms':>7} {'loadtest req/s':>15} {'p50 ms':>7} {'req/s ratio':>12} "
           f"{'p50 ratio':>10}  goals (ratio >= 0.90, p50 within 20%)")
     for connections, ((wrk_rps, wrk_p50), (our_rps, our_p50)) in results.items():
