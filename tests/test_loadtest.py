@@ -189,6 +189,17 @@ def test_warm_up_is_left_out_but_counted(cli, target):
     assert 0.9 < figures["measured_s"] < 1.3
 
 
+def test_closed_model_ramps_up_and_thinks(cli, target):
+    result, figures = cli(target, "--scenario", "pages", "--users", "4", "--ramp-up", "2s", "--think", "50ms",
+                          "--duration", "3s", "--warmup", "0s")
+    assert result.exit_code == 0, result.output
+    first, _, third = (row["requests"] for row in figures["series"])
+    assert first * 1.5 < third  # 1.5 users on average in the first second, 4 in the third
+    assert figures["total"]["requests"] <= 4 * 3 / 0.05  # each user waits 50 ms after each answer
+    assert figures["model"] == {"kind": "closed", "users": 4, "think_s": [0.05, 0.05], "ramp_up_s": 2.0}
+    assert "closed model: 4 users, think 0.05 s, ramp-up 2 s" in result.output
+
+
 def test_failures_are_grouped_by_status_and_error(cli, target):
     result, figures = cli(target, "--scenario", "pages", "--page", "/", "--page", "/status/404", "--page", "/status/500",
                           "--page", "/status/429", "--page", "/slow?s=0.4", "--users", "2", "--timeout", "200ms",

@@ -58,7 +58,7 @@ def figures(outcome, thresholds=()):
     cpu_percent = 100 * outcome.cpu_seconds / window
     series = []
     cpu_by_second = dict(outcome.cpu_series)
-    for second in range(0, math.ceil(window)):
+    for second in range(0, math.ceil(window - 1e-6)):
         data = result.seconds.get(second)
         row = {"second": second, "requests": 0, "failures": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None,
                "max_ms": None, "cpu_percent": cpu_by_second.get(second + 1)}
