@@ -60,8 +60,8 @@ def figures(outcome, thresholds=()):
     cpu_by_second = dict(outcome.cpu_series)
     for second in range(0, math.ceil(window - 1e-6)):
         data = result.seconds.get(second)
-        row = {"second": second, "requests": 0, "failures": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-               "max_ms": None, "cpu_percent": cpu_by_second.get(second + 1)}
+        row = {"second": second, "span_s": round(min(1.0, window - second), 3), "requests": 0, "failures": 0,
+               "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "cpu_percent": cpu_by_second.get(second + 1)}
         if data is not None and data.requests:
             row.update(requests=data.requests, failures=data.failures, p50_ms=data.histogram.percentile(50) / 1000,
                        p95_ms=data.histogram.percentile(95) / 1000, p99_ms=data.histogram.percentile(99) / 1000,
@@ -219,14 +219,20 @@ CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 220, 56, 16, 14, 30
 COLORS = {"ok": "#2f7d5b", "fail": "#c8412b", "p50": "#2f6db5", "p95": "#d08a1e", "p99": "#8b3fa8", "cpu": "#777"}
 
 
-def _nice_max(value):
+def _nice_max(value, steps=(1, 2, 2.5, 5, 10)):
+    """The smallest 'round' number (1, 2, 2.5 or 5 times a power of ten) at or above value."""
     if value <= 0:
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in steps:
         if value <= step * magnitude:
             return step * magnitude
     return 10 * magnitude
+
+
+def _axis_max(value):
+    """The top of an axis with four round steps that just holds value (0, 60, 120, 180, 240)."""
+    return 4 * _nice_max(value / 4, (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
 
 
 def _tick(value):
@@ -261,21 +267,23 @@ def _svg(parts, title):
 
 
 def throughput_chart(series):
-    """Requests per second as bars, failures stacked on top in red."""
+    """Requests per second as bars, failures stacked on top in red (a last, partial second as a rate too)."""
     seconds = len(series)
-    y_max = _nice_max(max((row["requests"] for row in series), default=0) * 1.05)
+    rate = lambda row, n: n / row["span_s"] if row["span_s"] > 0 else 0  # noqa: E731
+    y_max = _axis_max(max((rate(row, row["requests"]) for row in series), default=0) * 1.05)
     parts, x, y = _frame(y_max, "requests / s", seconds)
-    bar = max((CHART_W - PAD_L - PAD_R) / max(seconds, 1) - 1, 0.5)
+    full_bar = max((CHART_W - PAD_L - PAD_R) / max(seconds, 1) - 1, 0.5)
     for row in series:
-        ok = row["requests"] - row["failures"]
+        bar = full_bar * min(1.0, row["span_s"])
+        ok, total = rate(row, row["requests"] - row["failures"]), rate(row, row["requests"])
         left = x(row["second"]) + 0.5
-        tip = f"{row['second']}-{row['second'] + 1} s: {row['requests']:,} requests, {row['failures']:,} failed"
+        tip = f"{row['second']}-{row['second'] + row['span_s']:g} s: {row['requests']:,} requests, {row['failures']:,} failed"
         if ok:
             parts.append(f'<rect x="{left:.1f}" y="{y(ok):.1f}" width="{bar:.1f}" height="{y(0) - y(ok):.1f}" '
                          f'fill="{COLORS["ok"]}"><title>{tip}</title></rect>')
         if row["failures"]:
-            parts.append(f'<rect x="{left:.1f}" y="{y(row["requests"]):.1f}" width="{bar:.1f}" '
-                         f'height="{y(ok) - y(row["requests"]):.1f}" fill="{COLORS["fail"]}"><title>{tip}</title></rect>')
+            parts.append(f'<rect x="{left:.1f}" y="{y(total):.1f}" width="{bar:.1f}" '
+                         f'height="{y(ok) - y(total):.1f}" fill="{COLORS["fail"]}"><title>{tip}</title></rect>')
     cpu = [(row["second"], row["cpu_percent"]) for row in series if row["cpu_percent"] is not None]
     if cpu:  # the generator's own CPU on a 0-100% scale at the right: is the generator the limit?
         inner_h = CHART_H - PAD_T - PAD_B
@@ -292,7 +300,7 @@ def pages_chart(pages):
     rows = sorted((page for page in pages if page["requests"]), key=lambda page: -page["latency_ms"]["p95"])
     label_w, row_h, top = 230, 24, 8
     height = top + row_h * len(rows) + 26
-    scale_max = _nice_max(max((page["latency_ms"]["p95"] for page in rows), default=0) * 1.05)
+    scale_max = _axis_max(max((page["latency_ms"]["p95"] for page in rows), default=0) * 1.05)
     inner_w = CHART_W - label_w - PAD_R - 60
     x = lambda v: label_w + inner_w * min(v, scale_max) / scale_max  # noqa: E731
     parts = []
@@ -318,7 +326,7 @@ def pages_chart(pages):
 def latency_chart(series):
     """p50, p95 and p99 per second as lines."""
     seconds = len(series)
-    y_max = _nice_max(max((row["p99_ms"] or 0 for row in series), default=0) * 1.05)
+    y_max = _axis_max(max((row["p99_ms"] or 0 for row in series), default=0) * 1.05)
     parts, x, y = _frame(y_max, "latency ms", seconds)
     for key in ("p99", "p95", "p50"):
         points, path = [], []
@@ -348,7 +356,7 @@ def distribution_chart(histogram_data):
     histogram = Histogram.from_dict(histogram_data)
     inner_w, inner_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
     top_nines = 4
-    y_max = _nice_max(histogram.max / 1000 * 1.05)
+    y_max = _axis_max(histogram.max / 1000 * 1.05)
     x = lambda nines: PAD_L + inner_w * nines / top_nines  # noqa: E731
     y = lambda v: PAD_T + inner_h * (1 - min(v, y_max) / y_max)  # noqa: E731
     parts = []

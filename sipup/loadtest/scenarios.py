@@ -214,7 +214,7 @@ class Storefront(Scenario):
         if options.anonymous_share < 1 and not options.logins:
             raise ScenarioError(
                 "the storefront scenario signs buyers in: give --login EMAIL:PASSWORD or --logins-file FILE "
-                "(flask serve and flask seed write demo logins to instance/demo-logins.txt)")
+                "(flask serve writes the demo logins to instance/demo-logins.txt on its first start)")
 
     def __init__(self, *args):
         super().__init__(*args)
