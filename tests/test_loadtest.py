@@ -64,6 +64,19 @@ def target(tmp_path_factory):
     _stop(process)
 
 
+@pytest.fixture(scope="module")
+def idle_closing_target(tmp_path_factory):
+    """The target site under a waitress that closes connections idle for more than a second."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("idle-target") / "waitress.log"
+    process = _start([sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=2",
+                      "--channel-timeout=1", "--cleanup-interval=1", "tests.loadtest_target:app"],
+                     dict(os.environ), log, f"{url}/hits")
+    yield url
+    _stop(process)
+
+
 def hits(url):
     with urllib.request.urlopen(f"{url}/hits") as response:
         return json.load(response)
@@ -198,6 +211,16 @@ def test_closed_model_ramps_up_and_thinks(cli, target):
     assert figures["total"]["requests"] <= 4 * 3 / 0.05  # each user waits 50 ms after each answer
     assert figures["model"] == {"kind": "closed", "users": 4, "think_s": [0.05, 0.05], "ramp_up_s": 2.0}
     assert "closed model: 4 users, think 0.05 s, ramp-up 2 s" in result.output
+
+
+def test_connections_the_server_closed_are_opened_again(cli, idle_closing_target):
+    reset(idle_closing_target)
+    result, figures = cli(idle_closing_target, "--scenario", "pages", "--users", "2", "--think", "2.5s",
+                          "--duration", "5.5s", "--warmup", "0s")
+    assert result.exit_code == 0, result.output
+    assert figures["total"]["failures"] == 0, figures["failures"]
+    assert figures["total"]["requests"] == 6 == hits(idle_closing_target)["/"]
+    assert figures["generator"]["connections"] > 2  # the server closed idle ones; each request was sent again
 
 
 def test_failures_are_grouped_by_status_and_error(cli, target):

@@ -54,6 +54,7 @@ class Connection:
         self.host, self.port, self.timeout = host, port, timeout
         self.sock = None
         self.buffer = b""
+        self.opened = 0  # connections made: more than one means the server closed some
 
     def close(self):
         if self.sock is not None:
@@ -74,36 +75,38 @@ class Connection:
             raise HTTPError("connect error", f"{type(exc).__name__}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock, self.buffer = sock, b""
+        self.opened += 1
 
     def exchange(self, request_bytes, head_only=False):
-        """Send one request and read its answer: (status, header lines, body, keep-alive).
+        """Send one request and read its answer: (status, header lines, body).
 
         A request on a reused connection that the server had already closed is sent once more on a
         new one, as browsers do; anything else that goes wrong raises HTTPError.
         """
-        reused = self.sock is not None
-        if not reused:
-            self._connect()
-        try:
-            self.sock.sendall(request_bytes)
-            return self._read_response(head_only)
-        except _Stale:
+        while True:
+            reused = self.sock is not None
             if not reused:
-                raise HTTPError("connection reset", "closed before any answer") from None
-            self.close()
-            self._connect()
+                self._connect()
             try:
-                self.sock.sendall(request_bytes)
+                self._send(request_bytes)
                 return self._read_response(head_only)
             except _Stale:
                 self.close()
-                raise HTTPError("connection reset", "closed before any answer") from None
+                if not reused:
+                    raise HTTPError("connection reset", "closed before any answer") from None
             except BaseException:
                 self.close()
                 raise
-        except BaseException:
-            self.close()
-            raise
+
+    def _send(self, data):
+        try:
+            self.sock.sendall(data)
+        except socket.timeout:
+            raise HTTPError("timeout", f"could not send within {self.timeout:g}s") from None
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            raise _Stale from None
+        except OSError as exc:
+            raise HTTPError("socket error", f"{type(exc).__name__}: {exc}") from None
 
     def _recv(self, started):
         try:
@@ -119,6 +122,12 @@ class Connection:
         return chunk
 
     def _read_response(self, head_only):
+        try:
+            return self._parse_response(head_only)
+        except ValueError as exc:  # a Content-Length or chunk size that is not a number
+            raise HTTPError("bad response", str(exc)[:80]) from None
+
+    def _parse_response(self, head_only):
         buffer = self.buffer
         while True:
             end = buffer.find(b"\r\n\r\n")

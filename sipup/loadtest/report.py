@@ -81,7 +81,7 @@ def figures(outcome, thresholds=()):
         "total": _page_figures("Total", total, window),
         "pages": pages, "failures": failures,
         "open": _open_figures(outcome) if options.model == "open" else None,
-        "generator": {"cpu_percent": round(cpu_percent, 1), "cpu_count": os.cpu_count(),
+        "generator": {"cpu_percent": round(cpu_percent, 1), "cpu_count": os.cpu_count(), "connections": outcome.connections,
                       "limited": cpu_percent >= GENERATOR_BUSY, "python": platform.python_version(),
                       "platform": sys.platform},
         "series": series,

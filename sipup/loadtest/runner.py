@@ -65,6 +65,7 @@ class RunOutcome:
     budget_spent: bool = False
     setup_errors: list = field(default_factory=list)
     expected_arrivals: int = 0  # open model: arrivals the schedule held within the measured window
+    connections: int = 0  # TCP connections opened by all users (keep-alive: about one per user)
 
 
 def cpu_time():
@@ -89,6 +90,7 @@ class Runner:
         self.go = threading.Event()
         self.errors = []
         self.next_slot = 0
+        self.sessions = []
 
     # --- shared by both models ---------------------------------------------------------------
 
@@ -106,7 +108,10 @@ class Runner:
             raise StopRun
 
     def _session(self, recorder):
-        return Session(self.options.url, recorder, timeout=self.options.timeout, before_request=self._spend_budget)
+        session = Session(self.options.url, recorder, timeout=self.options.timeout, before_request=self._spend_budget)
+        with self.lock:
+            self.sessions.append(session)
+        return session
 
     def _user(self, number, recorder):
         session = self._session(recorder)
@@ -214,6 +219,7 @@ class Runner:
             window=max(ended - self.clock.measure_from, 1e-9), cpu_seconds=cpu_seconds, cpu_series=cpu_series,
             interrupted=interrupted, budget_spent=self.budget_spent, setup_errors=list(self.errors),
             expected_arrivals=self._expected(ended),
+            connections=sum(session.connection.opened for session in self.sessions),
         )
 
     def _start(self):
