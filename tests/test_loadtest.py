@@ -189,7 +189,11 @@ def test_counts_add_up_with_the_server(cli, target):
     assert page(figures, "GET /")["requests"] == served["/"]
     assert page(figures, "GET /slow?s=0.001")["requests"] == served["/slow?s=0.001"]
     assert 0.6 < served["/"] / 600 < 0.9  # weights 3:1
-    assert figures["histogram"]["count"] == 600 and total["failures"] == 0 and total["success_rate"] == 1
+    assert total["histogram"]["count"] == 600 and total["failures"] == 0 and total["success_rate"] == 1
+    merged = Histogram()
+    for row in figures["pages"]:  # the report's histograms merge exactly into the total's
+        merged.merge(Histogram.from_dict(row["histogram"]))
+    assert merged.to_dict() == total["histogram"]
     assert "GET /" in result.output and "Total" in result.output  # the final table
 
 
