@@ -86,7 +86,7 @@ class Recorder:
             second = self.seconds[second_index] = Second()
         second.requests += 1
         second.histogram.record(micros)
-        reason = failure_reason(status, error) if (error or status >= 400) else None
+        reason = failure_reason(status, error)
         if reason:
             page.failures[reason] = page.failures.get(reason, 0) + 1
             second.failures += 1
