@@ -9,7 +9,9 @@ from sqlalchemy import func, inspect, select
 
 from .extensions import db
 from .limits import limits_cli
+from .loadtest.cli import loadtest
 from .optimize import db_optimize
+from .queue_cli import queue_cli
 
 
 def register_cli(app):
@@ -18,9 +20,8 @@ def register_cli(app):
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
     app.cli.add_command(limits_cli)
-    from .queue_cli import queue_cli
-
     app.cli.add_command(queue_cli)
+    app.cli.add_command(loadtest)
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)
