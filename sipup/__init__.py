@@ -14,6 +14,7 @@ def create_app(overrides=None, instance_path=None):
     from .logs import register_logging
     from .metrics import register_counters
     from .database import register_database
+    from .cache import register_cache
     from .security import register_security
     from .web import register_web
     from .blueprints import register_blueprints
@@ -24,6 +25,7 @@ def create_app(overrides=None, instance_path=None):
         register_logging,
         register_counters,
         register_database,
+        register_cache,
         register_security,
         register_web,
         register_blueprints,

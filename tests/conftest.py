@@ -92,6 +92,7 @@ def app(backend, make_app):
         yield app
         db.session.remove()
         _empty_tables()
+        app.extensions["sipup_cache"].clear()  # the tables were emptied behind the cache's back
 
 
 def _empty_tables():
