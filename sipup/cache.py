@@ -336,6 +336,8 @@ class CacheLayer:
     def _recover(self):
         """Try the store again; on success renew every generation, since writes made meanwhile missed it."""
         try:
+            if isinstance(self.primary, cache_drivers.UnusableFolder):
+                self.primary = self.primary.rebuild()
             ok = writes_ok(self.primary.set("gen:epoch", _token(), timeout=0))
         except STORE_ERRORS as exc:
             ok, self.last_error = False, str(exc) or type(exc).__name__
@@ -361,6 +363,10 @@ class CacheLayer:
             self.local.clear()
             log.error("Cache %s (%s) failed: %s. Serving from this process's fallback; trying again every %d s.",
                       self.kind, self.where, self.last_error, self.retry_seconds)
+
+    def close(self):
+        """Let go of the store's connections."""
+        cache_drivers.close(self.primary)
 
     # --- keys, counts, status --------------------------------------------------------------------
 
@@ -496,7 +502,13 @@ def _renew_after_commit(session):
 def register_cache(app):
     """Build the store SIPUP_CACHE_URL names (Flask-Caching) behind the fallback layer."""
     kind, where, settings = cache_drivers.describe(app)
-    cache = CacheLayer(app, kind, where, cache_drivers.build(app, settings))
+    try:
+        store = cache_drivers.build(app, settings)
+    except OSError as exc:  # a cache folder that cannot be created: serve without it, say so, try again later
+        store = cache_drivers.UnusableFolder(where, exc)
+    cache = CacheLayer(app, kind, where, store)
+    if isinstance(store, cache_drivers.UnusableFolder):
+        cache._failed(None, store.error)
     app.extensions["sipup_cache"] = cache
     return cache
 

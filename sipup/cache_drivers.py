@@ -93,6 +93,35 @@ def build(app, settings):
     return app.extensions["cache"][cache]  # not cache.cache: that follows whichever app is current
 
 
+class UnusableFolder:
+    """Stands in for a folder store whose folder could not be made; every use raises until rebuild() works."""
+
+    def __init__(self, folder, error):
+        self.folder, self.error = folder, error
+
+    def rebuild(self):
+        from flask_caching.backends import FileSystemCache
+
+        return FileSystemCache(self.folder, threshold=_filesystem(self.folder)["CACHE_THRESHOLD"])
+
+    def __getattr__(self, name):
+        def unusable(*_args, **_kwargs):
+            raise OSError(f"cache folder {self.folder} cannot be used: {self.error}")
+
+        return unusable
+
+
+def close(store):
+    """Let go of the store's connections (an app that is discarded, e.g. in tests)."""
+    from cachelib.redis import RedisCache
+
+    if isinstance(store, RedisCache):
+        store._write_client.close()
+        store._read_client.close()
+    elif isinstance(store, PymemcacheCache):
+        store.close()
+
+
 def writes_ok(result):
     """cachelib's folder store answers False instead of raising when the disk is full or read-only."""
     return result is not False
@@ -148,6 +177,9 @@ class PymemcacheCache(BaseCache):
 
     def has(self, key):
         return self.get(key) is not None
+
+    def close(self):
+        self.client.close()
 
     def clear(self):
         # flush_all would empty a Memcached other sites may share: the caller bumps generations instead.

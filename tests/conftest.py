@@ -81,6 +81,7 @@ def make_app(backend):
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+        app.extensions["sipup_cache"].close()
 
 
 @pytest.fixture
