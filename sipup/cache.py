@@ -91,6 +91,9 @@ class PageOf:
                    pagination.per_page)
 
 
+_MISSING = object()
+
+
 def _token():
     return secrets.token_hex(8)
 
@@ -126,6 +129,9 @@ class CacheLayer:
 
     def cached(self, type_, name, args, depends, compute):
         """compute() through the cache, as fresh as the generations in `depends`."""
+        if self.kind == "none":
+            self._count(type_, "miss")
+            return compute()
         key, gens = self._key(type_, name, args), self._gens(type_, depends)
         ttl = self.ttls[type_]
         if self._primary_usable():
@@ -145,6 +151,9 @@ class CacheLayer:
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
+        if self.kind == "none":
+            self._count(type_, "miss", len(ids))
+            return compute_many(ids)
         keys = {i: self._key(type_, name, i) for i in ids}
         gens = self._gens(type_, depends)
         ttl = self.ttls[type_]
@@ -163,39 +172,42 @@ class CacheLayer:
         values = self._call(store.get_many, *gens, key)
         tokens = self._tokens(store, gens, values[:-1])
         payload = values[-1]
+        previous = _MISSING
         if _valid(payload, tokens):
             if payload["e"] > time.time():
                 self._count(type_, "hit")
                 return payload["v"]
-            if not self._take_lock(store, key):  # only expired, and someone is refreshing it
+            previous = payload["v"]  # only expired: no write since, so it is still right to show
+            if key in self.flights:  # another thread of this process is refreshing it
                 self._count(type_, "hit")
                 self._count(type_, "stale")
-                return payload["v"]
-            return self._fill(store, type_, key, tokens, compute, ttl, locked=True)
-        value, led = self._single_flight(key, lambda: self._miss(store, type_, key, tokens, compute, ttl))
+                return previous
+        value, led = self._single_flight(key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl,
+                                                                 previous))
         if not led:
             self._count(type_, "hit")
             self._count(type_, "wait")
         return value
 
-    def _miss(self, store, type_, key, tokens, compute, ttl):
-        """The one thread of this process that handles a missing or outdated key."""
+    def _miss(self, store, type_, key, gens, tokens, compute, ttl, previous):
+        """The one thread of this process that handles a missing, outdated or expired key."""
         if self._take_lock(store, key):
             return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=True)
+        if previous is not _MISSING:  # another process refreshes it: show the previous value meanwhile
+            self._count(type_, "hit")
+            self._count(type_, "stale")
+            return previous
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:  # another process computes it: wait for its value
             time.sleep(POLL_SECONDS)
-            payload = self._call(store.get, key)
-            if _valid(payload, tokens):
+            *current, payload, lock = self._call(store.get_many, *gens, key, key + ":lock")
+            if _valid(payload, current):  # computed with the tokens as they are now
                 self._count(type_, "hit")
                 self._count(type_, "wait")
                 return payload["v"]
+            if lock is None:
+                break  # it finished with other tokens (a write came in between) or gave up
         return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=False)
-
-    def _fill(self, store, type_, key, tokens, compute, ttl, locked):
-        value, _led = self._single_flight(key, lambda: self._compute_and_store(
-            store, type_, key, tokens, compute, ttl, locked))
-        return value
 
     def _compute_and_store(self, store, type_, key, tokens, compute, ttl, locked):
         value = compute()
@@ -292,6 +304,8 @@ class CacheLayer:
         """New tokens for these generations, here and in the shared store: what depended on them is recomputed."""
         mapping = {f"gen:{name}": _token() for name in names}
         self.local.set_many(mapping, timeout=0)
+        if self.kind == "none":
+            return True
         if not self._primary_usable():
             return False  # renewed wholesale when the store answers again
         try:

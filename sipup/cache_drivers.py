@@ -4,6 +4,7 @@
     memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
     file:///var/cache/sipup      a folder (FileSystemCache); a plain absolute path works too
     memory://                    this process only (SimpleCache)
+    none://                      no caching (to measure what the cache saves, or to rule it out)
     unset                        Redis when SIPUP_REDIS_URL is set, else a folder in instance/
 """
 import os
@@ -55,6 +56,8 @@ def describe(app):
     if scheme == "file" or (not scheme and os.path.isabs(url)):
         folder = urlsplit(url).path if scheme else url
         return "filesystem", folder, _filesystem(folder)
+    if scheme == "none":
+        return "none", "caching switched off", {"CACHE_TYPE": "NullCache"}
     if scheme in ("memory", "simple"):
         return "memory", "this process", {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 20_000}
     raise ConfigError(

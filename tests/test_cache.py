@@ -421,3 +421,15 @@ def test_default_driver_is_a_folder_in_the_instance(make_app):
     app = make_app()
     cache = app.extensions["sipup_cache"]
     assert cache.kind == "filesystem" and cache.where == os.path.join(app.instance_path, "cache")
+
+
+def test_caching_can_be_switched_off(make_app, shop):
+    app = make_app(CACHE_URL="none://")
+    buyer, staff = signed_in(app, shop.buyer), signed_in(app, shop.staff)
+    assert "€9.00" in page(buyer, "/products/BEER-1")
+    hits = events(app, "hit")
+    set_tier(staff, shop.price_list, "BEER-1", "8.80")
+    assert "€8.80" in page(buyer, "/products/BEER-1") and "€8.80" in page(buyer, "/products")
+    assert events(app, "hit") == hits
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["cache", "clear"]).exit_code == 0
