@@ -458,6 +458,7 @@ TABLE_TOUCHES = {
     "price_tiers": ("prices",),
     "price_lists": ("prices",),
     "companies": ("companies",),
+    "users": ("users-all",),
     "orders": ("orders",),
     "order_lines": ("orders",),
     "order_events": ("orders",),
@@ -478,6 +479,8 @@ def _object_touches(obj):
         return ("companies",)
     if table in ("orders", "invoices", "payments"):
         return (f"orders:{obj.company_id}", "orders-all")
+    if table == "users":
+        return (f"user:{obj.id}",)
     if table in ("order_lines", "order_events"):
         return ("orders-all",)  # always written with their order, which names the company
     return ()

@@ -73,11 +73,12 @@ def save_product(staff_client, product, **changes):
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
-def events(app, name):
-    """Cache events of one kind (hit, miss, error...) counted so far, all types together."""
+def events(app, name, types=None):
+    """Cache events of one kind (hit, miss, error...) counted so far, of all types or of those given."""
     counters = app.extensions["counters"]
     counters.flush()
-    return sum(v for k, v in counters.totals("cache", "minute", 5).items() if k.endswith("." + name))
+    return sum(v for k, v in counters.totals("cache", "minute", 5).items()
+               if k.endswith("." + name) and (types is None or k.split(".")[0] in types))
 
 
 # --- every driver serves the storefront and stays correct through writes ---------------------------
@@ -168,6 +169,16 @@ def test_price_list_switch_and_seeded_products_show_on_the_other_instance(shop, 
     with a.b.app_context():  # a bulk load (flask seed) in another process
         seed.seed_catalog(3)
     assert "5 products" in page(a.buyer, "/products")
+
+
+@pytest.mark.parametrize("driver", SHARED_DRIVERS)
+def test_a_user_stopped_on_one_instance_is_signed_out_on_the_other(shop, two_instances, driver):
+    a = two_instances
+    page(a.buyer, "/products")
+    page(a.buyer, "/products")  # the signed-in user now comes from the cache
+    response = a.staff.post(f"/admin/companies/{shop.company.id}/users/{shop.buyer.id}", data={"active": "0"})
+    assert response.status_code == 302
+    assert a.buyer.get("/products").status_code == 302  # back to the sign-in page
 
 
 # --- outages: the site keeps answering with correct data, says so, and recovers --------------------------
@@ -343,9 +354,10 @@ def test_a_catalog_page_reads_all_its_prices_in_one_round_trip(make_app, app, ma
         assert page(client, "/products").count("€5.00") == 12
     finally:
         del store.get_many
-    assert len(calls) == 3  # the page, its categories, and the prices of all 12 products
+    assert len(calls) == 4  # the signed-in user, the page, its categories, and the prices of all 12 products
     assert max(calls) >= 12 + 4  # 12 price keys plus the generation tokens, in one MGET
-    assert events(shop_app, "miss") == 14 and events(shop_app, "hit") == 14
+    catalog = ("products", "prices")
+    assert events(shop_app, "miss", catalog) == 14 and events(shop_app, "hit", catalog) == 14
 
 
 def test_cached_values_are_plain_data(make_app, shop, redis_namespace):
@@ -360,6 +372,9 @@ def test_cached_values_are_plain_data(make_app, shop, redis_namespace):
     assert pages and all(type(item) is Plain for p in pages for item in p.items)
     assert any(isinstance(v, Plain) and v.sku == "BEER-1" and v.category.slug for v in values)
     assert not any(isinstance(v, db.Model) for v in values)
+    sessions = [store.get(k.decode()[len(store.key_prefix):])["v"]
+                for k in store._read_client.keys(store.key_prefix + "users:session:*")]
+    assert sessions and all(s["user"]["email"] and "password_hash" not in s["user"] for s in sessions)
 
 
 def test_a_failed_store_read_is_reported_as_such(make_app, local_redis):
@@ -396,7 +411,7 @@ def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
     with app.app_context():
         assert runner.invoke(args=["cache", "clear"]).exit_code == 0
     page(buyer, "/products")
-    assert events(app, "miss") == misses + 6  # and the prices of both products
+    assert events(app, "miss") == misses + 7  # and the prices of both products, and the signed-in user
 
 
 def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
