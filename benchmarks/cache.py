@@ -1,6 +1,6 @@
 """Cached against uncached catalog and product pages under waitress, and the hit rate of a storefront load.
 
-python -m benchmarks.cache [--seconds 1.5] [--clients 4]: SQLite with the default folder cache; MariaDB with
+python -m benchmarks.cache [--seconds 1] [--clients 4] [--products 1000]: SQLite with the default folder cache; MariaDB with
 Redis too when SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL are set.
 """
 import argparse
@@ -11,6 +11,7 @@ import re
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,15 +36,15 @@ def _app(config, instance):
     return create_app({"SECRET_KEY": "benchmark", "DB_STATS": False, **config}, instance_path=instance)
 
 
-def prepare(config, instance):
-    """Schema, 200 products, 5 companies on price lists, 300 orders and a staff user; what the load needs."""
+def prepare(config, instance, products):
+    """Schema, the products, 5 companies on price lists, 300 orders and a staff user; what the load needs."""
     from sipup.cli import upgrade_schema
     from sipup.services import seed
 
     app = _app({**config, "CACHE_URL": "none://"}, instance)
     with app.app_context():
         upgrade_schema()
-        seed.seed_catalog(200)
+        seed.seed_catalog(products)
         seed.seed_companies(5, PASSWORD)
         seed.seed_orders(300, 3)
         staff = User(email="staff@bench.example", role=Role.STAFF, name="Staff")
@@ -172,18 +173,22 @@ def _run(port, emails, pick, seconds, clients):
 
 
 def compare(servers, data, seconds, clients):
-    """Cached and uncached servers alternate (ABBA) on catalog pages, then on product pages."""
+    """Cached and uncached servers alternate (ABBAAB, median of 3 rounds each) on catalog pages, then product pages."""
     pages = -(-len(data["skus"]) // 24)
     kinds = {
         "catalog /products?page=N": lambda rng: f"/products?page={rng.randint(1, pages)}",
-        "product /products/<sku>": lambda rng: f"/products/{rng.choice(data['skus'])}",
+        "product /products/<sku>": lambda rng: f"/products/{rng.choice(data['skus'][:200])}",
     }
+    for server in servers.values():  # measure the steady state; the load scenario below starts cold
+        client = Client(server.port).sign_in(data["buyers"][0])
+        for path in [f"/products?page={n}" for n in range(1, pages + 1)] + [f"/products/{s}" for s in data["skus"][:200]]:
+            client.get(path)
     results = {}
     for label, pick in kinds.items():
         rates = {"cached": [], "uncached": []}
-        for mode in ("cached", "uncached", "uncached", "cached"):
+        for mode in ("cached", "uncached", "uncached", "cached", "cached", "uncached"):
             rates[mode].append(_run(servers[mode].port, data["buyers"], pick, seconds, clients))
-        cached, uncached = (sum(rates[m]) / len(rates[m]) for m in ("cached", "uncached"))
+        cached, uncached = (statistics.median(rates[m]) for m in ("cached", "uncached"))
         results[label] = (cached, uncached)
         print(f"  {label:<26} cached {cached:7.0f} req/s, uncached {uncached:7.0f} req/s, "
               f"ratio {cached / uncached:.2f}x", flush=True)
@@ -249,27 +254,34 @@ def scenario(port, data, seconds, clients):
     return sum(counts) / (time.monotonic() - began)
 
 
-def hit_rates(config, instance):
-    """Hit rate per type and overall from the shared counters the server wrote."""
+def cache_totals(config, instance):
+    """What the servers counted so far (they flush their counters when they stop)."""
     app = _app(config, instance)
-    totals = app.extensions["counters"].totals("cache", "minute", 10)
+    totals = app.extensions["counters"].totals("cache", "minute", 30)
     app.extensions["sipup_cache"].close()
+    return totals
+
+
+def hit_rates(before, after):
+    """Hit rate per type and overall between two readings of the counters: {type: (rate, reads)}."""
     rates = {}
     for type_ in ("products", "prices", "users", "orders", "dashboard", ""):
-        hits = sum(v for k, v in totals.items() if k.endswith(".hit") and k.startswith(type_))
-        misses = sum(v for k, v in totals.items() if k.endswith(".miss") and k.startswith(type_))
+        def count(event):
+            return sum(after.get(k, 0) - before.get(k, 0) for k in after
+                       if k.endswith(f".{event}") and k.startswith(type_))
+        hits, misses = count("hit"), count("miss")
         rates[type_ or "overall"] = (hits / (hits + misses) if hits + misses else None, hits + misses)
     return rates
 
 
-def run(name, config, folder, seconds, clients):
+def run(name, config, folder, seconds, clients, products):
     print(f"== {name} ({make_url(config['DATABASE_URL']).render_as_string(hide_password=True)}, "
           f"cache {config.get('CACHE_URL') or 'default'})", flush=True)
     base = os.path.join(folder, name.lower().split()[0])
     instances = {mode: os.path.join(base, mode) for mode in ("cached", "uncached", "scenario")}
     for path in instances.values():
         os.makedirs(path)
-    data = prepare(config, instances["uncached"])
+    data = prepare(config, instances["uncached"], products)
     modes = {"cached": config, "uncached": {**config, "CACHE_URL": "none://"}}
     servers = {mode: Server(cfg, instances[mode], os.path.join(base, f"{mode}.log")) for mode, cfg in modes.items()}
     try:
@@ -279,16 +291,21 @@ def run(name, config, folder, seconds, clients):
             server.stop()
     scenario_config = {**config, "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}"} if config.get("REDIS_URL") \
         else config
-    server = Server(scenario_config, instances["scenario"], os.path.join(base, "scenario.log"))
-    try:
-        rate = scenario(server.port, data, seconds * 4, clients)
-    finally:
-        server.stop()
-    rates = hit_rates(scenario_config, instances["scenario"])
-    overall, reads = rates.pop("overall")
-    detail = ", ".join(f"{t} {r:.0%}" for t, (r, n) in rates.items() if r is not None)
-    print(f"  storefront load ({clients} buyers, checkouts, a price change a second): {rate:.0f} req/s, "
-          f"hit rate {overall:.1%} of {reads:,} cached reads ({detail})", flush=True)
+    # Twice on the same cache: from empty, then after a restart with what the first run left (steady state).
+    before = {}
+    for phase in ("from an empty cache", "on a warm cache"):
+        server = Server(scenario_config, instances["scenario"], os.path.join(base, "scenario.log"))
+        try:
+            rate = scenario(server.port, data, seconds * 6, clients)
+        finally:
+            server.stop()
+        after = cache_totals(scenario_config, instances["scenario"])
+        rates = hit_rates(before, after)
+        before = after
+        overall, reads = rates.pop("overall")
+        detail = ", ".join(f"{t} {r:.0%}" for t, (r, n) in rates.items() if r is not None)
+        print(f"  storefront load {phase}: {rate:.0f} req/s, hit rate {overall:.1%} of {reads:,} cached reads "
+              f"({detail})", flush=True)
     return scenario_config
 
 
@@ -305,12 +322,13 @@ def _drop_namespaces(redis_url, namespaces):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.5, help="seconds per measuring round (default 1.5)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measuring round (default 1)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    parser.add_argument("--products", type=int, default=1000, help="products in the catalog (default 1000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sipup-cache-bench-") as folder:
         sqlite_url = f"sqlite:///{os.path.join(folder, 'bench.db')}"
-        run("SQLite + folder cache", {"DATABASE_URL": sqlite_url}, folder, args.seconds, args.clients)
+        run("SQLite + folder cache", {"DATABASE_URL": sqlite_url}, folder, args.seconds, args.clients, args.products)
         server_url, redis_url = os.environ.get("SIPUP_BENCH_DATABASE_URL"), os.environ.get("SIPUP_BENCH_REDIS_URL")
         if not (server_url and redis_url):
             print("(set SIPUP_BENCH_DATABASE_URL=mysql+pymysql://user@host/sipup_bench and "
@@ -321,7 +339,8 @@ def main():
         config = {"DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
         used = [namespace]
         try:
-            used.append(run("MariaDB + Redis", config, folder, args.seconds, args.clients)["REDIS_NAMESPACE"])
+            used.append(run("MariaDB + Redis", config, folder, args.seconds, args.clients,
+                            args.products)["REDIS_NAMESPACE"])
         finally:
             drop()
             _drop_namespaces(redis_url, used)

@@ -12,8 +12,8 @@ the only setting that stays exact when several processes serve the site). Then o
 store again; when it answers, every generation is renewed (writes made meanwhile never reached it).
 
 A missing or stale hot key is recomputed once: threads of one process share one computation, and
-processes take a short lock in the store; the others wait briefly, or get the previous value when it
-only expired (no write since). `cache_status()` is what /monitor shows.
+processes on Redis or Memcached take a short lock in the store; the others wait briefly, or get the
+previous value when it only expired (no write since). `cache_status()` is what /monitor shows.
 """
 import hashlib
 import logging
@@ -215,7 +215,7 @@ class CacheLayer:
         payload = {"g": tokens, "e": time.time() + ttl, "v": value}
         try:
             stored = writes_ok(store.set(key, payload, timeout=int(ttl * GRACE)))
-            if locked:
+            if locked and self.kind in ("redis", "memcached") and store is self.primary:
                 store.delete(key + ":lock")
         except STORE_ERRORS as exc:
             self._failed(type_, exc)  # the value is right; only keeping it failed
@@ -267,7 +267,9 @@ class CacheLayer:
         return list(values)
 
     def _take_lock(self, store, key):
-        if self.kind == "redis" and store is self.primary:
+        if self.kind in ("filesystem", "memory") or store is self.local:
+            return True  # one host: threads already share one computation, and a lock file costs two writes
+        if self.kind == "redis":
             # cachelib's add is SETNX then EXPIRE: a process dying between them would leave the lock forever.
             client, name = store._write_client, store._get_prefix() + key + ":lock"
             return bool(self._call(client.set, name, b"1", nx=True, ex=LOCK_SECONDS))
