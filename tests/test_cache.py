@@ -171,6 +171,20 @@ def test_price_list_switch_and_seeded_products_show_on_the_other_instance(shop, 
     assert "5 products" in page(a.buyer, "/products")
 
 
+@pytest.mark.parametrize("driver", ["redis"])
+def test_bulk_updates_on_one_instance_show_on_the_other(shop, two_instances, driver):
+    from sipup.batch import bulk_update
+
+    a = two_instances
+    assert "€9.00" in page(a.buyer, "/products/BEER-1") and "100 in stock" in page(a.buyer, "/products")
+    tier = db.session.scalar(db.select(PriceTier).where(PriceTier.product_id == shop.product.id))
+    with a.b.app_context():  # e.g. a nightly price and stock import in another process
+        bulk_update(PriceTier, [{"id": tier.id, "price": Decimal("6.60")}])
+        bulk_update(shop.product.__table__, [{"id": shop.product.id, "stock_on_hand": 70}])
+        db.session.commit()
+    assert "€6.60" in page(a.buyer, "/products/BEER-1") and "70 in stock" in page(a.buyer, "/products")
+
+
 @pytest.mark.parametrize("driver", SHARED_DRIVERS)
 def test_a_user_stopped_on_one_instance_is_signed_out_on_the_other(shop, two_instances, driver):
     a = two_instances
