@@ -439,7 +439,7 @@ def cached_many(type_, name, ids, depends, compute_many):
 
 
 def touch(*names):
-    """Renew these generations once the current transaction commits (nothing happens on rollback)."""
+    """Renew these generations once the current transaction commits: for writes the session hooks cannot see."""
     from .extensions import db
 
     db.session.info.setdefault(TOUCHES, set()).update(names)

@@ -399,6 +399,19 @@ def test_a_failed_store_read_is_reported_as_such(make_app, local_redis):
         cache._call(cache.primary.get, "x")
 
 
+def test_touch_renews_after_commit_only(make_app, shop):
+    from sipup.cache import touch
+
+    app = make_app()
+    buyer = signed_in(app, shop.buyer)
+    with app.app_context():
+        db.session.execute(db.text("UPDATE price_tiers SET price = 5.55"))  # raw SQL: the hooks cannot see it
+        touch("prices:%d" % shop.price_list.id)
+        page(buyer, "/products/BEER-1")  # another request meanwhile: the change is not committed yet
+        db.session.commit()
+    assert "€5.55" in page(buyer, "/products/BEER-1")
+
+
 # --- statistics and the command line ------------------------------------------------------------------
 
 def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
