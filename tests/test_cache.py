@@ -197,7 +197,7 @@ def test_a_user_stopped_on_one_instance_is_signed_out_on_the_other(shop, two_ins
 
 # --- outages: the site keeps answering with correct data, says so, and recovers --------------------------
 
-def test_redis_stopped_mid_test_falls_back_and_recovers(make_app, shop, local_redis):
+def test_redis_stopped_mid_test_falls_back_and_recovers(make_app, shop, local_redis, caplog):
     app = make_app(CACHE_URL=local_redis.url, CACHE_RETRY_SECONDS=1, CACHE_TIMEOUT_MS=200)
     cache = app.extensions["sipup_cache"]
     buyer, staff = signed_in(app, shop.buyer), signed_in(app, shop.staff)
@@ -211,13 +211,17 @@ def test_redis_stopped_mid_test_falls_back_and_recovers(make_app, shop, local_re
     for _ in range(5):  # the circuit is open: no request waits on the dead server again
         assert "€9.00" in page(buyer, "/products")
     assert events(app, "error") == errors and events(app, "fallback") >= 5
+    assert "Cache redis" in caplog.text and "failed" in caplog.text
+    with app.app_context():
+        stats = app.test_cli_runner().invoke(args=["cache", "stats"]).output
+    assert "DEGRADED since" in stats and "fallback" in stats
     set_tier(staff, shop.price_list, "BEER-1", "8.00")
     assert "€8.00" in page(buyer, "/products/BEER-1")
 
     local_redis.start()
     time.sleep(1.1)
     assert "€8.00" in page(buyer, "/products/BEER-1")
-    assert cache.status()["state"] == "primary"
+    assert cache.status()["state"] == "primary" and "answers again" in caplog.text
     set_tier(staff, shop.price_list, "BEER-1", "7.00")
     assert "€7.00" in page(buyer, "/products/BEER-1")
 
