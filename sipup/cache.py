@@ -41,6 +41,8 @@ LOCK_SECONDS = 10  # a recomputing process that dies frees its key after this lo
 WAIT_SECONDS = 2.0  # how long others wait for a recomputed value before computing it themselves
 POLL_SECONDS = 0.01
 TOUCHES = "sipup_cache_touches"
+# Part of every key: raise it when a cached value changes shape, so a deploy never reads the old shape.
+FORMAT = 1
 
 
 class StoreFailed(Exception):
@@ -389,7 +391,7 @@ class CacheLayer:
     @staticmethod
     def _key(type_, name, args):
         digest = hashlib.sha1(repr(args).encode()).hexdigest()[:24]
-        return f"{type_}:{name}:{digest}"
+        return f"{type_}:{name}:v{FORMAT}:{digest}"
 
     @staticmethod
     def _gens(type_, depends):
