@@ -16,6 +16,7 @@ def create_app(overrides=None, instance_path=None):
     from .traffic import register_traffic
     from .database import register_database
     from .queue import register_queue
+    from .cache import register_cache
     from .security import register_security
     from .web import register_web
     from .blueprints import register_blueprints
@@ -29,6 +30,7 @@ def create_app(overrides=None, instance_path=None):
         register_traffic,
         register_database,
         register_queue,
+        register_cache,
         register_security,
         register_web,
         register_blueprints,

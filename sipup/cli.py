@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, inspect, select
 
+from .cache import cache_cli
 from .extensions import db
 from .limits import limits_cli
 from .loadtest.cli import loadtest
@@ -24,6 +25,7 @@ def register_cli(app):
     app.cli.commands.pop("limiter", None)
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)
+    app.cli.add_command(cache_cli)
     from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)

@@ -81,6 +81,17 @@ DEFAULTS = {
     "MAIL_FROM": "sipup <orders@localhost>",
     "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
     "BACKUP_KEEP": 7,
+    # Cache (sipup/cache.py): lifetimes per type in seconds (the seed's: products 30 min, users 10 min,
+    # orders 5 min, dashboard 2 min), the cache server's socket timeout, how long a failed server is left
+    # alone, and how long a process keeps its own results meanwhile (0: recompute, exact across processes).
+    "CACHE_TTL_PRODUCTS": 1800,
+    "CACHE_TTL_PRICES": 1800,
+    "CACHE_TTL_USERS": 600,
+    "CACHE_TTL_ORDERS": 300,
+    "CACHE_TTL_DASHBOARD": 120,
+    "CACHE_TIMEOUT_MS": 250,
+    "CACHE_RETRY_SECONDS": 10,
+    "CACHE_FALLBACK_TTL": 0,
 }
 
 # Sensitive endpoints: password guessing per address and per account, uploads, orders.
@@ -242,6 +253,14 @@ CONVERTERS = {
     "QUEUE_WORKERS": _positive_int,
     "QUEUE_KEEP_DAYS": _positive_int,
     "BACKUP_KEEP": _positive_int,
+    "CACHE_TTL_PRODUCTS": _positive_int,
+    "CACHE_TTL_PRICES": _positive_int,
+    "CACHE_TTL_USERS": _positive_int,
+    "CACHE_TTL_ORDERS": _positive_int,
+    "CACHE_TTL_DASHBOARD": _positive_int,
+    "CACHE_TIMEOUT_MS": _positive_int,
+    "CACHE_RETRY_SECONDS": _positive_int,
+    "CACHE_FALLBACK_TTL": _non_negative_int,
 }
 
 

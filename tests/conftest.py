@@ -86,6 +86,7 @@ def make_app(backend):
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+        app.extensions["sipup_cache"].close()
 
 
 @pytest.fixture
@@ -97,6 +98,7 @@ def app(backend, make_app):
         yield app
         db.session.remove()
         _empty_tables()
+        app.extensions["sipup_cache"].clear()  # the tables were emptied behind the cache's back
 
 
 def _empty_tables():

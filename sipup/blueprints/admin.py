@@ -26,13 +26,7 @@ def _page():
 @bp.route("/")
 def index():
     """What needs doing: orders waiting by status, credit holds, low stock."""
-    return render_template(
-        "admin/index.html",
-        counts=backoffice.status_counts(),
-        waiting=backoffice.find_orders(status=OrderStatus.PLACED, per_page=10).items,
-        holds=backoffice.find_orders(status=OrderStatus.CREDIT_HOLD, per_page=10).items,
-        low=backoffice.low_stock(),
-    )
+    return render_template("admin/index.html", **backoffice.dashboard())
 
 
 @bp.route("/orders")

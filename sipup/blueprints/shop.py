@@ -42,8 +42,8 @@ def index():
     return render_template(
         "shop/index.html",
         company=company,
-        credit=orders.credit_position(company),
-        recent=orders.company_orders(company.id, per_page=5).items,
+        credit=orders.account_position(company),
+        recent=orders.history_page(company.id, per_page=5).items,
         cart=carts.priced(current_user, _vat()),
     )
 
@@ -56,11 +56,11 @@ def products():
     query, category, sort = request.args.get("q", ""), request.args.get("category", ""), request.args.get("sort", "name")
     if sort not in catalog.SORTS:
         notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
-    results = catalog.search(query[:100], category or None, sort, page, current_app.config["PAGE_SIZE"])
-    tiers = pricing.load_tiers(current_user.company.price_list_id, [p.id for p in results.items])
+    results = catalog.catalog_page(query[:100], category or None, sort, page, current_app.config["PAGE_SIZE"])
+    tiers = pricing.tiers_for(current_user.company.price_list_id, [p.id for p in results.items])
     prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
     return render_template(
-        "shop/products.html", results=results, prices=prices, categories=catalog.categories(),
+        "shop/products.html", results=results, prices=prices, categories=catalog.category_list(),
         query=query, category=category, sort=sort, notice=notice,
     )
 
@@ -70,10 +70,10 @@ def products():
 def product(sku):
     """One product with the buyer's own tier prices."""
     try:
-        item = catalog.product_by_sku(sku)
+        item = catalog.product_page(sku)
     except NotFound:
         abort(404)
-    tiers = pricing.load_tiers(current_user.company.price_list_id, [item.id]).get(item.id, [])
+    tiers = pricing.tiers_for(current_user.company.price_list_id, [item.id]).get(item.id, [])
     return render_template(
         "shop/product.html", product=item, steps=pricing.price_steps(item, tiers),
         quantity=request.args.get("qty", str(item.min_qty))[:12],
@@ -215,7 +215,7 @@ def order_list():
     """The company's orders, newest first."""
     page, notice = _page()
     return render_template(
-        "shop/orders.html", results=orders.company_orders(current_user.company_id, page=page), notice=notice
+        "shop/orders.html", results=orders.history_page(current_user.company_id, page=page), notice=notice
     )
 
 
@@ -251,5 +251,5 @@ def invoices():
     """The company's invoices and its open balance."""
     company = current_user.company
     return render_template(
-        "shop/invoices.html", invoices=orders.company_invoices(company.id), credit=orders.credit_position(company)
+        "shop/invoices.html", invoices=orders.company_invoices(company.id), credit=orders.account_position(company)
     )

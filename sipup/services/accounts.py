@@ -36,10 +36,57 @@ def load_user(user_id_and_token):
     user_id, _, token = (user_id_and_token or "").partition(":")
     if not user_id.isdigit():
         return None
-    user = db.session.get(User, int(user_id))
+    user = signed_in_user(int(user_id))
     if user is None or user.session_token != token or not user.is_active:
         return None
     return user
+
+
+# The signed-in user and company are read on every request: kept in the cache ("users") as plain column
+# values, without the password hash, and attached to the session without a query. Any change to the user
+# (password, deactivation, sign-in) or to a company renews them at once.
+SESSION_SKIPS = {"password_hash"}
+
+
+def signed_in_user(user_id):
+    """The user with this id (and their company) for this request, through the cache; None if unknown."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm.util import identity_key
+
+    from ..cache import cached
+
+    present = db.session.identity_map.get(identity_key(User, user_id))
+    if present is not None:
+        return present
+
+    def columns(obj):
+        return {a.key: getattr(obj, a.key) for a in inspect(type(obj)).column_attrs if a.key not in SESSION_SKIPS}
+
+    def load():
+        user = db.session.get(User, user_id)
+        if user is None:
+            return None
+        return {"user": columns(user), "company": columns(user.company) if user.company else None}
+
+    row = cached("users", "session", user_id, [f"user:{user_id}", "users-all", "companies"], load)
+    if row is None:
+        return None
+    if row["company"]:
+        _attach(Company, row["company"])
+    return _attach(User, row["user"])
+
+
+def _attach(model, values):
+    """A persistent instance from cached column values, without a query (unlisted columns load on use)."""
+    from sqlalchemy.orm import make_transient_to_detached
+    from sqlalchemy.orm.util import identity_key
+
+    present = db.session.identity_map.get(identity_key(model, values["id"]))
+    if present is not None:
+        return present
+    obj = model(**values)
+    make_transient_to_detached(obj)
+    return db.session.merge(obj, load=False)
 
 
 def create_user(email, role, password, company_name=None, name=""):

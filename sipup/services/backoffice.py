@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
+from ..cache import Plain, cached
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, PriceList, PriceTier, Product, User
 from .errors import FieldErrors, InvalidInput, NotFound
@@ -47,6 +48,23 @@ def low_stock(limit=20):
         .limit(limit)
     )
     return list(db.session.scalars(stmt))
+
+
+def dashboard():
+    """What the back office's first page shows, as plain data, through the cache."""
+    return cached("dashboard", "backoffice", (), ["orders", "orders-all", "catalog", "companies"], _dashboard)
+
+
+def _dashboard():
+    from .orders import order_row
+
+    def rows(status):
+        return [order_row(o, o.company.name) for o in find_orders(status=status, per_page=10).items]
+
+    low = [Plain(sku=p.sku, name=p.name, available=p.available, low_stock_threshold=p.low_stock_threshold)
+           for p in low_stock()]
+    return {"counts": status_counts(), "waiting": rows(OrderStatus.PLACED), "holds": rows(OrderStatus.CREDIT_HOLD),
+            "low": low}
 
 
 def find_products(query="", page=1, per_page=50):

@@ -1,6 +1,7 @@
 """The catalog a buyer browses: search, filter, sort and page through active products."""
 from sqlalchemy import func, or_, select
 
+from ..cache import PageOf, Plain, cached
 from ..extensions import db
 from ..models import Category, Product
 from .errors import NotFound
@@ -48,3 +49,45 @@ def products_by_skus(skus):
         return {}
     rows = db.session.scalars(select(Product).where(func.upper(Product.sku).in_(wanted)))
     return {p.sku.upper(): p for p in rows}
+
+
+# --- cached reads: plain rows, fresh after every product, stock or category change ("catalog") -------
+
+def _row(product, with_category=False):
+    row = Plain(
+        id=product.id, sku=product.sku, name=product.name, description=product.description,
+        sell_unit=product.sell_unit, base_price=product.base_price, deposit=product.deposit,
+        min_qty=product.min_qty, qty_step=product.qty_step, available=product.available,
+        low_stock=product.low_stock, low_stock_threshold=product.low_stock_threshold,
+        backorder_allowed=product.backorder_allowed, active=product.active,
+    )
+    if with_category:
+        row["category"] = Plain(name=product.category.name, slug=product.category.slug)
+    return row
+
+
+def catalog_page(query="", category_slug=None, sort="name", page=1, per_page=24):
+    """search() as plain rows, through the cache."""
+    return cached("products", "catalog", (query, category_slug, sort, page, per_page), ["catalog"],
+                  lambda: PageOf.of(search(query, category_slug, sort, page, per_page), _row))
+
+
+def category_list():
+    """categories(), through the cache."""
+    return cached("products", "categories", (), ["catalog"], categories)
+
+
+def product_page(sku):
+    """One active product by SKU as a plain row with its category, through the cache; or NotFound."""
+    wanted = (sku or "").strip().upper()
+
+    def load():
+        try:
+            return _row(product_by_sku(wanted), with_category=True)
+        except NotFound:
+            return None  # remembered too: a mistyped link costs no query the second time
+
+    row = cached("products", "product", wanted, ["catalog"], load)
+    if row is None:
+        raise NotFound(f"There is no product with SKU “{sku}”.")
+    return row

@@ -6,6 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from ..cache import PageOf, Plain, cached
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import (
@@ -101,6 +102,28 @@ def company_orders(company_id, page=1, per_page=20, status=None):
     return db.paginate(history_query(company_id, status), page=page, per_page=per_page, error_out=False)
 
 
+def order_row(order, company_name=None):
+    """An order as plain data for lists and dashboards."""
+    row = Plain(number=order.number, created_at=order.created_at, po_reference=order.po_reference,
+                requested_date=order.requested_date, status=order.status, status_label=order.status_label,
+                total=order.total)
+    if company_name is not None:
+        row["company"] = Plain(name=company_name)
+    return row
+
+
+def history_page(company_id, page=1, per_page=20):
+    """company_orders() as plain rows, through the cache; fresh after any change to the company's orders."""
+    return cached("orders", "history", (company_id, page, per_page), ["orders", f"orders:{company_id}"],
+                  lambda: PageOf.of(company_orders(company_id, page=page, per_page=per_page), order_row))
+
+
+def account_position(company):
+    """credit_position() for showing, through the cache; checkout and staff decisions use credit_position()."""
+    return cached("users", "credit", company.id, ["orders", f"orders:{company.id}", "companies"],
+                  lambda: credit_position(company))
+
+
 def credit_position(company):
     """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
     open_invoices = db.session.scalar(
@@ -133,7 +156,9 @@ def checkout(user, vat_rate, po_reference="", requested_date=None, address_id=No
 
 def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, address_id, note):
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds.
-    db.session.execute(update(Company).where(Company.id == company_id).values(id=Company.id))
+    db.session.execute(
+        update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
+    )
     company = db.session.get(Company, company_id, populate_existing=True)
     address = db.session.get(Address, address_id) if address_id else None
     if address is None or address.company_id != company_id:
@@ -265,7 +290,7 @@ def _transition(number, action, staff_user_id, payment_reference):
         update(Order)
         .where(Order.id == order.id, Order.created_at == order.created_at, Order.status.in_(sources))
         .values(status=target, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, cache_touches=(f"orders:{order.company_id}", "orders-all"))
     ).rowcount
     if changed != 1:
         raise InvalidTransition(

@@ -4,6 +4,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
 
+from ..cache import cached_many
 from ..extensions import db
 from ..models import PriceTier
 
@@ -28,6 +29,18 @@ def load_tiers(price_list_id, product_ids):
     for product_id, min_qty, price in rows:
         tiers[product_id].append((min_qty, price))
     return tiers
+
+
+def tiers_for(price_list_id, product_ids):
+    """load_tiers() through the cache: every product's tiers in one round trip, fresh after any tier change."""
+    if price_list_id is None or not product_ids:
+        return {}
+
+    def load(missing):
+        tiers = load_tiers(price_list_id, missing)
+        return {product_id: list(tiers.get(product_id, [])) for product_id in missing}
+
+    return cached_many("prices", f"tiers:{price_list_id}", product_ids, ["prices", f"prices:{price_list_id}"], load)
 
 
 def unit_price(base_price, tiers, quantity):

@@ -1,0 +1,189 @@
+"""Which cache store SIPUP_CACHE_URL names, built as a Flask-Caching backend with short socket timeouts.
+
+    redis://host:6379/0          Redis (RedisCache), keys under "<REDIS_NAMESPACE>:cache:"
+    memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
+    file:///var/cache/sipup      a folder (FileSystemCache); a plain absolute path works too
+    memory://                    this process only (SimpleCache)
+    none://                      no caching (to measure what the cache saves, or to rule it out)
+    unset                        Redis when SIPUP_REDIS_URL is set, else a folder in instance/
+"""
+import os
+import pickle
+from urllib.parse import urlsplit
+
+from flask_caching import Cache
+from flask_caching.backends.base import BaseCache
+
+from .config import ConfigError
+
+# What a failing store raises. cachelib's folder store logs and returns False instead (see writes_ok).
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - redis is in requirements.txt
+    RedisError = OSError
+try:
+    from pymemcache.exceptions import MemcacheError
+except ImportError:  # pragma: no cover - pymemcache is in requirements.txt
+    MemcacheError = OSError
+
+STORE_ERRORS = (RedisError, MemcacheError, OSError, EOFError, pickle.UnpicklingError)
+
+
+def describe(app):
+    """(kind, where, config for Flask-Caching) from SIPUP_CACHE_URL, or a ConfigError naming it."""
+    config = app.config
+    url = config["CACHE_URL"] or config["REDIS_URL"]
+    timeout = config["CACHE_TIMEOUT_MS"] / 1000
+    prefix = f"{config['REDIS_NAMESPACE']}:cache:"
+    if not url:
+        folder = os.path.join(app.instance_path, "cache")
+        return "filesystem", folder, _filesystem(folder)
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   # No retries inside redis-py: the circuit breaker decides when to try again.
+                   "retry": Retry(NoBackoff(), 0), "health_check_interval": 30}
+        return "redis", _hide_password(url), {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url,
+                                              "CACHE_KEY_PREFIX": prefix, "CACHE_OPTIONS": options}
+    if scheme == "memcached":
+        servers = _memcached_servers(url)
+        return "memcached", ",".join(f"{h}:{p}" for h, p in servers), {
+            "CACHE_TYPE": "sipup.cache_drivers.PymemcacheCache", "CACHE_KEY_PREFIX": prefix,
+            "CACHE_MEMCACHED_SERVERS": servers, "CACHE_OPTIONS": {"timeout": timeout}}
+    if scheme == "file" or (not scheme and os.path.isabs(url)):
+        folder = urlsplit(url).path if scheme else url
+        return "filesystem", folder, _filesystem(folder)
+    if scheme == "none":
+        return "none", "caching switched off", {"CACHE_TYPE": "NullCache"}
+    if scheme in ("memory", "simple"):
+        return "memory", "this process", {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 20_000}
+    raise ConfigError(
+        f"SIPUP_CACHE_URL={url!r} is not a cache sipup knows; use redis://host:6379/0, "
+        "memcached://host:11211, file:///path/to/folder (or an absolute path), or memory://."
+    )
+
+
+def _filesystem(folder):
+    # cachelib prunes the folder beyond this many files, so a busy site cannot fill the disk.
+    return {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": folder, "CACHE_THRESHOLD": 50_000}
+
+
+def _hide_password(url):
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def _memcached_servers(url):
+    servers = []
+    for item in url.split("://", 1)[1].strip("/").split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"SIPUP_CACHE_URL={url!r}: write each Memcached server as host:port, "
+                              "e.g. memcached://127.0.0.1:11211.")
+        servers.append((host, int(port)))
+    return servers
+
+
+def build(app, settings):
+    """The backend of a Flask-Caching Cache bound to app with these settings."""
+    cache = Cache()
+    cache.init_app(app, config={"CACHE_DEFAULT_TIMEOUT": 300, "CACHE_NO_NULL_WARNING": True, **settings})
+    return app.extensions["cache"][cache]  # not cache.cache: that follows whichever app is current
+
+
+class UnusableFolder:
+    """Stands in for a folder store whose folder could not be made; every use raises until rebuild() works."""
+
+    def __init__(self, folder, error):
+        self.folder, self.error = folder, error
+
+    def rebuild(self):
+        from flask_caching.backends import FileSystemCache
+
+        return FileSystemCache(self.folder, threshold=_filesystem(self.folder)["CACHE_THRESHOLD"])
+
+    def __getattr__(self, name):
+        def unusable(*_args, **_kwargs):
+            raise OSError(f"cache folder {self.folder} cannot be used: {self.error}")
+
+        return unusable
+
+
+def close(store):
+    """Let go of the store's connections (an app that is discarded, e.g. in tests)."""
+    from cachelib.redis import RedisCache
+
+    if isinstance(store, RedisCache):
+        store._write_client.close()
+        store._read_client.close()
+    elif isinstance(store, PymemcacheCache):
+        store.close()
+
+
+def writes_ok(result):
+    """cachelib's folder store answers False instead of raising when the disk is full or read-only."""
+    return result is not False
+
+
+class PymemcacheCache(BaseCache):
+    """A Flask-Caching backend on pymemcache: pooled, thread-safe, with short timeouts, values pickled."""
+
+    def __init__(self, servers, default_timeout=300, key_prefix="", timeout=0.25, **_ignored):
+        from pymemcache.client.base import PooledClient
+        from pymemcache.client.hash import HashClient
+        from pymemcache.serde import pickle_serde
+
+        super().__init__(default_timeout)
+        self.key_prefix = key_prefix
+        common = dict(serde=pickle_serde, connect_timeout=timeout, timeout=timeout, default_noreply=False)
+        if len(servers) == 1:
+            self.client = PooledClient(servers[0], max_pool_size=64, **common)
+        else:
+            self.client = HashClient(servers, use_pooling=True, retry_attempts=0, dead_timeout=5, **common)
+
+    @classmethod
+    def factory(cls, app, config, args, kwargs):
+        return cls(config["CACHE_MEMCACHED_SERVERS"], key_prefix=config.get("CACHE_KEY_PREFIX", ""), **kwargs)
+
+    def _key(self, key):
+        return self.key_prefix + key
+
+    def _expire(self, timeout):
+        timeout = self._normalize_timeout(timeout)
+        return max(int(timeout), 0)
+
+    def get(self, key):
+        return self.client.get(self._key(key))
+
+    def get_many(self, *keys):
+        found = self.client.get_many([self._key(k) for k in keys])
+        return [found.get(self._key(k)) for k in keys]
+
+    def set(self, key, value, timeout=None):
+        return bool(self.client.set(self._key(key), value, expire=self._expire(timeout)))
+
+    def set_many(self, mapping, timeout=None):
+        failed = self.client.set_many({self._key(k): v for k, v in mapping.items()}, expire=self._expire(timeout))
+        return [k for k in mapping if self._key(k) not in set(failed)]
+
+    def add(self, key, value, timeout=None):
+        return bool(self.client.add(self._key(key), value, expire=self._expire(timeout)))
+
+    def delete(self, key):
+        self.client.delete(self._key(key))
+        return True
+
+    def has(self, key):
+        return self.get(key) is not None
+
+    def close(self):
+        self.client.close()
+
+    def clear(self):
+        # flush_all would empty a Memcached other sites may share: the caller bumps generations instead.
+        return False
