@@ -21,8 +21,6 @@ def register_cli(app):
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
     app.cli.add_command(limits_cli)
-    # Flask-Limiter's own `flask limiter` needs the `rich` package and knows nothing of sipup's blocks.
-    app.cli.commands.pop("limiter", None)
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)
     app.cli.add_command(cache_cli)
