@@ -401,6 +401,15 @@ class CacheLayer:
         if amount:
             self.counters.incr("cache", f"{type_}.{event_}", amount)
 
+    def purge_expired(self, now=None):
+        """Delete the expired files of a folder cache (the hourly cleanup job); how many, or None elsewhere."""
+        store = self.primary
+        if self.kind != "filesystem" or not hasattr(store, "_remove_expired"):
+            return None  # Redis and Memcached expire entries themselves
+        before = sum(1 for _ in store._list_dir())
+        store._remove_expired(time.time() if now is None else now)  # cachelib's own sweep (pinned): keeps its count right
+        return before - sum(1 for _ in store._list_dir())
+
     def status(self):
         """Driver, primary or degraded since when, the last error, hit rates now and over the last hour."""
         now = _hit_rate(self.counters.totals("cache", "minute", 5))
@@ -531,6 +540,9 @@ def register_cache(app):
     if isinstance(store, cache_drivers.UnusableFolder):
         cache._failed(None, store.error)
     app.extensions["sipup_cache"] = cache
+    from .services.housekeeping import FILESYSTEM_CACHE_PURGE
+
+    app.extensions[FILESYSTEM_CACHE_PURGE] = cache.purge_expired
     return cache
 
 

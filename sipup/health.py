@@ -140,6 +140,22 @@ def queue_processor():
     return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)
 
 
+def cache():
+    from .cache import cache_status
+
+    status = cache_status()
+    where = f"{status['driver']} ({status['where']})"
+    if status["state"] == "degraded":
+        since = time.strftime("%H:%M UTC", time.gmtime(status["degraded_since"]))
+        return check("Cache", "warn", f"degraded since {since}",
+                     f"{where}: {status['last_error']}; pages are computed from the database meanwhile, "
+                     "and the cache is tried again every few seconds")
+    if status["driver"] == "none":
+        return check("Cache", "warn", "off", "SIPUP_CACHE_URL=none://: every page is computed from the database")
+    rate = status["hit_rate_hour"]
+    return check("Cache", "ok", "no reads yet" if rate is None else f"{rate:.0%} hits", f"{where}, answering")
+
+
 def limiter():
     limits = current_app.extensions.get("limits")
     if limits is None:
@@ -151,7 +167,7 @@ def limiter():
     return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
 
 
-BUILT_IN = (database, redis_server, counters_store, queue_processor, limiter, disk, host)
+BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, disk, host)
 
 
 def run_checks():

@@ -122,6 +122,34 @@ def queue_figures():
             "arrival_samples": data["enqueued_hour"]}
 
 
+def cache_panel():
+    from .cache import EVENTS, TYPES, cache_status
+
+    counters = current_app.extensions["counters"]
+    totals = counters.totals("cache", "minute", 60)
+    series = counters.series("cache", "minute", 60)
+    types = []
+    for type_ in TYPES:
+        row = {event: totals.get(f"{type_}.{event}", 0) for event in EVENTS}
+        reads = row["hit"] + row["miss"]
+        types.append(dict(row, type=type_, hit_rate=row["hit"] / reads if reads else None))
+    hits, misses = sum(t["hit"] for t in types), sum(t["miss"] for t in types)
+
+    def rate(values):
+        got = sum(v for k, v in values.items() if k.endswith(".hit"))
+        reads = got + sum(v for k, v in values.items() if k.endswith(".miss"))
+        return got / reads if reads else None
+
+    return {
+        "status": cache_status(),
+        "types": types,
+        "total": {"hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
+                  "errors": sum(t["error"] for t in types), "fallbacks": sum(t["fallback"] for t in types)},
+        "chart": line_chart([start for start, _ in series],
+                            [("hit rate", "c-main", [rate(values) for _, values in series])], percent=True),
+    }
+
+
 def limits_panel():
     from . import limits
 
@@ -144,6 +172,7 @@ def figures():
         "disk_free": float(disk["value"].split("%")[0]) / 100 if disk and "%" in disk["value"] else None,
     }
     data["queue"] = queue_figures()
+    data["cache"] = {"total": panel("cache")["total"]}
     for name, provider in current_app.extensions.get("monitor_figures", {}).items():
         data[name] = provider()
     return data
@@ -157,6 +186,7 @@ PANELS = {
     "health": ("Health", health_panel),
     "traffic": ("Traffic", traffic_panel),
     "database": ("Database", database_panel),
+    "cache": ("Cache", cache_panel),
     "queue": ("Queue", queue_panel),
     "limits": ("Rate limits", limits_panel),
     "recommendations": ("Recommendations", recommendations_panel),
@@ -173,7 +203,7 @@ def add_panel(app, name, title, build, figures_provider=None):
 def panels():
     """(name, title) of every panel in page order."""
     extra = current_app.extensions.get("monitor_panels", {})
-    names = ["health", "traffic", "database", "queue", "limits", *extra, "recommendations"]
+    names = ["health", "traffic", "database", "cache", "queue", "limits", *extra, "recommendations"]
     return [(name, (PANELS.get(name) or extra[name])[0]) for name in names]
 
 

@@ -13,7 +13,7 @@ from sipup.queue import PermanentError, enqueue, job
 from sipup.recommendations import RULES, evaluate
 from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login
 
-PANEL_NAMES = ["health", "traffic", "database", "queue", "limits", "recommendations"]
+PANEL_NAMES = ["health", "traffic", "database", "cache", "queue", "limits", "recommendations"]
 
 
 @job()
@@ -285,3 +285,19 @@ def test_metrics_refuse_other_addresses_unless_they_bring_the_token(make_app):
 def test_a_bad_metrics_allow_list_stops_start_up(make_app):
     with pytest.raises(ConfigError, match="SIPUP_METRICS_ALLOW.*'10.0.0.300' is neither"):
         make_app(METRICS_ALLOW="127.0.0.1, 10.0.0.300")
+
+
+def test_cache_panel_agrees_with_cache_stats(app, admin_client, runner, make_product):
+    make_product()
+    buyer_pages = app.test_client()
+    for _ in range(3):
+        buyer_pages.get("/")  # anonymous: not cached, but the signed-in admin's own pages are
+    admin_client.get("/monitor")
+    data = monitor.panel("cache")
+    app.extensions["counters"].flush()
+    printed = runner.invoke(args=["cache", "stats"]).output
+    overall = re.search(r"overall hit rate: ([\d.]+%|no reads yet)", printed).group(1)
+    rate = data["total"]["hit_rate"]
+    assert overall == ("no reads yet" if rate is None else f"{rate:.1%}")
+    html = admin_client.get("/monitor/panels/cache").get_data(as_text=True)
+    assert "Hit rate, hour" in html and "products" in html and "flask cache stats" in html

@@ -13,7 +13,7 @@ FILESYSTEM_CACHE_PURGE = "filesystem_cache_purge"
 
 
 def purge_filesystem_cache():
-    """Hook for the filesystem cache: call its registered purge of expired entries; None when there is none."""
+    """The folder cache's purge of expired files (registered by sipup.cache); None for stores that expire entries."""
     purge = current_app.extensions.get(FILESYSTEM_CACHE_PURGE)
     return purge() if purge is not None else None
 
@@ -43,5 +43,5 @@ def cache_cleanup():
     cache = purge_filesystem_cache()
     stats = purge_statistics()
     jobs = cleanup(current_app.config["QUEUE_KEEP_DAYS"])
-    cache_text = "no filesystem cache registered" if cache is None else f"{cache} expired cache entries"
+    cache_text = "the cache server expires its own entries" if cache is None else f"{cache} expired cache files"
     return f"{cache_text}; {stats} old statistics rows; {jobs} finished jobs past retention removed"
