@@ -255,6 +255,41 @@ def test_bank_csv_reports_bad_lines_and_applies_good_ones_once(app, run_jobs, sh
     assert db.session.scalar(select(func.count()).select_from(Payment)) == count
 
 
+def test_a_reference_that_looks_like_another_ones_part_is_its_own_payment(app, run_jobs, shop):
+    invoiced(app, shop, (shop["beer"], 2))
+    run_jobs()
+    company = "Getränke Müller GmbH"
+    assert "already applied" not in payments.apply_payment("2026/11", company, "10.00")
+    assert "already applied" not in payments.apply_payment("2026", company, "20.00")  # not a part of 2026/11
+    assert payments.apply_payment("2026", company, "20.00") == "2026: already applied"
+    assert {p.reference for p in db.session.scalars(select(Payment))} >= {"2026/11", "2026"}
+
+
+def test_a_payment_split_over_invoices_is_applied_once(app, run_jobs, shop):
+    first = invoiced(app, shop, (shop["beer"], 2))
+    second = invoiced(app, shop, (shop["water"], 1))
+    run_jobs()
+    total = first.amount + second.amount
+    payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total))
+    assert sorted(p.reference for p in db.session.scalars(select(Payment))) == ["SPLIT-1", "SPLIT-1 [part 2]"]
+    assert payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total)) == "SPLIT-1: already applied"
+
+
+@pytest.mark.parametrize("kind", ["payments", "stock"])
+def test_an_upload_in_no_known_encoding_is_refused_with_a_message(app, client, login_as, shop, kind):
+    from io import BytesIO
+
+    login_as(shop["staff"])
+    response = client.post("/admin/imports", data={"kind": kind, "file": (BytesIO(b"A\x81\x8d,1\n"), "x.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code in (200, 422) and "first line must name the columns" in response.get_data(as_text=True)
+
+
+def test_a_stock_count_in_other_digits_is_reported(app):
+    with pytest.raises(InvalidInput, match="line 2: “²” is not a whole number from 0 to 10,000,000"):
+        stock_import.import_stock_file("sku,stock_on_hand\nBEER-1,²\n".encode())
+
+
 def test_bank_csv_without_header_is_refused(app):
     with pytest.raises(InvalidInput, match="first line must name the columns"):
         payments.import_bank_csv(b"BANK-1,Acme,10.00\n")

@@ -64,7 +64,9 @@ def _reader(data, columns):
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            data = data.decode("cp1252")  # Excel on Windows saves CSV in the ANSI code page
+            # Excel on Windows saves CSV in the ANSI code page; bytes it leaves undefined become "�"
+            # in the line they are on, which is then reported, instead of failing the whole file.
+            data = data.decode("cp1252", errors="replace")
     sample = data[:2048]
     delimiter = ";" if sample.count(";") > sample.count(",") else ","
     reader = csv.reader(io.StringIO(data), delimiter=delimiter)
@@ -94,6 +96,9 @@ def import_bank_csv(data):
     return queued, known, problems
 
 
+PART = " [part"
+
+
 def apply_payment(reference, company, amount):
     """Apply a payment to the company's oldest open invoices; the same reference twice changes nothing."""
     return run_in_transaction(_apply, reference.strip()[:70], str(company).strip(), Decimal(str(amount)))
@@ -101,7 +106,7 @@ def apply_payment(reference, company, amount):
 
 def _find_company(company):
     stmt = select(Company).where(or_(Company.name == company, Company.vat_id == company))
-    if company.isdigit():
+    if company.isascii() and company.isdigit():
         stmt = select(Company).where(or_(Company.id == int(company), Company.name == company))
     found = db.session.scalars(stmt).all()
     if len(found) != 1:
@@ -113,8 +118,10 @@ def _apply(reference, company_text, amount):
     company = _find_company(company_text)
     # Lock the company row: payments of one company are applied one at a time.
     db.session.execute(update(Company).where(Company.id == company.id).values(id=Company.id))
-    if db.session.scalar(select(Payment.id).where(or_(Payment.reference == reference,
-                                                      Payment.reference.startswith(f"{reference}/", autoescape=True)))):
+    # A payment split over several invoices books "REF", "REF [part 2]", ...: bank references never end so,
+    # whereas "REF/2" can be another payment's own reference.
+    if db.session.scalar(select(Payment.id).where(or_(
+            Payment.reference == reference, Payment.reference.startswith(f"{reference}{PART} ", autoescape=True)))):
         return f"{reference}: already applied"
     invoices = db.session.scalars(
         select(Invoice).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
@@ -127,7 +134,7 @@ def _apply(reference, company_text, amount):
         share = min(left, invoice.open_amount)
         if share <= 0:
             continue
-        suffix = "" if not parts else f"/{len(parts) + 1}"
+        suffix = "" if not parts else f"{PART} {len(parts) + 1}]"
         db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=invoice.id,
                                amount=share, received_at=now))
         invoice.paid_amount += share
@@ -137,7 +144,7 @@ def _apply(reference, company_text, amount):
             invoice.paid_at = now
             _mark_order_paid(invoice, reference)
     if left > 0:  # more than was owed: kept as a credit on the account
-        suffix = "" if not parts else f"/{len(parts) + 1}"
+        suffix = "" if not parts else f"{PART} {len(parts) + 1}]"
         db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=None,
                                amount=left, received_at=now))
         parts.append(f"{left} as credit")

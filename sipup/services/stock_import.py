@@ -29,7 +29,7 @@ def parse_stock_csv(data):
         raw = (record.get("stock_on_hand") or "").strip()
         if not sku:
             problems.append((number, "the SKU is empty"))
-        elif not raw.isdigit() or int(raw) > 10_000_000:
+        elif not (raw.isascii() and raw.isdigit()) or int(raw) > 10_000_000:
             problems.append((number, f"“{raw[:20]}” is not a whole number from 0 to 10,000,000"))
         elif sku in seen:
             problems.append((number, f"{sku} already appears on line {seen[sku]}"))
