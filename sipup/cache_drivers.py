@@ -55,6 +55,7 @@ def describe(app):
             "CACHE_MEMCACHED_SERVERS": servers, "CACHE_OPTIONS": {"timeout": timeout}}
     if scheme == "file" or (not scheme and os.path.isabs(url)):
         folder = urlsplit(url).path if scheme else url
+        _check_own_folder(app, url, folder)
         return "filesystem", folder, _filesystem(folder)
     if scheme == "none":
         return "none", "caching switched off", {"CACHE_TYPE": "NullCache"}
@@ -64,6 +65,17 @@ def describe(app):
         f"SIPUP_CACHE_URL={url!r} is not a cache sipup knows; use redis://host:6379/0, "
         "memcached://host:11211, file:///path/to/folder (or an absolute path), or memory://."
     )
+
+
+def _check_own_folder(app, url, folder):
+    """Clearing and purging delete every file in the cache folder: it must not hold sipup's own files."""
+    folder = os.path.realpath(folder)
+    instance = os.path.realpath(app.instance_path)
+    if instance == folder or instance.startswith(folder.rstrip(os.sep) + os.sep):
+        raise ConfigError(
+            f"SIPUP_CACHE_URL={url!r} is, or holds, the instance folder {instance}: clearing the cache deletes "
+            "every file in its folder. Give the cache a folder of its own, e.g. file:///var/cache/sipup."
+        )
 
 
 def _filesystem(folder):

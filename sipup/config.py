@@ -198,6 +198,27 @@ def _expired(value):
     return text
 
 
+def _mail_url(value):
+    from urllib.parse import parse_qs, urlsplit
+
+    if value in (None, ""):
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("must read like smtp://user:password@host:587 or smtps://user:password@host:465")
+    if parse_qs(parts.query).get("tls", ["starttls"])[0] not in ("starttls", "off"):
+        raise ValueError("must leave ?tls= out (STARTTLS) or say ?tls=off (a trusted relay without TLS)")
+    return str(value)
+
+
+def _addresses_list(value):
+    addresses = [a.strip() for a in str(value or "").split(",") if a.strip()]
+    for address in addresses:
+        if "@" not in address.rsplit("<", 1)[-1]:
+            raise ValueError(f"must be mail addresses separated by commas ({address!r} is not one)")
+    return ", ".join(addresses)
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -240,7 +261,9 @@ CONVERTERS = {
     "DATABASE_URL": _url,
     "REDIS_URL": _url,
     "CACHE_URL": _url,
-    "MAIL_URL": _url,
+    "MAIL_URL": _mail_url,
+    "MAIL_FROM": _addresses_list,
+    "MAIL_STAFF": _addresses_list,
     "MONITOR_REFRESH_SECONDS": _positive_int,
     "MONITOR_PANEL_SECONDS": _non_negative_int,
     "MONITOR_ALERTS": _bool,

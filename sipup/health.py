@@ -1,13 +1,13 @@
 """System health: each part checked and given a state, and one verdict over them all.
 
 A check returns a dict: name, state ("ok", "warn", "bad" or "off" for a part not configured), a short
-value and a detail line that says what to do. The verdict is the worst state. Subsystems built on
-their own (cache, limits, queue) add their check with `add_check(app, function)`.
+value and a detail line that says what to do. The verdict is the worst state.
 """
 import os
 import shutil
 import time
 
+import psutil
 from flask import current_app
 from sqlalchemy import text
 
@@ -21,15 +21,11 @@ DISK_WARN, DISK_BAD = 0.10, 0.03  # free share of the disk holding instance/
 MEMORY_WARN = 0.90
 PROCESSOR_STALE_MINUTES = 10  # cron runs every minute or five: ten minutes without a run means it stopped
 STARTED = time.time()
+psutil.cpu_percent(interval=None)  # the first reading is always 0: take it now, so the panel's is real
 
 
 def check(name, state, value, detail=""):
     return {"name": name, "state": state, "value": value, "detail": detail}
-
-
-def add_check(app, function):
-    """Register a check (called with no arguments inside an app context) shown in the health panel."""
-    app.extensions.setdefault("health_checks", []).append(function)
 
 
 def database():
@@ -90,8 +86,6 @@ def disk():
 
 
 def host():
-    import psutil
-
     memory = psutil.virtual_memory()
     process = psutil.Process()
     rss = process.memory_info().rss
@@ -171,9 +165,9 @@ BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limi
 
 
 def run_checks():
-    """Every check, built-in and registered, each isolated so one failing check cannot hide the others."""
+    """Every check, each isolated so one failing check cannot hide the others."""
     results = []
-    for function in (*BUILT_IN, *current_app.extensions.get("health_checks", [])):
+    for function in BUILT_IN:
         try:
             results.append(function())
         except Exception as exc:  # a broken check is itself a finding, shown in its row

@@ -45,7 +45,6 @@ def traffic_panel():
          ("server errors", "c-bad", [m["errors"] for m in minutes])],
     )
     figures["per_minute_now"] = minutes[-2]["requests"] if len(minutes) > 1 else 0  # the last full minute
-    figures["endpoints"] = figures["endpoints"][:12]
     return figures
 
 
@@ -91,7 +90,6 @@ def queue_panel():
     processors = [dict(run, age_seconds=(now - (run["finished_at"] or run["started_at"])).total_seconds())
                   for run in status["runs"]]
     workers = [run for run in processors if run["processor"].startswith("worker") and run["age_seconds"] < 180]
-    cron_runs = hour.get("processor_runs", 0)
     return {
         "status": status,
         "pending": pending,
@@ -104,9 +102,9 @@ def queue_panel():
         "processors": processors,
         "done_per_minute": hour.get("done", 0) / 60,
         "enqueued_hour": hour.get("enqueued", 0),
-        # What cron can take at most: runs per minute in the last hour x jobs per run; a live worker has no
-        # such ceiling, so the capacity rule does not apply while one runs.
-        "capacity_per_minute": None if workers else cron_runs / 60 * current_app.config["QUEUE_BATCH"],
+        # What cron can take at most: the --limit of each run in the last hour, per minute; a live worker has
+        # no such ceiling, so the capacity rule does not apply while one runs.
+        "capacity_per_minute": None if workers else hour.get("capacity", 0) / 60,
         "chart": line_chart([start for start, _ in series], [
             ("done", "c-main", [v.get("done", 0) for _, v in series]),
             ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
@@ -144,7 +142,9 @@ def cache_panel():
         "status": cache_status(),
         "types": types,
         "total": {"hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
-                  "errors": sum(t["error"] for t in types), "fallbacks": sum(t["fallback"] for t in types)},
+                  # "all" counts what belongs to no one type, such as a failed generation write.
+                  "errors": sum(t["error"] for t in types) + totals.get("all.error", 0),
+                  "fallbacks": sum(t["fallback"] for t in types) + totals.get("all.fallback", 0)},
         "chart": line_chart([start for start, _ in series],
                             [("hit rate", "c-main", [rate(values) for _, values in series])], percent=True),
     }
@@ -173,8 +173,6 @@ def figures():
     }
     data["queue"] = queue_figures()
     data["cache"] = {"total": panel("cache")["total"]}
-    for name, provider in current_app.extensions.get("monitor_figures", {}).items():
-        data[name] = provider()
     return data
 
 
@@ -182,7 +180,7 @@ def recommendations_panel():
     return {"rules": recommendations.evaluate(figures(), current_app.extensions["counters"])}
 
 
-PANELS = {
+PANELS = {  # page order
     "health": ("Health", health_panel),
     "traffic": ("Traffic", traffic_panel),
     "database": ("Database", database_panel),
@@ -193,18 +191,9 @@ PANELS = {
 }
 
 
-def add_panel(app, name, title, build, figures_provider=None):
-    """Register a panel of a subsystem (its template is monitor/_<name>.html); its figures feed the rules."""
-    app.extensions.setdefault("monitor_panels", {})[name] = (title, build)
-    if figures_provider is not None:
-        app.extensions.setdefault("monitor_figures", {})[name] = figures_provider
-
-
 def panels():
     """(name, title) of every panel in page order."""
-    extra = current_app.extensions.get("monitor_panels", {})
-    names = ["health", "traffic", "database", "cache", "queue", "limits", *extra, "recommendations"]
-    return [(name, (PANELS.get(name) or extra[name])[0]) for name in names]
+    return [(name, title) for name, (title, _build) in PANELS.items()]
 
 
 def forget(name):
@@ -215,7 +204,7 @@ def forget(name):
 
 def panel(name):
     """The panel's data, remembered for a few seconds; KeyError for an unknown panel."""
-    title, build = PANELS.get(name) or current_app.extensions.get("monitor_panels", {})[name]
+    title, build = PANELS[name]
     return _remember(name, build)
 
 
@@ -249,14 +238,7 @@ def _families():
         ("sipup_recommendations_firing", "Recommendations that currently fire.",
          [({}, sum(r["state"] == "firing" for r in rules))]),
     ]
-    for provider in current_app.extensions.get("monitor_metrics", []):
-        families.extend(provider())
     return families
-
-
-def add_metrics(app, provider):
-    """Register a function returning more (name, help, [(labels, value)]) families for /metrics."""
-    app.extensions.setdefault("monitor_metrics", []).append(provider)
 
 
 def _label(value):

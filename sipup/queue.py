@@ -433,7 +433,7 @@ class Queue:
             run += 1
             failed += outcome != S.DONE
         self.heartbeat(processor, now, utcnow(), run, failed)
-        self.counters().incr("queue", "processor_runs")
+        self.counters().incr_many("queue", {"processor_runs": 1, "capacity": limit})
         self.counters().flush()
         summary.update(run=run, failed=failed)
         return summary
@@ -571,11 +571,14 @@ def _requeue(record):
 
 
 def cleanup(days):
-    """Delete finished (done and failed) jobs that finished more than `days` days ago; returns how many."""
+    """Delete finished (done and failed) jobs that finished more than `days` days ago; returns how many.
+    Heartbeats of workers gone as long (each worker process has its own) go too."""
     cutoff = utcnow() - timedelta(days=days)
     deleted = db.session.execute(
         Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED)), Job.finished_at < cutoff)
     ).rowcount
+    db.session.execute(QueueRun.__table__.delete().where(
+        QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))
     db.session.commit()
     return deleted
 

@@ -150,9 +150,9 @@ def evaluate(figures, counters, rules=RULES):
                 row["value"] += f" ({samples:,} of {rule.min_samples:,} samples needed)"
             else:
                 row["state"] = "firing" if rule.fires(value) else "clear"
-        if row["state"] in ("firing", "clear"):
-            since = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
-            row["since"] = since if row["state"] == "firing" else None
+        # Any state but firing ends a run of firing: the next one starts its clock anew.
+        since = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
+        row["since"] = since if row["state"] == "firing" else None
         results.append(row)
     order = {"firing": 0, "waiting": 1, "clear": 2, "unavailable": 3}
     results.sort(key=lambda r: order[r["state"]])

@@ -283,6 +283,12 @@ def test_a_cache_url_with_a_wrong_scheme_is_named_at_start_up(make_app):
         make_app(CACHE_URL="reddis://127.0.0.1:6379/0")
 
 
+def test_the_instance_folder_or_its_parent_is_refused_as_the_cache_folder(make_app, app):
+    for folder in (app.instance_path, os.path.dirname(app.instance_path)):
+        with pytest.raises(ConfigError, match="holds, the instance folder"):
+            make_app(CACHE_URL=f"file://{folder}")
+
+
 def test_a_cache_server_that_is_not_there_degrades_but_serves(make_app, shop):
     app = make_app(CACHE_URL="redis://127.0.0.1:1/0", CACHE_TIMEOUT_MS=100)
     buyer = signed_in(app, shop.buyer)

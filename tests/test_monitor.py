@@ -95,11 +95,11 @@ def test_traffic_panel_counts_requests_per_page(admin_client, make_product):
     assert "(no route)" in html  # the 404 is counted too
 
 
-def test_a_failing_panel_shows_its_error_and_the_others_still_render(app, admin_client):
+def test_a_failing_panel_shows_its_error_and_the_others_still_render(app, admin_client, monkeypatch):
     def broken():
         raise RuntimeError("statistics store on fire")
 
-    monitor.add_panel(app, "broken", "Broken", broken)
+    monkeypatch.setitem(monitor.PANELS, "broken", ("Broken", broken))
     html = admin_client.get("/monitor").get_data(as_text=True)
     assert "This panel could not be built." in html and "statistics store on fire" in html
     assert 'id="panel-health"' in html and 'id="panel-traffic"' in html
@@ -221,6 +221,16 @@ def test_a_rule_waits_for_enough_samples_then_fires_and_clears(counters):
     assert _rule("cache_hit_rate", evaluate(bad, counters))["since"] >= first_since  # a new incident
 
 
+def test_a_rule_that_stops_firing_for_want_of_samples_starts_its_clock_anew(counters):
+    bad = {"cache": {"total": {"hits": 100, "misses": 200}}}
+    assert evaluate(bad, counters) and counters.mark("rule:cache_hit_rate", True) is not None
+    counters.mark("rule:cache_hit_rate", False)
+    counters.mark("rule:cache_hit_rate", True, now=time.time() - 86400)  # firing since yesterday
+    few = {"cache": {"total": {"hits": 1, "misses": 2}}}
+    assert _rule("cache_hit_rate", evaluate(few, counters))["state"] == "waiting"
+    assert time.time() - _rule("cache_hit_rate", evaluate(bad, counters))["since"] < 5  # not "for 1 day"
+
+
 def test_rules_of_parts_without_figures_say_so(counters):
     states = evaluate({}, counters)
     assert {r["state"] for r in states} == {"unavailable"}
@@ -301,3 +311,19 @@ def test_cache_panel_agrees_with_cache_stats(app, admin_client, runner, make_pro
     assert overall == ("no reads yet" if rate is None else f"{rate:.1%}")
     html = admin_client.get("/monitor/panels/cache").get_data(as_text=True)
     assert "Hit rate, hour" in html and "products" in html and "flask cache stats" in html
+
+
+def test_unblock_with_limits_switched_off_says_so(backend, tmp_path, make_user):
+    app = create_app({**_overrides(backend[1]), "RATELIMIT_ENABLED": False}, instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    with app.app_context():
+        try:
+            client = app.test_client()
+            assert login(client, make_user("admin")).status_code == 302
+            response = client.post("/monitor/blocks/unblock", data={"who": "addr:1.2.3.4"}, headers={"HX-Request": "true"})
+            assert response.status_code == 200
+            assert "could not be unblocked: Rate limits are switched off" in response.get_data(as_text=True)
+        finally:
+            db.session.remove()
+            _empty_tables()
+            db.engine.dispose()

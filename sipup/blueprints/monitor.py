@@ -56,7 +56,10 @@ def unblock():
     who = request.form.get("who", "").strip()[:200]
     if not who.startswith(("addr:", "user:")):
         return _after_action("limits", "Name a block as addr:<address> or user:<id>.", "error")
-    lifted = limits.unblock(who=who)
+    try:
+        lifted = limits.unblock(who=who)
+    except Exception as exc:  # limits switched off, or their Redis down: say so, as `flask limits` does
+        return _after_action("limits", f"{who} could not be unblocked: {exc}", "error")
     message = f"{who} is unblocked and starts afresh." if lifted else f"{who} was not blocked; its counts start afresh."
     return _after_action("limits", message, "success")
 
