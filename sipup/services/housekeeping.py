@@ -6,7 +6,7 @@ from contextlib import closing
 
 from flask import current_app
 
-from ..metrics import RESOLUTIONS
+from .. import metrics, query_stats
 
 # Where the cache layer registers its purge: app.extensions[FILESYSTEM_CACHE_PURGE] = callable() -> entries removed.
 FILESYSTEM_CACHE_PURGE = "filesystem_cache_purge"
@@ -21,18 +21,21 @@ def purge_filesystem_cache():
 def purge_statistics(now=None):
     """Delete statistics buckets past their retention from the SQLite stores; returns rows removed.
 
+    Each store also prunes when it is written to; this covers the hours when nothing was (an idle site).
     The Redis stores need nothing: their keys carry an expiry.
     """
     now = now or time.time()
     removed = 0
-    for filename, table, column in (("metrics.db", "counters", "start"), ("query_stats.db", "buckets", "start")):
+    for filename, table, resolutions in (("metrics.db", "counters", metrics.RESOLUTIONS),
+                                         ("query_stats.db", "buckets", query_stats.RESOLUTIONS)):
         path = os.path.join(current_app.instance_path, filename)
         if current_app.config["REDIS_URL"] or not os.path.exists(path):
             continue
         with closing(sqlite3.connect(path, timeout=5)) as conn, conn:
-            for res, (seconds, kept) in RESOLUTIONS.items():
-                removed += conn.execute(f"DELETE FROM {table} WHERE res = ? AND {column} < ?",
-                                        (res, now - seconds * (kept + 2))).rowcount
+            for res, (seconds, kept) in resolutions.items():
+                # The same cut-off as the store's own pruning (buckets beyond `kept` are never read).
+                removed += conn.execute(f"DELETE FROM {table} WHERE res = ? AND start < ?",
+                                        (res, now - seconds * kept)).rowcount
     return removed
 
 
