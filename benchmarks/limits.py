@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {  # path: (signed in?, what it is)
     "/login": (False, "a cheap page: anonymous sign-in form, a template and no database; address limit"),
-    "/products": (True, "the catalog as it is today, not cached: signed-in buyer; address and user limits"),
+    "/products": (True, "the cached catalog page of a signed-in buyer; address and user limits"),
 }
 HIGH = "1000000 per minute"
 
@@ -54,8 +54,9 @@ class Server:
         shutil.copytree(template, self.instance)  # the same data for every server
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
-        environ.update(SIPUP_INSTANCE_PATH=str(self.instance), SIPUP_SECRET_KEY="benchmark", SIPUP_THREADS="4",
-                       SIPUP_RATELIMIT_IP=HIGH, SIPUP_RATELIMIT_USER=HIGH, SIPUP_DB_STATS="false", **env)
+        environ.update({"SIPUP_INSTANCE_PATH": str(self.instance), "SIPUP_SECRET_KEY": "benchmark",
+                        "SIPUP_THREADS": "4", "SIPUP_RATELIMIT_IP": HIGH, "SIPUP_RATELIMIT_USER": HIGH,
+                        "SIPUP_DB_STATS": "false", **env})
         self.log = open(self.instance / "serve.log", "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
                                         cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)

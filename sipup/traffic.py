@@ -36,6 +36,8 @@ def percentile(hist, q):
 
 
 def register_traffic(app):
+    if not app.config["REQUEST_STATS"]:
+        return
     counters = app.extensions["counters"]
 
     # The signal comes before every before_request hook, the rate limiter's included, so refused requests
