@@ -149,7 +149,6 @@ def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
         except IntegrityError:
             return None
     send_after_commit(record)
-    current_app.extensions["counters"].incr("queue", "enqueued")
     return record
 
 
@@ -166,6 +165,8 @@ def _send_committed_jobs(session):
     pending = session.info.pop(PENDING_KEY, None)
     if pending and has_app_context():
         current_app.extensions["queue"].send(pending)
+        # Counted once committed: jobs of a rolled-back transaction never arrived.
+        current_app.extensions["counters"].incr("queue", "enqueued", len(pending))
 
 
 @event.listens_for(Session, "after_transaction_end")

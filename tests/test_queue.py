@@ -332,3 +332,13 @@ def test_checkout_succeeds_while_redis_is_down_and_its_mail_follows(app, make_ap
         db.session.remove()
         target.extensions["counters"].flush()
         target.extensions["query_stats"].flush()
+
+
+def test_only_committed_jobs_count_as_arrived(qapp):
+    counters = qapp.extensions["counters"]
+    before = counters.totals("queue").get("enqueued", 0)
+    enqueue("record_run", "kept")
+    db.session.commit()
+    enqueue("record_run", "rolled back")
+    db.session.rollback()
+    assert counters.totals("queue").get("enqueued", 0) == before + 1
