@@ -153,6 +153,8 @@ def cache_panel():
 def limits_panel():
     from . import limits
 
+    if "limits" not in current_app.extensions:
+        return {"enabled": False}
     status = limits.status()
     series = status["refused_per_minute"]
     status["chart"] = line_chart([start for start, _ in series], [("429s", "c-bad", [n for _, n in series])])

@@ -323,6 +323,8 @@ def test_unblock_with_limits_switched_off_says_so(backend, tmp_path, make_user):
             response = client.post("/monitor/blocks/unblock", data={"who": "addr:1.2.3.4"}, headers={"HX-Request": "true"})
             assert response.status_code == 200
             assert "could not be unblocked: Rate limits are switched off" in response.get_data(as_text=True)
+            panel = client.get("/monitor/panels/limits").get_data(as_text=True)
+            assert "Rate limits are switched off" in panel and 'role="alert"' not in panel
         finally:
             db.session.remove()
             _empty_tables()
