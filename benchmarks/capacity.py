@@ -43,7 +43,7 @@ THINK_SECONDS = 20.0  # one request per user every 20 s: the issue's conversion 
 
 PROFILES = {
     # step: seconds per measured rate (warm-up included); steps: most rates tried per search.
-    "smoke": dict(products=60, companies=6, orders=200, months=3, step=3.0, warmup=1.0, steps=2, users=8),
+    "smoke": dict(products=60, companies=6, orders=200, months=3, step=2.0, warmup=0.5, steps=1, users=4),
     "quick": dict(products=1000, companies=100, orders=20_000, months=13, step=8.0, warmup=2.0, steps=6, users=32),
     "full": dict(products=3000, companies=300, orders=200_000, months=13, step=20.0, warmup=5.0, steps=8, users=64),
 }
@@ -219,6 +219,26 @@ def counts(config, instance):
 
 # --- measuring ------------------------------------------------------------------------------------
 
+def _shared_servers():
+    """MariaDB and Redis on this machine (shared with whatever else runs here), to read their CPU."""
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in ("mariadbd", "mysqld", "redis-server"):
+            found.append(process)
+    return found
+
+
+def _cpu_of(processes):
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class Watch:
     """Samples the servers' database connections twice a second during a step; CPU from the totals."""
 
@@ -227,6 +247,9 @@ class Watch:
 
     def __enter__(self):
         self.cpu = sum(s.cpu_seconds() for s in self.servers)
+        self.shared = _shared_servers()
+        self.shared_cpu = _cpu_of(self.shared)
+        self.machine = psutil.cpu_times()
         self.began = time.perf_counter()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -241,6 +264,10 @@ class Watch:
         self.thread.join()
         elapsed = time.perf_counter() - self.began
         self.cpu_percent = 100 * (sum(s.cpu_seconds() for s in self.servers) - self.cpu) / elapsed
+        self.shared_cpu_percent = 100 * (_cpu_of(self.shared) - self.shared_cpu) / elapsed
+        machine = psutil.cpu_times()
+        busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0)  # noqa: E731
+        self.machine_percent = 100 * (busy(machine) - busy(self.machine)) / (sum(machine) - sum(self.machine))
         self.peak_rss_mb = max(s.peak_rss_mb() for s in self.servers)
         self.rss_mb = max(s.ps.memory_info().rss / 2**20 for s in self.servers)
 
@@ -264,10 +291,19 @@ def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=N
         "mean": total["latency_ms"]["mean"], "dropped": report["open"]["dropped"],
         "reached": report["open"]["achieved_rate"] >= 0.95 * rate,
         "generator_cpu": report["generator"]["cpu_percent"], "server_cpu": watched.cpu_percent,
+        "db_redis_cpu": watched.shared_cpu_percent, "machine_cpu": watched.machine_percent,
         "peak_rss_mb": watched.peak_rss_mb, "rss_mb": watched.rss_mb, "db_connections": watched.peak_connections,
-        "failures_by_reason": {row["reason"]: row["count"] for row in report["failures"]},
-        "pages": {page["name"]: page for page in report["pages"]},
+        "failures_by_reason": _by_reason(report["failures"]),
+        "pages": {page["name"]: page for page in report["pages"]}, "series": report["series"],
     }
+
+
+def _by_reason(rows):
+    """{reason: count} over every page (the report lists a row per page and reason)."""
+    found = {}
+    for row in rows:
+        found[row["reason"]] = found.get(row["reason"], 0) + row["count"]
+    return found
 
 
 def held(step):
@@ -277,13 +313,18 @@ def held(step):
 def describe(step):
     return (f"rate {step['rate']:7.0f}/s -> {step['rps']:7.0f} req/s  p50 {step['p50']:6.1f}  p99 {step['p99']:7.1f} ms  "
             f"errors {step['error_share']:6.2%}  {'held' if held(step) else 'NOT held'}  server CPU {step['server_cpu']:4.0f}%  "
-            f"generator CPU {step['generator_cpu']:4.0f}%  RSS {step['rss_mb']:4.0f} MB (peak {step['peak_rss_mb']:4.0f})"
+            f"generator CPU {step['generator_cpu']:4.0f}%  MariaDB+Redis CPU {step['db_redis_cpu']:4.0f}%  "
+            f"machine {step['machine_cpu']:3.0f}% busy  RSS {step['rss_mb']:4.0f} MB (peak {step['peak_rss_mb']:4.0f})"
             + ("" if held(step) else f"  ({_why(step)})"))
 
 
 def _why(step):
     reasons = sorted(step["failures_by_reason"].items(), key=lambda item: -item[1])[:2]
     parts = [f"{n:,} {reason}" for reason, n in reasons]
+    if step["p99"] >= P99_LIMIT_MS:
+        parts.append(f"p99 over {P99_LIMIT_MS:.0f} ms")
+    if step["dropped"]:
+        parts.append(f"{step['dropped']:,} arrivals dropped")
     if not step["reached"]:
         parts.append("rate not reached")
     return ", ".join(parts)
@@ -326,7 +367,7 @@ def baselines(folder, profile, results):
         results["baselines"][name] = best
 
 
-def storefront(name, config, folder, profile, results, start_rate):
+def storefront(name, config, folder, profile, results, start_rate, measure=True):
     """Seed, serve, find the sustained storefront rate; the cached catalog page alone; the hit rate."""
     from benchmarks.cache import cache_totals, hit_rates
 
@@ -334,6 +375,8 @@ def storefront(name, config, folder, profile, results, start_rate):
     instance = os.path.join(folder, name.split()[0].lower())
     os.makedirs(instance, exist_ok=True)
     logins = prepare(config, instance, profile)
+    if not measure:
+        return logins, instance
     server = sipup_server(config, instance, folder, name.split()[0].lower())
     before = cache_totals(config, instance)
     try:
@@ -373,18 +416,37 @@ def scaling(config, instance, logins, folder, profile, results, start_rate):
 
 
 class Observed(Storefront):
-    """The storefront scenario, noting every 429/503 and whether it carried Retry-After, and every order placed."""
+    """The storefront scenario for the overload run: every arrival is served while the overload lasts, then
+    only `keep_share` of them (the load drops); every 429/503 is noted per phase with whether it carried
+    Retry-After, and every order acknowledged to a buyer is kept."""
 
-    seen = None  # set per run: {"429": n, "429 with Retry-After": n, ..., "orders": [...]}
     lock = threading.Lock()
+    first_task = None  # perf_counter of the schedule's first arrival
+    overload_seconds, keep_share, seen = 0.0, 1.0, None
+
+    @classmethod
+    def reset(cls, overload_seconds, keep_share):
+        cls.first_task, cls.overload_seconds, cls.keep_share = None, overload_seconds, keep_share
+        cls.seen = {"overload": {}, "recovery": {}, "orders": []}
+
+    def phase(self):
+        return "overload" if time.perf_counter() < (self.first_task or 0) + self.overload_seconds else "recovery"
+
+    def run_task(self):
+        with self.lock:
+            if Observed.first_task is None:
+                Observed.first_task = time.perf_counter()
+        if self.phase() == "recovery" and self.random.random() > self.keep_share:
+            return  # an arrival that no longer comes: the load has dropped
+        super().run_task()
 
     def _note(self, response):
         if response is not None and response.status in (429, 500, 502, 503, 504):
-            key = str(response.status)
+            seen, key = self.seen[self.phase()], str(response.status)
             with self.lock:
-                self.seen[key] = self.seen.get(key, 0) + 1
+                seen[key] = seen.get(key, 0) + 1
                 if response.headers.get("retry-after"):
-                    self.seen[key + " with Retry-After"] = self.seen.get(key + " with Retry-After", 0) + 1
+                    seen[key + " with Retry-After"] = seen.get(key + " with Retry-After", 0) + 1
         return response
 
     def get(self, path, name=None, **kwargs):
@@ -399,33 +461,62 @@ class Observed(Storefront):
         return response
 
 
+def _phases(series, overload_seconds, warmup):
+    """Requests, failures and worst per-second p99 of each phase, the seconds the recovery took (from the
+    drop until every later second had p99 < 500 ms) and the failures after that."""
+    split = overload_seconds - warmup
+    phases = {}
+    for name, rows in (("overload", [r for r in series if r["second"] < split]),
+                       ("recovery", [r for r in series if r["second"] >= split])):
+        requests, failures = sum(r["requests"] for r in rows), sum(r["failures"] for r in rows)
+        phases[name] = {"requests": requests, "failures": failures, "rps": requests / max(1, len(rows)),
+                        "worst_p99": max((r["p99_ms"] or 0 for r in rows), default=0)}
+    recovery = [r for r in series if r["second"] >= split]
+    slow = [r["second"] for r in recovery if (r["p99_ms"] or 0) >= P99_LIMIT_MS]
+    back = (max(slow) + 1) if slow else split
+    phases["recovered_after_s"] = back - split
+    phases["recovered"] = not slow or max(slow) < recovery[-1]["second"]
+    after = [r for r in recovery if r["second"] >= back]
+    phases["after_recovery"] = {"requests": sum(r["requests"] for r in after), "failures": sum(r["failures"] for r in after)}
+    return phases
+
+
 def degradation(config, instance, logins, folder, profile, results, sustained):
-    """Three times the sustained rate for a while, then half of it: shedding, nothing lost, recovery."""
+    """Three times the sustained rate, then half of it, in one run: shedding, nothing lost, recovery."""
     print("== past the limit: one process behind HAProxy (8 requests at once, 1 s queue), buyers limited to "
-          "3 requests a second", flush=True)
+          "3 requests a second; 3x the sustained rate, then 0.5x", flush=True)
     # Blocks (growing penalties for repeat abusers) are left out so that recovery shows the shedding alone.
     limited = {**config, "RATELIMIT_USER": "3 per second", "RATELIMIT_BLOCK_AFTER": MEASURING_BUDGET}
     server = sipup_server(limited, instance, folder, "overload")  # config wins over the measuring budgets
     proxy = haproxy([server.port], folder, "haproxy-overload", maxconn=8, queue="1s")
     orders_before, jobs_before, failed_before = counts(config, instance)
-    phases = {}
+    overload_seconds = profile["warmup"] + profile["step"] * 2
+    Observed.reset(overload_seconds, keep_share=0.5 / 3)
     try:
-        for phase, factor in (("overload (3x)", 3.0), ("recovery (0.5x)", 0.5)):
-            Observed.seen = {"orders": []}
-            step = load(f"http://127.0.0.1:{proxy.port}", Observed, sustained * factor, profile, logins,
-                        seconds=profile["step"] * 2, watch=[server], users=profile["users"] * 2)
-            step["seen"] = Observed.seen
-            phases[phase] = step
-            print(f"  {phase:<16} {describe(step)}", flush=True)
-            print(f"  {'':<16} answers: {', '.join(f'{k} {v}' for k, v in step['seen'].items() if k != 'orders') or 'no refusals'}; "
-                  f"failures: {step['failures_by_reason']}", flush=True)
+        step = load(f"http://127.0.0.1:{proxy.port}", Observed, sustained * 3, profile, logins,
+                    seconds=overload_seconds + profile["step"] * 2, watch=[server], users=profile["users"] * 4)
     finally:
         proxy.stop()
         server.stop()
+    phases = _phases(step["series"], overload_seconds, profile["warmup"])
     orders_after, jobs_after, failed_after = counts(config, instance)
-    acknowledged = sum(len(step["seen"]["orders"]) for step in phases.values())
-    results["degradation"] = {"phases": phases, "acknowledged": acknowledged, "new_orders": orders_after - orders_before,
+    acknowledged = len(Observed.seen["orders"])
+    results["degradation"] = {"step": step, "phases": phases, "seen": Observed.seen, "acknowledged": acknowledged,
+                              "new_orders": orders_after - orders_before, "sustained": sustained,
                               "new_confirmation_jobs": jobs_after - jobs_before, "failed_jobs": failed_after - failed_before}
+    for name in ("overload", "recovery"):
+        figures, seen = phases[name], Observed.seen[name]
+        print(f"  {name:<9} {figures['rps']:6.0f} req/s, {figures['failures']:,} failed of {figures['requests']:,}, worst "
+              f"second p99 {figures['worst_p99']:.0f} ms; answers: "
+              f"{', '.join(f'{k} {v}' for k, v in seen.items()) or 'no refusals'}", flush=True)
+    print(f"  failures by reason: {step['failures_by_reason']}; arrivals dropped by the generator: {step['dropped']:,}")
+    print("  per second (s from the end of the warm-up: requests/failed/p99 ms; the load drops at "
+          f"{overload_seconds - profile['warmup']:g} s): " + ", ".join(
+              f"{r['second']}: {r['requests']}/{r['failures']}/{r['p99_ms'] or 0:.0f}" for r in step["series"]), flush=True)
+    after = phases["after_recovery"]
+    print(f"  recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
+          f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
+          if phases["recovered"] else "  NOT recovered by the end of the run", flush=True)
     print(f"  orders acknowledged to buyers {acknowledged}, new orders in the database {orders_after - orders_before}, "
           f"new confirmation jobs {jobs_after - jobs_before}, failed jobs {failed_after - failed_before}", flush=True)
 
@@ -462,29 +553,39 @@ def markdown(results, args):
                      f"{connections}.")
     if results["scaling"]:
         one = results["scaling"].get(1)
-        lines += ["", "| processes behind HAProxy | req/s held | ratio to 1 | p99 ms | server CPU (all) | generator CPU |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| processes behind HAProxy | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
+                  "| generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for count, step in results["scaling"].items():
             if step:
                 ratio = f"{step['rps'] / one['rps']:.2f}" if one else ""
                 lines.append(f"| {count} | {step['rps']:,.0f} | {ratio} | {step['p99']:.1f} | {step['server_cpu']:.0f}% "
-                             f"| {step['generator_cpu']:.0f}% |")
+                             f"| {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
+                             f"| {step.get('machine_cpu', 0):.0f}% |")
             else:
                 lines.append(f"| {count} | not held | | | | |")
     elif results.get("scaling_skipped"):
         lines += ["", f"Scaling out: skipped ({results['scaling_skipped']})."]
     degradation = results.get("degradation")
     if degradation:
-        lines += ["", "| past the limit | arrivals/s | req/s | p99 ms | refusals (with Retry-After) | other failures |",
-                  "|---|---|---|---|---|---|"]
-        for phase, step in degradation["phases"].items():
-            seen = step["seen"]
-            refusals = ", ".join(f"{code}: {seen.get(code, 0)} ({seen.get(code + ' with Retry-After', 0)})"
-                                 for code in ("429", "503") if seen.get(code))
-            others = {k: v for k, v in step["failures_by_reason"].items() if not k.startswith(("HTTP 429", "HTTP 503"))}
-            lines.append(f"| {phase} | {step['rate']:,.0f} | {step['rps']:,.0f} | {step['p99']:.1f} | {refusals or 'none'} "
-                         f"| {others or 'none'} |")
+        phases, seen = degradation["phases"], degradation["seen"]
+        lines += ["", f"Past the limit (one process behind HAProxy, sustained rate {degradation['sustained']:.0f} arrivals/s):", "",
+                  "| phase | arrivals/s | req/s answered | failed | worst 1-s p99 ms | 429 (with Retry-After) | 503 (with Retry-After) | other |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, factor in (("overload", 3), ("recovery", 0.5)):
+            figures, codes = phases[name], seen[name]
+            other = {k: v for k, v in codes.items() if k[:3] not in ("429", "503")}
+            lines.append(f"| {name} ({factor:g}x) | {degradation['sustained'] * factor:,.0f} | {figures['rps']:,.0f} "
+                         f"| {figures['failures']:,} of {figures['requests']:,} | {figures['worst_p99']:,.0f} "
+                         f"| {codes.get('429', 0)} ({codes.get('429 with Retry-After', 0)}) "
+                         f"| {codes.get('503', 0)} ({codes.get('503 with Retry-After', 0)}) | {other or 'none'} |")
         lines.append("")
+        after = phases["after_recovery"]
+        lines.append((f"Recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
+                       f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
+                       if phases["recovered"] else "Not recovered by the end of the run") +
+                     f"; arrivals the generator dropped (every user busy): {degradation['step']['dropped']:,}; "
+                     f"failures by reason: {degradation['step']['failures_by_reason'] or 'none'}.")
         lines.append(f"Orders acknowledged to buyers: {degradation['acknowledged']}; new orders in the database: "
                      f"{degradation['new_orders']}; new order-confirmation jobs: {degradation['new_confirmation_jobs']}; "
                      f"failed jobs: {degradation['failed_jobs']}.")
@@ -537,7 +638,7 @@ def profile_catalog(requests=500):
         print(f"  {label:<45} {cumulative / requests * 1000:7.2f} ms  {cumulative / total:5.0%}" if found
               else f"  {label:<45} (not found)")
     stats.sort_stats("cumulative").print_stats(r"sipup|jinja2|flask|sqlalchemy", 25)
-    shutil.rmtree(folder, ignore_errors=True)
+    print(f"(the data is left in {folder}: the app writes its counters there on the way out)")
 
 
 def args_profile(args):
@@ -559,6 +660,8 @@ def main(argv=None):
                                                                          "degradation"], help="leave a part out")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "capacity-results.md"),
                         help="where to write the Markdown results (default benchmarks/capacity-results.md)")
+    parser.add_argument("--sustained", type=float, help="MariaDB + Redis: take this storefront rate (arrivals/s) as "
+                        "sustained instead of searching for it (to rerun scaling or degradation alone)")
     parser.add_argument("--profile-catalog", action="store_true",
                         help="only profile the cached catalog page in this process and say where its time goes")
     parser.set_defaults(profile="quick")
@@ -599,8 +702,9 @@ def server_part(server_url, redis_url, folder, profile, results, args):
     namespace = f"sipupcap-{secrets.token_hex(4)}"
     config = {"DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
     try:
-        logins, instance = storefront("MariaDB + Redis", config, folder, profile, results, start_rate=25)
-        best = results["backends"]["MariaDB + Redis"]["storefront"]
+        logins, instance = storefront("MariaDB + Redis", config, folder, profile, results, start_rate=25,
+                                      measure=not args.sustained)
+        best = {"rate": args.sustained} if args.sustained else results["backends"]["MariaDB + Redis"]["storefront"]
         start = max(10, best["rate"] / 2) if best else 10
         if not shutil.which("haproxy"):
             results["scaling_skipped"] = results["degradation_skipped"] = \

@@ -61,7 +61,7 @@ class Project:
         self.folder = folder
         for name in LINKED:
             (folder / name).symlink_to(ROOT / name)
-        (folder / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
+        (folder / ".venv").symlink_to(sys.prefix)
         (folder / "instance").mkdir()
         self.env_file = folder / "instance" / ".doc-env"
         self.ports = {port: free_port() for port in DOC_PORTS}
