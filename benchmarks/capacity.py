@@ -563,7 +563,7 @@ def markdown(results, args):
                              f"| {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
                              f"| {step.get('machine_cpu', 0):.0f}% |")
             else:
-                lines.append(f"| {count} | not held | | | | |")
+                lines.append(f"| {count} | not held | | | | | | |")
     elif results.get("scaling_skipped"):
         lines += ["", f"Scaling out: skipped ({results['scaling_skipped']})."]
     degradation = results.get("degradation")
