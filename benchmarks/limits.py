@@ -96,6 +96,17 @@ class Server:
         self.log.close()
 
 
+def delete_namespace(redis_url, namespace):
+    """Remove the benchmark's keys from the shared Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def _demo_instance(path):
     """An instance folder with the demo database and its logins, copied to every server so that each
     page costs the same everywhere (the demo data is random). Built in a process of its own, whose
@@ -202,13 +213,7 @@ def measure(args):
         for server in servers.values():
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{namespace}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_namespace(redis_url, namespace)
 
 
 def in_process(args):
@@ -251,13 +256,7 @@ def in_process(args):
             off, on = best[f"{storage} off"], best[f"{storage} on"]
             print(f"  {storage:<6} off {off:.3f} ms, on {on:.3f} ms: limits add {(on - off) * 1000:.0f} us a request, "
                   f"off/on = {off / on:.2f} (cost {1 - off / on:+.1%})")
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_namespace(redis_url, namespace)
 
 
 def profile(args):

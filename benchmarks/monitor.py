@@ -16,7 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.limits import PAGES, Server, _demo_instance, _python_load, _wrk
+from benchmarks.limits import PAGES, Server, _demo_instance, _python_load, _wrk, delete_namespace
 
 
 def main():
@@ -64,13 +64,7 @@ def main():
         for server in servers.values():
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{namespace}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_namespace(redis_url, namespace)
 
 
 if __name__ == "__main__":

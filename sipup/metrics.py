@@ -31,6 +31,19 @@ RETRY_SECONDS = 30  # after a store error, wait this long before trying again fr
 MAX_PENDING = 50_000  # names x buckets kept in memory while the store is down
 
 
+def percentile(hist, q, bounds):
+    """The upper bound of the histogram bin holding the q-quantile; inf past the last bound, None if empty."""
+    count = sum(hist)
+    if not count:
+        return None
+    seen = 0
+    for index, value in enumerate(hist):
+        seen += value
+        if seen >= q * count:
+            return float(bounds[index]) if index < len(bounds) else float("inf")
+    return float("inf")
+
+
 def bucket_start(now, res):
     seconds = RESOLUTIONS[res][0]
     return int(now // seconds * seconds)

@@ -21,6 +21,8 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
+from .metrics import percentile
+
 log = logging.getLogger("sipup.query_stats")
 
 # Latency histogram bounds in milliseconds; one more bin holds everything slower.
@@ -387,7 +389,7 @@ class Collector:
         for key, stat in total.statements.items():
             row = {"key": key, "count": stat.count, "total_ms": stat.total, "max_ms": stat.max,
                    "avg_ms": stat.total / stat.count if stat.count else 0.0, "slow": stat.slow,
-                   "p95_ms": _percentile(stat.hist, 0.95), "hist": list(stat.hist)}
+                   "p95_ms": percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, "hist": list(stat.hist)}
             if key.startswith("kind:"):
                 kinds[key[5:]] = row
             else:
@@ -406,18 +408,6 @@ class Collector:
             "store": self.store.name,
             "store_error": self.store_error,
         }
-
-
-def _percentile(hist, q):
-    count = sum(hist)
-    if not count:
-        return 0.0
-    seen = 0
-    for index, value in enumerate(hist):
-        seen += value
-        if seen >= q * count:
-            return float(BOUNDS_MS[index]) if index < len(BOUNDS_MS) else float("inf")
-    return float("inf")
 
 
 def _endpoint():

@@ -10,6 +10,8 @@ from collections import defaultdict
 
 from flask import g, request, request_started
 
+from .metrics import percentile
+
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP = "traffic"
 SKIPPED = {"static"}
@@ -20,19 +22,6 @@ def _bin(ms):
         if ms <= bound:
             return index
     return len(BOUNDS_MS)
-
-
-def percentile(hist, q):
-    """The upper bound of the bin holding the q-quantile (ms); inf when beyond the last bound."""
-    count = sum(hist)
-    if not count:
-        return None
-    seen = 0
-    for index, value in enumerate(hist):
-        seen += value
-        if seen >= q * count:
-            return float(BOUNDS_MS[index]) if index < len(BOUNDS_MS) else float("inf")
-    return float("inf")
 
 
 def register_traffic(app):
@@ -89,8 +78,8 @@ def _row(endpoint, row):
     return {
         "endpoint": endpoint, "requests": n, "server_errors": row["e"], "client_errors": row["c"],
         "limited": row["l"], "error_rate": row["e"] / n if n else 0.0, "avg_ms": row["t"] / n if n else None,
-        "p50_ms": percentile(row["hist"], 0.50), "p95_ms": percentile(row["hist"], 0.95),
-        "p99_ms": percentile(row["hist"], 0.99), "hist": row["hist"],
+        "p50_ms": percentile(row["hist"], 0.50, BOUNDS_MS), "p95_ms": percentile(row["hist"], 0.95, BOUNDS_MS),
+        "p99_ms": percentile(row["hist"], 0.99, BOUNDS_MS), "hist": row["hist"],
     }
 
 

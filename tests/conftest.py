@@ -108,6 +108,20 @@ def _empty_tables():
 
 
 @pytest.fixture
+def own_app(backend, tmp_path):
+    """The app on an instance folder of this test's own (counters, marks, outbox and queue start empty),
+    with panel data never remembered, so each request shows what just happened."""
+    app = create_app({**_overrides(backend[1]), "MONITOR_PANEL_SECONDS": 0}, instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    app.backend = backend[0]
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

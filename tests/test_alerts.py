@@ -7,23 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from sipup import alerts, create_app
+from sipup import alerts
 from sipup.extensions import db
 from sipup.models import QueueRun, utcnow
-from tests.conftest import RequestScopedClient, _empty_tables, _overrides
 
 
 @pytest.fixture
-def app(backend, tmp_path):
-    """An app on an instance folder of its own: its outbox, counters and marks start empty."""
-    app = create_app({**_overrides(backend[1]), "MONITOR_PANEL_SECONDS": 0, "MONITOR_ALERTS": True},
-                     instance_path=str(tmp_path))
-    app.test_client_class = RequestScopedClient
-    with app.app_context():
-        yield app
-        db.session.remove()
-        _empty_tables()
-        db.engine.dispose()
+def app(own_app):
+    own_app.config["MONITOR_ALERTS"] = True
+    return own_app
 
 
 def outbox(app):

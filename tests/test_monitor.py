@@ -23,16 +23,8 @@ def broken_import(label):
 
 
 @pytest.fixture
-def app(backend, tmp_path):
-    """The app on an instance folder of this test's own (its counters start at zero), with panel data
-    never remembered, so each request shows what just happened."""
-    app = create_app({**_overrides(backend[1]), "MONITOR_PANEL_SECONDS": 0}, instance_path=str(tmp_path))
-    app.test_client_class = RequestScopedClient
-    with app.app_context():
-        yield app
-        db.session.remove()
-        _empty_tables()
-        db.engine.dispose()
+def app(own_app):
+    return own_app
 
 
 @pytest.fixture
