@@ -82,7 +82,7 @@ def disk():
     detail = f"{usage.free / 2**30:.1f} GB free of {usage.total / 2**30:.0f} GB where instance/ lives"
     if state != "ok":
         detail += ": free space (old backups in instance/backups, logs in instance/logs)"
-    return check("Disk", state, f"{free:.0%} free", detail)
+    return {**check("Disk", state, f"{free:.0%} free", detail), "free": free}
 
 
 def host():

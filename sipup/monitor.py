@@ -2,8 +2,7 @@
 
 Panels are cheap because every figure is already summed in buckets (sipup/metrics.py counters and the
 query statistics); on top of that a panel's data is kept for SIPUP_MONITOR_PANEL_SECONDS (10) in this
-process, so many
-admins polling every 30 seconds cost one computation per panel and process.
+process, so many admins polling every 30 seconds cost one computation per panel and process.
 """
 import threading
 import time
@@ -171,7 +170,7 @@ def figures():
         "traffic": panel("traffic"),
         "database": database,
         "pool": database["pool"],
-        "disk_free": float(disk["value"].split("%")[0]) / 100 if disk and "%" in disk["value"] else None,
+        "disk_free": disk.get("free") if disk else None,
     }
     data["queue"] = queue_figures()
     data["cache"] = {"total": panel("cache")["total"]}
