@@ -162,19 +162,27 @@ def limits_panel():
 
 
 def figures():
-    """Everything the recommendations read, from the other panels' (remembered) data."""
-    checks = panel("health")["checks"]
+    """Everything the recommendations read, from the other panels' (remembered) data. A part whose panel
+    fails is left out, so its rules say "not available" while the others still judge."""
+
+    def part(read):
+        try:
+            return read()
+        except Exception:  # the failing panel shows the error itself; the rules go on without it
+            current_app.logger.exception("Figures for the recommendations not read")
+            return None
+
+    checks = part(lambda: panel("health")["checks"]) or []
     disk = next((c for c in checks if c["name"] == "Disk"), None)
-    database = panel("database")
-    data = {
-        "traffic": panel("traffic"),
+    database = part(lambda: panel("database")) or {}
+    return {
+        "traffic": part(lambda: panel("traffic")),
         "database": database,
-        "pool": database["pool"],
+        "pool": database.get("pool"),
         "disk_free": disk.get("free") if disk else None,
+        "queue": part(queue_figures),
+        "cache": part(lambda: {"total": panel("cache")["total"]}),
     }
-    data["queue"] = queue_figures()
-    data["cache"] = {"total": panel("cache")["total"]}
-    return data
 
 
 def recommendations_panel():

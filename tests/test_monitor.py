@@ -72,6 +72,15 @@ def test_each_panel_renders_alone(admin_client, name):
     assert f'id="panel-{name}"' in html and "as of " in html
 
 
+def test_recommendations_go_on_without_a_failing_part(app, admin_client, monkeypatch):
+    def broken():
+        raise RuntimeError("jobs table unreadable")
+
+    monkeypatch.setitem(monitor.PANELS, "queue", ("Queue", broken))
+    rules = {r["key"]: r["state"] for r in monitor.panel("recommendations")["rules"]}
+    assert rules["pending_jobs"] == "unavailable" and rules["disk"] in ("clear", "firing")
+
+
 def test_unknown_panel_is_404(admin_client):
     assert admin_client.get("/monitor/panels/nope").status_code == 404
 
