@@ -165,6 +165,21 @@ def _python_load(url, cookie, seconds, connections):
     return sum(counts) / (time.monotonic() - started), sum(counts), sum(bad)
 
 
+def alternate(servers, pair, page, cookies, args, load):
+    """[(median req/s, median server CPU ms per request)] of the two servers of `pair` on one page; rounds
+    alternate off/on and on/off, so a drift in the machine's load falls on both alike."""
+    rates, cpu = {name: [] for name in pair}, {name: [] for name in pair}
+    for n in range(args.rounds):
+        for name in pair if n % 2 == 0 else pair[::-1]:
+            before = servers[name].cpu_seconds()
+            rate, count, bad = load(servers[name].url + page, cookies.get(name, ""), args.seconds, args.connections)
+            cpu[name].append((servers[name].cpu_seconds() - before) / count * 1000)
+            rates[name].append(rate)
+            if bad:
+                print(f"  warning: {bad} error answers on {name} {page}")
+    return [(statistics.median(rates[name]), statistics.median(cpu[name])) for name in pair]
+
+
 def measure(args):
     redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     namespace = f"sipupbench-{secrets.token_hex(4)}"
@@ -187,24 +202,10 @@ def measure(args):
               f"{args.rounds} rounds per mode (off/on, then on/off), median round reported; "
               f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         for page, (signed_in, what) in PAGES.items():
-            rates, cpu = {name: [] for name in modes}, {name: [] for name in modes}
-            for storage in ("memory", "redis"):
-                pair = [f"{storage} off", f"{storage} on"]
-                for n in range(args.rounds):
-                    for name in pair if n % 2 == 0 else pair[::-1]:
-                        cookie = cookies[name] if signed_in else ""
-                        before = servers[name].cpu_seconds()
-                        rate, count, bad = load(servers[name].url + page, cookie, args.seconds, args.connections)
-                        cpu[name].append((servers[name].cpu_seconds() - before) / count * 1000)
-                        if bad:
-                            print(f"  warning: {bad} error answers on {name} {page}")
-                        rates[name].append(rate)
             print(f"{page} ({what}):")
             for storage in ("memory", "redis"):
-                off = statistics.median(rates[f"{storage} off"])
-                on = statistics.median(rates[f"{storage} on"])
-                cpu_off = statistics.median(cpu[f"{storage} off"])
-                cpu_on = statistics.median(cpu[f"{storage} on"])
+                (off, cpu_off), (on, cpu_on) = alternate(servers, [f"{storage} off", f"{storage} on"], page,
+                                                         cookies if signed_in else {}, args, load)
                 print(f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
                       f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
                       f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost {1 - cpu_off / cpu_on:+.1%})")

@@ -12,11 +12,10 @@ import argparse
 import os
 import secrets
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.limits import PAGES, Server, _demo_instance, _python_load, _wrk, delete_namespace
+from benchmarks.limits import PAGES, Server, _demo_instance, _python_load, _wrk, alternate, delete_namespace
 
 
 def main():
@@ -44,19 +43,8 @@ def main():
         for page, (signed_in, what) in PAGES.items():
             print(f"{page} ({what}):")
             for store in ("sqlite", "redis"):
-                pair = [f"{store} off", f"{store} on"]
-                rates, cpu = {name: [] for name in pair}, {name: [] for name in pair}
-                for n in range(args.rounds):
-                    for name in pair if n % 2 == 0 else pair[::-1]:
-                        before = servers[name].cpu_seconds()
-                        rate, count, bad = load(servers[name].url + page, cookies[name] if signed_in else "",
-                                                args.seconds, args.connections)
-                        cpu[name].append((servers[name].cpu_seconds() - before) / count * 1000)
-                        rates[name].append(rate)
-                        if bad:
-                            print(f"  warning: {bad} error answers on {name} {page}")
-                r_off, r_on = statistics.median(rates[pair[0]]), statistics.median(rates[pair[1]])
-                c_off, c_on = statistics.median(cpu[pair[0]]), statistics.median(cpu[pair[1]])
+                (r_off, c_off), (r_on, c_on) = alternate(servers, [f"{store} off", f"{store} on"], page,
+                                                         cookies if signed_in else {}, args, load)
                 print(f"  {store:<6} statistics off {r_off:5.0f} req/s, on {r_on:5.0f} req/s, on/off = {r_on / r_off:.2f}; "
                       f"server CPU per request off {c_off:.2f} ms, on {c_on:.2f} ms, off/on = {c_off / c_on:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.1f}")

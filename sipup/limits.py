@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -31,6 +30,8 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
 from limits import parse_many
 from limits.storage import MemoryStorage
+
+from .metrics import connect_sqlite
 
 log = logging.getLogger("sipup.limits")
 
@@ -205,9 +206,7 @@ class SqliteBlockStore:
             )
 
     def _connect(self):
-        conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return connect_sqlite(self.path)
 
     def all(self):
         with closing(self._connect()) as conn:

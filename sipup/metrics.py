@@ -31,6 +31,14 @@ RETRY_SECONDS = 30  # after a store error, wait this long before trying again fr
 MAX_PENDING = 50_000  # names x buckets kept in memory while the store is down
 
 
+def connect_sqlite(path):
+    """A connection to a statistics file in instance/ that the server's threads, its other processes and
+    the command line share: WAL, so readers never wait for the writer."""
+    conn = sqlite3.connect(path, timeout=5)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
 def percentile(hist, q, bounds):
     """The upper bound of the histogram bin holding the q-quantile; inf past the last bound, None if empty."""
     count = sum(hist)
@@ -62,9 +70,7 @@ class SqliteCounterStore:
             conn.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, since REAL)")
 
     def _connect(self):
-        conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return connect_sqlite(self.path)
 
     def write(self, pending):
         rows = [(group, res, start, name, value) for (group, res, start, name), value in pending.items()]

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 import weakref
@@ -21,7 +20,7 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
-from .metrics import percentile
+from .metrics import connect_sqlite, percentile
 
 log = logging.getLogger("sipup.query_stats")
 
@@ -154,9 +153,7 @@ class SqliteStore:
             conn.execute("CREATE TABLE IF NOT EXISTS statements (key TEXT PRIMARY KEY, sql TEXT)")
 
     def _connect(self):
-        conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return connect_sqlite(self.path)
 
     def write(self, pending, sql):
         hist_names = self.HIST.split(", ")

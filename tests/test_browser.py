@@ -6,7 +6,6 @@ width, land in test-artifacts/ for a human to look at.
 """
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +34,6 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect
 expect.set_options(timeout=10_000)
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_healthy(url, process, log_path, timeout=90):
@@ -60,7 +55,7 @@ def _wait_until_healthy(url, process, log_path, timeout=90):
 def server(tmp_path_factory):
     """The real app under waitress on an empty embedded database: (base URL, {role: (email, password)})."""
     instance = tmp_path_factory.mktemp("browser-instance")
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
     env["SIPUP_INSTANCE_PATH"] = str(instance)
     # One browser makes many requests from one IP within a minute; this test is not about limits.

@@ -19,12 +19,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ("SCALING_QUICKSTART.md", "SCALING_GUIDE.md")
@@ -47,12 +48,6 @@ def blocks():
     return found
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 class Project:
     """A scratch copy of the project for one document: links to the code, an instance of its own, the
     environment the blocks leave behind, the processes they started."""
@@ -64,7 +59,7 @@ class Project:
         (folder / ".venv").symlink_to(sys.prefix)
         (folder / "instance").mkdir()
         self.env_file = folder / "instance" / ".doc-env"
-        self.ports = {port: free_port() for port in DOC_PORTS}
+        self.ports = {port: str(free_port()) for port in DOC_PORTS}
         self.groups, self.drops, self.namespaces = [], [], []
         self.substitutions = dict(self.ports)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
