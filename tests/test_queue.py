@@ -200,6 +200,7 @@ def test_overlapping_processors_never_run_a_job_twice(qapp):
     assert all(j.status == "done" and j.attempts == 1 for j in db.session.scalars(select(Job)))
 
 
+@pytest.mark.periodic_jobs
 def test_periodic_jobs_are_enqueued_once_per_due_minute(qapp, clock):
     clock.now = clock.now.replace(hour=2, minute=30, second=5, microsecond=0)
     queue = qapp.extensions["queue"]
