@@ -477,6 +477,7 @@ TABLE_TOUCHES = {
     "order_events": ("orders",),
     "invoices": ("orders",),
     "payments": ("orders",),
+    "cart_items": ("carts",),
 }
 
 
@@ -494,6 +495,8 @@ def _object_touches(obj):
         return (f"orders:{obj.company_id}", "orders-all")
     if table == "users":
         return (f"user:{obj.id}",)
+    if table == "cart_items":
+        return (f"cart:{obj.user_id}",)
     if table in ("order_lines", "order_events"):
         return ("orders-all",)  # always written with their order, which names the company
     return ()

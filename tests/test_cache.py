@@ -139,6 +139,30 @@ def test_stock_taken_by_a_checkout_on_one_instance_shows_on_the_other(app, shop,
 
 
 @pytest.mark.parametrize("driver", SHARED_DRIVERS)
+def test_the_cart_count_in_the_header_follows_adds_removals_and_checkout_on_either_instance(
+        app, shop, two_instances, driver):
+    import re
+
+    a = two_instances
+    same_buyer_on_b = signed_in(a.b, shop.buyer)
+
+    def badge(client):
+        found = re.search(r'class="badge">(\d+)<', page(client, "/products"))
+        return int(found.group(1)) if found else 0
+
+    assert badge(a.buyer) == 0
+    assert same_buyer_on_b.post("/cart/add", data={"sku": "BEER-1", "quantity": "5"}).status_code == 302
+    assert badge(a.buyer) == 1
+    assert a.buyer.post("/cart/add", data={"sku": "WINE-1", "quantity": "2"}).status_code == 302
+    assert badge(same_buyer_on_b) == 2
+    assert same_buyer_on_b.post("/cart", data={"remove": shop.other.id}).status_code == 302
+    assert badge(a.buyer) == 1
+    response = same_buyer_on_b.post("/checkout", data={"address_id": shop.company.addresses[0].id})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert badge(a.buyer) == 0
+
+
+@pytest.mark.parametrize("driver", SHARED_DRIVERS)
 def test_order_status_credit_and_dashboard_follow_changes_on_the_other_instance(app, shop, two_instances, driver):
     a = two_instances
     other_buyer = signed_in(a.b, shop.buyer2)
@@ -364,26 +388,43 @@ def test_an_expired_hot_key_is_refreshed_once_while_others_get_the_previous_valu
     assert events(app, "stale") > stale
 
 
-def test_a_catalog_page_reads_all_its_prices_in_one_round_trip(make_app, app, make_product, make_price_list,
-                                                               make_company, make_user, redis_namespace):
+def test_a_catalog_page_reads_all_its_prices_in_one_round_trip_and_then_comes_whole(
+        make_app, app, make_product, make_price_list, make_company, make_user, redis_namespace):
     products = [make_product() for _ in range(12)]
     price_list = make_price_list("Gastro", [(p, 1, "5.00") for p in products])
     buyer = make_user("buyer", make_company(price_list=price_list))
     shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)  # counters of its own too
     client = signed_in(shop_app, buyer)
-    page(client, "/products")
     store = shop_app.extensions["sipup_cache"].primary
     calls = []
     real_get_many = store.get_many
     store.get_many = lambda *keys: calls.append(len(keys)) or real_get_many(*keys)
     try:
-        assert page(client, "/products").count("€5.00") == 12
+        cold = page(client, "/products")
+        cold_calls, calls[:] = list(calls), []
+        warm = page(client, "/products")
     finally:
         del store.get_many
-    assert len(calls) == 4  # the signed-in user, the page, its categories, and the prices of all 12 products
-    assert max(calls) >= 12 + 4  # 12 price keys plus the generation tokens, in one MGET
+    assert cold.count("€5.00") == warm.count("€5.00") == 12
+    # Cold: the 12 prices come in one MGET with their generation tokens.
+    assert [n for n in cold_calls if n >= 12] == [12 + 4]
+    assert len(calls) == 3  # warm: the user, the cart's line count and the whole page
     catalog = ("products", "prices")
-    assert events(shop_app, "miss", catalog) == 14 and events(shop_app, "hit", catalog) == 14
+    assert events(shop_app, "miss", catalog) == 15 and events(shop_app, "hit", catalog) == 1
+
+
+def test_the_cached_catalog_carries_each_readers_own_csrf_token(make_app, app, shop, make_user, redis_namespace):
+    import re
+
+    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)
+    tokens = []
+    for buyer in (shop.buyer, make_user("buyer", shop.company)):
+        html = page(signed_in(shop_app, buyer), "/products")
+        found = set(re.findall(r'name="csrf_token" value="([^"]*)"', html))
+        assert "<!--csrf-->" not in html and len(found) == 1
+        tokens.append(found.pop())
+    assert events(shop_app, "hit", ("products",)) >= 1  # the second buyer got the first one's page
+    assert tokens[0] != tokens[1] and all(tokens)
 
 
 def test_cached_values_are_plain_data(make_app, shop, redis_namespace):
@@ -438,19 +479,21 @@ def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Cache: filesystem" in result.output and "primary" in result.output
     products_row = next(line for line in result.output.splitlines() if line.strip().startswith("products"))
-    assert products_row.split()[1:3] == ["4", "2"]  # the page and its categories: 2 misses, then 4 hits
-    assert "66.7%" in products_row
+    # The page as HTML, its products and its categories: 3 misses; then the HTML twice: 2 hits.
+    assert products_row.split()[1:3] == ["2", "3"]
+    assert "40.0%" in products_row
 
     with app.app_context():
         result = runner.invoke(args=["cache", "clear", "--type", "products"])
     assert result.exit_code == 0 and "Cleared cached products" in result.output
     misses = events(app, "miss")
     page(buyer, "/products")
-    assert events(app, "miss") == misses + 2  # page and categories recomputed, prices still cached
+    assert events(app, "miss") == misses + 3  # HTML, products and categories recomputed, prices still cached
     with app.app_context():
         assert runner.invoke(args=["cache", "clear"]).exit_code == 0
     page(buyer, "/products")
-    assert events(app, "miss") == misses + 7  # and the prices of both products, and the signed-in user
+    # and the prices of both products, the signed-in user and the cart's line count
+    assert events(app, "miss") == misses + 3 + 7
 
 
 def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
@@ -463,7 +506,9 @@ def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
     with app.app_context():
         status = cache_status()
     assert status["driver"] == "filesystem" and status["state"] == "primary" and status["degraded_since"] is None
-    assert status["hit_rate_5min"] == 0.5
+    # First page: the user, the cart's line count, the HTML, products, categories and 2 prices, all
+    # missed; second page: the user, the line count and the HTML, all hits.
+    assert status["hit_rate_5min"] == 0.3
 
 
 def test_default_driver_is_redis_when_redis_is_configured(make_app, redis_namespace):

@@ -1,9 +1,14 @@
 """The storefront for buyers: catalog, cart, quick order, checkout, orders and invoices."""
+import functools
+import hashlib
 import os
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 
+from ..cache import cached
 from ..extensions import db
 from ..models import Address
 from ..security import customer_required, same_site_path, sign_in_first
@@ -14,6 +19,8 @@ from ..services.quantities import parse_quantity
 from ..web import whole_number
 
 bp = Blueprint("shop", __name__)
+# Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
+CSRF_SLOT = Markup("<!--csrf-->")
 
 
 def _page():
@@ -27,6 +34,13 @@ def _page():
 
 def _vat():
     return current_app.config["VAT_RATE"]
+
+
+@functools.cache
+def _templates_digest(*names):
+    """A digest of these templates' source: part of a cached page's key, so a deploy never shows the old page."""
+    env = current_app.jinja_env
+    return hashlib.sha1("".join(env.loader.get_source(env, name)[0] for name in names).encode()).hexdigest()[:16]
 
 
 @bp.route("/")
@@ -56,13 +70,21 @@ def products():
     query, category, sort = request.args.get("q", ""), request.args.get("category", ""), request.args.get("sort", "name")
     if sort not in catalog.SORTS:
         notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
-    results = catalog.catalog_page(query[:100], category or None, sort, page, current_app.config["PAGE_SIZE"])
-    tiers = pricing.tiers_for(current_user.company.price_list_id, [p.id for p in results.items])
-    prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
-    return render_template(
-        "shop/products.html", results=results, prices=prices, categories=catalog.category_list(),
-        query=query, category=category, sort=sort, notice=notice,
-    )
+    price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
+
+    def render():
+        results = catalog.catalog_page(query[:100], category or None, sort, page, per_page)
+        tiers = pricing.tiers_for(price_list_id, [p.id for p in results.items])
+        prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
+        return render_template("shop/_catalog.html", results=results, prices=prices, categories=catalog.category_list(),
+                               query=query, category=category, sort=sort, csrf_slot=CSRF_SLOT)
+
+    # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
+    version = _templates_digest("shop/_catalog.html", "_macros.html")
+    html = cached("products", "catalog-html", (version, price_list_id, per_page, request.full_path),
+                  ["catalog", "prices", f"prices:{price_list_id}"], render)
+    return render_template("shop/products.html", catalog=Markup(html.replace(CSRF_SLOT, generate_csrf())),
+                           notice=notice)
 
 
 @bp.route("/products/<sku>")

@@ -51,6 +51,7 @@ SESSION_SKIPS = {"password_hash"}
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
     from sqlalchemy import inspect
+    from sqlalchemy.orm.attributes import set_committed_value
     from sqlalchemy.orm.util import identity_key
 
     from ..cache import cached
@@ -71,9 +72,11 @@ def signed_in_user(user_id):
     row = cached("users", "session", user_id, [f"user:{user_id}", "users-all", "companies"], load)
     if row is None:
         return None
-    if row["company"]:
-        _attach(Company, row["company"])
-    return _attach(User, row["user"])
+    user = _attach(User, row["user"])
+    if row["company"] and "company" not in user.__dict__:
+        # Set as loaded, so user.company needs no query (the session keeps only weak references).
+        set_committed_value(user, "company", _attach(Company, row["company"]))
+    return user
 
 
 def _attach(model, values):

@@ -2,9 +2,10 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import joinedload
 
+from ..cache import cached
 from ..extensions import db
 from ..models import CartItem, Product
 from .errors import InvalidQuantity, NotFound
@@ -63,7 +64,8 @@ def add(user_id, product, quantity, replace=False):
 
 def remove(user_id, product_id):
     """Take a product out of the cart."""
-    db.session.execute(delete(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product_id))
+    stmt = delete(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product_id)
+    db.session.execute(stmt.execution_options(cache_touches=(f"cart:{user_id}",)))
     db.session.commit()
 
 
@@ -79,8 +81,11 @@ def items(user_id):
 
 
 def count(user_id):
-    """How many lines the cart has (for the header)."""
-    return len(db.session.scalars(select(CartItem.id).where(CartItem.user_id == user_id)).all())
+    """How many lines the cart has (for the header on every page), through the cache."""
+    def load():
+        return db.session.scalar(select(func.count(CartItem.id)).where(CartItem.user_id == user_id))
+
+    return cached("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"], load)
 
 
 def price_lines(price_list_id, pairs, vat_rate):

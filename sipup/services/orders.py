@@ -218,7 +218,8 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
     if status == S.CREDIT_HOLD:
         hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
     _record(order, status, user_id, hold_note)
-    db.session.execute(CartItem.__table__.delete().where(CartItem.user_id == user_id))
+    emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
+    db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
     mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
     return order
 
