@@ -1,7 +1,10 @@
 """Users and companies: sign-in checks and account creation."""
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from werkzeug.security import generate_password_hash
 
 from ..extensions import db
@@ -50,10 +53,6 @@ SESSION_SKIPS = {"password_hash"}
 
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
-    from sqlalchemy import inspect
-    from sqlalchemy.orm.attributes import set_committed_value
-    from sqlalchemy.orm.util import identity_key
-
     from ..cache import cached
 
     present = db.session.identity_map.get(identity_key(User, user_id))
@@ -81,9 +80,6 @@ def signed_in_user(user_id):
 
 def _attach(model, values):
     """A persistent instance from cached column values, without a query (unlisted columns load on use)."""
-    from sqlalchemy.orm import make_transient_to_detached
-    from sqlalchemy.orm.util import identity_key
-
     present = db.session.identity_map.get(identity_key(model, values["id"]))
     if present is not None:
         return present
