@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from ..cache import cached
 from ..extensions import db
-from ..models import Address
+from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, orders, pricing, quick_order
@@ -271,7 +271,9 @@ def reorder(number):
 @customer_required
 def invoices():
     """The company's invoices and its open balance."""
+    page, notice = _page()
     company = current_user.company
     return render_template(
-        "shop/invoices.html", invoices=orders.company_invoices(company.id), credit=orders.account_position(company)
+        "shop/invoices.html", invoices=orders.invoices_page(company.id, page), credit=orders.account_position(company),
+        today=utcnow().date(), notice=notice,
     )

@@ -383,15 +383,28 @@ def _pay_invoice(order, reference):
     return f"Payment {reference} of {invoice.amount} applied to {invoice.number}."
 
 
-def company_invoices(company_id):
-    """A company's invoices, open ones first, newest first."""
+def company_invoices(company_id, page=1, per_page=50):
+    """A page of a company's invoices, open ones first, newest first."""
     stmt = (
         select(Invoice)
         .options(selectinload(Invoice.order))
         .where(Invoice.company_id == company_id)
-        .order_by(Invoice.paid_at.is_not(None), Invoice.issued_at.desc())
+        .order_by(Invoice.paid_at.is_not(None), Invoice.issued_at.desc(), Invoice.id.desc())
     )
-    return list(db.session.scalars(stmt))
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+
+
+def invoice_row(invoice):
+    """An invoice as plain data for the buyer's list (whether it is overdue is decided when shown)."""
+    return Plain(number=invoice.number, order_number=invoice.order.number if invoice.order else None,
+                 issued_at=invoice.issued_at, due_date=invoice.due_date, amount=invoice.amount,
+                 open_amount=invoice.open_amount, paid_at=invoice.paid_at)
+
+
+def invoices_page(company_id, page=1, per_page=50):
+    """company_invoices() as plain rows, through the cache; fresh after any change to the company's orders."""
+    return cached("orders", "invoices", (company_id, page, per_page), ["orders", f"orders:{company_id}"],
+                  lambda: PageOf.of(company_invoices(company_id, page, per_page), invoice_row))
 
 
 def parse_requested_date(text):
