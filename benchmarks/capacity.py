@@ -240,20 +240,30 @@ def _cpu_of(processes):
 
 
 class Watch:
-    """Samples the servers' database connections twice a second during a step; CPU from the totals."""
+    """Samples the servers' database connections twice a second during a step; CPU from the totals, counted
+    from the measured part of the step (after the sign-ins and the warm-up) when the runner says so."""
 
     def __init__(self, servers):
         self.servers, self.peak_connections, self.stopping = servers, 0, threading.Event()
+        self.shared, self.measuring = _shared_servers(), False
 
     def __enter__(self):
-        self.cpu = sum(s.cpu_seconds() for s in self.servers)
-        self.shared = _shared_servers()
-        self.shared_cpu = _cpu_of(self.shared)
-        self.machine = psutil.cpu_times()
-        self.began = time.perf_counter()
+        self.begin()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
         return self
+
+    def begin(self):
+        self.cpu = sum(s.cpu_seconds() for s in self.servers)
+        self.shared_cpu = _cpu_of(self.shared)
+        self.machine = psutil.cpu_times()
+        self.began = time.perf_counter()
+
+    def progress(self, runner, now):
+        """The runner's progress call, once a second: start counting when the measured part starts."""
+        if not self.measuring and now >= runner.clock.measure_from:
+            self.measuring = True
+            self.begin()
 
     def _sample(self):
         while not self.stopping.wait(0.5):
@@ -279,7 +289,7 @@ def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=N
     options = RunOptions(url=url, scenario=scenario, scenario_options=scenario_options, users=users or profile["users"],
                          rate=rate, duration=seconds, warmup=profile["warmup"], timeout=10.0)
     with Watch(watch) as watched:
-        outcome = Runner(options).run()
+        outcome = Runner(options, progress=watched.progress).run()
     report = reports.figures(outcome)
     total = report["total"]
     return {
@@ -385,7 +395,7 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
                              start_rate, profile)
         catalog, _ = search("cached catalog page", lambda rate: load(url, Pages, rate, profile, logins[:1],
                                                                       pages=[("/products", 1.0)], watch=[server]),
-                            start_rate * 2, profile)
+                            start_rate * 4, profile)
         peak_rss = server.peak_rss_mb()
     finally:
         server.stop()

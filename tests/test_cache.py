@@ -413,6 +413,23 @@ def test_a_catalog_page_reads_all_its_prices_in_one_round_trip_and_then_comes_wh
     assert events(shop_app, "miss", catalog) == 15 and events(shop_app, "hit", catalog) == 1
 
 
+def test_a_catalog_address_with_unknown_arguments_is_served_but_not_kept(make_app, app, shop, redis_namespace):
+    import redis
+
+    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)
+    buyer = signed_in(shop_app, shop.buyer)
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def kept_pages():
+        return len(client.keys(f"{redis_namespace}:cache:products:catalog-html:*"))
+
+    for n in range(3):
+        assert "BEER-1" in page(buyer, f"/products?utm_source=mail{n}&sort=sku")
+    assert kept_pages() == 0
+    assert "BEER-1" in page(buyer, "/products?sort=sku")
+    assert kept_pages() == 1
+
+
 def test_the_cached_catalog_carries_each_readers_own_csrf_token(make_app, app, shop, make_user, redis_namespace):
     import re
 

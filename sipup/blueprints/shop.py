@@ -21,6 +21,7 @@ from ..web import whole_number
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
+CATALOG_ARGS = {"q", "category", "sort", "page"}
 
 
 def _page():
@@ -80,9 +81,13 @@ def products():
                                query=query, category=category, sort=sort, csrf_slot=CSRF_SLOT)
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
-    version = _templates_digest("shop/_catalog.html", "_macros.html")
-    html = cached("products", "catalog-html", (version, price_list_id, per_page, request.full_path),
-                  ["catalog", "prices", f"prices:{price_list_id}"], render)
+    # An address with other arguments than the form's is rendered each time, so it cannot fill the cache.
+    if set(request.args) <= CATALOG_ARGS:
+        version = _templates_digest("shop/_catalog.html", "_macros.html")
+        html = cached("products", "catalog-html", (version, price_list_id, per_page, request.full_path),
+                      ["catalog", "prices", f"prices:{price_list_id}"], render)
+    else:
+        html = render()
     return render_template("shop/products.html", catalog=Markup(html.replace(CSRF_SLOT, generate_csrf())),
                            notice=notice)
 
