@@ -240,11 +240,12 @@ def _cpu_of(processes):
 
 
 class Watch:
-    """Samples the servers' database connections twice a second during a step; CPU from the totals, counted
-    from the measured part of the step (after the sign-ins and the warm-up) when the runner says so."""
+    """Samples the servers' database connections twice a second during a step; CPU from the totals. Both
+    count from the measured part of the step (after the sign-ins and the warm-up) once the runner's
+    first tick after it comes, a second at most later."""
 
     def __init__(self, servers):
-        self.servers, self.peak_connections, self.stopping = servers, 0, threading.Event()
+        self.servers, self.stopping = servers, threading.Event()
         self.shared, self.measuring = _shared_servers(), False
 
     def __enter__(self):
@@ -254,6 +255,7 @@ class Watch:
         return self
 
     def begin(self):
+        self.peak_connections = 0
         self.cpu = sum(s.cpu_seconds() for s in self.servers)
         self.shared_cpu = _cpu_of(self.shared)
         self.machine = psutil.cpu_times()

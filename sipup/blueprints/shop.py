@@ -1,5 +1,4 @@
 """The storefront for buyers: catalog, cart, quick order, checkout, orders and invoices."""
-import functools
 import hashlib
 import os
 
@@ -37,11 +36,24 @@ def _vat():
     return current_app.config["VAT_RATE"]
 
 
-@functools.cache
-def _templates_digest(*names):
-    """A digest of these templates' source: part of a cached page's key, so a deploy never shows the old page."""
-    env = current_app.jinja_env
-    return hashlib.sha1("".join(env.loader.get_source(env, name)[0] for name in names).encode()).hexdigest()[:16]
+def _catalog_version():
+    """The cached catalog HTML's version: its templates' source and the currency, so that neither a release
+    nor a changed setting ever shows an older page."""
+    version = current_app.extensions.get("catalog_html_version")
+    if version is None:
+        env = current_app.jinja_env
+        source = "".join(env.loader.get_source(env, name)[0] for name in ("shop/_catalog.html", "_macros.html"))
+        version = hashlib.sha1((source + current_app.config["CURRENCY"]).encode()).hexdigest()[:16]
+        current_app.extensions["catalog_html_version"] = version
+    return version
+
+
+def _kept_as_html(notice, query):
+    """Whether this catalog address is kept as HTML: only as the search form sends it (known arguments, each
+    once, valid, a query of at most 100 characters), so odd addresses cannot fill the cache."""
+    args = request.args
+    return (notice is None and len(query) <= 100 and set(args) <= CATALOG_ARGS
+            and all(len(args.getlist(name)) == 1 for name in args))
 
 
 @bp.route("/")
@@ -81,11 +93,9 @@ def products():
                                query=query, category=category, sort=sort, csrf_slot=CSRF_SLOT)
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
-    # An address with other arguments than the form's is rendered each time, so it cannot fill the cache.
-    if set(request.args) <= CATALOG_ARGS:
-        version = _templates_digest("shop/_catalog.html", "_macros.html")
-        html = cached("products", "catalog-html", (version, price_list_id, per_page, request.full_path),
-                      ["catalog", "prices", f"prices:{price_list_id}"], render)
+    if _kept_as_html(notice, query):
+        html = cached("products", "catalog-html", (_catalog_version(), price_list_id, per_page, request.full_path),
+                      ["catalog", "prices", f"prices:{price_list_id}", "type:prices"], render)
     else:
         html = render()
     return render_template("shop/products.html", catalog=Markup(html.replace(CSRF_SLOT, generate_csrf())),

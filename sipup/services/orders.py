@@ -383,7 +383,10 @@ def _pay_invoice(order, reference):
     return f"Payment {reference} of {invoice.amount} applied to {invoice.number}."
 
 
-def company_invoices(company_id, page=1, per_page=50):
+INVOICES_PER_PAGE = 50
+
+
+def company_invoices(company_id, page=1, per_page=INVOICES_PER_PAGE):
     """A page of a company's invoices, open ones first, newest first."""
     stmt = (
         select(Invoice)
@@ -401,7 +404,7 @@ def invoice_row(invoice):
                  open_amount=invoice.open_amount, paid_at=invoice.paid_at)
 
 
-def invoices_page(company_id, page=1, per_page=50):
+def invoices_page(company_id, page=1, per_page=INVOICES_PER_PAGE):
     """company_invoices() as plain rows, through the cache; fresh after any change to the company's orders."""
     return cached("orders", "invoices", (company_id, page, per_page), ["orders", f"orders:{company_id}"],
                   lambda: PageOf.of(company_invoices(company_id, page, per_page), invoice_row))
