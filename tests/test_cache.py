@@ -525,10 +525,14 @@ def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
     page(buyer, "/products")
     assert events(app, "miss") == misses + 3  # HTML, products and categories recomputed, prices still cached
     with app.app_context():
+        assert runner.invoke(args=["cache", "clear", "--type", "prices"]).exit_code == 0
+    page(buyer, "/products")
+    assert events(app, "miss") == misses + 3 + 3  # the page's HTML and the prices of both products
+    with app.app_context():
         assert runner.invoke(args=["cache", "clear"]).exit_code == 0
     page(buyer, "/products")
-    # and the prices of both products, the signed-in user and the cart's line count
-    assert events(app, "miss") == misses + 3 + 7
+    # everything: HTML, products, categories, both prices, the signed-in user and the cart's line count
+    assert events(app, "miss") == misses + 3 + 3 + 7
 
 
 def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
