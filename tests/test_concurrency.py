@@ -163,3 +163,18 @@ def test_one_companys_credit_is_not_spent_twice(app, make_company, make_product,
     assert sorted(results) == sorted([S.PLACED] + [S.CREDIT_HOLD] * 7)
     db.session.rollback()
     assert orders.credit_position(company)["uninvoiced"] == Decimal("120.00")
+
+
+def test_one_buyer_adding_in_several_tabs_at_once_loses_no_quantity(app, make_product, make_buyers):
+    product_id = make_product(stock_on_hand=1000).id  # ids only: each thread has a session of its own
+    [buyer_id] = make_buyers(1, make_product(stock_on_hand=10))  # the cart holds something else already
+
+    def add(_n, barrier):
+        product = db.session.get(Product, product_id)
+        barrier.wait()
+        return carts.add(buyer_id, product, 2)
+
+    totals = run_at_once(app, add, range(8))
+    assert sorted(totals) == list(range(2, 17, 2))  # applied one after the other, none lost or refused
+    db.session.expire_all()
+    assert {i.product_id: i.quantity for i in carts.items(buyer_id)}[product_id] == 16

@@ -479,3 +479,52 @@ def test_reorder_leaves_out_a_quantity_that_no_longer_fits(app, buyer, make_prod
     assert added == 0
     assert changes == ["The minimum for COLA-6 is 6. COLA-6 was left out."]
     assert carts.items(buyer.id) == []
+
+
+# --- one buyer's requests at once (two tabs, a double click) ----------------------------------------
+
+@pytest.mark.parametrize("meanwhile, expected", [("changed to 10", 13), ("removed", 3)])
+def test_a_cart_line_changed_by_another_request_meanwhile_is_read_again(app, buyer, make_product, monkeypatch,
+                                                                        meanwhile, expected):
+    from sqlalchemy import delete, update
+
+    from sipup.models import CartItem
+
+    product = make_product()
+    carts.add(buyer.id, product, 2)
+    real_check, checked = carts.quantity_problem, []
+
+    def check_while_another_request_commits(item, quantity):
+        if not checked:  # between this request's read and its write, another one commits
+            with db.engine.begin() as other:
+                line = CartItem.user_id == buyer.id
+                other.execute(update(CartItem).where(line).values(quantity=10) if meanwhile.startswith("changed")
+                              else delete(CartItem).where(line))
+        checked.append(quantity)
+        return real_check(item, quantity)
+
+    monkeypatch.setattr(carts, "quantity_problem", check_while_another_request_commits)
+    assert carts.add(buyer.id, product, 3) == expected
+    assert checked == [5, expected]  # computed from the stale line, refused by the database, read again
+    assert {i.product_id: i.quantity for i in carts.items(buyer.id)} == {product.id: expected}
+    assert carts.count(buyer.id) == 1
+
+
+def test_a_cart_line_that_keeps_changing_gives_up_with_a_message(app, buyer, make_product, monkeypatch):
+    from sqlalchemy import update
+
+    from sipup.models import CartItem
+
+    product = make_product()
+    carts.add(buyer.id, product, 2)
+    real_check = carts.quantity_problem
+
+    def check_while_another_request_commits(item, quantity):
+        with db.engine.begin() as other:
+            other.execute(update(CartItem).where(CartItem.user_id == buyer.id).values(quantity=CartItem.quantity + 1))
+        return real_check(item, quantity)
+
+    monkeypatch.setattr(carts, "quantity_problem", check_while_another_request_commits)
+    with pytest.raises(carts.LineChanged, match="changed in another window while .* was being added"):
+        carts.add(buyer.id, product, 3)
+    assert carts.items(buyer.id)[0].quantity == 2 + carts.PUT_ATTEMPTS  # only the other requests' changes

@@ -2,13 +2,15 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from ..cache import cached
+from ..database import run_in_transaction
 from ..extensions import db
 from ..models import CartItem, Product
-from .errors import InvalidQuantity, NotFound
+from .errors import DomainError, InvalidQuantity, NotFound
 from .pricing import load_tiers, money, unit_price
 from .quantities import quantity_problem, stock_problem
 
@@ -45,10 +47,29 @@ class PricedCart:
         return len(self.lines)
 
 
+PUT_ATTEMPTS = 5
+
+
+class LineChanged(DomainError):
+    """The cart line changed between reading and writing it."""
+
+
 def add(user_id, product, quantity, replace=False):
-    """Put a quantity of a product in the cart (added to what is there unless replace)."""
+    """Put a quantity of a product in the cart (added to what is there unless replace); the new quantity.
+
+    One buyer's requests may run at once (two tabs, a double click): a line that another request added,
+    changed or removed meanwhile is read again, so no quantity is lost and no request fails for it."""
     if not product.active:
         raise NotFound(f"{product.sku} is no longer sold.")
+    for _attempt in range(PUT_ATTEMPTS):
+        try:
+            return run_in_transaction(_put, user_id, product, quantity, replace)
+        except (IntegrityError, LineChanged):
+            continue
+    raise LineChanged(f"Your cart changed in another window while {product.sku} was being added; please try again.")
+
+
+def _put(user_id, product, quantity, replace):
     item = db.session.scalar(select(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product.id))
     new_quantity = quantity if (replace or item is None) else item.quantity + quantity
     problem = quantity_problem(product, new_quantity)
@@ -56,9 +77,14 @@ def add(user_id, product, quantity, replace=False):
         raise InvalidQuantity(problem)
     if item is None:
         db.session.add(CartItem(user_id=user_id, product_id=product.id, quantity=new_quantity))
-    else:
-        item.quantity = new_quantity
-    db.session.commit()
+        db.session.flush()  # the same line inserted by another request meanwhile: IntegrityError
+        return new_quantity
+    # Only if the line still holds what was read (the database checks the newest committed row).
+    stmt = (update(CartItem).where(CartItem.id == item.id, CartItem.quantity == item.quantity)
+            .values(quantity=new_quantity)
+            .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False))
+    if db.session.execute(stmt).rowcount != 1:
+        raise LineChanged()
     return new_quantity
 
 
