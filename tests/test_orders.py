@@ -528,3 +528,13 @@ def test_a_cart_line_that_keeps_changing_gives_up_with_a_message(app, buyer, mak
     with pytest.raises(carts.LineChanged, match="changed in another window while .* was being added"):
         carts.add(buyer.id, product, 3)
     assert carts.items(buyer.id)[0].quantity == 2 + carts.PUT_ATTEMPTS  # only the other requests' changes
+
+
+def test_skus_are_found_in_any_case_whether_stored_in_upper_case_or_not(app, make_product):
+    from sipup.services import catalog
+
+    upper, lower = make_product(sku="BEER-UP"), make_product(sku="cola-low")  # the latter from before upper case
+    assert catalog.product_by_sku(" beer-up ") is upper and catalog.product_by_sku("COLA-LOW") is lower
+    assert catalog.products_by_skus(["Beer-Up", "Cola-Low", "NONE-1"]) == {"BEER-UP": upper, "COLA-LOW": lower}
+    with pytest.raises(NotFound):
+        catalog.product_by_sku("none-1")

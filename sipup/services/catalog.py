@@ -34,21 +34,27 @@ def search(query="", category_slug=None, sort="name", page=1, per_page=24):
 
 
 def product_by_sku(sku, include_inactive=False):
-    """One product by SKU, or NotFound."""
-    stmt = select(Product).where(func.upper(Product.sku) == (sku or "").strip().upper())
-    product = db.session.scalar(stmt)
+    """One product by SKU, in any case, or NotFound."""
+    product = products_by_skus([(sku or "").strip()]).get((sku or "").strip().upper())
     if product is None or not (product.active or include_inactive):
         raise NotFound(f"There is no product with SKU “{sku}”.")
     return product
 
 
 def products_by_skus(skus):
-    """Active and inactive products for many SKUs in one query: {SKU upper-cased: product}."""
+    """Active and inactive products for many SKUs, in any case: {SKU upper-cased: product}.
+
+    The back office stores SKUs in upper case, so they are looked up as such on the unique index; only
+    SKUs not found that way are looked for in other case (a search through every product)."""
     wanted = {s.upper() for s in skus}
     if not wanted:
         return {}
-    rows = db.session.scalars(select(Product).where(func.upper(Product.sku).in_(wanted)))
-    return {p.sku.upper(): p for p in rows}
+    found = {p.sku.upper(): p for p in db.session.scalars(select(Product).where(Product.sku.in_(wanted)))}
+    missing = wanted - found.keys()
+    if missing:
+        rows = db.session.scalars(select(Product).where(func.upper(Product.sku).in_(missing)))
+        found.update({p.sku.upper(): p for p in rows})
+    return found
 
 
 # --- cached reads: plain rows, fresh after every product, stock or category change ("catalog") -------
