@@ -1,1 +1,9 @@
-"""Benchmarks of the database layer; not tests. Run with python -m benchmarks.db."""
+"""Benchmarks of sipup (not tests): each module runs with `python -m benchmarks.<name>`; see README.md."""
+import socket
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

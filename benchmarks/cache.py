@@ -10,7 +10,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from benchmarks import free_port
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
@@ -63,17 +63,11 @@ def prepare(config, instance, products):
     return data
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """`flask serve` (waitress, 8 threads) in a process of its own."""
 
     def __init__(self, config, instance, log_path):
-        self.port = _free_port()
+        self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
         env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
         env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY="benchmark",

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import psutil
 
+from benchmarks import free_port
 from sipup.config import ENDPOINT_LIMITS
 from sipup.loadtest import report as reports
 from sipup.loadtest.runner import RunOptions, Runner
@@ -50,12 +51,6 @@ PROFILES = {
 
 
 # --- processes -------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def wait_for_port(port, process, log_path, seconds=60):
     deadline = time.monotonic() + seconds

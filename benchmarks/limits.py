@@ -29,6 +29,8 @@ import http.client
 from http.cookiejar import CookieJar
 from pathlib import Path
 
+from benchmarks import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {  # path: (signed in?, what it is)
     "/login": (False, "a cheap page: anonymous sign-in form, a template and no database; address limit"),
@@ -37,19 +39,11 @@ PAGES = {  # path: (signed in?, what it is)
 HIGH = "1000000 per minute"
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """One `flask serve` on its own instance folder (embedded SQLite with demo data)."""
 
     def __init__(self, name, folder, env, template):
-        self.name, self.port = name, _free_port()
+        self.name, self.port = name, free_port()
         self.instance = folder / name
         shutil.copytree(template, self.instance)  # the same data for every server
         self.url = f"http://127.0.0.1:{self.port}"

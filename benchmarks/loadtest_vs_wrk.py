@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,16 +20,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 WRK_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
 WRK_P50 = re.compile(r"^\s+50%\s+([0-9.]+)(us|ms|s)\s*$", re.M)
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pinned(core, command):
