@@ -472,6 +472,7 @@ TABLE_TOUCHES = {
     "price_lists": ("prices",),
     "companies": ("companies",),
     "users": ("users-all",),
+    "user_sessions": ("users-all",),
     "orders": ("orders",),
     "order_lines": ("orders",),
     "order_events": ("orders",),
@@ -495,6 +496,8 @@ def _object_touches(obj):
         return (f"orders:{obj.company_id}", "orders-all")
     if table == "users":
         return (f"user:{obj.id}",)
+    if table == "user_sessions":
+        return (f"user:{obj.user_id}",)
     if table == "cart_items":
         return (f"cart:{obj.user_id}",)
     if table in ("order_lines", "order_events"):

@@ -80,6 +80,11 @@ DEFAULTS = {
     "QUEUE_WORKERS": 2,  # threads of `flask queue worker`
     "QUEUE_KEEP_DAYS": 30,  # finished jobs kept in the history
     "MAIL_FROM": "sipup <orders@localhost>",
+    # Accounts: the site's name in pages and mails, the address links in mails point to (behind a proxy
+    # the request's own host must not decide where a reset link goes), how long an invitation lasts.
+    "SITE_NAME": "sipup",
+    "PUBLIC_URL": None,
+    "INVITE_HOURS": 72,
     "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
     "BACKUP_KEEP": 7,
     # Cache (sipup/cache.py): lifetimes per type in seconds (the seed's: products 30 min, users 10 min,
@@ -101,6 +106,9 @@ ENDPOINT_LIMITS = {
     "POST auth.login by account": "5 per minute; 20 per hour",
     "POST shop.quick_order_page": "20 per minute",
     "POST shop.checkout": "10 per minute",
+    "POST auth.password_reset": "5 per minute; 20 per hour",
+    "POST auth.password_reset by account": "3 per hour",
+    "POST account.password by user": "10 per hour",
 }
 WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 
@@ -220,6 +228,17 @@ def _addresses_list(value):
     return ", ".join(addresses)
 
 
+def _public_url(value):
+    from urllib.parse import urlsplit
+
+    if value in (None, ""):
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must read like https://shop.example.com (the address buyers open)")
+    return str(value).rstrip("/")
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -266,6 +285,9 @@ CONVERTERS = {
     "MAIL_URL": _mail_url,
     "MAIL_FROM": _addresses_list,
     "MAIL_STAFF": _addresses_list,
+    "SITE_NAME": str,
+    "PUBLIC_URL": _public_url,
+    "INVITE_HOURS": _positive_int,
     "MONITOR_REFRESH_SECONDS": _positive_int,
     "MONITOR_PANEL_SECONDS": _non_negative_int,
     "MONITOR_ALERTS": _bool,

@@ -54,5 +54,6 @@ def _require(check):
 
 
 customer_required = _require(lambda user: user.is_customer)
+owner_required = _require(lambda user: user.is_customer and user.role == "owner")
 staff_required = _require(lambda user: user.is_staff)
 admin_required = _require(lambda user: user.is_admin)

@@ -225,6 +225,14 @@ def buyer(make_company, make_user):
     return make_user("buyer", make_company())
 
 
+def signed_in_id(user):
+    """What the login cookie carries for a new session of this user (as the sign-in form would start)."""
+    from sipup.services import accounts
+
+    accounts.start_session(user)
+    return user.get_id()
+
+
 def login(client, user, password=PASSWORD):
     """Sign in through the real form."""
     return client.post("/login", data={"email": user.email, "password": password})

@@ -7,6 +7,7 @@ from sipup.extensions import db
 from sipup.models import PriceList
 from sipup.services import cart as carts
 from sipup.services import orders
+from tests.conftest import signed_in_id
 
 SHOP_PAGES = [
     "/",
@@ -56,7 +57,7 @@ def login_as(client):
 
     def do(user):
         with client.session_transaction() as session:
-            session["_user_id"] = user.get_id()
+            session["_user_id"] = signed_in_id(user)
             session["_fresh"] = True
         return client
 

@@ -11,7 +11,7 @@ from sipup.metrics import Counters, SqliteCounterStore
 from sipup.models import Job, JobStatus
 from sipup.queue import PermanentError, enqueue, job
 from sipup.recommendations import RULES, evaluate
-from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login
+from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login, signed_in_id
 
 PANEL_NAMES = ["health", "traffic", "database", "cache", "queue", "limits", "recommendations"]
 
@@ -178,12 +178,12 @@ def test_actions_need_an_admin_and_a_csrf_token(backend, tmp_path, make_user):
             admin = make_user("admin")
             client.get("/login")
             with client.session_transaction() as session:
-                session["_user_id"], session["_fresh"] = admin.get_id(), True
+                session["_user_id"], session["_fresh"] = signed_in_id(admin), True
             refused = client.post("/monitor/blocks/unblock", data={"who": "addr:1.2.3.4"})
             assert refused.status_code == 400  # no CSRF token
             staff = make_user("staff")
             with client.session_transaction() as session:
-                session["_user_id"] = staff.get_id()
+                session["_user_id"] = signed_in_id(staff)
             page = client.get("/monitor")
             assert page.status_code == 403
         finally:

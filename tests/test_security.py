@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from sipup.extensions import db
-from sipup.models import User
+from sipup.models import User, UserSession
 from tests.conftest import PASSWORD, login
 
 
@@ -55,7 +55,9 @@ def test_sign_in_starts_a_new_session(client, buyer):
     assert login(client, buyer).status_code == 302
     with client.session_transaction() as session:
         assert "planted" not in session
-        assert session["_user_id"] == buyer.get_id()
+        user_id, _, session_id = session["_user_id"].partition(":")
+    assert user_id == str(buyer.id)
+    assert db.session.get(UserSession, session_id).user_id == buyer.id
 
 
 def test_wrong_password_gets_401_a_message_and_keeps_the_email(client, buyer):

@@ -4,9 +4,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Category, Company, OrderStatus, PriceList, Product
-from ..security import staff_required
-from ..services import backoffice, orders
+from ..models import Category, Company, OrderStatus, PriceList, Product, Role
+from ..security import admin_required, staff_required
+from ..services import audit, backoffice, orders, users
 from ..services.errors import DomainError, FieldErrors, NotFound
 from ..web import whole_number
 
@@ -127,22 +127,94 @@ def company_edit(company_id):
         else:
             flash(f"{company.name} saved.", "success")
             return redirect(url_for("admin.company_edit", company_id=company.id))
+    return _company_page(company, errors=errors)
+
+
+def _company_page(company, errors=None, invite_errors=None):
     price_lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
+    invite_errors = invite_errors or {}
     return render_template(
-        "admin/company.html", company=company, form=request.form, errors=errors, price_lists=price_lists,
-        credit=orders.credit_position(company),
+        "admin/company.html", company=company, form=request.form if errors else {}, errors=errors or {},
+        price_lists=price_lists, credit=orders.credit_position(company), people=users.company_users(company.id),
+        invite_errors=invite_errors, invite_values=request.form if invite_errors else {},
+        history=audit.history("company", company.id),
+        url_builder=lambda user, action: url_for("admin.company_user", company_id=company.id, user_id=user.id,
+                                                 action=action),
+        can_manage=lambda user: True, customer_roles=[Role.OWNER, Role.BUYER],
+    ), 422 if errors or invite_errors else 200
+
+
+@bp.route("/companies/<id:company_id>/users", methods=["POST"])
+def company_invite(company_id):
+    """Invite a user (owner or buyer) to a company."""
+    company = db.session.get(Company, company_id) or abort(404)
+    try:
+        invited = users.invite(request.form.get("email", ""), request.form.get("name", ""),
+                               request.form.get("role", ""), company, actor=current_user)
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _company_page(company, invite_errors=exc.errors)
+    flash(f"Invitation to {invited.email} is on its way.", "success")
+    return redirect(url_for("admin.company_edit", company_id=company_id))
+
+
+@bp.route("/companies/<id:company_id>/users/<id:user_id>/<action>", methods=["POST"])
+def company_user(company_id, user_id, action):
+    """Resend an invitation, change the role, or deactivate or reactivate a company's user."""
+    try:
+        user = users.company_user(company_id, user_id)
+    except NotFound:
+        abort(404)
+    _user_action(user, action)
+    return redirect(url_for("admin.company_edit", company_id=company_id))
+
+
+def _user_action(user, action):
+    from .account import flash_user_action
+
+    if action != "role":
+        return flash_user_action(user, action)
+    try:
+        users.change_role(user, request.form.get("role", ""), actor=current_user)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(f"{user.email} is now {user.role}.", "success")
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@admin_required
+def staff_users():
+    """The wholesaler's own people (admins only): invite staff or admins."""
+    errors = {}
+    if request.method == "POST":
+        try:
+            invited = users.invite(request.form.get("email", ""), request.form.get("name", ""),
+                                   request.form.get("role", ""), actor=current_user)
+        except FieldErrors as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            flash(f"Invitation to {invited.email} is on its way.", "success")
+            return redirect(url_for("admin.staff_users"))
+    return render_template(
+        "admin/users.html", people=users.staff_members(), errors=errors, form=request.form,
+        roles=[Role.STAFF, Role.ADMIN], can_manage=lambda user: True,
+        url_builder=lambda user, action: url_for("admin.staff_user", user_id=user.id, action=action),
     ), 422 if errors else 200
 
 
-@bp.route("/companies/<id:company_id>/users/<id:user_id>", methods=["POST"])
-def company_user(company_id, user_id):
-    """Allow or stop a company user's sign-in."""
+@bp.route("/users/<id:user_id>/<action>", methods=["POST"])
+@admin_required
+def staff_user(user_id, action):
+    """Resend an invitation, change the role, or deactivate or reactivate a staff member or admin."""
     try:
-        user = backoffice.set_user_active(user_id, company_id, request.form.get("active") == "1")
+        user = users.staff_user(user_id)
     except NotFound:
         abort(404)
-    flash(f"{user.email} can {'now' if user.active else 'no longer'} sign in.", "success")
-    return redirect(url_for("admin.company_edit", company_id=company_id))
+    _user_action(user, action)
+    return redirect(url_for("admin.staff_users"))
 
 
 @bp.route("/price-lists")

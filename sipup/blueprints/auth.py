@@ -1,15 +1,26 @@
-"""Sign in and sign out."""
+"""Sign in and out, password resets, and the links mailed to users (invitations)."""
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from ..extensions import db
+from ..models import LinkPurpose
 from ..security import same_site_path
-from ..services import accounts
+from ..services import accounts, links, users
+from ..services.errors import FieldErrors
 
 bp = Blueprint("auth", __name__)
 
 
 def home_for(user):
     return url_for("admin.index") if user.is_staff else url_for("shop.index")
+
+
+def sign_in(user):
+    """Start a fresh session for this user in this browser: nothing from before carries over."""
+    session.clear()
+    accounts.start_session(user, request.remote_addr, request.user_agent.string)
+    login_user(user, remember=False)
+    session.permanent = True
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -21,11 +32,8 @@ def login():
     if request.method == "POST":
         user = accounts.authenticate(email, request.form.get("password", ""))
         if user is not None:
-            next_url = same_site_path(request.args.get("next"))
-            session.clear()  # a fresh session at sign-in: nothing from before carries over
-            login_user(user, remember=False)
-            session.permanent = True
-            return redirect(next_url or home_for(user))
+            sign_in(user)
+            return redirect(same_site_path(request.args.get("next")) or home_for(user))
         flash("That e-mail and password do not match an active account.", "error")
         return render_template("auth/login.html", email=email), 401
     return render_template("auth/login.html", email=email)
@@ -34,8 +42,58 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Sign out and forget the session."""
+    """Sign out: the session ends on the server too, so a copy of the cookie opens nothing afterwards."""
+    accounts.end_session(current_user.id, current_user.session_id)
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/password/reset", methods=["GET", "POST"])
+def password_reset():
+    """Ask for a password reset link; the answer is the same whether the address has an account or not."""
+    from ..queue import enqueue
+
+    email = request.form.get("email", "").strip()[:254]
+    if request.method == "POST":
+        if not accounts.EMAIL.match(email):
+            return render_template("auth/password_reset.html", email=email,
+                                   errors={"email": "Enter the e-mail address you sign in with."}), 422
+        # The job looks the address up, so an unknown one costs this request exactly what a known one does.
+        enqueue("send_mail", "password_reset", email, priority="high")
+        db.session.commit()
+        return render_template("auth/password_reset_sent.html", email=email)
+    return render_template("auth/password_reset.html", email=email, errors={})
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_with_link(token):
+    """Choose a new password from a reset link; every other session ends, and this browser is signed in."""
+    return _choose_password(token, LinkPurpose.RESET, "Your new password is set; you are signed in.")
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+def accept_invite(token):
+    """Choose a password from an invitation link, then sign in."""
+    return _choose_password(token, LinkPurpose.INVITE, "Welcome! Your password is set; you are signed in.")
+
+
+def _choose_password(token, purpose, done):
+    try:
+        link = links.open_link(token, purpose)
+    except links.LinkInvalid as exc:
+        return render_template("auth/link_invalid.html", error=exc), 410 if exc.reason != "tampered" else 400
+    errors = {}
+    if request.method == "POST":
+        try:
+            user = users.set_password_from_link(link, request.form.get("password", ""), request.form.get("confirm", ""))
+        except FieldErrors as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            sign_in(user)
+            flash(done, "success")
+            return redirect(home_for(user))
+    return render_template("auth/choose_password.html", link=link, purpose=purpose, errors=errors,
+                           min_length=accounts.MIN_PASSWORD), 422 if errors else 200

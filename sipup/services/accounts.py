@@ -1,29 +1,40 @@
-"""Users and companies: sign-in checks and account creation."""
+"""Users and companies: sign-in checks, sessions and account creation."""
 import re
+from datetime import timedelta
 
-from sqlalchemy import func, inspect, select
+from flask import current_app
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from werkzeug.security import generate_password_hash
 
 from ..extensions import db
-from ..models import Company, Role, User, utcnow
+from ..models import Company, Role, User, UserSession, utcnow
 from .errors import InvalidInput
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 10
+MAX_PASSWORD = 200
+# Signed-in browsers kept per user; signing in on one more ends the oldest.
+MAX_SESSIONS = 20
 # Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def normalise_email(email):
-    return (email or "").strip().lower()
+    """The address as entered, without surrounding spaces: the column compares it without case."""
+    return (email or "").strip()
+
+
+def user_by_email(email):
+    """The user with this e-mail address (in any case), or None."""
+    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
 
 
 def authenticate(email, password):
     """The active user with this e-mail and password, or None."""
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = user_by_email(email)
     if user is None:
         User(password_hash=_DUMMY_HASH).check_password(password or "")
         return None
@@ -34,20 +45,62 @@ def authenticate(email, password):
     return user
 
 
-def load_user(user_id_and_token):
-    """The user behind a login cookie, if the cookie's token is still current."""
-    user_id, _, token = (user_id_and_token or "").partition(":")
+def start_session(user, address="", user_agent=""):
+    """Record a new signed-in browser for this user; returns its id, which the login cookie carries."""
+    oldest_kept = utcnow() - _session_lifetime()
+    db.session.execute(
+        delete(UserSession).where(UserSession.user_id == user.id, UserSession.created_at < oldest_kept),
+        execution_options={"cache_touches": (f"user:{user.id}",)},
+    )
+    live = db.session.scalars(
+        select(UserSession.id).where(UserSession.user_id == user.id).order_by(UserSession.created_at.desc())
+    ).all()
+    if len(live) >= MAX_SESSIONS:
+        db.session.execute(
+            delete(UserSession).where(UserSession.id.in_(live[MAX_SESSIONS - 1:])),
+            execution_options={"cache_touches": (f"user:{user.id}",)},
+        )
+    row = UserSession(user_id=user.id, address=(address or "")[:45], user_agent=(user_agent or "")[:200])
+    db.session.add(row)
+    db.session.commit()
+    user.session_id = row.id
+    return row.id
+
+
+def end_session(user_id, session_id):
+    """Forget one signed-in browser: its cookie opens nothing afterwards."""
+    db.session.execute(
+        delete(UserSession).where(UserSession.id == session_id, UserSession.user_id == user_id),
+        execution_options={"cache_touches": (f"user:{user_id}",)},
+    )
+    db.session.commit()
+
+
+def _session_lifetime():
+    return timedelta(hours=current_app.config["SESSION_HOURS"])
+
+
+def load_user(user_id_and_session):
+    """The user behind a login cookie, while the session it names is live and the user active."""
+    user_id, _, session_id = (user_id_and_session or "").partition(":")
     if not user_id.isdigit():
         return None
     user = signed_in_user(int(user_id))
-    if user is None or user.session_token != token or not user.is_active:
+    if user is None or not user.is_active:
         return None
+    starts = getattr(user, "session_starts", None)
+    if starts is None:  # the user was already loaded in this request, without the cached sessions
+        starts = _session_starts(user.id)
+    started = starts.get(session_id)
+    if started is None or started < utcnow() - _session_lifetime():
+        return None
+    user.session_id = session_id
     return user
 
 
-# The signed-in user and company are read on every request: kept in the cache ("users") as plain column
-# values, without the password hash, and attached to the session without a query. Any change to the user
-# (password, deactivation, sign-in) or to a company renews them at once.
+# The signed-in user, their company and their live sessions are read on every request: kept in the cache
+# ("users") as plain column values, without the password hash, and attached to the session without a query.
+# Any change to the user (password, deactivation, sign-in, sign-out) or to a company renews them at once.
 SESSION_SKIPS = {"password_hash"}
 
 
@@ -66,16 +119,24 @@ def signed_in_user(user_id):
         user = db.session.get(User, user_id)
         if user is None:
             return None
-        return {"user": columns(user), "company": columns(user.company) if user.company else None}
+        return {"user": columns(user), "company": columns(user.company) if user.company else None,
+                "sessions": _session_starts(user_id)}
 
     row = cached("users", "session", user_id, [f"user:{user_id}", "users-all", "companies"], load)
     if row is None:
         return None
     user = _attach(User, row["user"])
+    user.session_starts = row["sessions"]
     if row["company"] and "company" not in user.__dict__:
         # Set as loaded, so user.company needs no query (the session keeps only weak references).
         set_committed_value(user, "company", _attach(Company, row["company"]))
     return user
+
+
+def _session_starts(user_id):
+    """{session id: when it started} for the user's live sessions."""
+    rows = db.session.execute(select(UserSession.id, UserSession.created_at).where(UserSession.user_id == user_id))
+    return dict(rows.all())
 
 
 def _attach(model, values):
@@ -91,14 +152,14 @@ def _attach(model, values):
 def create_user(email, role, password, company_name=None, name=""):
     """A new user; customers (owner, buyer) belong to an existing company."""
     email = normalise_email(email)
-    if not EMAIL.match(email):
-        raise InvalidInput(f"“{email}” is not an e-mail address.")
+    if not EMAIL.match(email) or len(email) > 254:
+        raise InvalidInput(f"“{email[:254]}” is not an e-mail address.")
     if role not in set(Role):
         raise InvalidInput(f"Role must be one of {', '.join(Role)}.")
-    if len(password or "") < MIN_PASSWORD:
-        raise InvalidInput(f"The password must have at least {MIN_PASSWORD} characters.")
-    if db.session.scalar(select(User.id).where(User.email == email)):
-        raise InvalidInput(f"There is already a user {email}.")
+    check_password_rules(password)
+    existing = user_by_email(email)
+    if existing is not None:
+        raise InvalidInput(f"There is already a user {existing.email}.")
     company = None
     if role in (Role.OWNER, Role.BUYER):
         if not company_name:
@@ -113,3 +174,11 @@ def create_user(email, role, password, company_name=None, name=""):
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def check_password_rules(password):
+    """Raise InvalidInput unless the password is long enough (and not absurdly long)."""
+    if len(password or "") < MIN_PASSWORD:
+        raise InvalidInput(f"The password must have at least {MIN_PASSWORD} characters.")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"The password can have at most {MAX_PASSWORD} characters.")

@@ -1,5 +1,4 @@
 """Back-office services for staff: order queues, products and stock, companies, price lists."""
-import secrets
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, or_, select
@@ -173,18 +172,6 @@ def save_company(company, form):
     company.active = form.get("active") == "on"
     db.session.commit()
     return company
-
-
-def set_user_active(user_id, company_id, active):
-    """Let a company's user sign in, or stop them (which ends their sessions)."""
-    user = db.session.get(User, user_id)
-    if user is None or user.company_id != company_id:
-        raise NotFound("There is no such user in this company.")
-    user.active = active
-    if not active:
-        user.session_token = secrets.token_hex(16)
-    db.session.commit()
-    return user
 
 
 def price_list_tiers(price_list_id):

@@ -22,10 +22,12 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Invoice, Order, OrderEvent, Product, Role, User, utcnow
+from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
+from . import links
 from .errors import InvalidInput, NotFound
 
-KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock", "monitor_alert")
+KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock", "monitor_alert",
+         "invitation", "email_change", "password_reset", "account_request_declined")
 
 
 def send(kind, object_id):
@@ -38,7 +40,9 @@ def send(kind, object_id):
     subject = render_template(f"mail/{kind}.subject.txt", **context).strip()
     text = render_template(f"mail/{kind}.txt", **context)
     html = render_template(f"mail/{kind}.html", **context)
-    where = deliver(build_message(recipients, subject, text, html))
+    message = build_message(recipients, subject, text, html)
+    db.session.commit()  # a link's secret is kept before its mail leaves, so the link works once it arrives
+    where = deliver(message)
     return f"{kind} to {', '.join(recipients)} ({where})"
 
 
@@ -100,6 +104,41 @@ def _monitor_alert(incident):
         raise InvalidInput(f"“{str(incident)[:80]}” is not an incident of the monitor.") from None
     return staff_addresses(), {"opened": opened, "start": start, "red": data.get("red", []),
                                "lasting": data.get("lasting", [])}
+
+
+def _link_mail(link_id, purpose):
+    """The recipient and context of a link's mail, issuing its secret; nobody if it was replaced since."""
+    link = db.session.get(AccountLink, int(link_id))
+    if link is None or link.purpose != purpose or link.used_at is not None or not link.user.active:
+        return [], {}
+    recipient = link.new_email or link.user.email
+    return [recipient], {"user": link.user, "url": links.issue(link), "hours": int(links.lifetime(purpose).total_seconds() // 3600),
+                         "new_email": link.new_email}
+
+
+def _invitation(link_id):
+    return _link_mail(link_id, LinkPurpose.INVITE)
+
+
+def _email_change(link_id):
+    return _link_mail(link_id, LinkPurpose.EMAIL)
+
+
+def _password_reset(email):
+    """email: the address typed into the reset form; an unknown or stopped one gets no mail (and no answer says so)."""
+    from .accounts import user_by_email
+
+    user = user_by_email(email)
+    if user is None or not user.is_active:
+        return [], {}
+    return _link_mail(links.prepare(user, LinkPurpose.RESET).id, LinkPurpose.RESET)
+
+
+def _account_request_declined(request_id):
+    request = db.session.get(AccountRequest, int(request_id))
+    if request is None:
+        raise NotFound(f"Account request {request_id} does not exist.")
+    return [request.email], {"account_request": request}
 
 
 def _buyer_of(order):

@@ -1,0 +1,143 @@
+"""Account self-service for everyone signed in: name, e-mail, password; owners manage their company's buyers."""
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..extensions import db
+from ..models import LinkPurpose, Role
+from ..security import owner_required
+from ..services import accounts, links, orders, users
+from ..services.errors import DomainError, FieldErrors, NotFound
+from .auth import sign_in
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+def _page(errors=None, status=200):
+    company = current_user.company if current_user.is_customer else None
+    return render_template(
+        "account/index.html", errors=errors or {}, form=request.form, company=company,
+        credit=orders.credit_position(company) if company else None, min_length=accounts.MIN_PASSWORD,
+    ), status
+
+
+@bp.route("/")
+@login_required
+def index():
+    """The signed-in user's name, e-mail and password, and their company's terms and addresses."""
+    return _page()
+
+
+@bp.route("/profile", methods=["POST"])
+@login_required
+def profile():
+    """Change the display name."""
+    try:
+        users.update_profile(current_user, request.form.get("name", ""))
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _page(exc.errors, 422)
+    flash("Your name is saved.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/email", methods=["POST"])
+@login_required
+def email():
+    """Ask to change the sign-in address: a confirmation link goes to the new one."""
+    try:
+        new_email = users.request_email_change(current_user, request.form.get("new_email", ""))
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _page(exc.errors, 422)
+    flash(f"We sent a link to {new_email}. Your address changes when you open it.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/email/<token>")
+def confirm_email(token):
+    """Confirm a new sign-in address from its link."""
+    try:
+        user = users.confirm_email_change(links.open_link(token, LinkPurpose.EMAIL))
+    except links.LinkInvalid as exc:
+        return render_template("auth/link_invalid.html", error=exc), 410 if exc.reason != "tampered" else 400
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("account.index"))
+    flash(f"Your sign-in address is now {user.email}.", "success")
+    return redirect(url_for("account.index") if current_user.is_authenticated else url_for("auth.login"))
+
+
+@bp.route("/password", methods=["POST"])
+@login_required
+def password():
+    """Change the password (the current one is asked for); every other session ends."""
+    user = current_user._get_current_object()
+    try:
+        users.change_password(user, request.form.get("current", ""), request.form.get("new", ""),
+                              request.form.get("confirm", ""))
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _page(exc.errors, 422)
+    sign_in(user)  # this browser goes on with a new session; every other one has ended
+    flash("Your password is changed. Every other place you were signed in is signed out.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@owner_required
+def company_users():
+    """An owner's list of their company's users; invite a buyer."""
+    company = current_user.company
+    errors = {}
+    if request.method == "POST":
+        try:
+            invited = users.invite(request.form.get("email", ""), request.form.get("name", ""), Role.BUYER,
+                                   company, actor=current_user)
+        except FieldErrors as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            flash(f"Invitation to {invited.email} is on its way.", "success")
+            return redirect(url_for("account.company_users"))
+    return render_template(
+        "account/users.html", company=company, people=users.company_users(company.id), errors=errors,
+        form=request.form, can_manage=lambda user: user.role == Role.BUYER,
+        url_builder=lambda user, action: url_for("account.company_user_action", user_id=user.id, action=action),
+    ), 422 if errors else 200
+
+
+@bp.route("/users/<id:user_id>/<action>", methods=["POST"])
+@owner_required
+def company_user_action(user_id, action):
+    """Resend a buyer's invitation, or deactivate or reactivate a buyer of the owner's company."""
+    try:
+        user = users.company_user(current_user.company_id, user_id)
+    except NotFound:
+        abort(404)
+    if user.role != Role.BUYER:
+        flash("Owners are managed by the wholesaler's staff.", "error")
+        return redirect(url_for("account.company_users"))
+    flash_user_action(user, action)
+    return redirect(url_for("account.company_users"))
+
+
+def flash_user_action(user, action):
+    """Carry out resend, deactivate or activate on a user and say what happened (shared with the back office)."""
+    try:
+        if action == "resend":
+            users.resend_invitation(user)
+            message = f"A new invitation to {user.email} is on its way; the earlier link no longer works."
+        elif action == "deactivate":
+            users.set_active(user, False, actor=current_user)
+            message = f"{user.email} can no longer sign in; their sessions have ended."
+        elif action == "activate":
+            users.set_active(user, True, actor=current_user)
+            message = f"{user.email} can sign in again."
+        else:
+            abort(404)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(message, "success")

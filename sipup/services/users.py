@@ -1,0 +1,211 @@
+"""People who sign in: invitations, roles, deactivation, self-service changes of name, e-mail and password.
+
+Staff manage every company's users and the wholesaler's own people (admins only); an owner manages the
+buyers of their own company. Every change of role is written to the audit trail.
+"""
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import LinkPurpose, Role, User, utcnow
+from . import accounts, audit, links
+from .errors import FieldErrors, InvalidInput, NotFound
+
+CUSTOMER_ROLES = (Role.OWNER, Role.BUYER)
+STAFF_ROLES = (Role.STAFF, Role.ADMIN)
+
+
+def check_email(email, errors, field="email", user_id=None):
+    """The address as entered, or None with a message in errors; taken addresses (in any case) are refused."""
+    email = accounts.normalise_email(email)
+    if not accounts.EMAIL.match(email) or len(email) > 254:
+        errors[field] = "Enter an e-mail address such as anna@example.com."
+        return None
+    try:
+        from .mail import ascii_address
+
+        ascii_address(email)
+    except InvalidInput as exc:
+        errors[field] = str(exc)
+        return None
+    other = accounts.user_by_email(email)
+    if other is not None and other.id != user_id:
+        errors[field] = f"{email} already has an account."
+        return None
+    return email
+
+
+def _check_name(name, errors):
+    name = (name or "").strip()
+    if len(name) > 120:
+        errors["name"] = "The name can have at most 120 characters."
+    return name
+
+
+def invite(email, name, role, company=None, actor=None):
+    """Create a user without a password and queue their invitation mail; returns the user."""
+    errors = {}
+    email = check_email(email, errors)
+    name = _check_name(name, errors)
+    allowed = CUSTOMER_ROLES if company is not None else STAFF_ROLES
+    if role not in allowed:
+        errors["role"] = f"Choose {' or '.join(allowed)}."
+    if errors:
+        raise FieldErrors(errors)
+    user = User(email=email, name=name or email.split("@")[0], role=role, company=company, password_hash="")
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user", user.id, "role", "", role, actor)
+    queue_invitation(user)
+    db.session.commit()
+    return user
+
+
+def queue_invitation(user):
+    """A new invitation link (replacing any earlier one) and its mail, in the caller's transaction."""
+    from .mail import queue_mail
+
+    link = links.prepare(user, LinkPurpose.INVITE)
+    user.invited_at = utcnow()
+    queue_mail("invitation", link.id, priority="high")
+    return link
+
+
+def resend_invitation(user):
+    """Send a pending user a fresh invitation; the earlier link stops working."""
+    if user.has_password:
+        raise InvalidInput(f"{user.email} has already chosen a password.")
+    if not user.active:
+        raise InvalidInput(f"{user.email} is deactivated: reactivate them first.")
+    queue_invitation(user)
+    db.session.commit()
+
+
+def set_password_from_link(link, password, confirm):
+    """Set the password from an invitation or reset link and spend the link: every other session of the
+    user ends. Returns the user."""
+    _check_new_password(password, confirm)
+    user = link.user
+    user.set_password(password)
+    links.spend(link)
+    db.session.commit()
+    return user
+
+
+def _check_new_password(password, confirm, field="password"):
+    try:
+        accounts.check_password_rules(password)
+    except InvalidInput as exc:
+        raise FieldErrors({field: str(exc)}) from None
+    if password != confirm:
+        raise FieldErrors({"confirm": "The two passwords differ."})
+
+
+def set_active(user, active, actor=None):
+    """Let a user sign in again, or stop them (which ends every session they have)."""
+    if not active:
+        _keep_an_admin(user, user.role, active=False)
+        user.deactivate()
+    else:
+        user.active = True
+    audit.record("user", user.id, "active", not active, active, actor)
+    db.session.commit()
+    return user
+
+
+def change_role(user, role, actor=None):
+    """Make a staff member an admin or back; an owner a buyer or back. The last admin stays an admin."""
+    allowed = CUSTOMER_ROLES if user.company_id else STAFF_ROLES
+    if role not in allowed:
+        raise InvalidInput(f"Choose {' or '.join(allowed)}.")
+    _keep_an_admin(user, role, active=user.active)
+    audit.record("user", user.id, "role", user.role, role, actor)
+    user.role = role
+    db.session.commit()
+    return user
+
+
+def _keep_an_admin(user, new_role, active):
+    """Refuse a change that would leave no active admin able to sign in."""
+    if user.role != Role.ADMIN or (new_role == Role.ADMIN and active) or not user.active:
+        return
+    others = db.session.scalar(select(func.count()).select_from(User).where(
+        User.role == Role.ADMIN, User.active.is_(True), User.id != user.id
+    ))
+    if not others:
+        raise InvalidInput(f"{user.email} is the last active admin: make someone else an admin first.")
+
+
+def company_user(company_id, user_id):
+    """One user of this company, or NotFound (so one company's id never reaches another's user)."""
+    user = db.session.get(User, user_id)
+    if user is None or user.company_id != company_id:
+        raise NotFound("There is no such user in this company.")
+    return user
+
+
+def staff_user(user_id):
+    """One of the wholesaler's own people, or NotFound."""
+    user = db.session.get(User, user_id)
+    if user is None or user.company_id is not None or user.role not in STAFF_ROLES:
+        raise NotFound("There is no such staff member.")
+    return user
+
+
+def staff_members():
+    """The wholesaler's staff and admins, by e-mail."""
+    return db.session.scalars(select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.email)).all()
+
+
+def company_users(company_id):
+    """A company's users, by e-mail."""
+    return db.session.scalars(select(User).where(User.company_id == company_id).order_by(User.email)).all()
+
+
+def update_profile(user, name):
+    """Change the user's display name."""
+    errors = {}
+    name = _check_name(name, errors)
+    if not name:
+        errors["name"] = "Enter your name."
+    if errors:
+        raise FieldErrors(errors)
+    user.name = name
+    db.session.commit()
+
+
+def request_email_change(user, new_email):
+    """Queue a confirmation link to the new address; the address changes only when it is opened."""
+    from .mail import queue_mail
+
+    errors = {}
+    email = check_email(new_email, errors, field="new_email", user_id=user.id)
+    if email is not None and email == user.email:
+        errors["new_email"] = "That is already your address."
+    if errors:
+        raise FieldErrors(errors)
+    link = links.prepare(user, LinkPurpose.EMAIL, new_email=email)
+    queue_mail("email_change", link.id, priority="high")
+    db.session.commit()
+    return email
+
+
+def confirm_email_change(link):
+    """Make the link's new address the user's sign-in and spend the link; returns the user."""
+    errors = {}
+    email = check_email(link.new_email, errors, user_id=link.user_id)
+    if errors:
+        raise InvalidInput(errors["email"])
+    user = link.user
+    user.email = email
+    links.spend(link)
+    db.session.commit()
+    return user
+
+
+def change_password(user, current, new, confirm):
+    """Change the password after checking the current one; every session of the user ends."""
+    if not user.check_password(current or ""):
+        raise FieldErrors({"current": "That is not your current password."})
+    _check_new_password(new, confirm, field="new")
+    user.set_password(new)
+    db.session.commit()
