@@ -153,6 +153,97 @@ def user_create(email, role, company, name, password_stdin):
     click.echo(f"Created {user.role} {user.email}{where}.")
 
 
+def _user_or_fail(email):
+    from .services import accounts
+
+    user = accounts.user_by_email(email)
+    if user is None:
+        raise click.ClickException(f"There is no user {email.strip()}.")
+    return user
+
+
+@user_cli.command("invite")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do.")
+@click.option("--company", help="The customer company (owners and buyers only).")
+@click.option("--name", default="", help="Display name.")
+def user_invite(email, role, company, name):
+    """Invite a user: they choose their password from a mailed link (printed when no mail server is set)."""
+    from .models import LinkPurpose
+    from .services import accounts, links, users
+    from .services.errors import DomainError
+
+    try:
+        found = accounts.find_company(company, role)
+        if current_app.config["MAIL_URL"]:
+            user = users.invite(email, name, role, found)
+            click.echo(f"Invited {user.role} {user.email}{_at(user)}; the mail is queued.")
+            return
+        user = users.invite(email, name, role, found, mail=False)
+        url = links.issue(links.prepare(user, LinkPurpose.INVITE))
+        db.session.commit()
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Invited {user.role} {user.email}{_at(user)}. No mail server is set (SIPUP_MAIL_URL): "
+               f"send them this link, valid for {current_app.config['INVITE_HOURS']} hours: {url}")
+
+
+def _at(user):
+    return f" at {user.company.name}" if user.company else ""
+
+
+@user_cli.command("list")
+@click.option("--company", help="Only this company's users.")
+def user_list(company):
+    """List users with their role, company and state."""
+    from .services import users
+    from .services.errors import DomainError
+
+    try:
+        people = users.listing(company)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not people:
+        click.echo("No users.")
+    for user in people:
+        state = "deactivated" if not user.active else ("invited" if not user.has_password else "active")
+        click.echo(f"{user.email:<40} {user.role:<6} {state:<11} {user.company.name if user.company else '-'}")
+
+
+@user_cli.command("deactivate")
+@click.argument("email")
+def user_deactivate(email):
+    """Stop a user signing in; every session they have ends at once."""
+    from .services import users
+    from .services.errors import DomainError
+
+    user = _user_or_fail(email)
+    try:
+        users.set_active(user, False)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Deactivated {user.email}; their sessions have ended.")
+
+
+@user_cli.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
+def user_set_password(email, password_stdin):
+    """Set a user's password from standard input; every session they have ends."""
+    from .services import accounts
+    from .services.errors import DomainError
+
+    user = _user_or_fail(email)
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        accounts.check_password_rules(password)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    user.set_password(password)
+    db.session.commit()
+    click.echo(f"Password of {user.email} set; their sessions have ended.")
+
+
 @click.command("stats")
 @click.option("--window", type=click.Choice(["hour", "day"]), default="hour", show_default=True, help="Time span.")
 @click.option("--top", type=click.IntRange(1, 500), default=10, show_default=True, help="Statements to list.")

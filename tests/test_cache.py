@@ -214,7 +214,7 @@ def test_a_user_stopped_on_one_instance_is_signed_out_on_the_other(shop, two_ins
     a = two_instances
     page(a.buyer, "/products")
     page(a.buyer, "/products")  # the signed-in user now comes from the cache
-    response = a.staff.post(f"/admin/companies/{shop.company.id}/users/{shop.buyer.id}", data={"active": "0"})
+    response = a.staff.post(f"/admin/companies/{shop.company.id}/users/{shop.buyer.id}/deactivate")
     assert response.status_code == 302
     assert a.buyer.get("/products").status_code == 302  # back to the sign-in page
 

@@ -160,20 +160,26 @@ def create_user(email, role, password, company_name=None, name=""):
     existing = user_by_email(email)
     if existing is not None:
         raise InvalidInput(f"There is already a user {existing.email}.")
-    company = None
-    if role in (Role.OWNER, Role.BUYER):
-        if not company_name:
-            raise InvalidInput(f"A {role} belongs to a company: give --company.")
-        company = db.session.scalar(select(Company).where(func.lower(Company.name) == company_name.strip().lower()))
-        if company is None:
-            raise InvalidInput(f"There is no company “{company_name}”.")
-    elif company_name:
-        raise InvalidInput(f"Staff and admins belong to no company; leave out --company for a {role}.")
+    company = find_company(company_name, role)
     user = User(email=email, role=role, company=company, name=name or email.split("@")[0])
     user.set_password(password)
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def find_company(name, role):
+    """The company an owner or buyer belongs to, by name in any case; None for staff and admins."""
+    if role not in (Role.OWNER, Role.BUYER):
+        if name:
+            raise InvalidInput(f"Staff and admins belong to no company; leave out --company for a {role}.")
+        return None
+    if not name:
+        raise InvalidInput(f"A {role} belongs to a company: give --company.")
+    company = db.session.scalar(select(Company).where(func.lower(Company.name) == name.strip().lower()))
+    if company is None:
+        raise InvalidInput(f"There is no company “{name}”.")
+    return company
 
 
 def check_password_rules(password):

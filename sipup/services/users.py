@@ -41,8 +41,9 @@ def _check_name(name, errors):
     return name
 
 
-def invite(email, name, role, company=None, actor=None):
-    """Create a user without a password and queue their invitation mail; returns the user."""
+def invite(email, name, role, company=None, actor=None, mail=True):
+    """Create a user without a password and queue their invitation mail (unless mail is False, when the
+    caller hands the link over itself); returns the user."""
     errors = {}
     email = check_email(email, errors)
     name = _check_name(name, errors)
@@ -55,9 +56,19 @@ def invite(email, name, role, company=None, actor=None):
     db.session.add(user)
     db.session.flush()
     audit.record("user", user.id, "role", "", role, actor)
-    queue_invitation(user)
+    if mail:
+        queue_invitation(user)
+    else:
+        user.invited_at = utcnow()
     db.session.commit()
     return user
+
+
+def listing(company_name=None):
+    """Every user, or one company's, by e-mail."""
+    if company_name:
+        return company_users(accounts.find_company(company_name, Role.BUYER).id)
+    return db.session.scalars(select(User).order_by(User.email)).all()
 
 
 def queue_invitation(user):
