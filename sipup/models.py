@@ -214,6 +214,9 @@ class AccountLink(db.Model):
 
     user: Mapped[User] = relationship()
 
+    # Ids are never reused, so a replaced link's id finds no row, rather than a newer link it would not fit.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
 
 class AccountRequest(db.Model):
     """A business asking for an account at /register: no company or user exists until staff approve."""

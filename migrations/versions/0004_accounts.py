@@ -45,7 +45,8 @@ def upgrade():
     sa.Column('expires_at', sa.DateTime(), nullable=True),
     sa.Column('used_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_account_links_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_links'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_links')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('account_links', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_links_user_id'), ['user_id'], unique=False)
