@@ -40,9 +40,9 @@ HIGH = "1000000 per minute"
 
 
 class Server:
-    """One `flask serve` on its own instance folder (embedded SQLite with demo data)."""
+    """One `flask serve` on its own instance folder (embedded SQLite with demo data), of the code in root."""
 
-    def __init__(self, name, folder, env, template):
+    def __init__(self, name, folder, env, template, root=ROOT):
         self.name, self.port = name, free_port()
         self.instance = folder / name
         shutil.copytree(template, self.instance)  # the same data for every server
@@ -53,7 +53,7 @@ class Server:
                         "SIPUP_DB_STATS": "false", **env})
         self.log = open(self.instance / "serve.log", "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
-                                        cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+                                        cwd=root, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait(self, timeout=120):
         deadline = time.monotonic() + timeout
@@ -101,12 +101,12 @@ def delete_namespace(redis_url, namespace):
     client.close()
 
 
-def _demo_instance(path):
+def _demo_instance(path, root=ROOT):
     """An instance folder with the demo database and its logins, copied to every server so that each
     page costs the same everywhere (the demo data is random). Built in a process of its own, whose
     statistics are flushed and gone before the folder is."""
     code = f"from benchmarks.limits import _build_demo; from pathlib import Path; _build_demo(Path({str(path)!r}))"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
     return path
 
 

@@ -151,3 +151,20 @@ def test_unknown_records_are_404_for_those_allowed_to_look(client, shop, login_a
     users, _ = shop
     login_as(users["admin" if page.startswith("/admin") else "buyer"])
     assert client.get(page).status_code == 404
+
+
+@pytest.mark.parametrize("role, pages", [
+    ("buyer", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
+    ("owner", {"/account/": 200, "/account/users": 200, "/admin/users": 403}),
+    ("staff", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
+    ("admin", {"/account/": 200, "/account/users": 403, "/admin/users": 200}),
+])
+def test_account_pages_are_for_their_roles(client, shop, login_as, role, pages):
+    login_as(shop[0][role])
+    assert {page: client.get(page).status_code for page in pages} == pages
+
+
+@pytest.mark.parametrize("page", ["/account/", "/account/users", "/admin/users"])
+def test_anonymous_visitor_signs_in_before_account_pages(client, shop, page):
+    response = client.get(page)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
