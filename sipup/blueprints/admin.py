@@ -9,6 +9,7 @@ from ..security import admin_required, staff_required
 from ..services import audit, backoffice, orders, users
 from ..services.errors import DomainError, FieldErrors, NotFound
 from ..web import whole_number
+from .account import flash_user_action
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -170,8 +171,6 @@ def company_user(company_id, user_id, action):
 
 
 def _user_action(user, action):
-    from .account import flash_user_action
-
     if action != "role":
         return flash_user_action(user, action)
     try:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
 from . import links
+from .accounts import user_by_email
 from .errors import InvalidInput, NotFound
 
 KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock", "monitor_alert",
@@ -126,8 +127,6 @@ def _email_change(link_id):
 
 def _password_reset(email):
     """email: the address typed into the reset form; an unknown or stopped one gets no mail (and no answer says so)."""
-    from .accounts import user_by_email
-
     user = user_by_email(email)
     if user is None or not user.is_active:
         return [], {}

@@ -9,6 +9,7 @@ from ..extensions import db
 from ..models import LinkPurpose, Role, User, utcnow
 from . import accounts, audit, links
 from .errors import FieldErrors, InvalidInput, NotFound
+from .mail import ascii_address, queue_mail
 
 CUSTOMER_ROLES = (Role.OWNER, Role.BUYER)
 STAFF_ROLES = (Role.STAFF, Role.ADMIN)
@@ -21,8 +22,6 @@ def check_email(email, errors, field="email", user_id=None):
         errors[field] = "Enter an e-mail address such as anna@example.com."
         return None
     try:
-        from .mail import ascii_address
-
         ascii_address(email)
     except InvalidInput as exc:
         errors[field] = str(exc)
@@ -73,8 +72,6 @@ def listing(company_name=None):
 
 def queue_invitation(user):
     """A new invitation link (replacing any earlier one) and its mail, in the caller's transaction."""
-    from .mail import queue_mail
-
     link = links.prepare(user, LinkPurpose.INVITE)
     user.invited_at = utcnow()
     queue_mail("invitation", link.id, priority="high")
@@ -186,8 +183,6 @@ def update_profile(user, name):
 
 def request_email_change(user, new_email):
     """Queue a confirmation link to the new address; the address changes only when it is opened."""
-    from .mail import queue_mail
-
     errors = {}
     email = check_email(new_email, errors, field="new_email", user_id=user.id)
     if email is not None and email == user.email:
