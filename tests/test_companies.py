@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from sipup.extensions import db
 from sipup.models import AccountRequest, Address, AuditEvent, Company, Job, Order, PriceList, PriceTier, User
+from sipup.services import mail
 
 NEW = {"name": "Kiosk Nord", "vat_id": "de 123 456 789", "payment_terms_days": "14", "credit_limit": "2500.00",
        "price_list_id": "", "label": "Shop", "street": "Hafenstr. 3", "postcode": "20457", "city": "Hamburg",
@@ -72,6 +73,18 @@ def test_bad_company_input_is_named_next_to_its_field_and_the_rest_is_kept(clien
     assert all(value in page for name, value in kept.items() if name != field)
     assert f'value="{change[field]}"' in page or field in ("price_list_id", "vat_id")  # what was typed stays
     assert db.session.scalar(select(Company).where(Company.name == "Kiosk Nord")) is None
+
+
+def test_a_name_taken_meanwhile_is_named_not_a_500(client, staff, make_company, monkeypatch):
+    from sipup.services import companies
+
+    make_company(name="Kiosk Nord")
+    # Another request saved the same name between this one's check and its commit: the unique index decides.
+    monkeypatch.setattr(companies, "_check_unique", lambda fields, errors, company_id: None)
+    response = client.post("/admin/companies/new", data=NEW)
+    assert response.status_code == 422
+    assert 'id="name-error">Another company with this name was saved meanwhile.' in response.get_data(as_text=True)
+    assert len(db.session.scalars(select(Company)).all()) == 1
 
 
 def test_editing_terms_is_audited_and_duplicates_are_refused(client, staff, make_company, make_price_list, make_product):
@@ -312,6 +325,7 @@ def test_staff_reject_a_request_and_a_polite_mail_is_queued(client, staff):
     assert "is rejected" in response.get_data(as_text=True)
     assert db.session.get(AccountRequest, pending.id).status == "rejected"
     assert [json.loads(j.args)[1] for j in mail_jobs("account_request_declined")] == [pending.id]
+    assert mail.send("account_request_declined", pending.id).startswith("account_request_declined to Giulia@Example.com")
     twice = client.post(f"/admin/account-requests/{pending.id}/reject", follow_redirects=True)
     assert "already rejected" in twice.get_data(as_text=True) and len(mail_jobs("account_request_declined")) == 1
     assert db.session.scalar(select(Company)) is None

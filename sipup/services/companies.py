@@ -91,13 +91,17 @@ def _apply_terms(company, fields, actor):
     company.price_list = fields["price_list"]
 
 
-def _commit(field="name"):
-    """Commit; a name taken meanwhile by another request (the unique index) is that field's error."""
+NAME_TAKEN_MEANWHILE = {"name": "Another company with this name was saved meanwhile."}
+LIST_TAKEN_MEANWHILE = {"name": "Another price list with this name was saved meanwhile."}
+
+
+def _commit(flush_only=False, taken=NAME_TAKEN_MEANWHILE):
+    """Commit (or flush); a name taken meanwhile by another request (the unique index) is the name field's error."""
     try:
-        db.session.commit()
+        db.session.flush() if flush_only else db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise FieldErrors({field: "Another company with this name was saved meanwhile."}) from None
+        raise FieldErrors(taken) from None
 
 
 def save_company(company, form, actor=None):
@@ -129,7 +133,7 @@ def _new_company(form, actor, errors, address_required=True):
     if address:
         company.addresses.append(Address(**address))
     db.session.add(company)
-    db.session.flush()
+    _commit(flush_only=True)  # the id, for the audit trail and the owner's invitation
     audit.record("company", company.id, "created", "", company.name, actor)
     return company
 
@@ -234,14 +238,6 @@ def _list_name(name, list_id=None):
     return name
 
 
-def _commit_list():
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise FieldErrors({"name": "Another price list with this name was saved meanwhile."}) from None
-
-
 def create_price_list(name, copy_from_id=None, actor=None):
     """A new price list, empty or with every tier of an existing one."""
     name = _list_name(name)
@@ -252,7 +248,7 @@ def create_price_list(name, copy_from_id=None, actor=None):
             raise FieldErrors({"copy_from": "The list to copy no longer exists."})
     price_list = PriceList(name=name)
     db.session.add(price_list)
-    db.session.flush()
+    _commit(flush_only=True, taken=LIST_TAKEN_MEANWHILE)
     audit.record("price_list", price_list.id, "created", "", f"copy of {source.name}" if source else name, actor)
     if source is not None:
         db.session.execute(insert(PriceTier).from_select(
@@ -260,7 +256,7 @@ def create_price_list(name, copy_from_id=None, actor=None):
             select(price_list.id, PriceTier.product_id, PriceTier.min_qty, PriceTier.price)
             .where(PriceTier.price_list_id == source.id),
         ))
-    _commit_list()
+    _commit(taken=LIST_TAKEN_MEANWHILE)
     return price_list
 
 
@@ -269,7 +265,7 @@ def rename_price_list(price_list, name, actor=None):
     name = _list_name(name, price_list.id)
     audit.record("price_list", price_list.id, "name", price_list.name, name, actor)
     price_list.name = name
-    _commit_list()
+    _commit(taken=LIST_TAKEN_MEANWHILE)
     return price_list
 
 
@@ -430,5 +426,5 @@ def approve_request(request_id, form, actor=None):
         raise FieldErrors({f"contact_{k}" if k in ("email", "name") else k: v for k, v in exc.errors.items()}) from None
     except IntegrityError:
         db.session.rollback()
-        raise FieldErrors({"name": "Another company with this name was saved meanwhile."}) from None
+        raise FieldErrors(NAME_TAKEN_MEANWHILE) from None
     return company, owner
