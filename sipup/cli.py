@@ -20,6 +20,7 @@ def register_cli(app):
     app.cli.add_command(serve)
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
+    app.cli.add_command(company_cli)
     app.cli.add_command(limits_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)
@@ -242,6 +243,33 @@ def user_set_password(email, password_stdin):
     user.set_password(password)
     db.session.commit()
     click.echo(f"Password of {user.email} set; their sessions have ended.")
+
+
+company_cli = AppGroup("company", help="Manage customer companies.")
+
+
+@company_cli.command("create")
+@click.argument("name")
+@click.option("--vat", default="", help="VAT id.")
+@click.option("--terms", default="30", show_default=True, help="Payment terms in days.")
+@click.option("--credit", default="5000.00", show_default=True, help="Credit limit.")
+@click.option("--price-list", default="", help="Price list by name (default: base prices).")
+@click.option("--address", help='First delivery address: "STREET, POSTCODE CITY, COUNTRY".')
+def company_create(name, vat, terms, credit, price_list, address):
+    """Create a customer company, as the back office's New company form does."""
+    from .services import companies
+    from .services.errors import DomainError
+
+    fields = {"name": name, "vat_id": vat, "payment_terms_days": terms, "credit_limit": credit, "price_list": price_list}
+    try:
+        if address is not None:
+            fields.update(companies.parse_address_line(address))
+        company = companies.create_company(fields, address_required=address is not None)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f", delivering to {company.addresses[0].one_line()}" if company.addresses else ", no delivery address yet"
+    click.echo(f"Created company {company.name} (id {company.id}): {company.payment_terms_days} days, credit "
+               f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}.")
 
 
 @click.command("stats")

@@ -29,8 +29,10 @@ ADMIN_PAGES = [
     "/admin/products/new",
     "/admin/companies",
     "/admin/companies/{company_id}",
+    "/admin/companies/new",
     "/admin/price-lists",
     "/admin/price-lists/{list_id}",
+    "/admin/price-lists/new",
 ]
 
 

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
-from ..services import audit, backoffice, orders, users
-from ..services.errors import DomainError, FieldErrors, NotFound
+from ..services import audit, backoffice, companies, orders, users
+from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..web import whole_number
 from .account import flash_user_action
 
@@ -26,8 +26,8 @@ def _page():
 
 @bp.route("/")
 def index():
-    """What needs doing: orders waiting by status, credit holds, low stock."""
-    return render_template("admin/index.html", **backoffice.dashboard())
+    """What needs doing: orders waiting by status, credit holds, low stock, requests for an account."""
+    return render_template("admin/index.html", requests=companies.pending_requests(), **backoffice.dashboard())
 
 
 @bp.route("/orders")
@@ -114,14 +114,42 @@ def company_list():
     return render_template("admin/companies.html", companies=companies)
 
 
+@bp.route("/companies/new", methods=["GET", "POST"])
+def company_new():
+    """A new customer company with its terms and first delivery address; from an account request, approve it."""
+    request_id = whole_number(request.values.get("request"))
+    try:
+        account_request = companies.get_request(request_id, pending=True) if request_id else None
+    except DomainError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.index"))
+    errors, form = {}, request.form if request.method == "POST" else companies.new_company_defaults(account_request)
+    if request.method == "POST":
+        try:
+            if account_request is not None:
+                company, owner = companies.approve_request(account_request.id, request.form, actor=current_user)
+                flash(f"{company.name} is created; the invitation to {owner.email} is on its way.", "success")
+            else:
+                company = companies.create_company(request.form, actor=current_user)
+                flash(f"{company.name} is created.", "success")
+        except FieldErrors as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            return redirect(url_for("admin.company_edit", company_id=company.id))
+    price_lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
+    return render_template("admin/company_new.html", form=form, errors=errors, price_lists=price_lists,
+                           account_request=account_request), 422 if errors else 200
+
+
 @bp.route("/companies/<id:company_id>", methods=["GET", "POST"])
 def company_edit(company_id):
-    """A company's terms, credit position, price list and users."""
+    """A company's terms, credit position, price list, addresses and users."""
     company = db.session.get(Company, company_id) or abort(404)
     errors = {}
     if request.method == "POST":
         try:
-            backoffice.save_company(company, request.form)
+            companies.save_company(company, request.form, actor=current_user)
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
@@ -131,7 +159,30 @@ def company_edit(company_id):
     return _company_page(company, errors=errors)
 
 
-def _company_page(company, errors=None, invite_errors=None):
+@bp.route("/companies/<id:company_id>/addresses", methods=["POST"])
+@bp.route("/companies/<id:company_id>/addresses/<id:address_id>", methods=["POST"])
+def company_address(company_id, address_id=None):
+    """Add a delivery address, change one, or remove one (orders keep the address they were placed with)."""
+    company = db.session.get(Company, company_id) or abort(404)
+    try:
+        if address_id and "remove" in request.form:
+            companies.remove_address(company, address_id, actor=current_user)
+            flash("Address removed.", "success")
+        else:
+            companies.save_address(company, address_id, request.form, actor=current_user)
+            flash("Address saved.", "success")
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _company_page(company, address_errors=exc.errors, address_id=address_id or "new")
+    except NotFound:
+        abort(404)
+    except InvalidInput as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    return redirect(url_for("admin.company_edit", company_id=company_id))
+
+
+def _company_page(company, errors=None, invite_errors=None, address_errors=None, address_id=None):
     price_lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
     invite_errors = invite_errors or {}
     return render_template(
@@ -142,7 +193,8 @@ def _company_page(company, errors=None, invite_errors=None):
         url_builder=lambda user, action: url_for("admin.company_user", company_id=company.id, user_id=user.id,
                                                  action=action),
         can_manage=lambda user: True, customer_roles=[Role.OWNER, Role.BUYER],
-    ), 422 if errors or invite_errors else 200
+        address_errors=address_errors or {}, address_id=address_id,
+    ), 422 if errors or invite_errors or address_errors else 200
 
 
 @bp.route("/companies/<id:company_id>/users", methods=["POST"])
@@ -223,32 +275,88 @@ def price_lists():
     return render_template("admin/price_lists.html", lists=lists)
 
 
-@bp.route("/price-lists/<id:list_id>", methods=["GET", "POST"])
-def price_list(list_id):
-    """A price list's tiers; add, change or remove one."""
-    errors = {}
+@bp.route("/price-lists/new", methods=["GET", "POST"])
+def price_list_new():
+    """A new price list, empty or copied with all its tiers from an existing one."""
+    errors, form = {}, request.values
     if request.method == "POST":
         try:
-            if "delete" in request.form:
-                # 0 is no tier, so a mangled id gets the service's "no longer exists".
-                backoffice.delete_tier(list_id, whole_number(request.form["delete"]) or 0)
-                flash("Tier removed.", "success")
-            else:
-                backoffice.save_tier(list_id, request.form)
-                flash("Tier saved.", "success")
-            return redirect(url_for("admin.price_list", list_id=list_id))
+            created = companies.create_price_list(form.get("name", ""), whole_number(form.get("copy_from")),
+                                                  actor=current_user)
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
+        else:
+            flash(f"{created.name} is created.", "success")
+            return redirect(url_for("admin.price_list", list_id=created.id))
+    lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
+    return render_template("admin/price_list_new.html", lists=lists, form=form, errors=errors), 422 if errors else 200
+
+
+@bp.route("/price-lists/<id:list_id>", methods=["GET", "POST"])
+def price_list(list_id):
+    """A price list's tiers; add, change or remove one; rename or delete the list."""
+    errors, rename_errors = {}, {}
+    if request.method == "POST":
+        try:
+            price_list_ = companies.get_price_list(list_id)
+            if "delete_list" in request.form:
+                flash(f"{companies.delete_price_list(price_list_)} is deleted.", "success")
+                return redirect(url_for("admin.price_lists"))
+            if "rename" in request.form:
+                companies.rename_price_list(price_list_, request.form.get("name", ""), actor=current_user)
+                flash("Price list renamed.", "success")
+            elif "delete" in request.form:
+                # 0 is no tier, so a mangled id gets the service's "no longer exists".
+                companies.delete_tier(list_id, whole_number(request.form["delete"]) or 0, actor=current_user)
+                flash("Tier removed.", "success")
+            else:
+                companies.save_tier(list_id, request.form, actor=current_user)
+                flash("Tier saved.", "success")
+            return redirect(url_for("admin.price_list", list_id=list_id))
+        except NotFound:
+            abort(404)
+        except FieldErrors as exc:
+            db.session.rollback()
+            if "rename" in request.form:
+                rename_errors = exc.errors
+            else:
+                errors = exc.errors
         except DomainError as exc:
+            db.session.rollback()
             flash(str(exc), "error")
     try:
-        price_list_, tiers = backoffice.price_list_tiers(list_id)
+        price_list_, tiers = companies.price_list_tiers(list_id)
     except NotFound:
         abort(404)
     return render_template(
-        "admin/price_list.html", price_list=price_list_, tiers=tiers, form=request.form, errors=errors
-    ), 422 if errors else 200
+        "admin/price_list.html", price_list=price_list_, tiers=tiers, form=request.form, errors=errors,
+        rename_errors=rename_errors, history=audit.history("price_list", list_id),
+    ), 422 if errors or rename_errors else 200
+
+
+@bp.route("/account-requests/<id:request_id>")
+def account_request(request_id):
+    """One request for a business account, with the buttons to approve or reject it."""
+    try:
+        found = companies.get_request(request_id)
+    except NotFound:
+        abort(404)
+    return render_template("admin/account_request.html", account_request=found)
+
+
+@bp.route("/account-requests/<id:request_id>/reject", methods=["POST"])
+def account_request_reject(request_id):
+    """Turn a request down; the contact gets a polite mail."""
+    try:
+        found = companies.reject_request(request_id, actor=current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"The request from {found.company_name} is rejected; {found.email} gets a polite mail.", "success")
+    return redirect(url_for("admin.index"))
 
 
 @bp.route("/reports", methods=["GET", "POST"])

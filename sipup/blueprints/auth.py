@@ -97,3 +97,22 @@ def _choose_password(token, purpose, done):
             return redirect(home_for(user))
     return render_template("auth/choose_password.html", link=link, purpose=purpose, errors=errors,
                            min_length=accounts.MIN_PASSWORD), 422 if errors else 200
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    """Ask for a business account: staff review the request; no company or user exists until they approve."""
+    from ..services import companies
+
+    form = {name: request.form.get(name, "") for name in companies.REQUEST_FIELDS}
+    errors = {}
+    if request.method == "POST":
+        try:
+            companies.submit_request(request.form)
+        except FieldErrors as exc:
+            db.session.rollback()
+            errors = exc.errors
+        else:
+            # A filled honeypot gets this same answer, so a bot learns nothing from it.
+            return render_template("auth/register_sent.html", email=form["email"])
+    return render_template("auth/register.html", form=form, errors=errors), 422 if errors else 200

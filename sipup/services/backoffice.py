@@ -1,4 +1,4 @@
-"""Back-office services for staff: order queues, products and stock, companies, price lists."""
+"""Back-office services for staff: order queues, products and stock (companies and price lists: services.companies)."""
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, or_, select
@@ -6,8 +6,8 @@ from sqlalchemy.orm import selectinload
 
 from ..cache import Plain, cached
 from ..extensions import db
-from ..models import Category, Company, Order, OrderStatus, PriceList, PriceTier, Product, User
-from .errors import FieldErrors, InvalidInput, NotFound
+from ..models import Category, Order, OrderStatus, Product
+from .errors import FieldErrors
 
 
 def status_counts():
@@ -146,76 +146,3 @@ def save_product(product, form):
     product.category_id = category.id
     db.session.commit()
     return product
-
-
-def save_company(company, form):
-    """Update a company's commercial terms from form fields."""
-    errors = {}
-    name = (form.get("name") or "").strip()
-    if not name or len(name) > 200:
-        errors["name"] = "Name must be 1 to 200 characters."
-    elif db.session.scalar(select(Company.id).where(Company.name == name, Company.id != company.id)):
-        errors["name"] = f"Another company is called {name}."
-    credit_limit = _decimal(form, "credit_limit", errors, "Credit limit")
-    terms = _int(form, "payment_terms_days", errors, "Payment terms", 0)
-    if terms is not None and terms > 365:
-        errors["payment_terms_days"] = "Payment terms can be at most 365 days."
-    list_id = form.get("price_list_id", "")
-    price_list = db.session.get(PriceList, int(list_id)) if list_id.isdigit() else None
-    if list_id and price_list is None:
-        errors["price_list_id"] = "Choose a price list or none."
-    if errors:
-        raise FieldErrors(errors)
-    company.name, company.credit_limit, company.payment_terms_days = name, credit_limit, terms
-    company.vat_id = (form.get("vat_id") or "").strip()[:32] or None
-    company.price_list_id = price_list.id if price_list else None
-    company.active = form.get("active") == "on"
-    db.session.commit()
-    return company
-
-
-def price_list_tiers(price_list_id):
-    """A price list with its tiers, by SKU then quantity."""
-    price_list = db.session.get(PriceList, price_list_id)
-    if price_list is None:
-        raise NotFound("There is no such price list.")
-    tiers = db.session.scalars(
-        select(PriceTier)
-        .join(Product)
-        .options(selectinload(PriceTier.product))
-        .where(PriceTier.price_list_id == price_list_id)
-        .order_by(Product.sku, PriceTier.min_qty)
-    ).all()
-    return price_list, tiers
-
-
-def save_tier(price_list_id, form):
-    """Add a tier to a price list, or change the price of the tier with the same minimum."""
-    errors = {}
-    sku = (form.get("sku") or "").strip().upper()
-    product = db.session.scalar(select(Product).where(Product.sku == sku))
-    if product is None:
-        errors["sku"] = f"Unknown SKU “{sku[:40]}”."
-    min_qty = _int(form, "min_qty", errors, "From quantity", 1)
-    price = _decimal(form, "price", errors, "Price")
-    if errors:
-        raise FieldErrors(errors)
-    tier = db.session.scalar(
-        select(PriceTier).where(
-            PriceTier.price_list_id == price_list_id, PriceTier.product_id == product.id, PriceTier.min_qty == min_qty
-        )
-    )
-    if tier is None:
-        db.session.add(PriceTier(price_list_id=price_list_id, product_id=product.id, min_qty=min_qty, price=price))
-    else:
-        tier.price = price
-    db.session.commit()
-
-
-def delete_tier(price_list_id, tier_id):
-    """Remove one tier from a price list."""
-    tier = db.session.get(PriceTier, tier_id)
-    if tier is None or tier.price_list_id != price_list_id:
-        raise InvalidInput("That tier no longer exists.")
-    db.session.delete(tier)
-    db.session.commit()
