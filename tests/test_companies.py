@@ -1,6 +1,7 @@
 """Customer companies, addresses, price lists and requests for an account, through the back office, the public
 form and `flask company create`: happy paths, bad input named next to its field, and the audit trail."""
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -371,3 +372,8 @@ def test_flask_company_create_refuses_a_taken_name(runner, make_company):
     make_company(name="Kiosk Nord")
     result = runner.invoke(args=["company", "create", "KIOSK NORD"])
     assert result.exit_code == 1 and result.output == "Error: There is already a company called KIOSK NORD.\n"
+
+
+def test_register_form_starts_with_a_country(client):
+    page = client.get("/register").get_data(as_text=True)
+    assert re.search(r'name="country" value="DE"', page)

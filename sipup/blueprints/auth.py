@@ -5,7 +5,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from ..extensions import db
 from ..models import LinkPurpose
 from ..security import same_site_path
-from ..services import accounts, links, users
+from ..services import accounts, companies, links, users
 from ..services.errors import FieldErrors
 
 bp = Blueprint("auth", __name__)
@@ -102,9 +102,9 @@ def _choose_password(token, purpose, done):
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     """Ask for a business account: staff review the request; no company or user exists until they approve."""
-    from ..services import companies
-
     form = {name: request.form.get(name, "") for name in companies.REQUEST_FIELDS}
+    if request.method == "GET":
+        form["country"] = "DE"
     errors = {}
     if request.method == "POST":
         try:
