@@ -298,7 +298,7 @@ class Product(db.Model):
     # Folded name, SKU, category and pack (sipup.searchtext), kept by the events below; search_terms is
     # what the full-text index holds (FTS5 table product_search on SQLite, FULLTEXT on MariaDB).
     search_text: Mapped[str] = mapped_column(String(400), default="")
-    search_terms: Mapped[str] = mapped_column(Text, default="")
+    search_terms: Mapped[str] = mapped_column(Text, default="", deferred=True)
 
     category: Mapped[Category] = relationship()
     images: Mapped[list["ProductImage"]] = relationship(

@@ -85,6 +85,7 @@ def upgrade():
         for statement in SQLITE_SEARCH:
             op.execute(statement)
         op.execute("INSERT INTO product_search(rowid, search_terms) SELECT id, search_terms FROM products")
+        op.execute("INSERT INTO product_search(product_search) VALUES ('optimize')")
     else:
         op.create_index('ft_products_search_terms', 'products', ['search_terms'], mysql_prefix='FULLTEXT')
 
