@@ -147,3 +147,17 @@ def test_checkout_marks_the_line_another_buyer_emptied(client, make_company, mak
     assert response.status_code == 422
     assert '<tr class="has-error"><td>2 × Keg' in body
     assert "Keg (KEG-9) went out of stock after you added it" in body
+
+
+def test_demo_data_has_pictures_and_no_dates_in_the_future(app):
+    from sipup.models import Invoice, Order, OrderEvent, Product, ProductImage, utcnow
+    from sipup.services import seed
+
+    seed.seed_demo()
+
+    now = utcnow()
+    products = db.session.scalar(db.select(db.func.count(Product.id)))
+    pictured = db.session.scalar(db.select(db.func.count(db.distinct(ProductImage.product_id))))
+    assert products and pictured == products
+    for column in (Order.created_at, OrderEvent.created_at, Invoice.issued_at, Invoice.paid_at):
+        assert db.session.scalar(db.select(db.func.max(column))) <= now, column

@@ -76,11 +76,11 @@ def add_image(product, data):
         raise InvalidInput("Choose a picture to upload.")
     if len(data) > limit:
         raise InvalidInput(f"The file is {len(data) / 1_048_576:.1f} MB; at most {config['IMAGE_MAX_MB']} MB.")
-    picture = _decoded(data, config["IMAGE_MAX_SIDE"])
-    return _store(product, picture)
+    return store_picture(product, _decoded(data, config["IMAGE_MAX_SIDE"]))
 
 
-def _store(product, picture):
+def store_picture(product, picture):
+    """Write a decoded picture and its renditions, and attach it to the product as its last picture."""
     original = io.BytesIO()
     picture.save(original, "WEBP", quality=90)  # a fresh encoding: nothing of the upload's metadata is kept
     digest = hashlib.sha256(original.getvalue()).hexdigest()

@@ -30,6 +30,7 @@ from ..models import (
     utcnow,
 )
 from .catalog import merge_search_index
+from .images import placeholder_picture, store_picture
 from .orders import order_number
 from .pricing import money
 
@@ -129,6 +130,20 @@ def seed_catalog(products=len(CATALOG), rng=None):
     db.session.commit()
     merge_search_index()
     return count
+
+
+# A colour per category for the generated demo pictures.
+HUES = [(176, 120, 30), (120, 30, 60), (70, 90, 120), (200, 40, 40), (40, 120, 180), (220, 140, 30), (60, 140, 90),
+        (90, 60, 40)]
+
+
+def seed_pictures():
+    """A generated picture (drawn, not downloaded) for every product that has none."""
+
+    categories = [c.id for c in db.session.scalars(select(Category).order_by(Category.position))]
+    for product in db.session.scalars(select(Product).where(~Product.images.any())).all():
+        hue = HUES[categories.index(product.category_id) % len(HUES)] if product.category_id in categories else HUES[0]
+        store_picture(product, placeholder_picture(f"{product.name} · {product.sell_unit}", hue))
 
 
 def seed_price_lists():
@@ -254,7 +269,8 @@ def seed_orders(count, months, rng=None, progress=None):
                                      company_id=company_id, amount=total,
                                      paid_amount=total if status == S.PAID else Decimal("0.00"),
                                      issued_at=issued, due_date=(issued + timedelta(days=terms)).date(),
-                                     paid_at=issued + timedelta(days=min(terms, age)) if status == S.PAID else None))
+                                     paid_at=min(issued + timedelta(days=min(terms, age)), now) if status == S.PAID
+                                     else None))
         for model, rows in ((Order, orders), (OrderLine, lines), (OrderEvent, events), (Invoice, invoices)):
             bulk_insert(model, rows, batch_size=BATCH)
         _save_counters(invoice_counters)
@@ -309,6 +325,7 @@ def seed_demo():
     """A small, complete shop: catalog, companies, staff, an admin and some months of orders."""
     password = secrets.token_urlsafe(9)
     seed_catalog()
+    seed_pictures()
     customer_logins = seed_companies(6, password)
     staff = []
     for role in (Role.ADMIN, Role.STAFF):
