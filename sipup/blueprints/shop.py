@@ -23,11 +23,6 @@ CSRF_SLOT = Markup("<!--csrf-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 
 
-@bp.app_template_global("image_sizes")
-def _image_sizes():
-    return images.SIZES
-
-
 @bp.app_template_filter("initials")
 def _initials(name):
     """Up to two initials of a product's name for its placeholder picture."""
