@@ -87,6 +87,10 @@ class PageOf:
     def next_num(self):
         return self.page + 1 if self.has_next else None
 
+    def converted(self, convert):
+        """The same page with each item converted (ORM rows to plain ones, for the cache)."""
+        return PageOf([convert(item) for item in self.items], self.total, self.page, self.per_page)
+
     @classmethod
     def of(cls, pagination, convert):
         return cls([convert(item) for item in pagination.items], pagination.total or 0, pagination.page,
@@ -468,6 +472,7 @@ def cache_status():
 TABLE_TOUCHES = {
     "products": ("catalog",),
     "categories": ("catalog",),
+    "product_images": ("catalog",),
     "price_tiers": ("prices",),
     "price_lists": ("prices",),
     "companies": ("companies",),
@@ -484,7 +489,7 @@ TABLE_TOUCHES = {
 
 def _object_touches(obj):
     table = getattr(obj, "__tablename__", None)
-    if table in ("products", "categories"):
+    if table in ("products", "categories", "product_images"):
         return ("catalog",)
     if table == "price_tiers":
         return (f"prices:{obj.price_list_id}",)

@@ -59,6 +59,11 @@ DEFAULTS = {
     "PAGE_SIZE": 24,
     "QUICK_ORDER_MAX_LINES": 500,
     "QUICK_ORDER_MAX_FILE_MB": 2,
+    # Product images: the largest upload, the longest side accepted, and where originals and renditions
+    # live (empty: instance/images).
+    "IMAGE_MAX_MB": 5,
+    "IMAGE_MAX_SIDE": 6000,
+    "IMAGE_FOLDER": "",
     "SESSION_COOKIE_SECURE": False,
     "SESSION_HOURS": 12,
     # Rate limits (sipup/limits.py). RATELIMIT_IP and RATELIMIT_USER above are the site-wide budgets.
@@ -265,6 +270,9 @@ CONVERTERS = {
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
     "QUICK_ORDER_MAX_FILE_MB": _positive_int,
+    "IMAGE_MAX_MB": _positive_int,
+    "IMAGE_MAX_SIDE": _positive_int,
+    "IMAGE_FOLDER": str,
     "SESSION_COOKIE_SECURE": _bool,
     "SESSION_HOURS": _positive_int,
     "RATELIMIT_IP": _limit,

@@ -16,6 +16,8 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    event,
+    select,
     Boolean,
     CheckConstraint,
     Date,
@@ -31,11 +33,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import searchtext
 from .extensions import db
 
 Money = Numeric(12, 2)
 # BIGINT on MySQL for tables that reach millions of rows; SQLite needs INTEGER to auto-increment.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def in_models(name, type_, parent_names):
+    """Alembic's include_name: False for the search index that migration 0006 keeps outside the models (the
+    FTS5 table product_search with its shadow tables on SQLite, the FULLTEXT index on MariaDB)."""
+    return not (type_ == "table" and name.startswith("product_search")) and name != "ft_products_search_terms"
 
 
 def utcnow():
@@ -107,11 +116,16 @@ class Address(db.Model):
         return f"{self.label}: {self.street}, {self.postcode} {self.city}, {self.country}"
 
 
-# E-mail addresses are stored as entered and compared without regard to case, by the column's collation,
-# so that the unique index both finds and guards them on either database.
-Email = String(254).with_variant(String(254, collation="NOCASE"), "sqlite").with_variant(
-    String(254, collation="utf8mb4_unicode_ci"), "mysql", "mariadb"
-)
+
+def caseless(length):
+    """Text stored as entered and compared without regard to case by the column's collation, so that its
+    index both finds and guards values in any case on either database."""
+    return String(length).with_variant(String(length, collation="NOCASE"), "sqlite").with_variant(
+        String(length, collation="utf8mb4_unicode_ci"), "mysql", "mariadb"
+    )
+
+
+Email = caseless(254)
 
 
 class User(db.Model):
@@ -287,8 +301,15 @@ class Product(db.Model):
     low_stock_threshold: Mapped[int] = mapped_column(Integer, default=10)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Folded name, SKU, category and pack (sipup.searchtext), kept by the events below; search_terms is
+    # what the full-text index holds (FTS5 table product_search on SQLite, FULLTEXT on MariaDB).
+    search_text: Mapped[str] = mapped_column(String(400), default="")
+    search_terms: Mapped[str] = mapped_column(Text, default="", deferred=True)
 
     category: Mapped[Category] = relationship()
+    images: Mapped[list["ProductImage"]] = relationship(
+        back_populates="product", cascade="all, delete-orphan", order_by="ProductImage.position, ProductImage.id"
+    )
 
     __table_args__ = (
         # Catalog pages: active products by name or price, a page at a time, without sorting them all.
@@ -309,6 +330,30 @@ class Product(db.Model):
     @property
     def low_stock(self):
         return self.available <= self.low_stock_threshold
+
+
+@event.listens_for(Product, "before_insert")
+@event.listens_for(Product, "before_update")
+def _fold_for_search(mapper, connection, product):
+    """Keep a product's search text in step with its name, SKU, category and pack."""
+    category = connection.scalar(select(Category.name).where(Category.id == product.category_id))
+    product.search_text = searchtext.product_text(product.name, product.sku, category, product.sell_unit)
+    product.search_terms = searchtext.terms(product.search_text)
+
+
+class ProductImage(db.Model):
+    """One uploaded picture of a product: the original and its renditions are files named by `digest`."""
+
+    __tablename__ = "product_images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the stored original, in every URL
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    product: Mapped[Product] = relationship(back_populates="images")
 
 
 class PriceTier(db.Model):
@@ -341,6 +386,42 @@ class CartItem(db.Model):
     __table_args__ = (UniqueConstraint("user_id", "product_id", name="uq_cart_items_user_product"),)
 
 
+class ShoppingList(db.Model):
+    """A named list of products and quantities that a company's users keep and order again."""
+
+    __tablename__ = "shopping_lists"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    # Who besides its owner (and the company's owners) sees it, and whether they may change it.
+    shared: Mapped[bool] = mapped_column(Boolean, default=True)
+    others_may_edit: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User] = relationship()
+    items: Mapped[list["ShoppingListItem"]] = relationship(
+        back_populates="shopping_list", cascade="all, delete-orphan", order_by="ShoppingListItem.id"
+    )
+
+    # A company's lists by name.
+    __table_args__ = (Index("ix_shopping_lists_company_name", "company_id", "name"),)
+
+
+class ShoppingListItem(db.Model):
+    __tablename__ = "shopping_list_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("shopping_lists.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    shopping_list: Mapped[ShoppingList] = relationship(back_populates="items")
+    product: Mapped[Product] = relationship()
+
+    __table_args__ = (UniqueConstraint("list_id", "product_id", name="uq_shopping_list_items_list_product"),)
+
+
 class Order(db.Model):
     __tablename__ = "orders"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -348,7 +429,7 @@ class Order(db.Model):
     company_id: Mapped[int] = mapped_column(Integer)
     buyer_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PLACED)
-    po_reference: Mapped[str] = mapped_column(String(60), default="")
+    po_reference: Mapped[str] = mapped_column(caseless(60), default="")
     requested_date: Mapped[date | None] = mapped_column(Date)
     delivery_address: Mapped[str] = mapped_column(String(400), default="")
     note: Mapped[str] = mapped_column(String(1000), default="")
@@ -386,6 +467,8 @@ class Order(db.Model):
         Index("ix_orders_created", "created_at", "id"),
         # Back-office search by the customer's purchase order reference.
         Index("ix_orders_po_reference", "po_reference"),
+        # Back-office search by the buyer's e-mail: that buyer's orders, newest first.
+        Index("ix_orders_buyer_history", "buyer_id", "created_at", "id"),
     )
 
     @property

@@ -205,7 +205,7 @@ def test_buyer_orders_and_staff_invoices(server, browser):
     shot(desk, "08-back-office")
     nav = desk.get_by_role("navigation", name="Main")
     nav.get_by_role("link", name="Orders").click()
-    desk.get_by_role("searchbox", name="Order number or PO reference").fill("PO-BROWSER-7")
+    desk.get_by_role("searchbox", name="Search orders").fill("po-browser-7")
     desk.get_by_role("button", name="Filter").click()
     expect(desk.locator("table tbody tr")).to_have_count(1)
     shot(desk, "09-admin-orders")
@@ -290,3 +290,70 @@ def test_admin_watches_monitor_refresh_itself(server, browser):
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # one page load only
     shot(page, "20-monitor")
     admin.close()
+
+
+def test_pictures_search_as_you_type_stock_truth_and_order_pages(server, browser, tmp_path):
+    base_url, logins = server
+    from PIL import Image
+
+    picture = tmp_path / "kellerbier.png"
+    Image.new("RGB", (640, 480), (30, 120, 200)).save(picture)
+
+    # --- staff upload a picture; a file that is no picture is refused ---------------------------
+    staff, desk = sign_in(browser, base_url, *logins["staff"])
+    desk.goto("/admin/products/BEE-00003")
+    not_a_picture = tmp_path / "notes.jpg"
+    not_a_picture.write_text("no picture here")
+    desk.get_by_label(re.compile("Add a picture")).set_input_files(str(not_a_picture))
+    desk.get_by_role("button", name="Upload").click()
+    expect(desk.get_by_text("The file is not a picture sipup can read")).to_be_visible()
+    desk.get_by_label(re.compile("Add a picture")).set_input_files(str(picture))
+    desk.get_by_role("button", name="Upload").click()
+    expect(desk.get_by_text("Picture added; buyers see it now.")).to_be_visible()
+    shot(desk, "20-admin-product-pictures")
+    # an out-of-stock product without backorders, for the buyer below
+    desk.get_by_label("Stock on hand").fill("0")
+    desk.get_by_label("Allow backorders").uncheck()
+    desk.get_by_role("button", name="Save").click()
+    expect(desk.get_by_text("BEE-00003 saved.")).to_be_visible()
+
+    # --- staff page through orders with counts ------------------------------------------------
+    desk.goto("/admin/orders")
+    expect(desk.get_by_text(re.compile(r"^\d+ orders · showing 1–30$"))).to_be_visible()
+    desk.get_by_role("link", name="Next →").click()
+    expect(desk.get_by_text(re.compile(r"orders · showing 31–"))).to_be_visible()
+    expect(desk.get_by_text(re.compile(r"Page 2 of \d+"))).to_be_visible()
+    shot(desk, "21-admin-orders-page-2")
+    staff.close()
+
+    # --- the buyer searches as they type and sees the picture -------------------------------------
+    buyer, page = sign_in(browser, base_url, *logins["buyer"])
+    expect(page.get_by_role("heading", name="Recent orders")).to_be_visible()
+    page.goto("/products")
+    page.get_by_role("searchbox", name="Search").press_sequentially("kellerbi", delay=40)
+    expect(page.get_by_text("1 product for “kellerbi”")).to_be_visible()  # no button pressed
+    expect(page).to_have_url(re.compile(r"q=kellerbi"))
+    card = page.locator("article.product", has_text="Kellerbier naturtrüb")
+    image = card.locator("img.picture-card")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 320
+    assert image.get_attribute("loading") == "lazy" and image.get_attribute("width") == "320"
+    page.get_by_role("searchbox", name="Search").fill("")
+    page.get_by_role("searchbox", name="Search").press_sequentially("hofbrau", delay=40)
+    expect(page.get_by_text(re.compile(r"^\d+ products? for “hofbrau”$"))).to_be_visible()
+    expect(page.locator("article.product", has_text="Hofbräu Pils").first).to_be_visible()
+    shot(page, "22-catalog-search-as-you-type")
+
+    # --- out of stock: the button says so, and a POST anyway adds nothing ---------------------------
+    page.get_by_role("searchbox", name="Search").fill("kellerbier")
+    page.get_by_role("button", name="Search").click()
+    card = page.locator("article.product", has_text="Kellerbier naturtrüb")
+    expect(card.get_by_role("button", name="Out of stock")).to_be_disabled()
+    answer = page.request.post(f"{base_url}/cart/add", form={
+        "sku": "BEE-00003", "quantity": "1",
+        "csrf_token": card.locator("input[name=csrf_token]").get_attribute("value"),
+    })
+    assert answer.ok
+    assert "is out of stock; it cannot be ordered until it is back." in answer.text()
+    shot(page, "23-catalog-out-of-stock")
+    buyer.close()

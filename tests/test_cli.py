@@ -6,7 +6,7 @@ from sqlalchemy import func, inspect, select
 
 from sipup import create_app
 from sipup.extensions import db
-from sipup.models import Company, Order, OrderLine, OrderStatus, Product, Role, User
+from sipup.models import Company, Order, OrderLine, OrderStatus, Product, Role, User, in_models
 
 PASSWORD = "a long enough password"
 
@@ -154,7 +154,8 @@ def test_db_upgrade_builds_the_schema_on_a_fresh_sqlite_file(tmp_path):
 def differences_from_models():
     """What alembic autogenerate would change to make the database match the models."""
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True,
+                                                               "include_name": in_models})
         return compare_metadata(context, db.metadata)
 
 

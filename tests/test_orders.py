@@ -188,10 +188,40 @@ def test_out_of_stock_when_another_checkout_took_it(app, make_company, make_user
         place(second)
 
     assert str(error.value) == (
-        "Only 1 of KEG-1 left; someone ordered before you. Change the quantity and try again."
+        "Only 1 of Product 1 (KEG-1) left: another buyer ordered meanwhile. Change the quantity to 1 or fewer "
+        "and try again."
     )
+    assert error.value.product_id == product.id
     assert stock(product) == (5, 4)
     assert len(carts.items(second.id)) == 1  # the cart stays, so the buyer can change it
+
+
+def test_out_of_stock_since_it_was_added_says_so(app, make_company, make_user, make_product, place):
+    product = make_product(sku="KEG-2", name="Helles", stock_on_hand=4)
+    first, second = make_user("buyer", make_company()), make_user("buyer", make_company())
+    carts.add(second.id, product, 2)
+
+    place(first, (product, 4))
+    with pytest.raises(OutOfStock, match=r"Helles \(KEG-2\) went out of stock after you added it"):
+        place(second)
+
+
+def test_an_out_of_stock_product_cannot_be_added(app, buyer, make_product):
+    product = make_product(sku="GONE-1", name="Bock", stock_on_hand=0)
+
+    with pytest.raises(OutOfStock, match=r"Bock \(GONE-1\) is out of stock"):
+        carts.add(buyer.id, product, 1)
+    assert carts.items(buyer.id) == []
+
+
+def test_a_backorderable_product_is_added_with_a_note(app, buyer, make_product):
+    product = make_product(sku="BO-1", stock_on_hand=2, backorder_allowed=True)
+
+    carts.add(buyer.id, product, 5)
+
+    line = carts.priced(buyer, D("0.20")).lines[0]
+    assert line.backorder_note == "2 of BO-1 in stock; the rest is on backorder, ships when in stock."
+    assert line.stock_note is None
 
 
 def test_out_of_stock_on_one_line_reserves_nothing(app, buyer, make_product, place):

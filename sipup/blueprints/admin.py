@@ -1,12 +1,12 @@
 """The back office for staff: order processing, products and stock, companies, price lists."""
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
-from ..services import audit, backoffice, companies, orders, users
+from ..services import audit, backoffice, companies, images, orders, users
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..web import whole_number
 from .account import flash_user_action
@@ -32,14 +32,14 @@ def index():
 
 @bp.route("/orders")
 def order_list():
-    """Orders filtered by status, company, or number/PO reference."""
+    """Orders filtered by status and company, found by number, PO reference, company name or buyer e-mail."""
     status = request.args.get("status", "")
     notice = None
     if status and status not in {s.value for s in OrderStatus}:
         notice, status = f"Unknown status “{status[:20]}”; showing all.", ""
     company = request.args.get("company", "")
     results = backoffice.find_orders(
-        status or None, whole_number(company), request.args.get("q", "")[:40], _page()
+        status or None, whole_number(company), request.args.get("q", "")[:100], _page()
     )
     companies = db.session.execute(select(Company.id, Company.name).order_by(Company.name)).all()
     return render_template(
@@ -107,11 +107,41 @@ def product_edit(sku=None):
     ), 422 if errors else 200
 
 
+@bp.route("/products/<sku>/images", methods=["POST"])
+def product_image_add(sku):
+    """Upload a picture of a product; a file that is no picture, or too large, is refused with the reason."""
+    product = db.session.scalar(select(Product).where(Product.sku == sku)) or abort(404)
+    upload = request.files.get("image")
+    limit = current_app.config["IMAGE_MAX_MB"] * 1_048_576
+    try:
+        images.add_image(product, upload.stream.read(limit + 1) if upload else b"")
+    except DomainError as exc:
+        db.session.rollback()
+        categories = db.session.scalars(select(Category).order_by(Category.position)).all()
+        return render_template("admin/product.html", product=product, form={}, errors={}, categories=categories,
+                               image_error=str(exc)), 422
+    flash("Picture added; buyers see it now.", "success")
+    return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
+
+
+@bp.route("/products/<sku>/images/<id:image_id>/remove", methods=["POST"])
+def product_image_remove(sku, image_id):
+    """Take a picture off a product."""
+    product = db.session.scalar(select(Product).where(Product.sku == sku)) or abort(404)
+    try:
+        images.remove_image(product, image_id)
+    except NotFound as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Picture removed.", "success")
+    return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
+
+
 @bp.route("/companies")
 def company_list():
-    """All customer companies with their terms."""
-    companies = db.session.scalars(select(Company).order_by(Company.name)).all()
-    return render_template("admin/companies.html", companies=companies)
+    """Customer companies with their terms, a page at a time, found by name or VAT id."""
+    query = request.args.get("q", "")[:100]
+    return render_template("admin/companies.html", results=backoffice.find_companies(query, _page()), q=query)
 
 
 @bp.route("/companies/new", methods=["GET", "POST"])
@@ -326,12 +356,12 @@ def price_list(list_id):
             db.session.rollback()
             flash(str(exc), "error")
     try:
-        price_list_, tiers = companies.price_list_tiers(list_id)
+        price_list_, tiers = companies.price_list_tiers(list_id, request.args.get("q", "")[:100], _page())
     except NotFound:
         abort(404)
     return render_template(
         "admin/price_list.html", price_list=price_list_, tiers=tiers, form=request.form, errors=errors,
-        rename_errors=rename_errors, history=audit.history("price_list", list_id),
+        rename_errors=rename_errors, history=audit.history("price_list", list_id), q=request.args.get("q", "")[:100],
     ), 422 if errors or rename_errors else 200
 
 

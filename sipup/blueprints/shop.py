@@ -2,7 +2,7 @@
 import hashlib
 import os
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -12,15 +12,21 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, orders, pricing, quick_order
+from ..services import catalog, images, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
-from ..services.quantities import parse_quantity
+from ..services.quantities import backorder_note, parse_quantity, stock_problem
 from ..web import whole_number
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
+
+
+@bp.app_template_filter("initials")
+def _initials(name):
+    """Up to two initials of a product's name for its placeholder picture."""
+    return "".join(word[0] for word in (name or "?").split()[:2]).upper()
 
 
 def _page():
@@ -80,7 +86,8 @@ def index():
 def products():
     """The catalog with search, category filter, sorting and pages."""
     page, notice = _page()
-    query, category, sort = request.args.get("q", ""), request.args.get("category", ""), request.args.get("sort", "name")
+    query, category = request.args.get("q", ""), request.args.get("category", "")
+    sort = request.args.get("sort") or ("best" if query.strip() else "name")
     if sort not in catalog.SORTS:
         notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
     price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
@@ -98,8 +105,13 @@ def products():
                       ["catalog", "prices", f"prices:{price_list_id}", "type:prices"], render)
     else:
         html = render()
-    return render_template("shop/products.html", catalog=Markup(html.replace(CSRF_SLOT, generate_csrf())),
-                           notice=notice)
+    html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
+    if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
+        response = make_response(html)
+    else:
+        response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
+    response.vary.add("HX-Request")
+    return response
 
 
 @bp.route("/products/<sku>")
@@ -133,6 +145,9 @@ def cart_add():
         flash(str(exc), "error")
         return redirect(url_for("shop.product", sku=item.sku, qty=raw[:12]))
     flash(f"{item.name} ({item.sell_unit}): {total} in your cart.", "success")
+    for note in (backorder_note(item, total), stock_problem(item, total)):
+        if note:
+            flash(note, "warning")
     return redirect(same_site_path(request.form.get("back")) or url_for("shop.cart"))
 
 
@@ -223,7 +238,7 @@ def checkout():
         flash("Your cart is empty.", "info")
         return redirect(url_for("shop.products"))
     form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
-    error = None
+    error, refused = None, None
     if request.method == "POST":
         try:
             order = orders.checkout(
@@ -231,7 +246,7 @@ def checkout():
                 whole_number(form["address_id"]), form["note"][:1000],
             )
         except DomainError as exc:
-            error = str(exc)
+            error, refused = str(exc), getattr(exc, "product_id", None)
             priced = carts.priced(current_user, _vat())
         else:
             if order.status == "credit_hold":
@@ -241,7 +256,7 @@ def checkout():
             return redirect(url_for("shop.order_detail", number=order.number))
     addresses = db.session.scalars(db.select(Address).where(Address.company_id == company.id).order_by(Address.id)).all()
     return render_template(
-        "shop/checkout.html", cart=priced, form=form, error=error, addresses=addresses,
+        "shop/checkout.html", cart=priced, form=form, error=error, refused=refused, addresses=addresses,
         credit=orders.credit_position(company),
     ), 422 if error else 200
 
@@ -292,3 +307,15 @@ def invoices():
         "shop/invoices.html", invoices=orders.invoices_page(company.id, page), credit=orders.account_position(company),
         today=utcnow().date(), notice=notice,
     )
+
+
+@bp.route("/images/<digest>-<size>.webp")
+def product_image(digest, size):
+    """A product picture's rendition; its address changes with its content, so browsers keep it a year."""
+    try:
+        path = images.rendition_path(digest, size)
+    except NotFound:
+        abort(404)
+    response = send_file(path, mimetype="image/webp", max_age=31_536_000, conditional=True)
+    response.cache_control.public, response.cache_control.immutable = True, True
+    return response

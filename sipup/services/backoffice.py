@@ -6,7 +6,8 @@ from sqlalchemy.orm import selectinload
 
 from ..cache import Plain, cached
 from ..extensions import db
-from ..models import Category, Order, OrderStatus, Product
+from ..models import Category, Company, Order, OrderStatus, Product, User
+from .catalog import matching
 from .errors import FieldErrors
 
 
@@ -19,13 +20,20 @@ def status_counts():
 
 
 def find_orders(status=None, company_id=None, query="", page=1, per_page=30):
-    """Orders for the back office, newest first, filtered by status, company and number/PO."""
+    """Orders for the back office, newest first, filtered by status, company and a search, with their count."""
     stmt = orders_query(status, company_id, query).options(selectinload(Order.company))
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=False)
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+
+
+# How many companies or buyers a search may name before it asks for more letters.
+MATCHES_NAMED = 200
 
 
 def orders_query(status=None, company_id=None, query=""):
-    """The statement behind the back-office order list (also timed by `flask db optimize`)."""
+    """The statement behind the back-office order list (also timed by `flask db optimize`).
+
+    A search finds, in any case, an order number (or the id it ends in), a PO reference by its start, and
+    the orders of companies whose name, or buyers whose e-mail, holds it; each through an index."""
     stmt = select(Order)
     if status:
         stmt = stmt.where(Order.status == status)
@@ -33,7 +41,19 @@ def orders_query(status=None, company_id=None, query=""):
         stmt = stmt.where(Order.company_id == company_id)
     query = (query or "").strip()
     if query:
-        stmt = stmt.where(or_(Order.number == query, Order.po_reference == query))
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = [Order.number == query.upper(), Order.po_reference.like(like[1:], escape="\\")]
+        digits = query.lstrip("0")
+        if query.isascii() and query.isdigit() and digits and len(digits) <= 18:
+            found.append(Order.id == int(digits))
+        companies = select(Company.id).where(Company.name.ilike(like, escape="\\")).limit(MATCHES_NAMED)
+        buyers = select(User.id).where(User.email.ilike(like, escape="\\")).limit(MATCHES_NAMED)
+        company_ids, buyer_ids = db.session.scalars(companies).all(), db.session.scalars(buyers).all()
+        if company_ids:
+            found.append(Order.company_id.in_(company_ids))
+        if buyer_ids:
+            found.append(Order.buyer_id.in_(buyer_ids))
+        stmt = stmt.where(or_(*found))
     return stmt.order_by(Order.created_at.desc(), Order.id.desc())
 
 
@@ -67,13 +87,23 @@ def _dashboard():
 
 
 def find_products(query="", page=1, per_page=50):
-    """All products (active or not) by SKU or name."""
+    """All products (active or not) found as buyers find them (every word, any case or accent), by SKU."""
+
+
     stmt = select(Product).options(selectinload(Product.category))
+    if (query or "").strip():
+        stmt = matching(stmt, query)
+    return db.paginate(stmt.order_by(Product.sku), page=page, per_page=per_page, error_out=False)
+
+
+def find_companies(query="", page=1, per_page=50):
+    """Customer companies by name, with their count; a search finds a name or VAT id holding it, in any case."""
+    stmt = select(Company).options(selectinload(Company.price_list))
     query = (query or "").strip()
     if query:
         like = f"%{query}%"
-        stmt = stmt.where(or_(Product.sku.ilike(like), Product.name.ilike(like)))
-    return db.paginate(stmt.order_by(Product.sku), page=page, per_page=per_page, error_out=False)
+        stmt = stmt.where(or_(Company.name.ilike(like), Company.vat_id.ilike(like)))
+    return db.paginate(stmt.order_by(Company.name), page=page, per_page=per_page, error_out=False)
 
 
 def _decimal(form, name, errors, label):

@@ -10,9 +10,9 @@ from ..cache import cached
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import CartItem, Product
-from .errors import DomainError, InvalidQuantity, NotFound
+from .errors import DomainError, InvalidQuantity, NotFound, OutOfStock
 from .pricing import load_tiers, money, unit_price
-from .quantities import quantity_problem, stock_problem
+from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
 
 
 @dataclass
@@ -24,6 +24,7 @@ class PricedLine:
     line_total: Decimal
     problems: list = field(default_factory=list)  # rules that stop the line being ordered at all
     stock_note: str | None = None  # stock is short now; checkout's reservation has the last word
+    backorder_note: str | None = None  # part or all of it ships when back in stock
 
 
 @dataclass
@@ -61,6 +62,9 @@ def add(user_id, product, quantity, replace=False):
     changed or removed meanwhile is read again, so no quantity is lost and no request fails for it."""
     if not product.active:
         raise NotFound(f"{product.sku} is no longer sold.")
+    refused = out_of_stock(product)
+    if refused:
+        raise OutOfStock(refused)
     for _attempt in range(PUT_ATTEMPTS):
         try:
             return run_in_transaction(_put, user_id, product, quantity, replace)
@@ -127,7 +131,7 @@ def price_lines(price_list_id, pairs, vat_rate):
         lines.append(
             PricedLine(
                 product, quantity, price, product.deposit, money(price * quantity), problems,
-                stock_problem(product, quantity),
+                stock_problem(product, quantity), backorder_note(product, quantity),
             )
         )
     goods = sum((line.line_total for line in lines), Decimal("0.00"))

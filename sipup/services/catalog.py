@@ -1,17 +1,23 @@
 """The catalog a buyer browses: search, filter, sort and page through active products."""
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, literal_column, select, text
+from sqlalchemy.orm import selectinload
 
+from .. import searchtext
 from ..cache import PageOf, Plain, cached
 from ..extensions import db
 from ..models import Category, Product
 from .errors import NotFound
+from .images import image_row
 
 SORTS = {
+    "best": (),  # best matches first: filled in by search() for the words searched
     "name": (Product.name, Product.id),
     "sku": (Product.sku,),
     "price": (Product.base_price, Product.id),
     "price_desc": (Product.base_price.desc(), Product.id),
 }
+# A word of one letter (the "x" of "24 x 0.33 l") is in nearly every product: it narrows nothing and is left out.
+SHORTEST_WORD = 2
 
 
 def categories():
@@ -20,17 +26,64 @@ def categories():
     return [{"id": c.id, "name": c.name, "slug": c.slug} for c in rows]
 
 
+def _words(query):
+    return [w for w in searchtext.words(query) if len(w) >= SHORTEST_WORD]
+
+
+def matching(stmt, query):
+    """Limit a products statement to those whose name, SKU, category or pack hold every word of the query,
+    in any case and with or without accents, through the full-text index where the words allow."""
+    indexed = _words(query)
+    if not indexed:
+        return stmt
+    if db.session.get_bind().dialect.name == "sqlite":
+        expression = " AND ".join(f'"{searchtext.MARK}{w}"*' for w in indexed)
+        hits = text("SELECT rowid FROM product_search WHERE product_search MATCH :fts").bindparams(fts=expression)
+        return stmt.where(Product.id.in_(hits.columns(literal_column("rowid"))))
+    expression = " ".join(f"+{searchtext.MARK}{w}*" for w in indexed)
+    return stmt.where(text("MATCH (products.search_terms) AGAINST (:fts IN BOOLEAN MODE)").bindparams(fts=expression))
+
+
+def merge_search_index():
+    """After many products were written at once: SQLite's FTS5 index merged into one segment, so searches
+    read one b-tree instead of hundreds (MariaDB merges its FULLTEXT index by itself)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("INSERT INTO product_search(product_search) VALUES ('optimize')"))
+        db.session.commit()
+
+
+def best_first(query):
+    """Order for a search: names that start with the longest word searched, then those holding a word that
+    starts with it, then the rest; by name within each."""
+    found = _words(query)
+    if not found:
+        return SORTS["name"]
+    rank = case((Product.search_text.like(found[0] + "%"), 0), (Product.search_text.like(f"% {found[0]}%"), 1),
+                else_=2)
+    return rank, Product.name, Product.id
+
+
 def search(query="", category_slug=None, sort="name", page=1, per_page=24):
-    """A page of active products matching a name/SKU query and a category."""
-    stmt = select(Product).where(Product.active.is_(True))
+    """A page of active products matching a query (every word, anywhere) and a category.
+
+    The page's ids are sorted first and its products loaded after, so that a search matching thousands
+    sorts their ids and sort keys only, not whole rows."""
     query = (query or "").strip()
-    if query:
-        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(or_(Product.name.ilike(like, escape="\\"), Product.sku.ilike(like, escape="\\")))
+    if _words(query):
+        # Wrapped, so that no index on `active` tempts the planner into walking every active product and
+        # probing the matches for each: the full-text matches are the few rows to start from.
+        stmt = matching(select(Product.id).where(func.coalesce(Product.active, False).is_(True)), query)
+    else:
+        stmt = select(Product.id).where(Product.active.is_(True))
     if category_slug:
         stmt = stmt.join(Category).where(Category.slug == category_slug)
-    stmt = stmt.order_by(*SORTS.get(sort, SORTS["name"]))
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+    total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
+    order = best_first(query) if sort == "best" else SORTS.get(sort, SORTS["name"])
+    ids = db.session.scalars(stmt.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+    found = {p.id: p for p in db.session.scalars(
+        select(Product).options(selectinload(Product.images), selectinload(Product.category)).where(Product.id.in_(ids))
+    )} if ids else {}
+    return PageOf([found[i] for i in ids if i in found], total, page, per_page)
 
 
 def product_by_sku(sku, include_inactive=False):
@@ -66,16 +119,18 @@ def _row(product, with_category=False):
         min_qty=product.min_qty, qty_step=product.qty_step, available=product.available,
         low_stock=product.low_stock, low_stock_threshold=product.low_stock_threshold,
         backorder_allowed=product.backorder_allowed, active=product.active,
+        image=image_row(product.images[0] if product.images else None), category_slug=product.category.slug,
     )
     if with_category:
         row["category"] = Plain(name=product.category.name, slug=product.category.slug)
+        row["images"] = [image_row(image) for image in product.images]
     return row
 
 
 def catalog_page(query="", category_slug=None, sort="name", page=1, per_page=24):
     """search() as plain rows, through the cache."""
     return cached("products", "catalog", (query, category_slug, sort, page, per_page), ["catalog"],
-                  lambda: PageOf.of(search(query, category_slug, sort, page, per_page), _row))
+                  lambda: search(query, category_slug, sort, page, per_page).converted(_row))
 
 
 def category_list():

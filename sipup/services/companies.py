@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import AccountRequest, Address, Company, PriceList, PriceTier, Product, Role, utcnow
 from . import accounts, audit, users
 from .backoffice import _decimal, _int
+from .catalog import matching
 from .errors import FieldErrors, InvalidInput, NotFound
 
 DEFAULT_TERMS, DEFAULT_CREDIT = "30", "5000.00"
@@ -288,16 +289,18 @@ def delete_price_list(price_list):
     return name
 
 
-def price_list_tiers(price_list_id):
-    """A price list with its tiers, by SKU then quantity."""
+def price_list_tiers(price_list_id, query="", page=1, per_page=50):
+    """A price list with a page of its tiers, by SKU then quantity; a search finds products as buyers do."""
     price_list = get_price_list(price_list_id)
-    tiers = db.session.scalars(
+    stmt = (
         select(PriceTier)
         .join(Product)
         .options(selectinload(PriceTier.product))
         .where(PriceTier.price_list_id == price_list_id)
-        .order_by(Product.sku, PriceTier.min_qty)
-    ).all()
+    )
+    if (query or "").strip():
+        stmt = matching(stmt, query)
+    tiers = db.paginate(stmt.order_by(Product.sku, PriceTier.min_qty), page=page, per_page=per_page, error_out=False)
     return price_list, tiers
 
 

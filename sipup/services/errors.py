@@ -14,7 +14,11 @@ class InvalidQuantity(DomainError):
 
 
 class OutOfStock(DomainError):
-    pass
+    """Stock cannot cover a line; product_id names the line when it comes from a cart."""
+
+    def __init__(self, message, product_id=None):
+        super().__init__(message)
+        self.product_id = product_id
 
 
 class EmptyCart(DomainError):

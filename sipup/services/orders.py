@@ -237,10 +237,13 @@ def _reserve(product, quantity):
     )
     if result.rowcount != 1:
         db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
-        raise OutOfStock(
-            f"Only {max(product.available, 0)} of {product.sku} left; someone ordered before you. "
-            "Change the quantity and try again."
-        )
+        if product.available <= 0:
+            message = (f"{product.name} ({product.sku}) went out of stock after you added it; "
+                       "remove it from your cart to order the rest.")
+        else:
+            message = (f"Only {product.available} of {product.name} ({product.sku}) left: another buyer ordered "
+                       f"meanwhile. Change the quantity to {product.available} or fewer and try again.")
+        raise OutOfStock(message, product.id)
 
 
 def _record(order, status, user_id, note=""):

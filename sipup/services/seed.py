@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select, update
 
+from .. import searchtext
 from ..batch import bulk_insert
 from ..extensions import db
 from ..models import (
@@ -28,6 +29,8 @@ from ..models import (
     User,
     utcnow,
 )
+from .catalog import merge_search_index
+from .images import placeholder_picture, store_picture
 from .orders import order_number
 from .pricing import money
 
@@ -101,6 +104,7 @@ def seed_catalog(products=len(CATALOG), rng=None):
         sku = f"{category[:3].upper()}-{index + 1:05d}"
         if sku in taken:
             continue
+        folded = searchtext.product_text(name, sku, category, unit)  # Core inserts skip the model's events
         rows.append(
             dict(
                 sku=sku,
@@ -118,11 +122,28 @@ def seed_catalog(products=len(CATALOG), rng=None):
                 low_stock_threshold=10,
                 active=True,
                 updated_at=utcnow(),
+                search_text=folded,
+                search_terms=searchtext.terms(folded),
             )
         )
     count = bulk_insert(Product, rows, batch_size=BATCH)
     db.session.commit()
+    merge_search_index()
     return count
+
+
+# A colour per category for the generated demo pictures.
+HUES = [(176, 120, 30), (120, 30, 60), (70, 90, 120), (200, 40, 40), (40, 120, 180), (220, 140, 30), (60, 140, 90),
+        (90, 60, 40)]
+
+
+def seed_pictures():
+    """A generated picture (drawn, not downloaded) for every product that has none."""
+
+    categories = [c.id for c in db.session.scalars(select(Category).order_by(Category.position))]
+    for product in db.session.scalars(select(Product).where(~Product.images.any())).all():
+        hue = HUES[categories.index(product.category_id) % len(HUES)] if product.category_id in categories else HUES[0]
+        store_picture(product, placeholder_picture(f"{product.name} · {product.sell_unit}", hue))
 
 
 def seed_price_lists():
@@ -248,7 +269,8 @@ def seed_orders(count, months, rng=None, progress=None):
                                      company_id=company_id, amount=total,
                                      paid_amount=total if status == S.PAID else Decimal("0.00"),
                                      issued_at=issued, due_date=(issued + timedelta(days=terms)).date(),
-                                     paid_at=issued + timedelta(days=min(terms, age)) if status == S.PAID else None))
+                                     paid_at=min(issued + timedelta(days=min(terms, age)), now) if status == S.PAID
+                                     else None))
         for model, rows in ((Order, orders), (OrderLine, lines), (OrderEvent, events), (Invoice, invoices)):
             bulk_insert(model, rows, batch_size=BATCH)
         _save_counters(invoice_counters)
@@ -303,6 +325,7 @@ def seed_demo():
     """A small, complete shop: catalog, companies, staff, an admin and some months of orders."""
     password = secrets.token_urlsafe(9)
     seed_catalog()
+    seed_pictures()
     customer_logins = seed_companies(6, password)
     staff = []
     for role in (Role.ADMIN, Role.STAFF):

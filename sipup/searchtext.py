@@ -1,0 +1,43 @@
+"""How product text is folded for search: case, accents and punctuation away, so `brau` finds Hofbräu.
+
+`folded()` is what is compared; `terms()` is what the full-text index holds: every suffix of every word,
+each behind a marker letter, so that a prefix query on the index finds a word anywhere inside another
+(`brau` inside `hofbrau`) on SQLite's FTS5 and MariaDB's FULLTEXT alike, and no word is a stop word or
+shorter than MariaDB's smallest indexed token.
+"""
+import re
+import unicodedata
+
+MARK = "x"
+# Letters that NFKD does not take apart into a base letter and an accent.
+SPELLED_OUT = str.maketrans({"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "œ": "oe",
+                             "Œ": "oe", "đ": "d", "Đ": "d", "ł": "l", "Ł": "l", "þ": "th", "Þ": "th"})
+NOT_A_WORD = re.compile(r"[^a-z0-9]+")
+LONGEST_WORD = 40  # longer words are cut: their suffixes would fill the index for nothing
+
+
+def folded(text):
+    """Lower case ASCII words separated by single spaces: `Weißbier, 0.5 l` gives `weissbier 0 5 l`."""
+    text = unicodedata.normalize("NFKD", (text or "").translate(SPELLED_OUT))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return NOT_A_WORD.sub(" ", text).strip()
+
+
+def words(query, limit=8):
+    """The distinct folded words of a search query, longest first, at most `limit` of them."""
+    seen = dict.fromkeys(folded(query).split())
+    return sorted(seen, key=len, reverse=True)[:limit]
+
+
+def product_text(name, sku, category, sell_unit):
+    """The folded text a product is found by: name first, so a name that starts with the query ranks first."""
+    return folded(" ".join((name or "", sku or "", category or "", sell_unit or "")))[:400]
+
+
+def terms(text):
+    """The index terms of folded text: each suffix of each word behind the marker."""
+    out = []
+    for word in dict.fromkeys(text.split()):
+        word = word[:LONGEST_WORD]
+        out.extend(MARK + word[i:] for i in range(len(word)))
+    return " ".join(dict.fromkeys(out))

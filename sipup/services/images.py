@@ -1,0 +1,127 @@
+"""Product images: uploads checked by decoding them, stored once with renditions named by content hash.
+
+The original (EXIF orientation applied, metadata dropped, re-encoded) and each rendition are written when
+staff upload, never while a page is served; their URLs carry the original's SHA-256, so a browser may keep
+them for a year and a new picture always has a new address.
+"""
+import hashlib
+import io
+import os
+import warnings
+
+from flask import current_app
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from ..extensions import db
+from ..models import ProductImage
+from .errors import InvalidInput, NotFound
+
+FORMATS = {"JPEG", "PNG", "WEBP"}
+# name: (width, height) of the box a rendition fits in
+SIZES = {"thumb": (96, 96), "card": (320, 240), "page": (800, 600)}
+
+
+def folder():
+    """Where originals and renditions are kept."""
+    path = current_app.config["IMAGE_FOLDER"] or os.path.join(current_app.instance_path, "images")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def rendition_path(digest, size):
+    """The file of one rendition, or NotFound for a name that is none of ours."""
+    if size not in SIZES or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise NotFound("There is no such image.")
+    path = os.path.join(folder(), f"{digest}-{size}.webp")
+    if not os.path.exists(path):
+        raise NotFound("There is no such image.")
+    return path
+
+
+def fitted(width, height, size):
+    """(width, height) of a picture scaled into a rendition's box, never enlarged."""
+    box_w, box_h = SIZES[size]
+    scale = min(box_w / width, box_h / height, 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decoded(data, max_side):
+    """The picture in `data`, upright and without metadata; InvalidInput naming what is wrong."""
+    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > max_side * max_side:
+        Image.MAX_IMAGE_PIXELS = max_side * max_side  # larger ones are refused before they are decoded
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(data))
+            if picture.format not in FORMATS:
+                raise InvalidInput(f"The file is a {picture.format} picture; upload a JPEG, PNG or WebP.")
+            if max(picture.size) > max_side:
+                raise InvalidInput(f"The picture is {picture.width} × {picture.height} pixels; at most {max_side} a side.")
+            picture.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInput("The picture would decompress to far too many pixels; it was refused.") from None
+    except UnidentifiedImageError:
+        raise InvalidInput("The file is not a picture sipup can read; upload a JPEG, PNG or WebP.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise InvalidInput("The picture is damaged or cut short; upload it again.") from None
+    picture = ImageOps.exif_transpose(picture)
+    return picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB")
+
+
+def add_image(product, data):
+    """Check an upload, store it and its renditions, and attach it to the product as its last picture."""
+    config = current_app.config
+    limit = config["IMAGE_MAX_MB"] * 1_048_576
+    if not data:
+        raise InvalidInput("Choose a picture to upload.")
+    if len(data) > limit:
+        raise InvalidInput(f"The file is {len(data) / 1_048_576:.1f} MB; at most {config['IMAGE_MAX_MB']} MB.")
+    return store_picture(product, _decoded(data, config["IMAGE_MAX_SIDE"]))
+
+
+def store_picture(product, picture):
+    """Write a decoded picture and its renditions, and attach it to the product as its last picture."""
+    original = io.BytesIO()
+    picture.save(original, "WEBP", quality=90)  # a fresh encoding: nothing of the upload's metadata is kept
+    digest = hashlib.sha256(original.getvalue()).hexdigest()
+    base = folder()
+    with open(os.path.join(base, f"{digest}.webp"), "wb") as handle:
+        handle.write(original.getvalue())
+    for size in SIZES:
+        copy = picture.copy()
+        copy.thumbnail(SIZES[size], Image.Resampling.LANCZOS)
+        copy.save(os.path.join(base, f"{digest}-{size}.webp"), "WEBP", quality=82)
+    position = max((image.position for image in product.images), default=-1) + 1
+    image = ProductImage(product_id=product.id, digest=digest, width=picture.width, height=picture.height,
+                         position=position)
+    product.images.append(image)
+    db.session.commit()
+    return image
+
+
+def remove_image(product, image_id):
+    """Take a picture off a product (its files stay: another product may show the same picture)."""
+    image = db.session.get(ProductImage, image_id)
+    if image is None or image.product_id != product.id:
+        raise NotFound("That picture is no longer there.")
+    db.session.delete(image)
+    db.session.commit()
+
+
+def image_row(image):
+    """What a page needs to show a picture: its digest and the size of each rendition."""
+    if image is None:
+        return None
+    return {"digest": image.digest, "sizes": {size: fitted(image.width, image.height, size) for size in SIZES}}
+
+
+def placeholder_picture(text, hue, size=(800, 600)):
+    """A plain generated picture (demo data): a coloured field with a bottle shape and a label."""
+    picture = Image.new("RGB", size, hue)
+    draw = ImageDraw.Draw(picture)
+    w, h = size
+    draw.rounded_rectangle((w * 0.42, h * 0.18, w * 0.58, h * 0.86), radius=int(w * 0.04), fill=(255, 255, 255))
+    draw.rectangle((w * 0.47, h * 0.08, w * 0.53, h * 0.2), fill=(255, 255, 255))
+    draw.rectangle((w * 0.42, h * 0.45, w * 0.58, h * 0.62), fill=tuple(max(0, c - 60) for c in hue))
+    draw.text((w * 0.05, h * 0.9), text[:40], fill=(255, 255, 255))
+    return picture

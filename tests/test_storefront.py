@@ -1,0 +1,163 @@
+"""The storefront's depth: stock truth at add time and checkout, search that finds, the catalog's pages."""
+import pytest
+
+from sipup import searchtext
+from sipup.extensions import db
+from sipup.models import Category
+from sipup.services import cart as carts
+from sipup.services import catalog
+
+
+# --- search normalisation ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("Hofbräu Pils", "hofbrau pils"),
+    ("Hauptstraße 5", "hauptstrasse 5"),
+    ("ÉLAN Crème brûlée", "elan creme brulee"),
+    ("keg of 30 l", "keg of 30 l"),
+    ("crate of 20 x 0.5 l", "crate of 20 x 0 5 l"),
+    ("BEE-00005", "bee 00005"),
+    ("Øl & Æble", "ol aeble"),
+    ("", ""),
+])
+def test_folded_text_has_no_case_accents_or_punctuation(text, expected):
+    assert searchtext.folded(text) == expected
+
+
+def test_query_words_are_distinct_and_longest_first():
+    assert searchtext.words("  Lager 30 LAGER l ") == ["lager", "30", "l"]
+
+
+def test_terms_hold_every_suffix_behind_the_marker():
+    assert searchtext.terms("brau 30") == "xbrau xrau xau xu x30 x0"
+
+
+# --- search through the index, on each database --------------------------------------------------
+
+@pytest.fixture
+def shelf(app, make_product):
+    beer = Category(name="Beer", slug="beer")
+    water = Category(name="Wasser", slug="water")
+    db.session.add_all([beer, water])
+    db.session.flush()
+    products = {
+        "hofbrau": make_product(sku="BEE-101", name="Hofbräu Pils", sell_unit="crate of 20 x 0.5 l", category_id=beer.id),
+        "lager": make_product(sku="BEE-202", name="Helles Lager", sell_unit="keg of 30 l", category_id=beer.id),
+        "brauhaus": make_product(sku="BEE-303", name="Brauhaus Dunkel", sell_unit="keg of 50 l", category_id=beer.id),
+        "strasse": make_product(sku="WAS-404", name="Straßen-Wasser still", sell_unit="crate of 12 x 0.7 l",
+                                category_id=water.id),
+    }
+    return products
+
+
+def names(query, sort="best"):
+    return [p.name for p in catalog.search(query, sort=sort).items]
+
+
+def test_search_ignores_case_and_accents(shelf):
+    assert names("brau") == ["Brauhaus Dunkel", "Hofbräu Pils"]  # a name that starts with it first
+    assert names("BRÄU") == ["Brauhaus Dunkel", "Hofbräu Pils"]
+    assert names("strasse") == ["Straßen-Wasser still"]
+    assert names("straße") == ["Straßen-Wasser still"]
+
+
+def test_every_word_must_match_across_name_sku_category_and_pack(shelf):
+    assert names("lager 30") == ["Helles Lager"]
+    assert names("keg beer") == ["Brauhaus Dunkel", "Helles Lager"]
+    assert names("bee-202") == ["Helles Lager"]
+    assert names("wasser 0.7") == ["Straßen-Wasser still"]
+    assert names("lager 50") == []
+    assert names("x") == ["Brauhaus Dunkel", "Helles Lager", "Hofbräu Pils", "Straßen-Wasser still"]  # narrows nothing
+
+
+def test_search_follows_renamed_products(shelf):
+    shelf["lager"].name = "Märzen"
+    db.session.commit()
+
+    assert names("marzen") == ["Märzen"]
+    assert names("lager") == []
+
+
+# --- the catalog pages -------------------------------------------------------------------------
+
+def test_catalog_search_as_you_type_answers_the_partial(client, buyer, login_as, shelf):
+    login_as(buyer)
+
+    page = client.get("/products?q=brau")
+    partial = client.get("/products?q=brau", headers={"HX-Request": "true"})
+
+    assert page.status_code == partial.status_code == 200
+    assert "<html" in page.get_data(as_text=True)
+    body = partial.get_data(as_text=True)
+    assert "<html" not in body and 'id="results"' in body
+    assert "2 products for “brau”" in body and "Hofbräu Pils" in body
+    assert 'hx-trigger="input changed delay:300ms' in page.get_data(as_text=True)
+    assert "HX-Request" in partial.headers["Vary"]
+
+
+def test_a_page_past_the_last_says_so(client, buyer, login_as, shelf):
+    login_as(buyer)
+
+    body = client.get("/products?page=999").get_data(as_text=True)
+
+    assert "There is no page 999: these 4 products fill 1." in body
+
+
+def test_out_of_stock_cannot_be_added_from_the_catalog(client, buyer, login_as, make_product):
+    product = make_product(sku="GONE-1", name="Bock", stock_on_hand=0)
+    login_as(buyer)
+
+    page = client.get("/products").get_data(as_text=True)
+    assert "Out of stock</button>" in page
+    response = client.post("/cart/add", data={"sku": "GONE-1", "quantity": "1"}, follow_redirects=True)
+
+    assert response.status_code == 200
+    assert "Bock (GONE-1) is out of stock; it cannot be ordered until it is back." in response.get_data(as_text=True)
+    assert carts.items(buyer.id) == []
+    assert product.stock_reserved == 0
+
+
+def test_backorder_is_said_at_add_time_and_in_the_cart(client, buyer, login_as, make_product):
+    make_product(sku="BO-1", name="Kegs", stock_on_hand=0, backorder_allowed=True)
+    login_as(buyer)
+
+    added = client.post("/cart/add", data={"sku": "BO-1", "quantity": "2"}, follow_redirects=True)
+
+    assert "BO-1 is on backorder, ships when in stock." in added.get_data(as_text=True)
+    assert "BO-1 is on backorder, ships when in stock." in client.get("/cart").get_data(as_text=True)
+
+
+def test_checkout_marks_the_line_another_buyer_emptied(client, make_company, make_user, login_as, make_product):
+    from decimal import Decimal
+
+    from sipup.services import orders
+
+    product = make_product(sku="KEG-9", name="Keg", stock_on_hand=3)
+    company = make_company()
+    first, second = make_user("buyer", make_company()), make_user("buyer", company)
+    carts.add(second.id, product, 2)
+    carts.add(first.id, product, 3)
+    first_address = first.company.addresses[0].id
+    orders.checkout(first, Decimal("0.20"), address_id=first_address)
+    login_as(second)
+
+    response = client.post("/checkout", data={"address_id": str(company.addresses[0].id)})
+
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert '<tr class="has-error"><td>2 × Keg' in body
+    assert "Keg (KEG-9) went out of stock after you added it" in body
+
+
+def test_demo_data_has_pictures_and_no_dates_in_the_future(app):
+    from sipup.models import Invoice, Order, OrderEvent, Product, ProductImage, utcnow
+    from sipup.services import seed
+
+    seed.seed_demo()
+
+    now = utcnow()
+    products = db.session.scalar(db.select(db.func.count(Product.id)))
+    pictured = db.session.scalar(db.select(db.func.count(db.distinct(ProductImage.product_id))))
+    assert products and pictured == products
+    for column in (Order.created_at, OrderEvent.created_at, Invoice.issued_at, Invoice.paid_at):
+        assert db.session.scalar(db.select(db.func.max(column))) <= now, column
