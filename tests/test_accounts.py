@@ -419,3 +419,16 @@ def test_sign_out_check_costs_no_query_on_a_cached_page(site, buyer, make_produc
     finally:
         event.remove(db.engine, "before_cursor_execute", listener)
     assert not [s for s in statements if "user_sessions" in s or "FROM users" in s], statements
+
+
+def test_a_deactivated_company_signs_its_users_out_for_good(site, buyer, make_user):
+    staff = make_user("staff")
+    client, office = signed_in(site, buyer), signed_in(site, staff)
+    company = buyer.company
+    form = {"name": company.name, "credit_limit": "10000.00", "payment_terms_days": "30", "price_list_id": ""}
+    assert office.post(f"/admin/companies/{company.id}", data=form).status_code == 302  # "active" left unticked
+    assert client.get("/orders").status_code == 302
+    assert live_sessions(buyer) == 0
+    assert office.post(f"/admin/companies/{company.id}", data={**form, "active": "on"}).status_code == 302
+    assert client.get("/orders").status_code == 302  # the old cookie stays dead after reactivation
+    assert signed_in(site, buyer).get("/orders").status_code == 200

@@ -116,6 +116,9 @@ def save_company(company, form, actor=None):
     if company.active != (form.get("active") == "on"):
         audit.record("company", company.id, "active", company.active, not company.active, actor)
         company.active = not company.active
+        if not company.active:  # its users' sessions end for good: reactivating revives no old cookie
+            for user in company.users:
+                user.sessions.clear()
     _commit()
     return company
 
