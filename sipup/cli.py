@@ -86,7 +86,10 @@ def serve(host, port, threads):
         connection_limit=config["CONNECTION_LIMIT"],
         channel_timeout=config["CHANNEL_TIMEOUT"],
         max_request_body_size=config["MAX_CONTENT_LENGTH"],
+        # waitress would delete X-Forwarded-* before the app runs; ProxyFix (sipup/web.py) reads them instead,
+        # trusting exactly SIPUP_PROXY_HOPS proxies, so that one setting decides under every server.
         trusted_proxy=None,
+        clear_untrusted_proxy_headers=False,
         ident="sipup",
     )
 

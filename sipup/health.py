@@ -161,7 +161,22 @@ def limiter():
     return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
 
 
-BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, disk, host)
+def proxy():
+    from .web import untrusted_proxy_requests
+
+    hops = current_app.config["PROXY_HOPS"]
+    if hops:
+        return check("Proxies", "ok", f"{hops} trusted", f"SIPUP_PROXY_HOPS={hops}: client addresses are those "
+                     "the proxies in front report in X-Forwarded-For")
+    seen = untrusted_proxy_requests()
+    if seen:
+        return check("Proxies", "warn", f"{seen:,} untrusted", f"{seen:,} request(s) in the last hour came from this "
+                     "host with X-Forwarded-For while SIPUP_PROXY_HOPS=0: every client shares the proxy's address "
+                     "and one rate-limit budget; set SIPUP_PROXY_HOPS to the number of proxies in front")
+    return check("Proxies", "off", "none", "SIPUP_PROXY_HOPS=0: clients connect directly")
+
+
+BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, proxy, disk, host)
 
 
 def run_checks():
