@@ -9,6 +9,7 @@ from sqlalchemy import func, inspect, select
 
 from .cache import cache_cli
 from .extensions import db
+from .files import open_private
 from .limits import limits_cli
 from .loadtest.cli import loadtest
 from .optimize import db_optimize
@@ -50,9 +51,8 @@ def _print_logins(logins):
     for role, email, password in logins:
         click.echo(f"  {role:<6} {email:<40} {password}")
     path = os.path.join(current_app.instance_path, "demo-logins.txt")
-    with open(path, "w", encoding="utf-8") as handle:
+    with open_private(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{role}\t{email}\t{password}\n" for role, email, password in logins)
-    os.chmod(path, 0o600)
 
 
 @click.command()

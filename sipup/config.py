@@ -6,6 +6,9 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .csvfiles import DIALECTS, default_dialect
+from .files import open_private, private_file, private_folder
+
 ENV_PREFIX = "SIPUP"
 
 
@@ -56,6 +59,7 @@ DEFAULTS = {
     # Business rules.
     "VAT_RATE": "0.20",
     "CURRENCY": "EUR",
+    "CSV_DIALECT": None,  # excel or excel-eu; unset: excel-eu for EUR, else excel (sipup/csvfiles.py)
     "PAGE_SIZE": 24,
     "QUICK_ORDER_MAX_LINES": 500,
     "QUICK_ORDER_MAX_FILE_MB": 2,
@@ -220,6 +224,14 @@ def _addresses_list(value):
     return ", ".join(addresses)
 
 
+def _csv_dialect(value):
+    if value in (None, ""):
+        return None
+    if value not in DIALECTS:
+        raise ValueError("must be excel (, and .) or excel-eu (; and ,)")
+    return value
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -242,6 +254,7 @@ CONVERTERS = {
     "DB_POOL_TIMEOUT": _positive_int,
     "DB_POOL_RECYCLE": _positive_int,
     "VAT_RATE": _rate,
+    "CSV_DIALECT": _csv_dialect,
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
     "QUICK_ORDER_MAX_FILE_MB": _positive_int,
@@ -312,12 +325,14 @@ def _check(config):
 
 def _derive(app):
     config = app.config
-    os.makedirs(app.instance_path, exist_ok=True)
+    private_folder(app.instance_path)
     url = config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "sipup.db")
     config["DATABASE_URL"] = url
     config["SQLALCHEMY_DATABASE_URI"] = url
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, config)
+    _private_sqlite_file(url)
     config["SECRET_KEY"] = config["SECRET_KEY"] or _embedded_secret_key(app, url)
+    config["CSV_DIALECT"] = config["CSV_DIALECT"] or default_dialect(config["CURRENCY"])
     config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_MB"] * 1024 * 1024
     # Pasted quick orders are form fields, not files: allow a generous paste.
     config["MAX_FORM_MEMORY_SIZE"] = 4 * 1024 * 1024
@@ -369,6 +384,14 @@ def engine_options(url, config):
     )
 
 
+def _private_sqlite_file(url):
+    """A SQLite database file not there yet is created mode 0600 (SQLite would make it 0644)."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:") and os.path.isdir(os.path.dirname(os.path.abspath(database))):
+        private_file(database)
+
+
 def _embedded_secret_key(app, url):
     """On the embedded default, keep a generated key in instance/; elsewhere demand one."""
     if not url.startswith("sqlite"):
@@ -378,8 +401,7 @@ def _embedded_secret_key(app, url):
         )
     path = os.path.join(app.instance_path, "secret_key")
     if not os.path.exists(path):
-        with open(path, "w", encoding="ascii") as handle:
+        with open_private(path, "w", encoding="ascii") as handle:
             handle.write(secrets.token_hex(32))
-        os.chmod(path, 0o600)
     with open(path, encoding="ascii") as handle:
         return handle.read().strip()

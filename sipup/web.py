@@ -12,18 +12,10 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .services.parsing import MAX_ID, whole_number  # noqa: F401 (views import whole_number from here)
+
 log = logging.getLogger("sipup.web")
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
-# Ids are INT columns: a longer number is no id of ours, and SQLite cannot even bind one past 2**63.
-MAX_ID = 2**31 - 1
-
-
-def whole_number(text):
-    """A positive id or page number typed into a form or URL, else None ("²" and 30 digits are None too)."""
-    text = (text or "").strip()
-    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)) and 1 <= int(text) <= MAX_ID:
-        return int(text)
-    return None
 
 
 class IdConverter(IntegerConverter):

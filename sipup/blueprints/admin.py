@@ -8,7 +8,7 @@ from ..models import Category, Company, OrderStatus, PriceList, Product
 from ..security import staff_required
 from ..services import backoffice, orders
 from ..services.errors import DomainError, FieldErrors, NotFound
-from ..web import whole_number
+from ..services.parsing import whole_number
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
