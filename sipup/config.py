@@ -106,6 +106,20 @@ ENDPOINT_LIMITS = {
     "POST shop.quick_order_page": "20 per minute",
     "POST shop.checkout": "10 per minute",
 }
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MIN_SECRET_KEY = 32
+# Query options of a database URL that the driver (or SQLAlchemy for it) understands: anything else is a typo
+# that would only fail at the first connection, or be ignored.
+SQLITE_OPTIONS = {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
+                  "mode", "cache", "nolock", "immutable", "vfs", "modeof"}
+MYSQL_OPTIONS = {"charset", "collation", "sql_mode", "read_default_file", "read_default_group", "use_unicode",
+                 "client_flag", "init_command", "connect_timeout", "read_timeout", "write_timeout", "autocommit",
+                 "local_infile", "max_allowed_packet", "bind_address", "binary_prefix", "program_name",
+                 "server_public_key", "unix_socket", "compress", "auth_plugin_map", "ssl_ca", "ssl_cert", "ssl_key",
+                 "ssl_capath", "ssl_cipher", "ssl_check_hostname", "ssl_disabled", "ssl_key_password",
+                 "ssl_verify_cert", "ssl_verify_identity"}
+# SIPUP_* variables read outside app.config (they choose the instance folder or feed one command).
+OTHER_VARIABLES = {"INSTANCE_PATH", "SEED_PASSWORD"}
 WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 
 # How each value must look: a converter that raises ValueError with a reason.
@@ -149,12 +163,9 @@ def _bool(value):
 
 
 def _limit(value):
-    from limits import parse_many
+    from .limits import check_limit
 
-    try:
-        parse_many(str(value))
-    except ValueError:
-        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
+    check_limit(value)
     return str(value)
 
 
@@ -232,6 +243,16 @@ def _csv_dialect(value):
     return value
 
 
+def _redis_url(value):
+    from urllib.parse import urlsplit
+
+    if value in (None, ""):
+        return None
+    if urlsplit(str(value)).scheme not in REDIS_SCHEMES:
+        raise ValueError("must read like redis://host:6379/0 (rediss:// for TLS, unix:///path/redis.sock)")
+    return str(value)
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -274,7 +295,7 @@ CONVERTERS = {
     "DB_PARTITION_EXPIRED": _expired,
     "DB_OPTIMIZE_LOCK_WAIT": _positive_int,
     "DATABASE_URL": _url,
-    "REDIS_URL": _url,
+    "REDIS_URL": _redis_url,
     "CACHE_URL": _url,
     "MAIL_URL": _mail_url,
     "MAIL_FROM": _addresses_list,
@@ -308,10 +329,32 @@ def load_config(app, overrides=None):
     app.config.from_pyfile("sipup.cfg", silent=True)
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX + "_") and not key.startswith(ENV_PREFIX + "_TEST_"):
-            app.config[key[len(ENV_PREFIX) + 1:]] = value
+            name = key[len(ENV_PREFIX) + 1:]
+            if name in DEFAULTS:
+                app.config[name] = value
+            elif name not in OTHER_VARIABLES:
+                _warn_unknown(key)
     app.config.update(overrides or {})
     _check(app.config)
     _derive(app)
+
+
+_WARNED = set()
+
+
+def _warn_unknown(key):
+    """Once per process, one line on standard error (logging is not set up yet): a SIPUP_* variable sipup does
+    not read, with the closest name it does."""
+    import difflib
+    import sys
+
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    known = [f"{ENV_PREFIX}_{name}" for name in (*DEFAULTS, *OTHER_VARIABLES)]
+    closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {closest[0]}?" if closest else "; it is ignored (README lists the settings)."
+    print(f"sipup: warning: {key} is not a sipup setting{hint}", file=sys.stderr)
 
 
 def _check(config):
@@ -325,13 +368,18 @@ def _check(config):
 
 def _derive(app):
     config = app.config
-    private_folder(app.instance_path)
+    _writable_instance(app.instance_path)
     url = config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "sipup.db")
     config["DATABASE_URL"] = url
     config["SQLALCHEMY_DATABASE_URI"] = url
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, config)
     _private_sqlite_file(url)
     config["SECRET_KEY"] = config["SECRET_KEY"] or _embedded_secret_key(app, url)
+    if len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY and not url.startswith("sqlite"):
+        raise ConfigError(
+            f"{ENV_PREFIX}_SECRET_KEY has {len(str(config['SECRET_KEY']))} characters; outside the embedded default "
+            f"it needs at least {MIN_SECRET_KEY}, e.g. python -c \"import secrets; print(secrets.token_hex(32))\"."
+        )
     config["CSV_DIALECT"] = config["CSV_DIALECT"] or default_dialect(config["CURRENCY"])
     config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_MB"] * 1024 * 1024
     # Pasted quick orders are form fields, not files: allow a generous paste.
@@ -360,6 +408,14 @@ def engine_options(url, config):
     from .query_stats import MeasuredQueuePool
 
     backend = parsed.get_backend_name()
+    known = SQLITE_OPTIONS if backend == "sqlite" else MYSQL_OPTIONS if backend in ("mysql", "mariadb") else None
+    unknown = sorted(set(parsed.query) - known) if known is not None else []
+    if unknown:
+        import difflib
+
+        closest = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"did you mean {closest[0]}?" if closest else f"known ones are e.g. {', '.join(sorted(known)[:6])}."
+        raise ConfigError(f"{ENV_PREFIX}_DATABASE_URL has the unknown option {unknown[0]!r}; {hint}")
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if backend in ("mysql", "mariadb"):
@@ -382,6 +438,21 @@ def engine_options(url, config):
     raise ConfigError(
         f"{ENV_PREFIX}_DATABASE_URL uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."
     )
+
+
+def _writable_instance(path):
+    """Create the instance folder (mode 0700) and make sure files can be written there."""
+    import tempfile
+
+    try:
+        private_folder(path)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"The instance folder {path} cannot be written ({exc.strerror or exc}); give the service account "
+            f"write access to it, or point {ENV_PREFIX}_INSTANCE_PATH at a folder it may write."
+        ) from None
 
 
 def _private_sqlite_file(url):

@@ -51,7 +51,7 @@ def _overrides(url):
     return {
         "TESTING": True,
         "DATABASE_URL": url,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-of-at-least-32-characters",
         "WTF_CSRF_ENABLED": False,
         "DB_POOL_SIZE": 5,
         "DB_MAX_OVERFLOW": 25,

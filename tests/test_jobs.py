@@ -404,8 +404,8 @@ def test_monthly_reports_queue_all_four(app, run_jobs):
 
 def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
     _name, url, instance = backend
-    env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance, "SIPUP_SECRET_KEY": "test-secret",
-           "FLASK_APP": "wsgi"}
+    env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance,
+           "SIPUP_SECRET_KEY": "test-secret-of-at-least-32-characters", "FLASK_APP": "wsgi"}
     for key, value in app.queue_settings.items():
         env[f"SIPUP_{key}"] = value
     for n in range(3):
