@@ -11,6 +11,7 @@ import psutil
 from flask import current_app
 from sqlalchemy import text
 
+from .database import check_writable
 from .extensions import db
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
@@ -41,6 +42,10 @@ def database():
         db.session.rollback()
         return check("Database", "bad", "unreachable", f"{type(exc).__name__}: {str(exc)[:160]}")
     ms = (time.perf_counter() - started) * 1000
+    problem = check_writable()
+    if problem:
+        return check("Database", "bad", "not writable", f"{version}: {problem}; free space or make it writable, "
+                     "orders cannot be saved meanwhile")
     pool = pool_status(db.engine)
     state, detail = "ok", version
     in_use = pool.get("checkedout")
