@@ -212,7 +212,7 @@ def shop(app, make_product, make_company, make_user):
     carts.add(buyer.id, beer, 2)
     orders.checkout(buyer, Decimal("0.20"), "PO-1", None, company.addresses[0].id)
     carts.add(buyer.id, beer, 3)
-    return {"buyer": buyer, "admin": make_user("admin"), "company": company}
+    return {"buyer": buyer, "admin": make_user("admin"), "company": company, "price_list": price_list}
 
 
 AUDIENCES = {"buyer": ["/", "/products", "/cart", "/quick-order", "/checkout", "/orders", "/invoices"],
@@ -298,7 +298,7 @@ def test_money_fields_name_nan_and_infinities(app, shop, client, amount):
     assert f"Base price “{amount}” is not an amount such as 12.50." in page or \
         "Base price must be 0 or more with at most two decimals." in page
     assert 'value="NEW-1"' in page, "the other fields keep what was typed"
-    tier = client.post("/admin/price-lists/1", data={"sku": "BEE-00001", "min_qty": "5", "price": amount})
+    tier = client.post(f"/admin/price-lists/{shop['price_list'].id}", data={"sku": "BEE-00001", "min_qty": "5", "price": amount})
     assert tier.status_code == 422 and "Price" in _page(tier)
     company = client.post(f"/admin/companies/{shop['company'].id}",
                           data={"name": "Acme", "credit_limit": amount, "payment_terms_days": "30"})
