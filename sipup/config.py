@@ -1,6 +1,8 @@
 """Layered configuration: defaults here, then instance/sipup.cfg, then SIPUP_* environment variables."""
+import difflib
 import os
 import secrets
+import sys
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy.engine import make_url
@@ -345,9 +347,6 @@ _WARNED = set()
 def _warn_unknown(key):
     """Once per process, one line on standard error (logging is not set up yet): a SIPUP_* variable sipup does
     not read, with the closest name it does."""
-    import difflib
-    import sys
-
     if key in _WARNED:
         return
     _WARNED.add(key)
@@ -411,8 +410,6 @@ def engine_options(url, config):
     known = SQLITE_OPTIONS if backend == "sqlite" else MYSQL_OPTIONS if backend in ("mysql", "mariadb") else None
     unknown = sorted(set(parsed.query) - known) if known is not None else []
     if unknown:
-        import difflib
-
         closest = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"did you mean {closest[0]}?" if closest else f"known ones are e.g. {', '.join(sorted(known)[:6])}."
         raise ConfigError(f"{ENV_PREFIX}_DATABASE_URL has the unknown option {unknown[0]!r}; {hint}")

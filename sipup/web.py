@@ -12,7 +12,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from .services.parsing import MAX_ID, whole_number  # noqa: F401 (views import whole_number from here)
+from .services.parsing import MAX_ID, whole_number  # noqa: F401 (whole_number: still importable from here)
 
 log = logging.getLogger("sipup.web")
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
