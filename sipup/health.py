@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from .database import check_writable
 from .extensions import db
+from .web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
 VERDICTS = {0: "green", 1: "amber", 2: "red"}
@@ -167,8 +168,6 @@ def limiter():
 
 
 def proxy():
-    from .web import untrusted_proxy_requests
-
     hops = current_app.config["PROXY_HOPS"]
     if hops:
         return check("Proxies", "ok", f"{hops} trusted", f"SIPUP_PROXY_HOPS={hops}: client addresses are those "

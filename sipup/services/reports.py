@@ -1,5 +1,6 @@
 """Reports as CSV files that Excel opens correctly (sipup/csvfiles.py: UTF-8 with BOM, formula-safe, in
-SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are written to instance/reports/ and downloaded from the back office."""
+SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are written to
+instance/reports/ and downloaded from the back office."""
 import os
 import re
 from datetime import timedelta
