@@ -7,7 +7,8 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -92,6 +93,7 @@ WARN_EVERY_SECONDS = 60
 
 def register_proxies(app):
     """Trust SIPUP_PROXY_HOPS proxies; with none, notice a same-host proxy whose headers go unused."""
+    app.session_interface = HttpsAwareSessions()
     hops = app.config["PROXY_HOPS"]
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
@@ -113,6 +115,14 @@ def register_proxies(app):
             "A request from %s carries X-Forwarded-For but SIPUP_PROXY_HOPS=0: a proxy on this host is not "
             "trusted, so every client shares its address and one rate-limit budget. Set SIPUP_PROXY_HOPS=1 "
             "(the number of proxies in front).", request.remote_addr)
+
+
+class HttpsAwareSessions(SecureCookieSessionInterface):
+    """Session cookies marked Secure when SIPUP_SESSION_COOKIE_SECURE says so, and also whenever the request came
+    over HTTPS, as the trusted proxies report it: a site behind a TLS proxy gets them without a second setting."""
+
+    def get_cookie_secure(self, app):
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
 
 
 def untrusted_proxy_requests(minutes=60):

@@ -8,6 +8,7 @@ With SIPUP_PROXY_HOPS=0 behind a proxy on the same host, sipup says the setting 
 import pytest
 
 from sipup import health
+from tests.conftest import PASSWORD
 from tests.servers import SipupServer, local_proxy, request
 
 BUDGET = 5
@@ -91,3 +92,13 @@ def test_trusted_hops_are_shown_as_such(make_app):
         check = health.proxy()
     assert check["state"] == "ok" and "SIPUP_PROXY_HOPS=1" in check["detail"]
 
+
+
+@pytest.mark.parametrize("hops, secure", [(1, True), (0, False)])
+def test_session_cookies_are_secure_when_the_trusted_proxy_reports_https(app, make_app, buyer, hops, secure):
+    client = make_app(PROXY_HOPS=hops).test_client()
+    answer = client.post("/login", data={"email": buyer.email, "password": PASSWORD},
+                         headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    assert answer.status_code == 302
+    cookie = next(value for name, value in answer.headers.items() if name == "Set-Cookie" and "session=" in value)
+    assert ("; Secure" in cookie) is secure, cookie
