@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from sipup.extensions import db
-from sipup.models import PriceList, PriceTier, Product
+from sipup.models import Job, JobStatus, PriceList, PriceTier, Product, utcnow
 from sipup.services import cart as carts
 from sipup.services import orders
 from tests.conftest import login
@@ -200,7 +200,7 @@ def submit(client, form, replaced):
 @pytest.fixture
 def shop(app, make_product, make_company, make_user):
     """A catalog whose first SKU is the one the quick-order placeholder names, a company with a price list and
-    an order, its buyer with a full cart, and an admin (who also sees the back office)."""
+    an order, its buyer with a full cart, a failed job, and an admin (who sees the back office and /monitor)."""
     beer = make_product(sku="BEE-00001", name="Pils", stock_on_hand=500)
     make_product(sku="WAT-00022", name="Water", stock_on_hand=500)
     price_list = PriceList(name="Gastro")
@@ -212,6 +212,9 @@ def shop(app, make_product, make_company, make_user):
     carts.add(buyer.id, beer, 2)
     orders.checkout(buyer, Decimal("0.20"), "PO-1", None, company.addresses[0].id)
     carts.add(buyer.id, beer, 3)
+    db.session.add(Job(name="send_mail", args='["order_confirmation", 1]', status=JobStatus.FAILED, attempts=3,
+                       error="SMTP refused", finished_at=utcnow()))  # /monitor then offers its retry form
+    db.session.commit()
     return {"buyer": buyer, "admin": make_user("admin"), "company": company, "price_list": price_list}
 
 
@@ -250,6 +253,7 @@ def test_no_form_answers_500_or_echoes_markup_whatever_is_typed(app, shop, clien
         assert {"/cart/add", "/quick-order", "/quick-order/add", "/checkout", "/cart"} <= {f[1] for f in forms}
     if audience == "admin":
         assert {"/admin/imports", "/admin/reports", "/admin/products/new"} <= {f[1] for f in forms}
+        assert any(f[1].startswith("/monitor/jobs/") for f in forms), "the monitor's panels are crawled too"
 
     # Each address as likely as any other, however many variants of its form the pages showed.
     by_action = {}
