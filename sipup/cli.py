@@ -1,4 +1,6 @@
 """Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns."""
+import errno
+import logging
 import os
 import sys
 
@@ -9,6 +11,7 @@ from sqlalchemy import func, inspect, select
 
 from .cache import cache_cli
 from .extensions import db
+from .files import open_private
 from .limits import limits_cli
 from .loadtest.cli import loadtest
 from .optimize import db_optimize
@@ -51,9 +54,8 @@ def _print_logins(logins):
     for role, email, password in logins:
         click.echo(f"  {role:<6} {email:<40} {password}")
     path = os.path.join(current_app.instance_path, "demo-logins.txt")
-    with open(path, "w", encoding="utf-8") as handle:
+    with open_private(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{role}\t{email}\t{password}\n" for role, email, password in logins)
-    os.chmod(path, 0o600)
 
 
 @click.command()
@@ -63,9 +65,52 @@ def _print_logins(logins):
 @with_appcontext
 def serve(host, port, threads):
     """Run sipup under waitress; on an empty embedded database, create it with demo data first."""
-    from waitress import serve as waitress_serve
+    from waitress import create_server
 
+    # The port is taken first: a port in use should not wait for the demo data to be made.
     config = current_app.config
+    host, port, threads = host or config["HOST"], port or config["PORT"], threads or config["THREADS"]
+    logging.basicConfig()  # what waitress.serve() does: log records (waitress's and ours) show on the console
+    redis_problem = _redis_problem(config["REDIS_URL"])
+    if redis_problem:
+        click.echo(f"sipup: warning: {redis_problem}", err=True)
+    try:
+        server = create_server(
+            current_app._get_current_object(),
+            host=host,
+            port=port,
+            threads=threads,
+            connection_limit=config["CONNECTION_LIMIT"],
+            channel_timeout=config["CHANNEL_TIMEOUT"],
+            max_request_body_size=config["MAX_CONTENT_LENGTH"],
+            # waitress would delete X-Forwarded-* before the app runs; ProxyFix (sipup/web.py) reads them
+            # instead, trusting exactly SIPUP_PROXY_HOPS proxies, so that one setting decides under every server.
+            trusted_proxy=None,
+            clear_untrusted_proxy_headers=False,
+            ident="sipup",
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        reason = {errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
+                  errno.EACCES: "may not be opened by this account",
+                  errno.EADDRNOTAVAIL: "is on an address this host does not have"}[exc.errno]
+        raise click.ClickException(f"Port {port} on {host} {reason}: start with another port, "
+                                   f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, "
+                                   "or set SIPUP_PORT.") from None
+    try:
+        _prepare_database()
+    except BaseException:
+        server.close()
+        raise
+    click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+    sys.stdout.flush()
+    server.run()
+
+
+def _prepare_database():
+    """On the embedded default, create or update the schema and fill an empty one with demo data; elsewhere
+    insist on a migrated database."""
     if _is_embedded():
         fresh = not _schema_present()
         upgrade_schema()
@@ -76,20 +121,25 @@ def serve(host, port, threads):
             _print_logins(seed_demo())
     elif not _schema_present():
         raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
-    host, port, threads = host or config["HOST"], port or config["PORT"], threads or config["THREADS"]
-    click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
-    sys.stdout.flush()
-    waitress_serve(
-        current_app._get_current_object(),
-        host=host,
-        port=port,
-        threads=threads,
-        connection_limit=config["CONNECTION_LIMIT"],
-        channel_timeout=config["CHANNEL_TIMEOUT"],
-        max_request_body_size=config["MAX_CONTENT_LENGTH"],
-        trusted_proxy=None,
-        ident="sipup",
-    )
+
+
+def _redis_problem(url):
+    """One line on a configured Redis that does not answer now (sipup starts degraded and retries), else None."""
+    if not url:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        where = redis.connection.parse_url(url)
+        address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        return (f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
+                "rate limits and statistics count per process and the cache is skipped until it answers.")
+    finally:
+        client.close()
+    return None
 
 
 @click.command()

@@ -1,10 +1,15 @@
 """Layered configuration: defaults here, then instance/sipup.cfg, then SIPUP_* environment variables."""
+import difflib
 import os
 import secrets
+import sys
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from .csvfiles import DIALECTS, default_dialect
+from .files import open_private, private_file, private_folder
 
 ENV_PREFIX = "SIPUP"
 
@@ -56,6 +61,7 @@ DEFAULTS = {
     # Business rules.
     "VAT_RATE": "0.20",
     "CURRENCY": "EUR",
+    "CSV_DIALECT": None,  # excel or excel-eu; unset: excel-eu for EUR, else excel (sipup/csvfiles.py)
     "PAGE_SIZE": 24,
     "QUICK_ORDER_MAX_LINES": 500,
     "QUICK_ORDER_MAX_FILE_MB": 2,
@@ -116,6 +122,20 @@ ENDPOINT_LIMITS = {
     "POST account.password by user": "10 per hour",
     "POST auth.register": "3 per minute; 10 per hour",
 }
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MIN_SECRET_KEY = 32
+# Query options of a database URL that the driver (or SQLAlchemy for it) understands: anything else is a typo
+# that would only fail at the first connection, or be ignored.
+SQLITE_OPTIONS = {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
+                  "mode", "cache", "nolock", "immutable", "vfs", "modeof"}
+MYSQL_OPTIONS = {"charset", "collation", "sql_mode", "read_default_file", "read_default_group", "use_unicode",
+                 "client_flag", "init_command", "connect_timeout", "read_timeout", "write_timeout", "autocommit",
+                 "local_infile", "max_allowed_packet", "bind_address", "binary_prefix", "program_name",
+                 "server_public_key", "unix_socket", "compress", "auth_plugin_map", "ssl_ca", "ssl_cert", "ssl_key",
+                 "ssl_capath", "ssl_cipher", "ssl_check_hostname", "ssl_disabled", "ssl_key_password",
+                 "ssl_verify_cert", "ssl_verify_identity"}
+# SIPUP_* variables read outside app.config (they choose the instance folder or feed one command).
+OTHER_VARIABLES = {"INSTANCE_PATH", "SEED_PASSWORD"}
 WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 
 # How each value must look: a converter that raises ValueError with a reason.
@@ -159,12 +179,9 @@ def _bool(value):
 
 
 def _limit(value):
-    from limits import parse_many
+    from .limits import check_limit
 
-    try:
-        parse_many(str(value))
-    except ValueError:
-        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
+    check_limit(value)
     return str(value)
 
 
@@ -245,6 +262,24 @@ def _public_url(value):
     return str(value).rstrip("/")
 
 
+def _csv_dialect(value):
+    if value in (None, ""):
+        return None
+    if value not in DIALECTS:
+        raise ValueError("must be excel (, and .) or excel-eu (; and ,)")
+    return value
+
+
+def _redis_url(value):
+    from urllib.parse import urlsplit
+
+    if value in (None, ""):
+        return None
+    if urlsplit(str(value)).scheme not in REDIS_SCHEMES:
+        raise ValueError("must read like redis://host:6379/0 (rediss:// for TLS, unix:///path/redis.sock)")
+    return str(value)
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -267,6 +302,7 @@ CONVERTERS = {
     "DB_POOL_TIMEOUT": _positive_int,
     "DB_POOL_RECYCLE": _positive_int,
     "VAT_RATE": _rate,
+    "CSV_DIALECT": _csv_dialect,
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
     "QUICK_ORDER_MAX_FILE_MB": _positive_int,
@@ -289,7 +325,7 @@ CONVERTERS = {
     "DB_PARTITION_EXPIRED": _expired,
     "DB_OPTIMIZE_LOCK_WAIT": _positive_int,
     "DATABASE_URL": _url,
-    "REDIS_URL": _url,
+    "REDIS_URL": _redis_url,
     "CACHE_URL": _url,
     "MAIL_URL": _mail_url,
     "MAIL_FROM": _addresses_list,
@@ -326,10 +362,29 @@ def load_config(app, overrides=None):
     app.config.from_pyfile("sipup.cfg", silent=True)
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX + "_") and not key.startswith(ENV_PREFIX + "_TEST_"):
-            app.config[key[len(ENV_PREFIX) + 1:]] = value
+            name = key[len(ENV_PREFIX) + 1:]
+            if name in DEFAULTS:
+                app.config[name] = value
+            elif name not in OTHER_VARIABLES:
+                _warn_unknown(key)
     app.config.update(overrides or {})
     _check(app.config)
     _derive(app)
+
+
+_WARNED = set()
+
+
+def _warn_unknown(key):
+    """Once per process, one line on standard error (logging is not set up yet): a SIPUP_* variable sipup does
+    not read, with the closest name it does."""
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    known = [f"{ENV_PREFIX}_{name}" for name in (*DEFAULTS, *OTHER_VARIABLES)]
+    closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {closest[0]}?" if closest else "; it is ignored (README lists the settings)."
+    print(f"sipup: warning: {key} is not a sipup setting{hint}", file=sys.stderr)
 
 
 def _check(config):
@@ -343,12 +398,19 @@ def _check(config):
 
 def _derive(app):
     config = app.config
-    os.makedirs(app.instance_path, exist_ok=True)
+    _writable_instance(app.instance_path)
     url = config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "sipup.db")
     config["DATABASE_URL"] = url
     config["SQLALCHEMY_DATABASE_URI"] = url
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, config)
+    _private_sqlite_file(url)
     config["SECRET_KEY"] = config["SECRET_KEY"] or _embedded_secret_key(app, url)
+    if len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY and not url.startswith("sqlite"):
+        raise ConfigError(
+            f"{ENV_PREFIX}_SECRET_KEY has {len(str(config['SECRET_KEY']))} characters; outside the embedded default "
+            f"it needs at least {MIN_SECRET_KEY}, e.g. python -c \"import secrets; print(secrets.token_hex(32))\"."
+        )
+    config["CSV_DIALECT"] = config["CSV_DIALECT"] or default_dialect(config["CURRENCY"])
     config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_MB"] * 1024 * 1024
     # Pasted quick orders are form fields, not files: allow a generous paste.
     config["MAX_FORM_MEMORY_SIZE"] = 4 * 1024 * 1024
@@ -376,6 +438,12 @@ def engine_options(url, config):
     from .query_stats import MeasuredQueuePool
 
     backend = parsed.get_backend_name()
+    known = SQLITE_OPTIONS if backend == "sqlite" else MYSQL_OPTIONS if backend in ("mysql", "mariadb") else None
+    unknown = sorted(set(parsed.query) - known) if known is not None else []
+    if unknown:
+        closest = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"did you mean {closest[0]}?" if closest else f"known ones are e.g. {', '.join(sorted(known)[:6])}."
+        raise ConfigError(f"{ENV_PREFIX}_DATABASE_URL has the unknown option {unknown[0]!r}; {hint}")
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if backend in ("mysql", "mariadb"):
@@ -400,6 +468,29 @@ def engine_options(url, config):
     )
 
 
+def _writable_instance(path):
+    """Create the instance folder (mode 0700) and make sure files can be written there."""
+    import tempfile
+
+    try:
+        private_folder(path)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"The instance folder {path} cannot be written ({exc.strerror or exc}); give the service account "
+            f"write access to it, or point {ENV_PREFIX}_INSTANCE_PATH at a folder it may write."
+        ) from None
+
+
+def _private_sqlite_file(url):
+    """A SQLite database file not there yet is created mode 0600 (SQLite would make it 0644)."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:") and os.path.isdir(os.path.dirname(os.path.abspath(database))):
+        private_file(database)
+
+
 def _embedded_secret_key(app, url):
     """On the embedded default, keep a generated key in instance/; elsewhere demand one."""
     if not url.startswith("sqlite"):
@@ -409,8 +500,7 @@ def _embedded_secret_key(app, url):
         )
     path = os.path.join(app.instance_path, "secret_key")
     if not os.path.exists(path):
-        with open(path, "w", encoding="ascii") as handle:
+        with open_private(path, "w", encoding="ascii") as handle:
             handle.write(secrets.token_hex(32))
-        os.chmod(path, 0o600)
     with open(path, encoding="ascii") as handle:
         return handle.read().strip()

@@ -56,6 +56,46 @@ def check_database(app):
     return None
 
 
+# Why a database takes no writes, by SQLite's words and MySQL/MariaDB's error codes: read-only (1290: running
+# with --read-only, 1792: read-only transaction, 1036: table is read only), full (1021: disk full, 1114: table full).
+NOT_WRITABLE = {"read-only": ("readonly database", "read-only file system", "read only"),
+                "full": ("database or disk is full", "disk is full", "no space left")}
+MYSQL_NOT_WRITABLE = {1290: "read-only", 1792: "read-only", 1036: "read-only", 1021: "full", 1114: "full"}
+MIN_FREE_BYTES = 1024 * 1024  # below this, the next write of a SQLite file may fail half-way
+
+
+def write_problem(error):
+    """"read-only" or "full" when a database error says the database takes no writes, else None."""
+    orig = getattr(error, "orig", None) or error
+    code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
+    if code in MYSQL_NOT_WRITABLE:
+        return MYSQL_NOT_WRITABLE[code]
+    text_ = str(orig).lower()
+    return next((kind for kind, words in NOT_WRITABLE.items() if any(word in text_ for word in words)), None)
+
+
+def check_writable():
+    """None when the database takes a write now, else one line saying why not (the file system of a SQLite file:
+    read-only or full; any backend: a no-op update of Alembic's one-row table, committed)."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database and not url.database.startswith(("file:", ":memory:")):
+        folder = os.path.dirname(os.path.abspath(url.database))
+        stats = os.statvfs(folder) if hasattr(os, "statvfs") else None
+        if stats is not None and stats.f_flag & os.ST_RDONLY:
+            return f"read-only: the file system holding {folder} is mounted read-only"
+        if stats is not None and stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+            return f"full: {stats.f_bavail * stats.f_frsize // 1024} KB free where {os.path.basename(url.database)} lives"
+    try:
+        with db.engine.begin() as conn:  # a connection of its own: nothing of the request's session is committed
+            conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+    except DBAPIError as error:
+        kind = write_problem(error)
+        if kind is None:
+            raise
+        return f"{kind}: {str(error.orig).splitlines()[0][:160]}"
+    return None
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     if type(dbapi_connection).__module__.startswith("sqlite3"):

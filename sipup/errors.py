@@ -3,9 +3,10 @@ import logging
 import secrets
 
 from flask import current_app, g, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from .database import write_problem
 from .extensions import db
 from .query_stats import POOL_TIMEOUTS
 
@@ -22,12 +23,20 @@ MESSAGES = {
     500: ("Something went wrong", "We have logged the error and will look into it. Your data is safe; try again."),
     503: ("Back in a moment", "The database is not answering right now. Please try again in a minute."),
 }
+# A 503 because the database takes no writes says so: reading may still work, and waiting a minute will not help.
+NOT_WRITABLE_MESSAGES = {
+    "read-only": "The database is read-only right now, so nothing can be saved. We have been told; please try "
+                 "again later.",
+    "full": "The database's disk is full, so nothing can be saved right now. We have been told; please try again "
+            "later.",
+}
 
 
 def register_error_handlers(app):
     """Render every HTTP error and every unexpected exception without exposing internals."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(DBAPIError, _database_error)
     app.register_error_handler(PoolTimeout, _database_down)
     app.register_error_handler(Exception, _unexpected)
 
@@ -47,8 +56,15 @@ def _database_down(error):
     g.setdefault("cart_count", 0)
     if isinstance(error, PoolTimeout):
         POOL_TIMEOUTS.add()
-    log.error("Database unavailable on %s %s: %s", request.method, request.path, error)
-    return render_error(503)
+    kind = None if isinstance(error, PoolTimeout) else write_problem(error)
+    log.error("Database %s on %s %s: %s", f"not writable ({kind})" if kind else "unavailable", request.method,
+              request.path, error)
+    return render_error(503, message=NOT_WRITABLE_MESSAGES.get(kind))
+
+
+def _database_error(error):
+    """Another driver error: a 503 when it says the database takes no writes (MySQL's read-only mode), else a 500."""
+    return _database_down(error) if write_problem(error) else _unexpected(error)
 
 
 def _unexpected(error):

@@ -11,7 +11,9 @@ import psutil
 from flask import current_app
 from sqlalchemy import text
 
+from .database import check_writable
 from .extensions import db
+from .web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
 VERDICTS = {0: "green", 1: "amber", 2: "red"}
@@ -41,6 +43,10 @@ def database():
         db.session.rollback()
         return check("Database", "bad", "unreachable", f"{type(exc).__name__}: {str(exc)[:160]}")
     ms = (time.perf_counter() - started) * 1000
+    problem = check_writable()
+    if problem:
+        return check("Database", "bad", "not writable", f"{version}: {problem}; free space or make it writable, "
+                     "orders cannot be saved meanwhile")
     pool = pool_status(db.engine)
     state, detail = "ok", version
     in_use = pool.get("checkedout")
@@ -161,7 +167,20 @@ def limiter():
     return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
 
 
-BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, disk, host)
+def proxy():
+    hops = current_app.config["PROXY_HOPS"]
+    if hops:
+        return check("Proxies", "ok", f"{hops} trusted", f"SIPUP_PROXY_HOPS={hops}: client addresses are those "
+                     "the proxies in front report in X-Forwarded-For")
+    seen = untrusted_proxy_requests()
+    if seen:
+        return check("Proxies", "warn", f"{seen:,} untrusted", f"{seen:,} request(s) in the last hour came from this "
+                     "host with X-Forwarded-For while SIPUP_PROXY_HOPS=0: every client shares the proxy's address "
+                     "and one rate-limit budget; set SIPUP_PROXY_HOPS to the number of proxies in front")
+    return check("Proxies", "off", "none", "SIPUP_PROXY_HOPS=0: clients connect directly")
+
+
+BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, proxy, disk, host)
 
 
 def run_checks():

@@ -171,10 +171,24 @@ def parse_endpoint_rule(rule, limit):
         raise ValueError(f'must have entries like "POST auth.login by account", not {rule!r}')
     if limit:
         try:
-            parse_many(str(limit))
-        except ValueError:
-            raise ValueError(f'must give limits like "10 per minute", not {limit!r} for {rule!r}') from None
+            check_limit(limit)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, not {limit!r} for {rule!r}") from None
     return methods, words[0], by
+
+
+def check_limit(text):
+    """The parsed limits of a setting such as "100 per minute; 1000 per hour"; ValueError says what is wrong,
+    including a limit of 0, which would refuse every request."""
+    try:
+        items = parse_many(str(text))
+    except ValueError:
+        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
+    for item in items:
+        if item.amount < 1:
+            raise ValueError(f'must allow at least 1 request ({str(text)!r} would refuse every one), '
+                             'e.g. "100 per minute"')
+    return items
 
 
 # --- blocks ------------------------------------------------------------------------------------

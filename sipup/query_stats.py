@@ -14,12 +14,12 @@ import threading
 import time
 import weakref
 from contextlib import closing
-from logging.handlers import RotatingFileHandler
 
 from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
+from .files import PrivateRotatingFileHandler, private_folder
 from .metrics import connect_sqlite, percentile
 
 log = logging.getLogger("sipup.query_stats")
@@ -482,8 +482,8 @@ def _slow_logger(app):
     path = os.path.abspath(os.path.join(app.instance_path, "logs", "slow_queries.log"))
     handler = _SLOW_HANDLERS.get(path)
     if handler is None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handler = RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
+        private_folder(os.path.dirname(path))
+        handler = PrivateRotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(message)s"))
         _SLOW_HANDLERS[path] = handler
     logger = logging.Logger("sipup.slow_queries", logging.WARNING)

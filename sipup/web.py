@@ -1,24 +1,22 @@
 """Cross-cutting web behaviour: proxies, versioned static URLs, template helpers, security headers."""
 import hashlib
+import ipaddress
+import logging
 import os
+import threading
+import time
 from functools import lru_cache
 
-from flask import g, request
+from flask import current_app, g, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .services.parsing import MAX_ID
+
+log = logging.getLogger("sipup.web")
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
-# Ids are INT columns: a longer number is no id of ours, and SQLite cannot even bind one past 2**63.
-MAX_ID = 2**31 - 1
-
-
-def whole_number(text):
-    """A positive id or page number typed into a form or URL, else None ("²" and 30 digits are None too)."""
-    text = (text or "").strip()
-    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID)) and 1 <= int(text) <= MAX_ID:
-        return int(text)
-    return None
 
 
 class IdConverter(IntegerConverter):
@@ -31,9 +29,7 @@ class IdConverter(IntegerConverter):
 def register_web(app):
     """Trust SIPUP_PROXY_HOPS proxies, add `<id:...>` routes, version static URLs, add filters and headers."""
     app.url_map.converters["id"] = IdConverter
-    hops = app.config["PROXY_HOPS"]
-    if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+    register_proxies(app)
 
     @lru_cache(maxsize=256)
     def static_version(filename):
@@ -84,6 +80,63 @@ def register_web(app):
         if request.endpoint != "static" and "Cache-Control" not in response.headers and current_user.is_authenticated:
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+# --- proxies ------------------------------------------------------------------------------------
+# ProxyFix is the one place that reads X-Forwarded-*: it runs the same under waitress (which `flask serve`
+# tells to pass those headers on untouched), any other WSGI server and the test client, and it counts
+# proxies (SIPUP_PROXY_HOPS) rather than naming their addresses, which change behind a balancer.
+PROXY_GROUP = "proxy"
+UNTRUSTED_FORWARD = "loopback-forwarded"  # requests from loopback with X-Forwarded-For while hops are 0
+WARN_EVERY_SECONDS = 60
+
+
+def register_proxies(app):
+    """Trust SIPUP_PROXY_HOPS proxies; with none, notice a same-host proxy whose headers go unused."""
+    app.session_interface = HttpsAwareSessions()
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
+        return
+    warned = {"at": float("-inf")}
+    lock = threading.Lock()
+
+    @app.before_request
+    def _notice_untrusted_proxy():
+        if "X-Forwarded-For" not in request.headers or not _is_loopback(request.remote_addr):
+            return
+        current_app.extensions["counters"].incr(PROXY_GROUP, UNTRUSTED_FORWARD)
+        now = time.monotonic()
+        with lock:
+            if now - warned["at"] < WARN_EVERY_SECONDS:
+                return
+            warned["at"] = now
+        log.warning(
+            "A request from %s carries X-Forwarded-For but SIPUP_PROXY_HOPS=0: a proxy on this host is not "
+            "trusted, so every client shares its address and one rate-limit budget. Set SIPUP_PROXY_HOPS=1 "
+            "(the number of proxies in front).", request.remote_addr)
+
+
+class HttpsAwareSessions(SecureCookieSessionInterface):
+    """Session cookies marked Secure when SIPUP_SESSION_COOKIE_SECURE says so, and also whenever the request came
+    over HTTPS, as the trusted proxies report it: a site behind a TLS proxy gets them without a second setting."""
+
+    def get_cookie_secure(self, app):
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+
+def untrusted_proxy_requests(minutes=60):
+    """Requests in the last minutes that came through a same-host proxy while SIPUP_PROXY_HOPS is 0."""
+    if current_app.config["PROXY_HOPS"]:
+        return 0
+    return current_app.extensions["counters"].totals(PROXY_GROUP, "minute", minutes).get(UNTRUSTED_FORWARD, 0)
+
+
+def _is_loopback(address):
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _cart_count():

@@ -51,7 +51,7 @@ def _overrides(url):
     return {
         "TESTING": True,
         "DATABASE_URL": url,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-of-at-least-32-characters",
         "WTF_CSRF_ENABLED": False,
         "DB_POOL_SIZE": 5,
         "DB_MAX_OVERFLOW": 25,
@@ -99,9 +99,10 @@ def no_periodic_jobs(request, monkeypatch):
 
 
 @pytest.fixture
-def app(backend, make_app):
-    """The app, inside an app context, on empty tables."""
-    app = make_app()
+def app(request, backend, make_app):
+    """The app, inside an app context, on empty tables (`@pytest.mark.app_config(NAME=value)` adds settings)."""
+    marker = request.node.get_closest_marker("app_config")
+    app = make_app(**(marker.kwargs if marker else {}))
     app.backend = backend[0]
     with app.app_context():
         yield app

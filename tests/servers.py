@@ -1,14 +1,21 @@
-"""Private Redis and Memcached servers that a test may stop and start again.
+"""Real servers a test starts on free loopback ports: Redis and Memcached it may stop and start again,
+HAProxy and nginx in front of sipup, and sipup itself under `flask serve`.
 
 The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
 A test about outages starts one of these on a free port of its own instead.
 """
+import http.client
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port():
@@ -166,3 +173,128 @@ def self_signed_certificate(folder, host="127.0.0.1"):
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return str(cert_path), str(key_path)
+
+
+class LocalHAProxy(LocalServer):
+    """HAProxy in front of one upstream port, with `option forwardfor` as docs/SCALING_GUIDE.md configures it."""
+
+    program = "haproxy"
+
+    def __init__(self, workdir, upstream):
+        super().__init__(workdir)
+        self.config = Path(workdir) / f"haproxy-{self.port}.cfg"
+        self.config.write_text(f"""global
+    maxconn 256
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend web
+    bind 127.0.0.1:{self.port}
+    option forwardfor
+    default_backend sipup
+backend sipup
+    server app1 127.0.0.1:{upstream}
+""", encoding="utf-8")
+
+    def command(self):
+        return [self.program, "-f", str(self.config), "-db"]
+
+
+class LocalNginx(LocalServer):
+    """nginx as a reverse proxy to one upstream port, appending the client to X-Forwarded-For."""
+
+    program = "nginx"
+
+    def __init__(self, workdir, upstream):
+        super().__init__(workdir)
+        self.prefix = Path(workdir) / f"nginx-{self.port}"
+        self.prefix.mkdir()
+        user = "user root;" if os.geteuid() == 0 else ""  # workers may then write the test's temp folders
+        temp = " ".join(f"{kind}_temp_path {self.prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                               "uwsgi", "scgi"))
+        (self.prefix / "nginx.conf").write_text(f"""{user}
+daemon off;
+worker_processes 1;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    {temp}
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+""", encoding="utf-8")
+
+    def command(self):
+        return [self.program, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")]
+
+
+def local_proxy(kind, workdir, upstream):
+    """A started HAProxy or nginx in front of upstream, or a skip where the Debian package is missing."""
+    server_class = {"haproxy": LocalHAProxy, "nginx": LocalNginx}[kind]
+    if shutil.which(server_class.program) is None:
+        pytest.skip(f"{server_class.program} is not installed (Debian package {server_class.program})")
+    return server_class(workdir, upstream).start()
+
+
+class SipupServer:
+    """sipup under `flask serve` (real waitress) on a free port, with an instance folder of its own."""
+
+    def __init__(self, instance, **settings):
+        self.instance = Path(instance)
+        self.instance.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.instance / "serve.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
+        env.update(SIPUP_INSTANCE_PATH=str(self.instance), FLASK_APP="wsgi", PYTHONWARNINGS="ignore")
+        env.update({f"SIPUP_{name}": str(value) for name, value in settings.items()})
+        self.env = env
+        self.process = None
+
+    def start(self, *args, timeout=60):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port), *args],
+                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"flask serve exited with {self.process.returncode}:\n{self.log()}")
+            if request(self.port, "/healthz", timeout=2, quiet=True)[0] == 200:
+                return self
+            time.sleep(0.2)
+        pytest.fail(f"flask serve did not answer /healthz within {timeout}s:\n{self.log()}")
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def request(port, path, source="127.0.0.1", headers=None, timeout=10, quiet=False):
+    """(status, body) of a GET to 127.0.0.1:port from the loopback address source (the client socket is bound
+    to it, so a proxy sees that address); quiet: (None, error) when nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    except OSError as exc:
+        if quiet:
+            return None, str(exc)
+        raise
+    finally:
+        connection.close()

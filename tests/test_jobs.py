@@ -195,13 +195,13 @@ def test_reports_are_csv_with_bom_and_downloadable(app, run_jobs, shop, client, 
         data = handle.read()
     assert data.startswith(b"\xef\xbb\xbf")  # the BOM that makes Excel read UTF-8
     lines = data.decode("utf-8-sig").splitlines()
-    assert lines[0] == "Customer,Orders,Goods,Total"
-    assert lines[1].startswith("Getränke Müller GmbH,2,")
+    assert lines[0] == "Customer;Orders;Goods;Total"  # EUR: the delimiter of Excel where "," is the decimal mark
+    assert lines[1].startswith("Getränke Müller GmbH;2;")
     ageing = next(n for n in names if n.startswith("receivables_ageing"))
     with open(reports.path_of(ageing), encoding="utf-8-sig") as handle:
         rows = handle.read().splitlines()
-    assert rows[0] == "Customer,0-30 days,31-60 days,over 60 days,Overdue,Open total"
-    assert rows[1].startswith("Getränke Müller GmbH,")
+    assert rows[0] == "Customer;0-30 days;31-60 days;over 60 days;Overdue;Open total"
+    assert rows[1].startswith("Getränke Müller GmbH;")
 
     login_as(shop["staff"])
     response = client.get(f"/admin/reports/{by_customer}")
@@ -404,8 +404,8 @@ def test_monthly_reports_queue_all_four(app, run_jobs):
 
 def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
     _name, url, instance = backend
-    env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance, "SIPUP_SECRET_KEY": "test-secret",
-           "FLASK_APP": "wsgi"}
+    env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance,
+           "SIPUP_SECRET_KEY": "test-secret-of-at-least-32-characters", "FLASK_APP": "wsgi"}
     for key, value in app.queue_settings.items():
         env[f"SIPUP_{key}"] = value
     for n in range(3):

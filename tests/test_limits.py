@@ -1,14 +1,10 @@
 """Rate limits: per address, per user and per endpoint, in memory and in Redis; blocks that double and
 decay; the answers; the client address behind proxies; two real servers sharing one budget; Redis outages."""
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +12,7 @@ from sipup import create_app
 from sipup.config import ConfigError
 from sipup.limits import Blocks, SqliteBlockStore, blocks_in_force, status
 from tests.conftest import REDIS_URL, login
-from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.servers import SipupServer
 
 
 def _app(tmp_path, **config):
@@ -294,31 +288,6 @@ def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, 
 
 # --- two real servers, one budget --------------------------------------------------------------
 
-def _serve(tmp_path, name, extra_env):
-    instance = tmp_path / name
-    instance.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
-    env.update(SIPUP_INSTANCE_PATH=str(instance), SIPUP_SECRET_KEY="test-secret", **extra_env)
-    log = open(instance / "serve.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return process, f"http://127.0.0.1:{port}", instance / "serve.log"
-
-
-def _wait(url, process, log_path, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    pytest.fail(f"flask serve did not start:\n{log_path.read_text(errors='replace')}")
-
-
 def _status(url):
     try:
         with urllib.request.urlopen(f"{url}/login", timeout=10) as response:
@@ -328,13 +297,13 @@ def _status(url):
 
 
 def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis_namespace):
-    env = {"SIPUP_REDIS_URL": REDIS_URL, "SIPUP_REDIS_NAMESPACE": redis_namespace, "SIPUP_RATELIMIT_IP": "40 per minute",
-           "SIPUP_RATELIMIT_BLOCK_AFTER": "1000 per minute"}
-    servers = [_serve(tmp_path, name, env) for name in ("a", "b")]
+    settings = {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": redis_namespace, "RATELIMIT_IP": "40 per minute",
+                "RATELIMIT_BLOCK_AFTER": "1000 per minute"}
+    servers = [SipupServer(tmp_path / name, **settings) for name in ("a", "b")]
     try:
-        for process, url, log_path in servers:
-            _wait(url, process, log_path)
-        urls = [url for _process, url, _log in servers] * 40
+        for server in servers:
+            server.start()
+        urls = [server.url for server in servers] * 40
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(_status, urls))
         assert codes.count(200) == 40, codes
@@ -343,9 +312,8 @@ def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis
         per_server = [codes[i::2].count(200) for i in (0, 1)]
         assert all(per_server), per_server
     finally:
-        for process, _url, _log in servers:
-            process.terminate()
-            process.wait(timeout=10)
+        for server in servers:
+            server.stop()
 
 
 def test_blocks_hold_in_the_process_while_redis_is_down(tmp_path, local_redis):

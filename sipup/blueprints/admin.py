@@ -8,7 +8,7 @@ from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
 from ..services import audit, backoffice, companies, images, orders, users
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
-from ..web import whole_number
+from ..services.parsing import whole_number
 from .account import flash_user_action
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

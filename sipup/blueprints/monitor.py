@@ -33,7 +33,7 @@ def panel(name):
     return _render(name, titles[name])
 
 
-@bp.post("/monitor/jobs/<int:job_id>/retry")
+@bp.post("/monitor/jobs/<id:job_id>/retry")
 @admin_required
 def retry_job(job_id):
     """Queue a failed job again with fresh attempts."""

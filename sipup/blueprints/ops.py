@@ -1,8 +1,7 @@
 """Probes for load balancers and process managers: alive and ready."""
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
 
-from ..extensions import db
+from ..database import check_writable
 
 bp = Blueprint("ops", __name__)
 
@@ -15,13 +14,12 @@ def healthz():
 
 @bp.route("/readyz")
 def readyz():
-    """The database (and Redis, where configured) answer; 503 names what does not."""
+    """The database answers and takes writes (and Redis, where configured, answers); 503 names what does not."""
     checks = {}
     try:
-        db.session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        problem = check_writable()  # a committed no-op write: it reads as well
+        checks["database"] = f"not writable: {problem}" if problem else "ok"
     except Exception as exc:  # any driver error means not ready; the probe says which part
-        db.session.rollback()
         checks["database"] = f"error: {type(exc).__name__}"
     redis_url = current_app.config["REDIS_URL"]
     if redis_url:

@@ -14,8 +14,8 @@ from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, images, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
-from ..services.quantities import backorder_note, parse_quantity, stock_problem
-from ..web import whole_number
+from ..services.parsing import parse_quantity, whole_number
+from ..services.quantities import backorder_note, stock_problem
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.

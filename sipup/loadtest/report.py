@@ -3,7 +3,6 @@
 The HTML report is one self-contained file: inline CSS and SVG charts, no script and nothing fetched,
 so it can be mailed, archived or opened offline.
 """
-import csv
 import html
 import io
 import json
@@ -12,7 +11,9 @@ import os
 import platform
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 
+from ..csvfiles import to_text
 from .stats import PERCENTILES, RATE_LIMITED
 
 GENERATOR_BUSY = 85.0  # percent of one core: Python runs the generator's threads on one core
@@ -202,15 +203,14 @@ def to_json(report):
 
 def to_csv(report):
     """One row per page and one for the total."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
     keys = [*PERCENTILE_KEYS, "max", "mean"]
-    writer.writerow(["page", "requests", "failures", "success_rate", "rps", *(f"{k}_ms" for k in keys)])
+    header = ["page", "requests", "failures", "success_rate", "rps", *(f"{k}_ms" for k in keys)]
+    rows = []
     for row in [*report["pages"], report["total"]]:
-        success = "" if row["success_rate"] is None else f"{row['success_rate']:.6f}"
-        writer.writerow([row["name"], row["requests"], row["failures"], success, f"{row['rps']:.3f}",
-                         *(f"{row['latency_ms'][k]:.3f}" for k in keys)])
-    return out.getvalue()
+        success = None if row["success_rate"] is None else Decimal(f"{row['success_rate']:.6f}")
+        rows.append([row["name"], row["requests"], row["failures"], success, Decimal(f"{row['rps']:.3f}"),
+                     *(Decimal(f"{row['latency_ms'][k]:.3f}") for k in keys)])
+    return to_text(header, rows)
 
 
 # --- HTML ----------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 """Back-office services for staff: order queues, products and stock (companies and price lists: services.companies)."""
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
@@ -8,7 +7,8 @@ from ..cache import Plain, cached
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching
-from .errors import FieldErrors
+from .errors import FieldErrors, InvalidInput
+from .parsing import parse_count, parse_money, whole_number
 
 
 def status_counts():
@@ -106,29 +106,13 @@ def find_companies(query="", page=1, per_page=50):
     return db.paginate(stmt.order_by(Company.name), page=page, per_page=per_page, error_out=False)
 
 
-def _decimal(form, name, errors, label):
-    raw = (form.get(name) or "").strip().replace(",", ".")
+def _field(errors, name, parse, form, *args, **kwargs):
+    """form[name] read by a parser of services/parsing.py; its complaint goes into errors[name]."""
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        errors[name] = f"{label} “{raw[:20]}” is not an amount such as 12.50."
+        return parse(form.get(name), *args, **kwargs)
+    except InvalidInput as exc:
+        errors[name] = str(exc)
         return None
-    if value < 0 or value >= Decimal("10000000000") or value != value.quantize(Decimal("0.01")):
-        errors[name] = f"{label} must be 0 or more with at most two decimals."
-        return None
-    return value
-
-
-def _int(form, name, errors, label, minimum=0):
-    raw = (form.get(name) or "").strip()
-    if not raw.lstrip("-").isdigit():
-        errors[name] = f"{label} “{raw[:20]}” is not a whole number."
-        return None
-    value = int(raw)
-    if value < minimum or value > 10_000_000:
-        errors[name] = f"{label} must be between {minimum} and 10,000,000."
-        return None
-    return value
 
 
 def save_product(product, form):
@@ -139,12 +123,12 @@ def save_product(product, form):
         "name": (form.get("name") or "").strip(),
         "sell_unit": (form.get("sell_unit") or "").strip(),
         "description": (form.get("description") or "").strip()[:5000],
-        "base_price": _decimal(form, "base_price", errors, "Base price"),
-        "deposit": _decimal(form, "deposit", errors, "Deposit"),
-        "min_qty": _int(form, "min_qty", errors, "Minimum quantity", 1),
-        "qty_step": _int(form, "qty_step", errors, "Quantity step", 1),
-        "stock_on_hand": _int(form, "stock_on_hand", errors, "Stock on hand"),
-        "low_stock_threshold": _int(form, "low_stock_threshold", errors, "Low-stock threshold"),
+        "base_price": _field(errors, "base_price", parse_money, form, "Base price"),
+        "deposit": _field(errors, "deposit", parse_money, form, "Deposit"),
+        "min_qty": _field(errors, "min_qty", parse_count, form, "Minimum quantity", 1),
+        "qty_step": _field(errors, "qty_step", parse_count, form, "Quantity step", 1),
+        "stock_on_hand": _field(errors, "stock_on_hand", parse_count, form, "Stock on hand"),
+        "low_stock_threshold": _field(errors, "low_stock_threshold", parse_count, form, "Low-stock threshold"),
         "backorder_allowed": form.get("backorder_allowed") == "on",
         "active": form.get("active") == "on",
     }
@@ -157,8 +141,8 @@ def save_product(product, form):
             errors[name] = f"{label} must be 1 to {size} characters."
     if values["min_qty"] and values["qty_step"] and values["min_qty"] % values["qty_step"]:
         errors["min_qty"] = f"The minimum quantity must be a multiple of the step ({values['qty_step']})."
-    category_id = form.get("category_id", "")
-    category = db.session.get(Category, int(category_id)) if category_id.isdigit() else None
+    category_id = whole_number(form.get("category_id"))
+    category = db.session.get(Category, category_id) if category_id else None
     if category is None:
         errors["category_id"] = "Choose a category."
     if product is not None and values["stock_on_hand"] is not None and values["stock_on_hand"] < product.stock_reserved and not values["backorder_allowed"]:

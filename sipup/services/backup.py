@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from ..database import scratch_database
 from ..extensions import db
+from ..files import open_private, private_file, private_folder
 from ..models import utcnow
 
 
@@ -28,9 +29,7 @@ class BackupError(RuntimeError):
 
 
 def folder():
-    path = os.path.join(current_app.instance_path, "backups")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return private_folder(os.path.join(current_app.instance_path, "backups"))
 
 
 def run_backup():
@@ -76,6 +75,7 @@ def _verify(before, after, restored, path):
 
 
 def _sqlite_backup(source, path):
+    private_file(path)
     with closing(sqlite3.connect(source, timeout=30)) as src, closing(sqlite3.connect(path)) as dest:
         src.backup(dest)
 
@@ -107,7 +107,7 @@ def _mysqldump(url, path):
     args, env = _client_args(url)
     temporary = path + ".part"
     with tempfile.TemporaryFile() as errors:
-        with gzip.open(temporary, "wb") as out:
+        with open_private(temporary, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
             with subprocess.Popen([program, *args, "--single-transaction", "--quick", "--no-tablespaces",
                                    "--routines", "--default-character-set=utf8mb4", url.database],
                                   stdout=subprocess.PIPE, stderr=errors, env=env) as process:

@@ -13,9 +13,10 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import AccountRequest, Address, Company, PriceList, PriceTier, Product, Role, utcnow
 from . import accounts, audit, users
-from .backoffice import _decimal, _int
+from .backoffice import _field
 from .catalog import matching
 from .errors import FieldErrors, InvalidInput, NotFound
+from .parsing import parse_count, parse_money, whole_number
 
 DEFAULT_TERMS, DEFAULT_CREDIT = "30", "5000.00"
 CENT = Decimal("0.01")
@@ -38,8 +39,8 @@ def _terms(form, errors):
     fields = {
         "name": _text(form, "name", errors, "Name", 200),
         "vat_id": _normal_vat(form.get("vat_id")),
-        "credit_limit": _decimal(form, "credit_limit", errors, "Credit limit"),
-        "payment_terms_days": _int(form, "payment_terms_days", errors, "Payment terms", 0),
+        "credit_limit": _field(errors, "credit_limit", parse_money, form, "Credit limit"),
+        "payment_terms_days": _field(errors, "payment_terms_days", parse_count, form, "Payment terms", 0),
         "price_list": _chosen_price_list(form, errors),
     }
     if fields["credit_limit"] is not None:  # 7000 and 7000.00 are one amount, in the audit trail too
@@ -61,7 +62,7 @@ def _chosen_price_list(form, errors):
         return price_list
     if not list_id:
         return None
-    price_list = db.session.get(PriceList, int(list_id)) if list_id.isdigit() and len(list_id) < 10 else None
+    price_list = db.session.get(PriceList, whole_number(list_id)) if whole_number(list_id) else None
     if price_list is None:
         errors["price_list_id"] = "Choose a price list or base prices."
     return price_list
@@ -318,8 +319,8 @@ def save_tier(price_list_id, form, actor=None):
     product = db.session.scalar(select(Product).where(Product.sku == sku))
     if product is None:
         errors["sku"] = f"Unknown SKU “{sku[:40]}”."
-    min_qty = _int(form, "min_qty", errors, "From quantity", 1)
-    price = _decimal(form, "price", errors, "Price")
+    min_qty = _field(errors, "min_qty", parse_count, form, "From quantity", 1)
+    price = _field(errors, "price", parse_money, form, "Price")
     if errors:
         raise FieldErrors(errors)
     tier = db.session.scalar(

@@ -22,6 +22,7 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from ..extensions import db
+from ..files import open_private, private_folder
 from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
 from . import links
 from .accounts import user_by_email
@@ -204,10 +205,9 @@ def deliver(message):
     """Send through SIPUP_MAIL_URL, or write an .eml file on the embedded default; returns where it went."""
     url = current_app.config["MAIL_URL"]
     if not url:
-        folder = os.path.join(current_app.instance_path, "outbox")
-        os.makedirs(folder, exist_ok=True)
+        folder = private_folder(os.path.join(current_app.instance_path, "outbox"))
         path = os.path.join(folder, f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.eml")
-        with open(path, "wb") as handle:
+        with open_private(path, "wb") as handle:
             handle.write(bytes(message))
         return f"written to {path}"
     parts = urlsplit(url)

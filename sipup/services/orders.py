@@ -1,6 +1,6 @@
 """Orders on account: checkout with stock reservation and credit check, reorder, and status changes."""
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from ..models import (
 from . import cart as carts
 from . import mail
 from .errors import DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from .parsing import parse_date
 from .pricing import load_tiers, money, unit_price
 from .quantities import stock_problem
 
@@ -415,13 +416,7 @@ def invoices_page(company_id, page=1, per_page=INVOICES_PER_PAGE):
 
 def parse_requested_date(text):
     """An ISO date from a form field, or None when empty; names a bad value."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"“{text[:20]}” is not a date; use the date picker or YYYY-MM-DD.") from None
+    return parse_date(text, "“{text}” is not a date; use the date picker or YYYY-MM-DD.")
 
 
 def available_transitions(order):

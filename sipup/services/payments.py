@@ -3,16 +3,16 @@
 A payment reference is applied once: the same reference again (a re-imported file, a job run twice)
 changes nothing.
 """
-import csv
-import io
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import or_, select, update
 
+from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import Company, Invoice, Order, OrderEvent, OrderStatus, Payment, utcnow
 from .errors import InvalidInput, NotFound
+from .parsing import parse_money, whole_number
 
 MAX_LINES = 20_000
 
@@ -24,7 +24,7 @@ def parse_bank_csv(data):
     comma or semicolon separated; a decimal comma is accepted.
     """
     rows, problems = [], []
-    reader = _reader(data, ("reference", "company", "amount"))
+    reader = read_table(data, ("reference", "company", "amount"))
     for number, record in reader:
         if number > MAX_LINES + 1:
             problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
@@ -38,47 +38,13 @@ def parse_bank_csv(data):
         if not company:
             problems.append((number, "the company is empty"))
             continue
-        amount = _amount(raw)
-        if amount is None:
+        try:
+            amount = parse_money(raw, positive=True)
+        except InvalidInput:
             problems.append((number, f"“{raw[:20]}” is not an amount above 0 such as 1250.00"))
             continue
         rows.append((number, reference, company, str(amount)))
     return rows, problems
-
-
-def _amount(raw):
-    if "," in raw and "." not in raw:
-        raw = raw.replace(",", ".")
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        return None
-    if not value.is_finite() or value <= 0 or value >= Decimal("10000000000") or value != value.quantize(Decimal("0.01")):
-        return None
-    return value
-
-
-def _reader(data, columns):
-    """Yield (line number, {column: value}) from CSV bytes or text; a missing header raises InvalidInput."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # Excel on Windows saves CSV in the ANSI code page; bytes it leaves undefined become "�"
-            # in the line they are on, which is then reported, instead of failing the whole file.
-            data = data.decode("cp1252", errors="replace")
-    sample = data[:2048]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.reader(io.StringIO(data), delimiter=delimiter)
-    header = next(reader, None)
-    names = [h.strip().lower() for h in header or []]
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise InvalidInput(f"The first line must name the columns {', '.join(columns)}; missing: {', '.join(missing)}.")
-    for number, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        yield number, dict(zip(names, row))
 
 
 def import_bank_csv(data):
@@ -106,8 +72,8 @@ def apply_payment(reference, company, amount):
 
 def _find_company(company):
     stmt = select(Company).where(or_(Company.name == company, Company.vat_id == company))
-    if company.isascii() and company.isdigit():
-        stmt = select(Company).where(or_(Company.id == int(company), Company.name == company))
+    if whole_number(company):
+        stmt = select(Company).where(or_(Company.id == whole_number(company), Company.name == company))
     found = db.session.scalars(stmt).all()
     if len(found) != 1:
         raise NotFound(f"No single company matches “{company[:60]}”.")

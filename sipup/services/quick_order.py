@@ -9,7 +9,7 @@ from decimal import Decimal
 from . import catalog
 from .cart import price_lines
 from .errors import InvalidInput, InvalidQuantity
-from .quantities import parse_quantity
+from .parsing import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
 MAX_LINE_CHARS = 1000
@@ -44,7 +44,13 @@ def read_upload(data, max_bytes, size=None):
     if data.startswith(b"PK\x03\x04"):
         raise InvalidInput("This is an Excel workbook, not a CSV file. In Excel choose Save As → CSV UTF-8.")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                "The file starts like UTF-16 text but is not valid UTF-16. "
+                "In Excel choose Save As → CSV UTF-8 (comma delimited)."
+            ) from None
     if b"\x00" in data:
         raise InvalidInput("This file is not text. Upload a CSV file with one SKU and quantity per line.")
     try:

@@ -1,17 +1,19 @@
-"""Reports as CSV files that Excel opens correctly (UTF-8 with BOM): sales by period, customer and product,
-and receivables ageing. They are written to instance/reports/ and downloaded from the back office."""
-import csv
+"""Reports as CSV files that Excel opens correctly (sipup/csvfiles.py: UTF-8 with BOM, formula-safe, in
+SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are written to
+instance/reports/ and downloaded from the back office."""
 import os
 import re
-import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import case, func, select
 
+from ..csvfiles import write_file
 from ..extensions import db
+from ..files import private_folder
 from ..models import Company, Invoice, Order, OrderLine, OrderStatus, utcnow
 from .errors import InvalidInput, NotFound
+from .parsing import parse_date
 
 KINDS = {
     "sales_by_period": "Sales by period",
@@ -23,17 +25,14 @@ SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
 
 
 def folder():
-    path = os.path.join(current_app.instance_path, "reports")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return private_folder(os.path.join(current_app.instance_path, "reports"))
 
 
 def parse_range(start, end):
     """(start date, end date) from ISO strings; end is inclusive. Bad input raises InvalidInput."""
-    try:
-        first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
-    except ValueError:
-        raise InvalidInput("Dates must look like 2026-01-31.") from None
+    first, last = (parse_date(value, "Dates must look like 2026-01-31.") for value in (start, end))
+    if first is None or last is None:
+        raise InvalidInput("Dates must look like 2026-01-31.")
     if last < first:
         raise InvalidInput("The end date is before the start date.")
     if (last - first).days > 3660:
@@ -53,14 +52,7 @@ def build(kind, start=None, end=None):
         first, last = parse_range(start, end)
         header, rows = globals()[f"_{kind}"](first, last)
         name = f"{kind}-{first:%Y-%m-%d}_{last:%Y-%m-%d}.csv"
-    path = os.path.join(folder(), name)
-    # A temporary file of this run's own: two runs of one report (two workers) must not write into one.
-    temporary = f"{path}.{secrets.token_hex(4)}.part"
-    with open(temporary, "w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)  # a download never sees half a file
+    write_file(os.path.join(folder(), name), header, rows, current_app.config["CSV_DIALECT"])
     return name
 
 

@@ -9,10 +9,12 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..batch import bulk_update
+from ..csvfiles import read_table
 from ..extensions import db
+from ..files import open_private, private_folder
 from ..models import Product, utcnow
 from .errors import InvalidInput, NotFound
-from .payments import _reader
+from .parsing import MAX_COUNT, whole_number
 
 BATCH_SIZE = 500
 MAX_LINES = 200_000
@@ -21,7 +23,7 @@ MAX_LINES = 200_000
 def parse_stock_csv(data):
     """([(line number, sku, count)], [(line number, problem)]); columns sku and stock_on_hand."""
     rows, problems, seen = [], [], {}
-    for number, record in _reader(data, ("sku", "stock_on_hand")):
+    for number, record in read_table(data, ("sku", "stock_on_hand")):
         if number > MAX_LINES + 1:
             problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
             break
@@ -29,22 +31,21 @@ def parse_stock_csv(data):
         raw = (record.get("stock_on_hand") or "").strip()
         if not sku:
             problems.append((number, "the SKU is empty"))
-        elif not (raw.isascii() and raw.isdigit()) or int(raw) > 10_000_000:
-            problems.append((number, f"“{raw[:20]}” is not a whole number from 0 to 10,000,000"))
+        elif whole_number(raw, minimum=0, maximum=MAX_COUNT) is None:
+            problems.append((number, f"“{raw[:20]}” is not a whole number from 0 to {MAX_COUNT:,}"))
         elif sku in seen:
             problems.append((number, f"{sku} already appears on line {seen[sku]}"))
         else:
             seen[sku] = number
-            rows.append((number, sku, int(raw)))
+            rows.append((number, sku, whole_number(raw, minimum=0, maximum=MAX_COUNT)))
     return rows, problems
 
 
 def save_upload(data):
     """Keep an uploaded stock file in instance/imports/ for the job; returns its path."""
-    folder = os.path.join(current_app.instance_path, "imports")
-    os.makedirs(folder, exist_ok=True)
+    folder = private_folder(os.path.join(current_app.instance_path, "imports"))
     path = os.path.join(folder, f"stock-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.csv")
-    with open(path, "wb") as handle:
+    with open_private(path, "wb") as handle:
         handle.write(data)
     return path
 
