@@ -9,18 +9,24 @@ queue_cli = AppGroup("queue", help="Background jobs: process, worker, status, re
 
 
 @queue_cli.command("process")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=None,
-              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10).")
-def process(limit):
-    """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit."""
-    limit = limit or current_app.config["QUEUE_BATCH"]
+@click.option("--limit", type=click.IntRange(0, 100_000), default=None,
+              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10; 0 runs only the housekeeping).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print what the run did when all went well.")
+def process(limit, verbose):
+    """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit.
+
+    Prints nothing when all went well (cron mails or logs any output), one line per real problem."""
+    limit = current_app.config["QUEUE_BATCH"] if limit is None else limit
     summary = current_app.extensions["queue"].process(limit)
-    problems = {k: v for k, v in summary.items() if isinstance(v, str)}
-    click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; "
-               f"reaped {summary['reaped']}, resent {summary['resent']}, released {summary['released']}, "
-               f"periodic: {', '.join(summary['periodic']) if isinstance(summary['periodic'], list) and summary['periodic'] else 'none'}.")
-    for step, problem in problems.items():
-        click.echo(f"warning: {step}: {problem}", err=True)
+    if verbose:
+        periodic = summary["periodic"] or []
+        click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; reaped {summary['reaped'] or 0}, "
+                   f"lost and re-sent {summary['lost'] or 0}, resent {summary['resent'] or 0}, "
+                   f"released {summary['released'] or 0}, periodic: {', '.join(periodic) or 'none'}.")
+    if summary["failed"]:
+        click.echo(f"warning: {summary['failed']} job(s) failed in this run; see `flask queue status`.", err=True)
+    for problem in summary["problems"]:
+        click.echo(f"warning: {problem}", err=True)
     if "error" in summary:
         raise SystemExit(1)
 
