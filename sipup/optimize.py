@@ -749,7 +749,7 @@ def optimize(app, now=None, dry_run=False, echo=click.echo):
     return outcome, render(outcome)
 
 
-@click.command("optimize")
+@click.command("optimize", short_help="Indexes, monthly partitions, ANALYZE; a report of timings.")
 @click.option("--dry-run", is_flag=True, help="Print the statements that would run; change nothing.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report to this file.")
 @with_appcontext

@@ -5,10 +5,14 @@ from flask.cli import AppGroup
 
 from . import queue as jobs
 
-queue_cli = AppGroup("queue", help="Background jobs: process, worker, status, retry, cleanup.")
+queue_cli = AppGroup("queue", help=(
+    "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
+    "table. Cron runs `process` every minute; a busier host runs `worker` as a service instead, or beside it. "
+    "`status` shows the queue, `retry` queues failed jobs again, `cleanup` trims the history and `enqueue` "
+    "queues one job by hand."))
 
 
-@queue_cli.command("process")
+@queue_cli.command("process", short_help="Run up to N ready jobs and the housekeeping, then exit (cron).")
 @click.option("--limit", type=click.IntRange(0, 100_000), default=None,
               help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10; 0 runs only the housekeeping).")
 @click.option("-v", "--verbose", is_flag=True, help="Also print what the run did when all went well.")
@@ -31,17 +35,22 @@ def process(limit, verbose):
         raise SystemExit(1)
 
 
-@queue_cli.command("worker")
+@queue_cli.command("worker", short_help="Run jobs until stopped (SIGTERM/Ctrl+C finish running ones).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker threads (default SIPUP_QUEUE_WORKERS, 2).")
 def worker(workers):
-    """Run Huey's consumer until stopped (Ctrl+C), for hosts that outgrow cron."""
+    """Run Huey's consumer until stopped, for hosts that outgrow cron.
+
+    SIGTERM, Ctrl+C or Ctrl+Break: take no new job, let running ones finish for up to
+    SIPUP_WORKER_STOP_SECONDS (30), queue again what is still running, exit. A second signal stops at once."""
     workers = workers or current_app.config["QUEUE_WORKERS"]
-    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); Ctrl+C stops.")
+    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
+               f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
+               f"{current_app.config['WORKER_STOP_SECONDS']} s.")
     jobs.run_worker(current_app._get_current_object(), workers)
 
 
-@queue_cli.command("status")
+@queue_cli.command("status", short_help="Job counts by status and priority, the processors' last runs.")
 def status():
     """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
     info = jobs.queue_status()
@@ -62,7 +71,7 @@ def status():
                    f"{run['jobs_run']} job(s), {run['failures']} failure(s).")
 
 
-@queue_cli.command("retry")
+@queue_cli.command("retry", short_help="Queue a failed job, or every failed job, again.")
 @click.argument("job_id", type=int, required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
 def retry(job_id, all_failed):
@@ -79,7 +88,7 @@ def retry(job_id, all_failed):
     click.echo(f"Queued job {record.id} ({record.name}) again.")
 
 
-@queue_cli.command("cleanup")
+@queue_cli.command("cleanup", short_help="Delete finished jobs older than N days.")
 @click.option("--days", type=click.IntRange(1, 3650), default=None,
               help="Keep finished jobs this many days (default SIPUP_QUEUE_KEEP_DAYS, 30).")
 def cleanup(days):
@@ -88,7 +97,7 @@ def cleanup(days):
     click.echo(f"Deleted {jobs.cleanup(days)} finished job(s) older than {days} day(s).")
 
 
-@queue_cli.command("enqueue")
+@queue_cli.command("enqueue", short_help="Queue one job by name with its arguments.")
 @click.argument("name")
 @click.argument("args", nargs=-1)
 @click.option("--priority", type=click.Choice(list(jobs.PRIORITIES)), default=None, help="Default: the job's own.")
