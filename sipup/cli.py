@@ -193,7 +193,7 @@ def user_create(email, role, company, name, password_stdin):
 @with_appcontext
 def db_stats(window, top):
     """Print the top statements by total time, the slow ones, and the connection pool."""
-    from .query_stats import pool_status
+    from .query_stats import describe_pool, pool_status
 
     summary = current_app.extensions["query_stats"].summary(window)
     click.echo(f"Query statistics, last {window} (from {summary['store']}):")
@@ -214,7 +214,6 @@ def db_stats(window, top):
             continue
         click.echo(header)
         for r in rows:
-            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7.0f} "
+            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7,.0f} "
                        f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}")
-    pool = pool_status(db.engine)
-    click.echo(f"\nPool: {pool}")
+    click.echo(f"\nPool: {describe_pool(pool_status(db.engine))}")
