@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
@@ -49,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from .database import run_in_transaction
 from .extensions import db
+from .metrics import percentile
 from .models import Job, JobStatus, QueueRun, utcnow
 from .services.errors import DomainError
 
@@ -270,15 +272,18 @@ class Queue:
         counters.incr("queue", "run")
         with self._lock:
             self.tally["run"] += 1
+        started = time.perf_counter()
         try:
             result = func(*args)
         except (PermanentError, DomainError) as exc:
             db.session.rollback()
             self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
+            count_run(counters, task.name, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
             db.session.rollback()
             error = f"{type(exc).__name__}: {exc}"
+            count_run(counters, task.name, started, "r" if attempts < max_attempts else "f")
             if attempts < max_attempts:
                 run_at = utcnow() + timedelta(seconds=self.retry_delay * attempts)
                 self._finish(job_id, attempts, S.RETRYING, error=error, run_at=run_at)
@@ -291,6 +296,7 @@ class Queue:
             self._finish(job_id, attempts, S.FAILED, error=error)
             return self._failed(task, exc, counters)
         self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
+        count_run(counters, task.name, started, None)
         counters.incr("queue", "done")
         return S.DONE
 
@@ -563,6 +569,37 @@ def store_loss():
     return {"at": row.finished_at, "lost": row.jobs_run, "times": row.failures}
 
 
+# Run times per job type, in the shared counters (group "jobs"): `<name>|n` runs, `|f` failed for good,
+# `|r` failed and retried, `|h<i>` the run-time histogram in seconds (bounds below).
+RUN_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def count_run(counters, name, started, failure):
+    """Count one run of a job type with its run time; failure: "f" (for good), "r" (retried) or None."""
+    seconds = time.perf_counter() - started
+    index = next((i for i, bound in enumerate(RUN_BOUNDS_S) if seconds <= bound), len(RUN_BOUNDS_S))
+    amounts = {f"{name}|n": 1, f"{name}|h{index}": 1}
+    if failure:
+        amounts[f"{name}|{failure}"] = 1
+    counters.incr_many("jobs", amounts)
+
+
+def job_type_stats(counters, hours=24):
+    """Per job type over the last `hours`: runs, failures (for good), retries and the p95 run time in s."""
+    rows = {}
+    for key, value in counters.totals("jobs", "hour", hours).items():
+        name, _, field = key.rpartition("|")
+        row = rows.setdefault(name, {"name": name, "runs": 0, "failed": 0, "retried": 0,
+                                     "hist": [0] * (len(RUN_BOUNDS_S) + 1)})
+        if field.startswith("h"):
+            row["hist"][int(field[1:])] += value
+        else:
+            row[{"n": "runs", "f": "failed", "r": "retried"}[field]] += value
+    for row in rows.values():
+        row["p95_s"] = percentile(row["hist"], 0.95, RUN_BOUNDS_S)
+    return sorted(rows.values(), key=lambda r: (-r["runs"], r["name"]))
+
+
 def _write_heartbeat(processor, values):
     stmt = update(QueueRun).where(QueueRun.processor == processor).values(**values)
     if not db.session.execute(stmt.execution_options(synchronize_session=False)).rowcount:
@@ -691,12 +728,13 @@ def queue_status():
 
 
 def retry_job(job_id):
-    """Queue a failed job again with fresh attempts; returns the job, or raises LookupError / ValueError."""
+    """Queue a failed or cancelled job again with fresh attempts; returns the job, or raises LookupError /
+    ValueError."""
     record = db.session.get(Job, job_id)
     if record is None:
         raise LookupError(f"There is no job {job_id}.")
-    if record.status != S.FAILED:
-        raise ValueError(f"Job {job_id} is {record.status}; only failed jobs can be retried.")
+    if record.status not in (S.FAILED, S.CANCELLED):
+        raise ValueError(f"Job {job_id} is {record.status}; only failed and cancelled jobs can be retried.")
     _requeue(record)
     db.session.commit()
     return record
@@ -719,12 +757,64 @@ def _requeue(record):
     send_after_commit(record)
 
 
+def find_jobs(state=None, name=None, priority=None, page=1, per_page=50):
+    """A page of jobs, newest first, filtered by state, job type and priority (names as in PRIORITIES)."""
+    query = select(Job).order_by(Job.id.desc())
+    if state:
+        query = query.where(Job.status == state)
+    if name:
+        query = query.where(Job.name == name)
+    if priority:
+        query = query.where(Job.priority == PRIORITIES[priority])
+    return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=200)
+
+
+def job_names():
+    """Every job type known to this code or present in the table, for the browser's filter."""
+    stored = db.session.scalars(select(Job.name).distinct()).all()
+    return sorted(set(stored) | set(JOBS))
+
+
+def cancel_job(job_id):
+    """Stop a waiting job from running; its message, if it comes, is skipped. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    changed = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(WAITING))
+        .values(status=S.CANCELLED, finished_at=utcnow(), lease_until=None,
+                error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not changed:
+        db.session.refresh(record)
+        raise ValueError(f"Job {job_id} is {record.status}; only queued and retrying jobs can be cancelled.")
+    db.session.refresh(record)
+    return record
+
+
+def delete_job(job_id):
+    """Delete a job that is not running from the history. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    if record.status == S.RUNNING:
+        raise ValueError(f"Job {job_id} is running; delete it once it has finished.")
+    name = record.name
+    deleted = db.session.execute(Job.__table__.delete().where(Job.id == job_id, Job.status != S.RUNNING)).rowcount
+    db.session.commit()
+    if not deleted:
+        raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
+    return name
+
+
 def cleanup(days):
-    """Delete finished (done and failed) jobs that finished more than `days` days ago; returns how many.
+    """Delete finished (done, failed, cancelled) jobs that finished more than `days` days ago; returns how many.
     Heartbeats of workers gone as long (each worker process has its own) go too."""
     cutoff = utcnow() - timedelta(days=days)
     deleted = db.session.execute(
-        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED)), Job.finished_at < cutoff)
+        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED, S.CANCELLED)), Job.finished_at < cutoff)
     ).rowcount
     db.session.execute(QueueRun.__table__.delete().where(
         QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))

@@ -143,7 +143,7 @@ def test_queue_panel_shows_a_failed_job_and_retry_queues_it_again(app, admin_cli
     again = admin_client.post(f"/monitor/jobs/{job_id}/retry")  # a plain form post goes back to the page
     assert again.status_code == 302 and again.headers["Location"].endswith("/monitor#panel-queue")
     page = admin_client.get("/monitor").get_data(as_text=True)
-    assert "only failed jobs can be retried" in page
+    assert "only failed and cancelled jobs can be retried" in page
 
 
 def test_health_shows_the_queue_processor_heartbeat(app, admin_client):
