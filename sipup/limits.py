@@ -488,8 +488,10 @@ class RateLimits:
     # --- for /monitor and the command line ---
 
     def status(self, minutes=60):
-        """Where counting happens, the limits, refusals per minute, top offenders and blocks in force."""
-        series = self.counters.series("limits", "minute", minutes)  # one read, for the totals too
+        """Where counting happens, the limits, refusals per minute (per hour beyond two hours), top offenders and
+        blocks in force."""
+        res, count = ("minute", minutes) if minutes <= 120 else ("hour", -(-minutes // 60))
+        series = self.counters.series("limits", res, count)  # one read, for the totals too
         totals = {}
         for _start, values in series:
             for name, count in values.items():

@@ -368,8 +368,9 @@ class Collector:
         except Exception:  # a statistics bug must not kill the timer thread silently
             log.exception("Query statistics flush failed")
 
-    def flush(self):
-        """Hand pending figures to the store; on a store error keep serving and say so."""
+    def flush(self, at_exit=False):
+        """Hand pending figures to the store; on a store error keep serving and say so (not at exit, when
+        the log may be closed and nothing can be done about it)."""
         with self.lock:
             pending, self.pending = self.pending, {}
             sql, self.new_sql = self.new_sql, {}
@@ -383,6 +384,8 @@ class Collector:
             self.store.write(pending, sql)
             self.store_error = None
         except Exception as exc:  # Redis down: statistics are best-effort, requests are not
+            if at_exit:
+                return
             if self.store_error is None:
                 log.warning("Query statistics not saved: %s", exc)
             self.store_error = str(exc) or type(exc).__name__
@@ -447,7 +450,7 @@ _LIVE_COLLECTORS = weakref.WeakSet()
 @atexit.register
 def _flush_at_exit():
     for collector in list(_LIVE_COLLECTORS):
-        collector.flush()
+        collector.flush(at_exit=True)
 
 
 def register_query_stats(app, engine):
@@ -565,6 +568,36 @@ def pool_status(engine):
     status["waits"] = POOL_WAITS.value
     status["wait_ms"] = round(POOL_WAITS.total_ms, 1)
     return status
+
+
+def connection_budget(engine, config, processes):
+    """Pool size + overflow per process x processes against the server's max_connections (MariaDB/MySQL);
+    None on SQLite. The figures /monitor's rule and `flask db optimize --report` show."""
+    if engine.dialect.name == "sqlite":
+        return None
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        max_connections = int(conn.execute(text("SELECT @@max_connections")).scalar())
+        status = {name.lower(): int(value) for name, value in conn.execute(text(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Max_used_connections')"))}
+    per_process = config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"]
+    processes = max(processes, 1)
+    return {
+        "max_connections": max_connections, "per_process": per_process, "processes": processes,
+        "needed": per_process * processes, "fit": max_connections // per_process if per_process else None,
+        "connected": status.get("threads_connected"), "max_used": status.get("max_used_connections"),
+    }
+
+
+def describe_budget(budget):
+    """The connection budget in one line."""
+    if budget is None:
+        return "SQLite: no connection limit to share"
+    verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
+    return (f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
+            f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']} {verdict} in max_connections {budget['max_connections']}; "
+            f"{budget['connected']} connected now, {budget['max_used']} at most since the server started")
 
 
 def describe_pool(status):

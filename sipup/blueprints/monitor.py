@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from markupsafe import Markup, escape
 
 from .. import monitor
+from ..charts import DEFAULT_RANGE, pick_range
 from ..health import duration
 from ..security import admin_required
 
@@ -26,7 +27,7 @@ def _job_words():
 @admin_required
 def index():
     """Every panel on one page; each then refreshes itself."""
-    panels = [Markup(_render(name, title)) for name, title in monitor.panels()]
+    panels = [Markup(_render(name, title, request.args.get(f"{name}_range"))) for name, title in monitor.panels()]
     return render_template("monitor/index.html", panels=panels)
 
 
@@ -37,7 +38,7 @@ def panel(name):
     titles = dict(monitor.panels())
     if name not in titles:
         abort(404)
-    return _render(name, titles[name])
+    return _render(name, titles[name], request.args.get("range"))
 
 
 @bp.route("/monitor/jobs")
@@ -150,7 +151,7 @@ def _after_action(name, message, category, back=None):
     from (the job browser) or to the panel."""
     monitor.forget(name)
     if request.headers.get("HX-Request"):
-        return _render(name, dict(monitor.panels())[name], notice=(message, category))
+        return _render(name, dict(monitor.panels())[name], request.args.get("range"), notice=(message, category))
     flash(message, category)
     back = request.form.get("next", "") if back is None else back
     if back.startswith("/monitor/jobs") and "//" not in back and "\\" not in back:
@@ -158,15 +159,19 @@ def _after_action(name, message, category, back=None):
     return redirect(url_for("monitor.index") + f"#panel-{name}")
 
 
-def _render(name, title, notice=None):
-    """A panel's partial, or its inline error state when building its data fails."""
+def _render(name, title, range_=None, notice=None):
+    """A panel's partial over its time range, or its inline error state when building its data fails."""
+    range_ = pick_range(range_) if monitor.ranged(name) else None
+    verdict = None
     try:
-        data, error = monitor.panel(name), None
+        data, error = monitor.panel(name, range_ or DEFAULT_RANGE), None
+        if name in ("health", "recommendations"):
+            verdict = monitor.verdict()  # both panels show the same one
     except Exception as exc:  # one failing panel must not take the page or the other panels down
         current_app.logger.exception("Monitor panel %s failed", name)
         data, error = None, f"{type(exc).__name__}: {exc}"
     return render_template("monitor/_panel.html", name=name, title=title, data=data, error=error,
-                           failed_at=time.time(), notice=notice)
+                           failed_at=time.time(), notice=notice, range=range_, verdict=verdict)
 
 
 @bp.app_template_filter("clock")
