@@ -486,7 +486,8 @@ class Optimizer:
         number, company_id, created = latest
         first, until = month_start(created, -1), month_start(created)  # the last full month, as cron asks
         last = date.fromordinal(until.toordinal() - 1)
-        word = self.conn.execute(select(Product.name).where(Product.active.is_(True)).limit(1)).scalar()
+        word = self.conn.execute(select(Product.name).where(Product.active.is_(True))
+                                 .order_by(Product.id).limit(1)).scalar()
         queries = [("storefront: catalog page, all products", search_query().limit(24))]
         if word:
             queries.append((f"storefront: search “{word.split()[0]}”", search_query(word.split()[0]).limit(24)))

@@ -59,6 +59,11 @@ def status():
     click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in jobs.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
         click.echo(f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}")
+    if info["store_loss"]:
+        loss = info["store_loss"]
+        click.echo(f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
+                   f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
+                   "Give Redis persistence (README).")
     if info["huey"] is not None:
         click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
     else:

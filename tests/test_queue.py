@@ -402,6 +402,8 @@ def test_jobs_survive_a_queue_store_that_forgot_them(app, make_app, tmp_path, wh
 
             beat = queue_processor()
             assert beat["state"] == "warn" and f"{store_name} lost 101 queued message(s)" in beat["detail"]
+            status = target.test_cli_runner().invoke(args=["queue", "status"]).output
+            assert "warning: the queue store lost 101 queued message(s)" in status
             assert process(target)["lost"] == 0  # the next run finds the new epoch
             assert sorted(RUNS) == sorted(labels)
             db.session.remove()
