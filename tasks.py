@@ -55,6 +55,7 @@ def cache_cleanup():
 
 
 @job(priority="low")
-def ping():
-    """Do nothing: checks the queue end to end (`flask queue enqueue ping`, then `flask queue status`)."""
-    return "pong"
+def ping(seconds=0):
+    """Do nothing, for `seconds` if given: checks the queue end to end (`flask queue enqueue ping`, then
+    `flask queue status`) and a worker's graceful stop (`flask queue enqueue ping 20`, then stop the worker)."""
+    return housekeeping.pause(seconds)

@@ -557,10 +557,12 @@ def register_cache(app):
     return cache
 
 
-cache_cli = AppGroup("cache", help="Cache statistics and clearing.")
+cache_cli = AppGroup("cache", help=(
+    "The cache of products, prices, users, orders and the dashboard: `stats` prints hits, misses and errors "
+    "per type; `clear` makes every cached value (or one type's) stale in every process and host."))
 
 
-@cache_cli.command("stats")
+@cache_cli.command("stats", short_help="State, and hits, misses, errors per type.")
 @click.option("--window", type=click.Choice(["hour", "day"]), default="hour", show_default=True, help="Time span.")
 def cache_stats(window):
     """Print the cache's state and hits, misses, sets, errors and fallbacks per type."""
@@ -590,7 +592,7 @@ def cache_stats(window):
                + " ".join("–" if r is None else f"{r:.0%}" for r in rates))
 
 
-@cache_cli.command("clear")
+@cache_cli.command("clear", short_help="Make cached values stale everywhere.")
 @click.option("--type", "type_", type=click.Choice(TYPES), help="Only this type of cached value.")
 def cache_clear(type_):
     """Make every cached value (or one type's) stale in every process and host."""

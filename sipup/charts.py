@@ -1,31 +1,116 @@
-"""Server-rendered charts: the coordinates of small inline SVG line charts (no script, no CDN)."""
+"""Server-rendered charts: the geometry of inline SVG line charts with axes, gridlines and a tooltip per
+time bucket (an SVG <title>), drawn by the `chart` macro in templates/monitor/_charts.html. No script, no CDN.
+
+A value of None is a bucket without data (no request, no cache read): the line stops there and starts again
+after it, so an idle night is a gap, not a fall to zero.
+"""
+import math
 from datetime import datetime, timezone
 
-WIDTH, HEIGHT, PAD = 320, 90, 4
+WIDTH, HEIGHT = 480, 150
+LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 22  # room for the y labels on the left and the times below
+# The time ranges a panel offers: bucket resolution of the shared counters, how many buckets, the words.
+RANGES = {"hour": ("minute", 60, "last hour"), "day": ("hour", 24, "last 24 hours")}
+DEFAULT_RANGE = "hour"
 
 
-def line_chart(starts, series, width=WIDTH, height=HEIGHT, percent=False):
-    """starts: bucket start times; series: [(label, css class, [value or None per bucket])].
+def pick_range(value):
+    """A range name from the query string, or the default for anything else."""
+    return value if value in RANGES else DEFAULT_RANGE
 
-    Returns what the `chart` template macro draws: a polyline per series scaled to a shared maximum,
-    with the maximum and the first and last times as labels. Missing values break nothing: they count 0.
+
+def line_chart(starts, series, percent=False, unit="", show=None):
+    """starts: bucket start times (UTC seconds); series: [(label, css class, [value or None per bucket])].
+
+    percent: values are shares (0-1) drawn on a 0-100% axis; unit: added to values in labels and tooltips;
+    show: formats one value for the tooltips (default: whole numbers, or percent).
     """
-    values = [v or 0 for _, _, points in series for v in points]
-    top = 1.0 if percent else max(values, default=0) or 1
-    count = max(len(starts) - 1, 1)
+    show = show or (_percent if percent else (lambda v: f"{v:,.0f}{unit}"))
+    known = [v for _, _, points in series for v in points if v is not None]
+    ticks = 4
+    # Counts step by whole numbers at least, so a quiet range shows 0-4, not fractions of a request.
+    top = 1.0 if percent else ticks * _nice_step(max(known, default=0) / ticks, whole=not unit)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step = plot_w / max(len(starts), 1)
+
+    def x(i):
+        return LEFT + step * (i + 0.5)  # each value sits in the middle of its bucket
+
+    def y(value):
+        return TOP + plot_h - min(value, top) / top * plot_h
+
     lines = []
     for label, css, points in series:
-        coords = " ".join(
-            f"{PAD + i * (width - 2 * PAD) / count:.1f},{height - PAD - (v or 0) / top * (height - 2 * PAD):.1f}"
-            for i, v in enumerate(points)
-        )
-        lines.append({"label": label, "css": css, "points": coords, "last": points[-1] if points else None})
+        segments, current = [], []
+        for i, value in enumerate(points):
+            if value is None:
+                if current:
+                    segments.append(current)
+                current = []
+            else:
+                current.append((x(i), y(value)))
+        if current:
+            segments.append(current)
+        lines.append({
+            "label": label, "css": css,
+            "paths": [" ".join(f"{'M' if n == 0 else 'L'}{px:.1f},{py:.1f}" for n, (px, py) in enumerate(seg))
+                      for seg in segments if len(seg) > 1],
+            "dots": [seg[0] for seg in segments if len(seg) == 1],  # a lone bucket with data between gaps
+        })
     return {
-        "width": width, "height": height, "lines": lines,
-        "top": "100%" if percent else f"{top:,.0f}",
-        "first": _clock(starts[0]) if starts else "", "last": _clock(starts[-1]) if starts else "",
+        "width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP,
+        "bottom": TOP + plot_h,
+        "yticks": [(y(top * n / ticks), _percent(top * n / ticks) if percent else _number(top * n / ticks) + unit)
+                   for n in range(ticks + 1)],
+        "xticks": [(x(i), _clock(start)) for i, start in _time_ticks(starts)],
+        "lines": lines,
+        "columns": [{"x": LEFT + step * i, "width": step, "title": _tooltip(start, series, i, show, starts)}
+                    for i, start in enumerate(starts)],
+        "empty": not known,
     }
 
 
+def _nice_step(value, whole=False):
+    """The smallest of 1, 2, 2.5, 5 x 10^k at or above value (at least 1 when whole), so gridlines fall
+    on round numbers."""
+    if value <= 0 or (whole and value <= 1):
+        return 1
+    magnitude = 10 ** math.floor(math.log10(value))
+    for factor in (1, 2, 2.5, 5, 10):
+        if value <= factor * magnitude and not (whole and factor * magnitude != int(factor * magnitude)):
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _number(value):
+    if value >= 10_000:
+        return f"{value / 1000:,.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:,.1f}k".replace(".0k", "k")
+    return f"{value:,.0f}" if value == int(value) or value >= 10 else f"{value:.1f}"
+
+
+def _percent(value):
+    return f"{value:.0%}"
+
+
+def _time_ticks(starts):
+    """(index, start) of the buckets on a round time: about five labels whatever the range."""
+    if len(starts) < 2:
+        return list(enumerate(starts))
+    seconds = starts[1] - starts[0]
+    span = seconds * len(starts)
+    every = next(e for e in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 1 << 40)
+                 if span / e <= 6)
+    return [(i, start) for i, start in enumerate(starts) if start % every == 0]
+
+
+def _tooltip(start, series, index, show, starts):
+    seconds = starts[1] - starts[0] if len(starts) > 1 else 60
+    when = f"{_clock(start)}–{_clock(start + seconds)} UTC"
+    parts = [f"{label} {'no data' if points[index] is None else show(points[index])}" for label, _, points in series]
+    return f"{when}: " + ", ".join(parts)
+
+
 def _clock(timestamp):
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%H:%M UTC")
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%H:%M")

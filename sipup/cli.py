@@ -1,4 +1,7 @@
-"""Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns."""
+"""Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns.
+
+register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
+is under the list (Flask prints its own text above it before it has loaded the app)."""
 import errno
 import logging
 import os
@@ -18,8 +21,28 @@ from .optimize import db_optimize
 from .queue_cli import queue_cli
 
 
+# One line each in `flask --help`, in the order a new operator needs them.
+ONE_LINERS = {
+    "serve": "Run the site under waitress (demo data if the database is new).",
+    "queue": "Background jobs: process (cron), worker, status, retry...",
+    "db": "The database: upgrade (migrations), stats, optimize.",
+    "cache": "Cache statistics per type, and clearing.",
+    "limits": "Rate limits: refusals, offenders, unblocking.",
+    "user": "User accounts of staff and customers.",
+    "seed": "Fill the database with demo or scale data.",
+    "loadtest": "Load-test a sipup site and check thresholds.",
+}
+ABOUT = """\b
+sipup: B2B ordering for a wholesaler. Customers order at /, staff work at /admin,
+admins watch /monitor. Settings: SIPUP_* variables or instance/sipup.cfg (README).
+Start with `flask serve`; cron runs `flask queue process` every minute (cron/).
+`flask COMMAND --help` describes each command and group."""
+DB_HELP = ("The database: schema migrations (`upgrade` applies them; the others are Flask-Migrate's tools for "
+           "writing them), statement statistics (`stats`) and indexes, partitions and statistics (`optimize`).")
+
+
 def register_cli(app):
-    """Attach the command groups to `flask`."""
+    """Attach the command groups to `flask`, each with its line for `flask --help`."""
     app.cli.add_command(serve)
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
@@ -32,6 +55,17 @@ def register_cli(app):
 
     db_group.add_command(db_stats)
     db_group.add_command(db_optimize)
+    db_group.help = DB_HELP
+    app.cli.add_command(db_group)
+    for name, line in ONE_LINERS.items():
+        app.cli.commands[name].short_help = line
+    context = click.get_current_context(silent=True)
+    root = context.find_root().command if context is not None else None
+    for group in (app.cli, root):  # Flask-Limiter's own group (a plugin of `flask`); `flask limits` is sipup's
+        if isinstance(group, click.Group) and "limiter" in group.commands:
+            group.commands["limiter"].hidden = True
+    if root is not None:  # loaded by `flask`: its help ends with what sipup is
+        root.epilog = ABOUT
 
 
 def _is_embedded():
@@ -322,13 +356,13 @@ def company_create(name, vat, terms, credit, price_list, address):
                f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}.")
 
 
-@click.command("stats")
+@click.command("stats", short_help="Top statements by time, slow ones, the pool.")
 @click.option("--window", type=click.Choice(["hour", "day"]), default="hour", show_default=True, help="Time span.")
 @click.option("--top", type=click.IntRange(1, 500), default=10, show_default=True, help="Statements to list.")
 @with_appcontext
 def db_stats(window, top):
     """Print the top statements by total time, the slow ones, and the connection pool."""
-    from .query_stats import pool_status
+    from .query_stats import describe_pool, pool_status
 
     summary = current_app.extensions["query_stats"].summary(window)
     click.echo(f"Query statistics, last {window} (from {summary['store']}):")
@@ -349,7 +383,6 @@ def db_stats(window, top):
             continue
         click.echo(header)
         for r in rows:
-            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7.0f} "
+            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7,.0f} "
                        f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}")
-    pool = pool_status(db.engine)
-    click.echo(f"\nPool: {pool}")
+    click.echo(f"\nPool: {describe_pool(pool_status(db.engine))}")

@@ -89,6 +89,7 @@ DEFAULTS = {
     "QUEUE_LEASE_SECONDS": 900,  # a running job whose process died is retried after this long
     "QUEUE_BATCH": 10,  # jobs per `flask queue process` run
     "QUEUE_WORKERS": 2,  # threads of `flask queue worker`
+    "WORKER_STOP_SECONDS": 30,  # a stopping worker lets running jobs finish this long, then queues them again
     "QUEUE_KEEP_DAYS": 30,  # finished jobs kept in the history
     "MAIL_FROM": "sipup <orders@localhost>",
     # Accounts: the site's name in pages and mails, the address links in mails point to (behind a proxy
@@ -343,6 +344,7 @@ CONVERTERS = {
     "QUEUE_LEASE_SECONDS": _positive_int,
     "QUEUE_BATCH": _positive_int,
     "QUEUE_WORKERS": _positive_int,
+    "WORKER_STOP_SECONDS": _non_negative_int,
     "QUEUE_KEEP_DAYS": _positive_int,
     "BACKUP_KEEP": _positive_int,
     "CACHE_TTL_PRODUCTS": _positive_int,

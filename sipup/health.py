@@ -6,6 +6,7 @@ value and a detail line that says what to do. The verdict is the worst state.
 import os
 import shutil
 import time
+from datetime import timedelta
 
 import psutil
 from flask import current_app
@@ -13,6 +14,8 @@ from sqlalchemy import text
 
 from .database import check_writable
 from .extensions import db
+from .models import utcnow
+from .queue import describe_loss, last_processor_finish, store_loss
 from .web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
@@ -22,6 +25,7 @@ POOL_WARN = 0.8  # share of the pool (size + overflow) in use
 DISK_WARN, DISK_BAD = 0.10, 0.03  # free share of the disk holding instance/
 MEMORY_WARN = 0.90
 PROCESSOR_STALE_MINUTES = 10  # cron runs every minute or five: ten minutes without a run means it stopped
+STORE_LOSS_HOURS = 24  # a queue store's data loss is named this long (amber for the first hour)
 STARTED = time.time()
 psutil.cpu_percent(interval=None)  # the first reading is always 0: take it now, so the panel's is real
 
@@ -123,20 +127,24 @@ def counters_store():
 
 
 def queue_processor():
-    from sqlalchemy import func, select
-
-    from .models import QueueRun, utcnow
-
     queue = current_app.extensions["queue"]
-    last = db.session.scalar(select(func.max(func.coalesce(QueueRun.finished_at, QueueRun.started_at))))
+    last = last_processor_finish()
     if last is None:
         return check("Queue processor", "warn", "never ran", "add the cron line from cron/crontab "
                      "(`flask queue process` every minute) or start `flask queue worker`")
-    minutes = (utcnow() - last).total_seconds() / 60
+    now = utcnow()
+    minutes = (now - last).total_seconds() / 60
     detail = f"last run {duration(minutes * 60)} ago · Huey on {queue.backend}"
     if minutes > PROCESSOR_STALE_MINUTES:
         return check("Queue processor", "bad", f"{minutes:,.0f} min ago",
                      detail + ": jobs wait; check cron (cron/crontab) or the worker's process")
+    loss = store_loss()
+    if loss and now - loss["at"] < timedelta(hours=STORE_LOSS_HOURS):
+        event = describe_loss(queue.backend, loss["lost"], loss["at"])
+        if now - loss["at"] < timedelta(hours=1):
+            return check("Queue processor", "warn", "store lost data",
+                         f"{event} Give Redis persistence (README, “Redis for the queue”). · {detail}")
+        detail = f"{detail} · {event}"
     return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)
 
 

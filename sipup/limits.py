@@ -502,8 +502,10 @@ class RateLimits:
     # --- for /monitor and the command line ---
 
     def status(self, minutes=60):
-        """Where counting happens, the limits, refusals per minute, top offenders and blocks in force."""
-        series = self.counters.series("limits", "minute", minutes)  # one read, for the totals too
+        """Where counting happens, the limits, refusals per minute (per hour beyond two hours), top offenders and
+        blocks in force."""
+        res, count = ("minute", minutes) if minutes <= 120 else ("hour", -(-minutes // 60))
+        series = self.counters.series("limits", res, count)  # one read, for the totals too
         totals = {}
         for _start, values in series:
             for name, count in values.items():
@@ -599,7 +601,9 @@ def unblock(app=None, who=None):
 
 # --- command line ------------------------------------------------------------------------------
 
-limits_cli = AppGroup("limits", help="Rate limits: refusals, offenders and blocks.")
+limits_cli = AppGroup("limits", help=(
+    "Rate limits per address and user: `status` prints the limits, refusals per minute, the most limited "
+    "clients and the blocks in force; `unblock` lifts blocks."))
 
 
 def _user_emails(user_ids):
@@ -619,7 +623,7 @@ def _name(who, emails):
     return f"user {emails.get(key, key)}" if kind == "user" else f"address {key}"
 
 
-@limits_cli.command("status")
+@limits_cli.command("status", short_help="Limits, refusals, top offenders and blocks.")
 @click.option("--minutes", type=click.IntRange(1, 120), default=60, show_default=True, help="Time span.")
 def limits_status(minutes):
     """Print the limits, refusals per minute, top limited addresses and users, and the blocks in force."""
@@ -670,7 +674,7 @@ def _who(text):
     return f"addr:{text}"
 
 
-@limits_cli.command("unblock")
+@limits_cli.command("unblock", short_help="Lift blocks of addresses or users (or --all).")
 @click.argument("clients", nargs=-1)
 @click.option("--all", "everyone", is_flag=True, help="Lift every block in force.")
 def limits_unblock(clients, everyone):

@@ -16,6 +16,7 @@ A store that fails (Redis down) keeps the figures pending in memory, bounded, an
 import atexit
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -156,6 +157,14 @@ class RedisCounterStore:
         self.client.close()
 
 
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def live_processes(counters, minutes=10):
+    """How many processes (web servers, workers, cron runs) wrote figures in the last `minutes`."""
+    return len(counters.totals("processes", "minute", minutes))
+
+
 class Counters:
     """Pending counts of this process, flushed to the shared store every few seconds."""
 
@@ -190,6 +199,9 @@ class Counters:
             self.last_flush = time.monotonic()
         if not pending:
             return
+        # Each flush says this process is alive: group "processes" counts the processes that wrote lately,
+        # for the connection budget (pool size x processes against the database's max_connections).
+        pending[("processes", "minute", bucket_start(time.time(), "minute"), PROCESS)] += 1
         try:
             self.store.write(pending)
             self.store_error = None

@@ -565,6 +565,7 @@ class JobStatus(enum.StrEnum):
     RETRYING = "retrying"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by hand, from /monitor/jobs, before it ran
 
 
 class Job(db.Model):

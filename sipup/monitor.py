@@ -10,64 +10,94 @@ import time
 from flask import current_app
 
 from . import health, recommendations
-from .charts import line_chart
+from .charts import DEFAULT_RANGE, RANGES, line_chart
 from .extensions import db
 from .traffic import traffic
 
 _memo_lock = threading.Lock()
 
 
-def _remember(name, build):
+def _remember(key, build):
     memo = current_app.extensions.setdefault("monitor_memo", {})
     now = time.monotonic()
     with _memo_lock:
-        hit = memo.get(name)
+        hit = memo.get(key)
         if hit and hit[0] > now:
             return hit[1]
     data = build()
     data["as_of"] = time.time()
     with _memo_lock:
-        memo[name] = (now + current_app.config["MONITOR_PANEL_SECONDS"], data)
+        memo[key] = (now + current_app.config["MONITOR_PANEL_SECONDS"], data)
     return data
 
 
-def health_panel():
+def _span(range_):
+    """(bucket resolution, buckets, words, minutes per bucket) of a time range."""
+    res, count, words = RANGES[range_]
+    return res, count, words, 1 if res == "minute" else 60
+
+
+def health_panel(range_=DEFAULT_RANGE):
     return health.run_checks()
 
 
-def traffic_panel():
-    figures = traffic(current_app.extensions["counters"], 60)
-    minutes = figures["per_minute"]
-    figures["chart"] = line_chart(
-        [m["start"] for m in minutes],
-        [("requests", "c-main", [m["requests"] for m in minutes]),
-         ("server errors", "c-bad", [m["errors"] for m in minutes])],
-    )
-    figures["per_minute_now"] = minutes[-2]["requests"] if len(minutes) > 1 else 0  # the last full minute
+def traffic_panel(range_=DEFAULT_RANGE):
+    res, count, words, per = _span(range_)
+    figures = traffic(current_app.extensions["counters"], count, res)
+    buckets = figures["buckets"]
+    starts = [b["start"] for b in buckets]
+    figures["chart"] = line_chart(starts, [
+        ("requests", "c-main", [b["requests"] for b in buckets]),
+        ("server errors", "c-bad", [b["errors"] for b in buckets]),
+    ])
+    figures["latency_chart"] = line_chart(starts, [
+        ("p50", "c-main", [b["p50_ms"] for b in buckets]),
+        ("p95", "c-warn", [b["p95_ms"] for b in buckets]),
+        ("p99", "c-bad", [b["p99_ms"] for b in buckets]),
+    ], unit=" ms", show=lambda v: f"≤ {v:,.0f} ms" if v < 10000 else "> 10 s")
+    # The last full minute, or the average minute of the last full hour.
+    figures["per_minute_now"] = buckets[-2]["requests"] / per if len(buckets) > 1 else 0
+    figures.update(range=range_, range_words=words, per_bucket="minute" if res == "minute" else "hour")
     return figures
 
 
-def database_panel():
-    from .query_stats import pool_status
+def database_panel(range_=DEFAULT_RANGE):
+    from .query_stats import describe_pool, pool_status
 
-    summary = current_app.extensions["query_stats"].summary("hour")
+    _res, _count, words, _per = _span(range_)
+    connections = connection_budget()  # first: its own statements are then in the summary below
+    summary = current_app.extensions["query_stats"].summary(range_)
     count = sum(kind["count"] for kind in summary["kinds"].values())
     total_ms = sum(kind["total_ms"] for kind in summary["kinds"].values())
+    minutes = 60 if range_ == "hour" else 24 * 60
+    pool = pool_status(db.engine)
     return {
         "summary": summary,
         "statements": summary["statements"],
-        "queries_per_minute": count / 60,
+        "queries_per_minute": count / minutes,
         "avg_ms": total_ms / count if count else None,
         "top": summary["statements"][:8],
         "slow": [row for row in summary["statements"] if row["slow"]][:8],
         "slow_ms": current_app.config["SLOW_QUERY_MS"],
         "warn_queries": current_app.config["QUERY_WARN_PER_REQUEST"],
-        "pool": pool_status(db.engine),
+        "pool": pool,
+        "pool_line": describe_pool(pool),
         "pool_shared": current_app.extensions["counters"].totals("db", "minute", 60),
+        "connections": connections,
+        "range": range_, "range_words": words,
     }
 
 
-def queue_panel():
+def connection_budget():
+    """Pool size + overflow per process x the processes that wrote figures in the last 10 minutes, against
+    MariaDB's max_connections (None on SQLite)."""
+    from .metrics import live_processes
+    from .query_stats import connection_budget as budget
+
+    return budget(db.engine, current_app.config, live_processes(current_app.extensions["counters"]))
+
+
+def queue_panel(range_=DEFAULT_RANGE):
     from datetime import timedelta
 
     from sqlalchemy import func, select
@@ -75,6 +105,7 @@ def queue_panel():
     from .models import Job, JobStatus, utcnow
     from .queue import PRIORITIES, WAITING, queue_status
 
+    res, count, words, per = _span(range_)
     status = queue_status()
     now = utcnow()
     day_ago = now - timedelta(days=1)
@@ -83,12 +114,13 @@ def queue_panel():
     failed = db.session.scalars(
         select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.finished_at.desc()).limit(10)).all()
     counters = current_app.extensions["counters"]
-    series = counters.series("queue", "minute", 60)
+    series = counters.series("queue", res, count)
     hour = counters.totals("queue", "minute", 60)
     pending = {name: sum(status["counts"][s][name] for s in WAITING) for name in PRIORITIES}
     processors = [dict(run, age_seconds=(now - (run["finished_at"] or run["started_at"])).total_seconds())
                   for run in status["runs"]]
     workers = [run for run in processors if run["processor"].startswith("worker") and run["age_seconds"] < 180]
+    done_in_range = sum(v.get("done", 0) for _, v in series)
     return {
         "status": status,
         "pending": pending,
@@ -99,7 +131,7 @@ def queue_panel():
         "failed": [{"id": j.id, "name": j.name, "error": j.error, "attempts": j.attempts,
                     "finished_at": j.finished_at} for j in failed],
         "processors": processors,
-        "done_per_minute": hour.get("done", 0) / 60,
+        "done_per_minute": done_in_range / (count * per),
         "enqueued_hour": hour.get("enqueued", 0),
         # What cron can take at most: the --limit of each run in the last hour, per minute; a live worker has
         # no such ceiling, so the capacity rule does not apply while one runs.
@@ -109,6 +141,7 @@ def queue_panel():
             ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
             ("failed", "c-bad", [v.get("failed", 0) for _, v in series]),
         ]),
+        "range": range_, "range_words": words, "per_bucket": res,
     }
 
 
@@ -119,12 +152,16 @@ def queue_figures():
             "arrival_samples": data["enqueued_hour"]}
 
 
-def cache_panel():
+def cache_panel(range_=DEFAULT_RANGE):
     from .cache import EVENTS, TYPES, cache_status
 
+    res, count, words, _per = _span(range_)
     counters = current_app.extensions["counters"]
-    totals = counters.totals("cache", "minute", 60)
-    series = counters.series("cache", "minute", 60)
+    series = counters.series("cache", res, count)
+    totals = {}
+    for _start, values in series:
+        for key, value in values.items():
+            totals[key] = totals.get(key, 0) + value
     types = []
     for type_ in TYPES:
         row = {event: totals.get(f"{type_}.{event}", 0) for event in EVENTS}
@@ -135,7 +172,7 @@ def cache_panel():
     def rate(values):
         got = sum(v for k, v in values.items() if k.endswith(".hit"))
         reads = got + sum(v for k, v in values.items() if k.endswith(".miss"))
-        return got / reads if reads else None
+        return got / reads if reads else None  # no reads: a gap in the chart, not 0%
 
     return {
         "status": cache_status(),
@@ -146,18 +183,21 @@ def cache_panel():
                   "fallbacks": sum(t["fallback"] for t in types) + totals.get("all.fallback", 0)},
         "chart": line_chart([start for start, _ in series],
                             [("hit rate", "c-main", [rate(values) for _, values in series])], percent=True),
+        "range": range_, "range_words": words,
     }
 
 
-def limits_panel():
+def limits_panel(range_=DEFAULT_RANGE):
     from . import limits
 
     if "limits" not in current_app.extensions:
         return {"enabled": False}
-    status = limits.status()
+    _res, count, words, per = _span(range_)
+    status = limits.status(minutes=count * per)
     series = status["refused_per_minute"]
     status["chart"] = line_chart([start for start, _ in series], [("429s", "c-bad", [n for _, n in series])])
-    status["per_minute_now"] = series[-2][1] if len(series) > 1 else 0
+    status["per_minute_now"] = series[-2][1] / per if len(series) > 1 else 0
+    status.update(range=range_, range_words=words)
     return status
 
 
@@ -185,36 +225,55 @@ def figures():
     }
 
 
-def recommendations_panel():
+def recommendations_panel(range_=DEFAULT_RANGE):
     return {"rules": recommendations.evaluate(figures(), current_app.extensions["counters"])}
 
 
-PANELS = {  # page order
-    "health": ("Health", health_panel),
-    "traffic": ("Traffic", traffic_panel),
-    "database": ("Database", database_panel),
-    "cache": ("Cache", cache_panel),
-    "queue": ("Queue", queue_panel),
-    "limits": ("Rate limits", limits_panel),
-    "recommendations": ("Recommendations", recommendations_panel),
+def verdict():
+    """The one verdict Health and Recommendations both show: red when a check is bad, amber when a check
+    warns or a rule fires, else green; with what makes it so."""
+    checks = panel("health")["checks"]
+    firing = [r for r in panel("recommendations")["rules"] if r["state"] == "firing"]
+    bad = [c for c in checks if c["state"] == "bad"]
+    warn = [c for c in checks if c["state"] == "warn"]
+    colour = "red" if bad else "amber" if warn or firing else "green"
+    return {"colour": colour, "bad": bad, "warn": warn, "firing": firing}
+
+
+PANELS = {  # page order; ranged panels offer the last hour or 24 hours
+    "health": ("Health", health_panel, False),
+    "traffic": ("Traffic", traffic_panel, True),
+    "database": ("Database", database_panel, True),
+    "cache": ("Cache", cache_panel, True),
+    "queue": ("Queue", queue_panel, True),
+    "limits": ("Rate limits", limits_panel, True),
+    "recommendations": ("Recommendations", recommendations_panel, False),
 }
 
 
 def panels():
     """(name, title) of every panel in page order."""
-    return [(name, title) for name, (title, _build) in PANELS.items()]
+    return [(name, title) for name, (title, _build, _ranged) in PANELS.items()]
+
+
+def ranged(name):
+    """Whether the panel offers a time range."""
+    return PANELS[name][2]
 
 
 def forget(name):
-    """Drop a panel's remembered data after an action changed it."""
+    """Drop a panel's remembered data (every range) after an action changed it."""
     with _memo_lock:
-        current_app.extensions.setdefault("monitor_memo", {}).pop(name, None)
+        memo = current_app.extensions.setdefault("monitor_memo", {})
+        for key in [k for k in memo if k.split(":")[0] == name]:
+            memo.pop(key)
 
 
-def panel(name):
-    """The panel's data, remembered for a few seconds; KeyError for an unknown panel."""
-    title, build = PANELS[name]
-    return _remember(name, build)
+def panel(name, range_=DEFAULT_RANGE):
+    """The panel's data over a time range, remembered for a few seconds; KeyError for an unknown panel."""
+    title, build, _ranged = PANELS[name]
+    range_ = range_ if range_ in RANGES else DEFAULT_RANGE
+    return _remember(f"{name}:{range_}", lambda: build(range_))
 
 
 # --- /metrics ----------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ from datetime import date, datetime
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex
 
 from .extensions import db
-from .models import Order, OrderLine, OrderStatus, utcnow
+from .models import Order, OrderStatus, Product, utcnow
 from .query_stats import short_sql
 
 # Tables partitioned by month of creation on MySQL/MariaDB. Order lines carry their order's created_at,
@@ -163,12 +163,19 @@ class Optimizer:
                                        "every step is idempotent, so run it again once the cause is fixed.")
                     self.echo(self.out.failed)
                     break
-            if not self.dry_run and not self.out.failed:
+            if not self.dry_run and not self.out.failed and self.out.changes:
                 self.out.timings_after = self.time_key_queries()
+                self._name_slower_queries()
             self.step = "report"
             self.report_sections()
         self.engine.dispose()
         return self.out
+
+    def _name_slower_queries(self):
+        for label, before in self.out.timings_before.items():
+            after = self.out.timings_after.get(label, {}).get("ms")
+            if compare(before["ms"], after) == "slower":
+                self.out.warnings.append(f"slower after this run: {label} ({before['ms']:.2f} -> {after:.2f} ms)")
 
     def _bound_lock_waits(self):
         seconds = self.config["DB_OPTIMIZE_LOCK_WAIT"]
@@ -465,39 +472,43 @@ class Optimizer:
     # --- key queries -----------------------------------------------------------------------------
 
     def key_queries(self):
-        """The statements the busiest pages run, with real values from the data: [(label, statement)]."""
-        from .services.backoffice import orders_query
-        from .services.orders import history_query, order_query
+        """The statements sipup's busiest pages and its reports run, built by the same service functions
+        and with real values from the data: [(label, statement)]."""
+        from .services.backoffice import orders_query, status_counts_query
+        from .services.catalog import search_query
+        from .services.orders import history_query, order_query, uninvoiced_query
+        from .services.reports import KINDS, ageing_query, report_query
 
         latest = self.conn.execute(select(Order.number, Order.company_id, Order.created_at)
                                    .order_by(Order.id.desc()).limit(1)).first()
         if latest is None:
             return []
         number, company_id, created = latest
-        first = datetime.combine(month_start(created, -1), datetime.min.time())  # last full month
-        until = datetime.combine(month_start(created), datetime.min.time())
-        sales = (select(func.count(), func.sum(Order.total)).where(
-            Order.created_at >= first, Order.created_at < until, Order.status != OrderStatus.CANCELLED))
-        top = (select(OrderLine.product_id, func.sum(OrderLine.quantity), func.sum(OrderLine.line_total))
-               .where(OrderLine.created_at >= first, OrderLine.created_at < until)
-               .group_by(OrderLine.product_id).order_by(func.sum(OrderLine.line_total).desc()).limit(10))
-        return [
-            ("order history page (a company's newest 20)", history_query(company_id).limit(20)),
-            ("back-office queue: placed orders, newest 30", orders_query(OrderStatus.PLACED).limit(30)),
-            ("back-office counts per status", select(Order.status, func.count()).group_by(Order.status)),
-            (f"monthly sales report ({first:%Y-%m}): totals", sales),
-            (f"monthly sales report ({first:%Y-%m}): top products", top),
-            ("order page by number", order_query(number)),
-            ("credit check at checkout", select(func.sum(Order.total)).where(
-                Order.company_id == company_id, Order.status.in_((OrderStatus.PLACED, OrderStatus.CONFIRMED,
-                                                                  OrderStatus.SHIPPED)))),
+        first, until = month_start(created, -1), month_start(created)  # the last full month, as cron asks
+        last = date.fromordinal(until.toordinal() - 1)
+        word = self.conn.execute(select(Product.name).where(Product.active.is_(True))
+                                 .order_by(Product.id).limit(1)).scalar()
+        queries = [("storefront: catalog page, all products", search_query().limit(24))]
+        if word:
+            queries.append((f"storefront: search “{word.split()[0]}”", search_query(word.split()[0]).limit(24)))
+        queries += [
+            ("storefront: a company's order history, newest 20", history_query(company_id).limit(20)),
+            ("storefront: an order by number", order_query(number)),
+            ("checkout: credit check (orders not yet invoiced)", uninvoiced_query(company_id)),
+            ("back office: placed orders, newest 30", orders_query(OrderStatus.PLACED).limit(30)),
+            ("back office: counts per status", status_counts_query()),
         ]
+        queries += [(f"report {kind} ({first:%Y-%m})", report_query(kind, first, last))
+                    for kind in KINDS if kind != "receivables_ageing"]
+        queries.append(("report receivables_ageing", ageing_query(self.now.date())))
+        return queries
 
     def literal_sql(self, statement):
         return str(statement.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
 
     def time_key_queries(self, rounds=3):
-        """Best of up to `rounds` runs of each key query in ms (one run when it takes over a second).
+        """{label: {"ms": best of up to `rounds` runs (one run when it takes over a second), "partitions":
+        text}} for each key query.
 
         On MariaDB a run is cut off after KEY_QUERY_SECONDS and recorded as None: on a large table that is
         not yet partitioned one report query can take minutes, and the weekly run must not."""
@@ -520,11 +531,30 @@ class Optimizer:
                     best = elapsed if best is None else min(best, elapsed)
                     if elapsed > 1000:
                         break
-                timings[label] = best
+                timings[label] = {"ms": best}
         finally:
             if bounded:
                 self.conn.exec_driver_sql("SET SESSION max_statement_time = 0")
+        for label, statement in queries:  # plans are quick: not bounded, so a cut-off query still shows its reach
+            timings[label]["partitions"] = self.partitions_read(statement)
         return timings
+
+    def partitions_read(self, statement):
+        """Which share of each partitioned table's months a statement reads, from EXPLAIN PARTITIONS:
+        "orders 1/17, order_lines 1/17"; "" where no partitioned table is read or on SQLite."""
+        if not self.mysql:
+            return ""
+        result = self.conn.exec_driver_sql("EXPLAIN PARTITIONS " + self.literal_sql(statement))
+        keys = list(result.keys())
+        if "partitions" not in keys:
+            return ""
+        read = {}
+        for row in result:
+            table, names = row[keys.index("table")], row[keys.index("partitions")]
+            if table in PARTITIONED and names:
+                read[table] = read.get(table, set()) | set(names.split(","))
+        totals = {table: len(self.partition_layout(table)) for table in read}
+        return ", ".join(f"{table} {len(names)}/{totals[table]}" for table, names in sorted(read.items()))
 
     def explain(self, sql):
         """The plan of a statement as lines: EXPLAIN PARTITIONS on MariaDB, EXPLAIN QUERY PLAN on SQLite."""
@@ -552,7 +582,7 @@ class Optimizer:
             lines.extend("    " + p for p in self._explain_normalised(sql))
         if not found:
             lines.append("no statements recorded in the last day")
-        lines.append(f"slow query log ({len(slow_log)} distinct statements at or above {self.config['SLOW_QUERY_MS']} ms):")
+        lines.append(f"slow query log ({len(slow_log)} distinct queries at or above {self.config['SLOW_QUERY_MS']} ms):")
         for sql, ms in slow_log:
             lines.append(f"  {ms:,.0f} ms: {short_sql(sql)[:300]}")
             lines.extend("    " + p for p in self._explain_normalised(sql))
@@ -567,7 +597,8 @@ class Optimizer:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     match = re.search(r"\] ([\d.]+) ms .* sql=(.*)$", line)
-                    if match:
+                    # Queries only, as from the statistics above: they are what a plan and an index can help.
+                    if match and match.group(2).lower().startswith("select"):
                         sql, ms = match.group(2).strip(), float(match.group(1))
                         worst[sql] = max(ms, worst.get(sql, 0))
         return sorted(worst.items(), key=lambda item: item[1], reverse=True)[:top]
@@ -589,6 +620,7 @@ class Optimizer:
         if self.mysql:
             parts.append(("Partitions", self._partition_lines))
         parts += [("Orphan check (no foreign keys on the orders tables)", self._orphans),
+                  ("Connections", self._connections),
                   ("Key queries and their plans", self._plans)]
         for title, build in parts:
             try:
@@ -596,6 +628,19 @@ class Optimizer:
             except Exception as exc:
                 lines = [f"could not be read: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}"]
             self.out.sections.append((title, lines))
+
+    def _connections(self):
+        from .metrics import live_processes
+        from .query_stats import connection_budget, describe_budget
+
+        budget = connection_budget(self.engine, self.config, live_processes(self.app.extensions["counters"]))
+        lines = [describe_budget(budget)]
+        if budget and budget["needed"] > budget["max_connections"]:
+            lines.append(f"lower SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (room for {budget['fit']} process(es) at "
+                         f"{budget['per_process']} each) or raise max_connections in the MariaDB configuration")
+            self.out.warnings.append("connection pools may ask for more connections than max_connections allows "
+                                     "(see Connections)")
+        return lines
 
     def _plans(self):
         plans = []
@@ -698,6 +743,22 @@ class Optimizer:
         return self.mysql and "mariadb" in (self.scalar("SELECT VERSION()") or "").lower()
 
 
+NOISE_MS, NOISE_RATIO = 0.5, 1.25  # differences within these are measurement noise, not a change
+
+
+def compare(before, after):
+    """How much faster ("2.1x"), "slower" or "same" (within the noise); "" when either was not measured."""
+    if before is None or after is None:
+        return ""
+    if abs(after - before) < NOISE_MS or 1 / NOISE_RATIO <= after / before <= NOISE_RATIO:
+        return "same"
+    return f"{before / after:.1f}x" if after < before else "slower"
+
+
+def _ms(value):
+    return f"{value:9.2f}" if value is not None else f"{'cut off':>9}"
+
+
 def _mb(size):
     return f"{(size or 0) / 1048576:,.1f} MB"
 
@@ -721,12 +782,18 @@ def render(out):
             lines.append(f"\n{title}:")
             lines.extend(f"  {item}" for item in items)
     if out.timings_before:
-        lines.append(f"\nKey queries, best of 3 (ms; 'cut off' after {KEY_QUERY_SECONDS} s):")
+        lines.append(f"\nKey queries sipup runs (ms, best of 3; cut off after {KEY_QUERY_SECONDS} s; partitions read "
+                     "of the partitioned tables):")
+        if not out.timings_after:
+            lines.append("  " + ("a dry run" if out.dry_run else "no schema change in this run")
+                         + ": timed once, nothing to compare")
         for label, before in out.timings_before.items():
-            after = out.timings_after.get(label, "not measured")
-            ratio = f"  {before / after:5.1f}x" if before and isinstance(after, float) and after else ""
-            shown = [f"{v:9.2f}" if isinstance(v, float) else f"{v or 'cut off':>9}" for v in (before, after)]
-            lines.append(f"  {shown[0]}" + (f" -> {shown[1]}{ratio}" if out.timings_after else "") + f"  {label}")
+            after = out.timings_after.get(label)
+            shown = _ms(before["ms"])
+            if out.timings_after:
+                shown += f" -> {_ms(after['ms']) if after else 'not measured'}  {compare(before['ms'], after and after['ms']):>7}"
+            where = (after or before)["partitions"]
+            lines.append(f"  {shown}  {label}" + (f"  [{where}]" if where else ""))
     for title, items in out.sections:
         lines.append(f"\n{title}:")
         lines.extend(f"  {item}" for item in items)
@@ -749,7 +816,7 @@ def optimize(app, now=None, dry_run=False, echo=click.echo):
     return outcome, render(outcome)
 
 
-@click.command("optimize")
+@click.command("optimize", short_help="Indexes, monthly partitions, ANALYZE; a report of timings.")
 @click.option("--dry-run", is_flag=True, help="Print the statements that would run; change nothing.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report to this file.")
 @with_appcontext

@@ -30,7 +30,10 @@ RESOLUTIONS = {"minute": (60, 60), "hour": (3600, 24)}  # bucket seconds, bucket
 MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
 FLUSH_SECONDS = 5
 KINDS = ("select", "insert", "update", "delete")
+TRANSACTION_WORDS = ("commit", "rollback", "begin", "savepoint", "release")
 OTHER = "other"  # where statements beyond MAX_STATEMENTS in one bucket are counted
+# What the driver sends outside cursor.execute(): timed around the dialect's own calls (see register_query_stats).
+COMMIT, ROLLBACK, CONNECT, PING = "COMMIT", "ROLLBACK", "(connect: handshake, login, session set-up)", "(ping)"
 
 _STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'")
 _NUMBER = re.compile(r"(?<![\w$.`\"])-?(?:0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])")
@@ -61,9 +64,13 @@ def short_sql(text):
 
 
 def kind_of(sql):
+    if sql in (CONNECT, PING):
+        return "connection"
     word = sql.lstrip("( ").split(" ", 1)[0].lower()
     if word == "with":
         return "select"
+    if word in TRANSACTION_WORDS:
+        return "transaction"
     return word if word in KINDS else "other"
 
 
@@ -292,6 +299,7 @@ class Collector:
         self.last_flush = time.monotonic()
         self.last_resend = time.monotonic()
         self.store_error = None
+        self.timer = None  # flushes the end of a burst when no later request comes to do it
 
     def _buckets(self, now):
         for res, (seconds, _kept) in RESOLUTIONS.items():
@@ -324,6 +332,7 @@ class Collector:
             for bucket in self._buckets(now):
                 bucket.stat(key).add(ms, slow)
                 bucket.stat(f"kind:{kind}").add(ms, slow)
+            self._arm_timer()
         if has_request_context():
             g._sipup_queries = g.get("_sipup_queries", 0) + 1
         if slow:
@@ -338,12 +347,30 @@ class Collector:
                 bucket.requests += 1
                 bucket.request_queries += queries
                 bucket.heavy_requests += heavy
+            self._arm_timer()
         wait = self.RETRY_SECONDS if self.store_error else FLUSH_SECONDS
         if time.monotonic() - self.last_flush >= wait:
             self.flush()
 
-    def flush(self):
-        """Hand pending figures to the store; on a store error keep serving and say so."""
+    def _arm_timer(self):
+        """Under the lock: make sure a flush follows within FLUSH_SECONDS, however the traffic stops."""
+        if self.timer is None:
+            delay = self.RETRY_SECONDS if self.store_error else FLUSH_SECONDS
+            self.timer = threading.Timer(delay, self._flush_by_timer)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _flush_by_timer(self):
+        with self.lock:
+            self.timer = None
+        try:
+            self.flush()
+        except Exception:  # a statistics bug must not kill the timer thread silently
+            log.exception("Query statistics flush failed")
+
+    def flush(self, at_exit=False):
+        """Hand pending figures to the store; on a store error keep serving and say so (not at exit, when
+        the log may be closed and nothing can be done about it)."""
         with self.lock:
             pending, self.pending = self.pending, {}
             sql, self.new_sql = self.new_sql, {}
@@ -357,6 +384,8 @@ class Collector:
             self.store.write(pending, sql)
             self.store_error = None
         except Exception as exc:  # Redis down: statistics are best-effort, requests are not
+            if at_exit:
+                return
             if self.store_error is None:
                 log.warning("Query statistics not saved: %s", exc)
             self.store_error = str(exc) or type(exc).__name__
@@ -386,7 +415,7 @@ class Collector:
         for key, stat in total.statements.items():
             row = {"key": key, "count": stat.count, "total_ms": stat.total, "max_ms": stat.max,
                    "avg_ms": stat.total / stat.count if stat.count else 0.0, "slow": stat.slow,
-                   "p95_ms": percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, "hist": list(stat.hist)}
+                   "p95_ms": min(percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, stat.max), "hist": list(stat.hist)}
             if key.startswith("kind:"):
                 kinds[key[5:]] = row
             else:
@@ -421,7 +450,7 @@ _LIVE_COLLECTORS = weakref.WeakSet()
 @atexit.register
 def _flush_at_exit():
     for collector in list(_LIVE_COLLECTORS):
-        collector.flush()
+        collector.flush(at_exit=True)
 
 
 def register_query_stats(app, engine):
@@ -457,6 +486,8 @@ def register_query_stats(app, engine):
             count = len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0
             collector.record(statement, (time.perf_counter() - started) * 1000, count)
 
+    _time_driver_calls(engine, collector)
+
     @app.before_request
     def _reset_queries():
         g._sipup_queries = 0  # g outlives a request when an app context was already pushed
@@ -469,6 +500,36 @@ def register_query_stats(app, engine):
 
     _LIVE_COLLECTORS.add(collector)
     return collector
+
+
+def _time_driver_calls(engine, collector):
+    """Count what reaches the server outside cursor.execute(): COMMIT and ROLLBACK (the pool's reset of a
+    returned connection included), the connection set-up and the pre-ping, each timed like a statement."""
+    dialect = engine.dialect
+
+    def timed(call, label):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                collector.record(label, (time.perf_counter() - started) * 1000, 0)
+        return run
+
+    # Instance attributes of this engine's dialect: SQLAlchemy calls them through the dialect object.
+    dialect.do_commit = timed(dialect.do_commit, COMMIT)
+    dialect.do_rollback = timed(dialect.do_rollback, ROLLBACK)
+    dialect.do_ping = timed(dialect.do_ping, PING)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, conn_rec, cargs, cparams):
+        # Connecting here (what SQLAlchemy does when no handler returns a connection) lets it be timed;
+        # the session set-up SQLAlchemy runs on a new connection goes through cursors and is counted too.
+        started = time.perf_counter()
+        try:
+            return dialect.connect(*cargs, **cparams)
+        finally:
+            collector.record(CONNECT, (time.perf_counter() - started) * 1000, 0)
 
 
 _SLOW_HANDLERS = {}  # log file path -> handler: one open file per path, however many apps a process builds
@@ -507,6 +568,45 @@ def pool_status(engine):
     status["waits"] = POOL_WAITS.value
     status["wait_ms"] = round(POOL_WAITS.total_ms, 1)
     return status
+
+
+def connection_budget(engine, config, processes):
+    """Pool size + overflow per process x processes against the server's max_connections (MariaDB/MySQL);
+    None on SQLite. The figures /monitor's rule and `flask db optimize --report` show."""
+    if engine.dialect.name == "sqlite":
+        return None
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        max_connections = int(conn.execute(text("SELECT @@max_connections")).scalar())
+        status = {name.lower(): int(value) for name, value in conn.execute(text(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Max_used_connections')"))}
+    per_process = config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"]
+    processes = max(processes, 1)
+    return {
+        "max_connections": max_connections, "per_process": per_process, "processes": processes,
+        "needed": per_process * processes, "fit": max_connections // per_process if per_process else None,
+        "connected": status.get("threads_connected"), "max_used": status.get("max_used_connections"),
+    }
+
+
+def describe_budget(budget):
+    """The connection budget in one line."""
+    if budget is None:
+        return "SQLite: no connection limit to share"
+    verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
+    return (f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
+            f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']} {verdict} in max_connections {budget['max_connections']}; "
+            f"{budget['connected']} connected now, {budget['max_used']} at most since the server started")
+
+
+def describe_pool(status):
+    """The pool status as one line: in use of size (+overflow), idle, waits and timeouts."""
+    if status.get("size") is None:
+        return f"{status['class']} (no fixed size: one connection per thread or per use)"
+    return (f"{status['checkedout']} in use of {status['size']} (+{status['max'] - status['size']} overflow), "
+            f"{status.get('checkedin', 0)} idle, {status['waits']:,} waits ({status['wait_ms']:,.0f} ms), "
+            f"{status['timeouts']:,} timeouts; {status['class']}, this process")
 
 
 class _Counter:

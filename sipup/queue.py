@@ -13,6 +13,13 @@ the same transaction as the business change that caused it:
   QUEUE_MAX_ATTEMPTS; bad data (PermanentError or a DomainError) fails at once. Failed jobs stay.
 - The reaper turns a running job whose lease ran out (its process died) into a retry, or a failure when
   it has no attempts left, and re-sends jobs whose message went missing.
+- The queue store's epoch: the first processor run writes a token into Huey's store (Redis or the SQLite
+  file) and the same time into the `queue-store` row of queue_runs. A run that finds the token gone (Redis
+  restarted without persistence, a failover to an empty replica, a flush) re-sends at once every job the
+  table says was sent and still waits, and records the loss for /monitor; the claim keeps the duplicates
+  of messages that did survive from running twice.
+- A stopping worker (SIGTERM, Ctrl+C) takes no new job, lets running ones finish for up to
+  SIPUP_WORKER_STOP_SECONDS, then queues again at once what is still running, instead of leaving it to the lease.
 
 Jobs therefore run at least once, and each is written to be safe to run twice.
 
@@ -24,10 +31,12 @@ import importlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
 from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
@@ -41,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from .database import run_in_transaction
 from .extensions import db
+from .metrics import percentile
 from .models import Job, JobStatus, QueueRun, utcnow
 from .services.errors import DomainError
 
@@ -52,6 +62,9 @@ S = JobStatus
 WAITING = (S.QUEUED, S.RETRYING)
 SKIPPED = "skipped"
 PENDING_KEY = "sipup_jobs_to_send"
+EPOCH_KEY = "sipup_epoch"  # in Huey's own key-value store: gone when the store lost its data
+STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (see the module doc)
+EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
 
 
@@ -192,6 +205,8 @@ class Queue:
         self._huey = None
         self._lock = threading.Lock()
         self.tally = {"run": 0, "failed": 0}
+        self.running = {}  # job id -> attempt, of the jobs this process runs now
+        self.stopping = threading.Event()  # set by a stopping worker: claim nothing more
 
     @property
     def huey(self):
@@ -236,24 +251,39 @@ class Queue:
     def run(self, task, func, args):
         """Claim the job row, run the job, record the outcome; raise RetryTask for Huey to retry it."""
         job_id = int(task.id) if str(task.id).isdigit() else None
+        if self.stopping.is_set():  # taken from the queue as the worker stopped: leave it to another
+            self._put(task)
+            return SKIPPED
         claimed = self._claim(job_id, task.name) if job_id is not None else None
         if claimed is None:
             log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
             return SKIPPED
         attempts, max_attempts = claimed
+        with self._lock:
+            self.running[job_id] = attempts
+        try:
+            return self._run_claimed(task, func, args, job_id, attempts, max_attempts)
+        finally:
+            with self._lock:
+                self.running.pop(job_id, None)
+
+    def _run_claimed(self, task, func, args, job_id, attempts, max_attempts):
         counters = self.counters()
         counters.incr("queue", "run")
         with self._lock:
             self.tally["run"] += 1
+        started = time.perf_counter()
         try:
             result = func(*args)
         except (PermanentError, DomainError) as exc:
             db.session.rollback()
             self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
+            count_run(counters, task.name, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
             db.session.rollback()
             error = f"{type(exc).__name__}: {exc}"
+            count_run(counters, task.name, started, "r" if attempts < max_attempts else "f")
             if attempts < max_attempts:
                 run_at = utcnow() + timedelta(seconds=self.retry_delay * attempts)
                 self._finish(job_id, attempts, S.RETRYING, error=error, run_at=run_at)
@@ -266,6 +296,7 @@ class Queue:
             self._finish(job_id, attempts, S.FAILED, error=error)
             return self._failed(task, exc, counters)
         self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
+        count_run(counters, task.name, started, None)
         counters.incr("queue", "done")
         return S.DONE
 
@@ -349,6 +380,29 @@ class Queue:
         db.session.commit()
         return sent
 
+    def return_unfinished(self):
+        """Queue again at once the jobs this process still runs (a worker stopping); return how many."""
+        with self._lock:
+            running = dict(self.running)
+        now = utcnow()
+        error = (f"The worker stopped before this run finished (SIPUP_WORKER_STOP_SECONDS="
+                 f"{self.app.config['WORKER_STOP_SECONDS']}); queued again.")
+        returned = 0
+        for job_id, attempts in running.items():
+            returned += db.session.execute(
+                update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
+                .values(status=S.RETRYING, run_at=now, dispatched_at=None, lease_until=None, error=error)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        db.session.commit()
+        if returned:
+            try:
+                self.drain_outbox(now)
+            except Exception as exc:  # the queue store is down too: the next processor run sends them
+                db.session.rollback()
+                log.warning("Unfinished jobs wait in the jobs table for the next processor run: %s", exc)
+        return returned
+
     def _mark(self, job_id, **values):
         db.session.execute(update(Job).where(Job.id == job_id).values(**values)
                            .execution_options(synchronize_session=False))
@@ -385,9 +439,11 @@ class Queue:
         run_in_transaction(_write_heartbeat, processor, values)
 
     def housekeeping(self, now, since):
-        """Reaper, outbox, due delayed jobs and periodic jobs; a failing part is logged and the rest goes on."""
-        done = {}
-        for name, step in (("reaped", lambda: self.reap(now)), ("resent", lambda: self.drain_outbox(now)),
+        """Reaper, lost store, outbox, due delayed jobs, periodic jobs and alerts; returns what each did and
+        a "problems" list, one line per real problem. A failing part is logged and the rest goes on."""
+        done = {"problems": []}
+        for name, step in (("reaped", lambda: self.reap(now)), ("lost", lambda: self.check_store(now)),
+                           ("resent", lambda: self.drain_outbox(now)),
                            ("released", lambda: self.release_scheduled(now)),
                            ("periodic", lambda: self.enqueue_periodic(now, since)),
                            ("alerts", self.check_alerts)):
@@ -396,8 +452,53 @@ class Queue:
             except Exception as exc:  # Redis down: the jobs table keeps everything for the next run
                 db.session.rollback()
                 log.warning("Queue housekeeping step %s failed: %s", name, exc)
-                done[name] = f"failed: {exc}"
+                done[name] = None
+                done["problems"].append(f"{name}: failed: {exc}")
+        if done["lost"]:
+            done["problems"].append(describe_loss(self.backend, done["lost"], now))
         return done
+
+    def check_store(self, now):
+        """Notice that the queue store forgot its messages and re-send every job the table says was sent.
+
+        Returns the number of messages lost (0 when the store still holds its epoch); see the module doc."""
+        token = self.huey.get(EPOCH_KEY, peek=True)
+        row = db.session.get(QueueRun, STORE_ROW)
+        recorded = row.started_at.strftime(EPOCH_FORMAT) if row is not None else None
+        if token is not None and row is None:  # the table is newer than the store (first run on this database)
+            run_in_transaction(_write_heartbeat, STORE_ROW, {"started_at": _parse_epoch(token)})
+            return 0
+        if token is not None and token == recorded:
+            return 0
+        epoch = now.replace(microsecond=0)
+        if token is None and not self.huey.put_if_empty(EPOCH_KEY, epoch.strftime(EPOCH_FORMAT)):
+            return 0  # an overlapping run noticed it first and re-sends
+        if token is not None:  # another epoch: an old snapshot restored, or another database's store
+            self.huey.put(EPOCH_KEY, epoch.strftime(EPOCH_FORMAT))
+        held = self.huey.pending_count() + self.huey.scheduled_count()  # all sent after the loss
+        resent = self.resend_waiting(now)
+        # A store without an epoch that the table never recorded is a first run, not a loss.
+        lost = max(resent - held, 0) if row is not None else 0
+        values = {"started_at": epoch}
+        if lost:
+            values.update(finished_at=now, jobs_run=lost, failures=(row.failures or 0) + 1)
+            log.error("%s", describe_loss(self.backend, lost, now))
+        run_in_transaction(_write_heartbeat, STORE_ROW, values)
+        return lost
+
+    def resend_waiting(self, now):
+        """Send every waiting job the table says was sent to Huey again; return how many."""
+        rows = db.session.execute(
+            select(Job.id, Job.name, Job.args, Job.priority, Job.run_at)
+            .where(Job.status.in_(WAITING), Job.dispatched_at.is_not(None)).order_by(Job.id)
+        ).all()
+        db.session.commit()
+        sent = 0
+        for message in rows:
+            if message.name in JOBS:  # an unknown one fails in drain_outbox, with its reason
+                self._put(self.task_for(*message))
+                sent += 1
+        return sent
 
     def check_alerts(self):
         """Mail staff about a new or ended incident of the monitor (sipup.alerts), once per incident."""
@@ -411,7 +512,7 @@ class Queue:
         """Run at most `limit` ready jobs, highest priority first, after the housekeeping; return a summary."""
         load_jobs()
         now = utcnow()
-        since = db.session.scalar(select(func.max(QueueRun.started_at)))
+        since = last_processor_start()
         self.heartbeat(processor, now)
         summary = self.housekeeping(now, since)
         run = failed = 0
@@ -428,6 +529,7 @@ class Queue:
                 db.session.rollback()
                 log.error("Job queue unreachable while processing: %s", exc)
                 summary["error"] = str(exc) or type(exc).__name__
+                summary["problems"].append(f"queue unreachable: {summary['error']}")
                 break
             if outcome == SKIPPED:
                 continue
@@ -438,6 +540,64 @@ class Queue:
         self.counters().flush()
         summary.update(run=run, failed=failed)
         return summary
+
+
+def last_processor_start():
+    return db.session.scalar(select(func.max(QueueRun.started_at)).where(QueueRun.processor != STORE_ROW))
+
+
+def last_processor_finish():
+    """When any processor last finished (or started, while it runs), or None when none ever ran."""
+    return db.session.scalar(select(func.max(func.coalesce(QueueRun.finished_at, QueueRun.started_at)))
+                             .where(QueueRun.processor != STORE_ROW))
+
+
+def _parse_epoch(token):
+    return datetime.strptime(token, EPOCH_FORMAT)
+
+
+def describe_loss(backend, lost, when):
+    store = "Redis" if backend == "redis" else "The queue file"
+    return f"{store} lost {lost} queued message(s) at {when:%H:%M} UTC; re-sent."
+
+
+def store_loss():
+    """The last time the queue store lost messages: {"at", "lost", "times"} or None."""
+    row = db.session.get(QueueRun, STORE_ROW)
+    if row is None or not row.failures:
+        return None
+    return {"at": row.finished_at, "lost": row.jobs_run, "times": row.failures}
+
+
+# Run times per job type, in the shared counters (group "jobs"): `<name>|n` runs, `|f` failed for good,
+# `|r` failed and retried, `|h<i>` the run-time histogram in seconds (bounds below).
+RUN_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def count_run(counters, name, started, failure):
+    """Count one run of a job type with its run time; failure: "f" (for good), "r" (retried) or None."""
+    seconds = time.perf_counter() - started
+    index = next((i for i, bound in enumerate(RUN_BOUNDS_S) if seconds <= bound), len(RUN_BOUNDS_S))
+    amounts = {f"{name}|n": 1, f"{name}|h{index}": 1}
+    if failure:
+        amounts[f"{name}|{failure}"] = 1
+    counters.incr_many("jobs", amounts)
+
+
+def job_type_stats(counters, hours=24):
+    """Per job type over the last `hours`: runs, failures (for good), retries and the p95 run time in s."""
+    rows = {}
+    for key, value in counters.totals("jobs", "hour", hours).items():
+        name, _, field = key.rpartition("|")
+        row = rows.setdefault(name, {"name": name, "runs": 0, "failed": 0, "retried": 0,
+                                     "hist": [0] * (len(RUN_BOUNDS_S) + 1)})
+        if field.startswith("h"):
+            row["hist"][int(field[1:])] += value
+        else:
+            row[{"n": "runs", "f": "failed", "r": "retried"}[field]] += value
+    for row in rows.values():
+        row["p95_s"] = percentile(row["hist"], 0.95, RUN_BOUNDS_S)
+    return sorted(rows.values(), key=lambda r: (-r["runs"], r["name"]))
 
 
 def _write_heartbeat(processor, values):
@@ -481,13 +641,29 @@ class _HousekeepingScheduler(Scheduler):
         with queue.app.app_context():
             try:
                 started = utcnow()
-                since = db.session.scalar(select(func.max(QueueRun.started_at)))
+                since = last_processor_start()
                 queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
                 queue.housekeeping(started, since)
                 queue.counters().flush()
             except Exception:  # the database is down: try again next minute, keep the consumer alive
                 db.session.rollback()
                 self._logger.exception("Queue housekeeping failed")
+
+
+class _GracefulConsumer(Consumer):
+    """Huey's consumer, stopped gracefully by SIGTERM (service managers), Ctrl+C and Ctrl+Break alike."""
+
+    queue = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, graceful_signal="TERM", **kwargs)
+        for name in ("SIGINT", "SIGBREAK"):  # SIGBREAK: Ctrl+Break in a Windows console
+            if hasattr(signal, name):
+                self._signal_actions[getattr(signal, name)] = (False, True)
+
+    def stop(self, graceful=False):
+        self.queue.stopping.set()  # a message dequeued from now on goes back to the queue unrun
+        super().stop(graceful)
 
 
 def build_worker(app, workers):
@@ -500,17 +676,24 @@ def build_worker(app, workers):
     queue._huey = huey
     scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
         "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
-    consumer_class = type("SipupConsumer", (Consumer,), {"scheduler_class": scheduler})
+    consumer_class = type("SipupConsumer", (_GracefulConsumer,), {"scheduler_class": scheduler, "queue": queue})
     return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
-                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0)
+                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0,
+                          shutdown_timeout=app.config["WORKER_STOP_SECONDS"])
 
 
 def run_worker(app, workers):
-    """Run the consumer until Ctrl+C or SIGTERM (Huey's own signal handling)."""
+    """Run the consumer until SIGTERM or Ctrl+C; then queue again at once the jobs that did not finish in time."""
     build_worker(app, workers).run()
+    with app.app_context():
+        returned = app.extensions["queue"].return_unfinished()
+    if returned:
+        log.warning("Worker stopped with %d job(s) unfinished after %d s; they are queued again.",
+                    returned, app.config["WORKER_STOP_SECONDS"])
+    return returned
 
 
-# --- what the command line and /monitor read -------------------------------------------------------
+# --- what the command line and /monitor read# --- what the command line and /monitor read -------------------------------------------------------
 
 def queue_status():
     """Counts by status and priority, the oldest waiting job's age, processor runs and Huey's own sizes."""
@@ -522,7 +705,8 @@ def queue_status():
         counts[status][PRIORITY_NAMES.get(priority, str(priority))] = count
     now = utcnow()
     oldest = db.session.scalar(select(func.min(Job.run_at)).where(Job.status.in_(WAITING), Job.run_at <= now))
-    runs = db.session.scalars(select(QueueRun).order_by(QueueRun.started_at.desc())).all()
+    runs = db.session.scalars(select(QueueRun).where(QueueRun.processor != STORE_ROW)
+                              .order_by(QueueRun.started_at.desc())).all()
     status = {
         "backend": queue.backend,
         "counts": counts,
@@ -534,6 +718,7 @@ def queue_status():
         "last_minute": queue.counters().totals("queue", "minute", 1),
         "huey": None,
         "huey_error": None,
+        "store_loss": store_loss(),
     }
     try:
         status["huey"] = {"pending": queue.huey.pending_count(), "scheduled": queue.huey.scheduled_count()}
@@ -543,12 +728,13 @@ def queue_status():
 
 
 def retry_job(job_id):
-    """Queue a failed job again with fresh attempts; returns the job, or raises LookupError / ValueError."""
+    """Queue a failed or cancelled job again with fresh attempts; returns the job, or raises LookupError /
+    ValueError."""
     record = db.session.get(Job, job_id)
     if record is None:
         raise LookupError(f"There is no job {job_id}.")
-    if record.status != S.FAILED:
-        raise ValueError(f"Job {job_id} is {record.status}; only failed jobs can be retried.")
+    if record.status not in (S.FAILED, S.CANCELLED):
+        raise ValueError(f"Job {job_id} is {record.status}; only failed and cancelled jobs can be retried.")
     _requeue(record)
     db.session.commit()
     return record
@@ -571,12 +757,64 @@ def _requeue(record):
     send_after_commit(record)
 
 
+def find_jobs(state=None, name=None, priority=None, page=1, per_page=50):
+    """A page of jobs, newest first, filtered by state, job type and priority (names as in PRIORITIES)."""
+    query = select(Job).order_by(Job.id.desc())
+    if state:
+        query = query.where(Job.status == state)
+    if name:
+        query = query.where(Job.name == name)
+    if priority:
+        query = query.where(Job.priority == PRIORITIES[priority])
+    return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=200)
+
+
+def job_names():
+    """Every job type known to this code or present in the table, for the browser's filter."""
+    stored = db.session.scalars(select(Job.name).distinct()).all()
+    return sorted(set(stored) | set(JOBS))
+
+
+def cancel_job(job_id):
+    """Stop a waiting job from running; its message, if it comes, is skipped. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    changed = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(WAITING))
+        .values(status=S.CANCELLED, finished_at=utcnow(), lease_until=None,
+                error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not changed:
+        db.session.refresh(record)
+        raise ValueError(f"Job {job_id} is {record.status}; only queued and retrying jobs can be cancelled.")
+    db.session.refresh(record)
+    return record
+
+
+def delete_job(job_id):
+    """Delete a job that is not running from the history. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    if record.status == S.RUNNING:
+        raise ValueError(f"Job {job_id} is running; delete it once it has finished.")
+    name = record.name
+    deleted = db.session.execute(Job.__table__.delete().where(Job.id == job_id, Job.status != S.RUNNING)).rowcount
+    db.session.commit()
+    if not deleted:
+        raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
+    return name
+
+
 def cleanup(days):
-    """Delete finished (done and failed) jobs that finished more than `days` days ago; returns how many.
+    """Delete finished (done, failed, cancelled) jobs that finished more than `days` days ago; returns how many.
     Heartbeats of workers gone as long (each worker process has its own) go too."""
     cutoff = utcnow() - timedelta(days=days)
     deleted = db.session.execute(
-        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED)), Job.finished_at < cutoff)
+        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED, S.CANCELLED)), Job.finished_at < cutoff)
     ).rowcount
     db.session.execute(QueueRun.__table__.delete().where(
         QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))

@@ -5,37 +5,52 @@ from flask.cli import AppGroup
 
 from . import queue as jobs
 
-queue_cli = AppGroup("queue", help="Background jobs: process, worker, status, retry, cleanup.")
+queue_cli = AppGroup("queue", help=(
+    "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
+    "table. Cron runs `process` every minute; a busier host runs `worker` as a service instead, or beside it. "
+    "`status` shows the queue, `retry` queues failed jobs again, `cleanup` trims the history and `enqueue` "
+    "queues one job by hand."))
 
 
-@queue_cli.command("process")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=None,
-              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10).")
-def process(limit):
-    """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit."""
-    limit = limit or current_app.config["QUEUE_BATCH"]
+@queue_cli.command("process", short_help="Run up to N ready jobs and the housekeeping, then exit (cron).")
+@click.option("--limit", type=click.IntRange(0, 100_000), default=None,
+              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10; 0 runs only the housekeeping).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print what the run did when all went well.")
+def process(limit, verbose):
+    """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit.
+
+    Prints nothing when all went well (cron mails or logs any output), one line per real problem."""
+    limit = current_app.config["QUEUE_BATCH"] if limit is None else limit
     summary = current_app.extensions["queue"].process(limit)
-    problems = {k: v for k, v in summary.items() if isinstance(v, str)}
-    click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; "
-               f"reaped {summary['reaped']}, resent {summary['resent']}, released {summary['released']}, "
-               f"periodic: {', '.join(summary['periodic']) if isinstance(summary['periodic'], list) and summary['periodic'] else 'none'}.")
-    for step, problem in problems.items():
-        click.echo(f"warning: {step}: {problem}", err=True)
+    if verbose:
+        periodic = summary["periodic"] or []
+        click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; reaped {summary['reaped'] or 0}, "
+                   f"lost and re-sent {summary['lost'] or 0}, resent {summary['resent'] or 0}, "
+                   f"released {summary['released'] or 0}, periodic: {', '.join(periodic) or 'none'}.")
+    if summary["failed"]:
+        click.echo(f"warning: {summary['failed']} job(s) failed in this run; see `flask queue status`.", err=True)
+    for problem in summary["problems"]:
+        click.echo(f"warning: {problem}", err=True)
     if "error" in summary:
         raise SystemExit(1)
 
 
-@queue_cli.command("worker")
+@queue_cli.command("worker", short_help="Run jobs until stopped (SIGTERM/Ctrl+C finish running ones).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker threads (default SIPUP_QUEUE_WORKERS, 2).")
 def worker(workers):
-    """Run Huey's consumer until stopped (Ctrl+C), for hosts that outgrow cron."""
+    """Run Huey's consumer until stopped, for hosts that outgrow cron.
+
+    SIGTERM, Ctrl+C or Ctrl+Break: take no new job, let running ones finish for up to
+    SIPUP_WORKER_STOP_SECONDS (30), queue again what is still running, exit. A second signal stops at once."""
     workers = workers or current_app.config["QUEUE_WORKERS"]
-    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); Ctrl+C stops.")
+    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
+               f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
+               f"{current_app.config['WORKER_STOP_SECONDS']} s.")
     jobs.run_worker(current_app._get_current_object(), workers)
 
 
-@queue_cli.command("status")
+@queue_cli.command("status", short_help="Job counts by status and priority, the processors' last runs.")
 def status():
     """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
     info = jobs.queue_status()
@@ -44,6 +59,11 @@ def status():
     click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in jobs.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
         click.echo(f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}")
+    if info["store_loss"]:
+        loss = info["store_loss"]
+        click.echo(f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
+                   f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
+                   "Give Redis persistence (README).")
     if info["huey"] is not None:
         click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
     else:
@@ -56,7 +76,7 @@ def status():
                    f"{run['jobs_run']} job(s), {run['failures']} failure(s).")
 
 
-@queue_cli.command("retry")
+@queue_cli.command("retry", short_help="Queue a failed job, or every failed job, again.")
 @click.argument("job_id", type=int, required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
 def retry(job_id, all_failed):
@@ -73,7 +93,7 @@ def retry(job_id, all_failed):
     click.echo(f"Queued job {record.id} ({record.name}) again.")
 
 
-@queue_cli.command("cleanup")
+@queue_cli.command("cleanup", short_help="Delete finished jobs older than N days.")
 @click.option("--days", type=click.IntRange(1, 3650), default=None,
               help="Keep finished jobs this many days (default SIPUP_QUEUE_KEEP_DAYS, 30).")
 def cleanup(days):
@@ -82,7 +102,7 @@ def cleanup(days):
     click.echo(f"Deleted {jobs.cleanup(days)} finished job(s) older than {days} day(s).")
 
 
-@queue_cli.command("enqueue")
+@queue_cli.command("enqueue", short_help="Queue one job by name with its arguments.")
 @click.argument("name")
 @click.argument("args", nargs=-1)
 @click.option("--priority", type=click.Choice(list(jobs.PRIORITIES)), default=None, help="Default: the job's own.")

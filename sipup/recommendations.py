@@ -77,6 +77,13 @@ def _pool(figures):
     return (pool["checkedout"] / pool["max"], waits), 1
 
 
+def _connections(figures):
+    budget = _get(figures, "database", "connections")
+    if budget is None:
+        return None
+    return (budget["needed"], budget["max_connections"], budget["processes"], budget["per_process"]), 1
+
+
 def _error_rate(figures):
     total = _get(figures, "traffic", "total")
     if total is None:
@@ -121,6 +128,11 @@ RULES = (
          lambda v: f"{v[0]:.0%} in use, {v[1]:,} waits",
          "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
          "SIPUP_THREADS per process."),
+    Rule("connections", "Pools may ask for more connections than MariaDB allows", _connections,
+         lambda v: v[0] > v[1], 1, lambda v: f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}",
+         "Lower SIPUP_DB_POOL_SIZE and SIPUP_DB_MAX_OVERFLOW until processes x (pool + overflow) stays under "
+         "max_connections, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
+         "configuration). Unused connections are freed, but a burst asks for all of them at once."),
     Rule("error_rate", "Server errors above 1%", _error_rate, lambda v: v > ERROR_RATE_MAX, 100,
          lambda v: f"{v:.1%} of requests", "Read instance/logs/sipup.log for the tracebacks; the Traffic "
          "panel shows which page fails."),

@@ -83,20 +83,29 @@ def _row(endpoint, row):
     }
 
 
-def traffic(counters, minutes=60):
-    """The last `minutes`: per endpoint (busiest first), the total, and per-minute requests and errors."""
-    series = counters.series(GROUP, "minute", minutes)
+def traffic(counters, buckets=60, res="minute"):
+    """The last `buckets` minutes (or hours): per endpoint (busiest first), the total, and per bucket the
+    requests, errors and p50/p95/p99 in ms (None where there was no request)."""
+    series = counters.series(GROUP, res, buckets)
     summed = defaultdict(int)
-    per_minute = []
+    per_bucket = []
     for start, values in series:
         requests = errors = 0
+        hist = [0] * (len(BOUNDS_MS) + 1)
         for name, value in values.items():
             summed[name] += value
             if name.endswith("|n"):
                 requests += value
             elif name.endswith("|e"):
                 errors += value
-        per_minute.append({"start": start, "requests": requests, "errors": errors})
+            elif name.rpartition("|")[2].startswith("h"):
+                hist[int(name.rpartition("|")[2][1:])] += value
+        row = {"start": start, "requests": requests, "errors": errors}
+        for q in (50, 95, 99):
+            value = percentile(hist, q / 100, BOUNDS_MS)
+            # Past the last bound the time is only known to be longer: drawn at the bound, said in words.
+            row[f"p{q}_ms"] = None if value is None else min(value, float(BOUNDS_MS[-1]))
+        per_bucket.append(row)
     endpoints, total = summarise(summed)
     endpoints.sort(key=lambda row: row["requests"], reverse=True)
-    return {"endpoints": endpoints, "total": total, "per_minute": per_minute, "minutes": minutes}
+    return {"endpoints": endpoints, "total": total, "buckets": per_bucket}

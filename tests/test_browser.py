@@ -53,7 +53,8 @@ def _wait_until_healthy(url, process, log_path, timeout=90):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The real app under waitress on an empty embedded database: (base URL, {role: (email, password)})."""
+    """The real app under waitress on an empty embedded database: (base URL, {role: (email, password)},
+    instance folder)."""
     instance = tmp_path_factory.mktemp("browser-instance")
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
@@ -75,7 +76,7 @@ def server(tmp_path_factory):
         for line in (instance / "demo-logins.txt").read_text(encoding="utf-8").splitlines():
             role, email, password = line.split("\t")
             logins[role] = (email, password)
-        yield url, logins
+        yield url, logins, instance
     finally:
         process.terminate()
         try:
@@ -119,7 +120,7 @@ def sign_in(browser, base_url, email, password, screenshot=None):
 
 
 def test_buyer_orders_and_staff_invoices(server, browser):
-    base_url, logins = server
+    base_url, logins, _instance = server
 
     # --- the buyer: sign in, search, add, quick order -------------------------------------------
     buyer, page = sign_in(browser, base_url, *logins["buyer"], screenshot="00-login")
@@ -261,7 +262,7 @@ def test_buyer_orders_and_staff_invoices(server, browser):
 
 
 def test_admin_watches_monitor_refresh_itself(server, browser):
-    base_url, logins = server
+    base_url, logins, _instance = server
     admin, page = sign_in(browser, base_url, *logins["admin"])
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Monitor").click()
     expect(page.get_by_role("heading", name="Monitor", exact=True)).to_be_visible()
@@ -293,7 +294,7 @@ def test_admin_watches_monitor_refresh_itself(server, browser):
 
 
 def test_pictures_search_as_you_type_stock_truth_and_order_pages(server, browser, tmp_path):
-    base_url, logins = server
+    base_url, logins, _instance = server
     from PIL import Image
 
     picture = tmp_path / "kellerbier.png"
@@ -357,3 +358,76 @@ def test_pictures_search_as_you_type_stock_truth_and_order_pages(server, browser
     assert "is out of stock; it cannot be ordered until it is back." in answer.text()
     shot(page, "23-catalog-out-of-stock")
     buyer.close()
+
+
+CARDS_WIDER_THAN_THEMSELVES = """() => [...document.querySelectorAll('.card')]
+    .filter(card => card.scrollWidth > card.clientWidth + 1)
+    .map(card => `${card.id || card.className}: ${card.scrollWidth}px of ${card.clientWidth}px`)"""
+
+
+def run_flask(server_env, *args):
+    """A `flask` command on the browser test's server instance (the embedded default)."""
+    result = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=server_env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_monitor_fits_desktop_and_phone_switches_range_and_retries_a_job(server, browser):
+    base_url, logins, instance = server
+    env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
+    env["SIPUP_INSTANCE_PATH"] = str(instance)
+    # A report with a date that is not one fails at once: a failed job to find and retry.
+    enqueued = run_flask(env, "queue", "enqueue", "build_report", "sales_by_product", "31.02.2026")
+    job_id = re.search(r"Queued job (\d+)", enqueued.stdout).group(1)
+    run_flask(env, "queue", "process")
+    admin, page = sign_in(browser, base_url, *logins["admin"])
+    page.goto("/monitor")
+    expect(page.locator("#panel-traffic .chart svg").first).to_be_visible()
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        page.wait_for_timeout(300)
+        assert page.evaluate(CARDS_WIDER_THAN_THEMSELVES) == [], viewport
+        assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    page.set_viewport_size(DESKTOP)
+    # Charts have axes and a value per bucket on hover.
+    chart = page.locator("#panel-traffic figure.chart").first
+    assert chart.locator(".c-grid text").count() == 5 and chart.locator(".c-time text").count() >= 3
+    assert re.match(r"\d\d:\d\d–\d\d:\d\d UTC: requests \d+, server errors \d+",
+                    chart.locator(".c-hover rect title").last.text_content())
+
+    # The time range is chosen per panel, and kept by the panel's own refreshes.
+    page.locator("#panel-traffic .range-switch button", has_text="24 h").click()
+    expect(page.locator("#panel-traffic")).to_have_attribute("data-range", "day")
+    expect(page.locator("#panel-traffic figcaption").first).to_contain_text("last 24 hours")
+    expect(page.locator("#panel-cache")).to_have_attribute("data-range", "hour")
+    page.wait_for_timeout(2500)  # past one refresh (SIPUP_MONITOR_REFRESH_SECONDS=2)
+    expect(page.locator("#panel-traffic")).to_have_attribute("data-range", "day")
+    assert page.locator("#panel-traffic figure.chart").first.locator(".c-hover rect").count() == 24
+    shot(page, "21-monitor-24h")
+
+    # The job browser finds the failed job; its Retry asks first, then queues it again.
+    page.goto("/monitor/jobs")
+    page.get_by_label("State").select_option("failed")
+    expect(page.locator("#job-list h2")).to_contain_text("1 job (failed)")
+    expect(page).to_have_url(re.compile(r"/monitor/jobs\?state=failed"))  # the filter is in the address
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        assert page.evaluate(CARDS_WIDER_THAN_THEMSELVES) == [], viewport
+    page.set_viewport_size(DESKTOP)
+    page.locator("#job-list a", has_text=f"#{job_id}").click()
+    expect(page.locator("pre.error-text")).to_contain_text("Dates must look like")
+    expect(page.locator("pre.code-block").first).to_contain_text("31.02.2026")  # its arguments
+    shot(page, "22-monitor-job")
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Retry").click()
+    page.wait_for_timeout(300)
+    assert questions and "again" in questions[0]
+    expect(page.locator(".status-job-failed")).to_be_visible()  # dismissed: nothing happened
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Retry").click()
+    expect(page.locator(".flash")).to_contain_text(f"Job {job_id} (build_report) is queued again.")
+    expect(page.locator(".status-job-queued")).to_be_visible()
+    shot(page, "23-monitor-jobs")
+    admin.close()

@@ -402,31 +402,92 @@ def test_monthly_reports_queue_all_four(app, run_jobs):
 
 # --- the long-running worker -----------------------------------------------------------------------
 
-def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
+def start_worker(app, backend, *options, **settings):
+    """A real `flask queue worker` on the test's database and queue store."""
     _name, url, instance = backend
     env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance,
            "SIPUP_SECRET_KEY": "test-secret-of-at-least-32-characters", "FLASK_APP": "wsgi"}
-    for key, value in app.queue_settings.items():
-        env[f"SIPUP_{key}"] = value
+    for key, value in {**app.queue_settings, **settings}.items():
+        env[f"SIPUP_{key}"] = str(value)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen([sys.executable, "-m", "flask", "queue", "worker", *options], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def statuses_of(name):
+    return db.session.scalars(select(Job.status).where(Job.name == name)).all()
+
+
+def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
     for n in range(3):
         enqueue("build_report", "receivables_ageing", priority="high")
     db.session.commit()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    worker = subprocess.Popen([sys.executable, "-m", "flask", "queue", "worker", "--workers", "2"], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    worker = start_worker(app, backend, "--workers", "2")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            db.session.expire_all()
-            statuses = db.session.scalars(select(Job.status).where(Job.name == "build_report")).all()
-            if statuses and set(statuses) == {"done"}:
-                break
-            time.sleep(0.2)
-        assert set(statuses) == {"done"}
+        assert wait_for(lambda: set(statuses_of("build_report")) == {"done"})
     finally:
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=30)[0].decode()
+    assert worker.returncode == 0
     assert f"sipup queue worker on {app.extensions['queue'].backend} with 2 thread(s)" in output
+
+
+def test_sigterm_lets_the_running_job_finish_and_takes_no_new_one(app, backend, run_jobs):
+    slow = enqueue("ping", "3")
+    db.session.commit()
+    worker = start_worker(app, backend, "--workers", "1")
+    try:
+        assert wait_for(lambda: statuses_of("ping") == ["running"])
+        later = enqueue("ping")  # arrives while the worker stops: left for the next processor
+        db.session.commit()
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0
+    db.session.expire_all()
+    done = db.session.get(Job, slow.id)
+    assert (done.status, done.attempts, done.result) == ("done", 1, "pong")
+    assert db.session.get(Job, later.id).status == "queued"
+    run_jobs()  # the next processor runs the new one, and not the finished one again
+    db.session.expire_all()
+    assert db.session.get(Job, later.id).status == "done"
+    assert (db.session.get(Job, slow.id).attempts, db.session.get(Job, slow.id).finished_at) == (1, done.finished_at)
+
+
+def test_a_job_still_running_at_the_stop_timeout_is_queued_again_at_once(app, backend, run_jobs):
+    slow = enqueue("ping", "5")
+    db.session.commit()
+    worker = start_worker(app, backend, "--workers", "1", WORKER_STOP_SECONDS=1)
+    try:
+        assert wait_for(lambda: statuses_of("ping") == ["running"])
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+        took = time.monotonic() - stopped_at
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0 and took < 4  # did not wait for the 5-second job
+    db.session.expire_all()
+    returned = db.session.get(Job, slow.id)
+    assert returned.status == "retrying" and returned.dispatched_at is not None and returned.lease_until is None
+    assert "worker stopped before this run finished" in returned.error
+    run_jobs()  # sent back to the queue: the next run takes it, no lease to wait for
+    db.session.expire_all()
+    again = db.session.get(Job, slow.id)
+    assert (again.status, again.attempts) == ("done", 2)
 
 
 def test_international_domains_are_sent_in_idna_form(app, make_app, run_jobs, smtp, make_company, make_user):

@@ -58,7 +58,7 @@ def test_the_page_holds_every_panel_polling_every_30_seconds(admin_client):
     for name in PANEL_NAMES:
         section = re.search(rf'<section[^>]*id="panel-{name}"[^>]*>', html)
         assert section, name
-        assert f'hx-get="/monitor/panels/{name}"' in section.group(0)
+        assert re.search(rf'hx-get="/monitor/panels/{name}(\?range=hour)?"', section.group(0)), name
         assert 'hx-trigger="every 30s, refresh"' in section.group(0)
     assert "monitor.js" in html
 
@@ -73,10 +73,10 @@ def test_each_panel_renders_alone(admin_client, name):
 
 
 def test_recommendations_go_on_without_a_failing_part(app, admin_client, monkeypatch):
-    def broken():
+    def broken(range_):
         raise RuntimeError("jobs table unreadable")
 
-    monkeypatch.setitem(monitor.PANELS, "queue", ("Queue", broken))
+    monkeypatch.setitem(monitor.PANELS, "queue", ("Queue", broken, True))
     rules = {r["key"]: r["state"] for r in monitor.panel("recommendations")["rules"]}
     assert rules["pending_jobs"] == "unavailable" and rules["disk"] in ("clear", "firing")
 
@@ -97,10 +97,10 @@ def test_traffic_panel_counts_requests_per_page(admin_client, make_product):
 
 
 def test_a_failing_panel_shows_its_error_and_the_others_still_render(app, admin_client, monkeypatch):
-    def broken():
+    def broken(range_):
         raise RuntimeError("statistics store on fire")
 
-    monkeypatch.setitem(monitor.PANELS, "broken", ("Broken", broken))
+    monkeypatch.setitem(monitor.PANELS, "broken", ("Broken", broken, False))
     html = admin_client.get("/monitor").get_data(as_text=True)
     assert "This panel could not be built." in html and "statistics store on fire" in html
     assert 'id="panel-health"' in html and 'id="panel-traffic"' in html
@@ -143,7 +143,7 @@ def test_queue_panel_shows_a_failed_job_and_retry_queues_it_again(app, admin_cli
     again = admin_client.post(f"/monitor/jobs/{job_id}/retry")  # a plain form post goes back to the page
     assert again.status_code == 302 and again.headers["Location"].endswith("/monitor#panel-queue")
     page = admin_client.get("/monitor").get_data(as_text=True)
-    assert "only failed jobs can be retried" in page
+    assert "only failed and cancelled jobs can be retried" in page
 
 
 def test_health_shows_the_queue_processor_heartbeat(app, admin_client):
@@ -330,3 +330,33 @@ def test_unblock_with_limits_switched_off_says_so(backend, tmp_path, make_user):
             db.session.remove()
             _empty_tables()
             db.engine.dispose()
+
+
+def test_health_and_recommendations_show_one_verdict(app, admin_client):
+    # No processor has run: Health warns about it, and Recommendations says the same, not "nothing to do".
+    health = admin_client.get("/monitor/panels/health").get_data(as_text=True)
+    advice = admin_client.get("/monitor/panels/recommendations").get_data(as_text=True)
+    verdicts = [re.search(r'<div class="verdict verdict-(\w+)" role="status">(.*?)</div>', html, re.S)
+                for html in (health, advice)]
+    assert verdicts[0].group(1) == verdicts[1].group(1) == "amber"
+    assert " ".join(verdicts[0].group(2).split()) == " ".join(verdicts[1].group(2).split())
+    assert "Queue processor (never ran)" in verdicts[1].group(2)
+    assert monitor.verdict()["colour"] == "amber"
+
+
+def test_pools_larger_than_max_connections_are_named(app, make_app):
+    from sqlalchemy import text
+
+    limit = 400 if app.backend == "sqlite" else db.session.execute(text("SELECT @@max_connections")).scalar()
+    big = make_app(DB_POOL_SIZE=limit, DB_MAX_OVERFLOW=100, MONITOR_PANEL_SECONDS=0)  # one process is too many
+    with big.app_context():
+        rules = {r["key"]: r for r in monitor.panel("recommendations")["rules"]}
+        budget = monitor.panel("database")["connections"]
+        if app.backend == "sqlite":
+            assert budget is None and rules["connections"]["state"] == "unavailable"
+        else:
+            assert budget["per_process"] == limit + 100 and budget["max_connections"] == limit
+            assert rules["connections"]["state"] == "firing"
+            assert (f"x {limit + 100} = {budget['needed']} for max_connections {limit}"
+                    in rules["connections"]["value"])
+        db.engine.dispose()

@@ -1,5 +1,6 @@
 """flask db optimize: indexes, monthly partitions (MariaDB), maintenance, report, dry run and safety."""
 import os
+import re
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -104,8 +105,8 @@ def test_report_names_real_tables_statements_and_plans(backend, tmp_path):
     report = path.read_text(encoding="utf-8")
     assert report in result.output
     for expected in ("Tables:", "order_lines", "ix_orders_company_history", "Orphan check",
-                     "order lines without an order of the same month: 0", "Key queries, best of 3",
-                     "order history page", "FROM orders WHERE orders.company_id = 1"):
+                     "order lines without an order of the same month: 0", "Key queries sipup runs",
+                     "a company's order history", "FROM orders WHERE orders.company_id = 1"):
         assert expected in report, expected
     # the statement the test ran, from the query statistics and from the slow log, each with a plan
     statistics, slow_log = report.split("Slowest statements")[1].split("slow query log")[:2]
@@ -300,7 +301,7 @@ def test_a_slow_key_query_is_cut_off_not_waited_for(maria, monkeypatch):
         timings = optimizer.time_key_queries()
         assert optimizer.scalar("SELECT @@max_statement_time") == 0  # the session limit is lifted again
     optimizer.engine.dispose()
-    assert None in timings.values()
+    assert None in [timing["ms"] for timing in timings.values()]
 
 
 def test_a_dry_run_plans_the_conversion_and_changes_nothing(maria):
@@ -327,3 +328,57 @@ def test_invoices_of_orders_moved_out_still_list(app, client, buyer, login_as):
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert "INV-2024-000001" in page and "archived" in page  # no link to an order that is not online
+
+
+# --- an honest report ---------------------------------------------------------------------------------
+
+def key_query_lines(report):
+    section = report.split("Key queries sipup runs", 1)[1].split("\n\n", 1)[0]
+    return section.splitlines()[1:]
+
+
+def test_the_report_times_the_queries_sipup_runs_and_a_run_that_changes_nothing_claims_no_speed_up(app, make_product):
+    make_product()
+    add_orders(datetime(2026, 10, 5, 12), datetime(2026, 11, 2, 8))
+    optimize(app, **QUIET)
+    outcome, report = optimize(app, **QUIET)  # everything is in place now
+    assert outcome.changes == 0 and outcome.timings_after == {}
+    lines = key_query_lines(report)
+    assert lines[0].strip() == "no schema change in this run: timed once, nothing to compare"
+    labels = [label for label in outcome.timings_before]
+    for wanted in ("storefront: catalog page, all products", "storefront: search",
+                   "storefront: a company's order history", "storefront: an order by number", "checkout: credit check", "back office: placed orders",
+                   "back office: counts per status", "report sales_by_period (2026-10)",
+                   "report sales_by_customer (2026-10)", "report sales_by_product (2026-10)",
+                   "report receivables_ageing"):
+        assert any(label.startswith(wanted) for label in labels), wanted
+    assert "top products" not in report  # no query of the report's own that no page runs
+    assert not any("->" in line or re.search(r"\d\.\dx", line) for line in lines)
+    connections = report.split("\nConnections:\n", 1)[1].split("\n\n", 1)[0]
+    if app.backend == "sqlite":
+        assert "SQLite: no connection limit" in connections
+    else:
+        assert re.search(r"\d+ process\(es\) x 30 connections .* (fits|does NOT fit) in max_connections \d+", connections)
+
+
+def test_a_change_is_compared_within_the_noise():
+    from sipup.optimize import compare
+
+    assert compare(10.0, 4.0) == "2.5x" and compare(10.0, 11.0) == "same" and compare(0.4, 0.8) == "same"
+    assert compare(10.0, 20.0) == "slower" and compare(None, 3.0) == ""
+
+
+def test_the_sales_by_product_report_reads_only_its_months(app):
+    if app.backend != "mariadb":
+        pytest.skip("partitions are MySQL/MariaDB only")
+    from datetime import date
+
+    from sipup.services.reports import report_query
+
+    add_orders(datetime(2026, 9, 3), datetime(2026, 10, 5, 12), datetime(2026, 11, 2, 8))
+    optimizer = Optimizer(app, **QUIET)
+    with optimizer.engine.connect() as optimizer.conn:
+        read = optimizer.partitions_read(report_query("sales_by_product", date(2026, 10, 1), date(2026, 10, 31)))
+        total = len(optimizer.partition_layout("orders"))
+    optimizer.engine.dispose()
+    assert read == f"order_lines 1/{total}, orders 1/{total}"

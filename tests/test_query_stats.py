@@ -6,13 +6,16 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from sqlalchemy import text
 
 from sipup import create_app
 from sipup.extensions import db
-from sipup.query_stats import MAX_STATEMENTS, OTHER, Collector, SqliteStore, kind_of, normalise, short_sql
+import sipup.query_stats as query_stats
+from sipup.query_stats import (CONNECT, MAX_STATEMENTS, OTHER, PING, Collector, SqliteStore, kind_of, normalise,
+                               short_sql)
 from tests.conftest import PASSWORD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +88,8 @@ def test_the_same_statement_with_other_values_normalises_alike():
 @pytest.mark.parametrize("sql, kind", [
     ("SELECT 1", "select"), ("(SELECT 1) UNION (SELECT 2)", "select"), ("WITH x AS (SELECT 1) SELECT * FROM x", "select"),
     ("insert into t values (?)", "insert"), ("UPDATE t SET a = ?", "update"), ("DELETE FROM t", "delete"),
-    ("SAVEPOINT sa_1", "other"), ("PRAGMA foreign_keys=ON", "other"),
+    ("SAVEPOINT sa_1", "transaction"), ("COMMIT", "transaction"), ("ROLLBACK", "transaction"),
+    ("PRAGMA foreign_keys=ON", "other"), (CONNECT, "connection"), (PING, "connection"),
 ])
 def test_kind_of(sql, kind):
     assert kind_of(sql) == kind
@@ -116,6 +120,51 @@ def test_statements_are_counted_per_normalised_statement_and_kind(app, make_prod
     day = stats.summary("day")
     assert day["window"] == "day"
     assert row_for(day, marker)["count"] == 3
+
+
+def test_commit_rollback_and_connection_set_up_are_counted(app, make_app, buyer, make_product):
+    fresh = make_app()  # an engine of its own: its first request opens a new connection
+    make_product()
+    client = sign_in(fresh.test_client(), buyer)  # signing in writes (last login): a COMMIT
+    assert client.get("/products").status_code == 200  # read only: the pool's ROLLBACK on return
+    with fresh.app_context():
+        summary = fresh.extensions["query_stats"].summary("hour")
+        by_sql = {row["sql"]: row for row in summary["statements"]}
+        assert by_sql["COMMIT"]["count"] >= 1 and by_sql["ROLLBACK"]["count"] >= 1
+        assert by_sql[CONNECT]["count"] >= 1 and by_sql[CONNECT]["total_ms"] > 0
+        assert summary["kinds"]["transaction"]["count"] >= 2
+        assert summary["kinds"]["connection"]["count"] >= 1
+        db.engine.dispose()
+
+
+def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkeypatch, buyer, make_product):
+    monkeypatch.setattr(query_stats, "FLUSH_SECONDS", 1.0)  # longer than the burst: no request flushes it
+    burst = create_app({"DATABASE_URL": backend[1], "SECRET_KEY": "test-secret", "TESTING": True,
+                        "WTF_CSRF_ENABLED": False}, instance_path=str(tmp_path))
+    make_product()
+    client = sign_in(burst.test_client(), buyer)
+    for _ in range(7):
+        assert client.get("/products").status_code == 200
+    store = SqliteStore(str(tmp_path / "query_stats.db"))  # what `flask db stats` in another process reads
+
+    def requests_stored():
+        start = int(time.time() // 60 * 60)
+        buckets, _sql = store.read("minute", [start, start - 60])
+        return sum(bucket.requests for bucket in buckets)
+
+    deadline = time.monotonic() + 10
+    while requests_stored() < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)  # no request comes after the burst: only the timer can flush it
+    assert requests_stored() == 8
+    with burst.app_context():
+        db.engine.dispose()
+
+
+def test_a_statement_past_the_last_histogram_bound_has_a_finite_p95(tmp_path):
+    collector = Collector(SqliteStore(str(tmp_path / "stats.db")), slow_ms=10_000, warn_queries=50)
+    collector.record("SELECT SLEEP(3)", 3210.0, 0)
+    row = collector.summary()["statements"][0]
+    assert row["p95_ms"] == 3210.0  # the top bin has no upper bound: the slowest run is the honest one
 
 
 def test_summary_refuses_an_unknown_window(app):
@@ -277,7 +326,9 @@ def test_db_stats_shows_the_statements_of_browsed_pages(app, client, runner, buy
     assert "SELECT products.* FROM products WHERE" in result.output
     assert "FROM categories ORDER BY" in result.output
     assert re.search(r"requests \d+, [\d.]+ queries each", result.output)
-    assert "\nPool: {'class': " in result.output
+    assert re.search(r"\nPool: (\d+ in use of \d+ \(\+\d+ overflow\), \d+ idle, \d+ waits|\w+Pool \(no fixed size)",
+                     result.output)
+    assert not re.search(r"\binf\b", result.output) and "{'class'" not in result.output
 
     day = runner.invoke(args=["db", "stats", "--window", "day", "--top", "500"])
     assert day.exit_code == 0, day.output

@@ -224,7 +224,8 @@ def test_redis_down_at_enqueue_keeps_the_job_until_the_processor_sends_it(app, m
         status = queue_module.queue_status()
         assert status["outbox"] == 1 and status["huey_error"]
         summary = process(target)
-        assert summary["run"] == 0 and summary["resent"].startswith("failed")
+        assert summary["run"] == 0 and summary["resent"] is None
+        assert any(problem.startswith("resent: failed") for problem in summary["problems"])
         assert the_job(record).status == "queued"
         local_redis.start()
         RUNS.clear()
@@ -275,9 +276,9 @@ def test_cli_process_limit_and_heartbeat(qapp):
     db.session.commit()
     result = runner.invoke(args=["queue", "process"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Ran 10 job(s), 0 failed")
-    result = runner.invoke(args=["queue", "process", "--limit", "1"])
-    assert result.output.startswith("Ran 1 job(s)")
+    assert result.output == ""  # cron mails or logs any output: a run that went well says nothing
+    result = runner.invoke(args=["queue", "process", "--limit", "1", "--verbose"])
+    assert result.output.startswith("Ran 1 job(s), 0 failed")
     beat = db.session.get(QueueRun, "process")
     assert beat.jobs_run == 1 and beat.finished_at is not None
     assert counters.totals("queue", "hour", 3)["done"] - done_before == 11
@@ -343,3 +344,82 @@ def test_only_committed_jobs_count_as_arrived(qapp):
     enqueue("record_run", "rolled back")
     db.session.rollback()
     assert counters.totals("queue").get("enqueued", 0) == before + 1
+
+
+def test_process_prints_one_line_per_real_problem(qapp):
+    runner = qapp.test_cli_runner()
+    enqueue(bad_data, "b.csv")
+    db.session.commit()
+    result = runner.invoke(args=["queue", "process"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["warning: 1 job(s) failed in this run; see `flask queue status`."]
+    assert runner.invoke(args=["queue", "process"]).output == ""
+
+
+def lose_the_store(app, store):
+    """What a Redis restart without persistence (or a lost queue file) does to Huey's data."""
+    if store is None:
+        app.extensions["queue"].huey.flush()
+    else:
+        store.stop()
+        store.start()
+
+
+@pytest.mark.parametrize("where", ["huey-sqlite", "private-redis"])
+def test_jobs_survive_a_queue_store_that_forgot_them(app, make_app, tmp_path, where):
+    from sipup.health import queue_processor
+    from tests.servers import LocalRedis, local_server
+
+    store = local_server(LocalRedis, tmp_path) if where == "private-redis" else None
+    target = make_app(REDIS_URL=store.url, REDIS_NAMESPACE="loss") if store else app
+    queue = target.extensions["queue"]
+    queue.huey.flush()
+    RUNS.clear()
+    try:
+        with target.app_context():
+            assert process(target, limit=0)["lost"] == 0  # cron ran before: the store's epoch is recorded
+            labels = [f"confirmation {n}" for n in range(100)]
+            for label in labels:
+                enqueue(record_run, label)
+            enqueue(record_run, "retry later", delay=600)
+            db.session.commit()
+            assert queue.huey.pending_count() == 100 and queue.huey.scheduled_count() == 1
+            lose_the_store(target, store)
+            assert queue.huey.pending_count() == 0
+
+            result = target.test_cli_runner().invoke(args=["queue", "process", "--limit", "200"])
+            assert result.exit_code == 0, result.output
+            store_name = "Redis" if store else "The queue file"
+            assert result.stdout == ""
+            assert result.stderr.splitlines() == [f"warning: {store_name} lost 101 queued message(s) at "
+                                                  f"{utcnow():%H:%M} UTC; re-sent."]
+            assert sorted(RUNS) == sorted(labels)  # every job ran, and once
+            db.session.expire_all()
+            jobs = db.session.scalars(select(Job).where(Job.name == "record_run")).all()
+            assert sorted((j.status, j.attempts) for j in jobs) == [("done", 1)] * 100 + [("queued", 0)]
+            assert queue.huey.scheduled_count() == 1  # the delayed one waits in the schedule again
+
+            beat = queue_processor()
+            assert beat["state"] == "warn" and f"{store_name} lost 101 queued message(s)" in beat["detail"]
+            status = target.test_cli_runner().invoke(args=["queue", "status"]).output
+            assert "warning: the queue store lost 101 queued message(s)" in status
+            assert process(target)["lost"] == 0  # the next run finds the new epoch
+            assert sorted(RUNS) == sorted(labels)
+            db.session.remove()
+            target.extensions["counters"].flush()
+            target.extensions["query_stats"].flush()
+    finally:
+        if store:
+            store.stop()
+
+
+def test_a_first_run_resends_but_reports_no_loss(qapp):
+    queue = qapp.extensions["queue"]
+    enqueue(record_run, "before any processor")
+    db.session.commit()
+    queue.huey.flush()  # lost before the epoch was ever recorded
+    summary = process(qapp)
+    assert summary["lost"] == 0 and summary["problems"] == []
+    assert RUNS == ["before any processor"]
+    assert queue_module.store_loss() is None

@@ -9,17 +9,25 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from markupsafe import Markup, escape
 
 from .. import monitor
+from ..charts import DEFAULT_RANGE, pick_range
 from ..health import duration
 from ..security import admin_required
 
 bp = Blueprint("monitor", __name__)
 
 
+@bp.context_processor
+def _job_words():
+    from ..queue import PRIORITY_NAMES
+
+    return {"priority_names": PRIORITY_NAMES}
+
+
 @bp.route("/monitor")
 @admin_required
 def index():
     """Every panel on one page; each then refreshes itself."""
-    panels = [Markup(_render(name, title)) for name, title in monitor.panels()]
+    panels = [Markup(_render(name, title, request.args.get(f"{name}_range"))) for name, title in monitor.panels()]
     return render_template("monitor/index.html", panels=panels)
 
 
@@ -30,13 +38,56 @@ def panel(name):
     titles = dict(monitor.panels())
     if name not in titles:
         abort(404)
-    return _render(name, titles[name])
+    return _render(name, titles[name], request.args.get("range"))
+
+
+@bp.route("/monitor/jobs")
+@admin_required
+def jobs():
+    """The job browser: every job, filtered by state, type and priority, a page at a time."""
+    from .. import queue
+
+    state = request.args.get("state", "")
+    name = request.args.get("name", "")
+    priority = request.args.get("priority", "")
+    state = state if state in {s.value for s in queue.S} else ""
+    priority = priority if priority in queue.PRIORITIES else ""
+    page = request.args.get("page", 1, type=int)
+    results = queue.find_jobs(state or None, name or None, priority or None, page=max(page, 1))
+    context = {"results": results, "state": state, "name": name, "priority": priority}
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-list":
+        return render_template("monitor/_job_list.html", **context)
+    return render_template("monitor/jobs.html", names=queue.job_names(), states=[s.value for s in queue.S],
+                           priorities=list(queue.PRIORITIES), kinds=queue.job_type_stats(
+                               current_app.extensions["counters"]), **context)
+
+
+@bp.route("/monitor/jobs/<int:job_id>")
+@admin_required
+def job(job_id):
+    """One job: its arguments, attempts, times, error and result, with its actions."""
+    from ..extensions import db
+    from ..models import Job
+
+    record = db.session.get(Job, job_id)
+    if record is None:
+        abort(404)
+    return render_template("monitor/job.html", job=record, args=_arguments(record.args))
+
+
+def _arguments(text):
+    import json
+
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:  # stored by an older version or by hand: show it as it is
+        return text
 
 
 @bp.post("/monitor/jobs/<id:job_id>/retry")
 @admin_required
 def retry_job(job_id):
-    """Queue a failed job again with fresh attempts."""
+    """Queue a failed or cancelled job again with fresh attempts."""
     from ..queue import retry_job as retry
 
     try:
@@ -45,6 +96,37 @@ def retry_job(job_id):
     except (LookupError, ValueError) as exc:
         message, category = str(exc), "error"
     return _after_action("queue", message, category)
+
+
+@bp.post("/monitor/jobs/<int:job_id>/cancel")
+@admin_required
+def cancel_job(job_id):
+    """Cancel a job that waits to run."""
+    from ..queue import cancel_job as cancel
+
+    try:
+        record = cancel(job_id)
+        message, category = f"Job {record.id} ({record.name}) is cancelled.", "success"
+    except (LookupError, ValueError) as exc:
+        message, category = str(exc), "error"
+    return _after_action("queue", message, category)
+
+
+@bp.post("/monitor/jobs/<int:job_id>/delete")
+@admin_required
+def delete_job(job_id):
+    """Delete a job that is not running from the history."""
+    from ..queue import delete_job as delete
+
+    try:
+        name = delete(job_id)
+        message, category = f"Job {job_id} ({name}) is deleted.", "success"
+    except (LookupError, ValueError) as exc:
+        message, category = str(exc), "error"
+    back = request.form.get("next", "")
+    if back.startswith(f"/monitor/jobs/{job_id}") and category == "success":
+        back = url_for("monitor.jobs")  # the job's own page is gone
+    return _after_action("queue", message, category, back)
 
 
 @bp.post("/monitor/blocks/unblock")
@@ -64,24 +146,32 @@ def unblock():
     return _after_action("limits", message, "success")
 
 
-def _after_action(name, message, category):
-    """HTMX gets the panel itself, fresh, with the outcome; a plain form post goes back to the page."""
+def _after_action(name, message, category, back=None):
+    """HTMX gets the panel itself, fresh, with the outcome; a plain form post goes back to the page it came
+    from (the job browser) or to the panel."""
     monitor.forget(name)
     if request.headers.get("HX-Request"):
-        return _render(name, dict(monitor.panels())[name], notice=(message, category))
+        return _render(name, dict(monitor.panels())[name], request.args.get("range"), notice=(message, category))
     flash(message, category)
+    back = request.form.get("next", "") if back is None else back
+    if back.startswith("/monitor/jobs") and "//" not in back and "\\" not in back:
+        return redirect(back)
     return redirect(url_for("monitor.index") + f"#panel-{name}")
 
 
-def _render(name, title, notice=None):
-    """A panel's partial, or its inline error state when building its data fails."""
+def _render(name, title, range_=None, notice=None):
+    """A panel's partial over its time range, or its inline error state when building its data fails."""
+    range_ = pick_range(range_) if monitor.ranged(name) else None
+    verdict = None
     try:
-        data, error = monitor.panel(name), None
+        data, error = monitor.panel(name, range_ or DEFAULT_RANGE), None
+        if name in ("health", "recommendations"):
+            verdict = monitor.verdict()  # both panels show the same one
     except Exception as exc:  # one failing panel must not take the page or the other panels down
         current_app.logger.exception("Monitor panel %s failed", name)
         data, error = None, f"{type(exc).__name__}: {exc}"
     return render_template("monitor/_panel.html", name=name, title=title, data=data, error=error,
-                           failed_at=time.time(), notice=notice)
+                           failed_at=time.time(), notice=notice, range=range_, verdict=verdict)
 
 
 @bp.app_template_filter("clock")

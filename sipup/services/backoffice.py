@@ -13,10 +13,15 @@ from .parsing import parse_count, parse_money, whole_number
 
 def status_counts():
     """How many orders are in each status: {status: count}."""
-    rows = db.session.execute(select(Order.status, func.count()).group_by(Order.status))
+    rows = db.session.execute(status_counts_query())
     counts = {status.value: 0 for status in OrderStatus}
     counts.update(dict(rows.all()))
     return counts
+
+
+def status_counts_query():
+    """The statement behind the back office's counts per status (also timed by `flask db optimize`)."""
+    return select(Order.status, func.count()).group_by(Order.status)
 
 
 def find_orders(status=None, company_id=None, query="", page=1, per_page=30):

@@ -68,6 +68,17 @@ def search(query="", category_slug=None, sort="name", page=1, per_page=24):
 
     The page's ids are sorted first and its products loaded after, so that a search matching thousands
     sorts their ids and sort keys only, not whole rows."""
+    stmt = search_query(query, category_slug, sort)
+    total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
+    ids = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    found = {p.id: p for p in db.session.scalars(
+        select(Product).options(selectinload(Product.images), selectinload(Product.category)).where(Product.id.in_(ids))
+    )} if ids else {}
+    return PageOf([found[i] for i in ids if i in found], total, page, per_page)
+
+
+def search_query(query="", category_slug=None, sort="name"):
+    """The ids of a catalog page's products, in order (also timed by `flask db optimize`)."""
     query = (query or "").strip()
     if _words(query):
         # Wrapped, so that no index on `active` tempts the planner into walking every active product and
@@ -77,13 +88,8 @@ def search(query="", category_slug=None, sort="name", page=1, per_page=24):
         stmt = select(Product.id).where(Product.active.is_(True))
     if category_slug:
         stmt = stmt.join(Category).where(Category.slug == category_slug)
-    total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
     order = best_first(query) if sort == "best" else SORTS.get(sort, SORTS["name"])
-    ids = db.session.scalars(stmt.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
-    found = {p.id: p for p in db.session.scalars(
-        select(Product).options(selectinload(Product.images), selectinload(Product.category)).where(Product.id.in_(ids))
-    )} if ids else {}
-    return PageOf([found[i] for i in ids if i in found], total, page, per_page)
+    return stmt.order_by(*order)
 
 
 def product_by_sku(sku, include_inactive=False):

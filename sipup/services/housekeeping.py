@@ -7,6 +7,7 @@ from contextlib import closing
 from flask import current_app
 
 from .. import metrics, query_stats
+from .errors import InvalidInput
 
 # Where the cache layer registers its purge: app.extensions[FILESYSTEM_CACHE_PURGE] = callable() -> entries removed.
 FILESYSTEM_CACHE_PURGE = "filesystem_cache_purge"
@@ -48,3 +49,13 @@ def cache_cleanup():
     jobs = cleanup(current_app.config["QUEUE_KEEP_DAYS"])
     cache_text = "the cache server expires its own entries" if cache is None else f"{cache} expired cache files"
     return f"{cache_text}; {stats} old statistics rows; {jobs} finished jobs past retention removed"
+
+
+def pause(seconds):
+    """The ping job's work: wait `seconds` (at most ten minutes), then answer "pong"."""
+    try:
+        seconds = min(max(float(seconds), 0.0), 600.0)
+    except ValueError:
+        raise InvalidInput(f"seconds: {seconds!r} is not a number of seconds") from None
+    time.sleep(seconds)
+    return "pong"

@@ -125,6 +125,13 @@ def account_position(company):
                   lambda: credit_position(company))
 
 
+def uninvoiced_query(company_id):
+    """What a company's orders not yet invoiced add up to: the credit check at checkout (also timed by
+    `flask db optimize`)."""
+    return select(func.coalesce(func.sum(Order.total), 0)).where(
+        Order.company_id == company_id, Order.status.in_(UNINVOICED))
+
+
 def credit_position(company):
     """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
     open_invoices = db.session.scalar(
@@ -132,11 +139,7 @@ def credit_position(company):
             Invoice.company_id == company.id, Invoice.paid_at.is_(None)
         )
     )
-    uninvoiced = db.session.scalar(
-        select(func.coalesce(func.sum(Order.total), 0)).where(
-            Order.company_id == company.id, Order.status.in_(UNINVOICED)
-        )
-    )
+    uninvoiced = db.session.scalar(uninvoiced_query(company.id))
     open_balance = money(open_invoices)
     used = money(open_balance + money(uninvoiced))
     return {

@@ -9,3 +9,10 @@ document.addEventListener("visibilitychange", function () {
     document.querySelectorAll(".panel[hx-get]").forEach(function (panel) { htmx.trigger(panel, "refresh"); });
   }
 });
+// Job actions ask first: a form with data-confirm posts only when the admin agrees (htmx uses hx-confirm).
+document.addEventListener("submit", function (event) {
+  var question = event.target.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
