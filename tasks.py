@@ -1,7 +1,9 @@
-"""Background jobs. Each is a few lines that take ids and call a service; sipup.queue records, leases,
+"""Background jobs. Each is a few lines that take ids and call a service; sipup.jobs.queue records, leases,
 retries and runs each in an app context of its own. Periodic times are UTC."""
-from sipup.queue import crontab, job
-from sipup.services import backup, housekeeping, mail, payments, reports, stock_import
+from sipup.jobs import crontab, job
+from sipup.jobs import housekeeping
+from sipup.observability import alerts
+from sipup.services import backup, mail, payments, reports, stock_import
 
 
 @job(priority="normal")
@@ -52,6 +54,12 @@ def overdue_reminders():
 def cache_cleanup():
     """Purge expired filesystem-cache entries, old statistics buckets and old job history."""
     return housekeeping.cache_cleanup()
+
+
+@job(priority="high", periodic=crontab())
+def monitor_alerts():
+    """Mail staff once when the monitor's health turns red or a recommendation stays red, once when it clears."""
+    return alerts.run()
 
 
 @job(priority="low")

@@ -632,7 +632,7 @@ def profile_catalog(requests=500):
         "rate limits (Flask-Limiter check)": ("flask_limiter/_extension.py", "_check_request_limit"),
         "session and sign-in (Flask-Login user)": ("flask_login/utils.py", "_get_user"),
         "database statements (SQLAlchemy execute)": ("sqlalchemy/orm/session.py", "execute"),
-        "cached reads (sipup.cache cached + cached_many)": ("sipup/cache.py", ("cached", "cached_many")),
+        "cached reads (sipup.cache cached + cached_many)": ("sipup/cache/layer.py", ("cached", "cached_many")),
     }
     total = None
     print(f"cached catalog page /products in-process: {per_request:.2f} ms a request under cProfile (which slows "

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
 from sipup import create_app
-from sipup.batch import bulk_insert
+from sipup.dbtools.batch import bulk_insert
 from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Order, OrderLine, Product, Role, User

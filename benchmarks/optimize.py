@@ -21,7 +21,7 @@ from flask_migrate import upgrade
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
-from sipup.optimize import Optimizer, optimize
+from sipup.dbtools.optimize import Optimizer, optimize
 
 PASSWORD = "benchmark password"
 

@@ -20,7 +20,8 @@ from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Job, Role, User
-from sipup.queue import build_worker, enqueue
+from sipup.jobs import enqueue
+from sipup.jobs.worker import build_worker
 from tests.servers import LocalSmtp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +63,7 @@ def _all_done(app, count):
 
 def bench_direct(app, name, args, count):
     """Baseline: the job's service called in a loop, in one app context each, without any queue."""
-    from sipup.queue import JOBS
+    from sipup.jobs.queue import JOBS
 
     func = JOBS[name].job_function
     started = time.perf_counter()

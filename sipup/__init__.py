@@ -11,16 +11,14 @@ def create_app(overrides=None, instance_path=None):
     instance_path = instance_path or os.environ.get("SIPUP_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, overrides)
-    from .logs import register_logging
-    from .metrics import register_counters
-    from .traffic import register_traffic
+    from sipup.observability import register_counters, register_logging, register_traffic
     from .database import register_database
-    from .queue import register_queue
-    from .cache import register_cache
+    from sipup.jobs import register_queue
+    from sipup.cache import register_cache
     from .security import register_security
     from .web import register_web
     from .blueprints import register_blueprints
-    from .limits import register_limits
+    from sipup.limits import register_limits
     from .errors import register_error_handlers
     from .cli import register_cli
 

@@ -12,13 +12,13 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, inspect, select
 
-from .cache import cache_cli
+from sipup.cache.cli import cache_cli
 from .extensions import db
 from .files import open_private
-from .limits import limits_cli
+from sipup.limits.cli import limits_cli
 from .loadtest.cli import loadtest
-from .optimize import db_optimize
-from .queue_cli import queue_cli
+from sipup.dbtools.optimize import db_optimize
+from sipup.jobs.cli import queue_cli
 
 
 # One line each in `flask --help`, in the order a new operator needs them.
@@ -362,7 +362,7 @@ def company_create(name, vat, terms, credit, price_list, address):
 @with_appcontext
 def db_stats(window, top):
     """Print the top statements by total time, the slow ones, and the connection pool."""
-    from .query_stats import describe_pool, pool_status
+    from sipup.observability.query_stats import describe_pool, pool_status
 
     summary = current_app.extensions["query_stats"].summary(window)
     click.echo(f"Query statistics, last {window} (from {summary['store']}):")

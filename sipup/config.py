@@ -5,6 +5,7 @@ import secrets
 import sys
 from decimal import Decimal, InvalidOperation
 
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -72,7 +73,7 @@ DEFAULTS = {
     "IMAGE_FOLDER": "",
     "SESSION_COOKIE_SECURE": False,
     "SESSION_HOURS": 12,
-    # Rate limits (sipup/limits.py). RATELIMIT_IP and RATELIMIT_USER above are the site-wide budgets.
+    # Rate limits (sipup/limits/). RATELIMIT_IP and RATELIMIT_USER above are the site-wide budgets.
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_STRATEGY": "sliding-window-counter",
     # {"[METHOD ]endpoint[ by address|account|user]": limit} merged over ENDPOINT_LIMITS; "" removes one.
@@ -99,7 +100,7 @@ DEFAULTS = {
     "INVITE_HOURS": 72,
     "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
     "BACKUP_KEEP": 7,
-    # Cache (sipup/cache.py): lifetimes per type in seconds (the seed's: products 30 min, users 10 min,
+    # Cache (sipup/cache/): lifetimes per type in seconds (the seed's: products 30 min, users 10 min,
     # orders 5 min, dashboard 2 min), the cache server's socket timeout, how long a failed server is left
     # alone, and how long a process keeps its own results meanwhile (0: recompute, exact across processes).
     "CACHE_TTL_PRODUCTS": 1800,
@@ -137,6 +138,8 @@ MYSQL_OPTIONS = {"charset", "collation", "sql_mode", "read_default_file", "read_
                  "ssl_verify_cert", "ssl_verify_identity"}
 # SIPUP_* variables read outside app.config (they choose the instance folder or feed one command).
 OTHER_VARIABLES = {"INSTANCE_PATH", "SEED_PASSWORD"}
+LIMIT_BY = ("address", "account", "user")  # whose budget an endpoint rule counts
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 
 # How each value must look: a converter that raises ValueError with a reason.
@@ -180,8 +183,6 @@ def _bool(value):
 
 
 def _limit(value):
-    from .limits import check_limit
-
     check_limit(value)
     return str(value)
 
@@ -208,8 +209,6 @@ def _strategy(value):
 def _endpoint_limits(value):
     """The per-endpoint map over ENDPOINT_LIMITS: a dict (sipup.cfg) or a JSON object (environment)."""
     import json
-
-    from .limits import parse_endpoint_rule
 
     if isinstance(value, str):
         try:
@@ -285,6 +284,40 @@ def _url(value):
     if value in (None, ""):
         return None
     return str(value)
+
+
+def parse_endpoint_rule(rule, limit):
+    """("POST auth.login by account", "5 per minute") -> (["POST"], "auth.login", "account"); ValueError says why."""
+    words = str(rule).split()
+    methods = None
+    if words and words[0].isupper():
+        methods = words.pop(0).split(",")
+    by = "address"
+    if len(words) == 3 and words[1] == "by":
+        by = words.pop()
+        words.pop()
+    if len(words) != 1 or by not in LIMIT_BY or not set(methods or ()) <= HTTP_METHODS:
+        raise ValueError(f'must have entries like "POST auth.login by account", not {rule!r}')
+    if limit:
+        try:
+            check_limit(limit)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, not {limit!r} for {rule!r}") from None
+    return methods, words[0], by
+
+
+def check_limit(text):
+    """The parsed limits of a setting such as "100 per minute; 1000 per hour"; ValueError says what is wrong,
+    including a limit of 0, which would refuse every request."""
+    try:
+        items = parse_many(str(text))
+    except ValueError:
+        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
+    for item in items:
+        if item.amount < 1:
+            raise ValueError(f'must allow at least 1 request ({str(text)!r} would refuse every one), '
+                             'e.g. "100 per minute"')
+    return items
 
 
 CONVERTERS = {
@@ -437,7 +470,7 @@ def engine_options(url, config):
             f"{ENV_PREFIX}_DATABASE_URL={url!r} is not a database URL; "
             "use e.g. mysql+pymysql://user:password@host/sipup or sqlite:///path/sipup.db."
         ) from None
-    from .query_stats import MeasuredQueuePool
+    from sipup.observability.query_stats import MeasuredQueuePool
 
     backend = parsed.get_backend_name()
     known = SQLITE_OPTIONS if backend == "sqlite" else MYSQL_OPTIONS if backend in ("mysql", "mariadb") else None

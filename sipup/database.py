@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .extensions import db, migrate
-from .query_stats import register_query_stats
+from sipup.observability.query_stats import register_query_stats
 
 log = logging.getLogger(__name__)
 

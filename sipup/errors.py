@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from .database import write_problem
 from .extensions import db
-from .query_stats import POOL_TIMEOUTS
+from sipup.observability.query_stats import POOL_TIMEOUTS
 
 log = logging.getLogger("sipup.errors")
 

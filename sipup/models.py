@@ -571,7 +571,7 @@ class JobStatus(enum.StrEnum):
 class Job(db.Model):
     """The durable record of one background job: written in the business transaction, leased while it runs.
 
-    Huey carries the message; this row is what survives a killed process or a Redis outage (see sipup.queue).
+    Huey carries the message; this row is what survives a killed process or a Redis outage (see sipup.jobs.queue).
     """
 
     __tablename__ = "jobs"

@@ -15,7 +15,7 @@ from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
-from sipup.queue import Queue
+from sipup.jobs.queue import Queue
 from tests.servers import LocalMemcached, LocalRedis, local_server
 
 PASSWORD = "correct horse battery"
@@ -38,7 +38,7 @@ def backend(request, tmp_path_factory):
 
         upgrade_schema()
         if request.param == "mariadb":  # the production shape: orders partitioned by month
-            from sipup.optimize import partition_orders
+            from sipup.dbtools.optimize import partition_orders
 
             partition_orders(app)
         db.engine.dispose()

@@ -256,7 +256,7 @@ def test_invitation_form_names_each_wrong_field_and_keeps_the_rest(site, make_co
 
 
 def test_invitations_wait_in_the_outbox_while_the_mail_server_is_down(site, make_company, make_user, monkeypatch):
-    import sipup.queue as queue_module
+    import sipup.jobs.queue as queue_module
 
     company, staff = make_company(), make_user("staff")
     office = signed_in(site, staff)

@@ -7,9 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from sipup import alerts
+from sipup.observability import alerts
 from sipup.extensions import db
 from sipup.models import QueueRun, utcnow
+
+
+# The alert check is the periodic job monitor_alerts: a processor run enqueues it when due.
+pytestmark = pytest.mark.periodic_jobs
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_one_mail_when_health_turns_red_and_one_when_it_clears(app, make_user):
 
 
 def test_a_recommendation_becomes_an_incident_only_after_it_has_fired_for_a_while(app, make_user):
-    from sipup.queue import enqueue
+    from sipup.jobs.queue import enqueue
 
     make_user("admin", email="boss@example.com")
     heartbeat(minutes_ago=0)

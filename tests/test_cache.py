@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from sipup.cache import PageOf, Plain, StoreFailed
+from sipup.cache.layer import PageOf, Plain, StoreFailed
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.models import CartItem, Order, PriceTier
@@ -197,7 +197,7 @@ def test_price_list_switch_and_seeded_products_show_on_the_other_instance(shop, 
 
 @pytest.mark.parametrize("driver", ["redis"])
 def test_bulk_updates_on_one_instance_show_on_the_other(shop, two_instances, driver):
-    from sipup.batch import bulk_update
+    from sipup.dbtools.batch import bulk_update
 
     a = two_instances
     assert "€9.00" in page(a.buyer, "/products/BEER-1") and "100 in stock" in page(a.buyer, "/products")
@@ -488,7 +488,7 @@ def test_a_failed_store_read_is_reported_as_such(make_app, local_redis):
 
 
 def test_touch_renews_after_commit_only(make_app, shop):
-    from sipup.cache import touch
+    from sipup.cache.layer import touch
 
     app = make_app()
     buyer = signed_in(app, shop.buyer)
@@ -536,7 +536,7 @@ def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
 
 
 def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
-    from sipup.cache import cache_status
+    from sipup.cache.layer import cache_status
 
     app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace, CACHE_URL=str(tmp_path / "cache"))
     buyer = signed_in(app, shop.buyer)

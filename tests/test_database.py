@@ -9,11 +9,11 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sipup.batch import bulk_insert, bulk_update
+from sipup.dbtools.batch import bulk_insert, bulk_update
 from sipup.database import check_database, run_in_transaction
 from sipup.extensions import db
 from sipup.models import Category, Product
-from sipup.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
+from sipup.observability.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
 
 MARIADB_ONLY = "needs MariaDB: SQLite has no server to drop connections, no row locks and no connection pool limits"
 

@@ -15,10 +15,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-import sipup.queue as queue_module
+import sipup.jobs.queue as queue_module
 from sipup.extensions import db
 from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
-from sipup.queue import enqueue
+from sipup.jobs.queue import enqueue
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
 from sipup.services.errors import InvalidInput

@@ -10,7 +10,7 @@ import pytest
 
 from sipup import create_app
 from sipup.config import ConfigError
-from sipup.limits import Blocks, SqliteBlockStore, blocks_in_force, status
+from sipup.limits.limiter import Blocks, SqliteBlockStore, blocks_in_force, status
 from tests.conftest import REDIS_URL, login
 from tests.servers import SipupServer
 

@@ -2,7 +2,7 @@
 import time
 
 from sipup import create_app
-from sipup.metrics import RESOLUTIONS, bucket_start
+from sipup.observability.counters import RESOLUTIONS, bucket_start
 from tests.conftest import REDIS_URL
 
 

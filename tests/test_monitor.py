@@ -4,13 +4,14 @@ import time
 
 import pytest
 
-from sipup import create_app, monitor
+from sipup import create_app
+from sipup.observability import panels as monitor
 from sipup.extensions import db
 from sipup.config import ConfigError
-from sipup.metrics import Counters, SqliteCounterStore
+from sipup.observability.counters import Counters, SqliteCounterStore
 from sipup.models import Job, JobStatus
-from sipup.queue import PermanentError, enqueue, job
-from sipup.recommendations import RULES, evaluate
+from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.observability.recommendations import RULES, evaluate
 from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login, signed_in_id
 
 PANEL_NAMES = ["health", "traffic", "database", "cache", "queue", "limits", "recommendations"]

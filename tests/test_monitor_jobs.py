@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from sipup.extensions import db
 from sipup.models import Job, JobStatus
-from sipup.queue import PermanentError, enqueue, job
+from sipup.jobs.queue import PermanentError, enqueue, job
 from tests.conftest import PASSWORD, login
 
 

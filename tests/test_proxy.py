@@ -7,7 +7,7 @@ With SIPUP_PROXY_HOPS=0 behind a proxy on the same host, sipup says the setting 
 """
 import pytest
 
-from sipup import health
+from sipup.observability import health
 from tests.conftest import PASSWORD
 from tests.servers import SipupServer, local_proxy, request
 

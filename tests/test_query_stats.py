@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from sipup import create_app
 from sipup.extensions import db
-import sipup.query_stats as query_stats
-from sipup.query_stats import (CONNECT, MAX_STATEMENTS, OTHER, PING, Collector, SqliteStore, kind_of, normalise,
+import sipup.observability.query_stats as query_stats
+from sipup.observability.query_stats import (CONNECT, MAX_STATEMENTS, OTHER, PING, Collector, SqliteStore, kind_of, normalise,
                                short_sql)
 from tests.conftest import PASSWORD
 

@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-import sipup.queue as queue_module
+import sipup.jobs.queue as queue_module
+from sipup.jobs import manage
 from sipup.extensions import db
 from sipup.models import Job, QueueRun, utcnow
-from sipup.queue import PermanentError, enqueue, job
+from sipup.jobs.queue import PermanentError, enqueue, job
 from tests.conftest import REDIS_URL
 
 RUNS = []
@@ -221,7 +222,7 @@ def test_redis_down_at_enqueue_keeps_the_job_until_the_processor_sends_it(app, m
         record = enqueue(record_run, "during outage")
         db.session.commit()  # no error: the business change stands
         assert the_job(record).dispatched_at is None
-        status = queue_module.queue_status()
+        status = manage.queue_status()
         assert status["outbox"] == 1 and status["huey_error"]
         summary = process(target)
         assert summary["run"] == 0 and summary["resent"] is None
@@ -368,7 +369,7 @@ def lose_the_store(app, store):
 
 @pytest.mark.parametrize("where", ["huey-sqlite", "private-redis"])
 def test_jobs_survive_a_queue_store_that_forgot_them(app, make_app, tmp_path, where):
-    from sipup.health import queue_processor
+    from sipup.observability.health import queue_processor
     from tests.servers import LocalRedis, local_server
 
     store = local_server(LocalRedis, tmp_path) if where == "private-redis" else None

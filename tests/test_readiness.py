@@ -6,7 +6,8 @@ import subprocess
 import pytest
 from sqlalchemy import event
 
-from sipup import create_app, health
+from sipup import create_app
+from sipup.observability import health
 from sipup.cli import upgrade_schema
 from sipup.extensions import db
 from tests.conftest import PASSWORD

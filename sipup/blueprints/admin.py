@@ -392,7 +392,7 @@ def account_request_reject(request_id):
 @bp.route("/reports", methods=["GET", "POST"])
 def report_list():
     """Report files to download, and a form that queues a new one."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
     from ..services import reports
 
     if request.method == "POST":

@@ -53,7 +53,7 @@ def logout():
 @bp.route("/password/reset", methods=["GET", "POST"])
 def password_reset():
     """Ask for a password reset link; the answer is the same whether the address has an account or not."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     email = request.form.get("email", "").strip()[:254]
     if request.method == "POST":

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from .. import monitor
-from ..charts import DEFAULT_RANGE, pick_range
-from ..health import duration
+from sipup.observability import panels as monitor
+from sipup.observability.charts import DEFAULT_RANGE, pick_range
+from sipup.observability.health import duration
 from ..security import admin_required
 
 bp = Blueprint("monitor", __name__)
@@ -18,7 +18,7 @@ bp = Blueprint("monitor", __name__)
 
 @bp.context_processor
 def _job_words():
-    from ..queue import PRIORITY_NAMES
+    from sipup.jobs.queue import PRIORITY_NAMES
 
     return {"priority_names": PRIORITY_NAMES}
 
@@ -45,7 +45,7 @@ def panel(name):
 @admin_required
 def jobs():
     """The job browser: every job, filtered by state, type and priority, a page at a time."""
-    from .. import queue
+    from sipup.jobs import manage, queue
 
     state = request.args.get("state", "")
     name = request.args.get("name", "")
@@ -53,11 +53,11 @@ def jobs():
     state = state if state in {s.value for s in queue.S} else ""
     priority = priority if priority in queue.PRIORITIES else ""
     page = request.args.get("page", 1, type=int)
-    results = queue.find_jobs(state or None, name or None, priority or None, page=max(page, 1))
+    results = manage.find_jobs(state or None, name or None, priority or None, page=max(page, 1))
     context = {"results": results, "state": state, "name": name, "priority": priority}
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-list":
         return render_template("monitor/_job_list.html", **context)
-    return render_template("monitor/jobs.html", names=queue.job_names(), states=[s.value for s in queue.S],
+    return render_template("monitor/jobs.html", names=manage.job_names(), states=[s.value for s in queue.S],
                            priorities=list(queue.PRIORITIES), kinds=queue.job_type_stats(
                                current_app.extensions["counters"]), **context)
 
@@ -88,7 +88,7 @@ def _arguments(text):
 @admin_required
 def retry_job(job_id):
     """Queue a failed or cancelled job again with fresh attempts."""
-    from ..queue import retry_job as retry
+    from sipup.jobs.manage import retry_job as retry
 
     try:
         record = retry(job_id)
@@ -102,7 +102,7 @@ def retry_job(job_id):
 @admin_required
 def cancel_job(job_id):
     """Cancel a job that waits to run."""
-    from ..queue import cancel_job as cancel
+    from sipup.jobs.manage import cancel_job as cancel
 
     try:
         record = cancel(job_id)
@@ -116,7 +116,7 @@ def cancel_job(job_id):
 @admin_required
 def delete_job(job_id):
     """Delete a job that is not running from the history."""
-    from ..queue import delete_job as delete
+    from sipup.jobs.manage import delete_job as delete
 
     try:
         name = delete(job_id)
@@ -133,7 +133,7 @@ def delete_job(job_id):
 @admin_required
 def unblock():
     """Lift a rate-limit block; the client starts afresh."""
-    from .. import limits
+    from sipup.limits import limiter as limits
 
     who = request.form.get("who", "").strip()[:200]
     if not who.startswith(("addr:", "user:")):

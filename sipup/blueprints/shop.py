@@ -7,7 +7,7 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
-from ..cache import cached
+from sipup.cache import cached
 from ..extensions import db
 from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first

@@ -106,7 +106,7 @@ SESSION_SKIPS = {"password_hash"}
 
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
-    from ..cache import cached
+    from sipup.cache import cached
 
     present = db.session.identity_map.get(identity_key(User, user_id))
     if present is not None:

@@ -3,7 +3,7 @@
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
-from ..cache import Plain, cached
+from sipup.cache import Plain, cached
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching

@@ -6,7 +6,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from ..cache import cached
+from sipup.cache import cached
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import CartItem, Product

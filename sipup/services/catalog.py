@@ -3,7 +3,7 @@ from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.orm import selectinload
 
 from .. import searchtext
-from ..cache import PageOf, Plain, cached
+from sipup.cache import PageOf, Plain, cached
 from ..extensions import db
 from ..models import Category, Product
 from .errors import NotFound

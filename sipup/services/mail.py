@@ -97,7 +97,7 @@ def _low_stock(product_ids):
 
 
 def _monitor_alert(incident):
-    """incident: the JSON that sipup.alerts wrote when it opened or cleared an incident."""
+    """incident: the JSON that sipup.observability.alerts wrote when it opened or cleared an incident."""
     try:
         data = json.loads(incident)
         start = datetime.fromtimestamp(int(data["start"]), timezone.utc)
@@ -238,7 +238,7 @@ def deliver(message):
 
 def queue_overdue_reminders(today=None):
     """Enqueue one reminder per overdue open invoice, at most once a day each; returns a summary."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     today = today or utcnow().date()
     ids = db.session.scalars(
@@ -255,7 +255,7 @@ def queue_overdue_reminders(today=None):
 
 def queue_mail(kind, object_id, priority="normal", key_suffix=""):
     """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     return enqueue("send_mail", kind, object_id, priority=priority,
                    dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}")

@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from ..cache import PageOf, Plain, cached
+from sipup.cache import PageOf, Plain, cached
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import (

@@ -49,7 +49,7 @@ def parse_bank_csv(data):
 
 def import_bank_csv(data):
     """Enqueue one payment job per good line of a bank CSV; returns (jobs queued, already known, problems)."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     rows, problems = parse_bank_csv(data)
     queued = known = 0

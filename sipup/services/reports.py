@@ -167,7 +167,7 @@ def previous_month(today=None):
 
 def queue_monthly(today=None):
     """Enqueue last month's sales reports and the receivables ageing; returns what was queued."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     first, last = previous_month(today)
     queued = []

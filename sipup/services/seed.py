@@ -1,6 +1,6 @@
 """Demo and scale data: a believable drinks catalog, companies with price lists, and months of orders.
 
-Everything is inserted in batches through SQLAlchemy Core (sipup.batch), so a million orders take minutes.
+Everything is inserted in batches through SQLAlchemy Core (sipup.dbtools.batch), so a million orders take minutes.
 """
 import random
 import secrets
@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 
 from .. import searchtext
-from ..batch import bulk_insert
+from sipup.dbtools.batch import bulk_insert
 from ..extensions import db
 from ..models import (
     Address,

@@ -8,7 +8,7 @@ import secrets
 from flask import current_app
 from sqlalchemy import select
 
-from ..batch import bulk_update
+from sipup.dbtools.batch import bulk_update
 from ..csvfiles import read_table
 from ..extensions import db
 from ..files import open_private, private_folder
@@ -52,7 +52,7 @@ def save_upload(data):
 
 def import_stock_file(data):
     """Check an uploaded stock CSV, keep it and enqueue the job that applies it; returns (job, good lines, problems)."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     rows, problems = parse_stock_csv(data)
     if not rows:
@@ -116,7 +116,7 @@ def recheck(product_ids):
 
 def alert_low_stock(product_ids):
     """Enqueue one staff mail listing these low-stock products (once a day for the same list)."""
-    from ..queue import enqueue
+    from sipup.jobs import enqueue
 
     if not product_ids:
         return None

@@ -2,7 +2,7 @@
 import logging
 import os
 
-from .files import PrivateRotatingFileHandler, private_folder
+from sipup.files import PrivateRotatingFileHandler, private_folder
 
 
 def register_logging(app):

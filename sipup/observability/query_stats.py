@@ -19,8 +19,8 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
-from .files import PrivateRotatingFileHandler, private_folder
-from .metrics import connect_sqlite, percentile
+from sipup.files import PrivateRotatingFileHandler, private_folder
+from sipup.observability.counters import connect_sqlite, percentile
 
 log = logging.getLogger("sipup.query_stats")
 

@@ -3,7 +3,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import queue as jobs
+from sipup.jobs import manage, queue
+from sipup.jobs.worker import run_worker
 
 queue_cli = AppGroup("queue", help=(
     "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
@@ -47,16 +48,16 @@ def worker(workers):
     click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
                f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
                f"{current_app.config['WORKER_STOP_SECONDS']} s.")
-    jobs.run_worker(current_app._get_current_object(), workers)
+    run_worker(current_app._get_current_object(), workers)
 
 
 @queue_cli.command("status", short_help="Job counts by status and priority, the processors' last runs.")
 def status():
     """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
-    info = jobs.queue_status()
-    click.echo(f"Queue on {info['backend']}; oldest waiting job: {jobs.describe_age(info['oldest_waiting_seconds'])}; "
+    info = manage.queue_status()
+    click.echo(f"Queue on {info['backend']}; oldest waiting job: {manage.describe_age(info['oldest_waiting_seconds'])}; "
                f"waiting to be sent to the queue: {info['outbox']}.")
-    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in jobs.PRIORITIES) + f" {'total':>7}")
+    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in queue.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
         click.echo(f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}")
     if info["store_loss"]:
@@ -84,10 +85,10 @@ def retry(job_id, all_failed):
     if all_failed == (job_id is not None):
         raise click.UsageError("Give a job ID or --failed.")
     if all_failed:
-        click.echo(f"Queued {jobs.retry_failed()} failed job(s) again.")
+        click.echo(f"Queued {manage.retry_failed()} failed job(s) again.")
         return
     try:
-        record = jobs.retry_job(job_id)
+        record = manage.retry_job(job_id)
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Queued job {record.id} ({record.name}) again.")
@@ -99,19 +100,19 @@ def retry(job_id, all_failed):
 def cleanup(days):
     """Delete finished jobs (done and failed) older than N days from the history."""
     days = days or current_app.config["QUEUE_KEEP_DAYS"]
-    click.echo(f"Deleted {jobs.cleanup(days)} finished job(s) older than {days} day(s).")
+    click.echo(f"Deleted {manage.cleanup(days)} finished job(s) older than {days} day(s).")
 
 
 @queue_cli.command("enqueue", short_help="Queue one job by name with its arguments.")
 @click.argument("name")
 @click.argument("args", nargs=-1)
-@click.option("--priority", type=click.Choice(list(jobs.PRIORITIES)), default=None, help="Default: the job's own.")
+@click.option("--priority", type=click.Choice(list(queue.PRIORITIES)), default=None, help="Default: the job's own.")
 def enqueue(name, args, priority):
     """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
-    from .extensions import db
+    from sipup.extensions import db
 
-    if name not in jobs.JOBS:
-        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(jobs.JOBS))}.")
-    record = jobs.enqueue(name, *args, priority=priority)
+    if name not in queue.JOBS:
+        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(queue.JOBS))}.")
+    record = queue.enqueue(name, *args, priority=priority)
     db.session.commit()
-    click.echo(f"Queued job {record.id} ({name}, {jobs.PRIORITY_NAMES[record.priority]}).")
+    click.echo(f"Queued job {record.id} ({name}, {queue.PRIORITY_NAMES[record.priority]}).")

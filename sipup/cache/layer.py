@@ -22,15 +22,13 @@ import threading
 import time
 from itertools import chain
 
-import click
 from flask import current_app, has_app_context
-from flask.cli import AppGroup
 from flask_caching.backends import SimpleCache
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from . import cache_drivers
-from .cache_drivers import STORE_ERRORS, writes_ok
+from sipup.cache import drivers as cache_drivers
+from sipup.cache.drivers import STORE_ERRORS, writes_ok
 
 log = logging.getLogger("sipup.cache")
 
@@ -416,8 +414,8 @@ class CacheLayer:
 
     def status(self):
         """Driver, primary or degraded since when, the last error, hit rates now and over the last hour."""
-        now = _hit_rate(self.counters.totals("cache", "minute", 5))
-        hour = _hit_rate(self.counters.totals("cache", "minute", 60))
+        now = hit_rate(self.counters.totals("cache", "minute", 5))
+        hour = hit_rate(self.counters.totals("cache", "minute", 60))
         since = self.down_since
         return {
             "driver": self.kind,
@@ -431,7 +429,7 @@ class CacheLayer:
         }
 
 
-def _hit_rate(totals):
+def hit_rate(totals):
     hits = sum(v for k, v in totals.items() if k.endswith(".hit"))
     reads = hits + sum(v for k, v in totals.items() if k.endswith(".miss"))
     return round(hits / reads, 4) if reads else None
@@ -441,6 +439,12 @@ def _hit_rate(totals):
 
 def layer():
     return current_app.extensions["sipup_cache"]
+
+
+def purge_expired():
+    """Delete the expired files of a folder cache (the hourly cleanup job); how many, or None for stores
+    that expire entries themselves."""
+    return layer().purge_expired()
 
 
 def cached(type_, name, args, depends, compute):
@@ -455,7 +459,7 @@ def cached_many(type_, name, ids, depends, compute_many):
 
 def touch(*names):
     """Renew these generations once the current transaction commits: for writes the session hooks cannot see."""
-    from .extensions import db
+    from sipup.extensions import db
 
     db.session.info.setdefault(TOUCHES, set()).update(names)
 
@@ -551,54 +555,5 @@ def register_cache(app):
     if isinstance(store, cache_drivers.UnusableFolder):
         cache._failed(None, store.error)
     app.extensions["sipup_cache"] = cache
-    from .services.housekeeping import FILESYSTEM_CACHE_PURGE
-
-    app.extensions[FILESYSTEM_CACHE_PURGE] = cache.purge_expired
     return cache
 
-
-cache_cli = AppGroup("cache", help=(
-    "The cache of products, prices, users, orders and the dashboard: `stats` prints hits, misses and errors "
-    "per type; `clear` makes every cached value (or one type's) stale in every process and host."))
-
-
-@cache_cli.command("stats", short_help="State, and hits, misses, errors per type.")
-@click.option("--window", type=click.Choice(["hour", "day"]), default="hour", show_default=True, help="Time span.")
-def cache_stats(window):
-    """Print the cache's state and hits, misses, sets, errors and fallbacks per type."""
-    cache = layer()
-    status = cache.status()
-    res, count = ("minute", 60) if window == "hour" else ("hour", 24)
-    totals = cache.counters.totals("cache", res, count)
-    state = "primary"
-    if status["state"] == "degraded":
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status["degraded_since"]))
-        state = f"DEGRADED since {since}: {status['last_error']} (serving from the local fallback)"
-    click.echo(f"Cache: {status['driver']} ({status['where']}), {state}")
-    click.echo(f"Statistics from the {cache.counters.status()['store']} store, last {window}:")
-    click.echo(f"  {'type':<10}" + "".join(f"{e:>9}" for e in EVENTS) + f"{'hit rate':>10}")
-    for type_ in TYPES + ("all",):
-        row = {e: totals.get(f"{type_}.{e}", 0) for e in EVENTS}
-        if type_ == "all" and not any(row.values()):
-            continue
-        rate = _hit_rate({f"x.{e}": row[e] for e in ("hit", "miss")})
-        click.echo(f"  {type_:<10}" + "".join(f"{row[e]:>9,}" for e in EVENTS)
-                   + f"{'–' if rate is None else f'{rate:.1%}':>10}")
-    overall = _hit_rate(totals)
-    click.echo(f"  overall hit rate: {'no reads yet' if overall is None else f'{overall:.1%}'}")
-    series = cache.counters.series("cache", "hour", 6)
-    rates = [_hit_rate(values) for _start, values in series]
-    click.echo("  hourly hit rate, oldest first: "
-               + " ".join("–" if r is None else f"{r:.0%}" for r in rates))
-
-
-@cache_cli.command("clear", short_help="Make cached values stale everywhere.")
-@click.option("--type", "type_", type=click.Choice(TYPES), help="Only this type of cached value.")
-def cache_clear(type_):
-    """Make every cached value (or one type's) stale in every process and host."""
-    if layer().clear(type_):
-        click.echo(f"Cleared {'all cached values' if not type_ else f'cached {type_}'}.")
-    else:
-        raise click.ClickException(
-            f"The cache store did not answer ({layer().last_error}); values there expire on their own."
-        )

@@ -6,18 +6,10 @@ from contextlib import closing
 
 from flask import current_app
 
-from .. import metrics, query_stats
-from .errors import InvalidInput
-
-# Where the cache layer registers its purge: app.extensions[FILESYSTEM_CACHE_PURGE] = callable() -> entries removed.
-FILESYSTEM_CACHE_PURGE = "filesystem_cache_purge"
-
-
-def purge_filesystem_cache():
-    """The folder cache's purge of expired files (registered by sipup.cache); None for stores that expire entries."""
-    purge = current_app.extensions.get(FILESYSTEM_CACHE_PURGE)
-    return purge() if purge is not None else None
-
+from sipup.cache import purge_expired
+from sipup.jobs.manage import cleanup
+from sipup.observability import counters as metrics, query_stats
+from sipup.services.errors import InvalidInput
 
 def purge_statistics(now=None):
     """Delete statistics buckets past their retention from the SQLite stores; returns rows removed.
@@ -42,9 +34,7 @@ def purge_statistics(now=None):
 
 def cache_cleanup():
     """Run every part of the cleanup; returns a one-line summary."""
-    from ..queue import cleanup
-
-    cache = purge_filesystem_cache()
+    cache = purge_expired()
     stats = purge_statistics()
     jobs = cleanup(current_app.config["QUEUE_KEEP_DAYS"])
     cache_text = "the cache server expires its own entries" if cache is None else f"{cache} expired cache files"

@@ -13,34 +13,28 @@ a SQLite file in instance/ that the command line shares with the server.
 
 For `/monitor` and `flask limits`: `status(app)`, `blocks_in_force(app)`, `unblock(app, who)`.
 """
-import json
 import logging
 import math
 import os
 import threading
 import time
 import weakref
-from contextlib import closing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 
-import click
 from flask import current_app, has_request_context, make_response, request, session
-from flask.cli import AppGroup
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
 from limits import parse_many
 from limits.storage import MemoryStorage
 
-from .metrics import connect_sqlite
+from sipup.config import ConfigError, parse_endpoint_rule
+from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
+
 
 log = logging.getLogger("sipup.limits")
 
 # Probes of load balancers and process managers come often from one address and must always answer.
 EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
-BY = ("address", "account", "user")
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SNAPSHOT_SECONDS = 1.0  # how stale a process's copy of the block list may be
-STORE_RETRY_SECONDS = 30
 
 
 # --- who is asking -----------------------------------------------------------------------------
@@ -142,8 +136,6 @@ class EndpointLimits(ApplicationLimit):
 
 def endpoint_limits(app):
     """SIPUP_RATELIMIT_ENDPOINTS, checked against the app's endpoints, as an EndpointLimits."""
-    from .config import ConfigError
-
     rules = {}
     for rule, limit in app.config["RATELIMIT_ENDPOINTS"].items():
         methods, endpoint, by = parse_endpoint_rule(rule, limit)
@@ -157,200 +149,7 @@ def endpoint_limits(app):
     return group
 
 
-def parse_endpoint_rule(rule, limit):
-    """("POST auth.login by account", "5 per minute") -> (["POST"], "auth.login", "account"); ValueError says why."""
-    words = str(rule).split()
-    methods = None
-    if words and words[0].isupper():
-        methods = words.pop(0).split(",")
-    by = "address"
-    if len(words) == 3 and words[1] == "by":
-        by = words.pop()
-        words.pop()
-    if len(words) != 1 or by not in BY or not set(methods or ()) <= HTTP_METHODS:
-        raise ValueError(f'must have entries like "POST auth.login by account", not {rule!r}')
-    if limit:
-        try:
-            check_limit(limit)
-        except ValueError as exc:
-            raise ValueError(f"{exc}, not {limit!r} for {rule!r}") from None
-    return methods, words[0], by
-
-
-def check_limit(text):
-    """The parsed limits of a setting such as "100 per minute; 1000 per hour"; ValueError says what is wrong,
-    including a limit of 0, which would refuse every request."""
-    try:
-        items = parse_many(str(text))
-    except ValueError:
-        raise ValueError('must read like "100 per minute" or "1000/hour"') from None
-    for item in items:
-        if item.amount < 1:
-            raise ValueError(f'must allow at least 1 request ({str(text)!r} would refuse every one), '
-                             'e.g. "100 per minute"')
-    return items
-
-
 # --- blocks ------------------------------------------------------------------------------------
-
-@dataclass
-class Block:
-    who: str  # "addr:<address>" or "user:<id>"
-    why: str
-    since: float
-    until: float
-    level: int  # 1 for the first block, 2 when it doubled once, ...
-    forget: float  # when the level has decayed to nothing and the record can go
-
-    def seconds_left(self, now=None):
-        return max(0, math.ceil(self.until - (time.time() if now is None else now)))
-
-
-class SqliteBlockStore:
-    """Blocks in instance/limits.db, shared by the server processes and the command line of one host."""
-
-    name = "sqlite"
-
-    def __init__(self, path):
-        self.path = path
-        with closing(self._connect()) as conn, conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS blocks (who TEXT PRIMARY KEY, why TEXT, since REAL, until REAL, "
-                "level INTEGER, forget REAL)"
-            )
-
-    def _connect(self):
-        return connect_sqlite(self.path)
-
-    def all(self):
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT who, why, since, until, level, forget FROM blocks WHERE forget > ?",
-                                (time.time(),)).fetchall()
-        return {row[0]: Block(*row) for row in rows}
-
-    def put(self, block):
-        with closing(self._connect()) as conn, conn:
-            conn.execute("DELETE FROM blocks WHERE forget <= ?", (time.time(),))
-            conn.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?)", tuple(asdict(block).values()))
-
-    def delete(self, who):
-        with closing(self._connect()) as conn, conn:
-            return conn.execute("DELETE FROM blocks WHERE who = ?", (who,)).rowcount > 0
-
-
-class RedisBlockStore:
-    """Blocks in one Redis hash, shared by every process and host."""
-
-    name = "redis"
-
-    def __init__(self, url, namespace):
-        import redis
-
-        self.key = f"{namespace}:limits:blocks"
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-    def all(self):
-        now, found, stale = time.time(), {}, []
-        for who, value in self.client.hgetall(self.key).items():
-            block = Block(**json.loads(value))
-            if block.forget > now:
-                found[block.who] = block
-            else:
-                stale.append(who)
-        if stale:
-            self.client.hdel(self.key, *stale)
-        return found
-
-    def put(self, block):
-        self.client.hset(self.key, block.who, json.dumps(asdict(block)))
-
-    def delete(self, who):
-        return self.client.hdel(self.key, who) > 0
-
-
-class Blocks:
-    """The block list: read from the store at most once a second per process, written through at once.
-
-    A process may enforce a block set elsewhere up to SNAPSHOT_SECONDS late; the shared counters
-    refuse that client meanwhile anyway, since a block only follows refusals.
-    """
-
-    def __init__(self, store, base, cap, decay, on_lift=None):
-        self.store, self.base, self.cap, self.decay = store, base, cap, decay
-        self.on_lift = on_lift  # called with `who` when a block ended early (lifted by an admin elsewhere)
-        self.lock = threading.Lock()
-        self.snapshot = {}
-        self.read_at = -math.inf
-        self.store_error = None
-
-    def current(self):
-        """{who: Block} as of at most a second ago (without waiting for another thread's read)."""
-        wait = STORE_RETRY_SECONDS if self.store_error else SNAPSHOT_SECONDS
-        if time.monotonic() - self.read_at >= wait and self.lock.acquire(blocking=False):
-            try:
-                self.read_at = time.monotonic()
-                before, self.snapshot = self.snapshot, self._read()
-            finally:
-                self.lock.release()
-            now = time.time()
-            for who in [w for w, b in before.items() if b.until > now and w not in self.snapshot]:
-                self._lifted(who)
-        return self.snapshot
-
-    def _lifted(self, who):
-        if self.on_lift:
-            self.on_lift(who)
-
-    def _read(self):
-        try:
-            found = self.store.all()
-        except Exception as exc:  # the store is down: keep enforcing what we know
-            self._failed("read", exc)
-            return self.snapshot
-        self.store_error = None
-        return found
-
-    def _failed(self, action, exc):
-        if self.store_error is None:
-            log.warning("Blocks could not be %s (%s store); enforcing this process's copy: %s",
-                        action, self.store.name, exc)
-        self.store_error = str(exc) or type(exc).__name__
-
-    def block(self, who, why, now=None):
-        """Block `who`: one level above the last block, less one level per decay period since it ended."""
-        now = time.time() if now is None else now
-        with self.lock:
-            known = self._read().get(who) or self.snapshot.get(who)
-            if known and known.until > now:  # another thread or process was first
-                return known
-            level = 1
-            if known:
-                level += max(0, known.level - int((now - known.until) // self.decay))
-            until = now + min(self.base * 2 ** (level - 1), self.cap)
-            block = Block(who, why, now, until, level, until + self.decay * level)
-            try:
-                self.store.put(block)
-            except Exception as exc:
-                self._failed("saved", exc)
-            self.snapshot = {**self.snapshot, who: block}
-        log.warning("Blocked %s for %d s (level %d): %s", who, block.seconds_left(now), level, why)
-        return block
-
-    def in_force(self, now=None):
-        """Blocks not yet over, freshly read, soonest end first."""
-        now = time.time() if now is None else now
-        self.read_at = -math.inf
-        return sorted((b for b in self.current().values() if b.until > now), key=lambda b: b.until)
-
-    def lift(self, who):
-        """End `who`'s block and forget its level; True when there was one."""
-        with self.lock:
-            existed = who in self.snapshot
-            self.snapshot = {k: v for k, v in self.snapshot.items() if k != who}
-            existed = self.store.delete(who) or existed
-        self._lifted(who)
-        return existed
-
 
 # --- the limiter -------------------------------------------------------------------------------
 
@@ -480,7 +279,7 @@ class RateLimits:
         return self._answer(retry, remaining, math.ceil(reset_at), limit=current.limit.amount)
 
     def _answer(self, retry_after, remaining, reset_at, limit=None, blocked=False):
-        from .errors import render_error
+        from sipup.errors import render_error
 
         wait = _duration(retry_after)
         if blocked:
@@ -598,98 +397,3 @@ def unblock(app=None, who=None):
     """Lift a block ("addr:1.2.3.4" or "user:42"); True when there was one."""
     return _limits(app).unblock(who)
 
-
-# --- command line ------------------------------------------------------------------------------
-
-limits_cli = AppGroup("limits", help=(
-    "Rate limits per address and user: `status` prints the limits, refusals per minute, the most limited "
-    "clients and the blocks in force; `unblock` lifts blocks."))
-
-
-def _user_emails(user_ids):
-    from sqlalchemy import select
-
-    from .extensions import db
-    from .models import User
-
-    ids = [int(i) for i in user_ids if i.isdigit()]
-    if not ids:
-        return {}
-    return {str(i): e for i, e in db.session.execute(select(User.id, User.email).where(User.id.in_(ids)))}
-
-
-def _name(who, emails):
-    kind, _, key = who.partition(":")
-    return f"user {emails.get(key, key)}" if kind == "user" else f"address {key}"
-
-
-@limits_cli.command("status", short_help="Limits, refusals, top offenders and blocks.")
-@click.option("--minutes", type=click.IntRange(1, 120), default=60, show_default=True, help="Time span.")
-def limits_status(minutes):
-    """Print the limits, refusals per minute, top limited addresses and users, and the blocks in force."""
-    figures = status(minutes=minutes)
-    fallback = ""
-    if figures["fallback_active"] or not figures["storage_reachable"]:
-        fallback = " (Redis unreachable: each process counts on its own in memory)"
-    click.echo(f"Rate limits: {figures['strategy']} on {figures['storage']}{fallback}; blocks in {figures['blocks_store']}.")
-    if figures["store_error"]:
-        click.echo(f"  warning: statistics or blocks store unavailable: {figures['store_error']}")
-    for name, limit in figures["limits"].items():
-        click.echo(f"  {name:<28} {limit}")
-    click.echo(f"\nLast {minutes} minutes: {figures['refused']:,} refused (429), {figures['refused_by_blocks']:,} "
-               f"of them by blocks; {figures['blocks_started']:,} blocks started.")
-    recent = [n for _start, n in figures["refused_per_minute"][-10:]]
-    click.echo(f"  refused per minute, last 10: {' '.join(str(n) for n in recent)}")
-    emails = _user_emails([who for who, _n in figures["top_users"]] + [b.who[5:] for b in figures["blocks"]])
-    for title, rows, kind in (("Top limited addresses", figures["top_addresses"], "addr"),
-                              ("Top limited users", figures["top_users"], "user")):
-        click.echo(f"\n{title}:")
-        for who, count in rows:
-            click.echo(f"  {count:>8,}  {_name(f'{kind}:{who}', emails)}")
-        if not rows:
-            click.echo("  none")
-    click.echo("\nBlocks in force:")
-    for block in figures["blocks"]:
-        until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(block.until))
-        click.echo(f"  {_name(block.who, emails):<40} until {until} ({block.seconds_left()} s, level {block.level}): {block.why}")
-    if not figures["blocks"]:
-        click.echo("  none")
-
-
-def _who(text):
-    """An address, a user's e-mail, or an "addr:"/"user:" key as listed, to the block list's key."""
-    from sqlalchemy import func, select
-
-    from .extensions import db
-    from .models import User
-
-    text = text.strip()
-    if text.startswith(("addr:", "user:")):
-        return text
-    if "@" in text:
-        user_id = db.session.scalar(select(User.id).where(func.lower(User.email) == text.lower()))
-        if user_id is None:
-            raise click.ClickException(f"No user with the e-mail {text}.")
-        return f"user:{user_id}"
-    return f"addr:{text}"
-
-
-@limits_cli.command("unblock", short_help="Lift blocks of addresses or users (or --all).")
-@click.argument("clients", nargs=-1)
-@click.option("--all", "everyone", is_flag=True, help="Lift every block in force.")
-def limits_unblock(clients, everyone):
-    """Lift blocks: give addresses or users' e-mails (as `flask limits status` lists them), or --all."""
-    if not clients and not everyone:
-        raise click.UsageError("Name an address or a user's e-mail, or give --all.")
-    keys = [b.who for b in blocks_in_force()] if everyone else [_who(c) for c in clients]
-    missing = []
-    for who in keys:
-        try:
-            lifted = unblock(who=who)
-        except Exception as exc:  # the blocks store is down: say so, do not pretend
-            raise click.ClickException(f"Could not lift the block on {who}: {exc}") from None
-        (click.echo(f"Lifted the block on {who}.") if lifted else missing.append(who))
-    if everyone and not keys:
-        click.echo("No blocks in force.")
-    if missing:
-        raise click.ClickException("No block in force for " + ", ".join(missing) + " (its counters were reset).")

@@ -31,8 +31,6 @@ import importlib
 import json
 import logging
 import os
-import signal
-import socket
 import sys
 import threading
 import time
@@ -41,18 +39,17 @@ from datetime import datetime, timedelta
 from flask import current_app, has_app_context
 from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
 from huey.api import PeriodicTask, TaskWrapper
-from huey.consumer import Consumer, Scheduler
 from huey.exceptions import RetryTask
-from huey.registry import Registry
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .database import run_in_transaction
-from .extensions import db
-from .metrics import percentile
-from .models import Job, JobStatus, QueueRun, utcnow
-from .services.errors import DomainError
+from sipup.database import run_in_transaction
+from sipup.jobs import compat
+from sipup.extensions import db
+from sipup.observability.counters import percentile
+from sipup.models import Job, JobStatus, QueueRun, utcnow
+from sipup.services.errors import DomainError
 
 log = logging.getLogger("sipup.queue")
 
@@ -73,10 +70,28 @@ class PermanentError(Exception):
 
 
 class _JobRegistry:
-    """What TaskWrapper needs of a Huey instance to register a task; every app's Huey shares it."""
+    """What TaskWrapper needs of a Huey instance: the shared registry, and `enqueue` for Huey's idiom.
+
+    Calling a job (`tasks.ping()`, `tasks.send_mail("order", 5)`) or `.schedule(args, delay=60)` hands
+    the task to `enqueue` here, so it is recorded in the current transaction exactly as `enqueue(job, *args)`
+    records it; the caller commits. Returns the Job row (None for a duplicate dedupe key).
+    """
+
+    utc = True  # TaskWrapper.schedule() reads it to turn a delay or eta into UTC
+    results = False  # TaskWrapper.map() reads it: sipup keeps no Huey results
 
     def __init__(self):
-        self._registry = Registry()
+        self._registry = compat.new_registry()
+
+    def enqueue(self, task):
+        if task.kwargs:
+            raise TypeError(f"{task.name}() takes its arguments by position (they are stored as a JSON list): "
+                            f"call {task.name}({', '.join(task.kwargs)}) without names, or "
+                            f"sipup.jobs.enqueue({task.name!r}, ...).")
+        delay = max((task.eta - utcnow()).total_seconds(), 0) if task.eta is not None else 0
+        # Task() fills in the job's default priority when none was given; a priority= given wins.
+        priority = task.priority if task.priority in PRIORITIES else PRIORITY_NAMES.get(task.priority)
+        return enqueue(task.name, *task.args, priority=priority, delay=delay)
 
 
 _HOLDER = _JobRegistry()
@@ -130,7 +145,7 @@ def make_huey(config, instance_path, blocking=False):
     else:
         huey = SqliteHuey("sipup", results=False, utc=True, filename=os.path.join(instance_path, "queue.db"),
                           strict_fifo=True, timeout=30)
-    huey._registry = _HOLDER._registry
+    compat.share_registry(huey, _HOLDER._registry)
     return huey
 
 
@@ -439,14 +454,13 @@ class Queue:
         run_in_transaction(_write_heartbeat, processor, values)
 
     def housekeeping(self, now, since):
-        """Reaper, lost store, outbox, due delayed jobs, periodic jobs and alerts; returns what each did and
+        """Reaper, lost store, outbox, due delayed jobs and periodic jobs (the monitor's alerts among them); returns what each did and
         a "problems" list, one line per real problem. A failing part is logged and the rest goes on."""
         done = {"problems": []}
         for name, step in (("reaped", lambda: self.reap(now)), ("lost", lambda: self.check_store(now)),
                            ("resent", lambda: self.drain_outbox(now)),
                            ("released", lambda: self.release_scheduled(now)),
-                           ("periodic", lambda: self.enqueue_periodic(now, since)),
-                           ("alerts", self.check_alerts)):
+                           ("periodic", lambda: self.enqueue_periodic(now, since))):
             try:
                 done[name] = step()
             except Exception as exc:  # Redis down: the jobs table keeps everything for the next run
@@ -499,14 +513,6 @@ class Queue:
                 self._put(self.task_for(*message))
                 sent += 1
         return sent
-
-    def check_alerts(self):
-        """Mail staff about a new or ended incident of the monitor (sipup.alerts), once per incident."""
-        if not self.app.config["MONITOR_ALERTS"]:
-            return "off"
-        from .alerts import check
-
-        return check()
 
     def process(self, limit, processor="process"):
         """Run at most `limit` ready jobs, highest priority first, after the housekeeping; return a summary."""
@@ -622,212 +628,14 @@ def _execute(task, func, args):
 _bound_app = None
 
 
+def bind_app(app):
+    """The app whose context a worker thread's jobs run in (worker threads have no app context of their own)."""
+    global _bound_app
+    _bound_app = app
+
+
 def register_queue(app):
     """Give the app its queue; jobs are found by importing tasks.py when a processor starts."""
     app.extensions["queue"] = Queue(app)
     load_jobs()
-
-
-# --- the long-running worker ----------------------------------------------------------------------
-
-class _HousekeepingScheduler(Scheduler):
-    """Huey's scheduler, whose once-a-minute periodic step runs sipup's housekeeping instead."""
-
-    queue = None
-    processor = None
-
-    def enqueue_periodic_tasks(self, now):
-        queue = self.queue
-        with queue.app.app_context():
-            try:
-                started = utcnow()
-                since = last_processor_start()
-                queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
-                queue.housekeeping(started, since)
-                queue.counters().flush()
-            except Exception:  # the database is down: try again next minute, keep the consumer alive
-                db.session.rollback()
-                self._logger.exception("Queue housekeeping failed")
-
-
-class _GracefulConsumer(Consumer):
-    """Huey's consumer, stopped gracefully by SIGTERM (service managers), Ctrl+C and Ctrl+Break alike."""
-
-    queue = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, graceful_signal="TERM", **kwargs)
-        for name in ("SIGINT", "SIGBREAK"):  # SIGBREAK: Ctrl+Break in a Windows console
-            if hasattr(signal, name):
-                self._signal_actions[getattr(signal, name)] = (False, True)
-
-    def stop(self, graceful=False):
-        self.queue.stopping.set()  # a message dequeued from now on goes back to the queue unrun
-        super().stop(graceful)
-
-
-def build_worker(app, workers):
-    """Huey's consumer with thread workers (the only kind that runs on Windows) and sipup's housekeeping."""
-    global _bound_app
-    load_jobs()
-    _bound_app = app  # worker threads have no app context of their own
-    queue = app.extensions["queue"]
-    huey = make_huey(app.config, app.instance_path, blocking=True)
-    queue._huey = huey
-    scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
-        "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
-    consumer_class = type("SipupConsumer", (_GracefulConsumer,), {"scheduler_class": scheduler, "queue": queue})
-    return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
-                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0,
-                          shutdown_timeout=app.config["WORKER_STOP_SECONDS"])
-
-
-def run_worker(app, workers):
-    """Run the consumer until SIGTERM or Ctrl+C; then queue again at once the jobs that did not finish in time."""
-    build_worker(app, workers).run()
-    with app.app_context():
-        returned = app.extensions["queue"].return_unfinished()
-    if returned:
-        log.warning("Worker stopped with %d job(s) unfinished after %d s; they are queued again.",
-                    returned, app.config["WORKER_STOP_SECONDS"])
-    return returned
-
-
-# --- what the command line and /monitor read# --- what the command line and /monitor read -------------------------------------------------------
-
-def queue_status():
-    """Counts by status and priority, the oldest waiting job's age, processor runs and Huey's own sizes."""
-    queue = current_app.extensions["queue"]
-    counts = {status.value: {name: 0 for name in PRIORITIES} for status in S}
-    for status, priority, count in db.session.execute(
-        select(Job.status, Job.priority, func.count()).group_by(Job.status, Job.priority)
-    ):
-        counts[status][PRIORITY_NAMES.get(priority, str(priority))] = count
-    now = utcnow()
-    oldest = db.session.scalar(select(func.min(Job.run_at)).where(Job.status.in_(WAITING), Job.run_at <= now))
-    runs = db.session.scalars(select(QueueRun).where(QueueRun.processor != STORE_ROW)
-                              .order_by(QueueRun.started_at.desc())).all()
-    status = {
-        "backend": queue.backend,
-        "counts": counts,
-        "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
-        "outbox": db.session.scalar(select(func.count()).select_from(Job).where(
-            Job.status.in_(WAITING), Job.dispatched_at.is_(None))),
-        "runs": [{"processor": r.processor, "started_at": r.started_at, "finished_at": r.finished_at,
-                  "jobs_run": r.jobs_run, "failures": r.failures} for r in runs],
-        "last_minute": queue.counters().totals("queue", "minute", 1),
-        "huey": None,
-        "huey_error": None,
-        "store_loss": store_loss(),
-    }
-    try:
-        status["huey"] = {"pending": queue.huey.pending_count(), "scheduled": queue.huey.scheduled_count()}
-    except Exception as exc:  # Redis down: the table still answers
-        status["huey_error"] = str(exc) or type(exc).__name__
-    return status
-
-
-def retry_job(job_id):
-    """Queue a failed or cancelled job again with fresh attempts; returns the job, or raises LookupError /
-    ValueError."""
-    record = db.session.get(Job, job_id)
-    if record is None:
-        raise LookupError(f"There is no job {job_id}.")
-    if record.status not in (S.FAILED, S.CANCELLED):
-        raise ValueError(f"Job {job_id} is {record.status}; only failed and cancelled jobs can be retried.")
-    _requeue(record)
-    db.session.commit()
-    return record
-
-
-def retry_failed():
-    """Queue every failed job again; returns how many."""
-    records = db.session.scalars(select(Job).where(Job.status == S.FAILED).order_by(Job.id)).all()
-    for record in records:
-        _requeue(record)
-    db.session.commit()
-    return len(records)
-
-
-def _requeue(record):
-    now = utcnow()
-    record.status, record.attempts, record.run_at = S.QUEUED, 0, now
-    record.dispatched_at, record.finished_at, record.lease_until = now, None, None
-    record.error = f"(retried by hand; last error: {record.error})"[:2000]
-    send_after_commit(record)
-
-
-def find_jobs(state=None, name=None, priority=None, page=1, per_page=50):
-    """A page of jobs, newest first, filtered by state, job type and priority (names as in PRIORITIES)."""
-    query = select(Job).order_by(Job.id.desc())
-    if state:
-        query = query.where(Job.status == state)
-    if name:
-        query = query.where(Job.name == name)
-    if priority:
-        query = query.where(Job.priority == PRIORITIES[priority])
-    return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=200)
-
-
-def job_names():
-    """Every job type known to this code or present in the table, for the browser's filter."""
-    stored = db.session.scalars(select(Job.name).distinct()).all()
-    return sorted(set(stored) | set(JOBS))
-
-
-def cancel_job(job_id):
-    """Stop a waiting job from running; its message, if it comes, is skipped. Raises LookupError / ValueError."""
-    record = db.session.get(Job, job_id)
-    if record is None:
-        raise LookupError(f"There is no job {job_id}.")
-    changed = db.session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(WAITING))
-        .values(status=S.CANCELLED, finished_at=utcnow(), lease_until=None,
-                error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000])
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    if not changed:
-        db.session.refresh(record)
-        raise ValueError(f"Job {job_id} is {record.status}; only queued and retrying jobs can be cancelled.")
-    db.session.refresh(record)
-    return record
-
-
-def delete_job(job_id):
-    """Delete a job that is not running from the history. Raises LookupError / ValueError."""
-    record = db.session.get(Job, job_id)
-    if record is None:
-        raise LookupError(f"There is no job {job_id}.")
-    if record.status == S.RUNNING:
-        raise ValueError(f"Job {job_id} is running; delete it once it has finished.")
-    name = record.name
-    deleted = db.session.execute(Job.__table__.delete().where(Job.id == job_id, Job.status != S.RUNNING)).rowcount
-    db.session.commit()
-    if not deleted:
-        raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
-    return name
-
-
-def cleanup(days):
-    """Delete finished (done, failed, cancelled) jobs that finished more than `days` days ago; returns how many.
-    Heartbeats of workers gone as long (each worker process has its own) go too."""
-    cutoff = utcnow() - timedelta(days=days)
-    deleted = db.session.execute(
-        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED, S.CANCELLED)), Job.finished_at < cutoff)
-    ).rowcount
-    db.session.execute(QueueRun.__table__.delete().where(
-        QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))
-    db.session.commit()
-    return deleted
-
-
-def describe_age(seconds):
-    if seconds is None:
-        return "none waiting"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 

@@ -1,6 +1,6 @@
 """The data behind `/monitor`: one function per panel, each reading the shared, pre-aggregated figures.
 
-Panels are cheap because every figure is already summed in buckets (sipup/metrics.py counters and the
+Panels are cheap because every figure is already summed in buckets (sipup/observability/counters.py counters and the
 query statistics); on top of that a panel's data is kept for SIPUP_MONITOR_PANEL_SECONDS (10) in this
 process, so many admins polling every 30 seconds cost one computation per panel and process.
 """
@@ -9,10 +9,10 @@ import time
 
 from flask import current_app
 
-from . import health, recommendations
-from .charts import DEFAULT_RANGE, RANGES, line_chart
-from .extensions import db
-from .traffic import traffic
+from sipup.observability import health, recommendations
+from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
+from sipup.extensions import db
+from sipup.observability.traffic import traffic
 
 _memo_lock = threading.Lock()
 
@@ -62,7 +62,7 @@ def traffic_panel(range_=DEFAULT_RANGE):
 
 
 def database_panel(range_=DEFAULT_RANGE):
-    from .query_stats import describe_pool, pool_status
+    from sipup.observability.query_stats import describe_pool, pool_status
 
     _res, _count, words, _per = _span(range_)
     connections = connection_budget()  # first: its own statements are then in the summary below
@@ -91,8 +91,8 @@ def database_panel(range_=DEFAULT_RANGE):
 def connection_budget():
     """Pool size + overflow per process x the processes that wrote figures in the last 10 minutes, against
     MariaDB's max_connections (None on SQLite)."""
-    from .metrics import live_processes
-    from .query_stats import connection_budget as budget
+    from sipup.observability.counters import live_processes
+    from sipup.observability.query_stats import connection_budget as budget
 
     return budget(db.engine, current_app.config, live_processes(current_app.extensions["counters"]))
 
@@ -102,8 +102,9 @@ def queue_panel(range_=DEFAULT_RANGE):
 
     from sqlalchemy import func, select
 
-    from .models import Job, JobStatus, utcnow
-    from .queue import PRIORITIES, WAITING, queue_status
+    from sipup.models import Job, JobStatus, utcnow
+    from sipup.jobs.manage import queue_status
+    from sipup.jobs.queue import PRIORITIES, WAITING
 
     res, count, words, per = _span(range_)
     status = queue_status()
@@ -153,7 +154,7 @@ def queue_figures():
 
 
 def cache_panel(range_=DEFAULT_RANGE):
-    from .cache import EVENTS, TYPES, cache_status
+    from sipup.cache.layer import EVENTS, TYPES, cache_status
 
     res, count, words, _per = _span(range_)
     counters = current_app.extensions["counters"]
@@ -188,7 +189,7 @@ def cache_panel(range_=DEFAULT_RANGE):
 
 
 def limits_panel(range_=DEFAULT_RANGE):
-    from . import limits
+    from sipup.limits import limiter as limits
 
     if "limits" not in current_app.extensions:
         return {"enabled": False}

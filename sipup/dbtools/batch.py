@@ -7,7 +7,7 @@ from itertools import islice
 
 from sqlalchemy import Table, bindparam, update
 
-from .extensions import db
+from sipup.extensions import db
 
 BATCH_SIZE = 5000
 

@@ -21,9 +21,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex
 
-from .extensions import db
-from .models import Order, OrderStatus, Product, utcnow
-from .query_stats import short_sql
+from sipup.extensions import db
+from sipup.models import Order, OrderStatus, Product, utcnow
+from sipup.observability.query_stats import short_sql
 
 # Tables partitioned by month of creation on MySQL/MariaDB. Order lines carry their order's created_at,
 # so a month of orders and its lines live in partitions of the same name. Order events are not
@@ -474,10 +474,10 @@ class Optimizer:
     def key_queries(self):
         """The statements sipup's busiest pages and its reports run, built by the same service functions
         and with real values from the data: [(label, statement)]."""
-        from .services.backoffice import orders_query, status_counts_query
-        from .services.catalog import search_query
-        from .services.orders import history_query, order_query, uninvoiced_query
-        from .services.reports import KINDS, ageing_query, report_query
+        from sipup.services.backoffice import orders_query, status_counts_query
+        from sipup.services.catalog import search_query
+        from sipup.services.orders import history_query, order_query, uninvoiced_query
+        from sipup.services.reports import KINDS, ageing_query, report_query
 
         latest = self.conn.execute(select(Order.number, Order.company_id, Order.created_at)
                                    .order_by(Order.id.desc()).limit(1)).first()
@@ -630,8 +630,8 @@ class Optimizer:
             self.out.sections.append((title, lines))
 
     def _connections(self):
-        from .metrics import live_processes
-        from .query_stats import connection_budget, describe_budget
+        from sipup.observability.counters import live_processes
+        from sipup.observability.query_stats import connection_budget, describe_budget
 
         budget = connection_budget(self.engine, self.config, live_processes(self.app.extensions["counters"]))
         lines = [describe_budget(budget)]

@@ -12,11 +12,11 @@ import psutil
 from flask import current_app
 from sqlalchemy import text
 
-from .database import check_writable
-from .extensions import db
-from .models import utcnow
-from .queue import describe_loss, last_processor_finish, store_loss
-from .web import untrusted_proxy_requests
+from sipup.database import check_writable
+from sipup.extensions import db
+from sipup.models import utcnow
+from sipup.jobs.queue import describe_loss, last_processor_finish, store_loss
+from sipup.web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
 VERDICTS = {0: "green", 1: "amber", 2: "red"}
@@ -35,7 +35,7 @@ def check(name, state, value, detail=""):
 
 
 def database():
-    from .query_stats import pool_status
+    from sipup.observability.query_stats import pool_status
 
     started = time.perf_counter()
     try:
@@ -149,7 +149,7 @@ def queue_processor():
 
 
 def cache():
-    from .cache import cache_status
+    from sipup.cache.layer import cache_status
 
     status = cache_status()
     where = f"{status['driver']} ({status['where']})"

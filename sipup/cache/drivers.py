@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask_caching import Cache
 from flask_caching.backends.base import BaseCache
 
-from .config import ConfigError
+from sipup.config import ConfigError
 
 # What a failing store raises. cachelib's folder store logs and returns False instead (see writes_ok).
 try:
@@ -51,7 +51,7 @@ def describe(app):
     if scheme == "memcached":
         servers = _memcached_servers(url)
         return "memcached", ",".join(f"{h}:{p}" for h, p in servers), {
-            "CACHE_TYPE": "sipup.cache_drivers.PymemcacheCache", "CACHE_KEY_PREFIX": prefix,
+            "CACHE_TYPE": "sipup.cache.drivers.PymemcacheCache", "CACHE_KEY_PREFIX": prefix,
             "CACHE_MEMCACHED_SERVERS": servers, "CACHE_OPTIONS": {"timeout": timeout}}
     if scheme == "file" or (not scheme and os.path.isabs(url)):
         folder = urlsplit(url).path if scheme else url

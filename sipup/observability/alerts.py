@@ -1,8 +1,8 @@
 """Alerts: staff get one mail when sipup's health turns red or a recommendation stays red, and one when
 it clears.
 
-Every run of the queue processor (`flask queue process` from cron, or the worker once a minute) calls
-`check()` after its heartbeat (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
+The periodic job `monitor_alerts` (tasks.py) runs `run()` every minute, from cron's `flask queue
+process` or the worker (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
 the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
 processors and several hosts send at most one mail per incident and one when it ends.
@@ -12,7 +12,10 @@ import time
 
 from flask import current_app
 
-from . import health, monitor, recommendations
+from sipup.extensions import db
+from sipup.jobs import enqueue
+
+from sipup.observability import health, panels as monitor, recommendations
 
 ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
 
@@ -28,11 +31,15 @@ def current_problems():
     return red, lasting
 
 
+def run():
+    """The minutely job's work: check() unless SIPUP_MONITOR_ALERTS is off."""
+    if not current_app.config["MONITOR_ALERTS"]:
+        return "off"
+    return check()
+
+
 def check():
     """Open or close the incident and queue its mail; returns what happened, for the job's history."""
-    from .extensions import db
-    from .queue import enqueue
-
     red, lasting = current_problems()
     active = bool(red or lasting)
     since = current_app.extensions["counters"].mark("incident", active)

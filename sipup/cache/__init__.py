@@ -1,0 +1,13 @@
+"""The cache: cached reads that are never stale, behind a breaker and single flight, on the store
+SIPUP_CACHE_URL names.
+
+Modules: `layer` (the cached-read API, single flight, the breaker, the invalidation hooks on the
+session, statistics), `drivers` (which store a URL names: Redis, Memcached, filesystem, in-process),
+`cli` (`flask cache stats`, `flask cache clear`).
+
+Exports the API that services use: `cached`, `cached_many`, `touch`, `Plain`, `PageOf`, `cache_status`,
+`purge_expired` for the hourly clean-up, and `register_cache` for create_app().
+"""
+from sipup.cache.layer import PageOf, Plain, cache_status, cached, cached_many, purge_expired, register_cache, touch
+
+__all__ = ["PageOf", "Plain", "cache_status", "cached", "cached_many", "purge_expired", "register_cache", "touch"]

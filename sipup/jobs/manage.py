@@ -1,0 +1,147 @@
+"""What the command line and /monitor read and do with the job record: status, browse, retry, cancel,
+delete, clean up."""
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from sipup.extensions import db
+from sipup.jobs.queue import JOBS, PRIORITIES, PRIORITY_NAMES, STORE_ROW, WAITING, S, send_after_commit, store_loss
+from sipup.models import Job, QueueRun, utcnow
+
+
+def queue_status():
+    """Counts by status and priority, the oldest waiting job's age, processor runs and Huey's own sizes."""
+    queue = current_app.extensions["queue"]
+    counts = {status.value: {name: 0 for name in PRIORITIES} for status in S}
+    for status, priority, count in db.session.execute(
+        select(Job.status, Job.priority, func.count()).group_by(Job.status, Job.priority)
+    ):
+        counts[status][PRIORITY_NAMES.get(priority, str(priority))] = count
+    now = utcnow()
+    oldest = db.session.scalar(select(func.min(Job.run_at)).where(Job.status.in_(WAITING), Job.run_at <= now))
+    runs = db.session.scalars(select(QueueRun).where(QueueRun.processor != STORE_ROW)
+                              .order_by(QueueRun.started_at.desc())).all()
+    status = {
+        "backend": queue.backend,
+        "counts": counts,
+        "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
+        "outbox": db.session.scalar(select(func.count()).select_from(Job).where(
+            Job.status.in_(WAITING), Job.dispatched_at.is_(None))),
+        "runs": [{"processor": r.processor, "started_at": r.started_at, "finished_at": r.finished_at,
+                  "jobs_run": r.jobs_run, "failures": r.failures} for r in runs],
+        "last_minute": queue.counters().totals("queue", "minute", 1),
+        "huey": None,
+        "huey_error": None,
+        "store_loss": store_loss(),
+    }
+    try:
+        status["huey"] = {"pending": queue.huey.pending_count(), "scheduled": queue.huey.scheduled_count()}
+    except Exception as exc:  # Redis down: the table still answers
+        status["huey_error"] = str(exc) or type(exc).__name__
+    return status
+
+
+def retry_job(job_id):
+    """Queue a failed or cancelled job again with fresh attempts; returns the job, or raises LookupError /
+    ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    if record.status not in (S.FAILED, S.CANCELLED):
+        raise ValueError(f"Job {job_id} is {record.status}; only failed and cancelled jobs can be retried.")
+    _requeue(record)
+    db.session.commit()
+    return record
+
+
+def retry_failed():
+    """Queue every failed job again; returns how many."""
+    records = db.session.scalars(select(Job).where(Job.status == S.FAILED).order_by(Job.id)).all()
+    for record in records:
+        _requeue(record)
+    db.session.commit()
+    return len(records)
+
+
+def _requeue(record):
+    now = utcnow()
+    record.status, record.attempts, record.run_at = S.QUEUED, 0, now
+    record.dispatched_at, record.finished_at, record.lease_until = now, None, None
+    record.error = f"(retried by hand; last error: {record.error})"[:2000]
+    send_after_commit(record)
+
+
+def find_jobs(state=None, name=None, priority=None, page=1, per_page=50):
+    """A page of jobs, newest first, filtered by state, job type and priority (names as in PRIORITIES)."""
+    query = select(Job).order_by(Job.id.desc())
+    if state:
+        query = query.where(Job.status == state)
+    if name:
+        query = query.where(Job.name == name)
+    if priority:
+        query = query.where(Job.priority == PRIORITIES[priority])
+    return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=200)
+
+
+def job_names():
+    """Every job type known to this code or present in the table, for the browser's filter."""
+    stored = db.session.scalars(select(Job.name).distinct()).all()
+    return sorted(set(stored) | set(JOBS))
+
+
+def cancel_job(job_id):
+    """Stop a waiting job from running; its message, if it comes, is skipped. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    changed = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(WAITING))
+        .values(status=S.CANCELLED, finished_at=utcnow(), lease_until=None,
+                error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not changed:
+        db.session.refresh(record)
+        raise ValueError(f"Job {job_id} is {record.status}; only queued and retrying jobs can be cancelled.")
+    db.session.refresh(record)
+    return record
+
+
+def delete_job(job_id):
+    """Delete a job that is not running from the history. Raises LookupError / ValueError."""
+    record = db.session.get(Job, job_id)
+    if record is None:
+        raise LookupError(f"There is no job {job_id}.")
+    if record.status == S.RUNNING:
+        raise ValueError(f"Job {job_id} is running; delete it once it has finished.")
+    name = record.name
+    deleted = db.session.execute(Job.__table__.delete().where(Job.id == job_id, Job.status != S.RUNNING)).rowcount
+    db.session.commit()
+    if not deleted:
+        raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
+    return name
+
+
+def cleanup(days):
+    """Delete finished (done, failed, cancelled) jobs that finished more than `days` days ago; returns how many.
+    Heartbeats of workers gone as long (each worker process has its own) go too."""
+    cutoff = utcnow() - timedelta(days=days)
+    deleted = db.session.execute(
+        Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED, S.CANCELLED)), Job.finished_at < cutoff)
+    ).rowcount
+    db.session.execute(QueueRun.__table__.delete().where(
+        QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))
+    db.session.commit()
+    return deleted
+
+
+def describe_age(seconds):
+    if seconds is None:
+        return "none waiting"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,74 @@
+"""`flask queue worker`: Huey's consumer with thread workers, its scheduler running sipup's housekeeping
+once a minute, stopped gracefully by SIGTERM, Ctrl+C and Ctrl+Break."""
+import logging
+import os
+import socket
+
+from huey.consumer import Consumer, Scheduler
+
+from sipup.extensions import db
+from sipup.jobs import compat
+from sipup.jobs.queue import bind_app, last_processor_start, load_jobs, make_huey
+from sipup.models import utcnow
+
+log = logging.getLogger("sipup.queue")
+
+
+class _HousekeepingScheduler(Scheduler):
+    """Huey's scheduler, whose once-a-minute periodic step runs sipup's housekeeping instead."""
+
+    queue = None
+    processor = None
+
+    def enqueue_periodic_tasks(self, now):
+        queue = self.queue
+        with queue.app.app_context():
+            try:
+                started = utcnow()
+                since = last_processor_start()
+                queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
+                queue.housekeeping(started, since)
+                queue.counters().flush()
+            except Exception:  # the database is down: try again next minute, keep the consumer alive
+                db.session.rollback()
+                log.exception("Queue housekeeping failed")
+
+
+class _GracefulConsumer(Consumer):
+    """Huey's consumer, stopped gracefully by SIGTERM (service managers), Ctrl+C and Ctrl+Break alike."""
+
+    queue = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, graceful_signal="TERM", **kwargs)
+        compat.stop_gracefully_on(self, ("SIGINT", "SIGBREAK"))  # SIGBREAK: Ctrl+Break in a Windows console
+
+    def stop(self, graceful=False):
+        self.queue.stopping.set()  # a message dequeued from now on goes back to the queue unrun
+        super().stop(graceful)
+
+
+def build_worker(app, workers):
+    """Huey's consumer with thread workers (the only kind that runs on Windows) and sipup's housekeeping."""
+    load_jobs()
+    bind_app(app)
+    queue = app.extensions["queue"]
+    huey = make_huey(app.config, app.instance_path, blocking=True)
+    queue._huey = huey
+    scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
+        "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
+    consumer_class = type("SipupConsumer", (_GracefulConsumer,), {"scheduler_class": scheduler, "queue": queue})
+    return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
+                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0,
+                          shutdown_timeout=app.config["WORKER_STOP_SECONDS"])
+
+
+def run_worker(app, workers):
+    """Run the consumer until SIGTERM or Ctrl+C; then queue again at once the jobs that did not finish in time."""
+    build_worker(app, workers).run()
+    with app.app_context():
+        returned = app.extensions["queue"].return_unfinished()
+    if returned:
+        log.warning("Worker stopped with %d job(s) unfinished after %d s; they are queued again.",
+                    returned, app.config["WORKER_STOP_SECONDS"])
+    return returned

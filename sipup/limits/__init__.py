@@ -1,0 +1,13 @@
+"""Rate limits: budgets per address and per user, tighter limits per endpoint, and blocks that double
+for clients that keep pushing.
+
+Modules: `limiter` (Flask-Limiter set up with sipup's keys, fallback and statistics), `blocks` (the
+block list and its SQLite and Redis stores), `cli` (`flask limits status`, `flask limits unblock`).
+The endpoint-rule parser lives in sipup/config.py, beside the setting it validates.
+
+Exports `register_limits` for create_app() and, for /monitor and the command line, `status`,
+`blocks_in_force` and `unblock`.
+"""
+from sipup.limits.limiter import blocks_in_force, register_limits, status, unblock
+
+__all__ = ["blocks_in_force", "register_limits", "status", "unblock"]

@@ -1,0 +1,23 @@
+"""Observability: what sipup measures about itself, and what /monitor and /metrics show of it.
+
+Modules, from the bottom up:
+- `counters`: named counts per minute and hour and running totals, in one store shared by every
+  process (Redis, or instance/metrics.db); traffic, the cache, limits and jobs count here.
+- `traffic`: requests, errors and latency per endpoint.
+- `query_stats`: every SQL statement timed per normalised text and kind, the slow query log, the pool.
+- `logs`: error logs to rotating files in instance/logs/.
+- `health`: each part checked (database, Redis, cache, queue processor, limiter, disk, ...) and one verdict.
+- `recommendations`: the seed's daily checks as rules over measured figures.
+- `charts`: geometry of the server-rendered SVG charts.
+- `panels`: the data of each /monitor panel.
+- `prometheus`: the `/metrics` exposition (prometheus-client).
+- `alerts`: one mail to staff when health turns red or a recommendation stays red, one when it clears.
+
+Exports the register steps create_app() uses: `register_logging`, `register_counters`,
+`register_traffic` (query statistics are registered with the database engine).
+"""
+from sipup.observability.counters import register_counters
+from sipup.observability.logs import register_logging
+from sipup.observability.traffic import register_traffic
+
+__all__ = ["register_counters", "register_logging", "register_traffic"]
