@@ -1,7 +1,7 @@
 """Background jobs. Each is a few lines that take ids and call a service; sipup.jobs.queue records, leases,
 retries and runs each in an app context of its own. Periodic times are UTC."""
-from sipup.jobs import crontab, job
-from sipup.jobs import housekeeping
+
+from sipup.jobs import crontab, housekeeping, job
 from sipup.observability import alerts
 from sipup.services import backup, mail, payments, reports, stock_import
 

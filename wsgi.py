@@ -1,4 +1,5 @@
 """WSGI entry point for waitress and other servers; lets a bare `flask` find the app."""
+
 from sipup import create_app
 from sipup.config import ConfigError
 from sipup.database import check_database

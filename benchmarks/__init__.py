@@ -1,4 +1,5 @@
 """Benchmarks of sipup (not tests): each module runs with `python -m benchmarks.<name>`; see README.md."""
+
 import socket
 
 

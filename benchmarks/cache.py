@@ -1,8 +1,9 @@
 """Cached against uncached catalog and product pages under waitress, and the hit rate of a storefront load.
 
-python -m benchmarks.cache [--seconds 1] [--clients 4] [--products 1000]: SQLite with the default folder cache; MariaDB with
-Redis too when SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL are set.
+python -m benchmarks.cache [--seconds 1] [--clients 4] [--products 1000]: SQLite with the default folder cache;
+MariaDB with Redis too when SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL are set.
 """
+
 import argparse
 import http.client
 import os
@@ -70,13 +71,21 @@ class Server:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
         env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
-        env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY="benchmark",
-                   SIPUP_RATELIMIT_IP="1000000 per minute", SIPUP_RATELIMIT_USER="1000000 per minute",
-                   SIPUP_SLOW_QUERY_MS="100000", FLASK_APP="wsgi")
+        env.update(
+            SIPUP_INSTANCE_PATH=instance,
+            SIPUP_SECRET_KEY="benchmark",
+            SIPUP_RATELIMIT_IP="1000000 per minute",
+            SIPUP_RATELIMIT_USER="1000000 per minute",
+            SIPUP_SLOW_QUERY_MS="100000",
+            FLASK_APP="wsgi",
+        )
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flask", "serve", "--port", str(self.port), "--threads", "8"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -175,7 +184,9 @@ def compare(servers, data, seconds, clients):
     }
     for server in servers.values():  # measure the steady state; the load scenario below starts cold
         client = Client(server.port).sign_in(data["buyers"][0])
-        for path in [f"/products?page={n}" for n in range(1, pages + 1)] + [f"/products/{s}" for s in data["skus"][:200]]:
+        for path in [f"/products?page={n}" for n in range(1, pages + 1)] + [
+            f"/products/{s}" for s in data["skus"][:200]
+        ]:
             client.get(path)
     results = {}
     for label, pick in kinds.items():
@@ -184,11 +195,16 @@ def compare(servers, data, seconds, clients):
             rates[mode].append(_run(servers[mode].port, data["buyers"], pick, seconds, clients))
         cached, uncached = (statistics.median(rates[m]) for m in ("cached", "uncached"))
         results[label] = (cached, uncached)
-        print(f"  {label:<26} cached {cached:7.0f} req/s, uncached {uncached:7.0f} req/s, "
-              f"ratio {cached / uncached:.2f}x", flush=True)
+        print(
+            f"  {label:<26} cached {cached:7.0f} req/s, uncached {uncached:7.0f} req/s, ratio {cached / uncached:.2f}x",
+            flush=True,
+        )
     hello = _run(servers["cached"].port, data["buyers"], lambda rng: "/healthz", seconds, clients)
-    print(f"  {'bare /healthz (JSON)':<26} {hello:7.0f} req/s; cached catalog page at "
-          f"{results['catalog /products?page=N'][0] / hello:.2f} of it", flush=True)
+    print(
+        f"  {'bare /healthz (JSON)':<26} {hello:7.0f} req/s; cached catalog page at "
+        f"{results['catalog /products?page=N'][0] / hello:.2f} of it",
+        flush=True,
+    )
     return results
 
 
@@ -261,17 +277,23 @@ def hit_rates(before, after):
     """Hit rate per type and overall between two readings of the counters: {type: (rate, reads)}."""
     rates = {}
     for type_ in ("products", "prices", "users", "orders", "dashboard", ""):
+
         def count(event):
-            return sum(after.get(k, 0) - before.get(k, 0) for k in after
-                       if k.endswith(f".{event}") and k.startswith(type_))
+            return sum(
+                after.get(k, 0) - before.get(k, 0) for k in after if k.endswith(f".{event}") and k.startswith(type_)
+            )
+
         hits, misses = count("hit"), count("miss")
         rates[type_ or "overall"] = (hits / (hits + misses) if hits + misses else None, hits + misses)
     return rates
 
 
 def run(name, config, folder, seconds, clients, products):
-    print(f"== {name} ({make_url(config['DATABASE_URL']).render_as_string(hide_password=True)}, "
-          f"cache {config.get('CACHE_URL') or 'default'})", flush=True)
+    print(
+        f"== {name} ({make_url(config['DATABASE_URL']).render_as_string(hide_password=True)}, "
+        f"cache {config.get('CACHE_URL') or 'default'})",
+        flush=True,
+    )
     base = os.path.join(folder, name.lower().split()[0])
     instances = {mode: os.path.join(base, mode) for mode in ("cached", "uncached", "scenario")}
     for path in instances.values():
@@ -284,8 +306,9 @@ def run(name, config, folder, seconds, clients, products):
     finally:
         for server in servers.values():
             server.stop()
-    scenario_config = {**config, "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}"} if config.get("REDIS_URL") \
-        else config
+    scenario_config = (
+        {**config, "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}"} if config.get("REDIS_URL") else config
+    )
     # Twice on the same cache: from empty, then after a restart with what the first run left (steady state).
     before = {}
     for phase in ("from an empty cache", "on a warm cache"):
@@ -299,8 +322,10 @@ def run(name, config, folder, seconds, clients, products):
         before = after
         overall, reads = rates.pop("overall")
         detail = ", ".join(f"{t} {r:.0%}" for t, (r, n) in rates.items() if r is not None)
-        print(f"  storefront load {phase}: {rate:.0f} req/s, hit rate {overall:.1%} of {reads:,} cached reads "
-              f"({detail})", flush=True)
+        print(
+            f"  storefront load {phase}: {rate:.0f} req/s, hit rate {overall:.1%} of {reads:,} cached reads ({detail})",
+            flush=True,
+        )
     return scenario_config
 
 
@@ -326,16 +351,19 @@ def main():
         run("SQLite + folder cache", {"DATABASE_URL": sqlite_url}, folder, args.seconds, args.clients, args.products)
         server_url, redis_url = os.environ.get("SIPUP_BENCH_DATABASE_URL"), os.environ.get("SIPUP_BENCH_REDIS_URL")
         if not (server_url and redis_url):
-            print("(set SIPUP_BENCH_DATABASE_URL=mysql+pymysql://user@host/sipup_bench and "
-                  "SIPUP_BENCH_REDIS_URL=redis://host:6379/15 to measure MariaDB + Redis too)")
+            print(
+                "(set SIPUP_BENCH_DATABASE_URL=mysql+pymysql://user@host/sipup_bench and "
+                "SIPUP_BENCH_REDIS_URL=redis://host:6379/15 to measure MariaDB + Redis too)"
+            )
             return
         url, drop = scratch_database(server_url)
         namespace = f"sipupbench-{secrets.token_hex(4)}"
         config = {"DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
         used = [namespace]
         try:
-            used.append(run("MariaDB + Redis", config, folder, args.seconds, args.clients,
-                            args.products)["REDIS_NAMESPACE"])
+            used.append(
+                run("MariaDB + Redis", config, folder, args.seconds, args.clients, args.products)["REDIS_NAMESPACE"]
+            )
         finally:
             drop()
             _drop_namespaces(redis_url, used)

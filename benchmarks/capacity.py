@@ -11,6 +11,7 @@ degradation parts need HAProxy (Debian package `haproxy`) and MariaDB + Redis; w
 skipped with a message. Results go to standard output and, as Markdown, to --out (default
 benchmarks/capacity-results.md).
 """
+
 import argparse
 import json
 import os
@@ -32,7 +33,7 @@ import psutil
 from benchmarks import free_port
 from sipup.config import ENDPOINT_LIMITS
 from sipup.loadtest import report as reports
-from sipup.loadtest.runner import RunOptions, Runner
+from sipup.loadtest.runner import Runner, RunOptions
 from sipup.loadtest.scenarios import Pages, Storefront
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +52,7 @@ PROFILES = {
 
 
 # --- processes -------------------------------------------------------------------------------
+
 
 def wait_for_port(port, process, log_path, seconds=60):
     deadline = time.monotonic() + seconds
@@ -117,8 +119,17 @@ def base_env():
 def waitress_app(spec, folder, name, threads=8):
     """`python -m waitress` serving a bare WSGI app (the baselines)."""
     port = free_port()
-    command = [sys.executable, "-m", "waitress", "--host", "127.0.0.1", "--port", str(port),
-               f"--threads={threads}", spec]
+    command = [
+        sys.executable,
+        "-m",
+        "waitress",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        f"--threads={threads}",
+        spec,
+    ]
     return Server(command, base_env(), os.path.join(folder, f"{name}.log"), port)
 
 
@@ -127,9 +138,14 @@ def sipup_server(config, instance, folder, name, threads=8):
     load comes from one address, so the limits are raised out of reach (still counted); `config` wins."""
     port = free_port()
     env = base_env()
-    env.update({"SIPUP_RATELIMIT_IP": MEASURING_BUDGET, "SIPUP_RATELIMIT_USER": MEASURING_BUDGET,
-                "SIPUP_RATELIMIT_ENDPOINTS": json.dumps({rule: MEASURING_BUDGET for rule in ENDPOINT_LIMITS}),
-                "SIPUP_SLOW_QUERY_MS": "100000"})
+    env.update(
+        {
+            "SIPUP_RATELIMIT_IP": MEASURING_BUDGET,
+            "SIPUP_RATELIMIT_USER": MEASURING_BUDGET,
+            "SIPUP_RATELIMIT_ENDPOINTS": json.dumps({rule: MEASURING_BUDGET for rule in ENDPOINT_LIMITS}),
+            "SIPUP_SLOW_QUERY_MS": "100000",
+        }
+    )
     env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
     env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY="benchmark", FLASK_APP="wsgi")
     command = [sys.executable, "-m", "flask", "serve", "--port", str(port), "--threads", str(threads)]
@@ -168,6 +184,7 @@ def haproxy(backends, folder, name, maxconn=None, queue="5s"):
 
 # --- data --------------------------------------------------------------------------------------
 
+
 def prepare(config, instance, profile):
     """Schema and seed data of the profile's size; returns the buyers' logins."""
     from sqlalchemy import select
@@ -178,8 +195,9 @@ def prepare(config, instance, profile):
     from sipup.models import Role, User
     from sipup.services import seed
 
-    app = create_app({"SECRET_KEY": "benchmark", "DB_STATS": False, **config, "CACHE_URL": "none://"},
-                     instance_path=instance)
+    app = create_app(
+        {"SECRET_KEY": "benchmark", "DB_STATS": False, **config, "CACHE_URL": "none://"}, instance_path=instance
+    )
     started = time.monotonic()
     with app.app_context():
         upgrade_schema()
@@ -189,8 +207,11 @@ def prepare(config, instance, profile):
         buyers = list(db.session.scalars(select(User.email).where(User.role == Role.BUYER)))
         db.engine.dispose()
     app.extensions["sipup_cache"].close()
-    print(f"  seeded {profile['products']:,} products, {profile['companies']:,} companies, {profile['orders']:,} orders "
-          f"in {time.monotonic() - started:.0f} s", flush=True)
+    print(
+        f"  seeded {profile['products']:,} products, {profile['companies']:,} companies, {profile['orders']:,} orders "
+        f"in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
     return [(email, PASSWORD) for email in buyers]
 
 
@@ -205,7 +226,9 @@ def counts(config, instance):
     app = create_app({"SECRET_KEY": "benchmark", "DB_STATS": False, **config}, instance_path=instance)
     with app.app_context():
         orders = db.session.scalar(select(func.count(Order.id)))
-        confirmations = db.session.scalar(select(func.count(Job.id)).where(Job.dedupe_key.like("mail:order_confirmation:%")))
+        confirmations = db.session.scalar(
+            select(func.count(Job.id)).where(Job.dedupe_key.like("mail:order_confirmation:%"))
+        )
         failed = db.session.scalar(select(func.count(Job.id)).where(Job.status == "failed"))
         db.engine.dispose()
     app.extensions["sipup_cache"].close()
@@ -213,6 +236,7 @@ def counts(config, instance):
 
 
 # --- measuring ------------------------------------------------------------------------------------
+
 
 def _shared_servers():
     """MariaDB and Redis on this machine (shared with whatever else runs here), to read their CPU."""
@@ -283,25 +307,45 @@ def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=N
     """One open-model step at `rate` arrivals/s; the loadtest report plus the servers' readings."""
     seconds = seconds or profile["step"]
     scenario_options = SimpleNamespace(pages=list(pages), logins=list(logins), think=None, anonymous_share=0.2)
-    options = RunOptions(url=url, scenario=scenario, scenario_options=scenario_options, users=users or profile["users"],
-                         rate=rate, duration=seconds, warmup=profile["warmup"], timeout=10.0)
+    options = RunOptions(
+        url=url,
+        scenario=scenario,
+        scenario_options=scenario_options,
+        users=users or profile["users"],
+        rate=rate,
+        duration=seconds,
+        warmup=profile["warmup"],
+        timeout=10.0,
+    )
     with Watch(watch) as watched:
         outcome = Runner(options, progress=watched.progress).run()
     report = reports.figures(outcome)
     total = report["total"]
     return {
-        "rate": rate, "rps": total["rps"], "requests": total["requests"], "failures": total["failures"],
+        "rate": rate,
+        "rps": total["rps"],
+        "requests": total["requests"],
+        "failures": total["failures"],
         # An arrival the generator had to drop (every user busy: the server fell behind) counts as an error.
         "error_share": (total["failures"] + report["open"]["dropped"]) / (total["requests"] + report["open"]["dropped"])
-        if total["requests"] else 1.0,
-        "p50": total["latency_ms"]["p50"], "p95": total["latency_ms"]["p95"], "p99": total["latency_ms"]["p99"],
-        "mean": total["latency_ms"]["mean"], "dropped": report["open"]["dropped"],
+        if total["requests"]
+        else 1.0,
+        "p50": total["latency_ms"]["p50"],
+        "p95": total["latency_ms"]["p95"],
+        "p99": total["latency_ms"]["p99"],
+        "mean": total["latency_ms"]["mean"],
+        "dropped": report["open"]["dropped"],
         "reached": report["open"]["achieved_rate"] >= 0.95 * rate,
-        "generator_cpu": report["generator"]["cpu_percent"], "server_cpu": watched.cpu_percent,
-        "db_redis_cpu": watched.shared_cpu_percent, "machine_cpu": watched.machine_percent,
-        "peak_rss_mb": watched.peak_rss_mb, "rss_mb": watched.rss_mb, "db_connections": watched.peak_connections,
+        "generator_cpu": report["generator"]["cpu_percent"],
+        "server_cpu": watched.cpu_percent,
+        "db_redis_cpu": watched.shared_cpu_percent,
+        "machine_cpu": watched.machine_percent,
+        "peak_rss_mb": watched.peak_rss_mb,
+        "rss_mb": watched.rss_mb,
+        "db_connections": watched.peak_connections,
         "failures_by_reason": _by_reason(report["failures"]),
-        "pages": {page["name"]: page for page in report["pages"]}, "series": report["series"],
+        "pages": {page["name"]: page for page in report["pages"]},
+        "series": report["series"],
     }
 
 
@@ -318,11 +362,14 @@ def held(step):
 
 
 def describe(step):
-    return (f"rate {step['rate']:7.0f}/s -> {step['rps']:7.0f} req/s  p50 {step['p50']:6.1f}  p99 {step['p99']:7.1f} ms  "
-            f"errors {step['error_share']:6.2%}  {'held' if held(step) else 'NOT held'}  server CPU {step['server_cpu']:4.0f}%  "
-            f"generator CPU {step['generator_cpu']:4.0f}%  MariaDB+Redis CPU {step['db_redis_cpu']:4.0f}%  "
-            f"machine {step['machine_cpu']:3.0f}% busy  RSS {step['rss_mb']:4.0f} MB (peak {step['peak_rss_mb']:4.0f})"
-            + ("" if held(step) else f"  ({_why(step)})"))
+    return (
+        f"rate {step['rate']:7.0f}/s -> {step['rps']:7.0f} req/s  p50 {step['p50']:6.1f}  p99 {step['p99']:7.1f} ms  "
+        f"errors {step['error_share']:6.2%}  {'held' if held(step) else 'NOT held'}  server CPU "
+        f"{step['server_cpu']:4.0f}%  "
+        f"generator CPU {step['generator_cpu']:4.0f}%  MariaDB+Redis CPU {step['db_redis_cpu']:4.0f}%  "
+        f"machine {step['machine_cpu']:3.0f}% busy  RSS {step['rss_mb']:4.0f} MB (peak {step['peak_rss_mb']:4.0f})"
+        + ("" if held(step) else f"  ({_why(step)})")
+    )
 
 
 def _why(step):
@@ -362,13 +409,21 @@ def search(label, run_step, start, profile):
 
 # --- the parts ----------------------------------------------------------------------------------
 
+
 def baselines(folder, profile, results):
     """A raw WSGI app and a bare Flask hello under waitress (8 threads), same generator."""
-    for name, spec, start in (("raw WSGI", "benchmarks.raw_wsgi:app", 400), ("Flask hello", "benchmarks.hello_app:app", 400)):
+    for name, spec, start in (
+        ("raw WSGI", "benchmarks.raw_wsgi:app", 400),
+        ("Flask hello", "benchmarks.hello_app:app", 400),
+    ):
         server = waitress_app(spec, folder, name.replace(" ", "-"))
         try:
-            best, _ = search(name, lambda rate: load(f"http://127.0.0.1:{server.port}", Pages, rate, profile,
-                                                     watch=[server]), start, profile)
+            best, _ = search(
+                name,
+                lambda rate: load(f"http://127.0.0.1:{server.port}", Pages, rate, profile, watch=[server]),
+                start,
+                profile,
+            )
         finally:
             server.stop()
         results["baselines"][name] = best
@@ -388,20 +443,33 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
     before = cache_totals(config, instance)
     try:
         url = f"http://127.0.0.1:{server.port}"
-        best, steps = search("storefront", lambda rate: load(url, Storefront, rate, profile, logins, watch=[server]),
-                             start_rate, profile)
-        catalog, _ = search("cached catalog page", lambda rate: load(url, Pages, rate, profile, logins[:1],
-                                                                      pages=[("/products", 1.0)], watch=[server]),
-                            start_rate * 4, profile)
+        best, steps = search(
+            "storefront", lambda rate: load(url, Storefront, rate, profile, logins, watch=[server]), start_rate, profile
+        )
+        catalog, _ = search(
+            "cached catalog page",
+            lambda rate: load(url, Pages, rate, profile, logins[:1], pages=[("/products", 1.0)], watch=[server]),
+            start_rate * 4,
+            profile,
+        )
         peak_rss = server.peak_rss_mb()
     finally:
         server.stop()
     rates = hit_rates(before, cache_totals(config, instance))
-    results["backends"][name] = {"storefront": best, "steps": steps, "catalog": catalog, "hit_rate": rates["overall"],
-                                 "peak_rss_mb": peak_rss}
+    results["backends"][name] = {
+        "storefront": best,
+        "steps": steps,
+        "catalog": catalog,
+        "hit_rate": rates["overall"],
+        "peak_rss_mb": peak_rss,
+    }
     overall, reads = rates["overall"]
-    print(f"  cache hit rate over the run: {overall:.1%} of {reads:,} cached reads" if overall is not None
-          else "  cache hit rate: no cached reads counted", flush=True)
+    print(
+        f"  cache hit rate over the run: {overall:.1%} of {reads:,} cached reads"
+        if overall is not None
+        else "  cache hit rate: no cached reads counted",
+        flush=True,
+    )
     return logins, instance
 
 
@@ -412,9 +480,12 @@ def scaling(config, instance, logins, folder, profile, results, start_rate):
         servers = [sipup_server(config, instance, folder, f"scale{count}-{i}") for i in range(count)]
         proxy = haproxy([s.port for s in servers], folder, f"haproxy{count}")
         try:
-            best, _ = search(f"{count} process{'es' if count > 1 else ''}",
-                             lambda rate: load(f"http://127.0.0.1:{proxy.port}", Storefront, rate, profile, logins,
-                                               watch=servers), start_rate, profile)
+            best, _ = search(
+                f"{count} process{'es' if count > 1 else ''}",
+                lambda rate: load(f"http://127.0.0.1:{proxy.port}", Storefront, rate, profile, logins, watch=servers),
+                start_rate,
+                profile,
+            )
         finally:
             proxy.stop()
             for server in servers:
@@ -461,8 +532,12 @@ class Observed(Storefront):
 
     def post(self, path, form=None, name=None, **kwargs):
         response = self._note(super().post(path, form=form, name=name, **kwargs))
-        if path == "/checkout" and response is not None and response.status in (302, 303) \
-                and "/orders/" in response.headers.get("location", ""):
+        if (
+            path == "/checkout"
+            and response is not None
+            and response.status in (302, 303)
+            and "/orders/" in response.headers.get("location", "")
+        ):
             with self.lock:
                 self.seen["orders"].append(response.headers["location"].rsplit("/", 1)[-1])
         return response
@@ -473,25 +548,37 @@ def _phases(series, overload_seconds, warmup):
     drop until every later second had p99 < 500 ms) and the failures after that."""
     split = overload_seconds - warmup
     phases = {}
-    for name, rows in (("overload", [r for r in series if r["second"] < split]),
-                       ("recovery", [r for r in series if r["second"] >= split])):
+    for name, rows in (
+        ("overload", [r for r in series if r["second"] < split]),
+        ("recovery", [r for r in series if r["second"] >= split]),
+    ):
         requests, failures = sum(r["requests"] for r in rows), sum(r["failures"] for r in rows)
-        phases[name] = {"requests": requests, "failures": failures, "rps": requests / max(1, len(rows)),
-                        "worst_p99": max((r["p99_ms"] or 0 for r in rows), default=0)}
+        phases[name] = {
+            "requests": requests,
+            "failures": failures,
+            "rps": requests / max(1, len(rows)),
+            "worst_p99": max((r["p99_ms"] or 0 for r in rows), default=0),
+        }
     recovery = [r for r in series if r["second"] >= split]
     slow = [r["second"] for r in recovery if (r["p99_ms"] or 0) >= P99_LIMIT_MS]
     back = (max(slow) + 1) if slow else split
     phases["recovered_after_s"] = back - split
     phases["recovered"] = not slow or max(slow) < recovery[-1]["second"]
     after = [r for r in recovery if r["second"] >= back]
-    phases["after_recovery"] = {"requests": sum(r["requests"] for r in after), "failures": sum(r["failures"] for r in after)}
+    phases["after_recovery"] = {
+        "requests": sum(r["requests"] for r in after),
+        "failures": sum(r["failures"] for r in after),
+    }
     return phases
 
 
 def degradation(config, instance, logins, folder, profile, results, sustained):
     """Three times the sustained rate, then half of it, in one run: shedding, nothing lost, recovery."""
-    print("== past the limit: one process behind HAProxy (8 requests at once, 1 s queue), buyers limited to "
-          "3 requests a second; 3x the sustained rate, then 0.5x", flush=True)
+    print(
+        "== past the limit: one process behind HAProxy (8 requests at once, 1 s queue), buyers limited to "
+        "3 requests a second; 3x the sustained rate, then 0.5x",
+        flush=True,
+    )
     # Blocks (growing penalties for repeat abusers) are left out so that recovery shows the shedding alone.
     limited = {**config, "RATELIMIT_USER": "3 per second", "RATELIMIT_BLOCK_AFTER": MEASURING_BUDGET}
     server = sipup_server(limited, instance, folder, "overload")  # config wins over the measuring budgets
@@ -500,50 +587,87 @@ def degradation(config, instance, logins, folder, profile, results, sustained):
     overload_seconds = profile["warmup"] + profile["step"] * 2
     Observed.reset(overload_seconds, keep_share=0.5 / 3)
     try:
-        step = load(f"http://127.0.0.1:{proxy.port}", Observed, sustained * 3, profile, logins,
-                    seconds=overload_seconds + profile["step"] * 2, watch=[server], users=profile["users"] * 4)
+        step = load(
+            f"http://127.0.0.1:{proxy.port}",
+            Observed,
+            sustained * 3,
+            profile,
+            logins,
+            seconds=overload_seconds + profile["step"] * 2,
+            watch=[server],
+            users=profile["users"] * 4,
+        )
     finally:
         proxy.stop()
         server.stop()
     phases = _phases(step["series"], overload_seconds, profile["warmup"])
     orders_after, jobs_after, failed_after = counts(config, instance)
     acknowledged = len(Observed.seen["orders"])
-    results["degradation"] = {"step": step, "phases": phases, "seen": Observed.seen, "acknowledged": acknowledged,
-                              "new_orders": orders_after - orders_before, "sustained": sustained,
-                              "new_confirmation_jobs": jobs_after - jobs_before, "failed_jobs": failed_after - failed_before}
+    results["degradation"] = {
+        "step": step,
+        "phases": phases,
+        "seen": Observed.seen,
+        "acknowledged": acknowledged,
+        "new_orders": orders_after - orders_before,
+        "sustained": sustained,
+        "new_confirmation_jobs": jobs_after - jobs_before,
+        "failed_jobs": failed_after - failed_before,
+    }
     for name in ("overload", "recovery"):
         figures, seen = phases[name], Observed.seen[name]
-        print(f"  {name:<9} {figures['rps']:6.0f} req/s, {figures['failures']:,} failed of {figures['requests']:,}, worst "
-              f"second p99 {figures['worst_p99']:.0f} ms; answers: "
-              f"{', '.join(f'{k} {v}' for k, v in seen.items()) or 'no refusals'}", flush=True)
+        print(
+            f"  {name:<9} {figures['rps']:6.0f} req/s, {figures['failures']:,} failed of {figures['requests']:,}, "
+            "worst "
+            f"second p99 {figures['worst_p99']:.0f} ms; answers: "
+            f"{', '.join(f'{k} {v}' for k, v in seen.items()) or 'no refusals'}",
+            flush=True,
+        )
     print(f"  failures by reason: {step['failures_by_reason']}; arrivals dropped by the generator: {step['dropped']:,}")
-    print("  per second (s from the end of the warm-up: requests/failed/p99 ms; the load drops at "
-          f"{overload_seconds - profile['warmup']:g} s): " + ", ".join(
-              f"{r['second']}: {r['requests']}/{r['failures']}/{r['p99_ms'] or 0:.0f}" for r in step["series"]), flush=True)
+    print(
+        "  per second (s from the end of the warm-up: requests/failed/p99 ms; the load drops at "
+        f"{overload_seconds - profile['warmup']:g} s): "
+        + ", ".join(f"{r['second']}: {r['requests']}/{r['failures']}/{r['p99_ms'] or 0:.0f}" for r in step["series"]),
+        flush=True,
+    )
     after = phases["after_recovery"]
-    print(f"  recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
-          f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
-          if phases["recovered"] else "  NOT recovered by the end of the run", flush=True)
-    print(f"  orders acknowledged to buyers {acknowledged}, new orders in the database {orders_after - orders_before}, "
-          f"new confirmation jobs {jobs_after - jobs_before}, failed jobs {failed_after - failed_before}", flush=True)
+    print(
+        f"  recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
+        f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
+        if phases["recovered"]
+        else "  NOT recovered by the end of the run",
+        flush=True,
+    )
+    print(
+        f"  orders acknowledged to buyers {acknowledged}, new orders in the database {orders_after - orders_before}, "
+        f"new confirmation jobs {jobs_after - jobs_before}, failed jobs {failed_after - failed_before}",
+        flush=True,
+    )
 
 
 # --- the results table ------------------------------------------------------------------------------
+
 
 def _row(label, step, base=None):
     if not step:
         return f"| {label} | not held at any rate tried | | | | | | |"
     ratio = f"{step['rps'] / base['rps']:.2f}" if base else ""
-    return (f"| {label} | {step['rps']:,.0f} | {ratio} | {step['p50']:.1f} | {step['p99']:.1f} | {step['error_share']:.2%} "
-            f"| {step['server_cpu']:.0f}% | {step['generator_cpu']:.0f}% | {step['rss_mb']:.0f} MB ({step['peak_rss_mb']:.0f} MB) |")
+    return (
+        f"| {label} | {step['rps']:,.0f} | {ratio} | {step['p50']:.1f} | {step['p99']:.1f} | {step['error_share']:.2%} "
+        f"| {step['server_cpu']:.0f}% | {step['generator_cpu']:.0f}% | {step['rss_mb']:.0f} MB "
+        f"({step['peak_rss_mb']:.0f} MB) |"
+    )
 
 
 def markdown(results, args):
-    lines = [f"Measured {results['started']} on {platform.node()} ({os.cpu_count()} cores, load average at start "
-             f"{results['load']}), profile `{args.profile}`: highest open-model rate held with p99 < {P99_LIMIT_MS:.0f} ms "
-             f"and < {ERROR_LIMIT:.0%} errors ({args_profile(args)['step']:g} s steps).", "",
-             "| server | req/s held | ratio to hello | p50 ms | p99 ms | errors | server CPU | generator CPU | server RSS after (peak) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {results['started']} on {platform.node()} ({os.cpu_count()} cores, load average at start "
+        f"{results['load']}), profile `{args.profile}`: highest open-model rate held with p99 < {P99_LIMIT_MS:.0f} ms "
+        f"and < {ERROR_LIMIT:.0%} errors ({args_profile(args)['step']:g} s steps).",
+        "",
+        "| server | req/s held | ratio to hello | p50 ms | p99 ms | errors | server CPU | generator CPU | server RSS "
+        "after (peak) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     hello = results["baselines"].get("Flask hello")
     for name, step in results["baselines"].items():
         lines.append(_row(name, step, hello))
@@ -555,20 +679,29 @@ def markdown(results, args):
         best, (rate, reads) = backend["storefront"], backend["hit_rate"]
         users = f"{best['rps'] * THINK_SECONDS:,.0f}" if best else "0"
         hit = f"{rate:.1%} of {reads:,} cached reads" if rate is not None else "none counted"
-        connections = f", {best['db_connections']} database connections at most" if best and best["db_connections"] else ""
-        lines.append(f"- {name}: {users} concurrent users at one request per {THINK_SECONDS:g} s; cache hit rate {hit}"
-                     f"{connections}.")
+        connections = (
+            f", {best['db_connections']} database connections at most" if best and best["db_connections"] else ""
+        )
+        lines.append(
+            f"- {name}: {users} concurrent users at one request per {THINK_SECONDS:g} s; cache hit rate {hit}"
+            f"{connections}."
+        )
     if results["scaling"]:
         one = results["scaling"].get(1)
-        lines += ["", "| processes behind HAProxy | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
-                  "| generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| processes behind HAProxy | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
+            "| generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for count, step in results["scaling"].items():
             if step:
                 ratio = f"{step['rps'] / one['rps']:.2f}" if one else ""
-                lines.append(f"| {count} | {step['rps']:,.0f} | {ratio} | {step['p99']:.1f} | {step['server_cpu']:.0f}% "
-                             f"| {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
-                             f"| {step.get('machine_cpu', 0):.0f}% |")
+                lines.append(
+                    f"| {count} | {step['rps']:,.0f} | {ratio} | {step['p99']:.1f} | {step['server_cpu']:.0f}% "
+                    f"| {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
+                    f"| {step.get('machine_cpu', 0):.0f}% |"
+                )
             else:
                 lines.append(f"| {count} | not held | | | | | | |")
     elif results.get("scaling_skipped"):
@@ -576,26 +709,40 @@ def markdown(results, args):
     degradation = results.get("degradation")
     if degradation:
         phases, seen = degradation["phases"], degradation["seen"]
-        lines += ["", f"Past the limit (one process behind HAProxy, sustained rate {degradation['sustained']:.0f} arrivals/s):", "",
-                  "| phase | arrivals/s | req/s answered | failed | worst 1-s p99 ms | 429 (with Retry-After) | 503 (with Retry-After) | other |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Past the limit (one process behind HAProxy, sustained rate {degradation['sustained']:.0f} arrivals/s):",
+            "",
+            "| phase | arrivals/s | req/s answered | failed | worst 1-s p99 ms | 429 (with Retry-After) | 503 (with "
+            "Retry-After) | other |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, factor in (("overload", 3), ("recovery", 0.5)):
             figures, codes = phases[name], seen[name]
             other = {k: v for k, v in codes.items() if k[:3] not in ("429", "503")}
-            lines.append(f"| {name} ({factor:g}x) | {degradation['sustained'] * factor:,.0f} | {figures['rps']:,.0f} "
-                         f"| {figures['failures']:,} of {figures['requests']:,} | {figures['worst_p99']:,.0f} "
-                         f"| {codes.get('429', 0)} ({codes.get('429 with Retry-After', 0)}) "
-                         f"| {codes.get('503', 0)} ({codes.get('503 with Retry-After', 0)}) | {other or 'none'} |")
+            lines.append(
+                f"| {name} ({factor:g}x) | {degradation['sustained'] * factor:,.0f} | {figures['rps']:,.0f} "
+                f"| {figures['failures']:,} of {figures['requests']:,} | {figures['worst_p99']:,.0f} "
+                f"| {codes.get('429', 0)} ({codes.get('429 with Retry-After', 0)}) "
+                f"| {codes.get('503', 0)} ({codes.get('503 with Retry-After', 0)}) | {other or 'none'} |"
+            )
         lines.append("")
         after = phases["after_recovery"]
-        lines.append((f"Recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
-                       f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
-                       if phases["recovered"] else "Not recovered by the end of the run") +
-                     f"; arrivals the generator dropped (every user busy): {degradation['step']['dropped']:,}; "
-                     f"failures by reason: {degradation['step']['failures_by_reason'] or 'none'}.")
-        lines.append(f"Orders acknowledged to buyers: {degradation['acknowledged']}; new orders in the database: "
-                     f"{degradation['new_orders']}; new order-confirmation jobs: {degradation['new_confirmation_jobs']}; "
-                     f"failed jobs: {degradation['failed_jobs']}.")
+        lines.append(
+            (
+                f"Recovered {phases['recovered_after_s']} s after the load dropped (every later second p99 < "
+                f"{P99_LIMIT_MS:.0f} ms; {after['failures']} failed of {after['requests']} requests after that)"
+                if phases["recovered"]
+                else "Not recovered by the end of the run"
+            )
+            + f"; arrivals the generator dropped (every user busy): {degradation['step']['dropped']:,}; "
+            f"failures by reason: {degradation['step']['failures_by_reason'] or 'none'}."
+        )
+        lines.append(
+            f"Orders acknowledged to buyers: {degradation['acknowledged']}; new orders in the database: "
+            f"{degradation['new_orders']}; new order-confirmation jobs: {degradation['new_confirmation_jobs']}; "
+            f"failed jobs: {degradation['failed_jobs']}."
+        )
     elif results.get("degradation_skipped"):
         lines += ["", f"Past the limit: skipped ({results['degradation_skipped']})."]
     return "\n".join(lines) + "\n"
@@ -612,8 +759,16 @@ def profile_catalog(requests=500):
     folder = tempfile.mkdtemp(prefix="sipup-capacity-profile-")
     config = {"DATABASE_URL": f"sqlite:///{os.path.join(folder, 'profile.db')}"}
     logins = prepare(config, folder, {**PROFILES["quick"], "orders": 2000})
-    app = create_app({"SECRET_KEY": "benchmark", **config, "WTF_CSRF_ENABLED": False,
-                      "RATELIMIT_IP": MEASURING_BUDGET, "RATELIMIT_USER": MEASURING_BUDGET}, instance_path=folder)
+    app = create_app(
+        {
+            "SECRET_KEY": "benchmark",
+            **config,
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_IP": MEASURING_BUDGET,
+            "RATELIMIT_USER": MEASURING_BUDGET,
+        },
+        instance_path=folder,
+    )
     client = app.test_client()
     client.post("/login", data={"email": logins[0][0], "password": PASSWORD})
     for _ in range(50):
@@ -635,15 +790,23 @@ def profile_catalog(requests=500):
         "cached reads (sipup.cache cached + cached_many)": ("sipup/cache/layer.py", ("cached", "cached_many")),
     }
     total = None
-    print(f"cached catalog page /products in-process: {per_request:.2f} ms a request under cProfile (which slows "
-          f"Python calls), {requests} requests")
+    print(
+        f"cached catalog page /products in-process: {per_request:.2f} ms a request under cProfile (which slows "
+        f"Python calls), {requests} requests"
+    )
     for label, (fragment, function) in parts.items():
-        found = [(key, value) for key, value in stats.stats.items() if key[0].endswith(fragment)
-                 and key[2] in (function if isinstance(function, tuple) else (function,))]
+        found = [
+            (key, value)
+            for key, value in stats.stats.items()
+            if key[0].endswith(fragment) and key[2] in (function if isinstance(function, tuple) else (function,))
+        ]
         cumulative = sum(value[3] for _, value in found)
         total = total or cumulative
-        print(f"  {label:<45} {cumulative / requests * 1000:7.2f} ms  {cumulative / total:5.0%}" if found
-              else f"  {label:<45} (not found)")
+        print(
+            f"  {label:<45} {cumulative / requests * 1000:7.2f} ms  {cumulative / total:5.0%}"
+            if found
+            else f"  {label:<45} (not found)"
+        )
     stats.sort_stats("cumulative").print_stats(r"sipup|jinja2|flask|sqlalchemy", 25)
     print(f"(the data is left in {folder}: the app writes its counters there on the way out)")
 
@@ -659,37 +822,71 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="profile", action="store_const", const="quick", help="a few minutes (default)")
-    mode.add_argument("--smoke", dest="profile", action="store_const", const="smoke",
-                      help="under a minute, tiny data: checks the harness works, measures nothing worth quoting")
+    mode.add_argument(
+        "--smoke",
+        dest="profile",
+        action="store_const",
+        const="smoke",
+        help="under a minute, tiny data: checks the harness works, measures nothing worth quoting",
+    )
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="bigger seed, longer steps")
     parser.add_argument("--orders", type=int, help="orders to seed (quick 20,000; full 200,000)")
-    parser.add_argument("--skip", action="append", default=[], choices=["baselines", "sqlite", "server", "scaling",
-                                                                         "degradation"], help="leave a part out")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "capacity-results.md"),
-                        help="where to write the Markdown results (default benchmarks/capacity-results.md)")
-    parser.add_argument("--sustained", type=float, help="MariaDB + Redis: take this storefront rate (arrivals/s) as "
-                        "sustained instead of searching for it (to rerun scaling or degradation alone)")
-    parser.add_argument("--profile-catalog", action="store_true",
-                        help="only profile the cached catalog page in this process and say where its time goes")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["baselines", "sqlite", "server", "scaling", "degradation"],
+        help="leave a part out",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(ROOT, "benchmarks", "capacity-results.md"),
+        help="where to write the Markdown results (default benchmarks/capacity-results.md)",
+    )
+    parser.add_argument(
+        "--sustained",
+        type=float,
+        help="MariaDB + Redis: take this storefront rate (arrivals/s) as "
+        "sustained instead of searching for it (to rerun scaling or degradation alone)",
+    )
+    parser.add_argument(
+        "--profile-catalog",
+        action="store_true",
+        help="only profile the cached catalog page in this process and say where its time goes",
+    )
     parser.set_defaults(profile="quick")
     args = parser.parse_args(argv)
     if args.profile_catalog:
         return profile_catalog()
     profile = args_profile(args)
-    results = {"started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "baselines": {}, "backends": {}, "scaling": {}}
+    results = {
+        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "baselines": {},
+        "backends": {},
+        "scaling": {},
+    }
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sipup-capacity-") as folder:
         if "baselines" not in args.skip:
             print("== baselines under waitress (8 threads)", flush=True)
             baselines(folder, profile, results)
         if "sqlite" not in args.skip:
-            storefront("SQLite (embedded default)", {"DATABASE_URL": f"sqlite:///{os.path.join(folder, 'capacity.db')}"},
-                       folder, profile, results, start_rate=25)
+            storefront(
+                "SQLite (embedded default)",
+                {"DATABASE_URL": f"sqlite:///{os.path.join(folder, 'capacity.db')}"},
+                folder,
+                profile,
+                results,
+                start_rate=25,
+            )
         server_url, redis_url = os.environ.get("SIPUP_BENCH_DATABASE_URL"), os.environ.get("SIPUP_BENCH_REDIS_URL")
         if "server" in args.skip or not (server_url and redis_url):
-            reason = "left out" if "server" in args.skip else \
-                "set SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL to measure MariaDB + Redis"
+            reason = (
+                "left out"
+                if "server" in args.skip
+                else "set SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL to measure MariaDB + Redis"
+            )
             results["scaling_skipped"] = results["degradation_skipped"] = reason
             print(f"(MariaDB + Redis, scaling and degradation skipped: {reason})", flush=True)
         else:
@@ -709,13 +906,15 @@ def server_part(server_url, redis_url, folder, profile, results, args):
     namespace = f"sipupcap-{secrets.token_hex(4)}"
     config = {"DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
     try:
-        logins, instance = storefront("MariaDB + Redis", config, folder, profile, results, start_rate=25,
-                                      measure=not args.sustained)
+        logins, instance = storefront(
+            "MariaDB + Redis", config, folder, profile, results, start_rate=25, measure=not args.sustained
+        )
         best = {"rate": args.sustained} if args.sustained else results["backends"]["MariaDB + Redis"]["storefront"]
         start = max(10, best["rate"] / 2) if best else 10
         if not shutil.which("haproxy"):
-            results["scaling_skipped"] = results["degradation_skipped"] = \
+            results["scaling_skipped"] = results["degradation_skipped"] = (
                 "HAProxy is not installed (Debian: apt-get install haproxy)"
+            )
             print(f"(scaling and degradation skipped: {results['scaling_skipped']})", flush=True)
             return
         if "scaling" not in args.skip:

@@ -2,6 +2,7 @@
 
 python -m benchmarks.db [--rows 100000] [--requests 3000]; MariaDB too when SIPUP_BENCH_DATABASE_URL is set.
 """
+
 import argparse
 import logging
 import os
@@ -13,8 +14,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
 from sipup import create_app
-from sipup.dbtools.batch import bulk_insert
 from sipup.database import scratch_database
+from sipup.dbtools.batch import bulk_insert
 from sipup.extensions import db
 from sipup.models import Order, OrderLine, Product, Role, User
 
@@ -22,8 +23,14 @@ PASSWORD = "benchmark password"
 
 
 def _app(url, instance, **extra):
-    overrides = {"DATABASE_URL": url, "SECRET_KEY": "benchmark", "WTF_CSRF_ENABLED": False,
-                 "RATELIMIT_IP": "1000000 per minute", "RATELIMIT_USER": "1000000 per minute", **extra}
+    overrides = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": "benchmark",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_IP": "1000000 per minute",
+        "RATELIMIT_USER": "1000000 per minute",
+        **extra,
+    }
     return create_app(overrides, instance_path=instance)
 
 
@@ -41,15 +48,25 @@ def _prepare(app):
 
 
 def _line_rows(count):
-    products = db.session.execute(select(Product.id, Product.sku, Product.name, Product.sell_unit,
-                                         Product.base_price, Product.deposit)).all()
+    products = db.session.execute(
+        select(Product.id, Product.sku, Product.name, Product.sell_unit, Product.base_price, Product.deposit)
+    ).all()
     orders = db.session.execute(select(Order.id, Order.created_at)).all()
     for n in range(count):
         product, (order_id, created) = products[n % len(products)], orders[n % len(orders)]
         quantity = n % 7 + 1
-        yield dict(order_id=order_id, created_at=created, product_id=product.id, sku=product.sku,
-                   name=product.name, sell_unit=product.sell_unit, quantity=quantity, unit_price=product.base_price,
-                   unit_deposit=product.deposit, line_total=product.base_price * quantity)
+        yield dict(
+            order_id=order_id,
+            created_at=created,
+            product_id=product.id,
+            sku=product.sku,
+            name=product.name,
+            sell_unit=product.sell_unit,
+            quantity=quantity,
+            unit_price=product.base_price,
+            unit_deposit=product.deposit,
+            line_total=product.base_price * quantity,
+        )
 
 
 def bench_inserts(app, rows):
@@ -118,13 +135,19 @@ def run(name, url, instance, rows, requests):
     base = _app(url, instance, DB_STATS=False)
     email = _prepare(base)
     bulk, orm = bench_inserts(base, rows)
-    print(f"insert {rows} order lines: bulk_insert {bulk:.2f} s ({rows / bulk:,.0f} rows/s), "
-          f"ORM add per row {orm:.2f} s ({rows / orm:,.0f} rows/s), ORM/bulk = {orm / bulk:.1f}x", flush=True)
+    print(
+        f"insert {rows} order lines: bulk_insert {bulk:.2f} s ({rows / bulk:,.0f} rows/s), "
+        f"ORM add per row {orm:.2f} s ({rows / orm:,.0f} rows/s), ORM/bulk = {orm / bulk:.1f}x",
+        flush=True,
+    )
     on, off = _app(url, instance, DB_STATS=True), _app(url, instance, DB_STATS=False)
     rate_on, rate_off, total = bench_stats(on, off, email, requests)
     cost = (rate_off / rate_on - 1) * 100
-    print(f"/products, {total} requests each: DB_STATS on {rate_on:.0f} req/s, off {rate_off:.0f} req/s, "
-          f"statistics cost {cost:+.1f}% ({'within' if cost < 5 else 'ABOVE'} the 5% goal)", flush=True)
+    print(
+        f"/products, {total} requests each: DB_STATS on {rate_on:.0f} req/s, off {rate_off:.0f} req/s, "
+        f"statistics cost {cost:+.1f}% ({'within' if cost < 5 else 'ABOVE'} the 5% goal)",
+        flush=True,
+    )
     for app in (base, on, off):
         with app.app_context():
             db.engine.dispose()

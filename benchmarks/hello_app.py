@@ -1,4 +1,5 @@
 """A bare Flask "hello" for measuring the load generator itself (benchmarks.loadtest_vs_wrk, the loadtest tests)."""
+
 from flask import Flask
 
 app = Flask(__name__)

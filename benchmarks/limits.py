@@ -10,7 +10,9 @@ work is what is measured. wrk drives the load when installed, else a small threa
 --in-process measures CPU per request through the Flask test client instead (steadier on a busy machine);
 --profile runs the app in this process under cProfile and prints where a request's limiter time goes.
 """
+
 import argparse
+import http.client
 import math
 import os
 import re
@@ -25,7 +27,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import http.client
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -48,12 +49,25 @@ class Server:
         shutil.copytree(template, self.instance)  # the same data for every server
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
-        environ.update({"SIPUP_INSTANCE_PATH": str(self.instance), "SIPUP_SECRET_KEY": "benchmark",
-                        "SIPUP_THREADS": "4", "SIPUP_RATELIMIT_IP": HIGH, "SIPUP_RATELIMIT_USER": HIGH,
-                        "SIPUP_DB_STATS": "false", **env})
+        environ.update(
+            {
+                "SIPUP_INSTANCE_PATH": str(self.instance),
+                "SIPUP_SECRET_KEY": "benchmark",
+                "SIPUP_THREADS": "4",
+                "SIPUP_RATELIMIT_IP": HIGH,
+                "SIPUP_RATELIMIT_USER": HIGH,
+                "SIPUP_DB_STATS": "false",
+                **env,
+            }
+        )
         self.log = open(self.instance / "serve.log", "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
-                                        cwd=root, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
+            cwd=root,
+            env=environ,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait(self, timeout=120):
         deadline = time.monotonic() + timeout
@@ -129,8 +143,9 @@ def _build_demo(path):
 
 def _wrk(url, cookie, seconds, connections):
     headers = ["-H", f"Cookie: {cookie}"] if cookie else []
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url], capture_output=True, text=True, check=True
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -192,17 +207,23 @@ def measure(args):
         for server in servers.values():
             server.wait()
         cookies = {name: server.session_cookie() for name, server in servers.items()}
-        print(f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
-              f"{args.rounds} rounds per mode (off/on, then on/off), median round reported; "
-              f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
+            f"{args.rounds} rounds per mode (off/on, then on/off), median round reported; "
+            f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         for page, (signed_in, what) in PAGES.items():
             print(f"{page} ({what}):")
             for storage in ("memory", "redis"):
-                (off, cpu_off), (on, cpu_on) = alternate(servers, [f"{storage} off", f"{storage} on"], page,
-                                                         cookies if signed_in else {}, args, load)
-                print(f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
-                      f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
-                      f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost {1 - cpu_off / cpu_on:+.1%})")
+                (off, cpu_off), (on, cpu_on) = alternate(
+                    servers, [f"{storage} off", f"{storage} on"], page, cookies if signed_in else {}, args, load
+                )
+                print(
+                    f"  {storage:<6} throughput: limits off {off:5.0f} req/s, on {on:5.0f} req/s, "
+                    f"on/off = {on / off:.2f} (cost {1 - on / off:+.1%}); server CPU per request: off "
+                    f"{cpu_off:.2f} ms, on {cpu_on:.2f} ms, off/on = {cpu_off / cpu_on:.2f} (cost "
+                    f"{1 - cpu_off / cpu_on:+.1%})"
+                )
         print(f"machine load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for server in servers.values():
@@ -222,11 +243,20 @@ def in_process(args):
     email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
     redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     namespace = f"sipupbench-{secrets.token_hex(4)}"
-    base = {"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False,
-            "WTF_CSRF_ENABLED": False}
+    base = {
+        "SECRET_KEY": "benchmark",
+        "RATELIMIT_IP": HIGH,
+        "RATELIMIT_USER": HIGH,
+        "DB_STATS": False,
+        "WTF_CSRF_ENABLED": False,
+    }
     with_redis = {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
-    modes = {"memory off": {"RATELIMIT_ENABLED": False}, "memory on": {},
-             "redis off": {"RATELIMIT_ENABLED": False, **with_redis}, "redis on": with_redis}
+    modes = {
+        "memory off": {"RATELIMIT_ENABLED": False},
+        "memory on": {},
+        "redis off": {"RATELIMIT_ENABLED": False, **with_redis},
+        "redis on": with_redis,
+    }
     print(f"in-process: CPU time per request, lowest of {args.rounds} rounds of 200 requests per mode")
     for page, (signed_in, what) in PAGES.items():
         clients = {}
@@ -249,8 +279,10 @@ def in_process(args):
         print(f"{page} ({what}):")
         for storage in ("memory", "redis"):
             off, on = best[f"{storage} off"], best[f"{storage} on"]
-            print(f"  {storage:<6} off {off:.3f} ms, on {on:.3f} ms: limits add {(on - off) * 1000:.0f} us a request, "
-                  f"off/on = {off / on:.2f} (cost {1 - off / on:+.1%})")
+            print(
+                f"  {storage:<6} off {off:.3f} ms, on {on:.3f} ms: limits add {(on - off) * 1000:.0f} us a request, "
+                f"off/on = {off / on:.2f} (cost {1 - off / on:+.1%})"
+            )
     delete_namespace(redis_url, namespace)
 
 
@@ -262,10 +294,18 @@ def profile(args):
     from sipup import create_app
 
     folder = tempfile.mkdtemp(prefix="sipup-bench-limits-")
-    extra = {"REDIS_URL": os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
-             "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}"} if args.redis else {}
-    app = create_app({"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False,
-                      **extra}, instance_path=folder)
+    extra = (
+        {
+            "REDIS_URL": os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+            "REDIS_NAMESPACE": f"sipupbench-{secrets.token_hex(4)}",
+        }
+        if args.redis
+        else {}
+    )
+    app = create_app(
+        {"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False, **extra},
+        instance_path=folder,
+    )
     client = app.test_client()
     for _ in range(200):
         client.get("/login")

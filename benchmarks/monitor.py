@@ -8,6 +8,7 @@ load generators this reuses): statistics off (SIPUP_REQUEST_STATS=false, SIPUP_D
 without and with SIPUP_REDIS_URL. Rate limits are on everywhere, with budgets no client reaches.
 Rounds alternate off/on and on/off; the median round is reported, with the server's CPU per request.
 """
+
 import argparse
 import os
 import secrets
@@ -38,15 +39,21 @@ def main():
         for server in servers.values():
             server.wait()
         cookies = {name: server.session_cookie() for name, server in servers.items()}
-        print(f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
-              f"{args.rounds} rounds per mode; load average before {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
+            f"{args.rounds} rounds per mode; load average before {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         for page, (signed_in, what) in PAGES.items():
             print(f"{page} ({what}):")
             for store in ("sqlite", "redis"):
-                (r_off, c_off), (r_on, c_on) = alternate(servers, [f"{store} off", f"{store} on"], page,
-                                                         cookies if signed_in else {}, args, load)
-                print(f"  {store:<6} statistics off {r_off:5.0f} req/s, on {r_on:5.0f} req/s, on/off = {r_on / r_off:.2f}; "
-                      f"server CPU per request off {c_off:.2f} ms, on {c_on:.2f} ms, off/on = {c_off / c_on:.2f}")
+                (r_off, c_off), (r_on, c_on) = alternate(
+                    servers, [f"{store} off", f"{store} on"], page, cookies if signed_in else {}, args, load
+                )
+                print(
+                    f"  {store:<6} statistics off {r_off:5.0f} req/s, on {r_on:5.0f} req/s, on/off = "
+                    f"{r_on / r_off:.2f}; "
+                    f"server CPU per request off {c_off:.2f} ms, on {c_on:.2f} ms, off/on = {c_off / c_on:.2f}"
+                )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         for server in servers.values():

@@ -8,6 +8,7 @@ else on a SQLite file in a temporary folder.
 not partitioned) filled by the seed; "after" is `flask db upgrade` (0002) followed by `flask db
 optimize`. Each key query runs once to warm the caches, then --rounds times; the figure is the median.
 """
+
 import argparse
 import logging
 import os
@@ -20,8 +21,8 @@ from flask_migrate import upgrade
 
 from sipup import create_app
 from sipup.database import scratch_database
-from sipup.extensions import db
 from sipup.dbtools.optimize import Optimizer, optimize
+from sipup.extensions import db
 
 PASSWORD = "benchmark password"
 
@@ -77,8 +78,10 @@ def run(url, instance, args):
         started = time.perf_counter()
         upgrade(directory=directory)
         migration = time.perf_counter() - started
-        print(f"flask db upgrade (0002: indexes, primary keys with created_at) on the filled tables: {migration:.1f} s",
-              flush=True)
+        print(
+            f"flask db upgrade (0002: indexes, primary keys with created_at) on the filled tables: {migration:.1f} s",
+            flush=True,
+        )
         started = time.perf_counter()
         outcome, report = optimize(app, echo=lambda line: print(line[:160], flush=True))
         optimizing = time.perf_counter() - started
@@ -89,8 +92,10 @@ def run(url, instance, args):
         db.engine.dispose()
     with open(os.path.join(instance, "optimize-report.txt"), "w", encoding="utf-8") as handle:
         handle.write(report)
-    print(f"flask db optimize: {optimizing:.1f} s ({outcome.changes} schema changes); "
-          f"second run {again:.1f} s, {second.changes} schema changes")
+    print(
+        f"flask db optimize: {optimizing:.1f} s ({outcome.changes} schema changes); "
+        f"second run {again:.1f} s, {second.changes} schema changes"
+    )
     for warning in outcome.warnings:
         if warning.startswith("converted"):
             print(f"  {warning}")

@@ -5,6 +5,7 @@ python -m benchmarks.queue [--jobs 400] [--mails 150]
 Redis too when SIPUP_BENCH_REDIS_URL is set (a namespace of its own, deleted afterwards); the jobs table
 on MariaDB when SIPUP_BENCH_DATABASE_URL is set, else on SQLite.
 """
+
 import argparse
 import logging
 import os
@@ -19,9 +20,9 @@ from sqlalchemy import func, select
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
-from sipup.models import Job, Role, User
 from sipup.jobs import enqueue
 from sipup.jobs.worker import build_worker
+from sipup.models import Job, Role, User
 from tests.servers import LocalSmtp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,8 +88,13 @@ def bench_cli(app, env, name, args, count):
     """One real `flask queue process --limit N` command, start-up included."""
     _fill(app, name, args, count)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flask", "queue", "process", "--limit", str(count)], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "queue", "process", "--limit", str(count)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - started
     assert _all_done(app, count), "the command left jobs undone"
     return count / elapsed
@@ -118,23 +124,31 @@ def run(label, url, instance, queue_settings, jobs, mails):
     with app.app_context():
         order_id = db.session.scalar(select(func.min(db.metadata.tables["orders"].c.id)))
         buyer = db.session.scalar(select(User.email).where(User.role == Role.BUYER).limit(1))
-    env = {**os.environ, "SIPUP_INSTANCE_PATH": instance, "FLASK_APP": "wsgi",
-           **{f"SIPUP_{k}": str(v) for k, v in {"DATABASE_URL": url, "SECRET_KEY": "benchmark", **settings}.items()}}
+    env = {
+        **os.environ,
+        "SIPUP_INSTANCE_PATH": instance,
+        "FLASK_APP": "wsgi",
+        **{f"SIPUP_{k}": str(v) for k, v in {"DATABASE_URL": url, "SECRET_KEY": "benchmark", **settings}.items()},
+    }
     print(f"== {label} (jobs table: {url.split('://')[0]}, queue: {app.extensions['queue'].backend}; mail to {buyer})")
     try:
-        for kind, name, args, count in (("no-op", "ping", (), jobs),
-                                        ("email", "send_mail", ("order_confirmation", order_id), mails)):
+        for kind, name, args, count in (
+            ("no-op", "ping", (), jobs),
+            ("email", "send_mail", ("order_confirmation", order_id), mails),
+        ):
             enqueue_s = _fill(app, name, args, count)
             direct = bench_direct(app, name, args, count)
             processed = bench_process(app, name, args, count)
             cli = bench_cli(app, env, name, args, count)
             worker = bench_worker(app, name, args, count)
             overhead_ms = (1 / processed - 1 / direct) * 1000
-            print(f"{kind:>5} x{count}: direct {direct:,.0f}/s | enqueue+commit {count / enqueue_s:,.0f}/s | "
-                  f"process (10 a run) {processed:,.0f}/s = {processed / direct:.2f}x direct, "
-                  f"{overhead_ms:.1f} ms queue cost per job | "
-                  f"`flask queue process --limit {count}` {cli:,.0f}/s incl. start-up | "
-                  f"worker (2 threads) {worker:,.0f}/s = {worker / processed:.2f}x process")
+            print(
+                f"{kind:>5} x{count}: direct {direct:,.0f}/s | enqueue+commit {count / enqueue_s:,.0f}/s | "
+                f"process (10 a run) {processed:,.0f}/s = {processed / direct:.2f}x direct, "
+                f"{overhead_ms:.1f} ms queue cost per job | "
+                f"`flask queue process --limit {count}` {cli:,.0f}/s incl. start-up | "
+                f"worker (2 threads) {worker:,.0f}/s = {worker / processed:.2f}x process"
+            )
     finally:
         smtp.stop()
         with app.app_context():
@@ -161,10 +175,18 @@ def main():
         namespace = f"sipupbench{secrets.token_hex(4)}"
         instance = os.path.join(folder, "redis")
         os.makedirs(instance)
-        url, drop = scratch_database(server_url) if server_url else (f"sqlite:///{os.path.join(instance, 'bench.db')}", None)
+        url, drop = (
+            scratch_database(server_url) if server_url else (f"sqlite:///{os.path.join(instance, 'bench.db')}", None)
+        )
         try:
-            run("Redis footprint", url, instance, {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace},
-                args.jobs, args.mails)
+            run(
+                "Redis footprint",
+                url,
+                instance,
+                {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace},
+                args.jobs,
+                args.mails,
+            )
         finally:
             import redis
 

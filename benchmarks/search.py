@@ -4,6 +4,7 @@ python -m benchmarks.search [--products 100000] [--rounds 30]; MariaDB too when 
 set (a scratch database of its own is created there and dropped). Each query is what catalog.search() runs
 for a buyer's page: the full-text match, the count for the pager and 24 rows best first.
 """
+
 import argparse
 import os
 import statistics
@@ -16,8 +17,18 @@ from sipup.services import catalog, seed
 
 from .db import _app
 
-QUERIES = ["brau", "lager 30", "hofbräu pils", "strasse", "cola zero 1.0", "alpen gin", "BEE-00005", "mineralwasser",
-           "zzz", "x"]
+QUERIES = [
+    "brau",
+    "lager 30",
+    "hofbräu pils",
+    "strasse",
+    "cola zero 1.0",
+    "alpen gin",
+    "BEE-00005",
+    "mineralwasser",
+    "zzz",
+    "x",
+]
 
 
 def measure(url, instance, products, rounds):

@@ -8,6 +8,7 @@ alternate before/after and after/before, so a drift in the machine's load falls 
 --redis, both use SIPUP_REDIS_URL (default redis://127.0.0.1:6379/15, SIPUP_BENCH_REDIS_URL to choose)
 in namespaces of their own, deleted afterwards.
 """
+
 import argparse
 import os
 import secrets
@@ -55,14 +56,20 @@ def main():
         for server in servers.values():
             server.wait()
         cookies = {name: server.session_cookie() for name, server in servers.items()}
-        print(f"before: {args.before}; after: this tree; {'Redis' if args.redis else 'embedded default'}; "
-              f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
-              f"{args.rounds} rounds each, median reported; load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"before: {args.before}; after: this tree; {'Redis' if args.redis else 'embedded default'}; "
+            f"load: {load.__name__.strip('_')}, {args.connections} connections, {args.seconds} s a round, "
+            f"{args.rounds} rounds each, median reported; load average {os.getloadavg()[0]:.1f}"
+        )
         for page, what in PAGES.items():
-            (before, cpu_before), (after, cpu_after) = alternate(servers, ["before", "after"], page, cookies, args, load)
-            print(f"{page} ({what}): before {before:5.0f} req/s, after {after:5.0f} req/s, after/before = "
-                  f"{after / before:.2f}; server CPU per request before {cpu_before:.2f} ms, after {cpu_after:.2f} ms, "
-                  f"before/after = {cpu_before / cpu_after:.2f}")
+            (before, cpu_before), (after, cpu_after) = alternate(
+                servers, ["before", "after"], page, cookies, args, load
+            )
+            print(
+                f"{page} ({what}): before {before:5.0f} req/s, after {after:5.0f} req/s, after/before = "
+                f"{after / before:.2f}; server CPU per request before {cpu_before:.2f} ms, after {cpu_after:.2f} ms, "
+                f"before/after = {cpu_before / cpu_after:.2f}"
+            )
     finally:
         for server in servers.values():
             server.stop()

@@ -7,6 +7,7 @@ products have pictures, so its catalog pages carry <img> tags. Measured, rounds 
 drift in the machine's load falls on all alike: the earlier catalog page, this catalog page, and this
 catalog searched (a word the search-as-you-type box sends, cached like any catalog address).
 """
+
 import argparse
 import os
 import shutil
@@ -18,9 +19,11 @@ from benchmarks.limits import ROOT, Server, _demo_instance, _python_load, _wrk
 from benchmarks.sessions import export
 
 BEFORE = "bd0fa0d"  # the catalog as text cards, searched by name or SKU as typed
-MEASURED = [("before", "/products", "cached catalog, before"),
-            ("after", "/products", "cached catalog with pictures"),
-            ("after", "/products?q=brau", "catalog searched for “brau”")]
+MEASURED = [
+    ("before", "/products", "cached catalog, before"),
+    ("after", "/products", "cached catalog with pictures"),
+    ("after", "/products?q=brau", "catalog searched for “brau”"),
+]
 
 
 def main():
@@ -47,9 +50,11 @@ def main():
                 rates[label].append(rate)
                 if bad:
                     print(f"  warning: {bad} error answers on {name} {page}")
-        print(f"before: {args.before}; after: this tree; load: {load.__name__.strip('_')}, {args.connections} "
-              f"connections, {args.seconds} s a round, {args.rounds} rounds, median; load average "
-              f"{os.getloadavg()[0]:.1f}")
+        print(
+            f"before: {args.before}; after: this tree; load: {load.__name__.strip('_')}, {args.connections} "
+            f"connections, {args.seconds} s a round, {args.rounds} rounds, median; load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
         base = statistics.median(rates[MEASURED[0][2]])
         for _, page, label in MEASURED:
             rate = statistics.median(rates[label])

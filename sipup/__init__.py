@@ -1,9 +1,21 @@
 """sipup: a B2B ordering platform for wholesalers. create_app() is the table of contents."""
+
 import os
 
 from flask import Flask
 
+from sipup.cache import register_cache
+from sipup.jobs import register_queue
+from sipup.limits import register_limits
+from sipup.observability import register_counters, register_logging, register_traffic
+
+from .blueprints import register_blueprints
+from .cli import register_cli
 from .config import load_config
+from .database import register_database
+from .errors import register_error_handlers
+from .security import register_security
+from .web import register_web
 
 
 def create_app(overrides=None, instance_path=None):
@@ -11,16 +23,6 @@ def create_app(overrides=None, instance_path=None):
     instance_path = instance_path or os.environ.get("SIPUP_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, overrides)
-    from sipup.observability import register_counters, register_logging, register_traffic
-    from .database import register_database
-    from sipup.jobs import register_queue
-    from sipup.cache import register_cache
-    from .security import register_security
-    from .web import register_web
-    from .blueprints import register_blueprints
-    from sipup.limits import register_limits
-    from .errors import register_error_handlers
-    from .cli import register_cli
 
     for register in (
         register_logging,

@@ -2,24 +2,36 @@
 
 register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
 is under the list (Flask prints its own text above it before it has loaded the app)."""
+
 import errno
 import logging
 import os
+import secrets
 import sys
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_migrate import upgrade
+from flask_migrate.cli import db as db_group
 from sqlalchemy import func, inspect, select
+from waitress import create_server
 
 from sipup.cache.cli import cache_cli
-from .extensions import db
-from .files import open_private
-from sipup.limits.cli import limits_cli
-from .loadtest.cli import loadtest
 from sipup.dbtools.optimize import db_optimize
 from sipup.jobs.cli import queue_cli
+from sipup.limits.cli import limits_cli
+from sipup.observability.query_stats import describe_pool, pool_status
 
+from .extensions import db
+from .files import open_private
+from .loadtest.cli import loadtest
+from .models import LinkPurpose
+from .services import accounts, companies, links, users
+from .services import seed as seeding
+from .services.errors import DomainError
+from .services.seed import seed_demo
 
 # One line each in `flask --help`, in the order a new operator needs them.
 ONE_LINERS = {
@@ -37,8 +49,10 @@ sipup: B2B ordering for a wholesaler. Customers order at /, staff work at /admin
 admins watch /monitor. Settings: SIPUP_* variables or instance/sipup.cfg (README).
 Start with `flask serve`; cron runs `flask queue process` every minute (cron/).
 `flask COMMAND --help` describes each command and group."""
-DB_HELP = ("The database: schema migrations (`upgrade` applies them; the others are Flask-Migrate's tools for "
-           "writing them), statement statistics (`stats`) and indexes, partitions and statistics (`optimize`).")
+DB_HELP = (
+    "The database: schema migrations (`upgrade` applies them; the others are Flask-Migrate's tools for "
+    "writing them), statement statistics (`stats`) and indexes, partitions and statistics (`optimize`)."
+)
 
 
 def register_cli(app):
@@ -51,7 +65,6 @@ def register_cli(app):
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)
     app.cli.add_command(cache_cli)
-    from flask_migrate.cli import db as db_group  # one `flask db` group: migrations and these
 
     db_group.add_command(db_stats)
     db_group.add_command(db_optimize)
@@ -78,8 +91,6 @@ def _schema_present():
 
 def upgrade_schema():
     """Apply every migration (what `flask db upgrade` does)."""
-    from flask_migrate import upgrade
-
     upgrade(directory=current_app.extensions["migrate"].directory)
 
 
@@ -99,8 +110,6 @@ def _print_logins(logins):
 @with_appcontext
 def serve(host, port, threads):
     """Run sipup under waitress; on an empty embedded database, create it with demo data first."""
-    from waitress import create_server
-
     # The port is taken first: a port in use should not wait for the demo data to be made.
     config = current_app.config
     host, port, threads = host or config["HOST"], port or config["PORT"], threads or config["THREADS"]
@@ -126,12 +135,16 @@ def serve(host, port, threads):
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        reason = {errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
-                  errno.EACCES: "may not be opened by this account",
-                  errno.EADDRNOTAVAIL: "is on an address this host does not have"}[exc.errno]
-        raise click.ClickException(f"Port {port} on {host} {reason}: start with another port, "
-                                   f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, "
-                                   "or set SIPUP_PORT.") from None
+        reason = {
+            errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
+            errno.EACCES: "may not be opened by this account",
+            errno.EADDRNOTAVAIL: "is on an address this host does not have",
+        }[exc.errno]
+        raise click.ClickException(
+            f"Port {port} on {host} {reason}: start with another port, "
+            f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, "
+            "or set SIPUP_PORT."
+        ) from None
     try:
         _prepare_database()
     except BaseException:
@@ -149,8 +162,6 @@ def _prepare_database():
         fresh = not _schema_present()
         upgrade_schema()
         if fresh or not db.session.scalar(select(func.count()).select_from(db.metadata.tables["users"])):
-            from .services.seed import seed_demo
-
             click.echo("Empty database: creating demo data...")
             _print_logins(seed_demo())
     elif not _schema_present():
@@ -161,7 +172,6 @@ def _redis_problem(url):
     """One line on a configured Redis that does not answer now (sipup starts degraded and retries), else None."""
     if not url:
         return None
-    import redis
 
     client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
@@ -169,23 +179,25 @@ def _redis_problem(url):
     except redis.RedisError as exc:
         where = redis.connection.parse_url(url)
         address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
-        return (f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
-                "rate limits and statistics count per process and the cache is skipped until it answers.")
+        return (
+            f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
+            "rate limits and statistics count per process and the cache is skipped until it answers."
+        )
     finally:
         client.close()
     return None
 
 
 @click.command()
-@click.option("--companies", type=click.IntRange(0, 1_000_000), default=6, show_default=True, help="Customer companies.")
+@click.option(
+    "--companies", type=click.IntRange(0, 1_000_000), default=6, show_default=True, help="Customer companies."
+)
 @click.option("--products", type=click.IntRange(0, 1_000_000), default=33, show_default=True, help="Products.")
 @click.option("--orders", type=click.IntRange(0, 50_000_000), default=60, show_default=True, help="Orders.")
 @click.option("--months", type=click.IntRange(1, 120), default=6, show_default=True, help="Months the orders span.")
 @with_appcontext
 def seed(companies, products, orders, months):
     """Fill the database with demo or scale data in batches, with a progress bar."""
-    from .services import seed as seeding
-
     if not _schema_present():
         raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
     click.echo(f"Products: {seeding.seed_catalog(products)} added.")
@@ -205,7 +217,6 @@ def _seed_password():
     password = os.environ.get("SIPUP_SEED_PASSWORD")
     if password:
         return password
-    import secrets
 
     password = secrets.token_urlsafe(9)
     click.echo(f"Seeded customers sign in with the password {password} (set SIPUP_SEED_PASSWORD to choose it).")
@@ -217,15 +228,14 @@ user_cli = AppGroup("user", help="Manage users.")
 
 @user_cli.command("create")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do.")
+@click.option(
+    "--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do."
+)
 @click.option("--company", help="The customer company (owners and buyers only).")
 @click.option("--name", default="", help="Display name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
 def user_create(email, role, company, name, password_stdin):
     """Create a user; the password is asked for, or read from standard input."""
-    from .services import accounts
-    from .services.errors import DomainError
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -239,8 +249,6 @@ def user_create(email, role, company, name, password_stdin):
 
 
 def _user_or_fail(email):
-    from .services import accounts
-
     user = accounts.user_by_email(email)
     if user is None:
         raise click.ClickException(f"There is no user {email.strip()}.")
@@ -249,15 +257,13 @@ def _user_or_fail(email):
 
 @user_cli.command("invite")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do.")
+@click.option(
+    "--role", type=click.Choice(["admin", "staff", "owner", "buyer"]), required=True, help="What the user may do."
+)
 @click.option("--company", help="The customer company (owners and buyers only).")
 @click.option("--name", default="", help="Display name.")
 def user_invite(email, role, company, name):
     """Invite a user: they choose their password from a mailed link (printed when no mail server is set)."""
-    from .models import LinkPurpose
-    from .services import accounts, links, users
-    from .services.errors import DomainError
-
     try:
         found = accounts.find_company(company, role)
         if current_app.config["MAIL_URL"]:
@@ -269,8 +275,10 @@ def user_invite(email, role, company, name):
         db.session.commit()
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Invited {user.role} {user.email}{_at(user)}. No mail server is set (SIPUP_MAIL_URL): "
-               f"send them this link, valid for {current_app.config['INVITE_HOURS']} hours: {url}")
+    click.echo(
+        f"Invited {user.role} {user.email}{_at(user)}. No mail server is set (SIPUP_MAIL_URL): "
+        f"send them this link, valid for {current_app.config['INVITE_HOURS']} hours: {url}"
+    )
 
 
 def _at(user):
@@ -281,9 +289,6 @@ def _at(user):
 @click.option("--company", help="Only this company's users.")
 def user_list(company):
     """List users with their role, company and state."""
-    from .services import users
-    from .services.errors import DomainError
-
     try:
         people = users.listing(company)
     except DomainError as exc:
@@ -299,9 +304,6 @@ def user_list(company):
 @click.argument("email")
 def user_deactivate(email):
     """Stop a user signing in; every session they have ends at once."""
-    from .services import users
-    from .services.errors import DomainError
-
     user = _user_or_fail(email)
     try:
         users.set_active(user, False)
@@ -315,9 +317,6 @@ def user_deactivate(email):
 @click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
 def user_set_password(email, password_stdin):
     """Set a user's password from standard input; every session they have ends."""
-    from .services import accounts
-    from .services.errors import DomainError
-
     user = _user_or_fail(email)
     password = sys.stdin.readline().rstrip("\r\n")
     try:
@@ -341,10 +340,13 @@ company_cli = AppGroup("company", help="Manage customer companies.")
 @click.option("--address", help='First delivery address: "STREET, POSTCODE CITY, COUNTRY".')
 def company_create(name, vat, terms, credit, price_list, address):
     """Create a customer company, as the back office's New company form does."""
-    from .services import companies
-    from .services.errors import DomainError
-
-    fields = {"name": name, "vat_id": vat, "payment_terms_days": terms, "credit_limit": credit, "price_list": price_list}
+    fields = {
+        "name": name,
+        "vat_id": vat,
+        "payment_terms_days": terms,
+        "credit_limit": credit,
+        "price_list": price_list,
+    }
     try:
         if address is not None:
             fields.update(companies.parse_address_line(address))
@@ -352,8 +354,10 @@ def company_create(name, vat, terms, credit, price_list, address):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     where = f", delivering to {company.addresses[0].one_line()}" if company.addresses else ", no delivery address yet"
-    click.echo(f"Created company {company.name} (id {company.id}): {company.payment_terms_days} days, credit "
-               f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}.")
+    click.echo(
+        f"Created company {company.name} (id {company.id}): {company.payment_terms_days} days, credit "
+        f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}."
+    )
 
 
 @click.command("stats", short_help="Top statements by time, slow ones, the pool.")
@@ -362,20 +366,23 @@ def company_create(name, vat, terms, credit, price_list, address):
 @with_appcontext
 def db_stats(window, top):
     """Print the top statements by total time, the slow ones, and the connection pool."""
-    from sipup.observability.query_stats import describe_pool, pool_status
-
     summary = current_app.extensions["query_stats"].summary(window)
     click.echo(f"Query statistics, last {window} (from {summary['store']}):")
     if summary["store_error"]:
         click.echo(f"  warning: statistics store unavailable: {summary['store_error']}")
     kinds = ", ".join(f"{k} {v['count']:,} ({v['avg_ms']:.1f} ms avg)" for k, v in sorted(summary["kinds"].items()))
     click.echo(f"  {kinds or 'no statements yet'}")
-    click.echo(f"  requests {summary['requests']:,}, {summary['queries_per_request']:.1f} queries each, "
-               f"{summary['heavy_requests']:,} over {current_app.config['QUERY_WARN_PER_REQUEST']} (possible N+1)")
+    click.echo(
+        f"  requests {summary['requests']:,}, {summary['queries_per_request']:.1f} queries each, "
+        f"{summary['heavy_requests']:,} over {current_app.config['QUERY_WARN_PER_REQUEST']} (possible N+1)"
+    )
     header = f"  {'count':>8} {'total ms':>10} {'avg ms':>8} {'p95 ms':>7} {'max ms':>8} {'slow':>5}  statement"
     for title, rows in (
         ("Top statements by total time", summary["statements"][:top]),
-        (f"Slow statements (>= {current_app.config['SLOW_QUERY_MS']} ms)", [r for r in summary["statements"] if r["slow"]][:top]),
+        (
+            f"Slow statements (>= {current_app.config['SLOW_QUERY_MS']} ms)",
+            [r for r in summary["statements"] if r["slow"]][:top],
+        ),
     ):
         click.echo(f"\n{title}:")
         if not rows:
@@ -383,6 +390,8 @@ def db_stats(window, top):
             continue
         click.echo(header)
         for r in rows:
-            click.echo(f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7,.0f} "
-                       f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}")
+            click.echo(
+                f"  {r['count']:>8,} {r['total_ms']:>10,.1f} {r['avg_ms']:>8.2f} {r['p95_ms']:>7,.0f} "
+                f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}"
+            )
     click.echo(f"\nPool: {describe_pool(pool_status(db.engine))}")

@@ -1,9 +1,15 @@
 """Layered configuration: defaults here, then instance/sipup.cfg, then SIPUP_* environment variables."""
+
 import difflib
+import ipaddress
+import json
 import os
 import secrets
 import sys
+import tempfile
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qs, urlsplit
 
 from limits import parse_many
 from sqlalchemy.engine import make_url
@@ -128,19 +134,59 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 MIN_SECRET_KEY = 32
 # Query options of a database URL that the driver (or SQLAlchemy for it) understands: anything else is a typo
 # that would only fail at the first connection, or be ignored.
-SQLITE_OPTIONS = {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
-                  "mode", "cache", "nolock", "immutable", "vfs", "modeof"}
-MYSQL_OPTIONS = {"charset", "collation", "sql_mode", "read_default_file", "read_default_group", "use_unicode",
-                 "client_flag", "init_command", "connect_timeout", "read_timeout", "write_timeout", "autocommit",
-                 "local_infile", "max_allowed_packet", "bind_address", "binary_prefix", "program_name",
-                 "server_public_key", "unix_socket", "compress", "auth_plugin_map", "ssl_ca", "ssl_cert", "ssl_key",
-                 "ssl_capath", "ssl_cipher", "ssl_check_hostname", "ssl_disabled", "ssl_key_password",
-                 "ssl_verify_cert", "ssl_verify_identity"}
+SQLITE_OPTIONS = {
+    "timeout",
+    "isolation_level",
+    "detect_types",
+    "check_same_thread",
+    "cached_statements",
+    "uri",
+    "mode",
+    "cache",
+    "nolock",
+    "immutable",
+    "vfs",
+    "modeof",
+}
+MYSQL_OPTIONS = {
+    "charset",
+    "collation",
+    "sql_mode",
+    "read_default_file",
+    "read_default_group",
+    "use_unicode",
+    "client_flag",
+    "init_command",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "autocommit",
+    "local_infile",
+    "max_allowed_packet",
+    "bind_address",
+    "binary_prefix",
+    "program_name",
+    "server_public_key",
+    "unix_socket",
+    "compress",
+    "auth_plugin_map",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_capath",
+    "ssl_cipher",
+    "ssl_check_hostname",
+    "ssl_disabled",
+    "ssl_key_password",
+    "ssl_verify_cert",
+    "ssl_verify_identity",
+}
 # SIPUP_* variables read outside app.config (they choose the instance folder or feed one command).
 OTHER_VARIABLES = {"INSTANCE_PATH", "SEED_PASSWORD"}
 LIMIT_BY = ("address", "account", "user")  # whose budget an endpoint rule counts
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WINDOW_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
+
 
 # How each value must look: a converter that raises ValueError with a reason.
 def _int(value, minimum, reason):
@@ -188,15 +234,15 @@ def _limit(value):
 
 
 def _addresses(value):
-    import ipaddress
-
     networks = []
     for part in str(value or "").replace(";", ",").split(","):
         if part.strip():
             try:
                 networks.append(ipaddress.ip_network(part.strip(), strict=False))
             except ValueError:
-                raise ValueError(f"must list addresses or networks such as 127.0.0.1, 10.0.0.0/8 ({part.strip()!r} is neither)") from None
+                raise ValueError(
+                    f"must list addresses or networks such as 127.0.0.1, 10.0.0.0/8 ({part.strip()!r} is neither)"
+                ) from None
     return tuple(networks)
 
 
@@ -208,8 +254,6 @@ def _strategy(value):
 
 def _endpoint_limits(value):
     """The per-endpoint map over ENDPOINT_LIMITS: a dict (sipup.cfg) or a JSON object (environment)."""
-    import json
-
     if isinstance(value, str):
         try:
             value = json.loads(value or "{}")
@@ -231,8 +275,6 @@ def _expired(value):
 
 
 def _mail_url(value):
-    from urllib.parse import parse_qs, urlsplit
-
     if value in (None, ""):
         return None
     parts = urlsplit(str(value))
@@ -252,8 +294,6 @@ def _addresses_list(value):
 
 
 def _public_url(value):
-    from urllib.parse import urlsplit
-
     if value in (None, ""):
         return None
     parts = urlsplit(str(value))
@@ -271,8 +311,6 @@ def _csv_dialect(value):
 
 
 def _redis_url(value):
-    from urllib.parse import urlsplit
-
     if value in (None, ""):
         return None
     if urlsplit(str(value)).scheme not in REDIS_SCHEMES:
@@ -315,8 +353,9 @@ def check_limit(text):
         raise ValueError('must read like "100 per minute" or "1000/hour"') from None
     for item in items:
         if item.amount < 1:
-            raise ValueError(f'must allow at least 1 request ({str(text)!r} would refuse every one), '
-                             'e.g. "100 per minute"')
+            raise ValueError(
+                f'must allow at least 1 request ({str(text)!r} would refuse every one), e.g. "100 per minute"'
+            )
     return items
 
 
@@ -397,7 +436,7 @@ def load_config(app, overrides=None):
     app.config.from_pyfile("sipup.cfg", silent=True)
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX + "_") and not key.startswith(ENV_PREFIX + "_TEST_"):
-            name = key[len(ENV_PREFIX) + 1:]
+            name = key[len(ENV_PREFIX) + 1 :]
             if name in DEFAULTS:
                 app.config[name] = value
             elif name not in OTHER_VARIABLES:
@@ -443,7 +482,7 @@ def _derive(app):
     if len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY and not url.startswith("sqlite"):
         raise ConfigError(
             f"{ENV_PREFIX}_SECRET_KEY has {len(str(config['SECRET_KEY']))} characters; outside the embedded default "
-            f"it needs at least {MIN_SECRET_KEY}, e.g. python -c \"import secrets; print(secrets.token_hex(32))\"."
+            f'it needs at least {MIN_SECRET_KEY}, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
         )
     config["CSV_DIALECT"] = config["CSV_DIALECT"] or default_dialect(config["CURRENCY"])
     config["MAX_CONTENT_LENGTH"] = config["MAX_REQUEST_MB"] * 1024 * 1024
@@ -453,7 +492,6 @@ def _derive(app):
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["REMEMBER_COOKIE_HTTPONLY"] = True
     config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
-    from datetime import timedelta
 
     config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["SESSION_HOURS"])
     # Static files carry a content hash in their URL, so browsers may keep them for a year.
@@ -470,7 +508,6 @@ def engine_options(url, config):
             f"{ENV_PREFIX}_DATABASE_URL={url!r} is not a database URL; "
             "use e.g. mysql+pymysql://user:password@host/sipup or sqlite:///path/sipup.db."
         ) from None
-    from sipup.observability.query_stats import MeasuredQueuePool
 
     backend = parsed.get_backend_name()
     known = SQLITE_OPTIONS if backend == "sqlite" else MYSQL_OPTIONS if backend in ("mysql", "mariadb") else None
@@ -492,8 +529,7 @@ def engine_options(url, config):
             "max_overflow": config["DB_MAX_OVERFLOW"],
             "pool_timeout": config["DB_POOL_TIMEOUT"],
             "pool_recycle": config["DB_POOL_RECYCLE"],
-            "pool_pre_ping": True,
-            "poolclass": MeasuredQueuePool,
+            "pool_pre_ping": True,  # sipup.database makes the pool a MeasuredQueuePool, which counts waits
             # Each statement sees what others committed: credit and stock checks read fresh figures.
             "isolation_level": "READ COMMITTED",
             "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},
@@ -505,8 +541,6 @@ def engine_options(url, config):
 
 def _writable_instance(path):
     """Create the instance folder (mode 0700) and make sure files can be written there."""
-    import tempfile
-
     try:
         private_folder(path)
         with tempfile.TemporaryFile(dir=path):
@@ -521,8 +555,13 @@ def _writable_instance(path):
 def _private_sqlite_file(url):
     """A SQLite database file not there yet is created mode 0600 (SQLite would make it 0644)."""
     database = make_url(url).database
-    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:" \
-            and not database.startswith("file:") and os.path.isdir(os.path.dirname(os.path.abspath(database))):
+    if (
+        make_url(url).get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and os.path.isdir(os.path.dirname(os.path.abspath(database)))
+    ):
         private_file(database)
 
 

@@ -11,6 +11,7 @@ umlauts right.
     to_text(header, rows, "excel")            # the same as a string, without the BOM
     read_table(data, ("sku", "stock_on_hand"))  # yields (line number, {column: value}) of an upload
 """
+
 import csv
 import io
 import os
@@ -90,14 +91,17 @@ def read_table(data, columns):
         names = [h.strip().lower() for h in header or []]
         missing = [c for c in columns if c not in names]
         if missing:
-            raise InvalidInput(f"The first line must name the columns {', '.join(columns)}; "
-                               f"missing: {', '.join(missing)}.")
+            raise InvalidInput(
+                f"The first line must name the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+            )
         for row in reader:
             if any(value.strip() for value in row):
                 yield reader.line_num, dict(zip(names, row))
     except csv.Error as exc:
-        raise InvalidInput(f"Line {reader.line_num} cannot be read as CSV ({_reason(exc)}); "
-                           "save the file from the spreadsheet again as CSV.") from None
+        raise InvalidInput(
+            f"Line {reader.line_num} cannot be read as CSV ({_reason(exc)}); "
+            "save the file from the spreadsheet again as CSV."
+        ) from None
 
 
 def _reason(error):

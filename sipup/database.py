@@ -1,4 +1,5 @@
 """Engine set-up per backend and the unit of work that retries on deadlock without half-applying."""
+
 import logging
 import os
 import secrets
@@ -8,8 +9,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats
+
 from .extensions import db, migrate
-from sipup.observability.query_stats import register_query_stats
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,9 @@ RETRYABLE_MYSQL_ERRORS = {1213, 1205}
 
 def register_database(app):
     """Bind Flask-SQLAlchemy and Flask-Migrate, and time every statement of the engine."""
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    if "pool_size" in options:  # a server database: its pool counts the checkouts that waited
+        options.setdefault("poolclass", MeasuredQueuePool)
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
@@ -48,8 +53,11 @@ def check_database(app):
         except DBAPIError as error:
             code = error.orig.args[0] if error.orig is not None and error.orig.args else None
             template = CONNECT_ERRORS.get(code) if isinstance(code, int) else None
-            detail = template.format(user=url.username, database=url.database, host=url.host, port=url.port or 3306) \
-                if template else str(error.orig).splitlines()[0]
+            detail = (
+                template.format(user=url.username, database=url.database, host=url.host, port=url.port or 3306)
+                if template
+                else str(error.orig).splitlines()[0]
+            )
             return f"SIPUP_DATABASE_URL ({url.render_as_string(hide_password=True)}): {detail}"
         finally:
             db.engine.dispose()
@@ -58,14 +66,16 @@ def check_database(app):
 
 # Why a database takes no writes, by SQLite's words and MySQL/MariaDB's error codes: read-only (1290: running
 # with --read-only, 1792: read-only transaction, 1036: table is read only), full (1021: disk full, 1114: table full).
-NOT_WRITABLE = {"read-only": ("readonly database", "read-only file system", "read only"),
-                "full": ("database or disk is full", "disk is full", "no space left")}
+NOT_WRITABLE = {
+    "read-only": ("readonly database", "read-only file system", "read only"),
+    "full": ("database or disk is full", "disk is full", "no space left"),
+}
 MYSQL_NOT_WRITABLE = {1290: "read-only", 1792: "read-only", 1036: "read-only", 1021: "full", 1114: "full"}
 MIN_FREE_BYTES = 1024 * 1024  # below this, the next write of a SQLite file may fail half-way
 
 
 def write_problem(error):
-    """"read-only" or "full" when a database error says the database takes no writes, else None."""
+    """ "read-only" or "full" when a database error says the database takes no writes, else None."""
     orig = getattr(error, "orig", None) or error
     code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
     if code in MYSQL_NOT_WRITABLE:
@@ -84,7 +94,9 @@ def check_writable():
         if stats is not None and stats.f_flag & os.ST_RDONLY:
             return f"read-only: the file system holding {folder} is mounted read-only"
         if stats is not None and stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
-            return f"full: {stats.f_bavail * stats.f_frsize // 1024} KB free where {os.path.basename(url.database)} lives"
+            return (
+                f"full: {stats.f_bavail * stats.f_frsize // 1024} KB free where {os.path.basename(url.database)} lives"
+            )
     try:
         with db.engine.begin() as conn:  # a connection of its own: nothing of the request's session is committed
             conn.execute(text("UPDATE alembic_version SET version_num = version_num"))

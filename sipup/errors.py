@@ -1,14 +1,17 @@
 """Errors handled in one place: friendly pages or HTMX fragments, details only in the log."""
+
 import logging
 import secrets
 
 from flask import current_app, g, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from sipup.observability.query_stats import POOL_TIMEOUTS
 
 from .database import write_problem
 from .extensions import db
-from sipup.observability.query_stats import POOL_TIMEOUTS
 
 log = logging.getLogger("sipup.errors")
 
@@ -26,9 +29,9 @@ MESSAGES = {
 # A 503 because the database takes no writes says so: reading may still work, and waiting a minute will not help.
 NOT_WRITABLE_MESSAGES = {
     "read-only": "The database is read-only right now, so nothing can be saved. We have been told; please try "
-                 "again later.",
+    "again later.",
     "full": "The database's disk is full, so nothing can be saved right now. We have been told; please try again "
-            "later.",
+    "later.",
 }
 
 
@@ -57,8 +60,13 @@ def _database_down(error):
     if isinstance(error, PoolTimeout):
         POOL_TIMEOUTS.add()
     kind = None if isinstance(error, PoolTimeout) else write_problem(error)
-    log.error("Database %s on %s %s: %s", f"not writable ({kind})" if kind else "unavailable", request.method,
-              request.path, error)
+    log.error(
+        "Database %s on %s %s: %s",
+        f"not writable ({kind})" if kind else "unavailable",
+        request.method,
+        request.path,
+        error,
+    )
     return render_error(503, message=NOT_WRITABLE_MESSAGES.get(kind))
 
 

@@ -1,4 +1,5 @@
 """Unbound extension objects, initialised in create_app() and imported everywhere else."""
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy

@@ -8,6 +8,7 @@ ignored and the folder's access list decides. Files that exist already keep the 
     private_file(path)                        # create it empty (mode 0600) unless it exists: for SQLite
     PrivateRotatingFileHandler(path, ...)     # a RotatingFileHandler whose files are 0600
 """
+
 import os
 from logging.handlers import RotatingFileHandler
 

@@ -16,8 +16,6 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
-    event,
-    select,
     Boolean,
     CheckConstraint,
     Date,
@@ -29,6 +27,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    select,
 )
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash

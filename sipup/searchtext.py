@@ -5,13 +5,30 @@ each behind a marker letter, so that a prefix query on the index finds a word an
 (`brau` inside `hofbrau`) on SQLite's FTS5 and MariaDB's FULLTEXT alike, and no word is a stop word or
 shorter than MariaDB's smallest indexed token.
 """
+
 import re
 import unicodedata
 
 MARK = "x"
 # Letters that NFKD does not take apart into a base letter and an accent.
-SPELLED_OUT = str.maketrans({"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "œ": "oe",
-                             "Œ": "oe", "đ": "d", "Đ": "d", "ł": "l", "Ł": "l", "þ": "th", "Þ": "th"})
+SPELLED_OUT = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "ss",
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "œ": "oe",
+        "Œ": "oe",
+        "đ": "d",
+        "Đ": "d",
+        "ł": "l",
+        "Ł": "l",
+        "þ": "th",
+        "Þ": "th",
+    }
+)
 NOT_A_WORD = re.compile(r"[^a-z0-9]+")
 LONGEST_WORD = 40  # longer words are cut: their suffixes would fill the index for nothing
 

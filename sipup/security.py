@@ -1,4 +1,5 @@
 """Sign-in, CSRF and the guards that keep each audience in its own area."""
+
 from functools import wraps
 
 from flask import abort, redirect, request, url_for

@@ -1,4 +1,5 @@
 """Cross-cutting web behaviour: proxies, versioned static URLs, template helpers, security headers."""
+
 import hashlib
 import ipaddress
 import logging
@@ -13,6 +14,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .services import cart
 from .services.parsing import MAX_ID
 
 log = logging.getLogger("sipup.web")
@@ -114,7 +116,9 @@ def register_proxies(app):
         log.warning(
             "A request from %s carries X-Forwarded-For but SIPUP_PROXY_HOPS=0: a proxy on this host is not "
             "trusted, so every client shares its address and one rate-limit budget. Set SIPUP_PROXY_HOPS=1 "
-            "(the number of proxies in front).", request.remote_addr)
+            "(the number of proxies in front).",
+            request.remote_addr,
+        )
 
 
 class HttpsAwareSessions(SecureCookieSessionInterface):
@@ -142,7 +146,5 @@ def _is_loopback(address):
 def _cart_count():
     """Lines in the signed-in customer's cart, counted once per request."""
     if "cart_count" not in g:
-        from .services import cart
-
         g.cart_count = cart.count(current_user.id) if current_user.is_authenticated and current_user.is_customer else 0
     return g.cart_count

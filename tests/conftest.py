@@ -3,6 +3,7 @@
 Each backend gets a database of its own for the session, created by the migrations and dropped at
 the end; every test starts from empty tables, so tests touch only data they create.
 """
+
 import os
 import secrets
 from decimal import Decimal
@@ -14,8 +15,8 @@ from flask.testing import FlaskClient
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
-from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 from sipup.jobs.queue import Queue
+from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 from tests.servers import LocalMemcached, LocalRedis, local_server
 
 PASSWORD = "correct horse battery"
@@ -143,6 +144,7 @@ def runner(app):
 
 # --- factories -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def make_product():
     counter = iter(range(1, 10_000))
@@ -155,9 +157,19 @@ def make_product():
             db.session.add(category)
             db.session.flush()
         values = dict(
-            sku=f"SKU-{n:04d}", name=f"Product {n}", sell_unit="case of 24 x 0.33 l", base_price=Decimal("10.00"),
-            deposit=Decimal("3.42"), min_qty=1, qty_step=1, stock_on_hand=100, stock_reserved=0,
-            backorder_allowed=False, low_stock_threshold=5, active=True, category_id=category.id,
+            sku=f"SKU-{n:04d}",
+            name=f"Product {n}",
+            sell_unit="case of 24 x 0.33 l",
+            base_price=Decimal("10.00"),
+            deposit=Decimal("3.42"),
+            min_qty=1,
+            qty_step=1,
+            stock_on_hand=100,
+            stock_reserved=0,
+            backorder_allowed=False,
+            low_stock_threshold=5,
+            active=True,
+            category_id=category.id,
         )
         values.update(fields)
         product = Product(**values)
@@ -174,8 +186,13 @@ def make_company():
 
     def make(credit_limit="10000.00", price_list=None, **fields):
         n = next(counter)
-        company = Company(name=fields.pop("name", f"Company {n}"), credit_limit=Decimal(credit_limit),
-                          payment_terms_days=30, price_list=price_list, **fields)
+        company = Company(
+            name=fields.pop("name", f"Company {n}"),
+            credit_limit=Decimal(credit_limit),
+            payment_terms_days=30,
+            price_list=price_list,
+            **fields,
+        )
         company.addresses.append(Address(label="Main", street=f"Street {n}", postcode="10115", city="Berlin"))
         db.session.add(company)
         db.session.commit()
@@ -191,7 +208,13 @@ def make_user():
     def make(role="buyer", company=None, password=PASSWORD, **fields):
         n = next(counter)
         global _PASSWORD_HASH
-        user = User(email=fields.pop("email", f"{role}{n}@example.com"), role=role, company=company, name=f"{role} {n}", **fields)
+        user = User(
+            email=fields.pop("email", f"{role}{n}@example.com"),
+            role=role,
+            company=company,
+            name=f"{role} {n}",
+            **fields,
+        )
         if password == PASSWORD and _PASSWORD_HASH:
             user.password_hash = _PASSWORD_HASH
         else:
@@ -213,7 +236,9 @@ def make_price_list():
         db.session.add(price_list)
         db.session.flush()
         for product, min_qty, price in tiers:
-            db.session.add(PriceTier(price_list_id=price_list.id, product_id=product.id, min_qty=min_qty, price=Decimal(price)))
+            db.session.add(
+                PriceTier(price_list_id=price_list.id, product_id=product.id, min_qty=min_qty, price=Decimal(price))
+            )
         db.session.commit()
         return price_list
 
@@ -250,6 +275,7 @@ def login_as(client):
 
 
 # --- servers -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def redis_namespace():

@@ -1,4 +1,5 @@
 """A small site for the load tester's tests, served by real waitress: fixed answers, slow pages, hit counts."""
+
 import threading
 import time
 from collections import Counter

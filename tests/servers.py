@@ -4,6 +4,7 @@ HAProxy and nginx in front of sipup, and sipup itself under `flask serve`.
 The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
 A test about outages starts one of these on a free port of its own instead.
 """
+
 import http.client
 import os
 import shutil
@@ -52,8 +53,9 @@ class LocalServer:
 
     def start(self):
         if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(self.command(), cwd=self.workdir,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             _wait_for_port(self.port, self.process)
         return self
 
@@ -72,8 +74,19 @@ class LocalRedis(LocalServer):
     program = "redis-server"
 
     def command(self):
-        return [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.workdir)]
+        return [
+            self.program,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
 
     @property
     def url(self):
@@ -120,8 +133,9 @@ class LocalSmtp:
             async def handle_DATA(self, smtp, session, envelope):
                 from email import message_from_bytes, policy
 
-                server.messages.append(message_from_bytes(envelope.original_content or envelope.content,
-                                                          policy=policy.default))
+                server.messages.append(
+                    message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+                )
                 return "250 OK"
 
         def authenticate(smtp, session, envelope, mechanism, auth_data):
@@ -130,9 +144,16 @@ class LocalSmtp:
             return AuthResult(success=ok)
 
         # Without a TLS context, AUTH is offered without TLS on loopback; the tests check the client logged in.
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="localhost",
-                                     authenticator=authenticate, auth_require_tls=self.tls_context is not None,
-                                     tls_context=self.tls_context, require_starttls=self.tls_context is not None)
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="localhost",
+            authenticator=authenticate,
+            auth_require_tls=self.tls_context is not None,
+            tls_context=self.tls_context,
+            require_starttls=self.tls_context is not None,
+        )
         self.controller.start()
         return self
 
@@ -161,8 +182,12 @@ def self_signed_certificate(folder, host="127.0.0.1"):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -170,8 +195,9 @@ def self_signed_certificate(folder, host="127.0.0.1"):
     )
     cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -183,7 +209,8 @@ class LocalHAProxy(LocalServer):
     def __init__(self, workdir, upstream):
         super().__init__(workdir)
         self.config = Path(workdir) / f"haproxy-{self.port}.cfg"
-        self.config.write_text(f"""global
+        self.config.write_text(
+            f"""global
     maxconn 256
 defaults
     mode http
@@ -196,7 +223,9 @@ frontend web
     default_backend sipup
 backend sipup
     server app1 127.0.0.1:{upstream}
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
 
     def command(self):
         return [self.program, "-f", str(self.config), "-db"]
@@ -212,9 +241,11 @@ class LocalNginx(LocalServer):
         self.prefix = Path(workdir) / f"nginx-{self.port}"
         self.prefix.mkdir()
         user = "user root;" if os.geteuid() == 0 else ""  # workers may then write the test's temp folders
-        temp = " ".join(f"{kind}_temp_path {self.prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
-                                                                               "uwsgi", "scgi"))
-        (self.prefix / "nginx.conf").write_text(f"""{user}
+        temp = " ".join(
+            f"{kind}_temp_path {self.prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (self.prefix / "nginx.conf").write_text(
+            f"""{user}
 daemon off;
 worker_processes 1;
 pid {self.prefix}/nginx.pid;
@@ -233,7 +264,9 @@ http {{
         }}
     }}
 }}
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
 
     def command(self):
         return [self.program, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")]
@@ -264,8 +297,13 @@ class SipupServer:
 
     def start(self, *args, timeout=60):
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(self.port), *args],
-                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "serve", "--port", str(self.port), *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,4 +1,5 @@
 """Who may open which page: anonymous visitors sign in, customers shop, staff run the back office."""
+
 from urllib.parse import quote
 
 import pytest
@@ -42,8 +43,10 @@ def shop(app, make_company, make_user, make_product, make_price_list):
     product = make_product()
     price_list = make_price_list("Gastro", [(product, 1, "9.00")])
     company = make_company(price_list=price_list)
-    users = {role: make_user(role, company if role in ("owner", "buyer") else None)
-             for role in ("owner", "buyer", "staff", "admin")}
+    users = {
+        role: make_user(role, company if role in ("owner", "buyer") else None)
+        for role in ("owner", "buyer", "staff", "admin")
+    }
     buyer = users["buyer"]
     carts.add(buyer.id, product, 2)
     order = orders.checkout(buyer, app.config["VAT_RATE"], address_id=company.addresses[0].id)
@@ -147,20 +150,32 @@ def test_customers_cannot_post_back_office_actions(client, shop, login_as):
     assert db.session.get(PriceList, values["list_id"]).tiers
 
 
-@pytest.mark.parametrize("page", ["/admin/orders/2601-999999", "/admin/products/NOPE", "/admin/companies/999999",
-                                  "/admin/price-lists/999999", "/orders/2601-999999", "/products/NOPE"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/admin/orders/2601-999999",
+        "/admin/products/NOPE",
+        "/admin/companies/999999",
+        "/admin/price-lists/999999",
+        "/orders/2601-999999",
+        "/products/NOPE",
+    ],
+)
 def test_unknown_records_are_404_for_those_allowed_to_look(client, shop, login_as, page):
     users, _ = shop
     login_as(users["admin" if page.startswith("/admin") else "buyer"])
     assert client.get(page).status_code == 404
 
 
-@pytest.mark.parametrize("role, pages", [
-    ("buyer", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
-    ("owner", {"/account/": 200, "/account/users": 200, "/admin/users": 403}),
-    ("staff", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
-    ("admin", {"/account/": 200, "/account/users": 403, "/admin/users": 200}),
-])
+@pytest.mark.parametrize(
+    "role, pages",
+    [
+        ("buyer", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
+        ("owner", {"/account/": 200, "/account/users": 200, "/admin/users": 403}),
+        ("staff", {"/account/": 200, "/account/users": 403, "/admin/users": 403}),
+        ("admin", {"/account/": 200, "/account/users": 403, "/admin/users": 200}),
+    ],
+)
 def test_account_pages_are_for_their_roles(client, shop, login_as, role, pages):
     login_as(shop[0][role])
     assert {page: client.get(page).status_code for page in pages} == pages

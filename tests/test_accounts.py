@@ -3,6 +3,7 @@
 Mails go through the job queue to a real SMTP server (aiosmtpd); links are read from the mails as a user
 would click them. Every test runs on SQLite and MariaDB, with the cache and queue in-process and on Redis.
 """
+
 import re
 import time
 from datetime import timedelta
@@ -74,6 +75,7 @@ def live_sessions(user):
 
 # --- sign-out --------------------------------------------------------------------------------------
 
+
 def test_a_copied_cookie_opens_nothing_after_sign_out(site, buyer):
     client = signed_in(site, buyer)
     assert client.get("/orders").status_code == 200
@@ -112,6 +114,7 @@ def test_signing_in_again_and_again_keeps_a_bounded_number_of_sessions(site, buy
 
 # --- password reset ----------------------------------------------------------------------------------
 
+
 def test_password_reset_by_mail_ends_every_other_session(site, buyer):
     old = signed_in(site, buyer)
     page = site.test_client().get("/login").get_data(as_text=True)
@@ -137,13 +140,16 @@ def test_password_reset_by_mail_ends_every_other_session(site, buyer):
 def test_reset_answers_the_same_for_an_unknown_address(site, buyer):
     known = site.test_client().post("/password/reset", data={"email": buyer.email})
     unknown = site.test_client().post("/password/reset", data={"email": "nobody@example.com"})
-    strip = lambda response: response.get_data(as_text=True).replace(buyer.email, "X").replace("nobody@example.com", "X")  # noqa: E731
+    strip = lambda response: (  # noqa: E731
+        response.get_data(as_text=True).replace(buyer.email, "X").replace("nobody@example.com", "X")
+    )
     assert known.status_code == unknown.status_code == 200
     assert re.sub(r'value="[^"]+"', "", strip(known)) == re.sub(r'value="[^"]+"', "", strip(unknown))
     # The request itself does the same work for both: one high-priority job each, looked up later.
     jobs = db.session.scalars(select(Job).where(Job.name == "send_mail")).all()
-    assert sorted(j.args for j in jobs) == sorted(['["password_reset", "%s"]' % buyer.email,
-                                                  '["password_reset", "nobody@example.com"]'])
+    assert sorted(j.args for j in jobs) == sorted(
+        ['["password_reset", "%s"]' % buyer.email, '["password_reset", "nobody@example.com"]']
+    )
     assert {j.priority for j in jobs} == {2}
     run_jobs()
     assert [m["To"] for m in site.smtp.messages] == [buyer.email]
@@ -202,14 +208,17 @@ def test_reset_requests_are_limited_per_account(site, buyer):
 
 # --- invitations ---------------------------------------------------------------------------------------
 
+
 def test_staff_invite_a_buyer_who_chooses_a_password_and_orders(site, make_company, make_user, make_product):
     company, staff = make_company(name="Bar Linde"), make_user("staff")
     make_product(sku="BEER-1")
     office = signed_in(site, staff)
     page = office.get(f"/admin/companies/{company.id}").get_data(as_text=True)
     assert "flask user create" not in page and "Invite a user" in page
-    sent = office.post(f"/admin/companies/{company.id}/users",
-                       data={"email": "Anna.Berg@Bar-Linde.example", "name": "Anna Berg", "role": "buyer"})
+    sent = office.post(
+        f"/admin/companies/{company.id}/users",
+        data={"email": "Anna.Berg@Bar-Linde.example", "name": "Anna Berg", "role": "buyer"},
+    )
     assert sent.status_code == 302
     anna = db.session.scalar(select(User).where(User.email == "anna.berg@bar-linde.example"))
     assert anna.email == "Anna.Berg@Bar-Linde.example" and not anna.has_password  # stored as entered
@@ -245,8 +254,10 @@ def test_invitation_form_names_each_wrong_field_and_keeps_the_rest(site, make_co
     company, staff = make_company(), make_user("staff")
     taken = make_user("buyer", company, email="taken@example.com")
     office = signed_in(site, staff)
-    response = office.post(f"/admin/companies/{company.id}/users",
-                           data={"email": "TAKEN@example.com", "name": "Kept Name", "role": "admin"})
+    response = office.post(
+        f"/admin/companies/{company.id}/users",
+        data={"email": "TAKEN@example.com", "name": "Kept Name", "role": "admin"},
+    )
     text = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "TAKEN@example.com already has an account" in text and taken.active
@@ -261,8 +272,11 @@ def test_invitations_wait_in_the_outbox_while_the_mail_server_is_down(site, make
     company, staff = make_company(), make_user("staff")
     office = signed_in(site, staff)
     site.smtp.stop()
-    response = office.post(f"/admin/companies/{company.id}/users", data={"email": "later@example.com", "role": "buyer"},
-                           follow_redirects=True)
+    response = office.post(
+        f"/admin/companies/{company.id}/users",
+        data={"email": "later@example.com", "role": "buyer"},
+        follow_redirects=True,
+    )
     assert "is on its way" in response.get_data(as_text=True)
     run_jobs()
     job = db.session.scalar(select(Job).where(Job.name == "send_mail"))
@@ -274,6 +288,7 @@ def test_invitations_wait_in_the_outbox_while_the_mail_server_is_down(site, make
 
 
 # --- owners and their buyers -------------------------------------------------------------------------
+
 
 def test_owner_invites_and_deactivates_a_buyer_and_a_buyer_cannot(site, make_company, make_user):
     company = make_company()
@@ -300,6 +315,7 @@ def test_owner_invites_and_deactivates_a_buyer_and_a_buyer_cannot(site, make_com
 
 
 # --- staff and admins ----------------------------------------------------------------------------------
+
 
 def test_the_last_admin_cannot_demote_or_deactivate_themself(site, make_user):
     admin = make_user("admin")
@@ -331,12 +347,17 @@ def test_admin_invites_staff_and_staff_cannot_manage_people(site, make_user):
 
 # --- account self-service ---------------------------------------------------------------------------
 
+
 def test_password_change_needs_the_current_one_and_ends_other_sessions(site, buyer):
     here, elsewhere = signed_in(site, buyer), signed_in(site, buyer)
     wrong = here.post("/account/password", data={"current": "wrong", "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert wrong.status_code == 422 and "not your current password" in wrong.get_data(as_text=True)
-    assert here.post("/account/password", data={"current": PASSWORD, "new": NEW_PASSWORD,
-                                                 "confirm": NEW_PASSWORD}).status_code == 302
+    assert (
+        here.post(
+            "/account/password", data={"current": PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        ).status_code
+        == 302
+    )
     assert here.get("/account/").status_code == 200
     assert elsewhere.get("/orders").status_code == 302
     assert live_sessions(buyer) == 1
@@ -367,6 +388,7 @@ def test_name_change_is_shown_at_once(site, buyer):
 
 # --- command line --------------------------------------------------------------------------------------
 
+
 def test_user_commands_invite_list_deactivate_and_set_password(app, make_company, make_user):
     company = make_company(name="Bar Linde")
     runner = app.test_cli_runner()
@@ -378,12 +400,20 @@ def test_user_commands_invite_list_deactivate_and_set_password(app, make_company
     listed = runner.invoke(args=["user", "list", "--company", "Bar Linde"])
     assert re.search(r"new@example.com\s+buyer\s+invited\s+Bar Linde", listed.output)
     make_user("buyer", company, email="kim@example.com")
-    assert runner.invoke(args=["user", "deactivate", "KIM@example.com"]).output == \
-        "Deactivated kim@example.com; their sessions have ended.\n"
-    set_pw = runner.invoke(args=["user", "set-password", "new@example.com", "--password-stdin"], input=NEW_PASSWORD + "\n")
+    assert (
+        runner.invoke(args=["user", "deactivate", "KIM@example.com"]).output
+        == "Deactivated kim@example.com; their sessions have ended.\n"
+    )
+    set_pw = runner.invoke(
+        args=["user", "set-password", "new@example.com", "--password-stdin"], input=NEW_PASSWORD + "\n"
+    )
     assert set_pw.exit_code == 0 and set_pw.output.startswith("Password of new@example.com set")
-    assert login(app.test_client(), db.session.scalar(select(User).where(User.email == "new@example.com")),
-                 NEW_PASSWORD).status_code == 302
+    assert (
+        login(
+            app.test_client(), db.session.scalar(select(User).where(User.email == "new@example.com")), NEW_PASSWORD
+        ).status_code
+        == 302
+    )
     for args, message in (
         (["user", "deactivate", "ghost@example.com"], "There is no user ghost@example.com."),
         (["user", "invite", "x@example.com", "--role", "buyer"], "give --company"),
@@ -396,8 +426,9 @@ def test_user_commands_invite_list_deactivate_and_set_password(app, make_company
 
 def test_user_invite_with_a_mail_server_queues_the_mail(site, make_company):
     make_company(name="Bar Linde")
-    result = site.test_cli_runner().invoke(args=["user", "invite", "a@example.com", "--role", "owner", "--company",
-                                                 "Bar Linde"])
+    result = site.test_cli_runner().invoke(
+        args=["user", "invite", "a@example.com", "--role", "owner", "--company", "Bar Linde"]
+    )
     assert result.output == "Invited owner a@example.com at Bar Linde; the mail is queued.\n"
     assert link_in_last_mail(site.smtp, "a@example.com").startswith("/invite/")
 

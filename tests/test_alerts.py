@@ -1,4 +1,5 @@
 """Alerts: one mail to staff when health turns red or a recommendation stays red, one when it clears."""
+
 import email
 import email.policy
 import os
@@ -7,10 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from sipup.observability import alerts
 from sipup.extensions import db
 from sipup.models import QueueRun, utcnow
-
+from sipup.observability import alerts
 
 # The alert check is the periodic job monitor_alerts: a processor run enqueues it when due.
 pytestmark = pytest.mark.periodic_jobs

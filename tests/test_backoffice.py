@@ -1,4 +1,5 @@
 """The back office at scale: every list paged with counts, orders found in any case, product pictures."""
+
 import io
 
 import pytest
@@ -41,7 +42,10 @@ def test_staff_page_through_orders_with_counts(office, make_company, make_user):
 
 def test_order_search_finds_numbers_po_companies_and_buyers_in_any_case(office, make_company, make_user):
     alpha, beta = make_company(name="Café Seeblick"), make_company(name="Hotel Linde")
-    ann, bob = make_user("buyer", alpha, email="Ann@Seeblick.example"), make_user("buyer", beta, email="bob@linde.example")
+    ann, bob = (
+        make_user("buyer", alpha, email="Ann@Seeblick.example"),
+        make_user("buyer", beta, email="bob@linde.example"),
+    )
     mine = _orders(alpha, ann, 3, po="Weekly-Bar")
     theirs = _orders(beta, bob, 2, po="KITCHEN")
 
@@ -58,8 +62,7 @@ def test_order_search_finds_numbers_po_companies_and_buyers_in_any_case(office, 
     assert found("nothing-like-it") == set()
 
 
-def test_companies_and_price_list_tiers_are_paged_and_searchable(office, make_company, make_product,
-                                                                 make_price_list):
+def test_companies_and_price_list_tiers_are_paged_and_searchable(office, make_company, make_product, make_price_list):
     for n in range(55):
         make_company(name=f"Kiosk {n:02d}")
     products = [make_product(name=f"Lager {n}" if n % 2 else f"Cola {n}") for n in range(60)]
@@ -94,13 +97,16 @@ def test_staff_upload_a_picture_and_buyers_see_its_rendition(app, office, make_p
     assert office.get(f"/images/{image.digest}-huge.webp").status_code == 404
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"%PDF-1.4 not a picture", "is not a picture sipup can read"),
-    (_picture()[:60], "damaged or cut short"),
-    (_picture("GIF"), "upload a JPEG, PNG or WebP"),
-    (_picture(size=(7000, 10)), "at most 6000 a side"),
-    (b"", "Choose a picture"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"%PDF-1.4 not a picture", "is not a picture sipup can read"),
+        (_picture()[:60], "damaged or cut short"),
+        (_picture("GIF"), "upload a JPEG, PNG or WebP"),
+        (_picture(size=(7000, 10)), "at most 6000 a side"),
+        (b"", "Choose a picture"),
+    ],
+)
 def test_uploads_that_are_no_good_picture_are_refused_and_nothing_is_stored(app, office, make_product, data, message):
     make_product(sku="PIC-2")
 

@@ -4,6 +4,7 @@ A buyer finds products, quick-orders, checks out on account; staff confirm, ship
 order; the buyer then sees the invoice. Screenshots of each main page, at a desktop and a phone
 width, land in test-artifacts/ for a human to look at.
 """
+
 import os
 import re
 import subprocess
@@ -23,8 +24,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = [
@@ -67,7 +73,10 @@ def server(tmp_path_factory):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "flask", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -350,10 +359,14 @@ def test_pictures_search_as_you_type_stock_truth_and_order_pages(server, browser
     page.get_by_role("button", name="Search").click()
     card = page.locator("article.product", has_text="Kellerbier naturtrüb")
     expect(card.get_by_role("button", name="Out of stock")).to_be_disabled()
-    answer = page.request.post(f"{base_url}/cart/add", form={
-        "sku": "BEE-00003", "quantity": "1",
-        "csrf_token": card.locator("input[name=csrf_token]").get_attribute("value"),
-    })
+    answer = page.request.post(
+        f"{base_url}/cart/add",
+        form={
+            "sku": "BEE-00003",
+            "quantity": "1",
+            "csrf_token": card.locator("input[name=csrf_token]").get_attribute("value"),
+        },
+    )
     assert answer.ok
     assert "is out of stock; it cannot be ordered until it is back." in answer.text()
     shot(page, "23-catalog-out-of-stock")
@@ -367,8 +380,9 @@ CARDS_WIDER_THAN_THEMSELVES = """() => [...document.querySelectorAll('.card')]
 
 def run_flask(server_env, *args):
     """A `flask` command on the browser test's server instance (the embedded default)."""
-    result = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=server_env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=server_env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -393,8 +407,10 @@ def test_monitor_fits_desktop_and_phone_switches_range_and_retries_a_job(server,
     # Charts have axes and a value per bucket on hover.
     chart = page.locator("#panel-traffic figure.chart").first
     assert chart.locator(".c-grid text").count() == 5 and chart.locator(".c-time text").count() >= 3
-    assert re.match(r"\d\d:\d\d–\d\d:\d\d UTC: requests \d+, server errors \d+",
-                    chart.locator(".c-hover rect title").last.text_content())
+    assert re.match(
+        r"\d\d:\d\d–\d\d:\d\d UTC: requests \d+, server errors \d+",
+        chart.locator(".c-hover rect title").last.text_content(),
+    )
 
     # The time range is chosen per panel, and kept by the panel's own refreshes.
     page.locator("#panel-traffic .range-switch button", has_text="24 h").click()

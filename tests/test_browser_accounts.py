@@ -8,6 +8,7 @@ The tests run in order on one site: later ones use the company the first one onb
 Runs on the embedded default, and on MariaDB + Redis when SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL
 are set.
 """
+
 import os
 import re
 import secrets
@@ -19,7 +20,15 @@ import pytest
 
 from tests.servers import LocalSmtp, free_port
 from tests.test_browser import (
-    CHROMIUM, CHROMIUM_ARGS, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in, sync_api,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    ROOT,
+    _wait_until_healthy,
+    expect,
+    shot,
+    sign_in,
+    sync_api,
 )
 
 pytestmark = [
@@ -41,8 +50,15 @@ def smtp():
 
 
 def _flask(env, *args, stdin=None):
-    result = subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, input=stdin, text=True,
-                            capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -54,28 +70,47 @@ def site(request, tmp_path_factory, smtp):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIPUP_")}
-    env.update(SIPUP_INSTANCE_PATH=str(instance), SIPUP_MAIL_URL=smtp.url, SIPUP_PUBLIC_URL=url,
-               SIPUP_RATELIMIT_IP="10000 per minute", SIPUP_SECRET_KEY=secrets.token_hex(32),
-               # The admin signs in once per test, more often than a person would in a minute.
-               SIPUP_RATELIMIT_ENDPOINTS='{"POST auth.login by account": "100 per minute"}',
-               SIPUP_SITE_NAME="Getränke Nord")
+    env.update(
+        SIPUP_INSTANCE_PATH=str(instance),
+        SIPUP_MAIL_URL=smtp.url,
+        SIPUP_PUBLIC_URL=url,
+        SIPUP_RATELIMIT_IP="10000 per minute",
+        SIPUP_SECRET_KEY=secrets.token_hex(32),
+        # The admin signs in once per test, more often than a person would in a minute.
+        SIPUP_RATELIMIT_ENDPOINTS='{"POST auth.login by account": "100 per minute"}',
+        SIPUP_SITE_NAME="Getränke Nord",
+    )
     drop = None
     if request.param == "mariadb-redis":
         from sipup.database import scratch_database
 
         database, drop = scratch_database(os.environ["SIPUP_TEST_DATABASE_URL"])
-        env.update(SIPUP_DATABASE_URL=database, SIPUP_REDIS_URL=os.environ["SIPUP_TEST_REDIS_URL"],
-                   SIPUP_REDIS_NAMESPACE=f"sipuptest-{secrets.token_hex(6)}")
+        env.update(
+            SIPUP_DATABASE_URL=database,
+            SIPUP_REDIS_URL=os.environ["SIPUP_TEST_REDIS_URL"],
+            SIPUP_REDIS_NAMESPACE=f"sipuptest-{secrets.token_hex(6)}",
+        )
     _flask(env, "db", "upgrade")
-    assert _flask(env, "user", "create", ADMIN[0], "--role", "admin", "--password-stdin",
-                  stdin=ADMIN[1] + "\n").startswith(f"Created admin {ADMIN[0]}")
+    assert _flask(
+        env, "user", "create", ADMIN[0], "--role", "admin", "--password-stdin", stdin=ADMIN[1] + "\n"
+    ).startswith(f"Created admin {ADMIN[0]}")
     _flask(env, "seed", "--companies", "0", "--products", "6", "--orders", "0")
     logs = {name: open(instance / f"{name}.log", "wb") for name in ("serve", "worker")}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                         stdout=logs["serve"], stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "flask", "queue", "worker"], cwd=ROOT, env=env,
-                         stdout=logs["worker"], stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [sys.executable, "-m", "flask", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=logs["serve"],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "flask", "queue", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+        ),
     ]
     try:
         _wait_until_healthy(url, processes[0], instance / "serve.log")

@@ -1,5 +1,6 @@
 """The cache: every driver serves the storefront, writes are seen at once by every instance, outages
 degrade to the fallback and recover, a cold key is computed once, batches take one round trip, stats."""
+
 import os
 import signal
 import threading
@@ -40,8 +41,15 @@ def shop(app, make_company, make_user, make_product, make_price_list):
     other = make_product(sku="WINE-1", base_price=Decimal("20.00"), stock_on_hand=50)
     price_list = make_price_list("Gastro", [(product, 1, "9.00")])
     company = make_company(price_list=price_list)
-    return Plain(product=product, other=other, price_list=price_list, company=company,
-                 buyer=make_user("buyer", company), buyer2=make_user("buyer", company), staff=make_user("staff"))
+    return Plain(
+        product=product,
+        other=other,
+        price_list=price_list,
+        company=company,
+        buyer=make_user("buyer", company),
+        buyer2=make_user("buyer", company),
+        staff=make_user("staff"),
+    )
 
 
 def signed_in(app, user):
@@ -58,17 +66,29 @@ def page(client, url):
 
 
 def set_tier(staff_client, price_list, sku, price, min_qty=1):
-    response = staff_client.post(f"/admin/price-lists/{price_list.id}", data={"sku": sku, "min_qty": min_qty, "price": price})
+    response = staff_client.post(
+        f"/admin/price-lists/{price_list.id}", data={"sku": sku, "min_qty": min_qty, "price": price}
+    )
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
 def save_product(staff_client, product, **changes):
     db.session.refresh(product)
-    form = {"sku": product.sku, "name": product.name, "sell_unit": product.sell_unit, "description": "",
-            "base_price": str(product.base_price), "deposit": str(product.deposit), "min_qty": product.min_qty,
-            "qty_step": product.qty_step, "stock_on_hand": product.stock_on_hand,
-            "low_stock_threshold": product.low_stock_threshold, "category_id": product.category_id,
-            "active": "on", **changes}
+    form = {
+        "sku": product.sku,
+        "name": product.name,
+        "sell_unit": product.sell_unit,
+        "description": "",
+        "base_price": str(product.base_price),
+        "deposit": str(product.deposit),
+        "min_qty": product.min_qty,
+        "qty_step": product.qty_step,
+        "stock_on_hand": product.stock_on_hand,
+        "low_stock_threshold": product.low_stock_threshold,
+        "category_id": product.category_id,
+        "active": "on",
+        **changes,
+    }
     response = staff_client.post(f"/admin/products/{product.sku}", data=form)
     assert response.status_code == 302, response.get_data(as_text=True)
 
@@ -77,11 +97,15 @@ def events(app, name, types=None):
     """Cache events of one kind (hit, miss, error...) counted so far, of all types or of those given."""
     counters = app.extensions["counters"]
     counters.flush()
-    return sum(v for k, v in counters.totals("cache", "minute", 5).items()
-               if k.endswith("." + name) and (types is None or k.split(".")[0] in types))
+    return sum(
+        v
+        for k, v in counters.totals("cache", "minute", 5).items()
+        if k.endswith("." + name) and (types is None or k.split(".")[0] in types)
+    )
 
 
 # --- every driver serves the storefront and stays correct through writes ---------------------------
+
 
 @pytest.mark.parametrize("driver", ["filesystem", "memory", "redis", "memcached"])
 def test_every_driver_serves_fresh_prices_and_stock(make_app, shop, cache_config, driver):
@@ -102,6 +126,7 @@ def test_every_driver_serves_fresh_prices_and_stock(make_app, shop, cache_config
 
 
 # --- two instances sharing one store: a write through one is seen by the next read through the other ---
+
 
 @pytest.fixture
 def two_instances(make_app, shop, cache_config):
@@ -140,7 +165,8 @@ def test_stock_taken_by_a_checkout_on_one_instance_shows_on_the_other(app, shop,
 
 @pytest.mark.parametrize("driver", SHARED_DRIVERS)
 def test_the_cart_count_in_the_header_follows_adds_removals_and_checkout_on_either_instance(
-        app, shop, two_instances, driver):
+    app, shop, two_instances, driver
+):
     import re
 
     a = two_instances
@@ -186,8 +212,13 @@ def test_price_list_switch_and_seeded_products_show_on_the_other_instance(shop, 
     a = two_instances
     assert "2 products" in page(a.buyer, "/products")
     cheaper = make_price_list("Key accounts", [(shop.product, 1, "6.10")])
-    form = {"name": shop.company.name, "credit_limit": "10000.00", "payment_terms_days": "30",
-            "price_list_id": cheaper.id, "active": "on"}
+    form = {
+        "name": shop.company.name,
+        "credit_limit": "10000.00",
+        "payment_terms_days": "30",
+        "price_list_id": cheaper.id,
+        "active": "on",
+    }
     assert a.staff.post(f"/admin/companies/{shop.company.id}", data=form).status_code == 302
     assert "€6.10" in page(a.buyer, "/products/BEER-1")
     with a.b.app_context():  # a bulk load (flask seed) in another process
@@ -220,6 +251,7 @@ def test_a_user_stopped_on_one_instance_is_signed_out_on_the_other(shop, two_ins
 
 
 # --- outages: the site keeps answering with correct data, says so, and recovers --------------------------
+
 
 def test_redis_stopped_mid_test_falls_back_and_recovers(make_app, shop, local_redis, caplog):
     app = make_app(CACHE_URL=local_redis.url, CACHE_RETRY_SECONDS=1, CACHE_TIMEOUT_MS=200)
@@ -345,6 +377,7 @@ def test_a_cache_folder_that_cannot_be_created_degrades_but_serves(make_app, sho
 
 # --- stampede, batches, plain values ------------------------------------------------------------------
 
+
 def _hammer(apps, threads_per_app, key="cold", sleep=0.2):
     computed = []
     barrier = threading.Barrier(len(apps) * threads_per_app)
@@ -389,7 +422,8 @@ def test_an_expired_hot_key_is_refreshed_once_while_others_get_the_previous_valu
 
 
 def test_a_catalog_page_reads_all_its_prices_in_one_round_trip_and_then_comes_whole(
-        make_app, app, make_product, make_price_list, make_company, make_user, redis_namespace):
+    make_app, app, make_product, make_price_list, make_company, make_user, redis_namespace
+):
     products = [make_product() for _ in range(12)]
     price_list = make_price_list("Gastro", [(p, 1, "5.00") for p in products])
     buyer = make_user("buyer", make_company(price_list=price_list))
@@ -423,8 +457,13 @@ def test_only_catalog_addresses_as_the_search_form_sends_them_are_kept(make_app,
     def kept_pages():
         return len(client.keys(f"{redis_namespace}:cache:products:catalog-html:*"))
 
-    odd = ["/products?utm_source=mail&sort=sku", "/products?sort=sku&sort=name", "/products?sort=nonsense",
-           "/products?page=abc", "/products?q=" + "x" * 101]
+    odd = [
+        "/products?utm_source=mail&sort=sku",
+        "/products?sort=sku&sort=name",
+        "/products?sort=nonsense",
+        "/products?page=abc",
+        "/products?q=" + "x" * 101,
+    ]
     for address in odd:
         page(buyer, address)
     assert "BEER-1" in page(buyer, odd[0]) and kept_pages() == 0
@@ -468,14 +507,16 @@ def test_cached_values_are_plain_data(make_app, shop, redis_namespace):
     page(buyer, "/products")
     page(buyer, "/products/BEER-1")
     store = app.extensions["sipup_cache"].primary
-    keys = [k.decode()[len(store.key_prefix):] for k in store._read_client.keys(store.key_prefix + "products:*")]
+    keys = [k.decode()[len(store.key_prefix) :] for k in store._read_client.keys(store.key_prefix + "products:*")]
     values = [store.get(k)["v"] for k in keys]
     pages = [v for v in values if isinstance(v, PageOf)]
     assert pages and all(type(item) is Plain for p in pages for item in p.items)
     assert any(isinstance(v, Plain) and v.sku == "BEER-1" and v.category.slug for v in values)
     assert not any(isinstance(v, db.Model) for v in values)
-    sessions = [store.get(k.decode()[len(store.key_prefix):])["v"]
-                for k in store._read_client.keys(store.key_prefix + "users:session:*")]
+    sessions = [
+        store.get(k.decode()[len(store.key_prefix) :])["v"]
+        for k in store._read_client.keys(store.key_prefix + "users:session:*")
+    ]
     assert sessions and all(s["user"]["email"] and "password_hash" not in s["user"] for s in sessions)
 
 
@@ -501,6 +542,7 @@ def test_touch_renews_after_commit_only(make_app, shop):
 
 
 # --- statistics and the command line ------------------------------------------------------------------
+
 
 def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
     # Counters in a Redis namespace of this test's own, so the figures are this test's alone.

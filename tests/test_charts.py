@@ -1,5 +1,6 @@
 """The monitor's SVG charts: gridlines on round numbers, times on round minutes, a tooltip per bucket, and a
 gap (not a zero) where a bucket has no data."""
+
 from sipup.observability.charts import line_chart, pick_range
 
 HOUR = [1_800_000_000 + 60 * i for i in range(60)]  # 60 minute buckets starting on a round hour

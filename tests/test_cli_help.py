@@ -1,5 +1,6 @@
 """`flask --help` introduces sipup, through the real `flask` command: one line per group, Flask-Limiter's
 group hidden, and each group's own help naming every command in it."""
+
 import os
 import re
 import subprocess
@@ -14,13 +15,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def flask_help(tmp_path):
-    env = {**os.environ, "FLASK_APP": "wsgi", "SIPUP_INSTANCE_PATH": str(tmp_path), "SIPUP_SECRET_KEY": "test-secret",
-           "COLUMNS": "80"}
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi",
+        "SIPUP_INSTANCE_PATH": str(tmp_path),
+        "SIPUP_SECRET_KEY": "test-secret",
+        "COLUMNS": "80",
+    }
     env.pop("SIPUP_DATABASE_URL", None)
 
     def run(*args):
-        result = subprocess.run([sys.executable, "-m", "flask", *args, "--help"], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", *args, "--help"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 

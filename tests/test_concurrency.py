@@ -2,6 +2,7 @@
 
 These need real row locks and concurrent transactions, so they run on MariaDB only.
 """
+
 import itertools
 import threading
 import time
@@ -37,8 +38,13 @@ def make_buyers(make_company):
         ids = []
         for n in itertools.islice(counter, count):
             # No password: these buyers never sign in, and hashing 20 passwords costs seconds.
-            user = User(email=f"rush{n}@example.com", name=f"Rush {n}", role="buyer",
-                        company=company or make_company(), password_hash="!")
+            user = User(
+                email=f"rush{n}@example.com",
+                name=f"Rush {n}",
+                role="buyer",
+                company=company or make_company(),
+                password_hash="!",
+            )
             db.session.add(user)
             db.session.commit()
             carts.add(user.id, product, quantity)

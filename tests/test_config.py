@@ -1,4 +1,5 @@
 """Configuration: defaults, then instance/sipup.cfg, then SIPUP_* variables; wrong values are named."""
+
 import os
 import stat
 from decimal import Decimal
@@ -24,6 +25,7 @@ def environment(monkeypatch):
 @pytest.fixture
 def build(environment, tmp_path):
     """create_app on a fresh instance folder with no test overrides."""
+
     def build(overrides=None):
         return create_app(overrides, instance_path=str(tmp_path))
 
@@ -65,28 +67,31 @@ def test_test_variables_are_not_configuration(build, environment):
     assert build().config["DATABASE_URL"].startswith("sqlite:///")
 
 
-@pytest.mark.parametrize("variable, value, reason", [
-    ("SIPUP_DB_POOL_SIZE", "abc", "whole number"),
-    ("SIPUP_DB_POOL_SIZE", "0", "above 0"),
-    ("SIPUP_DB_MAX_OVERFLOW", "-1", "0 or more"),
-    ("SIPUP_PORT", "eighty", "whole number"),
-    ("SIPUP_RATELIMIT_IP", "lots", "100 per minute"),
-    ("SIPUP_RATELIMIT_USER", "1000 per fortnight", "1000/hour"),
-    ("SIPUP_VAT_RATE", "2", "between 0 and 1"),
-    ("SIPUP_VAT_RATE", "twenty", "decimal number"),
-    ("SIPUP_VAT_RATE", "NaN", "between 0 and 1"),
-    ("SIPUP_SESSION_COOKIE_SECURE", "maybe", "true or false"),
-    ("SIPUP_MAIL_URL", "smpt://mail.example.com:587", "smtp://user:password@host:587"),
-    ("SIPUP_MAIL_URL", "smtp://mail.example.com?tls=on", "?tls=off"),
-    ("SIPUP_MAIL_STAFF", "ops@example.com, nobody", "'nobody' is not one"),
-    ("SIPUP_MAIL_FROM", "sipup", "mail addresses"),
-    ("SIPUP_METRICS_ALLOW", "localhost", "'localhost' is neither"),
-    ("SIPUP_MONITOR_REFRESH_SECONDS", "0", "above 0"),
-    ("SIPUP_DATABASE_URL", "oracle://x", "sqlite or mysql+pymysql"),
-    ("SIPUP_DATABASE_URL", "mysql+mysqldb://u:p@localhost/sipup", "mysql+pymysql://"),
-    ("SIPUP_DATABASE_URL", "mysql://u:p@localhost/sipup", "mysql+pymysql://"),
-    ("SIPUP_DATABASE_URL", "not-a-url", "not a database URL"),
-])
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [
+        ("SIPUP_DB_POOL_SIZE", "abc", "whole number"),
+        ("SIPUP_DB_POOL_SIZE", "0", "above 0"),
+        ("SIPUP_DB_MAX_OVERFLOW", "-1", "0 or more"),
+        ("SIPUP_PORT", "eighty", "whole number"),
+        ("SIPUP_RATELIMIT_IP", "lots", "100 per minute"),
+        ("SIPUP_RATELIMIT_USER", "1000 per fortnight", "1000/hour"),
+        ("SIPUP_VAT_RATE", "2", "between 0 and 1"),
+        ("SIPUP_VAT_RATE", "twenty", "decimal number"),
+        ("SIPUP_VAT_RATE", "NaN", "between 0 and 1"),
+        ("SIPUP_SESSION_COOKIE_SECURE", "maybe", "true or false"),
+        ("SIPUP_MAIL_URL", "smpt://mail.example.com:587", "smtp://user:password@host:587"),
+        ("SIPUP_MAIL_URL", "smtp://mail.example.com?tls=on", "?tls=off"),
+        ("SIPUP_MAIL_STAFF", "ops@example.com, nobody", "'nobody' is not one"),
+        ("SIPUP_MAIL_FROM", "sipup", "mail addresses"),
+        ("SIPUP_METRICS_ALLOW", "localhost", "'localhost' is neither"),
+        ("SIPUP_MONITOR_REFRESH_SECONDS", "0", "above 0"),
+        ("SIPUP_DATABASE_URL", "oracle://x", "sqlite or mysql+pymysql"),
+        ("SIPUP_DATABASE_URL", "mysql+mysqldb://u:p@localhost/sipup", "mysql+pymysql://"),
+        ("SIPUP_DATABASE_URL", "mysql://u:p@localhost/sipup", "mysql+pymysql://"),
+        ("SIPUP_DATABASE_URL", "not-a-url", "not a database URL"),
+    ],
+)
 def test_bad_value_names_the_variable_and_the_reason(build, environment, variable, value, reason):
     environment.setenv(variable, value)
     environment.setenv("SIPUP_SECRET_KEY", "set, so only the value under test is wrong")

@@ -1,5 +1,6 @@
 """The cron and Task Scheduler files: every path the documents name exists, the task files are what Task
 Scheduler imports, and the cron wrapper rotates its log."""
+
 import re
 import shutil
 import subprocess
@@ -9,8 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "cron").glob("*.*")),
-             *sorted((ROOT / "cron" / "windows").glob("*.xml"))]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "cron").glob("*.*")),
+    *sorted((ROOT / "cron" / "windows").glob("*.xml")),
+]
 # cron/x, cron\x, C:\sipup\cron\x; a trailing dot or comma ends the sentence, not the name.
 CRON_PATH = re.compile(r"(?<![\w/\\.-])(?:[A-Z]:\\sipup\\)?(cron[\\/][\w.*\\/-]*[\w*])")
 TASK = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
@@ -25,15 +30,22 @@ def named_paths():
     found = []
     for document in DOCUMENTS:
         for match in CRON_PATH.finditer(read(document)):
-            found.append(pytest.param(match.group(1).replace("\\", "/"),
-                                      id=f"{document.relative_to(ROOT)}:{match.group(1)}"))
+            found.append(
+                pytest.param(match.group(1).replace("\\", "/"), id=f"{document.relative_to(ROOT)}:{match.group(1)}")
+            )
     return found
 
 
 def test_the_documents_name_the_cron_files():
     names = {param.values[0] for param in named_paths()}
-    assert {"cron/windows/sipup-serve.xml", "cron/windows/sipup-queue-worker.xml", "cron/crontab",
-            "cron/sipup.sh", "cron/serve.bat", "cron/worker.bat"} <= names
+    assert {
+        "cron/windows/sipup-serve.xml",
+        "cron/windows/sipup-queue-worker.xml",
+        "cron/crontab",
+        "cron/sipup.sh",
+        "cron/serve.bat",
+        "cron/worker.bat",
+    } <= names
 
 
 @pytest.mark.parametrize("path", named_paths())
@@ -70,8 +82,20 @@ def test_the_cron_wrapper_rotates_its_log_at_one_megabyte(tmp_path):
     log = project / "instance" / "cron.log"
 
     def run():
-        subprocess.run(["sh", str(project / "cron" / "sipup.sh"), "--log", "instance/cron.log",
-                        "queue", "process", "--limit", "10"], check=True, cwd=tmp_path)
+        subprocess.run(
+            [
+                "sh",
+                str(project / "cron" / "sipup.sh"),
+                "--log",
+                "instance/cron.log",
+                "queue",
+                "process",
+                "--limit",
+                "10",
+            ],
+            check=True,
+            cwd=tmp_path,
+        )
 
     run()
     assert log.read_text() == "ran: queue process --limit 10\n"
@@ -82,7 +106,11 @@ def test_the_cron_wrapper_rotates_its_log_at_one_megabyte(tmp_path):
     assert log.read_text() == "ran: queue process --limit 10\n"
     assert (project / "instance" / "cron.log.1").stat().st_size == 1_048_577
     assert [(project / "instance" / f"cron.log.{n}").read_text() for n in range(2, 6)] == [
-        "old 1", "old 2", "old 3", "old 4"]
+        "old 1",
+        "old 2",
+        "old 3",
+        "old 4",
+    ]
     assert not (project / "instance" / "cron.log.6").exists()
     run()  # under the limit: appended
     assert log.read_text().count("ran:") == 2

@@ -1,4 +1,5 @@
 """CSV that spreadsheets read safely: formula cells neutralised, numbers kept, the dialect of the setting, a BOM."""
+
 import os
 import stat
 from datetime import date

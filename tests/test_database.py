@@ -1,5 +1,6 @@
 """The database layer: pool and connection settings, recovery from dropped connections, deadlock
 retries, a full pool and a missing database answered with 503 pages, and the batch helpers."""
+
 import logging
 import threading
 from decimal import Decimal
@@ -9,8 +10,8 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sipup.dbtools.batch import bulk_insert, bulk_update
 from sipup.database import check_database, run_in_transaction
+from sipup.dbtools.batch import bulk_insert, bulk_update
 from sipup.extensions import db
 from sipup.models import Category, Product
 from sipup.observability.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
@@ -39,6 +40,7 @@ def _kill(url, ids):
 
 
 # --- settings -------------------------------------------------------------------------------------
+
 
 def test_pool_settings_come_from_the_configuration(make_app, app):
     mariadb_only(app)
@@ -70,6 +72,7 @@ def test_sqlite_connections_get_the_pragmas(app):
 
 
 # --- connections dropped by the server --------------------------------------------------------------
+
 
 def test_pre_ping_replaces_connections_the_server_dropped(app, client, buyer, login_as, make_product, caplog):
     mariadb_only(app)
@@ -110,6 +113,7 @@ def test_without_pre_ping_a_dropped_connection_fails(app):
 
 # --- run_in_transaction ---------------------------------------------------------------------------
 
+
 def _two_products(make_product):
     return make_product(stock_on_hand=100).id, make_product(stock_on_hand=100).id
 
@@ -128,12 +132,14 @@ def test_deadlock_victim_is_retried_and_both_units_apply_once(app, make_product,
 
     def unit(lock_first, lock_second, amount):
         calls.append(amount)
-        db.session.execute(update(Product).where(Product.id == lock_first)
-                           .values(stock_on_hand=Product.stock_on_hand + amount))
+        db.session.execute(
+            update(Product).where(Product.id == lock_first).values(stock_on_hand=Product.stock_on_hand + amount)
+        )
         if calls.count(amount) == 1:
             barrier.wait()  # both hold their first row before either asks for its second
-        db.session.execute(update(Product).where(Product.id == lock_second)
-                           .values(stock_on_hand=Product.stock_on_hand + amount))
+        db.session.execute(
+            update(Product).where(Product.id == lock_second).values(stock_on_hand=Product.stock_on_hand + amount)
+        )
 
     def run(lock_first, lock_second, amount):
         try:
@@ -142,8 +148,10 @@ def test_deadlock_victim_is_retried_and_both_units_apply_once(app, make_product,
         except Exception as exc:  # reported below, a thread cannot fail the test itself
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(first, second, 1)),
-               threading.Thread(target=run, args=(second, first, 10))]
+    threads = [
+        threading.Thread(target=run, args=(first, second, 1)),
+        threading.Thread(target=run, args=(second, first, 10)),
+    ]
     with caplog.at_level(logging.WARNING, logger="sipup.database"):
         for thread in threads:
             thread.start()
@@ -161,7 +169,9 @@ def test_a_deadlock_error_is_retried_on_every_backend(app, make_product):
 
     def unit():
         calls.append(1)
-        db.session.execute(update(Product).where(Product.id == product_id).values(stock_on_hand=Product.stock_on_hand + 1))
+        db.session.execute(
+            update(Product).where(Product.id == product_id).values(stock_on_hand=Product.stock_on_hand + 1)
+        )
         if len(calls) == 1:
             raise OperationalError("UPDATE products", {}, Exception(1213, "Deadlock found when trying to get lock"))
         return "done"
@@ -223,6 +233,7 @@ def test_a_non_retryable_operational_error_is_not_retried(app, make_product):
 
 # --- a full pool, a missing database -----------------------------------------------------------------
 
+
 def test_full_pool_gives_a_503_page_and_counts_the_timeout(make_app, app, buyer, login_as):
     mariadb_only(app)
     signed_in = login_as(buyer).get_cookie("session").value
@@ -232,8 +243,10 @@ def test_full_pool_gives_a_503_page_and_counts_the_timeout(make_app, app, buyer,
     with tight.app_context():
         only = db.engine.connect()  # the pool's single connection, held by the test
         try:
-            for request in (lambda: anonymous.post("/login", data={"email": email, "password": "whatever it is"}),
-                            lambda: client.get("/products")):
+            for request in (
+                lambda: anonymous.post("/login", data={"email": email, "password": "whatever it is"}),
+                lambda: client.get("/products"),
+            ):
                 before = POOL_TIMEOUTS.value
                 response = request()
                 body = response.get_data(as_text=True)
@@ -273,12 +286,18 @@ def _unreachable_urls(app, tmp_path):
         return {"missing folder": (f"sqlite:///{tmp_path}/missing/dir/x.db", "unable to open database file")}
     url = make_url(db.engine.url)
     return {
-        "nothing listening": (url.set(port=1).render_as_string(hide_password=False),
-                              "nothing answers at 127.0.0.1:1: is MySQL/MariaDB running there"),
-        "unknown database": (url.set(database="sipup_no_such_db").render_as_string(hide_password=False),
-                             "database 'sipup_no_such_db' does not exist on"),
-        "unknown user": (url.set(username="sipup_nobody", password="wrong").render_as_string(hide_password=False),
-                         "the server refused user 'sipup_nobody': check the user name and password."),
+        "nothing listening": (
+            url.set(port=1).render_as_string(hide_password=False),
+            "nothing answers at 127.0.0.1:1: is MySQL/MariaDB running there",
+        ),
+        "unknown database": (
+            url.set(database="sipup_no_such_db").render_as_string(hide_password=False),
+            "database 'sipup_no_such_db' does not exist on",
+        ),
+        "unknown user": (
+            url.set(username="sipup_nobody", password="wrong").render_as_string(hide_password=False),
+            "the server refused user 'sipup_nobody': check the user name and password.",
+        ),
     }
 
 
@@ -288,7 +307,10 @@ def test_missing_database_gives_503_pages(make_app, app, tmp_path, buyer, login_
         down = make_app(DATABASE_URL=url, PROPAGATE_EXCEPTIONS=False)
         anonymous, client = down.test_client(), down.test_client()
         client.set_cookie("session", signed_in)
-        for response in (client.get("/products"), anonymous.post("/login", data={"email": buyer.email, "password": "x"})):
+        for response in (
+            client.get("/products"),
+            anonymous.post("/login", data={"email": buyer.email, "password": "x"}),
+        ):
             body = response.get_data(as_text=True)
             assert response.status_code == 503, problem
             assert "Back in a moment" in body, problem
@@ -307,6 +329,7 @@ def test_check_database_names_the_problem_in_one_line(make_app, app, tmp_path):
 
 # --- batch helpers ----------------------------------------------------------------------------------
 
+
 def _category_id():
     category = Category(name="Bulk", slug="bulk")
     db.session.add(category)
@@ -315,9 +338,22 @@ def _category_id():
 
 
 def _product_row(category_id, sku):
-    return dict(sku=sku, name=f"Bulk {sku}", description="", category_id=category_id, sell_unit="case",
-                base_price=Decimal("1.00"), min_qty=1, qty_step=1, deposit=Decimal("0.00"), stock_on_hand=0,
-                stock_reserved=0, backorder_allowed=False, low_stock_threshold=5, active=True)
+    return dict(
+        sku=sku,
+        name=f"Bulk {sku}",
+        description="",
+        category_id=category_id,
+        sell_unit="case",
+        base_price=Decimal("1.00"),
+        min_qty=1,
+        qty_step=1,
+        deposit=Decimal("0.00"),
+        stock_on_hand=0,
+        stock_reserved=0,
+        backorder_allowed=False,
+        low_stock_threshold=5,
+        active=True,
+    )
 
 
 def test_bulk_insert_and_update_thousands_of_rows(app):
@@ -341,7 +377,9 @@ def test_bulk_insert_and_update_thousands_of_rows(app):
     # By another key, and rows that set different columns.
     bulk_update(Product, [{"sku": "B-00000", "stock_on_hand": 7}, {"sku": "B-00001", "active": False}], key="sku")
     db.session.commit()
-    first, second = db.session.scalars(select(Product).where(Product.sku.in_(["B-00000", "B-00001"])).order_by(Product.sku))
+    first, second = db.session.scalars(
+        select(Product).where(Product.sku.in_(["B-00000", "B-00001"])).order_by(Product.sku)
+    )
     assert (first.stock_on_hand, first.active, second.stock_on_hand, second.active) == (7, True, 1, False)
 
 

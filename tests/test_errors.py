@@ -1,4 +1,5 @@
 """Errors are answered kindly, in the form the client asked for, with the details only in the log."""
+
 import io
 import os
 import re
@@ -48,7 +49,7 @@ def test_unexpected_error_is_logged_with_its_traceback_and_reference(broken_app)
     text = broken_app.test_client().get("/boom").get_data(as_text=True)
     reference = re.search(r"Reference: <code>([0-9a-f]{8})</code>", text).group(1)
     log = read_log(broken_app)
-    entry = log[log.index(f"Unhandled error {reference} on GET /boom"):]
+    entry = log[log.index(f"Unhandled error {reference} on GET /boom") :]
     assert "Traceback (most recent call last)" in entry
     assert "RuntimeError: secret detail" in entry
 

@@ -1,4 +1,5 @@
 """Files only the service account reads: created mode 0600 in folders of mode 0700 on POSIX, whatever the umask."""
+
 import logging
 import os
 import stat

@@ -4,6 +4,7 @@ Hypothesis; then each class of input that once answered 500 is pinned by a test 
 
 New forms are covered without touching this file: whatever page links to them, the crawl finds them.
 """
+
 import html.parser
 import io
 from decimal import Decimal
@@ -23,16 +24,57 @@ from tests.conftest import login
 MARKUP = ("<sipupx", "<img src=x")  # the start of each markup payload below: never in a page of ours
 HOSTILE = [
     # money: what Decimal() reads but cannot compare or round
-    "NaN", "sNaN", "-sNaN", "Infinity", "-Infinity", "inf", "1e999999", "1E+9999999999", "-0", "1.005", "12,50",
+    "NaN",
+    "sNaN",
+    "-sNaN",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "1e999999",
+    "1E+9999999999",
+    "-0",
+    "1.005",
+    "12,50",
     # digits that pass str.isdigit() but not int(), and digits of other scripts that int() does read
-    "²", "¹²³", "½", "Ⅻ", "٣", "১২", "𝟗", "１２",
+    "²",
+    "¹²³",
+    "½",
+    "Ⅻ",
+    "٣",
+    "১২",
+    "𝟗",
+    "１２",
     # integers past INT and past SQLite's 64 bits
-    str(2**31), str(2**63), str(2**64), "-" + str(2**63), "9" * 30, "9" * 5000, "-1", "0",
+    str(2**31),
+    str(2**63),
+    str(2**64),
+    "-" + str(2**63),
+    "9" * 30,
+    "9" * 5000,
+    "-1",
+    "0",
     # dates past the calendar and past Python's
-    "2026-02-30", "9999-12-31", "0001-01-01", "2026-W05-6", "20260101",
+    "2026-02-30",
+    "9999-12-31",
+    "0001-01-01",
+    "2026-W05-6",
+    "20260101",
     # text: empty, control characters, long, markup, template and SQL syntax, formulas
-    "", "   ", "\x00", "a\x00b", "\r\n", "\t", "x" * 10_000, "<sipupx>", '"><img src=x onerror=sipupx>',
-    "{{7*7}}", "' OR 1=1 --", '=HYPERLINK("http://x")', "@SUM(A1)", "+1", "-2+3",
+    "",
+    "   ",
+    "\x00",
+    "a\x00b",
+    "\r\n",
+    "\t",
+    "x" * 10_000,
+    "<sipupx>",
+    '"><img src=x onerror=sipupx>',
+    "{{7*7}}",
+    "' OR 1=1 --",
+    '=HYPERLINK("http://x")',
+    "@SUM(A1)",
+    "+1",
+    "-2+3",
 ]
 HOSTILE_FILES = [
     b"sku,stock_on_hand\rBEE-00001,5\rBEE-00002,7\r",  # CR-only line endings (old Excel for Mac)
@@ -59,6 +101,7 @@ pytestmark = pytest.mark.app_config(RATELIMIT_ENABLED=False)  # thousands of req
 
 # --- what the pages offer ------------------------------------------------------------------------
 
+
 class PageParser(html.parser.HTMLParser):
     """Links and forms of a page: each form as (method, action, enctype, fields, named buttons)."""
 
@@ -71,8 +114,13 @@ class PageParser(html.parser.HTMLParser):
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
         elif tag == "form":
-            self.form = {"method": (attrs.get("method") or "get").lower(), "action": attrs.get("action", ""),
-                         "multipart": "multipart" in attrs.get("enctype", ""), "fields": [], "buttons": []}
+            self.form = {
+                "method": (attrs.get("method") or "get").lower(),
+                "action": attrs.get("action", ""),
+                "multipart": "multipart" in attrs.get("enctype", ""),
+                "fields": [],
+                "buttons": [],
+            }
             self.forms.append(self.form)
         elif self.form is None:
             return
@@ -147,8 +195,11 @@ def discover(app, client, start):
     while queue and len(seen_pages) < MAX_PAGES:
         path = queue.pop(0)
         endpoint = _endpoint(app, path)
-        if path in seen_pages or endpoint in (None, "static", "admin.report_download") \
-                or per_endpoint.get(endpoint, 0) >= PAGES_PER_ENDPOINT:
+        if (
+            path in seen_pages
+            or endpoint in (None, "static", "admin.report_download")
+            or per_endpoint.get(endpoint, 0) >= PAGES_PER_ENDPOINT
+        ):
             continue
         seen_pages.add(path)
         per_endpoint[endpoint] = per_endpoint.get(endpoint, 0) + 1
@@ -191,11 +242,13 @@ def submit(client, form, replaced):
             pairs.append((name, value if isinstance(value, str) else ""))
     if method == "get":
         return client.get(action, query_string=MultiDict(pairs), follow_redirects=True)
-    return client.post(action, data=MultiDict(pairs), follow_redirects=True,
-                       content_type="multipart/form-data" if multipart else None)
+    return client.post(
+        action, data=MultiDict(pairs), follow_redirects=True, content_type="multipart/form-data" if multipart else None
+    )
 
 
 # --- the audiences and their data -----------------------------------------------------------------
+
 
 @pytest.fixture
 def shop(app, make_product, make_company, make_user):
@@ -212,23 +265,45 @@ def shop(app, make_product, make_company, make_user):
     carts.add(buyer.id, beer, 2)
     orders.checkout(buyer, Decimal("0.20"), "PO-1", None, company.addresses[0].id)
     carts.add(buyer.id, beer, 3)
-    db.session.add(Job(name="send_mail", args='["order_confirmation", 1]', status=JobStatus.FAILED, attempts=3,
-                       error="SMTP refused", finished_at=utcnow()))  # /monitor then offers its retry form
+    db.session.add(
+        Job(
+            name="send_mail",
+            args='["order_confirmation", 1]',
+            status=JobStatus.FAILED,
+            attempts=3,
+            error="SMTP refused",
+            finished_at=utcnow(),
+        )
+    )  # /monitor then offers its retry form
     db.session.commit()
     return {"buyer": buyer, "admin": make_user("admin"), "company": company, "price_list": price_list}
 
 
-AUDIENCES = {"buyer": ["/", "/products", "/cart", "/quick-order", "/checkout", "/orders", "/invoices"],
-             "admin": ["/admin/", "/admin/orders", "/admin/products", "/admin/companies", "/admin/price-lists",
-                       "/admin/reports", "/admin/imports", "/monitor"],
-             "anonymous": ["/login"]}
+AUDIENCES = {
+    "buyer": ["/", "/products", "/cart", "/quick-order", "/checkout", "/orders", "/invoices"],
+    "admin": [
+        "/admin/",
+        "/admin/orders",
+        "/admin/products",
+        "/admin/companies",
+        "/admin/price-lists",
+        "/admin/reports",
+        "/admin/imports",
+        "/monitor",
+    ],
+    "anonymous": ["/login"],
+}
 
 
 def _values():
     text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-    return st.one_of(st.sampled_from(HOSTILE), text, st.integers().map(str),
-                     st.decimals(allow_nan=True, allow_infinity=True).map(str),
-                     st.sampled_from(HOSTILE).map(lambda value: value + '<sipupx a="1">'))
+    return st.one_of(
+        st.sampled_from(HOSTILE),
+        text,
+        st.integers().map(str),
+        st.decimals(allow_nan=True, allow_infinity=True).map(str),
+        st.sampled_from(HOSTILE).map(lambda value: value + '<sipupx a="1">'),
+    )
 
 
 def _files():
@@ -261,15 +336,23 @@ def test_no_form_answers_500_or_echoes_markup_whatever_is_typed(app, shop, clien
         by_action.setdefault((form[0], form[1]), []).append(form)
     variants = list(by_action.values())
 
-    @settings(max_examples=40 if audience == "anonymous" else 150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=40 if audience == "anonymous" else 150,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.data())
     def submit_hostile_values(data):
         form = data.draw(st.sampled_from(data.draw(st.sampled_from(variants), label="address")), label="form")
         fields = form[3]
-        chosen = data.draw(st.sets(st.sampled_from(range(len(fields))), min_size=1), label="fields") if fields else set()
-        replaced = {index: data.draw(_files() if fields[index][2] == "file" else _values(), label=fields[index][0])
-                    for index in chosen}
+        chosen = (
+            data.draw(st.sets(st.sampled_from(range(len(fields))), min_size=1), label="fields") if fields else set()
+        )
+        replaced = {
+            index: data.draw(_files() if fields[index][2] == "file" else _values(), label=fields[index][0])
+            for index in chosen
+        }
         _assert_answered(form, replaced, submit(client, form, replaced))
 
     submit_hostile_values()
@@ -282,15 +365,26 @@ def test_no_form_answers_500_or_echoes_markup_whatever_is_typed(app, shop, clien
 
 # --- each class that once answered 500, pinned ---------------------------------------------------------
 
+
 def _page(response):
     return response.get_data(as_text=True)
 
 
 def _product_form(**changes):
     category = db.session.scalar(db.select(Product.category_id).where(Product.sku == "BEE-00001"))
-    form = {"sku": "NEW-1", "name": "New", "sell_unit": "case", "category_id": str(category), "base_price": "10.00",
-            "deposit": "0", "min_qty": "1", "qty_step": "1", "stock_on_hand": "5", "low_stock_threshold": "1",
-            "active": "on"}
+    form = {
+        "sku": "NEW-1",
+        "name": "New",
+        "sell_unit": "case",
+        "category_id": str(category),
+        "base_price": "10.00",
+        "deposit": "0",
+        "min_qty": "1",
+        "qty_step": "1",
+        "stock_on_hand": "5",
+        "low_stock_threshold": "1",
+        "active": "on",
+    }
     return {**form, **changes}
 
 
@@ -299,13 +393,19 @@ def test_money_fields_name_nan_and_infinities(app, shop, client, amount):
     login(client, shop["admin"])
     page = _page(response := client.post("/admin/products/new", data=_product_form(base_price=amount)))
     assert response.status_code == 422
-    assert f"Base price “{amount}” is not an amount such as 12.50." in page or \
-        "Base price must be 0 or more with at most two decimals." in page
+    assert (
+        f"Base price “{amount}” is not an amount such as 12.50." in page
+        or "Base price must be 0 or more with at most two decimals." in page
+    )
     assert 'value="NEW-1"' in page, "the other fields keep what was typed"
-    tier = client.post(f"/admin/price-lists/{shop['price_list'].id}", data={"sku": "BEE-00001", "min_qty": "5", "price": amount})
+    tier = client.post(
+        f"/admin/price-lists/{shop['price_list'].id}", data={"sku": "BEE-00001", "min_qty": "5", "price": amount}
+    )
     assert tier.status_code == 422 and "Price" in _page(tier)
-    company = client.post(f"/admin/companies/{shop['company'].id}",
-                          data={"name": "Acme", "credit_limit": amount, "payment_terms_days": "30"})
+    company = client.post(
+        f"/admin/companies/{shop['company'].id}",
+        data={"name": "Acme", "credit_limit": amount, "payment_terms_days": "30"},
+    )
     assert company.status_code == 422 and "Credit limit" in _page(company)
 
 
@@ -315,25 +415,35 @@ def test_digits_that_int_cannot_read_are_named(app, shop, client, digits):
     page = _page(response := client.post("/admin/products/new", data=_product_form(min_qty=digits, category_id=digits)))
     assert response.status_code == 422
     assert f"Minimum quantity “{digits}” is not a whole number." in page and "Choose a category." in page
-    company = client.post(f"/admin/companies/{shop['company'].id}",
-                          data={"name": "Acme", "credit_limit": "10", "payment_terms_days": digits,
-                                "price_list_id": digits})
+    company = client.post(
+        f"/admin/companies/{shop['company'].id}",
+        data={"name": "Acme", "credit_limit": "10", "payment_terms_days": digits, "price_list_id": digits},
+    )
     assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
 
 
 @pytest.mark.parametrize("number", [str(2**63), str(2**64), "9" * 30])
 def test_integers_past_64_bits_are_no_id_and_no_count(app, shop, client, number):
     login(client, shop["admin"])
-    page = _page(response := client.post("/admin/products/new", data=_product_form(category_id=number,
-                                                                                     stock_on_hand=number)))
+    page = _page(
+        response := client.post("/admin/products/new", data=_product_form(category_id=number, stock_on_hand=number))
+    )
     assert response.status_code == 422 and "Choose a category." in page
     assert "Stock on hand must be between 0 and 10,000,000." in page
-    company = client.post(f"/admin/companies/{shop['company'].id}",
-                          data={"name": "Acme", "credit_limit": "10", "payment_terms_days": "30", "price_list_id": number})
+    company = client.post(
+        f"/admin/companies/{shop['company'].id}",
+        data={"name": "Acme", "credit_limit": "10", "payment_terms_days": "30", "price_list_id": number},
+    )
     assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
     assert client.post(f"/monitor/jobs/{number}/retry").status_code == 404
-    imported = client.post("/admin/imports", content_type="multipart/form-data", data={
-        "kind": "payments", "file": (io.BytesIO(f"reference,company,amount\nP-1,{number},10\n".encode()), "b.csv")})
+    imported = client.post(
+        "/admin/imports",
+        content_type="multipart/form-data",
+        data={
+            "kind": "payments",
+            "file": (io.BytesIO(f"reference,company,amount\nP-1,{number},10\n".encode()), "b.csv"),
+        },
+    )
     assert imported.status_code == 200 and "1 payment(s) queued" in _page(imported)  # no such company: the job says so
     buyer = app.test_client()
     login(buyer, shop["buyer"])
@@ -342,8 +452,11 @@ def test_integers_past_64_bits_are_no_id_and_no_count(app, shop, client, number)
 
 def test_csv_with_cr_only_line_endings_is_read_line_by_line(app, shop, client):
     login(client, shop["admin"])
-    response = client.post("/admin/imports", content_type="multipart/form-data", data={
-        "kind": "stock", "file": (io.BytesIO(b"sku,stock_on_hand\rBEE-00001,5\rWAT-00022,7\r"), "mac.csv")})
+    response = client.post(
+        "/admin/imports",
+        content_type="multipart/form-data",
+        data={"kind": "stock", "file": (io.BytesIO(b"sku,stock_on_hand\rBEE-00001,5\rWAT-00022,7\r"), "mac.csv")},
+    )
     assert response.status_code == 200 and "2 stock line(s) queued to be applied." in _page(response)
 
 
@@ -351,8 +464,11 @@ def test_csv_with_a_field_over_128_kb_is_refused_with_its_line(app, shop, client
     login(client, shop["admin"])
     for kind, head in (("stock", b"sku,stock_on_hand\n"), ("payments", b"reference,company,amount\n")):
         data = head + b"BEE-00001,1,1\n" + b"A" * 140_000 + b",1,1\n"
-        response = client.post("/admin/imports", content_type="multipart/form-data",
-                               data={"kind": kind, "file": (io.BytesIO(data), "big.csv")})
+        response = client.post(
+            "/admin/imports",
+            content_type="multipart/form-data",
+            data={"kind": kind, "file": (io.BytesIO(data), "big.csv")},
+        )
         assert response.status_code == 200
         assert "Line 3 cannot be read as CSV (a value is longer than 131,072 characters)" in _page(response)
 
@@ -360,26 +476,30 @@ def test_csv_with_a_field_over_128_kb_is_refused_with_its_line(app, shop, client
 @pytest.mark.parametrize("data", [b"\xff\xfe\x00", b"\xfe\xff\xd8\x00", b"\xff\xfeB\x00E\x00\x00\xd8"])
 def test_an_upload_with_a_utf16_bom_that_is_not_utf16_is_named(app, shop, client, data):
     login(client, shop["buyer"])
-    response = client.post("/quick-order", content_type="multipart/form-data",
-                           data={"lines": "", "file": (io.BytesIO(data), "order.csv")})
+    response = client.post(
+        "/quick-order", content_type="multipart/form-data", data={"lines": "", "file": (io.BytesIO(data), "order.csv")}
+    )
     assert response.status_code == 422 and "starts like UTF-16 text but is not valid UTF-16" in _page(response)
 
 
 def test_valid_utf16_uploads_still_work(app, shop, client):
     login(client, shop["buyer"])
-    response = client.post("/quick-order", content_type="multipart/form-data",
-                           data={"file": (io.BytesIO("BEE-00001;4\n".encode("utf-16")), "order.csv")})
+    response = client.post(
+        "/quick-order",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO("BEE-00001;4\n".encode("utf-16")), "order.csv")},
+    )
     assert response.status_code == 200 and "1 of 1 lines can be ordered" in _page(response)
 
 
 @pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
 def test_dates_past_the_calendar_we_keep_are_named(app, shop, client, day):
     login(client, shop["admin"])
-    response = client.post("/admin/reports", data={"kind": "sales_by_period", "start": "2026-01-01", "end": day},
-                           follow_redirects=True)
+    response = client.post(
+        "/admin/reports", data={"kind": "sales_by_period", "start": "2026-01-01", "end": day}, follow_redirects=True
+    )
     assert response.status_code == 200 and f"“{day}” is not a date between 1900 and 2199." in _page(response)
     buyer = app.test_client()
     login(buyer, shop["buyer"])
-    checkout = buyer.post("/checkout", data={"address_id": str(shop["company"].addresses[0].id),
-                                              "requested_date": day})
+    checkout = buyer.post("/checkout", data={"address_id": str(shop["company"].addresses[0].id), "requested_date": day})
     assert checkout.status_code == 422 and f"“{day}” is not a date between 1900 and 2199." in _page(checkout)

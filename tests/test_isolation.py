@@ -1,4 +1,5 @@
 """One company never sees another's data, and tampered input gets a clear message, never a 500."""
+
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -25,8 +26,16 @@ def two_companies(app, make_company, make_user, make_product, make_price_list):
         orders.transition(order.number, action, staff.id)
     carts.add(alice.id, pils, 4)
     carts.add(alice.id, cola, 2)
-    return SimpleNamespace(pils=pils, cola=cola, alpha=alpha, beta=beta, alice=alice, bob=bob, order=order,
-                           invoice=orders.company_invoices(alpha.id).items[0])
+    return SimpleNamespace(
+        pils=pils,
+        cola=cola,
+        alpha=alpha,
+        beta=beta,
+        alice=alice,
+        bob=bob,
+        order=order,
+        invoice=orders.company_invoices(alpha.id).items[0],
+    )
 
 
 def cart_of(user):
@@ -38,6 +47,7 @@ def order_count():
 
 
 # --- what another company sees ------------------------------------------------------------------
+
 
 def test_order_list_and_dashboard_show_only_own_orders(client, two_companies, login_as):
     world = two_companies
@@ -88,11 +98,28 @@ def test_many_invoices_come_in_pages_open_ones_first(client, two_companies, logi
 
     alpha, today = two_companies.alpha, utcnow().date()
     for n in range(1, 56):  # 55 paid invoices, then one open one overdue since yesterday
-        db.session.add(Invoice(number=f"TST-{n:06d}", order_id=900_000 + n, company_id=alpha.id,
-                               amount=Decimal("10.00"), paid_amount=Decimal("10.00"), due_date=date(2025, 3, 1),
-                               issued_at=utcnow() - timedelta(days=400 - n), paid_at=utcnow() - timedelta(days=300)))
-    db.session.add(Invoice(number="TST-000099", order_id=999_999, company_id=alpha.id, amount=Decimal("5.00"),
-                           due_date=today - timedelta(days=1), issued_at=utcnow() - timedelta(days=40)))
+        db.session.add(
+            Invoice(
+                number=f"TST-{n:06d}",
+                order_id=900_000 + n,
+                company_id=alpha.id,
+                amount=Decimal("10.00"),
+                paid_amount=Decimal("10.00"),
+                due_date=date(2025, 3, 1),
+                issued_at=utcnow() - timedelta(days=400 - n),
+                paid_at=utcnow() - timedelta(days=300),
+            )
+        )
+    db.session.add(
+        Invoice(
+            number="TST-000099",
+            order_id=999_999,
+            company_id=alpha.id,
+            amount=Decimal("5.00"),
+            due_date=today - timedelta(days=1),
+            issued_at=utcnow() - timedelta(days=40),
+        )
+    )
     db.session.commit()
     login_as(two_companies.alice)
     first = client.get("/invoices").get_data(as_text=True)
@@ -141,13 +168,19 @@ def test_cart_is_priced_at_the_buyers_own_list(client, two_companies, login_as):
 
 # --- tampering ----------------------------------------------------------------------------------
 
+
 def test_checkout_refuses_another_companys_address_and_keeps_the_form(client, two_companies, login_as):
     world = two_companies
     login_as(world.alice)
     before = order_count()
-    response = client.post("/checkout", data={
-        "address_id": str(world.beta.addresses[0].id), "po_reference": "KEEP-ME", "note": "back door",
-    })
+    response = client.post(
+        "/checkout",
+        data={
+            "address_id": str(world.beta.addresses[0].id),
+            "po_reference": "KEEP-ME",
+            "note": "back door",
+        },
+    )
     text = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "Choose one of your delivery addresses." in text
@@ -251,13 +284,19 @@ def test_cart_update_ignores_fields_for_products_not_in_the_cart(client, two_com
 HUGE = "9" * 25  # past what SQLite can bind
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/products?page=²", 200), (f"/products?page={HUGE}", 200), ("/products?page=-1", 200),
-    ("/orders?page=²", 200), (f"/orders?page={HUGE}", 200),
-    ("/orders/2611-²", 404),
-    (f"/orders/2611-{HUGE}", 404),
-    (f"/products/{HUGE}", 404),
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/products?page=²", 200),
+        (f"/products?page={HUGE}", 200),
+        ("/products?page=-1", 200),
+        ("/orders?page=²", 200),
+        (f"/orders?page={HUGE}", 200),
+        ("/orders/2611-²", 404),
+        (f"/orders/2611-{HUGE}", 404),
+        (f"/products/{HUGE}", 404),
+    ],
+)
 def test_mangled_numbers_in_shop_urls_are_no_error(client, two_companies, login_as, path, status):
     login_as(two_companies.alice)
     response = client.get(path)
@@ -276,14 +315,22 @@ def test_mangled_ids_in_shop_forms_are_no_error(client, two_companies, login_as,
     assert cart_of(two_companies.alice) == {two_companies.pils.sku: 4, two_companies.cola.sku: 2}
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/admin/orders?page=²", 200), (f"/admin/orders?page={HUGE}", 200),
-    ("/admin/orders?company=²", 200), (f"/admin/orders?company={HUGE}", 200),
-    ("/admin/products?page=²", 200), (f"/admin/products?page={HUGE}", 200),
-    (f"/admin/companies/{HUGE}", 404), ("/admin/companies/0", 404), (f"/admin/price-lists/{HUGE}", 404),
-    ("/admin/orders/2611-²", 404),
-    (f"/admin/orders/2611-{HUGE}", 404),
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/admin/orders?page=²", 200),
+        (f"/admin/orders?page={HUGE}", 200),
+        ("/admin/orders?company=²", 200),
+        (f"/admin/orders?company={HUGE}", 200),
+        ("/admin/products?page=²", 200),
+        (f"/admin/products?page={HUGE}", 200),
+        (f"/admin/companies/{HUGE}", 404),
+        ("/admin/companies/0", 404),
+        (f"/admin/price-lists/{HUGE}", 404),
+        ("/admin/orders/2611-²", 404),
+        (f"/admin/orders/2611-{HUGE}", 404),
+    ],
+)
 def test_mangled_numbers_in_back_office_urls_are_no_error(client, two_companies, make_user, login_as, path, status):
     login_as(make_user("staff"))
     assert client.get(path).status_code == status
@@ -301,4 +348,6 @@ def test_mangled_tier_id_is_no_error(client, two_companies, make_user, login_as,
 
 def test_mangled_user_id_is_not_found(client, two_companies, make_user, login_as):
     login_as(make_user("staff"))
-    assert client.post(f"/admin/companies/{two_companies.alpha.id}/users/{HUGE}", data={"active": "1"}).status_code == 404
+    assert (
+        client.post(f"/admin/companies/{two_companies.alpha.id}/users/{HUGE}", data={"active": "1"}).status_code == 404
+    )

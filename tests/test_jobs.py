@@ -1,5 +1,6 @@
 """The six job types end to end: mail (real SMTP server), reports, payments, inventory, backup, cache cleanup,
 plus the periodic jobs and the long-running worker."""
+
 import glob
 import os
 import re
@@ -17,8 +18,8 @@ from sqlalchemy import func, select
 
 import sipup.jobs.queue as queue_module
 from sipup.extensions import db
-from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.jobs.queue import enqueue
+from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
 from sipup.services.errors import InvalidInput
@@ -99,6 +100,7 @@ def job_of(name):
 
 # --- email -----------------------------------------------------------------------------------------
 
+
 def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run_jobs, smtp, shop):
     mailer = make_app(MAIL_URL=smtp.url, **app.queue_settings)
     with mailer.app_context():
@@ -113,8 +115,9 @@ def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run
         assert smtp.logins == [("mailer", True)]
 
         orders.transition(order.number, "confirm", shop["staff"].id)
-        invoice_order = orders.transition(orders.transition(order.number, "ship", shop["staff"].id).number,
-                                          "invoice", shop["staff"].id)
+        invoice_order = orders.transition(
+            orders.transition(order.number, "ship", shop["staff"].id).number, "invoice", shop["staff"].id
+        )
         run_jobs()
         subjects = [m["Subject"] for m in smtp.messages]
         assert f"Order {order.number} is now confirmed" in subjects
@@ -180,6 +183,7 @@ def test_overdue_reminders_are_queued_once_a_day(app, run_jobs, shop):
 
 # --- reports ---------------------------------------------------------------------------------------
 
+
 def test_reports_are_csv_with_bom_and_downloadable(app, run_jobs, shop, client, login_as):
     invoiced(app, shop, (shop["beer"], 2))
     place(app, shop["buyer"], (shop["water"], 1))
@@ -225,6 +229,7 @@ def test_report_with_bad_dates_fails_at_once(app, run_jobs):
 
 
 # --- payments --------------------------------------------------------------------------------------
+
 
 def test_bank_csv_reports_bad_lines_and_applies_good_ones_once(app, run_jobs, shop):
     first = invoiced(app, shop, (shop["beer"], 2))
@@ -280,8 +285,11 @@ def test_an_upload_in_no_known_encoding_is_refused_with_a_message(app, client, l
     from io import BytesIO
 
     login_as(shop["staff"])
-    response = client.post("/admin/imports", data={"kind": kind, "file": (BytesIO(b"A\x81\x8d,1\n"), "x.csv")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/admin/imports",
+        data={"kind": kind, "file": (BytesIO(b"A\x81\x8d,1\n"), "x.csv")},
+        content_type="multipart/form-data",
+    )
     assert response.status_code in (200, 422) and "first line must name the columns" in response.get_data(as_text=True)
 
 
@@ -299,24 +307,29 @@ def test_admin_imports_page_shows_bad_lines(app, client, login_as, shop, run_job
     login_as(shop["staff"])
     from io import BytesIO
 
-    response = client.post("/admin/imports", data={
-        "kind": "payments", "file": (BytesIO(b"reference,company,amount\nX-1,Nobody,-3\n"), "bank.csv")},
-        content_type="multipart/form-data")
+    response = client.post(
+        "/admin/imports",
+        data={"kind": "payments", "file": (BytesIO(b"reference,company,amount\nX-1,Nobody,-3\n"), "bank.csv")},
+        content_type="multipart/form-data",
+    )
     page = response.get_data(as_text=True)
-    assert response.status_code == 200 and "Lines not imported" in page and "<td class=\"num\">2</td>" in page
+    assert response.status_code == 200 and "Lines not imported" in page and '<td class="num">2</td>' in page
 
 
 # --- inventory -------------------------------------------------------------------------------------
 
+
 def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, run_jobs, shop):
     place(app, shop["buyer"], (shop["beer"], 8))  # 8 reserved
     run_jobs()
-    data = ("sku,stock_on_hand\n"
-            "beer-1,5\n"      # below the reservation and the threshold
-            "WATER-1,40\n"
-            "NOPE-9,3\n"      # unknown: reported by the job
-            "WATER-1,41\n"    # duplicate: reported at upload
-            "BEER-2,x\n").encode()  # not a number: reported at upload
+    data = (
+        "sku,stock_on_hand\n"
+        "beer-1,5\n"  # below the reservation and the threshold
+        "WATER-1,40\n"
+        "NOPE-9,3\n"  # unknown: reported by the job
+        "WATER-1,41\n"  # duplicate: reported at upload
+        "BEER-2,x\n"
+    ).encode()  # not a number: reported at upload
     record, good, problems = stock_import.import_stock_file(data)
     assert good == 3 and [n for n, _ in problems] == [5, 6]
     before = set(outbox(app))
@@ -326,7 +339,10 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
     assert "2 stock level(s) applied" in done.result and "BEER-1 (5 on hand, 8 reserved)" in done.result
     assert "line 4: unknown SKU NOPE-9" in done.result
     db.session.expire_all()
-    assert (db.session.get(Product, shop["beer"].id).stock_on_hand, db.session.get(Product, shop["water"].id).stock_on_hand) == (5, 40)
+    assert (
+        db.session.get(Product, shop["beer"].id).stock_on_hand,
+        db.session.get(Product, shop["water"].id).stock_on_hand,
+    ) == (5, 40)
     alert = [p for p in sorted(set(outbox(app)) - before)]
     assert len(alert) == 1
     with open(alert[0], "rb") as handle:
@@ -338,6 +354,7 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
 
 
 # --- backup ----------------------------------------------------------------------------------------
+
 
 def test_backup_is_verified_by_restore_and_rotated(app, make_app, run_jobs, shop):
     keeper = make_app(BACKUP_KEEP=1, **app.queue_settings)
@@ -363,6 +380,7 @@ def test_backup_verification_catches_missing_rows(app, tmp_path):
 
 
 # --- cache cleanup ---------------------------------------------------------------------------------
+
 
 def test_cache_cleanup_purges_old_statistics_and_job_history(app, run_jobs):
     counters = app.extensions["counters"]
@@ -402,16 +420,27 @@ def test_monthly_reports_queue_all_four(app, run_jobs):
 
 # --- the long-running worker -----------------------------------------------------------------------
 
+
 def start_worker(app, backend, *options, **settings):
     """A real `flask queue worker` on the test's database and queue store."""
     _name, url, instance = backend
-    env = {**os.environ, "SIPUP_DATABASE_URL": url, "SIPUP_INSTANCE_PATH": instance,
-           "SIPUP_SECRET_KEY": "test-secret-of-at-least-32-characters", "FLASK_APP": "wsgi"}
+    env = {
+        **os.environ,
+        "SIPUP_DATABASE_URL": url,
+        "SIPUP_INSTANCE_PATH": instance,
+        "SIPUP_SECRET_KEY": "test-secret-of-at-least-32-characters",
+        "FLASK_APP": "wsgi",
+    }
     for key, value in {**app.queue_settings, **settings}.items():
         env[f"SIPUP_{key}"] = str(value)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.Popen([sys.executable, "-m", "flask", "queue", "worker", *options], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "queue", "worker", *options],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(condition, seconds=30):
@@ -429,7 +458,7 @@ def statuses_of(name):
 
 
 def test_worker_runs_jobs_until_interrupted(app, backend, run_jobs):
-    for n in range(3):
+    for _ in range(3):
         enqueue("build_report", "receivables_ageing", priority="high")
     db.session.commit()
     worker = start_worker(app, backend, "--workers", "2")

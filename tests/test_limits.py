@@ -1,5 +1,6 @@
 """Rate limits: per address, per user and per endpoint, in memory and in Redis; blocks that double and
 decay; the answers; the client address behind proxies; two real servers sharing one budget; Redis outages."""
+
 import json
 import time
 import urllib.error
@@ -16,8 +17,15 @@ from tests.servers import SipupServer
 
 
 def _app(tmp_path, **config):
-    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'sipup.db'}", "SECRET_KEY": "test-secret",
-                       "WTF_CSRF_ENABLED": False, **config}, instance_path=str(tmp_path))
+    return create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'sipup.db'}",
+            "SECRET_KEY": "test-secret",
+            "WTF_CSRF_ENABLED": False,
+            **config,
+        },
+        instance_path=str(tmp_path),
+    )
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -106,15 +114,20 @@ def test_the_user_limit_follows_the_user_across_addresses(app, make_app, buyer, 
 
 
 def test_login_is_limited_per_address_and_per_account(app, make_app, buyer, make_company, make_user, storage):
-    limited = make_app(RATELIMIT_ENDPOINTS={"POST auth.login": "4 per minute", "POST auth.login by account": "3 per minute"},
-                   **storage)
+    limited = make_app(
+        RATELIMIT_ENDPOINTS={"POST auth.login": "4 per minute", "POST auth.login by account": "3 per minute"}, **storage
+    )
     client = limited.test_client()
     wrong = {"email": buyer.email, "password": "not the password"}
     # One account guessed at from many addresses: the fourth try is refused, even with the right password.
     codes = [client.post("/login", data=wrong, **_from(f"10.2.0.{n}")).status_code for n in range(3)]
     assert 429 not in codes
-    assert client.post("/login", data={"email": buyer.email, "password": "correct horse battery"},
-                       **_from("10.2.0.50")).status_code == 429
+    assert (
+        client.post(
+            "/login", data={"email": buyer.email, "password": "correct horse battery"}, **_from("10.2.0.50")
+        ).status_code
+        == 429
+    )
     # Many accounts from one address: the fifth try is refused; reading the form is not counted.
     other = make_user("buyer", make_company())
     for n in range(4):
@@ -125,6 +138,7 @@ def test_login_is_limited_per_address_and_per_account(app, make_app, buyer, make
 
 
 # --- blocks ------------------------------------------------------------------------------------
+
 
 def test_blocks_double_up_to_the_cap_and_decay(tmp_path):
     blocks = Blocks(SqliteBlockStore(str(tmp_path / "limits.db")), base=60, cap=300, decay=3600)
@@ -191,8 +205,12 @@ def test_the_command_line_sees_blocks_set_by_the_server_process(tmp_path):
 
 
 def test_a_block_set_by_one_process_holds_in_the_others(tmp_path, redis_namespace):
-    config = dict(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace, RATELIMIT_IP="1 per minute",
-                  RATELIMIT_BLOCK_AFTER="1 per minute")
+    config = dict(
+        REDIS_URL=REDIS_URL,
+        REDIS_NAMESPACE=redis_namespace,
+        RATELIMIT_IP="1 per minute",
+        RATELIMIT_BLOCK_AFTER="1 per minute",
+    )
     first, second = (_app(tmp_path, **config).test_client() for _ in range(2))
     assert second.get("/login", **_from("10.7.0.1")).status_code == 200  # its copy of the block list is fresh
     codes = [first.get("/login", **_from("10.7.0.1")).status_code for _ in range(3)]
@@ -218,24 +236,30 @@ def test_a_blocked_user_is_refused_from_any_address(app, make_app, buyer, storag
 
 # --- configuration -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value", [
-    ("RATELIMIT_IP", "lots"),
-    ("RATELIMIT_BLOCK_AFTER", "3 per fortnight"),
-    ("RATELIMIT_STRATEGY", "leaky-bucket"),
-    ("RATELIMIT_ENDPOINTS", "{not json"),
-    ("RATELIMIT_ENDPOINTS", '{"POST auth.login": "ten a minute"}'),
-    ("RATELIMIT_ENDPOINTS", '{"POST auth.login by shoe size": "10/minute"}'),
-    ("RATELIMIT_ENDPOINTS", '{"shop.nowhere": "10/minute"}'),
-    ("RATELIMIT_ENDPOINTS", '{"FETCH auth.login": "10/minute"}'),
-    ("RATELIMIT_ENDPOINTS", '["POST auth.login"]'),
-])
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("RATELIMIT_IP", "lots"),
+        ("RATELIMIT_BLOCK_AFTER", "3 per fortnight"),
+        ("RATELIMIT_STRATEGY", "leaky-bucket"),
+        ("RATELIMIT_ENDPOINTS", "{not json"),
+        ("RATELIMIT_ENDPOINTS", '{"POST auth.login": "ten a minute"}'),
+        ("RATELIMIT_ENDPOINTS", '{"POST auth.login by shoe size": "10/minute"}'),
+        ("RATELIMIT_ENDPOINTS", '{"shop.nowhere": "10/minute"}'),
+        ("RATELIMIT_ENDPOINTS", '{"FETCH auth.login": "10/minute"}'),
+        ("RATELIMIT_ENDPOINTS", '["POST auth.login"]'),
+    ],
+)
 def test_a_malformed_limit_stops_start_up_naming_the_setting(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"SIPUP_{key}"):
         _app(tmp_path, **{key: value})
 
 
 def test_endpoint_limits_merge_over_the_defaults(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIPUP_RATELIMIT_ENDPOINTS", json.dumps({"POST shop.checkout": "", "GET shop.products": "9/minute"}))
+    monkeypatch.setenv(
+        "SIPUP_RATELIMIT_ENDPOINTS", json.dumps({"POST shop.checkout": "", "GET shop.products": "9/minute"})
+    )
     endpoints = _app(tmp_path).config["RATELIMIT_ENDPOINTS"]
     assert "POST shop.checkout" not in endpoints
     assert endpoints["GET shop.products"] == "9/minute"
@@ -252,6 +276,7 @@ def test_changing_the_window_strategy_on_a_live_redis_keeps_working(tmp_path, re
 
 
 # --- Redis outage ------------------------------------------------------------------------------
+
 
 def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, local_redis, caplog):
     import redis
@@ -288,6 +313,7 @@ def test_a_redis_outage_keeps_the_site_answering_and_counting_resumes(tmp_path, 
 
 # --- two real servers, one budget --------------------------------------------------------------
 
+
 def _status(url):
     try:
         with urllib.request.urlopen(f"{url}/login", timeout=10) as response:
@@ -297,8 +323,12 @@ def _status(url):
 
 
 def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis_namespace):
-    settings = {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": redis_namespace, "RATELIMIT_IP": "40 per minute",
-                "RATELIMIT_BLOCK_AFTER": "1000 per minute"}
+    settings = {
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": redis_namespace,
+        "RATELIMIT_IP": "40 per minute",
+        "RATELIMIT_BLOCK_AFTER": "1000 per minute",
+    }
     servers = [SipupServer(tmp_path / name, **settings) for name in ("a", "b")]
     try:
         for server in servers:
@@ -317,8 +347,13 @@ def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis
 
 
 def test_blocks_hold_in_the_process_while_redis_is_down(tmp_path, local_redis):
-    app = _app(tmp_path, REDIS_URL=local_redis.url, REDIS_NAMESPACE="t", RATELIMIT_IP="1 per minute",
-               RATELIMIT_BLOCK_AFTER="1 per minute")
+    app = _app(
+        tmp_path,
+        REDIS_URL=local_redis.url,
+        REDIS_NAMESPACE="t",
+        RATELIMIT_IP="1 per minute",
+        RATELIMIT_BLOCK_AFTER="1 per minute",
+    )
     local_redis.stop()
     client = app.test_client()
     assert [client.get("/login").status_code for _ in range(3)] == [200, 429, 429]

@@ -3,6 +3,7 @@
 The runs are short (a few seconds); they check what the figures must satisfy (counts that add up,
 failures in their groups, rates kept), not how fast this shared machine is.
 """
+
 import json
 import math
 import os
@@ -58,8 +59,12 @@ def target(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("target") / "waitress.log"
-    process = _start([sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=8",
-                      "tests.loadtest_target:app"], dict(os.environ), log, f"{url}/hits")
+    process = _start(
+        [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=8", "tests.loadtest_target:app"],
+        dict(os.environ),
+        log,
+        f"{url}/hits",
+    )
     yield url
     _stop(process)
 
@@ -70,9 +75,21 @@ def idle_closing_target(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("idle-target") / "waitress.log"
-    process = _start([sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=2",
-                      "--channel-timeout=1", "--cleanup-interval=1", "tests.loadtest_target:app"],
-                     dict(os.environ), log, f"{url}/hits")
+    process = _start(
+        [
+            sys.executable,
+            "-m",
+            "waitress",
+            f"--listen=127.0.0.1:{port}",
+            "--threads=2",
+            "--channel-timeout=1",
+            "--cleanup-interval=1",
+            "tests.loadtest_target:app",
+        ],
+        dict(os.environ),
+        log,
+        f"{url}/hits",
+    )
     yield url
     _stop(process)
 
@@ -90,8 +107,9 @@ def reset(url):
 def cli(tmp_path_factory):
     """Invoke `flask loadtest ...` in this process; returns (result, figures from --json)."""
     instance = tmp_path_factory.mktemp("loadtest-cli")
-    app = create_app({"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{instance / 'unused.db'}"},
-                     instance_path=str(instance))
+    app = create_app(
+        {"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{instance / 'unused.db'}"}, instance_path=str(instance)
+    )
     runner = app.test_cli_runner()
     counter = iter(range(1_000_000))
 
@@ -109,6 +127,7 @@ def page(figures, name):
 
 
 # --- histograms and thresholds, no server ----------------------------------------------------------
+
 
 def test_histograms_merge_exactly():
     rng = random.Random(7)
@@ -134,24 +153,34 @@ def test_histogram_buckets_cover_every_value_once():
         assert high - low <= max(0, low // 128)
 
 
-@pytest.mark.parametrize("text, metric, page, limit", [
-    ("p95<500ms", "p95", None, 500.0),
-    ("p99.9 <= 2s", "p99.9", None, 2000.0),
-    ("errors<1%", "errors", None, 0.01),
-    ("errors<0.5", "errors", None, 0.5),
-    ("rps>=100", "rps", None, 100.0),
-    ("p99[GET /products]<1s", "p99", "GET /products", 1000.0),
-    ("max<250", "max", None, 250.0),
-])
+@pytest.mark.parametrize(
+    "text, metric, page, limit",
+    [
+        ("p95<500ms", "p95", None, 500.0),
+        ("p99.9 <= 2s", "p99.9", None, 2000.0),
+        ("errors<1%", "errors", None, 0.01),
+        ("errors<0.5", "errors", None, 0.5),
+        ("rps>=100", "rps", None, 100.0),
+        ("p99[GET /products]<1s", "p99", "GET /products", 1000.0),
+        ("max<250", "max", None, 250.0),
+    ],
+)
 def test_thresholds_are_read(text, metric, page, limit):
     threshold = parse_threshold(text)
     assert (threshold.metric, threshold.page, threshold.limit) == (metric, page, limit)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("p95 fast", "write it like"), ("p42<1s", "unknown metric"), ("p95<5%", "not %"), ("errors<5ms", "percent"),
-    ("rps>5%", "plain number"), ("late[GET /]<1%", "whole run"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("p95 fast", "write it like"),
+        ("p42<1s", "unknown metric"),
+        ("p95<5%", "not %"),
+        ("errors<5ms", "percent"),
+        ("rps>5%", "plain number"),
+        ("late[GET /]<1%", "whole run"),
+    ],
+)
 def test_bad_thresholds_are_explained(text, message):
     with pytest.raises(ValueError, match=message):
         parse_threshold(text)
@@ -165,11 +194,19 @@ def test_a_busy_generator_is_named_as_the_limit():
     from sipup.loadtest.scenarios import Pages
     from sipup.loadtest.stats import Result
 
-    options = RunOptions(url="http://127.0.0.1:1", scenario=Pages, duration=10,
-                         scenario_options=SimpleNamespace(pages=[("/", 1)], logins=[], think=None, anonymous_share=0))
+    options = RunOptions(
+        url="http://127.0.0.1:1",
+        scenario=Pages,
+        duration=10,
+        scenario_options=SimpleNamespace(pages=[("/", 1)], logins=[], think=None, anonymous_share=0),
+    )
     busy = RunOutcome(options=options, result=Result([]), started_at=0, window=10, cpu_seconds=9.5)
     idle = RunOutcome(options=options, result=Result([]), started_at=0, window=10, cpu_seconds=2)
-    assert report.figures(busy)["generator"] == {**report.figures(busy)["generator"], "cpu_percent": 95.0, "limited": True}
+    assert report.figures(busy)["generator"] == {
+        **report.figures(busy)["generator"],
+        "cpu_percent": 95.0,
+        "limited": True,
+    }
     assert any("load generator itself used 95%" in w for w in report.figures(busy)["warnings"])
     assert not report.figures(idle)["generator"]["limited"]
     assert not any("load generator" in w for w in report.figures(idle)["warnings"])
@@ -177,10 +214,26 @@ def test_a_busy_generator_is_named_as_the_limit():
 
 # --- against the target site ---------------------------------------------------------------------
 
+
 def test_counts_add_up_with_the_server(cli, target):
     reset(target)
-    result, figures = cli(target, "--scenario", "pages", "--page", "/ 3", "--page", "/slow?s=0.001 1",
-                          "--users", "4", "--duration", "30s", "--warmup", "0s", "--max-requests", "600")
+    result, figures = cli(
+        target,
+        "--scenario",
+        "pages",
+        "--page",
+        "/ 3",
+        "--page",
+        "/slow?s=0.001 1",
+        "--users",
+        "4",
+        "--duration",
+        "30s",
+        "--warmup",
+        "0s",
+        "--max-requests",
+        "600",
+    )
     assert result.exit_code == 0, result.output
     served = hits(target)
     total = figures["total"]
@@ -207,8 +260,21 @@ def test_warm_up_is_left_out_but_counted(cli, target):
 
 
 def test_closed_model_ramps_up_and_thinks(cli, target):
-    result, figures = cli(target, "--scenario", "pages", "--users", "4", "--ramp-up", "2s", "--think", "50ms",
-                          "--duration", "3s", "--warmup", "0s")
+    result, figures = cli(
+        target,
+        "--scenario",
+        "pages",
+        "--users",
+        "4",
+        "--ramp-up",
+        "2s",
+        "--think",
+        "50ms",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+    )
     assert result.exit_code == 0, result.output
     first, _, third = (row["requests"] for row in figures["series"])
     assert first * 1.5 < third  # 1.5 users on average in the first second, 4 in the third
@@ -219,8 +285,19 @@ def test_closed_model_ramps_up_and_thinks(cli, target):
 
 def test_connections_the_server_closed_are_opened_again(cli, idle_closing_target):
     reset(idle_closing_target)
-    result, figures = cli(idle_closing_target, "--scenario", "pages", "--users", "2", "--think", "2.5s",
-                          "--duration", "5.5s", "--warmup", "0s")
+    result, figures = cli(
+        idle_closing_target,
+        "--scenario",
+        "pages",
+        "--users",
+        "2",
+        "--think",
+        "2.5s",
+        "--duration",
+        "5.5s",
+        "--warmup",
+        "0s",
+    )
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     assert figures["total"]["requests"] == 6 == hits(idle_closing_target)["/"]
@@ -228,13 +305,37 @@ def test_connections_the_server_closed_are_opened_again(cli, idle_closing_target
 
 
 def test_failures_are_grouped_by_status_and_error(cli, target):
-    result, figures = cli(target, "--scenario", "pages", "--page", "/", "--page", "/status/404", "--page", "/status/500",
-                          "--page", "/status/429", "--page", "/slow?s=0.4", "--users", "2", "--timeout", "200ms",
-                          "--duration", "2s", "--warmup", "0s")
+    result, figures = cli(
+        target,
+        "--scenario",
+        "pages",
+        "--page",
+        "/",
+        "--page",
+        "/status/404",
+        "--page",
+        "/status/500",
+        "--page",
+        "/status/429",
+        "--page",
+        "/slow?s=0.4",
+        "--users",
+        "2",
+        "--timeout",
+        "200ms",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+    )
     assert result.exit_code == 0, result.output
     assert page(figures, "GET /")["failures"] == 0
-    for name, reason in [("GET /status/404", "HTTP 404"), ("GET /status/500", "HTTP 500"),
-                         ("GET /status/429", "HTTP 429 (rate limited)"), ("GET /slow?s=0.4", "timeout")]:
+    for name, reason in [
+        ("GET /status/404", "HTTP 404"),
+        ("GET /status/500", "HTTP 500"),
+        ("GET /status/429", "HTTP 429 (rate limited)"),
+        ("GET /slow?s=0.4", "timeout"),
+    ]:
         row = page(figures, name)
         assert row["requests"] > 0 and row["failures_by_reason"] == {reason: row["requests"]}, name
     assert figures["total"]["failures"] == sum(f["count"] for f in figures["failures"])
@@ -243,21 +344,35 @@ def test_failures_are_grouped_by_status_and_error(cli, target):
 
 
 def test_thresholds_set_the_exit_code(cli, target):
-    common = ("--scenario", "pages", "--page", "/", "--page", "/status/404", "--users", "2", "--duration", "1s",
-              "--warmup", "0s")
+    common = (
+        "--scenario",
+        "pages",
+        "--page",
+        "/",
+        "--page",
+        "/status/404",
+        "--users",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    )
     passed, figures = cli(target, *common, "--threshold", "p95<10s", "--threshold", "rps>1")
     assert passed.exit_code == 0, passed.output
     assert figures["passed"] and [t["passed"] for t in figures["thresholds"]] == [True, True]
-    failed, figures = cli(target, *common, "--threshold", "p95<10s", "--threshold", "errors<1%",
-                          "--threshold", "p50[GET /]<1us")
+    failed, figures = cli(
+        target, *common, "--threshold", "p95<10s", "--threshold", "errors<1%", "--threshold", "p50[GET /]<1us"
+    )
     assert failed.exit_code == EXIT_THRESHOLDS, failed.output
     assert [t["passed"] for t in figures["thresholds"]] == [True, False, False]
     assert "FAIL  errors<1%" in failed.output
 
 
 def test_open_model_keeps_its_rate(cli, target):
-    result, figures = cli(target, "--scenario", "pages", "--rate", "100", "--users", "10", "--duration", "3s",
-                          "--warmup", "0s")
+    result, figures = cli(
+        target, "--scenario", "pages", "--rate", "100", "--users", "10", "--duration", "3s", "--warmup", "0s"
+    )
     assert result.exit_code == 0, result.output
     arrivals = figures["open"]
     assert arrivals["scheduled"] in (299, 300, 301)
@@ -269,8 +384,23 @@ def test_open_model_keeps_its_rate(cli, target):
 
 def test_open_model_counts_late_starts_when_the_server_is_slow(cli, target):
     # 4 users and 0.2 s answers serve 20 arrivals a second; 50 are asked for.
-    result, figures = cli(target, "--scenario", "pages", "--page", "/slow?s=0.2", "--rate", "50", "--users", "4",
-                          "--duration", "3s", "--warmup", "0s", "--drop-after", "500ms")
+    result, figures = cli(
+        target,
+        "--scenario",
+        "pages",
+        "--page",
+        "/slow?s=0.2",
+        "--rate",
+        "50",
+        "--users",
+        "4",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+        "--drop-after",
+        "500ms",
+    )
     assert result.exit_code == 0, result.output
     arrivals = figures["open"]
     assert arrivals["scheduled"] >= 149
@@ -294,7 +424,8 @@ def test_custom_scenario_with_checks(cli, target, tmp_path):
         "    def wrong_text(self):\n"
         "        response = self.get('/', name='expects goodbye')\n"
         "        self.check(response, response and b'Goodbye' in response.body, 'no goodbye')\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result, figures = cli(target, "--scenario", str(scenario), "--users", "2", "--duration", "1s", "--warmup", "0s")
     assert result.exit_code == 0, result.output
     assert figures["scenario"] == "HelloAndMissing"
@@ -311,8 +442,12 @@ def test_a_broken_scenario_is_reported_once(cli, target, tmp_path):
         "    @task\n"
         "    def divide(self):\n"
         "        self.get('/')\n"
-        "        return 1 / 0\n", encoding="utf-8")
-    result, figures = cli(target, "--scenario", f"{scenario}:Broken", "--users", "3", "--duration", "1s", "--warmup", "0s")
+        "        return 1 / 0\n",
+        encoding="utf-8",
+    )
+    result, figures = cli(
+        target, "--scenario", f"{scenario}:Broken", "--users", "3", "--duration", "1s", "--warmup", "0s"
+    )
     assert result.exit_code == 0, result.output
     assert figures["errors"] == ["ZeroDivisionError in the scenario stopped a user: division by zero"]
     assert figures["total"]["requests"] == 3
@@ -320,18 +455,39 @@ def test_a_broken_scenario_is_reported_once(cli, target, tmp_path):
 
 
 def test_progress_line_while_running(target, tmp_path):
-    app = create_app({"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"},
-                     instance_path=str(tmp_path))
-    result = app.test_cli_runner().invoke(args=["loadtest", target, "--scenario", "pages", "--users", "1",
-                                                "--duration", "2s", "--warmup", "1s"])
+    app = create_app(
+        {"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"}, instance_path=str(tmp_path)
+    )
+    result = app.test_cli_runner().invoke(
+        args=["loadtest", target, "--scenario", "pages", "--users", "1", "--duration", "2s", "--warmup", "1s"]
+    )
     assert result.exit_code == 0, result.output
-    assert re.search(r"\d+/2s (warm-up|measuring) +[\d,]+ requests +[\d,]+/s +0 failed +p95", result.output), result.output
+    assert re.search(r"\d+/2s (warm-up|measuring) +[\d,]+ requests +[\d,]+/s +0 failed +p95", result.output), (
+        result.output
+    )
 
 
 def test_reports_in_csv_and_self_contained_html(cli, target, tmp_path):
     html_path, csv_path = tmp_path / "report.html", tmp_path / "report.csv"
-    result, figures = cli(target, "--scenario", "pages", "--page", "/", "--page", "/status/500", "--users", "2",
-                          "--duration", "2s", "--warmup", "0s", "--html", str(html_path), "--csv", str(csv_path))
+    result, figures = cli(
+        target,
+        "--scenario",
+        "pages",
+        "--page",
+        "/",
+        "--page",
+        "/status/500",
+        "--users",
+        "2",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--html",
+        str(html_path),
+        "--csv",
+        str(csv_path),
+    )
     assert result.exit_code == 0, result.output
     html = html_path.read_text(encoding="utf-8")
     assert html.count("<svg") == 4 and "<polyline" in html and "<rect" in html
@@ -349,20 +505,23 @@ def test_remote_targets_need_the_flag(cli):
     assert "--allow-remote" in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--duration", "soon"], "not a duration"),
-    (["--duration", "25h"], "at most 24h"),
-    (["--warmup", "5s", "--duration", "5s"], "shorter than --duration"),
-    (["--rate", "10", "--ramp-up", "2s"], "closed model"),
-    (["--think", "2-1s"], "from low to high"),
-    (["--threshold", "p95 < soon"], "write it like"),
-    (["--page", "products"], "path from the site root"),
-    (["--scenario", "no_such_file.py"], "does not exist"),
-    (["--scenario", "storefront"], "--logins-file"),
-    (["--login", "nobody"], "EMAIL:PASSWORD"),
-    (["--users", "0"], "--users"),
-    (["--html", "/no/such/folder/report.html"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration", "soon"], "not a duration"),
+        (["--duration", "25h"], "at most 24h"),
+        (["--warmup", "5s", "--duration", "5s"], "shorter than --duration"),
+        (["--rate", "10", "--ramp-up", "2s"], "closed model"),
+        (["--think", "2-1s"], "from low to high"),
+        (["--threshold", "p95 < soon"], "write it like"),
+        (["--page", "products"], "path from the site root"),
+        (["--scenario", "no_such_file.py"], "does not exist"),
+        (["--scenario", "storefront"], "--logins-file"),
+        (["--login", "nobody"], "EMAIL:PASSWORD"),
+        (["--users", "0"], "--users"),
+        (["--html", "/no/such/folder/report.html"], "does not exist"),
+    ],
+)
 def test_bad_options_get_clear_messages(cli, target, args, message):
     scenario = [] if "--scenario" in args else ["--scenario", "pages"]
     result, figures = cli(target, *scenario, *args)
@@ -378,6 +537,7 @@ def test_a_target_that_does_not_answer_is_explained(cli):
 
 # --- the storefront against sipup itself -----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sipup_site(tmp_path_factory):
     """`flask serve` on an empty embedded database (demo data), limits raised as a load test needs, and a
@@ -388,15 +548,36 @@ def sipup_site(tmp_path_factory):
     # The load test measures the site, not its limits (which refuse quick orders past 20 a minute).
     env.update(SIPUP_INSTANCE_PATH=str(instance), SIPUP_RATELIMIT_ENABLED="false", FLASK_APP="wsgi.py")
     url = f"http://127.0.0.1:{port}"
-    process = _start([sys.executable, "-m", "flask", "serve", "--port", str(port)], env, instance / "serve.log",
-                     f"{url}/healthz")
+    process = _start(
+        [sys.executable, "-m", "flask", "serve", "--port", str(port)], env, instance / "serve.log", f"{url}/healthz"
+    )
     logins = instance / "buyers.txt"
     lines = []
-    for n, company in enumerate(["Bar Centrale", "Café Centrale", "Hotel Centrale", "Kiosk Centrale", "Restaurant Centrale"]):
+    for n, company in enumerate(
+        ["Bar Centrale", "Café Centrale", "Hotel Centrale", "Kiosk Centrale", "Restaurant Centrale"]
+    ):
         email = f"loadtest{n}@example.com"
-        subprocess.run([sys.executable, "-m", "flask", "user", "create", email, "--role", "buyer", "--company", company,
-                        "--password-stdin"], cwd=ROOT, env=env, input="load test password\n", text=True, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "user",
+                "create",
+                email,
+                "--role",
+                "buyer",
+                "--company",
+                company,
+                "--password-stdin",
+            ],
+            cwd=ROOT,
+            env=env,
+            input="load test password\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
         lines.append(f"{email}\tload test password")
     logins.write_text("\n".join(lines) + "\n", encoding="utf-8")
     yield url, logins, instance / "sipup.db"
@@ -405,16 +586,40 @@ def sipup_site(tmp_path_factory):
 
 def test_storefront_signs_in_and_browses_in_the_closed_model(cli, sipup_site):
     url, logins, _ = sipup_site
-    result, figures = cli(url, "--logins-file", str(logins), "--users", "4", "--think", "0", "--anonymous", "0.25",
-                          "--duration", "6s", "--warmup", "0s")
+    result, figures = cli(
+        url,
+        "--logins-file",
+        str(logins),
+        "--users",
+        "4",
+        "--think",
+        "0",
+        "--anonymous",
+        "0.25",
+        "--duration",
+        "6s",
+        "--warmup",
+        "0s",
+    )
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     names = {row["name"]: row for row in figures["pages"]}
     assert names["POST /login"]["requests"] == 3  # one user in four browses without signing in
-    for name in ("GET /", "GET /products", "GET /products?q=", "GET /products/<sku>", "POST /cart/add", "GET /cart",
-                 "GET /login", "GET /products (anonymous)"):
+    for name in (
+        "GET /",
+        "GET /products",
+        "GET /products?q=",
+        "GET /products/<sku>",
+        "POST /cart/add",
+        "GET /cart",
+        "GET /login",
+        "GET /products (anonymous)",
+    ):
         assert names[name]["requests"] > 0, name
-    assert names.get("POST /checkout", {"requests": 0})["requests"] == names.get("GET /orders/<number>", {"requests": 0})["requests"]
+    assert (
+        names.get("POST /checkout", {"requests": 0})["requests"]
+        == names.get("GET /orders/<number>", {"requests": 0})["requests"]
+    )
 
 
 def test_storefront_checks_out_through_the_real_forms(cli, sipup_site, tmp_path):
@@ -430,10 +635,27 @@ def test_storefront_checks_out_through_the_real_forms(cli, sipup_site, tmp_path)
         "        super().checkout()\n\n"
         "    @task(5)\n"
         "    def quick_order(self):\n"
-        "        super().quick_order()\n", encoding="utf-8")
+        "        super().quick_order()\n",
+        encoding="utf-8",
+    )
     before = _orders_from_load_tests(database)
-    result, figures = cli(url, "--scenario", str(scenario), "--logins-file", str(logins), "--users", "3",
-                          "--anonymous", "0", "--think", "0", "--duration", "5s", "--warmup", "0s")
+    result, figures = cli(
+        url,
+        "--scenario",
+        str(scenario),
+        "--logins-file",
+        str(logins),
+        "--users",
+        "3",
+        "--anonymous",
+        "0",
+        "--think",
+        "0",
+        "--duration",
+        "5s",
+        "--warmup",
+        "0s",
+    )
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     names = {row["name"]: row for row in figures["pages"]}
@@ -450,8 +672,21 @@ def _orders_from_load_tests(database):
 
 def test_storefront_in_the_open_model(cli, sipup_site):
     url, logins, _ = sipup_site
-    result, figures = cli(url, "--logins-file", str(logins), "--rate", "20", "--users", "6", "--duration", "4s",
-                          "--warmup", "1s", "--threshold", "errors<1%")
+    result, figures = cli(
+        url,
+        "--logins-file",
+        str(logins),
+        "--rate",
+        "20",
+        "--users",
+        "6",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+        "--threshold",
+        "errors<1%",
+    )
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0
     assert figures["open"]["scheduled"] in (59, 60, 61) and figures["open"]["dropped"] == 0

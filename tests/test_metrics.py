@@ -1,4 +1,5 @@
 """Shared counters: added up across app instances (processes) in SQLite and Redis, kept while Redis is down."""
+
 import time
 
 from sipup import create_app
@@ -7,8 +8,10 @@ from tests.conftest import REDIS_URL
 
 
 def _app(tmp_path, **config):
-    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'sipup.db'}", "SECRET_KEY": "test-secret", **config},
-                      instance_path=str(tmp_path))
+    return create_app(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'sipup.db'}", "SECRET_KEY": "test-secret", **config},
+        instance_path=str(tmp_path),
+    )
 
 
 def _two_writers_one_reader(apps):

@@ -1,13 +1,14 @@
 """/monitor/jobs: the job browser's filters, paging, a job's detail and its retry, cancel and delete
 (CSRF on), and the per-type figures of the last 24 hours."""
+
 import re
 
 import pytest
 from sqlalchemy import select
 
 from sipup.extensions import db
-from sipup.models import Job, JobStatus
 from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.models import Job, JobStatus
 from tests.conftest import PASSWORD, login
 
 
@@ -60,13 +61,17 @@ def test_the_job_browser_filters_by_state_type_and_priority(app, admin):
     assert "3 jobs" in page and f"/monitor/jobs/{failed}" in page and f"/monitor/jobs/{waiting}" in page
     assert "row 7 of customers.csv" in page  # the last error, in the list
     only_failed = admin.get("/monitor/jobs?state=failed").get_data(as_text=True)
-    assert "1 job " in only_failed and f"/monitor/jobs/{failed}\"" in only_failed
-    assert f"/monitor/jobs/{done}\"" not in only_failed
+    assert "1 job " in only_failed and f'/monitor/jobs/{failed}"' in only_failed
+    assert f'/monitor/jobs/{done}"' not in only_failed
     by_type = admin.get("/monitor/jobs?name=quiet_export&priority=low").get_data(as_text=True)
-    assert "2 jobs" in by_type and f"/monitor/jobs/{failed}\"" not in by_type
+    assert "2 jobs" in by_type and f'/monitor/jobs/{failed}"' not in by_type
     assert "0 jobs" in admin.get("/monitor/jobs?name=quiet_export&priority=high").get_data(as_text=True)
     bogus = admin.get("/monitor/jobs?state=<script>&priority=urgent&page=-3")
-    assert bogus.status_code == 200 and "3 jobs" in bogus.get_data(as_text=True) and "<script>" not in bogus.get_data(as_text=True)
+    assert (
+        bogus.status_code == 200
+        and "3 jobs" in bogus.get_data(as_text=True)
+        and "<script>" not in bogus.get_data(as_text=True)
+    )
 
 
 def test_a_filter_change_through_htmx_renders_the_list_alone(app, admin):
@@ -103,8 +108,14 @@ def test_retry_cancel_and_delete_need_the_csrf_token(app, csrf_app, make_user):
         failed, done, waiting = jobs_made(csrf_app)
         client = csrf_app.test_client()
         admin_user = make_user("admin")
-        signed_in = client.post("/login", data={"email": admin_user.email, "password": PASSWORD,
-                                                "csrf_token": token_of(client.get("/login").get_data(as_text=True))})
+        signed_in = client.post(
+            "/login",
+            data={
+                "email": admin_user.email,
+                "password": PASSWORD,
+                "csrf_token": token_of(client.get("/login").get_data(as_text=True)),
+            },
+        )
         assert signed_in.status_code == 302
         for action, job_id in (("retry", failed), ("cancel", waiting), ("delete", done)):
             assert client.post(f"/monitor/jobs/{job_id}/{action}").status_code == 400, action
@@ -113,13 +124,18 @@ def test_retry_cancel_and_delete_need_the_csrf_token(app, csrf_app, make_user):
         response = client.post(f"/monitor/jobs/{failed}/retry", data={"csrf_token": token, "next": here})
         assert response.status_code == 302 and response.headers["Location"] == here
         assert f"Job {failed} (flaky_export) is queued again." in client.get(here).get_data(as_text=True)
-        response = client.post(f"/monitor/jobs/{waiting}/cancel",
-                               data={"csrf_token": token, "next": f"/monitor/jobs/{waiting}"})
+        response = client.post(
+            f"/monitor/jobs/{waiting}/cancel", data={"csrf_token": token, "next": f"/monitor/jobs/{waiting}"}
+        )
         assert response.status_code == 302
-        response = client.post(f"/monitor/jobs/{done}/delete", data={"csrf_token": token, "next": f"/monitor/jobs/{done}"})
+        response = client.post(
+            f"/monitor/jobs/{done}/delete", data={"csrf_token": token, "next": f"/monitor/jobs/{done}"}
+        )
         assert response.headers["Location"] == "/monitor/jobs"  # its own page is gone
         assert "is deleted" in client.get("/monitor/jobs").get_data(as_text=True)
-        away = client.post(f"/monitor/jobs/{failed}/cancel", data={"csrf_token": token, "next": "https://evil.example/"})
+        away = client.post(
+            f"/monitor/jobs/{failed}/cancel", data={"csrf_token": token, "next": "https://evil.example/"}
+        )
         assert away.headers["Location"].endswith("/monitor#panel-queue")
         db.session.expire_all()
         states = dict(db.session.execute(select(Job.id, Job.status)).all())
@@ -130,7 +146,8 @@ def test_actions_that_do_not_apply_say_why(app, admin):
     failed, done, waiting = jobs_made(app)
     admin.post(f"/monitor/jobs/{done}/cancel", data={"next": f"/monitor/jobs/{done}"})
     assert f"Job {done} is done; only queued and retrying jobs can be cancelled." in admin.get(
-        f"/monitor/jobs/{done}").get_data(as_text=True)
+        f"/monitor/jobs/{done}"
+    ).get_data(as_text=True)
     admin.post(f"/monitor/jobs/{waiting}/retry", data={"next": "/monitor/jobs"})
     assert "only failed and cancelled jobs can be retried" in admin.get("/monitor/jobs").get_data(as_text=True)
     admin.post("/monitor/jobs/999999/delete", data={"next": "/monitor/jobs"})

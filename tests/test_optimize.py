@@ -1,4 +1,5 @@
 """flask db optimize: indexes, monthly partitions (MariaDB), maintenance, report, dry run and safety."""
+
 import os
 import re
 import time
@@ -10,9 +11,9 @@ from sqlalchemy import func, inspect, select, text
 
 from sipup import create_app
 from sipup.database import scratch_database
+from sipup.dbtools.optimize import Optimizer, optimize, partition_orders
 from sipup.extensions import db
 from sipup.models import Order, OrderEvent, OrderLine
-from sipup.dbtools.optimize import Optimizer, optimize, partition_orders
 from sipup.services.orders import order_number
 
 QUIET = dict(echo=lambda _line: None)
@@ -31,18 +32,32 @@ def index_names(table):
 def add_orders(*dates, company_id=1):
     """One order with a line and an event per date, numbered as checkout numbers them."""
     for created in dates:
-        order = Order(company_id=company_id, status="paid", total=Decimal("10.00"), created_at=created, updated_at=created)
+        order = Order(
+            company_id=company_id, status="paid", total=Decimal("10.00"), created_at=created, updated_at=created
+        )
         db.session.add(order)
         db.session.flush()
         order.number = order_number(order.id, created)
-        db.session.add(OrderLine(order_id=order.id, created_at=created, product_id=1, sku="A", name="A", sell_unit="case",
-                                 quantity=1, unit_price=Decimal("10.00"), unit_deposit=Decimal("0.00"),
-                                 line_total=Decimal("10.00")))
+        db.session.add(
+            OrderLine(
+                order_id=order.id,
+                created_at=created,
+                product_id=1,
+                sku="A",
+                name="A",
+                sell_unit="case",
+                quantity=1,
+                unit_price=Decimal("10.00"),
+                unit_deposit=Decimal("0.00"),
+                line_total=Decimal("10.00"),
+            )
+        )
         db.session.add(OrderEvent(order_id=order.id, status="placed", created_at=created))
     db.session.commit()
 
 
 # --- both backends ---------------------------------------------------------------------------------
+
 
 def test_a_missing_index_is_created_and_a_second_run_changes_nothing(app):
     drop_index("ix_orders_po_reference", "orders")
@@ -104,9 +119,16 @@ def test_report_names_real_tables_statements_and_plans(backend, tmp_path):
     assert result.exit_code == 0, result.output
     report = path.read_text(encoding="utf-8")
     assert report in result.output
-    for expected in ("Tables:", "order_lines", "ix_orders_company_history", "Orphan check",
-                     "order lines without an order of the same month: 0", "Key queries sipup runs",
-                     "a company's order history", "FROM orders WHERE orders.company_id = 1"):
+    for expected in (
+        "Tables:",
+        "order_lines",
+        "ix_orders_company_history",
+        "Orphan check",
+        "order lines without an order of the same month: 0",
+        "Key queries sipup runs",
+        "a company's order history",
+        "FROM orders WHERE orders.company_id = 1",
+    ):
         assert expected in report, expected
     # the statement the test ran, from the query statistics and from the slow log, each with a plan
     statistics, slow_log = report.split("Slowest statements")[1].split("slow query log")[:2]
@@ -149,14 +171,16 @@ def test_sqlite_vacuums_when_much_of_the_file_is_free(app):
 
 # --- partitions on MariaDB -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def maria(backend):
     """An app on a scratch MariaDB database of its own, migrated but not partitioned."""
     if backend[0] != "mariadb":
         pytest.skip("partitions are MySQL/MariaDB only")
     url, drop = scratch_database(os.environ["SIPUP_TEST_DATABASE_URL"])
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "DB_POOL_SIZE": 2},
-                     instance_path=backend[2])
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "DB_POOL_SIZE": 2}, instance_path=backend[2]
+    )
     with app.app_context():
         from sipup.cli import upgrade_schema
 
@@ -186,7 +210,9 @@ def count(model):
 
 
 def test_a_filled_table_is_partitioned_rolled_forward_and_keeps_its_rows(maria):
-    add_orders(datetime(2025, 9, 14, 10), datetime(2026, 3, 31, 23, 59, 59), datetime(2026, 4, 1), datetime(2026, 11, 20))
+    add_orders(
+        datetime(2025, 9, 14, 10), datetime(2026, 3, 31, 23, 59, 59), datetime(2026, 4, 1), datetime(2026, 11, 20)
+    )
     outcome = partition(maria, datetime(2026, 11, 26))
     assert any("converted orders (about" in w for w in outcome.warnings)
     parts = layout(maria)
@@ -265,8 +291,12 @@ def test_a_foreign_key_stops_the_run_before_any_change_and_says_where(maria):
     add_orders(datetime(2026, 10, 5))
     with db.engine.begin() as conn:
         conn.execute(text("SET SESSION foreign_key_checks = 0"))  # the test's line names no real product
-        conn.execute(text("ALTER TABLE order_lines ADD CONSTRAINT fk_lines_product FOREIGN KEY (product_id) "
-                          "REFERENCES products (id)"))
+        conn.execute(
+            text(
+                "ALTER TABLE order_lines ADD CONSTRAINT fk_lines_product FOREIGN KEY (product_id) "
+                "REFERENCES products (id)"
+            )
+        )
     result = maria.test_cli_runner().invoke(args=["db", "optimize"])
     assert result.exit_code == 1
     assert "stopped in step 'partitions'" in result.output
@@ -321,8 +351,15 @@ def test_invoices_of_orders_moved_out_still_list(app, client, buyer, login_as):
     """After SIPUP_DB_PARTITION_EXPIRED=archive or drop an invoice can outlive its order online."""
     from sipup.models import Invoice
 
-    db.session.add(Invoice(number="INV-2024-000001", order_id=999_999, company_id=buyer.company_id,
-                           amount=Decimal("10.00"), due_date=datetime(2024, 2, 1).date()))
+    db.session.add(
+        Invoice(
+            number="INV-2024-000001",
+            order_id=999_999,
+            company_id=buyer.company_id,
+            amount=Decimal("10.00"),
+            due_date=datetime(2024, 2, 1).date(),
+        )
+    )
     db.session.commit()
     response = login_as(buyer).get("/invoices")
     assert response.status_code == 200
@@ -331,6 +368,7 @@ def test_invoices_of_orders_moved_out_still_list(app, client, buyer, login_as):
 
 
 # --- an honest report ---------------------------------------------------------------------------------
+
 
 def key_query_lines(report):
     section = report.split("Key queries sipup runs", 1)[1].split("\n\n", 1)[0]
@@ -346,11 +384,19 @@ def test_the_report_times_the_queries_sipup_runs_and_a_run_that_changes_nothing_
     lines = key_query_lines(report)
     assert lines[0].strip() == "no schema change in this run: timed once, nothing to compare"
     labels = [label for label in outcome.timings_before]
-    for wanted in ("storefront: catalog page, all products", "storefront: search",
-                   "storefront: a company's order history", "storefront: an order by number", "checkout: credit check", "back office: placed orders",
-                   "back office: counts per status", "report sales_by_period (2026-10)",
-                   "report sales_by_customer (2026-10)", "report sales_by_product (2026-10)",
-                   "report receivables_ageing"):
+    for wanted in (
+        "storefront: catalog page, all products",
+        "storefront: search",
+        "storefront: a company's order history",
+        "storefront: an order by number",
+        "checkout: credit check",
+        "back office: placed orders",
+        "back office: counts per status",
+        "report sales_by_period (2026-10)",
+        "report sales_by_customer (2026-10)",
+        "report sales_by_product (2026-10)",
+        "report receivables_ageing",
+    ):
         assert any(label.startswith(wanted) for label in labels), wanted
     assert "top products" not in report  # no query of the report's own that no page runs
     assert not any("->" in line or re.search(r"\d\.\dx", line) for line in lines)
@@ -358,7 +404,9 @@ def test_the_report_times_the_queries_sipup_runs_and_a_run_that_changes_nothing_
     if app.backend == "sqlite":
         assert "SQLite: no connection limit" in connections
     else:
-        assert re.search(r"\d+ process\(es\) x 30 connections .* (fits|does NOT fit) in max_connections \d+", connections)
+        assert re.search(
+            r"\d+ process\(es\) x 30 connections .* (fits|does NOT fit) in max_connections \d+", connections
+        )
 
 
 def test_a_change_is_compared_within_the_noise():

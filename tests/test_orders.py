@@ -1,4 +1,5 @@
 """Orders on account: checkout, credit, the order's life from placed to paid, and reorder."""
+
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -52,12 +53,14 @@ def stock(product):
 
 # --- checkout ----------------------------------------------------------------------------------
 
+
 def test_vat_rate_defaults_to_20_percent(app):
     assert app.config["VAT_RATE"] == D("0.20")
 
 
-def test_checkout_reserves_stock_and_copies_prices_and_deposit(app, make_company, make_user, make_product,
-                                                               make_price_list, place):
+def test_checkout_reserves_stock_and_copies_prices_and_deposit(
+    app, make_company, make_user, make_product, make_price_list, place
+):
     product = make_product(base_price=D("10.00"), deposit=D("3.42"), stock_on_hand=100)
     buyer = make_user("buyer", make_company(price_list=make_price_list("Gastro", [(product, 10, "9.00")])))
 
@@ -65,7 +68,12 @@ def test_checkout_reserves_stock_and_copies_prices_and_deposit(app, make_company
 
     [line] = order.lines
     assert (line.sku, line.name, line.sell_unit) == (product.sku, product.name, product.sell_unit)
-    assert (line.quantity, line.unit_price, line.unit_deposit, line.line_total) == (12, D("9.00"), D("3.42"), D("108.00"))
+    assert (line.quantity, line.unit_price, line.unit_deposit, line.line_total) == (
+        12,
+        D("9.00"),
+        D("3.42"),
+        D("108.00"),
+    )
     assert stock(product) == (100, 12)
     assert product.available == 88
 
@@ -250,6 +258,7 @@ def test_backorder_products_reserve_beyond_stock(app, buyer, make_product, place
 
 # --- credit ------------------------------------------------------------------------------------
 
+
 def test_over_the_credit_left_the_order_waits_on_credit_hold(app, make_company, make_user, make_product, place):
     buyer = make_user("buyer", make_company(credit_limit="100.00"))
     product = make_product(base_price=D("50.00"), deposit=D("0.00"))
@@ -269,8 +278,9 @@ def test_exactly_the_credit_left_is_placed(app, make_company, make_user, make_pr
     assert place(buyer, (make_product(base_price=D("50.00"), deposit=D("0.00")), 2)).status == S.PLACED
 
 
-def test_credit_position_counts_open_invoices_and_uninvoiced_orders(app, make_company, make_user, make_product,
-                                                                   place, advance):
+def test_credit_position_counts_open_invoices_and_uninvoiced_orders(
+    app, make_company, make_user, make_product, place, advance
+):
     company = make_company(credit_limit="1000.00")
     buyer = make_user("buyer", company)
     product = make_product(base_price=D("10.00"), deposit=D("0.00"))
@@ -294,8 +304,9 @@ def test_credit_position_counts_open_invoices_and_uninvoiced_orders(app, make_co
 
 
 def test_a_partly_paid_invoice_counts_what_is_still_open(app, buyer, make_product, place, advance):
-    order = advance(place(buyer, (make_product(base_price=D("100.00"), deposit=D("0.00")), 1)),
-                    "confirm", "ship", "invoice")
+    order = advance(
+        place(buyer, (make_product(base_price=D("100.00"), deposit=D("0.00")), 1)), "confirm", "ship", "invoice"
+    )
     invoice = db.session.scalar(db.select(Invoice).where(Invoice.order_id == order.id))
     invoice.paid_amount = D("20.00")
     db.session.commit()
@@ -323,6 +334,7 @@ def test_release_from_credit_hold_places_the_order(app, make_company, make_user,
 
 # --- the order's life --------------------------------------------------------------------------
 
+
 def test_cancel_releases_the_reserved_stock(app, buyer, make_product, place, advance):
     product = make_product(stock_on_hand=10)
     order = place(buyer, (product, 4))
@@ -333,7 +345,9 @@ def test_cancel_releases_the_reserved_stock(app, buyer, make_product, place, adv
     assert stock(product) == (10, 0)
 
 
-def test_cancel_from_credit_hold_releases_the_reserved_stock(app, make_company, make_user, make_product, place, advance):
+def test_cancel_from_credit_hold_releases_the_reserved_stock(
+    app, make_company, make_user, make_product, place, advance
+):
     product = make_product(stock_on_hand=10)
     order = place(make_user("buyer", make_company(credit_limit="0.00")), (product, 4))
 
@@ -428,14 +442,17 @@ def test_a_reused_payment_reference_is_refused(app, buyer, make_product, place, 
     assert db.session.scalar(db.select(db.func.count(Payment.id))) == 1
 
 
-@pytest.mark.parametrize("done, action, message", [
-    ((), "ship", "is placed; “Mark shipped” is not possible now."),
-    ((), "pay", "is placed; “Mark paid” is not possible now."),
-    ((), "release", "is placed; “Release from credit hold” is not possible now."),
-    (("confirm",), "confirm", "is confirmed; “Confirm” is not possible now."),
-    (("confirm", "ship"), "cancel", "is shipped; “Cancel” is not possible now."),
-    (("cancel",), "confirm", "is cancelled; “Confirm” is not possible now."),
-])
+@pytest.mark.parametrize(
+    "done, action, message",
+    [
+        ((), "ship", "is placed; “Mark shipped” is not possible now."),
+        ((), "pay", "is placed; “Mark paid” is not possible now."),
+        ((), "release", "is placed; “Release from credit hold” is not possible now."),
+        (("confirm",), "confirm", "is confirmed; “Confirm” is not possible now."),
+        (("confirm", "ship"), "cancel", "is shipped; “Cancel” is not possible now."),
+        (("cancel",), "confirm", "is cancelled; “Confirm” is not possible now."),
+    ],
+)
 def test_invalid_transitions_are_refused(app, buyer, make_product, place, advance, done, action, message):
     product = make_product(stock_on_hand=10)
     order = advance(place(buyer, (product, 2)), *done)
@@ -464,6 +481,7 @@ def test_available_transitions_follow_the_status(app, buyer, make_product, place
 
 
 # --- reorder -----------------------------------------------------------------------------------
+
 
 def test_reorder_uses_todays_prices_and_says_what_changed(app, buyer, make_product, place):
     dearer = make_product(sku="BEER-1", name="Pils", base_price=D("10.00"))
@@ -513,9 +531,11 @@ def test_reorder_leaves_out_a_quantity_that_no_longer_fits(app, buyer, make_prod
 
 # --- one buyer's requests at once (two tabs, a double click) ----------------------------------------
 
+
 @pytest.mark.parametrize("meanwhile, expected", [("changed to 10", 13), ("removed", 3)])
-def test_a_cart_line_changed_by_another_request_meanwhile_is_read_again(app, buyer, make_product, monkeypatch,
-                                                                        meanwhile, expected):
+def test_a_cart_line_changed_by_another_request_meanwhile_is_read_again(
+    app, buyer, make_product, monkeypatch, meanwhile, expected
+):
     from sqlalchemy import delete, update
 
     from sipup.models import CartItem
@@ -528,8 +548,11 @@ def test_a_cart_line_changed_by_another_request_meanwhile_is_read_again(app, buy
         if not checked:  # between this request's read and its write, another one commits
             with db.engine.begin() as other:
                 line = CartItem.user_id == buyer.id
-                other.execute(update(CartItem).where(line).values(quantity=10) if meanwhile.startswith("changed")
-                              else delete(CartItem).where(line))
+                other.execute(
+                    update(CartItem).where(line).values(quantity=10)
+                    if meanwhile.startswith("changed")
+                    else delete(CartItem).where(line)
+                )
         checked.append(quantity)
         return real_check(item, quantity)
 

@@ -1,4 +1,5 @@
 """The readers of sipup/services/parsing.py: every kind of number and date typed in one place."""
+
 from datetime import date
 from decimal import Decimal
 
@@ -13,7 +14,9 @@ def test_whole_numbers_are_ids(text, number):
     assert whole_number(text) == number
 
 
-@pytest.mark.parametrize("text", ["", None, "0", "-1", "+1", "²", "½", "1.0", "1e3", str(2**31), str(2**63), "9" * 5000])
+@pytest.mark.parametrize(
+    "text", ["", None, "0", "-1", "+1", "²", "½", "1.0", "1e3", str(2**31), str(2**63), "9" * 5000]
+)
 def test_anything_else_is_no_id(text):
     assert whole_number(text) is None
 
@@ -28,8 +31,9 @@ def test_counts_name_the_field_and_the_range():
         parse_count("-3", "Step", 1)
 
 
-@pytest.mark.parametrize("text, amount", [("12.50", "12.50"), ("12,5", "12.50"), ("1 250,00", "1250.00"),
-                                          ("0", "0.00"), ("12.500", "12.50")])
+@pytest.mark.parametrize(
+    "text, amount", [("12.50", "12.50"), ("12,5", "12.50"), ("1 250,00", "1250.00"), ("0", "0.00"), ("12.500", "12.50")]
+)
 def test_amounts_are_decimals_of_cents(text, amount):
     assert parse_money(text) == Decimal(amount)
 

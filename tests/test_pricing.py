@@ -1,4 +1,5 @@
 """Buyer prices: price list tiers, base prices, the steps a product page shows, and cents rounding."""
+
 from decimal import Decimal
 
 from sipup.services import cart as carts

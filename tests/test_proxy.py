@@ -5,6 +5,7 @@ With SIPUP_PROXY_HOPS=1 each client has its own rate-limit budget, a forged X-Fo
 and `/metrics` follows the client's address (the proxy's own 127.0.0.1 opens nothing) or the bearer token.
 With SIPUP_PROXY_HOPS=0 behind a proxy on the same host, sipup says the setting is likely wrong.
 """
+
 import pytest
 
 from sipup.observability import health
@@ -20,9 +21,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 def proxied(request, tmp_path_factory):
     """(proxy port, sipup server) with SIPUP_PROXY_HOPS=1 behind HAProxy or nginx."""
     folder = tmp_path_factory.mktemp(request.param)
-    server = SipupServer(folder / "instance", PROXY_HOPS=1, RATELIMIT_IP=f"{BUDGET} per minute",
-                         RATELIMIT_BLOCK_AFTER="1000 per minute", METRICS_ALLOW="127.0.0.1, ::1, 127.0.0.5",
-                         METRICS_TOKEN=TOKEN).start()
+    server = SipupServer(
+        folder / "instance",
+        PROXY_HOPS=1,
+        RATELIMIT_IP=f"{BUDGET} per minute",
+        RATELIMIT_BLOCK_AFTER="1000 per minute",
+        METRICS_ALLOW="127.0.0.1, ::1, 127.0.0.5",
+        METRICS_TOKEN=TOKEN,
+    ).start()
     proxy = local_proxy(request.param, folder, server.port)
     yield proxy.port, server
     proxy.stop()
@@ -41,8 +47,9 @@ def test_each_client_behind_the_proxy_has_its_own_budget(proxied):
 
 def test_a_forged_forwarded_for_changes_nothing(proxied):
     port, _server = proxied
-    forged = [request(port, "/login", "127.0.0.4", {"X-Forwarded-For": f"198.51.100.{n}"})[0]
-              for n in range(BUDGET + 1)]
+    forged = [
+        request(port, "/login", "127.0.0.4", {"X-Forwarded-For": f"198.51.100.{n}"})[0] for n in range(BUDGET + 1)
+    ]
     assert forged == [200] * BUDGET + [429], "a new forged address each time still counts against one budget"
     # Claiming to be the refused client neither borrows its refusal nor spends its own budget elsewhere.
     assert _statuses(port, "127.0.0.6", 1, {"X-Forwarded-For": "127.0.0.4"}) == [200]
@@ -93,12 +100,14 @@ def test_trusted_hops_are_shown_as_such(make_app):
     assert check["state"] == "ok" and "SIPUP_PROXY_HOPS=1" in check["detail"]
 
 
-
 @pytest.mark.parametrize("hops, secure", [(1, True), (0, False)])
 def test_session_cookies_are_secure_when_the_trusted_proxy_reports_https(app, make_app, buyer, hops, secure):
     client = make_app(PROXY_HOPS=hops).test_client()
-    answer = client.post("/login", data={"email": buyer.email, "password": PASSWORD},
-                         headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    answer = client.post(
+        "/login",
+        data={"email": buyer.email, "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+    )
     assert answer.status_code == 302
     cookie = next(value for name, value in answer.headers.items() if name == "Set-Cookie" and "session=" in value)
     assert ("; Secure" in cookie) is secure, cookie

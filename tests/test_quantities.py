@@ -1,4 +1,5 @@
 """Quantity rules: what a typed quantity means, minimums, steps, and stock."""
+
 import pytest
 
 from sipup.services.errors import InvalidQuantity

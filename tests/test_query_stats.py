@@ -1,5 +1,6 @@
 """Query statistics: normalising statements, counting them per statement and kind, the slow query log,
 the N+1 warning, the shared stores (Redis, the embedded SQLite file) and `flask db stats`."""
+
 import os
 import re
 import secrets
@@ -11,11 +12,20 @@ import time
 import pytest
 from sqlalchemy import text
 
+import sipup.observability.query_stats as query_stats
 from sipup import create_app
 from sipup.extensions import db
-import sipup.observability.query_stats as query_stats
-from sipup.observability.query_stats import (CONNECT, MAX_STATEMENTS, OTHER, PING, Collector, SqliteStore, kind_of, normalise,
-                               short_sql)
+from sipup.observability.query_stats import (
+    CONNECT,
+    MAX_STATEMENTS,
+    OTHER,
+    PING,
+    Collector,
+    SqliteStore,
+    kind_of,
+    normalise,
+    short_sql,
+)
 from tests.conftest import PASSWORD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,46 +66,76 @@ def sign_in(client, user):
 
 # --- normalise() and kind_of() ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("sql, expected", [
-    ("SELECT * FROM t WHERE a = 'it''s' AND b = 42 AND c = -1.5", "SELECT * FROM t WHERE a = ? AND b = ? AND c = ?"),
-    ("SELECT * FROM t WHERE a = %(a_1)s AND b = %s AND c = :c AND d = ?", "SELECT * FROM t WHERE a = ? AND b = ? AND c = ? AND d = ?"),
-    ("SELECT * FROM t WHERE id IN (1, 2, 3)", "SELECT * FROM t WHERE id IN (?+)"),
-    ("SELECT * FROM t WHERE id IN (%(id_1_1)s, %(id_1_2)s)", "SELECT * FROM t WHERE id IN (?+)"),
-    ("SELECT * FROM t WHERE id IN (?)", "SELECT * FROM t WHERE id IN (?+)"),
-    ("INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)", "INSERT INTO t (a, b) VALUES (?+)"),
-    ("INSERT INTO t (a) VALUES (%s), (%s)", "INSERT INTO t (a) VALUES (?)"),
-    ("SELECT  a,\n\tb\nFROM   t  ", "SELECT a, b FROM t"),
-    ("SELECT t2.h0, t2.col1 FROM t2 JOIN h0 ON h0.id = t2.id LIMIT 10", "SELECT t2.h0, t2.col1 FROM t2 JOIN h0 ON h0.id = t2.id LIMIT ?"),
-    ("SELECT x FROM t WHERE y = 1e5 OR z = 0x1F", "SELECT x FROM t WHERE y = ? OR z = ?"),
-])
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        (
+            "SELECT * FROM t WHERE a = 'it''s' AND b = 42 AND c = -1.5",
+            "SELECT * FROM t WHERE a = ? AND b = ? AND c = ?",
+        ),
+        (
+            "SELECT * FROM t WHERE a = %(a_1)s AND b = %s AND c = :c AND d = ?",
+            "SELECT * FROM t WHERE a = ? AND b = ? AND c = ? AND d = ?",
+        ),
+        ("SELECT * FROM t WHERE id IN (1, 2, 3)", "SELECT * FROM t WHERE id IN (?+)"),
+        ("SELECT * FROM t WHERE id IN (%(id_1_1)s, %(id_1_2)s)", "SELECT * FROM t WHERE id IN (?+)"),
+        ("SELECT * FROM t WHERE id IN (?)", "SELECT * FROM t WHERE id IN (?+)"),
+        ("INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)", "INSERT INTO t (a, b) VALUES (?+)"),
+        ("INSERT INTO t (a) VALUES (%s), (%s)", "INSERT INTO t (a) VALUES (?)"),
+        ("SELECT  a,\n\tb\nFROM   t  ", "SELECT a, b FROM t"),
+        (
+            "SELECT t2.h0, t2.col1 FROM t2 JOIN h0 ON h0.id = t2.id LIMIT 10",
+            "SELECT t2.h0, t2.col1 FROM t2 JOIN h0 ON h0.id = t2.id LIMIT ?",
+        ),
+        ("SELECT x FROM t WHERE y = 1e5 OR z = 0x1F", "SELECT x FROM t WHERE y = ? OR z = ?"),
+    ],
+)
 def test_normalise(sql, expected):
     assert normalise(sql) == expected
 
 
 def test_short_sql_shows_tables_instead_of_column_lists():
-    sql = "SELECT products.id, products.sku, products.name AS n, categories.id, categories.name, categories.slug " \
-          "FROM products JOIN categories ON categories.id = products.category_id WHERE products.sku = ?"
-    assert short_sql(sql) == "SELECT products.*, categories.* FROM products JOIN categories " \
-                             "ON categories.id = products.category_id WHERE products.sku = ?"
+    sql = (
+        "SELECT products.id, products.sku, products.name AS n, categories.id, categories.name, categories.slug "
+        "FROM products JOIN categories ON categories.id = products.category_id WHERE products.sku = ?"
+    )
+    assert (
+        short_sql(sql) == "SELECT products.*, categories.* FROM products JOIN categories "
+        "ON categories.id = products.category_id WHERE products.sku = ?"
+    )
     assert short_sql("SELECT t2.a, t2.b FROM t2") == "SELECT t2.a, t2.b FROM t2"
 
 
 def test_the_same_statement_with_other_values_normalises_alike():
-    assert normalise("SELECT * FROM t WHERE id IN (1, 2) AND n = 'a'") == \
-        normalise("SELECT * FROM t  WHERE id IN (7, 8, 9, 10) AND n = 'bbb'")
+    assert normalise("SELECT * FROM t WHERE id IN (1, 2) AND n = 'a'") == normalise(
+        "SELECT * FROM t  WHERE id IN (7, 8, 9, 10) AND n = 'bbb'"
+    )
 
 
-@pytest.mark.parametrize("sql, kind", [
-    ("SELECT 1", "select"), ("(SELECT 1) UNION (SELECT 2)", "select"), ("WITH x AS (SELECT 1) SELECT * FROM x", "select"),
-    ("insert into t values (?)", "insert"), ("UPDATE t SET a = ?", "update"), ("DELETE FROM t", "delete"),
-    ("SAVEPOINT sa_1", "transaction"), ("COMMIT", "transaction"), ("ROLLBACK", "transaction"),
-    ("PRAGMA foreign_keys=ON", "other"), (CONNECT, "connection"), (PING, "connection"),
-])
+@pytest.mark.parametrize(
+    "sql, kind",
+    [
+        ("SELECT 1", "select"),
+        ("(SELECT 1) UNION (SELECT 2)", "select"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", "select"),
+        ("insert into t values (?)", "insert"),
+        ("UPDATE t SET a = ?", "update"),
+        ("DELETE FROM t", "delete"),
+        ("SAVEPOINT sa_1", "transaction"),
+        ("COMMIT", "transaction"),
+        ("ROLLBACK", "transaction"),
+        ("PRAGMA foreign_keys=ON", "other"),
+        (CONNECT, "connection"),
+        (PING, "connection"),
+    ],
+)
 def test_kind_of(sql, kind):
     assert kind_of(sql) == kind
 
 
 # --- counting through the app ------------------------------------------------------------------------
+
 
 def test_statements_are_counted_per_normalised_statement_and_kind(app, make_product):
     stats = app.extensions["query_stats"]
@@ -139,8 +179,10 @@ def test_commit_rollback_and_connection_set_up_are_counted(app, make_app, buyer,
 
 def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkeypatch, buyer, make_product):
     monkeypatch.setattr(query_stats, "FLUSH_SECONDS", 1.0)  # longer than the burst: no request flushes it
-    burst = create_app({"DATABASE_URL": backend[1], "SECRET_KEY": "test-secret", "TESTING": True,
-                        "WTF_CSRF_ENABLED": False}, instance_path=str(tmp_path))
+    burst = create_app(
+        {"DATABASE_URL": backend[1], "SECRET_KEY": "test-secret", "TESTING": True, "WTF_CSRF_ENABLED": False},
+        instance_path=str(tmp_path),
+    )
     make_product()
     client = sign_in(burst.test_client(), buyer)
     for _ in range(7):
@@ -174,6 +216,7 @@ def test_summary_refuses_an_unknown_window(app):
 
 # --- slow query log ----------------------------------------------------------------------------------
 
+
 def test_slow_statements_are_logged_with_endpoint_params_and_sql(app, make_app, buyer, make_product):
     make_product()
     slow_app = make_app(SLOW_QUERY_MS=0)
@@ -193,7 +236,7 @@ def test_slow_statements_are_logged_with_endpoint_params_and_sql(app, make_app, 
 
 def test_nothing_is_logged_below_the_threshold(app, make_app, buyer, make_product):
     make_product()
-    calm_app = make_app(SLOW_QUERY_MS=10 ** 9)
+    calm_app = make_app(SLOW_QUERY_MS=10**9)
     read = log_tail(calm_app, "slow_queries.log")
     client = sign_in(calm_app.test_client(), buyer)
     assert client.get("/products").status_code == 200
@@ -203,6 +246,7 @@ def test_nothing_is_logged_below_the_threshold(app, make_app, buyer, make_produc
 
 
 # --- N+1 detector ------------------------------------------------------------------------------------
+
 
 def test_a_request_over_the_query_limit_is_warned_about(app, make_app, buyer, make_product):
     make_product()
@@ -233,6 +277,7 @@ def test_a_normal_request_is_not_warned_about(app, client, buyer, make_product):
 
 # --- stores shared between processes -------------------------------------------------------------------
 
+
 def run_statements(env, marker, times):
     """Run one statement `times` times in a fresh process that flushes its figures at exit."""
     code = textwrap.dedent(f"""
@@ -248,14 +293,19 @@ def run_statements(env, marker, times):
             db.engine.dispose()
     """)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 def process_env(instance, **extra):
-    return {"SIPUP_INSTANCE_PATH": str(instance), "SIPUP_DATABASE_URL": f"sqlite:///{instance / 'sipup.db'}",
-            "SIPUP_SECRET_KEY": "test-secret", **extra}
+    return {
+        "SIPUP_INSTANCE_PATH": str(instance),
+        "SIPUP_DATABASE_URL": f"sqlite:///{instance / 'sipup.db'}",
+        "SIPUP_SECRET_KEY": "test-secret",
+        **extra,
+    }
 
 
 def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
@@ -264,8 +314,15 @@ def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
     run_statements(env, marker, times)
     run_statements(env, marker, times)
 
-    reader = create_app({"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": "test-secret",
-                         "REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": redis_namespace}, instance_path=str(tmp_path))
+    reader = create_app(
+        {
+            "DATABASE_URL": env["SIPUP_DATABASE_URL"],
+            "SECRET_KEY": "test-secret",
+            "REDIS_URL": REDIS_URL,
+            "REDIS_NAMESPACE": redis_namespace,
+        },
+        instance_path=str(tmp_path),
+    )
     stats = reader.extensions["query_stats"]
     try:
         for window in ("hour", "day"):
@@ -286,8 +343,9 @@ def test_the_embedded_store_is_shared_between_processes(tmp_path):
     run_statements(env, marker, 5)
     assert os.path.exists(tmp_path / "query_stats.db")
 
-    reader = create_app({"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": "test-secret"},
-                        instance_path=str(tmp_path))
+    reader = create_app(
+        {"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": "test-secret"}, instance_path=str(tmp_path)
+    )
     summary = reader.extensions["query_stats"].summary()
     assert summary["store"] == "sqlite"
     assert row_for(summary, marker)["count"] == 5
@@ -312,6 +370,7 @@ def test_a_redis_that_is_down_does_not_break_requests(app, make_app, buyer, make
 
 # --- flask db stats ------------------------------------------------------------------------------------
 
+
 def test_db_stats_shows_the_statements_of_browsed_pages(app, client, runner, buyer, make_product):
     make_product()
     sign_in(client, buyer)
@@ -326,8 +385,9 @@ def test_db_stats_shows_the_statements_of_browsed_pages(app, client, runner, buy
     assert "SELECT products.* FROM products WHERE" in result.output
     assert "FROM categories ORDER BY" in result.output
     assert re.search(r"requests \d+, [\d.]+ queries each", result.output)
-    assert re.search(r"\nPool: (\d+ in use of \d+ \(\+\d+ overflow\), \d+ idle, \d+ waits|\w+Pool \(no fixed size)",
-                     result.output)
+    assert re.search(
+        r"\nPool: (\d+ in use of \d+ \(\+\d+ overflow\), \d+ idle, \d+ waits|\w+Pool \(no fixed size)", result.output
+    )
     assert not re.search(r"\binf\b", result.output) and "{'class'" not in result.output
 
     day = runner.invoke(args=["db", "stats", "--window", "day", "--top", "500"])
@@ -343,8 +403,9 @@ def test_db_stats_refuses_a_bad_window(runner):
 
 # --- bounded memory -------------------------------------------------------------------------------------
 
+
 def test_statements_beyond_the_limit_fold_into_other(tmp_path):
-    stats = Collector(SqliteStore(str(tmp_path / "stats.db")), slow_ms=10 ** 9, warn_queries=50)
+    stats = Collector(SqliteStore(str(tmp_path / "stats.db")), slow_ms=10**9, warn_queries=50)
     extra = 10
     for n in range(MAX_STATEMENTS + extra):
         stats.record(f"SELECT a FROM t{n}", 1.0, 0)

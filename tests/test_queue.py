@@ -1,4 +1,6 @@
 """The job queue on Huey (SQLite file and real Redis): priorities, retries, the durable record, outages, the CLI."""
+
+import json
 import os
 import threading
 from datetime import timedelta
@@ -7,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 import sipup.jobs.queue as queue_module
-from sipup.jobs import manage
 from sipup.extensions import db
-from sipup.models import Job, QueueRun, utcnow
+from sipup.jobs import manage
 from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.models import Job, QueueRun, utcnow
 from tests.conftest import REDIS_URL
 
 RUNS = []
@@ -80,8 +82,14 @@ def the_job(record):
 
 
 def test_priority_order_high_normal_low_fifo_within_one(qapp):
-    for label, priority in [("low1", "low"), ("normal1", "normal"), ("high1", "high"),
-                            ("low2", "low"), ("high2", "high"), ("normal2", "normal")]:
+    for label, priority in [
+        ("low1", "low"),
+        ("normal1", "normal"),
+        ("high1", "high"),
+        ("low2", "low"),
+        ("high2", "high"),
+        ("normal2", "normal"),
+    ]:
         enqueue(record_run, label, priority=priority)
     db.session.commit()
     summary = process(qapp, limit=4)
@@ -310,8 +318,9 @@ def test_cli_enqueue_by_name(qapp):
     assert RUNS == ["by hand"]
 
 
-def test_checkout_succeeds_while_redis_is_down_and_its_mail_follows(app, make_app, local_redis, make_company,
-                                                                    make_user, make_product):
+def test_checkout_succeeds_while_redis_is_down_and_its_mail_follows(
+    app, make_app, local_redis, make_company, make_user, make_product
+):
     from tests.conftest import login
 
     target = make_app(REDIS_URL=local_redis.url, REDIS_NAMESPACE="outage")
@@ -393,8 +402,9 @@ def test_jobs_survive_a_queue_store_that_forgot_them(app, make_app, tmp_path, wh
             assert result.exit_code == 0, result.output
             store_name = "Redis" if store else "The queue file"
             assert result.stdout == ""
-            assert result.stderr.splitlines() == [f"warning: {store_name} lost 101 queued message(s) at "
-                                                  f"{utcnow():%H:%M} UTC; re-sent."]
+            assert result.stderr.splitlines() == [
+                f"warning: {store_name} lost 101 queued message(s) at {utcnow():%H:%M} UTC; re-sent."
+            ]
             assert sorted(RUNS) == sorted(labels)  # every job ran, and once
             db.session.expire_all()
             jobs = db.session.scalars(select(Job).where(Job.name == "record_run")).all()
@@ -424,3 +434,35 @@ def test_a_first_run_resends_but_reports_no_loss(qapp):
     assert summary["lost"] == 0 and summary["problems"] == []
     assert RUNS == ["before any processor"]
     assert queue_module.store_loss() is None
+
+
+# --- Huey's idiom: calling the job -----------------------------------------------------------------
+
+
+def _recorded(record):
+    return (record.name, json.loads(record.args), record.priority, record.status, record.max_attempts)
+
+
+def test_calling_a_job_records_it_exactly_as_enqueue_does(app):
+    import tasks
+
+    called, by_name = tasks.send_mail("order", 5), enqueue("send_mail", "order", 5)
+    pinged = tasks.ping()
+    urgent = tasks.ping(priority="high")
+    assert _recorded(called) == _recorded(by_name) == ("send_mail", ["order", 5], 1, "queued", 3)
+    assert _recorded(pinged)[:3] == ("ping", [], 0) and urgent.priority == 2
+    db.session.commit()
+    summary = app.extensions["queue"].process(10)
+    db.session.expire_all()
+    assert db.session.get(Job, pinged.id).status == "done" and summary["run"] >= 2
+
+
+def test_schedule_delays_a_job_and_keyword_arguments_name_the_right_call(app):
+    import tasks
+
+    later = tasks.ping.schedule((1,), delay=120)
+    assert json.loads(later.args) == [1]
+    assert 110 <= (later.run_at - later.created_at).total_seconds() <= 130
+    with pytest.raises(TypeError, match=r"ping\(\) takes its arguments by position.*ping\(seconds\)"):
+        tasks.ping(seconds=1)
+    db.session.rollback()

@@ -1,4 +1,5 @@
 """Quick order: reading pasted lines and uploaded CSV files, and the preview status of every line."""
+
 from decimal import Decimal
 
 import pytest
@@ -27,6 +28,7 @@ def refused(call, *args):
 
 
 # --- reading lines -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("line", ["BEER-1 5", "BEER-1;5", "BEER-1,5", "BEER-1\t5", "  BEER-1   5  ", "BEER-1 ; 5"])
 def test_a_line_is_a_sku_and_a_quantity(line):
@@ -79,6 +81,7 @@ def test_a_10000_line_paste_is_refused_with_the_limit():
 
 
 # --- preview statuses --------------------------------------------------------------------------
+
 
 def test_a_known_sku_resolves_to_its_product_and_base_price(app, make_product):
     product = make_product(sku="BEER-1", base_price=D("10.00"))
@@ -173,8 +176,12 @@ def test_each_line_keeps_its_own_status(app, make_product):
 
 # --- uploads -----------------------------------------------------------------------------------
 
+
 def test_utf8_upload_with_bom_is_read():
-    assert quick_order.read_upload("\ufeffSKU;Menge\r\nBRÄU-1;5\r\n".encode("utf-8"), 2 * MB) == "SKU;Menge\r\nBRÄU-1;5\r\n"
+    assert (
+        quick_order.read_upload("\ufeffSKU;Menge\r\nBRÄU-1;5\r\n".encode("utf-8"), 2 * MB)
+        == "SKU;Menge\r\nBRÄU-1;5\r\n"
+    )
 
 
 def test_utf16_upload_is_read():

@@ -1,5 +1,6 @@
 """/readyz tells the balancer the truth: not ready when the database takes no writes (read-only, disk full), and
 the 503 pages then say what is wrong instead of "the database is not answering"."""
+
 import os
 import subprocess
 
@@ -7,9 +8,9 @@ import pytest
 from sqlalchemy import event
 
 from sipup import create_app
-from sipup.observability import health
 from sipup.cli import upgrade_schema
 from sipup.extensions import db
+from sipup.observability import health
 from tests.conftest import PASSWORD
 
 
@@ -63,8 +64,10 @@ def small_disk(tmp_path):
 
 
 def _app_on(folder, tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{folder / 'sipup.db'}", "MONITOR_ALERTS": False},
-                     instance_path=str(tmp_path / "instance"))
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": f"sqlite:///{folder / 'sipup.db'}", "MONITOR_ALERTS": False},
+        instance_path=str(tmp_path / "instance"),
+    )
     with app.app_context():
         upgrade_schema()
         db.engine.dispose()
@@ -98,4 +101,5 @@ def test_a_read_only_file_system_is_not_ready(small_disk, tmp_path):
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert answer.status_code == 503
     assert answer.get_json()["checks"]["database"] == (
-        f"not writable: read-only: the file system holding {small_disk} is mounted read-only")
+        f"not writable: read-only: the file system holding {small_disk} is mounted read-only"
+    )

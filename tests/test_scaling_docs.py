@@ -14,6 +14,7 @@ The block's tag after `sh` says what it needs:
 The documented ports 8080-8083 are replaced by free ones; after a line starting `flask serve ... &` or
 `haproxy ... &` the block waits until the port answers.
 """
+
 import os
 import re
 import secrets
@@ -63,8 +64,13 @@ class Project:
         self.groups, self.drops, self.namespaces = [], [], []
         self.substitutions = dict(self.ports)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
-        env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(folder),
-                   SIPUP_INSTANCE_PATH=str(folder / "instance"), FLASK_APP="wsgi", PYTHONWARNINGS="ignore")
+        env.update(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            PYTHONPATH=str(folder),
+            SIPUP_INSTANCE_PATH=str(folder / "instance"),
+            FLASK_APP="wsgi",
+            PYTHONWARNINGS="ignore",
+        )
         self.env = env
 
     def use_servers(self):
@@ -92,15 +98,23 @@ class Project:
             started = BACKGROUND.match(line.strip())
             if started and line.rstrip().endswith("&"):
                 port = started.group(1) or self.ports["8080"]
-                lines.append(f"python -c \"import socket,time\nfor _ in range(600):\n    try:\n"
-                             f"        socket.create_connection(('127.0.0.1', {port}), 1).close(); break\n"
-                             f"    except OSError: time.sleep(0.1)\"")
+                lines.append(
+                    f'python -c "import socket,time\nfor _ in range(600):\n    try:\n'
+                    f"        socket.create_connection(('127.0.0.1', {port}), 1).close(); break\n"
+                    f'    except OSError: time.sleep(0.1)"'
+                )
         lines.append(f"export -p > {self.env_file}")
         return "\n".join(lines) + "\n"
 
     def run(self, text, timeout=240):
-        process = subprocess.Popen(["bash", "-c", self.script(text)], cwd=self.folder, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "-c", self.script(text)],
+            cwd=self.folder,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.groups.append(process.pid)
         try:
             output, _ = process.communicate(timeout=timeout)
@@ -156,7 +170,9 @@ def test_documented_commands_run(projects, document, line, tag, text):
         pytest.skip(f"{document}:{line} needs HAProxy, which is not installed (Debian: apt-get install haproxy)")
     if "server" in tags:
         if not (os.environ.get("SIPUP_TEST_DATABASE_URL") and os.environ.get("SIPUP_TEST_REDIS_URL")):
-            pytest.skip(f"{document}:{line} needs MariaDB and Redis: set SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL")
+            pytest.skip(
+                f"{document}:{line} needs MariaDB and Redis: set SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL"
+            )
         project.use_servers()
     code, output = project.run(text)
     assert code == 0, f"{document}:{line} failed with exit code {code}:\n{text}\n--- output ---\n{output[-4000:]}"

@@ -1,4 +1,5 @@
 """Sign-in, sessions, CSRF, redirects, cookies, headers and password storage."""
+
 import re
 
 import pytest
@@ -20,6 +21,7 @@ def csrf_token(page):
 
 
 # --- CSRF -----------------------------------------------------------------------------------------
+
 
 def test_form_pages_carry_a_csrf_token(csrf_client):
     assert csrf_token(csrf_client.get("/login"))
@@ -48,6 +50,7 @@ def test_signed_in_post_without_token_is_refused(app, csrf_client, buyer, make_p
 
 
 # --- signing in -----------------------------------------------------------------------------------
+
 
 def test_sign_in_starts_a_new_session(client, buyer):
     with client.session_transaction() as session:
@@ -93,6 +96,7 @@ def test_sign_out_ends_the_session(client, buyer, login_as):
 
 # --- sessions end when the account changes --------------------------------------------------------
 
+
 @pytest.fixture
 def browser(make_app, app, buyer):
     """A client signed in as the buyer whose requests each get their own app context, as in production.
@@ -136,16 +140,28 @@ def test_other_changes_keep_the_session(browser, buyer):
 
 # --- where sign-in sends you ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", ["/orders", "/products?q=pils&page=2"])
 def test_next_sends_the_user_back_to_a_same_site_page(client, buyer, target):
     response = client.post("/login", query_string={"next": target}, data={"email": buyer.email, "password": PASSWORD})
     assert response.headers["Location"] == target
 
 
-@pytest.mark.parametrize("target", [
-    "//evil.com", "///evil.com", "http://evil.com/", "https://evil.com/orders", "/\\evil.com", "\\\\evil.com",
-    "/\t/evil.com", "javascript:alert(1)", "evil.com", "",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.com",
+        "///evil.com",
+        "http://evil.com/",
+        "https://evil.com/orders",
+        "/\\evil.com",
+        "\\\\evil.com",
+        "/\t/evil.com",
+        "javascript:alert(1)",
+        "evil.com",
+        "",
+    ],
+)
 def test_next_never_leaves_the_site(client, buyer, target):
     response = client.post("/login", query_string={"next": target}, data={"email": buyer.email, "password": PASSWORD})
     assert response.status_code == 302
@@ -168,6 +184,7 @@ def test_add_to_cart_returns_to_the_catalog_page_it_came_from(client, buyer, mak
 
 
 # --- cookies and headers --------------------------------------------------------------------------
+
 
 def test_session_cookie_is_httponly_and_samesite_lax(client, buyer):
     cookie = login(client, buyer).headers["Set-Cookie"]
@@ -197,6 +214,7 @@ def test_signed_in_pages_are_not_cached_by_browsers_or_proxies(client, buyer, lo
 
 
 # --- passwords ------------------------------------------------------------------------------------
+
 
 def test_passwords_are_stored_hashed(app, buyer):
     stored = db.session.scalar(select(User.password_hash).where(User.id == buyer.id))

@@ -1,5 +1,6 @@
 """Operator mistakes stop `flask serve` with one line naming the setting and what would be right; an unknown
 SIPUP_* variable and an unreachable Redis are said in one line too, and sipup starts anyway."""
+
 import os
 import socket
 import subprocess
@@ -16,8 +17,9 @@ def _serve(tmp_path, *args, **settings):
     env.update(FLASK_APP="wsgi", PYTHONWARNINGS="ignore")
     env.setdefault("SIPUP_INSTANCE_PATH", str(tmp_path / "instance"))
     env.update({f"SIPUP_{name}": value for name, value in settings.items()})
-    result = subprocess.run([sys.executable, "-m", "flask", "serve", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "serve", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     return result.returncode, result.stdout, result.stderr
 
 
@@ -32,8 +34,9 @@ def _one_line(tmp_path, *args, **settings):
 def test_a_database_url_with_an_unknown_option_stops_start_up(tmp_path):
     line = _one_line(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}?timout=5")
     assert line.endswith("SIPUP_DATABASE_URL has the unknown option 'timout'; did you mean timeout?")
-    line = _one_line(tmp_path, DATABASE_URL="mysql+pymysql://sipup:secret@127.0.0.1:1/sipup?sslmode=require",
-                     SECRET_KEY="k" * 40)
+    line = _one_line(
+        tmp_path, DATABASE_URL="mysql+pymysql://sipup:secret@127.0.0.1:1/sipup?sslmode=require", SECRET_KEY="k" * 40
+    )
     assert "SIPUP_DATABASE_URL has the unknown option 'sslmode'" in line
 
 
@@ -42,8 +45,14 @@ def test_a_redis_url_of_another_scheme_stops_start_up(tmp_path):
     assert "SIPUP_REDIS_URL='http://127.0.0.1:6379/0' must read like redis://host:6379/0" in line
 
 
-@pytest.mark.parametrize("name, value", [("RATELIMIT_IP", "0 per minute"), ("RATELIMIT_USER", "100 per hour; 0/day"),
-                                         ("RATELIMIT_ENDPOINTS", '{"POST auth.login": "0 per minute"}')])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("RATELIMIT_IP", "0 per minute"),
+        ("RATELIMIT_USER", "100 per hour; 0/day"),
+        ("RATELIMIT_ENDPOINTS", '{"POST auth.login": "0 per minute"}'),
+    ],
+)
 def test_a_limit_that_refuses_everything_stops_start_up(tmp_path, name, value):
     line = _one_line(tmp_path, **{name: value})
     assert f"SIPUP_{name}=" in line and "must allow at least 1 request" in line
@@ -68,8 +77,10 @@ def test_a_port_in_use_stops_start_up_with_a_suggestion(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         line = _one_line(tmp_path, "--port", str(port))
-    assert line == (f"Error: Port {port} on 127.0.0.1 is in use by another program (XAMPP's Tomcat takes 8080): "
-                    f"start with another port, e.g. flask serve --port {port + 1}, or set SIPUP_PORT.")
+    assert line == (
+        f"Error: Port {port} on 127.0.0.1 is in use by another program (XAMPP's Tomcat takes 8080): "
+        f"start with another port, e.g. flask serve --port {port + 1}, or set SIPUP_PORT."
+    )
 
 
 def test_an_instance_folder_that_cannot_be_written_stops_start_up(tmp_path):
@@ -88,6 +99,8 @@ def test_an_unreachable_redis_at_start_up_is_one_line_and_sipup_starts_degraded(
     finally:
         server.stop()
     lines = [line for line in server.log().splitlines() if "SIPUP_REDIS_URL" in line]
-    assert lines == [f"sipup: warning: Redis at 127.0.0.1:{port} (SIPUP_REDIS_URL) does not answer (ConnectionError); "
-                     "starting degraded: rate limits and statistics count per process and the cache is skipped "
-                     "until it answers."]
+    assert lines == [
+        f"sipup: warning: Redis at 127.0.0.1:{port} (SIPUP_REDIS_URL) does not answer (ConnectionError); "
+        "starting degraded: rate limits and statistics count per process and the cache is skipped "
+        "until it answers."
+    ]

@@ -1,4 +1,5 @@
 """The storefront's depth: stock truth at add time and checkout, search that finds, the catalog's pages."""
+
 import pytest
 
 from sipup import searchtext
@@ -7,19 +8,22 @@ from sipup.models import Category
 from sipup.services import cart as carts
 from sipup.services import catalog
 
-
 # --- search normalisation ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("Hofbräu Pils", "hofbrau pils"),
-    ("Hauptstraße 5", "hauptstrasse 5"),
-    ("ÉLAN Crème brûlée", "elan creme brulee"),
-    ("keg of 30 l", "keg of 30 l"),
-    ("crate of 20 x 0.5 l", "crate of 20 x 0 5 l"),
-    ("BEE-00005", "bee 00005"),
-    ("Øl & Æble", "ol aeble"),
-    ("", ""),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Hofbräu Pils", "hofbrau pils"),
+        ("Hauptstraße 5", "hauptstrasse 5"),
+        ("ÉLAN Crème brûlée", "elan creme brulee"),
+        ("keg of 30 l", "keg of 30 l"),
+        ("crate of 20 x 0.5 l", "crate of 20 x 0 5 l"),
+        ("BEE-00005", "bee 00005"),
+        ("Øl & Æble", "ol aeble"),
+        ("", ""),
+    ],
+)
 def test_folded_text_has_no_case_accents_or_punctuation(text, expected):
     assert searchtext.folded(text) == expected
 
@@ -34,6 +38,7 @@ def test_terms_hold_every_suffix_behind_the_marker():
 
 # --- search through the index, on each database --------------------------------------------------
 
+
 @pytest.fixture
 def shelf(app, make_product):
     beer = Category(name="Beer", slug="beer")
@@ -41,11 +46,14 @@ def shelf(app, make_product):
     db.session.add_all([beer, water])
     db.session.flush()
     products = {
-        "hofbrau": make_product(sku="BEE-101", name="Hofbräu Pils", sell_unit="crate of 20 x 0.5 l", category_id=beer.id),
+        "hofbrau": make_product(
+            sku="BEE-101", name="Hofbräu Pils", sell_unit="crate of 20 x 0.5 l", category_id=beer.id
+        ),
         "lager": make_product(sku="BEE-202", name="Helles Lager", sell_unit="keg of 30 l", category_id=beer.id),
         "brauhaus": make_product(sku="BEE-303", name="Brauhaus Dunkel", sell_unit="keg of 50 l", category_id=beer.id),
-        "strasse": make_product(sku="WAS-404", name="Straßen-Wasser still", sell_unit="crate of 12 x 0.7 l",
-                                category_id=water.id),
+        "strasse": make_product(
+            sku="WAS-404", name="Straßen-Wasser still", sell_unit="crate of 12 x 0.7 l", category_id=water.id
+        ),
     }
     return products
 
@@ -79,6 +87,7 @@ def test_search_follows_renamed_products(shelf):
 
 
 # --- the catalog pages -------------------------------------------------------------------------
+
 
 def test_catalog_search_as_you_type_answers_the_partial(client, buyer, login_as, shelf):
     login_as(buyer)

@@ -1,15 +1,15 @@
 """One blueprint per audience: auth, account (everyone signed in), shop (buyers), admin (staff), monitor
 (admins), ops (probes)."""
 
+from .account import bp as account
+from .admin import bp as admin
+from .auth import bp as auth
+from .monitor import bp as monitor
+from .ops import bp as ops
+from .shop import bp as shop
+
 
 def register_blueprints(app):
     """Attach every blueprint to the app."""
-    from .account import bp as account
-    from .admin import bp as admin
-    from .auth import bp as auth
-    from .monitor import bp as monitor
-    from .ops import bp as ops
-    from .shop import bp as shop
-
     for blueprint in (auth, account, shop, admin, monitor, ops):
         app.register_blueprint(blueprint)

@@ -1,4 +1,5 @@
 """Account self-service for everyone signed in: name, e-mail, password; owners manage their company's buyers."""
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -15,8 +16,12 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 def _page(errors=None, status=200):
     company = current_user.company if current_user.is_customer else None
     return render_template(
-        "account/index.html", errors=errors or {}, form=request.form, company=company,
-        credit=orders.credit_position(company) if company else None, min_length=accounts.MIN_PASSWORD,
+        "account/index.html",
+        errors=errors or {},
+        form=request.form,
+        company=company,
+        credit=orders.credit_position(company) if company else None,
+        min_length=accounts.MIN_PASSWORD,
     ), status
 
 
@@ -74,8 +79,9 @@ def password():
     """Change the password (the current one is asked for); every other session ends."""
     user = current_user._get_current_object()
     try:
-        users.change_password(user, request.form.get("current", ""), request.form.get("new", ""),
-                              request.form.get("confirm", ""))
+        users.change_password(
+            user, request.form.get("current", ""), request.form.get("new", ""), request.form.get("confirm", "")
+        )
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
@@ -92,8 +98,9 @@ def company_users():
     errors = {}
     if request.method == "POST":
         try:
-            invited = users.invite(request.form.get("email", ""), request.form.get("name", ""), Role.BUYER,
-                                   company, actor=current_user)
+            invited = users.invite(
+                request.form.get("email", ""), request.form.get("name", ""), Role.BUYER, company, actor=current_user
+            )
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
@@ -101,8 +108,12 @@ def company_users():
             flash(f"Invitation to {invited.email} is on its way.", "success")
             return redirect(url_for("account.company_users"))
     return render_template(
-        "account/users.html", company=company, people=users.company_users(company.id), errors=errors,
-        form=request.form, can_manage=lambda user: user.role == Role.BUYER,
+        "account/users.html",
+        company=company,
+        people=users.company_users(company.id),
+        errors=errors,
+        form=request.form,
+        can_manage=lambda user: user.role == Role.BUYER,
         url_builder=lambda user, action: url_for("account.company_user_action", user_id=user.id, action=action),
     ), 422 if errors else 200
 

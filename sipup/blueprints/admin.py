@@ -1,12 +1,15 @@
 """The back office for staff: order processing, products and stock, companies, price lists."""
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
+
+from sipup.jobs import enqueue
 
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
-from ..services import audit, backoffice, companies, images, orders, users
+from ..services import audit, backoffice, companies, images, orders, payments, reports, stock_import, users
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..services.parsing import whole_number
 from .account import flash_user_action
@@ -38,13 +41,17 @@ def order_list():
     if status and status not in {s.value for s in OrderStatus}:
         notice, status = f"Unknown status “{status[:20]}”; showing all.", ""
     company = request.args.get("company", "")
-    results = backoffice.find_orders(
-        status or None, whole_number(company), request.args.get("q", "")[:100], _page()
-    )
+    results = backoffice.find_orders(status or None, whole_number(company), request.args.get("q", "")[:100], _page())
     companies = db.session.execute(select(Company.id, Company.name).order_by(Company.name)).all()
     return render_template(
-        "admin/orders.html", results=results, status=status, company=company, q=request.args.get("q", ""),
-        companies=companies, statuses=list(OrderStatus), notice=notice,
+        "admin/orders.html",
+        results=results,
+        status=status,
+        company=company,
+        q=request.args.get("q", ""),
+        companies=companies,
+        statuses=list(OrderStatus),
+        notice=notice,
     )
 
 
@@ -56,7 +63,9 @@ def order_detail(number):
     except NotFound:
         abort(404)
     return render_template(
-        "admin/order.html", order=order, actions=orders.available_transitions(order),
+        "admin/order.html",
+        order=order,
+        actions=orders.available_transitions(order),
         credit=orders.credit_position(order.company),
     )
 
@@ -118,8 +127,9 @@ def product_image_add(sku):
     except DomainError as exc:
         db.session.rollback()
         categories = db.session.scalars(select(Category).order_by(Category.position)).all()
-        return render_template("admin/product.html", product=product, form={}, errors={}, categories=categories,
-                               image_error=str(exc)), 422
+        return render_template(
+            "admin/product.html", product=product, form={}, errors={}, categories=categories, image_error=str(exc)
+        ), 422
     flash("Picture added; buyers see it now.", "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
 
@@ -168,8 +178,9 @@ def company_new():
         else:
             return redirect(url_for("admin.company_edit", company_id=company.id))
     price_lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
-    return render_template("admin/company_new.html", form=form, errors=errors, price_lists=price_lists,
-                           account_request=account_request), 422 if errors else 200
+    return render_template(
+        "admin/company_new.html", form=form, errors=errors, price_lists=price_lists, account_request=account_request
+    ), 422 if errors else 200
 
 
 @bp.route("/companies/<id:company_id>", methods=["GET", "POST"])
@@ -216,14 +227,23 @@ def _company_page(company, errors=None, invite_errors=None, address_errors=None,
     price_lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
     invite_errors = invite_errors or {}
     return render_template(
-        "admin/company.html", company=company, form=request.form if errors else {}, errors=errors or {},
-        price_lists=price_lists, credit=orders.credit_position(company), people=users.company_users(company.id),
-        invite_errors=invite_errors, invite_values=request.form if invite_errors else {},
+        "admin/company.html",
+        company=company,
+        form=request.form if errors else {},
+        errors=errors or {},
+        price_lists=price_lists,
+        credit=orders.credit_position(company),
+        people=users.company_users(company.id),
+        invite_errors=invite_errors,
+        invite_values=request.form if invite_errors else {},
         history=audit.history("company", company.id),
-        url_builder=lambda user, action: url_for("admin.company_user", company_id=company.id, user_id=user.id,
-                                                 action=action),
-        can_manage=lambda user: True, customer_roles=[Role.OWNER, Role.BUYER],
-        address_errors=address_errors or {}, address_id=address_id,
+        url_builder=lambda user, action: url_for(
+            "admin.company_user", company_id=company.id, user_id=user.id, action=action
+        ),
+        can_manage=lambda user: True,
+        customer_roles=[Role.OWNER, Role.BUYER],
+        address_errors=address_errors or {},
+        address_id=address_id,
     ), 422 if errors or invite_errors or address_errors else 200
 
 
@@ -232,8 +252,13 @@ def company_invite(company_id):
     """Invite a user (owner or buyer) to a company."""
     company = db.session.get(Company, company_id) or abort(404)
     try:
-        invited = users.invite(request.form.get("email", ""), request.form.get("name", ""),
-                               request.form.get("role", ""), company, actor=current_user)
+        invited = users.invite(
+            request.form.get("email", ""),
+            request.form.get("name", ""),
+            request.form.get("role", ""),
+            company,
+            actor=current_user,
+        )
     except FieldErrors as exc:
         db.session.rollback()
         return _company_page(company, invite_errors=exc.errors)
@@ -271,8 +296,12 @@ def staff_users():
     errors = {}
     if request.method == "POST":
         try:
-            invited = users.invite(request.form.get("email", ""), request.form.get("name", ""),
-                                   request.form.get("role", ""), actor=current_user)
+            invited = users.invite(
+                request.form.get("email", ""),
+                request.form.get("name", ""),
+                request.form.get("role", ""),
+                actor=current_user,
+            )
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
@@ -280,8 +309,12 @@ def staff_users():
             flash(f"Invitation to {invited.email} is on its way.", "success")
             return redirect(url_for("admin.staff_users"))
     return render_template(
-        "admin/users.html", people=users.staff_members(), errors=errors, form=request.form,
-        roles=[Role.STAFF, Role.ADMIN], can_manage=lambda user: True,
+        "admin/users.html",
+        people=users.staff_members(),
+        errors=errors,
+        form=request.form,
+        roles=[Role.STAFF, Role.ADMIN],
+        can_manage=lambda user: True,
         url_builder=lambda user, action: url_for("admin.staff_user", user_id=user.id, action=action),
     ), 422 if errors else 200
 
@@ -311,8 +344,9 @@ def price_list_new():
     errors, form = {}, request.values
     if request.method == "POST":
         try:
-            created = companies.create_price_list(form.get("name", ""), whole_number(form.get("copy_from")),
-                                                  actor=current_user)
+            created = companies.create_price_list(
+                form.get("name", ""), whole_number(form.get("copy_from")), actor=current_user
+            )
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
@@ -360,8 +394,14 @@ def price_list(list_id):
     except NotFound:
         abort(404)
     return render_template(
-        "admin/price_list.html", price_list=price_list_, tiers=tiers, form=request.form, errors=errors,
-        rename_errors=rename_errors, history=audit.history("price_list", list_id), q=request.args.get("q", "")[:100],
+        "admin/price_list.html",
+        price_list=price_list_,
+        tiers=tiers,
+        form=request.form,
+        errors=errors,
+        rename_errors=rename_errors,
+        history=audit.history("price_list", list_id),
+        q=request.args.get("q", "")[:100],
     ), 422 if errors or rename_errors else 200
 
 
@@ -392,8 +432,6 @@ def account_request_reject(request_id):
 @bp.route("/reports", methods=["GET", "POST"])
 def report_list():
     """Report files to download, and a form that queues a new one."""
-    from sipup.jobs import enqueue
-    from ..services import reports
 
     if request.method == "POST":
         kind = request.form.get("kind", "")
@@ -418,9 +456,6 @@ def report_list():
 @bp.route("/reports/<name>")
 def report_download(name):
     """One report file as a download (CSV, UTF-8 with BOM for Excel)."""
-    from flask import send_file
-
-    from ..services import reports
 
     try:
         path = reports.path_of(name)
@@ -432,8 +467,6 @@ def report_download(name):
 @bp.route("/imports", methods=["GET", "POST"])
 def imports():
     """Upload a bank CSV (one payment job per line) or a warehouse stock CSV (one job for the file)."""
-    from ..services import payments, stock_import
-
     problems = []
     if request.method == "POST":
         upload = request.files.get("file")

@@ -1,6 +1,9 @@
 """Sign in and out, password resets, and the links mailed to users (invitations)."""
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+
+from sipup.jobs import enqueue
 
 from ..extensions import db
 from ..models import LinkPurpose
@@ -53,13 +56,12 @@ def logout():
 @bp.route("/password/reset", methods=["GET", "POST"])
 def password_reset():
     """Ask for a password reset link; the answer is the same whether the address has an account or not."""
-    from sipup.jobs import enqueue
-
     email = request.form.get("email", "").strip()[:254]
     if request.method == "POST":
         if not accounts.EMAIL.match(email):
-            return render_template("auth/password_reset.html", email=email,
-                                   errors={"email": "Enter the e-mail address you sign in with."}), 422
+            return render_template(
+                "auth/password_reset.html", email=email, errors={"email": "Enter the e-mail address you sign in with."}
+            ), 422
         # The job looks the address up, so an unknown one costs this request exactly what a known one does.
         enqueue("send_mail", "password_reset", email, priority="high")
         db.session.commit()
@@ -95,8 +97,9 @@ def _choose_password(token, purpose, done):
             sign_in(user)
             flash(done, "success")
             return redirect(home_for(user))
-    return render_template("auth/choose_password.html", link=link, purpose=purpose, errors=errors,
-                           min_length=accounts.MIN_PASSWORD), 422 if errors else 200
+    return render_template(
+        "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=accounts.MIN_PASSWORD
+    ), 422 if errors else 200
 
 
 @bp.route("/register", methods=["GET", "POST"])

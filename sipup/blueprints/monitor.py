@@ -1,16 +1,38 @@
 """`/monitor` for admins: panels that refresh themselves every 30 seconds; `/metrics` for Prometheus."""
+
 import hmac
 import ipaddress
+import json
 import re
 import time
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from markupsafe import Markup, escape
 
+from sipup.jobs import manage, queue
+from sipup.jobs.manage import cancel_job as cancel
+from sipup.jobs.manage import delete_job as delete
+from sipup.jobs.manage import retry_job as retry
+from sipup.jobs.queue import PRIORITY_NAMES
+from sipup.limits import limiter as limits
 from sipup.observability import panels as monitor
+from sipup.observability import prometheus
 from sipup.observability.charts import DEFAULT_RANGE, pick_range
 from sipup.observability.health import duration
+
+from ..extensions import db
+from ..models import Job
 from ..security import admin_required
 
 bp = Blueprint("monitor", __name__)
@@ -18,8 +40,6 @@ bp = Blueprint("monitor", __name__)
 
 @bp.context_processor
 def _job_words():
-    from sipup.jobs.queue import PRIORITY_NAMES
-
     return {"priority_names": PRIORITY_NAMES}
 
 
@@ -45,8 +65,6 @@ def panel(name):
 @admin_required
 def jobs():
     """The job browser: every job, filtered by state, type and priority, a page at a time."""
-    from sipup.jobs import manage, queue
-
     state = request.args.get("state", "")
     name = request.args.get("name", "")
     priority = request.args.get("priority", "")
@@ -57,18 +75,20 @@ def jobs():
     context = {"results": results, "state": state, "name": name, "priority": priority}
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-list":
         return render_template("monitor/_job_list.html", **context)
-    return render_template("monitor/jobs.html", names=manage.job_names(), states=[s.value for s in queue.S],
-                           priorities=list(queue.PRIORITIES), kinds=queue.job_type_stats(
-                               current_app.extensions["counters"]), **context)
+    return render_template(
+        "monitor/jobs.html",
+        names=manage.job_names(),
+        states=[s.value for s in queue.S],
+        priorities=list(queue.PRIORITIES),
+        kinds=queue.job_type_stats(current_app.extensions["counters"]),
+        **context,
+    )
 
 
 @bp.route("/monitor/jobs/<int:job_id>")
 @admin_required
 def job(job_id):
     """One job: its arguments, attempts, times, error and result, with its actions."""
-    from ..extensions import db
-    from ..models import Job
-
     record = db.session.get(Job, job_id)
     if record is None:
         abort(404)
@@ -76,8 +96,6 @@ def job(job_id):
 
 
 def _arguments(text):
-    import json
-
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:  # stored by an older version or by hand: show it as it is
@@ -88,8 +106,6 @@ def _arguments(text):
 @admin_required
 def retry_job(job_id):
     """Queue a failed or cancelled job again with fresh attempts."""
-    from sipup.jobs.manage import retry_job as retry
-
     try:
         record = retry(job_id)
         message, category = f"Job {record.id} ({record.name}) is queued again.", "success"
@@ -102,8 +118,6 @@ def retry_job(job_id):
 @admin_required
 def cancel_job(job_id):
     """Cancel a job that waits to run."""
-    from sipup.jobs.manage import cancel_job as cancel
-
     try:
         record = cancel(job_id)
         message, category = f"Job {record.id} ({record.name}) is cancelled.", "success"
@@ -116,8 +130,6 @@ def cancel_job(job_id):
 @admin_required
 def delete_job(job_id):
     """Delete a job that is not running from the history."""
-    from sipup.jobs.manage import delete_job as delete
-
     try:
         name = delete(job_id)
         message, category = f"Job {job_id} ({name}) is deleted.", "success"
@@ -133,8 +145,6 @@ def delete_job(job_id):
 @admin_required
 def unblock():
     """Lift a rate-limit block; the client starts afresh."""
-    from sipup.limits import limiter as limits
-
     who = request.form.get("who", "").strip()[:200]
     if not who.startswith(("addr:", "user:")):
         return _after_action("limits", "Name a block as addr:<address> or user:<id>.", "error")
@@ -170,8 +180,17 @@ def _render(name, title, range_=None, notice=None):
     except Exception as exc:  # one failing panel must not take the page or the other panels down
         current_app.logger.exception("Monitor panel %s failed", name)
         data, error = None, f"{type(exc).__name__}: {exc}"
-    return render_template("monitor/_panel.html", name=name, title=title, data=data, error=error,
-                           failed_at=time.time(), notice=notice, range=range_, verdict=verdict)
+    return render_template(
+        "monitor/_panel.html",
+        name=name,
+        title=title,
+        data=data,
+        error=error,
+        failed_at=time.time(),
+        notice=notice,
+        range=range_,
+        verdict=verdict,
+    )
 
 
 @bp.app_template_filter("clock")
@@ -198,7 +217,7 @@ def metrics():
     """Figures in Prometheus text format, for a bearer token or an allowed address only."""
     if not _metrics_allowed():
         abort(403)
-    return Response(monitor.prometheus_text(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    return Response(prometheus.exposition(), content_type=prometheus.CONTENT_TYPE)
 
 
 def _metrics_allowed():

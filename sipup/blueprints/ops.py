@@ -1,4 +1,6 @@
 """Probes for load balancers and process managers: alive and ready."""
+
+import redis
 from flask import Blueprint, current_app, jsonify
 
 from ..database import check_writable
@@ -23,8 +25,6 @@ def readyz():
         checks["database"] = f"error: {type(exc).__name__}"
     redis_url = current_app.config["REDIS_URL"]
     if redis_url:
-        import redis
-
         client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         try:
             client.ping()

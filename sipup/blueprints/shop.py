@@ -2,12 +2,24 @@
 import hashlib
 import os
 
-from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from sipup.cache import cached
+
 from ..extensions import db
 from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first

@@ -8,6 +8,16 @@ session, statistics), `drivers` (which store a URL names: Redis, Memcached, file
 Exports the API that services use: `cached`, `cached_many`, `touch`, `Plain`, `PageOf`, `cache_status`,
 `purge_expired` for the hourly clean-up, and `register_cache` for create_app().
 """
-from sipup.cache.layer import PageOf, Plain, cache_status, cached, cached_many, purge_expired, register_cache, touch
+
+from sipup.cache.layer import (
+    PageOf,
+    Plain,
+    cache_status,
+    cached,
+    cached_many,
+    purge_expired,
+    register_cache,
+    touch,
+)
 
 __all__ = ["PageOf", "Plain", "cache_status", "cached", "cached_many", "purge_expired", "register_cache", "touch"]

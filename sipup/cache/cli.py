@@ -1,4 +1,5 @@
 """`flask cache`: hit rates per type, and clearing every cached value everywhere."""
+
 import time
 
 import click
@@ -6,9 +7,13 @@ from flask.cli import AppGroup
 
 from sipup.cache.layer import EVENTS, TYPES, hit_rate, layer
 
-cache_cli = AppGroup("cache", help=(
-    "The cache of products, prices, users, orders and the dashboard: `stats` prints hits, misses and errors "
-    "per type; `clear` makes every cached value (or one type's) stale in every process and host."))
+cache_cli = AppGroup(
+    "cache",
+    help=(
+        "The cache of products, prices, users, orders and the dashboard: `stats` prints hits, misses and errors "
+        "per type; `clear` makes every cached value (or one type's) stale in every process and host."
+    ),
+)
 
 
 @cache_cli.command("stats", short_help="State, and hits, misses, errors per type.")
@@ -31,14 +36,16 @@ def cache_stats(window):
         if type_ == "all" and not any(row.values()):
             continue
         rate = hit_rate({f"x.{e}": row[e] for e in ("hit", "miss")})
-        click.echo(f"  {type_:<10}" + "".join(f"{row[e]:>9,}" for e in EVENTS)
-                   + f"{'–' if rate is None else f'{rate:.1%}':>10}")
+        click.echo(
+            f"  {type_:<10}"
+            + "".join(f"{row[e]:>9,}" for e in EVENTS)
+            + f"{'–' if rate is None else f'{rate:.1%}':>10}"
+        )
     overall = hit_rate(totals)
     click.echo(f"  overall hit rate: {'no reads yet' if overall is None else f'{overall:.1%}'}")
     series = cache.counters.series("cache", "hour", 6)
     rates = [hit_rate(values) for _start, values in series]
-    click.echo("  hourly hit rate, oldest first: "
-               + " ".join("–" if r is None else f"{r:.0%}" for r in rates))
+    click.echo("  hourly hit rate, oldest first: " + " ".join("–" if r is None else f"{r:.0%}" for r in rates))
 
 
 @cache_cli.command("clear", short_help="Make cached values stale everywhere.")

@@ -1,18 +1,26 @@
 """Which cache store SIPUP_CACHE_URL names, built as a Flask-Caching backend with short socket timeouts.
 
-    redis://host:6379/0          Redis (RedisCache), keys under "<REDIS_NAMESPACE>:cache:"
-    memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
-    file:///var/cache/sipup      a folder (FileSystemCache); a plain absolute path works too
-    memory://                    this process only (SimpleCache)
-    none://                      no caching (to measure what the cache saves, or to rule it out)
-    unset                        Redis when SIPUP_REDIS_URL is set, else a folder in instance/
+redis://host:6379/0          Redis (RedisCache), keys under "<REDIS_NAMESPACE>:cache:"
+memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
+file:///var/cache/sipup      a folder (FileSystemCache); a plain absolute path works too
+memory://                    this process only (SimpleCache)
+none://                      no caching (to measure what the cache saves, or to rule it out)
+unset                        Redis when SIPUP_REDIS_URL is set, else a folder in instance/
 """
+
 import os
 import pickle
 from urllib.parse import urlsplit
 
+from cachelib.redis import RedisCache
 from flask_caching import Cache
+from flask_caching.backends import FileSystemCache
 from flask_caching.backends.base import BaseCache
+from pymemcache.client.base import PooledClient
+from pymemcache.client.hash import HashClient
+from pymemcache.serde import pickle_serde
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sipup.config import ConfigError
 
@@ -40,19 +48,30 @@ def describe(app):
         return "filesystem", folder, _filesystem(folder)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("redis", "rediss", "unix"):
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                   # No retries inside redis-py: the circuit breaker decides when to try again.
-                   "retry": Retry(NoBackoff(), 0), "health_check_interval": 30}
-        return "redis", _hide_password(url), {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url,
-                                              "CACHE_KEY_PREFIX": prefix, "CACHE_OPTIONS": options}
+        options = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # No retries inside redis-py: the circuit breaker decides when to try again.
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 30,
+        }
+        return (
+            "redis",
+            _hide_password(url),
+            {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": prefix, "CACHE_OPTIONS": options},
+        )
     if scheme == "memcached":
         servers = _memcached_servers(url)
-        return "memcached", ",".join(f"{h}:{p}" for h, p in servers), {
-            "CACHE_TYPE": "sipup.cache.drivers.PymemcacheCache", "CACHE_KEY_PREFIX": prefix,
-            "CACHE_MEMCACHED_SERVERS": servers, "CACHE_OPTIONS": {"timeout": timeout}}
+        return (
+            "memcached",
+            ",".join(f"{h}:{p}" for h, p in servers),
+            {
+                "CACHE_TYPE": "sipup.cache.drivers.PymemcacheCache",
+                "CACHE_KEY_PREFIX": prefix,
+                "CACHE_MEMCACHED_SERVERS": servers,
+                "CACHE_OPTIONS": {"timeout": timeout},
+            },
+        )
     if scheme == "file" or (not scheme and os.path.isabs(url)):
         folder = urlsplit(url).path if scheme else url
         _check_own_folder(app, url, folder)
@@ -95,8 +114,9 @@ def _memcached_servers(url):
     for item in url.split("://", 1)[1].strip("/").split(","):
         host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise ConfigError(f"SIPUP_CACHE_URL={url!r}: write each Memcached server as host:port, "
-                              "e.g. memcached://127.0.0.1:11211.")
+            raise ConfigError(
+                f"SIPUP_CACHE_URL={url!r}: write each Memcached server as host:port, e.g. memcached://127.0.0.1:11211."
+            )
         servers.append((host, int(port)))
     return servers
 
@@ -115,8 +135,6 @@ class UnusableFolder:
         self.folder, self.error = folder, error
 
     def rebuild(self):
-        from flask_caching.backends import FileSystemCache
-
         return FileSystemCache(self.folder, threshold=_filesystem(self.folder)["CACHE_THRESHOLD"])
 
     def __getattr__(self, name):
@@ -128,8 +146,6 @@ class UnusableFolder:
 
 def close(store):
     """Let go of the store's connections (an app that is discarded, e.g. in tests)."""
-    from cachelib.redis import RedisCache
-
     if isinstance(store, RedisCache):
         store._write_client.close()
         store._read_client.close()
@@ -146,10 +162,6 @@ class PymemcacheCache(BaseCache):
     """A Flask-Caching backend on pymemcache: pooled, thread-safe, with short timeouts, values pickled."""
 
     def __init__(self, servers, default_timeout=300, key_prefix="", timeout=0.25, **_ignored):
-        from pymemcache.client.base import PooledClient
-        from pymemcache.client.hash import HashClient
-        from pymemcache.serde import pickle_serde
-
         super().__init__(default_timeout)
         self.key_prefix = key_prefix
         common = dict(serde=pickle_serde, connect_timeout=timeout, timeout=timeout, default_noreply=False)

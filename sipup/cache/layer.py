@@ -15,6 +15,7 @@ A missing or stale hot key is recomputed once: threads of one process share one 
 processes on Redis or Memcached take a short lock in the store; the others wait briefly, or get the
 previous value when it only expired (no write since). `cache_status()` is what /monitor shows.
 """
+
 import hashlib
 import logging
 import secrets
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from sipup.cache import drivers as cache_drivers
 from sipup.cache.drivers import STORE_ERRORS, writes_ok
+from sipup.extensions import db
 
 log = logging.getLogger("sipup.cache")
 
@@ -91,8 +93,9 @@ class PageOf:
 
     @classmethod
     def of(cls, pagination, convert):
-        return cls([convert(item) for item in pagination.items], pagination.total or 0, pagination.page,
-                   pagination.per_page)
+        return cls(
+            [convert(item) for item in pagination.items], pagination.total or 0, pagination.page, pagination.per_page
+        )
 
 
 _MISSING = object()
@@ -186,8 +189,9 @@ class CacheLayer:
                 self._count(type_, "hit")
                 self._count(type_, "stale")
                 return previous
-        value, led = self._single_flight(key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl,
-                                                                 previous))
+        value, led = self._single_flight(
+            key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl, previous)
+        )
         if not led:
             self._count(type_, "hit")
             self._count(type_, "wait")
@@ -232,9 +236,9 @@ class CacheLayer:
 
     def _read_many(self, store, type_, keys, gens, compute_many, ttl):
         values = self._call(store.get_many, *gens, *keys.values())
-        tokens = self._tokens(store, gens, values[:len(gens)])
+        tokens = self._tokens(store, gens, values[: len(gens)])
         now, found, missing = time.time(), {}, []
-        for ident, payload in zip(keys, values[len(gens):]):
+        for ident, payload in zip(keys, values[len(gens) :]):
             if _valid(payload, tokens) and payload["e"] > now:
                 found[ident] = payload["v"]
             else:
@@ -366,8 +370,9 @@ class CacheLayer:
         with self.lock:
             down_for, self.down_since = time.time() - (self.down_since or time.time()), None
         self.local.clear()
-        log.warning("Cache %s (%s) answers again after %.0f s; every cached value was renewed.",
-                    self.kind, self.where, down_for)
+        log.warning(
+            "Cache %s (%s) answers again after %.0f s; every cached value was renewed.", self.kind, self.where, down_for
+        )
         return True
 
     def _failed(self, type_, exc):
@@ -381,8 +386,13 @@ class CacheLayer:
         if first:
             # What the fallback held may predate other processes' writes during the outage before this one.
             self.local.clear()
-            log.error("Cache %s (%s) failed: %s. Serving from this process's fallback; trying again every %d s.",
-                      self.kind, self.where, self.last_error, self.retry_seconds)
+            log.error(
+                "Cache %s (%s) failed: %s. Serving from this process's fallback; trying again every %d s.",
+                self.kind,
+                self.where,
+                self.last_error,
+                self.retry_seconds,
+            )
 
     def close(self):
         """Let go of the store's connections."""
@@ -409,7 +419,9 @@ class CacheLayer:
         if self.kind != "filesystem" or not hasattr(store, "_remove_expired"):
             return None  # Redis and Memcached expire entries themselves
         before = sum(1 for _ in store._list_dir())
-        store._remove_expired(time.time() if now is None else now)  # cachelib's own sweep (pinned): keeps its count right
+        store._remove_expired(
+            time.time() if now is None else now
+        )  # cachelib's own sweep (pinned): keeps its count right
         return before - sum(1 for _ in store._list_dir())
 
     def status(self):
@@ -437,6 +449,7 @@ def hit_rate(totals):
 
 # --- the API services use ---------------------------------------------------------------------------
 
+
 def layer():
     return current_app.extensions["sipup_cache"]
 
@@ -459,8 +472,6 @@ def cached_many(type_, name, ids, depends, compute_many):
 
 def touch(*names):
     """Renew these generations once the current transaction commits: for writes the session hooks cannot see."""
-    from sipup.extensions import db
-
     db.session.info.setdefault(TOUCHES, set()).update(names)
 
 
@@ -544,6 +555,7 @@ def _renew_after_commit(session):
 
 # --- set-up and command line -------------------------------------------------------------------------
 
+
 def register_cache(app):
     """Build the store SIPUP_CACHE_URL names (Flask-Caching) behind the fallback layer."""
     kind, where, settings = cache_drivers.describe(app)
@@ -556,4 +568,3 @@ def register_cache(app):
         cache._failed(None, store.error)
     app.extensions["sipup_cache"] = cache
     return cache
-

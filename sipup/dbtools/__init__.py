@@ -6,6 +6,7 @@ transaction), `optimize` (the optimizer, `flask db optimize`, `partition_orders`
 
 Exports `bulk_insert` and `bulk_update`.
 """
+
 from sipup.dbtools.batch import bulk_insert, bulk_update
 
 __all__ = ["bulk_insert", "bulk_update"]

@@ -3,6 +3,7 @@
 Nothing here commits: the caller commits once when all batches are in, or rolls back and nothing of
 them stays. Each batch is one executemany, which PyMySQL turns into multi-row INSERTs.
 """
+
 from itertools import islice
 
 from sqlalchemy import Table, bindparam, update

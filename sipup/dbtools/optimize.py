@@ -6,6 +6,8 @@ neither count in the query statistics nor hold a transaction open across DDL. Ea
 atomic on its own; a failure stops the run at that statement and names it, and the next run picks up
 from what is there.
 """
+
+import os
 import re
 import threading
 import time
@@ -23,7 +25,16 @@ from sqlalchemy.schema import CreateIndex
 
 from sipup.extensions import db
 from sipup.models import Order, OrderStatus, Product, utcnow
-from sipup.observability.query_stats import short_sql
+from sipup.observability.counters import live_processes
+from sipup.observability.query_stats import (
+    connection_budget,
+    describe_budget,
+    short_sql,
+)
+from sipup.services.backoffice import orders_query, status_counts_query
+from sipup.services.catalog import search_query
+from sipup.services.orders import history_query, order_query, uninvoiced_query
+from sipup.services.reports import KINDS, ageing_query, report_query
 
 # Tables partitioned by month of creation on MySQL/MariaDB. Order lines carry their order's created_at,
 # so a month of orders and its lines live in partitions of the same name. Order events are not
@@ -86,8 +97,7 @@ class Optimizer:
         url = make_url(self.config["SQLALCHEMY_DATABASE_URI"])
         self.mysql = url.get_backend_name() in ("mysql", "mariadb")
         connect_args = dict(self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}))
-        self.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args,
-                                    isolation_level="AUTOCOMMIT")
+        self.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args, isolation_level="AUTOCOMMIT")
         self.out = Outcome(dry_run, "MySQL/MariaDB" if self.mysql else "SQLite", self.now)
         self.step = "connect"
         self.conn = None
@@ -125,9 +135,10 @@ class Optimizer:
             with self.engine.connect() as watcher:
                 while not done.wait(5):
                     try:
-                        row = watcher.execute(text(
-                            "SELECT STATE, PROGRESS FROM information_schema.PROCESSLIST WHERE ID = :id"),
-                            {"id": connection_id}).first()
+                        row = watcher.execute(
+                            text("SELECT STATE, PROGRESS FROM information_schema.PROCESSLIST WHERE ID = :id"),
+                            {"id": connection_id},
+                        ).first()
                     except Exception as exc:  # MySQL has no PROGRESS column: time alone then
                         row = None
                         if "PROGRESS" not in str(exc):
@@ -150,8 +161,11 @@ class Optimizer:
         with self.engine.connect() as self.conn:
             self._bound_lock_waits()
             self.out.sections.append(("Slowest statements (query statistics, last day)", self._slow_statements()))
-            steps = [("indexes", self.check_indexes), ("partitions", self.partitions),
-                     ("maintenance", self.maintenance)]
+            steps = [
+                ("indexes", self.check_indexes),
+                ("partitions", self.partitions),
+                ("maintenance", self.maintenance),
+            ]
             self.out.timings_before = self.time_key_queries()
             for self.step, work in steps:
                 self.echo(f"== {self.step}")
@@ -159,8 +173,10 @@ class Optimizer:
                     work()
                 except Exception as exc:
                     message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-                    self.out.failed = (f"stopped in step '{self.step}': {message}. Steps before it are complete; "
-                                       "every step is idempotent, so run it again once the cause is fixed.")
+                    self.out.failed = (
+                        f"stopped in step '{self.step}': {message}. Steps before it are complete; "
+                        "every step is idempotent, so run it again once the cause is fixed."
+                    )
                     self.echo(self.out.failed)
                     break
             if not self.dry_run and not self.out.failed and self.out.changes:
@@ -181,7 +197,9 @@ class Optimizer:
         seconds = self.config["DB_OPTIMIZE_LOCK_WAIT"]
         if self.mysql:
             # Metadata locks (DDL waiting for running transactions) and row locks alike give up after this.
-            self.conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}")
+            self.conn.exec_driver_sql(
+                f"SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}"
+            )
         else:
             self.conn.exec_driver_sql(f"PRAGMA busy_timeout = {seconds * 1000}")
 
@@ -214,10 +232,12 @@ class Optimizer:
                     self.echo(f"  {table.name}: {name} {columns} is missing")
                     self.change(str(CreateIndex(index).compile(dialect=self.engine.dialect)).strip())
                 elif live[name][0] != columns:
-                    self.out.warnings.append(f"{table.name}.{name} is on {live[name][0]} but the models say "
-                                             f"{columns}: drop it and run again to rebuild it")
+                    self.out.warnings.append(
+                        f"{table.name}.{name} is on {live[name][0]} but the models say "
+                        f"{columns}: drop it and run again to rebuild it"
+                    )
             known = set(declared) | {c.name for c in table.constraints if c.name}
-            for name, (columns, unique) in live.items():
+            for name, (columns, _unique) in live.items():
                 if name != "PRIMARY" and name not in known and not self._constraint_index(table, columns):
                     lines.append(f"{table.name}.{name} {columns} is not declared with the models")
             lines.extend(self._redundant(table.name, live))
@@ -237,8 +257,11 @@ class Optimizer:
             if unique:
                 continue
             for other, (other_columns, _u) in live.items():
-                if other != name and other_columns[:len(columns)] == columns and \
-                        (len(other_columns) > len(columns) or other < name):
+                if (
+                    other != name
+                    and other_columns[: len(columns)] == columns
+                    and (len(other_columns) > len(columns) or other < name)
+                ):
                     found.append(f"{table}.{name} {columns} is redundant: {other} {other_columns} covers it")
                     break
         return found
@@ -249,17 +272,28 @@ class Optimizer:
         variables = dict(self.rows("SHOW VARIABLES WHERE Variable_name IN ('userstat', 'performance_schema')"))
         tables = [t.name for t in db.metadata.sorted_tables]
         if variables.get("userstat") == "ON":
-            used = {(t, i) for t, i in self.rows(
-                "SELECT TABLE_NAME, INDEX_NAME FROM information_schema.INDEX_STATISTICS WHERE TABLE_SCHEMA = DATABASE()")}
+            used = {
+                (t, i)
+                for t, i in self.rows(
+                    "SELECT TABLE_NAME, INDEX_NAME FROM information_schema.INDEX_STATISTICS WHERE TABLE_SCHEMA = "
+                    "DATABASE()"
+                )
+            }
             source = "userstat, since the server started or statistics were flushed"
         elif variables.get("performance_schema") == "ON":
-            used = {(t, i) for t, i in self.rows(
-                "SELECT OBJECT_NAME, INDEX_NAME FROM performance_schema.table_io_waits_summary_by_index_usage "
-                "WHERE OBJECT_SCHEMA = DATABASE() AND INDEX_NAME IS NOT NULL AND COUNT_STAR > 0")}
+            used = {
+                (t, i)
+                for t, i in self.rows(
+                    "SELECT OBJECT_NAME, INDEX_NAME FROM performance_schema.table_io_waits_summary_by_index_usage "
+                    "WHERE OBJECT_SCHEMA = DATABASE() AND INDEX_NAME IS NOT NULL AND COUNT_STAR > 0"
+                )
+            }
             source = "performance_schema, since the server started"
         else:
-            return ["unused indexes: the server does not track index use (userstat and performance_schema are "
-                    "OFF; set userstat=1 in the server configuration to have it reported)"]
+            return [
+                "unused indexes: the server does not track index use (userstat and performance_schema are "
+                "OFF; set userstat=1 in the server configuration to have it reported)"
+            ]
         unused = [f"{t}.{i}" for t in tables for i in self.live_indexes(t) if i != "PRIMARY" and (t, i) not in used]
         return [f"unused indexes ({source}): {', '.join(unused) or 'none'}"]
 
@@ -268,8 +302,9 @@ class Optimizer:
     def partitions(self):
         """Partition the orders tables by month, roll months forward, and deal with expired ones as configured."""
         if not self.mysql:
-            self.out.skipped.append("partitions: SQLite has no table partitions; the created_at indexes serve "
-                                    "the monthly queries instead")
+            self.out.skipped.append(
+                "partitions: SQLite has no table partitions; the created_at indexes serve the monthly queries instead"
+            )
             self.echo("  skipped: SQLite has no partitions")
             return
         for table in PARTITIONED:
@@ -286,17 +321,27 @@ class Optimizer:
         """What InnoDB demands of a partitioned table, checked before any ALTER so none fails halfway."""
         for name, (columns, unique) in self.live_indexes(table).items():
             if unique and PARTITION_COLUMN not in columns:
-                raise StepFailed(f"{table}.{name} {columns} is unique without {PARTITION_COLUMN} (InnoDB error 1503); "
-                                 "run `flask db upgrade` (migration 0002 makes the primary key (id, created_at))")
+                raise StepFailed(
+                    f"{table}.{name} {columns} is unique without {PARTITION_COLUMN} (InnoDB error 1503); "
+                    "run `flask db upgrade` (migration 0002 makes the primary key (id, created_at))"
+                )
         foreign = self.rows(
             "SELECT CONSTRAINT_NAME, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
-            "WHERE CONSTRAINT_SCHEMA = DATABASE() AND (TABLE_NAME = :t OR REFERENCED_TABLE_NAME = :t)", t=table)
+            "WHERE CONSTRAINT_SCHEMA = DATABASE() AND (TABLE_NAME = :t OR REFERENCED_TABLE_NAME = :t)",
+            t=table,
+        )
         if foreign:
             names = ", ".join(f"{t}.{c}" for c, t in foreign)
-            raise StepFailed(f"{table} has or is the target of foreign keys ({names}); partitioned tables can do "
-                             "neither (InnoDB errors 1506 and 150): drop them first")
-        kind = self.scalar("SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                           "AND TABLE_NAME = :t AND COLUMN_NAME = :c", t=table, c=PARTITION_COLUMN)
+            raise StepFailed(
+                f"{table} has or is the target of foreign keys ({names}); partitioned tables can do "
+                "neither (InnoDB errors 1506 and 150): drop them first"
+            )
+        kind = self.scalar(
+            "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = :t AND COLUMN_NAME = :c",
+            t=table,
+            c=PARTITION_COLUMN,
+        )
         if kind not in ("date", "datetime"):
             raise StepFailed(f"{table}.{PARTITION_COLUMN} is {kind}; RANGE COLUMNS needs DATE or DATETIME (error 1659)")
 
@@ -305,13 +350,17 @@ class Optimizer:
         rows = self.rows(
             "SELECT PARTITION_NAME, PARTITION_METHOD, PARTITION_EXPRESSION, PARTITION_DESCRIPTION, TABLE_ROWS "
             "FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t "
-            "ORDER BY PARTITION_ORDINAL_POSITION", t=table)
+            "ORDER BY PARTITION_ORDINAL_POSITION",
+            t=table,
+        )
         if not rows or rows[0][0] is None:
             return []
         method, expression = rows[0][1], (rows[0][2] or "").strip("`")
         if method != "RANGE COLUMNS" or expression != PARTITION_COLUMN:
-            raise StepFailed(f"{table} is partitioned by {method} ({expression}), not by month of "
-                             f"{PARTITION_COLUMN}; leaving it alone")
+            raise StepFailed(
+                f"{table} is partitioned by {method} ({expression}), not by month of "
+                f"{PARTITION_COLUMN}; leaving it alone"
+            )
         layout = []
         for name, _m, _e, description, estimate in rows:
             bound = None if description == "MAXVALUE" else date.fromisoformat(description.strip("'")[:10])
@@ -344,16 +393,28 @@ class Optimizer:
         first = min([month_start(o) for o in oldest] + [window_start])
         bounds = self._month_bounds(first, self.wanted_until())
         for table in tables:
-            estimate = self.scalar("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                                   "AND TABLE_NAME = :t", t=table) or 0
-            self.echo(f"  converting {table} (about {estimate:,} rows) to {len(bounds)} monthly partitions "
-                      f"and {CATCH_ALL}; the table is read-only while it is copied")
+            estimate = (
+                self.scalar(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND TABLE_NAME = :t",
+                    t=table,
+                )
+                or 0
+            )
+            self.echo(
+                f"  converting {table} (about {estimate:,} rows) to {len(bounds)} monthly partitions "
+                f"and {CATCH_ALL}; the table is read-only while it is copied"
+            )
             started = time.perf_counter()
-            self.change(f"ALTER TABLE {table} PARTITION BY RANGE COLUMNS({PARTITION_COLUMN}) "
-                        f"({self._definitions(bounds)})", long=True)
+            self.change(
+                f"ALTER TABLE {table} PARTITION BY RANGE COLUMNS({PARTITION_COLUMN}) ({self._definitions(bounds)})",
+                long=True,
+            )
             if not self.dry_run:
-                self.out.warnings.append(f"converted {table} (about {estimate:,} rows) to monthly partitions "
-                                         f"in {time.perf_counter() - started:.1f} s")
+                self.out.warnings.append(
+                    f"converted {table} (about {estimate:,} rows) to monthly partitions "
+                    f"in {time.perf_counter() - started:.1f} s"
+                )
 
     def _roll_forward(self, table, layout):
         """Split the months ahead off the catch-all; warn when rows already sit in it."""
@@ -365,14 +426,17 @@ class Optimizer:
             if in_catch_all:
                 self.out.warnings.append(
                     f"{table}.{layout[-1][0]} holds {in_catch_all:,} rows: months were not created far enough "
-                    "ahead (raise SIPUP_DB_PARTITION_AHEAD or run weekly); splitting it copies those rows")
+                    "ahead (raise SIPUP_DB_PARTITION_AHEAD or run weekly); splitting it copies those rows"
+                )
         last_bound = max(b for _n, b, _r in layout if b is not None)
         bounds = self._month_bounds(last_bound, self.wanted_until())
         if not bounds:
             return
         if layout[-1][1] is None:
-            self.change(f"ALTER TABLE {table} REORGANIZE PARTITION {layout[-1][0]} INTO "
-                        f"({self._definitions(bounds)})", long=bool(in_catch_all))
+            self.change(
+                f"ALTER TABLE {table} REORGANIZE PARTITION {layout[-1][0]} INTO ({self._definitions(bounds)})",
+                long=bool(in_catch_all),
+            )
         else:
             self.change(f"ALTER TABLE {table} ADD PARTITION ({self._definitions(bounds)})")
 
@@ -390,7 +454,8 @@ class Optimizer:
             if policy == "keep":
                 self.out.warnings.append(
                     f"{table}: {len(expired)} partitions older than {self.config['DB_PARTITION_MONTHS']} months "
-                    f"kept ({names}); set SIPUP_DB_PARTITION_EXPIRED=archive or drop to move them out")
+                    f"kept ({names}); set SIPUP_DB_PARTITION_EXPIRED=archive or drop to move them out"
+                )
                 continue
             for name, _bound, _rows in expired:
                 if policy == "archive":
@@ -407,8 +472,10 @@ class Optimizer:
         in_partition = self.scalar(f"SELECT COUNT(*) FROM {table} PARTITION ({name})")
         in_archive = self.scalar(f"SELECT COUNT(*) FROM {archive}") if exists else 0
         if in_partition and in_archive:
-            raise StepFailed(f"{table} partition {name} and the archive table {archive} both hold rows; "
-                             "move or drop one of them by hand")
+            raise StepFailed(
+                f"{table} partition {name} and the archive table {archive} both hold rows; "
+                "move or drop one of them by hand"
+            )
         if in_partition:
             if not exists:
                 self.change(f"CREATE TABLE {archive} LIKE {table}")
@@ -436,15 +503,22 @@ class Optimizer:
         if not self.mysql:
             return self._sqlite_maintenance()
         self.change(f"ANALYZE TABLE {', '.join(tables)}", long=True)
-        sizes = self.rows("SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH, DATA_FREE FROM information_schema.TABLES "
-                          "WHERE TABLE_SCHEMA = DATABASE()")
+        sizes = self.rows(
+            "SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH, DATA_FREE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE()"
+        )
         for table, used, free in sizes:
             if table not in tables or not self._worth_rebuilding(used, free):
                 continue
-            parts = [n for n, used_p, free_p in self.rows(
-                "SELECT PARTITION_NAME, DATA_LENGTH + INDEX_LENGTH, DATA_FREE FROM information_schema.PARTITIONS "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND PARTITION_NAME IS NOT NULL", t=table)
-                if self._worth_rebuilding(used_p, free_p)]
+            parts = [
+                n
+                for n, used_p, free_p in self.rows(
+                    "SELECT PARTITION_NAME, DATA_LENGTH + INDEX_LENGTH, DATA_FREE FROM information_schema.PARTITIONS "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND PARTITION_NAME IS NOT NULL",
+                    t=table,
+                )
+                if self._worth_rebuilding(used_p, free_p)
+            ]
             if table in PARTITIONED and self.partition_layout(table):
                 # OPTIMIZE on a partitioned InnoDB table rebuilds it whole: rebuild just the loose partitions.
                 if parts:
@@ -465,8 +539,9 @@ class Optimizer:
             self.change("VACUUM", long=True)
         else:
             share = free / pages if pages else 0
-            self.out.skipped.append(f"VACUUM: only {share:.0%} of the file is free pages "
-                                    f"(worthwhile from {VACUUM_FREE_SHARE:.0%})")
+            self.out.skipped.append(
+                f"VACUUM: only {share:.0%} of the file is free pages (worthwhile from {VACUUM_FREE_SHARE:.0%})"
+            )
         self.out.skipped.append("OPTIMIZE TABLE and partitions: MySQL/MariaDB only")
 
     # --- key queries -----------------------------------------------------------------------------
@@ -474,20 +549,17 @@ class Optimizer:
     def key_queries(self):
         """The statements sipup's busiest pages and its reports run, built by the same service functions
         and with real values from the data: [(label, statement)]."""
-        from sipup.services.backoffice import orders_query, status_counts_query
-        from sipup.services.catalog import search_query
-        from sipup.services.orders import history_query, order_query, uninvoiced_query
-        from sipup.services.reports import KINDS, ageing_query, report_query
-
-        latest = self.conn.execute(select(Order.number, Order.company_id, Order.created_at)
-                                   .order_by(Order.id.desc()).limit(1)).first()
+        latest = self.conn.execute(
+            select(Order.number, Order.company_id, Order.created_at).order_by(Order.id.desc()).limit(1)
+        ).first()
         if latest is None:
             return []
         number, company_id, created = latest
         first, until = month_start(created, -1), month_start(created)  # the last full month, as cron asks
         last = date.fromordinal(until.toordinal() - 1)
-        word = self.conn.execute(select(Product.name).where(Product.active.is_(True))
-                                 .order_by(Product.id).limit(1)).scalar()
+        word = self.conn.execute(
+            select(Product.name).where(Product.active.is_(True)).order_by(Product.id).limit(1)
+        ).scalar()
         queries = [("storefront: catalog page, all products", search_query().limit(24))]
         if word:
             queries.append((f"storefront: search “{word.split()[0]}”", search_query(word.split()[0]).limit(24)))
@@ -498,8 +570,11 @@ class Optimizer:
             ("back office: placed orders, newest 30", orders_query(OrderStatus.PLACED).limit(30)),
             ("back office: counts per status", status_counts_query()),
         ]
-        queries += [(f"report {kind} ({first:%Y-%m})", report_query(kind, first, last))
-                    for kind in KINDS if kind != "receivables_ageing"]
+        queries += [
+            (f"report {kind} ({first:%Y-%m})", report_query(kind, first, last))
+            for kind in KINDS
+            if kind != "receivables_ageing"
+        ]
         queries.append(("report receivables_ageing", ageing_query(self.now.date())))
         return queries
 
@@ -573,24 +648,29 @@ class Optimizer:
     def _slow_statements(self, top=5):
         """The statements that took most time, from the query statistics and the slow query log."""
         summary = self.app.extensions["query_stats"].summary("day")
-        found = [(r["total_ms"], r["count"], r["max_ms"], r["sql"]) for r in summary["statements"]
-                 if r["sql"].lower().startswith("select")][:top]
-        lines = [f"from {summary['store']}" + (f" (unavailable: {summary['store_error']})" if summary["store_error"] else "")]
+        found = [
+            (r["total_ms"], r["count"], r["max_ms"], r["sql"])
+            for r in summary["statements"]
+            if r["sql"].lower().startswith("select")
+        ][:top]
+        lines = [
+            f"from {summary['store']}" + (f" (unavailable: {summary['store_error']})" if summary["store_error"] else "")
+        ]
         slow_log = self._slow_log(top)
         for total, count, maximum, sql in found:
             lines.append(f"{total:,.0f} ms total, {count:,} runs, max {maximum:,.0f} ms: {short_sql(sql)[:300]}")
             lines.extend("    " + p for p in self._explain_normalised(sql))
         if not found:
             lines.append("no statements recorded in the last day")
-        lines.append(f"slow query log ({len(slow_log)} distinct queries at or above {self.config['SLOW_QUERY_MS']} ms):")
+        lines.append(
+            f"slow query log ({len(slow_log)} distinct queries at or above {self.config['SLOW_QUERY_MS']} ms):"
+        )
         for sql, ms in slow_log:
             lines.append(f"  {ms:,.0f} ms: {short_sql(sql)[:300]}")
             lines.extend("    " + p for p in self._explain_normalised(sql))
         return lines
 
     def _slow_log(self, top):
-        import os
-
         path = os.path.join(self.app.instance_path, "logs", "slow_queries.log")
         worst = {}
         if os.path.exists(path):
@@ -619,9 +699,11 @@ class Optimizer:
         parts = [("Tables", self._tables), ("Indexes", self._indexes)]
         if self.mysql:
             parts.append(("Partitions", self._partition_lines))
-        parts += [("Orphan check (no foreign keys on the orders tables)", self._orphans),
-                  ("Connections", self._connections),
-                  ("Key queries and their plans", self._plans)]
+        parts += [
+            ("Orphan check (no foreign keys on the orders tables)", self._orphans),
+            ("Connections", self._connections),
+            ("Key queries and their plans", self._plans),
+        ]
         for title, build in parts:
             try:
                 lines = build()
@@ -630,16 +712,16 @@ class Optimizer:
             self.out.sections.append((title, lines))
 
     def _connections(self):
-        from sipup.observability.counters import live_processes
-        from sipup.observability.query_stats import connection_budget, describe_budget
-
         budget = connection_budget(self.engine, self.config, live_processes(self.app.extensions["counters"]))
         lines = [describe_budget(budget)]
         if budget and budget["needed"] > budget["max_connections"]:
-            lines.append(f"lower SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (room for {budget['fit']} process(es) at "
-                         f"{budget['per_process']} each) or raise max_connections in the MariaDB configuration")
-            self.out.warnings.append("connection pools may ask for more connections than max_connections allows "
-                                     "(see Connections)")
+            lines.append(
+                f"lower SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (room for {budget['fit']} process(es) at "
+                f"{budget['per_process']} each) or raise max_connections in the MariaDB configuration"
+            )
+            self.out.warnings.append(
+                "connection pools may ask for more connections than max_connections allows (see Connections)"
+            )
         return lines
 
     def _plans(self):
@@ -653,16 +735,19 @@ class Optimizer:
     def _tables(self):
         names = [t.name for t in db.metadata.sorted_tables]
         if self.mysql:
-            rows = self.rows("SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE "
-                             "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY "
-                             "DATA_LENGTH + INDEX_LENGTH DESC")
-            return [f"{t:<24} ~{r or 0:>12,} rows  data {_mb(d)}  indexes {_mb(i)}  free {_mb(f)}"
-                    for t, r, d, i, f in rows if t in names]
-        sizes = {}
-        try:
+            rows = self.rows(
+                "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE "
+                "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY "
+                "DATA_LENGTH + INDEX_LENGTH DESC"
+            )
+            return [
+                f"{t:<24} ~{r or 0:>12,} rows  data {_mb(d)}  indexes {_mb(i)}  free {_mb(f)}"
+                for t, r, d, i, f in rows
+                if t in names
+            ]
+        sizes = {}  # SQLite built without the dbstat table: sizes of the whole file only
+        if self.scalar("SELECT COUNT(*) FROM pragma_module_list WHERE name = 'dbstat'"):
             sizes = dict(self.rows("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
-        except Exception:  # SQLite built without the dbstat table: sizes of the whole file only
-            pass
         lines = []
         for table in db.metadata.sorted_tables:
             count = self.scalar(f"SELECT COUNT(*) FROM {table.name}")
@@ -677,26 +762,28 @@ class Optimizer:
         names = {t.name for t in db.metadata.sorted_tables}
         lines = []
         if self.mysql:
-            rows = self.rows("SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), "
-                             "MAX(CARDINALITY), MIN(NON_UNIQUE) FROM information_schema.STATISTICS "
-                             "WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME, INDEX_NAME ORDER BY 1, 2")
+            rows = self.rows(
+                "SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), "
+                "MAX(CARDINALITY), MIN(NON_UNIQUE) FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME, INDEX_NAME ORDER BY 1, 2"
+            )
             for table, name, columns, cardinality, non_unique in rows:
                 if table in names:
                     kind = "" if non_unique else " unique"
                     lines.append(f"{table}.{name} ({columns}){kind}: cardinality {cardinality or 0:,}")
             return lines
-        stats = {}
-        try:
+        stats = {}  # no sqlite_stat1 before the first ANALYZE (a dry run on a fresh file)
+        if self.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"):
             stats = {idx: stat for _tbl, idx, stat in self.rows("SELECT tbl, idx, stat FROM sqlite_stat1")}
-        except Exception:  # no ANALYZE yet (a dry run on a fresh file)
-            pass
         for table in db.metadata.sorted_tables:
             for name, (columns, unique) in sorted(self.live_indexes(table.name).items()):
                 stat = stats.get(name, "").split()
                 # sqlite_stat1: total rows, then rows per distinct value of the first column, ...
                 cardinality = f"{int(stat[0]) // max(int(stat[1]), 1):,}" if len(stat) > 1 else "unknown (no ANALYZE)"
-                lines.append(f"{table.name}.{name} ({', '.join(columns)}){' unique' if unique else ''}: "
-                             f"cardinality {cardinality}")
+                lines.append(
+                    f"{table.name}.{name} ({', '.join(columns)}){' unique' if unique else ''}: "
+                    f"cardinality {cardinality}"
+                )
         return lines
 
     def _partition_lines(self):
@@ -719,12 +806,19 @@ class Optimizer:
     def _orphans(self):
         """Rows pointing at an order that is not there (no foreign key stops it), bounded in time on MariaDB."""
         checks = [
-            ("order lines without an order of the same month", "SELECT COUNT(*) FROM order_lines l WHERE NOT EXISTS "
-             "(SELECT 1 FROM orders o WHERE o.id = l.order_id AND o.created_at = l.created_at)"),
-            ("order events without an order", "SELECT COUNT(*) FROM order_events e WHERE NOT EXISTS "
-             "(SELECT 1 FROM orders o WHERE o.id = e.order_id)"),
-            ("invoices without an order", "SELECT COUNT(*) FROM invoices i WHERE NOT EXISTS "
-             "(SELECT 1 FROM orders o WHERE o.id = i.order_id)"),
+            (
+                "order lines without an order of the same month",
+                "SELECT COUNT(*) FROM order_lines l WHERE NOT EXISTS "
+                "(SELECT 1 FROM orders o WHERE o.id = l.order_id AND o.created_at = l.created_at)",
+            ),
+            (
+                "order events without an order",
+                "SELECT COUNT(*) FROM order_events e WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = e.order_id)",
+            ),
+            (
+                "invoices without an order",
+                "SELECT COUNT(*) FROM invoices i WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = i.order_id)",
+            ),
         ]
         lines = []
         for label, sql in checks:
@@ -735,8 +829,11 @@ class Optimizer:
             except Exception as exc:
                 lines.append(f"{label}: not checked ({str(getattr(exc, 'orig', None) or exc).splitlines()[0]})")
                 continue
-            lines.append(f"{label}: {count:,}" + (" (check them)" if count else "")
-                         + f"  [{time.perf_counter() - started:.1f} s]")
+            lines.append(
+                f"{label}: {count:,}"
+                + (" (check them)" if count else "")
+                + f"  [{time.perf_counter() - started:.1f} s]"
+            )
         return lines
 
     def _mariadb(self):
@@ -765,8 +862,11 @@ def _mb(size):
 
 def render(out):
     """The report as text."""
-    mode = "dry run: nothing was changed" if out.dry_run else \
-        f"{out.changes} schema changes, {len(out.statements) - out.changes} maintenance statements"
+    mode = (
+        "dry run: nothing was changed"
+        if out.dry_run
+        else f"{out.changes} schema changes, {len(out.statements) - out.changes} maintenance statements"
+    )
     lines = [f"sipup database report, {out.started:%Y-%m-%d %H:%M} UTC, {out.backend} ({mode})"]
     if out.failed:
         lines.append(f"FAILED: {out.failed}")
@@ -782,16 +882,22 @@ def render(out):
             lines.append(f"\n{title}:")
             lines.extend(f"  {item}" for item in items)
     if out.timings_before:
-        lines.append(f"\nKey queries sipup runs (ms, best of 3; cut off after {KEY_QUERY_SECONDS} s; partitions read "
-                     "of the partitioned tables):")
+        lines.append(
+            f"\nKey queries sipup runs (ms, best of 3; cut off after {KEY_QUERY_SECONDS} s; partitions read "
+            "of the partitioned tables):"
+        )
         if not out.timings_after:
-            lines.append("  " + ("a dry run" if out.dry_run else "no schema change in this run")
-                         + ": timed once, nothing to compare")
+            lines.append(
+                "  "
+                + ("a dry run" if out.dry_run else "no schema change in this run")
+                + ": timed once, nothing to compare"
+            )
         for label, before in out.timings_before.items():
             after = out.timings_after.get(label)
             shown = _ms(before["ms"])
             if out.timings_after:
-                shown += f" -> {_ms(after['ms']) if after else 'not measured'}  {compare(before['ms'], after and after['ms']):>7}"
+                change = compare(before["ms"], after and after["ms"])
+                shown += f" -> {_ms(after['ms']) if after else 'not measured'}  {change:>7}"
             where = (after or before)["partitions"]
             lines.append(f"  {shown}  {label}" + (f"  [{where}]" if where else ""))
     for title, items in out.sections:

@@ -9,6 +9,7 @@ line and /monitor), `housekeeping` (the hourly clean-up job's work), `cli` (`fla
 Exports what tasks.py and services use: `job`, `crontab`, `enqueue`, `PermanentError`, and
 `register_queue` for create_app().
 """
+
 from huey import crontab
 
 from sipup.jobs.queue import PermanentError, enqueue, job, register_queue

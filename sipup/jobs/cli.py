@@ -1,21 +1,31 @@
 """`flask queue`: process jobs from cron, run a worker, show status, retry failed jobs, clean up history."""
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from sipup.extensions import db
 from sipup.jobs import manage, queue
 from sipup.jobs.worker import run_worker
 
-queue_cli = AppGroup("queue", help=(
-    "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
-    "table. Cron runs `process` every minute; a busier host runs `worker` as a service instead, or beside it. "
-    "`status` shows the queue, `retry` queues failed jobs again, `cleanup` trims the history and `enqueue` "
-    "queues one job by hand."))
+queue_cli = AppGroup(
+    "queue",
+    help=(
+        "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
+        "table. Cron runs `process` every minute; a busier host runs `worker` as a service instead, or beside it. "
+        "`status` shows the queue, `retry` queues failed jobs again, `cleanup` trims the history and `enqueue` "
+        "queues one job by hand."
+    ),
+)
 
 
 @queue_cli.command("process", short_help="Run up to N ready jobs and the housekeeping, then exit (cron).")
-@click.option("--limit", type=click.IntRange(0, 100_000), default=None,
-              help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10; 0 runs only the housekeeping).")
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 100_000),
+    default=None,
+    help="Jobs to run at most (default SIPUP_QUEUE_BATCH, 10; 0 runs only the housekeeping).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also print what the run did when all went well.")
 def process(limit, verbose):
     """Run the ready jobs (highest priority first), release due retries and periodic jobs, then exit.
@@ -25,9 +35,11 @@ def process(limit, verbose):
     summary = current_app.extensions["queue"].process(limit)
     if verbose:
         periodic = summary["periodic"] or []
-        click.echo(f"Ran {summary['run']} job(s), {summary['failed']} failed; reaped {summary['reaped'] or 0}, "
-                   f"lost and re-sent {summary['lost'] or 0}, resent {summary['resent'] or 0}, "
-                   f"released {summary['released'] or 0}, periodic: {', '.join(periodic) or 'none'}.")
+        click.echo(
+            f"Ran {summary['run']} job(s), {summary['failed']} failed; reaped {summary['reaped'] or 0}, "
+            f"lost and re-sent {summary['lost'] or 0}, resent {summary['resent'] or 0}, "
+            f"released {summary['released'] or 0}, periodic: {', '.join(periodic) or 'none'}."
+        )
     if summary["failed"]:
         click.echo(f"warning: {summary['failed']} job(s) failed in this run; see `flask queue status`.", err=True)
     for problem in summary["problems"]:
@@ -37,17 +49,20 @@ def process(limit, verbose):
 
 
 @queue_cli.command("worker", short_help="Run jobs until stopped (SIGTERM/Ctrl+C finish running ones).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker threads (default SIPUP_QUEUE_WORKERS, 2).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Worker threads (default SIPUP_QUEUE_WORKERS, 2)."
+)
 def worker(workers):
     """Run Huey's consumer until stopped, for hosts that outgrow cron.
 
     SIGTERM, Ctrl+C or Ctrl+Break: take no new job, let running ones finish for up to
     SIPUP_WORKER_STOP_SECONDS (30), queue again what is still running, exit. A second signal stops at once."""
     workers = workers or current_app.config["QUEUE_WORKERS"]
-    click.echo(f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
-               f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
-               f"{current_app.config['WORKER_STOP_SECONDS']} s.")
+    click.echo(
+        f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
+        f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
+        f"{current_app.config['WORKER_STOP_SECONDS']} s."
+    )
     run_worker(current_app._get_current_object(), workers)
 
 
@@ -55,16 +70,22 @@ def worker(workers):
 def status():
     """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
     info = manage.queue_status()
-    click.echo(f"Queue on {info['backend']}; oldest waiting job: {manage.describe_age(info['oldest_waiting_seconds'])}; "
-               f"waiting to be sent to the queue: {info['outbox']}.")
+    click.echo(
+        f"Queue on {info['backend']}; oldest waiting job: {manage.describe_age(info['oldest_waiting_seconds'])}; "
+        f"waiting to be sent to the queue: {info['outbox']}."
+    )
     click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in queue.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
-        click.echo(f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}")
+        click.echo(
+            f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}"
+        )
     if info["store_loss"]:
         loss = info["store_loss"]
-        click.echo(f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
-                   f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
-                   "Give Redis persistence (README).")
+        click.echo(
+            f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
+            f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
+            "Give Redis persistence (README)."
+        )
     if info["huey"] is not None:
         click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
     else:
@@ -73,8 +94,10 @@ def status():
         click.echo("No processor has run yet: add `flask queue process` to cron (see cron/).")
     for run in info["runs"]:
         end = f"{run['finished_at']:%Y-%m-%d %H:%M:%S}" if run["finished_at"] else "still running"
-        click.echo(f"Last run of {run['processor']}: {run['started_at']:%Y-%m-%d %H:%M:%S} UTC to {end}, "
-                   f"{run['jobs_run']} job(s), {run['failures']} failure(s).")
+        click.echo(
+            f"Last run of {run['processor']}: {run['started_at']:%Y-%m-%d %H:%M:%S} UTC to {end}, "
+            f"{run['jobs_run']} job(s), {run['failures']} failure(s)."
+        )
 
 
 @queue_cli.command("retry", short_help="Queue a failed job, or every failed job, again.")
@@ -95,8 +118,12 @@ def retry(job_id, all_failed):
 
 
 @queue_cli.command("cleanup", short_help="Delete finished jobs older than N days.")
-@click.option("--days", type=click.IntRange(1, 3650), default=None,
-              help="Keep finished jobs this many days (default SIPUP_QUEUE_KEEP_DAYS, 30).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    help="Keep finished jobs this many days (default SIPUP_QUEUE_KEEP_DAYS, 30).",
+)
 def cleanup(days):
     """Delete finished jobs (done and failed) older than N days from the history."""
     days = days or current_app.config["QUEUE_KEEP_DAYS"]
@@ -109,8 +136,6 @@ def cleanup(days):
 @click.option("--priority", type=click.Choice(list(queue.PRIORITIES)), default=None, help="Default: the job's own.")
 def enqueue(name, args, priority):
     """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
-    from sipup.extensions import db
-
     if name not in queue.JOBS:
         raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(queue.JOBS))}.")
     record = queue.enqueue(name, *args, priority=priority)

@@ -3,6 +3,7 @@
 tests/test_compat.py checks each against the installed Huey, so a version that changes one fails in
 CI rather than in production.
 """
+
 import signal
 
 from huey.registry import Registry

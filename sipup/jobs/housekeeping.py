@@ -1,4 +1,5 @@
 """The hourly cache cleanup: expired filesystem-cache entries, old statistics buckets, old job history."""
+
 import os
 import sqlite3
 import time
@@ -8,8 +9,10 @@ from flask import current_app
 
 from sipup.cache import purge_expired
 from sipup.jobs.manage import cleanup
-from sipup.observability import counters as metrics, query_stats
+from sipup.observability import counters as metrics
+from sipup.observability import query_stats
 from sipup.services.errors import InvalidInput
+
 
 def purge_statistics(now=None):
     """Delete statistics buckets past their retention from the SQLite stores; returns rows removed.
@@ -19,16 +22,19 @@ def purge_statistics(now=None):
     """
     now = now or time.time()
     removed = 0
-    for filename, table, resolutions in (("metrics.db", "counters", metrics.RESOLUTIONS),
-                                         ("query_stats.db", "buckets", query_stats.RESOLUTIONS)):
+    for filename, table, resolutions in (
+        ("metrics.db", "counters", metrics.RESOLUTIONS),
+        ("query_stats.db", "buckets", query_stats.RESOLUTIONS),
+    ):
         path = os.path.join(current_app.instance_path, filename)
         if current_app.config["REDIS_URL"] or not os.path.exists(path):
             continue
         with closing(sqlite3.connect(path, timeout=5)) as conn, conn:
             for res, (seconds, kept) in resolutions.items():
                 # The same cut-off as the store's own pruning (buckets beyond `kept` are never read).
-                removed += conn.execute(f"DELETE FROM {table} WHERE res = ? AND start < ?",
-                                        (res, now - seconds * kept)).rowcount
+                removed += conn.execute(
+                    f"DELETE FROM {table} WHERE res = ? AND start < ?", (res, now - seconds * kept)
+                ).rowcount
     return removed
 
 

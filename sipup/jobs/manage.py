@@ -1,12 +1,22 @@
 """What the command line and /monitor read and do with the job record: status, browse, retry, cancel,
 delete, clean up."""
+
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
 
 from sipup.extensions import db
-from sipup.jobs.queue import JOBS, PRIORITIES, PRIORITY_NAMES, STORE_ROW, WAITING, S, send_after_commit, store_loss
+from sipup.jobs.queue import (
+    JOBS,
+    PRIORITIES,
+    PRIORITY_NAMES,
+    STORE_ROW,
+    WAITING,
+    S,
+    send_after_commit,
+    store_loss,
+)
 from sipup.models import Job, QueueRun, utcnow
 
 
@@ -20,16 +30,26 @@ def queue_status():
         counts[status][PRIORITY_NAMES.get(priority, str(priority))] = count
     now = utcnow()
     oldest = db.session.scalar(select(func.min(Job.run_at)).where(Job.status.in_(WAITING), Job.run_at <= now))
-    runs = db.session.scalars(select(QueueRun).where(QueueRun.processor != STORE_ROW)
-                              .order_by(QueueRun.started_at.desc())).all()
+    runs = db.session.scalars(
+        select(QueueRun).where(QueueRun.processor != STORE_ROW).order_by(QueueRun.started_at.desc())
+    ).all()
     status = {
         "backend": queue.backend,
         "counts": counts,
         "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
-        "outbox": db.session.scalar(select(func.count()).select_from(Job).where(
-            Job.status.in_(WAITING), Job.dispatched_at.is_(None))),
-        "runs": [{"processor": r.processor, "started_at": r.started_at, "finished_at": r.finished_at,
-                  "jobs_run": r.jobs_run, "failures": r.failures} for r in runs],
+        "outbox": db.session.scalar(
+            select(func.count()).select_from(Job).where(Job.status.in_(WAITING), Job.dispatched_at.is_(None))
+        ),
+        "runs": [
+            {
+                "processor": r.processor,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "jobs_run": r.jobs_run,
+                "failures": r.failures,
+            }
+            for r in runs
+        ],
         "last_minute": queue.counters().totals("queue", "minute", 1),
         "huey": None,
         "huey_error": None,
@@ -96,9 +116,14 @@ def cancel_job(job_id):
     if record is None:
         raise LookupError(f"There is no job {job_id}.")
     changed = db.session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(WAITING))
-        .values(status=S.CANCELLED, finished_at=utcnow(), lease_until=None,
-                error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000])
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(WAITING))
+        .values(
+            status=S.CANCELLED,
+            finished_at=utcnow(),
+            lease_until=None,
+            error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000],
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -131,8 +156,11 @@ def cleanup(days):
     deleted = db.session.execute(
         Job.__table__.delete().where(Job.status.in_((S.DONE, S.FAILED, S.CANCELLED)), Job.finished_at < cutoff)
     ).rowcount
-    db.session.execute(QueueRun.__table__.delete().where(
-        QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff))
+    db.session.execute(
+        QueueRun.__table__.delete().where(
+            QueueRun.processor.startswith("worker@"), func.coalesce(QueueRun.finished_at, QueueRun.started_at) < cutoff
+        )
+    )
     db.session.commit()
     return deleted
 

@@ -27,6 +27,7 @@ Jobs therefore run at least once, and each is written to be safe to run twice.
 read_schedule then enqueue; Worker.loop: dequeue then execute); `flask queue worker` runs Huey's own
 consumer with thread workers, its scheduler extended with the same housekeeping.
 """
+
 import importlib
 import json
 import logging
@@ -40,15 +41,16 @@ from flask import current_app, has_app_context
 from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
 from huey.api import PeriodicTask, TaskWrapper
 from huey.exceptions import RetryTask
+from redis import ConnectionPool
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sipup.database import run_in_transaction
-from sipup.jobs import compat
 from sipup.extensions import db
-from sipup.observability.counters import percentile
+from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
+from sipup.observability.counters import percentile
 from sipup.services.errors import DomainError
 
 log = logging.getLogger("sipup.queue")
@@ -85,9 +87,11 @@ class _JobRegistry:
 
     def enqueue(self, task):
         if task.kwargs:
-            raise TypeError(f"{task.name}() takes its arguments by position (they are stored as a JSON list): "
-                            f"call {task.name}({', '.join(task.kwargs)}) without names, or "
-                            f"sipup.jobs.enqueue({task.name!r}, ...).")
+            raise TypeError(
+                f"{task.name}() takes its arguments by position (they are stored as a JSON list): "
+                f"call {task.name}({', '.join(task.kwargs)}) without names, or "
+                f"sipup.jobs.enqueue({task.name!r}, ...)."
+            )
         delay = max((task.eta - utcnow()).total_seconds(), 0) if task.eta is not None else 0
         # Task() fills in the job's default priority when none was given; a priority= given wins.
         priority = task.priority if task.priority in PRIORITIES else PRIORITY_NAMES.get(task.priority)
@@ -137,19 +141,30 @@ def load_jobs():
 def make_huey(config, instance_path, blocking=False):
     """Huey on Redis with priorities when REDIS_URL is set, else on SQLite in instance/; results off."""
     if config["REDIS_URL"]:
-        from redis import ConnectionPool
-
         pool = ConnectionPool.from_url(config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5)
-        huey = PriorityRedisHuey(f"{config['REDIS_NAMESPACE']}_queue", results=False, utc=True,
-                                 connection_pool=pool, blocking=blocking, read_timeout=1)
+        huey = PriorityRedisHuey(
+            f"{config['REDIS_NAMESPACE']}_queue",
+            results=False,
+            utc=True,
+            connection_pool=pool,
+            blocking=blocking,
+            read_timeout=1,
+        )
     else:
-        huey = SqliteHuey("sipup", results=False, utc=True, filename=os.path.join(instance_path, "queue.db"),
-                          strict_fifo=True, timeout=30)
+        huey = SqliteHuey(
+            "sipup",
+            results=False,
+            utc=True,
+            filename=os.path.join(instance_path, "queue.db"),
+            strict_fifo=True,
+            timeout=30,
+        )
     compat.share_registry(huey, _HOLDER._registry)
     return huey
 
 
 # --- enqueueing ---------------------------------------------------------------------------------
+
 
 def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
     """Record a job in the current transaction; Huey gets it once that transaction commits.
@@ -163,9 +178,18 @@ def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
         raise ValueError(f"Unknown priority {priority!r}; use high, normal or low.")
     now = utcnow()
     record = Job(
-        name=wrapper.task_class.__name__, args=json.dumps(list(args)), priority=PRIORITIES[priority],
-        status=S.QUEUED, attempts=0, max_attempts=queue.max_attempts, run_at=now + timedelta(seconds=delay),
-        dedupe_key=dedupe_key, dispatched_at=now, created_at=now, error="", result="",
+        name=wrapper.task_class.__name__,
+        args=json.dumps(list(args)),
+        priority=PRIORITIES[priority],
+        status=S.QUEUED,
+        attempts=0,
+        max_attempts=queue.max_attempts,
+        run_at=now + timedelta(seconds=delay),
+        dedupe_key=dedupe_key,
+        dispatched_at=now,
+        created_at=now,
+        error="",
+        result="",
     )
     if dedupe_key is None:
         db.session.add(record)
@@ -207,6 +231,7 @@ def _forget_rolled_back_jobs(session, transaction):
 
 # --- the queue of one app -------------------------------------------------------------------------
 
+
 class Queue:
     """The jobs of one app: Huey for transport, the jobs table for the record."""
 
@@ -237,8 +262,9 @@ class Queue:
     def task_for(self, job_id, name, args, priority, run_at):
         """The Huey message for a job row: its id is the row's id."""
         wrapper = JOBS[name]
-        return wrapper.task_class(args=tuple(json.loads(args)), id=str(job_id), priority=priority,
-                                  eta=run_at if run_at > utcnow() else None)
+        return wrapper.task_class(
+            args=tuple(json.loads(args)), id=str(job_id), priority=priority, eta=run_at if run_at > utcnow() else None
+        )
 
     def _put(self, task):
         if task.eta is not None:
@@ -255,8 +281,11 @@ class Queue:
                 sent += 1
         except Exception as exc:  # Redis down or the queue file locked: the jobs table keeps them
             unsent = [message[0] for message in messages[sent:]]
-            log.warning("Job queue unreachable (%s): %d job(s) wait in the jobs table for the next "
-                        "`flask queue process`.", exc, len(unsent))
+            log.warning(
+                "Job queue unreachable (%s): %d job(s) wait in the jobs table for the next `flask queue process`.",
+                exc,
+                len(unsent),
+            )
             self.counters().incr("queue", "deferred", len(unsent))
             with db.engine.begin() as conn:
                 conn.execute(update(Job).where(Job.id.in_(unsent)).values(dispatched_at=None))
@@ -293,25 +322,26 @@ class Queue:
         except (PermanentError, DomainError) as exc:
             db.session.rollback()
             self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
-            count_run(counters, task.name, started, "f")
+            count_run(counters, task, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
             db.session.rollback()
             error = f"{type(exc).__name__}: {exc}"
-            count_run(counters, task.name, started, "r" if attempts < max_attempts else "f")
+            count_run(counters, task, started, "r" if attempts < max_attempts else "f")
             if attempts < max_attempts:
                 run_at = utcnow() + timedelta(seconds=self.retry_delay * attempts)
                 self._finish(job_id, attempts, S.RETRYING, error=error, run_at=run_at)
                 counters.incr("queue", "retried")
                 with self._lock:
                     self.tally["failed"] += 1
-                log.warning("Job %s failed (attempt %d of %d), retrying at %s: %s",
-                            task, attempts, max_attempts, run_at, error)
+                log.warning(
+                    "Job %s failed (attempt %d of %d), retrying at %s: %s", task, attempts, max_attempts, run_at, error
+                )
                 raise RetryTask(eta=run_at) from exc
             self._finish(job_id, attempts, S.FAILED, error=error)
             return self._failed(task, exc, counters)
         self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
-        count_run(counters, task.name, started, None)
+        count_run(counters, task, started, None)
         counters.incr("queue", "done")
         return S.DONE
 
@@ -327,10 +357,16 @@ class Queue:
         lease = JOBS[name].lease or self.lease_seconds if name in JOBS else self.lease_seconds
         changed = db.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.name == name, Job.status.in_(WAITING),
-                   Job.run_at <= now + timedelta(seconds=2))
-            .values(status=S.RUNNING, attempts=Job.attempts + 1, started_at=now, finished_at=None,
-                    lease_until=now + timedelta(seconds=lease))
+            .where(
+                Job.id == job_id, Job.name == name, Job.status.in_(WAITING), Job.run_at <= now + timedelta(seconds=2)
+            )
+            .values(
+                status=S.RUNNING,
+                attempts=Job.attempts + 1,
+                started_at=now,
+                finished_at=None,
+                lease_until=now + timedelta(seconds=lease),
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
@@ -347,7 +383,9 @@ class Queue:
             values["finished_at"] = now
         # Only the run that holds the claim may record its end (the reaper may have moved on).
         db.session.execute(
-            update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts).values(**values)
+            update(Job)
+            .where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
@@ -358,8 +396,9 @@ class Queue:
         """Running jobs whose lease ran out (their process died): retry them, or fail those out of attempts."""
         now = now or utcnow()
         expired = db.session.execute(
-            select(Job.id, Job.attempts, Job.max_attempts, Job.lease_until)
-            .where(Job.status == S.RUNNING, Job.lease_until < now)
+            select(Job.id, Job.attempts, Job.max_attempts, Job.lease_until).where(
+                Job.status == S.RUNNING, Job.lease_until < now
+            )
         ).all()
         for job_id, attempts, max_attempts, lease_until in expired:
             error = f"The process running it stopped (lease ran out at {lease_until:%Y-%m-%d %H:%M:%S} UTC)."
@@ -368,8 +407,10 @@ class Queue:
             else:
                 values = {"status": S.FAILED, "finished_at": now, "error": error}
             db.session.execute(
-                update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
-                .values(lease_until=None, **values).execution_options(synchronize_session=False)
+                update(Job)
+                .where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
+                .values(lease_until=None, **values)
+                .execution_options(synchronize_session=False)
             )
         db.session.commit()
         return len(expired)
@@ -380,12 +421,15 @@ class Queue:
         stale = now - timedelta(seconds=self.lease_seconds)
         rows = db.session.execute(
             select(Job.id, Job.name, Job.args, Job.priority, Job.run_at, Job.dispatched_at)
-            .where(Job.status.in_(WAITING),
-                   Job.dispatched_at.is_(None) | ((Job.dispatched_at < stale) & (Job.run_at < stale)))
-            .order_by(Job.priority.desc(), Job.id).limit(limit)
+            .where(
+                Job.status.in_(WAITING),
+                Job.dispatched_at.is_(None) | ((Job.dispatched_at < stale) & (Job.run_at < stale)),
+            )
+            .order_by(Job.priority.desc(), Job.id)
+            .limit(limit)
         ).all()
         sent = 0
-        for job_id, name, args, priority, run_at, dispatched_at in rows:
+        for job_id, name, args, priority, run_at, _dispatched_at in rows:
             if name not in JOBS:
                 self._mark(job_id, status=S.FAILED, finished_at=now, error=f"Unknown job type {name!r}.")
                 continue
@@ -400,12 +444,15 @@ class Queue:
         with self._lock:
             running = dict(self.running)
         now = utcnow()
-        error = (f"The worker stopped before this run finished (SIPUP_WORKER_STOP_SECONDS="
-                 f"{self.app.config['WORKER_STOP_SECONDS']}); queued again.")
+        error = (
+            f"The worker stopped before this run finished (SIPUP_WORKER_STOP_SECONDS="
+            f"{self.app.config['WORKER_STOP_SECONDS']}); queued again."
+        )
         returned = 0
         for job_id, attempts in running.items():
             returned += db.session.execute(
-                update(Job).where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
+                update(Job)
+                .where(Job.id == job_id, Job.status == S.RUNNING, Job.attempts == attempts)
                 .values(status=S.RETRYING, run_at=now, dispatched_at=None, lease_until=None, error=error)
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -419,8 +466,9 @@ class Queue:
         return returned
 
     def _mark(self, job_id, **values):
-        db.session.execute(update(Job).where(Job.id == job_id).values(**values)
-                           .execution_options(synchronize_session=False))
+        db.session.execute(
+            update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False)
+        )
 
     def release_scheduled(self, now=None):
         """Move delayed jobs whose time has come (retries, scheduled ones) into the queue, as Huey's scheduler does."""
@@ -454,13 +502,17 @@ class Queue:
         run_in_transaction(_write_heartbeat, processor, values)
 
     def housekeeping(self, now, since):
-        """Reaper, lost store, outbox, due delayed jobs and periodic jobs (the monitor's alerts among them); returns what each did and
-        a "problems" list, one line per real problem. A failing part is logged and the rest goes on."""
+        """Reaper, lost store, outbox, due delayed jobs and periodic jobs (the monitor's alerts among them);
+        returns what each did and a "problems" list, one line per real problem. A failing part is logged and
+        the rest goes on."""
         done = {"problems": []}
-        for name, step in (("reaped", lambda: self.reap(now)), ("lost", lambda: self.check_store(now)),
-                           ("resent", lambda: self.drain_outbox(now)),
-                           ("released", lambda: self.release_scheduled(now)),
-                           ("periodic", lambda: self.enqueue_periodic(now, since))):
+        for name, step in (
+            ("reaped", lambda: self.reap(now)),
+            ("lost", lambda: self.check_store(now)),
+            ("resent", lambda: self.drain_outbox(now)),
+            ("released", lambda: self.release_scheduled(now)),
+            ("periodic", lambda: self.enqueue_periodic(now, since)),
+        ):
             try:
                 done[name] = step()
             except Exception as exc:  # Redis down: the jobs table keeps everything for the next run
@@ -504,7 +556,8 @@ class Queue:
         """Send every waiting job the table says was sent to Huey again; return how many."""
         rows = db.session.execute(
             select(Job.id, Job.name, Job.args, Job.priority, Job.run_at)
-            .where(Job.status.in_(WAITING), Job.dispatched_at.is_not(None)).order_by(Job.id)
+            .where(Job.status.in_(WAITING), Job.dispatched_at.is_not(None))
+            .order_by(Job.id)
         ).all()
         db.session.commit()
         sent = 0
@@ -554,8 +607,11 @@ def last_processor_start():
 
 def last_processor_finish():
     """When any processor last finished (or started, while it runs), or None when none ever ran."""
-    return db.session.scalar(select(func.max(func.coalesce(QueueRun.finished_at, QueueRun.started_at)))
-                             .where(QueueRun.processor != STORE_ROW))
+    return db.session.scalar(
+        select(func.max(func.coalesce(QueueRun.finished_at, QueueRun.started_at))).where(
+            QueueRun.processor != STORE_ROW
+        )
+    )
 
 
 def _parse_epoch(token):
@@ -576,18 +632,24 @@ def store_loss():
 
 
 # Run times per job type, in the shared counters (group "jobs"): `<name>|n` runs, `|f` failed for good,
-# `|r` failed and retried, `|h<i>` the run-time histogram in seconds (bounds below).
+# `|r` failed and retried, `|h<i>` the run-time histogram in seconds (bounds below). The running totals
+# also keep `|t` (milliseconds run) and `|<priority>:<outcome>` (done, failed, retried) for /metrics.
 RUN_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 
 
-def count_run(counters, name, started, failure):
-    """Count one run of a job type with its run time; failure: "f" (for good), "r" (retried) or None."""
+OUTCOMES = {"f": "failed", "r": "retried", None: "done"}
+
+
+def count_run(counters, task, started, failure):
+    """Count one run of a job with its run time; failure: "f" (for good), "r" (retried) or None."""
     seconds = time.perf_counter() - started
+    name, priority = task.name, PRIORITY_NAMES.get(task.priority, "normal")
     index = next((i for i, bound in enumerate(RUN_BOUNDS_S) if seconds <= bound), len(RUN_BOUNDS_S))
     amounts = {f"{name}|n": 1, f"{name}|h{index}": 1}
     if failure:
         amounts[f"{name}|{failure}"] = 1
-    counters.incr_many("jobs", amounts)
+    totals = {f"{name}|t": round(seconds * 1000), f"{name}|{priority}:{OUTCOMES[failure]}": 1}
+    counters.incr_many("jobs", amounts, totals_only=totals)
 
 
 def job_type_stats(counters, hours=24):
@@ -595,8 +657,9 @@ def job_type_stats(counters, hours=24):
     rows = {}
     for key, value in counters.totals("jobs", "hour", hours).items():
         name, _, field = key.rpartition("|")
-        row = rows.setdefault(name, {"name": name, "runs": 0, "failed": 0, "retried": 0,
-                                     "hist": [0] * (len(RUN_BOUNDS_S) + 1)})
+        row = rows.setdefault(
+            name, {"name": name, "runs": 0, "failed": 0, "retried": 0, "hist": [0] * (len(RUN_BOUNDS_S) + 1)}
+        )
         if field.startswith("h"):
             row["hist"][int(field[1:])] += value
         else:
@@ -638,4 +701,3 @@ def register_queue(app):
     """Give the app its queue; jobs are found by importing tasks.py when a processor starts."""
     app.extensions["queue"] = Queue(app)
     load_jobs()
-

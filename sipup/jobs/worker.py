@@ -1,5 +1,6 @@
 """`flask queue worker`: Huey's consumer with thread workers, its scheduler running sipup's housekeeping
 once a minute, stopped gracefully by SIGTERM, Ctrl+C and Ctrl+Break."""
+
 import logging
 import os
 import socket
@@ -55,12 +56,22 @@ def build_worker(app, workers):
     queue = app.extensions["queue"]
     huey = make_huey(app.config, app.instance_path, blocking=True)
     queue._huey = huey
-    scheduler = type("SipupScheduler", (_HousekeepingScheduler,), {
-        "queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"})
+    scheduler = type(
+        "SipupScheduler",
+        (_HousekeepingScheduler,),
+        {"queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"},
+    )
     consumer_class = type("SipupConsumer", (_GracefulConsumer,), {"scheduler_class": scheduler, "queue": queue})
-    return consumer_class(huey, workers=workers, worker_type="thread", periodic=True,
-                          scheduler_interval=1, initial_delay=0.05, max_delay=1.0,
-                          shutdown_timeout=app.config["WORKER_STOP_SECONDS"])
+    return consumer_class(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        periodic=True,
+        scheduler_interval=1,
+        initial_delay=0.05,
+        max_delay=1.0,
+        shutdown_timeout=app.config["WORKER_STOP_SECONDS"],
+    )
 
 
 def run_worker(app, workers):
@@ -69,6 +80,9 @@ def run_worker(app, workers):
     with app.app_context():
         returned = app.extensions["queue"].return_unfinished()
     if returned:
-        log.warning("Worker stopped with %d job(s) unfinished after %d s; they are queued again.",
-                    returned, app.config["WORKER_STOP_SECONDS"])
+        log.warning(
+            "Worker stopped with %d job(s) unfinished after %d s; they are queued again.",
+            returned,
+            app.config["WORKER_STOP_SECONDS"],
+        )
     return returned

@@ -8,6 +8,7 @@ The endpoint-rule parser lives in sipup/config.py, beside the setting it validat
 Exports `register_limits` for create_app() and, for /monitor and the command line, `status`,
 `blocks_in_force` and `unblock`.
 """
+
 from sipup.limits.limiter import blocks_in_force, register_limits, status, unblock
 
 __all__ = ["blocks_in_force", "register_limits", "status", "unblock"]

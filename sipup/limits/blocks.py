@@ -1,5 +1,6 @@
 """Blocks: clients refused too often are blocked for a period that doubles at each repeat, in Redis or
 instance/limits.db (shared by the server processes and the command line)."""
+
 import json
 import logging
 import math
@@ -7,6 +8,8 @@ import threading
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
+
+import redis
 
 from sipup.observability.counters import connect_sqlite
 
@@ -47,8 +50,9 @@ class SqliteBlockStore:
 
     def all(self):
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT who, why, since, until, level, forget FROM blocks WHERE forget > ?",
-                                (time.time(),)).fetchall()
+            rows = conn.execute(
+                "SELECT who, why, since, until, level, forget FROM blocks WHERE forget > ?", (time.time(),)
+            ).fetchall()
         return {row[0]: Block(*row) for row in rows}
 
     def put(self, block):
@@ -67,8 +71,6 @@ class RedisBlockStore:
     name = "redis"
 
     def __init__(self, url, namespace):
-        import redis
-
         self.key = f"{namespace}:limits:blocks"
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
@@ -135,8 +137,9 @@ class Blocks:
 
     def _failed(self, action, exc):
         if self.store_error is None:
-            log.warning("Blocks could not be %s (%s store); enforcing this process's copy: %s",
-                        action, self.store.name, exc)
+            log.warning(
+                "Blocks could not be %s (%s store); enforcing this process's copy: %s", action, self.store.name, exc
+            )
         self.store_error = str(exc) or type(exc).__name__
 
     def block(self, who, why, now=None):

@@ -1,4 +1,5 @@
 """`flask limits`: the limits, refusals and blocks in force; lift blocks."""
+
 import time
 
 import click
@@ -9,9 +10,13 @@ from sipup.extensions import db
 from sipup.limits.limiter import blocks_in_force, status, unblock
 from sipup.models import User
 
-limits_cli = AppGroup("limits", help=(
-    "Rate limits per address and user: `status` prints the limits, refusals per minute, the most limited "
-    "clients and the blocks in force; `unblock` lifts blocks."))
+limits_cli = AppGroup(
+    "limits",
+    help=(
+        "Rate limits per address and user: `status` prints the limits, refusals per minute, the most limited "
+        "clients and the blocks in force; `unblock` lifts blocks."
+    ),
+)
 
 
 def _user_emails(user_ids):
@@ -34,18 +39,24 @@ def limits_status(minutes):
     fallback = ""
     if figures["fallback_active"] or not figures["storage_reachable"]:
         fallback = " (Redis unreachable: each process counts on its own in memory)"
-    click.echo(f"Rate limits: {figures['strategy']} on {figures['storage']}{fallback}; blocks in {figures['blocks_store']}.")
+    click.echo(
+        f"Rate limits: {figures['strategy']} on {figures['storage']}{fallback}; blocks in {figures['blocks_store']}."
+    )
     if figures["store_error"]:
         click.echo(f"  warning: statistics or blocks store unavailable: {figures['store_error']}")
     for name, limit in figures["limits"].items():
         click.echo(f"  {name:<28} {limit}")
-    click.echo(f"\nLast {minutes} minutes: {figures['refused']:,} refused (429), {figures['refused_by_blocks']:,} "
-               f"of them by blocks; {figures['blocks_started']:,} blocks started.")
+    click.echo(
+        f"\nLast {minutes} minutes: {figures['refused']:,} refused (429), {figures['refused_by_blocks']:,} "
+        f"of them by blocks; {figures['blocks_started']:,} blocks started."
+    )
     recent = [n for _start, n in figures["refused_per_minute"][-10:]]
     click.echo(f"  refused per minute, last 10: {' '.join(str(n) for n in recent)}")
     emails = _user_emails([who for who, _n in figures["top_users"]] + [b.who[5:] for b in figures["blocks"]])
-    for title, rows, kind in (("Top limited addresses", figures["top_addresses"], "addr"),
-                              ("Top limited users", figures["top_users"], "user")):
+    for title, rows, kind in (
+        ("Top limited addresses", figures["top_addresses"], "addr"),
+        ("Top limited users", figures["top_users"], "user"),
+    ):
         click.echo(f"\n{title}:")
         for who, count in rows:
             click.echo(f"  {count:>8,}  {_name(f'{kind}:{who}', emails)}")
@@ -54,7 +65,10 @@ def limits_status(minutes):
     click.echo("\nBlocks in force:")
     for block in figures["blocks"]:
         until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(block.until))
-        click.echo(f"  {_name(block.who, emails):<40} until {until} ({block.seconds_left()} s, level {block.level}): {block.why}")
+        click.echo(
+            f"  {_name(block.who, emails):<40} until {until} ({block.seconds_left()} s, level {block.level}): "
+            f"{block.why}"
+        )
     if not figures["blocks"]:
         click.echo("  none")
 

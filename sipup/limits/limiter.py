@@ -13,6 +13,7 @@ a SQLite file in instance/ that the command line shares with the server.
 
 For `/monitor` and `flask limits`: `status(app)`, `blocks_in_force(app)`, `unblock(app, who)`.
 """
+
 import logging
 import math
 import os
@@ -23,13 +24,15 @@ from dataclasses import fields
 
 from flask import current_app, has_request_context, make_response, request, session
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
-from flask_limiter._limits import RuntimeLimit  # private, but stable within the pinned 4.1.1
+from flask_limiter._limits import (
+    RuntimeLimit,  # private, but stable within the pinned 4.1.1
+)
 from limits import parse_many
 from limits.storage import MemoryStorage
 
 from sipup.config import ConfigError, parse_endpoint_rule
+from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
-
 
 log = logging.getLogger("sipup.limits")
 
@@ -38,6 +41,7 @@ EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
 
 
 # --- who is asking -----------------------------------------------------------------------------
+
 
 def client_address():
     """The client's address; ProxyFix has already applied SIPUP_PROXY_HOPS to it."""
@@ -141,8 +145,14 @@ def endpoint_limits(app):
         methods, endpoint, by = parse_endpoint_rule(rule, limit)
         if endpoint not in app.view_functions:
             raise ConfigError(f"SIPUP_RATELIMIT_ENDPOINTS names {endpoint!r}, which is no endpoint of sipup.")
-        parsed = tuple(ParsedOnce(limit, key_function=KEY_FUNCTIONS[by], scope=f"{endpoint} by {by}",
-                                  exempt_when=_anonymous if by == "user" else None))
+        parsed = tuple(
+            ParsedOnce(
+                limit,
+                key_function=KEY_FUNCTIONS[by],
+                scope=f"{endpoint} by {by}",
+                exempt_when=_anonymous if by == "user" else None,
+            )
+        )
         rules.setdefault(endpoint, []).append((frozenset(methods or ()), parsed))
     group = EndpointLimits("", scope="endpoints")
     group.__dict__["rules"] = rules
@@ -152,6 +162,7 @@ def endpoint_limits(app):
 # --- blocks ------------------------------------------------------------------------------------
 
 # --- the limiter -------------------------------------------------------------------------------
+
 
 class RateLimits:
     """Everything one app needs: its Flask-Limiter, the block list and the statistics."""
@@ -164,8 +175,9 @@ class RateLimits:
         self.fallback_noted = False
         self.block_after = parse_many(config["RATELIMIT_BLOCK_AFTER"])
         self.address_limits = ParsedOnce(config["RATELIMIT_IP"], key_function=client_address, scope="address")
-        self.user_limits = ParsedOnce(config["RATELIMIT_USER"], key_function=_user_key, scope="user",
-                                      exempt_when=_anonymous)
+        self.user_limits = ParsedOnce(
+            config["RATELIMIT_USER"], key_function=_user_key, scope="user", exempt_when=_anonymous
+        )
         if config["REDIS_URL"]:
             namespace = config["REDIS_NAMESPACE"]
             self.blocks_store = RedisBlockStore(config["REDIS_URL"], namespace)
@@ -173,15 +185,23 @@ class RateLimits:
                 storage_uri=config["REDIS_URL"],
                 # Strategies keep different Redis types under the same key names: a prefix per strategy
                 # lets the strategy change on a live Redis without WRONGTYPE errors.
-                storage_options={"key_prefix": f"{namespace}:limits:{self.strategy}",
-                                 "socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+                storage_options={
+                    "key_prefix": f"{namespace}:limits:{self.strategy}",
+                    "socket_timeout": 0.5,
+                    "socket_connect_timeout": 0.5,
+                },
                 in_memory_fallback_enabled=True,
             )
         else:
             self.blocks_store = SqliteBlockStore(os.path.join(app.instance_path, "limits.db"))
             storage = dict(storage_uri="sipup-memory://")
-        self.blocks = Blocks(self.blocks_store, config["RATELIMIT_BLOCK_SECONDS"], config["RATELIMIT_BLOCK_MAX_SECONDS"],
-                             config["RATELIMIT_BLOCK_DECAY_SECONDS"], on_lift=self._start_afresh)
+        self.blocks = Blocks(
+            self.blocks_store,
+            config["RATELIMIT_BLOCK_SECONDS"],
+            config["RATELIMIT_BLOCK_MAX_SECONDS"],
+            config["RATELIMIT_BLOCK_DECAY_SECONDS"],
+            on_lift=self._start_afresh,
+        )
         self.limiter = Limiter(
             client_address,
             # All application limits: Flask-Limiter checks them in one pass, before the view.
@@ -279,8 +299,6 @@ class RateLimits:
         return self._answer(retry, remaining, math.ceil(reset_at), limit=current.limit.amount)
 
     def _answer(self, retry_after, remaining, reset_at, limit=None, blocked=False):
-        from sipup.errors import render_error
-
         wait = _duration(retry_after)
         if blocked:
             message = f"Too many requests came from you, so you are blocked for {wait}. Please wait and try again."
@@ -317,8 +335,11 @@ class RateLimits:
             "fallback_active": self.fallback_active,
             "storage_reachable": self._storage_reachable(),
             "strategy": self.strategy,
-            "limits": {"address": config["RATELIMIT_IP"], "user": config["RATELIMIT_USER"],
-                       **config["RATELIMIT_ENDPOINTS"]},
+            "limits": {
+                "address": config["RATELIMIT_IP"],
+                "user": config["RATELIMIT_USER"],
+                **config["RATELIMIT_ENDPOINTS"],
+            },
             "minutes": minutes,
             "refused": totals.get("refused", 0),
             "refused_by_blocks": totals.get("refused.blocked", 0),
@@ -376,6 +397,7 @@ def register_limits(app):
 
 # --- functions for /monitor --------------------------------------------------------------------
 
+
 def _limits(app=None):
     limits = (app or current_app).extensions.get("limits")
     if limits is None:
@@ -396,4 +418,3 @@ def blocks_in_force(app=None):
 def unblock(app=None, who=None):
     """Lift a block ("addr:1.2.3.4" or "user:42"); True when there was one."""
     return _limits(app).unblock(who)
-

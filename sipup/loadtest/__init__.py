@@ -2,6 +2,7 @@
 
 Developers write their own scenarios against this package's Scenario class and task decorator.
 """
+
 from .scenarios import Scenario, ScenarioError, task
 
 __all__ = ["Scenario", "ScenarioError", "task"]

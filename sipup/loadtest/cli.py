@@ -1,4 +1,5 @@
 """`flask loadtest [URL]`: options, safety checks, the live progress line and the reports."""
+
 import ipaddress
 import os
 import re
@@ -14,7 +15,7 @@ from flask.cli import with_appcontext
 
 from . import report as reports
 from .histogram import Histogram
-from .runner import RunOptions, Runner
+from .runner import Runner, RunOptions
 from .scenarios import ScenarioError, load_scenario
 from .thresholds import EXIT_THRESHOLDS, parse_threshold
 
@@ -48,8 +49,9 @@ def parse_page(text):
     """'PATH' or 'PATH WEIGHT' -> (path, weight)."""
     parts = text.split()
     if not parts or not parts[0].startswith("/") or len(parts) > 2:
-        raise click.BadParameter(f"{text!r}: write a path from the site root, optionally a weight: '/products 3'",
-                                 param_hint="--page")
+        raise click.BadParameter(
+            f"{text!r}: write a path from the site root, optionally a weight: '/products 3'", param_hint="--page"
+        )
     weight = 1.0
     if len(parts) == 2:
         try:
@@ -79,8 +81,10 @@ def read_logins(path):
                 continue
             fields = fields[1:]
         if len(fields) != 2:
-            raise click.BadParameter(f"{path} line {number}: expected 'EMAIL PASSWORD' or 'role<TAB>email<TAB>password'",
-                                     param_hint="--logins-file")
+            raise click.BadParameter(
+                f"{path} line {number}: expected 'EMAIL PASSWORD' or 'role<TAB>email<TAB>password'",
+                param_hint="--logins-file",
+            )
         logins.append((fields[0].strip(), fields[1].strip()))
     if not logins:
         raise click.BadParameter(f"{path} holds no buyer logins", param_hint="--logins-file")
@@ -91,8 +95,9 @@ def check_target(url, allow_remote):
     """The URL as http://host:port with a path; loopback only unless allowed; something must listen."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http":
-        raise click.BadParameter(f"{url}: only http:// is supported (test the app itself, behind any TLS proxy)",
-                                 param_hint="URL")
+        raise click.BadParameter(
+            f"{url}: only http:// is supported (test the app itself, behind any TLS proxy)", param_hint="URL"
+        )
     if not parts.hostname:
         raise click.BadParameter(f"{url}: no host", param_hint="URL")
     try:
@@ -107,12 +112,15 @@ def check_target(url, allow_remote):
     if remote and not allow_remote:
         raise click.UsageError(
             f"{parts.hostname} is not this machine ({', '.join(sorted(remote))}). A load test of another host needs "
-            "--allow-remote, and the permission of whoever runs it.")
+            "--allow-remote, and the permission of whoever runs it."
+        )
     try:
         socket.create_connection((parts.hostname, port), timeout=5).close()
     except OSError as exc:
         raise click.ClickException(
-            f"nothing answers at {parts.hostname}:{port} ({exc.strerror or exc}); start the app first, e.g. `flask serve`.")
+            f"nothing answers at {parts.hostname}:{port} ({exc.strerror or exc}); start the app first, e.g. `flask "
+            "serve`."
+        )
     base = f"http://{parts.netloc}"
     return base, parts.path or "/", parts.query
 
@@ -144,8 +152,10 @@ class Progress:
             if data is not None:
                 last_second.merge(data.histogram)
         p95 = last_second.percentile(95) / 1000
-        line = (f"{elapsed:5.0f}/{self.options.duration:g}s {phase:<9} {requests:>9,} requests {rps:>8,.0f}/s "
-                f"{failures:>7,} failed  p95 {p95:7.1f} ms  users {len(runner.threads)}")
+        line = (
+            f"{elapsed:5.0f}/{self.options.duration:g}s {phase:<9} {requests:>9,} requests {rps:>8,.0f}/s "
+            f"{failures:>7,} failed  p95 {p95:7.1f} ms  users {len(runner.threads)}"
+        )
         if self.tty:
             self.stream.write("\r" + line.ljust(100))
             self.stream.flush()
@@ -174,39 +184,114 @@ def _write(path, text):
 
 @click.command("loadtest")
 @click.argument("url", required=False, default="http://127.0.0.1:8080/")
-@click.option("--scenario", default="storefront", show_default=True,
-              help="storefront, pages, or your own: file.py[:Class] or module:Class (a sipup.loadtest.Scenario).")
-@click.option("--users", type=click.IntRange(1, 2000), help="Closed model: virtual users (default 10). "
-              "With --rate: users that serve the schedule, all signed in before it starts (default 50).")
-@click.option("--rate", type=click.FloatRange(0.1, 100_000), help="Open model: arrivals per second at a constant rate "
-              "(one arrival is one task; for the pages scenario, one request).")
+@click.option(
+    "--scenario",
+    default="storefront",
+    show_default=True,
+    help="storefront, pages, or your own: file.py[:Class] or module:Class (a sipup.loadtest.Scenario).",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(1, 2000),
+    help="Closed model: virtual users (default 10). "
+    "With --rate: users that serve the schedule, all signed in before it starts (default 50).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.1, 100_000),
+    help="Open model: arrivals per second at a constant rate "
+    "(one arrival is one task; for the pages scenario, one request).",
+)
 @click.option("--duration", default="30s", show_default=True, help="How long to run (at most 24h), e.g. 30s, 5m.")
-@click.option("--warmup", default=None, help="Left out of the figures at the start (default 5s, at most a quarter of the run).")
+@click.option(
+    "--warmup", default=None, help="Left out of the figures at the start (default 5s, at most a quarter of the run)."
+)
 @click.option("--ramp-up", default="0s", show_default=True, help="Closed model: start the users spread over this time.")
-@click.option("--think", help="Closed model: pause between a user's tasks, e.g. 0, 1s or 0.5-2s "
-              "(default: the scenario's; storefront 0.5-2s, pages 0).")
-@click.option("--max-requests", type=click.IntRange(1, 100_000_000), default=1_000_000, show_default=True,
-              help="Stop after this many requests, whatever the duration.")
-@click.option("--timeout", default="10s", show_default=True, help="A request without an answer by then fails as a timeout.")
-@click.option("--late-after", default="10ms", show_default=True, help="Open model: a start this far behind schedule counts as late.")
-@click.option("--drop-after", default="1s", show_default=True, help="Open model: an arrival this far behind is dropped and counted.")
-@click.option("--page", "pages", multiple=True, help="pages scenario: 'PATH [WEIGHT]', repeatable (default: the URL's path).")
+@click.option(
+    "--think",
+    help="Closed model: pause between a user's tasks, e.g. 0, 1s or 0.5-2s "
+    "(default: the scenario's; storefront 0.5-2s, pages 0).",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1, 100_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Stop after this many requests, whatever the duration.",
+)
+@click.option(
+    "--timeout", default="10s", show_default=True, help="A request without an answer by then fails as a timeout."
+)
+@click.option(
+    "--late-after",
+    default="10ms",
+    show_default=True,
+    help="Open model: a start this far behind schedule counts as late.",
+)
+@click.option(
+    "--drop-after",
+    default="1s",
+    show_default=True,
+    help="Open model: an arrival this far behind is dropped and counted.",
+)
+@click.option(
+    "--page", "pages", multiple=True, help="pages scenario: 'PATH [WEIGHT]', repeatable (default: the URL's path)."
+)
 @click.option("--pages-file", type=click.Path(dir_okay=False), help="pages scenario: a file of 'PATH [WEIGHT]' lines.")
-@click.option("--login", "logins", multiple=True, help="EMAIL:PASSWORD of a buyer, repeatable; users take them in turn.")
-@click.option("--logins-file", type=click.Path(dir_okay=False), help="A file of 'EMAIL PASSWORD' lines or flask serve's "
-              "demo-logins.txt (default: instance/demo-logins.txt when it exists).")
-@click.option("--anonymous", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="storefront: share of users who browse without signing in.")
-@click.option("--threshold", "thresholds", multiple=True, help="Pass/fail, e.g. 'p95<500ms', 'errors<1%', 'rps>100', "
-              f"'p99[GET /products]<1s'; a breach exits with {EXIT_THRESHOLDS}.")
+@click.option(
+    "--login", "logins", multiple=True, help="EMAIL:PASSWORD of a buyer, repeatable; users take them in turn."
+)
+@click.option(
+    "--logins-file",
+    type=click.Path(dir_okay=False),
+    help="A file of 'EMAIL PASSWORD' lines or flask serve's "
+    "demo-logins.txt (default: instance/demo-logins.txt when it exists).",
+)
+@click.option(
+    "--anonymous",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="storefront: share of users who browse without signing in.",
+)
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    help="Pass/fail, e.g. 'p95<500ms', 'errors<1%', 'rps>100', "
+    f"'p99[GET /products]<1s'; a breach exits with {EXIT_THRESHOLDS}.",
+)
 @click.option("--json", "json_path", help="Write the figures as JSON to this file (- for standard output).")
 @click.option("--csv", "csv_path", help="Write the per-page table as CSV to this file (- for standard output).")
 @click.option("--html", "html_path", help="Write a self-contained HTML report with charts to this file.")
 @click.option("--allow-remote", is_flag=True, help="Allow a target that is not this machine.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @with_appcontext
-def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_requests, timeout, late_after, drop_after,
-             pages, pages_file, logins, logins_file, anonymous, thresholds, json_path, csv_path, html_path, allow_remote, quiet):
+def loadtest(
+    url,
+    scenario,
+    users,
+    rate,
+    duration,
+    warmup,
+    ramp_up,
+    think,
+    max_requests,
+    timeout,
+    late_after,
+    drop_after,
+    pages,
+    pages_file,
+    logins,
+    logins_file,
+    anonymous,
+    thresholds,
+    json_path,
+    csv_path,
+    html_path,
+    allow_remote,
+    quiet,
+):
     """Load-test a sipup site (default the local one): closed or open model, figures per page, thresholds."""
     timing = _timing(duration, warmup, ramp_up, timeout, late_after, drop_after, rate, think)
     try:
@@ -223,17 +308,31 @@ def loadtest(url, scenario, users, rate, duration, warmup, ramp_up, think, max_r
 
     base, path, query = check_target(url, allow_remote)
     login_list = _logins(logins, logins_file, scenario_class)
-    scenario_options = SimpleNamespace(pages=_pages(pages, pages_file, path, query), logins=login_list,
-                                       think=parse_think(think), anonymous_share=anonymous)
+    scenario_options = SimpleNamespace(
+        pages=_pages(pages, pages_file, path, query),
+        logins=login_list,
+        think=parse_think(think),
+        anonymous_share=anonymous,
+    )
     try:
         scenario_class.check_options(scenario_options)
     except ScenarioError as exc:
         raise click.UsageError(str(exc)) from None
-    options = RunOptions(url=base, scenario=scenario_class, scenario_options=scenario_options,
-                         users=users or (50 if rate else 10), rate=rate, max_requests=max_requests, **timing)
+    options = RunOptions(
+        url=base,
+        scenario=scenario_class,
+        scenario_options=scenario_options,
+        users=users or (50 if rate else 10),
+        rate=rate,
+        max_requests=max_requests,
+        **timing,
+    )
     name = scenario_class.name if scenario_class.name != "custom" else scenario_class.__name__
-    click.echo(f"Load test: {name} against {base} ({reports.describe_model(options)}), {options.duration:g} s with "
-               f"{options.warmup:g} s warm-up." + (f" Starting the {options.users} users first." if rate else ""), err=True)
+    click.echo(
+        f"Load test: {name} against {base} ({reports.describe_model(options)}), {options.duration:g} s with "
+        f"{options.warmup:g} s warm-up." + (f" Starting the {options.users} users first." if rate else ""),
+        err=True,
+    )
     progress = None if quiet else Progress(options, sys.stderr)
     outcome = Runner(options, progress=progress).run()
     if progress:
@@ -259,14 +358,22 @@ def _timing(duration, warmup, ramp_up, timeout, late_after, drop_after, rate, th
     if ramp_s >= duration_s:
         raise click.BadParameter("must be shorter than --duration", param_hint="--ramp-up")
     if rate and ramp_s:
-        raise click.UsageError("--ramp-up belongs to the closed model (--users); the open model (--rate) starts at its rate.")
+        raise click.UsageError(
+            "--ramp-up belongs to the closed model (--users); the open model (--rate) starts at its rate."
+        )
     if rate and think:
         raise click.UsageError("--think belongs to the closed model; with --rate the schedule sets the pace.")
     timeout_s = parse_seconds(timeout, "--timeout")
     if not 0 < timeout_s <= 600:
         raise click.BadParameter("must be above 0 and at most 10m", param_hint="--timeout")
-    return dict(duration=duration_s, warmup=warmup_s, ramp_up=ramp_s, timeout=timeout_s,
-                late_after=parse_seconds(late_after, "--late-after"), drop_after=parse_seconds(drop_after, "--drop-after"))
+    return dict(
+        duration=duration_s,
+        warmup=warmup_s,
+        ramp_up=ramp_s,
+        timeout=timeout_s,
+        late_after=parse_seconds(late_after, "--late-after"),
+        drop_after=parse_seconds(drop_after, "--drop-after"),
+    )
 
 
 def _pages(pages, pages_file, path, query):

@@ -5,6 +5,7 @@ histogram of all their values together: per-thread, per-second and per-page figu
 the error that averaging percentiles would bring. Values below 256 µs are exact; above, a bucket is
 at most 1/128 of its value wide (under 0.8%), and a percentile is reported as its bucket's midpoint.
 """
+
 import math
 
 SUB_BITS = 8
@@ -86,8 +87,13 @@ class Histogram:
         return self.total / self.count if self.count else 0.0
 
     def to_dict(self):
-        return {"count": self.count, "sum_us": self.total, "min_us": self.min or 0, "max_us": self.max,
-                "buckets": {str(k): v for k, v in sorted(self.counts.items())}}
+        return {
+            "count": self.count,
+            "sum_us": self.total,
+            "min_us": self.min or 0,
+            "max_us": self.max,
+            "buckets": {str(k): v for k, v in sorted(self.counts.items())},
+        }
 
     @classmethod
     def from_dict(cls, data):

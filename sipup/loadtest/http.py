@@ -5,6 +5,7 @@ itself costs the generator, and the generator must not be what limits a test. Th
 what a load test needs (status, Content-Length or chunked body, Connection, Location, Set-Cookie), keeps
 cookies like a browser for one site, and leaves the measuring to the caller.
 """
+
 import socket
 import time
 from urllib.parse import quote, urlencode, urljoin, urlsplit
@@ -171,7 +172,7 @@ class Connection:
                 if not chunk:
                     raise HTTPError("connection reset", "closed during the body")
                 buffer += chunk
-            body, rest = buffer[start:start + length], buffer[start + length:]
+            body, rest = buffer[start : start + length], buffer[start + length :]
         else:  # no length: the body runs until the server closes
             parts = [buffer[start:]]
             while chunk := self._recv(True):
@@ -188,18 +189,18 @@ class Connection:
             while (line_end := data.find(b"\r\n")) < 0:
                 data += self._more()
             size = int(data[:line_end].split(b";")[0], 16)
-            data = data[line_end + 2:]
+            data = data[line_end + 2 :]
             if size == 0:
                 while (trailer_end := data.find(b"\r\n")) != 0:
                     if trailer_end > 0:
-                        data = data[trailer_end + 2:]
+                        data = data[trailer_end + 2 :]
                     else:
                         data += self._more()
                 return b"".join(body), data[2:]
             while len(data) < size + 2:
                 data += self._more()
             body.append(data[:size])
-            data = data[size + 2:]
+            data = data[size + 2 :]
 
     def _more(self):
         chunk = self._recv(True)
@@ -258,8 +259,12 @@ class Session:
         name = name or f"{method} {path.split('?', 1)[0]}"
         if not path.isascii() or " " in path:
             path = quote(path, safe=URL_SAFE)
-        lines = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + self.host_header,
-                 b"User-Agent: " + self.user_agent, b"Accept: */*"]
+        lines = [
+            f"{method} {path} HTTP/1.1".encode("ascii"),
+            b"Host: " + self.host_header,
+            b"User-Agent: " + self.user_agent,
+            b"Accept: */*",
+        ]
         if self.cookies:
             lines.append(b"Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode("latin-1"))
         for key, value in (headers or {}).items():
@@ -276,7 +281,9 @@ class Session:
         try:
             status, header_lines, payload = self.connection.exchange(request_bytes, head_only=method == "HEAD")
         except HTTPError as exc:
-            self.record(name, status=None, started=started, ended=time.perf_counter(), intended=intended, error=exc.kind)
+            self.record(
+                name, status=None, started=started, ended=time.perf_counter(), intended=intended, error=exc.kind
+            )
             return None
         ended = time.perf_counter()
         response = Response(status, header_lines, payload, path)

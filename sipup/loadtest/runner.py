@@ -10,6 +10,7 @@ Latency counts from when each request should have been sent, so a stalled server
 up in the figures instead of being hidden (coordinated omission). Starts more than `late_after` behind
 the schedule are counted as late; more than `drop_after` behind, they are dropped and counted.
 """
+
 import itertools
 import math
 import os
@@ -194,8 +195,9 @@ class Runner:
             session.close()
 
     def _spawn(self, target, number):
-        thread = threading.Thread(target=self._guard, args=(lambda: target(number),), daemon=True,
-                                  name=f"loadtest-user-{number}")
+        thread = threading.Thread(
+            target=self._guard, args=(lambda: target(number),), daemon=True, name=f"loadtest-user-{number}"
+        )
         self.threads.append(thread)
         thread.start()
 
@@ -215,9 +217,15 @@ class Runner:
         self.go.set()
         self._join()
         return RunOutcome(
-            options=self.options, result=Result(list(self.recorders)), started_at=started_at,
-            window=max(ended - self.clock.measure_from, 1e-9), cpu_seconds=cpu_seconds, cpu_series=cpu_series,
-            interrupted=interrupted, budget_spent=self.budget_spent, setup_errors=list(self.errors),
+            options=self.options,
+            result=Result(list(self.recorders)),
+            started_at=started_at,
+            window=max(ended - self.clock.measure_from, 1e-9),
+            cpu_seconds=cpu_seconds,
+            cpu_series=cpu_series,
+            interrupted=interrupted,
+            budget_spent=self.budget_spent,
+            setup_errors=list(self.errors),
             expected_arrivals=self._expected(ended),
             connections=sum(session.connection.opened for session in self.sessions),
         )
@@ -234,7 +242,11 @@ class Runner:
                 raise
         now = time.perf_counter()
         if options.model == "open":
-            self.clock.start, self.clock.measure_from, self.clock.end = now, now + options.warmup, now + options.duration
+            self.clock.start, self.clock.measure_from, self.clock.end = (
+                now,
+                now + options.warmup,
+                now + options.duration,
+            )
             self.go.set()
         else:
             self.clock = Clock(now, now + options.warmup, now + options.duration)

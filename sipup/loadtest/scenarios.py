@@ -22,6 +22,7 @@ closed model with think time between, in the open model once per scheduled arriv
             response = self.get("/orders/2611-1", name="GET /orders/<number>")
             self.check(response, response and b"Reorder" in response.body, "no reorder button")
 """
+
 import importlib
 import importlib.util
 import inspect
@@ -214,7 +215,8 @@ class Storefront(Scenario):
         if options.anonymous_share < 1 and not options.logins:
             raise ScenarioError(
                 "the storefront scenario signs buyers in: give --login EMAIL:PASSWORD or --logins-file FILE "
-                "(flask serve writes the demo logins to instance/demo-logins.txt on its first start)")
+                "(flask serve writes the demo logins to instance/demo-logins.txt on its first start)"
+            )
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -331,14 +333,25 @@ class Storefront(Scenario):
         address = ADDRESS.search(form_page.body)
         if not self.check(form_page, address, "no delivery address to choose"):
             return
-        placed = self.post("/checkout", {"po_reference": f"LOADTEST-{self.number}", "address_id": address.group(1).decode(),
-                                         "requested_date": "", "note": ""}, name="POST /checkout")
+        placed = self.post(
+            "/checkout",
+            {
+                "po_reference": f"LOADTEST-{self.number}",
+                "address_id": address.group(1).decode(),
+                "requested_date": "",
+                "note": "",
+            },
+            name="POST /checkout",
+        )
         if placed is not None and placed.status == 422 and STOCK_NOTE in placed.body:
             # Another buyer took the last units since the form was shown: the site said so, as it should;
             # a buyer starts a new cart.
             self.empty_cart()
-        elif self.check(placed, placed and placed.status in (302, 303) and "/orders/" in placed.headers.get("location", ""),
-                        "order not placed"):
+        elif self.check(
+            placed,
+            placed and placed.status in (302, 303) and "/orders/" in placed.headers.get("location", ""),
+            "order not placed",
+        ):
             self.follow(placed, "GET /orders/<number>")
 
     def empty_cart(self):
@@ -382,15 +395,19 @@ def load_scenario(spec):
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise ScenarioError(f"unknown scenario {spec!r}: use storefront, pages, a file.py or module:Class "
-                                f"({exc})") from None
+            raise ScenarioError(
+                f"unknown scenario {spec!r}: use storefront, pages, a file.py or module:Class ({exc})"
+            ) from None
     if class_name:
         found = getattr(module, class_name, None)
         if not (inspect.isclass(found) and issubclass(found, Scenario)):
             raise ScenarioError(f"{spec}: {class_name} is not a Scenario subclass")
         return found
-    found = [value for value in vars(module).values()
-             if inspect.isclass(value) and issubclass(value, Scenario) and value.__module__ == module.__name__]
+    found = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value) and issubclass(value, Scenario) and value.__module__ == module.__name__
+    ]
     if len(found) != 1:
         raise ScenarioError(f"{target} defines {len(found)} Scenario subclasses; name one as {target}:ClassName")
     return found[0]

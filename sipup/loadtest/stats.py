@@ -4,6 +4,7 @@ A request counts from its intended start when the open model set one (so a late 
 its latency, as wrk2 and vegeta measure), else from when it was sent. Requests that begin within the
 warm-up are counted apart and left out of every figure.
 """
+
 from .histogram import Histogram
 
 PERCENTILES = (50, 90, 95, 99, 99.9)

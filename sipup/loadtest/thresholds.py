@@ -5,6 +5,7 @@ us, ms or s (a bare number is milliseconds); `errors`, `late` and `dropped` take
 fraction; `rps` and `requests` take plain numbers. A breach makes `flask loadtest` exit with
 EXIT_THRESHOLDS, distinct from a usage error (2) or a run that could not start (1).
 """
+
 import operator
 import re
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ LATENCY = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99.9": 99.9, "max": 100
 RATIOS = ("errors", "late", "dropped")
 COUNTS = ("rps", "requests")
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-PATTERN = re.compile(r"^\s*(?P<metric>[a-z0-9.]+)\s*(?:\[(?P<page>[^\]]+)\])?\s*(?P<op><=|>=|<|>)\s*"
-                     r"(?P<value>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>us|ms|s|%)?\s*$")
+PATTERN = re.compile(
+    r"^\s*(?P<metric>[a-z0-9.]+)\s*(?:\[(?P<page>[^\]]+)\])?\s*(?P<op><=|>=|<|>)\s*"
+    r"(?P<value>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>us|ms|s|%)?\s*$"
+)
 LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}
 
 
@@ -71,10 +74,13 @@ def _pkey(p):
 
 def parse_threshold(text):
     """A Threshold from its text; ValueError with a message a user can act on."""
-    match = PATTERN.match(text.lower() if "[" not in text else text[:text.index("[")].lower() + text[text.index("["):])
+    match = PATTERN.match(
+        text.lower() if "[" not in text else text[: text.index("[")].lower() + text[text.index("[") :]
+    )
     if not match:
-        raise ValueError(f"cannot read threshold {text!r}: write it like p95<500ms, errors<1%, rps>100 or "
-                         f"p99[GET /products]<1s")
+        raise ValueError(
+            f"cannot read threshold {text!r}: write it like p95<500ms, errors<1%, rps>100 or p99[GET /products]<1s"
+        )
     metric, page, op, value, unit = match.group("metric", "page", "op", "value", "unit")
     number = float(value)
     if metric in LATENCY:

@@ -16,6 +16,7 @@ Modules, from the bottom up:
 Exports the register steps create_app() uses: `register_logging`, `register_counters`,
 `register_traffic` (query statistics are registered with the database engine).
 """
+
 from sipup.observability.counters import register_counters
 from sipup.observability.logs import register_logging
 from sipup.observability.traffic import register_traffic

@@ -7,6 +7,7 @@ the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES;
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
 processors and several hosts send at most one mail per incident and one when it ends.
 """
+
 import json
 import time
 
@@ -14,8 +15,8 @@ from flask import current_app
 
 from sipup.extensions import db
 from sipup.jobs import enqueue
-
-from sipup.observability import health, panels as monitor, recommendations
+from sipup.observability import health, recommendations
+from sipup.observability import panels as monitor
 
 ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
 
@@ -27,7 +28,9 @@ def current_problems():
     rules = recommendations.evaluate(monitor.figures(), counters)
     now = time.time()
     red = [c for c in checks["checks"] if c["state"] == "bad"]
-    lasting = [r for r in rules if r["state"] == "firing" and r["since"] and now - r["since"] >= ALERT_AFTER_MINUTES * 60]
+    lasting = [
+        r for r in rules if r["state"] == "firing" and r["since"] and now - r["since"] >= ALERT_AFTER_MINUTES * 60
+    ]
     return red, lasting
 
 
@@ -47,11 +50,19 @@ def check():
         return "all clear"
     state = "opened" if active else "cleared"
     # The mail says what was wrong when the incident was seen, not what the state is when it is sent.
-    incident = {"state": state, "start": int(since),
-                "red": [{"name": c["name"], "value": c["value"], "detail": c["detail"]} for c in red],
-                "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting]}
-    queued = enqueue("send_mail", "monitor_alert", json.dumps(incident), priority="high",
-                     dedupe_key=f"mail:monitor_alert:{state}:{int(since)}")
+    incident = {
+        "state": state,
+        "start": int(since),
+        "red": [{"name": c["name"], "value": c["value"], "detail": c["detail"]} for c in red],
+        "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting],
+    }
+    queued = enqueue(
+        "send_mail",
+        "monitor_alert",
+        json.dumps(incident),
+        priority="high",
+        dedupe_key=f"mail:monitor_alert:{state}:{int(since)}",
+    )
     db.session.commit()
     what = ", ".join([c["name"] for c in red] + [r["title"] for r in lasting])
     result = f"incident since {int(since)}: {what}" if active else f"incident since {int(since)} cleared"

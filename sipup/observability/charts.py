@@ -4,6 +4,7 @@ time bucket (an SVG <title>), drawn by the `chart` macro in templates/monitor/_c
 A value of None is a bucket without data (no request, no cache read): the line stops there and starts again
 after it, so an idle night is a gap, not a fall to zero.
 """
+
 import math
 from datetime import datetime, timezone
 
@@ -51,21 +52,35 @@ def line_chart(starts, series, percent=False, unit="", show=None):
                 current.append((x(i), y(value)))
         if current:
             segments.append(current)
-        lines.append({
-            "label": label, "css": css,
-            "paths": [" ".join(f"{'M' if n == 0 else 'L'}{px:.1f},{py:.1f}" for n, (px, py) in enumerate(seg))
-                      for seg in segments if len(seg) > 1],
-            "dots": [seg[0] for seg in segments if len(seg) == 1],  # a lone bucket with data between gaps
-        })
+        lines.append(
+            {
+                "label": label,
+                "css": css,
+                "paths": [
+                    " ".join(f"{'M' if n == 0 else 'L'}{px:.1f},{py:.1f}" for n, (px, py) in enumerate(seg))
+                    for seg in segments
+                    if len(seg) > 1
+                ],
+                "dots": [seg[0] for seg in segments if len(seg) == 1],  # a lone bucket with data between gaps
+            }
+        )
     return {
-        "width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "left": LEFT,
+        "right": WIDTH - RIGHT,
+        "top": TOP,
         "bottom": TOP + plot_h,
-        "yticks": [(y(top * n / ticks), _percent(top * n / ticks) if percent else _number(top * n / ticks) + unit)
-                   for n in range(ticks + 1)],
+        "yticks": [
+            (y(top * n / ticks), _percent(top * n / ticks) if percent else _number(top * n / ticks) + unit)
+            for n in range(ticks + 1)
+        ],
         "xticks": [(x(i), _clock(start)) for i, start in _time_ticks(starts)],
         "lines": lines,
-        "columns": [{"x": LEFT + step * i, "width": step, "title": _tooltip(start, series, i, show, starts)}
-                    for i, start in enumerate(starts)],
+        "columns": [
+            {"x": LEFT + step * i, "width": step, "title": _tooltip(start, series, i, show, starts)}
+            for i, start in enumerate(starts)
+        ],
         "empty": not known,
     }
 
@@ -100,8 +115,7 @@ def _time_ticks(starts):
         return list(enumerate(starts))
     seconds = starts[1] - starts[0]
     span = seconds * len(starts)
-    every = next(e for e in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 1 << 40)
-                 if span / e <= 6)
+    every = next(e for e in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 1 << 40) if span / e <= 6)
     return [(i, start) for i, start in enumerate(starts) if start % every == 0]
 
 

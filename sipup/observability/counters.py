@@ -10,9 +10,14 @@ set, else into a SQLite file in instance/ that the server processes and the comm
     counters.totals("cache", "minute", 5)     # {"products.hit": 812, ...} over the last 5 minutes
     counters.series("cache", "hour", 24)      # [(start, {...}), ...] oldest first, empty hours included
 
+The groups in TOTAL_GROUPS also keep a running total per name, never pruned: one row (or Redis hash
+field) that every process adds to, so `/metrics` exports true, monotonically increasing counters for
+the whole site whichever process answers the scrape (`counters.running_totals("traffic")`).
+
 A store that fails (Redis down) keeps the figures pending in memory, bounded, and says so in
 `store_error`; counting never fails a request.
 """
+
 import atexit
 import logging
 import os
@@ -24,9 +29,14 @@ import weakref
 from collections import defaultdict
 from contextlib import closing
 
+import redis
+
 log = logging.getLogger("sipup.metrics")
 
 RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 48)}  # bucket seconds, buckets kept
+TOTAL = "total"  # the resolution of running totals: one bucket (start 0), never pruned or expired
+# Groups whose names are bounded (endpoints, job types, cache types, kinds): their totals are exported.
+TOTAL_GROUPS = frozenset({"traffic", "cache", "jobs", "queue", "limits", "db", "sql"})
 FLUSH_SECONDS = 5
 RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
 MAX_PENDING = 50_000  # names x buckets kept in memory while the store is down
@@ -69,21 +79,36 @@ class SqliteCounterStore:
                 "value INTEGER, PRIMARY KEY (grp, res, start, name)) WITHOUT ROWID"
             )
             conn.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, since REAL)")
+            conn.execute(  # running totals (TOTAL): never pruned
+                "CREATE TABLE IF NOT EXISTS totals (grp TEXT, name TEXT, value INTEGER, PRIMARY KEY (grp, name)) "
+                "WITHOUT ROWID"
+            )
 
     def _connect(self):
         return connect_sqlite(self.path)
 
     def write(self, pending):
-        rows = [(group, res, start, name, value) for (group, res, start, name), value in pending.items()]
+        rows = [(g, res, start, name, value) for (g, res, start, name), value in pending.items() if res != TOTAL]
+        totals = [(g, name, value) for (g, res, _start, name), value in pending.items() if res == TOTAL]
         with closing(self._connect()) as conn, conn:
             conn.executemany(
                 "INSERT INTO counters (grp, res, start, name, value) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (grp, res, start, name) DO UPDATE SET value = value + excluded.value", rows
+                "ON CONFLICT (grp, res, start, name) DO UPDATE SET value = value + excluded.value",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO totals (grp, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (grp, name) DO UPDATE SET value = value + excluded.value",
+                totals,
             )
             for res, (seconds, kept) in RESOLUTIONS.items():
                 conn.execute("DELETE FROM counters WHERE res = ? AND start < ?", (res, time.time() - seconds * kept))
 
     def read(self, group, res, starts):
+        if res == TOTAL:
+            with closing(self._connect()) as conn:
+                rows = conn.execute("SELECT name, value FROM totals WHERE grp = ?", (group,)).fetchall()
+            return {0: dict(rows)} if rows else {}
         marks = ", ".join("?" * len(starts))
         with closing(self._connect()) as conn:
             rows = conn.execute(
@@ -112,8 +137,6 @@ class RedisCounterStore:
     name = "redis"
 
     def __init__(self, url, namespace):
-        import redis
-
         self.prefix = f"{namespace}:counters"
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
@@ -128,8 +151,9 @@ class RedisCounterStore:
             pipe.hincrby(key, name, value)
             keys.add((key, res))
         for key, res in keys:
-            seconds, kept = RESOLUTIONS[res]
-            pipe.expire(key, seconds * kept)
+            if res in RESOLUTIONS:  # running totals never expire
+                seconds, kept = RESOLUTIONS[res]
+                pipe.expire(key, seconds * kept)
         pipe.execute()
 
     def read(self, group, res, starts):
@@ -179,15 +203,21 @@ class Counters:
         """Add to a counter in the current minute and hour (`now`: a Unix time, for tests)."""
         self.incr_many(group, {name: amount}, now)
 
-    def incr_many(self, group, amounts, now=None):
-        """Add to several counters of one group under one lock: {name: amount}."""
+    def incr_many(self, group, amounts, now=None, totals_only=None):
+        """Add to several counters of one group under one lock: {name: amount}; `totals_only`: more
+        {name: amount} that only the running totals keep (finer labels that /monitor does not show)."""
         now = time.time() if now is None else now
         starts = [(res, bucket_start(now, res)) for res in RESOLUTIONS]
+        if group in TOTAL_GROUPS:
+            starts.append((TOTAL, 0))
         with self.lock:
             pending = self.pending
             for name, amount in amounts.items():
                 for res, start in starts:
                     pending[(group, res, start, name)] += amount
+            if totals_only and group in TOTAL_GROUPS:
+                for name, amount in totals_only.items():
+                    pending[(group, TOTAL, 0, name)] += amount
         wait = RETRY_SECONDS if self.store_error else FLUSH_SECONDS
         if time.monotonic() - self.last_flush >= wait:
             self.flush()
@@ -217,9 +247,12 @@ class Counters:
     def series(self, group, res="minute", count=60, now=None):
         """[(bucket start, {name: count})] for the last `count` buckets, oldest first, this one last."""
         self.flush()
-        seconds = RESOLUTIONS[res][0]
-        current = bucket_start(time.time() if now is None else now, res)
-        starts = [current - seconds * i for i in range(count - 1, -1, -1)]
+        if res == TOTAL:
+            starts = [0]
+        else:
+            seconds = RESOLUTIONS[res][0]
+            current = bucket_start(time.time() if now is None else now, res)
+            starts = [current - seconds * i for i in range(count - 1, -1, -1)]
         try:
             found = self.store.read(group, res, starts)
         except Exception as exc:  # the store is down: show what this process still holds
@@ -240,6 +273,10 @@ class Counters:
             for name, value in values.items():
                 total[name] += value
         return dict(total)
+
+    def running_totals(self, group):
+        """{name: total since the store began} of a group in TOTAL_GROUPS, over every process."""
+        return dict(self.series(group, TOTAL, 1, now=0)[0][1])
 
     def mark(self, name, active, now=None):
         """Since when a condition has held, shared by all processes: the first time it was seen active.

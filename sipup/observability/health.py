@@ -3,19 +3,23 @@
 A check returns a dict: name, state ("ok", "warn", "bad" or "off" for a part not configured), a short
 value and a detail line that says what to do. The verdict is the worst state.
 """
+
 import os
 import shutil
 import time
 from datetime import timedelta
 
 import psutil
+import redis
 from flask import current_app
 from sqlalchemy import text
 
+from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
-from sipup.models import utcnow
 from sipup.jobs.queue import describe_loss, last_processor_finish, store_loss
+from sipup.models import utcnow
+from sipup.observability.query_stats import pool_status
 from sipup.web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
@@ -35,8 +39,6 @@ def check(name, state, value, detail=""):
 
 
 def database():
-    from sipup.observability.query_stats import pool_status
-
     started = time.perf_counter()
     try:
         if db.engine.dialect.name == "sqlite":
@@ -49,8 +51,12 @@ def database():
     ms = (time.perf_counter() - started) * 1000
     problem = check_writable()
     if problem:
-        return check("Database", "bad", "not writable", f"{version}: {problem}; free space or make it writable, "
-                     "orders cannot be saved meanwhile")
+        return check(
+            "Database",
+            "bad",
+            "not writable",
+            f"{version}: {problem}; free space or make it writable, orders cannot be saved meanwhile",
+        )
     pool = pool_status(db.engine)
     state, detail = "ok", version
     in_use = pool.get("checkedout")
@@ -67,7 +73,6 @@ def redis_server():
     url = current_app.config["REDIS_URL"]
     if not url:
         return check("Redis", "off", "not configured", "embedded default: counters, cache and queue stay on this host")
-    import redis
 
     client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     started = time.perf_counter()
@@ -75,13 +80,22 @@ def redis_server():
         info = client.info("server")
         memory = client.info("memory")
     except redis.RedisError as exc:
-        return check("Redis", "bad", "unreachable", f"{type(exc).__name__}: {exc}; shared limits, cache and "
-                     "statistics fall back to this process until it answers")
+        return check(
+            "Redis",
+            "bad",
+            "unreachable",
+            f"{type(exc).__name__}: {exc}; shared limits, cache and "
+            "statistics fall back to this process until it answers",
+        )
     finally:
         client.close()
     ms = (time.perf_counter() - started) * 1000
-    return check("Redis", "ok", f"{ms:.1f} ms",
-                 f"Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used")
+    return check(
+        "Redis",
+        "ok",
+        f"{ms:.1f} ms",
+        f"Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used",
+    )
 
 
 def disk():
@@ -101,9 +115,13 @@ def host():
     rss = process.memory_info().rss
     cpu = psutil.cpu_percent(interval=None)
     state = "warn" if memory.percent / 100 >= MEMORY_WARN else "ok"
-    return check("Host", state, f"CPU {cpu:.0f}%",
-                 f"memory {memory.percent:.0f}% used of {memory.total / 2**30:.1f} GB · this process "
-                 f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {duration(time.time() - STARTED)}")
+    return check(
+        "Host",
+        state,
+        f"CPU {cpu:.0f}%",
+        f"memory {memory.percent:.0f}% used of {memory.total / 2**30:.1f} GB · this process "
+        f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {duration(time.time() - STARTED)}",
+    )
 
 
 def duration(seconds):
@@ -121,8 +139,12 @@ def duration(seconds):
 def counters_store():
     status = current_app.extensions["counters"].status()
     if status["store_error"]:
-        return check("Statistics", "warn", f"{status['store']}: failing",
-                     f"{status['store_error']}; figures are kept in each process until the store answers")
+        return check(
+            "Statistics",
+            "warn",
+            f"{status['store']}: failing",
+            f"{status['store_error']}; figures are kept in each process until the store answers",
+        )
     return check("Statistics", "ok", status["store"], "shared figures for this page and the command line")
 
 
@@ -130,34 +152,48 @@ def queue_processor():
     queue = current_app.extensions["queue"]
     last = last_processor_finish()
     if last is None:
-        return check("Queue processor", "warn", "never ran", "add the cron line from cron/crontab "
-                     "(`flask queue process` every minute) or start `flask queue worker`")
+        return check(
+            "Queue processor",
+            "warn",
+            "never ran",
+            "add the cron line from cron/crontab (`flask queue process` every minute) or start `flask queue worker`",
+        )
     now = utcnow()
     minutes = (now - last).total_seconds() / 60
     detail = f"last run {duration(minutes * 60)} ago · Huey on {queue.backend}"
     if minutes > PROCESSOR_STALE_MINUTES:
-        return check("Queue processor", "bad", f"{minutes:,.0f} min ago",
-                     detail + ": jobs wait; check cron (cron/crontab) or the worker's process")
+        return check(
+            "Queue processor",
+            "bad",
+            f"{minutes:,.0f} min ago",
+            detail + ": jobs wait; check cron (cron/crontab) or the worker's process",
+        )
     loss = store_loss()
     if loss and now - loss["at"] < timedelta(hours=STORE_LOSS_HOURS):
         event = describe_loss(queue.backend, loss["lost"], loss["at"])
         if now - loss["at"] < timedelta(hours=1):
-            return check("Queue processor", "warn", "store lost data",
-                         f"{event} Give Redis persistence (README, “Redis for the queue”). · {detail}")
+            return check(
+                "Queue processor",
+                "warn",
+                "store lost data",
+                f"{event} Give Redis persistence (README, “Redis for the queue”). · {detail}",
+            )
         detail = f"{detail} · {event}"
     return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)
 
 
 def cache():
-    from sipup.cache.layer import cache_status
-
     status = cache_status()
     where = f"{status['driver']} ({status['where']})"
     if status["state"] == "degraded":
         since = time.strftime("%H:%M UTC", time.gmtime(status["degraded_since"]))
-        return check("Cache", "warn", f"degraded since {since}",
-                     f"{where}: {status['last_error']}; pages are computed from the database meanwhile, "
-                     "and the cache is tried again every few seconds")
+        return check(
+            "Cache",
+            "warn",
+            f"degraded since {since}",
+            f"{where}: {status['last_error']}; pages are computed from the database meanwhile, "
+            "and the cache is tried again every few seconds",
+        )
     if status["driver"] == "none":
         return check("Cache", "warn", "off", "SIPUP_CACHE_URL=none://: every page is computed from the database")
     rate = status["hit_rate_hour"]
@@ -169,8 +205,12 @@ def limiter():
     if limits is None:
         return check("Rate limits", "warn", "off", "SIPUP_RATELIMIT_ENABLED=false: no client is limited")
     if limits.fallback_active:
-        return check("Rate limits", "warn", "per process", "Redis unreachable: each process counts on its own "
-                     "until it answers, so the shared budget is not enforced")
+        return check(
+            "Rate limits",
+            "warn",
+            "per process",
+            "Redis unreachable: each process counts on its own until it answers, so the shared budget is not enforced",
+        )
     shared = "shared by every process" if limits.storage_name == "redis" else "this process only"
     return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
 
@@ -178,13 +218,22 @@ def limiter():
 def proxy():
     hops = current_app.config["PROXY_HOPS"]
     if hops:
-        return check("Proxies", "ok", f"{hops} trusted", f"SIPUP_PROXY_HOPS={hops}: client addresses are those "
-                     "the proxies in front report in X-Forwarded-For")
+        return check(
+            "Proxies",
+            "ok",
+            f"{hops} trusted",
+            f"SIPUP_PROXY_HOPS={hops}: client addresses are those the proxies in front report in X-Forwarded-For",
+        )
     seen = untrusted_proxy_requests()
     if seen:
-        return check("Proxies", "warn", f"{seen:,} untrusted", f"{seen:,} request(s) in the last hour came from this "
-                     "host with X-Forwarded-For while SIPUP_PROXY_HOPS=0: every client shares the proxy's address "
-                     "and one rate-limit budget; set SIPUP_PROXY_HOPS to the number of proxies in front")
+        return check(
+            "Proxies",
+            "warn",
+            f"{seen:,} untrusted",
+            f"{seen:,} request(s) in the last hour came from this "
+            "host with X-Forwarded-For while SIPUP_PROXY_HOPS=0: every client shares the proxy's address "
+            "and one rate-limit budget; set SIPUP_PROXY_HOPS to the number of proxies in front",
+        )
     return check("Proxies", "off", "none", "SIPUP_PROXY_HOPS=0: clients connect directly")
 
 

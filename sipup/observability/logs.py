@@ -1,4 +1,5 @@
 """Logging: errors with their details to rotating files in instance/logs/."""
+
 import logging
 import os
 
@@ -18,7 +19,9 @@ def register_logging(app):
         for handler in ours:
             logger.removeHandler(handler)
             handler.close()
-        handler = PrivateRotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
+        handler = PrivateRotatingFileHandler(
+            path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"))
         handler.sipup_log = True
         logger.addHandler(handler)

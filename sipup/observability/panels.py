@@ -4,14 +4,25 @@ Panels are cheap because every figure is already summed in buckets (sipup/observ
 query statistics); on top of that a panel's data is kept for SIPUP_MONITOR_PANEL_SECONDS (10) in this
 process, so many admins polling every 30 seconds cost one computation per panel and process.
 """
+
 import threading
 import time
+from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import func, select
 
+from sipup.cache.layer import EVENTS, TYPES, cache_status
+from sipup.extensions import db
+from sipup.jobs.manage import queue_status
+from sipup.jobs.queue import PRIORITIES, WAITING
+from sipup.limits import limiter as limits
+from sipup.models import Job, JobStatus, utcnow
 from sipup.observability import health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
-from sipup.extensions import db
+from sipup.observability.counters import live_processes
+from sipup.observability.query_stats import connection_budget as budget
+from sipup.observability.query_stats import describe_pool, pool_status
 from sipup.observability.traffic import traffic
 
 _memo_lock = threading.Lock()
@@ -46,15 +57,23 @@ def traffic_panel(range_=DEFAULT_RANGE):
     figures = traffic(current_app.extensions["counters"], count, res)
     buckets = figures["buckets"]
     starts = [b["start"] for b in buckets]
-    figures["chart"] = line_chart(starts, [
-        ("requests", "c-main", [b["requests"] for b in buckets]),
-        ("server errors", "c-bad", [b["errors"] for b in buckets]),
-    ])
-    figures["latency_chart"] = line_chart(starts, [
-        ("p50", "c-main", [b["p50_ms"] for b in buckets]),
-        ("p95", "c-warn", [b["p95_ms"] for b in buckets]),
-        ("p99", "c-bad", [b["p99_ms"] for b in buckets]),
-    ], unit=" ms", show=lambda v: f"≤ {v:,.0f} ms" if v < 10000 else "> 10 s")
+    figures["chart"] = line_chart(
+        starts,
+        [
+            ("requests", "c-main", [b["requests"] for b in buckets]),
+            ("server errors", "c-bad", [b["errors"] for b in buckets]),
+        ],
+    )
+    figures["latency_chart"] = line_chart(
+        starts,
+        [
+            ("p50", "c-main", [b["p50_ms"] for b in buckets]),
+            ("p95", "c-warn", [b["p95_ms"] for b in buckets]),
+            ("p99", "c-bad", [b["p99_ms"] for b in buckets]),
+        ],
+        unit=" ms",
+        show=lambda v: f"≤ {v:,.0f} ms" if v < 10000 else "> 10 s",
+    )
     # The last full minute, or the average minute of the last full hour.
     figures["per_minute_now"] = buckets[-2]["requests"] / per if len(buckets) > 1 else 0
     figures.update(range=range_, range_words=words, per_bucket="minute" if res == "minute" else "hour")
@@ -62,8 +81,6 @@ def traffic_panel(range_=DEFAULT_RANGE):
 
 
 def database_panel(range_=DEFAULT_RANGE):
-    from sipup.observability.query_stats import describe_pool, pool_status
-
     _res, _count, words, _per = _span(range_)
     connections = connection_budget()  # first: its own statements are then in the summary below
     summary = current_app.extensions["query_stats"].summary(range_)
@@ -84,42 +101,39 @@ def database_panel(range_=DEFAULT_RANGE):
         "pool_line": describe_pool(pool),
         "pool_shared": current_app.extensions["counters"].totals("db", "minute", 60),
         "connections": connections,
-        "range": range_, "range_words": words,
+        "range": range_,
+        "range_words": words,
     }
 
 
 def connection_budget():
     """Pool size + overflow per process x the processes that wrote figures in the last 10 minutes, against
     MariaDB's max_connections (None on SQLite)."""
-    from sipup.observability.counters import live_processes
-    from sipup.observability.query_stats import connection_budget as budget
-
     return budget(db.engine, current_app.config, live_processes(current_app.extensions["counters"]))
 
 
 def queue_panel(range_=DEFAULT_RANGE):
-    from datetime import timedelta
-
-    from sqlalchemy import func, select
-
-    from sipup.models import Job, JobStatus, utcnow
-    from sipup.jobs.manage import queue_status
-    from sipup.jobs.queue import PRIORITIES, WAITING
 
     res, count, words, per = _span(range_)
     status = queue_status()
     now = utcnow()
     day_ago = now - timedelta(days=1)
-    finished = dict(db.session.execute(
-        select(Job.status, func.count()).where(Job.finished_at >= day_ago).group_by(Job.status)).all())
+    finished = dict(
+        db.session.execute(
+            select(Job.status, func.count()).where(Job.finished_at >= day_ago).group_by(Job.status)
+        ).all()
+    )
     failed = db.session.scalars(
-        select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.finished_at.desc()).limit(10)).all()
+        select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.finished_at.desc()).limit(10)
+    ).all()
     counters = current_app.extensions["counters"]
     series = counters.series("queue", res, count)
     hour = counters.totals("queue", "minute", 60)
     pending = {name: sum(status["counts"][s][name] for s in WAITING) for name in PRIORITIES}
-    processors = [dict(run, age_seconds=(now - (run["finished_at"] or run["started_at"])).total_seconds())
-                  for run in status["runs"]]
+    processors = [
+        dict(run, age_seconds=(now - (run["finished_at"] or run["started_at"])).total_seconds())
+        for run in status["runs"]
+    ]
     workers = [run for run in processors if run["processor"].startswith("worker") and run["age_seconds"] < 180]
     done_in_range = sum(v.get("done", 0) for _, v in series)
     return {
@@ -129,33 +143,42 @@ def queue_panel(range_=DEFAULT_RANGE):
         "running": sum(status["counts"][JobStatus.RUNNING].values()),
         "done_24h": finished.get(JobStatus.DONE, 0),
         "failed_24h": finished.get(JobStatus.FAILED, 0),
-        "failed": [{"id": j.id, "name": j.name, "error": j.error, "attempts": j.attempts,
-                    "finished_at": j.finished_at} for j in failed],
+        "failed": [
+            {"id": j.id, "name": j.name, "error": j.error, "attempts": j.attempts, "finished_at": j.finished_at}
+            for j in failed
+        ],
         "processors": processors,
         "done_per_minute": done_in_range / (count * per),
         "enqueued_hour": hour.get("enqueued", 0),
         # What cron can take at most: the --limit of each run in the last hour, per minute; a live worker has
         # no such ceiling, so the capacity rule does not apply while one runs.
         "capacity_per_minute": None if workers else hour.get("capacity", 0) / 60,
-        "chart": line_chart([start for start, _ in series], [
-            ("done", "c-main", [v.get("done", 0) for _, v in series]),
-            ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
-            ("failed", "c-bad", [v.get("failed", 0) for _, v in series]),
-        ]),
-        "range": range_, "range_words": words, "per_bucket": res,
+        "chart": line_chart(
+            [start for start, _ in series],
+            [
+                ("done", "c-main", [v.get("done", 0) for _, v in series]),
+                ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
+                ("failed", "c-bad", [v.get("failed", 0) for _, v in series]),
+            ],
+        ),
+        "range": range_,
+        "range_words": words,
+        "per_bucket": res,
     }
 
 
 def queue_figures():
     data = panel("queue")
-    return {"pending": data["pending_total"], "failed_24h": data["failed_24h"],
-            "arrivals_per_minute": data["enqueued_hour"] / 60, "capacity_per_minute": data["capacity_per_minute"],
-            "arrival_samples": data["enqueued_hour"]}
+    return {
+        "pending": data["pending_total"],
+        "failed_24h": data["failed_24h"],
+        "arrivals_per_minute": data["enqueued_hour"] / 60,
+        "capacity_per_minute": data["capacity_per_minute"],
+        "arrival_samples": data["enqueued_hour"],
+    }
 
 
 def cache_panel(range_=DEFAULT_RANGE):
-    from sipup.cache.layer import EVENTS, TYPES, cache_status
-
     res, count, words, _per = _span(range_)
     counters = current_app.extensions["counters"]
     series = counters.series("cache", res, count)
@@ -178,19 +201,25 @@ def cache_panel(range_=DEFAULT_RANGE):
     return {
         "status": cache_status(),
         "types": types,
-        "total": {"hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else None,
-                  # "all" counts what belongs to no one type, such as a failed generation write.
-                  "errors": sum(t["error"] for t in types) + totals.get("all.error", 0),
-                  "fallbacks": sum(t["fallback"] for t in types) + totals.get("all.fallback", 0)},
-        "chart": line_chart([start for start, _ in series],
-                            [("hit rate", "c-main", [rate(values) for _, values in series])], percent=True),
-        "range": range_, "range_words": words,
+        "total": {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hits / (hits + misses) if hits + misses else None,
+            # "all" counts what belongs to no one type, such as a failed generation write.
+            "errors": sum(t["error"] for t in types) + totals.get("all.error", 0),
+            "fallbacks": sum(t["fallback"] for t in types) + totals.get("all.fallback", 0),
+        },
+        "chart": line_chart(
+            [start for start, _ in series],
+            [("hit rate", "c-main", [rate(values) for _, values in series])],
+            percent=True,
+        ),
+        "range": range_,
+        "range_words": words,
     }
 
 
 def limits_panel(range_=DEFAULT_RANGE):
-    from sipup.limits import limiter as limits
-
     if "limits" not in current_app.extensions:
         return {"enabled": False}
     _res, count, words, per = _span(range_)
@@ -278,48 +307,3 @@ def panel(name, range_=DEFAULT_RANGE):
 
 
 # --- /metrics ----------------------------------------------------------------------------------
-
-def _families():
-    """(name, help, [(labels, value)]) for every figure /metrics exports; windows are in the names."""
-    checks = panel("health")
-    traffic_data = panel("traffic")
-    database = panel("database")
-    rules = panel("recommendations")["rules"]
-    state = health.ORDER
-    endpoints = traffic_data["endpoints"] + [traffic_data["total"]]
-    families = [
-        ("sipup_health_verdict", "Overall health: 0 green, 1 amber, 2 red.",
-         [({}, {"green": 0, "amber": 1, "red": 2}[checks["verdict"]])]),
-        ("sipup_health_check", "Each health check: 0 ok or off, 1 warn, 2 bad.",
-         [({"check": c["name"]}, state[c["state"]]) for c in checks["checks"]]),
-        ("sipup_requests_last_hour", "Requests in the last hour, all processes.",
-         [({"endpoint": e["endpoint"]}, e["requests"]) for e in endpoints]),
-        ("sipup_server_errors_last_hour", "Responses 500 and above in the last hour.",
-         [({"endpoint": e["endpoint"]}, e["server_errors"]) for e in endpoints]),
-        ("sipup_request_p95_seconds_last_hour", "Upper bound of the p95 response time bin, last hour.",
-         [({"endpoint": e["endpoint"]}, e["p95_ms"] / 1000) for e in endpoints if e["p95_ms"] is not None]),
-        ("sipup_db_statements_last_hour", "Database statements in the last hour by kind.",
-         [({"kind": kind}, row["count"]) for kind, row in sorted(database["summary"]["kinds"].items())]),
-        ("sipup_db_slow_statements_last_hour", "Statements slower than SIPUP_SLOW_QUERY_MS in the last hour.",
-         [({}, sum(row["slow"] for row in database["statements"]))]),
-        ("sipup_db_pool_checked_out", "Connections in use in this process's pool.",
-         [({}, database["pool"].get("checkedout", 0))]),
-        ("sipup_recommendations_firing", "Recommendations that currently fire.",
-         [({}, sum(r["state"] == "firing" for r in rules))]),
-    ]
-    return families
-
-
-def _label(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def prometheus_text():
-    lines = []
-    for name, help_text, samples in _families():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for labels, value in samples:
-            tags = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
-            number = "+Inf" if value == float("inf") else f"{float(value):g}"
-            lines.append(f"{name}{{{tags}}} {number}" if tags else f"{name} {number}")
-    return "\n".join(lines) + "\n"

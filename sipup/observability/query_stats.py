@@ -5,6 +5,7 @@ adds its figures to a small pending table under a lock and flushes it every few 
 where configured, so all processes and hosts add up in one place, else into a SQLite file in
 instance/ that the server and the command line share.
 """
+
 import atexit
 import hashlib
 import logging
@@ -13,10 +14,12 @@ import re
 import threading
 import time
 import weakref
+from collections import defaultdict
 from contextlib import closing
 
+import redis
 from flask import current_app, g, has_app_context, has_request_context, request
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.pool import QueuePool
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
@@ -179,7 +182,9 @@ class SqliteStore:
         with closing(self._connect()) as conn, conn:
             conn.executemany(upsert, rows)
             for res, (seconds, kept) in RESOLUTIONS.items():
-                conn.execute("DELETE FROM buckets WHERE res = ? AND start < ?", (res, time.time() - seconds * (kept + 2)))
+                conn.execute(
+                    "DELETE FROM buckets WHERE res = ? AND start < ?", (res, time.time() - seconds * (kept + 2))
+                )
             if time.monotonic() - self.last_prune >= self.PRUNE_SECONDS:
                 # Texts of statements no bucket counts any more; the ones written now stay.
                 conn.execute("DELETE FROM statements WHERE key NOT IN (SELECT key FROM buckets)")
@@ -191,7 +196,8 @@ class SqliteStore:
         with closing(self._connect()) as conn:
             rows = conn.execute(
                 f"SELECT start, key, count, total, max, slow, {self.HIST} FROM buckets "
-                f"WHERE res = ? AND start IN ({marks})", (res, *starts)
+                f"WHERE res = ? AND start IN ({marks})",
+                (res, *starts),
             ).fetchall()
             sql = dict(conn.execute("SELECT key, sql FROM statements"))
         buckets = {}
@@ -215,8 +221,6 @@ class RedisStore:
     )
 
     def __init__(self, url, namespace):
-        import redis
-
         self.prefix = f"{namespace}:dbstats"
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self.set_max = self.client.register_script(self._MAX)
@@ -281,14 +285,32 @@ class RedisStore:
         return bucket
 
 
+def kind_totals(pending):
+    """{"<kind>|n": count, "|u": microseconds, "|s": slow, "|h<i>": histogram} over the pending minute buckets."""
+    totals = defaultdict(int)
+    for (res, _start), bucket in pending.items():
+        if res != "minute":  # every statement is in one minute bucket and one hour bucket: count it once
+            continue
+        for key, stat in bucket.statements.items():
+            if key.startswith("kind:"):
+                kind = key[5:]
+                totals[f"{kind}|n"] += stat.count
+                totals[f"{kind}|u"] += round(stat.total * 1000)
+                totals[f"{kind}|s"] += stat.slow
+                for index, value in enumerate(stat.hist):
+                    totals[f"{kind}|h{index}"] += value
+    return dict(totals)
+
+
 class Collector:
     """Times statements and requests, keeps pending figures, flushes them to the store."""
 
     RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
     RESEND_SECONDS = 3600  # send statement texts again now and then, should the store have lost them
 
-    def __init__(self, store, slow_ms, warn_queries, slow_log=None):
+    def __init__(self, store, slow_ms, warn_queries, slow_log=None, counters=None):
         self.store = store
+        self.counters = counters  # the shared counters: running totals per kind, for /metrics
         self.slow_ms = slow_ms
         self.warn_queries = warn_queries
         self.slow_log = slow_log or logging.getLogger("sipup.slow_queries")
@@ -341,7 +363,9 @@ class Collector:
     def record_request(self, endpoint, queries):
         heavy = queries > self.warn_queries
         if heavy:
-            log.warning("Possible N+1: %s ran %d queries in one request (limit %d)", endpoint, queries, self.warn_queries)
+            log.warning(
+                "Possible N+1: %s ran %d queries in one request (limit %d)", endpoint, queries, self.warn_queries
+            )
         with self.lock:
             for bucket in self._buckets(time.time()):
                 bucket.requests += 1
@@ -380,6 +404,8 @@ class Collector:
                 self.last_resend = self.last_flush
         if not pending:
             return
+        if self.counters is not None:
+            self.counters.incr_many("sql", {}, totals_only=kind_totals(pending))
         try:
             self.store.write(pending, sql)
             self.store_error = None
@@ -413,14 +439,24 @@ class Collector:
             total.merge(bucket)
         statements, kinds = [], {}
         for key, stat in total.statements.items():
-            row = {"key": key, "count": stat.count, "total_ms": stat.total, "max_ms": stat.max,
-                   "avg_ms": stat.total / stat.count if stat.count else 0.0, "slow": stat.slow,
-                   "p95_ms": min(percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, stat.max), "hist": list(stat.hist)}
+            row = {
+                "key": key,
+                "count": stat.count,
+                "total_ms": stat.total,
+                "max_ms": stat.max,
+                "avg_ms": stat.total / stat.count if stat.count else 0.0,
+                "slow": stat.slow,
+                "p95_ms": min(percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, stat.max),
+                "hist": list(stat.hist),
+            }
             if key.startswith("kind:"):
                 kinds[key[5:]] = row
             else:
-                row["sql"] = (f"(other statements beyond {MAX_STATEMENTS} a bucket)" if key == OTHER
-                              else sql.get(key, "(statement text expired)"))
+                row["sql"] = (
+                    f"(other statements beyond {MAX_STATEMENTS} a bucket)"
+                    if key == OTHER
+                    else sql.get(key, "(statement text expired)")
+                )
                 row["short"] = short_sql(row["sql"])
                 statements.append(row)
         statements.sort(key=lambda r: r["total_ms"], reverse=True)
@@ -459,8 +495,13 @@ def register_query_stats(app, engine):
         store = RedisStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
     else:
         store = SqliteStore(os.path.join(app.instance_path, "query_stats.db"))
-    collector = Collector(store, app.config["SLOW_QUERY_MS"], app.config["QUERY_WARN_PER_REQUEST"],
-                          _slow_logger(app))
+    collector = Collector(
+        store,
+        app.config["SLOW_QUERY_MS"],
+        app.config["QUERY_WARN_PER_REQUEST"],
+        _slow_logger(app),
+        app.extensions.get("counters"),
+    )
     app.extensions["query_stats"] = collector
     if not app.config["DB_STATS"]:
         return collector
@@ -514,6 +555,7 @@ def _time_driver_calls(engine, collector):
                 return call(*args, **kwargs)
             finally:
                 collector.record(label, (time.perf_counter() - started) * 1000, 0)
+
         return run
 
     # Instance attributes of this engine's dialect: SQLAlchemy calls them through the dialect object.
@@ -544,7 +586,9 @@ def _slow_logger(app):
     handler = _SLOW_HANDLERS.get(path)
     if handler is None:
         private_folder(os.path.dirname(path))
-        handler = PrivateRotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True)
+        handler = PrivateRotatingFileHandler(
+            path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8", delay=True
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(message)s"))
         _SLOW_HANDLERS[path] = handler
     logger = logging.Logger("sipup.slow_queries", logging.WARNING)
@@ -575,18 +619,25 @@ def connection_budget(engine, config, processes):
     None on SQLite. The figures /monitor's rule and `flask db optimize --report` show."""
     if engine.dialect.name == "sqlite":
         return None
-    from sqlalchemy import text
 
     with engine.connect() as conn:
         max_connections = int(conn.execute(text("SELECT @@max_connections")).scalar())
-        status = {name.lower(): int(value) for name, value in conn.execute(text(
-            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Max_used_connections')"))}
+        status = {
+            name.lower(): int(value)
+            for name, value in conn.execute(
+                text("SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Max_used_connections')")
+            )
+        }
     per_process = config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"]
     processes = max(processes, 1)
     return {
-        "max_connections": max_connections, "per_process": per_process, "processes": processes,
-        "needed": per_process * processes, "fit": max_connections // per_process if per_process else None,
-        "connected": status.get("threads_connected"), "max_used": status.get("max_used_connections"),
+        "max_connections": max_connections,
+        "per_process": per_process,
+        "processes": processes,
+        "needed": per_process * processes,
+        "fit": max_connections // per_process if per_process else None,
+        "connected": status.get("threads_connected"),
+        "max_used": status.get("max_used_connections"),
     }
 
 
@@ -595,18 +646,22 @@ def describe_budget(budget):
     if budget is None:
         return "SQLite: no connection limit to share"
     verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
-    return (f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
-            f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']} {verdict} in max_connections {budget['max_connections']}; "
-            f"{budget['connected']} connected now, {budget['max_used']} at most since the server started")
+    return (
+        f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
+        f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']} {verdict} in max_connections {budget['max_connections']}; "
+        f"{budget['connected']} connected now, {budget['max_used']} at most since the server started"
+    )
 
 
 def describe_pool(status):
     """The pool status as one line: in use of size (+overflow), idle, waits and timeouts."""
     if status.get("size") is None:
         return f"{status['class']} (no fixed size: one connection per thread or per use)"
-    return (f"{status['checkedout']} in use of {status['size']} (+{status['max'] - status['size']} overflow), "
-            f"{status.get('checkedin', 0)} idle, {status['waits']:,} waits ({status['wait_ms']:,.0f} ms), "
-            f"{status['timeouts']:,} timeouts; {status['class']}, this process")
+    return (
+        f"{status['checkedout']} in use of {status['size']} (+{status['max'] - status['size']} overflow), "
+        f"{status.get('checkedin', 0)} idle, {status['waits']:,} waits ({status['wait_ms']:,.0f} ms), "
+        f"{status['timeouts']:,} timeouts; {status['class']}, this process"
+    )
 
 
 class _Counter:

@@ -5,6 +5,7 @@ fires past a threshold, and names the exact setting or command to change. A rule
 waits instead of firing, and one whose part is not built or not configured says so. Since when a
 rule has fired is kept in the shared counters store, so every process reports the same duration.
 """
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -104,45 +105,105 @@ def _disk(figures):
 
 
 RULES = (
-    Rule("cache_hit_rate", "Cache hit rate under 60%", _hit_rate, lambda v: v is not None and v < HIT_RATE_MIN,
-         200, lambda v: "no lookups" if v is None else f"{v:.0%} of lookups hit",
-         "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
-         "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse."),
-    Rule("pending_jobs", "50 or more jobs waiting", _pending_jobs, lambda v: v >= PENDING_JOBS_MAX, 1,
-         lambda v: f"{v:,} pending",
-         "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
-         "on the host (see cron/ and the README)."),
-    Rule("failed_jobs", "Failed jobs in the last 24 hours", _failed_jobs, lambda v: v > 0, 1,
-         lambda v: f"{v:,} failed",
-         "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
-         "`flask queue retry --failed` or the Retry button."),
-    Rule("cron_capacity", "Cron processes fewer jobs than arrive", _cron_capacity, lambda v: v[0] > v[1], 30,
-         lambda v: f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most",
-         "Raise `--limit` of `flask queue process` in the crontab, run it every minute, or start "
-         "`flask queue worker`."),
-    Rule("slow_statements", "Slow database statements", _slow_statements,
-         lambda v: v >= SLOW_STATEMENTS_MAX, 100, lambda v: f"{v:,} slow executions in the last hour",
-         "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
-         "SIPUP_SLOW_QUERY_MS sets what counts as slow."),
-    Rule("pool", "Connection pool near exhaustion", _pool, lambda v: v[0] >= POOL_SHARE_MAX or v[1] > 0, 1,
-         lambda v: f"{v[0]:.0%} in use, {v[1]:,} waits",
-         "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
-         "SIPUP_THREADS per process."),
-    Rule("connections", "Pools may ask for more connections than MariaDB allows", _connections,
-         lambda v: v[0] > v[1], 1, lambda v: f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}",
-         "Lower SIPUP_DB_POOL_SIZE and SIPUP_DB_MAX_OVERFLOW until processes x (pool + overflow) stays under "
-         "max_connections, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
-         "configuration). Unused connections are freed, but a burst asks for all of them at once."),
-    Rule("error_rate", "Server errors above 1%", _error_rate, lambda v: v > ERROR_RATE_MAX, 100,
-         lambda v: f"{v:.1%} of requests", "Read instance/logs/sipup.log for the tracebacks; the Traffic "
-         "panel shows which page fails."),
-    Rule("latency", "p95 response time above 500 ms", _p95, lambda v: v is not None and v > P95_MAX_MS, 100,
-         lambda v: "no requests" if v is None else f"p95 ≤ {v:,.0f} ms",
-         "See the Database panel for slow statements, check the cache hit rate, and add waitress "
-         "processes behind the load balancer (docs in the README)."),
-    Rule("disk", "Disk almost full", _disk, lambda v: v < DISK_FREE_MIN, 1, lambda v: f"{v:.0%} free",
-         "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
-         "lower the number of backups kept."),
+    Rule(
+        "cache_hit_rate",
+        "Cache hit rate under 60%",
+        _hit_rate,
+        lambda v: v is not None and v < HIT_RATE_MIN,
+        200,
+        lambda v: "no lookups" if v is None else f"{v:.0%} of lookups hit",
+        "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
+        "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse.",
+    ),
+    Rule(
+        "pending_jobs",
+        "50 or more jobs waiting",
+        _pending_jobs,
+        lambda v: v >= PENDING_JOBS_MAX,
+        1,
+        lambda v: f"{v:,} pending",
+        "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
+        "on the host (see cron/ and the README).",
+    ),
+    Rule(
+        "failed_jobs",
+        "Failed jobs in the last 24 hours",
+        _failed_jobs,
+        lambda v: v > 0,
+        1,
+        lambda v: f"{v:,} failed",
+        "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
+        "`flask queue retry --failed` or the Retry button.",
+    ),
+    Rule(
+        "cron_capacity",
+        "Cron processes fewer jobs than arrive",
+        _cron_capacity,
+        lambda v: v[0] > v[1],
+        30,
+        lambda v: f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most",
+        "Raise `--limit` of `flask queue process` in the crontab, run it every minute, or start `flask queue worker`.",
+    ),
+    Rule(
+        "slow_statements",
+        "Slow database statements",
+        _slow_statements,
+        lambda v: v >= SLOW_STATEMENTS_MAX,
+        100,
+        lambda v: f"{v:,} slow executions in the last hour",
+        "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
+        "SIPUP_SLOW_QUERY_MS sets what counts as slow.",
+    ),
+    Rule(
+        "pool",
+        "Connection pool near exhaustion",
+        _pool,
+        lambda v: v[0] >= POOL_SHARE_MAX or v[1] > 0,
+        1,
+        lambda v: f"{v[0]:.0%} in use, {v[1]:,} waits",
+        "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
+        "SIPUP_THREADS per process.",
+    ),
+    Rule(
+        "connections",
+        "Pools may ask for more connections than MariaDB allows",
+        _connections,
+        lambda v: v[0] > v[1],
+        1,
+        lambda v: f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}",
+        "Lower SIPUP_DB_POOL_SIZE and SIPUP_DB_MAX_OVERFLOW until processes x (pool + overflow) stays under "
+        "max_connections, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
+        "configuration). Unused connections are freed, but a burst asks for all of them at once.",
+    ),
+    Rule(
+        "error_rate",
+        "Server errors above 1%",
+        _error_rate,
+        lambda v: v > ERROR_RATE_MAX,
+        100,
+        lambda v: f"{v:.1%} of requests",
+        "Read instance/logs/sipup.log for the tracebacks; the Traffic panel shows which page fails.",
+    ),
+    Rule(
+        "latency",
+        "p95 response time above 500 ms",
+        _p95,
+        lambda v: v is not None and v > P95_MAX_MS,
+        100,
+        lambda v: "no requests" if v is None else f"p95 ≤ {v:,.0f} ms",
+        "See the Database panel for slow statements, check the cache hit rate, and add waitress "
+        "processes behind the load balancer (docs in the README).",
+    ),
+    Rule(
+        "disk",
+        "Disk almost full",
+        _disk,
+        lambda v: v < DISK_FREE_MIN,
+        1,
+        lambda v: f"{v:.0%} free",
+        "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
+        "lower the number of backups kept.",
+    ),
 )
 
 

@@ -3,13 +3,16 @@
 Every request but static files adds to counters of the group "traffic" (see sipup/observability/counters.py), so all
 processes and hosts add up to one set of figures for `/monitor` and `/metrics`. Names per endpoint:
 `<endpoint>|n` requests, `|e` server errors (5xx), `|c` client errors (4xx), `|l` rate-limited (429),
-`|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS).
+`|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS). The running totals also
+keep `|<METHOD> <status>` and `|u` (microseconds) per endpoint, for /metrics.
 """
+
 import time
 from collections import defaultdict
 
 from flask import g, request, request_started
 
+from sipup.config import HTTP_METHODS
 from sipup.observability.counters import percentile
 
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -51,7 +54,9 @@ def register_traffic(app):
             amounts[f"{endpoint}|l"] = 1
         elif status >= 400:
             amounts[f"{endpoint}|c"] = 1
-        counters.incr_many(GROUP, amounts)
+        method = request.method if request.method in HTTP_METHODS else "other"  # any word a client sends
+        totals = {f"{endpoint}|{method} {status}": 1, f"{endpoint}|u": round(ms * 1000)}
+        counters.incr_many(GROUP, amounts, totals_only=totals)
         return response
 
 
@@ -76,10 +81,17 @@ def summarise(values):
 def _row(endpoint, row):
     n = row["n"]
     return {
-        "endpoint": endpoint, "requests": n, "server_errors": row["e"], "client_errors": row["c"],
-        "limited": row["l"], "error_rate": row["e"] / n if n else 0.0, "avg_ms": row["t"] / n if n else None,
-        "p50_ms": percentile(row["hist"], 0.50, BOUNDS_MS), "p95_ms": percentile(row["hist"], 0.95, BOUNDS_MS),
-        "p99_ms": percentile(row["hist"], 0.99, BOUNDS_MS), "hist": row["hist"],
+        "endpoint": endpoint,
+        "requests": n,
+        "server_errors": row["e"],
+        "client_errors": row["c"],
+        "limited": row["l"],
+        "error_rate": row["e"] / n if n else 0.0,
+        "avg_ms": row["t"] / n if n else None,
+        "p50_ms": percentile(row["hist"], 0.50, BOUNDS_MS),
+        "p95_ms": percentile(row["hist"], 0.95, BOUNDS_MS),
+        "p99_ms": percentile(row["hist"], 0.99, BOUNDS_MS),
+        "hist": row["hist"],
     }
 
 

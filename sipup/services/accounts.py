@@ -9,6 +9,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from werkzeug.security import generate_password_hash
 
+from sipup.cache import cached
+
 from ..extensions import db
 from ..models import Company, Role, User, UserSession, utcnow
 from .errors import InvalidInput
@@ -106,8 +108,6 @@ SESSION_SKIPS = {"password_hash"}
 
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
-    from sipup.cache import cached
-
     present = db.session.identity_map.get(identity_key(User, user_id))
     if present is not None:
         return present

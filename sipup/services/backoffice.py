@@ -4,10 +4,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import Plain, cached
+
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching
 from .errors import FieldErrors, InvalidInput
+from .orders import order_row
 from .parsing import parse_count, parse_money, whole_number
 
 
@@ -80,8 +82,6 @@ def dashboard():
 
 
 def _dashboard():
-    from .orders import order_row
-
     def rows(status):
         return [order_row(o, o.company.name) for o in find_orders(status=status, per_page=10).items]
 

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from sipup.cache import cached
+
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import CartItem, Product

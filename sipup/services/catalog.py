@@ -2,8 +2,9 @@
 from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.orm import selectinload
 
-from .. import searchtext
 from sipup.cache import PageOf, Plain, cached
+
+from .. import searchtext
 from ..extensions import db
 from ..models import Category, Product
 from .errors import NotFound

@@ -16,6 +16,7 @@ from . import accounts, audit, users
 from .backoffice import _field
 from .catalog import matching
 from .errors import FieldErrors, InvalidInput, NotFound
+from .mail import queue_mail
 from .parsing import parse_count, parse_money, whole_number
 
 DEFAULT_TERMS, DEFAULT_CREDIT = "30", "5000.00"
@@ -409,8 +410,6 @@ def _decide(request, status, actor):
 
 def reject_request(request_id, actor=None):
     """Turn a request down and queue the polite mail that says so."""
-    from .mail import queue_mail
-
     request = get_request(request_id, pending=True)
     _decide(request, "rejected", actor)
     queue_mail("account_request_declined", request.id)

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import current_app, render_template
 from sqlalchemy import select
 
+from sipup.jobs import enqueue
+
 from ..extensions import db
 from ..files import open_private, private_folder
 from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
@@ -238,8 +240,6 @@ def deliver(message):
 
 def queue_overdue_reminders(today=None):
     """Enqueue one reminder per overdue open invoice, at most once a day each; returns a summary."""
-    from sipup.jobs import enqueue
-
     today = today or utcnow().date()
     ids = db.session.scalars(
         select(Invoice.id).where(Invoice.paid_at.is_(None), Invoice.due_date < today).order_by(Invoice.id)
@@ -255,7 +255,5 @@ def queue_overdue_reminders(today=None):
 
 def queue_mail(kind, object_id, priority="normal", key_suffix=""):
     """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
-    from sipup.jobs import enqueue
-
     return enqueue("send_mail", kind, object_id, priority=priority,
                    dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}")

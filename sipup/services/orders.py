@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
+
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import (

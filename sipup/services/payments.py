@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import or_, select, update
 
+from sipup.jobs import enqueue
+
 from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..extensions import db
@@ -49,8 +51,6 @@ def parse_bank_csv(data):
 
 def import_bank_csv(data):
     """Enqueue one payment job per good line of a bank CSV; returns (jobs queued, already known, problems)."""
-    from sipup.jobs import enqueue
-
     rows, problems = parse_bank_csv(data)
     queued = known = 0
     for _number, reference, company, amount in rows:

@@ -5,6 +5,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 
 from sipup.cache import cached_many
+
 from ..extensions import db
 from ..models import PriceTier
 

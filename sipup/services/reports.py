@@ -4,9 +4,12 @@ instance/reports/ and downloaded from the back office."""
 import os
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import case, func, select
+
+from sipup.jobs import enqueue
 
 from ..csvfiles import write_file
 from ..extensions import db
@@ -137,8 +140,6 @@ def _ageing(today):
 
 
 def _money(value):
-    from decimal import Decimal
-
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
@@ -167,8 +168,6 @@ def previous_month(today=None):
 
 def queue_monthly(today=None):
     """Enqueue last month's sales reports and the receivables ageing; returns what was queued."""
-    from sipup.jobs import enqueue
-
     first, last = previous_month(today)
     queued = []
     for kind in KINDS:

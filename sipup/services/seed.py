@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from sqlalchemy import func, select, update
 
-from .. import searchtext
 from sipup.dbtools.batch import bulk_insert
+
+from .. import searchtext
 from ..extensions import db
 from ..models import (
     Address,

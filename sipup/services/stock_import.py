@@ -2,6 +2,7 @@
 
 Levels are absolute, so applying the same file twice leaves the same stock: the job is safe to re-run.
 """
+import hashlib
 import os
 import secrets
 
@@ -9,6 +10,8 @@ from flask import current_app
 from sqlalchemy import select
 
 from sipup.dbtools.batch import bulk_update
+from sipup.jobs import enqueue
+
 from ..csvfiles import read_table
 from ..extensions import db
 from ..files import open_private, private_folder
@@ -52,8 +55,6 @@ def save_upload(data):
 
 def import_stock_file(data):
     """Check an uploaded stock CSV, keep it and enqueue the job that applies it; returns (job, good lines, problems)."""
-    from sipup.jobs import enqueue
-
     rows, problems = parse_stock_csv(data)
     if not rows:
         raise InvalidInput("No line of the file can be applied. " + _describe(problems))
@@ -116,15 +117,11 @@ def recheck(product_ids):
 
 def alert_low_stock(product_ids):
     """Enqueue one staff mail listing these low-stock products (once a day for the same list)."""
-    from sipup.jobs import enqueue
-
     if not product_ids:
         return None
     ids = ",".join(str(i) for i in sorted(product_ids))
     key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{ids}"
     if len(key) > 160:
-        import hashlib
-
         key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{hashlib.sha256(ids.encode()).hexdigest()}"
     record = enqueue("send_mail", "low_stock", ids, priority="high", dedupe_key=key)
     db.session.commit()
