@@ -179,25 +179,26 @@ def cart():
     return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
 
 
+def read_quick_order_source(text):
+    """The text of the request's uploaded CSV file (at most QUICK_ORDER_MAX_FILE_MB), or else the pasted text."""
+    upload = request.files.get("file")
+    if not (upload and upload.filename):
+        return text
+    limit = current_app.config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576
+    size = upload.stream.seek(0, os.SEEK_END)
+    upload.stream.seek(0)
+    return quick_order.read_upload(upload.stream.read(limit + 1), limit, size)
+
+
 @bp.route("/quick-order", methods=["GET", "POST"])
 @customer_required
 def quick_order_page():
     """Paste lines or upload a CSV; preview each line before adding the valid ones."""
     text, lines, error = request.form.get("lines", ""), None, None
     if request.method == "POST":
-        config = current_app.config
         try:
-            upload = request.files.get("file")
-            if upload and upload.filename:
-                limit = config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576
-                size = upload.stream.seek(0, os.SEEK_END)
-                upload.stream.seek(0)
-                source = quick_order.read_upload(upload.stream.read(limit + 1), limit, size)
-            else:
-                source = text
-            lines = quick_order.preview(
-                source, current_user.company.price_list_id, _vat(), config["QUICK_ORDER_MAX_LINES"]
-            )
+            lines = quick_order.preview(read_quick_order_source(text), current_user.company.price_list_id, _vat(),
+                                        current_app.config["QUICK_ORDER_MAX_LINES"])
         except DomainError as exc:
             error = str(exc)
     status = 422 if error else 200
@@ -208,19 +209,8 @@ def quick_order_page():
 @customer_required
 def quick_order_add():
     """Add the previewed valid lines to the cart."""
-    skus, quantities = request.form.getlist("sku"), request.form.getlist("quantity")
-    products = catalog.products_by_skus(skus)
-    added, problems = 0, []
-    for sku, raw in zip(skus, quantities):
-        item = products.get(sku.upper())
-        try:
-            if item is None:
-                raise NotFound(f"Unknown SKU “{sku[:40]}”.")
-            carts.add(current_user.id, item, parse_quantity(raw))
-            added += 1
-        except DomainError as exc:
-            db.session.rollback()
-            problems.append(str(exc))
+    pairs = list(zip(request.form.getlist("sku"), request.form.getlist("quantity")))
+    added, problems = quick_order.add_to_cart(current_user.id, pairs)
     if added:
         flash(f"{added} line{'s' if added != 1 else ''} added to your cart.", "success")
     for problem in problems:
