@@ -1,5 +1,5 @@
 """Shopping lists for buyers at /lists: keep, share, import, export and order named lists of products."""
-from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..security import customer_required
@@ -7,7 +7,7 @@ from ..services import quick_order
 from ..services import shopping_lists as lists
 from ..services.errors import DomainError, FieldErrors, NotFound
 from ..web import whole_number
-from .shop import read_quick_order_source
+from .shop import csv_download, read_quick_order_source
 
 bp = Blueprint("lists", __name__, url_prefix="/lists")
 
@@ -126,10 +126,7 @@ def order(list_id):
 def export(list_id):
     """The list as a CSV file that quick order and list import read."""
     shopping_list = _list_or_404(list_id)
-    response = make_response(lists.export_csv(shopping_list))
-    response.mimetype = "text/csv"
-    response.headers["Content-Disposition"] = f'attachment; filename="list-{shopping_list.id}.csv"'
-    return response
+    return csv_download(lists.export_csv(shopping_list), f"list-{shopping_list.id}.csv")
 
 
 @bp.route("/<id:list_id>/import", methods=["POST"])

@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, images, orders, pricing, quick_order
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
 from ..services.quantities import backorder_note, parse_quantity, stock_problem
 from ..web import whole_number
@@ -297,6 +297,60 @@ def invoices():
         "shop/invoices.html", invoices=orders.invoices_page(company.id, page), credit=orders.account_position(company),
         today=utcnow().date(), notice=notice,
     )
+
+
+@bp.route("/invoices/<number>")
+@customer_required
+def invoice_detail(number):
+    """One invoice of the company as a page that prints cleanly, with its PDF."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    return render_template("shop/invoice.html", doc=document, today=utcnow().date())
+
+
+@bp.route("/invoices/<number>.pdf")
+@customer_required
+def invoice_pdf(number):
+    """One invoice of the company as a PDF file."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    response = make_response(documents.invoice_pdf(document))
+    response.mimetype = "application/pdf"
+    response.headers["Content-Disposition"] = f'attachment; filename="{document.invoice.number}.pdf"'
+    return response
+
+
+def csv_download(text, filename):
+    """A CSV file as a download."""
+    response = make_response(text)
+    response.mimetype = "text/csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.route("/orders.csv")
+@customer_required
+def orders_export():
+    """Every order of the company as CSV for its bookkeeping."""
+    return csv_download(csv_export.orders_csv(current_user.company_id), "orders.csv")
+
+
+@bp.route("/invoices.csv")
+@customer_required
+def invoices_export():
+    """Every invoice of the company as CSV for its bookkeeping."""
+    return csv_download(csv_export.invoices_csv(current_user.company_id), "invoices.csv")
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """The site's icon where browsers look for it without a link."""
+    return send_file(os.path.join(current_app.static_folder, "favicon.ico"), mimetype="image/vnd.microsoft.icon",
+                     max_age=86_400)
 
 
 @bp.route("/images/<digest>-<size>.webp")
