@@ -358,6 +358,24 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
     assert db.session.scalar(select(func.count()).select_from(Job).where(Job.args.contains("low_stock"))) == 1
 
 
+def test_staff_see_a_stock_files_unknown_skus_and_bad_lines_once_it_has_run(app, client, login_as, run_jobs, shop):
+    from io import BytesIO
+
+    login_as(shop["staff"])
+    lines = "".join(f"GHOST-{n},1\n" for n in range(30))  # more than the job's result has room for
+    data = f"sku,stock_on_hand\nBEER-1,70\n{lines}WATER-1,x\n".encode()
+    client.post("/admin/imports", data={"kind": "stock", "file": (BytesIO(data), "count.csv")},
+                content_type="multipart/form-data")
+    waiting = client.get("/admin/imports").get_data(as_text=True)
+    assert "Recent stock files" in waiting and "Waiting for the queue to apply it" in waiting
+    run_jobs()
+    page = client.get("/admin/imports").get_data(as_text=True)
+    assert "1 stock level(s) applied" in page
+    for n in range(30):
+        assert f"unknown SKU GHOST-{n}<" in page
+    assert "<td class=\"num\">33</td><td>“x” is not a whole number" in page
+
+
 # --- backup ----------------------------------------------------------------------------------------
 
 def test_backup_is_verified_by_restore_and_rotated(app, make_app, run_jobs, shop):
