@@ -192,7 +192,7 @@ def test_the_cart_and_a_past_order_save_to_a_new_list(client, login_as, buyer, m
     login_as(buyer)
     client.post("/cart/add", data={"sku": "BEE-1", "quantity": "2"})
     cart = client.get("/cart").get_data(as_text=True)
-    assert "Save this cart to a list" in cart
+    assert "Keep these products on a list" in cart
     client.post("/lists/save", data={"sku": "BEE-1", "quantity": "2", "new_name": "from the cart"})
     (saved,) = lists.lists_for(buyer)
     assert saved[0].name == "from the cart" and saved[1] == 1
