@@ -1,4 +1,4 @@
-"""One blueprint per audience: auth, account (everyone signed in), shop (buyers), admin (staff), monitor
+"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), admin (staff), monitor
 (admins), ops (probes)."""
 
 
@@ -8,8 +8,9 @@ def register_blueprints(app):
     from .admin import bp as admin
     from .auth import bp as auth
     from .monitor import bp as monitor
+    from .lists import bp as lists
     from .ops import bp as ops
     from .shop import bp as shop
 
-    for blueprint in (auth, account, shop, admin, monitor, ops):
+    for blueprint in (auth, account, shop, lists, admin, monitor, ops):
         app.register_blueprint(blueprint)
