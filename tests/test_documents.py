@@ -7,8 +7,6 @@ import subprocess
 
 import pytest
 
-from sipup.extensions import db
-from sipup.models import Company
 from sipup.services import cart as carts
 from sipup.services import orders
 

@@ -28,7 +28,8 @@ def made(user, name, *pairs):
 # --- ordering a list ------------------------------------------------------------------------
 
 def test_ordering_a_list_adds_its_lines_to_what_the_cart_holds(app, buyer, make_product):
-    lager, water = make_product(sku="LAG-1", qty_step=2, min_qty=2), make_product(sku="WAT-1")
+    lager = make_product(sku="LAG-1", qty_step=2, min_qty=2)
+    make_product(sku="WAT-1")
     carts.add(buyer.id, lager, 2)
     weekly = made(buyer, "weekly bar order", ("LAG-1", 4), ("WAT-1", 3))
 
