@@ -86,14 +86,6 @@ def server(tmp_path_factory):
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def shot(page, name):
     """Save the page at desktop and phone width; on the phone nothing may stick out sideways."""
     ARTIFACTS.mkdir(exist_ok=True)
