@@ -102,6 +102,8 @@ DEFAULTS = {
     # Accounts: the site's name in pages and mails, the address links in mails point to (behind a proxy
     # the request's own host must not decide where a reset link goes), how long an invitation lasts.
     "SITE_NAME": "sipup",
+    # Who issues invoices, as the PDF's letterhead: name | address | VAT id | bank, parts split at "|".
+    "INVOICE_ISSUER": "",
     "PUBLIC_URL": None,
     "INVITE_HOURS": 72,
     "MAIL_STAFF": "",  # comma-separated addresses for staff alerts; empty means every active staff user
@@ -404,6 +406,7 @@ CONVERTERS = {
     "MAIL_FROM": _addresses_list,
     "MAIL_STAFF": _addresses_list,
     "SITE_NAME": str,
+    "INVOICE_ISSUER": str,
     "PUBLIC_URL": _public_url,
     "INVITE_HOURS": _positive_int,
     "MONITOR_REFRESH_SECONDS": _positive_int,

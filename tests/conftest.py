@@ -277,6 +277,17 @@ def login_as(client):
 # --- servers -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module (the browser tests' own skip marks apply)."""
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
+
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
 @pytest.fixture
 def redis_namespace():
     """A namespace of this test's own in the shared test Redis; its keys are deleted afterwards.

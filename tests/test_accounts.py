@@ -57,11 +57,6 @@ def link_in_last_mail(smtp, to):
     return url.group(1)
 
 
-@pytest.fixture
-def browser(site):
-    return site.test_client()
-
-
 def signed_in(site, user, password=PASSWORD):
     client = site.test_client()
     assert login(client, user, password).status_code == 302

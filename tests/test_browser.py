@@ -95,14 +95,6 @@ def server(tmp_path_factory):
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def shot(page, name):
     """Save the page at desktop and phone width; on the phone nothing may stick out sideways."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -447,3 +439,79 @@ def test_monitor_fits_desktop_and_phone_switches_range_and_retries_a_job(server,
     expect(page.locator(".status-job-queued")).to_be_visible()
     shot(page, "23-monitor-jobs")
     admin.close()
+
+
+def test_a_shared_list_ordered_and_an_invoice_pdf_downloaded(server, browser, tmp_path):
+    base_url, logins, _instance = server
+    name = "Browser weekly order"
+
+    # --- the buyer makes a list from a product page and adds to it from the catalog -------------
+    buyer, page = sign_in(browser, base_url, *logins["buyer"])
+    expect(page.get_by_role("heading", name="Recent orders")).to_be_visible()
+    page.goto("/products/SOF-00021")
+    page.get_by_label("Quantity for the list").fill("4")
+    page.get_by_label("New list name").fill(name)
+    page.get_by_role("button", name="Save to list").click()
+    expect(page.get_by_text(f"1 product saved to “{name}”.")).to_be_visible()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Catalog").click()
+    page.get_by_role("searchbox", name="Search").fill("WAT-00025")
+    page.get_by_role("button", name="Search").click()
+    card = page.locator("article.product", has_text="WAT-00025")
+    card.get_by_role("spinbutton").fill("2")
+    card.get_by_role("button", name="Save to list").click()
+    expect(page.get_by_role("heading", name="Save to a list")).to_be_visible()
+    page.get_by_label(name).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text(f"1 product saved to “{name}”.")).to_be_visible()
+    expect(page.locator("table tbody tr")).to_have_count(2)
+
+    # --- shared for colleagues to edit ------------------------------------------------------------
+    page.get_by_label("…and may edit it").check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text(f"“{name}” saved.")).to_be_visible()
+    expect(page.get_by_text("shared, everyone may edit")).to_be_visible()
+    shot(page, "24-shopping-list")
+
+    owner, desk = sign_in(browser, base_url, *logins["owner"])
+    expect(desk.get_by_role("heading", name="Recent orders")).to_be_visible()
+    desk.get_by_role("navigation", name="Main").get_by_role("link", name="Lists").click()
+    row = desk.locator("table tbody tr", has_text=name)
+    expect(row).to_contain_text("everyone may edit")
+    shot(desk, "25-shopping-lists")
+    row.get_by_role("link", name=name).click()
+    desk.get_by_label("Quantity of Spezi").fill("6")
+    desk.get_by_role("button", name="Update quantities").click()
+    expect(desk.get_by_text("List updated.")).to_be_visible()
+    owner.close()
+
+    # --- the buyer orders the list: a preview, then the cart ----------------------------------------
+    page.reload()
+    expect(page.get_by_label("Quantity of Spezi")).to_have_value("6")
+    page.get_by_role("link", name="Order this list").click()
+    expect(page.get_by_text("2 of 2 lines can be ordered")).to_be_visible()
+    expect(page.locator("table.preview tbody tr", has_text="Spezi")).to_contain_text("6")
+    shot(page, "26-order-a-list")
+    page.get_by_role("button", name="Add 2 lines to the cart").click()
+    expect(page.get_by_role("heading", name="Cart")).to_be_visible()
+    expect(page.get_by_text(f"2 lines of “{name}” added to your cart.")).to_be_visible()
+    expect(page.locator("table tbody tr", has_text="Spezi")).to_have_count(1)
+
+    # --- an invoice: its page, then its PDF downloaded and read -----------------------------------------
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Invoices").click()
+    first = page.locator("table tbody tr td.strong a").first
+    number = first.inner_text().strip()
+    first.click()
+    expect(page.get_by_role("heading", name=f"Invoice {number}")).to_be_visible()
+    shot(page, "27-invoice")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download PDF").click()
+    download = download_info.value
+    assert download.suggested_filename == f"{number}.pdf"
+    pdf = tmp_path / download.suggested_filename
+    download.save_as(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert f"Invoice {number}" in text and "Bar Centrale" in text and f"payment reference {number}" in text
+    assert re.search(r"Page 1 of \d+", text) and "Deposit" in text and "Due " in text
+    buyer.close()

@@ -19,17 +19,7 @@ import time
 import pytest
 
 from tests.servers import LocalSmtp, free_port
-from tests.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
-    ROOT,
-    _wait_until_healthy,
-    expect,
-    shot,
-    sign_in,
-    sync_api,
-)
+from tests.test_browser import CHROMIUM, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in
 
 pytestmark = [
     pytest.mark.browser,
@@ -134,14 +124,6 @@ def site(request, tmp_path_factory, smtp):
                 client.delete(*keys)
             client.close()
             drop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def mailed_link(smtp, to, after=0, timeout=30):

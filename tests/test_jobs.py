@@ -1,6 +1,8 @@
 """The six job types end to end: mail (real SMTP server), reports, payments, inventory, backup, cache cleanup,
 plus the periodic jobs and the long-running worker."""
 
+import email
+import email.policy
 import glob
 import os
 import re
@@ -18,7 +20,7 @@ from sqlalchemy import func, select
 
 import sipup.jobs.queue as queue_module
 from sipup.extensions import db
-from sipup.jobs.queue import enqueue
+from sipup.jobs import enqueue
 from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
@@ -126,7 +128,27 @@ def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run
         invoice_mail = next(m for m in smtp.messages if m["Subject"].startswith("Invoice"))
         assert invoice.number in invoice_mail["Subject"]
         assert shop["owner"].email in invoice_mail["To"] and shop["buyer"].email in invoice_mail["To"]
+        (attachment,) = invoice_mail.iter_attachments()
+        assert attachment.get_content_type() == "application/pdf"
+        assert attachment.get_filename() == f"{invoice.number}.pdf"
+        text = subprocess.run(
+            ["pdftotext", "-", "-"], input=attachment.get_content(), capture_output=True, check=True
+        ).stdout.decode()
+        assert invoice.number in text and "Getränke Müller GmbH" in text and "Page 1 of 1" in text
         db.session.remove()
+
+
+def test_a_late_confirmation_mail_tells_the_status_the_order_was_placed_in(app, run_jobs, shop):
+    order = place(app, shop["buyer"], (shop["beer"], 2))
+    for action in ("confirm", "ship", "invoice", "pay"):
+        orders.transition(order.number, action, shop["staff"].id)
+    db.session.commit()
+    summary = mail.send("order_confirmation", order.id)  # as a queue that ran late would send it
+    path = summary.rsplit("written to ", 1)[1].rstrip(")")
+    with open(path, "rb") as handle:
+        message = email.message_from_bytes(handle.read(), policy=email.policy.default)
+    body = message.get_body(("plain",)).get_content()
+    assert "Status: Placed" in body and "Paid" not in body
 
 
 def test_smtp_down_retries_then_fails_visibly_and_the_order_stands(app, make_app, run_jobs, shop, monkeypatch):
@@ -351,6 +373,27 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
     run_jobs()  # the same file again changes nothing and alerts no one twice the same day
     stock_import.alert_low_stock([shop["beer"].id])
     assert db.session.scalar(select(func.count()).select_from(Job).where(Job.args.contains("low_stock"))) == 1
+
+
+def test_staff_see_a_stock_files_unknown_skus_and_bad_lines_once_it_has_run(app, client, login_as, run_jobs, shop):
+    from io import BytesIO
+
+    login_as(shop["staff"])
+    lines = "".join(f"GHOST-{n},1\n" for n in range(30))  # more than the job's result has room for
+    data = f"sku,stock_on_hand\nBEER-1,70\n{lines}WATER-1,x\n".encode()
+    client.post(
+        "/admin/imports",
+        data={"kind": "stock", "file": (BytesIO(data), "count.csv")},
+        content_type="multipart/form-data",
+    )
+    waiting = client.get("/admin/imports").get_data(as_text=True)
+    assert "Recent stock files" in waiting and "Waiting for the queue to apply it" in waiting
+    run_jobs()
+    page = client.get("/admin/imports").get_data(as_text=True)
+    assert "1 stock level(s) applied" in page
+    for n in range(30):
+        assert f"unknown SKU GHOST-{n}<" in page
+    assert '<td class="num">33</td><td>“x” is not a whole number' in page
 
 
 # --- backup ----------------------------------------------------------------------------------------

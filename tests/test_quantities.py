@@ -3,7 +3,8 @@
 import pytest
 
 from sipup.services.errors import InvalidQuantity
-from sipup.services.quantities import parse_quantity, quantity_problem, stock_problem
+from sipup.services.parsing import parse_quantity
+from sipup.services.quantities import quantity_problem, stock_problem
 
 
 def problem_with(text):

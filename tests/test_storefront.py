@@ -170,3 +170,23 @@ def test_demo_data_has_pictures_and_no_dates_in_the_future(app):
     assert products and pictured == products
     for column in (Order.created_at, OrderEvent.created_at, Invoice.issued_at, Invoice.paid_at):
         assert db.session.scalar(db.select(db.func.max(column))) <= now, column
+
+
+def test_demo_data_has_shopping_lists_that_can_be_ordered(app):
+    from sipup.models import ShoppingList, User
+    from sipup.services import seed
+    from sipup.services import shopping_lists as lists
+
+    seed.seed_demo()
+
+    buyer = db.session.scalar(db.select(User).where(User.email == "buyer@barcentrale.example"))
+    seen = {shopping_list.name: count for shopping_list, count in lists.lists_for(buyer)}
+    assert seen == {"Samples to try": 2, "Weekend party": 4, "Weekly bar order": 6}
+    weekly = db.session.scalar(
+        db.select(ShoppingList).where(
+            ShoppingList.company_id == buyer.company_id, ShoppingList.name == "Weekly bar order"
+        )
+    )
+    assert lists.may_edit(buyer, weekly) and not lists.may_manage(buyer, weekly)
+    for item in weekly.items:  # every seeded quantity is one the product is sold in
+        assert item.quantity >= item.product.min_qty and item.quantity % item.product.qty_step == 0

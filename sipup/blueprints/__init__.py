@@ -1,9 +1,10 @@
-"""One blueprint per audience: auth, account (everyone signed in), shop (buyers), admin (staff), monitor
+"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), admin (staff), monitor
 (admins), ops (probes)."""
 
 from .account import bp as account
 from .admin import bp as admin
 from .auth import bp as auth
+from .lists import bp as lists
 from .monitor import bp as monitor
 from .ops import bp as ops
 from .shop import bp as shop
@@ -11,5 +12,5 @@ from .shop import bp as shop
 
 def register_blueprints(app):
     """Attach every blueprint to the app."""
-    for blueprint in (auth, account, shop, admin, monitor, ops):
+    for blueprint in (auth, account, shop, lists, admin, monitor, ops):
         app.register_blueprint(blueprint)

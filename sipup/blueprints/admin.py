@@ -485,4 +485,4 @@ def imports():
                 raise DomainError("Choose what the file contains.")
         except DomainError as exc:
             flash(str(exc), "error")
-    return render_template("admin/imports.html", problems=problems)
+    return render_template("admin/imports.html", problems=problems, stock_runs=stock_import.recent_runs())

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, images, orders, pricing, quick_order
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
@@ -191,25 +191,26 @@ def cart():
     return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
 
 
+def read_quick_order_source(text):
+    """The text of the request's uploaded CSV file (at most QUICK_ORDER_MAX_FILE_MB), or else the pasted text."""
+    upload = request.files.get("file")
+    if not (upload and upload.filename):
+        return text
+    limit = current_app.config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576
+    size = upload.stream.seek(0, os.SEEK_END)
+    upload.stream.seek(0)
+    return quick_order.read_upload(upload.stream.read(limit + 1), limit, size)
+
+
 @bp.route("/quick-order", methods=["GET", "POST"])
 @customer_required
 def quick_order_page():
     """Paste lines or upload a CSV; preview each line before adding the valid ones."""
     text, lines, error = request.form.get("lines", ""), None, None
     if request.method == "POST":
-        config = current_app.config
         try:
-            upload = request.files.get("file")
-            if upload and upload.filename:
-                limit = config["QUICK_ORDER_MAX_FILE_MB"] * 1_048_576
-                size = upload.stream.seek(0, os.SEEK_END)
-                upload.stream.seek(0)
-                source = quick_order.read_upload(upload.stream.read(limit + 1), limit, size)
-            else:
-                source = text
-            lines = quick_order.preview(
-                source, current_user.company.price_list_id, _vat(), config["QUICK_ORDER_MAX_LINES"]
-            )
+            lines = quick_order.preview(read_quick_order_source(text), current_user.company.price_list_id, _vat(),
+                                        current_app.config["QUICK_ORDER_MAX_LINES"])
         except DomainError as exc:
             error = str(exc)
     status = 422 if error else 200
@@ -220,19 +221,8 @@ def quick_order_page():
 @customer_required
 def quick_order_add():
     """Add the previewed valid lines to the cart."""
-    skus, quantities = request.form.getlist("sku"), request.form.getlist("quantity")
-    products = catalog.products_by_skus(skus)
-    added, problems = 0, []
-    for sku, raw in zip(skus, quantities):
-        item = products.get(sku.upper())
-        try:
-            if item is None:
-                raise NotFound(f"Unknown SKU “{sku[:40]}”.")
-            carts.add(current_user.id, item, parse_quantity(raw))
-            added += 1
-        except DomainError as exc:
-            db.session.rollback()
-            problems.append(str(exc))
+    pairs = list(zip(request.form.getlist("sku"), request.form.getlist("quantity")))
+    added, problems = quick_order.add_to_cart(current_user.id, pairs)
     if added:
         flash(f"{added} line{'s' if added != 1 else ''} added to your cart.", "success")
     for problem in problems:
@@ -319,6 +309,60 @@ def invoices():
         "shop/invoices.html", invoices=orders.invoices_page(company.id, page), credit=orders.account_position(company),
         today=utcnow().date(), notice=notice,
     )
+
+
+@bp.route("/invoices/<number>")
+@customer_required
+def invoice_detail(number):
+    """One invoice of the company as a page that prints cleanly, with its PDF."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    return render_template("shop/invoice.html", doc=document, today=utcnow().date())
+
+
+@bp.route("/invoices/<number>.pdf")
+@customer_required
+def invoice_pdf(number):
+    """One invoice of the company as a PDF file."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    response = make_response(documents.invoice_pdf(document))
+    response.mimetype = "application/pdf"
+    response.headers["Content-Disposition"] = f'attachment; filename="{document.invoice.number}.pdf"'
+    return response
+
+
+def csv_download(text, filename):
+    """A CSV file as a download."""
+    response = make_response(text)
+    response.mimetype = "text/csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.route("/orders.csv")
+@customer_required
+def orders_export():
+    """Every order of the company as CSV for its bookkeeping."""
+    return csv_download(csv_export.orders_csv(current_user.company_id), "orders.csv")
+
+
+@bp.route("/invoices.csv")
+@customer_required
+def invoices_export():
+    """Every invoice of the company as CSV for its bookkeeping."""
+    return csv_download(csv_export.invoices_csv(current_user.company_id), "invoices.csv")
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """The site's icon where browsers look for it without a link."""
+    return send_file(os.path.join(current_app.static_folder, "favicon.ico"), mimetype="image/vnd.microsoft.icon",
+                     max_age=86_400)
 
 
 @bp.route("/images/<digest>-<size>.webp")

@@ -9,6 +9,10 @@ class NotFound(DomainError):
     pass
 
 
+class NotAllowed(DomainError):
+    """The user may see this but not change it."""
+
+
 class InvalidQuantity(DomainError):
     pass
 

@@ -26,7 +26,7 @@ from sipup.jobs import enqueue
 from ..extensions import db
 from ..files import open_private, private_folder
 from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
-from . import links
+from . import documents, links
 from .accounts import user_by_email
 from .errors import InvalidInput, NotFound
 
@@ -41,10 +41,11 @@ def send(kind, object_id):
     recipients, context = globals()[f"_{kind}"](object_id)
     if not recipients:
         return f"{kind}: nobody to send to"
+    attachments = context.pop("attachments", [])
     subject = render_template(f"mail/{kind}.subject.txt", **context).strip()
     text = render_template(f"mail/{kind}.txt", **context)
     html = render_template(f"mail/{kind}.html", **context)
-    message = build_message(recipients, subject, text, html)
+    message = build_message(recipients, subject, text, html, attachments)
     db.session.commit()  # a link's secret is kept before its mail leaves, so the link works once it arrives
     where = deliver(message)
     return f"{kind} to {', '.join(recipients)} ({where})"
@@ -59,7 +60,9 @@ def _order(order_id):
 
 def _order_confirmation(order_id):
     order = _order(order_id)
-    return _buyer_of(order), {"order": order}
+    # The order as it was placed: a mail sent late must not show the status it has reached since.
+    placed = order.events[0] if order.events else None
+    return _buyer_of(order), {"order": order, "status_label": (placed or order).status_label}
 
 
 def _order_status(event_id):
@@ -79,7 +82,8 @@ def _invoice(invoice_id):
 
 def _invoice_issued(invoice_id):
     invoice = _invoice(invoice_id)
-    return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice}
+    pdf = (f"{invoice.number}.pdf", documents.invoice_pdf(documents.invoice_document(invoice.number, invoice.company_id)))
+    return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice, "attachments": [pdf]}
 
 
 def _overdue_reminder(invoice_id):
@@ -185,7 +189,8 @@ def ascii_address(address):
         raise InvalidInput(f"The address {address} has an invalid domain.") from None
 
 
-def build_message(recipients, subject, text, html):
+def build_message(recipients, subject, text, html, attachments=()):
+    """A multipart message: text, its HTML alternative, then (file name, PDF bytes) attachments."""
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = ", ".join(ascii_address(r) for r in recipients)
@@ -194,6 +199,8 @@ def build_message(recipients, subject, text, html):
     message["Message-ID"] = make_msgid(domain="sipup")
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    for filename, data in attachments:
+        message.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return message
 
 

@@ -1,5 +1,4 @@
 """Quantity rules of a product: whole packs, at least the minimum, in multiples of the step."""
-from .parsing import parse_quantity  # noqa: F401 (the quantity reader lives with the other readers)
 
 
 def quantity_problem(product, quantity):

@@ -6,12 +6,14 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..extensions import db
 from . import catalog
-from .cart import price_lines
-from .errors import InvalidInput, InvalidQuantity
+from .cart import add, price_lines
+from .errors import DomainError, InvalidInput, InvalidQuantity, NotFound
 from .parsing import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
+QUOTED = re.compile(r'"[^"]*"')
 MAX_LINE_CHARS = 1000
 HEADER_WORDS = {"sku", "article", "artikel", "item", "product", "code", "artikelnummer", "art.-nr."}
 
@@ -26,10 +28,16 @@ class PreviewLine:
     unit_price: Decimal | None = None
     line_total: Decimal | None = None
     problem: str | None = None
+    stock_note: str | None = None
 
     @property
     def ok(self):
         return self.problem is None
+
+    @property
+    def fits_list(self):
+        """Whether a shopping list may keep this line: a product sold in this quantity (stock aside)."""
+        return self.product is not None and self.problem in (None, self.stock_note)
 
 
 def read_upload(data, max_bytes, size=None):
@@ -81,7 +89,8 @@ def parse(text, max_lines):
         if len(line) > MAX_LINE_CHARS:  # also keeps csv below its field size limit
             raise InvalidInput(f"Line {number} has {len(line):,} characters; a line holds one SKU and its quantity.")
         if ";" in line or "," in line or '"' in line:
-            delimiter = ";" if line.count(";") >= line.count(",") else ","
+            unquoted = QUOTED.sub("", line)  # a quoted product name may hold either delimiter
+            delimiter = ";" if unquoted.count(";") >= unquoted.count(",") else ","
             fields = [f.strip() for f in next(csv.reader(io.StringIO(line), delimiter=delimiter))]
         else:
             fields = SEPARATORS.split(line)
@@ -125,5 +134,23 @@ def preview(text, price_list_id, vat_rate, max_lines):
     priced = price_lines(price_list_id, [(line.product, line.quantity) for line in candidates], vat_rate)
     for line, priced_line in zip(candidates, priced.lines):
         line.unit_price, line.line_total = priced_line.unit_price, priced_line.line_total
+        line.stock_note = priced_line.stock_note
         line.problem = (priced_line.problems or [priced_line.stock_note])[0]
     return lines
+
+
+def add_to_cart(user_id, pairs):
+    """Put (SKU, quantity text) pairs in the cart by the cart's rules; returns (lines added, problems)."""
+    products = catalog.products_by_skus([sku for sku, _ in pairs])
+    added, problems = 0, []
+    for sku, raw in pairs:
+        product = products.get(sku.upper())
+        try:
+            if product is None:
+                raise NotFound(f"Unknown SKU “{sku[:40]}”.")
+            add(user_id, product, parse_quantity(raw))
+            added += 1
+        except DomainError as exc:
+            db.session.rollback()
+            problems.append(str(exc))
+    return added, problems

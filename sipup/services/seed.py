@@ -27,6 +27,8 @@ from ..models import (
     Product,
     Role,
     Sequence,
+    ShoppingList,
+    ShoppingListItem,
     User,
     utcnow,
 )
@@ -322,8 +324,33 @@ def _recompute_reservations():
     db.session.commit()
 
 
+DEMO_LISTS = [  # (whose, name, shared, others may edit, how many products)
+    (Role.OWNER, "Weekly bar order", True, True, 6),
+    (Role.BUYER, "Weekend party", True, False, 4),
+    (Role.BUYER, "Samples to try", False, False, 2),
+]
+
+
+def seed_shopping_lists(rng=None):
+    """A few shopping lists per company, kept by its owner and its buyer, in quantities the products are sold in."""
+    rng = rng or random.Random(4)
+    products = db.session.scalars(select(Product).where(Product.active.is_(True)).order_by(Product.sku)).all()
+    for company in db.session.scalars(select(Company).order_by(Company.id)):
+        users = {user.role: user for user in company.users}
+        for role, name, shared, others_may_edit, count in DEMO_LISTS:
+            if role not in users:
+                continue
+            shopping_list = ShoppingList(company_id=company.id, owner_id=users[role].id, name=name, shared=shared,
+                                         others_may_edit=others_may_edit)
+            for product in rng.sample(products, min(count, len(products))):
+                smallest = -(-product.min_qty // product.qty_step) * product.qty_step
+                shopping_list.items.append(ShoppingListItem(product_id=product.id, quantity=smallest * rng.randint(1, 3)))
+            db.session.add(shopping_list)
+    db.session.commit()
+
+
 def seed_demo():
-    """A small, complete shop: catalog, companies, staff, an admin and some months of orders."""
+    """A small, complete shop: catalog, companies, staff, an admin, some months of orders and shopping lists."""
     password = secrets.token_urlsafe(9)
     seed_catalog()
     seed_pictures()
@@ -338,4 +365,5 @@ def seed_demo():
         staff.append((role, email))
     db.session.commit()
     seed_orders(60, 6)
+    seed_shopping_lists()
     return [(role, email, password) for role, email in staff + customer_logins]

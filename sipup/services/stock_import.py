@@ -3,6 +3,7 @@
 Levels are absolute, so applying the same file twice leaves the same stock: the job is safe to re-run.
 """
 import hashlib
+import json
 import os
 import secrets
 
@@ -15,7 +16,7 @@ from sipup.jobs import enqueue
 from ..csvfiles import read_table
 from ..extensions import db
 from ..files import open_private, private_folder
-from ..models import Product, utcnow
+from ..models import Job, JobStatus, Product, utcnow
 from .errors import InvalidInput, NotFound
 from .parsing import MAX_COUNT, whole_number
 
@@ -91,12 +92,39 @@ def apply_stock_file(filename):
         db.session.commit()  # one transaction per batch: a large file never holds locks for long
     short, low = recheck([u["id"] for u in updates])
     problems.sort()
+    _write_report(path, problems)
     summary = f"{len(updates)} stock level(s) applied from {os.path.basename(path)}"
     if short:
         summary += f"; short against open reservations: {', '.join(short[:20])}"
     if problems:
         summary += f"; {len(problems)} line(s) not applied: {_describe(problems, 10)}"
     return summary[:400], low
+
+
+def _report_path(path):
+    return path + ".problems.json"
+
+
+def _write_report(path, problems):
+    """Keep every line not applied beside the file, for the imports page (the job's result holds a few)."""
+    with open_private(_report_path(path), "w", encoding="utf-8") as handle:
+        json.dump(problems, handle)
+
+
+def recent_runs(limit=5):
+    """The latest stock files with their job's state and, once applied, every line not applied."""
+    folder = os.path.join(current_app.instance_path, "imports")
+    jobs = db.session.scalars(select(Job).where(Job.name == "apply_stock_file").order_by(Job.id.desc()).limit(limit))
+    runs = []
+    for job in jobs:
+        filename = os.path.basename((json.loads(job.args or "[]") or [""])[0])
+        problems = None
+        report = _report_path(os.path.join(folder, filename))
+        if job.status == JobStatus.DONE and os.path.exists(report):
+            with open(report, encoding="utf-8") as handle:
+                problems = [tuple(p) for p in json.load(handle)]
+        runs.append({"job": job, "filename": filename, "problems": problems})
+    return runs
 
 
 def _all_ids():
