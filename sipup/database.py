@@ -151,7 +151,7 @@ def scratch_database(base_url):
     """Create a uniquely named database on a MySQL/MariaDB server; return its URL and a function dropping it."""
     url = make_url(base_url)
     name = f"{url.database or 'sipup_scratch'}_{secrets.token_hex(4)}"
-    server = create_engine(url._replace(database=None))
+    server = create_engine(url._replace(database=None))  # documented: set() cannot clear a field
     with server.begin() as conn:
         conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
 

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from sipup.observability.query_stats import POOL_TIMEOUTS
 
+from .compat import answer_as_anonymous
 from .database import write_problem
 from .extensions import db
 
@@ -54,8 +55,7 @@ def _database_down(error):
     db.session.rollback()
     # Do not ask the database again while answering: an unloaded user (Flask-Login retries its loader on
     # every current_user) would raise anew in the page and in after_request hooks, turning 503 into 500.
-    if "_login_user" not in g:
-        g._login_user = current_app.login_manager.anonymous_user()
+    answer_as_anonymous(current_app.login_manager.anonymous_user())
     g.setdefault("cart_count", 0)
     if isinstance(error, PoolTimeout):
         POOL_TIMEOUTS.add()

@@ -22,6 +22,7 @@ from pymemcache.serde import pickle_serde
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from sipup.cache import compat
 from sipup.config import ConfigError
 
 # What a failing store raises. cachelib's folder store logs and returns False instead (see writes_ok).
@@ -147,8 +148,7 @@ class UnusableFolder:
 def close(store):
     """Let go of the store's connections (an app that is discarded, e.g. in tests)."""
     if isinstance(store, RedisCache):
-        store._write_client.close()
-        store._read_client.close()
+        compat.close_redis(store)
     elif isinstance(store, PymemcacheCache):
         store.close()
 

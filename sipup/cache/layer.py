@@ -28,6 +28,7 @@ from flask_caching.backends import SimpleCache
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from sipup.cache import compat
 from sipup.cache import drivers as cache_drivers
 from sipup.cache.drivers import STORE_ERRORS, writes_ok
 from sipup.extensions import db
@@ -278,8 +279,7 @@ class CacheLayer:
         if self.kind in ("filesystem", "memory") or store is self.local:
             return True  # one host: threads already share one computation, and a lock file costs two writes
         if self.kind == "redis":
-            # cachelib's add is SETNX then EXPIRE: a process dying between them would leave the lock forever.
-            client, name = store._write_client, store._get_prefix() + key + ":lock"
+            client, name = compat.redis_client_and_key(store, key + ":lock")
             return bool(self._call(client.set, name, b"1", nx=True, ex=LOCK_SECONDS))
         return bool(self._call(store.add, key + ":lock", 1, timeout=LOCK_SECONDS))
 
@@ -416,13 +416,9 @@ class CacheLayer:
     def purge_expired(self, now=None):
         """Delete the expired files of a folder cache (the hourly cleanup job); how many, or None elsewhere."""
         store = self.primary
-        if self.kind != "filesystem" or not hasattr(store, "_remove_expired"):
+        if self.kind != "filesystem" or isinstance(store, cache_drivers.UnusableFolder):
             return None  # Redis and Memcached expire entries themselves
-        before = sum(1 for _ in store._list_dir())
-        store._remove_expired(
-            time.time() if now is None else now
-        )  # cachelib's own sweep (pinned): keeps its count right
-        return before - sum(1 for _ in store._list_dir())
+        return compat.remove_expired_files(store, time.time() if now is None else now)
 
     def status(self):
         """Driver, primary or degraded since when, the last error, hit rates now and over the last hour."""

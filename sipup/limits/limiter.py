@@ -17,22 +17,16 @@ For `/monitor` and `flask limits`: `status(app)`, `blocks_in_force(app)`, `unblo
 import logging
 import math
 import os
-import threading
 import time
-import weakref
-from dataclasses import fields
 
 from flask import current_app, has_request_context, make_response, request, session
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
-from flask_limiter._limits import (
-    RuntimeLimit,  # private, but stable within the pinned 4.1.1
-)
 from limits import parse_many
-from limits.storage import MemoryStorage
 
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
+from sipup.limits.compat import MemoryCounts, ParsedOnce, session_user_id
 
 log = logging.getLogger("sipup.limits")
 
@@ -51,7 +45,7 @@ def client_address():
 def _signed_in_id():
     """The signed-in user's id from the session cookie, without asking the database: the limiter must not
     fail (or fall back from Redis) because the database does, and the view loads the user anyway."""
-    user_id = (session.get("_user_id") or "").partition(":")[0]  # Flask-Login keeps "id:session token"
+    user_id = session_user_id(session).partition(":")[0]  # sipup's user ids are "id:session token"
     return user_id if user_id.isdigit() else None
 
 
@@ -70,56 +64,6 @@ def _anonymous():
 
 
 KEY_FUNCTIONS = {"address": client_address, "account": _account_key, "user": _user_key}
-
-
-class MemoryCounts(MemoryStorage):
-    """limits' in-process storage without its expiry timer: MemoryStorage starts a new Timer thread 10 ms
-    after the last one ended, and each start makes the request thread wait for the new thread to get the
-    GIL (a quarter of the limiter's time in a profile). Counts already expire when read; one daemon thread
-    per storage drops expired keys once a second, only to free memory. Relies on limits 5.8's private
-    expiry method names (requirements.txt pins limits)."""
-
-    STORAGE_SCHEME = ["sipup-memory"]
-
-    def __init__(self, uri=None, wrap_exceptions=False, **options):
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        ref = weakref.ref(self)
-        threading.Thread(target=_purge_every_second, args=(ref,), name="sipup-limits-purge", daemon=True).start()
-
-    def _MemoryStorage__schedule_expiry(self):  # replaces the per-10-ms Timer thread
-        pass
-
-
-def _purge_every_second(ref):
-    while True:
-        time.sleep(1)
-        storage = ref()
-        if storage is None:  # the app is gone
-            return
-        storage._MemoryStorage__expire_events()
-        del storage
-
-
-class HashedOnce(RuntimeLimit):
-    """A RuntimeLimit that computes its hash once: Flask-Limiter puts every limit into ordered sets a dozen
-    times a request, and the dataclass hash walks all its fields each time (a third of the limiter's time)."""
-
-    def __hash__(self):
-        value = self.__dict__.get("_hash")
-        if value is None:
-            value = self.__dict__["_hash"] = RuntimeLimit.__hash__(self)
-        return value
-
-
-class ParsedOnce(ApplicationLimit):
-    """An application limit whose string is parsed once; Flask-Limiter parses it again on every request."""
-
-    def __iter__(self):
-        parsed = self.__dict__.get("_parsed")
-        if parsed is None:
-            parsed = tuple(HashedOnce(*(getattr(limit, f.name) for f in fields(limit))) for limit in super().__iter__())
-            self.__dict__["_parsed"] = parsed
-        return iter(parsed)
 
 
 class EndpointLimits(ApplicationLimit):
@@ -194,7 +138,7 @@ class RateLimits:
             )
         else:
             self.blocks_store = SqliteBlockStore(os.path.join(app.instance_path, "limits.db"))
-            storage = dict(storage_uri="sipup-memory://")
+            storage = dict(storage_uri=f"{MemoryCounts.STORAGE_SCHEME[0]}://")  # the class registers its scheme
         self.blocks = Blocks(
             self.blocks_store,
             config["RATELIMIT_BLOCK_SECONDS"],

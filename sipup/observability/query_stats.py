@@ -20,9 +20,9 @@ from contextlib import closing
 import redis
 from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event, text
-from sqlalchemy.pool import QueuePool
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
+from sipup.observability import compat
 from sipup.observability.counters import connect_sqlite, percentile
 
 log = logging.getLogger("sipup.query_stats")
@@ -607,7 +607,7 @@ def pool_status(engine):
             status[name] = method()
     if "overflow" in status:
         status["overflow"] = max(0, status["overflow"])  # QueuePool counts up from -size; below size is none
-    status["max"] = status.get("size", 0) + getattr(pool, "_max_overflow", 0) if "size" in status else None
+    status["max"] = status.get("size", 0) + compat.max_overflow(pool) if "size" in status else None
     status["timeouts"] = POOL_TIMEOUTS.value
     status["waits"] = POOL_WAITS.value
     status["wait_ms"] = round(POOL_WAITS.total_ms, 1)
@@ -686,13 +686,7 @@ POOL_TIMEOUTS = _Counter("pool_timeouts")
 POOL_WAITS = _Counter("pool_waits")
 
 
-class MeasuredQueuePool(QueuePool):
+class MeasuredQueuePool(compat.WaitTimingQueuePool):
     """SQLAlchemy's QueuePool, counting the checkouts that found every connection busy and waited."""
 
-    def _do_get(self):
-        if self._max_overflow < 0 or self.checkedout() < self.size() + self._max_overflow:
-            return super()._do_get()
-        started = time.perf_counter()
-        connection = super()._do_get()  # raises TimeoutError after pool_timeout, counted as a timeout
-        POOL_WAITS.add((time.perf_counter() - started) * 1000)
-        return connection
+    on_wait = staticmethod(POOL_WAITS.add)

@@ -1,0 +1,160 @@
+"""Each library internal sipup relies on (the compat.py of each package) still behaves as relied on.
+
+A version bump that changes one fails here, in CI, instead of silently in production."""
+
+import dataclasses
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+from cachelib import FileSystemCache
+from cachelib.redis import RedisCache
+from flask import Flask, g
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import AnonymousUserMixin, LoginManager, UserMixin, current_user, login_user
+from huey import SqliteHuey
+from huey.api import TaskWrapper
+from huey.consumer import Consumer
+from sqlalchemy.pool import QueuePool
+
+from sipup import compat as app_compat
+from sipup.cache import compat as cache_compat
+from sipup.jobs import compat as jobs_compat
+from sipup.limits import compat as limits_compat
+from sipup.observability import compat as observability_compat
+
+# --- Huey -------------------------------------------------------------------------------------------
+
+
+class _Holder:
+    def __init__(self):
+        self._registry = jobs_compat.new_registry()
+
+
+def test_a_huey_sharing_the_registry_runs_tasks_registered_before_it_existed(tmp_path):
+    holder = _Holder()
+    wrapper = TaskWrapper(holder, lambda x: x * 2, name="double")
+    huey = SqliteHuey("compat", filename=str(tmp_path / "q.db"), results=False)
+    jobs_compat.share_registry(huey, holder._registry)
+    huey.enqueue(wrapper.s(21))
+    task = huey.dequeue()  # a task whose class the registry does not know is dropped here
+    assert task is not None and task.name == "double" and huey.execute(task) == 42
+
+
+def test_extra_signals_stop_the_consumer_gracefully(tmp_path):
+    huey = SqliteHuey("compat", filename=str(tmp_path / "q.db"), results=False)
+    consumer = Consumer(huey, workers=1, worker_type="thread", graceful_signal="TERM")
+    jobs_compat.stop_gracefully_on(consumer, ("SIGINT", "SIGNOTONANYPLATFORM"))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        consumer._handle_signal(signal.SIGINT, None)  # what the consumer's handler does when SIGINT comes
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (consumer._restart, consumer._graceful) == (False, True)
+    assert signal.SIGTERM in consumer._signal_actions  # the handlers are installed for every key
+
+
+# --- cachelib ---------------------------------------------------------------------------------------
+
+
+def test_redis_cache_client_and_keys_are_what_the_lock_writes():
+    store = RedisCache(host="127.0.0.1", port=1, key_prefix="p:")
+    client, key = cache_compat.redis_client_and_key(store, "k:lock")
+    assert key == "p:k:lock" and hasattr(client, "set") and client is store._write_client
+    cache_compat.close_redis(store)  # no connection was ever made: closing must still work
+
+
+def test_the_folder_cache_sweep_removes_expired_files_and_keeps_the_rest(tmp_path):
+    store = FileSystemCache(str(tmp_path), threshold=0)
+    store.set("old", 1, timeout=1)
+    store.set("kept", 2, timeout=3600)
+    assert cache_compat.remove_expired_files(store, time.time() + 10) == 1
+    assert store.get("kept") == 2 and store.get("old") is None
+
+
+# --- limits and Flask-Limiter -----------------------------------------------------------------------
+
+
+def test_memory_counts_count_without_a_timer_and_expire_on_demand():
+    storage = limits_compat.MemoryCounts()
+    before = {t.ident for t in threading.enumerate()}
+    assert storage.incr("k", expiry=0.05) == 1 and storage.incr("k", expiry=0.05) == 2
+    started = [t for t in threading.enumerate() if t.ident not in before and isinstance(t, threading.Timer)]
+    assert started == []  # limits would start a Timer thread here
+    time.sleep(0.06)
+    storage.expire_now()
+    assert storage.get("k") == 0 and "k" not in storage.storage
+
+
+def test_parsed_once_yields_runtime_limits_equal_to_flask_limiters_own():
+    limit = limits_compat.ParsedOnce("5 per minute; 100 per hour", scope="s")
+    app = Flask(__name__)
+    Limiter(get_remote_address, app=app, application_limits=[limit], storage_uri="memory://")
+    with app.test_request_context():
+        own = list(super(limits_compat.ParsedOnce, limit).__iter__())
+        parsed = list(limit)
+    values = [tuple(getattr(item, f.name) for f in dataclasses.fields(item)) for item in parsed]
+    assert values == [tuple(getattr(item, f.name) for f in dataclasses.fields(item)) for item in own]
+    assert all(isinstance(p, limits_compat.HashedOnce) for p in parsed)
+    assert [hash(p) for p in parsed] == [hash(o) for o in own] and list(limit)[0] is parsed[0]
+
+
+def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_reads():
+    app = Flask(__name__)
+    app.secret_key = "x" * 32
+    manager = LoginManager(app)
+
+    class User(UserMixin):
+        id = "7"
+
+    manager.user_loader(lambda user_id: User())
+    with app.test_request_context():
+        from flask import session
+
+        login_user(User())
+        assert limits_compat.session_user_id(session) == "7"
+
+
+# --- SQLAlchemy -------------------------------------------------------------------------------------
+
+
+def test_the_measured_pool_counts_a_checkout_that_waited():
+    waits = []
+
+    class Pool(observability_compat.WaitTimingQueuePool):
+        on_wait = staticmethod(waits.append)
+
+    pool = Pool(lambda: sqlite3.connect(":memory:", check_same_thread=False), pool_size=1, max_overflow=0, timeout=10)
+    assert observability_compat.max_overflow(pool) == 0
+    held = pool.connect()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool.connect()))
+    waiter.start()
+    while pool.checkedout() < 1 or not waiter.is_alive():
+        time.sleep(0.001)
+    time.sleep(0.05)  # let the waiter reach the wait: it is counted however short the wait was
+    held.close()
+    waiter.join(10)
+    assert len(got) == 1 and len(waits) == 1
+    got[0].close()
+    assert observability_compat.max_overflow(QueuePool(lambda: None, pool_size=1, max_overflow=3)) == 3
+
+
+# --- Flask-Login ------------------------------------------------------------------------------------
+
+
+def test_an_anonymous_user_set_in_g_is_current_user_without_the_loader():
+    app = Flask(__name__)
+    app.secret_key = "x" * 32
+    manager = LoginManager(app)
+
+    def loader(user_id):
+        pytest.fail("the user loader must not be asked")
+
+    manager.user_loader(loader)
+    with app.test_request_context(headers={"Cookie": "session=whatever"}):
+        app_compat.answer_as_anonymous(AnonymousUserMixin())
+        assert current_user.is_anonymous and "_login_user" in g
