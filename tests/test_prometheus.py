@@ -1,8 +1,11 @@
 """/metrics the Prometheus way: counters that only grow, cumulative histograms, levels as gauges, one
 Content-Type, totals that add up across processes, and promtool's approval."""
 
+import json
 import shutil
 import subprocess
+import time
+import urllib.parse
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -10,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sipup import create_app
 from sipup.extensions import db
 from sipup.jobs import enqueue
+from tests.servers import SipupServer, free_port, request
 
 
 def scrape(client):
@@ -143,3 +147,49 @@ def test_promtool_finds_nothing_to_complain_about(app, client):
         ["promtool", "check", "metrics"], input=response.get_data(), capture_output=True, timeout=60
     )
     assert checked.returncode == 0 and checked.stdout == b"" and checked.stderr == b"", checked
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason="prometheus (Debian package prometheus) is not installed"
+)
+def test_a_real_prometheus_computes_request_rate_and_p95_from_sipups_series(tmp_path):
+    """sipup under waitress, scraped by Prometheus every second; the README's PromQL answers with numbers."""
+    site = SipupServer(tmp_path / "instance").start()
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: sipup\n    static_configs: [{{targets: ['127.0.0.1:{site.port}']}}]\n"
+    )
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    queries = {
+        "rate": "sum(rate(sipup_http_requests_total[10s]))",
+        "p95": "histogram_quantile(0.95, sum by (le) (rate(sipup_http_request_duration_seconds_bucket[10s])))",
+    }
+    answers = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(answers) < len(queries):
+            for _ in range(5):
+                request(site.port, "/healthz")
+            time.sleep(0.5)
+            for name, query in queries.items():
+                status, body = request(port, f"/api/v1/query?query={urllib.parse.quote(query)}", quiet=True)
+                result = json.loads(body)["data"]["result"] if status == 200 else []
+                if result and result[0]["value"][1] not in ("NaN", "0"):
+                    answers[name] = float(result[0]["value"][1])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        site.stop()
+    assert answers.get("rate", 0) > 0, answers
+    assert 0 < answers.get("p95", 0) <= 10, answers
