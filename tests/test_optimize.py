@@ -321,11 +321,11 @@ def test_a_lock_wait_is_bounded_and_the_run_says_where_it_stopped(maria):
 
 
 def test_a_slow_key_query_is_cut_off_not_waited_for(maria, monkeypatch):
-    import sipup.dbtools.optimize
+    import sipup.dbtools.report
 
     add_orders(datetime(2026, 10, 5), datetime(2026, 11, 20))
     db.session.commit()
-    monkeypatch.setattr(sipup.dbtools.optimize, "KEY_QUERY_SECONDS", 0.000001)
+    monkeypatch.setattr(sipup.dbtools.report, "KEY_QUERY_SECONDS", 0.000001)
     optimizer = Optimizer(maria, **QUIET)
     with optimizer.engine.connect() as optimizer.conn:
         timings = optimizer.time_key_queries()
@@ -410,7 +410,7 @@ def test_the_report_times_the_queries_sipup_runs_and_a_run_that_changes_nothing_
 
 
 def test_a_change_is_compared_within_the_noise():
-    from sipup.dbtools.optimize import compare
+    from sipup.dbtools.report import compare
 
     assert compare(10.0, 4.0) == "2.5x" and compare(10.0, 11.0) == "same" and compare(0.4, 0.8) == "same"
     assert compare(10.0, 20.0) == "slower" and compare(None, 3.0) == ""
