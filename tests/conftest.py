@@ -20,6 +20,7 @@ from sipup.models import Address, Category, Company, PriceList, PriceTier, Produ
 from tests.servers import LocalMemcached, LocalRedis, local_server
 
 PASSWORD = "correct horse battery"
+SECRET_KEY = "test-secret-of-at-least-32-characters"  # outside the embedded default sipup asks for 32 or more
 _PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
 REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
@@ -52,7 +53,7 @@ def _overrides(url):
     return {
         "TESTING": True,
         "DATABASE_URL": url,
-        "SECRET_KEY": "test-secret-of-at-least-32-characters",
+        "SECRET_KEY": SECRET_KEY,
         "WTF_CSRF_ENABLED": False,
         "DB_POOL_SIZE": 5,
         "DB_MAX_OVERFLOW": 25,

@@ -123,7 +123,7 @@ def test_twenty_buyers_for_ten_units_make_exactly_ten_orders(app, make_product, 
     refused = [r for r in results if isinstance(r, OutOfStock)]
     assert (len(placed), len(refused)) == (10, 10)
     assert {str(r) for r in refused} == {
-        "Only 0 of RUSH-1 left; someone ordered before you. Change the quantity and try again."
+        f"{product.name} (RUSH-1) went out of stock after you added it; remove it from your cart to order the rest."
     }
     assert final_stock(product.id) == (10, 10, 0)
     assert db.session.scalar(db.select(db.func.count(Order.id))) == 10

@@ -15,6 +15,7 @@ from sipup.dbtools.optimize import Optimizer, optimize, partition_orders
 from sipup.extensions import db
 from sipup.models import Order, OrderEvent, OrderLine
 from sipup.services.orders import order_number
+from tests.conftest import SECRET_KEY
 
 QUIET = dict(echo=lambda _line: None)
 
@@ -179,7 +180,7 @@ def maria(backend):
         pytest.skip("partitions are MySQL/MariaDB only")
     url, drop = scratch_database(os.environ["SIPUP_TEST_DATABASE_URL"])
     app = create_app(
-        {"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "DB_POOL_SIZE": 2}, instance_path=backend[2]
+        {"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "DB_POOL_SIZE": 2}, instance_path=backend[2]
     )
     with app.app_context():
         from sipup.cli import upgrade_schema

@@ -26,7 +26,7 @@ from sipup.observability.query_stats import (
     normalise,
     short_sql,
 )
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, SECRET_KEY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
@@ -180,7 +180,7 @@ def test_commit_rollback_and_connection_set_up_are_counted(app, make_app, buyer,
 def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkeypatch, buyer, make_product):
     monkeypatch.setattr(query_stats, "FLUSH_SECONDS", 1.0)  # longer than the burst: no request flushes it
     burst = create_app(
-        {"DATABASE_URL": backend[1], "SECRET_KEY": "test-secret", "TESTING": True, "WTF_CSRF_ENABLED": False},
+        {"DATABASE_URL": backend[1], "SECRET_KEY": SECRET_KEY, "TESTING": True, "WTF_CSRF_ENABLED": False},
         instance_path=str(tmp_path),
     )
     make_product()
@@ -303,7 +303,7 @@ def process_env(instance, **extra):
     return {
         "SIPUP_INSTANCE_PATH": str(instance),
         "SIPUP_DATABASE_URL": f"sqlite:///{instance / 'sipup.db'}",
-        "SIPUP_SECRET_KEY": "test-secret",
+        "SIPUP_SECRET_KEY": SECRET_KEY,
         **extra,
     }
 
@@ -317,7 +317,7 @@ def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
     reader = create_app(
         {
             "DATABASE_URL": env["SIPUP_DATABASE_URL"],
-            "SECRET_KEY": "test-secret",
+            "SECRET_KEY": SECRET_KEY,
             "REDIS_URL": REDIS_URL,
             "REDIS_NAMESPACE": redis_namespace,
         },
@@ -344,7 +344,7 @@ def test_the_embedded_store_is_shared_between_processes(tmp_path):
     assert os.path.exists(tmp_path / "query_stats.db")
 
     reader = create_app(
-        {"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": "test-secret"}, instance_path=str(tmp_path)
+        {"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": SECRET_KEY}, instance_path=str(tmp_path)
     )
     summary = reader.extensions["query_stats"].summary()
     assert summary["store"] == "sqlite"
