@@ -222,8 +222,9 @@ class Counters:
         if time.monotonic() - self.last_flush >= wait:
             self.flush()
 
-    def flush(self):
-        """Hand pending counts to the store; on a store error keep them (bounded) and say so."""
+    def flush(self, at_exit=False):
+        """Hand pending counts to the store; on a store error keep them (bounded) and say so (not at exit,
+        when the log may be closed and nothing can be done about it)."""
         with self.lock:
             pending, self.pending = self.pending, defaultdict(int)
             self.last_flush = time.monotonic()
@@ -236,6 +237,8 @@ class Counters:
             self.store.write(pending)
             self.store_error = None
         except Exception as exc:  # Redis down: figures are best-effort, requests are not
+            if at_exit:
+                return
             if self.store_error is None:
                 log.warning("Counters not saved (%s store): %s", self.store.name, exc)
             self.store_error = str(exc) or type(exc).__name__
@@ -298,7 +301,7 @@ _LIVE = weakref.WeakSet()
 @atexit.register
 def _flush_at_exit():
     for counters in list(_LIVE):
-        counters.flush()
+        counters.flush(at_exit=True)
 
 
 def register_counters(app):

@@ -40,6 +40,17 @@ def _split(totals):
     return rows
 
 
+def _counter(name, documentation, labels, rows, separator):
+    """A counter family from per-key fields "<label 2><separator><label 3>" (other fields are not its)."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, fields in sorted(rows.items()):
+        for field, value in sorted(fields.items()):
+            second, found, third = field.partition(separator)
+            if found:
+                family.add_metric([key, second, third], value)
+    return family
+
+
 def _histogram(name, documentation, label, rows, bounds, unit_per_second, sum_field, sum_per_second):
     """A histogram family from per-key bins `h<i>` (not cumulative, bounds in units), `n` (the count) and
     `sum_field` (the sum, in 1/sum_per_second seconds)."""
@@ -69,15 +80,9 @@ class SipupCollector:
         yield from self._levels()
 
     def _requests(self, rows):
-        requests = CounterMetricFamily(
-            "sipup_http_requests", "Requests answered, all processes.", labels=["endpoint", "method", "status"]
+        yield _counter(
+            "sipup_http_requests", "Requests answered, all processes.", ["endpoint", "method", "status"], rows, " "
         )
-        for endpoint, fields in sorted(rows.items()):
-            for field, value in sorted(fields.items()):
-                method, _, status = field.partition(" ")
-                if status:
-                    requests.add_metric([endpoint, method, status], value)
-        yield requests
         yield _histogram(
             "sipup_http_request_duration_seconds",
             "Time from the request's start to its response, all processes.",
@@ -101,15 +106,9 @@ class SipupCollector:
         yield events
 
     def _jobs(self, rows, queue_totals):
-        runs = CounterMetricFamily(
-            "sipup_jobs", "Job runs by outcome (done, failed, retried).", labels=["job", "priority", "outcome"]
+        yield _counter(
+            "sipup_jobs", "Job runs by outcome (done, failed, retried).", ["job", "priority", "outcome"], rows, ":"
         )
-        for job, fields in sorted(rows.items()):
-            for field, value in sorted(fields.items()):
-                priority, _, outcome = field.partition(":")
-                if outcome:
-                    runs.add_metric([job, priority, outcome], value)
-        yield runs
         yield _histogram("sipup_job_duration_seconds", "Run time of jobs.", "job", rows, RUN_BOUNDS_S, 1, "t", 1000)
         events = CounterMetricFamily(
             "sipup_queue_events", "Queue events (enqueued, deferred, run, done, failed, ...).", labels=["event"]
