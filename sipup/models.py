@@ -9,6 +9,7 @@ as the identity, which is unique all the same.
 
 Every index names the query it serves (`flask db optimize` verifies them against the live schema).
 """
+
 import enum
 import secrets
 from datetime import date, datetime, timezone
@@ -116,12 +117,13 @@ class Address(db.Model):
         return f"{self.label}: {self.street}, {self.postcode} {self.city}, {self.country}"
 
 
-
 def caseless(length):
     """Text stored as entered and compared without regard to case by the column's collation, so that its
     index both finds and guards values in any case on either database."""
-    return String(length).with_variant(String(length, collation="NOCASE"), "sqlite").with_variant(
-        String(length, collation="utf8mb4_unicode_ci"), "mysql", "mariadb"
+    return (
+        String(length)
+        .with_variant(String(length, collation="NOCASE"), "sqlite")
+        .with_variant(String(length, collation="utf8mb4_unicode_ci"), "mysql", "mariadb")
     )
 
 
@@ -440,9 +442,7 @@ class Order(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
-    company: Mapped[Company] = relationship(
-        primaryjoin=lambda: foreign(Order.company_id) == Company.id, viewonly=True
-    )
+    company: Mapped[Company] = relationship(primaryjoin=lambda: foreign(Order.company_id) == Company.id, viewonly=True)
     buyer: Mapped[User | None] = relationship(primaryjoin=lambda: foreign(Order.buyer_id) == User.id, viewonly=True)
     lines: Mapped[list["OrderLine"]] = relationship(
         primaryjoin=lambda: Order.id == foreign(OrderLine.order_id),
@@ -491,7 +491,9 @@ class OrderLine(db.Model):
     unit_deposit: Mapped[Decimal] = mapped_column(Money)
     line_total: Mapped[Decimal] = mapped_column(Money)
 
-    product: Mapped[Product] = relationship(primaryjoin=lambda: foreign(OrderLine.product_id) == Product.id, viewonly=True)
+    product: Mapped[Product] = relationship(
+        primaryjoin=lambda: foreign(OrderLine.product_id) == Product.id, viewonly=True
+    )
 
 
 class OrderEvent(db.Model):

@@ -1,4 +1,5 @@
 """Shopping lists for buyers at /lists: keep, share, import, export and order named lists of products."""
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -39,11 +40,14 @@ def index():
         except FieldErrors as exc:
             errors = exc.errors
         else:
-            flash(f"List “{shopping_list.name}” made; add products from the catalog, a product, your cart or an order.",
-                  "success")
+            flash(
+                f"List “{shopping_list.name}” made; add products from the catalog, a product, your cart or an order.",
+                "success",
+            )
             return redirect(url_for("lists.detail", list_id=shopping_list.id))
-    return render_template("lists/index.html", rows=lists.lists_for(current_user), name=name[:120],
-                           errors=errors), 422 if errors else 200
+    return render_template(
+        "lists/index.html", rows=lists.lists_for(current_user), name=name[:120], errors=errors
+    ), 422 if errors else 200
 
 
 @bp.route("/<id:list_id>", methods=["GET", "POST"])
@@ -66,9 +70,14 @@ def detail(list_id):
         if not errors:
             flash("List updated.", "success")
             return redirect(url_for("lists.detail", list_id=list_id))
-    return render_template("lists/detail.html", shopping_list=shopping_list, entered=entered, errors=errors,
-                           may_edit=lists.may_edit(current_user, shopping_list),
-                           may_manage=lists.may_manage(current_user, shopping_list)), 422 if errors else 200
+    return render_template(
+        "lists/detail.html",
+        shopping_list=shopping_list,
+        entered=entered,
+        errors=errors,
+        may_edit=lists.may_edit(current_user, shopping_list),
+        may_manage=lists.may_manage(current_user, shopping_list),
+    ), 422 if errors else 200
 
 
 @bp.route("/<id:list_id>/settings", methods=["POST"])
@@ -77,8 +86,13 @@ def settings(list_id):
     """Rename a list and decide whether the company sees it and may edit it."""
     shopping_list = _list_or_404(list_id)
     try:
-        lists.update_settings(current_user, shopping_list, request.form.get("name", ""),
-                              request.form.get("shared") == "on", request.form.get("others_may_edit") == "on")
+        lists.update_settings(
+            current_user,
+            shopping_list,
+            request.form.get("name", ""),
+            request.form.get("shared") == "on",
+            request.form.get("others_may_edit") == "on",
+        )
     except DomainError as exc:
         flash(str(exc), "error")
     else:
@@ -110,8 +124,10 @@ def order(list_id):
     try:
         if request.method == "POST":
             added, problems = lists.order(current_user, shopping_list, vat, _max_lines())
-            flash(f"{added} line{'s' if added != 1 else ''} of “{shopping_list.name}” added to your cart.",
-                  "success" if added else "warning")
+            flash(
+                f"{added} line{'s' if added != 1 else ''} of “{shopping_list.name}” added to your cart.",
+                "success" if added else "warning",
+            )
             _flash_all(problems)
             return redirect(url_for("shop.cart"))
         lines = lists.order_preview(current_user, shopping_list, vat, _max_lines())
@@ -136,12 +152,17 @@ def import_lines(list_id):
     shopping_list = _list_or_404(list_id)
     text, lines, error = request.form.get("lines", ""), None, None
     try:
-        lines = quick_order.preview(read_quick_order_source(text), current_user.company.price_list_id,
-                                    current_app.config["VAT_RATE"], _max_lines())
+        lines = quick_order.preview(
+            read_quick_order_source(text),
+            current_user.company.price_list_id,
+            current_app.config["VAT_RATE"],
+            _max_lines(),
+        )
     except DomainError as exc:
         error = str(exc)
-    return render_template("lists/import.html", shopping_list=shopping_list, text=text, lines=lines,
-                           error=error), 422 if error else 200
+    return render_template(
+        "lists/import.html", shopping_list=shopping_list, text=text, lines=lines, error=error
+    ), 422 if error else 200
 
 
 @bp.route("/save", methods=["POST"])
@@ -173,8 +194,13 @@ def save():
 
 def _choose(pairs, errors=None, new_name=""):
     """The page that asks which list to save products to."""
-    return render_template("lists/choose.html", pairs=pairs, lists=lists.editable_lists(current_user),
-                           errors=errors or {}, new_name=new_name[:120]), 422 if errors else 200
+    return render_template(
+        "lists/choose.html",
+        pairs=pairs,
+        lists=lists.editable_lists(current_user),
+        errors=errors or {},
+        new_name=new_name[:120],
+    ), 422 if errors else 200
 
 
 @bp.app_context_processor

@@ -1,4 +1,5 @@
 """The storefront for buyers: catalog, cart, quick order, checkout, orders and invoices."""
+
 import hashlib
 import os
 
@@ -70,8 +71,12 @@ def _kept_as_html(notice, query):
     """Whether this catalog address is kept as HTML: only as the search form sends it (known arguments, each
     once, valid, a query of at most 100 characters), so odd addresses cannot fill the cache."""
     args = request.args
-    return (notice is None and len(query) <= 100 and set(args) <= CATALOG_ARGS
-            and all(len(args.getlist(name)) == 1 for name in args))
+    return (
+        notice is None
+        and len(query) <= 100
+        and set(args) <= CATALOG_ARGS
+        and all(len(args.getlist(name)) == 1 for name in args)
+    )
 
 
 @bp.route("/")
@@ -108,13 +113,26 @@ def products():
         results = catalog.catalog_page(query[:100], category or None, sort, page, per_page)
         tiers = pricing.tiers_for(price_list_id, [p.id for p in results.items])
         prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
-        return render_template("shop/_catalog.html", results=results, prices=prices, categories=catalog.category_list(),
-                               query=query, category=category, sort=sort, csrf_slot=CSRF_SLOT)
+        return render_template(
+            "shop/_catalog.html",
+            results=results,
+            prices=prices,
+            categories=catalog.category_list(),
+            query=query,
+            category=category,
+            sort=sort,
+            csrf_slot=CSRF_SLOT,
+        )
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
     if _kept_as_html(notice, query):
-        html = cached("products", "catalog-html", (_catalog_version(), price_list_id, per_page, request.full_path),
-                      ["catalog", "prices", f"prices:{price_list_id}", "type:prices"], render)
+        html = cached(
+            "products",
+            "catalog-html",
+            (_catalog_version(), price_list_id, per_page, request.full_path),
+            ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
+            render,
+        )
     else:
         html = render()
     html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
@@ -136,7 +154,9 @@ def product(sku):
         abort(404)
     tiers = pricing.tiers_for(current_user.company.price_list_id, [item.id]).get(item.id, [])
     return render_template(
-        "shop/product.html", product=item, steps=pricing.price_steps(item, tiers),
+        "shop/product.html",
+        product=item,
+        steps=pricing.price_steps(item, tiers),
         quantity=request.args.get("qty", str(item.min_qty))[:12],
     )
 
@@ -209,8 +229,12 @@ def quick_order_page():
     text, lines, error = request.form.get("lines", ""), None, None
     if request.method == "POST":
         try:
-            lines = quick_order.preview(read_quick_order_source(text), current_user.company.price_list_id, _vat(),
-                                        current_app.config["QUICK_ORDER_MAX_LINES"])
+            lines = quick_order.preview(
+                read_quick_order_source(text),
+                current_user.company.price_list_id,
+                _vat(),
+                current_app.config["QUICK_ORDER_MAX_LINES"],
+            )
         except DomainError as exc:
             error = str(exc)
     status = 422 if error else 200
@@ -244,8 +268,12 @@ def checkout():
     if request.method == "POST":
         try:
             order = orders.checkout(
-                current_user, _vat(), form["po_reference"][:60], orders.parse_requested_date(form["requested_date"]),
-                whole_number(form["address_id"]), form["note"][:1000],
+                current_user,
+                _vat(),
+                form["po_reference"][:60],
+                orders.parse_requested_date(form["requested_date"]),
+                whole_number(form["address_id"]),
+                form["note"][:1000],
             )
         except DomainError as exc:
             error, refused = str(exc), getattr(exc, "product_id", None)
@@ -256,9 +284,16 @@ def checkout():
             else:
                 flash(f"Thank you! Order {order.number} is placed.", "success")
             return redirect(url_for("shop.order_detail", number=order.number))
-    addresses = db.session.scalars(db.select(Address).where(Address.company_id == company.id).order_by(Address.id)).all()
+    addresses = db.session.scalars(
+        db.select(Address).where(Address.company_id == company.id).order_by(Address.id)
+    ).all()
     return render_template(
-        "shop/checkout.html", cart=priced, form=form, error=error, refused=refused, addresses=addresses,
+        "shop/checkout.html",
+        cart=priced,
+        form=form,
+        error=error,
+        refused=refused,
+        addresses=addresses,
         credit=orders.credit_position(company),
     ), 422 if error else 200
 
@@ -306,8 +341,11 @@ def invoices():
     page, notice = _page()
     company = current_user.company
     return render_template(
-        "shop/invoices.html", invoices=orders.invoices_page(company.id, page), credit=orders.account_position(company),
-        today=utcnow().date(), notice=notice,
+        "shop/invoices.html",
+        invoices=orders.invoices_page(company.id, page),
+        credit=orders.account_position(company),
+        today=utcnow().date(),
+        notice=notice,
     )
 
 
@@ -361,8 +399,9 @@ def invoices_export():
 @bp.route("/favicon.ico")
 def favicon():
     """The site's icon where browsers look for it without a link."""
-    return send_file(os.path.join(current_app.static_folder, "favicon.ico"), mimetype="image/vnd.microsoft.icon",
-                     max_age=86_400)
+    return send_file(
+        os.path.join(current_app.static_folder, "favicon.ico"), mimetype="image/vnd.microsoft.icon", max_age=86_400
+    )
 
 
 @bp.route("/images/<digest>-<size>.webp")

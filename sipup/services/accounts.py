@@ -1,4 +1,5 @@
 """Users and companies: sign-in checks, sessions and account creation."""
+
 import re
 from datetime import timedelta
 
@@ -59,7 +60,7 @@ def start_session(user, address="", user_agent=""):
     ).all()
     if len(live) >= MAX_SESSIONS:
         db.session.execute(
-            delete(UserSession).where(UserSession.id.in_(live[MAX_SESSIONS - 1:])),
+            delete(UserSession).where(UserSession.id.in_(live[MAX_SESSIONS - 1 :])),
             execution_options={"cache_touches": (f"user:{user.id}",)},
         )
     row = UserSession(user_id=user.id, address=(address or "")[:45], user_agent=(user_agent or "")[:200])
@@ -119,8 +120,11 @@ def signed_in_user(user_id):
         user = db.session.get(User, user_id)
         if user is None:
             return None
-        return {"user": columns(user), "company": columns(user.company) if user.company else None,
-                "sessions": _session_starts(user_id)}
+        return {
+            "user": columns(user),
+            "company": columns(user.company) if user.company else None,
+            "sessions": _session_starts(user_id),
+        }
 
     row = cached("users", "session", user_id, [f"user:{user_id}", "users-all", "companies"], load)
     if row is None:

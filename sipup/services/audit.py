@@ -1,4 +1,5 @@
 """The audit trail: who changed a company's terms, a price list's tiers or a user's role, and when."""
+
 from sqlalchemy import select
 
 from ..extensions import db
@@ -12,9 +13,15 @@ def record(subject, subject_id, field, old, new, actor=None):
     old, new = "" if old is None else str(old), "" if new is None else str(new)
     if old == new:
         return None
-    event = AuditEvent(subject=subject, subject_id=subject_id, field=field, old_value=old[:200], new_value=new[:200],
-                       actor_id=actor.id if actor is not None else None,
-                       actor=actor.email if actor is not None else COMMAND_LINE)
+    event = AuditEvent(
+        subject=subject,
+        subject_id=subject_id,
+        field=field,
+        old_value=old[:200],
+        new_value=new[:200],
+        actor_id=actor.id if actor is not None else None,
+        actor=actor.email if actor is not None else COMMAND_LINE,
+    )
     db.session.add(event)
     return event
 

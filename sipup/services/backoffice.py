@@ -85,15 +85,20 @@ def _dashboard():
     def rows(status):
         return [order_row(o, o.company.name) for o in find_orders(status=status, per_page=10).items]
 
-    low = [Plain(sku=p.sku, name=p.name, available=p.available, low_stock_threshold=p.low_stock_threshold)
-           for p in low_stock()]
-    return {"counts": status_counts(), "waiting": rows(OrderStatus.PLACED), "holds": rows(OrderStatus.CREDIT_HOLD),
-            "low": low}
+    low = [
+        Plain(sku=p.sku, name=p.name, available=p.available, low_stock_threshold=p.low_stock_threshold)
+        for p in low_stock()
+    ]
+    return {
+        "counts": status_counts(),
+        "waiting": rows(OrderStatus.PLACED),
+        "holds": rows(OrderStatus.CREDIT_HOLD),
+        "low": low,
+    }
 
 
 def find_products(query="", page=1, per_page=50):
     """All products (active or not) found as buyers find them (every word, any case or accent), by SKU."""
-
 
     stmt = select(Product).options(selectinload(Product.category))
     if (query or "").strip():
@@ -139,7 +144,9 @@ def save_product(product, form):
     }
     if not values["sku"] or len(values["sku"]) > 40 or not all(c.isalnum() or c in "-_." for c in values["sku"]):
         errors["sku"] = "SKU must be 1 to 40 letters, digits, dashes, dots or underscores."
-    elif db.session.scalar(select(Product.id).where(Product.sku == values["sku"], Product.id != (product.id if product else -1))):
+    elif db.session.scalar(
+        select(Product.id).where(Product.sku == values["sku"], Product.id != (product.id if product else -1))
+    ):
         errors["sku"] = f"SKU {values['sku']} is taken by another product."
     for name, label, size in (("name", "Name", 200), ("sell_unit", "Sell unit", 80)):
         if not values[name] or len(values[name]) > size:
@@ -150,7 +157,12 @@ def save_product(product, form):
     category = db.session.get(Category, category_id) if category_id else None
     if category is None:
         errors["category_id"] = "Choose a category."
-    if product is not None and values["stock_on_hand"] is not None and values["stock_on_hand"] < product.stock_reserved and not values["backorder_allowed"]:
+    if (
+        product is not None
+        and values["stock_on_hand"] is not None
+        and values["stock_on_hand"] < product.stock_reserved
+        and not values["backorder_allowed"]
+    ):
         errors["stock_on_hand"] = (
             f"{product.stock_reserved} are reserved by open orders; stock on hand cannot be lower "
             "unless backorders are allowed."

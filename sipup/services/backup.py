@@ -5,6 +5,7 @@ restored into a scratch database. SQLite: the online backup API, restored into a
 restored copy's row counts must match the source's; a table written to during the backup may differ by
 what was written meanwhile, so it is compared against the counts before and after the backup.
 """
+
 import glob
 import gzip
 import os
@@ -49,8 +50,10 @@ def run_backup():
     _verify(before, after, restored, path)
     removed = rotate(current_app.config["BACKUP_KEEP"])
     rows = sum(restored.values())
-    return (f"{os.path.basename(path)}: {os.path.getsize(path):,} bytes, {len(restored)} tables, {rows:,} rows "
-            f"verified by restore; {removed} old backup(s) removed")
+    return (
+        f"{os.path.basename(path)}: {os.path.getsize(path):,} bytes, {len(restored)} tables, {rows:,} rows "
+        f"verified by restore; {removed} old backup(s) removed"
+    )
 
 
 def row_counts(engine):
@@ -108,9 +111,21 @@ def _mysqldump(url, path):
     temporary = path + ".part"
     with tempfile.TemporaryFile() as errors:
         with open_private(temporary, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
-            with subprocess.Popen([program, *args, "--single-transaction", "--quick", "--no-tablespaces",
-                                   "--routines", "--default-character-set=utf8mb4", url.database],
-                                  stdout=subprocess.PIPE, stderr=errors, env=env) as process:
+            with subprocess.Popen(
+                [
+                    program,
+                    *args,
+                    "--single-transaction",
+                    "--quick",
+                    "--no-tablespaces",
+                    "--routines",
+                    "--default-character-set=utf8mb4",
+                    url.database,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=env,
+            ) as process:
                 shutil.copyfileobj(process.stdout, out, 1024 * 1024)
         if process.returncode != 0:
             errors.seek(0)
@@ -128,13 +143,16 @@ def _mysql_restore_counts(url, path):
         target = make_url(scratch_url)
         args, env = _client_args(target)
         with gzip.open(path, "rb") as dump, tempfile.TemporaryFile() as errors:
-            with subprocess.Popen([program, *args, target.database], stdin=subprocess.PIPE, stderr=errors,
-                                  env=env) as process:
+            with subprocess.Popen(
+                [program, *args, target.database], stdin=subprocess.PIPE, stderr=errors, env=env
+            ) as process:
                 shutil.copyfileobj(dump, process.stdin, 1024 * 1024)
                 process.stdin.close()
             if process.returncode != 0:
                 errors.seek(0)
-                raise BackupError(f"Restoring the backup failed: {errors.read().decode(errors='replace').strip()[:300]}")
+                raise BackupError(
+                    f"Restoring the backup failed: {errors.read().decode(errors='replace').strip()[:300]}"
+                )
         engine = create_engine(scratch_url)
         try:
             return row_counts(engine)
@@ -146,8 +164,11 @@ def _mysql_restore_counts(url, path):
 
 def rotate(keep):
     """Delete all but the newest `keep` backups; returns how many were removed."""
-    files = sorted(glob.glob(os.path.join(folder(), "sipup-*.sqlite3")) + glob.glob(os.path.join(folder(), "sipup-*.sql.gz")),
-                   key=os.path.getmtime, reverse=True)
+    files = sorted(
+        glob.glob(os.path.join(folder(), "sipup-*.sqlite3")) + glob.glob(os.path.join(folder(), "sipup-*.sql.gz")),
+        key=os.path.getmtime,
+        reverse=True,
+    )
     for old in files[keep:]:
         os.remove(old)
     return len(files[keep:])
@@ -155,6 +176,3 @@ def rotate(keep):
 
 def list_backups():
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder(), "sipup-*")))
-
-
-

@@ -1,4 +1,5 @@
 """The persistent cart of one user: add, change, remove, and price it for display and checkout."""
+
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -87,9 +88,12 @@ def _put(user_id, product, quantity, replace):
         db.session.flush()  # the same line inserted by another request meanwhile: IntegrityError
         return new_quantity
     # Only if the line still holds what was read (the database checks the newest committed row).
-    stmt = (update(CartItem).where(CartItem.id == item.id, CartItem.quantity == item.quantity)
-            .values(quantity=new_quantity)
-            .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False))
+    stmt = (
+        update(CartItem)
+        .where(CartItem.id == item.id, CartItem.quantity == item.quantity)
+        .values(quantity=new_quantity)
+        .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False)
+    )
     if db.session.execute(stmt).rowcount != 1:
         raise LineChanged()
     return new_quantity
@@ -105,16 +109,14 @@ def remove(user_id, product_id):
 def items(user_id):
     """The cart's items with their products, in the order they were added."""
     stmt = (
-        select(CartItem)
-        .options(joinedload(CartItem.product))
-        .where(CartItem.user_id == user_id)
-        .order_by(CartItem.id)
+        select(CartItem).options(joinedload(CartItem.product)).where(CartItem.user_id == user_id).order_by(CartItem.id)
     )
     return list(db.session.scalars(stmt))
 
 
 def count(user_id):
     """How many lines the cart has (for the header on every page), through the cache."""
+
     def load():
         return db.session.scalar(select(func.count(CartItem.id)).where(CartItem.user_id == user_id))
 
@@ -133,8 +135,14 @@ def price_lines(price_list_id, pairs, vat_rate):
             problems = [p for p in [quantity_problem(product, quantity)] if p]
         lines.append(
             PricedLine(
-                product, quantity, price, product.deposit, money(price * quantity), problems,
-                stock_problem(product, quantity), backorder_note(product, quantity),
+                product,
+                quantity,
+                price,
+                product.deposit,
+                money(price * quantity),
+                problems,
+                stock_problem(product, quantity),
+                backorder_note(product, quantity),
             )
         )
     goods = sum((line.line_total for line in lines), Decimal("0.00"))

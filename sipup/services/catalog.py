@@ -1,4 +1,5 @@
 """The catalog a buyer browses: search, filter, sort and page through active products."""
+
 from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.orm import selectinload
 
@@ -59,8 +60,7 @@ def best_first(query):
     found = _words(query)
     if not found:
         return SORTS["name"]
-    rank = case((Product.search_text.like(found[0] + "%"), 0), (Product.search_text.like(f"% {found[0]}%"), 1),
-                else_=2)
+    rank = case((Product.search_text.like(found[0] + "%"), 0), (Product.search_text.like(f"% {found[0]}%"), 1), else_=2)
     return rank, Product.name, Product.id
 
 
@@ -72,9 +72,18 @@ def search(query="", category_slug=None, sort="name", page=1, per_page=24):
     stmt = search_query(query, category_slug, sort)
     total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
     ids = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
-    found = {p.id: p for p in db.session.scalars(
-        select(Product).options(selectinload(Product.images), selectinload(Product.category)).where(Product.id.in_(ids))
-    )} if ids else {}
+    found = (
+        {
+            p.id: p
+            for p in db.session.scalars(
+                select(Product)
+                .options(selectinload(Product.images), selectinload(Product.category))
+                .where(Product.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
     return PageOf([found[i] for i in ids if i in found], total, page, per_page)
 
 
@@ -119,14 +128,25 @@ def products_by_skus(skus):
 
 # --- cached reads: plain rows, fresh after every product, stock or category change ("catalog") -------
 
+
 def _row(product, with_category=False):
     row = Plain(
-        id=product.id, sku=product.sku, name=product.name, description=product.description,
-        sell_unit=product.sell_unit, base_price=product.base_price, deposit=product.deposit,
-        min_qty=product.min_qty, qty_step=product.qty_step, available=product.available,
-        low_stock=product.low_stock, low_stock_threshold=product.low_stock_threshold,
-        backorder_allowed=product.backorder_allowed, active=product.active,
-        image=image_row(product.images[0] if product.images else None), category_slug=product.category.slug,
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        sell_unit=product.sell_unit,
+        base_price=product.base_price,
+        deposit=product.deposit,
+        min_qty=product.min_qty,
+        qty_step=product.qty_step,
+        available=product.available,
+        low_stock=product.low_stock,
+        low_stock_threshold=product.low_stock_threshold,
+        backorder_allowed=product.backorder_allowed,
+        active=product.active,
+        image=image_row(product.images[0] if product.images else None),
+        category_slug=product.category.slug,
     )
     if with_category:
         row["category"] = Plain(name=product.category.name, slug=product.category.slug)
@@ -136,8 +156,13 @@ def _row(product, with_category=False):
 
 def catalog_page(query="", category_slug=None, sort="name", page=1, per_page=24):
     """search() as plain rows, through the cache."""
-    return cached("products", "catalog", (query, category_slug, sort, page, per_page), ["catalog"],
-                  lambda: search(query, category_slug, sort, page, per_page).converted(_row))
+    return cached(
+        "products",
+        "catalog",
+        (query, category_slug, sort, page, per_page),
+        ["catalog"],
+        lambda: search(query, category_slug, sort, page, per_page).converted(_row),
+    )
 
 
 def category_list():

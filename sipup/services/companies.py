@@ -4,6 +4,7 @@ Changes of a company's credit limit, terms and price list, and of a price list's
 trail with who made them. Orders copy their delivery address as text, so editing or removing an address
 changes no order.
 """
+
 from decimal import Decimal
 
 from sqlalchemy import delete, func, insert, select
@@ -24,6 +25,7 @@ CENT = Decimal("0.01")
 
 
 # --- companies --------------------------------------------------------------------------------------
+
 
 def _text(form, name, errors, label, size, required=True):
     value = (form.get(name) or "").strip()
@@ -86,8 +88,9 @@ def _apply_terms(company, fields, actor):
     new_list = fields["price_list"].name if fields["price_list"] else "base prices"
     if company.id is not None:
         audit.record("company", company.id, "credit_limit", company.credit_limit, fields["credit_limit"], actor)
-        audit.record("company", company.id, "payment_terms_days", company.payment_terms_days,
-                     fields["payment_terms_days"], actor)
+        audit.record(
+            "company", company.id, "payment_terms_days", company.payment_terms_days, fields["payment_terms_days"], actor
+        )
         audit.record("company", company.id, "price_list", old_list, new_list, actor)
     company.name, company.vat_id = fields["name"], fields["vat_id"] or None
     company.credit_limit, company.payment_terms_days = fields["credit_limit"], fields["payment_terms_days"]
@@ -156,13 +159,21 @@ def new_company_defaults(account_request=None):
     values = {"payment_terms_days": DEFAULT_TERMS, "credit_limit": DEFAULT_CREDIT, "label": "Main", "country": "DE"}
     if account_request is not None:
         r = account_request
-        values.update(name=r.company_name, vat_id=r.vat_id, street=r.street, postcode=r.postcode, city=r.city,
-                      country=r.country, contact_name=r.contact_name, contact_email=r.email)
+        values.update(
+            name=r.company_name,
+            vat_id=r.vat_id,
+            street=r.street,
+            postcode=r.postcode,
+            city=r.city,
+            country=r.country,
+            contact_name=r.contact_name,
+            contact_email=r.email,
+        )
     return values
 
 
 def parse_address_line(text):
-    """"STREET, POSTCODE CITY, COUNTRY" (the command line's --address) as address fields."""
+    """ "STREET, POSTCODE CITY, COUNTRY" (the command line's --address) as address fields."""
     parts = [p.strip() for p in (text or "").rsplit(",", 2)]
     if len(parts) != 3 or len(parts[1].split(None, 1)) != 2:
         raise InvalidInput(f"Address “{(text or '')[:80]}” must read like “Hauptstr. 1, 10115 Berlin, DE”.")
@@ -171,6 +182,7 @@ def parse_address_line(text):
 
 
 # --- delivery addresses ------------------------------------------------------------------------------
+
 
 def _address_fields(form, errors, with_label=True):
     values = {
@@ -221,6 +233,7 @@ def remove_address(company, address_id, actor=None):
 
 # --- price lists --------------------------------------------------------------------------------------
 
+
 def price_list_by_name(name):
     """The price list of this name in any case, or None."""
     return db.session.scalar(select(PriceList).where(func.lower(PriceList.name) == name.strip().lower()))
@@ -257,11 +270,14 @@ def create_price_list(name, copy_from_id=None, actor=None):
     _commit(flush_only=True, taken=LIST_TAKEN_MEANWHILE)
     audit.record("price_list", price_list.id, "created", "", f"copy of {source.name}" if source else name, actor)
     if source is not None:
-        db.session.execute(insert(PriceTier).from_select(
-            ["price_list_id", "product_id", "min_qty", "price"],
-            select(price_list.id, PriceTier.product_id, PriceTier.min_qty, PriceTier.price)
-            .where(PriceTier.price_list_id == source.id),
-        ))
+        db.session.execute(
+            insert(PriceTier).from_select(
+                ["price_list_id", "product_id", "min_qty", "price"],
+                select(price_list.id, PriceTier.product_id, PriceTier.min_qty, PriceTier.price).where(
+                    PriceTier.price_list_id == source.id
+                ),
+            )
+        )
     _commit(taken=LIST_TAKEN_MEANWHILE)
     return price_list
 
@@ -350,8 +366,18 @@ def delete_tier(price_list_id, tier_id, actor=None):
 
 # --- requests for a business account ---------------------------------------------------------------------
 
-REQUEST_FIELDS = ("company_name", "vat_id", "contact_name", "email", "phone", "street", "postcode", "city",
-                  "country", "message")
+REQUEST_FIELDS = (
+    "company_name",
+    "vat_id",
+    "contact_name",
+    "email",
+    "phone",
+    "street",
+    "postcode",
+    "city",
+    "country",
+    "message",
+)
 
 
 def submit_request(form):
@@ -388,8 +414,10 @@ def submit_request(form):
 def pending_requests(limit=50):
     """Requests waiting for a decision, oldest first."""
     return db.session.scalars(
-        select(AccountRequest).where(AccountRequest.status == "pending")
-        .order_by(AccountRequest.created_at, AccountRequest.id).limit(limit)
+        select(AccountRequest)
+        .where(AccountRequest.status == "pending")
+        .order_by(AccountRequest.created_at, AccountRequest.id)
+        .limit(limit)
     ).all()
 
 

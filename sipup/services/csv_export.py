@@ -1,5 +1,6 @@
 """CSV files a buyer downloads (shopping lists, orders, invoices), written by sipup.csvfiles in the
 SIPUP_CSV_DIALECT: formula-safe cells, numbers left numbers, a UTF-8 BOM so Excel reads umlauts."""
+
 from flask import current_app
 from sqlalchemy import select
 
@@ -22,17 +23,41 @@ INVOICE_COLUMNS = ("invoice", "order", "issued", "due", "amount", "paid", "open"
 
 def orders_csv(company_id):
     """Every order of a company as CSV, newest first, for its own bookkeeping."""
-    rows = ((o.number, f"{o.created_at:%Y-%m-%d}", o.status, o.po_reference, o.goods_total, o.deposit_total,
-             o.vat_total, o.total)
-            for o in db.session.scalars(history_query(company_id).execution_options(yield_per=EXPORT_BATCH)))
+    rows = (
+        (
+            o.number,
+            f"{o.created_at:%Y-%m-%d}",
+            o.status,
+            o.po_reference,
+            o.goods_total,
+            o.deposit_total,
+            o.vat_total,
+            o.total,
+        )
+        for o in db.session.scalars(history_query(company_id).execution_options(yield_per=EXPORT_BATCH))
+    )
     return csv_text(ORDER_COLUMNS, rows)
 
 
 def invoices_csv(company_id):
     """Every invoice of a company as CSV, newest first, with what is paid and open."""
-    stmt = (select(Invoice, Order.number).outerjoin(Order, Order.id == Invoice.order_id)
-            .where(Invoice.company_id == company_id).order_by(Invoice.issued_at.desc(), Invoice.id.desc()))
-    rows = ((i.number, number or "", f"{i.issued_at:%Y-%m-%d}", f"{i.due_date:%Y-%m-%d}", i.amount, i.paid_amount,
-             i.open_amount, f"{i.paid_at:%Y-%m-%d}" if i.paid_at else "")
-            for i, number in db.session.execute(stmt))
+    stmt = (
+        select(Invoice, Order.number)
+        .outerjoin(Order, Order.id == Invoice.order_id)
+        .where(Invoice.company_id == company_id)
+        .order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+    )
+    rows = (
+        (
+            i.number,
+            number or "",
+            f"{i.issued_at:%Y-%m-%d}",
+            f"{i.due_date:%Y-%m-%d}",
+            i.amount,
+            i.paid_amount,
+            i.open_amount,
+            f"{i.paid_at:%Y-%m-%d}" if i.paid_at else "",
+        )
+        for i, number in db.session.execute(stmt)
+    )
     return csv_text(INVOICE_COLUMNS, rows)

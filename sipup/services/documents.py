@@ -1,4 +1,5 @@
 """A buyer's invoice as a page and as a PDF (reportlab), also attached to the invoice mail."""
+
 import io
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -21,6 +22,7 @@ from .errors import NotFound
 @dataclass
 class InvoiceDocument:
     """What an invoice shows: the invoice, its order with lines, the customer, and who issues it."""
+
     invoice: Invoice
     order: Order | None
     company: Company
@@ -40,12 +42,16 @@ def issuer_lines():
 
 def invoice_document(number, company_id):
     """A company's invoice by number with everything its page and PDF show; another company's is NotFound."""
-    invoice = db.session.scalar(select(Invoice).where(Invoice.number == (number or "")[:20],
-                                                      Invoice.company_id == company_id))
+    invoice = db.session.scalar(
+        select(Invoice).where(Invoice.number == (number or "")[:20], Invoice.company_id == company_id)
+    )
     if invoice is None:
         raise NotFound(f"There is no invoice “{number}”.")
-    order = db.session.scalar(select(Order).options(selectinload(Order.lines))
-                              .where(Order.id == invoice.order_id, Order.company_id == company_id))
+    order = db.session.scalar(
+        select(Order)
+        .options(selectinload(Order.lines))
+        .where(Order.id == invoice.order_id, Order.company_id == company_id)
+    )
     company = invoice.company
     billing = company.addresses[0].one_line() if company.addresses else ""
     return InvoiceDocument(invoice, order, company, billing, issuer_lines())
@@ -67,7 +73,9 @@ class _NumberedCanvas(Canvas):
         for state in self._pages:
             self.__dict__.update(state)
             self.setFont("Helvetica", 8)
-            self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"{self._invoice_number} · Page {self._pageNumber} of {total}")
+            self.drawRightString(
+                A4[0] - 18 * mm, 10 * mm, f"{self._invoice_number} · Page {self._pageNumber} of {total}"
+            )
             super().showPage()
         super().save()
 
@@ -84,45 +92,108 @@ def invoice_pdf(document):
         return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
 
     story = [
-        Table([[para("\n".join(document.issuer)),
-                para(f"Invoice {invoice.number}\nIssued {invoice.issued_at:%d.%m.%Y}\nDue {invoice.due_date:%d.%m.%Y}")]],
-              colWidths=[110 * mm, 64 * mm], style=[("VALIGN", (0, 0), (-1, -1), "TOP")]),
+        Table(
+            [
+                [
+                    para("\n".join(document.issuer)),
+                    para(
+                        f"Invoice {invoice.number}\nIssued {invoice.issued_at:%d.%m.%Y}"
+                        f"\nDue {invoice.due_date:%d.%m.%Y}"
+                    ),
+                ]
+            ],
+            colWidths=[110 * mm, 64 * mm],
+            style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
+        ),
         Spacer(1, 6 * mm),
         Paragraph(f"Invoice {escape(invoice.number)}", styles["Heading1"]),
-        Table([[para("Bill to\n" + "\n".join(filter(None, [company.name, document.billing_address,
-                                                          f"VAT id {company.vat_id}" if company.vat_id else ""]))),
-                para("Deliver to\n" + (order.delivery_address if order else "–"))]],
-              colWidths=[87 * mm, 87 * mm], style=[("VALIGN", (0, 0), (-1, -1), "TOP")]),
+        Table(
+            [
+                [
+                    para(
+                        "Bill to\n"
+                        + "\n".join(
+                            filter(
+                                None,
+                                [
+                                    company.name,
+                                    document.billing_address,
+                                    f"VAT id {company.vat_id}" if company.vat_id else "",
+                                ],
+                            )
+                        )
+                    ),
+                    para("Deliver to\n" + (order.delivery_address if order else "–")),
+                ]
+            ],
+            colWidths=[87 * mm, 87 * mm],
+            style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
+        ),
         Spacer(1, 4 * mm),
     ]
     if order is not None:
-        story.append(para(f"Order {order.number} of {order.created_at:%d.%m.%Y}"
-                          + (f", your reference {order.po_reference}" if order.po_reference else "")))
+        story.append(
+            para(
+                f"Order {order.number} of {order.created_at:%d.%m.%Y}"
+                + (f", your reference {order.po_reference}" if order.po_reference else "")
+            )
+        )
         story.append(Spacer(1, 3 * mm))
         rows = [["SKU", "Product", "Qty", "Price", "Deposit", "Total"]]
-        rows += [[line.sku, para(f"{line.name}\n{line.sell_unit}"), line.quantity, money(line.unit_price),
-                  money(line.unit_deposit), money(line.line_total)] for line in order.lines]
+        rows += [
+            [
+                line.sku,
+                para(f"{line.name}\n{line.sell_unit}"),
+                line.quantity,
+                money(line.unit_price),
+                money(line.unit_deposit),
+                money(line.line_total),
+            ]
+            for line in order.lines
+        ]
         table = Table(rows, colWidths=[24 * mm, 74 * mm, 12 * mm, 22 * mm, 20 * mm, 22 * mm], repeatRows=1)
-        table.setStyle(TableStyle([
-            ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5), ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
-            ("ALIGN", (2, 0), (-1, -1), "RIGHT"), ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black), ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
-        ]))
+        table.setStyle(
+            TableStyle(
+                [
+                    ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5),
+                    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+                    ("ALIGN", (2, 0), (-1, -1), "RIGHT"),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+                    ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
+                ]
+            )
+        )
         story += [table, Spacer(1, 4 * mm)]
-        totals = [["Goods", money(order.goods_total)], ["Deposit", money(order.deposit_total)],
-                  ["VAT", money(order.vat_total)],
-                  ["Total", money(order.total)]]
+        totals = [
+            ["Goods", money(order.goods_total)],
+            ["Deposit", money(order.deposit_total)],
+            ["VAT", money(order.vat_total)],
+            ["Total", money(order.total)],
+        ]
     else:
         totals = [["Total", money(invoice.amount)]]
     if invoice.paid_amount:
         totals += [["Paid", money(invoice.paid_amount)], ["Open", money(invoice.open_amount)]]
-    story.append(Table(totals, colWidths=[40 * mm, 30 * mm], hAlign="RIGHT", style=[
-        ("ALIGN", (1, 0), (1, -1), "RIGHT"), ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
-        ("FONT", (0, 3 if order else 0), (-1, 3 if order else 0), "Helvetica-Bold", 9),
-    ]))
-    story += [Spacer(1, 6 * mm),
-              para(f"Please pay {money(invoice.open_amount)} by {invoice.due_date:%d.%m.%Y} "
-                   f"with the payment reference {document.payment_reference}.")]
+    story.append(
+        Table(
+            totals,
+            colWidths=[40 * mm, 30 * mm],
+            hAlign="RIGHT",
+            style=[
+                ("ALIGN", (1, 0), (1, -1), "RIGHT"),
+                ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
+                ("FONT", (0, 3 if order else 0), (-1, 3 if order else 0), "Helvetica-Bold", 9),
+            ],
+        )
+    )
+    story += [
+        Spacer(1, 6 * mm),
+        para(
+            f"Please pay {money(invoice.open_amount)} by {invoice.due_date:%d.%m.%Y} "
+            f"with the payment reference {document.payment_reference}."
+        ),
+    ]
     out = io.BytesIO()
 
     def numbered(*args, **kwargs):
@@ -130,9 +201,14 @@ def invoice_pdf(document):
         canvas._invoice_number = invoice.number
         return canvas
 
-    SimpleDocTemplate(out, pagesize=A4, title=f"Invoice {invoice.number}", author=current_app.config["SITE_NAME"],
-                      leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=18 * mm
-                      ).build(story, canvasmaker=numbered)
+    SimpleDocTemplate(
+        out,
+        pagesize=A4,
+        title=f"Invoice {invoice.number}",
+        author=current_app.config["SITE_NAME"],
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+    ).build(story, canvasmaker=numbered)
     return out.getvalue()
-
-

@@ -4,6 +4,7 @@ The original (EXIF orientation applied, metadata dropped, re-encoded) and each r
 staff upload, never while a page is served; their URLs carry the original's SHA-256, so a browser may keep
 them for a year and a new picture always has a new address.
 """
+
 import hashlib
 import io
 import os
@@ -56,7 +57,9 @@ def _decoded(data, max_side):
             if picture.format not in FORMATS:
                 raise InvalidInput(f"The file is a {picture.format} picture; upload a JPEG, PNG or WebP.")
             if max(picture.size) > max_side:
-                raise InvalidInput(f"The picture is {picture.width} × {picture.height} pixels; at most {max_side} a side.")
+                raise InvalidInput(
+                    f"The picture is {picture.width} × {picture.height} pixels; at most {max_side} a side."
+                )
             picture.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidInput("The picture would decompress to far too many pixels; it was refused.") from None
@@ -92,8 +95,9 @@ def store_picture(product, picture):
         copy.thumbnail(SIZES[size], Image.Resampling.LANCZOS)
         copy.save(os.path.join(base, f"{digest}-{size}.webp"), "WEBP", quality=82)
     position = max((image.position for image in product.images), default=-1) + 1
-    image = ProductImage(product_id=product.id, digest=digest, width=picture.width, height=picture.height,
-                         position=position)
+    image = ProductImage(
+        product_id=product.id, digest=digest, width=picture.width, height=picture.height, position=position
+    )
     product.images.append(image)
     db.session.commit()
     return image

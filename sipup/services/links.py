@@ -4,6 +4,7 @@ A link is prepared in the business transaction (a row without a secret) and issu
 built: the mail job makes the secret, keeps only its hash and puts the signed link in the mail. A newer
 link of the same purpose replaces an older one; using a link spends it.
 """
+
 import hashlib
 import hmac
 import secrets
@@ -51,9 +52,11 @@ def lifetime(purpose):
 
 def prepare(user, purpose, new_email=None):
     """A link for this user, replacing any earlier unused one of the same purpose; the caller commits."""
-    db.session.execute(delete(AccountLink).where(
-        AccountLink.user_id == user.id, AccountLink.purpose == purpose, AccountLink.used_at.is_(None)
-    ))
+    db.session.execute(
+        delete(AccountLink).where(
+            AccountLink.user_id == user.id, AccountLink.purpose == purpose, AccountLink.used_at.is_(None)
+        )
+    )
     link = AccountLink(purpose=purpose, user_id=user.id, new_email=new_email)
     db.session.add(link)
     db.session.flush()

@@ -6,6 +6,7 @@ SIPUP_MAIL_URL chooses the way out:
   smtp://host:25?tls=off            a trusted relay without TLS (a local smarthost)
 Unset (the embedded default), each message is written as an .eml file to instance/outbox/.
 """
+
 import functools
 import json
 import os
@@ -30,8 +31,18 @@ from . import documents, links
 from .accounts import user_by_email
 from .errors import InvalidInput, NotFound
 
-KINDS = ("order_confirmation", "order_status", "invoice_issued", "overdue_reminder", "low_stock", "monitor_alert",
-         "invitation", "email_change", "password_reset", "account_request_declined")
+KINDS = (
+    "order_confirmation",
+    "order_status",
+    "invoice_issued",
+    "overdue_reminder",
+    "low_stock",
+    "monitor_alert",
+    "invitation",
+    "email_change",
+    "password_reset",
+    "account_request_declined",
+)
 
 
 def send(kind, object_id):
@@ -82,7 +93,10 @@ def _invoice(invoice_id):
 
 def _invoice_issued(invoice_id):
     invoice = _invoice(invoice_id)
-    pdf = (f"{invoice.number}.pdf", documents.invoice_pdf(documents.invoice_document(invoice.number, invoice.company_id)))
+    pdf = (
+        f"{invoice.number}.pdf",
+        documents.invoice_pdf(documents.invoice_document(invoice.number, invoice.company_id)),
+    )
     return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice, "attachments": [pdf]}
 
 
@@ -110,8 +124,12 @@ def _monitor_alert(incident):
         opened = data["state"] == "opened"
     except (TypeError, ValueError, KeyError):
         raise InvalidInput(f"“{str(incident)[:80]}” is not an incident of the monitor.") from None
-    return staff_addresses(), {"opened": opened, "start": start, "red": data.get("red", []),
-                               "lasting": data.get("lasting", [])}
+    return staff_addresses(), {
+        "opened": opened,
+        "start": start,
+        "red": data.get("red", []),
+        "lasting": data.get("lasting", []),
+    }
 
 
 def _link_mail(link_id, purpose):
@@ -120,8 +138,12 @@ def _link_mail(link_id, purpose):
     if link is None or link.purpose != purpose or link.used_at is not None or not link.user.active:
         return [], {}
     recipient = link.new_email or link.user.email
-    return [recipient], {"user": link.user, "url": links.issue(link), "hours": int(links.lifetime(purpose).total_seconds() // 3600),
-                         "new_email": link.new_email}
+    return [recipient], {
+        "user": link.user,
+        "url": links.issue(link),
+        "hours": int(links.lifetime(purpose).total_seconds() // 3600),
+        "new_email": link.new_email,
+    }
 
 
 def _invitation(link_id):
@@ -172,14 +194,18 @@ def staff_addresses():
     configured = [a.strip() for a in current_app.config["MAIL_STAFF"].split(",") if a.strip()]
     if configured:
         return configured
-    return list(db.session.scalars(
-        select(User.email).where(User.role.in_((Role.ADMIN, Role.STAFF)), User.active.is_(True)).order_by(User.email)
-    ))
+    return list(
+        db.session.scalars(
+            select(User.email)
+            .where(User.role.in_((Role.ADMIN, Role.STAFF)), User.active.is_(True))
+            .order_by(User.email)
+        )
+    )
 
 
 def ascii_address(address):
-    """The address with its domain in IDNA form (cafécentrale.example -> xn--cafcentrale-dbb.example), so servers without
-    SMTPUTF8 accept it; a non-ASCII local part cannot be sent that way and is refused as bad data."""
+    """The address with its domain in IDNA form (cafécentrale.example -> xn--cafcentrale-dbb.example), so servers
+    without SMTPUTF8 accept it; a non-ASCII local part cannot be sent that way and is refused as bad data."""
     local, _, domain = address.rpartition("@")
     if not local.isascii():
         raise InvalidInput(f"The address {address} needs SMTPUTF8, which sipup does not use; correct it.")
@@ -252,8 +278,14 @@ def queue_overdue_reminders(today=None):
         select(Invoice.id).where(Invoice.paid_at.is_(None), Invoice.due_date < today).order_by(Invoice.id)
     ).all()
     queued = sum(
-        enqueue("send_mail", "overdue_reminder", invoice_id, priority="low",
-                dedupe_key=f"mail:overdue_reminder:{invoice_id}:{today:%Y-%m-%d}") is not None
+        enqueue(
+            "send_mail",
+            "overdue_reminder",
+            invoice_id,
+            priority="low",
+            dedupe_key=f"mail:overdue_reminder:{invoice_id}:{today:%Y-%m-%d}",
+        )
+        is not None
         for invoice_id in ids
     )
     db.session.commit()
@@ -262,5 +294,10 @@ def queue_overdue_reminders(today=None):
 
 def queue_mail(kind, object_id, priority="normal", key_suffix=""):
     """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
-    return enqueue("send_mail", kind, object_id, priority=priority,
-                   dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}")
+    return enqueue(
+        "send_mail",
+        kind,
+        object_id,
+        priority=priority,
+        dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}",
+    )

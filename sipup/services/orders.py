@@ -1,4 +1,5 @@
 """Orders on account: checkout with stock reservation and credit check, reorder, and status changes."""
+
 import secrets
 from datetime import datetime, timedelta
 
@@ -106,9 +107,15 @@ def company_orders(company_id, page=1, per_page=20, status=None):
 
 def order_row(order, company_name=None):
     """An order as plain data for lists and dashboards."""
-    row = Plain(number=order.number, created_at=order.created_at, po_reference=order.po_reference,
-                requested_date=order.requested_date, status=order.status, status_label=order.status_label,
-                total=order.total)
+    row = Plain(
+        number=order.number,
+        created_at=order.created_at,
+        po_reference=order.po_reference,
+        requested_date=order.requested_date,
+        status=order.status,
+        status_label=order.status_label,
+        total=order.total,
+    )
     if company_name is not None:
         row["company"] = Plain(name=company_name)
     return row
@@ -116,21 +123,28 @@ def order_row(order, company_name=None):
 
 def history_page(company_id, page=1, per_page=20):
     """company_orders() as plain rows, through the cache; fresh after any change to the company's orders."""
-    return cached("orders", "history", (company_id, page, per_page), ["orders", f"orders:{company_id}"],
-                  lambda: PageOf.of(company_orders(company_id, page=page, per_page=per_page), order_row))
+    return cached(
+        "orders",
+        "history",
+        (company_id, page, per_page),
+        ["orders", f"orders:{company_id}"],
+        lambda: PageOf.of(company_orders(company_id, page=page, per_page=per_page), order_row),
+    )
 
 
 def account_position(company):
     """credit_position() for showing, through the cache; checkout and staff decisions use credit_position()."""
-    return cached("users", "credit", company.id, ["orders", f"orders:{company.id}", "companies"],
-                  lambda: credit_position(company))
+    return cached(
+        "users", "credit", company.id, ["orders", f"orders:{company.id}", "companies"], lambda: credit_position(company)
+    )
 
 
 def uninvoiced_query(company_id):
     """What a company's orders not yet invoiced add up to: the credit check at checkout (also timed by
     `flask db optimize`)."""
     return select(func.coalesce(func.sum(Order.total), 0)).where(
-        Order.company_id == company_id, Order.status.in_(UNINVOICED))
+        Order.company_id == company_id, Order.status.in_(UNINVOICED)
+    )
 
 
 def credit_position(company):
@@ -180,7 +194,7 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
     if problems:
         raise InvalidInput(" ".join(problems))
     # Reserve in product order so concurrent checkouts take row locks in the same order.
-    for line in sorted(priced.lines, key=lambda l: l.product.id):
+    for line in sorted(priced.lines, key=lambda each: each.product.id):
         _reserve(line.product, line.quantity)
     credit = credit_position(company)
     status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
@@ -243,11 +257,15 @@ def _reserve(product, quantity):
     if result.rowcount != 1:
         db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
         if product.available <= 0:
-            message = (f"{product.name} ({product.sku}) went out of stock after you added it; "
-                       "remove it from your cart to order the rest.")
+            message = (
+                f"{product.name} ({product.sku}) went out of stock after you added it; "
+                "remove it from your cart to order the rest."
+            )
         else:
-            message = (f"Only {product.available} of {product.name} ({product.sku}) left: another buyer ordered "
-                       f"meanwhile. Change the quantity to {product.available} or fewer and try again.")
+            message = (
+                f"Only {product.available} of {product.name} ({product.sku}) left: another buyer ordered "
+                f"meanwhile. Change the quantity to {product.available} or fewer and try again."
+            )
         raise OutOfStock(message, product.id)
 
 
@@ -308,10 +326,10 @@ def _transition(number, action, staff_user_id, payment_reference):
         )
     note = ""
     if action == "cancel":
-        for line in sorted(order.lines, key=lambda l: l.product_id):  # the lock order checkout uses
+        for line in sorted(order.lines, key=lambda each: each.product_id):  # the lock order checkout uses
             _move_stock(line, reserved=-line.quantity)
     elif action == "ship":
-        for line in sorted(order.lines, key=lambda l: l.product_id):
+        for line in sorted(order.lines, key=lambda each: each.product_id):
             _move_stock(line, reserved=-line.quantity, on_hand=-line.quantity)
     elif action == "invoice":
         invoice = _issue_invoice(order)
@@ -407,15 +425,26 @@ def company_invoices(company_id, page=1, per_page=INVOICES_PER_PAGE):
 
 def invoice_row(invoice):
     """An invoice as plain data for the buyer's list (whether it is overdue is decided when shown)."""
-    return Plain(number=invoice.number, order_number=invoice.order.number if invoice.order else None,
-                 issued_at=invoice.issued_at, due_date=invoice.due_date, amount=invoice.amount,
-                 open_amount=invoice.open_amount, paid_at=invoice.paid_at)
+    return Plain(
+        number=invoice.number,
+        order_number=invoice.order.number if invoice.order else None,
+        issued_at=invoice.issued_at,
+        due_date=invoice.due_date,
+        amount=invoice.amount,
+        open_amount=invoice.open_amount,
+        paid_at=invoice.paid_at,
+    )
 
 
 def invoices_page(company_id, page=1, per_page=INVOICES_PER_PAGE):
     """company_invoices() as plain rows, through the cache; fresh after any change to the company's orders."""
-    return cached("orders", "invoices", (company_id, page, per_page), ["orders", f"orders:{company_id}"],
-                  lambda: PageOf.of(company_invoices(company_id, page, per_page), invoice_row))
+    return cached(
+        "orders",
+        "invoices",
+        (company_id, page, per_page),
+        ["orders", f"orders:{company_id}"],
+        lambda: PageOf.of(company_invoices(company_id, page, per_page), invoice_row),
+    )
 
 
 def parse_requested_date(text):
@@ -426,4 +455,3 @@ def parse_requested_date(text):
 def available_transitions(order):
     """The actions staff can take on an order now: [(action, label)]."""
     return [(action, label) for action, (sources, _t, label) in TRANSITIONS.items() if order.status in sources]
-

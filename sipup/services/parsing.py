@@ -10,6 +10,7 @@ with an exception of Python's own: `Decimal("NaN")` cannot be compared, "²" pas
     parse_money("12,50", "Price")             # Decimal("12.50"), else InvalidInput
     parse_date("2026-01-31")                  # date(2026, 1, 31); None when empty; else InvalidInput
 """
+
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation

@@ -3,6 +3,7 @@
 A payment reference is applied once: the same reference again (a re-imported file, a job run twice)
 changes nothing.
 """
+
 from decimal import Decimal
 
 from sqlalchemy import or_, select, update
@@ -86,12 +87,17 @@ def _apply(reference, company_text, amount):
     db.session.execute(update(Company).where(Company.id == company.id).values(id=Company.id))
     # A payment split over several invoices books "REF", "REF [part 2]", ...: bank references never end so,
     # whereas "REF/2" can be another payment's own reference.
-    if db.session.scalar(select(Payment.id).where(or_(
-            Payment.reference == reference, Payment.reference.startswith(f"{reference}{PART} ", autoescape=True)))):
+    if db.session.scalar(
+        select(Payment.id).where(
+            or_(Payment.reference == reference, Payment.reference.startswith(f"{reference}{PART} ", autoescape=True))
+        )
+    ):
         return f"{reference}: already applied"
     invoices = db.session.scalars(
-        select(Invoice).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
-        .order_by(Invoice.due_date, Invoice.id).with_for_update()
+        select(Invoice)
+        .where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
+        .order_by(Invoice.due_date, Invoice.id)
+        .with_for_update()
     ).all()
     left, parts, now = amount, [], utcnow()
     for invoice in invoices:
@@ -101,8 +107,15 @@ def _apply(reference, company_text, amount):
         if share <= 0:
             continue
         suffix = "" if not parts else f"{PART} {len(parts) + 1}]"
-        db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=invoice.id,
-                               amount=share, received_at=now))
+        db.session.add(
+            Payment(
+                reference=f"{reference}{suffix}",
+                company_id=company.id,
+                invoice_id=invoice.id,
+                amount=share,
+                received_at=now,
+            )
+        )
         invoice.paid_amount += share
         left -= share
         parts.append(f"{share} to {invoice.number}")
@@ -111,17 +124,25 @@ def _apply(reference, company_text, amount):
             _mark_order_paid(invoice, reference)
     if left > 0:  # more than was owed: kept as a credit on the account
         suffix = "" if not parts else f"{PART} {len(parts) + 1}]"
-        db.session.add(Payment(reference=f"{reference}{suffix}", company_id=company.id, invoice_id=None,
-                               amount=left, received_at=now))
+        db.session.add(
+            Payment(
+                reference=f"{reference}{suffix}", company_id=company.id, invoice_id=None, amount=left, received_at=now
+            )
+        )
         parts.append(f"{left} as credit")
     return f"{reference}: {amount} from {company.name}: " + "; ".join(parts)
 
 
 def _mark_order_paid(invoice, reference):
     changed = db.session.execute(
-        update(Order).where(Order.id == invoice.order_id, Order.status == OrderStatus.INVOICED)
-        .values(status=OrderStatus.PAID, updated_at=utcnow()).execution_options(synchronize_session=False)
+        update(Order)
+        .where(Order.id == invoice.order_id, Order.status == OrderStatus.INVOICED)
+        .values(status=OrderStatus.PAID, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     ).rowcount
     if changed:
-        db.session.add(OrderEvent(order_id=invoice.order_id, status=OrderStatus.PAID,
-                                  note=f"Paid by bank transfer {reference}."[:400]))
+        db.session.add(
+            OrderEvent(
+                order_id=invoice.order_id, status=OrderStatus.PAID, note=f"Paid by bank transfer {reference}."[:400]
+            )
+        )

@@ -1,4 +1,5 @@
 """Buyer prices: the company's price list tiers, else the base price; the highest tier met wins."""
+
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 

@@ -1,4 +1,5 @@
 """Quick order: read pasted `SKU qty` lines or an Excel-style CSV and preview every line's status."""
+
 import csv
 import io
 import math

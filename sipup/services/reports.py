@@ -1,6 +1,7 @@
 """Reports as CSV files that Excel opens correctly (sipup/csvfiles.py: UTF-8 with BOM, formula-safe, in
 SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are written to
 instance/reports/ and downloaded from the back office."""
+
 import os
 import re
 from datetime import timedelta
@@ -60,8 +61,11 @@ def build(kind, start=None, end=None):
 
 
 def _sold(first, last):
-    return (Order.status != OrderStatus.CANCELLED, Order.created_at >= first,
-            Order.created_at < last + timedelta(days=1))
+    return (
+        Order.status != OrderStatus.CANCELLED,
+        Order.created_at >= first,
+        Order.created_at < last + timedelta(days=1),
+    )
 
 
 def _period(column, monthly):
@@ -75,21 +79,37 @@ def report_query(kind, first, last):
     `flask db optimize`)."""
     if kind == "sales_by_period":
         period = _period(Order.created_at, _monthly(first, last)).label("period")
-        return (select(period, func.count(), func.sum(Order.goods_total), func.sum(Order.deposit_total),
-                       func.sum(Order.vat_total), func.sum(Order.total))
-                .where(*_sold(first, last)).group_by(period).order_by(period))
+        return (
+            select(
+                period,
+                func.count(),
+                func.sum(Order.goods_total),
+                func.sum(Order.deposit_total),
+                func.sum(Order.vat_total),
+                func.sum(Order.total),
+            )
+            .where(*_sold(first, last))
+            .group_by(period)
+            .order_by(period)
+        )
     if kind == "sales_by_customer":
-        return (select(Company.name, func.count(Order.id), func.sum(Order.goods_total), func.sum(Order.total))
-                .join(Company, Company.id == Order.company_id)
-                .where(*_sold(first, last)).group_by(Company.id, Company.name).order_by(func.sum(Order.total).desc()))
+        return (
+            select(Company.name, func.count(Order.id), func.sum(Order.goods_total), func.sum(Order.total))
+            .join(Company, Company.id == Order.company_id)
+            .where(*_sold(first, last))
+            .group_by(Company.id, Company.name)
+            .order_by(func.sum(Order.total).desc())
+        )
     if kind == "sales_by_product":
         # Lines carry their order's created_at: the same range on both tables (and the join on it) lets a
         # partitioned database read only the months asked for, of order_lines as of orders.
-        return (select(OrderLine.sku, OrderLine.name, func.sum(OrderLine.quantity), func.sum(OrderLine.line_total))
-                .join(Order, (Order.id == OrderLine.order_id) & (Order.created_at == OrderLine.created_at))
-                .where(*_sold(first, last), OrderLine.created_at >= first,
-                       OrderLine.created_at < last + timedelta(days=1))
-                .group_by(OrderLine.sku, OrderLine.name).order_by(func.sum(OrderLine.line_total).desc()))
+        return (
+            select(OrderLine.sku, OrderLine.name, func.sum(OrderLine.quantity), func.sum(OrderLine.line_total))
+            .join(Order, (Order.id == OrderLine.order_id) & (Order.created_at == OrderLine.created_at))
+            .where(*_sold(first, last), OrderLine.created_at >= first, OrderLine.created_at < last + timedelta(days=1))
+            .group_by(OrderLine.sku, OrderLine.name)
+            .order_by(func.sum(OrderLine.line_total).desc())
+        )
     raise InvalidInput(f"Unknown report “{kind}”.")
 
 
@@ -99,8 +119,9 @@ def _monthly(first, last):
 
 def _sales_by_period(first, last):
     rows = db.session.execute(report_query("sales_by_period", first, last)).all()
-    return ["Month" if _monthly(first, last) else "Day", "Orders", "Goods", "Deposit", "VAT", "Total"], \
-        [list(r) for r in rows]
+    return ["Month" if _monthly(first, last) else "Day", "Orders", "Goods", "Deposit", "VAT", "Total"], [
+        list(r) for r in rows
+    ]
 
 
 def _sales_by_customer(first, last):
@@ -115,8 +136,11 @@ def _sales_by_product(first, last):
 
 def ageing_query(today):
     """The statement behind the receivables ageing (also timed by `flask db optimize`)."""
-    age = func.julianday(today) - func.julianday(Invoice.issued_at) if db.engine.dialect.name == "sqlite" \
+    age = (
+        func.julianday(today) - func.julianday(Invoice.issued_at)
+        if db.engine.dialect.name == "sqlite"
         else func.datediff(today, Invoice.issued_at)
+    )
     open_amount = Invoice.amount - Invoice.paid_amount
     return (
         select(
@@ -128,15 +152,18 @@ def ageing_query(today):
             func.sum(open_amount),
         )
         .join(Company, Company.id == Invoice.company_id)
-        .where(Invoice.paid_at.is_(None)).group_by(Company.id, Company.name).order_by(func.sum(open_amount).desc())
+        .where(Invoice.paid_at.is_(None))
+        .group_by(Company.id, Company.name)
+        .order_by(func.sum(open_amount).desc())
     )
 
 
 def _ageing(today):
     """Open amounts per customer by days since the invoice date: 0-30, 31-60, over 60; and what is overdue."""
     rows = db.session.execute(ageing_query(today)).all()
-    return ["Customer", "0-30 days", "31-60 days", "over 60 days", "Overdue", "Open total"], \
-        [[r[0], *(_money(v) for v in r[1:])] for r in rows]
+    return ["Customer", "0-30 days", "31-60 days", "over 60 days", "Overdue", "Open total"], [
+        [r[0], *(_money(v) for v in r[1:])] for r in rows
+    ]
 
 
 def _money(value):

@@ -2,6 +2,7 @@
 
 Everything is inserted in batches through SQLAlchemy Core (sipup.dbtools.batch), so a million orders take minutes.
 """
+
 import random
 import secrets
 from datetime import timedelta
@@ -79,10 +80,24 @@ CATALOG = [
 ]
 BRANDS = ["Alpen", "Nordquell", "Rheintal", "Seeland", "Bergkrone", "Talhof", "Lindenau", "Sonnhalde"]
 COMPANY_KINDS = ["Bar", "Café", "Restaurant", "Hotel", "Kiosk", "Getränkemarkt", "Bistro", "Club", "Biergarten"]
-COMPANY_NAMES = ["Centrale", "am Markt", "Seeblick", "Linde", "Zur Post", "Stern", "Hafen", "Alte Mühle", "Goldener Hirsch"]
+COMPANY_NAMES = [
+    "Centrale",
+    "am Markt",
+    "Seeblick",
+    "Linde",
+    "Zur Post",
+    "Stern",
+    "Hafen",
+    "Alte Mühle",
+    "Goldener Hirsch",
+]
 CITIES = [("80331", "München"), ("50667", "Köln"), ("20095", "Hamburg"), ("10115", "Berlin"), ("70173", "Stuttgart")]
 # Price lists: (name, discount on base, extra tier (min quantity, further discount))
-PRICE_LISTS = [("Gastro", "0.05", (10, "0.10")), ("Retail", "0.08", (25, "0.12")), ("Key accounts", "0.12", (50, "0.16"))]
+PRICE_LISTS = [
+    ("Gastro", "0.05", (10, "0.10")),
+    ("Retail", "0.08", (25, "0.12")),
+    ("Key accounts", "0.12", (50, "0.16")),
+]
 
 
 def seed_catalog(products=len(CATALOG), rng=None):
@@ -136,8 +151,16 @@ def seed_catalog(products=len(CATALOG), rng=None):
 
 
 # A colour per category for the generated demo pictures.
-HUES = [(176, 120, 30), (120, 30, 60), (70, 90, 120), (200, 40, 40), (40, 120, 180), (220, 140, 30), (60, 140, 90),
-        (90, 60, 40)]
+HUES = [
+    (176, 120, 30),
+    (120, 30, 60),
+    (70, 90, 120),
+    (200, 40, 40),
+    (40, 120, 180),
+    (220, 140, 30),
+    (60, 140, 90),
+    (90, 60, 40),
+]
 
 
 def seed_pictures():
@@ -161,11 +184,23 @@ def seed_price_lists():
             products = db.session.execute(select(Product.id, Product.base_price, Product.min_qty)).all()
             rows = []
             for product_id, base, minimum in products:
-                rows.append(dict(price_list_id=price_list.id, product_id=product_id, min_qty=minimum,
-                                 price=money(base * (1 - Decimal(discount)))))
+                rows.append(
+                    dict(
+                        price_list_id=price_list.id,
+                        product_id=product_id,
+                        min_qty=minimum,
+                        price=money(base * (1 - Decimal(discount))),
+                    )
+                )
                 if tier_qty > minimum:
-                    rows.append(dict(price_list_id=price_list.id, product_id=product_id, min_qty=tier_qty,
-                                     price=money(base * (1 - Decimal(tier_discount)))))
+                    rows.append(
+                        dict(
+                            price_list_id=price_list.id,
+                            product_id=product_id,
+                            min_qty=tier_qty,
+                            price=money(base * (1 - Decimal(tier_discount))),
+                        )
+                    )
             bulk_insert(PriceTier, rows, batch_size=BATCH)
         lists.append(price_list.id)
     db.session.commit()
@@ -203,8 +238,13 @@ def seed_companies(count, password, rng=None):
         for role in (Role.OWNER, Role.BUYER):
             email = f"{role}@{slug}.example"
             db.session.add(
-                User(email=email, role=role, company=company, name=f"{role.capitalize()} of {name}",
-                     password_hash=holder.password_hash)
+                User(
+                    email=email,
+                    role=role,
+                    company=company,
+                    name=f"{role.capitalize()} of {name}",
+                    password_hash=holder.password_hash,
+                )
             )
             if len(logins) < 2:
                 logins.append((role, email))
@@ -220,15 +260,21 @@ def seed_orders(count, months, rng=None, progress=None):
     companies = db.session.execute(select(Company.id, Company.payment_terms_days)).all()
     buyers = dict(db.session.execute(select(User.company_id, User.id).where(User.role == Role.BUYER)).all())
     products = db.session.execute(
-        select(Product.id, Product.sku, Product.name, Product.sell_unit, Product.base_price, Product.deposit, Product.min_qty)
+        select(
+            Product.id,
+            Product.sku,
+            Product.name,
+            Product.sell_unit,
+            Product.base_price,
+            Product.deposit,
+            Product.min_qty,
+        )
     ).all()
     addresses = dict(db.session.execute(select(Address.company_id, Address.street)).all())
     if not companies or not products:
         raise ValueError("Seed companies and products before orders.")
     next_id = (db.session.scalar(select(func.max(Order.id))) or 0) + 1
-    invoice_counters = {
-        name: value for name, value in db.session.execute(select(Sequence.name, Sequence.value))
-    }
+    invoice_counters = {name: value for name, value in db.session.execute(select(Sequence.name, Sequence.value))}
     now = utcnow()
     span = timedelta(days=30 * months)
     # Order dates in ascending order, so numbers and ids rise together.
@@ -236,7 +282,7 @@ def seed_orders(count, months, rng=None, progress=None):
     done = 0
     while done < count:
         orders, lines, events, invoices = [], [], [], []
-        for offset in offsets[done: done + BATCH]:
+        for offset in offsets[done : done + BATCH]:
             created = (now - span * offset).replace(microsecond=0)  # as stored: the number's month holds
             age = (now - created).days
             status = _status_for_age(age, rng)
@@ -249,31 +295,68 @@ def seed_orders(count, months, rng=None, progress=None):
                 line_total = money(product.base_price * quantity)
                 goods += line_total
                 deposit += money(product.deposit * quantity)
-                lines.append(dict(order_id=order_id, created_at=created, product_id=product.id, sku=product.sku,
-                                  name=product.name, sell_unit=product.sell_unit, quantity=quantity,
-                                  unit_price=product.base_price, unit_deposit=product.deposit, line_total=line_total))
+                lines.append(
+                    dict(
+                        order_id=order_id,
+                        created_at=created,
+                        product_id=product.id,
+                        sku=product.sku,
+                        name=product.name,
+                        sell_unit=product.sell_unit,
+                        quantity=quantity,
+                        unit_price=product.base_price,
+                        unit_deposit=product.deposit,
+                        line_total=line_total,
+                    )
+                )
             vat = money((goods + deposit) * Decimal("0.20"))
             total = goods + deposit + vat
-            orders.append(dict(id=order_id, number=order_number(order_id, created), company_id=company_id,
-                               buyer_id=buyers.get(company_id), status=status, po_reference=f"PO-{order_id}",
-                               requested_date=(created + timedelta(days=2)).date(),
-                               delivery_address=addresses.get(company_id, ""), note="", goods_total=goods,
-                               deposit_total=deposit, vat_total=vat, total=total, created_at=created,
-                               updated_at=created))
+            orders.append(
+                dict(
+                    id=order_id,
+                    number=order_number(order_id, created),
+                    company_id=company_id,
+                    buyer_id=buyers.get(company_id),
+                    status=status,
+                    po_reference=f"PO-{order_id}",
+                    requested_date=(created + timedelta(days=2)).date(),
+                    delivery_address=addresses.get(company_id, ""),
+                    note="",
+                    goods_total=goods,
+                    deposit_total=deposit,
+                    vat_total=vat,
+                    total=total,
+                    created_at=created,
+                    updated_at=created,
+                )
+            )
             events.append(dict(order_id=order_id, status=S.PLACED, note="", user_id=None, created_at=created))
             if status != S.PLACED:
-                events.append(dict(order_id=order_id, status=status, note="", user_id=None,
-                                   created_at=created + timedelta(days=min(age, 3))))
+                events.append(
+                    dict(
+                        order_id=order_id,
+                        status=status,
+                        note="",
+                        user_id=None,
+                        created_at=created + timedelta(days=min(age, 3)),
+                    )
+                )
             if status in (S.INVOICED, S.PAID):
                 issued = created + timedelta(days=2)
                 key = f"invoice-{issued:%Y}"
                 invoice_counters[key] = invoice_counters.get(key, 0) + 1
-                invoices.append(dict(number=f"INV-{issued:%Y}-{invoice_counters[key]:06d}", order_id=order_id,
-                                     company_id=company_id, amount=total,
-                                     paid_amount=total if status == S.PAID else Decimal("0.00"),
-                                     issued_at=issued, due_date=(issued + timedelta(days=terms)).date(),
-                                     paid_at=min(issued + timedelta(days=min(terms, age)), now) if status == S.PAID
-                                     else None))
+                invoices.append(
+                    dict(
+                        number=f"INV-{issued:%Y}-{invoice_counters[key]:06d}",
+                        order_id=order_id,
+                        company_id=company_id,
+                        amount=total,
+                        paid_amount=total if status == S.PAID else Decimal("0.00"),
+                        issued_at=issued,
+                        due_date=(issued + timedelta(days=terms)).date(),
+                        paid_at=min(issued + timedelta(days=min(terms, age)), now) if status == S.PAID else None,
+                    )
+                )
         for model, rows in ((Order, orders), (OrderLine, lines), (OrderEvent, events), (Invoice, invoices)):
             bulk_insert(model, rows, batch_size=BATCH)
         _save_counters(invoice_counters)
@@ -319,7 +402,9 @@ def _recompute_reservations():
     db.session.execute(update(Product).values(stock_reserved=held))
     # Demo stock must cover what is reserved, or the check constraint would be a lie.
     db.session.execute(
-        update(Product).where(Product.stock_on_hand < Product.stock_reserved).values(stock_on_hand=Product.stock_reserved)
+        update(Product)
+        .where(Product.stock_on_hand < Product.stock_reserved)
+        .values(stock_on_hand=Product.stock_reserved)
     )
     db.session.commit()
 
@@ -340,11 +425,18 @@ def seed_shopping_lists(rng=None):
         for role, name, shared, others_may_edit, count in DEMO_LISTS:
             if role not in users:
                 continue
-            shopping_list = ShoppingList(company_id=company.id, owner_id=users[role].id, name=name, shared=shared,
-                                         others_may_edit=others_may_edit)
+            shopping_list = ShoppingList(
+                company_id=company.id,
+                owner_id=users[role].id,
+                name=name,
+                shared=shared,
+                others_may_edit=others_may_edit,
+            )
             for product in rng.sample(products, min(count, len(products))):
                 smallest = -(-product.min_qty // product.qty_step) * product.qty_step
-                shopping_list.items.append(ShoppingListItem(product_id=product.id, quantity=smallest * rng.randint(1, 3)))
+                shopping_list.items.append(
+                    ShoppingListItem(product_id=product.id, quantity=smallest * rng.randint(1, 3))
+                )
             db.session.add(shopping_list)
     db.session.commit()
 

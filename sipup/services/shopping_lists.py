@@ -5,6 +5,7 @@ edit it when the owner allowed that. The company's owners see and manage every l
 Ordering a list goes through quick order (the list's CSV is what quick order reads), so packs, steps and
 stock follow the same rules as every other way into the cart.
 """
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -36,12 +37,14 @@ def _visible(user):
 
 def lists_for(user):
     """The lists this user sees, by name, each with its number of products: [(list, count)]."""
-    counts = (select(ShoppingListItem.list_id, func.count().label("n"))
-              .group_by(ShoppingListItem.list_id).subquery())
-    stmt = (_visible(user).add_columns(func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.list_id == ShoppingList.id)
-            .options(selectinload(ShoppingList.owner))
-            .order_by(ShoppingList.name, ShoppingList.id))
+    counts = select(ShoppingListItem.list_id, func.count().label("n")).group_by(ShoppingListItem.list_id).subquery()
+    stmt = (
+        _visible(user)
+        .add_columns(func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.list_id == ShoppingList.id)
+        .options(selectinload(ShoppingList.owner))
+        .order_by(ShoppingList.name, ShoppingList.id)
+    )
     return [tuple(row) for row in db.session.execute(stmt)]
 
 
@@ -52,8 +55,10 @@ def editable_lists(user):
 
 def get_list(user, list_id):
     """One list this user may see, with its products; another company's or a private one is NotFound."""
-    stmt = _visible(user).where(ShoppingList.id == list_id).options(
-        selectinload(ShoppingList.items).selectinload(ShoppingListItem.product)
+    stmt = (
+        _visible(user)
+        .where(ShoppingList.id == list_id)
+        .options(selectinload(ShoppingList.items).selectinload(ShoppingListItem.product))
     )
     shopping_list = db.session.scalar(stmt) if list_id else None
     if shopping_list is None:
@@ -87,8 +92,9 @@ def _clean_name(name):
 
 def create(user, name):
     """A new list of this user, shared with the company to see (not to edit)."""
-    shopping_list = ShoppingList(company_id=user.company_id, owner_id=user.id, name=_clean_name(name),
-                                 shared=True, others_may_edit=False)
+    shopping_list = ShoppingList(
+        company_id=user.company_id, owner_id=user.id, name=_clean_name(name), shared=True, others_may_edit=False
+    )
     db.session.add(shopping_list)
     db.session.commit()
     return shopping_list
@@ -101,8 +107,10 @@ def list_for_saving(user, list_id, new_name):
     if not list_id:
         raise FieldErrors({"list_id": "Choose a list, or name a new one."})
     shopping_list = get_list(user, list_id)
-    _require(may_edit(user, shopping_list), f"Only {shopping_list.owner.name or shopping_list.owner.email} "
-                                            f"may change “{shopping_list.name}”.")
+    _require(
+        may_edit(user, shopping_list),
+        f"Only {shopping_list.owner.name or shopping_list.owner.email} may change “{shopping_list.name}”.",
+    )
     return shopping_list
 
 
@@ -190,8 +198,10 @@ def remove_item(user, shopping_list, product_id):
 
 def update_settings(user, shopping_list, name, shared, others_may_edit):
     """Rename the list and decide who sees and edits it (its owner or the company's owner only)."""
-    _require(may_manage(user, shopping_list), "Only the list's owner or your company's owner may change who "
-                                              "sees and edits it.")
+    _require(
+        may_manage(user, shopping_list),
+        "Only the list's owner or your company's owner may change who sees and edits it.",
+    )
     shopping_list.name = _clean_name(name)
     shopping_list.shared = bool(shared)
     shopping_list.others_may_edit = bool(shared and others_may_edit)
@@ -207,8 +217,9 @@ def delete(user, shopping_list):
 
 def export_csv(shopping_list):
     """The list as CSV that quick order and list import read back: SKU, quantity, then product and pack."""
-    rows = [(item.product.sku, item.quantity, item.product.name, item.product.sell_unit)
-            for item in shopping_list.items]
+    rows = [
+        (item.product.sku, item.quantity, item.product.name, item.product.sell_unit) for item in shopping_list.items
+    ]
     return csv_text(CSV_HEADER, rows)
 
 
@@ -227,6 +238,7 @@ def order(user, shopping_list, vat_rate, max_lines):
     """Put the lines quick order accepts in the cart, as its "add valid lines" does; returns (lines added,
     problems of the lines left out)."""
     lines = order_preview(user, shopping_list, vat_rate, max_lines)
-    added, problems = quick_order.add_to_cart(user.id, [(line.product.sku, str(line.quantity))
-                                                        for line in lines if line.ok])
+    added, problems = quick_order.add_to_cart(
+        user.id, [(line.product.sku, str(line.quantity)) for line in lines if line.ok]
+    )
     return added, [line.problem for line in lines if not line.ok] + problems

@@ -2,6 +2,7 @@
 
 Levels are absolute, so applying the same file twice leaves the same stock: the job is safe to re-run.
 """
+
 import hashlib
 import json
 import os
@@ -79,8 +80,11 @@ def apply_stock_file(filename):
         raise NotFound(f"The stock file {filename} is no longer in instance/imports/.")
     with open(path, "rb") as handle:
         rows, problems = parse_stock_csv(handle.read())
-    ids = dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all()) \
-        if len(rows) <= 20_000 else _all_ids()
+    ids = (
+        dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all())
+        if len(rows) <= 20_000
+        else _all_ids()
+    )
     updates = []
     for number, sku, count in rows:
         if sku not in ids:
@@ -88,7 +92,7 @@ def apply_stock_file(filename):
         else:
             updates.append({"id": ids[sku], "stock_on_hand": count, "updated_at": utcnow()})
     for start in range(0, len(updates), BATCH_SIZE):
-        bulk_update(Product, updates[start:start + BATCH_SIZE])
+        bulk_update(Product, updates[start : start + BATCH_SIZE])
         db.session.commit()  # one transaction per batch: a large file never holds locks for long
     short, low = recheck([u["id"] for u in updates])
     problems.sort()
@@ -135,7 +139,9 @@ def recheck(product_ids):
     """After new counts: products whose reservations exceed the stock, and the active ones now low on stock."""
     short, low = [], []
     for start in range(0, len(product_ids), BATCH_SIZE):
-        for product in db.session.scalars(select(Product).where(Product.id.in_(product_ids[start:start + BATCH_SIZE]))):
+        for product in db.session.scalars(
+            select(Product).where(Product.id.in_(product_ids[start : start + BATCH_SIZE]))
+        ):
             if product.stock_reserved > product.stock_on_hand and not product.backorder_allowed:
                 short.append(f"{product.sku} ({product.stock_on_hand} on hand, {product.stock_reserved} reserved)")
             if product.active and product.low_stock:

@@ -3,6 +3,7 @@
 Staff manage every company's users and the wholesaler's own people (admins only); an owner manages the
 buyers of their own company. Every change of role is written to the audit trail.
 """
+
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -136,9 +137,9 @@ def _keep_an_admin(user, new_role, active):
     """Refuse a change that would leave no active admin able to sign in."""
     if user.role != Role.ADMIN or (new_role == Role.ADMIN and active) or not user.active:
         return
-    others = db.session.scalar(select(func.count()).select_from(User).where(
-        User.role == Role.ADMIN, User.active.is_(True), User.id != user.id
-    ))
+    others = db.session.scalar(
+        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)
+    )
     if not others:
         raise InvalidInput(f"{user.email} is the last active admin: make someone else an admin first.")
 
