@@ -178,3 +178,10 @@ def test_only_admins_browse_jobs(app, client, make_user):
     login(staff, make_user("staff"))
     assert staff.get("/monitor/jobs").status_code == 403
     assert staff.post("/monitor/jobs/1/delete").status_code == 403
+
+
+@pytest.mark.parametrize("action", ["", "/retry", "/cancel", "/delete"])
+def test_a_job_id_past_the_database_is_not_found_not_a_failure(app, admin, action):
+    path = f"/monitor/jobs/{2**63}{action}"
+    response = admin.post(path) if action else admin.get(path)
+    assert response.status_code == 404

@@ -85,7 +85,7 @@ def jobs():
     )
 
 
-@bp.route("/monitor/jobs/<int:job_id>")
+@bp.route("/monitor/jobs/<id:job_id>")
 @admin_required
 def job(job_id):
     """One job: its arguments, attempts, times, error and result, with its actions."""
@@ -114,7 +114,7 @@ def retry_job(job_id):
     return _after_action("queue", message, category)
 
 
-@bp.post("/monitor/jobs/<int:job_id>/cancel")
+@bp.post("/monitor/jobs/<id:job_id>/cancel")
 @admin_required
 def cancel_job(job_id):
     """Cancel a job that waits to run."""
@@ -126,7 +126,7 @@ def cancel_job(job_id):
     return _after_action("queue", message, category)
 
 
-@bp.post("/monitor/jobs/<int:job_id>/delete")
+@bp.post("/monitor/jobs/<id:job_id>/delete")
 @admin_required
 def delete_job(job_id):
     """Delete a job that is not running from the history."""
