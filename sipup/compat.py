@@ -1,5 +1,9 @@
-"""The Flask-Login (0.6) internal the app's own modules rely on, in one place (requirements.txt pins
-Flask-Login); tests/test_compat.py checks it against the installed version."""
+"""The Flask-Login (0.6) internals the app's own modules rely on, in one place (requirements.txt pins
+Flask-Login); tests/test_compat.py checks them against the installed version.
+
+- `answer_as_anonymous`: where Flask-Login keeps the request's user (g._login_user).
+- `session_user_id`: where it keeps the signed-in user's id in the session (the limiter and the read-ahead
+  use it before any user is loaded)."""
 
 from flask import g
 
@@ -9,3 +13,11 @@ def answer_as_anonymous(anonymous_user):
     (Flask-Login keeps the request's user in g._login_user and loads it when that is missing)."""
     if "_login_user" not in g:
         g._login_user = anonymous_user
+
+
+SESSION_USER_KEY = "_user_id"  # Flask-Login's session key for the signed-in user's id
+
+
+def session_user_id(session):
+    """The signed-in user's id as Flask-Login stored it in the session ("" when nobody is signed in)."""
+    return session.get(SESSION_USER_KEY) or ""

@@ -497,6 +497,9 @@ def _derive(app):
     config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
 
     config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["SESSION_HOURS"])
+    # The cookie lasts SESSION_HOURS from sign-in, as the session on the server does (user_sessions): sent
+    # again only when the session changes, not re-signed on every answer.
+    config["SESSION_REFRESH_EACH_REQUEST"] = False
     # Static files carry a content hash in their URL, so browsers may keep them for a year.
     config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 24 * 3600
     config["WTF_CSRF_TIME_LIMIT"] = None

@@ -13,6 +13,7 @@ from flask import has_app_context
 from flask.testing import FlaskClient
 
 from sipup import create_app
+from sipup.cache import Plain
 from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.jobs.queue import Queue
@@ -244,6 +245,25 @@ def make_price_list():
         return price_list
 
     return make
+
+
+@pytest.fixture
+def shop(app, make_company, make_user, make_product, make_price_list):
+    """A product at 10.00 whose price list gives 9.00, a buyer on that list, and staff (modules with a shop
+    of their own define it again)."""
+    product = make_product(sku="BEER-1", base_price=Decimal("10.00"), stock_on_hand=100)
+    other = make_product(sku="WINE-1", base_price=Decimal("20.00"), stock_on_hand=50)
+    price_list = make_price_list("Gastro", [(product, 1, "9.00")])
+    company = make_company(price_list=price_list)
+    return Plain(
+        product=product,
+        other=other,
+        price_list=price_list,
+        company=company,
+        buyer=make_user("buyer", company),
+        buyer2=make_user("buyer", company),
+        staff=make_user("staff"),
+    )
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_parsed_once_yields_runtime_limits_equal_to_flask_limiters_own():
     assert [hash(p) for p in parsed] == [hash(o) for o in own] and list(limit)[0] is parsed[0]
 
 
-def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_reads():
+def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_and_the_read_ahead_read():
     app = Flask(__name__)
     app.secret_key = "x" * 32
     manager = LoginManager(app)
@@ -115,7 +115,7 @@ def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_reads()
         from flask import session
 
         login_user(User())
-        assert limits_compat.session_user_id(session) == "7"
+        assert app_compat.session_user_id(session) == "7"
 
 
 # --- SQLAlchemy -------------------------------------------------------------------------------------
@@ -158,3 +158,34 @@ def test_an_anonymous_user_set_in_g_is_current_user_without_the_loader():
     with app.test_request_context(headers={"Cookie": "session=whatever"}):
         app_compat.answer_as_anonymous(AnonymousUserMixin())
         assert current_user.is_anonymous and "_login_user" in g
+
+
+def test_the_one_trip_hits_count_as_limits_own_sliding_window_does(redis_namespace):
+    """Hits sent in one pipeline land in the keys and windows limits' own strategy reads and writes."""
+    from limits import parse
+    from limits.storage import RedisStorage
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from tests.conftest import REDIS_URL
+
+    storage = RedisStorage(REDIS_URL, key_prefix=f"{redis_namespace}:limits")
+    strategy = SlidingWindowCounterRateLimiter(storage)
+    address, user = parse("3 per minute"), parse("2 per minute")
+    plan = [(address, ["10.0.0.1", "address"]), (user, ["user:7", "user"])]
+    app = Flask(__name__)
+
+    class FlaskLimiterLike:
+        _limiter = strategy
+
+    wrapper = FlaskLimiterLike()
+    assert limits_compat.count_in_one_trip(wrapper, lambda: plan)
+    one_trip = wrapper._limiter
+    answers = []
+    for _ in range(3):
+        with app.test_request_context():
+            answers.append([one_trip.hit(item, *args) for item, args in plan])
+    assert answers == [[True, True], [True, True], [True, False]]
+    # limits' own strategy sees the same counts: the address has no hit left, the user's window is full.
+    assert strategy.get_window_stats(address, "10.0.0.1", "address").remaining == 0
+    assert not strategy.test(user, "user:7", "user")
+    assert strategy.hit(address, "10.0.0.2", "address")  # another address is untouched

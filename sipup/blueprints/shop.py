@@ -23,7 +23,7 @@ from sipup.cache import cached
 
 from ..extensions import db
 from ..models import Address, utcnow
-from ..security import customer_required, same_site_path, sign_in_first
+from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
 from ..services.errors import DomainError, NotFound
@@ -126,13 +126,7 @@ def products():
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
     if _kept_as_html(notice, query):
-        html = cached(
-            "products",
-            "catalog-html",
-            (_catalog_version(), price_list_id, per_page, request.full_path),
-            ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
-            render,
-        )
+        html = cached(*_catalog_entry(price_list_id), render)
     else:
         html = render()
     html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
@@ -142,6 +136,22 @@ def products():
         response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
     response.vary.add("HX-Request")
     return response
+
+
+def _catalog_entry(price_list_id):
+    """The cache entry (type, name, args, depends) of this address's catalog page for one price list."""
+    per_page = current_app.config["PAGE_SIZE"]
+    return (
+        "products",
+        "catalog-html",
+        (_catalog_version(), price_list_id, per_page, request.full_path),
+        ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
+    )
+
+
+# The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
+READ_AHEAD["shop.products"] = lambda price_list_id: [_catalog_entry(price_list_id)]
+READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(request.view_args["sku"])]
 
 
 @bp.route("/products/<sku>")

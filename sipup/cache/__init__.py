@@ -5,7 +5,7 @@ Modules: `layer` (the cached-read API, single flight, the breaker, the invalidat
 session, statistics), `drivers` (which store a URL names: Redis, Memcached, filesystem, in-process),
 `cli` (`flask cache stats`, `flask cache clear`).
 
-Exports the API that services use: `cached`, `cached_many`, `touch`, `Plain`, `PageOf`, `cache_status`,
+Exports the API that services use: `cached`, `cached_many`, `prefetch`, `touch`, `Plain`, `PageOf`, `cache_status`,
 `purge_expired` for the hourly clean-up, and `register_cache` for create_app().
 """
 
@@ -15,9 +15,20 @@ from sipup.cache.layer import (
     cache_status,
     cached,
     cached_many,
+    prefetch,
     purge_expired,
     register_cache,
     touch,
 )
 
-__all__ = ["PageOf", "Plain", "cache_status", "cached", "cached_many", "purge_expired", "register_cache", "touch"]
+__all__ = [
+    "PageOf",
+    "Plain",
+    "cache_status",
+    "cached",
+    "cached_many",
+    "prefetch",
+    "purge_expired",
+    "register_cache",
+    "touch",
+]

@@ -1,6 +1,7 @@
 """The cache layer: cached reads that are never stale, a fallback when the cache server fails, statistics.
 
-Reads go through `cached()` (one value) or `cached_many()` (many keys in one round trip). Each cached
+Reads go through `cached()` (one value) or `cached_many()` (many keys in one round trip); `prefetch()`
+reads ahead what a request's coming cached() calls need, in one round trip for all. Each cached
 value is stored with the generation tokens of what it was computed from ("catalog", "prices:3",
 "orders:12", ...), and the tokens are read in the same round trip as the value: a value whose tokens
 changed is not served. Writes change tokens after their transaction commits (`touch()` and the
@@ -23,7 +24,7 @@ import threading
 import time
 from itertools import chain
 
-from flask import current_app, has_app_context
+from flask import current_app, has_app_context, has_request_context, request
 from flask_caching.backends import SimpleCache
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ LOCK_SECONDS = 10  # a recomputing process that dies frees its key after this lo
 WAIT_SECONDS = 2.0  # how long others wait for a recomputed value before computing it themselves
 POLL_SECONDS = 0.01
 TOUCHES = "sipup_cache_touches"
+PREFETCHED = "sipup.cache.prefetched"  # in the WSGI environ: what prefetch() read, for this request only
 # Part of every key: raise it when a cached value changes shape, so a deploy never reads the old shape.
 FORMAT = 1
 
@@ -176,8 +178,34 @@ class CacheLayer:
             return compute_many(ids)
         return self._read_many(self.local, type_, keys, gens, compute_many, min(ttl, self.fallback_ttl))
 
+    def prefetch(self, entries):
+        """Read what several cached() calls of this request will ask for, in one round trip: entries are
+        (type, name, args, depends) as they will pass them. Each call then takes its value and tokens from
+        here instead of asking the store; a write in this request (bump) drops what was read."""
+        if self.kind == "none" or not has_request_context() or not entries or not self._primary_usable():
+            return
+        wanted = {self._key(type_, name, args): self._gens(type_, depends) for type_, name, args, depends in entries}
+        names = list(dict.fromkeys(chain(*wanted.values(), wanted)))
+        try:
+            values = dict(zip(names, self._call(self.primary.get_many, *names)))
+        except StoreFailed as exc:
+            self._failed(None, exc)
+            return
+        found = request.environ.setdefault(PREFETCHED, {})
+        for key, gens in wanted.items():
+            found[key] = (gens, [values[name] for name in gens] + [values[key]])
+
+    def _prefetched(self, store, key, gens):
+        """What prefetch() read for this key in this request (once), or None."""
+        if store is not self.primary or not has_request_context():
+            return None
+        gens_and_values = request.environ.get(PREFETCHED, {}).pop(key, None)
+        if gens_and_values is None or gens_and_values[0] != gens:
+            return None
+        return gens_and_values[1]
+
     def _read(self, store, type_, key, gens, compute, ttl):
-        values = self._call(store.get_many, *gens, key)
+        values = self._prefetched(store, key, gens) or self._call(store.get_many, *gens, key)
         tokens = self._tokens(store, gens, values[:-1])
         payload = values[-1]
         previous = _MISSING
@@ -314,6 +342,8 @@ class CacheLayer:
         """New tokens for these generations, here and in the shared store: what depended on them is recomputed."""
         mapping = {f"gen:{name}": _token() for name in names}
         self.local.set_many(mapping, timeout=0)
+        if has_request_context():
+            request.environ.pop(PREFETCHED, None)  # read with the tokens as they were
         if self.kind == "none":
             return True
         if not self._primary_usable():
@@ -459,6 +489,11 @@ def purge_expired():
 def cached(type_, name, args, depends, compute):
     """compute() through the cache of the current app (see CacheLayer.cached)."""
     return layer().cached(type_, name, args, depends, compute)
+
+
+def prefetch(entries):
+    """Read ahead, in one round trip, what this request's cached() calls will ask for (see CacheLayer.prefetch)."""
+    layer().prefetch(entries)
 
 
 def cached_many(type_, name, ids, depends, compute_many):

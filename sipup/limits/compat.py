@@ -4,7 +4,8 @@
 - `MemoryCounts`: limits' in-process storage without its expiry Timer thread (name-mangled methods).
 - `HashedOnce`, `ParsedOnce`: Flask-Limiter's RuntimeLimit (a private module) hashed once, application
   limits parsed once, for the limiter's cost per request.
-- `session_user_id`: where Flask-Login keeps the signed-in user's id in the session.
+- `OneTripHits`: the sliding-window-counter strategy on Redis with all of a request's hits in one pipeline
+  (limits' Lua script and its window key names; Flask-Limiter's `_limiter` and `_key_prefix`).
 """
 
 import threading
@@ -12,16 +13,14 @@ import time
 import weakref
 from dataclasses import fields
 
+from flask import has_request_context, request
 from flask_limiter import ApplicationLimit
 from flask_limiter._limits import RuntimeLimit
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import NoScriptError
 
-SESSION_USER_KEY = "_user_id"  # Flask-Login's session key for the signed-in user's id
-
-
-def session_user_id(session):
-    """The signed-in user's id as Flask-Login stored it in the session ("" when nobody is signed in)."""
-    return session.get(SESSION_USER_KEY) or ""
+HITS = "sipup.limits.hits"  # in the WSGI environ: this request's counted hits, by key
 
 
 class MemoryCounts(MemoryStorage):
@@ -75,3 +74,61 @@ class ParsedOnce(ApplicationLimit):
             parsed = tuple(HashedOnce(*(getattr(limit, f.name) for f in fields(limit))) for limit in super().__iter__())
             self.__dict__["_parsed"] = parsed
         return iter(parsed)
+
+
+def key_prefix(limiter):
+    """The prefix Flask-Limiter puts before a limit's key and scope (RATELIMIT_KEY_PREFIX; "" by default)."""
+    return limiter._key_prefix
+
+
+def count_in_one_trip(limiter, planned):
+    """Let the Flask-Limiter `limiter` send a request's hits to Redis in one pipeline, when it counts with the
+    sliding window counter there; `planned()` yields the (limit item, args) the request will hit. True if so."""
+    strategy = limiter._limiter
+    if not (isinstance(strategy, SlidingWindowCounterRateLimiter) and isinstance(strategy.storage, RedisStorage)):
+        return False
+    limiter._limiter = OneTripHits(strategy, planned)
+    return True
+
+
+class OneTripHits:
+    """The sliding-window-counter strategy on Redis, counting all of a request's hits in one round trip.
+
+    Flask-Limiter hits the address limit, then the user limit, each a Lua call of its own. Here the first hit
+    of a request sends every planned hit in one pipeline of the same script (EVALSHA) and keeps the answers;
+    each hit then takes its own. A hit nobody planned, a cost other than 1, or a script Redis does not know
+    yet (it was restarted: the plain call loads it) goes the plain way."""
+
+    def __init__(self, strategy, planned):
+        self.strategy, self.planned = strategy, planned
+
+    def __getattr__(self, name):  # test(), get_window_stats(), clear(), storage: the strategy's own
+        return getattr(self.strategy, name)
+
+    def hit(self, item, *identifiers, cost=1):
+        if cost != 1 or not has_request_context():
+            return self.strategy.hit(item, *identifiers, cost=cost)
+        answers = request.environ.get(HITS)
+        if answers is None:
+            answers = request.environ[HITS] = self._hit_planned()
+        acquired = answers.pop(item.key_for(*identifiers), None)
+        if acquired is None:
+            return self.strategy.hit(item, *identifiers, cost=cost)
+        return acquired
+
+    def _hit_planned(self):
+        storage = self.strategy.storage
+        plan = [(item.key_for(*args), item) for item, args in self.planned()]
+        if len(plan) < 2:
+            return {}
+        pipe = storage.get_connection().pipeline(transaction=False)
+        sha = storage.lua_acquire_sliding_window.sha
+        for key, item in plan:
+            previous = storage.prefixed_key(storage._previous_window_key(key))
+            current = storage.prefixed_key(storage._current_window_key(key))
+            pipe.evalsha(sha, 2, previous, current, item.amount, item.get_expiry(), 1)
+        try:
+            answers = pipe.execute()
+        except NoScriptError:
+            return {}
+        return {key: bool(acquired) for (key, _item), acquired in zip(plan, answers)}

@@ -23,10 +23,11 @@ from flask import current_app, has_request_context, make_response, request, sess
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import parse_many
 
+from sipup.compat import session_user_id
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
-from sipup.limits.compat import MemoryCounts, ParsedOnce, session_user_id
+from sipup.limits.compat import MemoryCounts, ParsedOnce, count_in_one_trip, key_prefix
 
 log = logging.getLogger("sipup.limits")
 
@@ -61,6 +62,12 @@ def _account_key():
 
 def _anonymous():
     return _signed_in_id() is None
+
+
+def _request_identifier():
+    """What Flask-Limiter scopes a request's limits by: its endpoint. Unknown URLs count too, so scanning for
+    pages spends the address's budget."""
+    return request.endpoint or "not-found"
 
 
 KEY_FUNCTIONS = {"address": client_address, "account": _account_key, "user": _user_key}
@@ -146,17 +153,17 @@ class RateLimits:
             config["RATELIMIT_BLOCK_DECAY_SECONDS"],
             on_lift=self._start_afresh,
         )
+        self.application_limits = [self.address_limits, self.user_limits, endpoint_limits(app)]
         self.limiter = Limiter(
             client_address,
             # All application limits: Flask-Limiter checks them in one pass, before the view.
-            application_limits=[self.address_limits, self.user_limits, endpoint_limits(app)],
+            application_limits=self.application_limits,
             strategy=self.strategy,
             # The headers cost one more storage round trip on every answer; 429s get them (see refused()).
             headers_enabled=False,
             swallow_errors=True,  # the limiter never fails a request
             on_breach=self._breached,
-            # Unknown URLs count too, so scanning for pages spends the address's budget.
-            request_identifier=lambda: request.endpoint or "not-found",
+            request_identifier=_request_identifier,
             **storage,
         )
 
@@ -174,11 +181,23 @@ class RateLimits:
         before = list(hooks)
         app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
         self.limiter.init_app(app)
+        # On Redis, the address and user limits (and an endpoint's) are counted in one round trip.
+        self.one_trip = count_in_one_trip(self.limiter, self._planned_hits)
         # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
         hooks[:] = [hook for hook in hooks if hook not in before] + before
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)
+
+    def _planned_hits(self):
+        """(limit item, args) of every application limit this request spends, as Flask-Limiter will hit them."""
+        endpoint, method, prefix = _request_identifier(), request.method, key_prefix(self.limiter)
+        for group in self.application_limits:
+            for limit in group:
+                if limit.is_exempt or limit.method_exempt:
+                    continue
+                args = [limit.key_func(), limit.scope_for(endpoint, method)]
+                yield limit.limit, [prefix, *args] if prefix else args
 
     # --- refusing ---
 

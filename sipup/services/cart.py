@@ -120,7 +120,12 @@ def count(user_id):
     def load():
         return db.session.scalar(select(func.count(CartItem.id)).where(CartItem.user_id == user_id))
 
-    return cached("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"], load)
+    return cached(*count_entry(user_id), load)
+
+
+def count_entry(user_id):
+    """The cache entry (type, name, args, depends) of the cart's line count, for cached() and prefetch()."""
+    return ("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"])
 
 
 def price_lines(price_list_id, pairs, vat_rate):

@@ -172,15 +172,19 @@ def category_list():
 
 def product_page(sku):
     """One active product by SKU as a plain row with its category, through the cache; or NotFound."""
-    wanted = (sku or "").strip().upper()
 
     def load():
         try:
-            return _row(product_by_sku(wanted), with_category=True)
+            return _row(product_by_sku(sku), with_category=True)
         except NotFound:
             return None  # remembered too: a mistyped link costs no query the second time
 
-    row = cached("products", "product", wanted, ["catalog"], load)
+    row = cached(*product_entry(sku), load)
     if row is None:
         raise NotFound(f"There is no product with SKU “{sku}”.")
     return row
+
+
+def product_entry(sku):
+    """The cache entry (type, name, args, depends) of a product page's row, for cached() and prefetch()."""
+    return ("products", "product", (sku or "").strip().upper(), ["catalog"])

@@ -1,0 +1,145 @@
+"""Round trips a page costs, counted exactly: what reaches Redis (cache, rate limits, statistics) and the
+database while one signed-in request is served. Speed lives in benchmarks/pages.py; these counts guard it."""
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+import redis.connection
+from sqlalchemy import event
+
+from sipup.extensions import db
+from sipup.models import Company
+from sipup.services import cart
+from tests.conftest import REDIS_URL
+from tests.test_cache import page, signed_in
+
+
+@contextmanager
+def counted(app):
+    """{"redis": round trips, "sql": statements} of this thread while the block runs. A pipeline or a script
+    is one round trip: one send of packed commands. Other threads (a statistics flush timer) are not counted."""
+    me, counts = threading.get_ident(), {"redis": 0, "sql": 0}
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting_send(connection, command, check_health=True):
+        if threading.get_ident() == me:
+            counts["redis"] += 1
+        return send(connection, command, check_health)
+
+    def count_statement(*_args):
+        if threading.get_ident() == me:
+            counts["sql"] += 1
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count_statement)
+    redis.connection.AbstractConnection.send_packed_command = counting_send
+    try:
+        yield counts
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = send
+        event.remove(engine, "before_cursor_execute", count_statement)
+
+
+def warm(app, client, url):
+    """The page twice (values cached, the buyer's price list seen), then pending statistics written out, so
+    that the measured request is a steady one."""
+    page(client, url)
+    page(client, url)
+    app.extensions["counters"].flush()
+    stats = app.extensions.get("query_stats")
+    if stats is not None:
+        stats.flush()
+
+
+@pytest.fixture
+def redis_app(make_app, redis_namespace):
+    """Cache, rate limits and statistics in Redis, as a production site runs; limits on and counted."""
+    return make_app(
+        REDIS_URL=REDIS_URL,
+        REDIS_NAMESPACE=redis_namespace,
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_IP="100000 per minute",
+        RATELIMIT_USER="100000 per minute",
+    )
+
+
+def test_a_cached_catalog_page_costs_two_round_trips_to_redis_and_none_to_the_database(redis_app, shop):
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, "/products")
+    with counted(redis_app) as counts:
+        html = page(client, "/products")
+    assert "BEER-1" in html and "€9.00" in html
+    # One for the rate limits (address and user together), one for the user, the cart's line count and the page.
+    assert counts == {"redis": 2, "sql": 0}
+
+
+def test_the_cache_serves_a_catalog_page_in_one_read_with_the_user_and_cart(make_app, shop, redis_namespace):
+    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)
+    client = signed_in(shop_app, shop.buyer)
+    warm(shop_app, client, "/products")
+    store = shop_app.extensions["sipup_cache"].primary
+    reads, real_get_many = [], store.get_many
+    store.get_many = lambda *keys: reads.append(keys) or real_get_many(*keys)
+    try:
+        page(client, "/products")
+    finally:
+        del store.get_many
+    assert len(reads) == 1
+
+
+def test_a_price_list_changed_since_the_last_page_is_read_again_not_shown_from_the_guess(
+    make_app, shop, make_price_list, redis_namespace
+):
+    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)
+    client = signed_in(shop_app, shop.buyer)
+    warm(shop_app, client, "/products")
+    other = make_price_list("Retail", [(shop.product, 1, "7.50")])
+    with shop_app.app_context():  # staff move the company to another list on this site
+        db.session.get(Company, shop.company.id).price_list_id = other.id
+        db.session.commit()
+    html = page(client, "/products")
+    assert "€7.50" in html and "€9.00" not in html
+
+
+@pytest.mark.parametrize("url", ["/products/BEER-1", "/cart"])
+def test_a_product_page_and_the_cart_cost_at_most_three_round_trips_to_redis(redis_app, shop, url):
+    client = signed_in(redis_app, shop.buyer)
+    with redis_app.app_context():
+        cart.add(shop.buyer.id, shop.product, 2)
+    warm(redis_app, client, url)
+    with counted(redis_app) as counts:
+        html = page(client, url)
+    assert "BEER-1" in html
+    assert counts["redis"] <= 3, counts
+
+
+def test_an_answer_sends_the_session_cookie_only_when_the_session_changes(make_app, shop):
+    client = signed_in(make_app(), shop.buyer)
+    assert "Set-Cookie" in client.get("/products").headers  # the first form's CSRF token joins the session
+    assert "Set-Cookie" not in client.get("/products").headers
+    assert "Set-Cookie" not in client.get("/orders").headers
+
+
+def test_the_redis_counts_see_every_round_trip():
+    """The counting itself: a command is one, a pipeline of three commands is one."""
+    if not REDIS_URL:
+        pytest.skip("SIPUP_TEST_REDIS_URL is not set: no shared Redis to test on")
+    client = redis.Redis.from_url(REDIS_URL)
+    sends, send = [], redis.connection.AbstractConnection.send_packed_command
+    redis.connection.AbstractConnection.send_packed_command = lambda c, cmd, check_health=True: (
+        sends.append(1) or send(c, cmd, check_health)
+    )
+    try:
+        client.ping()
+        client.ping()
+        sends.clear()
+        client.ping()
+        pipe = client.pipeline(transaction=False)
+        pipe.ping().ping().ping()
+        pipe.execute()
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = send
+        client.close()
+    assert len(sends) == 2
