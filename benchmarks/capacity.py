@@ -116,10 +116,11 @@ def base_env():
     return env
 
 
-def waitress_app(spec, folder, name, threads=8):
-    """`python -m waitress` serving a bare WSGI app (the baselines)."""
+def waitress_app(spec, folder, name, threads=8, prefix=()):
+    """`python -m waitress` serving a bare WSGI app (the baselines); `prefix` e.g. `taskset -c 0`."""
     port = free_port()
     command = [
+        *prefix,
         sys.executable,
         "-m",
         "waitress",

@@ -41,9 +41,11 @@ HIGH = "1000000 per minute"
 
 
 class Server:
-    """One `flask serve` on its own instance folder (embedded SQLite with demo data), of the code in root."""
+    """One `flask serve` on its own instance folder (embedded SQLite with demo data), of the code in root.
+    `env` overrides the defaults below (SIPUP_DB_STATS=true puts the query statistics back on); `prefix` goes
+    before the command (e.g. `taskset -c 0`, which execs it: the process stays the serving one)."""
 
-    def __init__(self, name, folder, env, template, root=ROOT):
+    def __init__(self, name, folder, env, template, root=ROOT, prefix=()):
         self.name, self.port = name, free_port()
         self.instance = folder / name
         shutil.copytree(template, self.instance)  # the same data for every server
@@ -62,7 +64,7 @@ class Server:
         )
         self.log = open(self.instance / "serve.log", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
+            [*prefix, sys.executable, "-m", "flask", "serve", "--port", str(self.port)],
             cwd=root,
             env=environ,
             stdout=self.log,
@@ -83,6 +85,10 @@ class Server:
 
     def session_cookie(self):
         """Sign in as the first demo buyer; the cookie header for the load generator."""
+        return cookie_header(self.sign_in()[1])
+
+    def sign_in(self):
+        """Sign in as the first demo buyer through the real form: an opener that keeps the session, and its jar."""
         logins = [line.split("\t") for line in (self.instance / "demo-logins.txt").read_text().splitlines()]
         email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
         jar = CookieJar()
@@ -91,7 +97,7 @@ class Server:
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
         data = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": token}).encode()
         opener.open(f"{self.url}/login", data=data, timeout=30).close()
-        return "; ".join(f"{c.name}={c.value}" for c in jar)
+        return opener, jar
 
     def cpu_seconds(self):
         """User and system CPU time the server process has used so far (Linux /proc)."""
@@ -102,6 +108,11 @@ class Server:
         self.process.terminate()
         self.process.wait(timeout=10)
         self.log.close()
+
+
+def cookie_header(jar):
+    """The Cookie header a browser would send with the cookies of `jar`."""
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
 def delete_namespace(redis_url, namespace):
@@ -141,11 +152,12 @@ def _build_demo(path):
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
-def _wrk(url, cookie, seconds, connections):
+def _wrk(url, cookie, seconds, connections, script=None, prefix=()):
+    """wrk's req/s, requests and error answers; `script` a Lua file, `prefix` e.g. `taskset -c 1`."""
     headers = ["-H", f"Cookie: {cookie}"] if cookie else []
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url], capture_output=True, text=True, check=True
-    ).stdout
+    headers += ["-s", str(script)] if script else []
+    command = [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *headers, url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

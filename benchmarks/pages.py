@@ -1,0 +1,437 @@
+"""sipup's pages against a bare Flask "hello" and a raw WSGI app under the same waitress, in one run: req/s
+at 1 and 32 connections, the ratio to hello, server CPU per request and how it grows with concurrency, and the
+Redis commands, Redis round trips and SQL statements per page.
+
+python -m benchmarks.pages [--seconds 3] [--rounds 3] [--redis] [--before REV]
+
+Servers run on core 0 (`taskset -c 0`) and wrk on core 1 (`taskset -c 1 wrk -t1`) when the machine has both;
+each server is one waitress process with THREADS threads. sipup is `flask serve` on a copy of the embedded demo
+data with every production middleware on: rate limits counted (budgets raised out of reach: every request comes
+from one address), request and query statistics, CSRF, the session check, a signed-in demo buyer with two lines
+in the cart. With --redis, sipup uses SIPUP_REDIS_URL (SIPUP_BENCH_REDIS_URL, default redis://127.0.0.1:6379/15)
+for cache, limits and statistics, in namespaces of its own that are deleted afterwards. With --before REV the
+sipup pages of that revision (its tree exported from git, its own demo data) are measured in the same rounds.
+
+Pages: hello (benchmarks/hello_app.py), raw WSGI (benchmarks/raw_wsgi.py), the cached catalog /products, a
+product page /products/<sku>, the cart /cart, and a mix: wrk cycling through MIX (catalog, its second page,
+a product, the cart, the dashboard, the order history): one wrk thread, whose requests on all connections
+together take the paths in turn.
+
+Rounds alternate the order of pages and connection counts (forwards, then backwards), so a drift in the
+machine's load falls on all alike; medians of the rounds are printed. Counting runs afterwards on one more
+server per tree, COUNTED sequential requests per page on one connection: Redis commands and round trips
+through a counting proxy in front of Redis (the statistics flushes, every 5 s, left out), SQL statements from
+the server's own query statistics.
+"""
+
+import argparse
+import http.client
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.capacity import waitress_app
+from benchmarks.limits import ROOT, Server, _demo_instance, _wrk, cookie_header, delete_namespace
+from benchmarks.sessions import export
+
+THREADS = 8  # waitress threads of every server: hello, raw WSGI and sipup (SIPUP_THREADS)
+CONNECTIONS = (32, 1)
+COUNTED = 240  # sequential requests per page when counting (a multiple of len(MIX))
+MIX = ("/products", "/products?page=2", "/products/{sku}", "/cart", "/", "/orders")
+PAGES = {"catalog": "/products", "product": "/products/{sku}", "cart": "/cart", "mix": None}
+MIX_SCRIPT = """-- the benchmark's page mix: the requests of a wrk thread take these paths in turn
+local paths = {%s}
+local i = 0
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+class Target:
+    """One page of one server, as wrk asks for it."""
+
+    def __init__(self, label, server, path="/", cookie="", script=None, sku=None):
+        self.label, self.server, self.path, self.cookie, self.script = label, server, path, cookie, script
+        self.sku, self.namespace, self.proxy = sku, None, None  # what counting needs
+        self.url = f"http://127.0.0.1:{server.port}{path}"
+
+
+class RedisCounter:
+    """A TCP proxy in front of Redis counting what passes: commands, and round trips (a client write after a
+    reply that does not finish a command; a pipeline or MULTI/EXEC sent at once is one trip). The wire cannot
+    tell all of them apart: a pipeline that redis-py sends in several writes (a value over 6,000 bytes) counts
+    as more than one trip when Redis answers its first part before the rest arrives, so trips are at most
+    what is shown. Commands on the statistics keys (`<namespace>:counters`, `<namespace>:dbstats`, flushed every
+    5 s whatever the traffic) are left out, and so is a trip of nothing else. Only for counting: it adds
+    latency, so the measured servers talk to Redis directly."""
+
+    SKIP = (b"MULTI", b"EXEC", b"DISCARD")  # count with their trip, not on their own
+
+    def __init__(self, redis_url, namespace):
+        parts = urllib.parse.urlsplit(redis_url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.stats_prefixes = (f"{namespace}:counters".encode(), f"{namespace}:dbstats".encode())
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        userinfo = parts.netloc.rpartition("@")[0]
+        self.url = parts._replace(netloc=f"{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}").geturl()
+        self.lock, self.open_trips = threading.Lock(), []
+        self.reset()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self):
+        with self.lock:
+            for trip in self.open_trips:
+                trip.clear()
+            self.commands, self.trips, self.names = 0, 0, Counter()
+
+    def snapshot(self):
+        """(commands, round trips, commands by name) since reset()."""
+        with self.lock:
+            for trip in self.open_trips:
+                self._close(trip)
+            return self.commands, self.trips, Counter(self.names)
+
+    def close(self):
+        self.listener.close()
+
+    def _close(self, trip):
+        """Under the lock: count the commands of a finished trip unless it was statistics only."""
+        names = [name for name, stats in trip if not stats]
+        if any(name not in self.SKIP for name in names):
+            self.trips += 1
+            self.commands += len(names)
+            self.names.update(name.decode() for name in names)
+        trip.clear()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            trip, replied = [], threading.Event()
+            replied.set()
+            with self.lock:
+                self.open_trips.append(trip)
+            threading.Thread(target=self._requests, args=(client, upstream, trip, replied), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, replied), daemon=True).start()
+
+    def _requests(self, client, upstream, trip, replied):
+        buffer = b""
+        try:
+            while data := client.recv(65536):
+                # The client waited for an answer: this write starts a trip, unless it finishes a command
+                # (a long value goes in writes of its own, and Redis may answer what came before it meanwhile).
+                starts = replied.is_set() and not buffer
+                commands, buffer = self._parse(buffer + data)
+                with self.lock:
+                    if starts:
+                        self._close(trip)
+                    replied.clear()
+                    trip.extend(commands)
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            upstream.close()
+            client.close()
+
+    def _replies(self, upstream, client, replied):
+        try:
+            while data := upstream.recv(65536):
+                replied.set()  # before the client can see the answer and send again
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def _parse(self, buffer):
+        """[(command name, on a statistics key?)] of the complete RESP commands in buffer, and the rest."""
+        commands, pos = [], 0
+        while True:
+            end = buffer.find(b"\r\n", pos)
+            if end < 0 or buffer[pos : pos + 1] != b"*":
+                break
+            args, cursor = [], end + 2
+            for _ in range(int(buffer[pos + 1 : end])):
+                end = buffer.find(b"\r\n", cursor)
+                if end < 0:
+                    break
+                length = int(buffer[cursor + 1 : end])
+                if end + 2 + length + 2 > len(buffer):
+                    break
+                args.append(buffer[end + 2 : end + 2 + length])
+                cursor = end + 2 + length + 2
+            else:
+                name = args[0].upper()
+                key = args[3] if name in (b"EVAL", b"EVALSHA") and len(args) > 3 else args[1] if len(args) > 1 else b""
+                commands.append((name, key.startswith(self.stats_prefixes)))
+                pos = cursor
+                continue
+            break
+        return commands, buffer[pos:]
+
+
+def serving_process(server, word):
+    """Whether the pid whose CPU is read is the serving process itself (taskset has exec'd it, no children)."""
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    return word in " ".join(process.cmdline()) and "taskset" not in process.name() and not process.children()
+
+
+def prepare(server):
+    """Sign in as the demo buyer and put two products in the cart through the real form (CSRF token and all);
+    (the cookie header, the first of those skus). The cart page is read last, so the cookie holds no message."""
+    opener, jar = server.sign_in()
+    html = opener.open(f"{server.url}/products", timeout=30).read().decode()
+    forms = re.findall(r'<form method="post" action="/cart/add".*?</form>', html, re.S)
+    skus = []
+    for form in [f for f in forms if "disabled" not in f][:2]:
+        fields = dict(re.findall(r'name="(csrf_token|sku|quantity)" value="([^"]*)"', form))
+        opener.open(f"{server.url}/cart/add", data=urllib.parse.urlencode(fields).encode(), timeout=30).read()
+        skus.append(fields["sku"])
+    cart = opener.open(f"{server.url}/cart", timeout=30).read().decode()
+    if len(skus) < 2 or not all(sku in cart for sku in skus):
+        print(f"  warning: the cart of {server.name} does not hold two products ({skus})")
+    return cookie_header(jar), skus[0]
+
+
+def targets_of(server, cookie, sku, folder, suffix=""):
+    script = folder / f"mix-{server.name}.lua"
+    script.write_text(MIX_SCRIPT % ", ".join(f'"{p.format(sku=sku)}"' for p in MIX))
+    return [
+        Target(label + suffix, server, (path or "/").format(sku=sku), cookie, script if path is None else None, sku)
+        for label, path in PAGES.items()
+    ]
+
+
+def measure(targets, args, wrk_prefix):
+    """{(label, connections): (median req/s, median server CPU ms per request)} over alternating rounds."""
+    rates, cpu = {}, {}
+    for target in targets:  # warm-up: caches, connection pools, compiled templates
+        _wrk(target.url, target.cookie, 1, 8, target.script, wrk_prefix)
+    for n in range(args.rounds):
+        for target in targets if n % 2 == 0 else targets[::-1]:
+            for connections in CONNECTIONS if n % 2 == 0 else CONNECTIONS[::-1]:
+                key = (target.label, connections)
+                before = target.server.cpu_seconds()
+                rate, count, bad = _wrk(target.url, target.cookie, args.seconds, connections, target.script, wrk_prefix)
+                cpu.setdefault(key, []).append((target.server.cpu_seconds() - before) / count * 1000)
+                rates.setdefault(key, []).append(rate)
+                if bad:
+                    print(f"  warning: {bad} error answers on {target.label} at {connections} connections")
+    return {key: (statistics.median(rates[key]), statistics.median(cpu[key])) for key in rates}
+
+
+def statement_totals(server, redis_url, namespace):
+    """(requests, SQL statements) in the server's query statistics (minute buckets of the last hour); None
+    when they cannot be read (an older revision may keep them otherwise)."""
+    from sipup.observability.query_stats import RESOLUTIONS, RedisStore, SqliteStore
+
+    try:
+        store = RedisStore(redis_url, namespace) if namespace else SqliteStore(str(server.instance / "query_stats.db"))
+        seconds, kept = RESOLUTIONS["minute"]
+        now = int(time.time() // seconds * seconds)
+        buckets, _ = store.read("minute", [now - i * seconds for i in range(kept)])
+        if namespace:
+            store.client.close()
+    except Exception:
+        return None
+    return sum(b.requests for b in buckets), sum(b.request_queries for b in buckets)
+
+
+def sequential(target, count):
+    """`count` GETs one after the other on one keep-alive connection; the number of answers that were not 200."""
+    paths = [p.format(sku=target.sku) for p in MIX] if target.script else [target.path]
+    conn = http.client.HTTPConnection("127.0.0.1", target.server.port, timeout=30)
+    bad = 0
+    for i in range(count):
+        conn.request("GET", paths[i % len(paths)], headers={"Cookie": target.cookie})
+        response = conn.getresponse()
+        response.read()
+        bad += response.status != 200
+    conn.close()
+    return bad
+
+
+def count(counting, redis_url, ready_at):
+    """{label: (Redis commands, round trips, commands by name, SQL statements), each per request} on the
+    counting servers: a batch per page and server, then a wait for the statistics to be flushed."""
+    time.sleep(max(0.0, ready_at - time.monotonic()))
+    totals = {id(t): statement_totals(t.server, redis_url, t.namespace) for t in counting}
+    results = {}
+    for label in PAGES:
+        batch = [t for t in counting if t.label.split()[0] == label]
+        for target in batch:
+            if target.proxy:
+                target.proxy.reset()
+            bad = sequential(target, COUNTED)
+            if bad:
+                print(f"  warning: {bad} of {COUNTED} answers not 200 on {target.label} while counting")
+            commands, trips, names = target.proxy.snapshot() if target.proxy else (None, None, Counter())
+            results[target.label] = [
+                None if commands is None else commands / COUNTED,
+                None if trips is None else trips / COUNTED,
+                {name: n / COUNTED for name, n in names.most_common()},
+                None,
+            ]
+        time.sleep(6)  # query statistics are flushed every 5 s
+        for target in batch:
+            after, before = statement_totals(target.server, redis_url, target.namespace), totals[id(target)]
+            if after and before and after[0] > before[0]:
+                results[target.label][3] = (after[1] - before[1]) / (after[0] - before[0])
+            totals[id(target)] = after
+    return results
+
+
+def revision(rev=None):
+    """The short hash of rev, or of HEAD and whether the tree has changes beside it."""
+    head = subprocess.run(["git", "rev-parse", "--short", rev or "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if rev:
+        return head.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def _figure(value, pattern):
+    return "-" if value is None else format(value, pattern)
+
+
+def table(labels, figures, counts, hello):
+    print(
+        f"{'page':<18} {'req/s @32':>9} {'ratio to hello':>14} {'req/s @1':>8} {'CPU ms/req @1':>13} {'@32':>6} "
+        f"{'growth':>6} {'Redis cmds/req':>14} {'Redis trips/req':>15} {'SQL/req':>7}"
+    )
+    for label in labels:
+        (rate32, cpu32), (rate1, cpu1) = figures[(label, 32)], figures[(label, 1)]
+        commands, trips, _, sql = counts.get(label, (None, None, None, None))
+        print(
+            f"{label:<18} {rate32:>9,.0f} {rate32 / hello:>14.3f} {rate1:>8,.0f} {cpu1:>13.2f} {cpu32:>6.2f} "
+            f"{cpu32 / cpu1:>6.2f} {_figure(commands, '.2f'):>14} {_figure(trips, '.2f'):>15} {_figure(sql, '.1f'):>7}"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="Seconds per measured round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per page and connection count.")
+    parser.add_argument("--redis", action="store_true", help="sipup's cache, limits and statistics in Redis.")
+    parser.add_argument("--before", metavar="REV", help="Also measure the sipup pages of this revision.")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("benchmarks.pages needs wrk (Debian: apt-get install wrk)")
+    pinned = bool(shutil.which("taskset")) and {0, 1} <= os.sched_getaffinity(0)
+    server_prefix, wrk_prefix = (("taskset", "-c", "0"), ("taskset", "-c", "1")) if pinned else ((), ())
+    redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    folder = Path(tempfile.mkdtemp(prefix="sipup-bench-pages-"))
+    trees = {"": ROOT, **({" (before)": export(args.before, folder / "before-tree")} if args.before else {})}
+    servers, namespaces, proxies, counting = [], [], [], []
+    try:
+        sipup = []
+        for suffix, tree in trees.items():
+            name = "before" if suffix else "after"
+            template = _demo_instance(folder / f"{name}-template", root=tree)
+            for role in ("", "-count"):
+                env = {"SIPUP_THREADS": str(THREADS), "SIPUP_DB_STATS": "true", "SIPUP_REQUEST_STATS": "true"}
+                namespace, proxy = None, None
+                if args.redis:
+                    namespace = f"sipupbench-{secrets.token_hex(4)}"
+                    namespaces.append(namespace)
+                    url = redis_url
+                    if role and urllib.parse.urlsplit(redis_url).scheme == "redis":
+                        proxy = RedisCounter(redis_url, namespace)
+                        proxies.append(proxy)
+                        url = proxy.url
+                    env.update(SIPUP_REDIS_URL=url, SIPUP_REDIS_NAMESPACE=namespace)
+                server = Server(name + role, folder, env, template, root=tree, prefix=server_prefix if not role else ())
+                servers.append(server)
+                sipup.append((suffix, role, server, namespace, proxy))
+        hello = waitress_app("benchmarks.hello_app:app", str(folder), "hello", THREADS, server_prefix)
+        raw = waitress_app("benchmarks.raw_wsgi:app", str(folder), "raw-wsgi", THREADS, server_prefix)
+        servers += [hello, raw]
+        targets = [Target("hello (Flask)", hello), Target("raw WSGI", raw)]
+        for suffix, role, server, namespace, proxy in sipup:
+            server.wait()
+            cookie, sku = prepare(server)
+            if role:
+                for target in targets_of(server, cookie, sku, folder, suffix):
+                    target.namespace, target.proxy = namespace, proxy
+                    sequential(target, 12)  # warm-up: caches and connections
+                    counting.append(target)
+            else:
+                targets += targets_of(server, cookie, sku, folder, suffix)
+        ready_at = time.monotonic() + 6  # the counting servers' statistics flushed
+        measured = [(server, "flask") for _, role, server, *_ in sipup if not role] + [
+            (hello, "waitress"),
+            (raw, "waitress"),
+        ]
+        if not all(serving_process(server, word) for server, word in measured):
+            print("  warning: a measured pid is not the serving process itself: CPU figures are not the server's")
+        load, backend = (
+            os.getloadavg(),
+            f"Redis {redis_url}" if args.redis else "embedded default (SQLite, folder cache)",
+        )
+        print(
+            f"revision {revision()}; {backend}"
+            f"; servers {'on core 0, wrk -t1 on core 1' if pinned else 'not pinned (fewer than 2 cores)'}; one "
+            f"waitress process, {THREADS} threads each; {args.rounds} rounds of {args.seconds} s per page and "
+            f"connection count, medians; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on "
+            f"{os.cpu_count()} CPUs",
+            flush=True,
+        )
+        figures = measure(targets, args, wrk_prefix)
+        counts = count(counting, redis_url, ready_at)
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        table([t.label for t in targets], figures, counts, figures[("hello (Flask)", 32)][0])
+        sku = next(t.sku for t in targets if t.sku)
+        print(f"mix: the requests take {', '.join(MIX)} in turn; {{sku}} = {sku}, a demo product in stock")
+        print(
+            f"counted over {COUNTED} sequential requests per page on one connection, on a server of their own: "
+            "Redis cmds = commands Redis executes (a pipeline of 3 is 3 commands), Redis trips = round trips "
+            "(that pipeline is one); both without the statistics flushes (every 5 s); SQL = statements per "
+            "request from sipup's query statistics"
+        )
+        if args.redis:
+            for label, (_, _, names, _) in counts.items():
+                print(f"  {label}: " + ", ".join(f"{name} {n:.3g}" for name, n in names.items()))
+        if args.before:
+            print(f"after ({revision()}) / before ({args.before} = {revision(args.before)}); CPU: after/before too:")
+            print(f"{'page':<10} {'req/s @32':>9} {'req/s @1':>8} {'CPU/req @1':>10} {'CPU/req @32':>11}")
+            for label in PAGES:
+                after = [figures[(label, c)] for c in (32, 1)]
+                before = [figures[(f"{label} (before)", c)] for c in (32, 1)]
+                print(
+                    f"{label:<10} {after[0][0] / before[0][0]:>9.2f} {after[1][0] / before[1][0]:>8.2f} "
+                    f"{after[1][1] / before[1][1]:>10.2f} {after[0][1] / before[0][1]:>11.2f}"
+                )
+    finally:
+        for server in servers:
+            server.stop()
+        for proxy in proxies:
+            proxy.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        for namespace in namespaces:
+            delete_namespace(redis_url, namespace)
+
+
+if __name__ == "__main__":
+    main()
