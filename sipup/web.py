@@ -8,9 +8,10 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, g, has_request_context, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -67,7 +68,7 @@ def register_web(app):
 
     @app.context_processor
     def _globals():
-        return {"cart_count": _cart_count}
+        return {"main_nav": _main_nav}
 
     @app.after_request
     def _headers(response):
@@ -141,6 +142,24 @@ def _is_loopback(address):
         return ipaddress.ip_address(address or "").is_loopback
     except ValueError:
         return False
+
+
+CART_SLOT = "<!--cart-count-->"
+NAVS_KEPT = 1000
+
+
+def _main_nav():
+    """The main navigation for the signed-in user's role on this page. It is the same for everyone with that
+    role there, so it is rendered once per role, page and script root and kept; only the cart's count is new."""
+    navs = current_app.extensions.setdefault("sipup_navs", {})
+    key = (current_user.role, request.endpoint, request.script_root)
+    html = navs.get(key)
+    if html is None:
+        if len(navs) >= NAVS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
+            navs.clear()
+        html = navs[key] = render_template("_nav.html")
+    count = _cart_count()
+    return Markup(html.replace(CART_SLOT, f' <span class="badge">{count}</span>' if count else ""))
 
 
 def _cart_count():
