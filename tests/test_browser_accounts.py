@@ -57,13 +57,10 @@ def _flask(env, *args, stdin=None):
 def site(request, tmp_path_factory, smtp):
     """A fresh production-style site: schema, one admin, a small catalog; waitress and a queue worker."""
     instance = tmp_path_factory.mktemp(f"golive-{request.param}")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIPUP_")}
     env.update(
         SIPUP_INSTANCE_PATH=str(instance),
         SIPUP_MAIL_URL=smtp.url,
-        SIPUP_PUBLIC_URL=url,
         SIPUP_RATELIMIT_IP="10000 per minute",
         SIPUP_SECRET_KEY=secrets.token_hex(32),
         # The admin signs in once per test, more often than a person would in a minute.
@@ -85,6 +82,10 @@ def site(request, tmp_path_factory, smtp):
         env, "user", "create", ADMIN[0], "--role", "admin", "--password-stdin", stdin=ADMIN[1] + "\n"
     ).startswith(f"Created admin {ADMIN[0]}")
     _flask(env, "seed", "--companies", "0", "--products", "6", "--orders", "0")
+    # The port is chosen just before the server starts: chosen before the set-up, another program may take it.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env["SIPUP_PUBLIC_URL"] = url
     logs = {name: open(instance / f"{name}.log", "wb") for name in ("serve", "worker")}
     processes = [
         subprocess.Popen(
