@@ -147,7 +147,7 @@ def _build_demo(path):
         logins = seed_demo()
         db.engine.dispose()
     (path / "demo-logins.txt").write_text("".join(f"{r}\t{e}\t{p}\n" for r, e, p in logins), encoding="utf-8")
-    for name in ("logs", "metrics.db", "limits.db", "query_stats.db", "secret_key"):
+    for name in ("logs", "metrics.db", "limits.db", "secret_key"):
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 

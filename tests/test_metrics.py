@@ -1,9 +1,20 @@
-"""Shared counters: added up across app instances (processes) in SQLite and Redis, kept while Redis is down."""
+"""Shared counters: added up across app instances (processes) in SQLite and Redis, kept while Redis is down;
+maxima and descriptions alike in both stores; the end of a burst flushed by a timer."""
 
 import time
 
+import pytest
+
+import sipup.observability.counters as counters_module
 from sipup import create_app
-from sipup.observability.counters import RESOLUTIONS, bucket_start
+from sipup.observability.counters import (
+    DESCRIPTION_SECONDS,
+    RESOLUTIONS,
+    Counters,
+    RedisCounterStore,
+    SqliteCounterStore,
+    bucket_start,
+)
 from tests.conftest import REDIS_URL
 
 
@@ -89,3 +100,90 @@ def test_marks_in_the_embedded_store(tmp_path):
 
 def test_marks_in_redis(tmp_path, redis_namespace):
     _mark_cycle(_app(tmp_path, REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace).extensions["counters"])
+
+
+# --- maxima and descriptions -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    """Each counters store on its own file or namespace."""
+    if request.param == "sqlite":
+        yield SqliteCounterStore(str(tmp_path / "metrics.db"))
+        return
+    store = RedisCounterStore(REDIS_URL, request.getfixturevalue("redis_namespace"))
+    yield store
+    store.close()
+
+
+def test_maxima_and_descriptions_agree_in_both_stores(store):
+    now = bucket_start(time.time(), "minute") + 30  # one minute for the whole test
+    minute, earlier, hour = bucket_start(now, "minute"), bucket_start(now, "minute") - 60, bucket_start(now, "hour")
+    writer = Counters(store)
+    writer.add_buckets(
+        "demo",
+        {("minute", minute): {"a|n": 2}, ("hour", hour): {"a|n": 2}},
+        maxima={("minute", minute): {"a|u": 40, "b|u": 7.5}, ("minute", earlier): {"a|u": 90}},
+    )
+    writer.describe("demo", {"a": "SELECT a", "b": "SELECT b"})
+    writer.flush()
+    other = Counters(store)  # another process: a smaller maximum keeps the larger one, a larger one wins
+    other.add_buckets("demo", {}, maxima={("minute", minute): {"a|u": 30, "b|u": 12}, ("hour", hour): {"a|u": 3}})
+    other.describe("demo", {"b": "SELECT b FROM t"})
+    other.flush()
+
+    reader = Counters(store)  # nothing pending: all of it from the store
+    assert reader.maxima("demo", "minute", 1, now=now) == {"a|u": 40, "b|u": 12}
+    assert reader.maxima("demo", "minute", 2, now=now) == {"a|u": 90, "b|u": 12}
+    assert reader.maxima("demo", "hour", 1, now=now) == {"a|u": 3}
+    assert reader.totals("demo", "minute", 2, now=now) == {"a|n": 2}
+    assert reader.descriptions("demo") == {"a": "SELECT a", "b": "SELECT b FROM t"}
+    assert reader.maxima("other", "minute", 2, now=now) == {} and reader.descriptions("other") == {}
+    assert reader.status()["store_error"] is None
+
+
+def test_maxima_and_descriptions_expire(store):
+    counters = Counters(store)
+    seconds, kept = RESOLUTIONS["minute"]
+    old = time.time() - seconds * (kept + 5)
+    counters.add_buckets("demo", {}, maxima={("minute", bucket_start(old, "minute")): {"a|u": 5}})
+    counters.describe("demo", {"a": "SELECT a"})
+    counters.flush()
+    if isinstance(store, RedisCounterStore):  # Redis expires them by itself
+        maxima_key = f"{store._key('demo', 'minute', bucket_start(old, 'minute'))}:max"
+        assert 0 < store.client.ttl(maxima_key) <= seconds * kept
+        assert 0 < store.client.ttl(store._descriptions_key("demo")) <= DESCRIPTION_SECONDS
+        return
+    assert store.read_maxima("demo", "minute", [bucket_start(old, "minute")]) == {}  # pruned as it was written
+    assert store.read_descriptions("demo") == {"a": "SELECT a"}
+    assert store.prune(now=time.time() + DESCRIPTION_SECONDS + 1) >= 1
+    assert store.read_descriptions("demo") == {}
+
+
+def test_maxima_and_descriptions_survive_a_redis_outage(tmp_path, local_redis):
+    counters = _app(tmp_path, REDIS_URL=local_redis.url, REDIS_NAMESPACE="t").extensions["counters"]
+    start = bucket_start(time.time(), "minute")
+    local_redis.stop()
+    counters.add_buckets("demo", {("minute", start): {"a|n": 1}}, maxima={("minute", start): {"a|u": 8}})
+    counters.describe("demo", {"a": "SELECT a"})
+    counters.flush()
+    assert counters.status()["store_error"]
+    assert counters.maxima("demo", "minute", 2) == {"a|u": 8}  # held in memory meanwhile
+    assert counters.descriptions("demo") == {"a": "SELECT a"}
+    local_redis.start()
+    counters.flush()
+    assert counters.status()["store_error"] is None
+    assert counters.store.read_maxima("demo", "minute", [start]) == {"a|u": 8}  # really in Redis
+    assert counters.store.read_descriptions("demo") == {"a": "SELECT a"}
+
+
+def test_the_end_of_a_burst_is_flushed_by_a_timer(tmp_path, monkeypatch):
+    monkeypatch.setattr(counters_module, "FLUSH_SECONDS", 0.5)
+    counters = _app(tmp_path).extensions["counters"]
+    counters.flush()
+    counters.incr("demo", "hit", 3)  # no later count, read or flush comes to write it
+    start = bucket_start(time.time(), "minute")
+    deadline = time.monotonic() + 10
+    while not counters.store.read("demo", "minute", [start]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counters.store.read("demo", "minute", [start]) == {start: {"hit": 3}}

@@ -1,5 +1,6 @@
 """Query statistics: normalising statements, counting them per statement and kind, the slow query log,
-the N+1 warning, the shared stores (Redis, the embedded SQLite file) and `flask db stats`."""
+the N+1 warning, the shared counters store they are kept in (Redis, the embedded SQLite file) and
+`flask db stats`."""
 
 import os
 import re
@@ -12,16 +13,17 @@ import time
 import pytest
 from sqlalchemy import text
 
-import sipup.observability.query_stats as query_stats
+import sipup.observability.counters as counters_module
 from sipup import create_app
 from sipup.extensions import db
+from sipup.observability.counters import Counters, SqliteCounterStore
 from sipup.observability.query_stats import (
     CONNECT,
+    GROUP,
     MAX_STATEMENTS,
     OTHER,
     PING,
     Collector,
-    SqliteStore,
     kind_of,
     normalise,
     short_sql,
@@ -162,6 +164,24 @@ def test_statements_are_counted_per_normalised_statement_and_kind(app, make_prod
     assert row_for(day, marker)["count"] == 3
 
 
+def test_statements_are_counters_of_their_own_group_with_running_totals_per_kind_only(app):
+    counters = app.extensions["counters"]
+    selects_before = counters.running_totals("sql").get("select|n", 0)
+    marker = tag()
+    db.session.execute(text(f"SELECT 1 AS {marker}"))
+    stats = app.extensions["query_stats"]
+    stats.flush()
+    assert stats.pending == {}  # handed to the counters, and by them to the store
+
+    key = row_for(stats.summary(), marker)["key"]
+    assert counters.totals(GROUP, "minute", 2)[f"{key}|n"] == 1
+    assert counters.totals(GROUP, "hour", 1)[f"{key}|n"] == 1
+    assert counters.maxima(GROUP, "minute", 2)[f"{key}|u"] == counters.totals(GROUP, "minute", 2)[f"{key}|u"]
+    assert counters.descriptions(GROUP)[key] == f"SELECT ? AS {marker}"
+    assert counters.running_totals(GROUP) == {}  # statements are unbounded: no totals kept forever
+    assert counters.running_totals("sql")["select|n"] >= selects_before + 1
+
+
 def test_commit_rollback_and_connection_set_up_are_counted(app, make_app, buyer, make_product):
     fresh = make_app()  # an engine of its own: its first request opens a new connection
     make_product()
@@ -178,7 +198,7 @@ def test_commit_rollback_and_connection_set_up_are_counted(app, make_app, buyer,
 
 
 def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkeypatch, buyer, make_product):
-    monkeypatch.setattr(query_stats, "FLUSH_SECONDS", 1.0)  # longer than the burst: no request flushes it
+    monkeypatch.setattr(counters_module, "FLUSH_SECONDS", 1.0)  # longer than the burst: no request flushes it
     burst = create_app(
         {"DATABASE_URL": backend[1], "SECRET_KEY": SECRET_KEY, "TESTING": True, "WTF_CSRF_ENABLED": False},
         instance_path=str(tmp_path),
@@ -187,12 +207,12 @@ def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkey
     client = sign_in(burst.test_client(), buyer)
     for _ in range(7):
         assert client.get("/products").status_code == 200
-    store = SqliteStore(str(tmp_path / "query_stats.db"))  # what `flask db stats` in another process reads
+    store = SqliteCounterStore(str(tmp_path / "metrics.db"))  # what `flask db stats` in another process reads
 
     def requests_stored():
         start = int(time.time() // 60 * 60)
-        buckets, _sql = store.read("minute", [start, start - 60])
-        return sum(bucket.requests for bucket in buckets)
+        buckets = store.read(GROUP, "minute", [start, start - 60])
+        return sum(bucket.get("@requests", 0) for bucket in buckets.values())
 
     deadline = time.monotonic() + 10
     while requests_stored() < 8 and time.monotonic() < deadline:
@@ -203,7 +223,7 @@ def test_the_end_of_a_burst_is_flushed_by_a_timer(app, tmp_path, backend, monkey
 
 
 def test_a_statement_past_the_last_histogram_bound_has_a_finite_p95(tmp_path):
-    collector = Collector(SqliteStore(str(tmp_path / "stats.db")), slow_ms=10_000, warn_queries=50)
+    collector = Collector(Counters(SqliteCounterStore(str(tmp_path / "metrics.db"))), slow_ms=10_000, warn_queries=50)
     collector.record("SELECT SLEEP(3)", 3210.0, 0)
     row = collector.summary()["statements"][0]
     assert row["p95_ms"] == 3210.0  # the top bin has no upper bound: the slowest run is the honest one
@@ -334,14 +354,14 @@ def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
             assert sum(row["hist"]) == 2 * times
             assert summary["kinds"]["select"]["count"] >= 2 * times
     finally:
-        stats.store.client.close()
+        reader.extensions["counters"].store.client.close()
 
 
 def test_the_embedded_store_is_shared_between_processes(tmp_path):
     marker = tag()
     env = process_env(tmp_path)
     run_statements(env, marker, 5)
-    assert os.path.exists(tmp_path / "query_stats.db")
+    assert os.path.exists(tmp_path / "metrics.db")
 
     reader = create_app(
         {"DATABASE_URL": env["SIPUP_DATABASE_URL"], "SECRET_KEY": SECRET_KEY}, instance_path=str(tmp_path)
@@ -358,14 +378,16 @@ def test_a_redis_that_is_down_does_not_break_requests(app, make_app, buyer, make
     assert client.get("/products").status_code == 200
     assert client.get("/").status_code == 200
 
-    stats = down_app.extensions["query_stats"]
-    summary = stats.summary()
+    summary = down_app.extensions["query_stats"].summary()
     assert summary["store"] == "redis"
     assert summary["store_error"]
-    assert summary["statements"] == []
+    # As every counter: what could not be saved is held in memory meanwhile (bounded) and shown from there.
+    assert any("FROM products" in row["sql"] for row in summary["statements"])
     assert client.get("/products").status_code == 200
-    stats.pending.clear()  # nothing left for the exit-time flush to try
-    stats.store.client.close()
+    counters = down_app.extensions["counters"]
+    for pending in (down_app.extensions["query_stats"].pending, counters.pending, counters.pending_maxima):
+        pending.clear()  # nothing left for the exit-time flush to try
+    counters.store.client.close()
 
 
 # --- flask db stats ------------------------------------------------------------------------------------
@@ -407,7 +429,7 @@ def test_db_stats_refuses_a_bad_window(runner):
 
 
 def test_statements_beyond_the_limit_fold_into_other(tmp_path):
-    stats = Collector(SqliteStore(str(tmp_path / "stats.db")), slow_ms=10**9, warn_queries=50)
+    stats = Collector(Counters(SqliteCounterStore(str(tmp_path / "metrics.db"))), slow_ms=10**9, warn_queries=50)
     extra = 10
     for n in range(MAX_STATEMENTS + extra):
         stats.record(f"SELECT a FROM t{n}", 1.0, 0)

@@ -1,10 +1,12 @@
 """Observability: what sipup measures about itself, and what /monitor and /metrics show of it.
 
 Modules, from the bottom up:
-- `counters`: named counts per minute and hour and running totals, in one store shared by every
-  process (Redis, or instance/metrics.db); traffic, the cache, limits and jobs count here.
-- `traffic`: requests, errors and latency per endpoint.
-- `query_stats`: every SQL statement timed per normalised text and kind, the slow query log, the pool.
+- `counters`: named counts per minute and hour, maxima, short texts and running totals, in the one
+  store shared by every process (Redis, or instance/metrics.db); traffic, SQL statements, the cache,
+  limits and jobs count here.
+- `traffic`: requests, errors and latency per endpoint (counters group "traffic").
+- `query_stats`: every SQL statement timed per normalised text and kind (counters group "dbstats"),
+  the slow query log, the pool.
 - `logs`: error logs to rotating files in instance/logs/.
 - `health`: each part checked (database, Redis, cache, queue processor, limiter, disk, ...) and one verdict.
 - `recommendations`: the seed's daily checks as rules over measured figures.

@@ -206,8 +206,5 @@ _REGISTRY.register(SipupCollector())
 
 def exposition():
     """The text /metrics answers with, for the current app (flushes this process's pending counts first)."""
-    collector = current_app.extensions.get("query_stats")
-    if collector is not None:
-        collector.flush()  # before the counters: it adds its statement totals to them
     current_app.extensions["counters"].flush()
     return generate_latest(_REGISTRY)

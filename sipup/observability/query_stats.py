@@ -1,37 +1,38 @@
 """Query statistics and the slow query log: every statement timed, per normalised SQL and kind.
 
-Statements are counted in minute buckets (kept an hour) and hour buckets (kept a day). Each process
-adds its figures to a small pending table under a lock and flushes it every few seconds: into Redis
-where configured, so all processes and hosts add up in one place, else into a SQLite file in
-instance/ that the server and the command line share.
+Statements are counted in the shared counters (sipup/observability/counters.py), group "dbstats", so
+every process and host adds up in the one store (Redis, or instance/metrics.db): summaries read the
+minute buckets of the last hour and the hour buckets of the last day. Each process folds its figures
+per bucket in memory first, at most MAX_STATEMENTS statements a bucket (the rest count as "other"),
+and hands them to the counters at each of their flushes. Names per statement key (the hash of its
+normalised text, or "kind:<kind>", or "other"): `<key>|n` runs, `|u` total microseconds, `|s` slow
+runs, `|h<i>` the latency histogram (bounds in BOUNDS_MS), and the maximum `|u` of one run; beside them
+`@requests`, `@request_queries` and `@heavy_requests`. Statement texts are the counters' descriptions.
+The running totals per kind (group "sql", for /metrics) are added at the same time.
 """
 
-import atexit
 import hashlib
 import logging
 import os
 import re
 import threading
 import time
-import weakref
 from collections import defaultdict
-from contextlib import closing
 
-import redis
 from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event, text
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
 from sipup.observability import compat
-from sipup.observability.counters import connect_sqlite, percentile
+from sipup.observability.counters import TOTAL, bucket_start, percentile
 
 log = logging.getLogger("sipup.query_stats")
 
+GROUP = "dbstats"  # not in the counters' TOTAL_GROUPS: its names (statements) are unbounded
 # Latency histogram bounds in milliseconds; one more bin holds everything slower.
 BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
-RESOLUTIONS = {"minute": (60, 60), "hour": (3600, 24)}  # bucket seconds, buckets kept
+WINDOWS = {"hour": ("minute", 60), "day": ("hour", 24)}  # what a summary reads: resolution, buckets
 MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
-FLUSH_SECONDS = 5
 KINDS = ("select", "insert", "update", "delete")
 TRANSACTION_WORDS = ("commit", "rollback", "begin", "savepoint", "release")
 OTHER = "other"  # where statements beyond MAX_STATEMENTS in one bucket are counted
@@ -85,27 +86,22 @@ def _bin(ms):
 
 
 class Stat:
-    """Count, total and max time and a histogram for one statement in one bucket."""
+    """Count, total and max time (whole microseconds, so sums and maxima agree) and a histogram for one
+    statement in one bucket."""
 
     __slots__ = ("count", "total", "max", "hist", "slow")
 
     def __init__(self):
-        self.count, self.total, self.max, self.slow = 0, 0.0, 0.0, 0
+        self.count, self.total, self.max, self.slow = 0, 0, 0, 0
         self.hist = [0] * (len(BOUNDS_MS) + 1)
 
-    def add(self, ms, slow):
+    def add(self, us, index, slow):
+        """One run of `us` microseconds, in histogram bin `index`."""
         self.count += 1
-        self.total += ms
-        self.max = max(self.max, ms)
-        self.hist[_bin(ms)] += 1
+        self.total += us
+        self.max = max(self.max, us)
+        self.hist[index] += 1
         self.slow += slow
-
-    def merge(self, other):
-        self.count += other.count
-        self.total += other.total
-        self.max = max(self.max, other.max)
-        self.slow += other.slow
-        self.hist = [a + b for a, b in zip(self.hist, other.hist)]
 
 
 class Bucket:
@@ -115,7 +111,7 @@ class Bucket:
     and "other" itself are not statements and never fold, so kinds stay right however many statements run.
     """
 
-    COUNTERS = ("requests", "request_queries", "heavy_requests")  # what the stores keep beside statements
+    COUNTERS = ("requests", "request_queries", "heavy_requests")  # what the counters keep beside statements
 
     def __init__(self, limit=MAX_STATEMENTS):
         self.statements = {}
@@ -135,153 +131,45 @@ class Bucket:
             self.distinct += counted
         return stat
 
-    def merge(self, other):
-        for key, stat in other.statements.items():
-            self.stat(key).merge(stat)
-        self.requests += other.requests
-        self.request_queries += other.request_queries
-        self.heavy_requests += other.heavy_requests
-
-
-class SqliteStore:
-    """Buckets in a SQLite file in instance/: the embedded default, shared by the server and the CLI."""
-
-    name = "sqlite"
-    HIST = ", ".join(f"h{i}" for i in range(len(BOUNDS_MS) + 1))
-
-    PRUNE_SECONDS = 3600
-
-    def __init__(self, path):
-        self.path = path
-        self.last_prune = time.monotonic()
-        with closing(self._connect()) as conn, conn:
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS buckets (res TEXT, start INTEGER, key TEXT, count INTEGER, "
-                f"total REAL, max REAL, slow INTEGER, {self.HIST.replace(',', ' INTEGER,')} INTEGER, "
-                "PRIMARY KEY (res, start, key))"
-            )
-            conn.execute("CREATE TABLE IF NOT EXISTS statements (key TEXT PRIMARY KEY, sql TEXT)")
-
-    def _connect(self):
-        return connect_sqlite(self.path)
-
-    def write(self, pending, sql):
-        hist_names = self.HIST.split(", ")
-        upsert = (
-            f"INSERT INTO buckets (res, start, key, count, total, max, slow, {self.HIST}) "
-            f"VALUES ({', '.join('?' * (7 + len(hist_names)))}) ON CONFLICT (res, start, key) DO UPDATE SET "
-            "count = count + excluded.count, total = total + excluded.total, max = MAX(max, excluded.max), "
-            "slow = slow + excluded.slow, " + ", ".join(f"{h} = {h} + excluded.{h}" for h in hist_names)
-        )
-        rows = []
-        for (res, start), bucket in pending.items():
-            for name, stat in bucket.statements.items():
-                rows.append((res, start, name, stat.count, stat.total, stat.max, stat.slow, *stat.hist))
-            for field in Bucket.COUNTERS:
-                rows.append((res, start, "@" + field, getattr(bucket, field), 0, 0, 0, *([0] * len(hist_names))))
-        with closing(self._connect()) as conn, conn:
-            conn.executemany(upsert, rows)
-            for res, (seconds, kept) in RESOLUTIONS.items():
-                conn.execute(
-                    "DELETE FROM buckets WHERE res = ? AND start < ?", (res, time.time() - seconds * (kept + 2))
-                )
-            if time.monotonic() - self.last_prune >= self.PRUNE_SECONDS:
-                # Texts of statements no bucket counts any more; the ones written now stay.
-                conn.execute("DELETE FROM statements WHERE key NOT IN (SELECT key FROM buckets)")
-                self.last_prune = time.monotonic()
-            conn.executemany("INSERT OR REPLACE INTO statements (key, sql) VALUES (?, ?)", sql.items())
-
-    def read(self, res, starts):
-        marks = ", ".join("?" * len(starts))
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                f"SELECT start, key, count, total, max, slow, {self.HIST} FROM buckets "
-                f"WHERE res = ? AND start IN ({marks})",
-                (res, *starts),
-            ).fetchall()
-            sql = dict(conn.execute("SELECT key, sql FROM statements"))
-        buckets = {}
-        for start, key, count, total, maximum, slow, *hist in rows:
-            bucket = buckets.setdefault(start, Bucket())
-            if key.startswith("@"):
-                setattr(bucket, key[1:], count)
-                continue
-            stat = bucket.statements[key] = Stat()
-            stat.count, stat.total, stat.max, stat.slow, stat.hist = count, total, maximum, slow, list(hist)
-        return list(buckets.values()), sql
-
-
-class RedisStore:
-    """Buckets in Redis hashes, added to by every process and host; expired after their window."""
-
-    name = "redis"
-    _MAX = (
-        "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') "
-        "if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
-    )
-
-    def __init__(self, url, namespace):
-        self.prefix = f"{namespace}:dbstats"
-        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        self.set_max = self.client.register_script(self._MAX)
-
-    def _key(self, res, start):
-        return f"{self.prefix}:{res}:{start}"
-
-    def write(self, pending, sql):
-        pipe = self.client.pipeline(transaction=False)
-        if sql:
-            pipe.hset(f"{self.prefix}:sql", mapping=sql)
-        # Texts live as long as figures still come in, not two days after the last new statement.
-        pipe.expire(f"{self.prefix}:sql", 2 * 86400)
-        for (res, start), bucket in pending.items():
-            key = self._key(res, start)
-            for name, stat in bucket.statements.items():
-                pipe.hincrby(key, f"{name}|n", stat.count)
-                pipe.hincrbyfloat(key, f"{name}|t", round(stat.total, 3))
-                if stat.slow:
-                    pipe.hincrby(key, f"{name}|s", stat.slow)
-                for index, value in enumerate(stat.hist):
-                    if value:
-                        pipe.hincrby(key, f"{name}|h{index}", value)
-                self.set_max(keys=[key], args=[f"{name}|x", round(stat.max, 3)], client=pipe)
-            for field in Bucket.COUNTERS:
-                value = getattr(bucket, field)
+    def to_counters(self):
+        """({name: amount}, {name: maximum}): this bucket as counters of the group "dbstats"."""
+        amounts, maxima = {}, {}
+        for key, stat in self.statements.items():
+            amounts[f"{key}|n"] = stat.count
+            amounts[f"{key}|u"] = stat.total
+            if stat.slow:
+                amounts[f"{key}|s"] = stat.slow
+            for index, value in enumerate(stat.hist):
                 if value:
-                    pipe.hincrby(key, f"@{field}", value)
-            seconds, kept = RESOLUTIONS[res]
-            pipe.expire(key, seconds * (kept + 2))
-        pipe.execute()
+                    amounts[f"{key}|h{index}"] = value
+            maxima[f"{key}|u"] = stat.max
+        for field in self.COUNTERS:
+            if getattr(self, field):
+                amounts[f"@{field}"] = getattr(self, field)
+        return amounts, maxima
 
-    def read(self, res, starts):
-        pipe = self.client.pipeline(transaction=False)
-        for start in starts:
-            pipe.hgetall(self._key(res, start))
-        pipe.hgetall(f"{self.prefix}:sql")
-        *hashes, sql = pipe.execute()
-        buckets = [self._bucket(h) for h in hashes if h]
-        return buckets, {k.decode(): v.decode() for k, v in sql.items()}
-
-    @staticmethod
-    def _bucket(fields):
-        bucket = Bucket()
-        for raw_field, raw_value in fields.items():
-            field, value = raw_field.decode(), float(raw_value)
-            if field.startswith("@"):
-                setattr(bucket, field[1:], int(value))
+    @classmethod
+    def from_counters(cls, amounts, maxima):
+        """The bucket `to_counters` describes (or the sum of several: totals and maxima over a window)."""
+        bucket = cls(limit=None)
+        for name, value in amounts.items():
+            if name.startswith("@"):
+                setattr(bucket, name[1:], value)
                 continue
-            name, _, part = field.rpartition("|")
-            stat = bucket.statements.setdefault(name, Stat())
+            key, _, part = name.rpartition("|")
+            stat = bucket.statements.setdefault(key, Stat())
             if part == "n":
-                stat.count = int(value)
-            elif part == "t":
+                stat.count = value
+            elif part == "u":
                 stat.total = value
-            elif part == "x":
-                stat.max = value
             elif part == "s":
-                stat.slow = int(value)
+                stat.slow = value
             elif part.startswith("h"):
-                stat.hist[int(part[1:])] = int(value)
+                stat.hist[int(part[1:])] = value
+        for name, value in maxima.items():
+            stat = bucket.statements.get(name.rpartition("|")[0])
+            if stat is not None:
+                stat.max = value
         return bucket
 
 
@@ -295,7 +183,7 @@ def kind_totals(pending):
             if key.startswith("kind:"):
                 kind = key[5:]
                 totals[f"{kind}|n"] += stat.count
-                totals[f"{kind}|u"] += round(stat.total * 1000)
+                totals[f"{kind}|u"] += stat.total
                 totals[f"{kind}|s"] += stat.slow
                 for index, value in enumerate(stat.hist):
                     totals[f"{kind}|h{index}"] += value
@@ -303,29 +191,25 @@ def kind_totals(pending):
 
 
 class Collector:
-    """Times statements and requests, keeps pending figures, flushes them to the store."""
+    """Times statements and requests, folds them per bucket and hands them to the shared counters."""
 
-    RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
-    RESEND_SECONDS = 3600  # send statement texts again now and then, should the store have lost them
+    RESEND_SECONDS = 3600  # send statement texts again now and then, so the store keeps them
 
-    def __init__(self, store, slow_ms, warn_queries, slow_log=None, counters=None):
-        self.store = store
-        self.counters = counters  # the shared counters: running totals per kind, for /metrics
+    def __init__(self, counters, slow_ms, warn_queries, slow_log=None):
+        self.counters = counters
         self.slow_ms = slow_ms
         self.warn_queries = warn_queries
         self.slow_log = slow_log or logging.getLogger("sipup.slow_queries")
         self.lock = threading.Lock()
-        self.pending = {}
+        self.pending = {}  # (res, start) -> Bucket
         self.new_sql = {}
         self.known = {}  # raw statement -> (key, kind, normalised): statements repeat, normalise once
-        self.last_flush = time.monotonic()
         self.last_resend = time.monotonic()
-        self.store_error = None
-        self.timer = None  # flushes the end of a burst when no later request comes to do it
+        counters.add_source(self.hand_over)
 
     def _buckets(self, now):
-        for res, (seconds, _kept) in RESOLUTIONS.items():
-            start = int(now // seconds * seconds)
+        for res in ("minute", "hour"):
+            start = bucket_start(now, res)
             bucket = self.pending.get((res, start))
             if bucket is None:
                 bucket = self.pending[(res, start)] = Bucket()
@@ -348,13 +232,15 @@ class Collector:
 
     def record(self, statement, ms, params_count):
         slow = ms >= self.slow_ms
-        now = time.time()
+        us, index, now = round(ms * 1000), _bin(ms), time.time()
         with self.lock:
+            first = not self.pending
             key, kind, text = self.describe(statement)
             for bucket in self._buckets(now):
-                bucket.stat(key).add(ms, slow)
-                bucket.stat(f"kind:{kind}").add(ms, slow)
-            self._arm_timer()
+                bucket.stat(key).add(us, index, slow)
+                bucket.stat(f"kind:{kind}").add(us, index, slow)
+        if first:
+            self.counters.wake()  # a flush follows however the traffic stops
         if has_request_context():
             g._sipup_queries = g.get("_sipup_queries", 0) + 1
         if slow:
@@ -367,86 +253,56 @@ class Collector:
                 "Possible N+1: %s ran %d queries in one request (limit %d)", endpoint, queries, self.warn_queries
             )
         with self.lock:
+            first = not self.pending
             for bucket in self._buckets(time.time()):
                 bucket.requests += 1
                 bucket.request_queries += queries
                 bucket.heavy_requests += heavy
-            self._arm_timer()
-        wait = self.RETRY_SECONDS if self.store_error else FLUSH_SECONDS
-        if time.monotonic() - self.last_flush >= wait:
-            self.flush()
+        if first:
+            self.counters.wake()
+        self.counters.flush_if_due()
 
-    def _arm_timer(self):
-        """Under the lock: make sure a flush follows within FLUSH_SECONDS, however the traffic stops."""
-        if self.timer is None:
-            delay = self.RETRY_SECONDS if self.store_error else FLUSH_SECONDS
-            self.timer = threading.Timer(delay, self._flush_by_timer)
-            self.timer.daemon = True
-            self.timer.start()
-
-    def _flush_by_timer(self):
-        with self.lock:
-            self.timer = None
-        try:
-            self.flush()
-        except Exception:  # a statistics bug must not kill the timer thread silently
-            log.exception("Query statistics flush failed")
-
-    def flush(self, at_exit=False):
-        """Hand pending figures to the store; on a store error keep serving and say so (not at exit, when
-        the log may be closed and nothing can be done about it)."""
+    def hand_over(self):
+        """The counters' source: pending buckets and new statement texts to the counters, with the running
+        totals per kind (group "sql")."""
         with self.lock:
             pending, self.pending = self.pending, {}
             sql, self.new_sql = self.new_sql, {}
-            self.last_flush = time.monotonic()
-            if self.last_flush - self.last_resend >= self.RESEND_SECONDS:
-                self.known.clear()  # texts go to the store again: it may have been emptied or expired them
-                self.last_resend = self.last_flush
+            if time.monotonic() - self.last_resend >= self.RESEND_SECONDS:
+                self.known.clear()  # texts go to the store again: they expire when not written for two days
+                self.last_resend = time.monotonic()
+        if sql:
+            self.counters.describe(GROUP, sql)
         if not pending:
             return
-        if self.counters is not None:
-            self.counters.incr_many("sql", {}, totals_only=kind_totals(pending))
-        try:
-            self.store.write(pending, sql)
-            self.store_error = None
-        except Exception as exc:  # Redis down: statistics are best-effort, requests are not
-            if at_exit:
-                return
-            if self.store_error is None:
-                log.warning("Query statistics not saved: %s", exc)
-            self.store_error = str(exc) or type(exc).__name__
-            with self.lock:
-                # The texts must reach the store with later figures; forgetting which statements were
-                # seen resends them then, and keeps memory bounded however long the store stays down.
-                self.known.clear()
+        buckets, maxima = {}, {}
+        for when, bucket in pending.items():
+            buckets[when], maxima[when] = bucket.to_counters()
+        self.counters.add_buckets(GROUP, buckets, maxima)
+        self.counters.add_buckets("sql", {(TOTAL, 0): kind_totals(pending)})
+
+    def flush(self):
+        """Hand pending figures to the counters and the counters' to the store."""
+        self.counters.flush()
 
     def summary(self, window="hour"):
         """Per statement and kind over the last hour (minute buckets) or day (hour buckets)."""
-        if window not in ("hour", "day"):
+        if window not in WINDOWS:
             raise ValueError(f"window must be 'hour' or 'day', not {window!r}")
-        self.flush()
-        res = "minute" if window == "hour" else "hour"
-        seconds, kept = RESOLUTIONS[res]
-        now = int(time.time() // seconds * seconds)
-        starts = [now - i * seconds for i in range(kept)]
-        try:
-            buckets, sql = self.store.read(res, starts)
-        except Exception as exc:  # the store is down: say so rather than fail the caller
-            self.store_error = str(exc) or type(exc).__name__
-            buckets, sql = [], {}
-        total = Bucket(limit=None)
-        for bucket in buckets:
-            total.merge(bucket)
+        res, count = WINDOWS[window]
+        total = Bucket.from_counters(self.counters.totals(GROUP, res, count), self.counters.maxima(GROUP, res, count))
+        sql = self.counters.descriptions(GROUP)
         statements, kinds = [], {}
         for key, stat in total.statements.items():
+            total_ms, max_ms = stat.total / 1000, stat.max / 1000
             row = {
                 "key": key,
                 "count": stat.count,
-                "total_ms": stat.total,
-                "max_ms": stat.max,
-                "avg_ms": stat.total / stat.count if stat.count else 0.0,
+                "total_ms": total_ms,
+                "max_ms": max_ms,
+                "avg_ms": total_ms / stat.count if stat.count else 0.0,
                 "slow": stat.slow,
-                "p95_ms": min(percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, stat.max),
+                "p95_ms": min(percentile(stat.hist, 0.95, BOUNDS_MS) or 0.0, max_ms),
                 "hist": list(stat.hist),
             }
             if key.startswith("kind:"):
@@ -460,6 +316,7 @@ class Collector:
                 row["short"] = short_sql(row["sql"])
                 statements.append(row)
         statements.sort(key=lambda r: r["total_ms"], reverse=True)
+        status = self.counters.status()
         return {
             "window": window,
             "statements": statements,
@@ -467,8 +324,8 @@ class Collector:
             "requests": total.requests,
             "queries_per_request": total.request_queries / total.requests if total.requests else 0.0,
             "heavy_requests": total.heavy_requests,
-            "store": self.store.name,
-            "store_error": self.store_error,
+            "store": status["store"],
+            "store_error": status["store_error"],
         }
 
 
@@ -478,29 +335,13 @@ def _endpoint():
     return "cli"
 
 
-# Collectors of apps still alive flush their last figures when the process ends; an app that is gone
-# (tests build hundreds) takes its collector with it instead of keeping it until exit.
-_LIVE_COLLECTORS = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_at_exit():
-    for collector in list(_LIVE_COLLECTORS):
-        collector.flush(at_exit=True)
-
-
 def register_query_stats(app, engine):
-    """Time every statement of the engine and every request's query count."""
-    if app.config["REDIS_URL"]:
-        store = RedisStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
-    else:
-        store = SqliteStore(os.path.join(app.instance_path, "query_stats.db"))
+    """Time every statement of the engine and every request's query count, into the app's counters."""
     collector = Collector(
-        store,
+        app.extensions["counters"],
         app.config["SLOW_QUERY_MS"],
         app.config["QUERY_WARN_PER_REQUEST"],
         _slow_logger(app),
-        app.extensions.get("counters"),
     )
     app.extensions["query_stats"] = collector
     if not app.config["DB_STATS"]:
@@ -539,7 +380,6 @@ def register_query_stats(app, engine):
             collector.record_request(request.endpoint or "unknown", g.get("_sipup_queries", 0))
         return response
 
-    _LIVE_COLLECTORS.add(collector)
     return collector
 
 
