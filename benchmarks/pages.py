@@ -242,20 +242,46 @@ def measure(targets, args, wrk_prefix):
 
 
 def statement_totals(server, redis_url, namespace):
-    """(requests, SQL statements) in the server's query statistics (minute buckets of the last hour); None
-    when they cannot be read (an older revision may keep them otherwise)."""
-    from sipup.observability.query_stats import RESOLUTIONS, RedisStore, SqliteStore
+    """(requests, SQL statements) in the server's query statistics (minute buckets of the last hour): in the
+    shared counters (group "dbstats"), or for an older revision in the store of its own it had then
+    (query_stats.db, or Redis hashes "<namespace>:dbstats:minute:<start>"); None when neither can be read."""
+    import sqlite3
 
+    import redis
+
+    seconds = 60
+    now = int(time.time() // seconds * seconds)
+    starts = [now - i * seconds for i in range(60)]
+    fields = ("@requests", "@request_queries")
     try:
-        store = RedisStore(redis_url, namespace) if namespace else SqliteStore(str(server.instance / "query_stats.db"))
-        seconds, kept = RESOLUTIONS["minute"]
-        now = int(time.time() // seconds * seconds)
-        buckets, _ = store.read("minute", [now - i * seconds for i in range(kept)])
         if namespace:
-            store.client.close()
+            client = redis.Redis.from_url(redis_url)
+            totals = [0, 0]
+            for layout in ("{ns}:counters:dbstats:minute:{start}", "{ns}:dbstats:minute:{start}"):
+                for start in starts:
+                    values = client.hmget(layout.format(ns=namespace, start=start), fields)
+                    for i, value in enumerate(values):
+                        totals[i] += int(float(value)) if value else 0
+                if totals[0]:
+                    break
+            client.close()
+            return tuple(totals)
+        new, old = server.instance / "metrics.db", server.instance / "query_stats.db"
+        marks = ", ".join("?" * len(starts))
+        if old.exists():
+            query = f"SELECT key, SUM(count) FROM buckets WHERE res = 'minute' AND start IN ({marks}) GROUP BY key"
+            path = old
+        else:
+            query = (
+                f"SELECT name, SUM(value) FROM counters WHERE grp = 'dbstats' AND res = 'minute' "
+                f"AND start IN ({marks}) GROUP BY name"
+            )
+            path = new
+        with sqlite3.connect(path, timeout=5) as conn:
+            found = dict(conn.execute(query, starts).fetchall())
+        return tuple(int(found.get(name) or 0) for name in fields)
     except Exception:
         return None
-    return sum(b.requests for b in buckets), sum(b.request_queries for b in buckets)
 
 
 def sequential(target, count):

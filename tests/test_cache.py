@@ -614,3 +614,32 @@ def test_several_memcached_servers_share_the_keys(make_app, shop, local_memcache
         assert app.extensions["sipup_cache"].status()["state"] == "primary"
     finally:
         second.stop()
+
+
+# --- the folder store keeps generation tokens while nobody writes one -----------------------------------
+
+
+def test_a_folder_store_reads_many_tokens_from_one_file_and_sees_another_process_write_at_once(tmp_path, monkeypatch):
+    import cachelib.file
+
+    from sipup.cache.drivers import FolderCache
+
+    reader, writer = FolderCache(str(tmp_path)), FolderCache(str(tmp_path))  # two processes on one folder
+    names = [f"gen:n{i}" for i in range(10)]
+    writer.set_many({name: f"t{i}" for i, name in enumerate(names)}, timeout=0)
+    writer.set("page", "html", timeout=0)
+    opened = []
+    real_open = open
+    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+
+    assert reader.get_many(*names, "page") == [f"t{i}" for i in range(10)] + ["html"]
+    first, opened[:] = len(opened), []
+    assert reader.get_many(*names, "page")[-1] == "html"
+    assert first == 12 and len(opened) == 2  # the clock and the page; the tokens come from memory
+
+    writer.set("gen:n3", "renewed", timeout=0)  # another process renews one token
+    assert reader.get_many(*names)[3] == "renewed"
+    writer.add("gen:new", "added")
+    assert reader.get_many("gen:new") == ["added"]
+    writer.clear()  # the clock goes with everything else: nothing is kept from before
+    assert reader.get_many(*names) == [None] * 10

@@ -1,5 +1,6 @@
-"""Round trips a page costs, counted exactly: what reaches Redis (cache, rate limits, statistics) and the
-database while one signed-in request is served. Speed lives in benchmarks/pages.py; these counts guard it."""
+"""Round trips a page costs, counted exactly: what reaches Redis (cache, rate limits, statistics), the folder
+cache of the embedded default and the database while one signed-in request is served. Speed lives in
+benchmarks/pages.py; these counts guard it."""
 
 import threading
 from contextlib import contextmanager
@@ -143,3 +144,17 @@ def test_the_redis_counts_see_every_round_trip():
         redis.connection.AbstractConnection.send_packed_command = send
         client.close()
     assert len(sends) == 2
+
+
+def test_a_cached_catalog_page_on_the_embedded_default_reads_four_cache_files_and_no_sql(make_app, shop, monkeypatch):
+    import cachelib.file
+
+    shop_app = make_app()  # the folder cache in instance/, as `flask serve` runs without servers
+    client = signed_in(shop_app, shop.buyer)
+    warm(shop_app, client, "/products")
+    opened, real_open = [], open
+    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    with counted(shop_app) as counts:
+        page(client, "/products")
+    # The clock of the generation tokens, the user, the cart's line count and the page; the tokens from memory.
+    assert len(opened) == 4 and counts["sql"] == 0

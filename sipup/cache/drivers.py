@@ -2,7 +2,7 @@
 
 redis://host:6379/0          Redis (RedisCache), keys under "<REDIS_NAMESPACE>:cache:"
 memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
-file:///var/cache/sipup      a folder (FileSystemCache); a plain absolute path works too
+file:///var/cache/sipup      a folder (FolderCache: FileSystemCache that keeps tokens); a plain absolute path works too
 memory://                    this process only (SimpleCache)
 none://                      no caching (to measure what the cache saves, or to rule it out)
 unset                        Redis when SIPUP_REDIS_URL is set, else a folder in instance/
@@ -10,6 +10,8 @@ unset                        Redis when SIPUP_REDIS_URL is set, else a folder in
 
 import os
 import pickle
+import secrets
+import threading
 from urllib.parse import urlsplit
 
 from cachelib.redis import RedisCache
@@ -100,7 +102,7 @@ def _check_own_folder(app, url, folder):
 
 def _filesystem(folder):
     # cachelib prunes the folder beyond this many files, so a busy site cannot fill the disk.
-    return {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": folder, "CACHE_THRESHOLD": 50_000}
+    return {"CACHE_TYPE": "sipup.cache.drivers.FolderCache", "CACHE_DIR": folder, "CACHE_THRESHOLD": 50_000}
 
 
 def _hide_password(url):
@@ -129,6 +131,62 @@ def build(app, settings):
     return app.extensions["cache"][cache]  # not cache.cache: that follows whichever app is current
 
 
+GEN = "gen:"  # the cache layer's generation tokens
+CLOCK = "gens-clock"  # renewed whenever any process writes a generation token
+GENS_KEPT = 10_000
+
+
+class FolderCache(FileSystemCache):
+    """cachelib's folder store that keeps generation tokens in this process while no process wrote one.
+
+    A page reads a dozen tokens; from files that is a dozen opens, and under waitress each open lets go of
+    the interpreter lock and waits to get it back. Every write of a token also renews one clock file, so a
+    read of many tokens costs that one file while the clock is as it was. The clock is read before the
+    tokens: a token written meanwhile renews it again, and the next read fetches the tokens anew."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gens_lock = threading.Lock()
+        self.gens, self.gens_clock = {}, None
+
+    def get_many(self, *keys):
+        if not any(key.startswith(GEN) for key in keys):
+            return super().get_many(*keys)
+        clock = self.get(CLOCK)  # None (cleared, pruned): nothing is kept until a token is written again
+        with self.gens_lock:
+            if clock is None or clock != self.gens_clock:
+                self.gens, self.gens_clock = {}, clock
+            known = self.gens
+        values, read = [], {}
+        for key in keys:
+            if key in known:
+                values.append(known[key])
+                continue
+            value = self.get(key)
+            values.append(value)
+            if key.startswith(GEN) and value is not None:
+                read[key] = value
+        if read and clock is not None:
+            with self.gens_lock:
+                if self.gens_clock == clock:
+                    if len(self.gens) >= GENS_KEPT:
+                        self.gens.clear()
+                    self.gens.update(read)
+        return values
+
+    def set(self, key, value, timeout=None, mgmt_element=False):
+        stored = super().set(key, value, timeout=timeout, mgmt_element=mgmt_element)
+        if key.startswith(GEN):
+            super().set(CLOCK, secrets.token_hex(8), timeout=0)
+        return stored
+
+    def delete(self, key, mgmt_element=False):
+        deleted = super().delete(key, mgmt_element=mgmt_element)
+        if key.startswith(GEN):
+            super().set(CLOCK, secrets.token_hex(8), timeout=0)
+        return deleted
+
+
 class UnusableFolder:
     """Stands in for a folder store whose folder could not be made; every use raises until rebuild() works."""
 
@@ -136,7 +194,7 @@ class UnusableFolder:
         self.folder, self.error = folder, error
 
     def rebuild(self):
-        return FileSystemCache(self.folder, threshold=_filesystem(self.folder)["CACHE_THRESHOLD"])
+        return FolderCache(self.folder, threshold=_filesystem(self.folder)["CACHE_THRESHOLD"])
 
     def __getattr__(self, name):
         def unusable(*_args, **_kwargs):
