@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from decimal import Decimal
+from unittest.mock import ANY
 
 import pytest
 
@@ -643,3 +644,24 @@ def test_a_folder_store_reads_many_tokens_from_one_file_and_sees_another_process
     assert reader.get_many("gen:new") == ["added"]
     writer.clear()  # the clock goes with everything else: nothing is kept from before
     assert reader.get_many(*names) == [None] * 10
+
+
+def test_a_folder_store_keeps_the_layers_values_until_they_expire_each_read_a_copy(tmp_path, monkeypatch):
+    import cachelib.file
+
+    from sipup.cache.drivers import FolderCache
+
+    reader, writer = FolderCache(str(tmp_path)), FolderCache(str(tmp_path))
+    writer.set("gen:catalog", "t1", timeout=0)
+    writer.set("products:page", {"g": ["t1"], "e": time.time() + 0.5, "v": ["row"]}, timeout=0)
+    first = reader.get_many("gen:catalog", "products:page")[1]
+    first["v"].append("changed by a caller")
+    opened, real_open = [], open
+    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    assert reader.get_many("gen:catalog", "products:page")[1]["v"] == ["row"] and len(opened) == 1  # the clock
+    time.sleep(0.6)  # expired: read from the file again, where another process may have renewed it
+    writer.set("products:page", {"g": ["t1"], "e": time.time() + 60, "v": ["renewed"]}, timeout=0)
+    assert reader.get_many("gen:catalog", "products:page")[1]["v"] == ["renewed"]
+    # A token written anywhere: the values read before may be outdated, so they are read again.
+    writer.set_many({"gen:catalog": "t2", "products:page": {"g": ["t2"], "e": time.time() + 60, "v": ["new"]}})
+    assert reader.get_many("gen:catalog", "products:page") == ["t2", {"g": ["t2"], "e": ANY, "v": ["new"]}]

@@ -12,6 +12,7 @@ import os
 import pickle
 import secrets
 import threading
+import time
 from urllib.parse import urlsplit
 
 from cachelib.redis import RedisCache
@@ -133,58 +134,99 @@ def build(app, settings):
 
 GEN = "gen:"  # the cache layer's generation tokens
 CLOCK = "gens-clock"  # renewed whenever any process writes a generation token
-GENS_KEPT = 10_000
+KEPT = 2_000  # tokens, and values, kept in memory by a folder store
 
 
 class FolderCache(FileSystemCache):
-    """cachelib's folder store that keeps generation tokens in this process while no process wrote one.
+    """cachelib's folder store that keeps what it read in this process while it is still right.
 
-    A page reads a dozen tokens; from files that is a dozen opens, and under waitress each open lets go of
-    the interpreter lock and waits to get it back. Every write of a token also renews one clock file, so a
-    read of many tokens costs that one file while the clock is as it was. The clock is read before the
-    tokens: a token written meanwhile renews it again, and the next read fetches the tokens anew."""
+    A page reads a dozen generation tokens and a few values; from files that is an open each, and under
+    waitress each open lets go of the interpreter lock and waits to get it back. Here:
+    - tokens ("gen:..."): every write of one also renews one clock file; while the clock is as it was, the
+      tokens read before are still those in the files. The clock is read before the tokens, so a token
+      written meanwhile renews it again and the next read fetches the tokens anew.
+    - values the cache layer stored ({"g": tokens, "e": expires, "v": ...}), read with tokens: kept, pickled
+      (each read gets a copy of its own), until they expire or the clock moves (then another process may
+      have stored a newer one). The layer checks their tokens on every read besides.
+    """
 
     def __init__(self, *args, **kwargs):
+        self.kept_lock = threading.Lock()  # before cachelib's set-up, which writes its file count
+        self.gens, self.gens_clock, self.values = {}, None, {}
         super().__init__(*args, **kwargs)
-        self.gens_lock = threading.Lock()
-        self.gens, self.gens_clock = {}, None
 
     def get_many(self, *keys):
         if not any(key.startswith(GEN) for key in keys):
             return super().get_many(*keys)
-        clock = self.get(CLOCK)  # None (cleared, pruned): nothing is kept until a token is written again
-        with self.gens_lock:
-            if clock is None or clock != self.gens_clock:
-                self.gens, self.gens_clock = {}, clock
-            known = self.gens
-        values, read = [], {}
+        clock, now = self.get(CLOCK), time.time()  # None (cleared, pruned): nothing is kept until a token is written
+        with self.kept_lock:
+            if clock is None or clock != self.gens_clock:  # a token was written: values may be outdated too
+                self.gens, self.gens_clock, self.values = {}, clock, {}
+            gens, values = self.gens, self.values
+        answers, read_gens, read_values = [], {}, {}
         for key in keys:
-            if key in known:
-                values.append(known[key])
+            if key in gens:
+                answers.append(gens[key])
+                continue
+            kept = values.get(key)
+            if kept is not None and kept[0] > now:
+                answers.append(pickle.loads(kept[1]))  # a copy of its own, as from the file
                 continue
             value = self.get(key)
-            values.append(value)
-            if key.startswith(GEN) and value is not None:
-                read[key] = value
-        if read and clock is not None:
-            with self.gens_lock:
+            answers.append(value)
+            if clock is None:
+                continue
+            if key.startswith(GEN):
+                if value is not None:
+                    read_gens[key] = value
+            elif _is_layer_value(value):
+                read_values[key] = _keepable(value)
+        if read_gens or read_values:
+            with self.kept_lock:
                 if self.gens_clock == clock:
-                    if len(self.gens) >= GENS_KEPT:
-                        self.gens.clear()
-                    self.gens.update(read)
-        return values
+                    _bounded(self.gens).update(read_gens)
+                    _bounded(self.values).update(read_values)
+        return answers
 
     def set(self, key, value, timeout=None, mgmt_element=False):
         stored = super().set(key, value, timeout=timeout, mgmt_element=mgmt_element)
-        if key.startswith(GEN):
-            super().set(CLOCK, secrets.token_hex(8), timeout=0)
+        self._wrote(key, value if stored and _is_layer_value(value) else None)
         return stored
 
     def delete(self, key, mgmt_element=False):
         deleted = super().delete(key, mgmt_element=mgmt_element)
+        self._wrote(key, None)
+        return deleted
+
+    def clear(self):
+        cleared = super().clear()
+        with self.kept_lock:
+            self.gens, self.gens_clock, self.values = {}, None, {}
+        return cleared
+
+    def _wrote(self, key, value):
         if key.startswith(GEN):
             super().set(CLOCK, secrets.token_hex(8), timeout=0)
-        return deleted
+            return
+        with self.kept_lock:
+            if value is None:
+                self.values.pop(key, None)
+            else:
+                _bounded(self.values)[key] = _keepable(value)
+
+
+def _keepable(value):
+    return value["e"], pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def _is_layer_value(value):
+    return isinstance(value, dict) and "g" in value and isinstance(value.get("e"), float)
+
+
+def _bounded(kept):
+    if len(kept) >= KEPT:
+        kept.clear()
+    return kept
 
 
 class UnusableFolder:
