@@ -9,8 +9,8 @@ from .compat import session_user_id
 from .extensions import csrf, login_manager
 from .services import accounts
 
-# endpoint -> extras(price_list_id): the cache entries its view will read for a buyer on that price list,
-# read ahead with the user's row (see read_ahead); the blueprints fill it in.
+# endpoint -> extras(price_list_id or None): the cache entries its view will read for a buyer on that price
+# list, read ahead with the user's row (see read_ahead); the blueprints fill it in.
 READ_AHEAD = {}
 
 

@@ -150,7 +150,7 @@ def _catalog_entry(price_list_id):
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
-READ_AHEAD["shop.products"] = lambda price_list_id: [_catalog_entry(price_list_id)]
+READ_AHEAD["shop.products"] = lambda price_list_id: [] if price_list_id is None else [_catalog_entry(price_list_id)]
 READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(request.view_args["sku"])]
 
 

@@ -159,12 +159,11 @@ def _price_list_hints():
 
 def prefetch_signed_in(user_id, extras=None):
     """Read in one round trip what a signed-in request reads from the cache anyway: the user's row, their cart's
-    line count, and the entries `extras(price_list_id)` names for the endpoint (a catalog page), for the price
-    list this process saw the user's company on last (none at first)."""
+    line count, and the entries `extras(price_list_id)` names for the endpoint (a catalog page), given the price
+    list this process saw the user's company on last (None at first)."""
     entries = [user_entry(user_id), count_entry(user_id)]
-    price_list_id = _price_list_hints().get(user_id)
-    if extras is not None and price_list_id is not None:
-        entries += extras(price_list_id)
+    if extras is not None:
+        entries += extras(_price_list_hints().get(user_id))
     prefetch(entries)
 
 
