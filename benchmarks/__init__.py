@@ -2,6 +2,9 @@
 
 import socket
 
+# Long enough for MariaDB + Redis too, where sipup refuses keys under 32 characters.
+SECRET_KEY = "benchmark secret key, never used in production"
+
 
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server a benchmark starts."""

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from benchmarks import free_port
+from benchmarks import SECRET_KEY, free_port
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
@@ -34,7 +34,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _app(config, instance):
-    return create_app({"SECRET_KEY": "benchmark", "DB_STATS": False, **config}, instance_path=instance)
+    return create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config}, instance_path=instance)
 
 
 def prepare(config, instance, products):
@@ -73,7 +73,7 @@ class Server:
         env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
         env.update(
             SIPUP_INSTANCE_PATH=instance,
-            SIPUP_SECRET_KEY="benchmark",
+            SIPUP_SECRET_KEY=SECRET_KEY,
             SIPUP_RATELIMIT_IP="1000000 per minute",
             SIPUP_RATELIMIT_USER="1000000 per minute",
             SIPUP_SLOW_QUERY_MS="100000",

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from benchmarks import free_port
+from benchmarks import SECRET_KEY, free_port
 from sipup.config import ENDPOINT_LIMITS
 from sipup.loadtest import report as reports
 from sipup.loadtest.runner import Runner, RunOptions
@@ -148,7 +148,7 @@ def sipup_server(config, instance, folder, name, threads=8):
         }
     )
     env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
-    env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY="benchmark", FLASK_APP="wsgi")
+    env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY=SECRET_KEY, FLASK_APP="wsgi")
     command = [sys.executable, "-m", "flask", "serve", "--port", str(port), "--threads", str(threads)]
     return Server(command, env, os.path.join(folder, f"{name}.log"), port)
 
@@ -197,7 +197,7 @@ def prepare(config, instance, profile):
     from sipup.services import seed
 
     app = create_app(
-        {"SECRET_KEY": "benchmark", "DB_STATS": False, **config, "CACHE_URL": "none://"}, instance_path=instance
+        {"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config, "CACHE_URL": "none://"}, instance_path=instance
     )
     started = time.monotonic()
     with app.app_context():
@@ -224,7 +224,7 @@ def counts(config, instance):
     from sipup.extensions import db
     from sipup.models import Job, Order
 
-    app = create_app({"SECRET_KEY": "benchmark", "DB_STATS": False, **config}, instance_path=instance)
+    app = create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config}, instance_path=instance)
     with app.app_context():
         orders = db.session.scalar(select(func.count(Order.id)))
         confirmations = db.session.scalar(
@@ -762,7 +762,7 @@ def profile_catalog(requests=500):
     logins = prepare(config, folder, {**PROFILES["quick"], "orders": 2000})
     app = create_app(
         {
-            "SECRET_KEY": "benchmark",
+            "SECRET_KEY": SECRET_KEY,
             **config,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_IP": MEASURING_BUDGET,

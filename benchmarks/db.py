@@ -13,6 +13,7 @@ import time
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
+from benchmarks import SECRET_KEY
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.dbtools.batch import bulk_insert
@@ -25,7 +26,7 @@ PASSWORD = "benchmark password"
 def _app(url, instance, **extra):
     overrides = {
         "DATABASE_URL": url,
-        "SECRET_KEY": "benchmark",
+        "SECRET_KEY": SECRET_KEY,
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_IP": "1000000 per minute",
         "RATELIMIT_USER": "1000000 per minute",

@@ -30,7 +30,7 @@ import urllib.request
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from benchmarks import free_port
+from benchmarks import SECRET_KEY, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {  # path: (signed in?, what it is)
@@ -54,7 +54,7 @@ class Server:
         environ.update(
             {
                 "SIPUP_INSTANCE_PATH": str(self.instance),
-                "SIPUP_SECRET_KEY": "benchmark",
+                "SIPUP_SECRET_KEY": SECRET_KEY,
                 "SIPUP_THREADS": "4",
                 "SIPUP_RATELIMIT_IP": HIGH,
                 "SIPUP_RATELIMIT_USER": HIGH,
@@ -141,7 +141,7 @@ def _build_demo(path):
     from sipup.extensions import db
     from sipup.services.seed import seed_demo
 
-    app = create_app({"SECRET_KEY": "benchmark"}, instance_path=str(path))
+    app = create_app({"SECRET_KEY": SECRET_KEY}, instance_path=str(path))
     with app.app_context():
         upgrade_schema()
         logins = seed_demo()
@@ -256,7 +256,7 @@ def in_process(args):
     redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     namespace = f"sipupbench-{secrets.token_hex(4)}"
     base = {
-        "SECRET_KEY": "benchmark",
+        "SECRET_KEY": SECRET_KEY,
         "RATELIMIT_IP": HIGH,
         "RATELIMIT_USER": HIGH,
         "DB_STATS": False,
@@ -315,7 +315,7 @@ def profile(args):
         else {}
     )
     app = create_app(
-        {"SECRET_KEY": "benchmark", "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False, **extra},
+        {"SECRET_KEY": SECRET_KEY, "RATELIMIT_IP": HIGH, "RATELIMIT_USER": HIGH, "DB_STATS": False, **extra},
         instance_path=folder,
     )
     client = app.test_client()

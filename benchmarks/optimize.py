@@ -19,6 +19,7 @@ from datetime import datetime
 
 from flask_migrate import upgrade
 
+from benchmarks import SECRET_KEY
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.dbtools.optimize import Optimizer, optimize
@@ -28,7 +29,7 @@ PASSWORD = "benchmark password"
 
 
 def _app(url, instance):
-    return create_app({"DATABASE_URL": url, "SECRET_KEY": "benchmark", "DB_STATS": False}, instance_path=instance)
+    return create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "DB_STATS": False}, instance_path=instance)
 
 
 def _seed(app, orders, months, companies, products):
