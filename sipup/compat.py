@@ -2,8 +2,8 @@
 Flask-Login); tests/test_compat.py checks them against the installed version.
 
 - `answer_as_anonymous`: where Flask-Login keeps the request's user (g._login_user).
-- `session_user_id`: where it keeps the signed-in user's id in the session (the limiter and the read-ahead
-  use it before any user is loaded)."""
+- `session_user_id`: where it keeps the signed-in user's id in the session; `signed_in_id` reads sipup's
+  id from it for the limiter and the read-ahead, before any user is loaded."""
 
 from flask import g
 
@@ -21,3 +21,10 @@ SESSION_USER_KEY = "_user_id"  # Flask-Login's session key for the signed-in use
 def session_user_id(session):
     """The signed-in user's id as Flask-Login stored it in the session ("" when nobody is signed in)."""
     return session.get(SESSION_USER_KEY) or ""
+
+
+def signed_in_id(session):
+    """The signed-in user's numeric id from the session, without loading the user, or None: sipup stores
+    "id:session id" under Flask-Login's key (see services.accounts.load_user)."""
+    user_id = session_user_id(session).partition(":")[0]
+    return int(user_id) if user_id.isdigit() else None

@@ -5,7 +5,7 @@ from functools import wraps
 from flask import abort, redirect, request, session, url_for
 from flask_login import current_user
 
-from .compat import session_user_id
+from .compat import signed_in_id
 from .extensions import csrf, login_manager
 from .services import accounts
 
@@ -30,9 +30,9 @@ def register_security(app):
 def read_ahead():
     """A signed-in request's cache reads in one round trip before the view: the user, the cart's line count,
     and what READ_AHEAD names for the endpoint. Nothing is decided here; the reads only come sooner."""
-    user_id = session_user_id(session).partition(":")[0]
-    if user_id.isdigit() and request.endpoint != "static":
-        accounts.prefetch_signed_in(int(user_id), READ_AHEAD.get(request.endpoint))
+    user_id = signed_in_id(session)
+    if user_id is not None and request.endpoint != "static":
+        accounts.prefetch_signed_in(user_id, READ_AHEAD.get(request.endpoint))
 
 
 def sign_in_first():

@@ -620,18 +620,23 @@ def test_several_memcached_servers_share_the_keys(make_app, shop, local_memcache
 # --- the folder store keeps generation tokens while nobody writes one -----------------------------------
 
 
-def test_a_folder_store_reads_many_tokens_from_one_file_and_sees_another_process_write_at_once(tmp_path, monkeypatch):
+def opened_cache_files(monkeypatch):
+    """The list the folder store's file opens are appended to (their paths), from now on."""
     import cachelib.file
 
+    opened, real_open = [], open
+    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    return opened
+
+
+def test_a_folder_store_reads_many_tokens_from_one_file_and_sees_another_process_write_at_once(tmp_path, monkeypatch):
     from sipup.cache.drivers import FolderCache
 
     reader, writer = FolderCache(str(tmp_path)), FolderCache(str(tmp_path))  # two processes on one folder
     names = [f"gen:n{i}" for i in range(10)]
     writer.set_many({name: f"t{i}" for i, name in enumerate(names)}, timeout=0)
     writer.set("page", "html", timeout=0)
-    opened = []
-    real_open = open
-    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    opened = opened_cache_files(monkeypatch)
 
     assert reader.get_many(*names, "page") == [f"t{i}" for i in range(10)] + ["html"]
     first, opened[:] = len(opened), []
@@ -647,8 +652,6 @@ def test_a_folder_store_reads_many_tokens_from_one_file_and_sees_another_process
 
 
 def test_a_folder_store_keeps_the_layers_values_until_they_expire_each_read_a_copy(tmp_path, monkeypatch):
-    import cachelib.file
-
     from sipup.cache.drivers import FolderCache
 
     reader, writer = FolderCache(str(tmp_path)), FolderCache(str(tmp_path))
@@ -656,8 +659,7 @@ def test_a_folder_store_keeps_the_layers_values_until_they_expire_each_read_a_co
     writer.set("products:page", {"g": ["t1"], "e": time.time() + 0.5, "v": ["row"]}, timeout=0)
     first = reader.get_many("gen:catalog", "products:page")[1]
     first["v"].append("changed by a caller")
-    opened, real_open = [], open
-    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    opened = opened_cache_files(monkeypatch)
     assert reader.get_many("gen:catalog", "products:page")[1]["v"] == ["row"] and len(opened) == 1  # the clock
     time.sleep(0.6)  # expired: read from the file again, where another process may have renewed it
     writer.set("products:page", {"g": ["t1"], "e": time.time() + 60, "v": ["renewed"]}, timeout=0)

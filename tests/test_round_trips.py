@@ -13,7 +13,7 @@ from sipup.extensions import db
 from sipup.models import Company
 from sipup.services import cart
 from tests.conftest import REDIS_URL
-from tests.test_cache import page, signed_in
+from tests.test_cache import opened_cache_files, page, signed_in
 
 
 @contextmanager
@@ -147,13 +147,10 @@ def test_the_redis_counts_see_every_round_trip():
 
 
 def test_a_cached_catalog_page_on_the_embedded_default_reads_one_cache_file_and_no_sql(make_app, shop, monkeypatch):
-    import cachelib.file
-
     shop_app = make_app()  # the folder cache in instance/, as `flask serve` runs without servers
     client = signed_in(shop_app, shop.buyer)
     warm(shop_app, client, "/products")
-    opened, real_open = [], open
-    monkeypatch.setattr(cachelib.file, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k), raising=False)
+    opened = opened_cache_files(monkeypatch)
     with counted(shop_app) as counts:
         page(client, "/products")
     # The clock of the generation tokens; tokens, user, cart's line count and page from memory, as they were.

@@ -23,7 +23,7 @@ from flask import current_app, has_request_context, make_response, request, sess
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import parse_many
 
-from sipup.compat import session_user_id
+from sipup.compat import signed_in_id
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
@@ -46,8 +46,8 @@ def client_address():
 def _signed_in_id():
     """The signed-in user's id from the session cookie, without asking the database: the limiter must not
     fail (or fall back from Redis) because the database does, and the view loads the user anyway."""
-    user_id = session_user_id(session).partition(":")[0]  # sipup's user ids are "id:session token"
-    return user_id if user_id.isdigit() else None
+    user_id = signed_in_id(session)
+    return None if user_id is None else str(user_id)
 
 
 def _user_key():
@@ -182,7 +182,7 @@ class RateLimits:
         app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
         self.limiter.init_app(app)
         # On Redis, the address and user limits (and an endpoint's) are counted in one round trip.
-        self.one_trip = count_in_one_trip(self.limiter, self._planned_hits)
+        count_in_one_trip(self.limiter, self._planned_hits)
         # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
         hooks[:] = [hook for hook in hooks if hook not in before] + before
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
