@@ -3,11 +3,14 @@
 register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
 is under the list (Flask prints its own text above it before it has loaded the app)."""
 
+import _thread
 import errno
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 
 import click
 import redis
@@ -150,9 +153,26 @@ def serve(host, port, threads):
     except BaseException:
         server.close()
         raise
+    _stop_gracefully_on_sigterm(current_app._get_current_object())
     click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
     sys.stdout.flush()
     server.run()
+
+
+def _stop_gracefully_on_sigterm(app):
+    """SIGTERM (service managers, a rolling restart): /readyz answers 503 at once so the balancer takes this
+    host out, requests are still served for SIPUP_DRAIN_SECONDS, then waitress finishes the running ones and
+    the process exits (Ctrl+C stops at once, as before)."""
+
+    def stop(_signum, _frame):
+        if app.extensions.get("stopping"):
+            return
+        app.extensions["stopping"] = True
+        drain = app.config["DRAIN_SECONDS"]
+        click.echo(f"sipup: stopping; /readyz says so, requests are served {drain} s more.", err=True)
+        threading.Timer(drain, _thread.interrupt_main).start()  # waitress stops on KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _prepare_database():

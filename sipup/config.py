@@ -5,6 +5,7 @@ import ipaddress
 import json
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from datetime import timedelta
@@ -42,6 +43,12 @@ DEFAULTS = {
     "CONNECTION_LIMIT": 200,
     "CHANNEL_TIMEOUT": 120,
     "MAX_REQUEST_MB": 32,
+    # After SIGTERM, /readyz answers 503 this long while requests are still served (behind a balancer: its
+    # check interval x fall, so its checks take the host out first), then the server stops.
+    "DRAIN_SECONDS": 0,
+    # This host's name on /monitor and in /metrics (every process of one host adds to its series); unset:
+    # the machine's host name. Give each one its own where several sipup sites share a machine.
+    "HOST_NAME": None,
     # Scaling layer (used by later parts; defaults are the seed's numbers).
     "RATELIMIT_IP": "100 per minute",
     "RATELIMIT_USER": "1000 per hour",
@@ -304,6 +311,13 @@ def _public_url(value):
     return str(value).rstrip("/")
 
 
+def _host_name(value):
+    name = socket.gethostname()[:64] if value in (None, "") else str(value).strip()
+    if not name or len(name) > 64 or any(c in name for c in " |:\t\n"):
+        raise ValueError("must be a short name such as app-1 (no spaces, | or :), at most 64 characters")
+    return name
+
+
 def _csv_dialect(value):
     if value in (None, ""):
         return None
@@ -368,6 +382,8 @@ CONVERTERS = {
     "CONNECTION_LIMIT": _positive_int,
     "CHANNEL_TIMEOUT": _positive_int,
     "MAX_REQUEST_MB": _positive_int,
+    "DRAIN_SECONDS": _non_negative_int,
+    "HOST_NAME": _host_name,
     "SLOW_QUERY_MS": _non_negative_int,
     "QUERY_WARN_PER_REQUEST": _positive_int,
     "DB_STATS": _bool,

@@ -3,6 +3,9 @@
 import io
 import os
 import re
+import sys
+import threading
+import time
 
 import pytest
 from werkzeug.datastructures import FileStorage
@@ -137,15 +140,49 @@ def test_readyz_names_an_unreachable_database(make_app, tmp_path):
     assert response.json["checks"]["database"].startswith("error:")
 
 
-def test_readyz_checks_redis_where_configured(make_app):
+def test_a_redis_that_does_not_answer_leaves_the_host_in_rotation_degraded(make_app):
     down = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client().get("/readyz")
-    assert down.status_code == 503
-    assert down.json["checks"]["database"] == "ok"
-    assert down.json["checks"]["redis"] == "error: ConnectionError"
+    assert down.status_code == 200, "every host shares Redis: its outage must not empty the balancer"
+    assert down.json["status"] == "degraded"
+    assert down.json["checks"] == {"database": "ok", "redis": "error: ConnectionError"}
+    assert down.json["reason"].startswith("redis error: ConnectionError: pages are served")
     redis_url = os.environ.get("SIPUP_TEST_REDIS_URL")
     if redis_url:
         up = make_app(REDIS_URL=redis_url).test_client().get("/readyz")
-        assert up.status_code == 200 and up.json["checks"]["redis"] == "ok"
+        assert up.status_code == 200 and up.json["status"] == "ready" and up.json["checks"]["redis"] == "ok"
+
+
+def test_a_stopping_server_is_not_ready(make_app):
+    app = make_app()
+    app.extensions["stopping"] = True
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json["checks"]["server"] == "stopping" and answer.json["checks"]["database"] == "ok"
+
+
+def test_a_hung_database_check_is_not_ready_within_the_bound_and_never_piles_up(make_app, monkeypatch):
+    ops = sys.modules["sipup.blueprints.ops"]  # the package's name `ops` is the blueprint
+    release = threading.Event()
+    started = []
+
+    def hung():
+        started.append(1)
+        release.wait(10)
+
+    monkeypatch.setattr(ops, "check_writable", hung)
+    monkeypatch.setattr(ops, "DATABASE_SECONDS", 0.2)
+    client = make_app().test_client()
+    for _ in range(3):
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json["checks"]["database"] == "error: no answer within 0.2 s"
+    assert len(started) == 1, "probes wait for the one check still running instead of starting more"
+    release.set()
+    for _ in range(50):  # the hung check returns; the next probe starts a fresh one
+        if client.get("/readyz").status_code == 200:
+            break
+        time.sleep(0.05)
+    assert client.get("/readyz").json["status"] == "ready"
 
 
 def test_database_outage_on_a_page_is_a_503_page(make_app, tmp_path, app, buyer):

@@ -317,6 +317,38 @@ def test_metrics_refuse_other_addresses_unless_they_bring_the_token(make_app):
     assert allowed.get("/metrics", environ_base=outside).status_code == 200
 
 
+def test_metrics_through_an_untrusted_proxy_never_pass_by_the_proxys_address(make_app):
+    client = make_app(METRICS_TOKEN="s3cret-token").test_client()
+    loopback, forwarded = {"REMOTE_ADDR": "127.0.0.1"}, {"X-Forwarded-For": "203.0.113.9"}
+    assert client.get("/metrics", environ_base=loopback).status_code == 200
+    assert client.get("/metrics", environ_base=loopback, headers=forwarded).status_code == 403
+    token = {**forwarded, "Authorization": "Bearer s3cret-token"}
+    assert client.get("/metrics", environ_base=loopback, headers=token).status_code == 200
+
+
+def test_the_hosts_panel_has_a_row_per_host_with_its_requests_and_load(app, admin_client):
+    for host, count in (("app-a", 3), ("app-b", 1)):
+        # another host's process, writing to the same shared figures
+        other = create_app({**_overrides(app.config["DATABASE_URL"]), "HOST_NAME": host}, app.instance_path)
+        client = other.test_client()
+        for _ in range(count):
+            client.get("/healthz")
+        client.get("/no-such-page")
+        other.extensions["counters"].flush()
+        with other.app_context():
+            db.engine.dispose()
+    page = admin_client.get("/monitor/panels/hosts")
+    assert page.status_code == 200
+    with admin_client.application.app_context():
+        rows = {row["host"]: row for row in monitor.panel("hosts")["hosts"]}
+    assert rows["app-a"]["requests"] == 4 and rows["app-b"]["requests"] == 2
+    assert rows["app-a"]["server_errors"] == 0 and rows["app-a"]["p95_ms"] is not None
+    assert 0 <= rows["app-a"]["cpu"] <= 100 and 0 < rows["app-a"]["memory"] <= 100
+    html = page.get_data(as_text=True)
+    assert "<code>app-a</code>" in html and "<code>app-b</code>" in html
+    assert html.index("app-a") < html.index("app-b"), "busiest first"
+
+
 def test_a_bad_metrics_allow_list_stops_start_up(make_app):
     with pytest.raises(ConfigError, match="SIPUP_METRICS_ALLOW.*'10.0.0.300' is neither"):
         make_app(METRICS_ALLOW="127.0.0.1, 10.0.0.300")

@@ -97,9 +97,14 @@ def test_levels_are_gauges(client):
     assert {"queued", "running", "failed"} <= states
 
 
-def _site(folder, redis_url):
+def _site(folder, redis_url, host):
     app = create_app(
-        {"DATABASE_URL": f"sqlite:///{folder / 'sipup.db'}", "REDIS_URL": redis_url, "REDIS_NAMESPACE": "metrics"},
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'sipup.db'}",
+            "REDIS_URL": redis_url,
+            "REDIS_NAMESPACE": "metrics",
+            "HOST_NAME": host,
+        },
         instance_path=str(folder),
     )
     with app.app_context():
@@ -107,33 +112,27 @@ def _site(folder, redis_url):
     return app
 
 
-def test_two_processes_sharing_redis_give_totals_that_add_up(tmp_path, local_redis):
-    """Each app is what one waitress process holds: its own counters, flushed to the shared Redis."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first, second = _site(tmp_path / "a", local_redis.url), _site(tmp_path / "b", local_redis.url)
-    one, two = first.test_client(), second.test_client()
-    for _ in range(3):
-        one.get("/healthz")
-    for _ in range(2):
-        two.get("/healthz")
+def test_each_host_exports_its_own_counters_which_its_processes_add_up(tmp_path, local_redis):
+    """Each app is what one waitress process holds: two processes on host a, one on host b, one Redis."""
+    sites = {}
+    for name, host in (("a1", "a"), ("a2", "a"), ("b", "b")):
+        (tmp_path / name).mkdir()
+        sites[name] = _site(tmp_path / name, local_redis.url, host)
+    for name, count in (("a1", 3), ("a2", 2), ("b", 4)):
+        client = sites[name].test_client()
+        for _ in range(count):
+            client.get("/healthz")
+        sites[name].extensions["counters"].flush()  # every FLUSH_SECONDS (a scrape flushes the answering one's)
     healthz = {"endpoint": "ops.healthz", "method": "GET", "status": "200"}
-    # Each process flushes its counts every FLUSH_SECONDS (and a scrape flushes the answering one's).
-    first.extensions["counters"].flush()
-    second.extensions["counters"].flush()
-    with first.app_context():
-        _, seen_by_first = scrape(one)
-    with second.app_context():
-        _, seen_by_second = scrape(two)
-    for families in (seen_by_first, seen_by_second):
-        assert value(families, "sipup_http_requests", "sipup_http_requests_total", **healthz) == 5  # once each
-    healthz_count = value(
-        seen_by_second,
-        "sipup_http_request_duration_seconds",
-        "sipup_http_request_duration_seconds_count",
-        endpoint="ops.healthz",
-    )
-    assert healthz_count == 5
+    seen = {}
+    for name in ("a2", "b"):
+        with sites[name].app_context():
+            _, seen[name] = scrape(sites[name].test_client())
+    assert value(seen["a2"], "sipup_http_requests", "sipup_http_requests_total", **healthz) == 5
+    assert value(seen["b"], "sipup_http_requests", "sipup_http_requests_total", **healthz) == 4
+    assert value(seen["a2"], "sipup_host_info", host="a") == 1 and value(seen["b"], "sipup_host_info", host="b") == 1
+    count = "sipup_http_request_duration_seconds_count"
+    assert value(seen["b"], "sipup_http_request_duration_seconds", count, endpoint="ops.healthz") == 4
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")

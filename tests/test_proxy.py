@@ -69,6 +69,7 @@ def test_a_same_host_proxy_without_hops_is_named_once_a_minute(tmp_path):
     proxy = local_proxy("nginx", tmp_path, server.port)
     try:
         assert _statuses(proxy.port, "127.0.0.2", 3) == [200] * 3
+        assert request(proxy.port, "/metrics", "127.0.0.2")[0] == 403, "not by the untrusted proxy's loopback address"
     finally:
         proxy.stop()
         server.stop()

@@ -1,7 +1,9 @@
 """/readyz tells the balancer the truth: not ready when the database takes no writes (read-only, disk full), and
 the 503 pages then say what is wrong instead of "the database is not answering"."""
 
+import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -12,6 +14,7 @@ from sipup.cli import upgrade_schema
 from sipup.extensions import db
 from sipup.observability import health
 from tests.conftest import PASSWORD
+from tests.servers import SipupServer, request
 
 
 def _refusing_writes(app):
@@ -103,3 +106,13 @@ def test_a_read_only_file_system_is_not_ready(small_disk, tmp_path):
     assert answer.get_json()["checks"]["database"] == (
         f"not writable: read-only: the file system holding {small_disk} is mounted read-only"
     )
+
+
+def test_sigterm_takes_the_server_out_of_rotation_then_stops_it_gracefully(tmp_path):
+    site = SipupServer(tmp_path / "instance", DRAIN_SECONDS=2).start()
+    site.process.send_signal(signal.SIGTERM)
+    status, body = request(site.port, "/readyz")
+    assert status == 503 and json.loads(body)["checks"]["server"] == "stopping", body
+    assert request(site.port, "/healthz")[0] == 200, "requests are still served while the balancer notices"
+    assert site.process.wait(timeout=15) == 0
+    assert "stopping; /readyz says so, requests are served 2 s more." in site.log()

@@ -225,6 +225,8 @@ def _metrics_allowed():
     given = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return True
+    if not current_app.config["PROXY_HOPS"] and request.headers.get("X-Forwarded-For"):
+        return False  # passed on by a proxy sipup does not trust: its address is the proxy's, not the client's
     try:
         address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:

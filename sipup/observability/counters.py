@@ -19,9 +19,13 @@ that folds its figures in memory first (the query statistics keep at most 500 st
 registers a source with `add_source()`: every flush, the timer's and the one at exit included, first
 takes what the sources hold.
 
-The groups in TOTAL_GROUPS also keep a running total per name, never pruned: one row (or Redis hash
-field) that every process adds to, so `/metrics` exports true, monotonically increasing counters for
-the whole site whichever process answers the scrape (`counters.running_totals("traffic")`).
+The groups in TOTAL_GROUPS also keep a running total per name and host, never pruned: one row (or Redis
+hash field) that every process of this host (server, worker, cron runs; SIPUP_HOST_NAME) adds to, so each
+host's `/metrics` exports true, monotonically increasing counters of its own, the Prometheus way: summed
+over the scraped hosts in PromQL they are the site's (`counters.running_totals("traffic")`).
+
+Every flush also notes the host's CPU and memory (maxima per minute, group "hosts"), and the traffic
+module counts each host's requests there, for the hosts panel on `/monitor`.
 
 A store that fails (Redis down) keeps the figures pending in memory, bounded, shows them from there and
 says so in `store_error`; counting never fails a request.
@@ -38,6 +42,7 @@ import weakref
 from collections import defaultdict
 from contextlib import closing
 
+import psutil
 import redis
 
 log = logging.getLogger("sipup.metrics")
@@ -85,8 +90,8 @@ class SqliteCounterStore:
 
     name = "sqlite"
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, host=socket.gethostname()):
+        self.path, self.host = path, host
         self.last_prune = -float("inf")  # the first write prunes
         with closing(self._connect()) as conn, conn:
             conn.execute(
@@ -94,9 +99,9 @@ class SqliteCounterStore:
                 "value INTEGER, PRIMARY KEY (grp, res, start, name)) WITHOUT ROWID"
             )
             conn.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, since REAL)")
-            conn.execute(  # running totals (TOTAL): never pruned
-                "CREATE TABLE IF NOT EXISTS totals (grp TEXT, name TEXT, value INTEGER, PRIMARY KEY (grp, name)) "
-                "WITHOUT ROWID"
+            conn.execute(  # running totals (TOTAL) per host: never pruned
+                "CREATE TABLE IF NOT EXISTS host_totals (grp TEXT, host TEXT, name TEXT, value INTEGER, "
+                "PRIMARY KEY (grp, host, name)) WITHOUT ROWID"
             )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS maxima (grp TEXT, res TEXT, start INTEGER, name TEXT, "
@@ -112,7 +117,7 @@ class SqliteCounterStore:
 
     def write(self, pending, maxima=None, descriptions=None):
         rows = [(g, res, start, name, value) for (g, res, start, name), value in pending.items() if res != TOTAL]
-        totals = [(g, name, value) for (g, res, _start, name), value in pending.items() if res == TOTAL]
+        totals = [(g, self.host, name, value) for (g, res, _start, name), value in pending.items() if res == TOTAL]
         now = time.time()
         with closing(self._connect()) as conn, conn:
             conn.executemany(
@@ -121,8 +126,8 @@ class SqliteCounterStore:
                 rows,
             )
             conn.executemany(
-                "INSERT INTO totals (grp, name, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (grp, name) DO UPDATE SET value = value + excluded.value",
+                "INSERT INTO host_totals (grp, host, name, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (grp, host, name) DO UPDATE SET value = value + excluded.value",
                 totals,
             )
             conn.executemany(
@@ -159,7 +164,9 @@ class SqliteCounterStore:
     def read(self, group, res, starts):
         if res == TOTAL:
             with closing(self._connect()) as conn:
-                rows = conn.execute("SELECT name, value FROM totals WHERE grp = ?", (group,)).fetchall()
+                rows = conn.execute(
+                    "SELECT name, value FROM host_totals WHERE grp = ? AND host = ?", (group, self.host)
+                ).fetchall()
             return {0: dict(rows)} if rows else {}
         found = defaultdict(dict)
         for start, name, value in self._select("counters", "start, name, value", group, res, starts):
@@ -212,13 +219,13 @@ class RedisCounterStore:
         if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
     """
 
-    def __init__(self, url, namespace):
-        self.prefix = f"{namespace}:counters"
+    def __init__(self, url, namespace, host=socket.gethostname()):
+        self.prefix, self.host = f"{namespace}:counters", host
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self.set_max = self.client.register_script(self._MAX)
 
     def _key(self, group, res, start):
-        return f"{self.prefix}:{group}:{res}:{start}"
+        return f"{self.prefix}:{group}:{res}:{self.host if res == TOTAL else start}"
 
     def _descriptions_key(self, group):
         return f"{self.prefix}:{group}:descriptions"
@@ -295,6 +302,10 @@ class RedisCounterStore:
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _memory_percent():
+    return psutil.virtual_memory().percent
+
+
 def live_processes(counters, minutes=10):
     """How many processes (web servers, workers, cron runs) wrote figures in the last `minutes`."""
     return len(counters.totals("processes", "minute", minutes))
@@ -303,8 +314,8 @@ def live_processes(counters, minutes=10):
 class Counters:
     """Pending counts of this process, flushed to the shared store every few seconds."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, host=socket.gethostname()):
+        self.store, self.host = store, host
         self.lock = threading.Lock()
         self.pending = defaultdict(int)  # (group, res, start, name) -> amount
         self.pending_maxima = {}  # (group, res, start, name) -> the largest value
@@ -400,7 +411,12 @@ class Counters:
             return
         # Each flush says this process is alive: group "processes" counts the processes that wrote lately,
         # for the connection budget (pool size x processes against the database's max_connections).
-        pending[("processes", "minute", bucket_start(time.time(), "minute"), PROCESS)] += 1
+        minute = bucket_start(time.time(), "minute")
+        pending[("processes", "minute", minute, PROCESS)] += 1
+        pending[("hosts", "minute", minute, f"{self.host}|f")] += 1
+        # ... and how loaded its host is, for the hosts panel (the largest reading of the minute).
+        for name, value in ((f"{self.host}|cpu", psutil.cpu_percent()), (f"{self.host}|mem", _memory_percent())):
+            maxima[("hosts", "minute", minute, name)] = max(maxima.get(("hosts", "minute", minute, name), 0), value)
         try:
             self.store.write(pending, maxima, descriptions)
             self.store_error = None
@@ -482,7 +498,7 @@ class Counters:
         return found
 
     def running_totals(self, group):
-        """{name: total since the store began} of a group in TOTAL_GROUPS, over every process."""
+        """{name: total since the store began} of a group in TOTAL_GROUPS, over every process of this host."""
         return dict(self.series(group, TOTAL, 1, now=0)[0][1])
 
     def mark(self, name, active, now=None):
@@ -509,11 +525,12 @@ def _flush_at_exit():
 
 
 def register_counters(app):
+    host = app.config["HOST_NAME"]
     if app.config["REDIS_URL"]:
-        store = RedisCounterStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"])
+        store = RedisCounterStore(app.config["REDIS_URL"], app.config["REDIS_NAMESPACE"], host)
     else:
-        store = SqliteCounterStore(os.path.join(app.instance_path, "metrics.db"))
-    counters = Counters(store)
+        store = SqliteCounterStore(os.path.join(app.instance_path, "metrics.db"), host)
+    counters = Counters(store, host)
     _LIVE.add(counters)
     app.extensions["counters"] = counters
     return counters

@@ -23,7 +23,7 @@ from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
 from sipup.observability.counters import live_processes
 from sipup.observability.query_stats import connection_budget as budget
 from sipup.observability.query_stats import describe_pool, pool_status
-from sipup.observability.traffic import traffic
+from sipup.observability.traffic import hosts, traffic
 
 _memo_lock = threading.Lock()
 
@@ -78,6 +78,15 @@ def traffic_panel(range_=DEFAULT_RANGE):
     figures["per_minute_now"] = buckets[-2]["requests"] / per if len(buckets) > 1 else 0
     figures.update(range=range_, range_words=words, per_bucket="minute" if res == "minute" else "hour")
     return figures
+
+
+HOSTS_MINUTES = 5  # a host not seen this long drops off the panel
+
+
+def hosts_panel(range_=DEFAULT_RANGE):
+    """A row per host seen in the last few minutes, so one sick or idle host stands out."""
+    rows = hosts(current_app.extensions["counters"], HOSTS_MINUTES)
+    return {"hosts": rows, "minutes": HOSTS_MINUTES, "this_host": current_app.config["HOST_NAME"]}
 
 
 def database_panel(range_=DEFAULT_RANGE):
@@ -273,6 +282,7 @@ def verdict():
 PANELS = {  # page order; ranged panels offer the last hour or 24 hours
     "health": ("Health", health_panel, False),
     "traffic": ("Traffic", traffic_panel, True),
+    "hosts": ("Hosts", hosts_panel, False),
     "database": ("Database", database_panel, True),
     "cache": ("Cache", cache_panel, True),
     "queue": ("Queue", queue_panel, True),

@@ -1,13 +1,14 @@
 """`/metrics`: sipup's figures in the Prometheus text format, built with prometheus-client.
 
-Counters (`_total`) and histograms come from the running totals of the shared counters
-(sipup/observability/counters.py): every process adds to the same totals in Redis, or in
-instance/metrics.db on one host, so they are true monotonically increasing counters for the whole site,
-whichever process answers the scrape, and summing is done by the store, never by PromQL. Scrape one
-target per site (or per Redis); see the README's metrics section for the PromQL.
+Counters (`_total`) and histograms are this host's own, the Prometheus way: the running totals of the
+shared counters (sipup/observability/counters.py) that every process of this host (servers, worker, cron
+runs; SIPUP_HOST_NAME) adds to, so they are true monotonically increasing counters of the host whichever of
+its processes answers the scrape. Scrape every host; `sum(rate(...))` over them is the site's rate, and
+`by (instance)` shows each host (README, metrics section). `sipup_host_info` says which host a target is.
 
-Gauges are levels read when scraped: the queue by priority and state, the blocks in force, each health
-check, the recommendations firing; the connection pool is this process's (label `process`).
+Gauges are levels read when scraped. Most are the site's, the same on every host (the queue by priority
+and state, the blocks in force, each health check, the recommendations firing, requests of the last
+hour): take `max` of them, not `sum`. The connection pool is this process's (label `process`).
 """
 
 from collections import defaultdict
@@ -81,11 +82,11 @@ class SipupCollector:
 
     def _requests(self, rows):
         yield _counter(
-            "sipup_http_requests", "Requests answered, all processes.", ["endpoint", "method", "status"], rows, " "
+            "sipup_http_requests", "Requests answered by this host.", ["endpoint", "method", "status"], rows, " "
         )
         yield _histogram(
             "sipup_http_request_duration_seconds",
-            "Time from the request's start to its response, all processes.",
+            "Time from the request's start to its response, this host.",
             "endpoint",
             rows,
             REQUEST_BOUNDS_MS,
@@ -97,7 +98,7 @@ class SipupCollector:
     def _cache(self, totals):
         events = CounterMetricFamily(
             "sipup_cache_events",
-            f"Cache reads and writes by type and event ({', '.join(EVENTS)}), all processes.",
+            f"Cache reads and writes by type and event ({', '.join(EVENTS)}), this host.",
             labels=["type", "event"],
         )
         for name, value in sorted(totals.items()):
@@ -118,7 +119,7 @@ class SipupCollector:
         yield events
 
     def _limits(self, totals):
-        refused = CounterMetricFamily("sipup_rate_limited", "Requests refused with 429, all processes.")
+        refused = CounterMetricFamily("sipup_rate_limited", "Requests refused with 429 by this host.")
         refused.add_metric([], totals.get("refused", 0))
         yield refused
         by_blocks = CounterMetricFamily("sipup_rate_limited_by_blocks", "Requests refused because of a block.")
@@ -154,6 +155,9 @@ class SipupCollector:
             yield family
 
     def _levels(self):
+        host = GaugeMetricFamily("sipup_host_info", "The host whose counters this target exports.", labels=["host"])
+        host.add_metric([current_app.config["HOST_NAME"]], 1)
+        yield host
         queue = GaugeMetricFamily(
             "sipup_queue_jobs", "Jobs in the jobs table by state and priority.", labels=["state", "priority"]
         )

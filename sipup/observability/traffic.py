@@ -4,7 +4,8 @@ Every request but static files adds to counters of the group "traffic" (see sipu
 processes and hosts add up to one set of figures for `/monitor` and `/metrics`. Names per endpoint:
 `<endpoint>|n` requests, `|e` server errors (5xx), `|c` client errors (4xx), `|l` rate-limited (429),
 `|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS). The running totals also
-keep `|<METHOD> <status>` and `|u` (microseconds) per endpoint, for /metrics.
+keep `|<METHOD> <status>` and `|u` (microseconds) per endpoint, for /metrics. The group "hosts" counts the
+same per host (SIPUP_HOST_NAME), for the hosts panel: `hosts()` reads it.
 """
 
 import time
@@ -17,6 +18,9 @@ from sipup.observability.counters import percentile
 
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP = "traffic"
+# The same per host: `<host>|n`, `|e`, `|t`, `|h<i>`; the counters add `|f` (flushes: the host is alive) and
+# the maxima `|cpu`, `|mem`.
+HOSTS = "hosts"
 SKIPPED = {"static"}
 
 
@@ -31,6 +35,7 @@ def register_traffic(app):
     if not app.config["REQUEST_STATS"]:
         return
     counters = app.extensions["counters"]
+    host = app.config["HOST_NAME"]
 
     # The signal comes before every before_request hook, the rate limiter's included, so refused requests
     # are timed too.
@@ -48,8 +53,9 @@ def register_traffic(app):
         ms = (time.perf_counter() - started) * 1000
         status = response.status_code
         amounts = {f"{endpoint}|n": 1, f"{endpoint}|t": round(ms), f"{endpoint}|h{_bin(ms)}": 1}
+        on_host = {f"{host}|n": 1, f"{host}|t": round(ms), f"{host}|h{_bin(ms)}": 1}
         if status >= 500:
-            amounts[f"{endpoint}|e"] = 1
+            amounts[f"{endpoint}|e"] = on_host[f"{host}|e"] = 1
         elif status == 429:
             amounts[f"{endpoint}|l"] = 1
         elif status >= 400:
@@ -57,6 +63,7 @@ def register_traffic(app):
         method = request.method if request.method in HTTP_METHODS else "other"  # any word a client sends
         totals = {f"{endpoint}|{method} {status}": 1, f"{endpoint}|u": round(ms * 1000)}
         counters.incr_many(GROUP, amounts, totals_only=totals)
+        counters.incr_many(HOSTS, on_host)
         return response
 
 
@@ -121,3 +128,32 @@ def traffic(counters, buckets=60, res="minute"):
     endpoints, total = summarise(summed)
     endpoints.sort(key=lambda row: row["requests"], reverse=True)
     return {"endpoints": endpoints, "total": total, "buckets": per_bucket}
+
+
+def hosts(counters, minutes=5):
+    """Each host that served requests or wrote figures in the last `minutes`, busiest first: requests a
+    minute, server errors, p95 (ms), the largest CPU and memory use (%) and when it was last seen."""
+    series = counters.series(HOSTS, "minute", minutes)
+    summed, last_seen = defaultdict(int), {}
+    for start, values in series:
+        for name, value in values.items():
+            summed[name] += value
+            last_seen[name.rpartition("|")[0]] = start
+    loads = counters.maxima(HOSTS, "minute", minutes)
+    rows = {row["endpoint"]: row for row in summarise(summed)[0]}
+    found = []
+    for host in last_seen:
+        row = rows[host]
+        found.append(
+            {
+                "host": host,
+                "per_minute": row["requests"] / minutes,
+                "requests": row["requests"],
+                "server_errors": row["server_errors"],
+                "p95_ms": row["p95_ms"],
+                "cpu": loads.get(f"{host}|cpu"),
+                "memory": loads.get(f"{host}|mem"),
+                "last_seen": last_seen[host],
+            }
+        )
+    return sorted(found, key=lambda row: (-row["requests"], row["host"]))
