@@ -25,13 +25,13 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port, process, timeout=10):
+def _wait_for_port(port, process, timeout=10, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -39,12 +39,13 @@ def _wait_for_port(port, process, timeout=10):
 
 
 class LocalServer:
-    """A server process on 127.0.0.1:port; stop() and start() again keep the port."""
+    """A server process on host:port (127.0.0.1 unless given); stop() and start() again keep the port."""
 
     program = None
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, host="127.0.0.1"):
         self.workdir = workdir
+        self.host = host
         self.port = free_port()
         self.process = None
 
@@ -56,7 +57,7 @@ class LocalServer:
             self.process = subprocess.Popen(
                 self.command(), cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            _wait_for_port(self.port, self.process)
+            _wait_for_port(self.port, self.process, host=self.host)
         return self
 
     def stop(self):
@@ -79,7 +80,9 @@ class LocalRedis(LocalServer):
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
+            "--protected-mode",
+            "no" if self.host != "127.0.0.1" else "yes",  # a test network's hosts connect without a password
             "--save",
             "",
             "--appendonly",
@@ -90,7 +93,43 @@ class LocalRedis(LocalServer):
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
+
+
+class LocalMariaDB(LocalServer):
+    """A MariaDB server of its own (a data folder made by mariadb-install-db, about a second) that a test may
+    stop, kill or pause; no grant tables, so any user name connects without a password."""
+
+    program = "mariadbd"
+
+    def start(self):
+        data = Path(self.workdir) / "mariadb"
+        if not data.exists():
+            subprocess.run(
+                ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db"],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        return super().start()
+
+    def command(self):
+        data = Path(self.workdir) / "mariadb"
+        return [
+            self.program,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--socket={data}/mysqld.sock",
+            f"--pid-file={data}/mysqld.pid",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            "--user=root",
+            "--skip-grant-tables",
+            "--innodb-buffer-pool-size=64M",
+        ]
+
+    def url(self, database):
+        return f"mysql+pymysql://root@{self.host}:{self.port}/{database}?charset=utf8mb4"
 
 
 class LocalMemcached(LocalServer):
@@ -115,7 +154,8 @@ class LocalSmtp:
     """A real SMTP server (aiosmtpd) on a free port that keeps what it receives; login with any password
     but "wrong". Start it with start(), stop it with stop()."""
 
-    def __init__(self, user="mailer", password="secret", tls_context=None):
+    def __init__(self, user="mailer", password="secret", tls_context=None, host="127.0.0.1"):
+        self.host = host
         self.port = free_port()
         self.user, self.password = user, password
         self.tls_context = tls_context
@@ -146,7 +186,7 @@ class LocalSmtp:
         # Without a TLS context, AUTH is offered without TLS on loopback; the tests check the client logged in.
         self.controller = Controller(
             Handler(),
-            hostname="127.0.0.1",
+            hostname=self.host,
             port=self.port,
             server_hostname="localhost",
             authenticator=authenticate,
@@ -165,7 +205,7 @@ class LocalSmtp:
     @property
     def url(self):
         tls = "" if self.tls_context is not None else "?tls=off"
-        return f"smtp://{self.user}:{self.password}@127.0.0.1:{self.port}{tls}"
+        return f"smtp://{self.user}:{self.password}@{self.host}:{self.port}{tls}"
 
 
 def self_signed_certificate(folder, host="127.0.0.1"):
