@@ -354,19 +354,21 @@ def parse_storage_url(url):
     except ValueError:
         port = 0
     if port == 0:
-        raise ValueError("has a port that is not a number from 1 to 65535")
+        raise ValueError("must have a port from 1 to 65535, as in s3://KEY:SECRET@host:9000/bucket")
     if not parts.hostname:
-        raise ValueError("names no host; " + STORAGE_FORM)
+        raise ValueError("must name a host, as in s3://KEY:SECRET@host:port/bucket")
     if not parts.username or not parts.password:
-        raise ValueError("needs the access key and the secret key before the host: s3://KEY:SECRET@host:port/bucket")
+        raise ValueError(
+            "must carry the access key and the secret key before the host: s3://KEY:SECRET@host:port/bucket"
+        )
     bucket, _, prefix = parts.path.strip("/").partition("/")
     if not bucket:
-        raise ValueError("names no bucket: add it after the host, as in s3://KEY:SECRET@host:port/bucket")
+        raise ValueError("must name a bucket after the host, as in s3://KEY:SECRET@host:port/bucket")
     if not BUCKET_NAME.match(bucket):
-        raise ValueError(f"names the bucket {bucket!r}; bucket names are 3-63 lower-case letters, digits, dots, dashes")
+        raise ValueError(f"must name a bucket of 3-63 lower-case letters, digits, dots and dashes, not {bucket!r}")
     options = parse_qs(parts.query)
     if set(options) - {"region"}:
-        raise ValueError(f"has the unknown option {sorted(set(options) - {'region'})[0]!r}; only ?region= is known")
+        raise ValueError(f"must leave out the option {sorted(set(options) - {'region'})[0]!r}; only ?region= is known")
     secure = STORAGE_SCHEMES[parts.scheme]
     endpoint = f"{parts.hostname}:{port or (443 if secure else 80)}"
     if ":" in parts.hostname:  # an IPv6 address

@@ -47,7 +47,10 @@ def get_storage():
 
 
 __all__ = [
+    "DatabaseStorage",
+    "FolderStorage",
     "Missing",
+    "ObjectStorage",
     "StorageUnavailable",
     "StoredInfo",
     "build_storage",

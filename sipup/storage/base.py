@@ -23,7 +23,8 @@ class StorageUnavailable(RuntimeError):
     def __init__(self, action, reason):
         self.action, self.reason = action, reason
         advice = "Nothing was saved; please try again" if action == "save" else "Please try again"
-        super().__init__(f"The file storage could not {action} the file: {reason}. {advice} in a minute.")
+        what = "the files" if action == "list" else "the file"
+        super().__init__(f"The file storage could not {action} {what}: {reason}. {advice} in a minute.")
 
 
 def check_key(key):
