@@ -14,7 +14,7 @@ def send_mail(kind, object_id):
 
 @job(priority="low", lease=3600)
 def build_report(kind, start=None, end=None):
-    """Write one CSV report to instance/reports/."""
+    """Build one CSV report into the file storage."""
     return reports.build(kind, start, end)
 
 

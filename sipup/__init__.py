@@ -8,6 +8,7 @@ from sipup.cache import register_cache
 from sipup.jobs import register_queue
 from sipup.limits import register_limits
 from sipup.observability import register_counters, register_logging, register_traffic
+from sipup.storage import register_storage
 
 from .blueprints import register_blueprints
 from .cli import register_cli
@@ -29,6 +30,7 @@ def create_app(overrides=None, instance_path=None):
         register_counters,
         register_traffic,
         register_database,
+        register_storage,
         register_queue,
         register_cache,
         register_security,

@@ -26,6 +26,8 @@ from sipup.dbtools.optimize import db_optimize
 from sipup.jobs.cli import queue_cli
 from sipup.limits.cli import limits_cli
 from sipup.observability.query_stats import describe_pool, pool_status
+from sipup.storage import get_storage
+from sipup.storage.cli import storage_cli
 
 from .extensions import db
 from .files import open_private
@@ -42,6 +44,7 @@ ONE_LINERS = {
     "queue": "Background jobs: process (cron), worker, status, retry...",
     "db": "The database: upgrade (migrations), stats, optimize.",
     "cache": "Cache statistics per type, and clearing.",
+    "storage": "Shared file storage: migrate the instance folder's files.",
     "limits": "Rate limits: refusals, offenders, unblocking.",
     "user": "User accounts of staff and customers.",
     "seed": "Fill the database with demo or scale data.",
@@ -68,6 +71,7 @@ def register_cli(app):
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)
     app.cli.add_command(cache_cli)
+    app.cli.add_command(storage_cli)
 
     db_group.add_command(db_stats)
     db_group.add_command(db_optimize)
@@ -120,6 +124,9 @@ def serve(host, port, threads):
     redis_problem = _redis_problem(config["REDIS_URL"])
     if redis_problem:
         click.echo(f"sipup: warning: {redis_problem}", err=True)
+    storage_problem = _storage_problem()
+    if storage_problem:
+        click.echo(f"sipup: warning: {storage_problem}", err=True)
     try:
         server = create_server(
             current_app._get_current_object(),
@@ -206,6 +213,21 @@ def _redis_problem(url):
     finally:
         client.close()
     return None
+
+
+def _storage_problem():
+    """One line on a shared file storage that cannot be used now (no answer, refused key, no bucket), else None:
+    pages still answer, and pictures, reports and uploads work once it does."""
+    storage = get_storage()
+    if storage.name == "database":  # its table comes with the schema, which is checked next
+        return None
+    problem = storage.problem()
+    if problem is None:
+        return None
+    return (
+        f"file storage {storage.where} (SIPUP_STORAGE_URL): {problem}; starting anyway: pictures, reports "
+        "and uploads fail with a message until it works."
+    )
 
 
 @click.command()

@@ -4,13 +4,15 @@ import difflib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import sys
 import tempfile
+from collections import namedtuple
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from limits import parse_many
 from sqlalchemy.engine import make_url
@@ -33,6 +35,9 @@ DEFAULTS = {
     # Prefix of every Redis key sipup writes, so several sites (or test runs) can share one Redis.
     "REDIS_NAMESPACE": "sipup",
     "CACHE_URL": None,
+    # Pictures, reports and uploaded files: unset = the instance folder (one host), "database", or
+    # s3://KEY:SECRET@host:port/bucket (s3+https:// with TLS) shared by every host (sipup/storage/).
+    "STORAGE_URL": None,
     "MAIL_URL": None,
     "SECRET_KEY": None,
     # Network and waitress.
@@ -80,7 +85,7 @@ DEFAULTS = {
     "QUICK_ORDER_MAX_LINES": 500,
     "QUICK_ORDER_MAX_FILE_MB": 2,
     # Product images: the largest upload, the longest side accepted, and where originals and renditions
-    # live (empty: instance/images).
+    # live while files are kept in the instance folder (empty: instance/images; unused with STORAGE_URL).
     "IMAGE_MAX_MB": 5,
     "IMAGE_MAX_SIDE": 6000,
     "IMAGE_FOLDER": "",
@@ -140,6 +145,11 @@ ENDPOINT_LIMITS = {
     "POST auth.register": "3 per minute; 10 per hour",
 }
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+STORAGE_SCHEMES = {"s3": False, "s3+https": True}  # scheme: TLS
+STORAGE_FORM = (
+    "must be unset (the instance folder), database, or s3://KEY:SECRET@host:port/bucket (s3+https:// for TLS)"
+)
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MIN_SECRET_KEY = 32
 # Query options of a database URL that the driver (or SQLAlchemy for it) understands: anything else is a typo
 # that would only fail at the first connection, or be ignored.
@@ -334,6 +344,63 @@ def _redis_url(value):
     return str(value)
 
 
+def _storage_url(value):
+    if value in (None, ""):
+        return None
+    if str(value).strip() == "database":
+        return "database"
+    parse_storage_url(str(value))  # raises ValueError saying what is wrong
+    return str(value)
+
+
+# Where an s3:// storage URL points; `endpoint` is host:port, `prefix` the start of every key in the bucket.
+ObjectStore = namedtuple("ObjectStore", "endpoint access_key secret_key bucket prefix secure region")
+
+
+def parse_storage_url(url):
+    """The parts of s3://KEY:SECRET@host:port/bucket[/prefix][?region=...]; ValueError says what is wrong (never
+    repeating the secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in STORAGE_SCHEMES:
+        raise ValueError(STORAGE_FORM)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535, as in s3://KEY:SECRET@host:9000/bucket")
+    if not parts.hostname:
+        raise ValueError("must name a host, as in s3://KEY:SECRET@host:port/bucket")
+    if not parts.username or not parts.password:
+        raise ValueError(
+            "must carry the access key and the secret key before the host: s3://KEY:SECRET@host:port/bucket"
+        )
+    bucket, _, prefix = parts.path.strip("/").partition("/")
+    if not bucket:
+        raise ValueError("must name a bucket after the host, as in s3://KEY:SECRET@host:port/bucket")
+    if not BUCKET_NAME.match(bucket):
+        raise ValueError(f"must name a bucket of 3-63 lower-case letters, digits, dots and dashes, not {bucket!r}")
+    options = parse_qs(parts.query)
+    if set(options) - {"region"}:
+        raise ValueError(f"must leave out the option {sorted(set(options) - {'region'})[0]!r}; only ?region= is known")
+    secure = STORAGE_SCHEMES[parts.scheme]
+    endpoint = f"{parts.hostname}:{port or (443 if secure else 80)}"
+    if ":" in parts.hostname:  # an IPv6 address
+        endpoint = f"[{parts.hostname}]:{port or (443 if secure else 80)}"
+    region = options.get("region", ["us-east-1"])[0]
+    return ObjectStore(
+        endpoint, unquote(parts.username), unquote(parts.password), bucket, prefix.strip("/"), secure, region
+    )
+
+
+def shown(value):
+    """A setting's value as an error message may repeat it: the password of a URL replaced by ***."""
+    text = str(value)
+    if "://" in text and "@" in text:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+    return text
+
+
 def _url(value):
     if value in (None, ""):
         return None
@@ -418,6 +485,7 @@ CONVERTERS = {
     "DATABASE_URL": _url,
     "REDIS_URL": _redis_url,
     "CACHE_URL": _url,
+    "STORAGE_URL": _storage_url,
     "MAIL_URL": _mail_url,
     "MAIL_FROM": _addresses_list,
     "MAIL_STAFF": _addresses_list,
@@ -486,7 +554,7 @@ def _check(config):
             config[key] = convert(config[key])
         except (TypeError, ValueError) as exc:
             reason = str(exc) if "must" in str(exc) else "has the wrong form"
-            raise ConfigError(f"{ENV_PREFIX}_{key}={config[key]!r} {reason}.") from None
+            raise ConfigError(f"{ENV_PREFIX}_{key}={shown(config[key])!r} {reason}.") from None
 
 
 def _derive(app):

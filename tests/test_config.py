@@ -90,6 +90,18 @@ def test_test_variables_are_not_configuration(build, environment):
         ("SIPUP_DATABASE_URL", "mysql+mysqldb://u:p@localhost/sipup", "mysql+pymysql://"),
         ("SIPUP_DATABASE_URL", "mysql://u:p@localhost/sipup", "mysql+pymysql://"),
         ("SIPUP_DATABASE_URL", "not-a-url", "not a database URL"),
+        (
+            "SIPUP_STORAGE_URL",
+            "ftp://files.example.com/sipup",
+            "must be unset (the instance folder), database, or s3://",
+        ),
+        ("SIPUP_STORAGE_URL", "s3://key:secret@store.example.com:9000", "must name a bucket"),
+        ("SIPUP_STORAGE_URL", "s3://store.example.com:9000/sipup", "access key and the secret key"),
+        ("SIPUP_STORAGE_URL", "s3://key@store.example.com:9000/sipup", "access key and the secret key"),
+        ("SIPUP_STORAGE_URL", "s3://key:secret@store.example.com:99999/sipup", "port from 1 to 65535"),
+        ("SIPUP_STORAGE_URL", "s3+https://key:secret@store.example.com:https/sipup", "port from 1 to 65535"),
+        ("SIPUP_STORAGE_URL", "s3://key:secret@store.example.com/Sipup_Files", "not 'Sipup_Files'"),
+        ("SIPUP_STORAGE_URL", "s3://key:secret@:9000/sipup", "must name a host"),
     ],
 )
 def test_bad_value_names_the_variable_and_the_reason(build, environment, variable, value, reason):

@@ -62,6 +62,5 @@ def test_a_report_neutralises_a_customer_named_like_a_formula(app, make_product,
     orders.checkout(buyer, Decimal("0.20"), "", None, company.addresses[0].id)
     today = utcnow().date().isoformat()
     name = reports.build("sales_by_customer", today, today)
-    with open(reports.path_of(name), encoding="utf-8-sig") as handle:
-        lines = handle.read().splitlines()
+    lines = reports.read(name).decode("utf-8-sig").splitlines()
     assert lines[1].startswith('"\'=HYPERLINK(""http://evil.example"",""Click"")",1,20.00,')

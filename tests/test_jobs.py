@@ -217,15 +217,13 @@ def test_reports_are_csv_with_bom_and_downloadable(app, run_jobs, shop, client, 
     assert {j.status for j in db.session.scalars(select(Job).where(Job.name == "build_report"))} == {"done"}
     names = [name for name, _size, _mtime in reports.available()]
     by_customer = next(n for n in names if n.startswith("sales_by_customer"))
-    with open(reports.path_of(by_customer), "rb") as handle:
-        data = handle.read()
+    data = reports.read(by_customer)
     assert data.startswith(b"\xef\xbb\xbf")  # the BOM that makes Excel read UTF-8
     lines = data.decode("utf-8-sig").splitlines()
     assert lines[0] == "Customer;Orders;Goods;Total"  # EUR: the delimiter of Excel where "," is the decimal mark
     assert lines[1].startswith("Getränke Müller GmbH;2;")
     ageing = next(n for n in names if n.startswith("receivables_ageing"))
-    with open(reports.path_of(ageing), encoding="utf-8-sig") as handle:
-        rows = handle.read().splitlines()
+    rows = reports.read(ageing).decode("utf-8-sig").splitlines()
     assert rows[0] == "Customer;0-30 days;31-60 days;over 60 days;Overdue;Open total"
     assert rows[1].startswith("Getränke Müller GmbH;")
 

@@ -104,3 +104,26 @@ def test_an_unreachable_redis_at_start_up_is_one_line_and_sipup_starts_degraded(
         "starting degraded: rate limits and statistics count per process and the cache is skipped "
         "until it answers."
     ]
+
+
+def test_a_storage_url_of_the_wrong_form_stops_start_up_without_repeating_the_secret(tmp_path):
+    line = _one_line(tmp_path, STORAGE_URL="s3://sipup:topsecret@127.0.0.1:9000")
+    assert "SIPUP_STORAGE_URL='s3://sipup:***@127.0.0.1:9000' must name a bucket after the host" in line
+    assert "topsecret" not in line
+
+
+def test_an_object_store_that_refuses_the_key_is_one_line_at_start_up_and_sipup_starts(tmp_path, seaweed):
+    url = seaweed.url.replace(seaweed.secret_key, "not-the-secret")
+    server = SipupServer(tmp_path / "instance", STORAGE_URL=url).start()
+    try:
+        assert request(server.port, "/login")[0] == 200, "pages answer without the storage"
+    finally:
+        server.stop()
+    log = server.log().splitlines()
+    lines = [line for line in log if line.startswith("sipup: warning:") and "SIPUP_STORAGE_URL" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"sipup: warning: file storage http://127.0.0.1:{seaweed.port}/sipup (SIPUP_STORAGE_URL): the object store "
+        f"at 127.0.0.1:{seaweed.port} refused the access key or secret of SIPUP_STORAGE_URL ("
+    )
+    assert "not-the-secret" not in lines[0]
+    assert any("Demo pictures left out" in line for line in log), "the demo data is made without pictures"

@@ -1,10 +1,13 @@
 """The back office for staff: order processing, products and stock, companies, price lists."""
 
+import io
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from sipup.jobs import enqueue
+from sipup.storage import StorageUnavailable
 
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
@@ -124,12 +127,15 @@ def product_image_add(sku):
     limit = current_app.config["IMAGE_MAX_MB"] * 1_048_576
     try:
         images.add_image(product, upload.stream.read(limit + 1) if upload else b"")
-    except DomainError as exc:
+    except (DomainError, StorageUnavailable) as exc:
         db.session.rollback()
+        message, status = str(exc), 422
+        if isinstance(exc, StorageUnavailable):  # the picture is fine; the storage is not: upload it again later
+            message, status = f"{exc} The picture was not added: choose it and upload it again.", 503
         categories = db.session.scalars(select(Category).order_by(Category.position)).all()
         return render_template(
-            "admin/product.html", product=product, form={}, errors={}, categories=categories, image_error=str(exc)
-        ), 422
+            "admin/product.html", product=product, form={}, errors={}, categories=categories, image_error=message
+        ), status
     flash("Picture added; buyers see it now.", "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
 
@@ -450,7 +456,12 @@ def report_list():
             flash(f"{reports.KINDS[kind]} is being prepared; it appears below within a few minutes.", "success")
         return redirect(url_for("admin.report_list"))
     start, end = reports.previous_month()
-    return render_template("admin/reports.html", files=reports.available(), kinds=reports.KINDS, start=start, end=end)
+    try:
+        files, status = reports.available(), 200
+    except StorageUnavailable as exc:  # the form to queue a report still works
+        flash(str(exc), "error")
+        files, status = [], 503
+    return render_template("admin/reports.html", files=files, kinds=reports.KINDS, start=start, end=end), status
 
 
 @bp.route("/reports/<name>")
@@ -458,16 +469,16 @@ def report_download(name):
     """One report file as a download (CSV, UTF-8 with BOM for Excel)."""
 
     try:
-        path = reports.path_of(name)
+        data = reports.read(name)
     except NotFound:
         abort(404)
-    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)
+    return send_file(io.BytesIO(data), mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)
 
 
 @bp.route("/imports", methods=["GET", "POST"])
 def imports():
     """Upload a bank CSV (one payment job per line) or a warehouse stock CSV (one job for the file)."""
-    problems = []
+    problems, status = [], 200
     if request.method == "POST":
         upload = request.files.get("file")
         data = upload.read() if upload else b""
@@ -485,4 +496,8 @@ def imports():
                 raise DomainError("Choose what the file contains.")
         except DomainError as exc:
             flash(str(exc), "error")
-    return render_template("admin/imports.html", problems=problems, stock_runs=stock_import.recent_runs())
+        except StorageUnavailable as exc:  # nothing was queued: the file must be uploaded again
+            db.session.rollback()
+            flash(f"{exc} The stock file was not queued: upload it again.", "error")
+            status = 503
+    return render_template("admin/imports.html", problems=problems, stock_runs=stock_import.recent_runs()), status

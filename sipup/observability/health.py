@@ -20,6 +20,7 @@ from sipup.extensions import db
 from sipup.jobs.queue import describe_loss, last_processor_finish, store_loss
 from sipup.models import utcnow
 from sipup.observability.query_stats import pool_status
+from sipup.storage import get_storage
 from sipup.web import untrusted_proxy_requests
 
 ORDER = {"off": 0, "ok": 0, "warn": 1, "bad": 2}
@@ -237,7 +238,21 @@ def proxy():
     return check("Proxies", "off", "none", "SIPUP_PROXY_HOPS=0: clients connect directly")
 
 
-BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, proxy, disk, host)
+def storage():
+    backend = get_storage()
+    problem = backend.problem()
+    if problem:
+        return check(
+            "Storage",
+            "bad",
+            f"{backend.name}: failing",
+            f"{backend.where}: {problem}; picture uploads, reports and stock files fail until it works",
+        )
+    shared = "this host only" if backend.name == "folder" else "shared by every host"
+    return check("Storage", "ok", backend.name, f"{backend.where}: reachable, {shared}")
+
+
+BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, proxy, storage, disk, host)
 
 
 def run_checks():

@@ -1,17 +1,19 @@
 """Product images: uploads checked by decoding them, stored once with renditions named by content hash.
 
-The original (EXIF orientation applied, metadata dropped, re-encoded) and each rendition are written when
-staff upload, never while a page is served; their URLs carry the original's SHA-256, so a browser may keep
-them for a year and a new picture always has a new address.
+The original (EXIF orientation applied, metadata dropped, re-encoded) and each rendition are written to the
+file storage (sipup/storage: the instance folder, the database or an object store) when staff upload, never
+while a page is served; their URLs carry the original's SHA-256, so a browser may keep them for a year and a
+new picture always has a new address.
 """
 
 import hashlib
 import io
-import os
 import warnings
 
 from flask import current_app
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from sipup.storage import Missing, get_storage
 
 from ..extensions import db
 from ..models import ProductImage
@@ -22,21 +24,19 @@ FORMATS = {"JPEG", "PNG", "WEBP"}
 SIZES = {"thumb": (96, 96), "card": (320, 240), "page": (800, 600)}
 
 
-def folder():
-    """Where originals and renditions are kept."""
-    path = current_app.config["IMAGE_FOLDER"] or os.path.join(current_app.instance_path, "images")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def rendition_path(digest, size):
-    """The file of one rendition, or NotFound for a name that is none of ours."""
+def rendition_key(digest, size):
+    """The storage key of one rendition, or NotFound for a name that is none of ours."""
     if size not in SIZES or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         raise NotFound("There is no such image.")
-    path = os.path.join(folder(), f"{digest}-{size}.webp")
-    if not os.path.exists(path):
-        raise NotFound("There is no such image.")
-    return path
+    return f"images/{digest}-{size}.webp"
+
+
+def rendition(digest, size):
+    """The bytes of one rendition, or NotFound."""
+    try:
+        return get_storage().get(rendition_key(digest, size))
+    except Missing:
+        raise NotFound("There is no such image.") from None
 
 
 def fitted(width, height, size):
@@ -83,17 +83,21 @@ def add_image(product, data):
 
 
 def store_picture(product, picture):
-    """Write a decoded picture and its renditions, and attach it to the product as its last picture."""
+    """Store a decoded picture and its renditions, and attach it to the product as its last picture.
+
+    The files are stored before the picture is attached: when the storage fails (StorageUnavailable), the
+    product shows no picture that cannot be served."""
     original = io.BytesIO()
     picture.save(original, "WEBP", quality=90)  # a fresh encoding: nothing of the upload's metadata is kept
     digest = hashlib.sha256(original.getvalue()).hexdigest()
-    base = folder()
-    with open(os.path.join(base, f"{digest}.webp"), "wb") as handle:
-        handle.write(original.getvalue())
+    storage = get_storage()
+    storage.put(f"images/{digest}.webp", original.getvalue(), "image/webp")
     for size in SIZES:
         copy = picture.copy()
         copy.thumbnail(SIZES[size], Image.Resampling.LANCZOS)
-        copy.save(os.path.join(base, f"{digest}-{size}.webp"), "WEBP", quality=82)
+        encoded = io.BytesIO()
+        copy.save(encoded, "WEBP", quality=82)
+        storage.put(rendition_key(digest, size), encoded.getvalue(), "image/webp")
     position = max((image.position for image in product.images), default=-1) + 1
     image = ProductImage(
         product_id=product.id, digest=digest, width=picture.width, height=picture.height, position=position

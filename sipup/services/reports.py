@@ -1,8 +1,8 @@
 """Reports as CSV files that Excel opens correctly (sipup/csvfiles.py: UTF-8 with BOM, formula-safe, in
-SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are written to
-instance/reports/ and downloaded from the back office."""
+SIPUP_CSV_DIALECT): sales by period, customer and product, and receivables ageing. They are kept in the file
+storage (reports/ in the instance folder, the database or the object store), so that a report one host's
+worker built is listed and downloaded on every host."""
 
-import os
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -11,10 +11,10 @@ from flask import current_app
 from sqlalchemy import case, func, select
 
 from sipup.jobs import enqueue
+from sipup.storage import Missing, get_storage
 
-from ..csvfiles import write_file
+from ..csvfiles import to_text
 from ..extensions import db
-from ..files import private_folder
 from ..models import Company, Invoice, Order, OrderLine, OrderStatus, utcnow
 from .errors import InvalidInput, NotFound
 from .parsing import parse_date
@@ -26,10 +26,6 @@ KINDS = {
     "receivables_ageing": "Receivables ageing",
 }
 SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
-
-
-def folder():
-    return private_folder(os.path.join(current_app.instance_path, "reports"))
 
 
 def parse_range(start, end):
@@ -45,7 +41,7 @@ def parse_range(start, end):
 
 
 def build(kind, start=None, end=None):
-    """Write one report to instance/reports/ and return its file name."""
+    """Build one report, keep it in the file storage and return its file name."""
     if kind not in KINDS:
         raise InvalidInput(f"Unknown report “{kind}”.")
     if kind == "receivables_ageing":
@@ -56,7 +52,8 @@ def build(kind, start=None, end=None):
         first, last = parse_range(start, end)
         header, rows = globals()[f"_{kind}"](first, last)
         name = f"{kind}-{first:%Y-%m-%d}_{last:%Y-%m-%d}.csv"
-    write_file(os.path.join(folder(), name), header, rows, current_app.config["CSV_DIALECT"])
+    text = "\ufeff" + to_text(header, rows, current_app.config["CSV_DIALECT"])  # the BOM: Excel reads UTF-8
+    get_storage().put(f"reports/{name}", text.encode("utf-8"), "text/csv")
     return name
 
 
@@ -171,20 +168,23 @@ def _money(value):
 
 
 def available():
-    """The report files, newest first: [(name, size in bytes, modified time)]."""
+    """The report files, newest first: [(name, size in bytes, when written)]."""
     entries = []
-    for name in os.listdir(folder()):
+    for info in get_storage().list("reports"):
+        name = info.key.split("/", 1)[1]
         if SAFE_NAME.match(name):
-            stat = os.stat(os.path.join(folder(), name))
-            entries.append((name, stat.st_size, stat.st_mtime))
+            entries.append((name, info.size, info.modified))
     return sorted(entries, key=lambda e: e[2], reverse=True)
 
 
-def path_of(name):
-    """The full path of a report file by name, or NotFound (names never leave instance/reports/)."""
-    if not SAFE_NAME.match(name or "") or not os.path.exists(os.path.join(folder(), name)):
+def read(name):
+    """The bytes of a report file by name, or NotFound (only report names are looked up)."""
+    if not SAFE_NAME.match(name or ""):
         raise NotFound("There is no such report.")
-    return os.path.join(folder(), name)
+    try:
+        return get_storage().get(f"reports/{name}")
+    except Missing:
+        raise NotFound("There is no such report.") from None
 
 
 def previous_month(today=None):

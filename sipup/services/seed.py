@@ -3,6 +3,7 @@
 Everything is inserted in batches through SQLAlchemy Core (sipup.dbtools.batch), so a million orders take minutes.
 """
 
+import logging
 import random
 import secrets
 from datetime import timedelta
@@ -11,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 
 from sipup.dbtools.batch import bulk_insert
+from sipup.storage import StorageUnavailable
 
 from .. import searchtext
 from ..extensions import db
@@ -164,12 +166,18 @@ HUES = [
 
 
 def seed_pictures():
-    """A generated picture (drawn, not downloaded) for every product that has none."""
+    """A generated picture (drawn, not downloaded) for every product that has none; none when the file storage
+    fails (the products show their initials, and the demo works all the same)."""
 
     categories = [c.id for c in db.session.scalars(select(Category).order_by(Category.position))]
     for product in db.session.scalars(select(Product).where(~Product.images.any())).all():
         hue = HUES[categories.index(product.category_id) % len(HUES)] if product.category_id in categories else HUES[0]
-        store_picture(product, placeholder_picture(f"{product.name} · {product.sell_unit}", hue))
+        try:
+            store_picture(product, placeholder_picture(f"{product.name} · {product.sell_unit}", hue))
+        except StorageUnavailable as exc:
+            db.session.rollback()
+            logging.getLogger("sipup.seed").warning("Demo pictures left out: %s", exc.reason)
+            return
 
 
 def seed_price_lists():

@@ -5,21 +5,23 @@ Levels are absolute, so applying the same file twice leaves the same stock: the 
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 
-from flask import current_app
 from sqlalchemy import select
 
 from sipup.dbtools.batch import bulk_update
 from sipup.jobs import enqueue
+from sipup.storage import Missing, StorageUnavailable, get_storage
 
 from ..csvfiles import read_table
 from ..extensions import db
-from ..files import open_private, private_folder
 from ..models import Job, JobStatus, Product, utcnow
 from .errors import InvalidInput, NotFound
 from .parsing import MAX_COUNT, whole_number
+
+log = logging.getLogger("sipup.stock_import")
 
 BATCH_SIZE = 500
 MAX_LINES = 200_000
@@ -47,12 +49,11 @@ def parse_stock_csv(data):
 
 
 def save_upload(data):
-    """Keep an uploaded stock file in instance/imports/ for the job; returns its path."""
-    folder = private_folder(os.path.join(current_app.instance_path, "imports"))
-    path = os.path.join(folder, f"stock-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.csv")
-    with open_private(path, "wb") as handle:
-        handle.write(data)
-    return path
+    """Keep an uploaded stock file in the file storage (imports/) for the job, whichever host runs it; returns
+    its file name (made here, never the uploader's)."""
+    name = f"stock-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.csv"
+    get_storage().put(f"imports/{name}", data, "text/csv")
+    return name
 
 
 def import_stock_file(data):
@@ -60,8 +61,8 @@ def import_stock_file(data):
     rows, problems = parse_stock_csv(data)
     if not rows:
         raise InvalidInput("No line of the file can be applied. " + _describe(problems))
-    path = save_upload(data)
-    record = enqueue("apply_stock_file", os.path.basename(path))
+    name = save_upload(data)
+    record = enqueue("apply_stock_file", name)
     db.session.commit()
     return record, len(rows), problems
 
@@ -74,12 +75,11 @@ def _describe(problems, limit=20):
 
 def apply_stock_file(filename):
     """Apply a kept stock file: good lines in batches, unknown SKUs reported; then low-stock alerts."""
-    folder = os.path.join(current_app.instance_path, "imports")
-    path = os.path.join(folder, os.path.basename(filename))
-    if not os.path.exists(path):
-        raise NotFound(f"The stock file {filename} is no longer in instance/imports/.")
-    with open(path, "rb") as handle:
-        rows, problems = parse_stock_csv(handle.read())
+    path = f"imports/{os.path.basename(filename)}"
+    try:
+        rows, problems = parse_stock_csv(get_storage().get(path))
+    except (Missing, ValueError):
+        raise NotFound(f"The stock file {filename} is no longer in the file storage.") from None
     ids = (
         dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all())
         if len(rows) <= 20_000
@@ -111,24 +111,32 @@ def _report_path(path):
 
 def _write_report(path, problems):
     """Keep every line not applied beside the file, for the imports page (the job's result holds a few)."""
-    with open_private(_report_path(path), "w", encoding="utf-8") as handle:
-        json.dump(problems, handle)
+    get_storage().put(_report_path(path), json.dumps(problems).encode("utf-8"), "application/json")
 
 
 def recent_runs(limit=5):
     """The latest stock files with their job's state and, once applied, every line not applied."""
-    folder = os.path.join(current_app.instance_path, "imports")
     jobs = db.session.scalars(select(Job).where(Job.name == "apply_stock_file").order_by(Job.id.desc()).limit(limit))
     runs = []
     for job in jobs:
         filename = os.path.basename((json.loads(job.args or "[]") or [""])[0])
         problems = None
-        report = _report_path(os.path.join(folder, filename))
-        if job.status == JobStatus.DONE and os.path.exists(report):
-            with open(report, encoding="utf-8") as handle:
-                problems = [tuple(p) for p in json.load(handle)]
+        if job.status == JobStatus.DONE:
+            problems = _read_report(f"imports/{filename}")
         runs.append({"job": job, "filename": filename, "problems": problems})
     return runs
+
+
+def _read_report(path):
+    """The lines of a stock file not applied, or None when there is no report (or the storage fails: the page
+    still lists the files and their state)."""
+    try:
+        return [tuple(p) for p in json.loads(get_storage().get(_report_path(path)))]
+    except (Missing, ValueError):
+        return None
+    except StorageUnavailable as exc:
+        log.warning("The problems of %s cannot be read now: %s", path, exc.reason)
+        return None
 
 
 def _all_ids():
