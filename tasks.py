@@ -3,7 +3,7 @@ retries and runs each in an app context of its own. Periodic times are UTC."""
 
 from sipup.jobs import crontab, housekeeping, job
 from sipup.observability import alerts
-from sipup.services import backup, mail, payments, reports, stock_import
+from sipup.services import backup, bulk_import, mail, payments, reports, stock_import
 
 
 @job(priority="normal")
@@ -30,6 +30,12 @@ def apply_stock_file(filename):
     summary, low = stock_import.apply_stock_file(filename)
     stock_import.alert_low_stock(low)
     return summary
+
+
+@job(priority="normal", lease=3600)
+def apply_import(kind, name, actor_id=None):
+    """Apply a confirmed products, prices or companies file a batch at a time; a re-run skips what is applied."""
+    return bulk_import.apply_stored(kind, name, actor_id)
 
 
 @job(priority="low", periodic=crontab(minute="30", hour="2"), lease=3 * 3600)

@@ -31,6 +31,7 @@ from sipup.storage.cli import storage_cli
 
 from .extensions import db
 from .files import open_private
+from .imports_cli import export_cli, import_cli
 from .loadtest.cli import loadtest
 from .models import LinkPurpose
 from .services import accounts, companies, links, users
@@ -47,6 +48,8 @@ ONE_LINERS = {
     "storage": "Shared file storage: migrate the instance folder's files.",
     "limits": "Rate limits: refusals, offenders, unblocking.",
     "user": "User accounts of staff and customers.",
+    "import": "Products, prices, companies from CSV or XLSX.",
+    "export": "Products, prices, companies as CSV or XLSX.",
     "seed": "Fill the database with demo or scale data.",
     "loadtest": "Load-test a sipup site and check thresholds.",
 }
@@ -67,6 +70,8 @@ def register_cli(app):
     app.cli.add_command(seed)
     app.cli.add_command(user_cli)
     app.cli.add_command(company_cli)
+    app.cli.add_command(import_cli)
+    app.cli.add_command(export_cli)
     app.cli.add_command(limits_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(loadtest)

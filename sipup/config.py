@@ -84,6 +84,7 @@ DEFAULTS = {
     "PAGE_SIZE": 24,
     "QUICK_ORDER_MAX_LINES": 500,
     "QUICK_ORDER_MAX_FILE_MB": 2,
+    "IMPORT_MAX_MB": 20,  # largest products, prices or companies file at /admin/imports and `flask import`
     # Product images: the largest upload, the longest side accepted, and where originals and renditions
     # live while files are kept in the instance folder (empty: instance/images; unused with STORAGE_URL).
     "IMAGE_MAX_MB": 5,
@@ -464,6 +465,7 @@ CONVERTERS = {
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
     "QUICK_ORDER_MAX_FILE_MB": _positive_int,
+    "IMPORT_MAX_MB": _positive_int,
     "IMAGE_MAX_MB": _positive_int,
     "IMAGE_MAX_SIDE": _positive_int,
     "IMAGE_FOLDER": str,

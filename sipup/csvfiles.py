@@ -10,6 +10,7 @@ umlauts right.
     write_file(path, header, rows, dialect)   # atomically, mode 0600, with the BOM
     to_text(header, rows, "excel")            # the same as a string, without the BOM
     read_table(data, ("sku", "stock_on_hand"))  # yields (line number, {column: value}) of an upload
+    uncell("'-Sale-")                         # "-Sale-": the text a formula-safe cell stood for
 """
 
 import csv
@@ -45,6 +46,13 @@ def cell(value, decimal_mark="."):
         return value.isoformat()
     text = str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def uncell(text):
+    """The text a cell of ours stood for: the apostrophe cell() put before a formula-like value taken off again,
+    so a name such as "-Sale-" written out and read back is "-Sale-" once more."""
+    text = text or ""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
 def _write(handle, header, rows, dialect):

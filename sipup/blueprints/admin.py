@@ -12,7 +12,18 @@ from sipup.storage import StorageUnavailable
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
-from ..services import audit, backoffice, companies, images, orders, payments, reports, stock_import, users
+from ..services import (
+    audit,
+    backoffice,
+    bulk_import,
+    companies,
+    images,
+    orders,
+    payments,
+    reports,
+    stock_import,
+    users,
+)
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..services.parsing import whole_number
 from .account import flash_user_action
@@ -500,4 +511,81 @@ def imports():
             db.session.rollback()
             flash(f"{exc} The stock file was not queued: upload it again.", "error")
             status = 503
-    return render_template("admin/imports.html", problems=problems, stock_runs=stock_import.recent_runs()), status
+    return _imports_page(problems=problems), status
+
+
+def _imports_page(**extra):
+    return render_template(
+        "admin/imports.html",
+        stock_runs=stock_import.recent_runs(),
+        bulk_runs=bulk_import.recent(),
+        kinds=bulk_import.LABELS,
+        columns={kind: module.COLUMNS for kind, module in bulk_import.KINDS.items()},
+        **extra,
+    )
+
+
+@bp.route("/imports/preview", methods=["POST"])
+def import_preview():
+    """Check a products, prices or companies file (CSV or XLSX) and show what it would do; nothing is written."""
+    upload = request.files.get("file")
+    data = upload.read() if upload else b""
+    kind = request.form.get("kind", "")
+    try:
+        if not data:
+            raise DomainError("Choose a CSV or XLSX file to upload.")
+        preview = bulk_import.start_upload(kind, data, upload.filename)
+    except DomainError as exc:
+        return _imports_page(problems=[], bulk_error=str(exc), chosen=kind), 422
+    except StorageUnavailable as exc:
+        return _imports_page(problems=[], bulk_error=f"{exc} The file was not kept: upload it again.", chosen=kind), 503
+    return redirect(url_for("admin.import_detail", name=preview["name"]))
+
+
+@bp.route("/imports/<name>")
+def import_detail(name):
+    """An upload's preview, line by line: what it creates, changes and refuses; then its progress once confirmed."""
+    try:
+        preview = bulk_import.load_preview(name)
+    except NotFound:
+        abort(404)
+    job = bulk_import.job_of(name)
+    return render_template(
+        "admin/import_preview.html", preview=preview, job=job, progress=bulk_import.progress(name) if job else None
+    )
+
+
+@bp.route("/imports/<name>/apply", methods=["POST"])
+def import_apply(name):
+    """Confirm a preview: the job applies the file in batches, its progress shown on the preview page."""
+    try:
+        bulk_import.confirm(name, actor=current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("The file is being applied; this page shows how far it has got.", "success")
+    return redirect(url_for("admin.import_detail", name=name))
+
+
+@bp.route("/imports/<name>/progress")
+def import_progress(name):
+    """The progress of an import being applied (the preview page asks for it every 2 seconds while it runs)."""
+    try:
+        preview = bulk_import.load_preview(name)
+    except NotFound:
+        abort(404)
+    job = bulk_import.job_of(name)
+    return render_template(
+        "admin/_import_progress.html", preview=preview, job=job, progress=bulk_import.progress(name) if job else None
+    )
+
+
+@bp.route("/exports/<kind>.<fmt>")
+def export_download(kind, fmt):
+    """Every product, price tier or company as CSV (either Excel dialect) or XLSX, in the import's format."""
+    if kind not in bulk_import.KINDS or fmt not in bulk_import.FORMATS:
+        abort(404)
+    data, mimetype, filename = bulk_import.export(kind, fmt, request.args.get("dialect"))
+    return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=filename, max_age=0)

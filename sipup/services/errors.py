@@ -43,3 +43,11 @@ class FieldErrors(InvalidInput):
     def __init__(self, errors):
         self.errors = errors
         super().__init__(" ".join(errors.values()))
+
+
+class LineRefused(InvalidInput):
+    """A line of an imported file cannot be applied: problems lists (column, why) for each wrong cell."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(f"{column}: {why}" for column, why in problems))

@@ -44,6 +44,13 @@ def _check_name(name, errors):
 def invite(email, name, role, company=None, actor=None, mail=True):
     """Create a user without a password and queue their invitation mail (unless mail is False, when the
     caller hands the link over itself); returns the user."""
+    user = add_invited(email, name, role, company, actor, mail)
+    db.session.commit()
+    return user
+
+
+def add_invited(email, name, role, company=None, actor=None, mail=True):
+    """invite() in the caller's transaction (a bulk import commits a batch of companies and users at once)."""
     errors = {}
     email = check_email(email, errors)
     name = _check_name(name, errors)
@@ -60,7 +67,6 @@ def invite(email, name, role, company=None, actor=None, mail=True):
         queue_invitation(user)
     else:
         user.invited_at = utcnow()
-    db.session.commit()
     return user
 
 

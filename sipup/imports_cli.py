@@ -1,0 +1,109 @@
+"""`flask import products|prices|companies FILE` and `flask export products|prices|companies [FILE]`.
+
+The command line twin of /admin/imports: the same checks and preview, then (after a yes, or with --yes) the
+same batches, applied in this process with a progress bar instead of by a job."""
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from .files import open_private
+from .services import bulk_import
+from .services.errors import DomainError
+
+SHOWN = 20
+
+import_cli = AppGroup(
+    "import",
+    help=(
+        "Bulk imports of products, price tiers and customer companies from CSV (either Excel dialect) or XLSX: "
+        "each line is checked and previewed before anything is written; the same file twice changes nothing."
+    ),
+)
+export_cli = AppGroup(
+    "export",
+    help="Every product, price tier or customer company as CSV or XLSX, in the format `flask import` reads back.",
+)
+
+
+def _print_preview(items, refused):
+    counts = {action: sum(1 for i in items if i["action"] == action) for action in ("create", "change", "same")}
+    click.echo(
+        f"{counts['create']} to create, {counts['change']} to change, {counts['same']} already as in the file, "
+        f"{len({r[0] for r in refused})} line(s) refused."
+    )
+    for action in bulk_import.APPLIES:
+        for item in [i for i in items if i["action"] == action][:SHOWN]:
+            click.echo(f"  line {item['line']}: {action} {item['key']}: {'; '.join(item['changes'])}")
+    for line, column, why in refused:
+        click.echo(f"  line {line}, {column}: {why}", err=True)
+    return counts
+
+
+def _import(kind, file, yes, dry_run):
+    try:
+        data = file.read()
+        items, refused = bulk_import.check(kind, data)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    counts = _print_preview(items, refused)
+    todo = counts["create"] + counts["change"]
+    if dry_run or not todo:
+        click.echo("Nothing was written." if dry_run else "Nothing to apply.")
+        return
+    if not yes:
+        click.confirm(f"Apply {todo} line(s)?", abort=True)
+    with click.progressbar(length=todo, label="Applying") as bar:
+        done = [0]
+
+        def report(state):
+            bar.update(state["done"] - done[0])
+            done[0] = state["done"]
+
+        try:
+            state = bulk_import.apply_file(kind, data, source=getattr(file, "name", kind), report=report)
+        except DomainError as exc:
+            raise click.ClickException(f"{exc} Batches applied before stay; run the command again.") from None
+    click.echo(f"Done: {bulk_import.describe(state)}.")
+
+
+def _import_command(kind):
+    @import_cli.command(kind, short_help=f"Import {bulk_import.LABELS[kind].lower()} from a CSV or XLSX file.")
+    @click.argument("file", type=click.File("rb"))
+    @click.option("--yes", is_flag=True, help="Apply without asking, after the preview is printed.")
+    @click.option("--dry-run", is_flag=True, help="Print the preview only; write nothing.")
+    def command(file, yes, dry_run):
+        _import(kind, file, yes, dry_run)
+
+    command.help = (
+        f"Check FILE line by line, print what it creates, changes and refuses, then apply it in batches. "
+        f"Columns: {', '.join(bulk_import.KINDS[kind].COLUMNS)}."
+    )
+    return command
+
+
+def _export_command(kind):
+    @export_cli.command(kind, short_help=f"Export {bulk_import.LABELS[kind].lower()} as CSV or XLSX.")
+    @click.argument("file", type=click.Path(dir_okay=False, writable=True), required=False)
+    @click.option(
+        "--format", "fmt", type=click.Choice(bulk_import.FORMATS), help="Default: from FILE's extension, else csv."
+    )
+    @click.option("--dialect", type=click.Choice(["excel", "excel-eu"]), help="CSV only; default SIPUP_CSV_DIALECT.")
+    def command(file, fmt, dialect):
+        fmt = fmt or ("xlsx" if (file or "").lower().endswith(".xlsx") else "csv")
+        data, _mimetype, _name = bulk_import.export(kind, fmt, dialect)
+        if file:
+            with open_private(file, "wb") as handle:  # customers' addresses and prices: the service account's only
+                handle.write(data)
+            click.echo(f"Wrote {file}.")
+        else:
+            sys.stdout.buffer.write(data)
+
+    command.help = f"Write every row to FILE (standard output without it), ready for `flask import {kind}`."
+    return command
+
+
+for _kind in bulk_import.KINDS:
+    _import_command(_kind)
+    _export_command(_kind)
