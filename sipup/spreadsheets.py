@@ -12,6 +12,7 @@ than MAX_UNPACKED_BYTES is refused before openpyxl opens it.
 
 import io
 import logging
+import math
 import zipfile
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,12 +31,15 @@ MAX_UNPACKED_BYTES = 200 * 1_048_576
 NOT_A_TABLE = "This file is neither CSV nor XLSX. In Excel choose Save As → CSV UTF-8 or Excel Workbook (.xlsx)."
 
 
-def read_upload(data, columns, max_bytes, max_lines):
+def read_upload(data, columns, max_bytes, max_lines, size=None):
     """The lines of an uploaded CSV or XLSX file whose first line names the columns (at least `columns`), as
-    (line number, {column: text}); InvalidInput saying why for a file too large, of another kind or unreadable."""
-    if len(data) > max_bytes:
+    (line number, {column: text}); InvalidInput saying why for a file too large, of another kind or unreadable.
+    size: the file's whole length when only its first max_bytes + 1 were read."""
+    size = len(data) if size is None else size
+    if size > max_bytes:
+        shown = math.ceil(size * 10 / 1_048_576) / 10  # rounded up: 1.02 MB is not "1.0 MB; at most 1 MB"
         raise InvalidInput(
-            f"The file is {len(data) / 1_048_576:.1f} MB; import files can be at most {max_bytes // 1_048_576} MB "
+            f"The file is {shown:.1f} MB; import files can be at most {max_bytes // 1_048_576} MB "
             "(SIPUP_IMPORT_MAX_MB). Split it into smaller files."
         )
     if not data.strip():

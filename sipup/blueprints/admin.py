@@ -1,6 +1,7 @@
 """The back office for staff: order processing, products and stock, companies, price lists."""
 
 import io
+import os
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
@@ -529,12 +530,14 @@ def _imports_page(**extra):
 def import_preview():
     """Check a products, prices or companies file (CSV or XLSX) and show what it would do; nothing is written."""
     upload = request.files.get("file")
-    data = upload.read() if upload else b""
     kind = request.form.get("kind", "")
     try:
-        if not data:
+        if not (upload and upload.filename):
             raise DomainError("Choose a CSV or XLSX file to upload.")
-        preview = bulk_import.start_upload(kind, data, upload.filename)
+        size = upload.stream.seek(0, os.SEEK_END)
+        upload.stream.seek(0)
+        data = upload.stream.read(current_app.config["IMPORT_MAX_MB"] * 1_048_576 + 1)
+        preview = bulk_import.start_upload(kind, data, upload.filename, size)
     except DomainError as exc:
         return _imports_page(problems=[], bulk_error=str(exc), chosen=kind), 422
     except StorageUnavailable as exc:

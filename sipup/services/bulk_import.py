@@ -53,12 +53,13 @@ def kind_module(kind):
     return KINDS[kind]
 
 
-def check(kind, data):
-    """Read and plan a file: every line's action (create, change, same, refused) with its changes or reason."""
+def check(kind, data, size=None):
+    """Read and plan a file (size: its whole length when only its head was read): every line's action
+    (create, change, same, refused) with its changes or reason."""
     module = kind_module(kind)
     limit = current_app.config["IMPORT_MAX_MB"] * 1_048_576
     entries, refused, seen = [], [], {}
-    for number, record in read_upload(data, module.REQUIRED, limit, MAX_LINES):
+    for number, record in read_upload(data, module.REQUIRED, limit, MAX_LINES, size):
         try:
             key, values = module.read(record)
         except LineRefused as exc:
@@ -92,10 +93,10 @@ def _key(name, suffix=""):
     return f"imports/{name}{suffix}"
 
 
-def start_upload(kind, data, filename=""):
+def start_upload(kind, data, filename="", size=None):
     """Check an uploaded file and keep it with its preview in the file storage; nothing else is written.
     InvalidInput when the file as a whole cannot be read; returns the preview with its `name`."""
-    items, refused = check(kind, data)
+    items, refused = check(kind, data, size)
     extension = "xlsx" if data.startswith(b"PK\x03\x04") else "csv"
     name = f"{kind}-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.{extension}"
     preview = _summary(kind, items, refused) | {"name": name, "filename": (filename or "")[:120]}

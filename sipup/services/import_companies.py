@@ -285,11 +285,11 @@ def _apply_line(company, values, actor):
         what, found, _text = _address_change(company, address)
         if what != "same":
             old = found.one_line() if found else ""
-            found = found or Address(company=company, label=address["label"])
+            if found is None:
+                found = Address(label=address["label"])
+                company.addresses.append(found)
             for column in ADDRESS:
                 setattr(found, column, address[column])
-            if found not in company.addresses:
-                company.addresses.append(found)
             audit.record("company", company.id, "address", old, found.one_line(), actor)
     for email, role in values["users"]:
         if accounts.user_by_email(email) is None:
