@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from .csvfiles import read_table, uncell
 from .services.errors import InvalidInput
@@ -141,7 +142,8 @@ def _cell(sheet, value):
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
-        cell = WriteOnlyCell(sheet, value=value)
+        # XML 1.0 has no control characters (a pasted NUL or escape): left out, or the workbook could not be made.
+        cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
         cell.data_type = "s"  # openpyxl makes a formula of any text starting with "=": this one is text
         return cell
     return value

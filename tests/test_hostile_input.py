@@ -19,6 +19,7 @@ from sipup.extensions import db
 from sipup.models import Job, JobStatus, PriceList, PriceTier, Product, utcnow
 from sipup.services import cart as carts
 from sipup.services import orders
+from sipup.spreadsheets import xlsx_bytes
 from tests.conftest import login
 
 MARKUP = ("<sipupx", "<img src=x")  # the start of each markup payload below: never in a page of ours
@@ -92,6 +93,11 @@ HOSTILE_FILES = [
     b"reference,company,amount\nPAY-3,99999999999999999999,NaN\nPAY-4,\xc2\xb2,sNaN\n",
     b"BEE-00001 " + str(2**63).encode() + b"\nBEE-00001 NaN\n",
     b"sku,stock_on_hand\n=cmd|' /C calc'!A0,1\n",
+    # a real workbook whose cells hold formulas and hostile text (the bulk imports read XLSX)
+    xlsx_bytes(
+        ["sku", "name", "category", "pack", "unit_price", "price_list", "min_qty", "price", "company", "users"],
+        [["=cmd|' /C calc'!A0", "=1+2", "<sipupx>", "=A1", "NaN", "=B2", str(2**63), "-1", "\x00", "x:y"]],
+    ),
 ]
 SKIPPED_ACTIONS = {"/logout"}  # signing out ends the crawl's session; it takes no input
 PAGES_PER_ENDPOINT = 2
@@ -327,7 +333,9 @@ def test_no_form_answers_500_or_echoes_markup_whatever_is_typed(app, shop, clien
     if audience == "buyer":  # the crawl reached the pages behind links and behind a first submit
         assert {"/cart/add", "/quick-order", "/quick-order/add", "/checkout", "/cart"} <= {f[1] for f in forms}
     if audience == "admin":
-        assert {"/admin/imports", "/admin/reports", "/admin/products/new"} <= {f[1] for f in forms}
+        assert {"/admin/imports", "/admin/imports/preview", "/admin/reports", "/admin/products/new"} <= {
+            f[1] for f in forms
+        }
         assert any(f[1].startswith("/monitor/jobs/") for f in forms), "the monitor's panels are crawled too"
 
     # Each address as likely as any other, however many variants of its form the pages showed.
