@@ -190,7 +190,9 @@ def test_reset_form_names_a_bad_address_and_short_passwords(site, buyer):
     path = link_in_last_mail(site.smtp, buyer.email)
     client = site.test_client()
     short = client.post(path, data={"password": "short", "confirm": "short"})
-    assert short.status_code == 422 and "at least 10 characters" in short.get_data(as_text=True)
+    assert short.status_code == 422 and "at least 12 characters" in short.get_data(as_text=True)
+    own = client.post(path, data={"password": buyer.email, "confirm": buyer.email})
+    assert own.status_code == 422 and "must not be your e-mail address" in own.get_data(as_text=True)
     differ = client.post(path, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"})
     assert differ.status_code == 422 and "differ" in differ.get_data(as_text=True)
     assert client.post(path, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}).status_code == 302
@@ -358,6 +360,44 @@ def test_password_change_needs_the_current_one_and_ends_other_sessions(site, buy
     assert live_sessions(buyer) == 1
 
 
+WEAK_PASSWORDS = [
+    ("password123", "at least 12 characters"),
+    ("1234567890", "at least 12 characters"),
+    (" " * 10, "at least 12 characters"),
+    ("a  b  c  d  e  f", "a run of spaces counts as one"),
+    ("x" * 129, "at most 128 characters"),
+    ("password1234", "This is a very common password."),
+    ("qwertyuiop12", "too easy to guess"),
+    ("{email}", "must not be your e-mail address"),
+    ("{name} 2024", "too easy to guess"),
+]
+
+
+def test_weak_passwords_are_refused_with_the_reason(client, make_company, make_user):
+    buyer = make_user("buyer", make_company(), email="anna.schmidt@example.com")
+    buyer.name = "Anna Schmidt"
+    db.session.commit()
+    login(client, buyer)
+    runner = current_app.test_cli_runner()
+    for weak, reason in WEAK_PASSWORDS:
+        weak = weak.format(email=buyer.email, name=buyer.name)
+        answer = client.post("/account/password", data={"current": PASSWORD, "new": weak, "confirm": weak})
+        assert answer.status_code == 422 and reason in answer.get_data(as_text=True), weak
+        result = runner.invoke(args=["user", "set-password", buyer.email, "--password-stdin"], input=weak + "\n")
+        assert result.exit_code == 1 and reason in result.output, weak
+    db.session.expire_all()
+    assert db.session.get(User, buyer.id).check_password(PASSWORD)
+
+
+def test_a_long_passphrase_of_any_characters_is_taken(client, buyer):
+    login(client, buyer)
+    phrase = "Hofbräu, Kölsch & Weißbier   bis 22 Uhr!" + "x7Qp" * 20
+    assert len(phrase) <= 128
+    answer = client.post("/account/password", data={"current": PASSWORD, "new": phrase, "confirm": phrase})
+    assert answer.status_code == 302
+    assert login(current_app.test_client(), buyer, phrase).status_code == 302
+
+
 def test_email_change_is_confirmed_from_the_new_address(site, buyer):
     client = signed_in(site, buyer)
     page = client.get("/account/").get_data(as_text=True)
@@ -413,7 +453,7 @@ def test_user_commands_invite_list_deactivate_and_set_password(app, make_company
         (["user", "deactivate", "ghost@example.com"], "There is no user ghost@example.com."),
         (["user", "invite", "x@example.com", "--role", "buyer"], "give --company"),
         (["user", "invite", "new@example.com", "--role", "buyer", "--company", "Bar Linde"], "already has an account"),
-        (["user", "set-password", "new@example.com", "--password-stdin"], "at least 10 characters"),
+        (["user", "set-password", "new@example.com", "--password-stdin"], "at least 12 characters"),
     ):
         result = runner.invoke(args=args, input="short\n")
         assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1

@@ -6,7 +6,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from ..models import LinkPurpose, Role
 from ..security import owner_required
-from ..services import accounts, links, orders, users
+from ..services import links, orders, passwords, users
 from ..services.errors import DomainError, FieldErrors, NotFound
 from .auth import sign_in
 
@@ -21,7 +21,7 @@ def _page(errors=None, status=200):
         form=request.form,
         company=company,
         credit=orders.credit_position(company) if company else None,
-        min_length=accounts.MIN_PASSWORD,
+        min_length=passwords.MIN_LENGTH,
     ), status
 
 

@@ -8,7 +8,7 @@ from sipup.jobs import enqueue
 from ..extensions import db
 from ..models import LinkPurpose
 from ..security import same_site_path
-from ..services import accounts, companies, links, users
+from ..services import accounts, companies, links, passwords, users
 from ..services.errors import FieldErrors
 
 bp = Blueprint("auth", __name__)
@@ -98,7 +98,7 @@ def _choose_password(token, purpose, done):
             flash(done, "success")
             return redirect(home_for(user))
     return render_template(
-        "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=accounts.MIN_PASSWORD
+        "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=passwords.MIN_LENGTH
     ), 422 if errors else 200
 
 

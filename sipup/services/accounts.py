@@ -16,10 +16,9 @@ from ..extensions import db
 from ..models import Company, Role, User, UserSession, utcnow
 from .cart import count_entry
 from .errors import InvalidInput
+from .passwords import check_new_password
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 200
 # Signed-in browsers kept per user; signing in on one more ends the oldest.
 MAX_SESSIONS = 20
 # Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password.
@@ -191,7 +190,7 @@ def create_user(email, role, password, company_name=None, name=""):
         raise InvalidInput(f"“{email[:254]}” is not an e-mail address.")
     if role not in set(Role):
         raise InvalidInput(f"Role must be one of {', '.join(Role)}.")
-    check_password_rules(password)
+    check_new_password(password, email, name)
     existing = user_by_email(email)
     if existing is not None:
         raise InvalidInput(f"There is already a user {existing.email}.")
@@ -215,11 +214,3 @@ def find_company(name, role):
     if company is None:
         raise InvalidInput(f"There is no company “{name}”.")
     return company
-
-
-def check_password_rules(password):
-    """Raise InvalidInput unless the password is long enough (and not absurdly long)."""
-    if len(password or "") < MIN_PASSWORD:
-        raise InvalidInput(f"The password must have at least {MIN_PASSWORD} characters.")
-    if len(password) > MAX_PASSWORD:
-        raise InvalidInput(f"The password can have at most {MAX_PASSWORD} characters.")

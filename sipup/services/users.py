@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import LinkPurpose, Role, User, utcnow
-from . import accounts, audit, links
+from . import accounts, audit, links, passwords
 from .errors import FieldErrors, InvalidInput, NotFound
 from .mail import ascii_address, queue_mail
 
@@ -92,17 +92,17 @@ def resend_invitation(user):
 def set_password_from_link(link, password, confirm):
     """Set the password from an invitation or reset link and spend the link: every other session of the
     user ends. Returns the user."""
-    _check_new_password(password, confirm)
     user = link.user
+    _check_new_password(user, password, confirm)
     user.set_password(password)
     links.spend(link)
     db.session.commit()
     return user
 
 
-def _check_new_password(password, confirm, field="password"):
+def _check_new_password(user, password, confirm, field="password"):
     try:
-        accounts.check_password_rules(password)
+        passwords.check_new_password(password, user.email, user.name)
     except InvalidInput as exc:
         raise FieldErrors({field: str(exc)}) from None
     if password != confirm:
@@ -213,6 +213,6 @@ def change_password(user, current, new, confirm):
     """Change the password after checking the current one; every session of the user ends."""
     if not user.check_password(current or ""):
         raise FieldErrors({"current": "That is not your current password."})
-    _check_new_password(new, confirm, field="new")
+    _check_new_password(user, new, confirm, field="new")
     user.set_password(new)
     db.session.commit()
