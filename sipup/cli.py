@@ -28,7 +28,7 @@ from .extensions import db
 from .files import open_private
 from .loadtest.cli import loadtest
 from .models import LinkPurpose
-from .services import accounts, companies, links, passwords, users
+from .services import accounts, companies, links, users
 from .services import seed as seeding
 from .services.errors import DomainError
 from .services.seed import seed_demo
@@ -320,11 +320,9 @@ def user_set_password(email, password_stdin):
     user = _user_or_fail(email)
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        passwords.check_new_password(password, user.email, user.name)
+        users.set_password(user, password)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    user.set_password(password)
-    db.session.commit()
     click.echo(f"Password of {user.email} set; their sessions have ended.")
 
 

@@ -57,6 +57,14 @@ def link_in_last_mail(smtp, to):
     return url.group(1)
 
 
+def last_mail_text(smtp, to):
+    """The text of the newest mail to this address, after the queued mails are sent."""
+    run_jobs()
+    mails = [m for m in smtp.messages if to.lower() in m["To"].lower()]
+    assert mails, f"no mail to {to}: {[m['To'] for m in smtp.messages]}"
+    return mails[-1].get_body(("plain",)).get_content()
+
+
 def signed_in(site, user, password=PASSWORD):
     client = site.test_client()
     assert login(client, user, password).status_code == 302
@@ -358,6 +366,8 @@ def test_password_change_needs_the_current_one_and_ends_other_sessions(site, buy
     assert here.get("/account/").status_code == 200
     assert elsewhere.get("/orders").status_code == 302
     assert live_sessions(buyer) == 1
+    notice = last_mail_text(site.smtp, buyer.email)
+    assert "password of" in notice and "was changed" in notice and "/password/reset" in notice
 
 
 WEAK_PASSWORDS = [
@@ -402,15 +412,25 @@ def test_email_change_is_confirmed_from_the_new_address(site, buyer):
     client = signed_in(site, buyer)
     page = client.get("/account/").get_data(as_text=True)
     assert buyer.company.name in page and "Payment terms" in page
-    assert client.post("/account/email", data={"new_email": "Fresh@Example.com"}).status_code == 302
+    old_email = buyer.email
+    without = client.post("/account/email", data={"new_email": "Fresh@Example.com", "email_password": "wrong"})
+    page = without.get_data(as_text=True)
+    assert without.status_code == 422 and "not your current password" in page and 'value="Fresh@Example.com"' in page
+    assert run_jobs()["run"] == 0  # no link went out
+    change = {"new_email": "Fresh@Example.com", "email_password": PASSWORD}
+    assert client.post("/account/email", data=change).status_code == 302
     assert db.session.get(User, buyer.id).email == buyer.email  # not before the link is opened
     path = link_in_last_mail(site.smtp, "Fresh@Example.com")
     assert client.get(path).status_code == 302
     db.session.expire_all()
     assert db.session.get(User, buyer.id).email == "Fresh@Example.com"
     assert client.get(path).status_code == 410
-    taken = client.post("/account/email", data={"new_email": "Fresh@Example.com"})
+    taken = client.post("/account/email", data=change)
     assert taken.status_code == 422 and "already your address" in taken.get_data(as_text=True)
+    notice = last_mail_text(site.smtp, old_email)
+    assert f"from {old_email} to Fresh@Example.com" in notice and "replying to this mail" in notice
+    job = db.session.scalar(select(Job).where(Job.dedupe_key.like("mail:email_changed:%")))
+    assert job.status == "done" and old_email in job.result
 
 
 def test_name_change_is_shown_at_once(site, buyer):

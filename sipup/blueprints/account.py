@@ -48,9 +48,12 @@ def profile():
 @bp.route("/email", methods=["POST"])
 @login_required
 def email():
-    """Ask to change the sign-in address: a confirmation link goes to the new one."""
+    """Ask to change the sign-in address (the current password is asked for): a confirmation link goes to the new
+    one."""
     try:
-        new_email = users.request_email_change(current_user, request.form.get("new_email", ""))
+        new_email = users.request_email_change(
+            current_user, request.form.get("new_email", ""), request.form.get("email_password", "")
+        )
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
