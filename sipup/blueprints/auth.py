@@ -4,6 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from sipup.jobs import enqueue
+from sipup.limits import remember_sign_in
 
 from ..extensions import db
 from ..models import LinkPurpose
@@ -22,6 +23,7 @@ def sign_in(user):
     """Start a fresh session for this user in this browser: nothing from before carries over."""
     session.clear()
     accounts.start_session(user, request.remote_addr, request.user_agent.string)
+    remember_sign_in(user.email)  # this address now has its own budget of guesses at the account
     login_user(user, remember=False)
     session.permanent = True
 
