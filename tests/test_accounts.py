@@ -374,7 +374,7 @@ WEAK_PASSWORDS = [
     ("password123", "at least 12 characters"),
     ("1234567890", "at least 12 characters"),
     (" " * 10, "at least 12 characters"),
-    ("a  b  c  d  e  f", "a run of spaces counts as one"),
+    ("a  b  c  d  e  f", "A run of spaces counts as one."),
     ("x" * 129, "at most 128 characters"),
     ("password1234", "This is a very common password."),
     ("qwertyuiop12", "too easy to guess"),

@@ -8,11 +8,11 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
-from werkzeug.security import generate_password_hash
 
 from sipup.cache import cached, prefetch
 
 from ..extensions import db
+from ..hashing import dummy_hash, hash_password, needs_rehash
 from ..models import Company, Role, User, UserSession, utcnow
 from .cart import count_entry
 from .errors import InvalidInput
@@ -21,8 +21,6 @@ from .passwords import check_new_password
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Signed-in browsers kept per user; signing in on one more ends the oldest.
 MAX_SESSIONS = 20
-# Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def normalise_email(email):
@@ -39,10 +37,13 @@ def authenticate(email, password):
     """The active user with this e-mail and password, or None."""
     user = user_by_email(email)
     if user is None:
-        User(password_hash=_DUMMY_HASH).check_password(password or "")
+        # An unknown e-mail costs what a wrong password does, so the answer's time tells nothing.
+        User(password_hash=dummy_hash()).check_password(password or "")
         return None
     if not user.check_password(password or "") or not user.is_active:
         return None
+    if needs_rehash(user.password_hash):  # a hash of an earlier release: replaced, the sessions kept
+        user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     db.session.commit()
     return user

@@ -35,7 +35,7 @@ def check_new_password(password, email="", name=""):
     """Raise InvalidInput saying why, unless the password is long enough and hard to guess for this user."""
     password = password or ""
     if counted_length(password) < MIN_LENGTH:
-        raise InvalidInput(f"The password must have at least {MIN_LENGTH} characters (a run of spaces counts as one).")
+        raise InvalidInput(f"The password must have at least {MIN_LENGTH} characters. A run of spaces counts as one.")
     if len(password) > MAX_LENGTH:
         raise InvalidInput(f"The password can have at most {MAX_LENGTH} characters.")
     own = _own_words(email, name)
