@@ -12,7 +12,18 @@ from sipup.storage import StorageUnavailable
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
-from ..services import audit, backoffice, companies, images, orders, payments, reports, stock_import, users
+from ..services import (
+    audit,
+    backoffice,
+    companies,
+    images,
+    orders,
+    payments,
+    reports,
+    stock_import,
+    users,
+    vat,
+)
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..services.parsing import whole_number
 from .account import flash_user_action
@@ -115,7 +126,12 @@ def product_edit(sku=None):
             return redirect(url_for("admin.product_edit", sku=product.sku))
     categories = db.session.scalars(select(Category).order_by(Category.position)).all()
     return render_template(
-        "admin/product.html", product=product, form=form, errors=errors, categories=categories
+        "admin/product.html",
+        product=product,
+        form=form,
+        errors=errors,
+        categories=categories,
+        vat_classes=vat.CLASS_LABELS,
     ), 422 if errors else 200
 
 

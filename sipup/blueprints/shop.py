@@ -26,7 +26,7 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
 from ..services.errors import DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
@@ -43,6 +43,18 @@ def _initials(name):
     return "".join(word[0] for word in (name or "?").split()[:2]).upper()
 
 
+@bp.app_template_filter("percent")
+def _percent(rate):
+    """A VAT rate as "19 %"."""
+    return vat.percent(rate)
+
+
+@bp.app_template_global("vat_rows")
+def _vat_rows(order):
+    """An order's VAT per rate for the order and invoice pages."""
+    return vat.order_summary(order)
+
+
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
     raw = request.args.get("page", "1")
@@ -53,7 +65,8 @@ def _page():
 
 
 def _vat():
-    return current_app.config["VAT_RATE"]
+    """The VAT rules of the settings (rates per class and country of delivery)."""
+    return vat.rules()
 
 
 def _catalog_version():

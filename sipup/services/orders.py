@@ -166,14 +166,16 @@ def credit_position(company):
     }
 
 
-def checkout(user, vat_rate, po_reference="", requested_date=None, address_id=None, note=""):
-    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit."""
+def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=None, note=""):
+    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit.
+
+    vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
     return run_in_transaction(
-        _checkout, user.id, user.company_id, vat_rate, po_reference[:60], requested_date, address_id, note[:1000]
+        _checkout, user.id, user.company_id, vat_rules, po_reference[:60], requested_date, address_id, note[:1000]
     )
 
 
-def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, address_id, note):
+def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note):
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds.
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
@@ -189,7 +191,9 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
         raise EmptyCart("Your cart is empty.")
     for item in items:
         db.session.refresh(item.product)
-    priced = carts.price_lines(company.price_list_id, [(i.product, i.quantity) for i in items], vat_rate)
+    priced = carts.price_lines(
+        company.price_list_id, [(i.product, i.quantity) for i in items], vat_rules, address.country, company.vat_id
+    )
     problems = priced.problems  # stock is checked by the reservation below, under lock
     if problems:
         raise InvalidInput(" ".join(problems))
@@ -213,6 +217,7 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
         deposit_total=priced.deposit_total,
         vat_total=priced.vat_total,
         total=priced.total,
+        reverse_charge=priced.reverse_charge,
         created_at=now,
     )
     db.session.add(order)
@@ -231,6 +236,8 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
                 unit_price=line.unit_price,
                 unit_deposit=line.unit_deposit,
                 line_total=line.line_total,
+                vat_rate=line.vat_rate,
+                deposit_vat_rate=line.deposit_vat_rate,
             )
         )
     hold_note = ""
