@@ -48,15 +48,18 @@ class Creditable:
 
 
 def get_invoice(number, company_id=None, lock=False):
-    """An invoice by number (of one company when given), with its credit notes and payments; else NotFound."""
-    stmt = select(Invoice).where(Invoice.number == (number or "")[:20])
+    """An invoice by number (of one company when given); lock: held until the transaction ends; else NotFound."""
+    number = (number or "")[:20]
+    if lock:
+        # A write first, as checkout locks the company: on MariaDB the row lock, on SQLite the write lock, so
+        # the reads below see what a credit note or payment committed meanwhile.
+        db.session.execute(update(Invoice).where(Invoice.number == number).values(id=Invoice.id))
+    stmt = select(Invoice).where(Invoice.number == number)
     if company_id is not None:
         stmt = stmt.where(Invoice.company_id == company_id)
-    if lock:
-        stmt = stmt.with_for_update()
     invoice = db.session.scalar(stmt.execution_options(populate_existing=True))
     if invoice is None:
-        raise NotFound(f"There is no invoice “{(number or '')[:20]}”.")
+        raise NotFound(f"There is no invoice “{number}”.")
     return invoice
 
 

@@ -200,8 +200,10 @@ def invoice_pdf(document):
     closing = []
     if order is not None and order.reverse_charge:
         closing.append(current_app.config["VAT_REVERSE_CHARGE_NOTE"])
-    if invoice.paid_at is not None:
+    if invoice.paid_at is not None and invoice.paid_amount:
         closing.append(f"Paid on {_date(invoice.paid_at)}. Thank you.")
+    elif invoice.paid_at is not None:
+        closing.append(f"Settled on {_date(invoice.paid_at)} by credit notes; nothing is to be paid.")
     else:
         closing.append(
             f"Please pay {money(invoice.open_amount)} by {_date(invoice.due_date)} "

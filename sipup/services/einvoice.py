@@ -170,6 +170,7 @@ def credit_note_data(document):
     delivery = {
         "BG-3": [{"BT-25": invoice.number, "BT-26": invoice.issued_at.date()}],
         "BG-1": [{"BT-22": note.reason}],
+        "BT-72": invoice.delivery_date or invoice.issued_at.date(),  # the supply the credit note corrects
     }
     return _document(
         note.number,
