@@ -238,7 +238,13 @@ def product_image_add(sku):
             message, status = f"{exc} The picture was not added: choose it and upload it again.", 503
         categories = db.session.scalars(select(Category).order_by(Category.position)).all()
         return render_template(
-            "admin/product.html", product=product, form={}, errors={}, categories=categories, image_error=message
+            "admin/product.html",
+            product=product,
+            form={},
+            errors={},
+            categories=categories,
+            vat_classes=vat.CLASS_LABELS,
+            image_error=message,
         ), status
     flash("Picture added; buyers see it now.", "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
