@@ -25,9 +25,20 @@ def register_database(app):
     if "pool_size" in options:  # a server database: its pool counts the checkouts that waited
         options.setdefault("poolclass", MeasuredQueuePool)
     db.init_app(app)
+    app.teardown_appcontext(_end_session)  # runs before Flask-SQLAlchemy's own, which then finds nothing to do
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         register_query_stats(app, db.engine)
+
+
+def _end_session(_exc):
+    """Close the context's session; when closing fails (its connection died), forget the session all the same,
+    so a later context never inherits its failed transaction, and let the error be logged."""
+    try:
+        db.session.remove()
+    except DBAPIError:
+        db.session.registry.clear()
+        raise
 
 
 def _migrations_dir():

@@ -1,5 +1,5 @@
-"""Real servers a test starts on free loopback ports: Redis and Memcached it may stop and start again,
-HAProxy and nginx in front of sipup, and sipup itself under `flask serve`.
+"""Real servers a test starts on free loopback ports: Redis, Memcached and MariaDB it may stop (or kill, or
+freeze) and start again, HAProxy and nginx in front of sipup, and sipup itself under `flask serve`.
 
 The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
 A test about outages starts one of these on a free port of its own instead.
@@ -8,6 +8,7 @@ A test about outages starts one of these on a free port of its own instead.
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +103,71 @@ class LocalMemcached(LocalServer):
     @property
     def url(self):
         return f"memcached://127.0.0.1:{self.port}"
+
+
+class LocalMariaDB(LocalServer):
+    """A private MariaDB (its own datadir, socket and port, root without a password) for fault tests: kill()
+    is `kill -9`, pause() and resume() are SIGSTOP and SIGCONT; start() again recovers the same datadir."""
+
+    program = "mariadbd"
+
+    def __init__(self, workdir):
+        super().__init__(workdir)
+        self.datadir = Path(workdir) / "mariadb"
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def command(self):
+        return [
+            shutil.which(self.program) or f"/usr/sbin/{self.program}",
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.workdir}/mariadb.sock",
+            f"--pid-file={self.workdir}/mariadb.pid",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            *(["--user=root"] if os.geteuid() == 0 else []),
+        ]
+
+    def kill(self):
+        """kill -9: no shutdown, connections cut, InnoDB recovers at the next start()."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def pause(self):
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.running:
+            self.process.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        self.resume()  # a frozen server cannot shut down
+        super().stop()
+
+    def database_url(self, name):
+        """A URL of database `name` on this server, created if missing."""
+        import pymysql
+
+        with pymysql.connect(host="127.0.0.1", port=self.port, user="root") as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{name}"
 
 
 def local_server(kind, tmp_path):

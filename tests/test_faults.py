@@ -1,0 +1,153 @@
+"""Faults injected for real on a private MariaDB started once for this module: killed with `kill -9` under a
+checkout, frozen with SIGSTOP. Each test asserts what the buyer sees and what the database kept."""
+
+import logging
+import re
+import shutil
+import time
+from decimal import Decimal
+
+import pytest
+from flask import request_finished
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from sipup import create_app
+from sipup.extensions import db
+from sipup.models import CheckoutKey, Order, Product
+from sipup.services import cart
+from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables, login
+from tests.servers import LocalMariaDB
+
+pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None, reason="mariadbd is not installed")
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    """A private MariaDB with sipup's schema, for this module's tests to kill and freeze."""
+    started = time.monotonic()
+    server = LocalMariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    print(f"private MariaDB installed and started in {time.monotonic() - started:.2f}s")
+    server.url = server.database_url("sipup_faults")
+    app = create_app(_settings(server.url), instance_path=str(tmp_path_factory.mktemp("faults-schema")))
+    with app.app_context():
+        from sipup.cli import upgrade_schema
+
+        upgrade_schema()
+        db.engine.dispose()
+    yield server
+    server.stop()
+
+
+def _settings(url, **extra):
+    return {
+        "TESTING": True,
+        "DATABASE_URL": url,
+        "SECRET_KEY": SECRET_KEY,
+        "WTF_CSRF_ENABLED": False,
+        "DB_POOL_SIZE": 2,
+        "DB_MAX_OVERFLOW": 2,
+        "MONITOR_ALERTS": False,
+        "RATELIMIT_ENABLED": False,
+        **extra,
+    }
+
+
+@pytest.fixture
+def app(mariadb, tmp_path):
+    """The app on the private MariaDB (running again, tables empty afterwards)."""
+    app = create_app(_settings(mariadb.url), instance_path=str(tmp_path))
+    app.test_client_class = RequestScopedClient
+    with app.app_context():
+        yield app
+        mariadb.resume()
+        mariadb.start()
+        _forget_dead_connection()
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def buyer_with_cart(app, make_company, make_user, make_product):
+    """A signed-in buyer's client with one line in the cart."""
+    product = make_product(sku="LAGER-1", base_price=Decimal("10.00"), stock_on_hand=50)
+    buyer = make_user("buyer", make_company())
+    cart.add(buyer.id, product, 2)
+    client = app.test_client()
+    assert login(client, buyer).status_code == 302
+    return client, buyer
+
+
+def _checkout_key(page):
+    return re.search(r'name="checkout_key" value="([^"]+)"', page).group(1)
+
+
+def _forget_dead_connection():
+    """The test's own session held a connection to the server that was killed: roll back past it."""
+    try:
+        db.session.rollback()
+    except OperationalError:
+        db.session.rollback()
+
+
+def _orders_of(company_id):
+    return db.session.scalar(select(func.count()).select_from(Order).where(Order.company_id == company_id))
+
+
+def test_an_order_committed_before_the_database_died_is_shown_not_a_500(app, mariadb, buyer_with_cart, caplog):
+    client, buyer = buyer_with_cart
+    form = client.get("/checkout")
+    assert form.status_code == 200
+    key = _checkout_key(form.get_data(as_text=True))
+    address_id = buyer.company.addresses[0].id
+
+    def kill_database(sender, response):
+        mariadb.kill()  # after the order committed and the answer is made, before the session is closed
+
+    with caplog.at_level(logging.WARNING, "sipup.web"), request_finished.connected_to(kill_database, app):
+        placed = client.post("/checkout", data={"address_id": address_id, "checkout_key": key})
+    assert placed.status_code == 302 and "/orders/" in placed.headers["Location"]
+    assert "Clean-up" in caplog.text and "Traceback" not in caplog.text
+
+    mariadb.start()
+    _forget_dead_connection()
+    assert _orders_of(buyer.company_id) == 1
+    number = placed.headers["Location"].rsplit("/", 1)[1]
+    assert db.session.get(CheckoutKey, (buyer.company_id, key)).order_number == number
+
+    # The buyer did not see the answer and sends the form again: the order is shown, nothing is placed twice.
+    again = client.post("/checkout", data={"address_id": address_id, "checkout_key": key}, follow_redirects=True)
+    assert again.status_code == 200
+    page = again.get_data(as_text=True)
+    assert f"Order {number} was already placed" in page and number in again.request.path
+    db.session.rollback()
+    assert _orders_of(buyer.company_id) == 1
+
+
+def test_the_checkout_page_made_before_the_database_died_is_answered(app, mariadb, buyer_with_cart):
+    client, _ = buyer_with_cart
+
+    def kill_database(sender, response):
+        mariadb.kill()
+
+    with request_finished.connected_to(kill_database, app):
+        page = client.get("/checkout")
+    assert page.status_code == 200 and "Place order" in page.get_data(as_text=True)
+    down = client.get("/checkout")  # the next one finds no database: a 503 page, not a 500
+    assert down.status_code == 503 and "Back in a moment" in down.get_data(as_text=True)
+
+
+def test_a_double_submit_places_one_order(app, buyer_with_cart):
+    client, buyer = buyer_with_cart
+    key = _checkout_key(client.get("/checkout").get_data(as_text=True))
+    data = {"address_id": buyer.company.addresses[0].id, "checkout_key": key}
+    first, second = client.post("/checkout", data=data), client.post("/checkout", data=data)
+    assert first.headers["Location"] == second.headers["Location"]
+    db.session.rollback()
+    assert _orders_of(buyer.company_id) == 1
+    # A form without a key (an older page) still places an order.
+    cart.add(buyer.id, db.session.scalar(select(Product).limit(1)), 1)
+    assert client.post("/checkout", data={"address_id": data["address_id"]}).status_code == 302
+    db.session.rollback()
+    assert _orders_of(buyer.company_id) == 2
