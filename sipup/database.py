@@ -5,12 +5,14 @@ import os
 import secrets
 import time
 
+from flask import has_request_context
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats
 
+from .compat import set_read_timeout
 from .extensions import db, migrate
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,34 @@ def register_database(app):
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         register_query_stats(app, db.engine)
+        if db.engine.dialect.name in ("mysql", "mariadb"):
+            register_timeouts(app, db.engine)
+
+
+def register_timeouts(app, engine):
+    """Each checkout of a MySQL/MariaDB connection gets the limits of who uses it: a web request a short read
+    timeout and statement limit (a silent database becomes a 503 within seconds), the worker and commands long
+    ones (reports, optimize)."""
+    config = app.config
+    web = (config["DB_READ_TIMEOUT"], config["DB_STATEMENT_TIMEOUT"])
+    background = (config["DB_JOB_TIMEOUT"] or None, 0)
+
+    @event.listens_for(engine, "checkout")
+    def _limits(dbapi_connection, record, _proxy):
+        read_timeout, statement_seconds = web if has_request_context() else background
+        set_read_timeout(dbapi_connection, read_timeout)
+        if record.info.get("statement_seconds") != statement_seconds:  # a SET only when the user changes
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(statement_limit(dbapi_connection.get_server_info(), statement_seconds))
+            record.info["statement_seconds"] = statement_seconds
+
+
+def statement_limit(server_version, seconds):
+    """The SET that stops this session's statements after `seconds` (0: never): MariaDB's max_statement_time,
+    MySQL's max_execution_time (milliseconds, SELECTs only)."""
+    if "mariadb" in server_version.lower():
+        return f"SET SESSION max_statement_time = {int(seconds)}"
+    return f"SET SESSION max_execution_time = {int(seconds) * 1000}"
 
 
 def _end_session(_exc):

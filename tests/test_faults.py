@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 from flask import request_finished
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from sipup import create_app
@@ -151,3 +151,36 @@ def test_a_double_submit_places_one_order(app, buyer_with_cart):
     assert client.post("/checkout", data={"address_id": data["address_id"]}).status_code == 302
     db.session.rollback()
     assert _orders_of(buyer.company_id) == 2
+
+
+def test_a_frozen_database_answers_503_within_seconds_and_recovers(app, mariadb, buyer_with_cart):
+    client, _ = buyer_with_cart
+    assert client.get("/checkout").status_code == 200  # the pool now holds a connection to the server
+    mariadb.pause()
+    try:
+        started = time.monotonic()
+        frozen = client.get("/checkout")  # its delivery addresses are read from the database
+        waited = time.monotonic() - started
+    finally:
+        mariadb.resume()
+    assert frozen.status_code == 503 and "Back in a moment" in frozen.get_data(as_text=True)
+    # Default limits: the pool's liveness check waits DB_READ_TIMEOUT (3 s), a new connection DB_CONNECT_TIMEOUT.
+    assert waited < app.config["DB_READ_TIMEOUT"] + app.config["DB_CONNECT_TIMEOUT"] + 1.5, waited
+    assert client.get("/checkout").status_code == 200
+
+
+def test_web_requests_have_a_statement_limit_and_the_worker_none(app, mariadb):
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT @@max_statement_time")).scalar() == 0
+    with app.test_request_context("/"):
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT @@max_statement_time")).scalar() == app.config["DB_STATEMENT_TIMEOUT"]
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as stopped:
+                conn.execute(
+                    text(f"SELECT COUNT(*) FROM {', '.join(f'information_schema.COLLATIONS c{n}' for n in range(5))}")
+                )
+            assert stopped.value.orig.args[0] == 1969  # max_statement_time exceeded
+            assert time.monotonic() - started < app.config["DB_STATEMENT_TIMEOUT"] + 1
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT @@max_statement_time")).scalar() == 0
