@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # MySQL/MariaDB error codes worth retrying the whole unit for: deadlock, lock wait timeout.
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+# MySQL/MariaDB error codes that say the server is not there: cannot connect (2002, 2003), gone away (2006),
+# connection lost or timed out (2013, 2055), shutting down (1053), connection killed (1927).
+UNAVAILABLE_MYSQL_ERRORS = {2002, 2003, 2006, 2013, 2055, 1053, 1927}
 
 
 def register_database(app):
@@ -165,6 +168,23 @@ def is_retryable(error):
     orig = getattr(error, "orig", None)
     code = orig.args[0] if orig is not None and orig.args else None
     return code in RETRYABLE_MYSQL_ERRORS
+
+
+def is_unavailable(error):
+    """The database went away (or never answered): not a fault of the statement, worth running again later."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    orig = getattr(error, "orig", None)
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code in UNAVAILABLE_MYSQL_ERRORS
+
+
+def forget_transaction():
+    """Roll the session back even when its connection died (the first rollback finds it dead and drops it)."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        db.session.rollback()
 
 
 def run_in_transaction(work, *args, attempts=3, **kwargs):

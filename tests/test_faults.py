@@ -4,6 +4,7 @@ checkout, frozen with SIGSTOP. Each test asserts what the buyer sees and what th
 import logging
 import re
 import shutil
+import threading
 import time
 from decimal import Decimal
 
@@ -14,7 +15,9 @@ from sqlalchemy.exc import OperationalError
 
 from sipup import create_app
 from sipup.extensions import db
-from sipup.models import CheckoutKey, Order, Product
+from sipup.jobs import enqueue
+from sipup.jobs.worker import build_worker
+from sipup.models import CheckoutKey, Job, Order, Product, utcnow
 from sipup.services import cart
 from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables, login
 from tests.servers import LocalMariaDB
@@ -184,3 +187,28 @@ def test_web_requests_have_a_statement_limit_and_the_worker_none(app, mariadb):
             assert time.monotonic() - started < app.config["DB_STATEMENT_TIMEOUT"] + 1
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT @@max_statement_time")).scalar() == 0
+
+
+def test_a_job_the_database_died_under_runs_again_when_it_returns(app, mariadb):
+    """The worker runs a job, the database dies before the run is recorded: the worker holds the claim and gives
+    it back at its once-a-minute housekeeping after the database returns, not after the 900 s lease."""
+    queue = app.extensions["queue"]
+    consumer = build_worker(app, 1)
+    scheduler = consumer.scheduler_class(huey=consumer.huey, stop_flag=consumer.stop_flag, interval=1, periodic=True)
+    job_id = enqueue("ping", 0.3).id
+    db.session.commit()
+    threading.Timer(0.1, mariadb.kill).start()  # while the job runs
+    assert queue.huey.execute(queue.huey.dequeue()) == "skipped"
+    assert list(queue.held) == [job_id]
+
+    scheduler.enqueue_periodic_tasks(utcnow())  # the database is still down: it stays held
+    assert list(queue.held) == [job_id]
+    mariadb.start()
+    scheduler.enqueue_periodic_tasks(utcnow())  # the next minute's housekeeping gives it back
+    _forget_dead_connection()
+    job = db.session.get(Job, job_id, populate_existing=True)
+    assert (job.status, job.attempts, queue.held) == ("retrying", 0, {})
+    assert job.dispatched_at is not None  # sent to the queue again
+    assert queue.huey.execute(queue.huey.dequeue()) == "done"
+    job = db.session.get(Job, job_id, populate_existing=True)
+    assert (job.status, job.attempts, job.result) == ("done", 1, "pong")
