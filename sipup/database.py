@@ -10,12 +10,14 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from sipup.observability.outages import outage
 from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats
 
 from .compat import set_read_timeout
 from .extensions import db, migrate
 
 log = logging.getLogger(__name__)
+DATABASE = "Database"  # its outages' name in the log (sipup.observability.outages)
 
 # MySQL/MariaDB error codes worth retrying the whole unit for: deadlock, lock wait timeout.
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
@@ -34,6 +36,7 @@ def register_database(app):
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         register_query_stats(app, db.engine)
+        event.listen(db.engine, "checkout", _answered)
         if db.engine.dialect.name in ("mysql", "mariadb"):
             register_timeouts(app, db.engine)
 
@@ -62,6 +65,11 @@ def statement_limit(server_version, seconds):
     if "mariadb" in server_version.lower():
         return f"SET SESSION max_statement_time = {int(seconds)}"
     return f"SET SESSION max_execution_time = {int(seconds) * 1000}"
+
+
+def _answered(_dbapi_connection, _record, _proxy):
+    """A connection was handed out (alive, where the pool pings): a database outage, if any, is over."""
+    outage(DATABASE).ok()
 
 
 def _end_session(_exc):

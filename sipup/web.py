@@ -18,6 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .database import DATABASE
+from .observability.outages import outage
 from .services import cart
 from .services.parsing import MAX_ID
 
@@ -49,7 +51,7 @@ def _guarded_teardown(func):
         try:
             func(exc)
         except DBAPIError as error:
-            log.warning("Clean-up %s after the answer failed: %s", func.__qualname__, str(error.orig).splitlines()[0])
+            outage(DATABASE).failed(error, where=f" (clean-up {func.__qualname__} after the answer)")
         except Exception:
             log.exception("Clean-up %s after the answer failed", func.__qualname__)
 

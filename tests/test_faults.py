@@ -18,6 +18,7 @@ from sipup.extensions import db
 from sipup.jobs import enqueue
 from sipup.jobs.worker import build_worker
 from sipup.models import CheckoutKey, Job, Order, Product, utcnow
+from sipup.observability.outages import Outage
 from sipup.services import cart
 from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables, login
 from tests.servers import LocalMariaDB
@@ -108,10 +109,10 @@ def test_an_order_committed_before_the_database_died_is_shown_not_a_500(app, mar
     def kill_database(sender, response):
         mariadb.kill()  # after the order committed and the answer is made, before the session is closed
 
-    with caplog.at_level(logging.WARNING, "sipup.web"), request_finished.connected_to(kill_database, app):
+    with caplog.at_level(logging.WARNING, "sipup"), request_finished.connected_to(kill_database, app):
         placed = client.post("/checkout", data={"address_id": address_id, "checkout_key": key})
     assert placed.status_code == 302 and "/orders/" in placed.headers["Location"]
-    assert "Clean-up" in caplog.text and "Traceback" not in caplog.text
+    assert "Database unavailable (clean-up" in caplog.text and "Traceback" not in caplog.text
 
     mariadb.start()
     _forget_dead_connection()
@@ -212,3 +213,64 @@ def test_a_job_the_database_died_under_runs_again_when_it_returns(app, mariadb):
     assert queue.huey.execute(queue.huey.dequeue()) == "done"
     job = db.session.get(Job, job_id, populate_existing=True)
     assert (job.status, job.attempts, job.result) == ("done", 1, "pong")
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("sipup", "huey"))]
+
+
+def test_a_database_outage_logs_one_line_not_one_per_request(app, mariadb, buyer_with_cart, caplog):
+    client, _ = buyer_with_cart
+    mariadb.kill()
+    with caplog.at_level(logging.WARNING):
+        answers = {client.get("/checkout").status_code for _ in range(20)}
+        assert answers == {503}
+        lines = _warnings(caplog)
+        assert [r.getMessage().split(":")[0] for r in lines] == ["Database unavailable on GET /checkout"]
+        assert not any(r.exc_info for r in lines)  # no traceback for a database that is away
+        mariadb.start()
+        assert client.get("/checkout").status_code == 200
+    assert _warnings(caplog)[-1].getMessage().startswith("Database answers again after")
+
+
+def test_a_redis_outage_logs_one_line_from_the_worker_not_one_per_poll(mariadb, local_redis, tmp_path, caplog):
+    app = create_app(_settings(mariadb.url, REDIS_URL=local_redis.url), instance_path=str(tmp_path))
+    consumer = build_worker(app, 2)
+    scheduler = consumer.scheduler_class(huey=consumer.huey, stop_flag=consumer.stop_flag, interval=1, periodic=False)
+    workers = [consumer.worker_class(consumer.huey, consumer.stop_flag, 0.01, 0.05, 1.15, None) for _ in range(2)]
+    local_redis.stop()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):  # Huey's own loops, as its threads run them: each poll fails (a traceback each before)
+            for worker in workers:
+                worker.loop()
+        scheduler.loop()  # its read of the schedule fails too
+        lines = [r.getMessage() for r in _warnings(caplog)]
+        assert len(lines) == 1 and lines[0].startswith("Job queue store unavailable: "), lines
+        local_redis.start()
+        scheduler.loop()  # a second later it reads the schedule again
+    lines = [r.getMessage() for r in _warnings(caplog)]
+    assert len(lines) == 2 and lines[1].startswith("Job queue store answers again after"), lines
+    assert "(11 failure(s) meanwhile)" in lines[1]
+
+
+def test_an_outage_lasting_minutes_logs_a_count_each_minute():
+    records = []
+    now = [0.0]
+    log = logging.getLogger("sipup.test-outage")
+    log.addHandler(handler := logging.Handler())
+    handler.emit = records.append
+    try:
+        away = Outage("Mail server", log, clock=lambda: now[0])
+        for second in range(150):  # two and a half minutes, ten failures a second
+            now[0] = float(second)
+            for _ in range(10):
+                away.failed(OSError("connection refused"))
+        away.ok()
+    finally:
+        log.removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        "Mail server unavailable: connection refused",
+        "Mail server still unavailable after 60 s: 600 failure(s) in the last 60 s; the last: connection refused",
+        "Mail server still unavailable after 120 s: 600 failure(s) in the last 60 s; the last: connection refused",
+        "Mail server answers again after 149 s (1500 failure(s) meanwhile)",
+    ]

@@ -49,11 +49,12 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from sipup.database import forget_transaction, is_unavailable, run_in_transaction
+from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.extensions import db
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
 from sipup.observability.counters import percentile
+from sipup.observability.outages import outage
 from sipup.services.errors import DomainError
 
 log = logging.getLogger("sipup.queue")
@@ -67,6 +68,7 @@ PENDING_KEY = "sipup_jobs_to_send"
 EPOCH_KEY = "sipup_epoch"  # in Huey's own key-value store: gone when the store lost its data
 STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (see the module doc)
 EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
+QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.observability.outages)
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
 
 
@@ -285,14 +287,12 @@ class Queue:
                 sent += 1
         except Exception as exc:  # Redis down or the queue file locked: the jobs table keeps them
             unsent = [message[0] for message in messages[sent:]]
-            log.warning(
-                "Job queue unreachable (%s): %d job(s) wait in the jobs table for the next `flask queue process`.",
-                exc,
-                len(unsent),
-            )
+            outage(QUEUE_STORE).failed(exc, where=" (jobs wait in the jobs table for the next processor run)")
             self.counters().incr("queue", "deferred", len(unsent))
             with db.engine.begin() as conn:
                 conn.execute(update(Job).where(Job.id.in_(unsent)).values(dispatched_at=None))
+        else:
+            outage(QUEUE_STORE).ok()
 
     # running -----------------------------------------------------------------------------------
 
@@ -325,7 +325,7 @@ class Queue:
         forget_transaction()
         with self._lock:
             self.held[job_id] = claimed_at
-        log.warning("Job %s held: the database went away (%s); queued again when it answers.", task, error.orig)
+        outage(DATABASE).failed(error, where=f" (job {task.name} #{job_id} held, queued again when it answers)")
         return SKIPPED
 
     def _run_claimed(self, task, func, args, job_id, attempts, max_attempts):
