@@ -274,3 +274,11 @@ def test_an_outage_lasting_minutes_logs_a_count_each_minute():
         "Mail server still unavailable after 120 s: 600 failure(s) in the last 60 s; the last: connection refused",
         "Mail server answers again after 149 s (1500 failure(s) meanwhile)",
     ]
+
+
+def test_cron_processing_while_the_database_is_away_prints_one_line(app, mariadb):
+    mariadb.kill()
+    result = app.test_cli_runner().invoke(args=["queue", "process"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the database is unavailable: ") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
