@@ -65,6 +65,14 @@ DEFAULTS = {
     "DB_MAX_OVERFLOW": 50,
     "DB_POOL_TIMEOUT": 10,
     "DB_POOL_RECYCLE": 1800,
+    # Seconds a database may stay silent. Web requests give up soon (a 503 page, not a hung request): to open a
+    # connection, to read, to write; the server stops a web request's statement after DB_STATEMENT_TIMEOUT
+    # (0: no limit). The worker and commands (reports, optimize) wait up to DB_JOB_TIMEOUT (0: for ever).
+    "DB_CONNECT_TIMEOUT": 2,
+    "DB_READ_TIMEOUT": 3,
+    "DB_WRITE_TIMEOUT": 3,
+    "DB_STATEMENT_TIMEOUT": 2,
+    "DB_JOB_TIMEOUT": 3600,
     # /monitor and /metrics.
     "MONITOR_REFRESH_SECONDS": 30,
     "MONITOR_PANEL_SECONDS": 10,
@@ -523,6 +531,11 @@ CONVERTERS = {
     "DB_POOL_TIMEOUT": _positive_int,
     "DB_POOL_RECYCLE": _positive_int,
     "VAT_RATES": _vat_rates,
+    "DB_CONNECT_TIMEOUT": _positive_int,
+    "DB_READ_TIMEOUT": _positive_int,
+    "DB_WRITE_TIMEOUT": _positive_int,
+    "DB_STATEMENT_TIMEOUT": _non_negative_int,
+    "DB_JOB_TIMEOUT": _non_negative_int,
     "VAT_RATE": _rate,
     "VAT_COUNTRY": _country,
     "VAT_DEPOSIT": _vat_deposit,
@@ -695,7 +708,14 @@ def engine_options(url, config):
             "pool_pre_ping": True,  # sipup.database makes the pool a MeasuredQueuePool, which counts waits
             # Each statement sees what others committed: credit and stock checks read fresh figures.
             "isolation_level": "READ COMMITTED",
-            "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},
+            # Reads wait DB_CONNECT_TIMEOUT while connecting (the server's greeting); sipup.database sets the read
+            # timeout of each checkout by who uses it: a web request or the worker and commands.
+            "connect_args": {
+                "charset": "utf8mb4",
+                "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                "read_timeout": config["DB_CONNECT_TIMEOUT"],
+                "write_timeout": config["DB_WRITE_TIMEOUT"],
+            },
         }
     raise ConfigError(
         f"{ENV_PREFIX}_DATABASE_URL uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."

@@ -484,6 +484,20 @@ class Order(db.Model):
         return OrderStatus(self.status).label
 
 
+class CheckoutKey(db.Model):
+    """A checkout form's one-time key and the order it placed, unique per company: a form sent twice (a double
+    click, a retry after a timeout, a reload) finds its order here instead of placing another. Kept beside orders
+    because the partitioned orders table can hold no unique key without created_at."""
+
+    __tablename__ = "checkout_keys"
+    company_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_id: Mapped[int] = mapped_column(BigId)
+    order_number: Mapped[str] = mapped_column(String(20))
+    # The hourly cleanup deletes keys older than SIPUP_QUEUE_KEEP_DAYS: the query this index serves.
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class OrderLine(db.Model):
     __tablename__ = "order_lines"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

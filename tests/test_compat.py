@@ -202,3 +202,15 @@ def test_pypdf_adds_an_indirect_object_the_output_intent_can_refer_to():
     stream.set_data(b"icc")
     reference = add_indirect(writer, stream)
     assert isinstance(reference, IndirectObject) and reference.get_object().get_data() == b"icc"
+
+
+def test_pymysql_takes_a_new_read_timeout_before_the_next_read():
+    """set_read_timeout: PyMySQL keeps the read timeout in _read_timeout and applies it before every read."""
+    import inspect
+
+    import pymysql
+
+    connection = pymysql.connections.Connection(defer_connect=True, read_timeout=2)
+    app_compat.set_read_timeout(connection, 7)
+    assert connection._read_timeout == 7
+    assert "self._sock.settimeout(self._read_timeout)" in inspect.getsource(pymysql.connections.Connection._read_bytes)

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 
 from flask import (
     Blueprint,
@@ -27,7 +28,7 @@ from ..models import Address, utcnow
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, csv_export, documents, einvoice, images, orders, pricing, quick_order, vat
-from ..services.errors import DomainError, NotFound
+from ..services.errors import AlreadyPlaced, DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
 
@@ -35,6 +36,7 @@ bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
+CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
 @bp.app_template_filter("initials")
@@ -288,6 +290,9 @@ def checkout():
         flash("Your cart is empty.", "info")
         return redirect(url_for("shop.products"))
     form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
+    # The form's one-time key: sending it again shows the order it placed instead of placing another.
+    key = request.form.get("checkout_key", "")
+    form["checkout_key"] = key if CHECKOUT_KEY.fullmatch(key) else orders.new_checkout_key()
     error, refused = None, None
     if request.method == "POST":
         try:
@@ -298,7 +303,11 @@ def checkout():
                 orders.parse_requested_date(form["requested_date"]),
                 whole_number(form["address_id"]),
                 form["note"][:1000],
+                checkout_key=key if CHECKOUT_KEY.fullmatch(key) else None,
             )
+        except AlreadyPlaced as exc:
+            flash(str(exc), "info")
+            return redirect(url_for("shop.order_detail", number=exc.number))
         except DomainError as exc:
             error, refused = str(exc), getattr(exc, "product_id", None)
             priced = carts.priced(current_user, _vat())

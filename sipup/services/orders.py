@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import (
     Address,
     CartItem,
+    CheckoutKey,
     Company,
     Invoice,
     Order,
@@ -26,7 +27,7 @@ from ..models import (
 )
 from . import cart as carts
 from . import mail
-from .errors import DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from .errors import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from .numbers import next_number
 from .parsing import parse_date
 from .pricing import load_tiers, money, unit_price
@@ -166,20 +167,39 @@ def credit_position(company):
     }
 
 
-def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=None, note=""):
-    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit.
+def new_checkout_key():
+    """A one-time key for a checkout form: the order it places is found again by it."""
+    return secrets.token_urlsafe(16)
+
+
+def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=None, note="", checkout_key=None):
+    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit; a
+    checkout_key that placed an order before raises AlreadyPlaced instead of placing another.
 
     vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
     return run_in_transaction(
-        _checkout, user.id, user.company_id, vat_rules, po_reference[:60], requested_date, address_id, note[:1000]
+        _checkout,
+        user.id,
+        user.company_id,
+        vat_rules,
+        po_reference[:60],
+        requested_date,
+        address_id,
+        note[:1000],
+        checkout_key,
     )
 
 
-def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note):
-    # Lock the company first: checkouts of one company run one at a time, so the credit check holds.
+def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note, checkout_key=None):
+    # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
+    # repeated form waits for the first one and then finds the order it placed.
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
     )
+    if checkout_key:
+        placed = db.session.get(CheckoutKey, (company_id, checkout_key), populate_existing=True)
+        if placed is not None:
+            raise AlreadyPlaced(placed.order_number)
     company = db.session.get(Company, company_id, populate_existing=True)
     address = db.session.get(Address, address_id) if address_id else None
     if address is None or address.company_id != company_id:
@@ -244,6 +264,12 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     if status == S.CREDIT_HOLD:
         hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
     _record(order, status, user_id, hold_note)
+    if checkout_key:
+        db.session.add(
+            CheckoutKey(
+                company_id=company_id, key=checkout_key, order_id=order.id, order_number=order.number, created_at=now
+            )
+        )
     emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
     mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
