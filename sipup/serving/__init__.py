@@ -181,7 +181,8 @@ class Supervisor:
                 child.send_signal(STOPS[signum])
 
     def _stop_all(self):
-        """Wait for the processes to finish (the drain and a grace); kill those that do not. The exit code."""
+        """Wait for the processes to finish (the drain and a grace) and kill those that do not; the exit code:
+        0 when every running process stopped by itself with exit code 0."""
         deadline = time.monotonic() + self.drain_seconds + STOP_GRACE_SECONDS
         code = 0
         for slot, child in self.children.items():
@@ -191,9 +192,9 @@ class Supervisor:
                 click.echo(f"sipup: process {slot} (pid {child.pid}) did not stop in time; killed.", err=True)
                 child.kill()
                 child.wait()
+            if child.returncode != 0 and slot not in self.due:  # not one that had ended before, awaiting restart
                 code = 1
-            if child.stdin:
-                child.stdin.close()
+            child.stdin.close()
         return code
 
 
