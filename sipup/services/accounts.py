@@ -1,6 +1,5 @@
 """Users and companies: sign-in checks, sessions and account creation."""
 
-import functools
 import re
 from datetime import timedelta
 
@@ -23,13 +22,8 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 200
 # Signed-in browsers kept per user; signing in on one more ends the oldest.
 MAX_SESSIONS = 20
-
-
-@functools.cache
-def _dummy_hash():
-    """Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password; made at
-    the first such sign-in, not at import (a `flask queue process` run has no use for it)."""
-    return generate_password_hash("not-a-real-password")
+# Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def normalise_email(email):
@@ -46,7 +40,7 @@ def authenticate(email, password):
     """The active user with this e-mail and password, or None."""
     user = user_by_email(email)
     if user is None:
-        User(password_hash=_dummy_hash()).check_password(password or "")
+        User(password_hash=_DUMMY_HASH).check_password(password or "")
         return None
     if not user.check_password(password or "") or not user.is_active:
         return None
