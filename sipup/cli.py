@@ -380,11 +380,9 @@ def user_set_password(email, password_stdin):
     user = _user_or_fail(email)
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        accounts.check_password_rules(password)
+        users.set_password(user, password)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    user.set_password(password)
-    db.session.commit()
     click.echo(f"Password of {user.email} set; their sessions have ended.")
 
 

@@ -145,6 +145,7 @@ ENDPOINT_LIMITS = {
     "POST auth.password_reset": "5 per minute; 20 per hour",
     "POST auth.password_reset by account": "3 per hour",
     "POST account.password by user": "10 per hour",
+    "POST account.email by user": "10 per hour",
     "POST auth.register": "3 per minute; 10 per hour",
 }
 REDIS_SCHEMES = ("redis", "rediss", "unix")

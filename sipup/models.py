@@ -34,10 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import searchtext
 from .extensions import db
+from .hashing import hash_password, verify_password
 
 Money = Numeric(12, 2)
 # BIGINT on MySQL for tables that reach millions of rows; SQLite needs INTEGER to auto-increment.
@@ -153,7 +153,7 @@ class User(db.Model):
 
     def set_password(self, password):
         """A new password ends every session of this user."""
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
         self.sessions.clear()
 
     def deactivate(self):
@@ -162,7 +162,8 @@ class User(db.Model):
         self.sessions.clear()
 
     def check_password(self, password):
-        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+        """True when the password matches; never for a user who has not chosen one."""
+        return verify_password(self.password_hash, password)
 
     @property
     def has_password(self):
