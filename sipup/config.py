@@ -81,7 +81,15 @@ DEFAULTS = {
     "DB_PARTITION_EXPIRED": "keep",
     "DB_OPTIMIZE_LOCK_WAIT": 10,
     # Business rules.
+    # VAT per class (standard, reduced, zero) and country of delivery; SIPUP_VAT_RATE is every class's rate in
+    # a country not listed. The deposit follows the product's class ("product") or is charged at one class.
+    "VAT_RATES": "DE: standard=0.19, reduced=0.07, zero=0",
     "VAT_RATE": "0.20",
+    "VAT_COUNTRY": "DE",
+    "VAT_DEPOSIT": "product",
+    "VAT_REVERSE_CHARGE": False,
+    "VAT_REVERSE_CHARGE_NOTE": "Reverse charge: tax-free intra-Community supply (Art. 138 Directive 2006/112/EC); "
+    "the recipient accounts for the VAT.",
     "CURRENCY": "EUR",
     "CSV_DIALECT": None,  # excel or excel-eu; unset: excel-eu for EUR, else excel (sipup/csvfiles.py)
     "PAGE_SIZE": 24,
@@ -338,6 +346,60 @@ def _host_name(value):
     return name
 
 
+VAT_CLASSES = ("standard", "reduced", "zero")
+VAT_RATES_FORM = (
+    'must read like "DE: standard=0.19, reduced=0.07, zero=0; AT: standard=0.20, reduced=0.10, zero=0" '
+    'or {"DE": {"standard": "0.19", "reduced": "0.07", "zero": "0"}}'
+)
+
+
+def _vat_rates(value):
+    """{country: {class: rate}} from a dict, JSON text or the compact "DE: standard=0.19, ...; AT: ..." form."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(VAT_RATES_FORM) from None
+    if isinstance(value, str):
+        table = {}
+        for part in filter(str.strip, value.split(";")):
+            country, colon, pairs = part.partition(":")
+            if not colon:
+                raise ValueError(VAT_RATES_FORM)
+            entries = [pair.partition("=") for pair in pairs.split(",") if pair.strip()]
+            if any(not sign for _name, sign, _rate in entries):
+                raise ValueError(VAT_RATES_FORM)
+            table[country.strip()] = {name.strip(): rate.strip() for name, _sign, rate in entries}
+        value = table
+    if not isinstance(value, dict) or not value or not all(isinstance(each, dict) for each in value.values()):
+        raise ValueError(VAT_RATES_FORM)
+    rates = {}
+    for country, classes in value.items():
+        if not re.fullmatch(r"[A-Z]{2}", str(country)):
+            raise ValueError(f"must name countries by two capital letters such as DE, not {country!r}")
+        if set(classes) != set(VAT_CLASSES):
+            raise ValueError(f"must give exactly the rates standard, reduced and zero for {country}")
+        try:
+            rates[country] = {name: _rate(rate) for name, rate in classes.items()}
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({country})") from None
+    return rates
+
+
+def _country(value):
+    text = str(value).strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise ValueError("must be a country as two letters, e.g. DE")
+    return text
+
+
+def _vat_deposit(value):
+    text = str(value).strip().lower()
+    if text not in ("product", *VAT_CLASSES):
+        raise ValueError("must be product (the rate of what the deposit holds), standard, reduced or zero")
+    return text
+
+
 def _csv_dialect(value):
     if value in (None, ""):
         return None
@@ -470,7 +532,12 @@ CONVERTERS = {
     "DB_MAX_OVERFLOW": _non_negative_int,
     "DB_POOL_TIMEOUT": _positive_int,
     "DB_POOL_RECYCLE": _positive_int,
+    "VAT_RATES": _vat_rates,
     "VAT_RATE": _rate,
+    "VAT_COUNTRY": _country,
+    "VAT_DEPOSIT": _vat_deposit,
+    "VAT_REVERSE_CHARGE": _bool,
+    "VAT_REVERSE_CHARGE_NOTE": str,
     "CSV_DIALECT": _csv_dialect,
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
@@ -566,6 +633,11 @@ def _check(config):
         except (TypeError, ValueError) as exc:
             reason = str(exc) if "must" in str(exc) else "has the wrong form"
             raise ConfigError(f"{ENV_PREFIX}_{key}={shown(config[key])!r} {reason}.") from None
+    if config["VAT_COUNTRY"] not in config["VAT_RATES"]:
+        raise ConfigError(
+            f"{ENV_PREFIX}_VAT_COUNTRY={config['VAT_COUNTRY']!r} has no rates in {ENV_PREFIX}_VAT_RATES; "
+            f'add them, e.g. "{config["VAT_COUNTRY"]}: standard=0.20, reduced=0.10, zero=0".'
+        )
 
 
 def _derive(app):

@@ -189,3 +189,16 @@ def test_the_one_trip_hits_count_as_limits_own_sliding_window_does(redis_namespa
     assert strategy.get_window_stats(address, "10.0.0.1", "address").remaining == 0
     assert not strategy.test(user, "user:7", "user")
     assert strategy.hit(address, "10.0.0.2", "address")  # another address is untouched
+
+
+def test_pypdf_adds_an_indirect_object_the_output_intent_can_refer_to():
+    from pypdf import PdfWriter
+    from pypdf.generic import IndirectObject, StreamObject
+
+    from sipup.services.compat import add_indirect
+
+    writer = PdfWriter()
+    stream = StreamObject()
+    stream.set_data(b"icc")
+    reference = add_indirect(writer, stream)
+    assert isinstance(reference, IndirectObject) and reference.get_object().get_data() == b"icc"

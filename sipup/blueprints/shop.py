@@ -26,7 +26,7 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
+from ..services import catalog, csv_export, documents, einvoice, images, orders, pricing, quick_order, vat
 from ..services.errors import DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
@@ -43,6 +43,18 @@ def _initials(name):
     return "".join(word[0] for word in (name or "?").split()[:2]).upper()
 
 
+@bp.app_template_filter("percent")
+def _percent(rate):
+    """A VAT rate as "19 %"."""
+    return vat.percent(rate)
+
+
+@bp.app_template_global("vat_rows")
+def _vat_rows(order):
+    """An order's VAT per rate for the order and invoice pages."""
+    return vat.order_summary(order)
+
+
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
     raw = request.args.get("page", "1")
@@ -53,7 +65,8 @@ def _page():
 
 
 def _vat():
-    return current_app.config["VAT_RATE"]
+    """The VAT rules of the settings (rates per class and country of delivery)."""
+    return vat.rules()
 
 
 def _catalog_version():
@@ -374,14 +387,54 @@ def invoice_detail(number):
 @bp.route("/invoices/<number>.pdf")
 @customer_required
 def invoice_pdf(number):
-    """One invoice of the company as a PDF file."""
+    """One invoice of the company as a PDF file with the e-invoice inside (Factur-X)."""
     try:
         document = documents.invoice_document(number, current_user.company_id)
     except NotFound:
         abort(404)
-    response = make_response(documents.invoice_pdf(document))
-    response.mimetype = "application/pdf"
-    response.headers["Content-Disposition"] = f'attachment; filename="{document.invoice.number}.pdf"'
+    return file_download(documents.invoice_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/invoices/<number>.xml")
+@customer_required
+def invoice_xml(number):
+    """One invoice of the company as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    xml = einvoice.invoice_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
+
+
+@bp.route("/credit-notes/<number>.pdf")
+@customer_required
+def credit_note_pdf(number):
+    """One credit note of the company as a PDF file with the e-invoice inside (Factur-X)."""
+    try:
+        document = documents.credit_note_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    return file_download(documents.credit_note_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/credit-notes/<number>.xml")
+@customer_required
+def credit_note_xml(number):
+    """One credit note of the company as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.credit_note_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    xml = einvoice.credit_note_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
+
+
+def file_download(data, filename, mimetype):
+    """Bytes as a file download."""
+    response = make_response(data)
+    response.mimetype = mimetype
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
