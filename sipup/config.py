@@ -45,6 +45,9 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 8080,
     "THREADS": 8,
+    # Waitress processes on the one port (flask serve --processes); unset: every core where Redis shares the
+    # rate-limit budgets, cache and statistics, 1 on the embedded default, where each process keeps its own.
+    "PROCESSES": None,
     "CONNECTION_LIMIT": 200,
     "CHANNEL_TIMEOUT": 120,
     "MAX_REQUEST_MB": 32,
@@ -241,6 +244,12 @@ def _positive_int(value):
 
 def _non_negative_int(value):
     return _int(value, 0, "must be a whole number, 0 or more")
+
+
+def _processes(value):
+    if value in (None, ""):
+        return None
+    return _int(value, 1, "must be a whole number above 0 (leave it unset: the number of cores with Redis, 1 without)")
 
 
 def _rate(value):
@@ -517,6 +526,7 @@ CONVERTERS = {
     "PROXY_HOPS": _non_negative_int,
     "PORT": _positive_int,
     "THREADS": _positive_int,
+    "PROCESSES": _processes,
     "CONNECTION_LIMIT": _positive_int,
     "CHANNEL_TIMEOUT": _positive_int,
     "MAX_REQUEST_MB": _positive_int,

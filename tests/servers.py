@@ -473,6 +473,7 @@ class SipupServer:
         self.log_path = self.instance / "serve.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
         env.update(SIPUP_INSTANCE_PATH=str(self.instance), FLASK_APP="wsgi", PYTHONWARNINGS="ignore")
+        settings.setdefault("PROCESSES", 1)  # not one per core where Redis is set: `--processes` overrides it
         env.update({f"SIPUP_{name}": str(value) for name, value in settings.items()})
         self.env = env
         self.process = None

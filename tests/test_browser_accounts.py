@@ -76,6 +76,7 @@ def site(request, tmp_path_factory, smtp):
             SIPUP_DATABASE_URL=database,
             SIPUP_REDIS_URL=os.environ["SIPUP_TEST_REDIS_URL"],
             SIPUP_REDIS_NAMESPACE=f"sipuptest-{secrets.token_hex(6)}",
+            SIPUP_PROCESSES="1",  # with Redis the default is a process per core; one is enough for the browser
         )
     _flask(env, "db", "upgrade")
     assert _flask(

@@ -353,6 +353,7 @@ def cluster(tmp_path_factory):
             PYTHONWARNINGS="ignore",
             SIPUP_DATABASE_URL=database.database_url("sipup"),
             SIPUP_REDIS_URL=redis.url,
+            SIPUP_PROCESSES="1",  # one process per host, as before --processes: the test's cost stays put
             SIPUP_SECRET_KEY=SECRET,
             SIPUP_PROXY_HOPS="1",
             SIPUP_MAIL_URL=smtp.url,
