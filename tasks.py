@@ -58,7 +58,7 @@ def overdue_reminders():
 
 @job(priority="low", periodic=crontab(minute="15"))
 def cache_cleanup():
-    """Purge expired filesystem-cache entries, old statistics buckets and old job history."""
+    """Purge expired filesystem-cache entries, old statistics buckets, old job history and old checkout keys."""
     return housekeeping.cache_cleanup()
 
 

@@ -77,6 +77,7 @@ class Server:
             SIPUP_RATELIMIT_IP="1000000 per minute",
             SIPUP_RATELIMIT_USER="1000000 per minute",
             SIPUP_SLOW_QUERY_MS="100000",
+            SIPUP_PROCESSES="1",
             FLASK_APP="wsgi",
         )
         self.log = open(log_path, "ab")

@@ -1,15 +1,16 @@
 """Capacity: the highest open-model rate sipup holds with p99 under 500 ms and under 1% errors, beside
-a bare Flask "hello" and a raw WSGI app under the same waitress; 1, 2 and 4 processes behind HAProxy;
-and what happens past the limit.
+a bare Flask "hello" and a raw WSGI app under the same waitress; `flask serve --processes` 1, 2 and (on a
+bigger machine) one per core; and what happens past the limit.
 
 python -m benchmarks.capacity --quick     # a few minutes: SQLite, then MariaDB + Redis when configured
 python -m benchmarks.capacity --full      # bigger seed, longer steps (about 30 minutes)
 
 MariaDB + Redis run when SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL are set (a scratch database
-of its own, dropped at the end; a Redis namespace of its own, deleted at the end). The scaling and
-degradation parts need HAProxy (Debian package `haproxy`) and MariaDB + Redis; without them they are
-skipped with a message. Results go to standard output and, as Markdown, to --out (default
-benchmarks/capacity-results.md).
+of its own, dropped at the end; a Redis namespace of its own, deleted at the end). The scaling part needs
+MariaDB + Redis, the degradation part HAProxy too (Debian package `haproxy`); without them they are skipped
+with a message. Every signed-in virtual user has a buyer account of its own (an account keeps at most
+MAX_SESSIONS sessions: a 21st sign-in would end the first). Results go to standard output and, as
+Markdown, to --out (default benchmarks/capacity-results.md).
 """
 
 import argparse
@@ -35,6 +36,7 @@ from sipup.config import ENDPOINT_LIMITS
 from sipup.loadtest import report as reports
 from sipup.loadtest.runner import Runner, RunOptions
 from sipup.loadtest.scenarios import Pages, Storefront
+from sipup.services.accounts import MAX_SESSIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "benchmark password"
@@ -68,7 +70,8 @@ def wait_for_port(port, process, log_path, seconds=60):
 
 
 class Server:
-    """A server process (waitress, `flask serve` or HAProxy) with its port, log and resource readings."""
+    """A server process (waitress, `flask serve` or HAProxy) with its port, log and resource readings; the
+    readings take in its children (the processes of `flask serve --processes N`)."""
 
     def __init__(self, command, env, log_path, port):
         self.port, self.log_path = port, log_path
@@ -77,26 +80,42 @@ class Server:
         wait_for_port(port, self.process, log_path)
         self.ps = psutil.Process(self.process.pid)
 
+    def processes(self):
+        """The server process and its children (a child that ended between the two reads left out)."""
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return [self.ps]
+
     def cpu_seconds(self):
-        times = self.ps.cpu_times()
-        return times.user + times.system
+        return _cpu_of(self.processes())
 
     def peak_rss_mb(self):
-        """VmHWM: the most resident memory the process ever had (Linux), else the current RSS."""
+        """VmHWM: the most resident memory one of its processes ever had (Linux), else the current RSS."""
+        peaks = []
+        for process in self.processes():
+            try:
+                with open(f"/proc/{process.pid}/status") as handle:
+                    peaks += [int(line.split()[1]) / 1024 for line in handle if line.startswith("VmHWM:")]
+            except OSError:
+                peaks.append(self.rss_mb(process))
+        return max(peaks)
+
+    @staticmethod
+    def rss_mb(process):
         try:
-            with open(f"/proc/{self.process.pid}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return self.ps.memory_info().rss / 2**20
+            return process.memory_info().rss / 2**20
+        except psutil.Error:
+            return 0.0
 
     def db_connections(self, port=3306):
-        try:
-            return sum(1 for c in self.ps.net_connections("tcp") if c.raddr and c.raddr.port == port)
-        except (psutil.Error, OSError):
-            return 0
+        total = 0
+        for process in self.processes():
+            try:
+                total += sum(1 for c in process.net_connections("tcp") if c.raddr and c.raddr.port == port)
+            except (psutil.Error, OSError):
+                pass
+        return total
 
     def stop(self):
         """Ctrl+C, so sipup flushes its counters on the way out."""
@@ -134,9 +153,9 @@ def waitress_app(spec, folder, name, threads=8, prefix=()):
     return Server(command, base_env(), os.path.join(folder, f"{name}.log"), port)
 
 
-def sipup_server(config, instance, folder, name, threads=8):
-    """`flask serve`: every production middleware on (session, CSRF, limits counted, statistics). Every
-    load comes from one address, so the limits are raised out of reach (still counted); `config` wins."""
+def sipup_server(config, instance, folder, name, threads=8, processes=1):
+    """`flask serve --processes N`: every production middleware on (session, CSRF, limits counted, statistics).
+    Every load comes from one address, so the limits are raised out of reach (still counted); `config` wins."""
     port = free_port()
     env = base_env()
     env.update(
@@ -150,6 +169,7 @@ def sipup_server(config, instance, folder, name, threads=8):
     env.update({f"SIPUP_{k}": str(v) for k, v in config.items()})
     env.update(SIPUP_INSTANCE_PATH=instance, SIPUP_SECRET_KEY=SECRET_KEY, FLASK_APP="wsgi")
     command = [sys.executable, "-m", "flask", "serve", "--port", str(port), "--threads", str(threads)]
+    command += ["--processes", str(processes)]
     return Server(command, env, os.path.join(folder, f"{name}.log"), port)
 
 
@@ -301,18 +321,24 @@ class Watch:
         busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0)  # noqa: E731
         self.machine_percent = 100 * (busy(machine) - busy(self.machine)) / (sum(machine) - sum(self.machine))
         self.peak_rss_mb = max(s.peak_rss_mb() for s in self.servers)
-        self.rss_mb = max(s.ps.memory_info().rss / 2**20 for s in self.servers)
+        self.rss_mb = max(s.rss_mb(p) for s in self.servers for p in s.processes())
 
 
 def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=None, watch=(), users=None):
     """One open-model step at `rate` arrivals/s; the loadtest report plus the servers' readings."""
     seconds = seconds or profile["step"]
+    users = users or profile["users"]
+    if logins and -(-users // len(logins)) > MAX_SESSIONS:
+        raise SystemExit(
+            f"{users} virtual users on {len(logins)} accounts: more than {MAX_SESSIONS} sessions on one account would "
+            "end the first ones; seed more companies (each has a buyer)"
+        )
     scenario_options = SimpleNamespace(pages=list(pages), logins=list(logins), think=None, anonymous_share=0.2)
     options = RunOptions(
         url=url,
         scenario=scenario,
         scenario_options=scenario_options,
-        users=users or profile["users"],
+        users=users,
         rate=rate,
         duration=seconds,
         warmup=profile["warmup"],
@@ -449,7 +475,7 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
         )
         catalog, _ = search(
             "cached catalog page",
-            lambda rate: load(url, Pages, rate, profile, logins[:1], pages=[("/products", 1.0)], watch=[server]),
+            lambda rate: load(url, Pages, rate, profile, logins, pages=[("/products", 1.0)], watch=[server]),
             start_rate * 4,
             profile,
         )
@@ -475,23 +501,30 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
 
 
 def scaling(config, instance, logins, folder, profile, results, start_rate):
-    """1, 2 and 4 `flask serve` processes behind HAProxy, sharing MariaDB and Redis."""
-    print("== scaling out: 1, 2 and 4 processes behind HAProxy (MariaDB + Redis)", flush=True)
-    for count in (1, 2, 4):
-        servers = [sipup_server(config, instance, folder, f"scale{count}-{i}") for i in range(count)]
-        proxy = haproxy([s.port for s in servers], folder, f"haproxy{count}")
+    """`flask serve --processes N` for 1, 2 and one per core, sharing MariaDB and Redis."""
+    counts = sorted({1, 2, os.cpu_count() or 1})
+    print(f"== scaling out: flask serve --processes {', '.join(map(str, counts))} (MariaDB + Redis)", flush=True)
+    for count in counts:
+        server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
         try:
+            wait_for_processes(server, count)
             best, _ = search(
                 f"{count} process{'es' if count > 1 else ''}",
-                lambda rate: load(f"http://127.0.0.1:{proxy.port}", Storefront, rate, profile, logins, watch=servers),
+                lambda rate: load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server]),
                 start_rate,
                 profile,
             )
         finally:
-            proxy.stop()
-            for server in servers:
-                server.stop()
+            server.stop()
         results["scaling"][count] = best
+
+
+def wait_for_processes(server, count, seconds=60):
+    """Wait until `flask serve --processes N` has N serving processes (each loads the app on its own)."""
+    deadline = time.monotonic() + seconds
+    while count > 1 and len(server.processes()) - 1 < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3 if count > 1 else 0)  # loading the app takes a few seconds after the process starts
 
 
 class Observed(Storefront):
@@ -691,7 +724,7 @@ def markdown(results, args):
         one = results["scaling"].get(1)
         lines += [
             "",
-            "| processes behind HAProxy | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
+            "| `flask serve --processes` | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
             "| generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -912,14 +945,12 @@ def server_part(server_url, redis_url, folder, profile, results, args):
         )
         best = {"rate": args.sustained} if args.sustained else results["backends"]["MariaDB + Redis"]["storefront"]
         start = max(10, best["rate"] / 2) if best else 10
-        if not shutil.which("haproxy"):
-            results["scaling_skipped"] = results["degradation_skipped"] = (
-                "HAProxy is not installed (Debian: apt-get install haproxy)"
-            )
-            print(f"(scaling and degradation skipped: {results['scaling_skipped']})", flush=True)
-            return
         if "scaling" not in args.skip:
             scaling(config, instance, logins, folder, profile, results, start)
+        if not shutil.which("haproxy"):
+            results["degradation_skipped"] = "HAProxy is not installed (Debian: apt-get install haproxy)"
+            print(f"(degradation skipped: {results['degradation_skipped']})", flush=True)
+            return
         if "degradation" not in args.skip:
             degradation(config, instance, logins, folder, profile, results, best["rate"] if best else 20)
     finally:

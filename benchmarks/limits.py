@@ -56,6 +56,7 @@ class Server:
                 "SIPUP_INSTANCE_PATH": str(self.instance),
                 "SIPUP_SECRET_KEY": SECRET_KEY,
                 "SIPUP_THREADS": "4",
+                "SIPUP_PROCESSES": "1",  # the pid measured is the one serving process (not a process per core)
                 "SIPUP_RATELIMIT_IP": HIGH,
                 "SIPUP_RATELIMIT_USER": HIGH,
                 "SIPUP_DB_STATS": "false",

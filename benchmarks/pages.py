@@ -224,7 +224,8 @@ def targets_of(server, cookie, sku, folder, suffix=""):
 
 
 def measure(targets, args, wrk_prefix):
-    """{(label, connections): (median req/s, median server CPU ms per request)} over alternating rounds."""
+    """{(label, connections): (median req/s, median server CPU ms per request)} over alternating rounds; a round
+    that completed no request is said and left out (a page without any such round: (0, None))."""
     rates, cpu = {}, {}
     for target in targets:  # warm-up: caches, connection pools, compiled templates
         _wrk(target.url, target.cookie, 1, 8, target.script, wrk_prefix)
@@ -234,11 +235,19 @@ def measure(targets, args, wrk_prefix):
                 key = (target.label, connections)
                 before = target.server.cpu_seconds()
                 rate, count, bad = _wrk(target.url, target.cookie, args.seconds, connections, target.script, wrk_prefix)
+                if not count:
+                    print(
+                        f"  warning: round {n + 1}: 0 requests completed on {target.label} at {connections} connections"
+                    )
+                    continue
                 cpu.setdefault(key, []).append((target.server.cpu_seconds() - before) / count * 1000)
                 rates.setdefault(key, []).append(rate)
                 if bad:
                     print(f"  warning: {bad} error answers on {target.label} at {connections} connections")
-    return {key: (statistics.median(rates[key]), statistics.median(cpu[key])) for key in rates}
+    keys = [(target.label, connections) for target in targets for connections in CONNECTIONS]
+    return {
+        key: (statistics.median(rates[key]), statistics.median(cpu[key])) if key in rates else (0, None) for key in keys
+    }
 
 
 def statement_totals(server, redis_url, namespace):
@@ -341,6 +350,11 @@ def _figure(value, pattern):
     return "-" if value is None else format(value, pattern)
 
 
+def _ratio(value, base):
+    """value / base, or None where either is missing or the base is 0 (no request completed)."""
+    return None if value is None or not base else value / base
+
+
 def table(labels, figures, counts, hello):
     print(
         f"{'page':<18} {'req/s @32':>9} {'ratio to hello':>14} {'req/s @1':>8} {'CPU ms/req @1':>13} {'@32':>6} "
@@ -350,9 +364,12 @@ def table(labels, figures, counts, hello):
         (rate32, cpu32), (rate1, cpu1) = figures[(label, 32)], figures[(label, 1)]
         commands, trips, _, sql = counts.get(label, (None, None, None, None))
         print(
-            f"{label:<18} {rate32:>9,.0f} {rate32 / hello:>14.3f} {rate1:>8,.0f} {cpu1:>13.2f} {cpu32:>6.2f} "
-            f"{cpu32 / cpu1:>6.2f} {_figure(commands, '.2f'):>14} {_figure(trips, '.2f'):>15} {_figure(sql, '.1f'):>7}"
+            f"{label:<18} {rate32:>9,.0f} {_figure(_ratio(rate32, hello), '.3f'):>14} {rate1:>8,.0f} "
+            f"{_figure(cpu1, '.2f'):>13} {_figure(cpu32, '.2f'):>6} {_figure(_ratio(cpu32, cpu1), '.2f'):>6} "
+            f"{_figure(commands, '.2f'):>14} {_figure(trips, '.2f'):>15} {_figure(sql, '.1f'):>7}"
         )
+        if not rate32 or not rate1:
+            print(f"{'':<18} (no request completed in any round at {32 if not rate32 else 1} connection(s))")
 
 
 def main():
@@ -445,10 +462,13 @@ def main():
             for label in PAGES:
                 after = [figures[(label, c)] for c in (32, 1)]
                 before = [figures[(f"{label} (before)", c)] for c in (32, 1)]
-                print(
-                    f"{label:<10} {after[0][0] / before[0][0]:>9.2f} {after[1][0] / before[1][0]:>8.2f} "
-                    f"{after[1][1] / before[1][1]:>10.2f} {after[0][1] / before[0][1]:>11.2f}"
-                )
+                ratios = [
+                    _ratio(after[0][0], before[0][0]),
+                    _ratio(after[1][0], before[1][0]),
+                    _ratio(after[1][1], before[1][1]),
+                    _ratio(after[0][1], before[0][1]),
+                ]
+                print(f"{label:<10} " + " ".join(f"{_figure(r, '.2f'):>{w}}" for r, w in zip(ratios, (9, 8, 10, 11))))
     finally:
         for server in servers:
             server.stop()

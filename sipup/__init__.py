@@ -2,8 +2,6 @@
 
 import os
 
-from flask import Flask
-
 from sipup.cache import register_cache
 from sipup.jobs import register_queue
 from sipup.limits import register_limits
@@ -16,13 +14,13 @@ from .config import load_config
 from .database import register_database
 from .errors import register_error_handlers
 from .security import register_security
-from .web import register_web
+from .web import Sipup, register_web
 
 
 def create_app(overrides=None, instance_path=None):
     """Build the app: configuration, logging, extensions, blueprints, errors, CLI."""
     instance_path = instance_path or os.environ.get("SIPUP_INSTANCE_PATH") or None
-    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    app = Sipup(__name__, instance_relative_config=True, instance_path=instance_path)
     load_config(app, overrides)
 
     for register in (

@@ -3,19 +3,16 @@
 register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
 is under the list (Flask prints its own text above it before it has loaded the app)."""
 
-import _thread
 import errno
 import logging
 import os
 import secrets
-import signal
 import sys
-import threading
 
 import click
 import redis
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, ScriptInfo, with_appcontext
 from flask_migrate import upgrade
 from flask_migrate.cli import db as db_group
 from sqlalchemy import func, inspect, select
@@ -29,6 +26,7 @@ from sipup.observability.query_stats import describe_pool, pool_status
 from sipup.storage import get_storage
 from sipup.storage.cli import storage_cli
 
+from . import serving
 from .extensions import db
 from .files import open_private
 from .imports_cli import export_cli, import_cli
@@ -118,73 +116,93 @@ def _print_logins(logins):
 @click.command()
 @click.option("--host", help="Address to listen on (default SIPUP_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default SIPUP_PORT, 8080).")
-@click.option("--threads", type=click.IntRange(1, 512), help="Worker threads (default SIPUP_THREADS, 8).")
+@click.option("--threads", type=click.IntRange(1, 512), help="Worker threads per process (default SIPUP_THREADS, 8).")
+@click.option(
+    "--processes",
+    metavar="N",
+    help="Processes on the one port (default SIPUP_PROCESSES, else the number of cores with Redis, 1 without).",
+)
 @with_appcontext
-def serve(host, port, threads):
+def serve(host, port, threads, processes):
     """Run sipup under waitress; on an empty embedded database, create it with demo data first."""
     # The port is taken first: a port in use should not wait for the demo data to be made.
     config = current_app.config
     host, port, threads = host or config["HOST"], port or config["PORT"], threads or config["THREADS"]
+    processes = _processes_option(processes) or serving.process_count(config)
     logging.basicConfig()  # what waitress.serve() does: log records (waitress's and ours) show on the console
     redis_problem = _redis_problem(config["REDIS_URL"])
     if redis_problem:
         click.echo(f"sipup: warning: {redis_problem}", err=True)
+    if processes > 1 and not config["REDIS_URL"]:
+        click.echo(
+            f"sipup: warning: {processes} processes without Redis (SIPUP_REDIS_URL): each keeps its own rate-limit "
+            f"budgets, so a client may make {processes}x SIPUP_RATELIMIT_IP; set SIPUP_REDIS_URL to share them.",
+            err=True,
+        )
     storage_problem = _storage_problem()
     if storage_problem:
         click.echo(f"sipup: warning: {storage_problem}", err=True)
+    app = current_app._get_current_object()
     try:
-        server = create_server(
-            current_app._get_current_object(),
-            host=host,
-            port=port,
-            threads=threads,
-            connection_limit=config["CONNECTION_LIMIT"],
-            channel_timeout=config["CHANNEL_TIMEOUT"],
-            max_request_body_size=config["MAX_CONTENT_LENGTH"],
-            # waitress would delete X-Forwarded-* before the app runs; ProxyFix (sipup/web.py) reads them
-            # instead, trusting exactly SIPUP_PROXY_HOPS proxies, so that one setting decides under every server.
-            trusted_proxy=None,
-            clear_untrusted_proxy_headers=False,
-            ident="sipup",
-        )
+        if processes == 1:
+            listening = [create_server(app, host=host, port=port, **serving.server_options(config, threads))]
+        else:
+            listening = serving.listening_sockets(host, port)
     except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+        problem = _port_problem(exc, host, port)
+        if problem is None:
             raise
-        reason = {
-            errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
-            errno.EACCES: "may not be opened by this account",
-            errno.EADDRNOTAVAIL: "is on an address this host does not have",
-        }[exc.errno]
-        raise click.ClickException(
-            f"Port {port} on {host} {reason}: start with another port, "
-            f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, "
-            "or set SIPUP_PORT."
-        ) from None
+        raise click.ClickException(problem) from None
     try:
         _prepare_database()
     except BaseException:
-        server.close()
+        for listener in listening:
+            listener.close()
         raise
-    _stop_gracefully_on_sigterm(current_app._get_current_object())
-    click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+    if processes == 1:
+        click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+        sys.stdout.flush()
+        serving.run(app, listening[0])
+        return
+    db.engine.dispose()  # the processes open connections of their own
+    click.echo(
+        f"sipup listening on http://{host}:{port}/ with {processes} processes of {threads} threads (Ctrl+C stops)."
+    )
     sys.stdout.flush()
-    server.run()
+    app_path = click.get_current_context().find_object(ScriptInfo).app_import_path
+    supervisor = serving.Supervisor(listening, processes, threads, config["DRAIN_SECONDS"], app_path)
+    sys.exit(supervisor.run())
 
 
-def _stop_gracefully_on_sigterm(app):
-    """SIGTERM (service managers, a rolling restart): /readyz answers 503 at once so the balancer takes this
-    host out, requests are still served for SIPUP_DRAIN_SECONDS, then waitress finishes the running ones and
-    the process exits (Ctrl+C stops at once, as before)."""
+def _processes_option(text):
+    """--processes as a number above 0 (None when not given); anything else stops with one line."""
+    if text is None:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.ClickException(
+            f"--processes {text}: must be a whole number above 0 (leave it out: the number of cores with Redis, "
+            "1 without)."
+        )
+    return number
 
-    def stop(_signum, _frame):
-        if app.extensions.get("stopping"):
-            return
-        app.extensions["stopping"] = True
-        drain = app.config["DRAIN_SECONDS"]
-        click.echo(f"sipup: stopping; /readyz says so, requests are served {drain} s more.", err=True)
-        threading.Timer(drain, _thread.interrupt_main).start()  # waitress stops on KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+def _port_problem(exc, host, port):
+    """The one line for a port that cannot be listened on; None for other errors."""
+    reason = {
+        errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
+        errno.EACCES: "may not be opened by this account",
+        errno.EADDRNOTAVAIL: "is on an address this host does not have",
+    }.get(exc.errno)
+    if reason is None:
+        return None
+    return (
+        f"Port {port} on {host} {reason}: start with another port, "
+        f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, or set SIPUP_PORT."
+    )
 
 
 def _prepare_database():
@@ -367,11 +385,9 @@ def user_set_password(email, password_stdin):
     user = _user_or_fail(email)
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        accounts.check_password_rules(password)
+        users.set_password(user, password)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    user.set_password(password)
-    db.session.commit()
     click.echo(f"Password of {user.email} set; their sessions have ended.")
 
 

@@ -3,16 +3,19 @@ Flask-Login); tests/test_compat.py checks them against the installed version.
 
 - `answer_as_anonymous`: where Flask-Login keeps the request's user (g._login_user).
 - `session_user_id`: where it keeps the signed-in user's id in the session; `signed_in_id` reads sipup's
-  id from it for the limiter and the read-ahead, before any user is loaded."""
+  id from it for the limiter and the read-ahead, before any user is loaded.
+
+And one PyMySQL (1.x) internal: `set_read_timeout` changes an open connection's read timeout, which PyMySQL
+takes only when connecting (it keeps it in `_read_timeout` and applies it before every read)."""
 
 from flask import g
 
 
 def answer_as_anonymous(anonymous_user):
     """Make current_user the anonymous user for the rest of this request without asking the user loader
-    (Flask-Login keeps the request's user in g._login_user and loads it when that is missing)."""
-    if "_login_user" not in g:
-        g._login_user = anonymous_user
+    (Flask-Login keeps the request's user in g._login_user and loads it when that is missing). A user loaded
+    already is replaced too: after a rollback its attributes would be read from the database again."""
+    g._login_user = anonymous_user
 
 
 SESSION_USER_KEY = "_user_id"  # Flask-Login's session key for the signed-in user's id
@@ -28,3 +31,8 @@ def signed_in_id(session):
     "id:session id" under Flask-Login's key (see services.accounts.load_user)."""
     user_id = session_user_id(session).partition(":")[0]
     return int(user_id) if user_id.isdigit() else None
+
+
+def set_read_timeout(connection, seconds):
+    """Let reads on this open PyMySQL connection wait at most `seconds` (None: for ever) from now on."""
+    connection._read_timeout = seconds

@@ -45,6 +45,9 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 8080,
     "THREADS": 8,
+    # Waitress processes on the one port (flask serve --processes); unset: every core where Redis shares the
+    # rate-limit budgets, cache and statistics, 1 on the embedded default, where each process keeps its own.
+    "PROCESSES": None,
     "CONNECTION_LIMIT": 200,
     "CHANNEL_TIMEOUT": 120,
     "MAX_REQUEST_MB": 32,
@@ -65,6 +68,14 @@ DEFAULTS = {
     "DB_MAX_OVERFLOW": 50,
     "DB_POOL_TIMEOUT": 10,
     "DB_POOL_RECYCLE": 1800,
+    # Seconds a database may stay silent. Web requests give up soon (a 503 page, not a hung request): to open a
+    # connection, to read, to write; the server stops a web request's statement after DB_STATEMENT_TIMEOUT
+    # (0: no limit). The worker and commands (reports, optimize) wait up to DB_JOB_TIMEOUT (0: for ever).
+    "DB_CONNECT_TIMEOUT": 2,
+    "DB_READ_TIMEOUT": 3,
+    "DB_WRITE_TIMEOUT": 3,
+    "DB_STATEMENT_TIMEOUT": 2,
+    "DB_JOB_TIMEOUT": 3600,
     # /monitor and /metrics.
     "MONITOR_REFRESH_SECONDS": 30,
     "MONITOR_PANEL_SECONDS": 10,
@@ -78,7 +89,15 @@ DEFAULTS = {
     "DB_PARTITION_EXPIRED": "keep",
     "DB_OPTIMIZE_LOCK_WAIT": 10,
     # Business rules.
+    # VAT per class (standard, reduced, zero) and country of delivery; SIPUP_VAT_RATE is every class's rate in
+    # a country not listed. The deposit follows the product's class ("product") or is charged at one class.
+    "VAT_RATES": "DE: standard=0.19, reduced=0.07, zero=0",
     "VAT_RATE": "0.20",
+    "VAT_COUNTRY": "DE",
+    "VAT_DEPOSIT": "product",
+    "VAT_REVERSE_CHARGE": False,
+    "VAT_REVERSE_CHARGE_NOTE": "Reverse charge: tax-free intra-Community supply (Art. 138 Directive 2006/112/EC); "
+    "the recipient accounts for the VAT.",
     "CURRENCY": "EUR",
     "CSV_DIALECT": None,  # excel or excel-eu; unset: excel-eu for EUR, else excel (sipup/csvfiles.py)
     "PAGE_SIZE": 24,
@@ -143,6 +162,7 @@ ENDPOINT_LIMITS = {
     "POST auth.password_reset": "5 per minute; 20 per hour",
     "POST auth.password_reset by account": "3 per hour",
     "POST account.password by user": "10 per hour",
+    "POST account.email by user": "10 per hour",
     "POST auth.register": "3 per minute; 10 per hour",
 }
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -225,6 +245,12 @@ def _positive_int(value):
 
 def _non_negative_int(value):
     return _int(value, 0, "must be a whole number, 0 or more")
+
+
+def _processes(value):
+    if value in (None, ""):
+        return None
+    return _int(value, 1, "must be a whole number above 0 (leave it unset: the number of cores with Redis, 1 without)")
 
 
 def _rate(value):
@@ -327,6 +353,60 @@ def _host_name(value):
     if not name or len(name) > 64 or any(c in name for c in " |:\t\n"):
         raise ValueError("must be a short name such as app-1 (no spaces, | or :), at most 64 characters")
     return name
+
+
+VAT_CLASSES = ("standard", "reduced", "zero")
+VAT_RATES_FORM = (
+    'must read like "DE: standard=0.19, reduced=0.07, zero=0; AT: standard=0.20, reduced=0.10, zero=0" '
+    'or {"DE": {"standard": "0.19", "reduced": "0.07", "zero": "0"}}'
+)
+
+
+def _vat_rates(value):
+    """{country: {class: rate}} from a dict, JSON text or the compact "DE: standard=0.19, ...; AT: ..." form."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(VAT_RATES_FORM) from None
+    if isinstance(value, str):
+        table = {}
+        for part in filter(str.strip, value.split(";")):
+            country, colon, pairs = part.partition(":")
+            if not colon:
+                raise ValueError(VAT_RATES_FORM)
+            entries = [pair.partition("=") for pair in pairs.split(",") if pair.strip()]
+            if any(not sign for _name, sign, _rate in entries):
+                raise ValueError(VAT_RATES_FORM)
+            table[country.strip()] = {name.strip(): rate.strip() for name, _sign, rate in entries}
+        value = table
+    if not isinstance(value, dict) or not value or not all(isinstance(each, dict) for each in value.values()):
+        raise ValueError(VAT_RATES_FORM)
+    rates = {}
+    for country, classes in value.items():
+        if not re.fullmatch(r"[A-Z]{2}", str(country)):
+            raise ValueError(f"must name countries by two capital letters such as DE, not {country!r}")
+        if set(classes) != set(VAT_CLASSES):
+            raise ValueError(f"must give exactly the rates standard, reduced and zero for {country}")
+        try:
+            rates[country] = {name: _rate(rate) for name, rate in classes.items()}
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({country})") from None
+    return rates
+
+
+def _country(value):
+    text = str(value).strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise ValueError("must be a country as two letters, e.g. DE")
+    return text
+
+
+def _vat_deposit(value):
+    text = str(value).strip().lower()
+    if text not in ("product", *VAT_CLASSES):
+        raise ValueError("must be product (the rate of what the deposit holds), standard, reduced or zero")
+    return text
 
 
 def _csv_dialect(value):
@@ -447,6 +527,7 @@ CONVERTERS = {
     "PROXY_HOPS": _non_negative_int,
     "PORT": _positive_int,
     "THREADS": _positive_int,
+    "PROCESSES": _processes,
     "CONNECTION_LIMIT": _positive_int,
     "CHANNEL_TIMEOUT": _positive_int,
     "MAX_REQUEST_MB": _positive_int,
@@ -460,7 +541,17 @@ CONVERTERS = {
     "DB_MAX_OVERFLOW": _non_negative_int,
     "DB_POOL_TIMEOUT": _positive_int,
     "DB_POOL_RECYCLE": _positive_int,
+    "VAT_RATES": _vat_rates,
+    "DB_CONNECT_TIMEOUT": _positive_int,
+    "DB_READ_TIMEOUT": _positive_int,
+    "DB_WRITE_TIMEOUT": _positive_int,
+    "DB_STATEMENT_TIMEOUT": _non_negative_int,
+    "DB_JOB_TIMEOUT": _non_negative_int,
     "VAT_RATE": _rate,
+    "VAT_COUNTRY": _country,
+    "VAT_DEPOSIT": _vat_deposit,
+    "VAT_REVERSE_CHARGE": _bool,
+    "VAT_REVERSE_CHARGE_NOTE": str,
     "CSV_DIALECT": _csv_dialect,
     "PAGE_SIZE": _positive_int,
     "QUICK_ORDER_MAX_LINES": _positive_int,
@@ -557,6 +648,11 @@ def _check(config):
         except (TypeError, ValueError) as exc:
             reason = str(exc) if "must" in str(exc) else "has the wrong form"
             raise ConfigError(f"{ENV_PREFIX}_{key}={shown(config[key])!r} {reason}.") from None
+    if config["VAT_COUNTRY"] not in config["VAT_RATES"]:
+        raise ConfigError(
+            f"{ENV_PREFIX}_VAT_COUNTRY={config['VAT_COUNTRY']!r} has no rates in {ENV_PREFIX}_VAT_RATES; "
+            f'add them, e.g. "{config["VAT_COUNTRY"]}: standard=0.20, reduced=0.10, zero=0".'
+        )
 
 
 def _derive(app):
@@ -624,7 +720,14 @@ def engine_options(url, config):
             "pool_pre_ping": True,  # sipup.database makes the pool a MeasuredQueuePool, which counts waits
             # Each statement sees what others committed: credit and stock checks read fresh figures.
             "isolation_level": "READ COMMITTED",
-            "connect_args": {"charset": "utf8mb4", "connect_timeout": 5},
+            # Reads wait DB_CONNECT_TIMEOUT while connecting (the server's greeting); sipup.database sets the read
+            # timeout of each checkout by who uses it: a web request or the worker and commands.
+            "connect_args": {
+                "charset": "utf8mb4",
+                "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                "read_timeout": config["DB_CONNECT_TIMEOUT"],
+                "write_timeout": config["DB_WRITE_TIMEOUT"],
+            },
         }
     raise ConfigError(
         f"{ENV_PREFIX}_DATABASE_URL uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."

@@ -5,18 +5,25 @@ import os
 import secrets
 import time
 
+from flask import has_request_context
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from sipup.observability.outages import outage
 from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats
 
+from .compat import set_read_timeout
 from .extensions import db, migrate
 
 log = logging.getLogger(__name__)
+DATABASE = "Database"  # its outages' name in the log (sipup.observability.outages)
 
 # MySQL/MariaDB error codes worth retrying the whole unit for: deadlock, lock wait timeout.
 RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+# MySQL/MariaDB error codes that say the server is not there: cannot connect (2002, 2003), gone away (2006),
+# connection lost or timed out (2013, 2055), shutting down (1053), connection killed (1927).
+UNAVAILABLE_MYSQL_ERRORS = {2002, 2003, 2006, 2013, 2055, 1053, 1927}
 
 
 def register_database(app):
@@ -25,9 +32,54 @@ def register_database(app):
     if "pool_size" in options:  # a server database: its pool counts the checkouts that waited
         options.setdefault("poolclass", MeasuredQueuePool)
     db.init_app(app)
+    app.teardown_appcontext(_end_session)  # runs before Flask-SQLAlchemy's own, which then finds nothing to do
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         register_query_stats(app, db.engine)
+        event.listen(db.engine, "checkout", _answered)
+        if db.engine.dialect.name in ("mysql", "mariadb"):
+            register_timeouts(app, db.engine)
+
+
+def register_timeouts(app, engine):
+    """Each checkout of a MySQL/MariaDB connection gets the limits of who uses it: a web request a short read
+    timeout and statement limit (a silent database becomes a 503 within seconds), the worker and commands long
+    ones (reports, optimize)."""
+    config = app.config
+    web = (config["DB_READ_TIMEOUT"], config["DB_STATEMENT_TIMEOUT"])
+    background = (config["DB_JOB_TIMEOUT"] or None, 0)
+
+    @event.listens_for(engine, "checkout")
+    def _limits(dbapi_connection, record, _proxy):
+        read_timeout, statement_seconds = web if has_request_context() else background
+        set_read_timeout(dbapi_connection, read_timeout)
+        if record.info.get("statement_seconds") != statement_seconds:  # a SET only when the user changes
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(statement_limit(dbapi_connection.get_server_info(), statement_seconds))
+            record.info["statement_seconds"] = statement_seconds
+
+
+def statement_limit(server_version, seconds):
+    """The SET that stops this session's statements after `seconds` (0: never): MariaDB's max_statement_time,
+    MySQL's max_execution_time (milliseconds, SELECTs only)."""
+    if "mariadb" in server_version.lower():
+        return f"SET SESSION max_statement_time = {int(seconds)}"
+    return f"SET SESSION max_execution_time = {int(seconds) * 1000}"
+
+
+def _answered(_dbapi_connection, _record, _proxy):
+    """A connection was handed out (alive, where the pool pings): a database outage, if any, is over."""
+    outage(DATABASE).ok()
+
+
+def _end_session(_exc):
+    """Close the context's session; when closing fails (its connection died), forget the session all the same,
+    so a later context never inherits its failed transaction, and let the error be logged."""
+    try:
+        db.session.remove()
+    except DBAPIError:
+        db.session.registry.clear()
+        raise
 
 
 def _migrations_dir():
@@ -124,6 +176,23 @@ def is_retryable(error):
     orig = getattr(error, "orig", None)
     code = orig.args[0] if orig is not None and orig.args else None
     return code in RETRYABLE_MYSQL_ERRORS
+
+
+def is_unavailable(error):
+    """The database went away (or never answered): not a fault of the statement, worth running again later."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    orig = getattr(error, "orig", None)
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code in UNAVAILABLE_MYSQL_ERRORS
+
+
+def forget_transaction():
+    """Roll the session back even when its connection died (the first rollback finds it dead and drops it)."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        db.session.rollback()
 
 
 def run_in_transaction(work, *args, attempts=3, **kwargs):

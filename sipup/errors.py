@@ -8,11 +8,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from sipup.observability.outages import outage
 from sipup.observability.query_stats import POOL_TIMEOUTS
 from sipup.storage import StorageUnavailable
 
 from .compat import answer_as_anonymous
-from .database import write_problem
+from .database import DATABASE, write_problem
 from .extensions import db
 
 log = logging.getLogger("sipup.errors")
@@ -62,13 +63,10 @@ def _database_down(error):
     if isinstance(error, PoolTimeout):
         POOL_TIMEOUTS.add()
     kind = None if isinstance(error, PoolTimeout) else write_problem(error)
-    log.error(
-        "Database %s on %s %s: %s",
-        f"not writable ({kind})" if kind else "unavailable",
-        request.method,
-        request.path,
-        error,
-    )
+    if kind:
+        log.error("Database not writable (%s) on %s %s: %s", kind, request.method, request.path, error)
+    else:  # one line when it goes, a count a minute while it stays away: not a line per request
+        outage(DATABASE).failed(error, where=f" on {request.method} {request.path}")
     return render_error(503, message=NOT_WRITABLE_MESSAGES.get(kind))
 
 

@@ -34,12 +34,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import searchtext
 from .extensions import db
+from .hashing import hash_password, verify_password
 
 Money = Numeric(12, 2)
+VatRate = Numeric(5, 4)
 # BIGINT on MySQL for tables that reach millions of rows; SQLite needs INTEGER to auto-increment.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -153,7 +154,7 @@ class User(db.Model):
 
     def set_password(self, password):
         """A new password ends every session of this user."""
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
         self.sessions.clear()
 
     def deactivate(self):
@@ -162,7 +163,8 @@ class User(db.Model):
         self.sessions.clear()
 
     def check_password(self, password):
-        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+        """True when the password matches; never for a user who has not chosen one."""
+        return verify_password(self.password_hash, password)
 
     @property
     def has_password(self):
@@ -299,6 +301,8 @@ class Product(db.Model):
     min_qty: Mapped[int] = mapped_column(Integer, default=1)
     qty_step: Mapped[int] = mapped_column(Integer, default=1)
     deposit: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    # standard, reduced or zero: its rate depends on the country of delivery (SIPUP_VAT_RATES).
+    vat_class: Mapped[str] = mapped_column(String(10), default="standard", server_default="standard")
     stock_on_hand: Mapped[int] = mapped_column(Integer, default=0)
     stock_reserved: Mapped[int] = mapped_column(Integer, default=0)
     backorder_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -441,6 +445,8 @@ class Order(db.Model):
     deposit_total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     vat_total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     total: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    # No VAT charged: an EU business abroad with a valid VAT id accounts for it (SIPUP_VAT_REVERSE_CHARGE).
+    reverse_charge: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -478,6 +484,20 @@ class Order(db.Model):
         return OrderStatus(self.status).label
 
 
+class CheckoutKey(db.Model):
+    """A checkout form's one-time key and the order it placed, unique per company: a form sent twice (a double
+    click, a retry after a timeout, a reload) finds its order here instead of placing another. Kept beside orders
+    because the partitioned orders table can hold no unique key without created_at."""
+
+    __tablename__ = "checkout_keys"
+    company_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_id: Mapped[int] = mapped_column(BigId)
+    order_number: Mapped[str] = mapped_column(String(20))
+    # The hourly cleanup deletes keys older than SIPUP_QUEUE_KEEP_DAYS: the query this index serves.
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class OrderLine(db.Model):
     __tablename__ = "order_lines"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -492,6 +512,10 @@ class OrderLine(db.Model):
     unit_price: Mapped[Decimal] = mapped_column(Money)
     unit_deposit: Mapped[Decimal] = mapped_column(Money)
     line_total: Mapped[Decimal] = mapped_column(Money)
+    # The VAT rates on the goods and on the deposit when ordered, copied like the prices; NULL on lines
+    # ordered before rates per line (their order keeps its one VAT total).
+    vat_rate: Mapped[Decimal | None] = mapped_column(VatRate)
+    deposit_vat_rate: Mapped[Decimal | None] = mapped_column(VatRate)
 
     product: Mapped[Product] = relationship(
         primaryjoin=lambda: foreign(OrderLine.product_id) == Product.id, viewonly=True
@@ -524,10 +548,17 @@ class Invoice(db.Model):
     paid_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     due_date: Mapped[date] = mapped_column(Date)
+    # Settled: paid, or credited, in full. "Paid on" shows the date of the last payment.
     paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What credit notes took off the invoice.
+    credited_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"), server_default="0")
+    # The date of supply: the day the order was shipped (NULL on invoices issued before it was recorded).
+    delivery_date: Mapped[date | None] = mapped_column(Date)
 
     company: Mapped[Company] = relationship()
     order: Mapped[Order] = relationship(primaryjoin=lambda: foreign(Invoice.order_id) == Order.id, viewonly=True)
+    credit_notes: Mapped[list["CreditNote"]] = relationship(back_populates="invoice", order_by="CreditNote.id")
+    payments: Mapped[list["Payment"]] = relationship(order_by="Payment.received_at, Payment.id", viewonly=True)
 
     __table_args__ = (
         Index("ix_invoices_company_paid", "company_id", "paid_at"),
@@ -536,11 +567,65 @@ class Invoice(db.Model):
 
     @property
     def open_amount(self):
-        return self.amount - self.paid_amount
+        """What is still to pay: below 0 when a credit note came after payment (owed to the customer)."""
+        return self.amount - self.paid_amount - self.credited_amount
+
+    @property
+    def creditable_amount(self):
+        """What credit notes may still take off: invoiced and not yet credited."""
+        return self.amount - self.credited_amount
 
     @property
     def is_overdue(self):
         return self.paid_at is None and self.due_date < utcnow().date()
+
+
+class CreditNote(db.Model):
+    """A correction of an invoice (goods returned, a wrong price): lines and quantities taken back, with a
+    reason and a gap-free number of its own, booked against the invoice's open amount."""
+
+    __tablename__ = "credit_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(400))
+    goods_total: Mapped[Decimal] = mapped_column(Money)
+    deposit_total: Mapped[Decimal] = mapped_column(Money)
+    vat_total: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    invoice: Mapped[Invoice] = relationship(back_populates="credit_notes")
+    company: Mapped[Company] = relationship()
+    lines: Mapped[list["CreditNoteLine"]] = relationship(
+        back_populates="credit_note", cascade="all, delete-orphan", order_by="CreditNoteLine.id"
+    )
+
+    __table_args__ = (CheckConstraint("amount > 0", name="credit_note_positive"),)
+
+
+class CreditNoteLine(db.Model):
+    """One order line taken back, in part or in full, at the prices and rates it was invoiced at."""
+
+    __tablename__ = "credit_note_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credit_note_id: Mapped[int] = mapped_column(ForeignKey("credit_notes.id", ondelete="CASCADE"), index=True)
+    order_line_id: Mapped[int] = mapped_column(BigId, index=True)
+    sku: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    sell_unit: Mapped[str] = mapped_column(String(80))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    unit_deposit: Mapped[Decimal] = mapped_column(Money)
+    line_total: Mapped[Decimal] = mapped_column(Money)
+    vat_rate: Mapped[Decimal | None] = mapped_column(VatRate)
+    deposit_vat_rate: Mapped[Decimal | None] = mapped_column(VatRate)
+
+    credit_note: Mapped[CreditNote] = relationship(back_populates="lines")
+
+    __table_args__ = (CheckConstraint("quantity > 0", name="credit_note_line_positive"),)
 
 
 class Payment(db.Model):

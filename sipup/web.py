@@ -1,5 +1,7 @@
-"""Cross-cutting web behaviour: proxies, versioned static URLs, template helpers, security headers."""
+"""Cross-cutting web behaviour: teardowns that never replace an answer, proxies, versioned static URLs, template
+helpers, security headers."""
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -8,18 +10,52 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import current_app, g, has_request_context, render_template, request
+from flask import Flask, current_app, g, has_request_context, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from markupsafe import Markup
+from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from .database import DATABASE
+from .observability.outages import outage
 from .services import cart
 from .services.parsing import MAX_ID
 
 log = logging.getLogger("sipup.web")
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
+
+
+class Sipup(Flask):
+    """Flask whose teardown functions (its extensions' too) log what they raise instead of raising it: the
+    answer is made by then, and an error while cleaning up (a rollback on a database that just died) must not
+    turn a placed order into waitress's bare "Internal Server Error"."""
+
+    def teardown_request(self, f):
+        """Register f to run after each request, guarded."""
+        super().teardown_request(_guarded_teardown(f))
+        return f
+
+    def teardown_appcontext(self, f):
+        """Register f to run when each app context ends, guarded."""
+        super().teardown_appcontext(_guarded_teardown(f))
+        return f
+
+
+def _guarded_teardown(func):
+    """func(exc), with what it raises logged: one line for a database that went away, a traceback otherwise."""
+
+    @functools.wraps(func)
+    def guarded(exc):
+        try:
+            func(exc)
+        except DBAPIError as error:
+            outage(DATABASE).failed(error, where=f" (clean-up {func.__qualname__} after the answer)")
+        except Exception:
+            log.exception("Clean-up %s after the answer failed", func.__qualname__)
+
+    return guarded
 
 
 class IdConverter(IntegerConverter):

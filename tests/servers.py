@@ -1,6 +1,6 @@
-"""Real servers a test starts on free loopback ports: Redis and Memcached it may stop and start again,
-SeaweedFS as an S3-compatible object store, HAProxy and nginx in front of sipup, and sipup itself under
-`flask serve`.
+"""Real servers a test starts on free ports (of loopback, or of a test network's address): Redis, Memcached and
+MariaDB it may stop (or kill, or freeze) and start again, SeaweedFS as an S3-compatible object store, HAProxy
+and nginx in front of sipup, and sipup itself under `flask serve`.
 
 The shared test Redis (SIPUP_TEST_REDIS_URL) must never be stopped: other tests and other runs use it.
 A test about outages starts one of these on a free port of its own instead.
@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -100,42 +101,6 @@ class LocalRedis(LocalServer):
     @property
     def url(self):
         return f"redis://{self.host}:{self.port}/0"
-
-
-class LocalMariaDB(LocalServer):
-    """A MariaDB server of its own (a data folder made by mariadb-install-db, about a second) that a test may
-    stop, kill or pause; no grant tables, so any user name connects without a password."""
-
-    program = "mariadbd"
-
-    def start(self):
-        data = Path(self.workdir) / "mariadb"
-        if not data.exists():
-            subprocess.run(
-                ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db"],
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-        return super().start()
-
-    def command(self):
-        data = Path(self.workdir) / "mariadb"
-        return [
-            self.program,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--socket={data}/mysqld.sock",
-            f"--pid-file={data}/mysqld.pid",
-            f"--port={self.port}",
-            f"--bind-address={self.host}",
-            "--user=root",
-            "--skip-grant-tables",
-            "--innodb-buffer-pool-size=64M",
-        ]
-
-    def url(self, database):
-        return f"mysql+pymysql://root@{self.host}:{self.port}/{database}?charset=utf8mb4"
 
 
 class LocalMemcached(LocalServer):
@@ -243,6 +208,81 @@ class LocalSeaweed(LocalServer):
 
     def url_for(self, prefix):
         return f"{self.url}/{prefix}"
+
+
+class LocalMariaDB(LocalServer):
+    """A private MariaDB (its own datadir, socket and port, root without a password, from any address) for
+    fault and cluster tests: kill() is `kill -9`, pause() and resume() are SIGSTOP and SIGCONT; start() again
+    recovers the same datadir."""
+
+    program = "mariadbd"
+
+    def __init__(self, workdir, host="127.0.0.1"):
+        super().__init__(workdir, host)
+        self.datadir = Path(workdir) / "mariadb"
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def command(self):
+        return [
+            shutil.which(self.program) or f"/usr/sbin/{self.program}",
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.workdir}/mariadb.sock",
+            f"--pid-file={self.workdir}/mariadb.pid",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            *(["--user=root"] if os.geteuid() == 0 else []),
+        ]
+
+    def start(self):
+        super().start()
+        if self.host != "127.0.0.1":  # root may connect from the test network's other addresses too
+            import pymysql
+
+            with pymysql.connect(unix_socket=f"{self.workdir}/mariadb.sock", user="root") as conn:
+                conn.cursor().execute("GRANT ALL ON *.* TO 'root'@'%' IDENTIFIED BY '' WITH GRANT OPTION")
+        return self
+
+    def kill(self):
+        """kill -9: no shutdown, connections cut, InnoDB recovers at the next start()."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def pause(self):
+        """SIGSTOP: the port still accepts connections, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.running:
+            self.process.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        self.resume()  # a frozen server cannot shut down
+        super().stop()
+
+    def database_url(self, name):
+        """A URL of database `name` on this server, created if missing."""
+        import pymysql
+
+        with pymysql.connect(host=self.host, port=self.port, user="root") as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        return f"mysql+pymysql://root@{self.host}:{self.port}/{name}"
 
 
 def local_server(kind, tmp_path):
@@ -433,6 +473,7 @@ class SipupServer:
         self.log_path = self.instance / "serve.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIPUP_", "FLASK_"))}
         env.update(SIPUP_INSTANCE_PATH=str(self.instance), FLASK_APP="wsgi", PYTHONWARNINGS="ignore")
+        settings.setdefault("PROCESSES", 1)  # not one per core where Redis is set: `--processes` overrides it
         env.update({f"SIPUP_{name}": str(value) for name, value in settings.items()})
         self.env = env
         self.process = None

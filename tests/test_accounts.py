@@ -57,6 +57,14 @@ def link_in_last_mail(smtp, to):
     return url.group(1)
 
 
+def last_mail_text(smtp, to):
+    """The text of the newest mail to this address, after the queued mails are sent."""
+    run_jobs()
+    mails = [m for m in smtp.messages if to.lower() in m["To"].lower()]
+    assert mails, f"no mail to {to}: {[m['To'] for m in smtp.messages]}"
+    return mails[-1].get_body(("plain",)).get_content()
+
+
 def signed_in(site, user, password=PASSWORD):
     client = site.test_client()
     assert login(client, user, password).status_code == 302
@@ -190,7 +198,9 @@ def test_reset_form_names_a_bad_address_and_short_passwords(site, buyer):
     path = link_in_last_mail(site.smtp, buyer.email)
     client = site.test_client()
     short = client.post(path, data={"password": "short", "confirm": "short"})
-    assert short.status_code == 422 and "at least 10 characters" in short.get_data(as_text=True)
+    assert short.status_code == 422 and "at least 12 characters" in short.get_data(as_text=True)
+    own = client.post(path, data={"password": buyer.email, "confirm": buyer.email})
+    assert own.status_code == 422 and "must not be your e-mail address" in own.get_data(as_text=True)
     differ = client.post(path, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"})
     assert differ.status_code == 422 and "differ" in differ.get_data(as_text=True)
     assert client.post(path, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}).status_code == 302
@@ -356,21 +366,71 @@ def test_password_change_needs_the_current_one_and_ends_other_sessions(site, buy
     assert here.get("/account/").status_code == 200
     assert elsewhere.get("/orders").status_code == 302
     assert live_sessions(buyer) == 1
+    notice = last_mail_text(site.smtp, buyer.email)
+    assert "password of" in notice and "was changed" in notice and "/password/reset" in notice
+
+
+WEAK_PASSWORDS = [
+    ("password123", "at least 12 characters"),
+    ("1234567890", "at least 12 characters"),
+    (" " * 10, "at least 12 characters"),
+    ("a  b  c  d  e  f", "A run of spaces counts as one."),
+    ("x" * 129, "at most 128 characters"),
+    ("password1234", "This is a very common password."),
+    ("qwertyuiop12", "too easy to guess"),
+    ("{email}", "must not be your e-mail address"),
+    ("{name} 2024", "too easy to guess"),
+]
+
+
+def test_weak_passwords_are_refused_with_the_reason(client, make_company, make_user):
+    buyer = make_user("buyer", make_company(), email="anna.schmidt@example.com")
+    buyer.name = "Anna Schmidt"
+    db.session.commit()
+    login(client, buyer)
+    runner = current_app.test_cli_runner()
+    for weak, reason in WEAK_PASSWORDS:
+        weak = weak.format(email=buyer.email, name=buyer.name)
+        answer = client.post("/account/password", data={"current": PASSWORD, "new": weak, "confirm": weak})
+        assert answer.status_code == 422 and reason in answer.get_data(as_text=True), weak
+        result = runner.invoke(args=["user", "set-password", buyer.email, "--password-stdin"], input=weak + "\n")
+        assert result.exit_code == 1 and reason in result.output, weak
+    db.session.expire_all()
+    assert db.session.get(User, buyer.id).check_password(PASSWORD)
+
+
+def test_a_long_passphrase_of_any_characters_is_taken(client, buyer):
+    login(client, buyer)
+    phrase = "Hofbräu, Kölsch & Weißbier   bis 22 Uhr!" + "x7Qp" * 20
+    assert len(phrase) <= 128
+    answer = client.post("/account/password", data={"current": PASSWORD, "new": phrase, "confirm": phrase})
+    assert answer.status_code == 302
+    assert login(current_app.test_client(), buyer, phrase).status_code == 302
 
 
 def test_email_change_is_confirmed_from_the_new_address(site, buyer):
     client = signed_in(site, buyer)
     page = client.get("/account/").get_data(as_text=True)
     assert buyer.company.name in page and "Payment terms" in page
-    assert client.post("/account/email", data={"new_email": "Fresh@Example.com"}).status_code == 302
+    old_email = buyer.email
+    without = client.post("/account/email", data={"new_email": "Fresh@Example.com", "email_password": "wrong"})
+    page = without.get_data(as_text=True)
+    assert without.status_code == 422 and "not your current password" in page and 'value="Fresh@Example.com"' in page
+    assert run_jobs()["run"] == 0  # no link went out
+    change = {"new_email": "Fresh@Example.com", "email_password": PASSWORD}
+    assert client.post("/account/email", data=change).status_code == 302
     assert db.session.get(User, buyer.id).email == buyer.email  # not before the link is opened
     path = link_in_last_mail(site.smtp, "Fresh@Example.com")
     assert client.get(path).status_code == 302
     db.session.expire_all()
     assert db.session.get(User, buyer.id).email == "Fresh@Example.com"
     assert client.get(path).status_code == 410
-    taken = client.post("/account/email", data={"new_email": "Fresh@Example.com"})
+    taken = client.post("/account/email", data=change)
     assert taken.status_code == 422 and "already your address" in taken.get_data(as_text=True)
+    notice = last_mail_text(site.smtp, old_email)
+    assert f"from {old_email} to Fresh@Example.com" in notice and "replying to this mail" in notice
+    job = db.session.scalar(select(Job).where(Job.dedupe_key.like("mail:email_changed:%")))
+    assert job.status == "done" and old_email in job.result
 
 
 def test_name_change_is_shown_at_once(site, buyer):
@@ -413,7 +473,7 @@ def test_user_commands_invite_list_deactivate_and_set_password(app, make_company
         (["user", "deactivate", "ghost@example.com"], "There is no user ghost@example.com."),
         (["user", "invite", "x@example.com", "--role", "buyer"], "give --company"),
         (["user", "invite", "new@example.com", "--role", "buyer", "--company", "Bar Linde"], "already has an account"),
-        (["user", "set-password", "new@example.com", "--password-stdin"], "at least 10 characters"),
+        (["user", "set-password", "new@example.com", "--password-stdin"], "at least 12 characters"),
     ):
         result = runner.invoke(args=args, input="short\n")
         assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1

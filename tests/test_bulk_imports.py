@@ -98,6 +98,7 @@ def test_products_import_previews_then_applies_as_a_job_and_twice_changes_nothin
     )
     water = db.session.scalar(select(Product).where(Product.sku == "WATER-1"))
     assert (water.name, water.active, water.deposit, water.min_qty) == ("-Still- water", False, Decimal("0.00"), 1)
+    assert (juice.vat_class, water.vat_class) == ("reduced", "zero")
     assert "case of 12" in juice.search_text and "apfelsaft" in juice.search_text  # found by the shop's search
     done = client.get(f"/admin/imports/{name}/progress").get_data(as_text=True)
     assert "3 of 3 line(s) applied: 3 created, 0 changed" in done and "hx-get" not in done  # polling stops
@@ -110,8 +111,9 @@ def test_products_import_previews_then_applies_as_a_job_and_twice_changes_nothin
     refused = client.post(f"/admin/imports/{preview_of(again)['name']}/apply", follow_redirects=True)
     assert "there is nothing to apply" in refused.get_data(as_text=True)
 
-    changed = upload(client, "products", PRODUCTS.replace("18,90", "19,50"))
-    assert counts(changed)["change"] == 1 and "unit_price: 18.90 → 19.50" in changed.get_data(as_text=True)
+    changed = upload(client, "products", PRODUCTS.replace("18,90", "19,50").replace("reduced", "standard"))
+    assert counts(changed)["change"] == 2 and "unit_price: 18.90 → 19.50" in changed.get_data(as_text=True)
+    assert "vat_class: reduced → standard" in changed.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("fmt, dialect", FORMATS)

@@ -147,7 +147,16 @@ def test_user_create_refuses_a_short_password(runner, password):
         args=["user", "create", "x@example.com", "--role", "admin", "--password-stdin"], input=password + "\n"
     )
     assert result.exit_code == 1
-    assert "at least 10 characters" in result.output
+    assert "at least 12 characters" in result.output
+    assert count(User) == 0
+
+
+def test_user_create_refuses_a_common_password(runner):
+    result = runner.invoke(
+        args=["user", "create", "x@example.com", "--role", "admin", "--password-stdin"], input="password1234\n"
+    )
+    assert result.exit_code == 1
+    assert "This is a very common password." in result.output
     assert count(User) == 0
 
 

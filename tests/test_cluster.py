@@ -341,8 +341,6 @@ def cluster(tmp_path_factory):
     try:
         database = LocalMariaDB(folder, host=network.address).start()
         started.append(database)
-        with pymysql.connect(host=network.address, port=database.port, user="root") as conn:
-            conn.cursor().execute("CREATE DATABASE sipup CHARACTER SET utf8mb4")
         redis = LocalRedis(folder, host=network.address).start()
         started.append(redis)
         smtp = LocalSmtp(host=network.address).start()
@@ -353,8 +351,9 @@ def cluster(tmp_path_factory):
         env.update(
             FLASK_APP="wsgi",
             PYTHONWARNINGS="ignore",
-            SIPUP_DATABASE_URL=database.url("sipup"),
+            SIPUP_DATABASE_URL=database.database_url("sipup"),
             SIPUP_REDIS_URL=redis.url,
+            SIPUP_PROCESSES="1",  # one process per host, as before --processes: the test's cost stays put
             SIPUP_SECRET_KEY=SECRET,
             SIPUP_PROXY_HOPS="1",
             SIPUP_MAIL_URL=smtp.url,

@@ -189,3 +189,28 @@ def test_the_one_trip_hits_count_as_limits_own_sliding_window_does(redis_namespa
     assert strategy.get_window_stats(address, "10.0.0.1", "address").remaining == 0
     assert not strategy.test(user, "user:7", "user")
     assert strategy.hit(address, "10.0.0.2", "address")  # another address is untouched
+
+
+def test_pypdf_adds_an_indirect_object_the_output_intent_can_refer_to():
+    from pypdf import PdfWriter
+    from pypdf.generic import IndirectObject, StreamObject
+
+    from sipup.services.compat import add_indirect
+
+    writer = PdfWriter()
+    stream = StreamObject()
+    stream.set_data(b"icc")
+    reference = add_indirect(writer, stream)
+    assert isinstance(reference, IndirectObject) and reference.get_object().get_data() == b"icc"
+
+
+def test_pymysql_takes_a_new_read_timeout_before_the_next_read():
+    """set_read_timeout: PyMySQL keeps the read timeout in _read_timeout and applies it before every read."""
+    import inspect
+
+    import pymysql
+
+    connection = pymysql.connections.Connection(defer_connect=True, read_timeout=2)
+    app_compat.set_read_timeout(connection, 7)
+    assert connection._read_timeout == 7
+    assert "self._sock.settimeout(self._read_timeout)" in inspect.getsource(pymysql.connections.Connection._read_bytes)

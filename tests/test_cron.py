@@ -114,3 +114,14 @@ def test_the_cron_wrapper_rotates_its_log_at_one_megabyte(tmp_path):
     assert not (project / "instance" / "cron.log.6").exists()
     run()  # under the limit: appended
     assert log.read_text().count("ran:") == 2
+
+
+def test_the_systemd_unit_stops_the_worker_gracefully_with_margin():
+    """systemd waits TimeoutStopSec before it kills: the worker's own stop (SIPUP_WORKER_STOP_SECONDS) plus
+    queueing the unfinished jobs again (5 s on a busy host) must fit with room to spare."""
+    from sipup.config import DEFAULTS
+
+    unit = read(ROOT / "cron" / "sipup-worker.service")
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.MULTILINE))
+    assert settings["ExecStart"] == "/opt/sipup/cron/sipup.sh queue worker" and settings["KillSignal"] == "SIGTERM"
+    assert int(settings["TimeoutStopSec"]) >= DEFAULTS["WORKER_STOP_SECONDS"] + 20

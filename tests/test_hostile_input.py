@@ -270,6 +270,10 @@ def shop(app, make_product, make_company, make_user):
     buyer = make_user("owner", company)
     carts.add(buyer.id, beer, 2)
     orders.checkout(buyer, Decimal("0.20"), "PO-1", None, company.addresses[0].id)
+    carts.add(buyer.id, beer, 4)
+    invoiced = orders.checkout(buyer, Decimal("0.20"), "PO-2", None, company.addresses[0].id)
+    for action in ("confirm", "ship", "invoice"):  # its page offers the payment and credit note forms
+        orders.transition(invoiced.number, action, None)
     carts.add(buyer.id, beer, 3)
     db.session.add(
         Job(
@@ -336,6 +340,7 @@ def test_no_form_answers_500_or_echoes_markup_whatever_is_typed(app, shop, clien
         assert {"/admin/imports", "/admin/imports/preview", "/admin/reports", "/admin/products/new"} <= {
             f[1] for f in forms
         }
+        assert {"payments", "credit-notes"} <= {f[1].rsplit("/", 1)[1] for f in forms if "/admin/invoices/" in f[1]}
         assert any(f[1].startswith("/monitor/jobs/") for f in forms), "the monitor's panels are crawled too"
 
     # Each address as likely as any other, however many variants of its form the pages showed.

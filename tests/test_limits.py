@@ -12,7 +12,7 @@ import pytest
 from sipup import create_app
 from sipup.config import ConfigError
 from sipup.limits.limiter import Blocks, SqliteBlockStore, blocks_in_force, status
-from tests.conftest import REDIS_URL, login
+from tests.conftest import PASSWORD, REDIS_URL, login
 from tests.servers import SipupServer
 
 
@@ -135,6 +135,30 @@ def test_login_is_limited_per_address_and_per_account(app, make_app, buyer, make
     assert client.get("/login", **_from("10.3.0.1")).status_code == 200
     assert client.post("/login", data={"email": other.email, "password": "x"}, **_from("10.3.0.1")).status_code == 429
     assert login(client, other).status_code == 302  # another address, another account: fine
+
+
+def test_guesses_from_elsewhere_do_not_lock_the_owner_out_of_their_usual_address(
+    app, make_app, make_company, make_user, storage
+):
+    limited = make_app(
+        RATELIMIT_ENDPOINTS={"POST auth.login": "10 per minute", "POST auth.login by account": "3 per minute"},
+        RATELIMIT_STRATEGY="moving-window",  # exact counts, whatever the minute
+        **storage,
+    )
+    # An address of its own: the known addresses on the embedded default outlive a test (one instance folder).
+    buyer = make_user("buyer", make_company(), email="office-guessed@example.com")
+    right = {"email": buyer.email, "password": PASSWORD}
+    wrong = {"email": buyer.email.upper(), "password": "not the password"}
+
+    def sign_in(data, address):
+        return limited.test_client().post("/login", data=data, **_from(address)).status_code
+
+    assert sign_in(right, "10.8.0.1") == 302  # the office, last week
+    assert [sign_in(wrong, f"10.8.0.{n}") for n in range(2, 7)] == [401, 401, 429, 429, 429]  # five guessers
+    assert sign_in(right, "10.8.0.99") == 429  # a new address waits: the account's shared budget is spent
+    assert sign_in(right, "10.8.0.1") == 302  # the office gets in
+    # The office's own budget is no bigger: guessing from there is limited per account and address.
+    assert [sign_in(wrong, "10.8.0.1") for _ in range(3)] == [401, 401, 429]
 
 
 # --- blocks ------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+import click
 import pytest
 
 from sipup import create_app
+from sipup.loadtest.cli import read_logins
 from sipup.loadtest.histogram import Histogram, bucket_bounds, bucket_of
 from sipup.loadtest.thresholds import EXIT_THRESHOLDS, parse_threshold
 from tests.servers import free_port
@@ -527,6 +529,20 @@ def test_bad_options_get_clear_messages(cli, target, args, message):
     result, figures = cli(target, *scenario, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and figures is None
+
+
+def test_a_logins_file_keeps_spaces_in_passwords_and_names_a_wrong_line(tmp_path):
+    path = tmp_path / "logins.txt"
+    path.write_text(
+        "# buyers\nanna@a.example correct horse battery staple\nstaff\tops@shop.example\tx\n"
+        "buyer\tben@b.example\tpass word\n",
+        encoding="utf-8",
+    )
+    assert read_logins(path) == [("anna@a.example", "correct horse battery staple"), ("ben@b.example", "pass word")]
+    for line, problem in (("anna@a.example", "no password after anna@a.example"), ("secret anna", "'secret'")):
+        path.write_text(f"ok@a.example fine password\n{line}\n", encoding="utf-8")
+        with pytest.raises(click.BadParameter, match=f"{path} line 2: {problem}"):
+            read_logins(path)
 
 
 def test_a_target_that_does_not_answer_is_explained(cli):

@@ -288,6 +288,27 @@ def test_recommendations_fire_on_the_live_figures(app, admin_client):
     assert "Failed jobs in the last 24 hours" in html and "<code>flask queue retry --failed</code>" in html
 
 
+def test_the_advisor_says_cron_cannot_keep_up_with_a_busy_shop(app, admin_client):
+    """An hour of 5 orders a second (300 mails a minute) against the documented `--limit 10` once a minute: this
+    minute for real, the 59 before as the counters would hold them."""
+    counters = app.extensions["counters"]
+    for minute in range(1, 60):
+        counters.incr("queue", "enqueued", 300, now=time.time() - 60 * minute)
+        counters.incr("queue", "capacity", 10, now=time.time() - 60 * minute)
+    for _ in range(300):
+        enqueue("ping")
+    db.session.commit()
+    app.extensions["queue"].process(10)  # cron's run this minute
+    counters.flush()
+    rule = _rule("cron_capacity", monitor.panel("recommendations")["rules"])
+    assert rule["state"] == "firing", rule
+    assert rule["value"] == (
+        "300.0 jobs/min arrive, 10.0/min processed at most; `--limit 450` every minute would keep up"
+    )
+    html = admin_client.get("/monitor/panels/recommendations").get_data(as_text=True)
+    assert "Cron processes fewer jobs than arrive" in html and "flask queue worker" in html
+
+
 # --- /metrics ----------------------------------------------------------------------------------
 
 

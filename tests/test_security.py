@@ -1,13 +1,20 @@
 """Sign-in, sessions, CSRF, redirects, cookies, headers and password storage."""
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import select
+from werkzeug.security import generate_password_hash
 
 from sipup.extensions import db
 from sipup.models import User, UserSession
 from tests.conftest import PASSWORD, login
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -218,7 +225,38 @@ def test_signed_in_pages_are_not_cached_by_browsers_or_proxies(client, buyer, lo
 
 def test_passwords_are_stored_hashed(app, buyer):
     stored = db.session.scalar(select(User.password_hash).where(User.id == buyer.id))
-    assert stored.startswith(("scrypt:", "pbkdf2:"))
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # OWASP's argon2id parameters
     assert PASSWORD not in stored
     assert buyer.check_password(PASSWORD)
     assert not buyer.check_password(PASSWORD.upper())
+
+
+def test_a_scrypt_hash_of_before_is_upgraded_at_the_next_sign_in(client, buyer):
+    elsewhere = client.application.test_client()
+    assert login(elsewhere, buyer).status_code == 302
+    db.session.get(User, buyer.id).password_hash = generate_password_hash(PASSWORD)  # what earlier releases stored
+    db.session.commit()
+    assert login(client, buyer, "not the password").status_code == 401
+    assert db.session.scalar(select(User.password_hash).where(User.id == buyer.id)).startswith("scrypt:")
+    assert login(client, buyer).status_code == 302
+    assert db.session.scalar(select(User.password_hash).where(User.id == buyer.id)).startswith("$argon2id$")
+    assert elsewhere.get("/orders").status_code == 200  # the upgrade ends no session
+    assert login(client.application.test_client(), buyer).status_code == 302
+
+
+def test_the_queue_processor_computes_no_password_hash_at_import(tmp_path):
+    """`flask queue process` runs from cron every minute: importing the app and its jobs must not hash."""
+    code = (
+        "import sys, argon2, werkzeug.security\n"
+        "def refuse(*args, **kwargs): raise SystemExit('a password was hashed at import')\n"
+        "argon2.PasswordHasher.hash = refuse\n"
+        "werkzeug.security.generate_password_hash = refuse\n"
+        "import tasks, sipup.cli, sipup.services.accounts\n"
+        "from sipup import create_app\n"
+        "create_app({'DATABASE_URL': 'sqlite://', 'SECRET_KEY': 'x' * 32}, instance_path=sys.argv[1])\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

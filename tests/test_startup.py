@@ -127,3 +127,15 @@ def test_an_object_store_that_refuses_the_key_is_one_line_at_start_up_and_sipup_
     )
     assert "not-the-secret" not in lines[0]
     assert any("Demo pictures left out" in line for line in log), "the demo data is made without pictures"
+
+
+@pytest.mark.parametrize(
+    "args, settings, expected",
+    [
+        (("--processes", "0"), {}, "Error: --processes 0: must be a whole number above 0"),
+        ((), {"PROCESSES": "x"}, "SIPUP_PROCESSES='x' must be a whole number above 0"),
+    ],
+)
+def test_a_process_count_that_is_not_a_number_above_0_stops_start_up(tmp_path, args, settings, expected):
+    line = _one_line(tmp_path, *args, **settings)
+    assert expected in line and "the number of cores with Redis, 1 without" in line

@@ -6,7 +6,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from ..models import LinkPurpose, Role
 from ..security import owner_required
-from ..services import accounts, links, orders, users
+from ..services import links, orders, passwords, users
 from ..services.errors import DomainError, FieldErrors, NotFound
 from .auth import sign_in
 
@@ -21,7 +21,7 @@ def _page(errors=None, status=200):
         form=request.form,
         company=company,
         credit=orders.credit_position(company) if company else None,
-        min_length=accounts.MIN_PASSWORD,
+        min_length=passwords.MIN_LENGTH,
     ), status
 
 
@@ -48,9 +48,12 @@ def profile():
 @bp.route("/email", methods=["POST"])
 @login_required
 def email():
-    """Ask to change the sign-in address: a confirmation link goes to the new one."""
+    """Ask to change the sign-in address (the current password is asked for): a confirmation link goes to the new
+    one."""
     try:
-        new_email = users.request_email_change(current_user, request.form.get("new_email", ""))
+        new_email = users.request_email_change(
+            current_user, request.form.get("new_email", ""), request.form.get("email_password", "")
+        )
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)

@@ -11,23 +11,28 @@ from sipup.jobs import enqueue
 from sipup.storage import StorageUnavailable
 
 from ..extensions import db
-from ..models import Category, Company, OrderStatus, PriceList, Product, Role
+from ..models import Category, Company, OrderStatus, PriceList, Product, Role, utcnow
 from ..security import admin_required, staff_required
 from ..services import (
     audit,
     backoffice,
     bulk_import,
     companies,
+    credit_notes,
+    documents,
+    einvoice,
     images,
     orders,
     payments,
     reports,
     stock_import,
     users,
+    vat,
 )
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..services.parsing import whole_number
 from .account import flash_user_action
+from .shop import file_download
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -72,17 +77,101 @@ def order_list():
 
 @bp.route("/orders/<number>")
 def order_detail(number):
-    """One order with its lines, timeline and the steps staff can take now."""
+    """One order with its lines, timeline, invoice, payments and credit notes, and the steps staff can take now."""
     try:
         order = orders.get_order(number)
     except NotFound:
         abort(404)
+    return _order_page(order)
+
+
+def _order_page(order, form=None, errors=None, which=None):
+    """The order page; which names the invoice form (payment, credit) whose errors and input are shown."""
+    invoice = credit_notes.invoice_of_order(order.id)
     return render_template(
         "admin/order.html",
         order=order,
         actions=orders.available_transitions(order),
         credit=orders.credit_position(order.company),
-    )
+        invoice=invoice,
+        creditable=credit_notes.creditable(invoice) if invoice else [],
+        form=form or {},
+        errors=errors or {},
+        which=which,
+        today=utcnow().date(),
+    ), 422 if errors else 200
+
+
+@bp.route("/invoices/<number>/payments", methods=["POST"])
+def invoice_payment(number):
+    """Book a payment received for an invoice, in part or in full, with the date it came in."""
+    return _invoice_step(number, "payment", credit_notes.record_payment, "Payment of {0.amount} booked.")
+
+
+@bp.route("/invoices/<number>/credit-notes", methods=["POST"])
+def invoice_credit_note(number):
+    """Issue a credit note for lines and quantities of an invoice, or all that is left, with its reason."""
+    return _invoice_step(number, "credit", credit_notes.issue, "Credit note {0.number} of {0.amount} issued.")
+
+
+def _invoice_step(number, which, step, done):
+    """Run a payment or credit note step; its errors are shown on the order page beside the form kept filled."""
+    try:
+        result = step(number, request.form, current_user.id)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        errors = exc.errors if isinstance(exc, FieldErrors) else {"form": str(exc)}
+        order = credit_notes.get_invoice(number).order
+        if order is None:  # its order was archived: no page to show the form on
+            flash(" ".join(errors.values()), "error")
+            return redirect(url_for("admin.order_list"))
+        return _order_page(orders.get_order(order.number), request.form, errors, which)
+    flash(done.format(result), "success")
+    order = credit_notes.get_invoice(number).order
+    return redirect(url_for("admin.order_detail", number=order.number) if order else url_for("admin.order_list"))
+
+
+@bp.route("/invoices/<number>.pdf")
+def invoice_pdf(number):
+    """Any customer's invoice as PDF (Factur-X: the e-invoice inside)."""
+    try:
+        document = documents.invoice_document(number)
+    except NotFound:
+        abort(404)
+    return file_download(documents.invoice_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/invoices/<number>.xml")
+def invoice_xml(number):
+    """Any customer's invoice as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.invoice_document(number)
+    except NotFound:
+        abort(404)
+    xml = einvoice.invoice_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
+
+
+@bp.route("/credit-notes/<number>.pdf")
+def credit_note_pdf(number):
+    """Any customer's credit note as PDF (Factur-X: the e-invoice inside)."""
+    try:
+        document = documents.credit_note_document(number)
+    except NotFound:
+        abort(404)
+    return file_download(documents.credit_note_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/credit-notes/<number>.xml")
+def credit_note_xml(number):
+    """Any customer's credit note as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.credit_note_document(number)
+    except NotFound:
+        abort(404)
+    xml = einvoice.credit_note_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
 
 
 @bp.route("/orders/<number>/<action>", methods=["POST"])
@@ -127,7 +216,12 @@ def product_edit(sku=None):
             return redirect(url_for("admin.product_edit", sku=product.sku))
     categories = db.session.scalars(select(Category).order_by(Category.position)).all()
     return render_template(
-        "admin/product.html", product=product, form=form, errors=errors, categories=categories
+        "admin/product.html",
+        product=product,
+        form=form,
+        errors=errors,
+        categories=categories,
+        vat_classes=vat.CLASS_LABELS,
     ), 422 if errors else 200
 
 
@@ -146,7 +240,13 @@ def product_image_add(sku):
             message, status = f"{exc} The picture was not added: choose it and upload it again.", 503
         categories = db.session.scalars(select(Category).order_by(Category.position)).all()
         return render_template(
-            "admin/product.html", product=product, form={}, errors={}, categories=categories, image_error=message
+            "admin/product.html",
+            product=product,
+            form={},
+            errors={},
+            categories=categories,
+            vat_classes=vat.CLASS_LABELS,
+            image_error=message,
         ), status
     flash("Picture added; buyers see it now.", "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))

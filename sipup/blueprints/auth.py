@@ -4,11 +4,12 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from sipup.jobs import enqueue
+from sipup.limits import remember_sign_in
 
 from ..extensions import db
 from ..models import LinkPurpose
 from ..security import same_site_path
-from ..services import accounts, companies, links, users
+from ..services import accounts, companies, links, passwords, users
 from ..services.errors import FieldErrors
 
 bp = Blueprint("auth", __name__)
@@ -22,6 +23,7 @@ def sign_in(user):
     """Start a fresh session for this user in this browser: nothing from before carries over."""
     session.clear()
     accounts.start_session(user, request.remote_addr, request.user_agent.string)
+    remember_sign_in(user.email)  # this address now has its own budget of guesses at the account
     login_user(user, remember=False)
     session.permanent = True
 
@@ -98,7 +100,7 @@ def _choose_password(token, purpose, done):
             flash(done, "success")
             return redirect(home_for(user))
     return render_template(
-        "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=accounts.MIN_PASSWORD
+        "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=passwords.MIN_LENGTH
     ), 422 if errors else 200
 
 

@@ -8,6 +8,7 @@ from ..services import quick_order
 from ..services import shopping_lists as lists
 from ..services.errors import DomainError, FieldErrors, NotFound
 from ..services.parsing import whole_number
+from ..services.vat import rules as vat_rules
 from .shop import csv_download, read_quick_order_source
 
 bp = Blueprint("lists", __name__, url_prefix="/lists")
@@ -120,7 +121,7 @@ def delete(list_id):
 def order(list_id):
     """Preview what ordering the list puts in the cart; on POST put it there."""
     shopping_list = _list_or_404(list_id)
-    vat = current_app.config["VAT_RATE"]
+    vat = vat_rules()
     try:
         if request.method == "POST":
             added, problems = lists.order(current_user, shopping_list, vat, _max_lines())
@@ -155,7 +156,7 @@ def import_lines(list_id):
         lines = quick_order.preview(
             read_quick_order_source(text),
             current_user.company.price_list_id,
-            current_app.config["VAT_RATE"],
+            vat_rules(),
             _max_lines(),
         )
     except DomainError as exc:

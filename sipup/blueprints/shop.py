@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 
 from flask import (
     Blueprint,
@@ -26,8 +27,8 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order
-from ..services.errors import DomainError, NotFound
+from ..services import catalog, csv_export, documents, einvoice, images, orders, pricing, quick_order, vat
+from ..services.errors import AlreadyPlaced, DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
 
@@ -35,12 +36,25 @@ bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
+CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
 
 @bp.app_template_filter("initials")
 def _initials(name):
     """Up to two initials of a product's name for its placeholder picture."""
     return "".join(word[0] for word in (name or "?").split()[:2]).upper()
+
+
+@bp.app_template_filter("percent")
+def _percent(rate):
+    """A VAT rate as "19 %"."""
+    return vat.percent(rate)
+
+
+@bp.app_template_global("vat_rows")
+def _vat_rows(order):
+    """An order's VAT per rate for the order and invoice pages."""
+    return vat.order_summary(order)
 
 
 def _page():
@@ -53,7 +67,8 @@ def _page():
 
 
 def _vat():
-    return current_app.config["VAT_RATE"]
+    """The VAT rules of the settings (rates per class and country of delivery)."""
+    return vat.rules()
 
 
 def _catalog_version():
@@ -275,6 +290,9 @@ def checkout():
         flash("Your cart is empty.", "info")
         return redirect(url_for("shop.products"))
     form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
+    # The form's one-time key: sending it again shows the order it placed instead of placing another.
+    key = request.form.get("checkout_key", "")
+    form["checkout_key"] = key if CHECKOUT_KEY.fullmatch(key) else orders.new_checkout_key()
     error, refused = None, None
     if request.method == "POST":
         try:
@@ -285,7 +303,11 @@ def checkout():
                 orders.parse_requested_date(form["requested_date"]),
                 whole_number(form["address_id"]),
                 form["note"][:1000],
+                checkout_key=key if CHECKOUT_KEY.fullmatch(key) else None,
             )
+        except AlreadyPlaced as exc:
+            flash(str(exc), "info")
+            return redirect(url_for("shop.order_detail", number=exc.number))
         except DomainError as exc:
             error, refused = str(exc), getattr(exc, "product_id", None)
             priced = carts.priced(current_user, _vat())
@@ -374,14 +396,54 @@ def invoice_detail(number):
 @bp.route("/invoices/<number>.pdf")
 @customer_required
 def invoice_pdf(number):
-    """One invoice of the company as a PDF file."""
+    """One invoice of the company as a PDF file with the e-invoice inside (Factur-X)."""
     try:
         document = documents.invoice_document(number, current_user.company_id)
     except NotFound:
         abort(404)
-    response = make_response(documents.invoice_pdf(document))
-    response.mimetype = "application/pdf"
-    response.headers["Content-Disposition"] = f'attachment; filename="{document.invoice.number}.pdf"'
+    return file_download(documents.invoice_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/invoices/<number>.xml")
+@customer_required
+def invoice_xml(number):
+    """One invoice of the company as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.invoice_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    xml = einvoice.invoice_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
+
+
+@bp.route("/credit-notes/<number>.pdf")
+@customer_required
+def credit_note_pdf(number):
+    """One credit note of the company as a PDF file with the e-invoice inside (Factur-X)."""
+    try:
+        document = documents.credit_note_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    return file_download(documents.credit_note_pdf(document), f"{document.number}.pdf", "application/pdf")
+
+
+@bp.route("/credit-notes/<number>.xml")
+@customer_required
+def credit_note_xml(number):
+    """One credit note of the company as an XRechnung (EN 16931 CII) XML file."""
+    try:
+        document = documents.credit_note_document(number, current_user.company_id)
+    except NotFound:
+        abort(404)
+    xml = einvoice.credit_note_xml(document, einvoice.XRECHNUNG)
+    return file_download(xml, f"{document.number}.xml", "application/xml")
+
+
+def file_download(data, filename, mimetype):
+    """Bytes as a file download."""
+    response = make_response(data)
+    response.mimetype = mimetype
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

@@ -152,6 +152,7 @@ class FolderCache(FileSystemCache):
 
     def __init__(self, *args, **kwargs):
         self.kept_lock = threading.Lock()  # before cachelib's set-up, which writes its file count
+        self.adding = threading.Lock()
         self.gens, self.gens_clock, self.values = {}, None, {}
         super().__init__(*args, **kwargs)
 
@@ -187,6 +188,12 @@ class FolderCache(FileSystemCache):
                     _bounded(self.gens).update(read_gens)
                     _bounded(self.values).update(read_values)
         return answers
+
+    def add(self, key, value, timeout=None):
+        """cachelib's add (is it there? if not, write it) under a lock: threads that find a generation token
+        missing at once would each write one of their own, and then hold different tokens."""
+        with self.adding:
+            return super().add(key, value, timeout=timeout)
 
     def set(self, key, value, timeout=None, mgmt_element=False):
         stored = super().set(key, value, timeout=timeout, mgmt_element=mgmt_element)

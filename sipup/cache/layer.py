@@ -42,6 +42,7 @@ GRACE = 2  # values are kept this many lifetimes, so an expired hot key still ha
 LOCK_SECONDS = 10  # a recomputing process that dies frees its key after this long
 WAIT_SECONDS = 2.0  # how long others wait for a recomputed value before computing it themselves
 POLL_SECONDS = 0.01
+LANDED_KEPT = 10_000  # keys whose last computation time is kept, to tell a thread that missed it
 TOUCHES = "sipup_cache_touches"
 PREFETCHED = "sipup.cache.prefetched"  # in the WSGI environ: what prefetch() read, for this request only
 # Part of every key: raise it when a cached value changes shape, so a deploy never reads the old shape.
@@ -131,6 +132,7 @@ class CacheLayer:
         self.counters = app.extensions["counters"]
         self.lock = threading.Lock()
         self.flights = {}
+        self.landed = {}  # key -> when its last computation in this process ended (time.monotonic())
         self.down_since = None  # Unix time the store failed; None while it serves
         self.retry_at = 0.0  # monotonic time of the next attempt while down
         self.last_error = None
@@ -205,6 +207,7 @@ class CacheLayer:
         return gens_and_values[1]
 
     def _read(self, store, type_, key, gens, compute, ttl):
+        read_at = time.monotonic()
         values = self._prefetched(store, key, gens) or self._call(store.get_many, *gens, key)
         tokens = self._tokens(store, gens, values[:-1])
         payload = values[-1]
@@ -219,15 +222,23 @@ class CacheLayer:
                 self._count(type_, "stale")
                 return previous
         value, led = self._single_flight(
-            key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl, previous)
+            key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl, previous, read_at)
         )
         if not led:
             self._count(type_, "hit")
             self._count(type_, "wait")
         return value
 
-    def _miss(self, store, type_, key, gens, tokens, compute, ttl, previous):
+    def _miss(self, store, type_, key, gens, tokens, compute, ttl, previous, read_at=None):
         """The one thread of this process that handles a missing, outdated or expired key."""
+        # It missed while another thread computed the key and leads only now that one finished: read again
+        # and take that value, rather than compute it a second time.
+        if read_at is not None and self.landed.get(key, -1.0) >= read_at:
+            *current, payload = self._call(store.get_many, *gens, key)
+            if _valid(payload, current) and payload["e"] > time.time():
+                self._count(type_, "hit")
+                self._count(type_, "wait")
+                return payload["v"]
         if self._take_lock(store, key):
             return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=True)
         if previous is not _MISSING:  # another process refreshes it: show the previous value meanwhile
@@ -334,6 +345,9 @@ class CacheLayer:
         finally:
             with self.lock:
                 self.flights.pop(key, None)
+                if len(self.landed) >= LANDED_KEPT:
+                    self.landed.clear()
+                self.landed[key] = time.monotonic()
             flight.done.set()
 
     # --- writes --------------------------------------------------------------------------------

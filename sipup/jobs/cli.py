@@ -3,10 +3,13 @@
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
+from sipup.database import is_unavailable
 from sipup.extensions import db
 from sipup.jobs import manage, queue
 from sipup.jobs.worker import run_worker
+from sipup.observability.outages import describe
 
 queue_cli = AppGroup(
     "queue",
@@ -32,7 +35,15 @@ def process(limit, verbose):
 
     Prints nothing when all went well (cron mails or logs any output), one line per real problem."""
     limit = current_app.config["QUEUE_BATCH"] if limit is None else limit
-    summary = current_app.extensions["queue"].process(limit)
+    try:
+        summary = current_app.extensions["queue"].process(limit)
+    except DBAPIError as exc:
+        if not is_unavailable(exc):
+            raise
+        # One line in cron's log each minute while the database is away, not a traceback; jobs this run held
+        # wait for their lease.
+        click.echo(f"error: the database is unavailable: {describe(exc)}", err=True)
+        raise SystemExit(1) from None
     if verbose:
         periodic = summary["periodic"] or []
         click.echo(

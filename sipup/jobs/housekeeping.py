@@ -1,12 +1,17 @@
-"""The hourly cache cleanup: expired filesystem-cache entries, old statistics buckets, old job history."""
+"""The hourly cache cleanup: expired filesystem-cache entries, old statistics buckets, old job history, old
+checkout keys."""
 
 import os
 import time
+from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import delete
 
 from sipup.cache import purge_expired
+from sipup.extensions import db
 from sipup.jobs.manage import cleanup
+from sipup.models import CheckoutKey, utcnow
 from sipup.observability.counters import SqliteCounterStore
 from sipup.services.errors import InvalidInput
 
@@ -21,13 +26,24 @@ def purge_statistics(now=None):
     return SqliteCounterStore(path).prune(now)
 
 
+def forget_checkout_keys(days):
+    """Delete checkout forms' one-time keys older than `days` (no form is sent again that late); returns rows."""
+    removed = db.session.execute(delete(CheckoutKey).where(CheckoutKey.created_at < utcnow() - timedelta(days=days)))
+    db.session.commit()
+    return removed.rowcount
+
+
 def cache_cleanup():
     """Run every part of the cleanup; returns a one-line summary."""
     cache = purge_expired()
     stats = purge_statistics()
     jobs = cleanup(current_app.config["QUEUE_KEEP_DAYS"])
+    keys = forget_checkout_keys(current_app.config["QUEUE_KEEP_DAYS"])
     cache_text = "the cache server expires its own entries" if cache is None else f"{cache} expired cache files"
-    return f"{cache_text}; {stats} old statistics rows; {jobs} finished jobs past retention removed"
+    return (
+        f"{cache_text}; {stats} old statistics rows; {jobs} finished jobs past retention removed; "
+        f"{keys} old checkout keys removed"
+    )
 
 
 def pause(seconds):

@@ -18,6 +18,9 @@ the same transaction as the business change that caused it:
   restarted without persistence, a failover to an empty replica, a flush) re-sends at once every job the
   table says was sent and still waits, and records the loss for /monitor; the claim keeps the duplicates
   of messages that did survive from running twice.
+- A run the database went away under (while claiming, running or recording it) is held by its process, which
+  gives the claim back (queued again, the attempt not counted) at its next housekeeping after the database
+  answers: within a minute in the worker, instead of after the lease.
 - A stopping worker (SIGTERM, Ctrl+C) takes no new job, lets running ones finish for up to
   SIPUP_WORKER_STOP_SECONDS, then queues again at once what is still running, instead of leaving it to the lease.
 
@@ -43,14 +46,15 @@ from huey.api import PeriodicTask, TaskWrapper
 from huey.exceptions import RetryTask
 from redis import ConnectionPool
 from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from sipup.database import run_in_transaction
+from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.extensions import db
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
 from sipup.observability.counters import percentile
+from sipup.observability.outages import outage
 from sipup.services.errors import DomainError
 
 log = logging.getLogger("sipup.queue")
@@ -64,6 +68,7 @@ PENDING_KEY = "sipup_jobs_to_send"
 EPOCH_KEY = "sipup_epoch"  # in Huey's own key-value store: gone when the store lost its data
 STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (see the module doc)
 EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
+QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.observability.outages)
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
 
 
@@ -246,6 +251,7 @@ class Queue:
         self._lock = threading.Lock()
         self.tally = {"run": 0, "failed": 0}
         self.running = {}  # job id -> attempt, of the jobs this process runs now
+        self.held = {}  # job id -> claim time, of runs the database went away under: given back when it answers
         self.stopping = threading.Event()  # set by a stopping worker: claim nothing more
 
     @property
@@ -281,14 +287,12 @@ class Queue:
                 sent += 1
         except Exception as exc:  # Redis down or the queue file locked: the jobs table keeps them
             unsent = [message[0] for message in messages[sent:]]
-            log.warning(
-                "Job queue unreachable (%s): %d job(s) wait in the jobs table for the next `flask queue process`.",
-                exc,
-                len(unsent),
-            )
+            outage(QUEUE_STORE).failed(exc, where=" (jobs wait in the jobs table for the next processor run)")
             self.counters().incr("queue", "deferred", len(unsent))
             with db.engine.begin() as conn:
                 conn.execute(update(Job).where(Job.id.in_(unsent)).values(dispatched_at=None))
+        else:
+            outage(QUEUE_STORE).ok()
 
     # running -----------------------------------------------------------------------------------
 
@@ -298,18 +302,31 @@ class Queue:
         if self.stopping.is_set():  # taken from the queue as the worker stopped: leave it to another
             self._put(task)
             return SKIPPED
-        claimed = self._claim(job_id, task.name) if job_id is not None else None
-        if claimed is None:
-            log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
-            return SKIPPED
-        attempts, max_attempts = claimed
-        with self._lock:
-            self.running[job_id] = attempts
+        claimed_at = utcnow().replace(microsecond=0)
         try:
+            claimed = self._claim(job_id, task.name, claimed_at) if job_id is not None else None
+            if claimed is None:
+                log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
+                return SKIPPED
+            attempts, max_attempts = claimed
+            with self._lock:
+                self.running[job_id] = attempts
             return self._run_claimed(task, func, args, job_id, attempts, max_attempts)
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise
+            return self._hold(task, job_id, claimed_at, exc)
         finally:
             with self._lock:
                 self.running.pop(job_id, None)
+
+    def _hold(self, task, job_id, claimed_at, error):
+        """The database went away during this run: keep its claim to give back once the database answers."""
+        forget_transaction()
+        with self._lock:
+            self.held[job_id] = claimed_at
+        outage(DATABASE).failed(error, where=f" (job {task.name} #{job_id} held, queued again when it answers)")
+        return SKIPPED
 
     def _run_claimed(self, task, func, args, job_id, attempts, max_attempts):
         counters = self.counters()
@@ -325,6 +342,8 @@ class Queue:
             count_run(counters, task, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
+            if isinstance(exc, DBAPIError) and is_unavailable(exc):
+                raise  # not the job's fault: held and given back (see run)
             db.session.rollback()
             error = f"{type(exc).__name__}: {exc}"
             count_run(counters, task, started, "r" if attempts < max_attempts else "f")
@@ -352,8 +371,8 @@ class Queue:
         log.error("Job %s failed for good: %s", task, exc)
         return S.FAILED
 
-    def _claim(self, job_id, name):
-        now = utcnow()
+    def _claim(self, job_id, name, now=None):
+        now = now or utcnow()
         lease = JOBS[name].lease or self.lease_seconds if name in JOBS else self.lease_seconds
         changed = db.session.execute(
             update(Job)
@@ -391,6 +410,42 @@ class Queue:
         db.session.commit()
 
     # housekeeping shared by `flask queue process` and the worker's scheduler --------------------
+
+    def give_back(self, now=None):
+        """Queue again at once the runs this process held while the database was away (see run); the attempt
+        does not count. A claim that never reached the database had its message spent: the outbox resends it."""
+        with self._lock:
+            held = dict(self.held)
+        now = now or utcnow()
+        error = "The database went away during this run; queued again once it answered."
+        for job_id, claimed_at in held.items():
+            db.session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == S.RUNNING, Job.started_at == claimed_at)
+                .values(
+                    status=S.RETRYING,
+                    attempts=Job.attempts - 1,
+                    run_at=now,
+                    dispatched_at=None,
+                    lease_until=None,
+                    error=error,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            self._mark_unsent(job_id)
+        db.session.commit()
+        with self._lock:
+            for job_id in held:
+                self.held.pop(job_id, None)
+        return len(held)
+
+    def _mark_unsent(self, job_id):
+        db.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(WAITING))
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def reap(self, now=None):
         """Running jobs whose lease ran out (their process died): retry them, or fail those out of attempts."""
@@ -507,6 +562,7 @@ class Queue:
         the rest goes on."""
         done = {"problems": []}
         for name, step in (
+            ("given_back", lambda: self.give_back(now)),
             ("reaped", lambda: self.reap(now)),
             ("lost", lambda: self.check_store(now)),
             ("resent", lambda: self.drain_outbox(now)),

@@ -1,25 +1,70 @@
 """`flask queue worker`: Huey's consumer with thread workers, its scheduler running sipup's housekeeping
-once a minute, stopped gracefully by SIGTERM, Ctrl+C and Ctrl+Break."""
+once a minute, stopped gracefully by SIGTERM, Ctrl+C and Ctrl+Break. While Redis or the database is away it
+logs one line, a count a minute and one line when it is back, not a traceback per poll."""
 
 import logging
 import os
 import socket
 
-from huey.consumer import Consumer, Scheduler
+from huey.consumer import Consumer, Scheduler, Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
 
-from sipup.extensions import db
+from sipup.database import DATABASE, forget_transaction, is_unavailable
 from sipup.jobs import compat
-from sipup.jobs.queue import bind_app, last_processor_start, load_jobs, make_huey
+from sipup.jobs.queue import QUEUE_STORE, bind_app, last_processor_start, load_jobs, make_huey
 from sipup.models import utcnow
+from sipup.observability.outages import outage
 
 log = logging.getLogger("sipup.queue")
 
 
+STORE_ERRORS = (RedisConnectionError, RedisTimeoutError)  # the queue store is away, not a fault of sipup
+
+
+class _StoreOutages(logging.Filter):
+    """Huey logs a traceback for each failed poll of its store (many a second across the threads): count an
+    unreachable store as one outage instead and drop the record."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, STORE_ERRORS):
+            outage(QUEUE_STORE).failed(error)
+            return False
+        return True
+
+
+STORE_OUTAGES = _StoreOutages()
+
+
+class _QuietWorker(Worker):
+    """Huey's worker, its failed polls of an unreachable store counted as one outage."""
+
+    def create_logger(self):
+        logger = super().create_logger()
+        logger.addFilter(STORE_OUTAGES)
+        return logger
+
+
 class _HousekeepingScheduler(Scheduler):
-    """Huey's scheduler, whose once-a-minute periodic step runs sipup's housekeeping instead."""
+    """Huey's scheduler, whose once-a-minute periodic step runs sipup's housekeeping instead; its reads of the
+    store each second tell when an unreachable store answers again."""
 
     queue = None
     processor = None
+
+    def create_logger(self):
+        logger = super().create_logger()
+        logger.addFilter(STORE_OUTAGES)
+        return logger
+
+    def loop(self, now=None):
+        store = outage(QUEUE_STORE)
+        failures = store.total
+        super().loop(now)
+        if store.down and store.total == failures:  # this second's read of the schedule went through
+            store.ok()
 
     def enqueue_periodic_tasks(self, now):
         queue = self.queue
@@ -30,8 +75,14 @@ class _HousekeepingScheduler(Scheduler):
                 queue.heartbeat(self.processor, started, started, queue.tally["run"], queue.tally["failed"])
                 queue.housekeeping(started, since)
                 queue.counters().flush()
-            except Exception:  # the database is down: try again next minute, keep the consumer alive
-                db.session.rollback()
+            except DBAPIError as exc:  # the database is away: try again next minute, keep the consumer alive
+                forget_transaction()
+                if is_unavailable(exc):
+                    outage(DATABASE).failed(exc, where=" (queue housekeeping)")
+                else:
+                    log.exception("Queue housekeeping failed")
+            except Exception:
+                forget_transaction()
                 log.exception("Queue housekeeping failed")
 
 
@@ -61,7 +112,11 @@ def build_worker(app, workers):
         (_HousekeepingScheduler,),
         {"queue": queue, "processor": f"worker@{socket.gethostname()}:{os.getpid()}"},
     )
-    consumer_class = type("SipupConsumer", (_GracefulConsumer,), {"scheduler_class": scheduler, "queue": queue})
+    consumer_class = type(
+        "SipupConsumer",
+        (_GracefulConsumer,),
+        {"scheduler_class": scheduler, "worker_class": _QuietWorker, "queue": queue},
+    )
     return consumer_class(
         huey,
         workers=workers,

@@ -11,6 +11,9 @@ that at the next block, and so on up to the cap; each decay period without a blo
 off. Flask-Limiter's meta limits only give fixed-length bans, so blocks are kept here, in Redis or in
 a SQLite file in instance/ that the command line shares with the server.
 
+Guesses at one account (`by account` rules) from addresses it never signed in from share one budget; an
+address it signed in from lately (`remember_sign_in`, kept by sipup.limits.known) has a budget of its own.
+
 For `/monitor` and `flask limits`: `status(app)`, `blocks_in_force(app)`, `unblock(app, who)`.
 """
 
@@ -28,6 +31,7 @@ from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
 from sipup.limits.compat import MemoryCounts, ParsedOnce, count_in_one_trip, key_prefix
+from sipup.limits.known import RedisKnownAddresses, SqliteKnownAddresses
 
 log = logging.getLogger("sipup.limits")
 
@@ -54,10 +58,22 @@ def _user_key():
     return f"user:{_signed_in_id()}"
 
 
+ACCOUNT_KEY = "sipup.limits.account"  # in the WSGI environ: this request's account key, looked up once
+
+
 def _account_key():
-    """The e-mail typed into the sign-in form, so guessing one account's password from many addresses stops."""
-    email = (request.form.get("email") or "").strip().lower()[:254]
-    return f"account:{email or '-'}"
+    """The e-mail typed into the form, so guessing one account's password from many addresses stops: addresses
+    the account never signed in from share one budget; each address it signed in from lately has its own, so
+    the owner keeps getting in while others guess."""
+    key = request.environ.get(ACCOUNT_KEY)
+    if key is None:
+        email = (request.form.get("email") or "").strip().lower()[:254]
+        key = f"account:{email or '-'}"
+        limits = current_app.extensions.get("limits")
+        if email and limits is not None and limits.known_address(email):
+            key = f"{key}@{client_address()}"
+        request.environ[ACCOUNT_KEY] = key
+    return key
 
 
 def _anonymous():
@@ -132,6 +148,7 @@ class RateLimits:
         if config["REDIS_URL"]:
             namespace = config["REDIS_NAMESPACE"]
             self.blocks_store = RedisBlockStore(config["REDIS_URL"], namespace)
+            self.known = RedisKnownAddresses(self.blocks_store.client, namespace)
             storage = dict(
                 storage_uri=config["REDIS_URL"],
                 # Strategies keep different Redis types under the same key names: a prefix per strategy
@@ -145,6 +162,7 @@ class RateLimits:
             )
         else:
             self.blocks_store = SqliteBlockStore(os.path.join(app.instance_path, "limits.db"))
+            self.known = SqliteKnownAddresses(self.blocks_store.path)
             storage = dict(storage_uri=f"{MemoryCounts.STORAGE_SCHEME[0]}://")  # the class registers its scheme
         self.blocks = Blocks(
             self.blocks_store,
@@ -279,6 +297,23 @@ class RateLimits:
     def address_limits_amount(self):
         return min(item.amount for item in parse_many(self.app.config["RATELIMIT_IP"]))
 
+    # --- usual addresses of an account ---
+
+    def known_address(self, email):
+        """True when the account signed in from the client's address lately; False when the store fails."""
+        try:
+            return self.known.has(email, client_address())
+        except Exception as exc:  # the store is down: the account's shared budget applies, as to any address
+            log.warning("Known sign-in addresses not readable (%s store): %s", self.known.name, exc)
+            return False
+
+    def remember_sign_in(self, email):
+        """Note that the account signed in from the client's address; a store that fails only logs."""
+        try:
+            self.known.add(email, client_address())
+        except Exception as exc:
+            log.warning("Sign-in address not remembered (%s store): %s", self.known.name, exc)
+
     # --- for /monitor and the command line ---
 
     def status(self, minutes=60):
@@ -371,6 +406,13 @@ def _limits(app=None):
 def status(app=None, minutes=60):
     """The limits' figures for `/monitor` and `flask limits status`."""
     return _limits(app).status(minutes)
+
+
+def remember_sign_in(email):
+    """Note a successful sign-in to this account from the request's address (nothing with limits off)."""
+    limits = current_app.extensions.get("limits")
+    if limits is not None:
+        limits.remember_sign_in(email)
 
 
 def blocks_in_force(app=None):

@@ -64,8 +64,9 @@ def parse_page(text):
 
 
 def read_logins(path):
-    """Logins from a file of 'EMAIL PASSWORD' lines, or flask serve's 'role<TAB>email<TAB>password' lines
-    (staff and admin lines are skipped there: the storefront is for buyers)."""
+    """Logins from a file of 'EMAIL PASSWORD' lines (the password is the rest of the line, spaces and all), or
+    flask serve's 'role<TAB>email<TAB>password' lines (staff and admin lines are skipped there: the storefront
+    is for buyers)."""
     logins = []
     try:
         with open(path, encoding="utf-8") as handle:
@@ -75,20 +76,32 @@ def read_logins(path):
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split("\t") if "\t" in line else line.split()
+        fields = line.split("\t") if "\t" in line else line.strip().split(None, 1)
         if len(fields) == 3:
             if fields[0].strip() in ("admin", "staff"):
                 continue
             fields = fields[1:]
-        if len(fields) != 2:
+        problem = _login_problem(fields)
+        if problem:
             raise click.BadParameter(
-                f"{path} line {number}: expected 'EMAIL PASSWORD' or 'role<TAB>email<TAB>password'",
+                f"{path} line {number}: {problem}; expected 'EMAIL PASSWORD' or 'role<TAB>email<TAB>password'",
                 param_hint="--logins-file",
             )
         logins.append((fields[0].strip(), fields[1].strip()))
     if not logins:
         raise click.BadParameter(f"{path} holds no buyer logins", param_hint="--logins-file")
     return logins
+
+
+def _login_problem(fields):
+    """What is wrong with a line's (email, password) fields, or None."""
+    if len(fields) > 2:
+        return f"{len(fields)} tab-separated fields"
+    if "@" not in fields[0]:
+        return f"{fields[0].strip()!r} is not an e-mail address"
+    if len(fields) < 2 or not fields[1].strip():
+        return f"no password after {fields[0].strip()}"
+    return None
 
 
 def check_target(url, allow_remote):

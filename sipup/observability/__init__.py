@@ -8,6 +8,7 @@ Modules, from the bottom up:
 - `query_stats`: every SQL statement timed per normalised text and kind (counters group "dbstats"),
   the slow query log, the pool.
 - `logs`: error logs to rotating files in instance/logs/.
+- `outages`: one log line when a dependency goes away, a count a minute while it stays away, one when it is back.
 - `health`: each part checked (database, Redis, cache, queue processor, limiter, disk, ...) and one verdict.
 - `recommendations`: the seed's daily checks as rules over measured figures.
 - `charts`: geometry of the server-rendered SVG charts.

@@ -6,6 +6,7 @@ waits instead of firing, and one whose part is not built or not configured says 
 rule has fired is kept in the shared counters store, so every process reports the same duration.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +17,7 @@ ERROR_RATE_MAX = 0.01
 P95_MAX_MS = 500
 POOL_SHARE_MAX = 0.8
 DISK_FREE_MIN = 0.10
+CRON_MARGIN = 1.5  # cron's --limit this many times the jobs arriving a minute
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ def _cron_capacity(figures):
     if queue is None or queue.get("arrivals_per_minute") is None or queue.get("capacity_per_minute") is None:
         return None
     return (queue["arrivals_per_minute"], queue["capacity_per_minute"]), queue.get("arrival_samples", 0)
+
+
+def cron_limit_needed(arrivals_per_minute):
+    """The `--limit` of a once-a-minute `flask queue process` that keeps up with these arrivals, with a margin."""
+    return max(10, math.ceil(arrivals_per_minute * CRON_MARGIN))
 
 
 def _slow_statements(figures):
@@ -141,8 +148,12 @@ RULES = (
         _cron_capacity,
         lambda v: v[0] > v[1],
         30,
-        lambda v: f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most",
-        "Raise `--limit` of `flask queue process` in the crontab, run it every minute, or start `flask queue worker`.",
+        lambda v: (
+            f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most; "
+            f"`--limit {cron_limit_needed(v[0])}` every minute would keep up"
+        ),
+        "Run `flask queue process` every minute with the `--limit` named here (cron runs it at most once a "
+        "minute); above about 100 jobs a minute start `flask queue worker` instead (cron/sipup-worker.service).",
     ),
     Rule(
         "slow_statements",

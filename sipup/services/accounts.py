@@ -8,22 +8,19 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
-from werkzeug.security import generate_password_hash
 
 from sipup.cache import cached, prefetch
 
 from ..extensions import db
+from ..hashing import dummy_hash, hash_password, needs_rehash
 from ..models import Company, Role, User, UserSession, utcnow
 from .cart import count_entry
 from .errors import InvalidInput
+from .passwords import check_new_password
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 200
 # Signed-in browsers kept per user; signing in on one more ends the oldest.
 MAX_SESSIONS = 20
-# Checked against when the e-mail is unknown, so a wrong e-mail costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def normalise_email(email):
@@ -40,10 +37,13 @@ def authenticate(email, password):
     """The active user with this e-mail and password, or None."""
     user = user_by_email(email)
     if user is None:
-        User(password_hash=_DUMMY_HASH).check_password(password or "")
+        # An unknown e-mail costs what a wrong password does, so the answer's time tells nothing.
+        User(password_hash=dummy_hash()).check_password(password or "")
         return None
     if not user.check_password(password or "") or not user.is_active:
         return None
+    if needs_rehash(user.password_hash):  # a hash of an earlier release: replaced, the sessions kept
+        user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     db.session.commit()
     return user
@@ -191,7 +191,7 @@ def create_user(email, role, password, company_name=None, name=""):
         raise InvalidInput(f"“{email[:254]}” is not an e-mail address.")
     if role not in set(Role):
         raise InvalidInput(f"Role must be one of {', '.join(Role)}.")
-    check_password_rules(password)
+    check_new_password(password, email, name)
     existing = user_by_email(email)
     if existing is not None:
         raise InvalidInput(f"There is already a user {existing.email}.")
@@ -215,11 +215,3 @@ def find_company(name, role):
     if company is None:
         raise InvalidInput(f"There is no company “{name}”.")
     return company
-
-
-def check_password_rules(password):
-    """Raise InvalidInput unless the password is long enough (and not absurdly long)."""
-    if len(password or "") < MIN_PASSWORD:
-        raise InvalidInput(f"The password must have at least {MIN_PASSWORD} characters.")
-    if len(password) > MAX_PASSWORD:
-        raise InvalidInput(f"The password can have at most {MAX_PASSWORD} characters.")

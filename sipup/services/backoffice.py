@@ -5,6 +5,7 @@ from sqlalchemy.orm import selectinload
 
 from sipup.cache import Plain, cached
 
+from ..config import VAT_CLASSES
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching
@@ -139,6 +140,7 @@ def save_product(product, form):
         "qty_step": _field(errors, "qty_step", parse_count, form, "Quantity step", 1),
         "stock_on_hand": _field(errors, "stock_on_hand", parse_count, form, "Stock on hand"),
         "low_stock_threshold": _field(errors, "low_stock_threshold", parse_count, form, "Low-stock threshold"),
+        "vat_class": (form.get("vat_class") or "standard").strip(),
         "backorder_allowed": form.get("backorder_allowed") == "on",
         "active": form.get("active") == "on",
     }
@@ -153,6 +155,8 @@ def save_product(product, form):
             errors[name] = f"{label} must be 1 to {size} characters."
     if values["min_qty"] and values["qty_step"] and values["min_qty"] % values["qty_step"]:
         errors["min_qty"] = f"The minimum quantity must be a multiple of the step ({values['qty_step']})."
+    if values["vat_class"] not in VAT_CLASSES:
+        errors["vat_class"] = "Choose the VAT class: standard, reduced or zero."
     category_id = whole_number(form.get("category_id"))
     category = db.session.get(Category, category_id) if category_id else None
     if category is None:

@@ -83,9 +83,6 @@ def _summary(kind, items, refused):
     preview = {"kind": kind, "label": LABELS[kind], "counts": counts, "refused": [list(r) for r in refused[:SHOWN]]}
     for action in APPLIES:
         preview[action] = [[i["line"], i["key"], i["changes"]] for i in items if i["action"] == action][:SHOWN]
-    preview["notes"] = []
-    if kind == "products" and not import_products.STORES_VAT_CLASS:
-        preview["notes"].append("VAT classes are checked (standard, reduced, zero) but not yet kept with products.")
     return preview
 
 

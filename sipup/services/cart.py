@@ -12,6 +12,7 @@ from sipup.cache import cached
 from ..database import run_in_transaction
 from ..extensions import db
 from ..models import CartItem, Product
+from . import vat
 from .errors import DomainError, InvalidQuantity, NotFound, OutOfStock
 from .pricing import load_tiers, money, unit_price
 from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
@@ -27,6 +28,8 @@ class PricedLine:
     problems: list = field(default_factory=list)  # rules that stop the line being ordered at all
     stock_note: str | None = None  # stock is short now; checkout's reservation has the last word
     backorder_note: str | None = None  # part or all of it ships when back in stock
+    vat_rate: Decimal = Decimal("0")
+    deposit_vat_rate: Decimal = Decimal("0")
 
 
 @dataclass
@@ -36,6 +39,8 @@ class PricedCart:
     deposit_total: Decimal
     vat_total: Decimal
     total: Decimal
+    vat_summary: list = field(default_factory=list)  # [vat.VatRow] per rate
+    reverse_charge: bool = False
 
     @property
     def problems(self):
@@ -49,6 +54,8 @@ class PricedCart:
     def count(self):
         return len(self.lines)
 
+
+ZERO = Decimal("0")
 
 # Each conflict means another request on the same line committed meanwhile, so a request needs at most one
 # attempt per request racing it: ten covers ten tabs at once (five ran out under load with eight).
@@ -128,8 +135,13 @@ def count_entry(user_id):
     return ("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"])
 
 
-def price_lines(price_list_id, pairs, vat_rate):
-    """Price (product, quantity) pairs for one price list; each line lists what stops it being ordered."""
+def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None):
+    """Price (product, quantity) pairs for one price list; each line lists what stops it being ordered.
+
+    vat_rules: vat.VatRules (or one rate for every class); country and vat_id: where it is delivered and the
+    customer's VAT id, which decide the rates and reverse charge (no country: the shop's own)."""
+    rules = vat.as_rules(vat_rules)
+    reverse = rules.reverse_charged(country, vat_id)
     tiers = load_tiers(price_list_id, [p.id for p, _ in pairs])
     lines = []
     for product, quantity in pairs:
@@ -148,15 +160,20 @@ def price_lines(price_list_id, pairs, vat_rate):
                 problems,
                 stock_problem(product, quantity),
                 backorder_note(product, quantity),
+                ZERO if reverse else rules.rate(product.vat_class, country),
+                ZERO if reverse else rules.deposit_rate(product.vat_class, country),
             )
         )
     goods = sum((line.line_total for line in lines), Decimal("0.00"))
     deposit = sum((money(line.unit_deposit * line.quantity) for line in lines), Decimal("0.00"))
-    vat = money((goods + deposit) * vat_rate)
-    return PricedCart(lines, goods, deposit, vat, goods + deposit + vat)
+    rows = vat.summary(vat.line_parts(lines))
+    tax = sum((row.vat for row in rows), Decimal("0.00"))
+    return PricedCart(lines, goods, deposit, tax, goods + deposit + tax, rows, reverse)
 
 
-def priced(user, vat_rate):
-    """The user's cart with today's prices for their company."""
+def priced(user, vat_rules):
+    """The user's cart with today's prices for their company, taxed for its first (default) address."""
     pairs = [(item.product, item.quantity) for item in items(user.id)]
-    return price_lines(user.company.price_list_id, pairs, vat_rate)
+    company = user.company
+    country = company.addresses[0].country if company.addresses else None
+    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id)

@@ -1,7 +1,9 @@
-"""A buyer's invoice as a page and as a PDF (reportlab), also attached to the invoice mail."""
+"""Invoices and credit notes as pages and as Factur-X PDFs (reportlab, the e-invoice inside), also attached
+to the invoice mail."""
 
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from flask import current_app
@@ -9,52 +11,125 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Company, Invoice, Order
+from ..models import Address, Company, CreditNote, Invoice, Order
+from . import credit_notes, einvoice, vat
 from .errors import NotFound
 
 
 @dataclass
+class Issuer:
+    """Who issues invoices, from SIPUP_INVOICE_ISSUER: its lines as printed, and the parts e-invoices need."""
+
+    lines: list
+    name: str
+    street: str = ""
+    postcode: str = ""
+    city: str = ""
+    country: str = ""
+    vat_id: str = ""
+
+
+@dataclass
 class InvoiceDocument:
-    """What an invoice shows: the invoice, its order with lines, the customer, and who issues it."""
+    """What an invoice shows: the invoice, its order with lines, the customer, who issues it, VAT per rate,
+    its payments and credit notes."""
 
     invoice: Invoice
     order: Order | None
     company: Company
-    billing_address: str
-    issuer: list
+    billing_address: Address | None
+    issuer: Issuer
+    vat_rows: list = field(default_factory=list)
 
     @property
     def payment_reference(self):
         return self.invoice.number
 
+    @property
+    def number(self):
+        return self.invoice.number
 
-def issuer_lines():
-    """Who issues invoices: SIPUP_INVOICE_ISSUER split at "|" (name, address, VAT id, bank), else SITE_NAME."""
-    configured = [part.strip() for part in current_app.config["INVOICE_ISSUER"].split("|") if part.strip()]
-    return configured or [current_app.config["SITE_NAME"]]
+    @property
+    def billing_line(self):
+        return self.billing_address.one_line() if self.billing_address else ""
 
 
-def invoice_document(number, company_id):
-    """A company's invoice by number with everything its page and PDF show; another company's is NotFound."""
-    invoice = db.session.scalar(
-        select(Invoice).where(Invoice.number == (number or "")[:20], Invoice.company_id == company_id)
-    )
+@dataclass
+class CreditNoteDocument:
+    """What a credit note shows: its lines, the invoice it corrects, the customer, who issues it, VAT per rate."""
+
+    note: CreditNote
+    invoice: Invoice
+    company: Company
+    billing_address: Address | None
+    issuer: Issuer
+    vat_rows: list = field(default_factory=list)
+
+    @property
+    def number(self):
+        return self.note.number
+
+    @property
+    def billing_line(self):
+        return self.billing_address.one_line() if self.billing_address else ""
+
+
+ADDRESS = re.compile(r"(?P<street>[^,]+),\s*(?P<postcode>[\w-]+)\s+(?P<city>[^,]+?)(?:,\s*(?P<country>[A-Z]{2}))?")
+VAT_ID_PART = re.compile(r"(?:VAT id|VAT|USt-IdNr\.?)\s*:?\s*(?P<id>[A-Z]{2}[0-9A-Z+*]{2,12})", re.IGNORECASE)
+
+
+def issuer():
+    """Who issues invoices: SIPUP_INVOICE_ISSUER split at "|" (name | street, postcode city[, country] |
+    VAT id DE... | bank ...), else SITE_NAME; the address and VAT id are found among the parts."""
+    config = current_app.config
+    lines = [part.strip() for part in config["INVOICE_ISSUER"].split("|") if part.strip()]
+    found = Issuer(lines or [config["SITE_NAME"]], (lines or [config["SITE_NAME"]])[0], country=config["VAT_COUNTRY"])
+    for part in lines[1:]:
+        address, vat_id = ADDRESS.fullmatch(part), VAT_ID_PART.fullmatch(part)
+        if vat_id and not found.vat_id:
+            found.vat_id = vat_id.group("id").upper()
+        elif address and not found.street:
+            found.street, found.postcode, found.city = address["street"], address["postcode"], address["city"]
+            found.country = address["country"] or found.country
+    return found
+
+
+def _billing(company):
+    return company.addresses[0] if company.addresses else None
+
+
+def invoice_document(number, company_id=None):
+    """An invoice by number (of one company when given) with everything its page, PDF and e-invoice show;
+    another company's is NotFound."""
+    stmt = select(Invoice).where(Invoice.number == (number or "")[:20])
+    if company_id is not None:
+        stmt = stmt.where(Invoice.company_id == company_id)
+    invoice = db.session.scalar(stmt)
     if invoice is None:
         raise NotFound(f"There is no invoice “{number}”.")
     order = db.session.scalar(
         select(Order)
         .options(selectinload(Order.lines))
-        .where(Order.id == invoice.order_id, Order.company_id == company_id)
+        .where(Order.id == invoice.order_id, Order.company_id == invoice.company_id)
     )
     company = invoice.company
-    billing = company.addresses[0].one_line() if company.addresses else ""
-    return InvoiceDocument(invoice, order, company, billing, issuer_lines())
+    rows = vat.order_summary(order) if order is not None else []
+    return InvoiceDocument(invoice, order, company, _billing(company), issuer(), rows)
+
+
+def credit_note_document(number, company_id=None):
+    """A credit note by number (of one company when given) with everything its page, PDF and e-invoice show."""
+    note = credit_notes.credit_note(number, company_id)
+    company = note.company
+    return CreditNoteDocument(note, note.invoice, company, _billing(company), issuer(), credit_notes.summary(note))
 
 
 class _NumberedCanvas(Canvas):
@@ -72,7 +147,7 @@ class _NumberedCanvas(Canvas):
         total = len(self._pages)
         for state in self._pages:
             self.__dict__.update(state)
-            self.setFont("Helvetica", 8)
+            self.setFont(FONT, 8)
             self.drawRightString(
                 A4[0] - 18 * mm, 10 * mm, f"{self._invoice_number} · Page {self._pageNumber} of {total}"
             )
@@ -80,83 +155,149 @@ class _NumberedCanvas(Canvas):
         super().save()
 
 
+FONT, BOLD = "SipupSans", "SipupSans-Bold"
+
+
+def _fonts():
+    """Embed the Bitstream Vera fonts reportlab ships (PDF/A wants every font embedded; they have € and umlauts)."""
+    if FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont(FONT, "Vera.ttf"))
+        pdfmetrics.registerFont(TTFont(BOLD, "VeraBd.ttf"))
+
+
+def _date(value):
+    return f"{value:%d.%m.%Y}" if value else "–"
+
+
 def invoice_pdf(document):
-    """The invoice as PDF bytes: issuer, customer with addresses and VAT id, lines with deposit, totals,
-    due date and payment reference, every page numbered."""
+    """The invoice as a Factur-X PDF: issuer, customer with addresses and VAT ids, date of supply, lines with
+    deposit and VAT rate, VAT per rate, totals, payments and credit notes, what is still to pay (or when it
+    was paid), every page numbered, and the EN 16931 XML inside."""
     money = current_app.jinja_env.filters["money"]
-    invoice, order, company = document.invoice, document.order, document.company
+    invoice, order = document.invoice, document.order
+    head = [
+        f"Invoice {invoice.number}",
+        f"Issued {_date(invoice.issued_at)}",
+        f"Delivered {_date(invoice.delivery_date or invoice.issued_at)}",
+        f"Due {_date(invoice.due_date)}",
+    ]
+    intro = ""
+    rows, totals = [], []
+    if order is not None:
+        intro = f"Order {order.number} of {_date(order.created_at)}" + (
+            f", your reference {order.po_reference}" if order.po_reference else ""
+        )
+        rows = [_row(line, money) for line in order.lines]
+        totals = [["Goods", money(order.goods_total)], ["Deposit", money(order.deposit_total)]]
+    totals += _vat_totals(document.vat_rows, money)
+    totals.append(["Total", money(invoice.amount)])
+    for note in invoice.credit_notes:
+        totals.append([f"Credit note {note.number}", money(-note.amount)])
+    if invoice.paid_amount:
+        totals.append(["Paid", money(invoice.paid_amount)])
+    if invoice.paid_amount or invoice.credit_notes:
+        totals.append(["Open", money(invoice.open_amount)])
+    closing = []
+    if order is not None and order.reverse_charge:
+        closing.append(current_app.config["VAT_REVERSE_CHARGE_NOTE"])
+    if invoice.paid_at is not None and invoice.paid_amount:
+        closing.append(f"Paid on {_date(invoice.paid_at)}. Thank you.")
+    elif invoice.paid_at is not None:
+        closing.append(f"Settled on {_date(invoice.paid_at)} by credit notes; nothing is to be paid.")
+    else:
+        closing.append(
+            f"Please pay {money(invoice.open_amount)} by {_date(invoice.due_date)} "
+            f"with the payment reference {document.payment_reference}."
+        )
+    plain = _pdf(document, "Invoice", head, order.delivery_address if order else "–", intro, rows, totals, closing)
+    return einvoice.factur_x(plain, einvoice.invoice_xml(document), f"Invoice {invoice.number}", document.issuer.name)
+
+
+def credit_note_pdf(document):
+    """The credit note as a Factur-X PDF: the invoice it corrects, its reason, the lines and quantities taken
+    back with their VAT rates, VAT per rate and the amount credited, with the EN 16931 XML inside."""
+    money = current_app.jinja_env.filters["money"]
+    note, invoice = document.note, document.invoice
+    head = [f"Credit note {note.number}", f"Issued {_date(note.issued_at)}", f"For invoice {invoice.number}"]
+    intro = f"Credit note for invoice {invoice.number} of {_date(invoice.issued_at)}. Reason: {note.reason}"
+    totals = [["Goods", money(note.goods_total)], ["Deposit", money(note.deposit_total)]]
+    totals += _vat_totals(document.vat_rows, money)
+    totals.append(["Credited", money(note.amount)])
+    closing = [f"{money(note.amount)} is taken off invoice {invoice.number}; what was paid beyond it is refunded."]
+    order = invoice.order
+    plain = _pdf(
+        document,
+        "Credit note",
+        head,
+        order.delivery_address if order else "–",
+        intro,
+        [_row(line, money) for line in note.lines],
+        totals,
+        closing,
+    )
+    return einvoice.factur_x(
+        plain, einvoice.credit_note_xml(document), f"Credit note {note.number}", document.issuer.name
+    )
+
+
+def _row(line, money):
+    return [
+        line.sku,
+        f"{line.name}\n{line.sell_unit}",
+        line.quantity,
+        money(line.unit_price),
+        money(line.unit_deposit),
+        vat.percent(line.vat_rate) or "–",
+        money(line.line_total),
+    ]
+
+
+def _vat_totals(rows, money):
+    return [
+        [f"VAT {row.percent} on {money(row.base)}" if row.rate is not None else "VAT", money(row.vat)] for row in rows
+    ]
+
+
+def _pdf(document, title, head, deliver_to, intro, rows, totals, closing):
+    """The PDF of an invoice or credit note, laid out alike."""
+    _fonts()
+    company = document.company
     styles = getSampleStyleSheet()
-    small = ParagraphStyle("small", parent=styles["Normal"], fontSize=8.5, leading=11)
+    small = ParagraphStyle("small", parent=styles["Normal"], fontName=FONT, fontSize=8.5, leading=11)
+    heading = ParagraphStyle("heading", parent=styles["Heading1"], fontName=BOLD)
 
     def para(text, style=small):
         return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
 
+    bill_to = [company.name, document.billing_line, f"VAT id {company.vat_id}" if company.vat_id else ""]
     story = [
         Table(
-            [
-                [
-                    para("\n".join(document.issuer)),
-                    para(
-                        f"Invoice {invoice.number}\nIssued {invoice.issued_at:%d.%m.%Y}"
-                        f"\nDue {invoice.due_date:%d.%m.%Y}"
-                    ),
-                ]
-            ],
+            [[para("\n".join(document.issuer.lines)), para("\n".join(head))]],
             colWidths=[110 * mm, 64 * mm],
             style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
         ),
         Spacer(1, 6 * mm),
-        Paragraph(f"Invoice {escape(invoice.number)}", styles["Heading1"]),
+        Paragraph(f"{title} {escape(document.number)}", heading),
         Table(
-            [
-                [
-                    para(
-                        "Bill to\n"
-                        + "\n".join(
-                            filter(
-                                None,
-                                [
-                                    company.name,
-                                    document.billing_address,
-                                    f"VAT id {company.vat_id}" if company.vat_id else "",
-                                ],
-                            )
-                        )
-                    ),
-                    para("Deliver to\n" + (order.delivery_address if order else "–")),
-                ]
-            ],
+            [[para("Bill to\n" + "\n".join(filter(None, bill_to))), para("Deliver to\n" + deliver_to)]],
             colWidths=[87 * mm, 87 * mm],
             style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
         ),
         Spacer(1, 4 * mm),
     ]
-    if order is not None:
-        story.append(
-            para(
-                f"Order {order.number} of {order.created_at:%d.%m.%Y}"
-                + (f", your reference {order.po_reference}" if order.po_reference else "")
-            )
+    if intro:
+        story += [para(intro), Spacer(1, 3 * mm)]
+    if rows:
+        header = ["SKU", "Product", "Qty", "Price", "Deposit", "VAT", "Total"]
+        body = [[sku, para(name), *rest] for sku, name, *rest in rows]
+        table = Table(
+            [header, *body], colWidths=[24 * mm, 66 * mm, 12 * mm, 20 * mm, 18 * mm, 14 * mm, 20 * mm], repeatRows=1
         )
-        story.append(Spacer(1, 3 * mm))
-        rows = [["SKU", "Product", "Qty", "Price", "Deposit", "Total"]]
-        rows += [
-            [
-                line.sku,
-                para(f"{line.name}\n{line.sell_unit}"),
-                line.quantity,
-                money(line.unit_price),
-                money(line.unit_deposit),
-                money(line.line_total),
-            ]
-            for line in order.lines
-        ]
-        table = Table(rows, colWidths=[24 * mm, 74 * mm, 12 * mm, 22 * mm, 20 * mm, 22 * mm], repeatRows=1)
         table.setStyle(
             TableStyle(
                 [
-                    ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5),
-                    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+                    ("FONT", (0, 0), (-1, -1), FONT, 8.5),
+                    ("FONT", (0, 0), (-1, 0), BOLD, 8.5),
                     ("ALIGN", (2, 0), (-1, -1), "RIGHT"),
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
                     ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
@@ -165,47 +306,33 @@ def invoice_pdf(document):
             )
         )
         story += [table, Spacer(1, 4 * mm)]
-        totals = [
-            ["Goods", money(order.goods_total)],
-            ["Deposit", money(order.deposit_total)],
-            ["VAT", money(order.vat_total)],
-            ["Total", money(order.total)],
-        ]
-    else:
-        totals = [["Total", money(invoice.amount)]]
-    if invoice.paid_amount:
-        totals += [["Paid", money(invoice.paid_amount)], ["Open", money(invoice.open_amount)]]
+    grand = next(index for index, (label, _) in enumerate(totals) if label in ("Total", "Credited"))
     story.append(
         Table(
             totals,
-            colWidths=[40 * mm, 30 * mm],
+            colWidths=[60 * mm, 30 * mm],
             hAlign="RIGHT",
             style=[
                 ("ALIGN", (1, 0), (1, -1), "RIGHT"),
-                ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
-                ("FONT", (0, 3 if order else 0), (-1, 3 if order else 0), "Helvetica-Bold", 9),
+                ("FONT", (0, 0), (-1, -1), FONT, 9),
+                ("FONT", (0, grand), (-1, grand), BOLD, 9),
             ],
         )
     )
-    story += [
-        Spacer(1, 6 * mm),
-        para(
-            f"Please pay {money(invoice.open_amount)} by {invoice.due_date:%d.%m.%Y} "
-            f"with the payment reference {document.payment_reference}."
-        ),
-    ]
+    story.append(Spacer(1, 6 * mm))
+    story += [para(text) for text in closing]
     out = io.BytesIO()
 
     def numbered(*args, **kwargs):
         canvas = _NumberedCanvas(*args, **kwargs)
-        canvas._invoice_number = invoice.number
+        canvas._invoice_number = document.number
         return canvas
 
     SimpleDocTemplate(
         out,
         pagesize=A4,
-        title=f"Invoice {invoice.number}",
-        author=current_app.config["SITE_NAME"],
+        title=f"{title} {document.number}",
+        author=document.issuer.name,
         leftMargin=18 * mm,
         rightMargin=18 * mm,
         topMargin=16 * mm,

@@ -25,6 +25,14 @@ class OutOfStock(DomainError):
         self.product_id = product_id
 
 
+class AlreadyPlaced(DomainError):
+    """The checkout form was sent before and placed this order; nothing new is placed."""
+
+    def __init__(self, number):
+        super().__init__(f"Order {number} was already placed from this checkout; nothing was ordered twice.")
+        self.number = number
+
+
 class EmptyCart(DomainError):
     pass
 

@@ -12,6 +12,7 @@ from sipup.dbtools.batch import bulk_insert, bulk_update
 from .. import searchtext
 from ..extensions import db
 from ..models import Category, Product, utcnow
+from . import vat
 from .errors import InvalidInput, LineRefused
 from .parsing import MAX_COUNT, parse_count, parse_money
 
@@ -30,9 +31,7 @@ COLUMNS = (
 )
 REQUIRED = ("sku", "name", "category", "pack", "unit_price")
 KEY_COLUMN = "sku"
-VAT_CLASSES = ("standard", "reduced", "zero")
-# VAT classes are read and checked always, and kept once products have them (the VAT work adds the column).
-STORES_VAT_CLASS = hasattr(Product, "vat_class")
+VAT_CLASSES = tuple(vat.CLASS_LABELS)  # standard, reduced, zero
 YES, NO = {"yes", "y", "true", "1", "ja", "x"}, {"no", "n", "false", "0", "nein"}
 # Column of the file -> attribute of Product, for what is compared and written.
 FIELDS = {
@@ -45,7 +44,8 @@ FIELDS = {
     "qty_step": "qty_step",
     "stock": "stock_on_hand",
     "active": "active",
-} | ({"vat_class": "vat_class"} if STORES_VAT_CLASS else {})
+    "vat_class": "vat_class",
+}
 DEFAULTS = {"deposit": 0, "min_qty": 1, "qty_step": 1, "stock": 0, "active": True, "vat_class": "standard"}
 CHUNK = 1000
 
@@ -242,7 +242,7 @@ def export_rows():
             product.sell_unit,
             product.base_price,
             product.deposit,
-            getattr(product, "vat_class", "") or "",
+            product.vat_class,
             product.min_qty,
             product.qty_step,
             product.stock_on_hand,

@@ -16,7 +16,7 @@ import socket
 import ssl
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app, render_template
@@ -26,7 +26,19 @@ from sipup.jobs import enqueue
 
 from ..extensions import db
 from ..files import open_private, private_folder
-from ..models import AccountLink, AccountRequest, Invoice, LinkPurpose, Order, OrderEvent, Product, Role, User, utcnow
+from ..models import (
+    AccountLink,
+    AccountRequest,
+    AuditEvent,
+    Invoice,
+    LinkPurpose,
+    Order,
+    OrderEvent,
+    Product,
+    Role,
+    User,
+    utcnow,
+)
 from . import documents, links
 from .accounts import user_by_email
 from .errors import InvalidInput, NotFound
@@ -40,6 +52,8 @@ KINDS = (
     "monitor_alert",
     "invitation",
     "email_change",
+    "email_changed",
+    "password_changed",
     "password_reset",
     "account_request_declined",
 )
@@ -152,6 +166,36 @@ def _invitation(link_id):
 
 def _email_change(link_id):
     return _link_mail(link_id, LinkPurpose.EMAIL)
+
+
+def _account_change(event_id, field):
+    """The user and audit event of a change of their e-mail address or password, for its notice."""
+    event = db.session.get(AuditEvent, int(event_id))
+    if event is None or event.subject != "user" or event.field != field:
+        raise NotFound(f"There is no change of a user's {field} numbered {event_id}.")
+    user = db.session.get(User, event.subject_id)
+    if user is None:
+        return None, {}
+    return user, {
+        "user": user,
+        "event": event,
+        "by_staff": event.actor_id != user.id,
+        "issuer": documents.issuer_lines()[:2],  # name and address; not the VAT id or bank
+        "reply_to": parseaddr(current_app.config["MAIL_FROM"])[1],
+        "reset_url": links.public_url("auth.password_reset"),
+    }
+
+
+def _email_changed(event_id):
+    """The notice to the old address that the sign-in address changed: whoever changed it cannot stop it."""
+    user, context = _account_change(event_id, "email")
+    return ([context["event"].old_value] if user is not None else []), context
+
+
+def _password_changed(event_id):
+    """The notice to the account that its password changed."""
+    user, context = _account_change(event_id, "password")
+    return ([user.email] if user is not None and user.active else []), context
 
 
 def _password_reset(email):

@@ -2,9 +2,9 @@
 
 import secrets
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import (
     Address,
     CartItem,
+    CheckoutKey,
     Company,
     Invoice,
     Order,
@@ -22,12 +23,12 @@ from ..models import (
     OrderStatus,
     Payment,
     Product,
-    Sequence,
     utcnow,
 )
 from . import cart as carts
 from . import mail
-from .errors import DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from .errors import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from .numbers import next_number
 from .parsing import parse_date
 from .pricing import load_tiers, money, unit_price
 from .quantities import stock_problem
@@ -150,7 +151,7 @@ def uninvoiced_query(company_id):
 def credit_position(company):
     """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
     open_invoices = db.session.scalar(
-        select(func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount), 0)).where(
+        select(func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount - Invoice.credited_amount), 0)).where(
             Invoice.company_id == company.id, Invoice.paid_at.is_(None)
         )
     )
@@ -166,18 +167,39 @@ def credit_position(company):
     }
 
 
-def checkout(user, vat_rate, po_reference="", requested_date=None, address_id=None, note=""):
-    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit."""
+def new_checkout_key():
+    """A one-time key for a checkout form: the order it places is found again by it."""
+    return secrets.token_urlsafe(16)
+
+
+def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=None, note="", checkout_key=None):
+    """Turn the user's cart into an order: reserve stock, check credit, clear the cart, in one unit; a
+    checkout_key that placed an order before raises AlreadyPlaced instead of placing another.
+
+    vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
     return run_in_transaction(
-        _checkout, user.id, user.company_id, vat_rate, po_reference[:60], requested_date, address_id, note[:1000]
+        _checkout,
+        user.id,
+        user.company_id,
+        vat_rules,
+        po_reference[:60],
+        requested_date,
+        address_id,
+        note[:1000],
+        checkout_key,
     )
 
 
-def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, address_id, note):
-    # Lock the company first: checkouts of one company run one at a time, so the credit check holds.
+def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note, checkout_key=None):
+    # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
+    # repeated form waits for the first one and then finds the order it placed.
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
     )
+    if checkout_key:
+        placed = db.session.get(CheckoutKey, (company_id, checkout_key), populate_existing=True)
+        if placed is not None:
+            raise AlreadyPlaced(placed.order_number)
     company = db.session.get(Company, company_id, populate_existing=True)
     address = db.session.get(Address, address_id) if address_id else None
     if address is None or address.company_id != company_id:
@@ -189,7 +211,9 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
         raise EmptyCart("Your cart is empty.")
     for item in items:
         db.session.refresh(item.product)
-    priced = carts.price_lines(company.price_list_id, [(i.product, i.quantity) for i in items], vat_rate)
+    priced = carts.price_lines(
+        company.price_list_id, [(i.product, i.quantity) for i in items], vat_rules, address.country, company.vat_id
+    )
     problems = priced.problems  # stock is checked by the reservation below, under lock
     if problems:
         raise InvalidInput(" ".join(problems))
@@ -213,6 +237,7 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
         deposit_total=priced.deposit_total,
         vat_total=priced.vat_total,
         total=priced.total,
+        reverse_charge=priced.reverse_charge,
         created_at=now,
     )
     db.session.add(order)
@@ -231,12 +256,20 @@ def _checkout(user_id, company_id, vat_rate, po_reference, requested_date, addre
                 unit_price=line.unit_price,
                 unit_deposit=line.unit_deposit,
                 line_total=line.line_total,
+                vat_rate=line.vat_rate,
+                deposit_vat_rate=line.deposit_vat_rate,
             )
         )
     hold_note = ""
     if status == S.CREDIT_HOLD:
         hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
     _record(order, status, user_id, hold_note)
+    if checkout_key:
+        db.session.add(
+            CheckoutKey(
+                company_id=company_id, key=checkout_key, order_id=order.id, order_number=order.number, created_at=now
+            )
+        )
     emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
     mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
@@ -361,34 +394,21 @@ def _move_stock(line, reserved=0, on_hand=0):
         raise InvalidTransition(f"Not enough {line.sku} on hand to ship {line.quantity}; correct the stock first.")
 
 
-def next_number(name):
-    """The next value of a gap-free counter; the row stays locked until the transaction ends."""
-    for _ in range(2):
-        bumped = db.session.execute(
-            update(Sequence).where(Sequence.name == name).values(value=Sequence.value + 1)
-        ).rowcount
-        if bumped:
-            return db.session.scalar(select(Sequence.value).where(Sequence.name == name))
-        try:
-            with db.session.begin_nested():
-                db.session.add(Sequence(name=name, value=1))
-            return 1
-        except IntegrityError:
-            continue  # another transaction created it first: bump it instead
-    raise RuntimeError(f"Sequence {name} could not be advanced")
-
-
 def _issue_invoice(order):
     company = db.session.get(Company, order.company_id)
     today = utcnow()
     value = next_number(f"invoice-{today:%Y}")
+    shipped = [event.created_at for event in order.events if event.status == S.SHIPPED]
     invoice = Invoice(
         number=f"INV-{today:%Y}-{value:06d}",
         order_id=order.id,
         company_id=order.company_id,
         amount=order.total,
+        paid_amount=Decimal("0.00"),
+        credited_amount=Decimal("0.00"),
         issued_at=today,
         due_date=today.date() + timedelta(days=company.payment_terms_days),
+        delivery_date=(shipped[-1] if shipped else today).date(),  # the date of supply
     )
     db.session.add(invoice)
     return invoice
@@ -400,13 +420,12 @@ def _pay_invoice(order, reference):
     reference = ((reference or "").strip() or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}")[:80]
     if db.session.scalar(select(Payment.id).where(Payment.reference == reference)):
         raise InvalidInput(f"Payment reference “{reference}” was already used.")
-    if invoice.open_amount > 0:  # a zero invoice (all credited) is settled without a payment
-        db.session.add(
-            Payment(reference=reference, company_id=order.company_id, invoice_id=invoice.id, amount=invoice.open_amount)
-        )
-    invoice.paid_amount = invoice.amount
+    paid = max(invoice.open_amount, Decimal("0.00"))
+    if paid > 0:  # a zero invoice (all credited) is settled without a payment
+        db.session.add(Payment(reference=reference, company_id=order.company_id, invoice_id=invoice.id, amount=paid))
+    invoice.paid_amount += paid
     invoice.paid_at = utcnow()
-    return f"Payment {reference} of {invoice.amount} applied to {invoice.number}."
+    return f"Payment {reference} of {paid} applied to {invoice.number}."
 
 
 INVOICES_PER_PAGE = 50

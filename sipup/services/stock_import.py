@@ -16,6 +16,7 @@ from sipup.jobs import enqueue
 from sipup.storage import Missing, StorageUnavailable, get_storage
 
 from ..csvfiles import read_table
+from ..database import run_in_transaction
 from ..extensions import db
 from ..models import Job, JobStatus, Product, utcnow
 from .errors import InvalidInput, NotFound
@@ -91,9 +92,11 @@ def apply_stock_file(filename):
             problems.append((number, f"unknown SKU {sku}"))
         else:
             updates.append({"id": ids[sku], "stock_on_hand": count, "updated_at": utcnow()})
+    # By id, the order checkout locks products in, so the two never wait on each other in a circle; a deadlock
+    # with anything else is retried. One transaction per batch: a large file never holds locks for long.
+    updates.sort(key=lambda row: row["id"])
     for start in range(0, len(updates), BATCH_SIZE):
-        bulk_update(Product, updates[start : start + BATCH_SIZE])
-        db.session.commit()  # one transaction per batch: a large file never holds locks for long
+        run_in_transaction(bulk_update, Product, updates[start : start + BATCH_SIZE])
     short, low = recheck([u["id"] for u in updates])
     problems.sort()
     _write_report(path, problems)

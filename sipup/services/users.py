@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import LinkPurpose, Role, User, utcnow
-from . import accounts, audit, links
+from . import accounts, audit, links, passwords
 from .errors import FieldErrors, InvalidInput, NotFound
 from .mail import ascii_address, queue_mail
 
@@ -98,17 +98,35 @@ def resend_invitation(user):
 def set_password_from_link(link, password, confirm):
     """Set the password from an invitation or reset link and spend the link: every other session of the
     user ends. Returns the user."""
-    _check_new_password(password, confirm)
     user = link.user
-    user.set_password(password)
+    _check_new_password(user, password, confirm)
+    _set_password(user, password, actor=user)
     links.spend(link)
     db.session.commit()
     return user
 
 
-def _check_new_password(password, confirm, field="password"):
+def set_password(user, password, actor=None):
+    """Set a password chosen elsewhere (the command line); InvalidInput says why one is refused."""
+    passwords.check_new_password(password, user.email, user.name)
+    _set_password(user, password, actor)
+    db.session.commit()
+
+
+def _set_password(user, password, actor):
+    """Store the new password (every session of the user ends) and, when it replaces one, record the change
+    and queue the notice to the account, in the caller's transaction."""
+    had_password = user.has_password
+    user.set_password(password)
+    if had_password:
+        event = audit.record("user", user.id, "password", "", "changed", actor)
+        db.session.flush()
+        queue_mail("password_changed", event.id, priority="high")
+
+
+def _check_new_password(user, password, confirm, field="password"):
     try:
-        accounts.check_password_rules(password)
+        passwords.check_new_password(password, user.email, user.name)
     except InvalidInput as exc:
         raise FieldErrors({field: str(exc)}) from None
     if password != confirm:
@@ -188,9 +206,12 @@ def update_profile(user, name):
     db.session.commit()
 
 
-def request_email_change(user, new_email):
-    """Queue a confirmation link to the new address; the address changes only when it is opened."""
+def request_email_change(user, new_email, current_password):
+    """After checking the current password, queue a confirmation link to the new address; the address changes
+    only when it is opened."""
     errors = {}
+    if not user.check_password(current_password or ""):
+        errors["email_password"] = "That is not your current password."
     email = check_email(new_email, errors, field="new_email", user_id=user.id)
     if email is not None and email == user.email:
         errors["new_email"] = "That is already your address."
@@ -203,14 +224,19 @@ def request_email_change(user, new_email):
 
 
 def confirm_email_change(link):
-    """Make the link's new address the user's sign-in and spend the link; returns the user."""
+    """Make the link's new address the user's sign-in, spend the link and queue a notice to the old address;
+    returns the user."""
     errors = {}
     email = check_email(link.new_email, errors, user_id=link.user_id)
     if errors:
         raise InvalidInput(errors["email"])
     user = link.user
+    event = audit.record("user", user.id, "email", user.email, email, user)
     user.email = email
     links.spend(link)
+    if event is not None:
+        db.session.flush()
+        queue_mail("email_changed", event.id, priority="high")
     db.session.commit()
     return user
 
@@ -219,6 +245,6 @@ def change_password(user, current, new, confirm):
     """Change the password after checking the current one; every session of the user ends."""
     if not user.check_password(current or ""):
         raise FieldErrors({"current": "That is not your current password."})
-    _check_new_password(new, confirm, field="new")
-    user.set_password(new)
+    _check_new_password(user, new, confirm, field="new")
+    _set_password(user, new, actor=user)
     db.session.commit()

@@ -17,7 +17,6 @@ from sipup.config import parse_storage_url
 from sipup.storage.base import Missing, StorageUnavailable, StoredInfo, check_key
 from sipup.storage.database import DatabaseStorage
 from sipup.storage.folder import FolderStorage
-from sipup.storage.s3 import ObjectStorage
 
 
 def folder_storage(app):
@@ -33,6 +32,8 @@ def build_storage(app):
         return folder_storage(app)
     if url == "database":
         return DatabaseStorage()
+    from sipup.storage.s3 import ObjectStorage  # lazy: minio is a tenth of start-up; only s3:// needs it
+
     return ObjectStorage(parse_storage_url(url))
 
 
@@ -44,6 +45,15 @@ def register_storage(app):
 def get_storage():
     """The current app's file storage."""
     return current_app.extensions["storage"]
+
+
+def __getattr__(name):
+    """`from sipup.storage import ObjectStorage` works without loading minio at every start (PEP 562)."""
+    if name == "ObjectStorage":
+        from sipup.storage.s3 import ObjectStorage  # lazy: minio is a tenth of start-up; only s3:// needs it
+
+        return ObjectStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
