@@ -5,8 +5,9 @@ sign-out against a copied cookie, an owner managing buyers, the last admin, and 
 The tests run in order on one site: later ones use the company the first one onboards.
 
 `flask serve` (waitress) and `flask queue worker` run as subprocesses; Chromium is driven by Playwright.
-Runs on the embedded default, and on MariaDB + Redis when SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL
-are set.
+Runs on one footprint: MariaDB + Redis (production's) when SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL
+are set, else the embedded default. The browser sees the same pages on both; what differs between the
+footprints (sessions, mail jobs, invitations on SQLite and MariaDB) is covered in tests/test_accounts.py.
 """
 
 import os
@@ -27,8 +28,10 @@ pytestmark = [
 ]
 ADMIN = ("boss@wholesale.example", "admin password 1")
 NEW_PASSWORD = "a good new passphrase"
-FOOTPRINTS = ["embedded"] + (
-    ["mariadb-redis"] if os.environ.get("SIPUP_TEST_DATABASE_URL") and os.environ.get("SIPUP_TEST_REDIS_URL") else []
+FOOTPRINTS = (
+    ["mariadb-redis"]
+    if os.environ.get("SIPUP_TEST_DATABASE_URL") and os.environ.get("SIPUP_TEST_REDIS_URL")
+    else ["embedded"]
 )
 
 
