@@ -20,7 +20,6 @@ from ..services import (
     companies,
     credit_notes,
     documents,
-    einvoice,
     images,
     orders,
     payments,
@@ -132,46 +131,23 @@ def _invoice_step(number, which, step, done):
     return redirect(url_for("admin.order_detail", number=order.number) if order else url_for("admin.order_list"))
 
 
-@bp.route("/invoices/<number>.pdf")
-def invoice_pdf(number):
-    """Any customer's invoice as PDF (Factur-X: the e-invoice inside)."""
+@bp.route("/invoices/<number>.<any(pdf, xml):extension>")
+def invoice_file(number, extension):
+    """Any customer's invoice as PDF (Factur-X: the e-invoice inside) or as XRechnung XML."""
+    return _document_file("invoice", extension, number)
+
+
+@bp.route("/credit-notes/<number>.<any(pdf, xml):extension>")
+def credit_note_file(number, extension):
+    """Any customer's credit note as PDF (Factur-X: the e-invoice inside) or as XRechnung XML."""
+    return _document_file("credit_note", extension, number)
+
+
+def _document_file(kind, extension, number):
     try:
-        document = documents.invoice_document(number)
+        return file_download(*documents.document_file(kind, extension, number))
     except NotFound:
         abort(404)
-    return file_download(documents.invoice_pdf(document), f"{document.number}.pdf", "application/pdf")
-
-
-@bp.route("/invoices/<number>.xml")
-def invoice_xml(number):
-    """Any customer's invoice as an XRechnung (EN 16931 CII) XML file."""
-    try:
-        document = documents.invoice_document(number)
-    except NotFound:
-        abort(404)
-    xml = einvoice.invoice_xml(document, einvoice.XRECHNUNG)
-    return file_download(xml, f"{document.number}.xml", "application/xml")
-
-
-@bp.route("/credit-notes/<number>.pdf")
-def credit_note_pdf(number):
-    """Any customer's credit note as PDF (Factur-X: the e-invoice inside)."""
-    try:
-        document = documents.credit_note_document(number)
-    except NotFound:
-        abort(404)
-    return file_download(documents.credit_note_pdf(document), f"{document.number}.pdf", "application/pdf")
-
-
-@bp.route("/credit-notes/<number>.xml")
-def credit_note_xml(number):
-    """Any customer's credit note as an XRechnung (EN 16931 CII) XML file."""
-    try:
-        document = documents.credit_note_document(number)
-    except NotFound:
-        abort(404)
-    xml = einvoice.credit_note_xml(document, einvoice.XRECHNUNG)
-    return file_download(xml, f"{document.number}.xml", "application/xml")
 
 
 @bp.route("/orders/<number>/<action>", methods=["POST"])

@@ -27,7 +27,7 @@ from ..extensions import db
 from ..models import Address, utcnow
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, einvoice, images, orders, pricing, quick_order, vat
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
 from ..services.errors import AlreadyPlaced, DomainError, NotFound
 from ..services.parsing import parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
@@ -393,50 +393,25 @@ def invoice_detail(number):
     return render_template("shop/invoice.html", doc=document, today=utcnow().date())
 
 
-@bp.route("/invoices/<number>.pdf")
+@bp.route("/invoices/<number>.<any(pdf, xml):extension>")
 @customer_required
-def invoice_pdf(number):
-    """One invoice of the company as a PDF file with the e-invoice inside (Factur-X)."""
+def invoice_file(number, extension):
+    """One invoice of the company as a PDF file with the e-invoice inside (Factur-X), or as XRechnung XML."""
+    return _document_file("invoice", extension, number)
+
+
+@bp.route("/credit-notes/<number>.<any(pdf, xml):extension>")
+@customer_required
+def credit_note_file(number, extension):
+    """One credit note of the company as a PDF file with the e-invoice inside (Factur-X), or as XRechnung XML."""
+    return _document_file("credit_note", extension, number)
+
+
+def _document_file(kind, extension, number):
     try:
-        document = documents.invoice_document(number, current_user.company_id)
+        return file_download(*documents.document_file(kind, extension, number, current_user.company_id))
     except NotFound:
         abort(404)
-    return file_download(documents.invoice_pdf(document), f"{document.number}.pdf", "application/pdf")
-
-
-@bp.route("/invoices/<number>.xml")
-@customer_required
-def invoice_xml(number):
-    """One invoice of the company as an XRechnung (EN 16931 CII) XML file."""
-    try:
-        document = documents.invoice_document(number, current_user.company_id)
-    except NotFound:
-        abort(404)
-    xml = einvoice.invoice_xml(document, einvoice.XRECHNUNG)
-    return file_download(xml, f"{document.number}.xml", "application/xml")
-
-
-@bp.route("/credit-notes/<number>.pdf")
-@customer_required
-def credit_note_pdf(number):
-    """One credit note of the company as a PDF file with the e-invoice inside (Factur-X)."""
-    try:
-        document = documents.credit_note_document(number, current_user.company_id)
-    except NotFound:
-        abort(404)
-    return file_download(documents.credit_note_pdf(document), f"{document.number}.pdf", "application/pdf")
-
-
-@bp.route("/credit-notes/<number>.xml")
-@customer_required
-def credit_note_xml(number):
-    """One credit note of the company as an XRechnung (EN 16931 CII) XML file."""
-    try:
-        document = documents.credit_note_document(number, current_user.company_id)
-    except NotFound:
-        abort(404)
-    xml = einvoice.credit_note_xml(document, einvoice.XRECHNUNG)
-    return file_download(xml, f"{document.number}.xml", "application/xml")
 
 
 def file_download(data, filename, mimetype):

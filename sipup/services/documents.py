@@ -339,3 +339,17 @@ def _pdf(document, title, head, deliver_to, intro, rows, totals, closing):
         bottomMargin=18 * mm,
     ).build(story, canvasmaker=numbered)
     return out.getvalue()
+
+
+def document_file(kind, extension, number, company_id=None):
+    """(bytes, file name, media type) of an invoice or credit note ("invoice", "credit_note") as PDF with its
+    e-invoice inside (Factur-X) or as XRechnung XML ("pdf", "xml"); NotFound unless it exists (and, given a
+    company, is that company's)."""
+    find, pdf, xml = {
+        "invoice": (invoice_document, invoice_pdf, einvoice.invoice_xml),
+        "credit_note": (credit_note_document, credit_note_pdf, einvoice.credit_note_xml),
+    }[kind]
+    document = find(number, company_id)
+    if extension == "pdf":
+        return pdf(document), f"{document.number}.pdf", "application/pdf"
+    return xml(document, einvoice.XRECHNUNG), f"{document.number}.xml", "application/xml"
