@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from sipup.database import run_in_transaction
 from sipup.extensions import db
+from sipup.files import private_file
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
 from sipup.observability.counters import percentile
@@ -155,7 +156,8 @@ def make_huey(config, instance_path, blocking=False):
             "sipup",
             results=False,
             utc=True,
-            filename=os.path.join(instance_path, "queue.db"),
+            # The queue holds mail addresses: its file (and so its -wal and -shm) is the service account's.
+            filename=private_file(os.path.join(instance_path, "queue.db")),
             strict_fifo=True,
             timeout=30,
         )

@@ -14,6 +14,7 @@ from flask import current_app
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from ..extensions import db
+from ..files import open_private, private_folder
 from ..models import ProductImage
 from .errors import InvalidInput, NotFound
 
@@ -25,8 +26,7 @@ SIZES = {"thumb": (96, 96), "card": (320, 240), "page": (800, 600)}
 def folder():
     """Where originals and renditions are kept."""
     path = current_app.config["IMAGE_FOLDER"] or os.path.join(current_app.instance_path, "images")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return private_folder(path)
 
 
 def rendition_path(digest, size):
@@ -88,12 +88,13 @@ def store_picture(product, picture):
     picture.save(original, "WEBP", quality=90)  # a fresh encoding: nothing of the upload's metadata is kept
     digest = hashlib.sha256(original.getvalue()).hexdigest()
     base = folder()
-    with open(os.path.join(base, f"{digest}.webp"), "wb") as handle:
+    with open_private(os.path.join(base, f"{digest}.webp"), "wb") as handle:
         handle.write(original.getvalue())
     for size in SIZES:
         copy = picture.copy()
         copy.thumbnail(SIZES[size], Image.Resampling.LANCZOS)
-        copy.save(os.path.join(base, f"{digest}-{size}.webp"), "WEBP", quality=82)
+        with open_private(os.path.join(base, f"{digest}-{size}.webp"), "wb") as handle:
+            copy.save(handle, "WEBP", quality=82)
     position = max((image.position for image in product.images), default=-1) + 1
     image = ProductImage(
         product_id=product.id, digest=digest, width=picture.width, height=picture.height, position=position
