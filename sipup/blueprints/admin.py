@@ -11,7 +11,7 @@ from ..models import Category, Company, OrderStatus, PriceList, Product, Role
 from ..security import admin_required, staff_required
 from ..services import audit, backoffice, companies, images, orders, payments, reports, stock_import, users
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
-from ..services.parsing import whole_number
+from ..services.parsing import page_number, whole_number
 from .account import flash_user_action
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -24,7 +24,11 @@ def _guard():
 
 
 def _page():
-    return whole_number(request.args.get("page")) or 1
+    """The ?page= argument; a bad value shows page 1 with a notice naming it."""
+    page, notice = page_number(request.args.get("page"))
+    if notice:
+        flash(notice, "warning")
+    return page
 
 
 @bp.route("/")
