@@ -179,6 +179,12 @@ def _redis_problem(url):
     except redis.RedisError as exc:
         where = redis.connection.parse_url(url)
         address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
+            raise click.ClickException(
+                f"SIPUP_REDIS_URL names database {where.get('db')}, but the DB index is out of range on the Redis "
+                f"at {address} (it has databases 0 to 15 unless its `databases` setting says more): "
+                "use one of those, e.g. redis://host:6379/0."
+            ) from None
         return (
             f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
             "rate limits and statistics count per process and the cache is skipped until it answers."
