@@ -22,6 +22,7 @@ from sipup.cache.cli import cache_cli
 from sipup.dbtools.optimize import db_optimize
 from sipup.jobs.cli import queue_cli
 from sipup.limits.cli import limits_cli
+from sipup.observability import processes
 from sipup.observability.query_stats import describe_pool, pool_status
 
 from .extensions import db
@@ -150,6 +151,8 @@ def serve(host, port, threads):
     except BaseException:
         server.close()
         raise
+    # Mails link to the port served here when SIPUP_PUBLIC_URL is unset, whoever writes them (cron, a worker).
+    processes.register(current_app._get_current_object(), threads, url=processes.served_address(host, port))
     click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
     sys.stdout.flush()
     server.run()

@@ -11,6 +11,7 @@ from sipup.extensions import db
 from sipup.jobs import compat
 from sipup.jobs.queue import bind_app, last_processor_start, load_jobs, make_huey
 from sipup.models import utcnow
+from sipup.observability import processes
 
 log = logging.getLogger("sipup.queue")
 
@@ -76,7 +77,9 @@ def build_worker(app, workers):
 
 def run_worker(app, workers):
     """Run the consumer until SIGTERM or Ctrl+C; then queue again at once the jobs that did not finish in time."""
-    build_worker(app, workers).run()
+    consumer = build_worker(app, workers)
+    processes.register(app, workers + 1)  # its threads and the scheduler's hold the pool's connections
+    consumer.run()
     with app.app_context():
         returned = app.extensions["queue"].return_unfinished()
     if returned:

@@ -14,6 +14,8 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
+from sipup.observability.processes import served_address, served_url
+
 from ..extensions import db
 from ..models import AccountLink, LinkPurpose, utcnow
 from .errors import DomainError
@@ -101,7 +103,11 @@ def spend(link):
 def public_url(endpoint, **values):
     """An absolute URL on SIPUP_PUBLIC_URL (else the address `flask serve` listens on), for mails."""
     config = current_app.config
-    base = config["PUBLIC_URL"] or f"http://{config['HOST']}:{config['PORT']}"
+    base = (
+        config["PUBLIC_URL"]
+        or served_url(current_app.extensions["counters"])
+        or served_address(config["HOST"], config["PORT"])
+    )
     scheme, _, rest = base.partition("://")
     host, _, prefix = rest.partition("/")
     adapter = current_app.url_map.bind(host, script_name="/" + prefix, url_scheme=scheme)
