@@ -29,11 +29,12 @@ from .extensions import db
 from .files import open_private
 from .loadtest.cli import loadtest
 from .models import LinkPurpose
-from .services import accounts, companies, links, users
+from .services import accounts, backup, companies, links, users
 from .services import seed as seeding
 from .services.errors import DomainError
 from .services.seed import seed_demo
 
+MIGRATE_UPGRADE = db_group.commands["upgrade"]  # Flask-Migrate's; register_cli() adds the backup check to it
 # One line each in `flask --help`, in the order a new operator needs them.
 ONE_LINERS = {
     "serve": "Run the site under waitress (demo data if the database is new).",
@@ -69,6 +70,7 @@ def register_cli(app):
 
     db_group.add_command(db_stats)
     db_group.add_command(db_optimize)
+    db_group.add_command(_upgrade_then_check(MIGRATE_UPGRADE))
     db_group.help = DB_HELP
     app.cli.add_command(db_group)
     for name, line in ONE_LINERS.items():
@@ -80,6 +82,31 @@ def register_cli(app):
             group.commands["limiter"].hidden = True
     if root is not None:  # loaded by `flask`: its help ends with what sipup is
         root.epilog = ABOUT
+
+
+def _upgrade_then_check(upgrade_command):
+    """`flask db upgrade` as Flask-Migrate has it, then one line on what the nightly backup lacks, if anything."""
+
+    @click.pass_context
+    def run(ctx, **options):
+        ctx.invoke(upgrade_command, **options)
+        if not options.get("sql"):  # --sql only prints the statements
+            _warn_backup_verification()
+
+    return click.Command(
+        "upgrade",
+        params=upgrade_command.params,
+        callback=run,
+        help=upgrade_command.help,
+        short_help="Upgrade to a later version",
+    )
+
+
+def _warn_backup_verification():
+    """One line on standard error when the nightly backup's verification is not allowed on this server."""
+    problem = backup.verification_problem()
+    if problem:
+        click.echo(f"sipup: warning: {problem}", err=True)
 
 
 def _is_embedded():
@@ -169,6 +196,8 @@ def _prepare_database():
             _print_logins(seed_demo())
     elif not _schema_present():
         raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+    else:
+        _warn_backup_verification()
 
 
 def _redis_problem(url):
