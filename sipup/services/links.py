@@ -38,8 +38,9 @@ class LinkInvalid(DomainError):
         "inactive": "This account can no longer sign in.",
     }
 
-    def __init__(self, reason, purpose):
-        self.reason, self.purpose = reason, purpose
+    def __init__(self, reason, purpose, email=None):
+        # email: the account's address, given only where the token's secret matched (its mail's recipient holds it)
+        self.reason, self.purpose, self.email = reason, purpose, email
         super().__init__(self.MESSAGES[reason])
 
 
@@ -87,9 +88,9 @@ def open_link(token, purpose):
     if link.purpose != purpose or not link.secret_hash or not hmac.compare_digest(link.secret_hash, _hash(secret)):
         raise LinkInvalid("tampered", purpose)
     if link.used_at is not None:
-        raise LinkInvalid("used", purpose)
+        raise LinkInvalid("used", purpose, link.user.email)
     if link.expires_at < utcnow():
-        raise LinkInvalid("expired", purpose)
+        raise LinkInvalid("expired", purpose, link.user.email)
     if not link.user.is_active:
         raise LinkInvalid("inactive", purpose)
     return link
