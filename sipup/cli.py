@@ -1,7 +1,7 @@
 """Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns.
 
-register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
-is under the list (Flask prints its own text above it before it has loaded the app)."""
+register_cli() also makes `flask --help` introduce sipup: what sipup is, then one line per command and group;
+Flask's development server (`flask run`) is hidden beside `flask serve`."""
 
 import errno
 import logging
@@ -80,8 +80,29 @@ def register_cli(app):
     for group in (app.cli, root):  # Flask-Limiter's own group (a plugin of `flask`); `flask limits` is sipup's
         if isinstance(group, click.Group) and "limiter" in group.commands:
             group.commands["limiter"].hidden = True
-    if root is not None:  # loaded by `flask`: its help ends with what sipup is
-        root.epilog = ABOUT
+    if root is not None:  # loaded by `flask`: its help is sipup's, without Flask's development server
+        root.help, root.epilog = ABOUT, None
+        if "run" in root.commands:  # Flask's development server: left for developers, not offered to operators
+            root.commands["run"].hidden = True
+        if _root_help_requested(context):
+            _show_sipup_help(context)
+
+
+def _root_help_requested(context):
+    """`flask --help` (or a bare `flask`): only options on the command line, a help option among them if any."""
+    args = sys.argv[1:]
+    return all(arg.startswith("-") for arg in args) and (not args or bool(set(args) & set(context.help_option_names)))
+
+
+def _show_sipup_help(context):
+    """Print `flask --help` anew, with sipup's text and commands, and stop. Flask writes the help's first paragraph
+    (its own) before it loads the app, so a text set while loading it would come too late for this page."""
+    root = context.find_root().command
+    if getattr(root, "sipup_help_shown", False):  # printing it loads the app once more
+        return
+    root.sipup_help_shown = True
+    click.echo(root.get_help(context.find_root()))
+    raise SystemExit(0)  # not click's Exit: Flask reports an Exception raised while loading the app as a failure
 
 
 def _upgrade_then_check(upgrade_command):
