@@ -28,7 +28,11 @@ def test_the_budget_counts_serve_and_the_worker_not_short_commands(own_app):
     assert runner.invoke(args=["queue", "process"]).exit_code == 0  # a cron run writes figures, holds no pool
     counters = own_app.extensions["counters"]
     assert processes.pool_holders(counters) == {}
-    processes.register(own_app, 8, url="http://127.0.0.1:8080")
+    stopped = processes.register(own_app, 8, url="http://127.0.0.1:8080")
+    assert list(processes.pool_holders(counters).values()) == [16]
+    stopped()  # what a normal exit says: it holds no pool any more
+    assert processes.pool_holders(counters) == {}
+    processes.register(own_app, 8)
     assert list(processes.pool_holders(counters).values()) == [16]
 
     budget = monitor.panel("database")["connections"]
@@ -39,7 +43,7 @@ def test_the_budget_counts_serve_and_the_worker_not_short_commands(own_app):
     limit = db.session.execute(text("SELECT @@max_connections")).scalar()
     assert budget["needed"] == 16 and budget["processes"] == 1 and budget["max_connections"] == limit
     assert rules["connections"]["state"] == ("firing" if limit < 16 else "clear")
-    assert "1 process(es) holding pools (flask serve, flask queue worker) may open 16 connections" in (
+    assert "1 process(es) x 30 connections (SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW) at most, 16 by their " in (
         describe_budget(budget)
     )
 

@@ -11,14 +11,15 @@ there when SIPUP_PUBLIC_URL is unset, whichever process (cron, the worker) write
     served_url(counters)                                   # "http://127.0.0.1:8080", or None
 """
 
+import atexit
 import socket
 import time
 
 from sipup.observability.counters import PROCESS, bucket_start
 
-GROUP = "pools"  # maxima per minute: {process: connections it may open at once}
+GROUP = "pools"  # texts: {process: "connections it may open, unix time of its last word"}
 SERVED = "served"  # texts: {"url": the address `flask serve` listens on}
-WINDOW_MINUTES = 60  # a process that wrote no figure for an hour is gone (or idle, holding no connection)
+WINDOW_MINUTES = 60  # a process not heard of for an hour is gone (killed) or idle, holding no connection
 ANY_ADDRESS = ("", "0.0.0.0", "::")
 
 
@@ -35,27 +36,38 @@ def served_address(host, port):
 
 def register(app, threads, url=None):
     """Say in the shared store, now and with a flush each minute after, that this process holds a pool (and,
-    for serve, where it listens)."""
+    for serve, where it listens); at a normal exit, that it holds none any more. Returns that last word."""
     counters = app.extensions["counters"]
     needed = connections_needed(app.config, threads)
-    written = {"minute": None}
+    said = {"minute": None, "stopped": False}
 
     def beat():
         minute = bucket_start(time.time(), "minute")
-        if minute != written["minute"]:
-            written["minute"] = minute
-            counters.add_buckets(GROUP, {}, maxima={("minute", minute): {PROCESS: needed}})
+        if minute != said["minute"] and not said["stopped"]:
+            said["minute"] = minute
+            counters.describe(GROUP, {PROCESS: f"{needed} {int(time.time())}"})
             if url:
                 counters.describe(SERVED, {"url": url})
 
+    def stopped():  # runs before the counters' own flush at exit, which writes it (atexit: last in, first out)
+        said["stopped"] = True
+        counters.describe(GROUP, {PROCESS: f"0 {int(time.time())}"})
+
     counters.add_source(beat)
+    atexit.register(stopped)
     counters.flush()
-    return needed
+    return stopped
 
 
 def pool_holders(counters, minutes=WINDOW_MINUTES):
-    """{process: connections it may open} of the pool-holding processes seen in the last `minutes`."""
-    return {name: int(value) for name, value in counters.maxima(GROUP, "minute", minutes).items()}
+    """{process: connections it may open} of the pool-holding processes heard of in the last `minutes`."""
+    since = time.time() - minutes * 60
+    holders = {}
+    for process, text in counters.descriptions(GROUP).items():
+        needed, _, at = str(text).partition(" ")
+        if needed.isdigit() and int(needed) and at.isdigit() and int(at) >= since:
+            holders[process] = int(needed)
+    return holders
 
 
 def served_url(counters):

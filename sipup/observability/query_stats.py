@@ -489,17 +489,14 @@ def describe_budget(budget):
     if budget is None:
         return "SQLite: no connection limit to share"
     verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
-    if budget.get("registered"):
-        processes = (
-            f"{budget['processes']} process(es) holding pools (flask serve, flask queue worker) may open "
-            f"{budget['needed']} connections (at most {budget['per_process']} each: SIPUP_DB_POOL_SIZE + "
-            "SIPUP_DB_MAX_OVERFLOW):"
-        )
-    else:  # none registered (no `flask serve` or worker lately): one process of the full pool
-        processes = (
-            f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
-            f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']}"
-        )
+    processes = (
+        f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
+        "SIPUP_DB_MAX_OVERFLOW)"
+    )
+    if budget.get("registered"):  # flask serve and workers said what their threads can open
+        processes += f" at most, {budget['needed']} by their threads (flask serve, flask queue worker):"
+    else:  # none heard of lately: one process of the full pool
+        processes += f" = {budget['needed']}"
     return (
         f"{processes} {verdict} in max_connections {budget['max_connections']}; "
         f"{budget['connected']} connected now, {budget['max_used']} at most since the server started"
