@@ -1,7 +1,7 @@
 """Command line: serve, seed and user; `flask db` comes from Flask-Migrate. Groups are nouns.
 
-register_cli() also makes `flask --help` introduce sipup: one line per command and group, and what sipup
-is under the list (Flask prints its own text above it before it has loaded the app)."""
+register_cli() also makes `flask --help` introduce sipup: what sipup is, then one line per command and group;
+Flask's development server (`flask run`) is hidden beside `flask serve`."""
 
 import errno
 import logging
@@ -32,11 +32,12 @@ from .files import open_private
 from .imports_cli import export_cli, import_cli
 from .loadtest.cli import loadtest
 from .models import LinkPurpose
-from .services import accounts, companies, links, users
+from .services import accounts, backup, companies, links, users
 from .services import seed as seeding
 from .services.errors import DomainError
 from .services.seed import seed_demo
 
+MIGRATE_UPGRADE = db_group.commands["upgrade"]  # Flask-Migrate's; register_cli() adds the backup check to it
 # One line each in `flask --help`, in the order a new operator needs them.
 ONE_LINERS = {
     "serve": "Run the site under waitress (demo data if the database is new).",
@@ -78,6 +79,7 @@ def register_cli(app):
 
     db_group.add_command(db_stats)
     db_group.add_command(db_optimize)
+    db_group.add_command(_upgrade_then_check(MIGRATE_UPGRADE))
     db_group.help = DB_HELP
     app.cli.add_command(db_group)
     for name, line in ONE_LINERS.items():
@@ -87,8 +89,54 @@ def register_cli(app):
     for group in (app.cli, root):  # Flask-Limiter's own group (a plugin of `flask`); `flask limits` is sipup's
         if isinstance(group, click.Group) and "limiter" in group.commands:
             group.commands["limiter"].hidden = True
-    if root is not None:  # loaded by `flask`: its help ends with what sipup is
-        root.epilog = ABOUT
+    if root is not None:  # loaded by `flask`: its help is sipup's, without Flask's development server
+        root.help, root.epilog = ABOUT, None
+        if "run" in root.commands:  # Flask's development server: left for developers, not offered to operators
+            root.commands["run"].hidden = True
+        if _root_help_requested(context):
+            _show_sipup_help(context)
+
+
+def _root_help_requested(context):
+    """`flask --help` (or a bare `flask`): only options on the command line, a help option among them if any."""
+    args = sys.argv[1:]
+    return all(arg.startswith("-") for arg in args) and (not args or bool(set(args) & set(context.help_option_names)))
+
+
+def _show_sipup_help(context):
+    """Print `flask --help` anew, with sipup's text and commands, and stop. Flask writes the help's first paragraph
+    (its own) before it loads the app, so a text set while loading it would come too late for this page."""
+    root = context.find_root().command
+    if getattr(root, "sipup_help_shown", False):  # printing it loads the app once more
+        return
+    root.sipup_help_shown = True
+    click.echo(root.get_help(context.find_root()))
+    raise SystemExit(0)  # not click's Exit: Flask reports an Exception raised while loading the app as a failure
+
+
+def _upgrade_then_check(upgrade_command):
+    """`flask db upgrade` as Flask-Migrate has it, then one line on what the nightly backup lacks, if anything."""
+
+    @click.pass_context
+    def run(ctx, **options):
+        ctx.invoke(upgrade_command, **options)
+        if not options.get("sql"):  # --sql only prints the statements
+            _warn_backup_verification()
+
+    return click.Command(
+        "upgrade",
+        params=upgrade_command.params,
+        callback=run,
+        help=upgrade_command.help,
+        short_help="Upgrade to a later version",
+    )
+
+
+def _warn_backup_verification():
+    """One line on standard error when the nightly backup's verification is not allowed on this server."""
+    problem = backup.verification_problem()
+    if problem:
+        click.echo(f"sipup: warning: {problem}", err=True)
 
 
 def _is_embedded():
@@ -162,7 +210,7 @@ def serve(host, port, threads, processes):
     if processes == 1:
         click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
         sys.stdout.flush()
-        serving.run(app, listening[0])
+        serving.run(app, listening[0], threads, host, port)
         return
     db.engine.dispose()  # the processes open connections of their own
     click.echo(
@@ -216,6 +264,8 @@ def _prepare_database():
             _print_logins(seed_demo())
     elif not _schema_present():
         raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+    else:
+        _warn_backup_verification()
 
 
 def _redis_problem(url):
@@ -229,6 +279,12 @@ def _redis_problem(url):
     except redis.RedisError as exc:
         where = redis.connection.parse_url(url)
         address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
+            raise click.ClickException(
+                f"SIPUP_REDIS_URL names database {where.get('db')}, but the DB index is out of range on the Redis "
+                f"at {address} (it has databases 0 to 15 unless its `databases` setting says more): "
+                "use one of those, e.g. redis://host:6379/0."
+            ) from None
         return (
             f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
             "rate limits and statistics count per process and the cache is skipped until it answers."

@@ -9,6 +9,7 @@ import secrets
 import socket
 import sys
 import tempfile
+import traceback
 from collections import namedtuple
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -243,6 +244,13 @@ def _positive_int(value):
     return _int(value, 1, "must be a whole number above 0")
 
 
+def _port(value):
+    number = _int(value, 1, "must be a whole number from 1 to 65535")
+    if number > 65535:
+        raise ValueError("must be a whole number from 1 to 65535 (a TCP port)")
+    return number
+
+
 def _non_negative_int(value):
     return _int(value, 0, "must be a whole number, 0 or more")
 
@@ -326,6 +334,12 @@ def _mail_url(value):
     parts = urlsplit(str(value))
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise ValueError("must read like smtp://user:password@host:587 or smtps://user:password@host:465")
+    try:
+        port = parts.port  # ValueError for a port that is no number or past 65535
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port number from 1 to 65535 after the host (smtp://host:587), or none")
     if parse_qs(parts.query).get("tls", ["starttls"])[0] not in ("starttls", "off"):
         raise ValueError("must leave ?tls= out (STARTTLS) or say ?tls=off (a trusted relay without TLS)")
     return str(value)
@@ -525,7 +539,7 @@ def check_limit(text):
 
 CONVERTERS = {
     "PROXY_HOPS": _non_negative_int,
-    "PORT": _positive_int,
+    "PORT": _port,
     "THREADS": _positive_int,
     "PROCESSES": _processes,
     "CONNECTION_LIMIT": _positive_int,
@@ -613,7 +627,7 @@ CONVERTERS = {
 def load_config(app, overrides=None):
     """Fill app.config from the three layers plus test overrides, then check and derive values."""
     app.config.update(DEFAULTS)
-    app.config.from_pyfile("sipup.cfg", silent=True)
+    _read_file(app)
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX + "_") and not key.startswith(ENV_PREFIX + "_TEST_"):
             name = key[len(ENV_PREFIX) + 1 :]
@@ -624,6 +638,24 @@ def load_config(app, overrides=None):
     app.config.update(overrides or {})
     _check(app.config)
     _derive(app)
+
+
+def _read_file(app):
+    """instance/sipup.cfg, if there is one; a mistake in it is one line with the file and line number."""
+    path = os.path.join(app.config.root_path, "sipup.cfg")
+    try:
+        app.config.from_pyfile("sipup.cfg", silent=True)
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"{path}, line {exc.lineno}: {exc.msg}; write NAME = value lines, text in quotes (PORT = 8080, "
+            "SITE_NAME = 'Getränke Nord')."
+        ) from None
+    except Exception as exc:  # it ran and failed, e.g. NameError for text without quotes
+        lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == path]
+        raise ConfigError(
+            f"{path}, line {lines[-1] if lines else '?'}: {type(exc).__name__}: {exc}; write NAME = value lines, "
+            "text in quotes (SITE_NAME = 'Getränke Nord')."
+        ) from None
 
 
 _WARNED = set()

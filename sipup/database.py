@@ -216,6 +216,14 @@ def run_in_transaction(work, *args, attempts=3, **kwargs):
             raise
 
 
+def paginate(stmt, page, per_page, **kwargs):
+    """db.paginate for a page typed into a URL: a page past the last shows the last (an empty list, page 1)."""
+    results = db.paginate(stmt, page=page, per_page=per_page, error_out=False, **kwargs)
+    if results.page > 1 and results.page > results.pages:
+        results = db.paginate(stmt, page=max(results.pages, 1), per_page=per_page, error_out=False, **kwargs)
+    return results
+
+
 def scratch_database(base_url):
     """Create a uniquely named database on a MySQL/MariaDB server; return its URL and a function dropping it."""
     url = make_url(base_url)

@@ -1,4 +1,5 @@
-"""Files only the service account reads: the database, the secret key, logs, backups, reports, the outbox.
+"""Files only the service account reads: the databases, the secret key, logs, backups, reports, the outbox,
+the cache folder and product pictures.
 
 On POSIX they are created mode 0600 in folders of mode 0700, whatever the umask; on Windows the modes are
 ignored and the folder's access list decides. Files that exist already keep the mode the operator gave them.

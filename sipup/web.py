@@ -158,12 +158,25 @@ def register_proxies(app):
         )
 
 
+SECURE_SESSION_COOKIE = "__Host-session"  # browsers keep a __Host- cookie only if Secure, on Path=/, with no Domain
+
+
 class HttpsAwareSessions(SecureCookieSessionInterface):
     """Session cookies marked Secure when SIPUP_SESSION_COOKIE_SECURE says so, and also whenever the request came
-    over HTTPS, as the trusted proxies report it: a site behind a TLS proxy gets them without a second setting."""
+    over HTTPS, as the trusted proxies report it: a site behind a TLS proxy gets them without a second setting.
+    A Secure one is named __Host-session, so no subdomain and no plain-HTTP page can set or overwrite it."""
 
     def get_cookie_secure(self, app):
         return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+    def get_cookie_name(self, app):
+        return SECURE_SESSION_COOKIE if self.get_cookie_secure(app) else super().get_cookie_name(app)
+
+    def get_cookie_domain(self, app):
+        return None if self.get_cookie_secure(app) else super().get_cookie_domain(app)
+
+    def get_cookie_path(self, app):
+        return "/" if self.get_cookie_secure(app) else super().get_cookie_path(app)
 
 
 def untrusted_proxy_requests(minutes=60):

@@ -13,7 +13,8 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from sipup.extensions import db
-from sipup.models import AccountLink, AuditEvent, Job, User, UserSession, utcnow
+from sipup.models import AccountLink, AuditEvent, Job, LinkPurpose, User, UserSession, utcnow
+from sipup.services import links
 from tests.conftest import PASSWORD, REDIS_URL, login
 from tests.servers import LocalSmtp
 
@@ -166,6 +167,19 @@ def test_reset_link_expires_after_an_hour(site, buyer):
     response = site.test_client().get(path)
     assert response.status_code == 410 and "expired" in response.get_data(as_text=True)
     assert 'href="/password/reset"' in response.get_data(as_text=True)  # a way to ask for a new link
+    assert f'name="email" value="{buyer.email}"' in response.get_data(as_text=True)  # for the address it was for
+
+
+def test_an_expired_invitation_opens_the_reset_form_with_its_address(site, make_user):
+    invited = make_user("buyer", email="late@example.com")
+    path = links.issue(links.prepare(invited, LinkPurpose.INVITE)).split("example.com", 1)[-1]
+    db.session.execute(AccountLink.__table__.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    client = site.test_client()
+    page = client.get(path).get_data(as_text=True)
+    assert "Mail me a new link" in page and 'action="/password/reset"' in page
+    form = client.get("/password/reset", query_string={"email": "late@example.com"}).get_data(as_text=True)
+    assert 'name="email" value="late@example.com"' in form
 
 
 def test_a_tampered_or_replaced_link_is_refused_with_a_way_on(site, buyer):

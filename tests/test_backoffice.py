@@ -38,6 +38,10 @@ def test_staff_page_through_orders_with_counts(office, make_company, make_user):
 
     assert "65 orders · showing 1–30" in first and "Page 1 of 3" in first and "Next →" in first
     assert "65 orders · showing 61–65" in third and "Next →" not in third
+    past = office.get("/admin/orders?page=99999").get_data(as_text=True)
+    assert "65 orders · showing 61–65" in past and "Page 3 of 3" in past  # past the last page: the last
+    huge = office.get("/admin/orders?page=9223372036854775807").get_data(as_text=True)
+    assert "65 orders · showing 1–30" in huge and "is not a page number; showing page 1." in huge
 
 
 def test_order_search_finds_numbers_po_companies_and_buyers_in_any_case(office, make_company, make_user):

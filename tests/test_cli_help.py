@@ -53,6 +53,9 @@ def test_flask_help_describes_sipup_and_lists_each_group_on_one_line(flask_help)
     assert "limiter" not in listed and "limits" in listed
     assert "sipup: B2B ordering for a wholesaler" in text
     assert "flask COMMAND --help" in text
+    intro = text.split("Options:", 1)[0]
+    assert "sipup: B2B ordering" in intro and "A general utility script for Flask" not in text  # sipup's, first
+    assert "run" not in listed and "serve" in listed  # no development server offered beside waitress
 
 
 @pytest.mark.parametrize("group", ["queue", "db", "cache", "limits", "storage"])

@@ -74,6 +74,7 @@ def test_test_variables_are_not_configuration(build, environment):
         ("SIPUP_DB_POOL_SIZE", "0", "above 0"),
         ("SIPUP_DB_MAX_OVERFLOW", "-1", "0 or more"),
         ("SIPUP_PORT", "eighty", "whole number"),
+        ("SIPUP_PORT", "70000", "from 1 to 65535"),
         ("SIPUP_RATELIMIT_IP", "lots", "100 per minute"),
         ("SIPUP_RATELIMIT_USER", "1000 per fortnight", "1000/hour"),
         ("SIPUP_VAT_RATE", "2", "between 0 and 1"),
@@ -89,6 +90,8 @@ def test_test_variables_are_not_configuration(build, environment):
         ("SIPUP_SESSION_COOKIE_SECURE", "maybe", "true or false"),
         ("SIPUP_MAIL_URL", "smpt://mail.example.com:587", "smtp://user:password@host:587"),
         ("SIPUP_MAIL_URL", "smtp://mail.example.com?tls=on", "?tls=off"),
+        ("SIPUP_MAIL_URL", "smtp://mail.example.com:notaport", "port number from 1 to 65535"),
+        ("SIPUP_MAIL_URL", "smtp://mail.example.com:70000", "port number from 1 to 65535"),
         ("SIPUP_MAIL_STAFF", "ops@example.com, nobody", "'nobody' is not one"),
         ("SIPUP_MAIL_FROM", "sipup", "mail addresses"),
         ("SIPUP_METRICS_ALLOW", "localhost", "'localhost' is neither"),
@@ -124,6 +127,23 @@ def test_bad_value_in_the_instance_file_is_named_too(build, tmp_path):
     (tmp_path / "sipup.cfg").write_text('DB_POOL_SIZE = "many"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="SIPUP_DB_POOL_SIZE"):
         build()
+
+
+@pytest.mark.parametrize(
+    "text, line, reason",
+    [
+        ("SITE_NAME = 'Nord'\nPORT = 80 80\n", 2, "invalid syntax"),
+        ("SITE_NAME = 'Nord'\n\nSITE_NAME = Getraenke Nord\n", 3, "invalid syntax"),
+        ("PORT = 8080\nSITE_NAME = Nord\n", 2, "NameError: name 'Nord' is not defined"),
+    ],
+)
+def test_a_mistake_in_the_instance_file_is_one_line_with_its_line_number(build, tmp_path, text, line, reason):
+    (tmp_path / "sipup.cfg").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        build()
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'sipup.cfg'}, line {line}: ") and reason in message
+    assert "\n" not in message and "text in quotes" in message
 
 
 def test_embedded_secret_key_is_generated_once_and_kept(build, tmp_path):

@@ -6,6 +6,7 @@ import email.policy
 import glob
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 import sipup.jobs.queue as queue_module
 from sipup.extensions import db
@@ -410,6 +412,39 @@ def test_backup_is_verified_by_restore_and_rotated(app, make_app, run_jobs, shop
         assert "verified by restore" in results[0] and "1 old backup(s) removed" in results[1]
         assert len(backup.list_backups()) == 1
         db.session.remove()
+
+
+def test_the_backup_verifies_with_the_documented_grants_and_names_the_one_it_lacks(app, make_app):
+    if app.backend != "mariadb" or app.config["REDIS_URL"]:
+        pytest.skip("the grants are MariaDB's; once is enough, whichever queue carries the job")
+    live = make_url(app.config["DATABASE_URL"])
+    user, password = f"sipup_{secrets.token_hex(4)}", secrets.token_hex(12)
+    with db.engine.begin() as conn:  # the README's: CREATE USER sipup ...; GRANT ALL ON sipup.* TO sipup
+        conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+        conn.execute(text(f"GRANT ALL ON `{live.database}`.* TO '{user}'@'%'"))
+    try:
+        service = make_app(DATABASE_URL=live.set(username=user, password=password).render_as_string(False))
+        with service.app_context():
+            line = (
+                f"The backup is verified by a restore into the database {live.database}_verify, which {user}@% may "
+                f"not create: as root run GRANT ALL ON {live.database}_verify.* TO '{user}'@'%' (README: backups)."
+            )
+            assert backup.verification_problem() == line
+            upgraded = service.test_cli_runner().invoke(args=["db", "upgrade"])
+            assert upgraded.exit_code == 0 and f"sipup: warning: {line}" in upgraded.output
+            with pytest.raises(backup.VerificationNotAllowed):  # a DomainError: the job fails at once, no retries
+                backup.run_backup()
+            db.engine.dispose()
+        with db.engine.begin() as conn:  # the README's one extra grant
+            conn.execute(text(f"GRANT ALL ON {live.database}_verify.* TO '{user}'@'%'"))
+        with service.app_context():
+            assert backup.verification_problem() is None
+            assert "verified by restore" in backup.run_backup()
+            db.engine.dispose()
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{live.database}_verify`"))
 
 
 def test_backup_verification_catches_missing_rows(app, tmp_path):

@@ -90,6 +90,11 @@ def test_the_list_comes_in_pages(app, admin):
     assert "Page 1 of 2" in first and first.count('href="/monitor/jobs/') == 50
     second = admin.get("/monitor/jobs?page=2").get_data(as_text=True)
     assert "Page 2 of 2" in second and second.count('href="/monitor/jobs/') == 5
+    past = admin.get("/monitor/jobs?page=99").get_data(as_text=True)
+    assert "Page 2 of 2" in past and past.count('href="/monitor/jobs/') == 5  # past the last: the last
+    huge = admin.get("/monitor/jobs?page=9223372036854775807")
+    assert huge.status_code == 200 and "Page 1 of 2" in huge.get_data(as_text=True)
+    assert "Page “9223372036854775807” is not a page number; showing page 1." in huge.get_data(as_text=True)
 
 
 def test_a_jobs_detail_shows_arguments_attempts_error_duration_and_result(app, admin):

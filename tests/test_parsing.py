@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from sipup.services.errors import InvalidInput
-from sipup.services.parsing import parse_count, parse_date, parse_money, whole_number
+from sipup.services.parsing import page_number, parse_count, parse_date, parse_money, whole_number
 
 
 @pytest.mark.parametrize("text, number", [("1", 1), (" 42 ", 42), ("007", 7), ("٣", 3), (str(2**31 - 1), 2**31 - 1)])
@@ -19,6 +19,13 @@ def test_whole_numbers_are_ids(text, number):
 )
 def test_anything_else_is_no_id(text):
     assert whole_number(text) is None
+
+
+def test_page_numbers_past_every_list_or_malformed_show_page_one_with_a_notice():
+    assert page_number(None) == (1, None) and page_number("") == (1, None) and page_number("7") == (7, None)
+    for text in ("9223372036854775807", "0", "-3", "abc", "²", "1" * 40):
+        page, notice = page_number(text)
+        assert page == 1 and notice.startswith(f"Page “{text[:20]}” is not a page number")
 
 
 def test_counts_name_the_field_and_the_range():

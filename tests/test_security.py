@@ -202,7 +202,10 @@ def test_session_cookie_is_httponly_and_samesite_lax(client, buyer):
 
 def test_secure_cookie_when_configured(make_app, app, buyer):
     client = make_app(SESSION_COOKIE_SECURE="true").test_client()
-    assert "Secure" in login(client, buyer).headers["Set-Cookie"]
+    cookie = login(client, buyer).headers["Set-Cookie"]
+    assert "Secure" in cookie and cookie.startswith("__Host-session=") and "Path=/;" in cookie
+    assert "Domain" not in cookie
+    assert client.get("/orders").status_code == 200, "the __Host- cookie is the session read back"
 
 
 @pytest.mark.parametrize("path", ["/login", "/healthz", "/no-such-page"])

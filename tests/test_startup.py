@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import REDIS_URL
 from tests.servers import ROOT, SipupServer, free_port, request
 
 
@@ -139,3 +141,21 @@ def test_an_object_store_that_refuses_the_key_is_one_line_at_start_up_and_sipup_
 def test_a_process_count_that_is_not_a_number_above_0_stops_start_up(tmp_path, args, settings, expected):
     line = _one_line(tmp_path, *args, **settings)
     assert expected in line and "the number of cores with Redis, 1 without" in line
+
+
+def test_a_port_past_65535_is_refused_by_serve_as_by_the_setting(runner):
+    result = runner.invoke(args=["serve", "--port", "70000"])
+    assert result.exit_code == 2 and "70000 is not in the range 1<=x<=65535" in result.output
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs SIPUP_TEST_REDIS_URL")
+def test_a_redis_database_index_the_server_does_not_have_is_named_as_such(make_app):
+    where = urlsplit(REDIS_URL)
+    app = make_app(REDIS_URL=f"redis://{where.hostname}:{where.port or 6379}/99")
+    result = app.test_cli_runner().invoke(args=["serve", "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: SIPUP_REDIS_URL names database 99, but the DB index is out of range on the Redis at "
+        f"{where.hostname}:{where.port or 6379} (it has databases 0 to 15 unless its `databases` setting says more): "
+        "use one of those, e.g. redis://host:6379/0."
+    ]

@@ -29,7 +29,7 @@ from ..services import (
     vat,
 )
 from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
-from ..services.parsing import whole_number
+from ..services.parsing import page_number, whole_number
 from .account import flash_user_action
 from .shop import file_download
 
@@ -43,7 +43,11 @@ def _guard():
 
 
 def _page():
-    return whole_number(request.args.get("page")) or 1
+    """The ?page= argument; a bad value shows page 1 with a notice naming it."""
+    page, notice = page_number(request.args.get("page"))
+    if notice:
+        flash(notice, "warning")
+    return page
 
 
 @bp.route("/")

@@ -57,8 +57,9 @@ def logout():
 
 @bp.route("/password/reset", methods=["GET", "POST"])
 def password_reset():
-    """Ask for a password reset link; the answer is the same whether the address has an account or not."""
-    email = request.form.get("email", "").strip()[:254]
+    """Ask for a password reset link; the answer is the same whether the address has an account or not. An
+    expired link's page passes its address (?email=) so the form comes filled in."""
+    email = (request.form if request.method == "POST" else request.args).get("email", "").strip()[:254]
     if request.method == "POST":
         if not accounts.EMAIL.match(email):
             return render_template(

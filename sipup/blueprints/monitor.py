@@ -34,6 +34,7 @@ from sipup.observability.health import duration
 from ..extensions import db
 from ..models import Job
 from ..security import admin_required
+from ..services.parsing import page_number
 
 bp = Blueprint("monitor", __name__)
 
@@ -70,9 +71,9 @@ def jobs():
     priority = request.args.get("priority", "")
     state = state if state in {s.value for s in queue.S} else ""
     priority = priority if priority in queue.PRIORITIES else ""
-    page = request.args.get("page", 1, type=int)
-    results = manage.find_jobs(state or None, name or None, priority or None, page=max(page, 1))
-    context = {"results": results, "state": state, "name": name, "priority": priority}
+    page, notice = page_number(request.args.get("page"))
+    results = manage.find_jobs(state or None, name or None, priority or None, page=page)
+    context = {"results": results, "state": state, "name": name, "priority": priority, "page_notice": notice}
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "job-list":
         return render_template("monitor/_job_list.html", **context)
     return render_template(

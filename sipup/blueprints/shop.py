@@ -29,7 +29,7 @@ from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_fi
 from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
 from ..services.errors import AlreadyPlaced, DomainError, NotFound
-from ..services.parsing import parse_quantity, whole_number
+from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
 
 bp = Blueprint("shop", __name__)
@@ -59,11 +59,7 @@ def _vat_rows(order):
 
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
-    raw = request.args.get("page", "1")
-    page = whole_number(raw)
-    if page:
-        return page, None
-    return 1, f"Page “{raw[:20]}” is not a page number; showing page 1."
+    return page_number(request.args.get("page"))
 
 
 def _vat():

@@ -27,6 +27,7 @@ from redis.retry import Retry
 
 from sipup.cache import compat
 from sipup.config import ConfigError
+from sipup.files import FILE_MODE, private_folder
 
 # What a failing store raises. cachelib's folder store logs and returns False instead (see writes_ok).
 try:
@@ -150,11 +151,12 @@ class FolderCache(FileSystemCache):
       have stored a newer one). The layer checks their tokens on every read besides.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, cache_dir, *args, **kwargs):
         self.kept_lock = threading.Lock()  # before cachelib's set-up, which writes its file count
         self.adding = threading.Lock()
         self.gens, self.gens_clock, self.values = {}, None, {}
-        super().__init__(*args, **kwargs)
+        private_folder(cache_dir)  # cachelib would make it with the umask's mode; its files are FILE_MODE
+        super().__init__(cache_dir, *args, mode=FILE_MODE, **kwargs)
 
     def get_many(self, *keys):
         if not any(key.startswith(GEN) for key in keys):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sipup.dbtools.partitions import PARTITIONED, month_start
 from sipup.extensions import db
 from sipup.models import Order, OrderStatus, Product
-from sipup.observability.counters import live_processes
+from sipup.observability.processes import pool_holders
 from sipup.observability.query_stats import (
     connection_budget,
     describe_budget,
@@ -219,7 +219,7 @@ class ReportSteps:
             self.out.sections.append((title, lines))
 
     def _connections(self):
-        budget = connection_budget(self.engine, self.config, live_processes(self.app.extensions["counters"]))
+        budget = connection_budget(self.engine, self.config, pool_holders(self.app.extensions["counters"]))
         lines = [describe_budget(budget)]
         if budget and budget["needed"] > budget["max_connections"]:
             lines.append(

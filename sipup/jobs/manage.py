@@ -6,6 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from sipup.database import paginate
 from sipup.extensions import db
 from sipup.jobs.queue import (
     JOBS,
@@ -101,7 +102,7 @@ def find_jobs(state=None, name=None, priority=None, page=1, per_page=50):
         query = query.where(Job.name == name)
     if priority:
         query = query.where(Job.priority == PRIORITIES[priority])
-    return db.paginate(query, page=page, per_page=per_page, error_out=False, max_per_page=200)
+    return paginate(query, page, per_page, max_per_page=200)
 
 
 def job_names():

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.extensions import db
+from sipup.files import private_file
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
 from sipup.observability.counters import percentile
@@ -160,7 +161,8 @@ def make_huey(config, instance_path, blocking=False):
             "sipup",
             results=False,
             utc=True,
-            filename=os.path.join(instance_path, "queue.db"),
+            # The queue holds mail addresses: its file (and so its -wal and -shm) is the service account's.
+            filename=private_file(os.path.join(instance_path, "queue.db")),
             strict_fifo=True,
             timeout=30,
         )

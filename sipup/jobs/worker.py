@@ -15,6 +15,7 @@ from sipup.database import DATABASE, forget_transaction, is_unavailable
 from sipup.jobs import compat
 from sipup.jobs.queue import QUEUE_STORE, bind_app, last_processor_start, load_jobs, make_huey
 from sipup.models import utcnow
+from sipup.observability import processes
 from sipup.observability.outages import outage
 
 log = logging.getLogger("sipup.queue")
@@ -131,7 +132,9 @@ def build_worker(app, workers):
 
 def run_worker(app, workers):
     """Run the consumer until SIGTERM or Ctrl+C; then queue again at once the jobs that did not finish in time."""
-    build_worker(app, workers).run()
+    consumer = build_worker(app, workers)
+    processes.register(app, workers + 1)  # its threads and the scheduler's hold the pool's connections
+    consumer.run()
     with app.app_context():
         returned = app.extensions["queue"].return_unfinished()
     if returned:

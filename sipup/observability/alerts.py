@@ -1,5 +1,5 @@
-"""Alerts: staff get one mail when sipup's health turns red or a recommendation stays red, and one when
-it clears.
+"""Alerts: admins (who can open /monitor) get one mail when sipup's health turns red or a recommendation
+stays red, and one when it clears.
 
 The periodic job `monitor_alerts` (tasks.py) runs `run()` every minute, from cron's `flask queue
 process` or the worker (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
@@ -66,4 +66,4 @@ def check():
     db.session.commit()
     what = ", ".join([c["name"] for c in red] + [r["title"] for r in lasting])
     result = f"incident since {int(since)}: {what}" if active else f"incident since {int(since)} cleared"
-    return result + ("; staff mailed" if queued is not None else "")
+    return result + ("; staff mailed" if queued is not None else "")  # the admins among them

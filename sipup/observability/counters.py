@@ -45,6 +45,8 @@ from contextlib import closing
 import psutil
 import redis
 
+from sipup.files import private_file
+
 log = logging.getLogger("sipup.metrics")
 
 RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 48)}  # bucket seconds, buckets kept
@@ -61,8 +63,9 @@ PRUNE_SECONDS = 60  # the SQLite store drops old buckets at most this often (buc
 
 def connect_sqlite(path):
     """A connection to a statistics file in instance/ that the server's threads, its other processes and
-    the command line share: WAL, so readers never wait for the writer."""
-    conn = sqlite3.connect(path, timeout=5)
+    the command line share: WAL, so readers never wait for the writer. A new file is made 0600 first, so its
+    -wal and -shm files (which SQLite gives the database's mode) are private too."""
+    conn = sqlite3.connect(private_file(path), timeout=5)
     conn.execute("PRAGMA journal_mode=WAL")
     return conn
 

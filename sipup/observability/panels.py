@@ -20,7 +20,7 @@ from sipup.limits import limiter as limits
 from sipup.models import Job, JobStatus, utcnow
 from sipup.observability import health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
-from sipup.observability.counters import live_processes
+from sipup.observability.processes import pool_holders
 from sipup.observability.query_stats import connection_budget as budget
 from sipup.observability.query_stats import describe_pool, pool_status
 from sipup.observability.traffic import hosts, traffic
@@ -116,9 +116,9 @@ def database_panel(range_=DEFAULT_RANGE):
 
 
 def connection_budget():
-    """Pool size + overflow per process x the processes that wrote figures in the last 10 minutes, against
-    MariaDB's max_connections (None on SQLite)."""
-    return budget(db.engine, current_app.config, live_processes(current_app.extensions["counters"]))
+    """The connections the pool-holding processes of the last hour may open, against MariaDB's
+    max_connections (None on SQLite)."""
+    return budget(db.engine, current_app.config, pool_holders(current_app.extensions["counters"]))
 
 
 def queue_panel(range_=DEFAULT_RANGE):

@@ -454,9 +454,11 @@ def pool_status(engine):
     return status
 
 
-def connection_budget(engine, config, processes):
-    """Pool size + overflow per process x processes against the server's max_connections (MariaDB/MySQL);
-    None on SQLite. The figures /monitor's rule and `flask db optimize --report` show."""
+def connection_budget(engine, config, holders):
+    """The connections the pool-holding processes ({process: connections it may open}, see
+    observability/processes.py) may open together, against the server's max_connections (MariaDB/MySQL);
+    None on SQLite. With none registered, one process of SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW. The
+    figures /monitor's rule and `flask db optimize --report` show."""
     if engine.dialect.name == "sqlite":
         return None
 
@@ -469,12 +471,13 @@ def connection_budget(engine, config, processes):
             )
         }
     per_process = config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"]
-    processes = max(processes, 1)
+    needed = sum(holders.values()) if holders else per_process
     return {
         "max_connections": max_connections,
         "per_process": per_process,
-        "processes": processes,
-        "needed": per_process * processes,
+        "processes": max(len(holders), 1),
+        "registered": len(holders),
+        "needed": needed,
         "fit": max_connections // per_process if per_process else None,
         "connected": status.get("threads_connected"),
         "max_used": status.get("max_used_connections"),
@@ -486,9 +489,16 @@ def describe_budget(budget):
     if budget is None:
         return "SQLite: no connection limit to share"
     verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
-    return (
+    processes = (
         f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
-        f"SIPUP_DB_MAX_OVERFLOW) = {budget['needed']} {verdict} in max_connections {budget['max_connections']}; "
+        "SIPUP_DB_MAX_OVERFLOW)"
+    )
+    if budget.get("registered"):  # flask serve and workers said what their threads can open
+        processes += f" at most, {budget['needed']} by their threads (flask serve, flask queue worker):"
+    else:  # none heard of lately: one process of the full pool
+        processes += f" = {budget['needed']}"
+    return (
+        f"{processes} {verdict} in max_connections {budget['max_connections']}; "
         f"{budget['connected']} connected now, {budget['max_used']} at most since the server started"
     )
 

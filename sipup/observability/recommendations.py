@@ -89,7 +89,8 @@ def _connections(figures):
     budget = _get(figures, "database", "connections")
     if budget is None:
         return None
-    return (budget["needed"], budget["max_connections"], budget["processes"], budget["per_process"]), 1
+    figures = ("needed", "max_connections", "processes", "per_process", "registered")
+    return tuple(budget.get(name, 0) for name in figures), 1
 
 
 def _error_rate(figures):
@@ -181,9 +182,14 @@ RULES = (
         _connections,
         lambda v: v[0] > v[1],
         1,
-        lambda v: f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}",
-        "Lower SIPUP_DB_POOL_SIZE and SIPUP_DB_MAX_OVERFLOW until processes x (pool + overflow) stays under "
-        "max_connections, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
+        lambda v: (
+            f"{v[2]} process(es) holding pools may open {v[0]} connections for max_connections {v[1]}"
+            if v[4]
+            else f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}"
+        ),
+        "Each `flask serve` may open two connections per thread (SIPUP_THREADS), a worker two per "
+        "SIPUP_QUEUE_WORKERS thread, none more than SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW: use fewer "
+        "threads or processes, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
         "configuration). Unused connections are freed, but a burst asks for all of them at once.",
     ),
     Rule(

@@ -6,6 +6,7 @@ from sqlalchemy.orm import selectinload
 from sipup.cache import Plain, cached
 
 from ..config import VAT_CLASSES
+from ..database import paginate
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching
@@ -30,7 +31,7 @@ def status_counts_query():
 def find_orders(status=None, company_id=None, query="", page=1, per_page=30):
     """Orders for the back office, newest first, filtered by status, company and a search, with their count."""
     stmt = orders_query(status, company_id, query).options(selectinload(Order.company))
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+    return paginate(stmt, page, per_page, count=True)
 
 
 # How many companies or buyers a search may name before it asks for more letters.
@@ -104,7 +105,7 @@ def find_products(query="", page=1, per_page=50):
     stmt = select(Product).options(selectinload(Product.category))
     if (query or "").strip():
         stmt = matching(stmt, query)
-    return db.paginate(stmt.order_by(Product.sku), page=page, per_page=per_page, error_out=False)
+    return paginate(stmt.order_by(Product.sku), page, per_page)
 
 
 def find_companies(query="", page=1, per_page=50):
@@ -114,7 +115,7 @@ def find_companies(query="", page=1, per_page=50):
     if query:
         like = f"%{query}%"
         stmt = stmt.where(or_(Company.name.ilike(like), Company.vat_id.ilike(like)))
-    return db.paginate(stmt.order_by(Company.name), page=page, per_page=per_page, error_out=False)
+    return paginate(stmt.order_by(Company.name), page, per_page)
 
 
 def _field(errors, name, parse, form, *args, **kwargs):

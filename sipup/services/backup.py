@@ -1,7 +1,10 @@
 """Consistent database backups to instance/backups/, keeping the last SIPUP_BACKUP_KEEP, each verified by a restore.
 
 MySQL/MariaDB: `mysqldump --single-transaction` (one consistent snapshot, no locks on InnoDB), gzipped,
-restored into a scratch database. SQLite: the online backup API, restored into a scratch file. The
+restored into one fixed scratch database beside the live one, `<database>_verify` (`sipup_verify`): the
+service account needs `GRANT ALL ON sipup_verify.* TO sipup` besides its own database's grant, which
+`verification_problem()` checks (`flask db upgrade` and `flask serve` say it in one line). SQLite: the online
+backup API, restored into a scratch file. The
 restored copy's row counts must match the source's; a table written to during the backup may differ by
 what was written meanwhile, so it is compared against the counts before and after the backup.
 """
@@ -16,17 +19,24 @@ import tempfile
 from contextlib import closing
 
 from flask import current_app
-from sqlalchemy import create_engine, func, inspect, select, table
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, func, inspect, select, table, text
+from sqlalchemy.exc import DBAPIError
 
-from ..database import scratch_database
 from ..extensions import db
 from ..files import open_private, private_file, private_folder
 from ..models import utcnow
+from .errors import DomainError
 
 
 class BackupError(RuntimeError):
     """The backup could not be made or did not verify."""
+
+
+class VerificationNotAllowed(BackupError, DomainError):
+    """The service account may not create the scratch database: retrying cannot help, so the job fails at once."""
+
+
+ACCESS_DENIED = {1044, 1045, 1142, 1227}  # MySQL/MariaDB: to a database, a login, a table, a privilege
 
 
 def folder():
@@ -134,13 +144,62 @@ def _mysqldump(url, path):
     os.replace(temporary, path)
 
 
+def scratch_name(url):
+    """The one scratch database a backup of this database is restored into: `sipup` -> `sipup_verify`."""
+    return f"{url.database}_verify"
+
+
+def _fresh_scratch(url):
+    """Create the scratch database empty; VerificationNotAllowed naming the grant when the account may not."""
+    name = scratch_name(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            account = conn.scalar(text("SELECT CURRENT_USER()"))
+            try:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            except DBAPIError as exc:
+                if exc.orig is None or not exc.orig.args or exc.orig.args[0] not in ACCESS_DENIED:
+                    raise
+                user, _, host = account.rpartition("@")
+                raise VerificationNotAllowed(
+                    f"The backup is verified by a restore into the database {name}, which {account} may not "
+                    f"create: as root run GRANT ALL ON {name}.* TO '{user}'@'{host}' (README: backups)."
+                ) from None
+    finally:
+        engine.dispose()
+    return url.set(database=name)
+
+
+def verification_problem():
+    """One line saying what the backup's verification lacks on this MySQL/MariaDB server, else None (SQLite too)."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite":
+        return None
+    try:
+        scratch = _fresh_scratch(url)
+    except VerificationNotAllowed as exc:
+        return str(exc)
+    _drop(scratch)
+    return None
+
+
+def _drop(scratch):
+    engine = create_engine(scratch.set(database=None))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{scratch.database}`"))
+    finally:
+        engine.dispose()
+
+
 def _mysql_restore_counts(url, path):
     program = shutil.which("mysql") or shutil.which("mariadb")
     if program is None:
         raise BackupError("The mysql client is not installed: it is needed to verify the backup.")
-    scratch_url, drop = scratch_database(url.render_as_string(hide_password=False))
+    target = _fresh_scratch(url)
     try:
-        target = make_url(scratch_url)
         args, env = _client_args(target)
         with gzip.open(path, "rb") as dump, tempfile.TemporaryFile() as errors:
             with subprocess.Popen(
@@ -153,13 +212,13 @@ def _mysql_restore_counts(url, path):
                 raise BackupError(
                     f"Restoring the backup failed: {errors.read().decode(errors='replace').strip()[:300]}"
                 )
-        engine = create_engine(scratch_url)
+        engine = create_engine(target)
         try:
             return row_counts(engine)
         finally:
             engine.dispose()
     finally:
-        drop()
+        _drop(target)
 
 
 def rotate(keep):

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from ..database import paginate
 from ..extensions import db
 from ..models import AccountRequest, Address, Company, PriceList, PriceTier, Product, Role, utcnow
 from . import accounts, audit, users
@@ -321,7 +322,7 @@ def price_list_tiers(price_list_id, query="", page=1, per_page=50):
     )
     if (query or "").strip():
         stmt = matching(stmt, query)
-    tiers = db.paginate(stmt.order_by(Product.sku, PriceTier.min_qty), page=page, per_page=per_page, error_out=False)
+    tiers = paginate(stmt.order_by(Product.sku, PriceTier.min_qty), page, per_page)
     return price_list, tiers
 
 

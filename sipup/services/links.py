@@ -14,6 +14,8 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
+from sipup.observability.processes import served_address, served_url
+
 from ..extensions import db
 from ..models import AccountLink, LinkPurpose, utcnow
 from .errors import DomainError
@@ -36,8 +38,9 @@ class LinkInvalid(DomainError):
         "inactive": "This account can no longer sign in.",
     }
 
-    def __init__(self, reason, purpose):
-        self.reason, self.purpose = reason, purpose
+    def __init__(self, reason, purpose, email=None):
+        # email: the account's address, given only where the token's secret matched (its mail's recipient holds it)
+        self.reason, self.purpose, self.email = reason, purpose, email
         super().__init__(self.MESSAGES[reason])
 
 
@@ -85,9 +88,9 @@ def open_link(token, purpose):
     if link.purpose != purpose or not link.secret_hash or not hmac.compare_digest(link.secret_hash, _hash(secret)):
         raise LinkInvalid("tampered", purpose)
     if link.used_at is not None:
-        raise LinkInvalid("used", purpose)
+        raise LinkInvalid("used", purpose, link.user.email)
     if link.expires_at < utcnow():
-        raise LinkInvalid("expired", purpose)
+        raise LinkInvalid("expired", purpose, link.user.email)
     if not link.user.is_active:
         raise LinkInvalid("inactive", purpose)
     return link
@@ -101,7 +104,11 @@ def spend(link):
 def public_url(endpoint, **values):
     """An absolute URL on SIPUP_PUBLIC_URL (else the address `flask serve` listens on), for mails."""
     config = current_app.config
-    base = config["PUBLIC_URL"] or f"http://{config['HOST']}:{config['PORT']}"
+    base = (
+        config["PUBLIC_URL"]
+        or served_url(current_app.extensions["counters"])
+        or served_address(config["HOST"], config["PORT"])
+    )
     scheme, _, rest = base.partition("://")
     host, _, prefix = rest.partition("/")
     adapter = current_app.url_map.bind(host, script_name="/" + prefix, url_scheme=scheme)

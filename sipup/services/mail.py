@@ -138,7 +138,7 @@ def _monitor_alert(incident):
         opened = data["state"] == "opened"
     except (TypeError, ValueError, KeyError):
         raise InvalidInput(f"“{str(incident)[:80]}” is not an incident of the monitor.") from None
-    return staff_addresses(), {
+    return admin_addresses(), {
         "opened": opened,
         "start": start,
         "red": data.get("red", []),
@@ -243,6 +243,15 @@ def staff_addresses():
             select(User.email)
             .where(User.role.in_((Role.ADMIN, Role.STAFF)), User.active.is_(True))
             .order_by(User.email)
+        )
+    )
+
+
+def admin_addresses():
+    """Every active admin: alerts about /monitor go to those who can open it."""
+    return list(
+        db.session.scalars(
+            select(User.email).where(User.role == Role.ADMIN, User.active.is_(True)).order_by(User.email)
         )
     )
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
 
-from ..database import run_in_transaction
+from ..database import paginate, run_in_transaction
 from ..extensions import db
 from ..models import (
     Address,
@@ -103,7 +103,7 @@ def history_query(company_id, status=None):
 
 def company_orders(company_id, page=1, per_page=20, status=None):
     """A company's orders, newest first."""
-    return db.paginate(history_query(company_id, status), page=page, per_page=per_page, error_out=False)
+    return paginate(history_query(company_id, status), page, per_page)
 
 
 def order_row(order, company_name=None):
@@ -439,7 +439,7 @@ def company_invoices(company_id, page=1, per_page=INVOICES_PER_PAGE):
         .where(Invoice.company_id == company_id)
         .order_by(Invoice.paid_at.is_not(None), Invoice.issued_at.desc(), Invoice.id.desc())
     )
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False, count=True)
+    return paginate(stmt, page, per_page, count=True)
 
 
 def invoice_row(invoice):

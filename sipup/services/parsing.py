@@ -5,6 +5,7 @@ with an exception of Python's own: `Decimal("NaN")` cannot be compared, "²" pas
 `int()`, and SQLite cannot bind an integer of 2**63 or more. New fields use these, and get that right.
 
     whole_number("12")                        # 12; None for "", "²", "-3", "1e3", 30 digits (ids, pages)
+    page_number("9223372036854775807")        # (1, "Page “…” is not a page number; showing page 1.")
     parse_count("5", "Stock on hand", 0)      # 5, else InvalidInput naming the label and the range
     parse_quantity("24")                      # 24 packs, else InvalidQuantity saying why
     parse_money("12,50", "Price")             # Decimal("12.50"), else InvalidInput
@@ -48,6 +49,16 @@ def whole_number(text, minimum=1, maximum=MAX_ID):
         return None
     value = _value(*found)
     return value if minimum <= value <= maximum else None
+
+
+def page_number(text):
+    """The ?page= argument as (page, None), or (1, a notice naming the bad value); a missing one is page 1."""
+    if text is None or text == "":
+        return 1, None
+    page = whole_number(text)
+    if page:
+        return page, None
+    return 1, f"Page “{str(text)[:20]}” is not a page number; showing page 1."
 
 
 def parse_count(text, label, minimum=0, maximum=MAX_COUNT):

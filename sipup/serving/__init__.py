@@ -23,6 +23,8 @@ from flask.cli import ScriptInfo
 from waitress import create_server
 from waitress.adjustments import Adjustments
 
+from sipup.observability import processes
+
 WINDOWS = os.name == "nt"
 # Seconds before a process that ended unasked starts again; each quick end in a row waits the next figure.
 RESTART_DELAYS = (1, 2, 5, 10, 30)
@@ -79,8 +81,10 @@ def listening_sockets(host, port):
     return sockets
 
 
-def run(app, server):
-    """Serve until stopped: SIGTERM (Ctrl+Break on Windows) drains first, Ctrl+C stops at once."""
+def run(app, server, threads, host, port):
+    """Serve until stopped: SIGTERM (Ctrl+Break on Windows) drains first, Ctrl+C stops at once. The process is
+    registered as a pool holder, with the address mails link to when SIPUP_PUBLIC_URL is unset."""
+    processes.register(app, threads, url=processes.served_address(host, port))
     stop = _graceful_stop(app)
     signal.signal(signal.SIGTERM, stop)
     if WINDOWS:
@@ -231,5 +235,12 @@ def main(argv=None):
     sockets = _received_sockets(args.fd, args.shared)
     threading.Thread(target=_stop_when_orphaned, daemon=True).start()
     app = ScriptInfo(app_import_path=args.app).load_app()
+    host, port = sockets[0].getsockname()[:2]
     with app.app_context():
-        run(app, create_server(app, sockets=sockets, **server_options(app.config, args.threads)))
+        run(
+            app,
+            create_server(app, sockets=sockets, **server_options(app.config, args.threads)),
+            args.threads,
+            host,
+            port,
+        )
