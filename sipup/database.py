@@ -11,7 +11,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sipup.observability.outages import outage
-from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats
+from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats, time_statements
+from sipup.replicas import ReplicaSet
 
 from .compat import set_read_timeout
 from .extensions import db, migrate
@@ -35,10 +36,25 @@ def register_database(app):
     app.teardown_appcontext(_end_session)  # runs before Flask-SQLAlchemy's own, which then finds nothing to do
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
-        register_query_stats(app, db.engine)
+        collector = register_query_stats(app, db.engine)
         event.listen(db.engine, "checkout", _answered)
         if db.engine.dialect.name in ("mysql", "mariadb"):
             register_timeouts(app, db.engine)
+        register_replicas(app, collector)
+
+
+def register_replicas(app, collector):
+    """An engine per SIPUP_DATABASE_REPLICA_URLS entry, pooled, timed and limited like the primary's, and the
+    replica set that routes reads to them (sipup/replicas.py)."""
+    urls = app.config["DATABASE_REPLICA_URLS"]
+    if not urls:
+        return
+    options = {**app.config["SQLALCHEMY_ENGINE_OPTIONS"], "poolclass": MeasuredQueuePool}
+    engines = [create_engine(url, **options) for url in urls]
+    for engine in engines:
+        time_statements(app, collector, engine)
+        register_timeouts(app, engine)
+    app.extensions["sipup_replicas"] = ReplicaSet(db.engine, engines, app.config["REPLICA_MAX_LAG"])
 
 
 def register_timeouts(app, engine):
