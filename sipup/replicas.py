@@ -229,7 +229,7 @@ def inspect(engine, primary_id, primary_version, max_lag):
     try:
         with engine.connect() as conn:
             row = _replica_status(conn)
-            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            version = _schema_version(conn)
     except DBAPIError as error:
         code = error.orig.args[0] if error.orig is not None and error.orig.args else None
         if code in ACCESS_DENIED:
@@ -242,6 +242,16 @@ def inspect(engine, primary_id, primary_version, max_lag):
             return OTHER_SCHEMA, None, f"{describe(error)}: not a copy of the primary's database"
         return DOWN, None, describe(error)
     return judge(row, version, primary_id, primary_version, max_lag)
+
+
+def _schema_version(conn):
+    """The database's Alembic revision, or None where it holds no sipup schema."""
+    try:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError as error:
+        if not (error.orig is not None and error.orig.args and error.orig.args[0] in NO_SCHEMA):
+            raise
+        return None
 
 
 def _replica_status(conn):
@@ -267,6 +277,8 @@ def judge(row, version, primary_id, primary_version, max_lag):
     source_id = _field(row, "Master_Server_Id", "Source_Server_Id")
     if primary_id is not None and source_id and int(source_id) != primary_id:
         return OTHER_PRIMARY, lag, f"it replicates server_id {source_id}; the primary is server_id {primary_id}"
+    if version is None:
+        return OTHER_SCHEMA, lag, "it holds no sipup schema (no alembic_version table): not the primary's database"
     if primary_version is not None and version != primary_version:
         return OTHER_SCHEMA, lag, f"its schema is {version!r}, the primary's {primary_version!r}"
     io, sql = (
