@@ -327,6 +327,73 @@ def replication_options(server_id):
     return [f"--server-id={server_id}", "--log-bin=binlog", "--binlog-format=ROW", "--log-slave-updates"]
 
 
+GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"  # Debian's galera-4
+
+
+class GaleraCluster:
+    """Three (or `size`) MariaDB nodes in one Galera cluster on free ports of loopback, each a LocalMariaDB: the
+    first bootstraps the cluster (--wsrep-new-cluster, what galera_new_cluster does), the others join it and get
+    its data by rsync (SST). start() returns when every node is Synced; stop() stops them all."""
+
+    def __init__(self, workdir, size=3):
+        ports = free_ports(size * 3)  # per node: group communication, incremental transfer, full transfer
+        group = [ports[i * 3] for i in range(size)]
+        cluster_address = "gcomm://" + ",".join(f"127.0.0.1:{port}" for port in group)
+        self.nodes = []
+        for i in range(size):
+            gcomm, ist, sst = ports[i * 3 : i * 3 + 3]
+            options = [
+                "--wsrep-on=ON",
+                f"--wsrep-provider={GALERA_PROVIDER}",
+                "--wsrep-cluster-name=sipup-test",
+                f"--wsrep-cluster-address={cluster_address}",
+                f"--wsrep-node-name=node{i + 1}",
+                "--wsrep-node-address=127.0.0.1",
+                f"--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gcomm};ist.recv_addr=127.0.0.1:{ist};"
+                "gcache.size=32M",
+                "--wsrep-sst-method=rsync",
+                f"--wsrep-sst-receive-address=127.0.0.1:{sst}",
+                "--binlog-format=ROW",
+                "--innodb-autoinc-lock-mode=2",
+                *(["--wsrep-new-cluster"] if i == 0 else []),
+            ]
+            folder = Path(workdir) / f"node{i + 1}"
+            folder.mkdir(exist_ok=True)
+            node = LocalMariaDB(folder, options=options)
+            node.start_timeout = 60
+            if i and os.geteuid() == 0:
+                _writable_by_nobody(Path(workdir), node.datadir)
+            self.nodes.append(node)
+
+    def start(self, timeout=90):
+        for node in self.nodes:  # one at a time: a joiner needs a synced donor
+            node.start()
+            deadline = time.monotonic() + timeout
+            while node.status("wsrep_local_state_comment") != "Synced":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Galera node on port {node.port} did not sync within {timeout}s:\n{node.log()}")
+                time.sleep(0.2)
+        return self
+
+    def stop(self):
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+def _writable_by_nobody(workdir, datadir):
+    """The joiner's rsync daemon, started by root, writes as `nobody` (rsyncd's default uid for root): it must
+    reach the datadir and write into it. Under a service account (mysql) none of this is needed."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    for folder in (workdir, *workdir.parents):
+        if folder == Path("/tmp") or folder == Path("/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o711)
+    for path in (datadir, *datadir.rglob("*")):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
 def local_server(kind, tmp_path):
     """Start a private server of this kind for one test (skip where the program is not installed)."""
     if shutil.which(kind.program) is None:
