@@ -190,6 +190,9 @@ def serve(host, port, threads, processes):
     storage_problem = _storage_problem()
     if storage_problem:
         click.echo(f"sipup: warning: {storage_problem}", err=True)
+    replicas = current_app.extensions.get("sipup_replicas")
+    for problem in replicas.problems() if replicas else ():
+        click.echo(f"sipup: warning: {problem}", err=True)
     app = current_app._get_current_object()
     try:
         if processes == 1:

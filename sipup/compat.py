@@ -6,7 +6,10 @@ Flask-Login); tests/test_compat.py checks them against the installed version.
   id from it for the limiter and the read-ahead, before any user is loaded.
 
 And one PyMySQL (1.x) internal: `set_read_timeout` changes an open connection's read timeout, which PyMySQL
-takes only when connecting (it keeps it in `_read_timeout` and applies it before every read)."""
+takes only when connecting (it keeps it in `_read_timeout` and applies it before every read).
+
+And one SQLAlchemy (2.x) internal: `is_locking_read` tells a SELECT ... FOR UPDATE / FOR SHARE (kept in
+`_for_update_arg`), which must never go to a read replica."""
 
 from flask import g
 
@@ -36,3 +39,8 @@ def signed_in_id(session):
 def set_read_timeout(connection, seconds):
     """Let reads on this open PyMySQL connection wait at most `seconds` (None: for ever) from now on."""
     connection._read_timeout = seconds
+
+
+def is_locking_read(select):
+    """True for a SELECT that locks rows (with_for_update()): it belongs to a write and to the primary."""
+    return getattr(select, "_for_update_arg", None) is not None

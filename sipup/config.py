@@ -32,6 +32,10 @@ class ConfigError(RuntimeError):
 DEFAULTS = {
     # Storage. Unset DATABASE_URL means the embedded SQLite file in instance/.
     "DATABASE_URL": None,
+    # MariaDB/MySQL replicas of DATABASE_URL (comma-separated URLs) for reads that tolerate a second of lag
+    # (sipup/replicas.py); a replica further behind than REPLICA_MAX_LAG seconds is skipped until it catches up.
+    "DATABASE_REPLICA_URLS": "",
+    "REPLICA_MAX_LAG": 5,
     "REDIS_URL": None,
     # Prefix of every Redis key sipup writes, so several sites (or test runs) can share one Redis.
     "REDIS_NAMESPACE": "sipup",
@@ -431,6 +435,13 @@ def _csv_dialect(value):
     return value
 
 
+def _url_list(value):
+    """Comma-separated URLs (a list in sipup.cfg) as a list, empty entries left out."""
+    if isinstance(value, (list, tuple)):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return [item.strip() for item in str(value or "").split(",") if item.strip()]
+
+
 def _redis_url(value):
     if value in (None, ""):
         return None
@@ -590,6 +601,8 @@ CONVERTERS = {
     "DB_PARTITION_EXPIRED": _expired,
     "DB_OPTIMIZE_LOCK_WAIT": _positive_int,
     "DATABASE_URL": _url,
+    "DATABASE_REPLICA_URLS": _url_list,
+    "REPLICA_MAX_LAG": _non_negative_int,
     "REDIS_URL": _redis_url,
     "CACHE_URL": _url,
     "STORAGE_URL": _storage_url,
@@ -694,6 +707,7 @@ def _derive(app):
     config["DATABASE_URL"] = url
     config["SQLALCHEMY_DATABASE_URI"] = url
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url, config)
+    _check_replicas(url, config)
     _private_sqlite_file(url)
     config["SECRET_KEY"] = config["SECRET_KEY"] or _embedded_secret_key(app, url)
     if len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY and not url.startswith("sqlite"):
@@ -719,13 +733,33 @@ def _derive(app):
     config["WTF_CSRF_TIME_LIMIT"] = None
 
 
-def engine_options(url, config):
-    """SQLAlchemy engine options for the configured database; names a wrong URL clearly."""
+def _check_replicas(url, config):
+    """Replica URLs must be MySQL/MariaDB URLs (PyMySQL) like the primary's, and none the primary itself."""
+    replicas = config["DATABASE_REPLICA_URLS"]
+    if not replicas:
+        return
+    setting = f"{ENV_PREFIX}_DATABASE_REPLICA_URLS"
+    if make_url(url).get_backend_name() not in ("mysql", "mariadb"):
+        raise ConfigError(
+            f"{setting} needs a MySQL/MariaDB primary; {ENV_PREFIX}_DATABASE_URL is {make_url(url).get_backend_name()}."
+        )
+    for replica in replicas:
+        if not replica.startswith(("mysql", "mariadb")):
+            raise ConfigError(
+                f"{setting}: {shown(replica)!r} is not a MySQL/MariaDB URL; write mysql+pymysql://user:pass@host/db."
+            )
+        engine_options(replica, config, setting="DATABASE_REPLICA_URLS")
+        if make_url(replica) == make_url(url):
+            raise ConfigError(f"{setting}: {shown(replica)!r} is {ENV_PREFIX}_DATABASE_URL itself, not a replica.")
+
+
+def engine_options(url, config, setting="DATABASE_URL"):
+    """SQLAlchemy engine options for the configured database (or a replica's); names a wrong URL clearly."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
-            f"{ENV_PREFIX}_DATABASE_URL={url!r} is not a database URL; "
+            f"{ENV_PREFIX}_{setting}={shown(url)!r} is not a database URL; "
             "use e.g. mysql+pymysql://user:password@host/sipup or sqlite:///path/sipup.db."
         ) from None
 
@@ -735,13 +769,13 @@ def engine_options(url, config):
     if unknown:
         closest = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"did you mean {closest[0]}?" if closest else f"known ones are e.g. {', '.join(sorted(known)[:6])}."
-        raise ConfigError(f"{ENV_PREFIX}_DATABASE_URL has the unknown option {unknown[0]!r}; {hint}")
+        raise ConfigError(f"{ENV_PREFIX}_{setting} has the unknown option {unknown[0]!r}; {hint}")
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if backend in ("mysql", "mariadb"):
         if parsed.get_driver_name() not in ("pymysql",):
             raise ConfigError(
-                f"{ENV_PREFIX}_DATABASE_URL uses the driver {parsed.get_driver_name()!r}; "
+                f"{ENV_PREFIX}_{setting} uses the driver {parsed.get_driver_name()!r}; "
                 "sipup ships PyMySQL, so write mysql+pymysql://..."
             )
         return {
@@ -762,7 +796,7 @@ def engine_options(url, config):
             },
         }
     raise ConfigError(
-        f"{ENV_PREFIX}_DATABASE_URL uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."
+        f"{ENV_PREFIX}_{setting} uses {backend!r}; sipup runs on sqlite or mysql+pymysql (MySQL/MariaDB)."
     )
 
 

@@ -7,6 +7,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from sipup.replicas import RoutingSession
+
 # Stable constraint names, so migrations can alter them on SQLite and MySQL alike.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -21,7 +23,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+# The session class routes reads that may go to a read replica (sipup/replicas.py); without replicas it is
+# Flask-SQLAlchemy's own.
+db = SQLAlchemy(model_class=Base, session_options={"class_": RoutingSession})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -216,9 +216,12 @@ class LocalMariaDB(LocalServer):
     recovers the same datadir."""
 
     program = "mariadbd"
+    start_timeout = 10  # seconds to wait for the port; a Galera joiner first copies the donor's data
 
-    def __init__(self, workdir, host="127.0.0.1"):
+    def __init__(self, workdir, host="127.0.0.1", options=()):
+        """options: more mariadbd arguments, e.g. replication_options(2) or GaleraCluster's wsrep ones."""
         super().__init__(workdir, host)
+        self.options = list(options)
         self.datadir = Path(workdir) / "mariadb"
         subprocess.run(
             [
@@ -243,14 +246,21 @@ class LocalMariaDB(LocalServer):
             f"--pid-file={self.workdir}/mariadb.pid",
             f"--port={self.port}",
             f"--bind-address={self.host}",
-            "--skip-log-bin",
+            *([] if any(option.startswith("--log-bin") for option in self.options) else ["--skip-log-bin"]),
             "--innodb-buffer-pool-size=32M",
             "--innodb-log-file-size=16M",
             *(["--user=root"] if os.geteuid() == 0 else []),
+            *self.options,
         ]
 
     def start(self):
-        super().start()
+        if self.process is None or self.process.poll() is not None:
+            with open(Path(self.workdir) / "mariadb.log", "ab") as log:
+                self.process = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                _wait_for_port(self.port, self.process, timeout=self.start_timeout, host=self.host)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}:\n{self.log()}") from None
         if self.host != "127.0.0.1":  # root may connect from the test network's other addresses too
             import pymysql
 
@@ -276,6 +286,33 @@ class LocalMariaDB(LocalServer):
         self.resume()  # a frozen server cannot shut down
         super().stop()
 
+    def log(self):
+        """The end of the server's own output (errors at start, SST, replication)."""
+        path = Path(self.workdir) / "mariadb.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def query(self, statement):
+        """Run one statement as root; its rows as dicts."""
+        import pymysql
+
+        with pymysql.connect(host=self.host, port=self.port, user="root", autocommit=True) as conn:
+            with conn.cursor(pymysql.cursors.DictCursor) as cursor:
+                cursor.execute(statement)
+                return cursor.fetchall()
+
+    def status(self, name):
+        """One SHOW GLOBAL STATUS value as an int (Com_select, ...) or text."""
+        value = self.query(f"SHOW GLOBAL STATUS LIKE '{name}'")[0]["Value"]
+        return int(value) if value.isdigit() else value
+
+    def replicate_from(self, primary):
+        """Make this server a GTID replica of `primary` (started with replication_options) and start it."""
+        self.query(
+            f"CHANGE MASTER TO MASTER_HOST='{primary.host}', MASTER_PORT={primary.port}, MASTER_USER='root', "
+            "MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+        )
+        self.query("START SLAVE")
+
     def database_url(self, name):
         """A URL of database `name` on this server, created if missing."""
         import pymysql
@@ -283,6 +320,78 @@ class LocalMariaDB(LocalServer):
         with pymysql.connect(host=self.host, port=self.port, user="root") as conn, conn.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         return f"mysql+pymysql://root@{self.host}:{self.port}/{name}"
+
+
+def replication_options(server_id):
+    """mariadbd arguments of a server in GTID replication: its own server id, a binary log, row events."""
+    return [f"--server-id={server_id}", "--log-bin=binlog", "--binlog-format=ROW", "--log-slave-updates"]
+
+
+GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"  # Debian's galera-4
+
+
+class GaleraCluster:
+    """Three (or `size`) MariaDB nodes in one Galera cluster on free ports of loopback, each a LocalMariaDB: the
+    first bootstraps the cluster (--wsrep-new-cluster, what galera_new_cluster does), the others join it and get
+    its data by rsync (SST). start() returns when every node is Synced; stop() stops them all."""
+
+    def __init__(self, workdir, size=3):
+        ports = free_ports(size * 3)  # per node: group communication, incremental transfer, full transfer
+        group = [ports[i * 3] for i in range(size)]
+        cluster_address = "gcomm://" + ",".join(f"127.0.0.1:{port}" for port in group)
+        self.nodes = []
+        for i in range(size):
+            gcomm, ist, sst = ports[i * 3 : i * 3 + 3]
+            options = [
+                "--wsrep-on=ON",
+                f"--wsrep-provider={GALERA_PROVIDER}",
+                "--wsrep-cluster-name=sipup-test",
+                f"--wsrep-cluster-address={cluster_address}",
+                f"--wsrep-node-name=node{i + 1}",
+                "--wsrep-node-address=127.0.0.1",
+                f"--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:{gcomm};ist.recv_addr=127.0.0.1:{ist};"
+                "gcache.size=32M",
+                "--wsrep-sst-method=rsync",
+                f"--wsrep-sst-receive-address=127.0.0.1:{sst}",
+                "--binlog-format=ROW",
+                "--innodb-autoinc-lock-mode=2",
+                *(["--wsrep-new-cluster"] if i == 0 else []),
+            ]
+            folder = Path(workdir) / f"node{i + 1}"
+            folder.mkdir(exist_ok=True)
+            node = LocalMariaDB(folder, options=options)
+            node.start_timeout = 60
+            if i and os.geteuid() == 0:
+                _writable_by_nobody(Path(workdir), node.datadir)
+            self.nodes.append(node)
+
+    def start(self, timeout=90):
+        for node in self.nodes:  # one at a time: a joiner needs a synced donor
+            node.start()
+            deadline = time.monotonic() + timeout
+            while node.status("wsrep_local_state_comment") != "Synced":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Galera node on port {node.port} did not sync within {timeout}s:\n{node.log()}")
+                time.sleep(0.2)
+        return self
+
+    def stop(self):
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+def _writable_by_nobody(workdir, datadir):
+    """The joiner's rsync daemon, started by root, writes as `nobody` (rsyncd's default uid for root): it must
+    reach the datadir and write into it. Under a service account (mysql) none of this is needed."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    for folder in (workdir, *workdir.parents):
+        if folder == Path("/tmp") or folder == Path("/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o711)
+    for path in (datadir, *datadir.rglob("*")):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
 
 
 def local_server(kind, tmp_path):

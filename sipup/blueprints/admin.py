@@ -12,6 +12,7 @@ from sipup.storage import StorageUnavailable
 
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role, utcnow
+from ..replicas import replica_reads
 from ..security import admin_required, staff_required
 from ..services import (
     audit,
@@ -51,12 +52,14 @@ def _page():
 
 
 @bp.route("/")
+@replica_reads()
 def index():
     """What needs doing: orders waiting by status, credit holds, low stock, requests for an account."""
     return render_template("admin/index.html", requests=companies.pending_requests(), **backoffice.dashboard())
 
 
 @bp.route("/orders")
+@replica_reads()
 def order_list():
     """Orders filtered by status and company, found by number, PO reference, company name or buyer e-mail."""
     status = request.args.get("status", "")
@@ -79,6 +82,7 @@ def order_list():
 
 
 @bp.route("/orders/<number>")
+@replica_reads()
 def order_detail(number):
     """One order with its lines, timeline, invoice, payments and credit notes, and the steps staff can take now."""
     try:
@@ -169,6 +173,7 @@ def order_action(number, action):
 
 
 @bp.route("/products")
+@replica_reads()
 def product_list():
     """All products with stock figures."""
     query = request.args.get("q", "")[:100]
@@ -246,6 +251,7 @@ def product_image_remove(sku, image_id):
 
 
 @bp.route("/companies")
+@replica_reads()
 def company_list():
     """Customer companies with their terms, a page at a time, found by name or VAT id."""
     query = request.args.get("q", "")[:100]
@@ -430,6 +436,7 @@ def staff_user(user_id, action):
 
 
 @bp.route("/price-lists")
+@replica_reads()
 def price_lists():
     """All price lists."""
     lists = db.session.scalars(select(PriceList).order_by(PriceList.name)).all()

@@ -25,6 +25,7 @@ from sipup.cache import cached
 
 from ..extensions import db
 from ..models import Address, utcnow
+from ..replicas import replica_reads
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
@@ -112,6 +113,7 @@ def index():
 
 @bp.route("/products")
 @customer_required
+@replica_reads()
 def products():
     """The catalog with search, category filter, sorting and pages."""
     page, notice = _page()
@@ -168,6 +170,7 @@ READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(reques
 
 @bp.route("/products/<sku>")
 @customer_required
+@replica_reads()
 def product(sku):
     """One product with the buyer's own tier prices."""
     try:
@@ -329,6 +332,7 @@ def checkout():
 
 @bp.route("/orders")
 @customer_required
+@replica_reads()
 def order_list():
     """The company's orders, newest first."""
     page, notice = _page()
@@ -339,6 +343,7 @@ def order_list():
 
 @bp.route("/orders/<number>")
 @customer_required
+@replica_reads()
 def order_detail(number):
     """One order of the company with its lines and status timeline."""
     try:
@@ -365,6 +370,7 @@ def reorder(number):
 
 @bp.route("/invoices")
 @customer_required
+@replica_reads()
 def invoices():
     """The company's invoices and its open balance."""
     page, notice = _page()
@@ -380,6 +386,7 @@ def invoices():
 
 @bp.route("/invoices/<number>")
 @customer_required
+@replica_reads()
 def invoice_detail(number):
     """One invoice of the company as a page that prints cleanly, with its PDF."""
     try:

@@ -33,6 +33,7 @@ from sipup.cache import compat
 from sipup.cache import drivers as cache_drivers
 from sipup.cache.drivers import STORE_ERRORS, writes_ok
 from sipup.extensions import db
+from sipup.replicas import on_primary
 
 log = logging.getLogger("sipup.cache")
 
@@ -258,7 +259,8 @@ class CacheLayer:
         return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=False)
 
     def _compute_and_store(self, store, type_, key, tokens, compute, ttl, locked):
-        value = compute()
+        with on_primary():  # kept for minutes: never from a replica that has not yet seen the latest write
+            value = compute()
         self._count(type_, "miss")
         payload = {"g": tokens, "e": time.time() + ttl, "v": value}
         try:
@@ -286,7 +288,8 @@ class CacheLayer:
         self._count(type_, "hit", len(found))
         if not missing:
             return found
-        fresh = compute_many(missing)
+        with on_primary():
+            fresh = compute_many(missing)
         self._count(type_, "miss", len(missing))
         expires = now + ttl
         mapping = {keys[i]: {"g": tokens, "e": expires, "v": fresh[i]} for i in missing}

@@ -376,21 +376,9 @@ class Queue:
     def _claim(self, job_id, name, now=None):
         now = now or utcnow()
         lease = JOBS[name].lease or self.lease_seconds if name in JOBS else self.lease_seconds
-        changed = db.session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id, Job.name == name, Job.status.in_(WAITING), Job.run_at <= now + timedelta(seconds=2)
-            )
-            .values(
-                status=S.RUNNING,
-                attempts=Job.attempts + 1,
-                started_at=now,
-                finished_at=None,
-                lease_until=now + timedelta(seconds=lease),
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
+        # Run again after a deadlock or, on Galera, a claim of the same job on another node that committed
+        # first: the second try finds the job running and claims nothing.
+        changed = run_in_transaction(_claim_row, job_id, name, now, lease)
         if changed != 1:
             return None
         return db.session.execute(select(Job.attempts, Job.max_attempts).where(Job.id == job_id)).one()
@@ -759,3 +747,19 @@ def register_queue(app):
     """Give the app its queue; jobs are found by importing tasks.py when a processor starts."""
     app.extensions["queue"] = Queue(app)
     load_jobs()
+
+
+def _claim_row(job_id, name, now, lease):
+    """Mark the job running if it waits to run: 1 when this processor claimed it, else 0."""
+    return db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.name == name, Job.status.in_(WAITING), Job.run_at <= now + timedelta(seconds=2))
+        .values(
+            status=S.RUNNING,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            finished_at=None,
+            lease_until=now + timedelta(seconds=lease),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount

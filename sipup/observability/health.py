@@ -252,7 +252,35 @@ def storage():
     return check("Storage", "ok", backend.name, f"{backend.where}: reachable, {shared}")
 
 
-BUILT_IN = (database, redis_server, cache, counters_store, queue_processor, limiter, proxy, storage, disk, host)
+def replicas():
+    """Read replicas: amber while one is skipped (down, lagging, stopped, not this primary's), off without any."""
+    replica_set = current_app.extensions.get("sipup_replicas")
+    if replica_set is None:
+        return check(
+            "Read replicas", "off", "none", "SIPUP_DATABASE_REPLICA_URLS is not set: every read goes to the primary"
+        )
+    rows = replica_set.status()["replicas"]
+    unfit = [row for row in rows if not row["fit"]]
+    value = f"{len(rows) - len(unfit)} of {len(rows)} fit"
+    if not unfit:
+        return check("Read replicas", "ok", value, "reads that tolerate a second of lag go to them")
+    named = "; ".join(f"{row['where']} {row['state']}: {row['detail']}" for row in unfit)
+    return check("Read replicas", "warn", value, f"{named} (its reads go to the primary or another replica)")
+
+
+BUILT_IN = (
+    database,
+    replicas,
+    redis_server,
+    cache,
+    counters_store,
+    queue_processor,
+    limiter,
+    proxy,
+    storage,
+    disk,
+    host,
+)
 
 
 def run_checks():

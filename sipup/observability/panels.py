@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from sipup.cache.layer import EVENTS, TYPES, cache_status
 from sipup.extensions import db
@@ -110,9 +111,27 @@ def database_panel(range_=DEFAULT_RANGE):
         "pool_line": describe_pool(pool),
         "pool_shared": current_app.extensions["counters"].totals("db", "minute", 60),
         "connections": connections,
+        "replicas": replica_panel(),
         "range": range_,
         "range_words": words,
     }
+
+
+def replica_panel():
+    """Each read replica's state, lag, reads sent there, pool and connection budget (None without replicas)."""
+    replica_set = current_app.extensions.get("sipup_replicas")
+    if replica_set is None:
+        return None
+    status = replica_set.status()
+    holders = pool_holders(current_app.extensions["counters"])
+    for row in status["replicas"]:
+        engine = row.pop("engine")
+        row["pool_line"] = describe_pool(pool_status(engine))
+        try:  # the server's max_connections against every process's pool to it
+            row["connections"] = None if row["down"] else budget(engine, current_app.config, holders)
+        except DBAPIError:
+            row["connections"] = None
+    return status
 
 
 def connection_budget():

@@ -347,6 +347,26 @@ def register_query_stats(app, engine):
     if not app.config["DB_STATS"]:
         return collector
 
+    time_statements(app, collector, engine)
+
+    @app.before_request
+    def _reset_queries():
+        g._sipup_queries = 0  # g outlives a request when an app context was already pushed
+
+    @app.after_request
+    def _count_queries(response):
+        if request.endpoint != "static":
+            collector.record_request(request.endpoint or "unknown", g.get("_sipup_queries", 0))
+        return response
+
+    return collector
+
+
+def time_statements(app, collector, engine):
+    """Time every statement of this engine (the primary's, or a read replica's) into the collector."""
+    if not app.config["DB_STATS"]:
+        return
+
     # One cursor execution at a time per connection: a single start time, nothing left behind on errors.
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):
@@ -369,18 +389,6 @@ def register_query_stats(app, engine):
             collector.record(statement, (time.perf_counter() - started) * 1000, count)
 
     _time_driver_calls(engine, collector)
-
-    @app.before_request
-    def _reset_queries():
-        g._sipup_queries = 0  # g outlives a request when an app context was already pushed
-
-    @app.after_request
-    def _count_queries(response):
-        if request.endpoint != "static":
-            collector.record_request(request.endpoint or "unknown", g.get("_sipup_queries", 0))
-        return response
-
-    return collector
 
 
 def _time_driver_calls(engine, collector):

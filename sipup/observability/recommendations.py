@@ -86,9 +86,14 @@ def _pool(figures):
 
 
 def _connections(figures):
-    budget = _get(figures, "database", "connections")
-    if budget is None:
+    # Every pool counts against its own server: the primary's, and each read replica's.
+    replicas = _get(figures, "database", "replicas") or {}
+    budgets = [_get(figures, "database", "connections")]
+    budgets += [row.get("connections") for row in replicas.get("replicas", ())]
+    budgets = [budget for budget in budgets if budget]
+    if not budgets:
         return None
+    budget = max(budgets, key=lambda b: b["needed"] / max(b["max_connections"], 1))
     figures = ("needed", "max_connections", "processes", "per_process", "registered")
     return tuple(budget.get(name, 0) for name in figures), 1
 
