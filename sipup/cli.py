@@ -18,6 +18,7 @@ from flask_migrate.cli import db as db_group
 from sqlalchemy import func, inspect, select
 from waitress import create_server
 
+from sipup import redisclient
 from sipup.cache.cli import cache_cli
 from sipup.dbtools.optimize import db_optimize
 from sipup.jobs.cli import queue_cli
@@ -218,15 +219,17 @@ def _redis_problem(url):
     if not url:
         return None
 
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    degraded = "rate limits and statistics count per process and the cache is skipped until it answers."
+    problem = redisclient.master_problem(url)
+    if problem:
+        return f"Redis Sentinel (SIPUP_REDIS_URL): {problem}; starting degraded: {degraded}"
+    client = redisclient.connect(url, timeout=1)
     try:
         client.ping()
     except redis.RedisError as exc:
-        where = redis.connection.parse_url(url)
-        address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
         return (
-            f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
-            "rate limits and statistics count per process and the cache is skipped until it answers."
+            f"Redis at {redisclient.describe(url)} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); "
+            f"starting degraded: {degraded}"
         )
     finally:
         client.close()
