@@ -22,7 +22,7 @@ from sipup.jobs.queue import store_loss
 from sipup.models import Job, JobStatus, Order
 from sipup.observability import health
 from tests.conftest import BACKENDS, PASSWORD, RequestScopedClient, _empty_tables, _overrides
-from tests.servers import LocalRedis, LocalReplica, LocalSentinel
+from tests.servers import LocalRedis, LocalReplica, LocalSentinel, free_port
 
 NAMESPACE = "sentineltest"
 needs_sentinel = pytest.mark.skipif(
@@ -101,6 +101,15 @@ def test_a_sentinel_url_is_taken_apart_for_each_user():
     assert uri == "redis+sentinel://10.0.0.1:26379,10.0.0.2:26380/shop"
     assert options["db"] == 3 and options["password"] == "pw" and options["sentinel_kwargs"]["password"] is None
     assert redisclient.describe(url) == "master 'shop' of the sentinels 10.0.0.1:26379,10.0.0.2:26380"
+
+
+def test_sentinels_that_do_not_answer_are_one_line_at_start():
+    port = free_port()  # nothing listens there
+    line = _redis_problem(f"redis+sentinel://127.0.0.1:{port}/sipup/0")
+    assert line.startswith(
+        f"Redis Sentinel (SIPUP_REDIS_URL): no sentinel of 127.0.0.1:{port} answers; starting degraded"
+    )
+    assert "\n" not in line
 
 
 @needs_sentinel
