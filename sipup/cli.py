@@ -18,6 +18,7 @@ from flask_migrate.cli import db as db_group
 from sqlalchemy import func, inspect, select
 from waitress import create_server
 
+from sipup import redisclient
 from sipup.cache.cli import cache_cli
 from sipup.dbtools.optimize import db_optimize
 from sipup.jobs.cli import queue_cli
@@ -276,21 +277,24 @@ def _redis_problem(url):
     if not url:
         return None
 
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    degraded = "rate limits and statistics count per process and the cache is skipped until it answers."
+    problem = redisclient.master_problem(url)
+    if problem:
+        return f"Redis Sentinel (SIPUP_REDIS_URL): {problem}; starting degraded: {degraded}"
+    client = redisclient.connect(url, timeout=1)
     try:
         client.ping()
     except redis.RedisError as exc:
-        where = redis.connection.parse_url(url)
-        address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
         if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
+            index = client.connection_pool.connection_kwargs.get("db")
             raise click.ClickException(
-                f"SIPUP_REDIS_URL names database {where.get('db')}, but the DB index is out of range on the Redis "
-                f"at {address} (it has databases 0 to 15 unless its `databases` setting says more): "
+                f"SIPUP_REDIS_URL names database {index}, but the DB index is out of range on the Redis at "
+                f"{redisclient.describe(url)} (it has databases 0 to 15 unless its `databases` setting says more): "
                 "use one of those, e.g. redis://host:6379/0."
             ) from None
         return (
-            f"Redis at {address} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); starting degraded: "
-            "rate limits and statistics count per process and the cache is skipped until it answers."
+            f"Redis at {redisclient.describe(url)} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); "
+            f"starting degraded: {degraded}"
         )
     finally:
         client.close()

@@ -170,7 +170,8 @@ ENDPOINT_LIMITS = {
     "POST account.email by user": "10 per hour",
     "POST auth.register": "3 per minute; 10 per hour",
 }
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+SENTINEL_FORM = "redis+sentinel://[:password@]host1:26379,host2:26379,host3:26379/MASTER_NAME/0"
 STORAGE_SCHEMES = {"s3": False, "s3+https": True}  # scheme: TLS
 STORAGE_FORM = (
     "must be unset (the instance folder), database, or s3://KEY:SECRET@host:port/bucket (s3+https:// for TLS)"
@@ -445,9 +446,48 @@ def _url_list(value):
 def _redis_url(value):
     if value in (None, ""):
         return None
-    if urlsplit(str(value)).scheme not in REDIS_SCHEMES:
-        raise ValueError("must read like redis://host:6379/0 (rediss:// for TLS, unix:///path/redis.sock)")
+    scheme = urlsplit(str(value)).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            "must read like redis://host:6379/0 (rediss:// for TLS, unix:///path/redis.sock, "
+            f"{SENTINEL_FORM} for Redis Sentinel)"
+        )
+    if scheme == "redis+sentinel":
+        parse_sentinel_url(str(value))  # raises ValueError saying what is wrong
     return str(value)
+
+
+# Where a redis+sentinel:// URL points: the sentinels as (host, port), the master's name, the database number.
+SentinelAddress = namedtuple("SentinelAddress", "sentinels master db username password")
+
+
+def parse_sentinel_url(url):
+    """The parts of redis+sentinel://[:password@]host:26379,host2:26379/MASTER_NAME/DB; ValueError says what is
+    wrong (never repeating the password). The password is the primary's and replicas' (requirepass)."""
+    rest = url.split("://", 1)[1]
+    where, _, path = rest.partition("/")
+    credentials, _, hosts = where.rpartition("@")
+    username, _, password = credentials.partition(":")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not item.strip():
+            continue
+        if not host:
+            host, port = item.strip(), "26379"
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must give each sentinel a port from 1 to 65535, not {item.strip()!r}: {SENTINEL_FORM}")
+        sentinels.append((host.strip("[]"), int(port)))
+    if not sentinels:
+        raise ValueError(f"must name at least one sentinel before the master's name: {SENTINEL_FORM}")
+    master, _, db = path.split("?", 1)[0].strip("/").partition("/")
+    if not master:
+        raise ValueError(f"must name the master the sentinels watch after the hosts: {SENTINEL_FORM}")
+    if not (db or "0").isdigit():
+        raise ValueError(f"must end with the database number after the master's name, not {db!r}: {SENTINEL_FORM}")
+    return SentinelAddress(
+        sentinels, unquote(master), int(db or 0), unquote(username) or None, unquote(password) or None
+    )
 
 
 def _storage_url(value):

@@ -103,6 +103,41 @@ class LocalRedis(LocalServer):
         return f"redis://{self.host}:{self.port}/0"
 
 
+class LocalReplica(LocalRedis):
+    """A Redis replica of `primary` (writable, so a test can make it lack what the primary wrote last)."""
+
+    def __init__(self, workdir, primary):
+        super().__init__(workdir)
+        self.primary = primary
+
+    def command(self):
+        primary = ["--replicaof", self.primary.host, str(self.primary.port), "--replica-read-only", "no"]
+        return [*super().command(), *primary]
+
+
+class LocalSentinel(LocalServer):
+    """Redis Sentinel (Debian's redis-sentinel) watching `primary` as MASTER, with a failover within seconds:
+    the primary is down after 1 s without an answer, two sentinels of three agree."""
+
+    program = "redis-sentinel"
+    MASTER = "sipup-primary"
+
+    def __init__(self, workdir, primary):
+        super().__init__(workdir)
+        self.primary = primary
+
+    def command(self):
+        config = Path(self.workdir) / f"sentinel-{self.port}.conf"  # Sentinel rewrites it as it learns
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.MASTER} {self.primary.host} {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+            f"sentinel failover-timeout {self.MASTER} 4000\n"
+            f"sentinel parallel-syncs {self.MASTER} 1\n"
+        )
+        return [self.program, str(config)]
+
+
 class LocalMemcached(LocalServer):
     program = "memcached"
 

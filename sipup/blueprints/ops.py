@@ -12,6 +12,7 @@ import threading
 import redis
 from flask import Blueprint, current_app, jsonify
 
+from .. import redisclient
 from ..database import check_writable
 
 bp = Blueprint("ops", __name__)
@@ -55,7 +56,7 @@ class DatabaseProbe:
 
 
 def _redis_check(url):
-    client = redis.Redis.from_url(url, socket_timeout=REDIS_SECONDS, socket_connect_timeout=REDIS_SECONDS)
+    client = redisclient.connect(url, timeout=REDIS_SECONDS)
     try:
         client.ping()
         return "ok"

@@ -1,6 +1,7 @@
 """Which cache store SIPUP_CACHE_URL names, built as a Flask-Caching backend with short socket timeouts.
 
 redis://host:6379/0          Redis (RedisCache), keys under "<REDIS_NAMESPACE>:cache:"
+redis+sentinel://h:26379/M/0  the primary of Redis Sentinel's master M (sipup.redisclient), the same keys
 memcached://host:11211[,h2]  Memcached through pymemcache (cachelib's own client list lacks it)
 file:///var/cache/sipup      a folder (FolderCache: FileSystemCache that keeps tokens); a plain absolute path works too
 memory://                    this process only (SimpleCache)
@@ -25,8 +26,9 @@ from pymemcache.serde import pickle_serde
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from sipup import redisclient
 from sipup.cache import compat
-from sipup.config import ConfigError
+from sipup.config import ConfigError, parse_sentinel_url
 from sipup.files import FILE_MODE, private_folder
 
 # What a failing store raises. cachelib's folder store logs and returns False instead (see writes_ok).
@@ -52,18 +54,15 @@ def describe(app):
         folder = os.path.join(app.instance_path, "cache")
         return "filesystem", folder, _filesystem(folder)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme in ("redis", "rediss", "unix"):
-        options = {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            # No retries inside redis-py: the circuit breaker decides when to try again.
-            "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": 30,
-        }
+    if scheme in ("redis", "rediss", "unix", redisclient.SENTINEL_SCHEME):
+        if scheme == redisclient.SENTINEL_SCHEME and config["CACHE_URL"]:
+            _check_sentinel_url(url)
+        # No retries inside redis-py: the circuit breaker decides when to try again.
+        client = redisclient.connect(url, timeout, retry=Retry(NoBackoff(), 0), health_check_interval=30)
         return (
             "redis",
             _hide_password(url),
-            {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": prefix, "CACHE_OPTIONS": options},
+            {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": client, "CACHE_KEY_PREFIX": prefix},
         )
     if scheme == "memcached":
         servers = _memcached_servers(url)
@@ -86,7 +85,7 @@ def describe(app):
     if scheme in ("memory", "simple"):
         return "memory", "this process", {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 20_000}
     raise ConfigError(
-        f"SIPUP_CACHE_URL={url!r} is not a cache sipup knows; use redis://host:6379/0, "
+        f"SIPUP_CACHE_URL={url!r} is not a cache sipup knows; use redis://host:6379/0 (or redis+sentinel://), "
         "memcached://host:11211, file:///path/to/folder (or an absolute path), or memory://."
     )
 
@@ -107,7 +106,17 @@ def _filesystem(folder):
     return {"CACHE_TYPE": "sipup.cache.drivers.FolderCache", "CACHE_DIR": folder, "CACHE_THRESHOLD": 50_000}
 
 
+def _check_sentinel_url(url):
+    try:
+        parse_sentinel_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"SIPUP_CACHE_URL={_hide_password(url)!r} {exc}.") from None
+
+
 def _hide_password(url):
+    if redisclient.is_sentinel(url):
+        password = parse_sentinel_url(url).password
+        return url.replace(f":{password}@", ":***@", 1) if password else url
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)

@@ -44,11 +44,11 @@ from flask import current_app, has_app_context
 from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
 from huey.api import PeriodicTask, TaskWrapper
 from huey.exceptions import RetryTask
-from redis import ConnectionPool
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from sipup import redisclient
 from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.extensions import db
 from sipup.files import private_file
@@ -147,7 +147,7 @@ def load_jobs():
 def make_huey(config, instance_path, blocking=False):
     """Huey on Redis with priorities when REDIS_URL is set, else on SQLite in instance/; results off."""
     if config["REDIS_URL"]:
-        pool = ConnectionPool.from_url(config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5)
+        pool = redisclient.connect(config["REDIS_URL"], timeout=5, connect_timeout=2).connection_pool
         huey = PriorityRedisHuey(
             f"{config['REDIS_NAMESPACE']}_queue",
             results=False,

@@ -9,8 +9,7 @@ import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
 
-import redis
-
+from sipup import redisclient
 from sipup.observability.counters import connect_sqlite
 
 log = logging.getLogger("sipup.limits")
@@ -72,7 +71,7 @@ class RedisBlockStore:
 
     def __init__(self, url, namespace):
         self.key = f"{namespace}:limits:blocks"
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redisclient.connect(url, timeout=0.5)
 
     def all(self):
         now, found, stale = time.time(), {}, []

@@ -26,6 +26,7 @@ from flask import current_app, has_request_context, make_response, request, sess
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import parse_many
 
+from sipup import redisclient
 from sipup.compat import signed_in_id
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
@@ -149,15 +150,12 @@ class RateLimits:
             namespace = config["REDIS_NAMESPACE"]
             self.blocks_store = RedisBlockStore(config["REDIS_URL"], namespace)
             self.known = RedisKnownAddresses(self.blocks_store.client, namespace)
+            uri, options = redisclient.limits_storage(config["REDIS_URL"], timeout=0.5)
             storage = dict(
-                storage_uri=config["REDIS_URL"],
+                storage_uri=uri,
                 # Strategies keep different Redis types under the same key names: a prefix per strategy
                 # lets the strategy change on a live Redis without WRONGTYPE errors.
-                storage_options={
-                    "key_prefix": f"{namespace}:limits:{self.strategy}",
-                    "socket_timeout": 0.5,
-                    "socket_connect_timeout": 0.5,
-                },
+                storage_options={"key_prefix": f"{namespace}:limits:{self.strategy}", **options},
                 in_memory_fallback_enabled=True,
             )
         else:

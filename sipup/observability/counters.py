@@ -43,8 +43,8 @@ from collections import defaultdict
 from contextlib import closing
 
 import psutil
-import redis
 
+from sipup import redisclient
 from sipup.files import private_file
 
 log = logging.getLogger("sipup.metrics")
@@ -224,7 +224,7 @@ class RedisCounterStore:
 
     def __init__(self, url, namespace, host=socket.gethostname()):
         self.prefix, self.host = f"{namespace}:counters", host
-        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.client = redisclient.connect(url, timeout=1)
         self.set_max = self.client.register_script(self._MAX)
 
     def _key(self, group, res, start):

@@ -14,6 +14,7 @@ import redis
 from flask import current_app
 from sqlalchemy import text
 
+from sipup import redisclient
 from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
@@ -75,17 +76,20 @@ def redis_server():
     if not url:
         return check("Redis", "off", "not configured", "embedded default: counters, cache and queue stay on this host")
 
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = redisclient.connect(url, timeout=1)
     started = time.perf_counter()
     try:
         info = client.info("server")
         memory = client.info("memory")
+        # Sentinel: which server is the primary now (the sentinels' answer), so a failover shows here.
+        where = f"Sentinel, primary {redisclient.primary_address(url)} · " if redisclient.is_sentinel(url) else ""
     except redis.RedisError as exc:
+        via = f" ({redisclient.describe(url)})" if redisclient.is_sentinel(url) else ""
         return check(
             "Redis",
             "bad",
             "unreachable",
-            f"{type(exc).__name__}: {exc}; shared limits, cache and "
+            f"{type(exc).__name__}: {exc}{via}; shared limits, cache and "
             "statistics fall back to this process until it answers",
         )
     finally:
@@ -95,7 +99,7 @@ def redis_server():
         "Redis",
         "ok",
         f"{ms:.1f} ms",
-        f"Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used",
+        f"{where}Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used",
     )
 
 
