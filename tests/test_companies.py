@@ -1,6 +1,8 @@
 """Customer companies, addresses, price lists and requests for an account, through the back office, the public
 form and `flask company create`: happy paths, bad input named next to its field, and the audit trail."""
 
+import email
+import email.policy
 import json
 import re
 from decimal import Decimal
@@ -414,6 +416,19 @@ def test_staff_reject_a_request_and_a_polite_mail_is_queued(client, staff):
     twice = client.post(f"/admin/account-requests/{pending.id}/reject", follow_redirects=True)
     assert "already rejected" in twice.get_data(as_text=True) and len(mail_jobs("account_request_declined")) == 1
     assert db.session.scalar(select(Company)) is None
+
+
+def test_staff_hear_of_a_new_request_with_a_link_to_it(client, staff):
+    _request(client)
+    pending = db.session.scalar(select(AccountRequest))
+    assert [json.loads(j.args)[1] for j in mail_jobs("account_request_received")] == [pending.id]
+    summary = mail.send("account_request_received", pending.id)
+    assert summary.startswith(f"account_request_received to {staff.email}")
+    with open(summary.rsplit("written to ", 1)[1].rstrip(")"), "rb") as handle:
+        message = email.message_from_bytes(handle.read(), policy=email.policy.default)
+    assert message["Subject"] == "Account request from Bar Centrale"
+    text = message.get_body(("plain",)).get_content()
+    assert f"/admin/account-requests/{pending.id}" in text and "Giulia Rossi" in text
 
 
 def test_buyers_cannot_reach_the_new_forms(client, login_as, buyer):

@@ -153,6 +153,23 @@ def test_a_late_confirmation_mail_tells_the_status_the_order_was_placed_in(app, 
     assert "Status: Placed" in body and "Paid" not in body
 
 
+def test_order_mails_name_the_company_the_po_reference_the_currency_and_link_to_the_order(app, run_jobs, shop):
+    carts.add(shop["buyer"].id, shop["beer"], 2)
+    order = orders.checkout(
+        shop["buyer"], app.config["VAT_RATE"], po_reference="PO-4711", address_id=shop["company"].addresses[0].id
+    )
+    orders.transition(order.number, "confirm", shop["staff"].id)
+    db.session.commit()
+    for kind, object_id in (("order_confirmation", order.id), ("order_status", order.events[-1].id)):
+        path = mail.send(kind, object_id).rsplit("written to ", 1)[1].rstrip(")")
+        with open(path, "rb") as handle:
+            message = email.message_from_bytes(handle.read(), policy=email.policy.default)
+        for body in (message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()):
+            assert shop["company"].name in body and "PO-4711" in body, kind
+            assert f"{order.total} {app.config['CURRENCY']}" in body, kind
+            assert f"/orders/{order.number}" in body and "http" in body, kind
+
+
 def test_smtp_down_retries_then_fails_visibly_and_the_order_stands(app, make_app, run_jobs, shop, monkeypatch):
     mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off", **app.queue_settings)
     now = [utcnow().replace(microsecond=0)]

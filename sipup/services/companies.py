@@ -408,6 +408,8 @@ def submit_request(form):
     if errors:
         raise FieldErrors(errors)
     db.session.add(request)
+    db.session.flush()
+    queue_mail("account_request_received", request.id, priority="high")  # staff learn of it in the same unit
     db.session.commit()
     return request
 

@@ -56,6 +56,7 @@ KINDS = (
     "password_changed",
     "password_reset",
     "account_request_declined",
+    "account_request_received",
 )
 
 
@@ -83,11 +84,16 @@ def _order(order_id):
     return order
 
 
+def _order_context(order):
+    """What every order mail names: the order, its company and PO reference (in the template), and its page."""
+    return {"order": order, "order_url": links.public_url("shop.order_detail", number=order.number)}
+
+
 def _order_confirmation(order_id):
     order = _order(order_id)
     # The order as it was placed: a mail sent late must not show the status it has reached since.
     placed = order.events[0] if order.events else None
-    return _buyer_of(order), {"order": order, "status_label": (placed or order).status_label}
+    return _buyer_of(order), {**_order_context(order), "status_label": (placed or order).status_label}
 
 
 def _order_status(event_id):
@@ -95,7 +101,7 @@ def _order_status(event_id):
     if event is None:
         raise NotFound(f"Order event {event_id} does not exist.")
     order = _order(event.order_id)
-    return _buyer_of(order), {"order": order, "event": event}
+    return _buyer_of(order), {**_order_context(order), "event": event}
 
 
 def _invoice(invoice_id):
@@ -206,11 +212,23 @@ def _password_reset(email):
     return _link_mail(links.prepare(user, LinkPurpose.RESET).id, LinkPurpose.RESET)
 
 
-def _account_request_declined(request_id):
+def _account_request(request_id):
     request = db.session.get(AccountRequest, int(request_id))
     if request is None:
         raise NotFound(f"Account request {request_id} does not exist.")
+    return request
+
+
+def _account_request_declined(request_id):
+    request = _account_request(request_id)
     return [request.email], {"account_request": request}
+
+
+def _account_request_received(request_id):
+    """Staff learn of a new request for a business account, with a link to where they approve or reject it."""
+    request = _account_request(request_id)
+    url = links.public_url("admin.account_request", request_id=request.id)
+    return staff_addresses(), {"account_request": request, "request_url": url}
 
 
 def _buyer_of(order):
