@@ -54,6 +54,7 @@ from sipup.extensions import db
 from sipup.files import private_file
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
+from sipup.observability import exceptions
 from sipup.observability.counters import percentile
 from sipup.observability.outages import outage
 from sipup.services.errors import DomainError
@@ -347,6 +348,7 @@ class Queue:
             if isinstance(exc, DBAPIError) and is_unavailable(exc):
                 raise  # not the job's fault: held and given back (see run)
             db.session.rollback()
+            exceptions.record(counters, exc, f"job {task.name}")  # for /monitor's Exceptions
             error = f"{type(exc).__name__}: {exc}"
             count_run(counters, task, started, "r" if attempts < max_attempts else "f")
             if attempts < max_attempts:

@@ -14,10 +14,10 @@ that the server processes and the command line share.
 
 Beside sums the store keeps what plain adds cannot express: maxima per bucket (`add_buckets(...,
 maxima=)`, read with `maxima()`: the slowest run of a statement) and short texts per key (`describe()`,
-`descriptions()`: a statement's SQL by its hash), kept two days after they were last written. A part
-that folds its figures in memory first (the query statistics keep at most 500 statements a bucket)
-registers a source with `add_source()`: every flush, the timer's and the one at exit included, first
-takes what the sources hold.
+`descriptions()`: a statement's SQL by its hash, an exception group's last trace), kept two days after
+they were last written. A part that folds its figures in memory first (the query statistics keep at most
+500 statements a bucket) registers a source with `add_source()`: every flush, the timer's and the one at
+exit included, first takes what the sources hold.
 
 The groups in TOTAL_GROUPS also keep a running total per name and host, never pruned: one row (or Redis
 hash field) that every process of this host (server, worker, cron runs; SIPUP_HOST_NAME) adds to, so each
@@ -200,6 +200,11 @@ class SqliteCounterStore:
                 conn.execute("DELETE FROM marks WHERE name = ?", (name,))
             return row[0] if row else None
 
+    def read_marks(self, prefix):
+        with closing(self._connect()) as conn:
+            rows = conn.execute("SELECT name, since FROM marks WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+            return dict(rows)
+
     def close(self):
         pass
 
@@ -297,6 +302,10 @@ class RedisCounterStore:
             pipe.hdel(key, name)
         since = pipe.execute()[1 if active else 0]
         return float(since) if since is not None else None
+
+    def read_marks(self, prefix):
+        found = self.client.hgetall(f"{self.prefix}:marks")
+        return {k.decode(): float(v) for k, v in found.items() if k.decode().startswith(prefix)}
 
     def close(self):
         self.client.close()
@@ -513,6 +522,10 @@ class Counters:
         except Exception as exc:  # the store is down: durations are unknown, nothing else is lost
             self.store_error = str(exc) or type(exc).__name__
             return None
+
+    def marks(self, prefix=""):
+        """{name: since} of the active marks whose names start with `prefix` ({} when the store fails)."""
+        return self._read(self.store.read_marks, prefix)
 
     def status(self):
         return {"store": self.store.name, "store_error": self.store_error}

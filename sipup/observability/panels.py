@@ -19,7 +19,7 @@ from sipup.jobs.manage import queue_status
 from sipup.jobs.queue import PRIORITIES, WAITING
 from sipup.limits import limiter as limits
 from sipup.models import Job, JobStatus, utcnow
-from sipup.observability import health, recommendations
+from sipup.observability import exceptions, health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
 from sipup.observability.processes import pool_holders
 from sipup.observability.query_stats import connection_budget as budget
@@ -195,6 +195,13 @@ def queue_panel(range_=DEFAULT_RANGE):
     }
 
 
+def exceptions_panel(range_=DEFAULT_RANGE):
+    """Unexpected exceptions of requests and jobs in the range, grouped by type and place, with the last trace."""
+    res, count, words, _per = _span(range_)
+    rows = exceptions.groups(current_app.extensions["counters"], res, count)
+    return {"groups": rows, "total": sum(r["count"] for r in rows), "range": range_, "range_words": words}
+
+
 def queue_figures():
     data = panel("queue")
     return {
@@ -302,6 +309,7 @@ PANELS = {  # page order; ranged panels offer the last hour or 24 hours
     "health": ("Health", health_panel, False),
     "traffic": ("Traffic", traffic_panel, True),
     "hosts": ("Hosts", hosts_panel, False),
+    "exceptions": ("Exceptions", exceptions_panel, True),
     "database": ("Database", database_panel, True),
     "cache": ("Cache", cache_panel, True),
     "queue": ("Queue", queue_panel, True),
