@@ -1,6 +1,8 @@
 """/monitor's Exceptions panel: 500s and failing jobs grouped by type and place, with a trace free of personal
 data, from the shared counters store (SQLite file, or Redis where configured); one mail per new group."""
 
+import time
+
 import flask
 import pytest
 
@@ -77,3 +79,16 @@ def test_messages_are_cut_and_secrets_blanked():
         "bad password=*** and token: *** or api_key=***&b=2"
     )
     assert len(exceptions.scrub("x" * 1000)) == exceptions.MESSAGE_CHARS
+
+
+def test_every_ranged_panel_offers_seven_days_kept_in_hour_buckets(app, admin):
+    counters = app.extensions["counters"]
+    counters.incr(exceptions.GROUP, "old-group", now=time.time() - 6 * 86400)  # six days ago
+    assert exceptions.groups(counters, "hour", 7 * 24)[0]["count"] == 1
+    assert exceptions.groups(counters, "hour", 24) == []
+    for name in ("traffic", "database", "cache", "queue", "limits", "exceptions"):
+        response = admin.get(f"/monitor/panels/{name}?range=week")
+        body = response.get_data(as_text=True)
+        assert response.status_code == 200 and 'class="active" aria-pressed="true"' in body, name
+        assert "This panel could not be built" not in body, name
+    assert "1</strong>" in admin.get("/monitor/panels/exceptions?range=week").get_data(as_text=True)

@@ -28,7 +28,7 @@ from sipup.jobs.queue import PRIORITY_NAMES
 from sipup.limits import limiter as limits
 from sipup.observability import panels as monitor
 from sipup.observability import prometheus
-from sipup.observability.charts import DEFAULT_RANGE, pick_range
+from sipup.observability.charts import DEFAULT_RANGE, RANGE_LABELS, pick_range
 from sipup.observability.health import duration
 
 from ..extensions import db
@@ -41,7 +41,7 @@ bp = Blueprint("monitor", __name__)
 
 @bp.context_processor
 def _job_words():
-    return {"priority_names": PRIORITY_NAMES}
+    return {"priority_names": PRIORITY_NAMES, "range_labels": RANGE_LABELS}
 
 
 @bp.route("/monitor")

@@ -14,7 +14,7 @@ that the server processes and the command line share.
 
 Beside sums the store keeps what plain adds cannot express: maxima per bucket (`add_buckets(...,
 maxima=)`, read with `maxima()`: the slowest run of a statement) and short texts per key (`describe()`,
-`descriptions()`: a statement's SQL by its hash, an exception group's last trace), kept two days after
+`descriptions()`: a statement's SQL by its hash, an exception group's last trace), kept eight days after
 they were last written. A part that folds its figures in memory first (the query statistics keep at most
 500 statements a bucket) registers a source with `add_source()`: every flush, the timer's and the one at
 exit included, first takes what the sources hold.
@@ -49,7 +49,7 @@ from sipup.files import private_file
 
 log = logging.getLogger("sipup.metrics")
 
-RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 48)}  # bucket seconds, buckets kept
+RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 7 * 24 + 1)}  # bucket seconds, buckets kept (a week of hours)
 TOTAL = "total"  # the resolution of running totals: one bucket (start 0), never pruned or expired
 # Groups whose names are bounded (endpoints, job types, cache types, kinds): their totals are exported.
 TOTAL_GROUPS = frozenset({"traffic", "cache", "jobs", "queue", "limits", "db", "sql"})
@@ -57,7 +57,7 @@ FLUSH_SECONDS = 5
 RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
 MAX_PENDING = 50_000  # names x buckets (and maxima) kept in memory while the store is down
 MAX_DESCRIPTIONS = 5_000  # texts kept in memory while the store is down
-DESCRIPTION_SECONDS = 2 * 86400  # a text not written again for this long goes
+DESCRIPTION_SECONDS = 8 * 86400  # a text not written again for this long goes (the 7-day range shows it)
 PRUNE_SECONDS = 60  # the SQLite store drops old buckets at most this often (buckets are a minute at least)
 
 
@@ -212,7 +212,7 @@ class SqliteCounterStore:
 class RedisCounterStore:
     """Counters in Redis hashes, one per group and bucket, added to by every process and host; each
     expires after its window. Maxima live in a hash beside their bucket's (`<bucket key>:max`), texts in
-    one hash per group (`<group>:descriptions`) that expires two days after the group's last write."""
+    one hash per group (`<group>:descriptions`) that expires eight days after the group's last write."""
 
     name = "redis"
     # KEYS[1]: a maxima hash; ARGV[1]: its seconds to live (0: none); then name, value pairs: each field
@@ -263,7 +263,7 @@ class RedisCounterStore:
         for group, texts in by_group.items():
             pipe.hset(self._descriptions_key(group), mapping=texts)
             groups.add(group)
-        # Texts live as long as figures of their group still come in, not two days after the last new one.
+        # Texts live as long as figures of their group still come in, not eight days after the last new one.
         for group in groups:
             pipe.expire(self._descriptions_key(group), DESCRIPTION_SECONDS)
         pipe.execute()

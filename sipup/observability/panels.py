@@ -91,12 +91,12 @@ def hosts_panel(range_=DEFAULT_RANGE):
 
 
 def database_panel(range_=DEFAULT_RANGE):
-    _res, _count, words, _per = _span(range_)
+    _res, buckets, words, per = _span(range_)
     connections = connection_budget()  # first: its own statements are then in the summary below
     summary = current_app.extensions["query_stats"].summary(range_)
     count = sum(kind["count"] for kind in summary["kinds"].values())
     total_ms = sum(kind["total_ms"] for kind in summary["kinds"].values())
-    minutes = 60 if range_ == "hour" else 24 * 60
+    minutes = buckets * per
     pool = pool_status(db.engine)
     return {
         "summary": summary,
@@ -305,7 +305,7 @@ def verdict():
     return {"colour": colour, "bad": bad, "warn": warn, "firing": firing}
 
 
-PANELS = {  # page order; ranged panels offer the last hour or 24 hours
+PANELS = {  # page order; ranged panels offer the last hour, 24 hours or 7 days
     "health": ("Health", health_panel, False),
     "traffic": ("Traffic", traffic_panel, True),
     "hosts": ("Hosts", hosts_panel, False),
