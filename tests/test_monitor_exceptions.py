@@ -5,9 +5,11 @@ import time
 
 import flask
 import pytest
+from sqlalchemy import select
 
 from sipup.extensions import db
 from sipup.jobs.queue import enqueue, job
+from sipup.models import Job
 from sipup.observability import alerts, exceptions
 from tests.conftest import REDIS_URL, login
 
@@ -72,6 +74,8 @@ def test_a_job_that_fails_unexpectedly_shows_up_and_a_new_group_mails_the_admins
     assert any(f["function"] == "_run_claimed" and f["own"] for f in group["frames"])
     assert alerts.check_exceptions() == 1
     assert alerts.check_exceptions() == 0  # the same group: no second mail
+    mail = db.session.scalars(select(Job).where(Job.name == "send_mail")).one()
+    assert "KeyError at sipup/jobs/queue.py:" in mail.args and "job exploding_report" in mail.args
 
 
 def test_messages_are_cut_and_secrets_blanked():
