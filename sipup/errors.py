@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from sipup.observability import exceptions
 from sipup.observability.outages import outage
 from sipup.observability.query_stats import POOL_TIMEOUTS
 from sipup.storage import StorageUnavailable
@@ -88,6 +89,7 @@ def _unexpected(error):
     db.session.rollback()
     reference = secrets.token_hex(4)
     log.exception("Unhandled error %s on %s %s", reference, request.method, request.path)
+    exceptions.record(current_app.extensions["counters"], error, request.path)  # for /monitor's Exceptions
     return render_error(500, reference)
 
 

@@ -39,4 +39,12 @@ def test_a_day_is_labelled_every_six_hours():
 
 
 def test_only_known_ranges_are_taken():
-    assert pick_range("day") == "day" and pick_range("week") == "hour" and pick_range(None) == "hour"
+    assert pick_range("day") == "day" and pick_range("month") == "hour" and pick_range(None) == "hour"
+    assert pick_range("week") == "week"
+
+
+def test_a_week_is_labelled_every_two_days_with_the_day():
+    week = [1_800_000_000 + 3600 * i for i in range(7 * 24)]
+    chart = line_chart(week, [("done", "c-main", list(range(7 * 24)))])
+    assert [label for _x, label in chart["xticks"]] == ["Sat 16", "Mon 18", "Wed 20", "Fri 22"]
+    assert chart["columns"][0]["title"] == "Fri 15 08:00–09:00 UTC: done 0"

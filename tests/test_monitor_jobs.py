@@ -190,3 +190,56 @@ def test_a_job_id_past_the_database_is_not_found_not_a_failure(app, admin, actio
     path = f"/monitor/jobs/{2**63}{action}"
     response = admin.post(path) if action else admin.get(path)
     assert response.status_code == 404
+
+
+def test_failed_jobs_are_retried_or_deleted_in_bulk_after_a_confirmation(app, csrf_app, make_user):
+    with csrf_app.app_context():
+        ids = [enqueue(flaky_export, f"file{n}.csv").id for n in range(3)]
+        kept = enqueue(quiet_export, "later.csv", delay=3600).id
+        db.session.commit()
+        csrf_app.extensions["queue"].process(10)
+        client = csrf_app.test_client()
+        user = make_user("admin")
+        token = token_of(client.get("/login").get_data(as_text=True))
+        client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+        assert "Retry all 3 failed" in client.get("/monitor/jobs").get_data(as_text=True)
+        question = client.get("/monitor/jobs/failed/retry").get_data(as_text=True)
+        assert "Retry 3 failed jobs?" in question and f'name="upto" value="{max(ids)}"' in question
+        assert client.post("/monitor/jobs/failed/retry", data={"upto": max(ids)}).status_code == 400  # no token
+        later = enqueue(flaky_export, "after-the-question.csv").id  # fails after the question: left alone
+        db.session.commit()
+        csrf_app.extensions["queue"].process(10)
+        token = token_of(question)
+        answer = client.post("/monitor/jobs/failed/retry", data={"upto": max(ids), "csrf_token": token})
+        assert answer.status_code == 302 and answer.headers["Location"] == "/monitor/jobs?state=failed"
+        assert "3 failed jobs queued again." in client.get("/monitor/jobs?state=failed").get_data(as_text=True)
+        db.session.expire_all()
+        states = dict(db.session.execute(select(Job.id, Job.status)).all())
+        assert [states[i] for i in ids] == [JobStatus.QUEUED] * 3 and states[later] == JobStatus.FAILED
+        question = client.get("/monitor/jobs/failed/delete").get_data(as_text=True)
+        assert "Delete 1 failed job?" in question
+        client.post("/monitor/jobs/failed/delete", data={"upto": later, "csrf_token": token})
+        db.session.expire_all()
+        assert db.session.get(Job, later) is None and db.session.get(Job, kept) is not None
+        assert "nothing to delete" in client.get("/monitor/jobs/failed/delete").get_data(as_text=True)
+        assert client.get("/monitor/jobs/failed/explode").status_code == 404
+
+
+def test_a_paused_priority_is_not_processed_until_resumed(app, admin, runner):
+    low = enqueue(quiet_export, "low.csv").id
+    db.session.commit()
+    response = admin.post("/monitor/queue/low/pause", headers={"HX-Request": "true"})
+    assert "Jobs of priority low are paused" in response.get_data(as_text=True) and "Resume low" in response.text
+    assert app.extensions["queue"].process(10)["run"] == 0
+    assert app.extensions["queue"].process(10)["run"] == 0  # waiting in the table, not sent again and again
+    db.session.expire_all()
+    assert db.session.get(Job, low).status == JobStatus.QUEUED
+    assert "paused" in admin.get("/monitor/panels/queue").get_data(as_text=True)
+    assert "Paused: low" in runner.invoke(args=["queue", "status"]).output
+    assert "no priority" in admin.post("/monitor/queue/urgent/pause", headers={"HX-Request": "true"}).text
+    admin.post("/monitor/queue/low/resume")
+    assert app.extensions["queue"].process(10)["run"] == 1
+    db.session.expire_all()
+    assert db.session.get(Job, low).status == JobStatus.DONE
+    assert runner.invoke(args=["queue", "pause", "high"]).exit_code == 0
+    assert runner.invoke(args=["queue", "resume", "high"]).output == "Jobs of priority high run again.\n"

@@ -28,7 +28,7 @@ from sipup.jobs.queue import PRIORITY_NAMES
 from sipup.limits import limiter as limits
 from sipup.observability import panels as monitor
 from sipup.observability import prometheus
-from sipup.observability.charts import DEFAULT_RANGE, pick_range
+from sipup.observability.charts import DEFAULT_RANGE, RANGE_LABELS, pick_range
 from sipup.observability.health import duration
 
 from ..extensions import db
@@ -41,7 +41,7 @@ bp = Blueprint("monitor", __name__)
 
 @bp.context_processor
 def _job_words():
-    return {"priority_names": PRIORITY_NAMES}
+    return {"priority_names": PRIORITY_NAMES, "range_labels": RANGE_LABELS}
 
 
 @bp.route("/monitor")
@@ -82,6 +82,7 @@ def jobs():
         states=[s.value for s in queue.S],
         priorities=list(queue.PRIORITIES),
         kinds=queue.job_type_stats(current_app.extensions["counters"]),
+        failed_count=manage.failed_jobs()[0],
         **context,
     )
 
@@ -140,6 +141,49 @@ def delete_job(job_id):
     if back.startswith(f"/monitor/jobs/{job_id}") and category == "success":
         back = url_for("monitor.jobs")  # the job's own page is gone
     return _after_action("queue", message, category, back)
+
+
+BULK = {  # the bulk actions on failed jobs: (what the question and outcome call it, the function)
+    "retry": ("Retry", "queued again", manage.retry_failed),
+    "delete": ("Delete", "deleted", manage.delete_failed),
+}
+
+
+@bp.route("/monitor/jobs/failed/<action>", methods=["GET", "POST"])
+@admin_required
+def failed_jobs(action):
+    """Retry or delete every failed job: the count and a confirm button first, then the action on those jobs."""
+    if action not in BULK:
+        abort(404)
+    verb, done, act = BULK[action]
+    if request.method == "GET":
+        count, newest = manage.failed_jobs()
+        return render_template("monitor/confirm_failed.html", action=action, verb=verb, count=count, newest=newest)
+    upto = request.form.get("upto", "")
+    if not upto.isdigit():
+        flash("The confirmation did not say which failed jobs; open the question again.", "error")
+        return redirect(url_for("monitor.failed_jobs", action=action))
+    changed = act(int(upto))
+    monitor.forget("queue")
+    flash(f"{changed} failed job{'s' if changed != 1 else ''} {done}.", "success")
+    return redirect(url_for("monitor.jobs", state="failed"))
+
+
+@bp.post("/monitor/queue/<priority>/<any(pause, resume):action>")
+@admin_required
+def pause_priority(priority, action):
+    """Pause or resume a priority for every processor and worker."""
+    if priority not in queue.PRIORITIES:
+        return _after_action("queue", f"There is no priority {priority[:20]!r}; use high, normal or low.", "error")
+    try:
+        (manage.pause if action == "pause" else manage.resume)(priority)
+    except Exception as exc:  # the shared store does not answer: say so, the priority stays as it was
+        return _after_action("queue", f"The {priority} priority could not be {action}d: {exc}", "error")
+    if action == "pause":
+        message = f"Jobs of priority {priority} are paused: they wait until resumed."
+    else:
+        message = f"Jobs of priority {priority} run again; those that waited go out with the next processor run."
+    return _after_action("queue", message, "success")
 
 
 @bp.post("/monitor/blocks/unblock")

@@ -16,8 +16,8 @@ queue_cli = AppGroup(
     help=(
         "Background jobs (mail, reports, payments, stock files, backups, cleanup) on Huey, recorded in the jobs "
         "table. Cron runs `process` every minute; a busier host runs `worker` as a service instead, or beside it. "
-        "`status` shows the queue, `retry` queues failed jobs again, `cleanup` trims the history and `enqueue` "
-        "queues one job by hand."
+        "`status` shows the queue, `retry` queues failed jobs again, `pause` and `resume` hold a priority back, "
+        "`cleanup` trims the history and `enqueue` queues one job by hand."
     ),
 )
 
@@ -97,6 +97,8 @@ def status():
             f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
             "Give Redis persistence (README)."
         )
+    if info["paused"]:
+        click.echo(f"Paused: {', '.join(info['paused'])} (`flask queue resume PRIORITY` lets them run again).")
     if info["huey"] is not None:
         click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
     else:
@@ -126,6 +128,22 @@ def retry(job_id, all_failed):
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Queued job {record.id} ({record.name}) again.")
+
+
+@queue_cli.command("pause", short_help="Stop running jobs of a priority until resumed.")
+@click.argument("priority", type=click.Choice(list(queue.PRIORITIES)))
+def pause(priority):
+    """Stop every processor and worker from running jobs of PRIORITY; they wait in the jobs table until resumed."""
+    manage.pause(priority)
+    click.echo(f"Jobs of priority {priority} are paused.")
+
+
+@queue_cli.command("resume", short_help="Let jobs of a paused priority run again.")
+@click.argument("priority", type=click.Choice(list(queue.PRIORITIES)))
+def resume(priority):
+    """Let jobs of PRIORITY run again; those that waited go out with the next processor run."""
+    manage.resume(priority)
+    click.echo(f"Jobs of priority {priority} run again.")
 
 
 @queue_cli.command("cleanup", short_help="Delete finished jobs older than N days.")

@@ -1,5 +1,5 @@
 """What the command line and /monitor read and do with the job record: status, browse, retry, cancel,
-delete, clean up."""
+delete (one job or every failed one), pause and resume a priority, clean up."""
 
 from datetime import timedelta
 
@@ -15,7 +15,9 @@ from sipup.jobs.queue import (
     STORE_ROW,
     WAITING,
     S,
+    paused_priorities,
     send_after_commit,
+    set_paused,
     store_loss,
 )
 from sipup.models import Job, QueueRun, utcnow
@@ -55,6 +57,7 @@ def queue_status():
         "huey": None,
         "huey_error": None,
         "store_loss": store_loss(),
+        "paused": sorted(paused_priorities(queue.counters()), key=lambda name: -PRIORITIES[name]),
     }
     try:
         status["huey"] = {"pending": queue.huey.pending_count(), "scheduled": queue.huey.scheduled_count()}
@@ -76,9 +79,18 @@ def retry_job(job_id):
     return record
 
 
-def retry_failed():
-    """Queue every failed job again; returns how many."""
-    records = db.session.scalars(select(Job).where(Job.status == S.FAILED).order_by(Job.id)).all()
+def failed_jobs():
+    """(how many jobs failed, the newest one's id): what a bulk action on the failed jobs is asked to confirm."""
+    count, newest = db.session.execute(select(func.count(), func.max(Job.id)).where(Job.status == S.FAILED)).one()
+    return count, newest
+
+
+def retry_failed(upto=None):
+    """Queue every failed job (up to id `upto`, the newest one confirmed) again; returns how many."""
+    query = select(Job).where(Job.status == S.FAILED).order_by(Job.id)
+    if upto is not None:
+        query = query.where(Job.id <= upto)
+    records = db.session.scalars(query).all()
     for record in records:
         _requeue(record)
     db.session.commit()
@@ -148,6 +160,26 @@ def delete_job(job_id):
     if not deleted:
         raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
     return name
+
+
+def delete_failed(upto=None):
+    """Delete every failed job (up to id `upto`, the newest one confirmed) from the history; returns how many."""
+    condition = Job.status == S.FAILED
+    if upto is not None:
+        condition = condition & (Job.id <= upto)
+    deleted = db.session.execute(Job.__table__.delete().where(condition)).rowcount
+    db.session.commit()
+    return deleted
+
+
+def pause(priority):
+    """Stop every processor and worker from running jobs of a priority (high, normal, low) until resumed."""
+    set_paused(current_app.extensions["counters"], priority, True)
+
+
+def resume(priority):
+    """Let jobs of a paused priority run again; the next processor run sends those that waited."""
+    set_paused(current_app.extensions["counters"], priority, False)
 
 
 def cleanup(days):

@@ -21,6 +21,9 @@ the same transaction as the business change that caused it:
 - A run the database went away under (while claiming, running or recording it) is held by its process, which
   gives the claim back (queued again, the attempt not counted) at its next housekeeping after the database
   answers: within a minute in the worker, instead of after the lease.
+- A paused priority (a mark in the shared counters store, set on /monitor or by `flask queue pause`) is
+  not claimed: its messages are dropped as they come and the jobs wait in the table, unsent, until the
+  priority is resumed; the next run's outbox then sends them.
 - A stopping worker (SIGTERM, Ctrl+C) takes no new job, lets running ones finish for up to
   SIPUP_WORKER_STOP_SECONDS, then queues again at once what is still running, instead of leaving it to the lease.
 
@@ -54,6 +57,7 @@ from sipup.extensions import db
 from sipup.files import private_file
 from sipup.jobs import compat
 from sipup.models import Job, JobStatus, QueueRun, utcnow
+from sipup.observability import exceptions
 from sipup.observability.counters import percentile
 from sipup.observability.outages import outage
 from sipup.services.errors import DomainError
@@ -70,6 +74,7 @@ EPOCH_KEY = "sipup_epoch"  # in Huey's own key-value store: gone when the store 
 STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (see the module doc)
 EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
 QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.observability.outages)
+PAUSED = "paused:"  # marks of paused priorities in the shared counters store: paused:<priority name>
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
 
 
@@ -306,6 +311,10 @@ class Queue:
             return SKIPPED
         claimed_at = utcnow().replace(microsecond=0)
         try:
+            if job_id is not None and PRIORITY_NAMES.get(task.priority) in paused_priorities(self.counters()):
+                self._mark_unsent(job_id)  # it waits in the table; the outbox sends it once resumed
+                db.session.commit()
+                return SKIPPED
             claimed = self._claim(job_id, task.name, claimed_at) if job_id is not None else None
             if claimed is None:
                 log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
@@ -347,6 +356,7 @@ class Queue:
             if isinstance(exc, DBAPIError) and is_unavailable(exc):
                 raise  # not the job's fault: held and given back (see run)
             db.session.rollback()
+            exceptions.record(counters, exc, f"job {task.name}")  # for /monitor's Exceptions
             error = f"{type(exc).__name__}: {exc}"
             count_run(counters, task, started, "r" if attempts < max_attempts else "f")
             if attempts < max_attempts:
@@ -464,10 +474,12 @@ class Queue:
         """Send jobs Huey never got (Redis was down) or whose message went missing; return how many."""
         now = now or utcnow()
         stale = now - timedelta(seconds=self.lease_seconds)
+        paused = [PRIORITIES[name] for name in paused_priorities(self.counters())]
         rows = db.session.execute(
             select(Job.id, Job.name, Job.args, Job.priority, Job.run_at, Job.dispatched_at)
             .where(
                 Job.status.in_(WAITING),
+                Job.priority.not_in(paused),
                 Job.dispatched_at.is_(None) | ((Job.dispatched_at < stale) & (Job.run_at < stale)),
             )
             .order_by(Job.priority.desc(), Job.id)
@@ -645,6 +657,18 @@ class Queue:
         self.counters().flush()
         summary.update(run=run, failed=failed)
         return summary
+
+
+def paused_priorities(counters):
+    """The names of the paused priorities ({} while the store does not answer: jobs then run)."""
+    return {name.removeprefix(PAUSED) for name in counters.marks(PAUSED)} & set(PRIORITIES)
+
+
+def set_paused(counters, priority, paused):
+    """Pause or resume a priority for every processor and worker; raises when the store does not answer."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"Unknown priority {priority!r}; use high, normal or low.")
+    counters.store.mark(PAUSED + priority, paused, time.time())
 
 
 def last_processor_start():

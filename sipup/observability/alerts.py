@@ -1,11 +1,12 @@
 """Alerts: admins (who can open /monitor) get one mail when sipup's health turns red or a recommendation
-stays red, and one when it clears.
+stays red, one when it clears, and one for each new group of unexpected exceptions.
 
 The periodic job `monitor_alerts` (tasks.py) runs `run()` every minute, from cron's `flask queue
 process` or the worker (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
 the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
-processors and several hosts send at most one mail per incident and one when it ends.
+processors and several hosts send at most one mail per incident and one when it ends. A new exception
+group (first seen in the last NEW_EXCEPTION_MINUTES) is mailed once: its dedupe key is the group's.
 """
 
 import json
@@ -15,10 +16,11 @@ from flask import current_app
 
 from sipup.extensions import db
 from sipup.jobs import enqueue
-from sipup.observability import health, recommendations
+from sipup.observability import exceptions, health, recommendations
 from sipup.observability import panels as monitor
 
 ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
+NEW_EXCEPTION_MINUTES = 10  # new exception groups are looked for this far back (the job runs every minute)
 
 
 def current_problems():
@@ -38,7 +40,40 @@ def run():
     """The minutely job's work: check() unless SIPUP_MONITOR_ALERTS is off."""
     if not current_app.config["MONITOR_ALERTS"]:
         return "off"
-    return check()
+    result = check()
+    mailed = check_exceptions()
+    return result + (f"; {mailed} new exception group(s) mailed" if mailed else "")
+
+
+def check_exceptions(now=None):
+    """Queue one mail to the admins per exception group first seen lately; returns how many were queued."""
+    counters = current_app.extensions["counters"]
+    now = time.time() if now is None else now
+    fresh = exceptions.new_groups(counters, now - NEW_EXCEPTION_MINUTES * 60)
+    if not fresh:
+        return 0
+    rows = {row["key"]: row for row in exceptions.groups(counters, "minute", NEW_EXCEPTION_MINUTES + 1)}
+    queued = 0
+    for key, first in fresh.items():
+        row = rows.get(key, {})
+        incident = {
+            "state": "opened",
+            "start": int(first),
+            "red": [
+                {
+                    "name": "New exception",
+                    "value": f"{row.get('type', '?')} at {row.get('location', '?')}",
+                    "detail": f"Last on {row.get('where') or '?'}: {row.get('message', '')}",
+                }
+            ],
+            "lasting": [],
+        }
+        mail = enqueue(
+            "send_mail", "monitor_alert", json.dumps(incident), priority="high", dedupe_key=f"mail:exception:{key}"
+        )
+        queued += mail is not None
+    db.session.commit()
+    return queued
 
 
 def check():

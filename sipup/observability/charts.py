@@ -11,7 +11,12 @@ from datetime import datetime, timezone
 WIDTH, HEIGHT = 480, 150
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 22  # room for the y labels on the left and the times below
 # The time ranges a panel offers: bucket resolution of the shared counters, how many buckets, the words.
-RANGES = {"hour": ("minute", 60, "last hour"), "day": ("hour", 24, "last 24 hours")}
+RANGES = {
+    "hour": ("minute", 60, "last hour"),
+    "day": ("hour", 24, "last 24 hours"),
+    "week": ("hour", 7 * 24, "last 7 days"),
+}
+RANGE_LABELS = {"hour": "1 h", "day": "24 h", "week": "7 d"}  # the range switch's buttons and short captions
 DEFAULT_RANGE = "hour"
 
 
@@ -75,7 +80,7 @@ def line_chart(starts, series, percent=False, unit="", show=None):
             (y(top * n / ticks), _percent(top * n / ticks) if percent else _number(top * n / ticks) + unit)
             for n in range(ticks + 1)
         ],
-        "xticks": [(x(i), _clock(start)) for i, start in _time_ticks(starts)],
+        "xticks": [(x(i), _day(start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)],
         "lines": lines,
         "columns": [
             {"x": LEFT + step * i, "width": step, "title": _tooltip(start, series, i, show, starts)}
@@ -115,15 +120,27 @@ def _time_ticks(starts):
         return list(enumerate(starts))
     seconds = starts[1] - starts[0]
     span = seconds * len(starts)
-    every = next(e for e in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 1 << 40) if span / e <= 6)
+    every = next(
+        e for e in (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 1 << 40) if span / e <= 6
+    )
     return [(i, start) for i, start in enumerate(starts) if start % every == 0]
 
 
 def _tooltip(start, series, index, show, starts):
     seconds = starts[1] - starts[0] if len(starts) > 1 else 60
-    when = f"{_clock(start)}–{_clock(start + seconds)} UTC"
+    when = f"{_day(start) + ' ' if _days(starts) else ''}{_clock(start)}–{_clock(start + seconds)} UTC"
     parts = [f"{label} {'no data' if points[index] is None else show(points[index])}" for label, _, points in series]
     return f"{when}: " + ", ".join(parts)
+
+
+def _days(starts):
+    """Whether a chart spans more than a day, so its times need their day."""
+    return len(starts) > 1 and starts[-1] - starts[0] > 86400
+
+
+def _day(timestamp):
+    """A bucket's weekday and day of the month, for charts longer than a day."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%a %d")
 
 
 def _clock(timestamp):

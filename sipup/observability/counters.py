@@ -14,10 +14,10 @@ that the server processes and the command line share.
 
 Beside sums the store keeps what plain adds cannot express: maxima per bucket (`add_buckets(...,
 maxima=)`, read with `maxima()`: the slowest run of a statement) and short texts per key (`describe()`,
-`descriptions()`: a statement's SQL by its hash), kept two days after they were last written. A part
-that folds its figures in memory first (the query statistics keep at most 500 statements a bucket)
-registers a source with `add_source()`: every flush, the timer's and the one at exit included, first
-takes what the sources hold.
+`descriptions()`: a statement's SQL by its hash, an exception group's last trace), kept eight days after
+they were last written. A part that folds its figures in memory first (the query statistics keep at most
+500 statements a bucket) registers a source with `add_source()`: every flush, the timer's and the one at
+exit included, first takes what the sources hold.
 
 The groups in TOTAL_GROUPS also keep a running total per name and host, never pruned: one row (or Redis
 hash field) that every process of this host (server, worker, cron runs; SIPUP_HOST_NAME) adds to, so each
@@ -49,7 +49,7 @@ from sipup.files import private_file
 
 log = logging.getLogger("sipup.metrics")
 
-RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 48)}  # bucket seconds, buckets kept
+RESOLUTIONS = {"minute": (60, 120), "hour": (3600, 7 * 24 + 1)}  # bucket seconds, buckets kept (a week of hours)
 TOTAL = "total"  # the resolution of running totals: one bucket (start 0), never pruned or expired
 # Groups whose names are bounded (endpoints, job types, cache types, kinds): their totals are exported.
 TOTAL_GROUPS = frozenset({"traffic", "cache", "jobs", "queue", "limits", "db", "sql"})
@@ -57,7 +57,7 @@ FLUSH_SECONDS = 5
 RETRY_SECONDS = 30  # after a store error, wait this long before trying again from a request
 MAX_PENDING = 50_000  # names x buckets (and maxima) kept in memory while the store is down
 MAX_DESCRIPTIONS = 5_000  # texts kept in memory while the store is down
-DESCRIPTION_SECONDS = 2 * 86400  # a text not written again for this long goes
+DESCRIPTION_SECONDS = 8 * 86400  # a text not written again for this long goes (the 7-day range shows it)
 PRUNE_SECONDS = 60  # the SQLite store drops old buckets at most this often (buckets are a minute at least)
 
 
@@ -200,6 +200,11 @@ class SqliteCounterStore:
                 conn.execute("DELETE FROM marks WHERE name = ?", (name,))
             return row[0] if row else None
 
+    def read_marks(self, prefix):
+        with closing(self._connect()) as conn:
+            rows = conn.execute("SELECT name, since FROM marks WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+            return dict(rows)
+
     def close(self):
         pass
 
@@ -207,7 +212,7 @@ class SqliteCounterStore:
 class RedisCounterStore:
     """Counters in Redis hashes, one per group and bucket, added to by every process and host; each
     expires after its window. Maxima live in a hash beside their bucket's (`<bucket key>:max`), texts in
-    one hash per group (`<group>:descriptions`) that expires two days after the group's last write."""
+    one hash per group (`<group>:descriptions`) that expires eight days after the group's last write."""
 
     name = "redis"
     # KEYS[1]: a maxima hash; ARGV[1]: its seconds to live (0: none); then name, value pairs: each field
@@ -258,7 +263,7 @@ class RedisCounterStore:
         for group, texts in by_group.items():
             pipe.hset(self._descriptions_key(group), mapping=texts)
             groups.add(group)
-        # Texts live as long as figures of their group still come in, not two days after the last new one.
+        # Texts live as long as figures of their group still come in, not eight days after the last new one.
         for group in groups:
             pipe.expire(self._descriptions_key(group), DESCRIPTION_SECONDS)
         pipe.execute()
@@ -297,6 +302,10 @@ class RedisCounterStore:
             pipe.hdel(key, name)
         since = pipe.execute()[1 if active else 0]
         return float(since) if since is not None else None
+
+    def read_marks(self, prefix):
+        found = self.client.hgetall(f"{self.prefix}:marks")
+        return {k.decode(): float(v) for k, v in found.items() if k.decode().startswith(prefix)}
 
     def close(self):
         self.client.close()
@@ -513,6 +522,10 @@ class Counters:
         except Exception as exc:  # the store is down: durations are unknown, nothing else is lost
             self.store_error = str(exc) or type(exc).__name__
             return None
+
+    def marks(self, prefix=""):
+        """{name: since} of the active marks whose names start with `prefix` ({} when the store fails)."""
+        return self._read(self.store.read_marks, prefix)
 
     def status(self):
         return {"store": self.store.name, "store_error": self.store_error}

@@ -19,7 +19,7 @@ from sipup.jobs.manage import queue_status
 from sipup.jobs.queue import PRIORITIES, WAITING
 from sipup.limits import limiter as limits
 from sipup.models import Job, JobStatus, utcnow
-from sipup.observability import health, recommendations
+from sipup.observability import exceptions, health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
 from sipup.observability.processes import pool_holders
 from sipup.observability.query_stats import connection_budget as budget
@@ -91,12 +91,12 @@ def hosts_panel(range_=DEFAULT_RANGE):
 
 
 def database_panel(range_=DEFAULT_RANGE):
-    _res, _count, words, _per = _span(range_)
+    _res, buckets, words, per = _span(range_)
     connections = connection_budget()  # first: its own statements are then in the summary below
     summary = current_app.extensions["query_stats"].summary(range_)
     count = sum(kind["count"] for kind in summary["kinds"].values())
     total_ms = sum(kind["total_ms"] for kind in summary["kinds"].values())
-    minutes = 60 if range_ == "hour" else 24 * 60
+    minutes = buckets * per
     pool = pool_status(db.engine)
     return {
         "summary": summary,
@@ -193,6 +193,13 @@ def queue_panel(range_=DEFAULT_RANGE):
         "range_words": words,
         "per_bucket": res,
     }
+
+
+def exceptions_panel(range_=DEFAULT_RANGE):
+    """Unexpected exceptions of requests and jobs in the range, grouped by type and place, with the last trace."""
+    res, count, words, _per = _span(range_)
+    rows = exceptions.groups(current_app.extensions["counters"], res, count)
+    return {"groups": rows, "total": sum(r["count"] for r in rows), "range": range_, "range_words": words}
 
 
 def queue_figures():
@@ -298,10 +305,11 @@ def verdict():
     return {"colour": colour, "bad": bad, "warn": warn, "firing": firing}
 
 
-PANELS = {  # page order; ranged panels offer the last hour or 24 hours
+PANELS = {  # page order; ranged panels offer the last hour, 24 hours or 7 days
     "health": ("Health", health_panel, False),
     "traffic": ("Traffic", traffic_panel, True),
     "hosts": ("Hosts", hosts_panel, False),
+    "exceptions": ("Exceptions", exceptions_panel, True),
     "database": ("Database", database_panel, True),
     "cache": ("Cache", cache_panel, True),
     "queue": ("Queue", queue_panel, True),

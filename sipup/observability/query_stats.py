@@ -31,7 +31,8 @@ log = logging.getLogger("sipup.query_stats")
 GROUP = "dbstats"  # not in the counters' TOTAL_GROUPS: its names (statements) are unbounded
 # Latency histogram bounds in milliseconds; one more bin holds everything slower.
 BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
-WINDOWS = {"hour": ("minute", 60), "day": ("hour", 24)}  # what a summary reads: resolution, buckets
+# What a summary reads: resolution, buckets.
+WINDOWS = {"hour": ("minute", 60), "day": ("hour", 24), "week": ("hour", 7 * 24)}
 MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
 KINDS = ("select", "insert", "update", "delete")
 TRANSACTION_WORDS = ("commit", "rollback", "begin", "savepoint", "release")
@@ -269,7 +270,7 @@ class Collector:
             pending, self.pending = self.pending, {}
             sql, self.new_sql = self.new_sql, {}
             if time.monotonic() - self.last_resend >= self.RESEND_SECONDS:
-                self.known.clear()  # texts go to the store again: they expire when not written for two days
+                self.known.clear()  # texts go to the store again: they expire when not written for eight days
                 self.last_resend = time.monotonic()
         if sql:
             self.counters.describe(GROUP, sql)
@@ -288,7 +289,7 @@ class Collector:
     def summary(self, window="hour"):
         """Per statement and kind over the last hour (minute buckets) or day (hour buckets)."""
         if window not in WINDOWS:
-            raise ValueError(f"window must be 'hour' or 'day', not {window!r}")
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
         res, count = WINDOWS[window]
         total = Bucket.from_counters(self.counters.totals(GROUP, res, count), self.counters.maxima(GROUP, res, count))
         sql = self.counters.descriptions(GROUP)
