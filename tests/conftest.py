@@ -6,7 +6,9 @@ the end; every test starts from empty tables, so tests touch only data they crea
 
 import os
 import secrets
+import shutil
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from flask import has_app_context
@@ -340,6 +342,31 @@ def local_memcached(tmp_path):
     server = local_server(LocalMemcached, tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_instance(tmp_path_factory):
+    """fill(folder): an instance folder for `flask serve` whose embedded database already holds the demo data,
+    as its first start makes it (made once per session: the demo pictures take seconds to draw)."""
+    from sipup.cli import _prepare_database
+
+    template = tmp_path_factory.mktemp("demo-instance")
+    overrides = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": f"sqlite:///{template / 'sipup.db'}"}
+    app = create_app(overrides, instance_path=str(template))
+    with app.app_context():
+        _prepare_database()  # what `flask serve` does on an empty embedded database
+        db.engine.dispose()
+    app.extensions["sipup_cache"].close()
+
+    def fill(folder):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(template / "sipup.db", folder / "sipup.db")
+        shutil.copy2(template / "demo-logins.txt", folder / "demo-logins.txt")
+        shutil.copytree(template / "images", folder / "images")
+        return folder
+
+    return fill
 
 
 @pytest.fixture(scope="session")
