@@ -100,6 +100,19 @@ def job_of(name):
     return db.session.scalars(select(Job).where(Job.name == name).order_by(Job.id.desc())).first()
 
 
+def one_pairing_each(app):
+    """Skip the pairings of job database and queue store that repeat another, for tests whose subject depends on
+    the queue store (Huey on SQLite or on Redis) and the database (where job records are claimed, what a backup
+    copies), not on how the two are paired: a worker's start and stop, the nightly backup. Where MariaDB is
+    configured it runs the Redis queue and SQLite the embedded one (the production and the embedded
+    footprints), so each store and each database still runs the test."""
+    redis_queue = bool(app.queue_settings)
+    if app.backend == "mariadb" and not redis_queue:
+        pytest.skip("repeats another pairing: the SQLite queue runs on SQLite, MariaDB with the Redis queue")
+    if app.backend == "sqlite" and redis_queue and "mariadb" in BACKENDS:
+        pytest.skip("repeats another pairing: the Redis queue runs on MariaDB, SQLite with the SQLite queue")
+
+
 # --- email -----------------------------------------------------------------------------------------
 
 
@@ -398,6 +411,7 @@ def test_staff_see_a_stock_files_unknown_skus_and_bad_lines_once_it_has_run(app,
 
 
 def test_backup_is_verified_by_restore_and_rotated(app, make_app, run_jobs, shop):
+    one_pairing_each(app)
     keeper = make_app(BACKUP_KEEP=1, **app.queue_settings)
     with keeper.app_context():
         for _ in range(2):
@@ -482,18 +496,6 @@ def start_worker(app, backend, *options, **settings):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-
-
-def one_pairing_each(app):
-    """Skip the pairings of job database and queue store that repeat another: a worker's start and stop depend
-    on the queue store (Huey on SQLite or on Redis) and on the database its job records are claimed in, not on
-    how the two are paired. Where MariaDB is configured it runs the Redis queue and SQLite the embedded one (the
-    production and the embedded footprints), so each store and each database still runs a real worker."""
-    redis_queue = bool(app.queue_settings)
-    if app.backend == "mariadb" and not redis_queue:
-        pytest.skip("the SQLite queue's worker runs on SQLite; MariaDB's on the Redis queue")
-    if app.backend == "sqlite" and redis_queue and "mariadb" in BACKENDS:
-        pytest.skip("the Redis queue's worker runs on MariaDB; SQLite's on the SQLite queue")
 
 
 def wait_for(condition, seconds=30):
