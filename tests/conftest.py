@@ -7,6 +7,7 @@ the end; every test starts from empty tables, so tests touch only data they crea
 import os
 import secrets
 import shutil
+import socket
 from decimal import Decimal
 from pathlib import Path
 
@@ -341,6 +342,21 @@ def local_memcached(tmp_path):
     """A private Memcached on a free port that the test may stop() and start()."""
     server = local_server(LocalMemcached, tmp_path)
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_memcached(tmp_path_factory):
+    """A Memcached for the whole session, for tests that never stop it; each empties it first with flush()."""
+    server = local_server(LocalMemcached, tmp_path_factory.mktemp("memcached"))
+
+    def flush():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            connection.sendall(b"flush_all\r\n")
+            assert connection.recv(64) == b"OK\r\n"
+        return server
+
+    yield flush
     server.stop()
 
 
