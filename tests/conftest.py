@@ -377,9 +377,12 @@ def demo_instance(tmp_path_factory):
     def fill(folder):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(template / "sipup.db", folder / "sipup.db")
-        shutil.copy2(template / "demo-logins.txt", folder / "demo-logins.txt")
-        shutil.copytree(template / "images", folder / "images")
+        for name in ("sipup.db", "demo-logins.txt", "images"):  # not its counters, limits, cache or logs
+            source = template / name
+            if source.is_dir():
+                shutil.copytree(source, folder / name)
+            elif source.exists():
+                shutil.copy2(source, folder / name)
         return folder
 
     return fill
