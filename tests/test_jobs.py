@@ -104,10 +104,10 @@ def one_pairing_each(app):
     """Skip the pairings of job database and queue store that repeat another, for tests whose subject depends on
     the queue store (Huey on SQLite or on Redis) and the database (where job records are claimed, what a backup
     copies), not on how the two are paired: a worker's start and stop, the nightly backup. Where MariaDB is
-    configured it runs the Redis queue and SQLite the embedded one (the production and the embedded
-    footprints), so each store and each database still runs the test."""
+    configured with Redis it runs the Redis queue and SQLite the embedded one (the production and the
+    embedded footprints), so each store and each database still runs the test."""
     redis_queue = bool(app.queue_settings)
-    if app.backend == "mariadb" and not redis_queue:
+    if app.backend == "mariadb" and not redis_queue and REDIS_URL:
         pytest.skip("repeats another pairing: the SQLite queue runs on SQLite, MariaDB with the Redis queue")
     if app.backend == "sqlite" and redis_queue and "mariadb" in BACKENDS:
         pytest.skip("repeats another pairing: the Redis queue runs on MariaDB, SQLite with the SQLite queue")
