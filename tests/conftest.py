@@ -6,7 +6,10 @@ the end; every test starts from empty tables, so tests touch only data they crea
 
 import os
 import secrets
+import shutil
+import socket
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from flask import has_app_context
@@ -340,6 +343,49 @@ def local_memcached(tmp_path):
     server = local_server(LocalMemcached, tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_memcached(tmp_path_factory):
+    """A Memcached for the whole session, for tests that never stop it; each empties it first with flush()."""
+    server = local_server(LocalMemcached, tmp_path_factory.mktemp("memcached"))
+
+    def flush():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            connection.sendall(b"flush_all\r\n")
+            assert connection.recv(64) == b"OK\r\n"
+        return server
+
+    yield flush
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_instance(tmp_path_factory):
+    """fill(folder): an instance folder for `flask serve` whose embedded database already holds the demo data,
+    as its first start makes it (made once per session: the demo pictures take seconds to draw)."""
+    from sipup.cli import _prepare_database
+
+    template = tmp_path_factory.mktemp("demo-instance")
+    overrides = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": f"sqlite:///{template / 'sipup.db'}"}
+    app = create_app(overrides, instance_path=str(template))
+    with app.app_context():
+        _prepare_database()  # what `flask serve` does on an empty embedded database
+        db.engine.dispose()
+    app.extensions["sipup_cache"].close()
+
+    def fill(folder):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("sipup.db", "demo-logins.txt", "images"):  # not its counters, limits, cache or logs
+            source = template / name
+            if source.is_dir():
+                shutil.copytree(source, folder / name)
+            elif source.exists():
+                shutil.copy2(source, folder / name)
+        return folder
+
+    return fill
 
 
 @pytest.fixture(scope="session")

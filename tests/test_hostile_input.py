@@ -401,66 +401,84 @@ def _product_form(**changes):
     return {**form, **changes}
 
 
-@pytest.mark.parametrize("amount", ["NaN", "sNaN", "-sNaN", "Infinity", "-Infinity", "1E+9999999999"])
-def test_money_fields_name_nan_and_infinities(app, shop, client, amount):
+AMOUNTS = ["NaN", "sNaN", "-sNaN", "Infinity", "-Infinity", "1E+9999999999"]
+
+
+def test_money_fields_name_nan_and_infinities(app, shop, client, subtests):
     login(client, shop["admin"])
-    page = _page(response := client.post("/admin/products/new", data=_product_form(base_price=amount)))
-    assert response.status_code == 422
-    assert (
-        f"Base price “{amount}” is not an amount such as 12.50." in page
-        or "Base price must be 0 or more with at most two decimals." in page
-    )
-    assert 'value="NEW-1"' in page, "the other fields keep what was typed"
-    tier = client.post(
-        f"/admin/price-lists/{shop['price_list'].id}", data={"sku": "BEE-00001", "min_qty": "5", "price": amount}
-    )
-    assert tier.status_code == 422 and "Price" in _page(tier)
-    company = client.post(
-        f"/admin/companies/{shop['company'].id}",
-        data={"name": "Acme", "credit_limit": amount, "payment_terms_days": "30"},
-    )
-    assert company.status_code == 422 and "Credit limit" in _page(company)
+    for amount in AMOUNTS:
+        with subtests.test(amount=amount):
+            page = _page(response := client.post("/admin/products/new", data=_product_form(base_price=amount)))
+            assert response.status_code == 422
+            assert (
+                f"Base price “{amount}” is not an amount such as 12.50." in page
+                or "Base price must be 0 or more with at most two decimals." in page
+            )
+            assert 'value="NEW-1"' in page, "the other fields keep what was typed"
+            tier = client.post(
+                f"/admin/price-lists/{shop['price_list'].id}",
+                data={"sku": "BEE-00001", "min_qty": "5", "price": amount},
+            )
+            assert tier.status_code == 422 and "Price" in _page(tier)
+            company = client.post(
+                f"/admin/companies/{shop['company'].id}",
+                data={"name": "Acme", "credit_limit": amount, "payment_terms_days": "30"},
+            )
+            assert company.status_code == 422 and "Credit limit" in _page(company)
 
 
-@pytest.mark.parametrize("digits", ["²", "¹²", "½", "Ⅻ"])
-def test_digits_that_int_cannot_read_are_named(app, shop, client, digits):
+DIGITS = ["²", "¹²", "½", "Ⅻ"]
+
+
+def test_digits_that_int_cannot_read_are_named(app, shop, client, subtests):
     login(client, shop["admin"])
-    page = _page(response := client.post("/admin/products/new", data=_product_form(min_qty=digits, category_id=digits)))
-    assert response.status_code == 422
-    assert f"Minimum quantity “{digits}” is not a whole number." in page and "Choose a category." in page
-    company = client.post(
-        f"/admin/companies/{shop['company'].id}",
-        data={"name": "Acme", "credit_limit": "10", "payment_terms_days": digits, "price_list_id": digits},
-    )
-    assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
+    for digits in DIGITS:
+        with subtests.test(digits=digits):
+            page = _page(
+                response := client.post("/admin/products/new", data=_product_form(min_qty=digits, category_id=digits))
+            )
+            assert response.status_code == 422
+            assert f"Minimum quantity “{digits}” is not a whole number." in page and "Choose a category." in page
+            company = client.post(
+                f"/admin/companies/{shop['company'].id}",
+                data={"name": "Acme", "credit_limit": "10", "payment_terms_days": digits, "price_list_id": digits},
+            )
+            assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
 
 
-@pytest.mark.parametrize("number", [str(2**63), str(2**64), "9" * 30])
-def test_integers_past_64_bits_are_no_id_and_no_count(app, shop, client, number):
+NUMBERS = [str(2**63), str(2**64), "9" * 30]
+
+
+def test_integers_past_64_bits_are_no_id_and_no_count(app, shop, client, subtests):
     login(client, shop["admin"])
-    page = _page(
-        response := client.post("/admin/products/new", data=_product_form(category_id=number, stock_on_hand=number))
-    )
-    assert response.status_code == 422 and "Choose a category." in page
-    assert "Stock on hand must be between 0 and 10,000,000." in page
-    company = client.post(
-        f"/admin/companies/{shop['company'].id}",
-        data={"name": "Acme", "credit_limit": "10", "payment_terms_days": "30", "price_list_id": number},
-    )
-    assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
-    assert client.post(f"/monitor/jobs/{number}/retry").status_code == 404
-    imported = client.post(
-        "/admin/imports",
-        content_type="multipart/form-data",
-        data={
-            "kind": "payments",
-            "file": (io.BytesIO(f"reference,company,amount\nP-1,{number},10\n".encode()), "b.csv"),
-        },
-    )
-    assert imported.status_code == 200 and "1 payment(s) queued" in _page(imported)  # no such company: the job says so
-    buyer = app.test_client()
-    login(buyer, shop["buyer"])
-    assert buyer.post("/cart", data={"remove": number}).status_code == 302
+    for n, number in enumerate(NUMBERS, 1):
+        with subtests.test(number=number):
+            page = _page(
+                response := client.post(
+                    "/admin/products/new", data=_product_form(category_id=number, stock_on_hand=number)
+                )
+            )
+            assert response.status_code == 422 and "Choose a category." in page
+            assert "Stock on hand must be between 0 and 10,000,000." in page
+            company = client.post(
+                f"/admin/companies/{shop['company'].id}",
+                data={"name": "Acme", "credit_limit": "10", "payment_terms_days": "30", "price_list_id": number},
+            )
+            assert company.status_code == 422 and "Choose a price list or base prices." in _page(company)
+            assert client.post(f"/monitor/jobs/{number}/retry").status_code == 404
+            imported = client.post(
+                "/admin/imports",
+                content_type="multipart/form-data",
+                data={
+                    "kind": "payments",
+                    "file": (io.BytesIO(f"reference,company,amount\nP-{n},{number},10\n".encode()), "b.csv"),
+                },
+            )
+            # No such company: the job says so (each number's payment has a reference of its own).
+            assert imported.status_code == 200 and "1 payment(s) queued" in _page(imported)
+            buyer = app.test_client()
+            login(buyer, shop["buyer"])
+            assert buyer.post("/cart", data={"remove": number}).status_code == 302
 
 
 def test_csv_with_cr_only_line_endings_is_read_line_by_line(app, shop, client):
@@ -486,13 +504,19 @@ def test_csv_with_a_field_over_128_kb_is_refused_with_its_line(app, shop, client
         assert "Line 3 cannot be read as CSV (a value is longer than 131,072 characters)" in _page(response)
 
 
-@pytest.mark.parametrize("data", [b"\xff\xfe\x00", b"\xfe\xff\xd8\x00", b"\xff\xfeB\x00E\x00\x00\xd8"])
-def test_an_upload_with_a_utf16_bom_that_is_not_utf16_is_named(app, shop, client, data):
+BOM_STARTS = [b"\xff\xfe\x00", b"\xfe\xff\xd8\x00", b"\xff\xfeB\x00E\x00\x00\xd8"]
+
+
+def test_an_upload_with_a_utf16_bom_that_is_not_utf16_is_named(app, shop, client, subtests):
     login(client, shop["buyer"])
-    response = client.post(
-        "/quick-order", content_type="multipart/form-data", data={"lines": "", "file": (io.BytesIO(data), "order.csv")}
-    )
-    assert response.status_code == 422 and "starts like UTF-16 text but is not valid UTF-16" in _page(response)
+    for data in BOM_STARTS:
+        with subtests.test(data=data):
+            response = client.post(
+                "/quick-order",
+                content_type="multipart/form-data",
+                data={"lines": "", "file": (io.BytesIO(data), "order.csv")},
+            )
+            assert response.status_code == 422 and "starts like UTF-16 text but is not valid UTF-16" in _page(response)
 
 
 def test_valid_utf16_uploads_still_work(app, shop, client):
@@ -505,14 +529,22 @@ def test_valid_utf16_uploads_still_work(app, shop, client):
     assert response.status_code == 200 and "1 of 1 lines can be ordered" in _page(response)
 
 
-@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
-def test_dates_past_the_calendar_we_keep_are_named(app, shop, client, day):
+DAYS = ["9999-12-31", "0001-01-01"]
+
+
+def test_dates_past_the_calendar_we_keep_are_named(app, shop, client, subtests):
     login(client, shop["admin"])
-    response = client.post(
-        "/admin/reports", data={"kind": "sales_by_period", "start": "2026-01-01", "end": day}, follow_redirects=True
-    )
-    assert response.status_code == 200 and f"“{day}” is not a date between 1900 and 2199." in _page(response)
-    buyer = app.test_client()
-    login(buyer, shop["buyer"])
-    checkout = buyer.post("/checkout", data={"address_id": str(shop["company"].addresses[0].id), "requested_date": day})
-    assert checkout.status_code == 422 and f"“{day}” is not a date between 1900 and 2199." in _page(checkout)
+    for day in DAYS:
+        with subtests.test(day=day):
+            response = client.post(
+                "/admin/reports",
+                data={"kind": "sales_by_period", "start": "2026-01-01", "end": day},
+                follow_redirects=True,
+            )
+            assert response.status_code == 200 and f"“{day}” is not a date between 1900 and 2199." in _page(response)
+            buyer = app.test_client()
+            login(buyer, shop["buyer"])
+            checkout = buyer.post(
+                "/checkout", data={"address_id": str(shop["company"].addresses[0].id), "requested_date": day}
+            )
+            assert checkout.status_code == 422 and f"“{day}” is not a date between 1900 and 2199." in _page(checkout)

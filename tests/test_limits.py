@@ -346,17 +346,17 @@ def _status(url):
         return error.code
 
 
-def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis_namespace):
+def test_two_waitress_processes_sharing_redis_enforce_one_budget(tmp_path, redis_namespace, demo_instance):
     settings = {
         "REDIS_URL": REDIS_URL,
         "REDIS_NAMESPACE": redis_namespace,
         "RATELIMIT_IP": "40 per minute",
         "RATELIMIT_BLOCK_AFTER": "1000 per minute",
     }
-    servers = [SipupServer(tmp_path / name, **settings) for name in ("a", "b")]
+    servers = [SipupServer(demo_instance(tmp_path / name), **settings) for name in ("a", "b")]
     try:
-        for server in servers:
-            server.start()
+        with ThreadPoolExecutor(2) as pool:  # both start at once
+            list(pool.map(SipupServer.start, servers))
         urls = [server.url for server in servers] * 40
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(_status, urls))

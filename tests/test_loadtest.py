@@ -21,6 +21,7 @@ import click
 import pytest
 
 from sipup import create_app
+from sipup.extensions import db
 from sipup.loadtest.cli import read_logins
 from sipup.loadtest.histogram import Histogram, bucket_bounds, bucket_of
 from sipup.loadtest.thresholds import EXIT_THRESHOLDS, parse_threshold
@@ -555,10 +556,30 @@ def test_a_target_that_does_not_answer_is_explained(cli):
 
 
 @pytest.fixture(scope="module")
-def sipup_site(tmp_path_factory):
-    """`flask serve` on an empty embedded database (demo data), limits raised as a load test needs, and a
+def sipup_site(tmp_path_factory, demo_instance):
+    """`flask serve` on the embedded database with the demo data, limits raised as a load test needs, and a
     buyer login per virtual user (users sharing a login share a cart, and race each other to check out)."""
-    instance = tmp_path_factory.mktemp("loadtest-sipup")
+    instance = demo_instance(tmp_path_factory.mktemp("loadtest-sipup"))
+    database = instance / "sipup.db"
+    # The logins are made in this process: `flask user create` itself is tested in tests/test_cli.py.
+    maker = create_app({"SECRET_KEY": "test", "DATABASE_URL": f"sqlite:///{database}"}, instance_path=str(instance))
+    runner = maker.test_cli_runner()
+    logins = instance / "buyers.txt"
+    lines = []
+    for n, company in enumerate(
+        ["Bar Centrale", "Café Centrale", "Hotel Centrale", "Kiosk Centrale", "Restaurant Centrale"]
+    ):
+        email = f"loadtest{n}@example.com"
+        created = runner.invoke(
+            args=["user", "create", email, "--role", "buyer", "--company", company, "--password-stdin"],
+            input="load test password\n",
+        )
+        assert created.exit_code == 0, created.output
+        lines.append(f"{email}\tload test password")
+    logins.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with maker.app_context():
+        db.engine.dispose()
+    maker.extensions["sipup_cache"].close()
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
     # The load test measures the site, not its limits (which refuse quick orders past 20 a minute).
@@ -567,36 +588,7 @@ def sipup_site(tmp_path_factory):
     process = _start(
         [sys.executable, "-m", "flask", "serve", "--port", str(port)], env, instance / "serve.log", f"{url}/healthz"
     )
-    logins = instance / "buyers.txt"
-    lines = []
-    for n, company in enumerate(
-        ["Bar Centrale", "Café Centrale", "Hotel Centrale", "Kiosk Centrale", "Restaurant Centrale"]
-    ):
-        email = f"loadtest{n}@example.com"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "user",
-                "create",
-                email,
-                "--role",
-                "buyer",
-                "--company",
-                company,
-                "--password-stdin",
-            ],
-            cwd=ROOT,
-            env=env,
-            input="load test password\n",
-            text=True,
-            check=True,
-            capture_output=True,
-        )
-        lines.append(f"{email}\tload test password")
-    logins.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    yield url, logins, instance / "sipup.db"
+    yield url, logins, database
     _stop(process)
 
 

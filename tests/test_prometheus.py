@@ -151,9 +151,9 @@ def test_promtool_finds_nothing_to_complain_about(app, client):
 @pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus (Debian package prometheus) is not installed"
 )
-def test_a_real_prometheus_computes_request_rate_and_p95_from_sipups_series(tmp_path):
+def test_a_real_prometheus_computes_request_rate_and_p95_from_sipups_series(tmp_path, demo_instance):
     """sipup under waitress, scraped by Prometheus every second; the README's PromQL answers with numbers."""
-    site = SipupServer(tmp_path / "instance").start()
+    site = SipupServer(demo_instance(tmp_path / "instance")).start()
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

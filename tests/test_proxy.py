@@ -18,11 +18,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 @pytest.fixture(scope="module", params=["haproxy", "nginx"])
-def proxied(request, tmp_path_factory):
+def proxied(request, tmp_path_factory, demo_instance):
     """(proxy port, sipup server) with SIPUP_PROXY_HOPS=1 behind HAProxy or nginx."""
     folder = tmp_path_factory.mktemp(request.param)
     server = SipupServer(
-        folder / "instance",
+        demo_instance(folder / "instance"),
         PROXY_HOPS=1,
         RATELIMIT_IP=f"{BUDGET} per minute",
         RATELIMIT_BLOCK_AFTER="1000 per minute",
@@ -64,8 +64,8 @@ def test_metrics_follow_the_client_address_behind_the_proxy_or_the_token(proxied
     assert status == 200 and "sipup_" in body
 
 
-def test_a_same_host_proxy_without_hops_is_named_once_a_minute(tmp_path):
-    server = SipupServer(tmp_path / "instance", PROXY_HOPS=0, RATELIMIT_IP="1000 per minute").start()
+def test_a_same_host_proxy_without_hops_is_named_once_a_minute(tmp_path, demo_instance):
+    server = SipupServer(demo_instance(tmp_path / "instance"), PROXY_HOPS=0, RATELIMIT_IP="1000 per minute").start()
     proxy = local_proxy("nginx", tmp_path, server.port)
     try:
         assert _statuses(proxy.port, "127.0.0.2", 3) == [200] * 3

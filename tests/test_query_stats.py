@@ -298,8 +298,9 @@ def test_a_normal_request_is_not_warned_about(app, client, buyer, make_product):
 # --- stores shared between processes -------------------------------------------------------------------
 
 
-def run_statements(env, marker, times):
-    """Run one statement `times` times in a fresh process that flushes its figures at exit."""
+def run_statements(env, marker, times, processes=1):
+    """Run one statement `times` times in each of `processes` fresh processes, all at once; each flushes its
+    figures at exit."""
     code = textwrap.dedent(f"""
         from sqlalchemy import text
         from sipup import create_app
@@ -313,10 +314,20 @@ def run_statements(env, marker, times):
             db.engine.dispose()
     """)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SIPUP_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**clean, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for process in started:
+        _output, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors
 
 
 def process_env(instance, **extra):
@@ -331,8 +342,7 @@ def process_env(instance, **extra):
 def test_statistics_of_two_processes_add_up_in_redis(tmp_path, redis_namespace):
     marker, times = tag(), 7
     env = process_env(tmp_path, SIPUP_REDIS_URL=REDIS_URL, SIPUP_REDIS_NAMESPACE=redis_namespace)
-    run_statements(env, marker, times)
-    run_statements(env, marker, times)
+    run_statements(env, marker, times, processes=2)
 
     reader = create_app(
         {

@@ -12,7 +12,7 @@ The block's tag after `sh` says what it needs:
 - `manual`: changes the machine (packages, crontab, database users) and is not run; its first comment
   line says why, and the test skips it with that reason.
 The documented ports 8080-8083 are replaced by free ones; after a line starting `flask serve ... &` or
-`haproxy ... &` the block waits until the port answers.
+`haproxy ... &` the block waits until the port answers, and after `kill %N` until that job has stopped.
 """
 
 import os
@@ -95,6 +95,9 @@ class Project:
             if re.search(r"[^&]&\s*$", line):  # its output to a log, so the block's own output ends with the block
                 line = re.sub(r"&\s*$", f">> {self.folder}/instance/background.log 2>&1 &", line)
             lines.append(line)
+            stopped = re.match(r"\s*kill ((?:%\d+\s*)+)$", line)
+            if stopped:  # as at a prompt: the next block starts once the servers have let go of their ports
+                lines.append(f"wait {stopped.group(1).strip()} 2>/dev/null || true")
             started = BACKGROUND.match(line.strip())
             if started and line.rstrip().endswith("&"):
                 port = started.group(1) or self.ports["8080"]

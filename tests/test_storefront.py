@@ -158,9 +158,11 @@ def test_checkout_marks_the_line_another_buyer_emptied(client, make_company, mak
     assert "Keg (KEG-9) went out of stock after you added it" in body
 
 
-def test_demo_data_has_pictures_and_no_dates_in_the_future(app):
-    from sipup.models import Invoice, Order, OrderEvent, Product, ProductImage, utcnow
+def test_demo_data_has_pictures_shopping_lists_that_can_be_ordered_and_no_dates_in_the_future(app):
+    """One seeding checked for all of it: the demo pictures take seconds to draw."""
+    from sipup.models import Invoice, Order, OrderEvent, Product, ProductImage, ShoppingList, User, utcnow
     from sipup.services import seed
+    from sipup.services import shopping_lists as lists
 
     seed.seed_demo()
 
@@ -170,14 +172,6 @@ def test_demo_data_has_pictures_and_no_dates_in_the_future(app):
     assert products and pictured == products
     for column in (Order.created_at, OrderEvent.created_at, Invoice.issued_at, Invoice.paid_at):
         assert db.session.scalar(db.select(db.func.max(column))) <= now, column
-
-
-def test_demo_data_has_shopping_lists_that_can_be_ordered(app):
-    from sipup.models import ShoppingList, User
-    from sipup.services import seed
-    from sipup.services import shopping_lists as lists
-
-    seed.seed_demo()
 
     buyer = db.session.scalar(db.select(User).where(User.email == "buyer@barcentrale.example"))
     seen = {shopping_list.name: count for shopping_list, count in lists.lists_for(buyer)}
