@@ -365,6 +365,7 @@ def test_the_hosts_panel_has_a_row_per_host_with_its_requests_and_load(app, admi
     assert rows["app-a"]["requests"] == 4 and rows["app-b"]["requests"] == 2
     assert rows["app-a"]["server_errors"] == 0 and rows["app-a"]["p95_ms"] is not None
     assert 0 <= rows["app-a"]["cpu"] <= 100 and 0 < rows["app-a"]["memory"] <= 100
+    assert rows["app-a"]["minutes_ago"] in (0, 1)  # seen this minute (or the last, at a minute's turn)
     html = page.get_data(as_text=True)
     assert "<code>app-a</code>" in html and "<code>app-b</code>" in html
     assert html.index("app-a") < html.index("app-b"), "busiest first"

@@ -132,7 +132,8 @@ def traffic(counters, buckets=60, res="minute"):
 
 def hosts(counters, minutes=5):
     """Each host that served requests or wrote figures in the last `minutes`, busiest first: requests a
-    minute, server errors, p95 (ms), the largest CPU and memory use (%) and when it was last seen."""
+    minute, server errors, p95 (ms), the largest CPU and memory use (%) and the minute it was last seen (its
+    start, and how many minutes before this one)."""
     series = counters.series(HOSTS, "minute", minutes)
     summed, last_seen = defaultdict(int), {}
     for start, values in series:
@@ -154,6 +155,7 @@ def hosts(counters, minutes=5):
                 "cpu": loads.get(f"{host}|cpu"),
                 "memory": loads.get(f"{host}|mem"),
                 "last_seen": last_seen[host],
+                "minutes_ago": (series[-1][0] - last_seen[host]) // 60,
             }
         )
     return sorted(found, key=lambda row: (-row["requests"], row["host"]))
