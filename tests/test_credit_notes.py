@@ -110,13 +110,15 @@ def test_a_credit_note_never_exceeds_what_is_left_and_wrong_input_is_named(clien
 def test_two_credit_notes_at_once_cannot_both_take_the_last_crates(app, invoiced):
     order, invoice, _buyer, staff = invoiced
     form = {f"qty-{lines_of(order)['BEER-1']}": "3", "reason": "returned"}
+    # Read here: an attribute loaded in a thread would use this test's own connection from two threads at once.
+    number, staff_id = invoice.number, staff.id
     results, start = [], threading.Barrier(2)
 
     def credit():
         with app.app_context():
             start.wait()
             try:
-                results.append(credit_notes.issue(invoice.number, form, staff.id).number)
+                results.append(credit_notes.issue(number, form, staff_id).number)
             except (InvalidInput, FieldErrors) as exc:
                 results.append(str(exc))
             finally:

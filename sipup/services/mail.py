@@ -186,7 +186,7 @@ def _account_change(event_id, field):
         "user": user,
         "event": event,
         "by_staff": event.actor_id != user.id,
-        "issuer": documents.issuer_lines()[:2],  # name and address; not the VAT id or bank
+        "issuer": documents.issuer().lines[:2],  # name and address; not the VAT id or bank
         "reply_to": parseaddr(current_app.config["MAIL_FROM"])[1],
         "reset_url": links.public_url("auth.password_reset"),
     }
