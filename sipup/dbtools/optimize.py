@@ -34,6 +34,8 @@ class Optimizer(Statements, IndexSteps, PartitionSteps, MaintenanceSteps, Report
         url = make_url(self.config["SQLALCHEMY_DATABASE_URI"])
         self.mysql = url.get_backend_name() in ("mysql", "mariadb")
         connect_args = dict(self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}))
+        if self.mysql:  # a command: statements may run as long as SIPUP_DB_JOB_TIMEOUT (moving a month of orders)
+            connect_args["read_timeout"] = self.config["DB_JOB_TIMEOUT"] or None
         self.engine = create_engine(url, poolclass=NullPool, connect_args=connect_args, isolation_level="AUTOCOMMIT")
         self.out = Outcome(dry_run, "MySQL/MariaDB" if self.mysql else "SQLite", self.now)
         self.step = "connect"
