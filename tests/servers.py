@@ -69,8 +69,7 @@ class LocalServer:
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+            end(self.process)
         self.process = None
 
     @property
@@ -645,8 +644,17 @@ class SipupServer:
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+            end(self.process)
+
+
+def end(process, timeout=10):
+    """SIGTERM, and SIGKILL when the process has not exited within `timeout` seconds (a loaded machine)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def request(port, path, source="127.0.0.1", headers=None, timeout=10, quiet=False):

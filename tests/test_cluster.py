@@ -30,7 +30,7 @@ import pymysql
 import pytest
 import requests
 
-from tests.servers import ROOT, LocalMariaDB, LocalRedis, LocalSeaweed, LocalSmtp, free_port
+from tests.servers import ROOT, LocalMariaDB, LocalRedis, LocalSeaweed, LocalSmtp, end, free_port
 
 PASSWORD = "cluster buyers' shared passphrase"
 SECRET = secrets.token_hex(32)
@@ -151,12 +151,7 @@ class AppHost:
     def stop(self):
         for process in self.processes.values():
             if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                end(process, timeout=15)
 
 
 HAPROXY = """\
@@ -231,8 +226,7 @@ class Balancer:
         pytest.fail(f"HAProxy never showed {wanted}: {self.states()}")
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        end(self.process)
 
 
 class Prometheus:
@@ -268,8 +262,7 @@ class Prometheus:
         return [(row["metric"], float(row["value"][1])) for row in answer.get("data", {}).get("result", [])]
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        end(self.process)
 
 
 class Browser:
@@ -344,6 +337,7 @@ def cluster(tmp_path_factory):
         redis = LocalRedis(folder, host=network.address).start()
         started.append(redis)
         smtp = LocalSmtp(host=network.address).start()
+        started.append(smtp)
         (folder / "seaweed").mkdir()
         storage = LocalSeaweed(folder / "seaweed", host=network.address).start()
         started.append(storage)
@@ -405,7 +399,10 @@ def cluster(tmp_path_factory):
         }
     finally:
         for server in reversed(started):
-            server.stop()
+            try:
+                server.stop()
+            except Exception as exc:  # the others are stopped all the same
+                print(f"{type(server).__name__} did not stop: {exc!r}")
         network.remove()
 
 
