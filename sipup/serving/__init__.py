@@ -94,15 +94,24 @@ def run(app, server, threads, host, port):
 
 def _graceful_stop(app):
     """A signal handler: /readyz answers 503 at once so the balancer takes this host out, requests are still
-    served for SIPUP_DRAIN_SECONDS, then waitress finishes the running ones and the process exits."""
+    served for SIPUP_DRAIN_SECONDS, then waitress finishes the running ones and the process exits.
+
+    The end comes as this handler again, raised in the main thread by the drain's timer: waitress stops on a
+    KeyboardInterrupt there. Not through SIGINT, which a shell ignores in the commands it starts with `&`."""
+
+    def drained():
+        app.extensions["stopping"] = "drained"
+        _thread.interrupt_main(signal.SIGTERM)
 
     def stop(_signum, _frame):
+        if app.extensions.get("stopping") == "drained":
+            raise KeyboardInterrupt
         if app.extensions.get("stopping"):
             return
         app.extensions["stopping"] = True
         drain = app.config["DRAIN_SECONDS"]
         click.echo(f"sipup: stopping; /readyz says so, requests are served {drain} s more.", err=True)
-        threading.Timer(drain, _thread.interrupt_main).start()  # waitress stops on KeyboardInterrupt
+        threading.Timer(drain, drained).start()
 
     return stop
 
