@@ -318,11 +318,6 @@ def _memory_percent():
     return psutil.virtual_memory().percent
 
 
-def live_processes(counters, minutes=10):
-    """How many processes (web servers, workers, cron runs) wrote figures in the last `minutes`."""
-    return len(counters.totals("processes", "minute", minutes))
-
-
 class Counters:
     """Pending counts of this process, flushed to the shared store every few seconds."""
 
@@ -421,12 +416,10 @@ class Counters:
             self.last_flush = time.monotonic()
         if not (pending or maxima or descriptions):
             return
-        # Each flush says this process is alive: group "processes" counts the processes that wrote lately,
-        # for the connection budget (pool size x processes against the database's max_connections).
+        # Each flush says this host is alive, and how loaded it is (the largest reading of the minute), for the
+        # hosts panel.
         minute = bucket_start(time.time(), "minute")
-        pending[("processes", "minute", minute, PROCESS)] += 1
         pending[("hosts", "minute", minute, f"{self.host}|f")] += 1
-        # ... and how loaded its host is, for the hosts panel (the largest reading of the minute).
         for name, value in ((f"{self.host}|cpu", psutil.cpu_percent()), (f"{self.host}|mem", _memory_percent())):
             maxima[("hosts", "minute", minute, name)] = max(maxima.get(("hosts", "minute", minute, name), 0), value)
         try:
