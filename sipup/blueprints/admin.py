@@ -635,14 +635,7 @@ def import_preview():
 @bp.route("/imports/<name>")
 def import_detail(name):
     """An upload's preview, line by line: what it creates, changes and refuses; then its progress once confirmed."""
-    try:
-        preview = bulk_import.load_preview(name)
-    except NotFound:
-        abort(404)
-    job = bulk_import.job_of(name)
-    return render_template(
-        "admin/import_preview.html", preview=preview, job=job, progress=bulk_import.progress(name) if job else None
-    )
+    return _import_state("admin/import_preview.html", name)
 
 
 @bp.route("/imports/<name>/apply", methods=["POST"])
@@ -662,14 +655,17 @@ def import_apply(name):
 @bp.route("/imports/<name>/progress")
 def import_progress(name):
     """The progress of an import being applied (the preview page asks for it every 2 seconds while it runs)."""
+    return _import_state("admin/_import_progress.html", name)
+
+
+def _import_state(template, name):
+    """The page or fragment of an upload: its preview, its job and the job's progress."""
     try:
         preview = bulk_import.load_preview(name)
     except NotFound:
         abort(404)
     job = bulk_import.job_of(name)
-    return render_template(
-        "admin/_import_progress.html", preview=preview, job=job, progress=bulk_import.progress(name) if job else None
-    )
+    return render_template(template, preview=preview, job=job, progress=bulk_import.progress(name) if job else None)
 
 
 @bp.route("/exports/<kind>.<fmt>")
