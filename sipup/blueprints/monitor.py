@@ -34,7 +34,7 @@ from sipup.observability.health import duration
 from ..extensions import db
 from ..models import Job
 from ..security import admin_required
-from ..services.parsing import page_number
+from ..services.parsing import page_number, whole_number
 
 bp = Blueprint("monitor", __name__)
 
@@ -159,11 +159,11 @@ def failed_jobs(action):
     if request.method == "GET":
         count, newest = manage.failed_jobs()
         return render_template("monitor/confirm_failed.html", action=action, verb=verb, count=count, newest=newest)
-    upto = request.form.get("upto", "")
-    if not upto.isdigit():
+    upto = whole_number(request.form.get("upto", ""))
+    if upto is None:
         flash("The confirmation did not say which failed jobs; open the question again.", "error")
         return redirect(url_for("monitor.failed_jobs", action=action))
-    changed = act(int(upto))
+    changed = act(upto)
     monitor.forget("queue")
     flash(f"{changed} failed job{'s' if changed != 1 else ''} {done}.", "success")
     return redirect(url_for("monitor.jobs", state="failed"))
