@@ -20,6 +20,7 @@ replica it picked until its transaction ends, so one page reads one replica.
 
 import contextvars
 import itertools
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -112,7 +113,8 @@ def _executed(state):
 def _committed(session):
     session.info.pop(PICKED, None)
     if session.info.pop(WROTE, False) and has_request_context() and "sipup_replicas" in current_app.extensions:
-        browser_session[PRIMARY_UNTIL] = round(time.time() + current_app.extensions["sipup_replicas"].stay_seconds)
+        # Whole seconds, rounded up: the cookie stays small and the browser reads the primary at least that long.
+        browser_session[PRIMARY_UNTIL] = math.ceil(time.time() + current_app.extensions["sipup_replicas"].stay_seconds)
 
 
 @event.listens_for(RoutingSession, "after_rollback")
