@@ -20,7 +20,7 @@ from sipup.jobs.worker import build_worker
 from sipup.models import CheckoutKey, Job, Order, Product, utcnow
 from sipup.observability.outages import Outage
 from sipup.services import cart
-from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables, login
+from tests.conftest import RequestScopedClient, _empty_tables, _overrides, login
 from tests.servers import LocalMariaDB
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None, reason="mariadbd is not installed")
@@ -44,14 +44,11 @@ def mariadb(tmp_path_factory):
 
 
 def _settings(url, **extra):
+    """The tests' usual settings, with small pools of their own."""
     return {
-        "TESTING": True,
-        "DATABASE_URL": url,
-        "SECRET_KEY": SECRET_KEY,
-        "WTF_CSRF_ENABLED": False,
+        **_overrides(url),
         "DB_POOL_SIZE": 2,
         "DB_MAX_OVERFLOW": 2,
-        "MONITOR_ALERTS": False,
         "RATELIMIT_ENABLED": False,
         **extra,
     }

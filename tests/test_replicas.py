@@ -20,7 +20,7 @@ from sipup.extensions import db
 from sipup.models import Product
 from sipup.replicas import LAGGING, OTHER_PRIMARY, REPLICATING, judge
 from sipup.services import cart
-from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables, login
+from tests.conftest import RequestScopedClient, _empty_tables, _overrides, login
 from tests.servers import LocalMariaDB, replication_options
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None, reason="mariadbd is not installed")
@@ -61,14 +61,11 @@ def caught_up(primary, replica, timeout=20):
 
 
 def _settings(url, **extra):
+    """The tests' usual settings, with small pools of their own."""
     return {
-        "TESTING": True,
-        "DATABASE_URL": url,
-        "SECRET_KEY": SECRET_KEY,
-        "WTF_CSRF_ENABLED": False,
+        **_overrides(url),
         "DB_POOL_SIZE": 2,
         "DB_MAX_OVERFLOW": 2,
-        "MONITOR_ALERTS": False,
         "MONITOR_PANEL_SECONDS": 0,
         "SLOW_QUERY_MS": 60_000,  # the migrations on a busy machine would open a slow log nobody closes
         "RATELIMIT_ENABLED": False,
