@@ -474,9 +474,25 @@ class Queue:
                 .execution_options(synchronize_session=False)
             )
         db.session.commit()
-        if expired:  # their processes died before taking their marks back
-            forget_running(self.counters(), {job_id for job_id, *_rest in expired})
+        self.forget_finished_runs()
         return len(expired)
+
+    def forget_finished_runs(self):
+        """Take back "running" marks whose job no longer runs: their process died (the lease ran out), stopped
+        with the job still running, or could not take the mark back while the store was away."""
+        counters = self.counters()
+        marked = running_marks(counters, every=True)
+        if not marked:
+            return
+        running = set(
+            db.session.scalars(
+                select(Job.id).where(Job.id.in_({job_id for job_id, _ in marked}), Job.status == S.RUNNING)
+            )
+        )
+        db.session.commit()
+        for job_id, name in marked:
+            if job_id not in running:
+                counters.mark(name, False)
 
     def drain_outbox(self, now=None, limit=500):
         """Send jobs Huey never got (Redis was down) or whose message went missing; return how many."""
@@ -679,24 +695,18 @@ def set_paused(counters, priority, paused):
     counters.store.mark(PAUSED + priority, paused, time.time())
 
 
-def running_marks(counters):
+def running_marks(counters, every=False):
     """{job id: (host, process id, since)} of the jobs that processors and workers of every host run now, by
-    the marks they set as they start each run ({} while the store does not answer)."""
-    found = {}
-    for name, since in counters.marks(RUNNING).items():
+    the marks they set as they start each run, the newest mark of a job where it has more ({} while the store
+    does not answer). every: [(job id, mark name)] of every mark instead."""
+    found, names = {}, []
+    for name, since in sorted(counters.marks(RUNNING).items(), key=lambda item: item[1]):
         job_id, _, where = name.removeprefix(RUNNING).partition("|")
         host, _, pid = where.rpartition("|")
         if job_id.isdigit():
             found[int(job_id)] = (host, pid, since)
-    return found
-
-
-def forget_running(counters, job_ids):
-    """Take back the marks of runs whose process died (the reaper found their lease run out)."""
-    for name in counters.marks(RUNNING):
-        job_id = name.removeprefix(RUNNING).partition("|")[0]
-        if job_id.isdigit() and int(job_id) in job_ids:
-            counters.mark(name, False)
+            names.append((int(job_id), name))
+    return names if every else found
 
 
 def last_processor_start():
