@@ -12,8 +12,8 @@ import tempfile
 import traceback
 from collections import namedtuple
 from datetime import timedelta
-from email.utils import parseaddr
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from limits import parse_many

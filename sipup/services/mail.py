@@ -15,8 +15,8 @@ import smtplib
 import socket
 import ssl
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from email.headerregistry import Address
+from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
