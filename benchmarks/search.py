@@ -2,7 +2,8 @@
 
 python -m benchmarks.search [--products 100000] [--rounds 30]; MariaDB too when SIPUP_BENCH_DATABASE_URL is
 set (a scratch database of its own is created there and dropped). Each query is what catalog.search() runs
-for a buyer's page: the full-text match, the count for the pager and 24 rows best first.
+for a buyer's page: the full-text match, the count for the pager and 24 rows best first; for a query that
+matches nothing, the closest catalog words (rapidfuzz over the cached vocabulary) and their search.
 """
 
 import argparse
@@ -28,6 +29,12 @@ QUERIES = [
     "mineralwasser",
     "zzz",
     "x",
+    # typos: nothing matches as typed, so the closest catalog words are searched instead
+    "hofbreu",
+    "pilz",
+    "hofbreu pilz",
+    "mineralwaser",
+    "apfelschorle zitrne",
 ]
 
 

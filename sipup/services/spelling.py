@@ -1,0 +1,114 @@
+"""Search that forgives typos: the catalog's own words, and the closest of them to a word that finds nothing.
+
+The vocabulary is every word of the names and packs of active products and of their categories, folded as the search
+index folds them (`searchtext.folded`), each with how often it occurs and the form it is usually written in
+(`hofbrau` -> `Hofbräu`). It is built once for the whole site and kept in the shared cache, fresh after every
+catalog change like the catalog's pages; each process keeps its matcher for the vocabulary's version.
+"""
+
+import re
+import secrets
+import threading
+from collections import Counter, defaultdict
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import func, select
+
+from sipup.cache import cached
+
+from .. import searchtext
+from ..extensions import db
+from ..models import Category, Product
+
+WORD = re.compile(r"\w+")
+SHORTEST = 3  # shorter words are too many and too alike to guess from
+CANDIDATES = 5  # the closest words weighed by how often they occur
+_LOCK = threading.Lock()
+_MATCHERS = {}  # vocabulary version -> Vocabulary; one kept per process
+
+
+def _cutoff(word):
+    """How alike (rapidfuzz ratio, 0-100) a catalog word must be: one letter wrong in four (`pilz`, `pils`),
+    a little less alike in longer words (`hofbreu`, `hofbrau`)."""
+    return 75 if len(word) <= 5 else 70
+
+
+class Vocabulary:
+    """The catalog's folded words, how often each occurs and its usual written form; plain data only."""
+
+    def __init__(self, counts, forms):
+        self.words = sorted(counts, key=lambda w: (-counts[w], w))
+        self.counts, self.forms = counts, forms
+        self.joined = "\n" + "\n".join(self.words) + "\n"  # one C substring search tells if a word is found
+
+    def finds(self, word):
+        """Whether the word is inside a catalog word, as the search index finds it (any part of a word)."""
+        return word in self.joined
+
+    def closest(self, word):
+        """The catalog word most like this one (folded), or None when none is alike enough."""
+        if len(word) < SHORTEST or word.isdigit():
+            return None
+        found = process.extract(word, self.words, scorer=fuzz.ratio, score_cutoff=_cutoff(word), limit=CANDIDATES)
+        if not found:
+            return None
+        best = max(found, key=lambda hit: (round(hit[1] / 5), self.counts[hit[0]]))  # near ties: the common one
+        return best[0]
+
+
+def _load():
+    """{folded word: count} and {folded word: usual form} over active products' names, packs and categories."""
+    counts, written = Counter(), defaultdict(Counter)
+    folds = {}
+    rows = db.session.execute(
+        select(Product.name, Product.sell_unit, Category.name, func.count())
+        .join(Category, Product.category_id == Category.id)
+        .where(Product.active.is_(True))
+        .group_by(Product.name, Product.sell_unit, Category.name)
+    )
+    for name, unit, category, times in rows:
+        for raw in WORD.findall(f"{name} {unit or ''} {category}"):
+            word = folds.get(raw)
+            if word is None:
+                word = folds[raw] = searchtext.folded(raw).replace(" ", "")
+            if len(word) >= SHORTEST and not word.isdigit():
+                counts[word] += times
+                written[word][raw] += times
+    forms = {word: spellings.most_common(1)[0][0] for word, spellings in written.items()}
+    return {"version": secrets.token_hex(8), "counts": dict(counts), "forms": forms}
+
+
+def vocabulary():
+    """The catalog's vocabulary as of its last change: read from the shared cache once per version and
+    process, built from the database once for the site."""
+    version = cached("products", "vocabulary-version", (), ["catalog"], lambda: secrets.token_hex(8))
+    matcher = _MATCHERS.get(version)
+    if matcher is None:
+        data = cached("products", "vocabulary", (version,), ["catalog"], _load)
+        matcher = Vocabulary(data["counts"], data["forms"])
+        with _LOCK:
+            _MATCHERS.clear()
+            _MATCHERS[version] = matcher
+    return matcher
+
+
+def corrected(query):
+    """The query with each word that finds nothing in the catalog replaced by the closest catalog word, in its
+    usual written form (`hofbreu pils` -> `Hofbräu pils`); None when no word needed or found a correction."""
+    words = (query or "").split()
+    if not words:
+        return None
+    known = vocabulary()
+    out, changed = [], False
+    for raw in words:
+        word = searchtext.folded(raw).replace(" ", "")
+        if len(word) < SHORTEST or word.isdigit() or known.finds(word):
+            out.append(raw)
+            continue
+        closest = known.closest(word)
+        if closest is None:
+            out.append(raw)
+            continue
+        out.append(known.forms.get(closest, closest))
+        changed = True
+    return " ".join(out) if changed else None
