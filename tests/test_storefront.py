@@ -197,6 +197,7 @@ def test_a_typo_finds_the_closest_catalog_word_and_names_it(shelf):
     nothing = catalog.search("zzz qqq")
     assert nothing.total == 0 and nothing.meant is None  # nothing alike: no guess
     assert catalog.search("brau").meant is None  # found as typed: no correction
+    assert catalog.search("hofbreu dunkel").meant is None  # Hofbräu Dunkel is no product: not offered
 
 
 def test_the_words_forgiven_follow_the_catalog_across_processes(shelf, make_app):

@@ -73,8 +73,10 @@ def search(query="", category_slug=None, sort="name", page=1, per_page=24):
     if found.total == 0 and _words(query):
         meant = spelling.corrected(query)
         if meant is not None:
-            found = _search_page(meant, category_slug, sort, page, per_page)
-            found.meant = meant
+            forgiven = _search_page(meant, category_slug, sort, page, per_page)
+            if forgiven.total:  # a guess that finds nothing either is not offered
+                forgiven.meant = meant
+                return forgiven
     return found
 
 

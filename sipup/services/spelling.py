@@ -23,6 +23,7 @@ from ..models import Category, Product
 WORD = re.compile(r"\w+")
 SHORTEST = 3  # shorter words are too many and too alike to guess from
 CANDIDATES = 5  # the closest words weighed by how often they occur
+MOST_WORDS = 8  # as many as the search itself reads (searchtext.words); a longer query is not guessed at
 _LOCK = threading.Lock()
 _MATCHERS = {}  # vocabulary version -> Vocabulary; one kept per process
 
@@ -96,7 +97,7 @@ def corrected(query):
     """The query with each word that finds nothing in the catalog replaced by the closest catalog word, in its
     usual written form (`hofbreu pils` -> `Hofbräu pils`); None when no word needed or found a correction."""
     words = (query or "").split()
-    if not words:
+    if not words or len(words) > MOST_WORDS:
         return None
     known = vocabulary()
     out, changed = [], False
