@@ -224,3 +224,18 @@ def test_the_catalog_page_asks_did_you_mean_and_sorts_typing_best_first(client, 
     assert "Hofbräu Pils" in body
     page = client.get("/products").get_data(as_text=True)
     assert '<option value="" selected>Best match</option>' in page  # typing sends no sort: best match first
+
+
+def test_the_words_forgiven_are_renewed_by_renames_not_by_stock(shelf):
+    from sqlalchemy import update
+
+    from sipup.models import Product
+    from sipup.services import spelling
+
+    before = spelling.vocabulary()
+    db.session.execute(update(Product).values(stock_reserved=Product.stock_reserved + 1))  # as each order does
+    db.session.commit()
+    assert spelling.vocabulary() is before
+    db.session.execute(update(Product).where(Product.sku == "BEE-202").values(name="Märzen"))  # a bulk rename
+    db.session.commit()
+    assert "marzen" in spelling.vocabulary().counts

@@ -1,20 +1,23 @@
 """Search that forgives typos: the catalog's own words, and the closest of them to a word that finds nothing.
 
-The vocabulary is every word of the names and packs of active products and of their categories, folded as the search
+The vocabulary is every word of the names of active products and of the categories, folded as the search
 index folds them (`searchtext.folded`), each with how often it occurs and the form it is usually written in
 (`hofbrau` -> `Hofbräu`). It is built once for the whole site and kept in the shared cache, fresh after every
-catalog change like the catalog's pages; each process keeps its matcher for the vocabulary's version.
+change of those words (its own cache generation, renewed after commit in every process and host); each process
+keeps its matcher for the vocabulary's version.
 """
 
 import re
 import secrets
 import threading
 from collections import Counter, defaultdict
+from itertools import chain
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import func, select
+from sqlalchemy import event, func, inspect, select
+from sqlalchemy.orm import Session
 
-from sipup.cache import cached
+from sipup.cache import cached, touch
 
 from .. import searchtext
 from ..extensions import db
@@ -22,6 +25,7 @@ from ..models import Category, Product
 
 WORD = re.compile(r"\w+")
 SHORTEST = 3  # shorter words are too many and too alike to guess from
+GENERATION = "catalog-words"  # the cache generation of the vocabulary (below: what renews it)
 CANDIDATES = 5  # the closest words weighed by how often they occur
 MOST_WORDS = 8  # as many as the search itself reads (searchtext.words); a longer query is not guessed at
 _LOCK = threading.Lock()
@@ -58,17 +62,16 @@ class Vocabulary:
 
 
 def _load():
-    """{folded word: count} and {folded word: usual form} over active products' names, packs and categories."""
+    """{folded word: count} and {folded word: usual form} over active products' names and the categories."""
     counts, written = Counter(), defaultdict(Counter)
     folds = {}
-    rows = db.session.execute(
-        select(Product.name, Product.sell_unit, Category.name, func.count())
-        .join(Category, Product.category_id == Category.id)
-        .where(Product.active.is_(True))
-        .group_by(Product.name, Product.sell_unit, Category.name)
+    # Distinct names through the index on (active, name): no sort of the products, no join.
+    names = db.session.execute(
+        select(Product.name, func.count()).where(Product.active.is_(True)).group_by(Product.name)
     )
-    for name, unit, category, times in rows:
-        for raw in WORD.findall(f"{name} {unit or ''} {category}"):
+    categories = ((name, 1) for name in db.session.scalars(select(Category.name)))
+    for text, times in chain(names, categories):
+        for raw in WORD.findall(text or ""):
             word = folds.get(raw)
             if word is None:
                 word = folds[raw] = searchtext.folded(raw).replace(" ", "")
@@ -76,16 +79,16 @@ def _load():
                 counts[word] += times
                 written[word][raw] += times
     forms = {word: spellings.most_common(1)[0][0] for word, spellings in written.items()}
-    return {"version": secrets.token_hex(8), "counts": dict(counts), "forms": forms}
+    return {"counts": dict(counts), "forms": forms}
 
 
 def vocabulary():
     """The catalog's vocabulary as of its last change: read from the shared cache once per version and
     process, built from the database once for the site."""
-    version = cached("products", "vocabulary-version", (), ["catalog"], lambda: secrets.token_hex(8))
+    version = cached("products", "vocabulary-version", (), [GENERATION], lambda: secrets.token_hex(8))
     matcher = _MATCHERS.get(version)
     if matcher is None:
-        data = cached("products", "vocabulary", (version,), ["catalog"], _load)
+        data = cached("products", "vocabulary", (version,), [GENERATION], _load)
         matcher = Vocabulary(data["counts"], data["forms"])
         with _LOCK:
             _MATCHERS.clear()
@@ -113,3 +116,47 @@ def corrected(query):
         out.append(known.forms.get(closest, closest))
         changed = True
     return " ".join(out) if changed else None
+
+
+# --- what renews the vocabulary --------------------------------------------------------------------
+# Not every catalog change ("catalog" renews on each stock change, that is each order): only products added,
+# removed, renamed, (de)activated or moved, and categories. Results never depend on the vocabulary (the
+# corrected query runs against the index like any other), only which guess is offered does.
+
+WORD_COLUMNS = ("name", "active", "category_id")
+SET_WORDS = re.compile(r"\bSET\b.*\b(name|active|category_id)\s*=", re.IGNORECASE | re.DOTALL)
+
+
+def _changes_words(obj, session):
+    if isinstance(obj, Category):
+        return True
+    if not isinstance(obj, Product):
+        return False
+    if obj in session.new or obj in session.deleted:
+        return True
+    state = inspect(obj)
+    return any(state.attrs[column].history.has_changes() for column in WORD_COLUMNS)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_words(session, _context):
+    if any(_changes_words(obj, session) for obj in chain(session.new, session.dirty, session.deleted)):
+        touch(GENERATION)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_statement(state):
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    table = getattr(getattr(state.statement, "table", None), "name", None)
+    if table not in ("products", "categories"):
+        return
+    declared = state.execution_options.get("cache_touches")
+    if declared is not None:
+        changes = "catalog" in declared
+    elif state.is_update and table == "products":
+        changes = bool(SET_WORDS.search(str(state.statement).split(" WHERE ", 1)[0]))  # not a stock update
+    else:
+        changes = True
+    if changes:
+        touch(GENERATION)
