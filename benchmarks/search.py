@@ -44,7 +44,7 @@ def measure(url, instance, products, rounds):
                 spelling.corrected(query)
                 correcting.append((time.perf_counter() - begun) * 1000)
         print(
-            f"  vocabulary of {words:,} words built in {built:.0f} ms (once per catalog change, for the site); "
+            f"  vocabulary of {words:,} words built in {built:.0f} ms (once per change of names or categories); "
             f"correcting a typo alone: p50 {statistics.median(correcting):.2f} ms, "
             f"p95 {percentile(correcting, 95):.2f} ms"
         )

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from itertools import chain
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from sipup.cache import cached, touch
@@ -65,19 +65,16 @@ def _load():
     """{folded word: count} and {folded word: usual form} over active products' names and the categories."""
     counts, written = Counter(), defaultdict(Counter)
     folds = {}
-    # Distinct names through the index on (active, name): no sort of the products, no join.
-    names = db.session.execute(
-        select(Product.name, func.count()).where(Product.active.is_(True)).group_by(Product.name)
-    )
-    categories = ((name, 1) for name in db.session.scalars(select(Category.name)))
-    for text, times in chain(names, categories):
+    # Distinct names, read from the index on (active, name) alone; a word's count is how many names hold it.
+    names = db.session.scalars(select(Product.name).where(Product.active.is_(True)).distinct()).all()
+    for text in chain(names, db.session.scalars(select(Category.name)).all()):
         for raw in WORD.findall(text or ""):
             word = folds.get(raw)
             if word is None:
                 word = folds[raw] = searchtext.folded(raw).replace(" ", "")
             if len(word) >= SHORTEST and not word.isdigit():
-                counts[word] += times
-                written[word][raw] += times
+                counts[word] += 1
+                written[word][raw] += 1
     forms = {word: spellings.most_common(1)[0][0] for word, spellings in written.items()}
     return {"counts": dict(counts), "forms": forms}
 
