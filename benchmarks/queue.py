@@ -118,7 +118,7 @@ def bench_worker(app, name, args, count, workers=2):
 
 def run(label, url, instance, queue_settings, jobs, mails):
     smtp = LocalSmtp().start()
-    settings = {**queue_settings, "MAIL_URL": smtp.url}
+    settings = {**queue_settings, "MAIL_URL": smtp.url, "MAIL_FROM": "orders@shop.example"}
     app = _app(url, instance, **settings)
     _prepare(app)
     with app.app_context():

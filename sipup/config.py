@@ -13,6 +13,7 @@ import traceback
 from collections import namedtuple
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from limits import parse_many
@@ -135,7 +136,10 @@ DEFAULTS = {
     "QUEUE_WORKERS": 2,  # threads of `flask queue worker`
     "WORKER_STOP_SECONDS": 30,  # a stopping worker lets running jobs finish this long, then queues them again
     "QUEUE_KEEP_DAYS": 30,  # finished jobs kept in the history
-    "MAIL_FROM": "sipup <orders@localhost>",
+    # The shop's sender address (required with MAIL_URL: servers refuse @localhost senders), shown under
+    # SITE_NAME unless it names itself ("Getränke Nord <orders@example.com>"); where replies go if elsewhere.
+    "MAIL_FROM": "",
+    "MAIL_REPLY_TO": "",
     # Accounts: the site's name in pages and mails, the address links in mails point to (behind a proxy
     # the request's own host must not decide where a reset link goes), how long an invitation lasts.
     "SITE_NAME": "sipup",
@@ -356,6 +360,16 @@ def _addresses_list(value):
         if "@" not in address.rsplit("<", 1)[-1]:
             raise ValueError(f"must be mail addresses separated by commas ({address!r} is not one)")
     return ", ".join(addresses)
+
+
+def _one_address(value):
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    name, address = parseaddr(text)
+    if "," in text or "@" not in address or " " in address:
+        raise ValueError("must be one mail address (orders@example.com, or Getränke Nord <orders@example.com>)")
+    return text
 
 
 def _public_url(value):
@@ -647,7 +661,8 @@ CONVERTERS = {
     "CACHE_URL": _url,
     "STORAGE_URL": _storage_url,
     "MAIL_URL": _mail_url,
-    "MAIL_FROM": _addresses_list,
+    "MAIL_FROM": _one_address,
+    "MAIL_REPLY_TO": _one_address,
     "MAIL_STAFF": _addresses_list,
     "SITE_NAME": str,
     "INVOICE_ISSUER": str,
@@ -733,6 +748,11 @@ def _check(config):
         except (TypeError, ValueError) as exc:
             reason = str(exc) if "must" in str(exc) else "has the wrong form"
             raise ConfigError(f"{ENV_PREFIX}_{key}={shown(config[key])!r} {reason}.") from None
+    if config["MAIL_URL"] and not config["MAIL_FROM"]:
+        raise ConfigError(
+            f"{ENV_PREFIX}_MAIL_URL is set but {ENV_PREFIX}_MAIL_FROM is not: set the shop's sender address, "
+            f"e.g. {ENV_PREFIX}_MAIL_FROM=orders@example.com (mail servers refuse or spam-file @localhost senders)."
+        )
     if config["VAT_COUNTRY"] not in config["VAT_RATES"]:
         raise ConfigError(
             f"{ENV_PREFIX}_VAT_COUNTRY={config['VAT_COUNTRY']!r} has no rates in {ENV_PREFIX}_VAT_RATES; "

@@ -445,6 +445,7 @@ class LocalSmtp:
         self.user, self.password = user, password
         self.tls_context = tls_context
         self.messages = []
+        self.senders = []  # each message's envelope sender (MAIL FROM)
         self.logins = []
         self.controller = None
 
@@ -458,6 +459,7 @@ class LocalSmtp:
             async def handle_DATA(self, smtp, session, envelope):
                 from email import message_from_bytes, policy
 
+                server.senders.append(envelope.mail_from)
                 server.messages.append(
                     message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
                 )

@@ -31,7 +31,7 @@ def smtp():
 @pytest.fixture(params=["local", "redis"])
 def site(request, app, make_app, smtp):
     """An app whose mails go to the real SMTP server; with Redis for cache, limits and queue in one variant."""
-    extra = {"MAIL_URL": smtp.url, "PUBLIC_URL": "https://shop.example.com"}
+    extra = {"MAIL_URL": smtp.url, "MAIL_FROM": "orders@shop.example.com", "PUBLIC_URL": "https://shop.example.com"}
     if request.param == "redis":
         if not REDIS_URL:
             pytest.skip("SIPUP_TEST_REDIS_URL is not set: no shared Redis to test on")

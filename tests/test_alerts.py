@@ -19,6 +19,7 @@ pytestmark = pytest.mark.periodic_jobs
 @pytest.fixture
 def app(own_app):
     own_app.config["MONITOR_ALERTS"] = True
+    own_app.config["SITE_NAME"] = "Getränke Nord"  # the subject names the site, among others an admin runs
     return own_app
 
 
@@ -57,9 +58,9 @@ def test_one_mail_when_health_turns_red_and_one_when_it_clears(app, make_user):
     process(app)
     process(app)
     mails = {m["Subject"]: m for m in outbox(app)}  # written in the same second: file order is not time order
-    assert sorted(mails) == ["sipup is back to normal", "sipup needs attention: Queue processor"]
+    assert sorted(mails) == ["Getränke Nord is back to normal", "Getränke Nord needs attention: Queue processor"]
     assert {m["To"] for m in mails.values()} == {"ops@example.com"}
-    body = mails["sipup needs attention: Queue processor"].get_body(("plain",)).get_content()
+    body = mails["Getränke Nord needs attention: Queue processor"].get_body(("plain",)).get_content()
     assert "Queue processor:" in body and "check cron" in body  # what was wrong when it was seen
     assert alerts.check() == "all clear"
 

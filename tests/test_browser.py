@@ -102,8 +102,16 @@ def shot(page, name):
     page.set_viewport_size(PHONE)
     page.screenshot(path=ARTIFACTS / f"{name}-phone.png", full_page=True)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    cut_off = page.evaluate(CUT_OFF)
     page.set_viewport_size(DESKTOP)
     assert overflow <= 0, f"{name}: the page is {overflow}px wider than a 390px phone screen"
+    assert not cut_off, f"{name}: on a 390px phone these stick out of the screen: {cut_off}"
+
+
+# Rows of fields that once ran past a phone's edge inside a card that scrolls (the page itself did not).
+CUT_OFF = """() => [...document.querySelectorAll('form.save-to-list > *')]
+    .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+    .map(el => `${el.tagName.toLowerCase()} ${el.getAttribute('name') || el.textContent.trim()}`)"""
 
 
 def sign_in(browser, base_url, email, password, screenshot=None):
@@ -169,6 +177,7 @@ def test_buyer_orders_and_staff_invoices(server, browser):
     expect(page.get_by_text("2 lines added to your cart.")).to_be_visible()
     for name in ("Kellerbier naturtrüb", "Spezi", "Gastro-Wasser"):
         expect(page.locator("table tbody tr", has_text=name)).to_have_count(1)
+    expect(page.locator("tbody .line-thumb .picture-thumb")).to_have_count(3)  # each line shows its product
     shot(page, "04-cart")
 
     quantity = page.get_by_label("Quantity of Spezi")
@@ -345,6 +354,10 @@ def test_pictures_search_as_you_type_stock_truth_and_order_pages(server, browser
     expect(page.get_by_text(re.compile(r"^\d+ products? for “hofbrau”$"))).to_be_visible()
     expect(page.locator("article.product", has_text="Hofbräu Pils").first).to_be_visible()
     shot(page, "22-catalog-search-as-you-type")
+    page.get_by_role("searchbox", name="Search").fill("")
+    page.get_by_role("searchbox", name="Search").press_sequentially("hofbreu", delay=40)
+    expect(page.get_by_text("Nothing matches “hofbreu”. Did you mean Hofbräu?")).to_be_visible()
+    expect(page.locator("article.product", has_text="Hofbräu Pils").first).to_be_visible()
 
     # --- out of stock: the button says so, and a POST anyway adds nothing ---------------------------
     page.get_by_role("searchbox", name="Search").fill("kellerbier")

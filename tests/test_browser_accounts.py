@@ -64,6 +64,7 @@ def site(request, tmp_path_factory, smtp):
     env.update(
         SIPUP_INSTANCE_PATH=str(instance),
         SIPUP_MAIL_URL=smtp.url,
+        SIPUP_MAIL_FROM="orders@getraenke-nord.example",
         SIPUP_RATELIMIT_IP="10000 per minute",
         SIPUP_SECRET_KEY=secrets.token_hex(32),
         # The admin signs in once per test, more often than a person would in a minute.

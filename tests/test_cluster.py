@@ -351,6 +351,7 @@ def cluster(tmp_path_factory):
             SIPUP_SECRET_KEY=SECRET,
             SIPUP_PROXY_HOPS="1",
             SIPUP_MAIL_URL=smtp.url,
+            SIPUP_MAIL_FROM="orders@shop.example",
             SIPUP_METRICS_ALLOW=network.address,
             SIPUP_RATELIMIT_IP="100000 per minute",
             SIPUP_RATELIMIT_USER="100000 per hour",

@@ -31,6 +31,7 @@ from tests.conftest import BACKENDS, REDIS_URL, _empty_tables
 from tests.servers import LocalSmtp, free_port
 
 D = Decimal
+SENDER = "Getränke Müller Shop <orders@shop.example>"
 
 
 @pytest.fixture(params=["huey-sqlite", "huey-redis"])
@@ -119,12 +120,21 @@ def one_pairing_each(app):
 
 
 def test_order_mails_go_through_a_real_smtp_server_with_login(app, make_app, run_jobs, smtp, shop):
-    mailer = make_app(MAIL_URL=smtp.url, **app.queue_settings)
+    mailer = make_app(
+        MAIL_URL=smtp.url,
+        MAIL_FROM="orders@getraenke-nord.example",
+        MAIL_REPLY_TO="service@getraenke-nord.example",
+        SITE_NAME="Getränke Nord",
+        **app.queue_settings,
+    )
     with mailer.app_context():
         order = place(mailer, shop["buyer"], (shop["beer"], 3))
         run_jobs()
         assert len(smtp.messages) == 1, job_of("send_mail").error
         message = smtp.messages[0]
+        assert message["From"] == "Getränke Nord <orders@getraenke-nord.example>"  # the shop, by its name
+        assert message["Reply-To"] == "service@getraenke-nord.example"
+        assert smtp.senders == ["orders@getraenke-nord.example"]
         assert message["Subject"] == f"Order {order.number} received"
         assert message["To"] == shop["buyer"].email
         assert "3 x BEER-1 Pils 24 x 0.33" in message.get_body(("plain",)).get_content()
@@ -184,7 +194,7 @@ def test_order_mails_name_the_company_the_po_reference_the_currency_and_link_to_
 
 
 def test_smtp_down_retries_then_fails_visibly_and_the_order_stands(app, make_app, run_jobs, shop, monkeypatch):
-    mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off", **app.queue_settings)
+    mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off", MAIL_FROM=SENDER, **app.queue_settings)
     now = [utcnow().replace(microsecond=0)]
     monkeypatch.setattr(queue_module, "utcnow", lambda: now[0])
     with mailer.app_context():
@@ -631,7 +641,7 @@ def test_a_job_still_running_at_the_stop_timeout_is_queued_again_at_once(app, ba
 
 
 def test_international_domains_are_sent_in_idna_form(app, make_app, run_jobs, smtp, make_company, make_user):
-    mailer = make_app(MAIL_URL=smtp.url, **app.queue_settings)
+    mailer = make_app(MAIL_URL=smtp.url, MAIL_FROM=SENDER, **app.queue_settings)
     with mailer.app_context():
         company = make_company(name="Café Centrale")
         make_user("owner", company, email="owner@cafécentrale.example")
@@ -656,7 +666,7 @@ def test_mail_over_starttls_with_a_verified_certificate_and_login(app, make_app,
     monkeypatch.setenv("SSL_CERT_FILE", cert)  # the client trusts this server's certificate, and only that
     mail._tls_context.cache_clear()
     try:
-        mailer = make_app(MAIL_URL=server.url, **app.queue_settings)
+        mailer = make_app(MAIL_URL=server.url, MAIL_FROM=SENDER, **app.queue_settings)
         with mailer.app_context():
             message = mail.build_message(["buyer@example.com"], "Over TLS", "text", "<p>html</p>")
             assert mail.deliver(message) == f"sent via 127.0.0.1:{server.port}"

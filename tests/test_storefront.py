@@ -184,3 +184,58 @@ def test_demo_data_has_pictures_shopping_lists_that_can_be_ordered_and_no_dates_
     assert lists.may_edit(buyer, weekly) and not lists.may_manage(buyer, weekly)
     for item in weekly.items:  # every seeded quantity is one the product is sold in
         assert item.quantity >= item.product.min_qty and item.quantity % item.product.qty_step == 0
+
+
+# --- search that forgives typos ------------------------------------------------------------------
+
+
+def test_a_typo_finds_the_closest_catalog_word_and_names_it(shelf):
+    for typed, meant in [("hofbreu", "Hofbräu"), ("pilz", "Pils"), ("HOFBREU pils", "Hofbräu pils")]:
+        found = catalog.search(typed, sort="best")
+        assert [p.name for p in found.items] == ["Hofbräu Pils"] and found.meant == meant, typed
+    assert names("brauhaus dunkl") == ["Brauhaus Dunkel"]
+    nothing = catalog.search("zzz qqq")
+    assert nothing.total == 0 and nothing.meant is None  # nothing alike: no guess
+    assert catalog.search("brau").meant is None  # found as typed: no correction
+    assert catalog.search("hofbreu dunkel").meant is None  # Hofbräu Dunkel is no product: not offered
+
+
+def test_the_words_forgiven_follow_the_catalog_across_processes(shelf, make_app):
+    """Another process renames a product: this one's words follow, through the shared cache's generation."""
+    assert names("marzen") == []
+    other = make_app()
+    with other.app_context():
+        db.session.get(type(shelf["lager"]), shelf["lager"].id).name = "Märzen"
+        db.session.commit()
+    db.session.expire_all()
+    assert names("marzn") == ["Märzen"]
+    shelf["hofbrau"].active = False  # what a buyer may not see is not suggested either
+    db.session.commit()
+    assert catalog.search("hofbreu").meant is None
+
+
+def test_the_catalog_page_asks_did_you_mean_and_sorts_typing_best_first(client, buyer, login_as, shelf):
+    login_as(buyer)
+
+    body = client.get("/products?q=hofbreu", headers={"HX-Request": "true"}).get_data(as_text=True)
+
+    link = '<a href="/products?q=Hofbr%C3%A4u"><strong>Hofbräu</strong></a>'
+    assert f"Nothing matches “hofbreu”. Did you mean {link}? Showing what matches that." in body
+    assert "Hofbräu Pils" in body
+    page = client.get("/products").get_data(as_text=True)
+    assert '<option value="" selected>Best match</option>' in page  # typing sends no sort: best match first
+
+
+def test_the_words_forgiven_are_renewed_by_renames_not_by_stock(shelf):
+    from sqlalchemy import update
+
+    from sipup.models import Product
+    from sipup.services import spelling
+
+    before = spelling.vocabulary()
+    db.session.execute(update(Product).values(stock_reserved=Product.stock_reserved + 1))  # as each order does
+    db.session.commit()
+    assert spelling.vocabulary() is before
+    db.session.execute(update(Product).where(Product.sku == "BEE-202").values(name="Märzen"))  # a bulk rename
+    db.session.commit()
+    assert "marzen" in spelling.vocabulary().counts

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from sipup.cache import cached
 
@@ -116,7 +116,11 @@ def remove(user_id, product_id):
 def items(user_id):
     """The cart's items with their products, in the order they were added."""
     stmt = (
-        select(CartItem).options(joinedload(CartItem.product)).where(CartItem.user_id == user_id).order_by(CartItem.id)
+        select(CartItem)
+        # With each product's pictures and category: the cart shows a thumbnail (or its placeholder) per line.
+        .options(joinedload(CartItem.product).options(selectinload(Product.images), joinedload(Product.category)))
+        .where(CartItem.user_id == user_id)
+        .order_by(CartItem.id)
     )
     return list(db.session.scalars(stmt))
 

@@ -8,6 +8,7 @@ from sipup.cache import PageOf, Plain, cached
 from .. import searchtext
 from ..extensions import db
 from ..models import Category, Product
+from . import spelling
 from .errors import NotFound
 from .images import image_row
 
@@ -65,9 +66,22 @@ def best_first(query):
 
 
 def search(query="", category_slug=None, sort="name", page=1, per_page=24):
-    """A page of active products matching a query (every word, anywhere) and a category.
+    """A page of active products matching a query (every word, anywhere) and a category; when nothing
+    matches, the page for the query with its typos corrected, which the page's `meant` names (else None)."""
+    found = _search_page(query, category_slug, sort, page, per_page)
+    found.meant = None
+    if found.total == 0 and _words(query):
+        meant = spelling.corrected(query)
+        if meant is not None:
+            forgiven = _search_page(meant, category_slug, sort, page, per_page)
+            if forgiven.total:  # a guess that finds nothing either is not offered
+                forgiven.meant = meant
+                return forgiven
+    return found
 
-    The page's ids are sorted first and its products loaded after, so that a search matching thousands
+
+def _search_page(query, category_slug, sort, page, per_page):
+    """The page's ids are sorted first and its products loaded after, so that a search matching thousands
     sorts their ids and sort keys only, not whole rows."""
     stmt = search_query(query, category_slug, sort)
     total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
@@ -161,8 +175,15 @@ def catalog_page(query="", category_slug=None, sort="name", page=1, per_page=24)
         "catalog",
         (query, category_slug, sort, page, per_page),
         ["catalog"],
-        lambda: search(query, category_slug, sort, page, per_page).converted(_row),
+        lambda: _plain(search(query, category_slug, sort, page, per_page)),
     )
+
+
+def _plain(found):
+    """A search page as plain rows, with the corrected query it shows if any."""
+    page = found.converted(_row)
+    page.meant = found.meant
+    return page
 
 
 def category_list():

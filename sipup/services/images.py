@@ -123,6 +123,15 @@ def image_row(image):
     return {"digest": image.digest, "sizes": {size: fitted(image.width, image.height, size) for size in SIZES}}
 
 
+def picture_of(product):
+    """What the product_picture macro reads of a product: its name, first picture and category."""
+    return {
+        "name": product.name,
+        "image": image_row(product.images[0] if product.images else None),
+        "category_slug": product.category.slug if product.category else None,
+    }
+
+
 def placeholder_picture(text, hue, size=(800, 600)):
     """A plain generated picture (demo data): a coloured field with a bottle shape and a label."""
     picture = Image.new("RGB", size, hue)

@@ -15,6 +15,7 @@ import smtplib
 import socket
 import ssl
 from datetime import datetime, timezone
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -187,7 +188,7 @@ def _account_change(event_id, field):
         "event": event,
         "by_staff": event.actor_id != user.id,
         "issuer": documents.issuer().lines[:2],  # name and address; not the VAT id or bank
-        "reply_to": parseaddr(current_app.config["MAIL_FROM"])[1],
+        "reply_to": reply_address(),
         "reset_url": links.public_url("auth.password_reset"),
     }
 
@@ -286,10 +287,24 @@ def ascii_address(address):
         raise InvalidInput(f"The address {address} has an invalid domain.") from None
 
 
+def sender():
+    """The shop as sender: SIPUP_MAIL_FROM under SIPUP_SITE_NAME unless it names itself; in the outbox of the
+    embedded default, where nothing leaves, orders@localhost stands in."""
+    name, address = parseaddr(current_app.config["MAIL_FROM"] or "orders@localhost")
+    return Address(display_name=name or current_app.config["SITE_NAME"], addr_spec=ascii_address(address))
+
+
+def reply_address():
+    """Where answers to the shop's mails go: SIPUP_MAIL_REPLY_TO, else the sender's address; None without either."""
+    return parseaddr(current_app.config["MAIL_REPLY_TO"] or current_app.config["MAIL_FROM"])[1] or None
+
+
 def build_message(recipients, subject, text, html, attachments=()):
-    """A multipart message: text, its HTML alternative, then (file name, PDF bytes) attachments."""
+    """A multipart message from the shop: text, its HTML alternative, then (file name, PDF bytes) attachments."""
     message = EmailMessage()
-    message["From"] = current_app.config["MAIL_FROM"]
+    message["From"] = sender()
+    if current_app.config["MAIL_REPLY_TO"]:
+        message["Reply-To"] = ascii_address(parseaddr(current_app.config["MAIL_REPLY_TO"])[1])
     message["To"] = ", ".join(ascii_address(r) for r in recipients)
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
