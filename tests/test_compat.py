@@ -24,7 +24,7 @@ from sipup import compat as app_compat
 from sipup.cache import compat as cache_compat
 from sipup.jobs import compat as jobs_compat
 from sipup.limits import compat as limits_compat
-from sipup.observability import compat as observability_compat
+from sipup.metrics import compat as metrics_compat
 
 # --- Huey -------------------------------------------------------------------------------------------
 
@@ -124,11 +124,11 @@ def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_and_the
 def test_the_measured_pool_counts_a_checkout_that_waited():
     waits = []
 
-    class Pool(observability_compat.WaitTimingQueuePool):
+    class Pool(metrics_compat.WaitTimingQueuePool):
         on_wait = staticmethod(waits.append)
 
     pool = Pool(lambda: sqlite3.connect(":memory:", check_same_thread=False), pool_size=1, max_overflow=0, timeout=10)
-    assert observability_compat.max_overflow(pool) == 0
+    assert metrics_compat.max_overflow(pool) == 0
     held = pool.connect()
     got = []
     waiter = threading.Thread(target=lambda: got.append(pool.connect()))
@@ -140,7 +140,7 @@ def test_the_measured_pool_counts_a_checkout_that_waited():
     waiter.join(10)
     assert len(got) == 1 and len(waits) == 1
     got[0].close()
-    assert observability_compat.max_overflow(QueuePool(lambda: None, pool_size=1, max_overflow=3)) == 3
+    assert metrics_compat.max_overflow(QueuePool(lambda: None, pool_size=1, max_overflow=3)) == 3
 
 
 # --- Flask-Login ------------------------------------------------------------------------------------

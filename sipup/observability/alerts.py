@@ -16,7 +16,9 @@ from flask import current_app
 
 from sipup.extensions import db
 from sipup.jobs import enqueue
-from sipup.observability import exceptions, health, recommendations
+from sipup.jobs.names import SEND_MAIL
+from sipup.metrics import exceptions
+from sipup.observability import health, recommendations
 from sipup.observability import panels as monitor
 
 ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
@@ -69,7 +71,7 @@ def check_exceptions(now=None):
             "lasting": [],
         }
         mail = enqueue(
-            "send_mail", "monitor_alert", json.dumps(incident), priority="high", dedupe_key=f"mail:exception:{key}"
+            SEND_MAIL, "monitor_alert", json.dumps(incident), priority="high", dedupe_key=f"mail:exception:{key}"
         )
         queued += mail is not None
     db.session.commit()
@@ -92,7 +94,7 @@ def check():
         "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting],
     }
     queued = enqueue(
-        "send_mail",
+        SEND_MAIL,
         "monitor_alert",
         json.dumps(incident),
         priority="high",
