@@ -1,7 +1,7 @@
 """Alerts: admins (who can open /monitor) get one mail when sipup's health turns red or a recommendation
 stays red, one when it clears, and one for each new group of unexpected exceptions.
 
-The periodic job `monitor_alerts` (tasks.py) runs `run()` every minute, from cron's `flask queue
+The periodic job `monitor_alerts` (sipup/tasks.py) runs `run()` every minute, from cron's `flask queue
 process` or the worker (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
 the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
