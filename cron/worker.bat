@@ -1,6 +1,6 @@
 @echo off
 rem Task Scheduler, at startup: run `flask queue worker` and start it again 10 seconds after it stops for any
-rem reason (a crash, a lost database); output goes to instance\worker.log, rotated at 1 MB (see README).
+rem reason (a crash, a lost database); output goes to instance\worker.log, rotated at 1 MB (see docs/cron.md).
 rem Ending the task in Task Scheduler stops both this loop and the command.
 :again
 call "%~dp0rotate-log.bat" "%~dp0..\instance\worker.log"

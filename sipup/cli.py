@@ -56,9 +56,9 @@ ONE_LINERS = {
 }
 ABOUT = """\b
 sipup: B2B ordering for a wholesaler. Customers order at /, staff work at /admin,
-admins watch /monitor. Settings: SIPUP_* variables or instance/sipup.cfg (README).
-Start with `flask serve`; cron runs `flask queue process` every minute (cron/).
-`flask COMMAND --help` describes each command and group."""
+admins watch /monitor. Settings: SIPUP_* variables or instance/sipup.cfg
+(docs/settings.md). Start with `flask serve`; cron runs `flask queue process`
+every minute (cron/). `flask COMMAND --help` describes each command and group."""
 DB_HELP = (
     "The database: schema migrations (`upgrade` applies them; the others are Flask-Migrate's tools for "
     "writing them), statement statistics (`stats`) and indexes, partitions and statistics (`optimize`)."

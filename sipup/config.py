@@ -722,7 +722,7 @@ def _warn_unknown(key):
     _WARNED.add(key)
     known = [f"{ENV_PREFIX}_{name}" for name in (*DEFAULTS, *OTHER_VARIABLES)]
     closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"; did you mean {closest[0]}?" if closest else "; it is ignored (README lists the settings)."
+    hint = f"; did you mean {closest[0]}?" if closest else "; it is ignored (docs/settings.md lists the settings)."
     print(f"sipup: warning: {key} is not a sipup setting{hint}", file=sys.stderr)
 
 

@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from flask import abort, redirect, request, session, url_for
+from flask import abort, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from .compat import signed_in_id
@@ -22,9 +22,17 @@ def register_security(app):
     login_manager.login_message = "Please sign in to see your prices and order."
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
-    login_manager.user_loader(accounts.load_user)
+    login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(sign_in_first)
     app.before_request(read_ahead)
+
+
+def load_user(token):
+    """The user behind a login cookie (see accounts.load_user); their ids are what the request's usage counts under."""
+    user = accounts.load_user(token)
+    if user is not None:
+        g.usage_ids = (user.company_id, user.id)
+    return user
 
 
 def read_ahead():

@@ -290,12 +290,12 @@ def test_an_import_inside_a_function_says_why():
     assert unexplained == []
 
 
-def test_every_package_says_what_it_is_for_and_the_readme_map_lists_it():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^(sipup/[\w/]+/)", readme, re.MULTILINE))
+def test_every_package_says_what_it_is_for_and_the_code_map_lists_it():
+    code_map = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^(sipup/[\w/]+/)", code_map, re.MULTILINE))
     for init in PACKAGE.rglob("__init__.py"):
         folder = init.parent.relative_to(ROOT).as_posix() + "/"
         if folder == "sipup/":
             continue
         assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), f"{folder}__init__.py has no docstring"
-        assert folder in listed, f"README's map does not list {folder}"
+        assert folder in listed, f"the code map in docs/development.md does not list {folder}"

@@ -450,7 +450,7 @@ def test_the_backup_verifies_with_the_documented_grants_and_names_the_one_it_lac
         pytest.skip("the grants are MariaDB's; once is enough, whichever queue carries the job")
     live = make_url(app.config["DATABASE_URL"])
     user, password = f"sipup_{secrets.token_hex(4)}", secrets.token_hex(12)
-    with db.engine.begin() as conn:  # the README's: CREATE USER sipup ...; GRANT ALL ON sipup.* TO sipup
+    with db.engine.begin() as conn:  # docs/production.md's: CREATE USER sipup ...; GRANT ALL ON sipup.* TO sipup
         conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
         conn.execute(text(f"GRANT ALL ON `{live.database}`.* TO '{user}'@'%'"))
     try:
@@ -458,7 +458,8 @@ def test_the_backup_verifies_with_the_documented_grants_and_names_the_one_it_lac
         with service.app_context():
             line = (
                 f"The backup is verified by a restore into the database {live.database}_verify, which {user}@% may "
-                f"not create: as root run GRANT ALL ON {live.database}_verify.* TO '{user}'@'%' (README: backups)."
+                f"not create: as root run GRANT ALL ON {live.database}_verify.* TO '{user}'@'%' "
+                "(docs/jobs.md: Mail and backups)."
             )
             assert backup.verification_problem() == line
             upgraded = service.test_cli_runner().invoke(args=["db", "upgrade"])
@@ -466,7 +467,7 @@ def test_the_backup_verifies_with_the_documented_grants_and_names_the_one_it_lac
             with pytest.raises(backup.VerificationNotAllowed):  # a DomainError: the job fails at once, no retries
                 backup.run_backup()
             db.engine.dispose()
-        with db.engine.begin() as conn:  # the README's one extra grant
+        with db.engine.begin() as conn:  # docs/production.md's one extra grant
             conn.execute(text(f"GRANT ALL ON {live.database}_verify.* TO '{user}'@'%'"))
         with service.app_context():
             assert backup.verification_problem() is None

@@ -95,7 +95,7 @@ def status():
         click.echo(
             f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
             f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
-            "Give Redis persistence (README)."
+            "Give Redis persistence (docs/jobs.md, Redis for the queue)."
         )
     if info["paused"]:
         click.echo(f"Paused: {', '.join(info['paused'])} (`flask queue resume PRIORITY` lets them run again).")

@@ -1,6 +1,7 @@
 """What the command line and /monitor read and do with the job record: status, browse, retry, cancel,
 delete (one job or every failed one), pause and resume a priority, clean up."""
 
+import time
 from datetime import timedelta
 
 from flask import current_app
@@ -16,6 +17,7 @@ from sipup.jobs.queue import (
     WAITING,
     S,
     paused_priorities,
+    running_marks,
     send_after_commit,
     set_paused,
     store_loss,
@@ -64,6 +66,40 @@ def queue_status():
     except Exception as exc:  # Redis down: the table still answers
         status["huey_error"] = str(exc) or type(exc).__name__
     return status
+
+
+RUNNING_SHOWN = 50  # "Running now" lists at most this many, the longest running first
+
+
+def running_now():
+    """The jobs running at this moment on every host, longest running first: id, name, priority, attempt,
+    the host and process that run it (None for a run whose process set no mark: an older version, or the
+    store did not answer) and the seconds it has run."""
+    marks = running_marks(current_app.extensions["queue"].counters())
+    rows = db.session.execute(
+        select(Job.id, Job.name, Job.priority, Job.attempts, Job.started_at, Job.lease_until)
+        .where(Job.status == S.RUNNING)
+        .order_by(Job.started_at, Job.id)
+        .limit(RUNNING_SHOWN)
+    ).all()
+    now = utcnow()
+    found = []
+    for row in rows:
+        host, pid, since = marks.get(row.id, (None, None, None))
+        seconds = time.time() - since if since is not None else (now - (row.started_at or now)).total_seconds()
+        found.append(
+            {
+                "id": row.id,
+                "name": row.name,
+                "priority": PRIORITY_NAMES.get(row.priority, str(row.priority)),
+                "attempt": row.attempts,
+                "host": host,
+                "pid": pid,
+                "seconds": max(0.0, seconds),
+                "overdue": row.lease_until is not None and row.lease_until < now,
+            }
+        )
+    return sorted(found, key=lambda job: -job["seconds"])
 
 
 def retry_job(job_id):

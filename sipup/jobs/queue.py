@@ -73,6 +73,7 @@ STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (s
 EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
 QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.metrics.outages)
 PAUSED = "paused:"  # marks of paused priorities in the shared counters store: paused:<priority name>
+RUNNING = "running:"  # marks of running jobs in the shared counters store: running:<job id>|<host>|<pid>
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
 
 
@@ -310,7 +311,10 @@ class Queue:
             if claimed is None:
                 log.info("Skipped %s: not waiting to run (already run, running elsewhere, or unknown).", task)
                 return SKIPPED
-            attempts, max_attempts = claimed
+            attempts, max_attempts, due = claimed
+            count_wait(self.counters(), task, (utcnow() - due).total_seconds())
+            mark = f"{RUNNING}{job_id}|{self.app.config['HOST_NAME']}|{os.getpid()}"
+            self.counters().mark(mark, True)  # for "Running now" on /monitor, from every host
             with self._lock:
                 self.running[job_id] = attempts
             return self._run_claimed(task, func, args, job_id, attempts, max_attempts)
@@ -320,7 +324,9 @@ class Queue:
             return self._hold(task, job_id, claimed_at, exc)
         finally:
             with self._lock:
-                self.running.pop(job_id, None)
+                ran = self.running.pop(job_id, None) is not None
+            if ran:
+                self.counters().mark(mark, False)
 
     def _hold(self, task, job_id, claimed_at, error):
         """The database went away during this run: keep its claim to give back once the database answers."""
@@ -382,7 +388,7 @@ class Queue:
         changed = run_in_transaction(_claim_row, job_id, name, now, lease)
         if changed != 1:
             return None
-        return db.session.execute(select(Job.attempts, Job.max_attempts).where(Job.id == job_id)).one()
+        return db.session.execute(select(Job.attempts, Job.max_attempts, Job.run_at).where(Job.id == job_id)).one()
 
     def _finish(self, job_id, attempts, status, error="", result="", run_at=None):
         now = utcnow()
@@ -459,7 +465,25 @@ class Queue:
                 .execution_options(synchronize_session=False)
             )
         db.session.commit()
+        self.forget_finished_runs()
         return len(expired)
+
+    def forget_finished_runs(self):
+        """Take back "running" marks whose job no longer runs: their process died (the lease ran out), stopped
+        with the job still running, or could not take the mark back while the store was away."""
+        counters = self.counters()
+        marked = running_marks(counters, every=True)
+        if not marked:
+            return
+        running = set(
+            db.session.scalars(
+                select(Job.id).where(Job.id.in_({job_id for job_id, _ in marked}), Job.status == S.RUNNING)
+            )
+        )
+        db.session.commit()
+        for job_id, name in marked:
+            if job_id not in running:
+                counters.mark(name, False)
 
     def drain_outbox(self, now=None, limit=500):
         """Send jobs Huey never got (Redis was down) or whose message went missing; return how many."""
@@ -661,6 +685,20 @@ def set_paused(counters, priority, paused):
     counters.store.mark(PAUSED + priority, paused, time.time())
 
 
+def running_marks(counters, every=False):
+    """{job id: (host, process id, since)} of the jobs that processors and workers of every host run now, by
+    the marks they set as they start each run, the newest mark of a job where it has more ({} while the store
+    does not answer). every: [(job id, mark name)] of every mark instead."""
+    found, names = {}, []
+    for name, since in sorted(counters.marks(RUNNING).items(), key=lambda item: item[1]):
+        job_id, _, where = name.removeprefix(RUNNING).partition("|")
+        host, _, pid = where.rpartition("|")
+        if job_id.isdigit():
+            found[int(job_id)] = (host, pid, since)
+            names.append((int(job_id), name))
+    return names if every else found
+
+
 def last_processor_start():
     return db.session.scalar(select(func.max(QueueRun.started_at)).where(QueueRun.processor != STORE_ROW))
 
@@ -727,6 +765,38 @@ def job_type_stats(counters, hours=24):
     for row in rows.values():
         row["p95_s"] = percentile(row["hist"], 0.95, RUN_BOUNDS_S)
     return sorted(rows.values(), key=lambda r: (-r["runs"], r["name"]))
+
+
+# Waits per priority in the shared counters (group "waits"): `<priority>|h<i>`, a histogram in seconds of the
+# time from when a job was due (enqueued, or its delay or retry came) to the start of its run.
+WAITS = "waits"
+WAIT_BOUNDS_S = (1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+def count_wait(counters, task, seconds):
+    """Count how long a job waited for its run to start."""
+    priority = PRIORITY_NAMES.get(task.priority, "normal")
+    index = next((i for i, bound in enumerate(WAIT_BOUNDS_S) if seconds <= bound), len(WAIT_BOUNDS_S))
+    counters.incr(WAITS, f"{priority}|h{index}")
+
+
+def wait_stats(counters, res="minute", count=60):
+    """Per priority, highest first, over the last `count` buckets: runs started, and the p50 and p95 wait in
+    seconds (the upper bound of its histogram bin; None without runs, inf past the last bound)."""
+    hists = {name: [0] * (len(WAIT_BOUNDS_S) + 1) for name in PRIORITIES}
+    for key, value in counters.totals(WAITS, res, count).items():
+        name, _, field = key.rpartition("|")
+        if name in hists and field[1:].isdigit() and int(field[1:]) < len(hists[name]):
+            hists[name][int(field[1:])] += value
+    return [
+        {
+            "priority": name,
+            "started": sum(hist),
+            "p50_s": percentile(hist, 0.50, WAIT_BOUNDS_S),
+            "p95_s": percentile(hist, 0.95, WAIT_BOUNDS_S),
+        }
+        for name, hist in hists.items()
+    ]
 
 
 def _write_heartbeat(processor, values):

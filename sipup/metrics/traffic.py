@@ -5,7 +5,10 @@ processes and hosts add up to one set of figures for `/monitor` and `/metrics`. 
 `<endpoint>|n` requests, `|e` server errors (5xx), `|c` client errors (4xx), `|l` rate-limited (429),
 `|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS). The running totals also
 keep `|<METHOD> <status>` and `|u` (microseconds) per endpoint, for /metrics. The group "hosts" counts the
-same per host (SIPUP_HOST_NAME), for the hosts panel: `hosts()` reads it.
+same per host (SIPUP_HOST_NAME), for the hosts panel: `hosts()` reads it. The group "usage" counts a
+signed-in request under its company and user, ids only (`c<company id>|n` requests, `|t` milliseconds;
+`u<user id>|...` the same), for the usage panel: `usage()` reads it. The sign-in sets `g.usage_ids`
+(company id or None, user id) when it loads the user; requests of nobody signed in count nowhere there.
 """
 
 import time
@@ -21,6 +24,7 @@ GROUP = "traffic"
 # The same per host: `<host>|n`, `|e`, `|t`, `|h<i>`; the counters add `|f` (flushes: the host is alive) and
 # the maxima `|cpu`, `|mem`.
 HOSTS = "hosts"
+USAGE = "usage"
 SKIPPED = {"static"}
 
 
@@ -64,6 +68,13 @@ def register_traffic(app):
         totals = {f"{endpoint}|{method} {status}": 1, f"{endpoint}|u": round(ms * 1000)}
         counters.incr_many(GROUP, amounts, totals_only=totals)
         counters.incr_many(HOSTS, on_host)
+        ids = g.get("usage_ids")
+        if ids is not None:
+            company_id, user_id = ids
+            usage = {f"u{user_id}|n": 1, f"u{user_id}|t": round(ms)}
+            if company_id is not None:
+                usage.update({f"c{company_id}|n": 1, f"c{company_id}|t": round(ms)})
+            counters.incr_many(USAGE, usage)
         return response
 
 
@@ -159,3 +170,30 @@ def hosts(counters, minutes=5):
             }
         )
     return sorted(found, key=lambda row: (-row["requests"], row["host"]))
+
+
+def usage(counters, buckets=60, res="minute", top=10):
+    """Who loads the site over the last `buckets` minutes (or hours): {"companies": ..., "users": ...}, each
+    {"requests": [...], "time": [...]}, the `top` ids by requests and by server time, each row {"id",
+    "requests", "ms", "avg_ms"}; "total" per kind: {"ids", "requests", "ms"}."""
+    rows = {"c": {}, "u": {}}
+    for name, value in counters.totals(USAGE, res, buckets).items():
+        who, _, field = name.rpartition("|")
+        if who[:1] in rows and who[1:].isdigit() and field in ("n", "t"):
+            row = rows[who[:1]].setdefault(int(who[1:]), {"id": int(who[1:]), "requests": 0, "ms": 0})
+            row["requests" if field == "n" else "ms"] += value
+    found = {}
+    for kind, name in (("c", "companies"), ("u", "users")):
+        every = list(rows[kind].values())
+        for row in every:
+            row["avg_ms"] = row["ms"] / row["requests"] if row["requests"] else None
+        found[name] = {
+            "requests": sorted(every, key=lambda r: (-r["requests"], -r["ms"], r["id"]))[:top],
+            "time": sorted(every, key=lambda r: (-r["ms"], -r["requests"], r["id"]))[:top],
+            "total": {
+                "ids": len(every),
+                "requests": sum(r["requests"] for r in every),
+                "ms": sum(r["ms"] for r in every),
+            },
+        }
+    return found

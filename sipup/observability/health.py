@@ -181,7 +181,7 @@ def queue_processor():
                 "Queue processor",
                 "warn",
                 "store lost data",
-                f"{event} Give Redis persistence (README, “Redis for the queue”). · {detail}",
+                f"{event} Give Redis persistence (docs/jobs.md, “Redis for the queue”). · {detail}",
             )
         detail = f"{detail} · {event}"
     return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)

@@ -15,15 +15,15 @@ from sqlalchemy.exc import DBAPIError
 
 from sipup.cache.layer import EVENTS, TYPES, cache_status
 from sipup.extensions import db
-from sipup.jobs.manage import queue_status
-from sipup.jobs.queue import PRIORITIES, WAITING
+from sipup.jobs.manage import queue_status, running_now
+from sipup.jobs.queue import PRIORITIES, WAITING, wait_stats
 from sipup.limits import limiter as limits
 from sipup.metrics import exceptions
 from sipup.metrics.processes import pool_holders
 from sipup.metrics.query_stats import connection_budget as budget
 from sipup.metrics.query_stats import describe_pool, pool_status
-from sipup.metrics.traffic import hosts, traffic
-from sipup.models import Job, JobStatus, utcnow
+from sipup.metrics.traffic import hosts, traffic, usage
+from sipup.models import Company, Job, JobStatus, User, utcnow
 from sipup.observability import health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
 
@@ -196,6 +196,49 @@ def queue_panel(range_=DEFAULT_RANGE):
     }
 
 
+def running_panel(range_=DEFAULT_RANGE):
+    """The jobs running at this moment on every host, with the host and process and how long each has run."""
+    jobs = running_now()
+    return {"jobs": jobs, "lease_seconds": current_app.config["QUEUE_LEASE_SECONDS"]}
+
+
+def waits_panel(range_=DEFAULT_RANGE):
+    """Per priority, how long jobs waited from being due to their start (p50, p95) in the range."""
+    res, count, words, _per = _span(range_)
+    return {"waits": wait_stats(current_app.extensions["counters"], res, count), "range": range_, "range_words": words}
+
+
+USAGE_TOP = 10
+
+
+def usage_panel(range_=DEFAULT_RANGE):
+    """The companies and users with the most requests and the most server time in the range, with their names."""
+    res, count, words, _per = _span(range_)
+    found = usage(current_app.extensions["counters"], count, res, USAGE_TOP)
+    user_ids = {row["id"] for kind_rows in (found["users"]["requests"], found["users"]["time"]) for row in kind_rows}
+    users = {
+        user.id: user
+        for user in db.session.execute(
+            select(User.id, User.email, User.role, User.company_id).where(User.id.in_(user_ids))
+        ).all()
+    }
+    company_ids = {row["id"] for side in ("requests", "time") for row in found["companies"][side]}
+    company_ids |= {user.company_id for user in users.values() if user.company_id is not None}
+    names = dict(db.session.execute(select(Company.id, Company.name).where(Company.id.in_(company_ids))).all())
+    for row in found["companies"]["requests"] + found["companies"]["time"]:
+        row["name"] = names.get(row["id"])
+    for row in found["users"]["requests"] + found["users"]["time"]:
+        user = users.get(row["id"])
+        row.update(
+            email=user.email if user else None,
+            role=user.role if user else None,
+            company_id=user.company_id if user else None,
+            company=names.get(user.company_id) if user else None,
+        )
+    found.update(range=range_, range_words=words, top=USAGE_TOP)
+    return found
+
+
 def exceptions_panel(range_=DEFAULT_RANGE):
     """Unexpected exceptions of requests and jobs in the range, grouped by type and place, with the last trace."""
     res, count, words, _per = _span(range_)
@@ -314,6 +357,9 @@ PANELS = {  # page order; ranged panels offer the last hour, 24 hours or 7 days
     "database": ("Database", database_panel, True),
     "cache": ("Cache", cache_panel, True),
     "queue": ("Queue", queue_panel, True),
+    "running": ("Running now", running_panel, False),
+    "waits": ("Wait per priority", waits_panel, True),
+    "usage": ("Usage", usage_panel, True),
     "limits": ("Rate limits", limits_panel, True),
     "recommendations": ("Recommendations", recommendations_panel, False),
 }

@@ -4,7 +4,7 @@ Counters (`_total`) and histograms are this host's own, the Prometheus way: the 
 shared counters (sipup/metrics/counters.py) that every process of this host (servers, worker, cron
 runs; SIPUP_HOST_NAME) adds to, so they are true monotonically increasing counters of the host whichever of
 its processes answers the scrape. Scrape every host; `sum(rate(...))` over them is the site's rate, and
-`by (instance)` shows each host (README, metrics section). `sipup_host_info` says which host a target is.
+`by (instance)` shows each host (docs/metrics.md). `sipup_host_info` says which host a target is.
 
 Gauges are levels read when scraped. Most are the site's, the same on every host (the queue by priority
 and state, the blocks in force, each health check, the recommendations firing, requests of the last

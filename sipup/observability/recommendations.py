@@ -136,7 +136,7 @@ RULES = (
         1,
         lambda v: f"{v:,} pending",
         "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
-        "on the host (see cron/ and the README).",
+        "on the host (see cron/ and docs/cron.md).",
     ),
     Rule(
         "failed_jobs",
@@ -214,7 +214,7 @@ RULES = (
         100,
         lambda v: "no requests" if v is None else f"p95 ≤ {v:,.0f} ms",
         "See the Database panel for slow statements, check the cache hit rate, and add waitress "
-        "processes behind the load balancer (docs in the README).",
+        "processes behind the load balancer (see docs/cluster.md).",
     ),
     Rule(
         "disk",

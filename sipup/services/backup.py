@@ -165,7 +165,7 @@ def _fresh_scratch(url):
                 user, _, host = account.rpartition("@")
                 raise VerificationNotAllowed(
                     f"The backup is verified by a restore into the database {name}, which {account} may not "
-                    f"create: as root run GRANT ALL ON {name}.* TO '{user}'@'{host}' (README: backups)."
+                    f"create: as root run GRANT ALL ON {name}.* TO '{user}'@'{host}' (docs/jobs.md: Mail and backups)."
                 ) from None
     finally:
         engine.dispose()
