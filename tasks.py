@@ -1,75 +1,30 @@
-"""Background jobs. Each is a few lines that take ids and call a service; sipup.jobs.queue records, leases,
-retries and runs each in an app context of its own. Periodic times are UTC."""
+"""The jobs where Huey's idiom looks for them (`import tasks`, then `tasks.ping()` or
+`tasks.build_report.schedule(args, delay=60)`): they live in sipup/tasks.py, which the app imports itself."""
 
-from sipup.jobs import crontab, housekeeping, job
-from sipup.observability import alerts
-from sipup.services import backup, bulk_import, mail, payments, reports, stock_import
+from sipup.tasks import (
+    apply_import,
+    apply_payment,
+    apply_stock_file,
+    build_report,
+    cache_cleanup,
+    monitor_alerts,
+    monthly_reports,
+    nightly_backup,
+    overdue_reminders,
+    ping,
+    send_mail,
+)
 
-
-@job(priority="normal")
-def send_mail(kind, object_id):
-    """Send one customer or staff mail (order confirmation, status, invoice, reminder, low stock)."""
-    return mail.send(kind, object_id)
-
-
-@job(priority="low", lease=3600)
-def build_report(kind, start=None, end=None):
-    """Build one CSV report into the file storage."""
-    return reports.build(kind, start, end)
-
-
-@job(priority="high")
-def apply_payment(reference, company, amount):
-    """Apply one incoming payment to the company's oldest open invoices (once per reference)."""
-    return payments.apply_payment(reference, company, amount)
-
-
-@job(priority="normal", lease=3600)
-def apply_stock_file(filename):
-    """Apply a warehouse stock file, recheck reservations and alert staff about low stock."""
-    summary, low = stock_import.apply_stock_file(filename)
-    stock_import.alert_low_stock(low)
-    return summary
-
-
-@job(priority="normal", lease=3600)
-def apply_import(kind, name, actor_id=None):
-    """Apply a confirmed products, prices or companies file a batch at a time; a re-run skips what is applied."""
-    return bulk_import.apply_stored(kind, name, actor_id)
-
-
-@job(priority="low", periodic=crontab(minute="30", hour="2"), lease=3 * 3600)
-def nightly_backup():
-    """Back up the database, verify it by a restore, keep the last SIPUP_BACKUP_KEEP."""
-    return backup.run_backup()
-
-
-@job(priority="low", periodic=crontab(minute="0", hour="4", day="1"))
-def monthly_reports():
-    """Queue last month's sales reports and today's receivables ageing."""
-    return reports.queue_monthly()
-
-
-@job(priority="low", periodic=crontab(minute="0", hour="7"))
-def overdue_reminders():
-    """Queue one reminder mail per overdue invoice (once a day each)."""
-    return mail.queue_overdue_reminders()
-
-
-@job(priority="low", periodic=crontab(minute="15"))
-def cache_cleanup():
-    """Purge expired filesystem-cache entries, old statistics buckets, old job history and old checkout keys."""
-    return housekeeping.cache_cleanup()
-
-
-@job(priority="high", periodic=crontab())
-def monitor_alerts():
-    """Mail staff once when the monitor's health turns red or a recommendation stays red, once when it clears."""
-    return alerts.run()
-
-
-@job(priority="low")
-def ping(seconds=0):
-    """Do nothing, for `seconds` if given: checks the queue end to end (`flask queue enqueue ping`, then
-    `flask queue status`) and a worker's graceful stop (`flask queue enqueue ping 20`, then stop the worker)."""
-    return housekeeping.pause(seconds)
+__all__ = [
+    "apply_import",
+    "apply_payment",
+    "apply_stock_file",
+    "build_report",
+    "cache_cleanup",
+    "monitor_alerts",
+    "monthly_reports",
+    "nightly_backup",
+    "overdue_reminders",
+    "ping",
+    "send_mail",
+]

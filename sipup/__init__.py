@@ -5,9 +5,10 @@ import os
 from sipup.cache import register_cache
 from sipup.jobs import register_queue
 from sipup.limits import register_limits
-from sipup.observability import register_counters, register_logging, register_traffic
+from sipup.metrics import register_counters, register_logging, register_traffic
 from sipup.storage import register_storage
 
+from . import tasks  # noqa: F401  (declares the jobs, so every process that builds the app knows them)
 from .blueprints import register_blueprints
 from .cli import register_cli
 from .config import load_config

@@ -20,14 +20,15 @@ from waitress import create_server
 
 from sipup import redisclient
 from sipup.cache.cli import cache_cli
-from sipup.dbtools.optimize import db_optimize
+from sipup.dbtools.optimize import optimize
 from sipup.jobs.cli import queue_cli
 from sipup.limits.cli import limits_cli
-from sipup.observability.query_stats import describe_pool, pool_status
+from sipup.metrics.query_stats import describe_pool, pool_status
 from sipup.storage import get_storage
 from sipup.storage.cli import storage_cli
 
 from . import serving
+from .exceptions import DomainError
 from .extensions import db
 from .files import open_private
 from .imports_cli import export_cli, import_cli
@@ -35,7 +36,7 @@ from .loadtest.cli import loadtest
 from .models import LinkPurpose
 from .services import accounts, backup, companies, links, users
 from .services import seed as seeding
-from .services.errors import DomainError
+from .services.key_queries import key_queries
 from .services.seed import seed_demo
 
 MIGRATE_UPGRADE = db_group.commands["upgrade"]  # Flask-Migrate's; register_cli() adds the backup check to it
@@ -521,3 +522,23 @@ def db_stats(window, top):
                 f"{r['max_ms']:>8.1f} {r['slow']:>5}  {r['short'][:110]}"
             )
     click.echo(f"\nPool: {describe_pool(pool_status(db.engine))}")
+
+
+@click.command("optimize", short_help="Indexes, monthly partitions, ANALYZE; a report of timings.")
+@click.option("--dry-run", is_flag=True, help="Print the statements that would run; change nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report to this file.")
+@with_appcontext
+def db_optimize(dry_run, report_path):
+    """Check indexes, roll monthly partitions forward, analyse tables, and report sizes, plans and timings."""
+    outcome, report = optimize(current_app._get_current_object(), dry_run=dry_run, key_queries=key_queries)
+    click.echo("")
+    click.echo(report, nl=False)
+    if report_path:
+        try:
+            with open(report_path, "w", encoding="utf-8") as handle:
+                handle.write(report)
+        except OSError as exc:
+            raise click.ClickException(f"The report could not be written to {report_path}: {exc.strerror}.") from None
+        click.echo(f"Report written to {report_path}.")
+    if outcome.failed:
+        raise click.ClickException(outcome.failed)

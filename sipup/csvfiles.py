@@ -20,8 +20,8 @@ import secrets
 from datetime import date, datetime
 from decimal import Decimal
 
+from .exceptions import InvalidInput
 from .files import open_private
-from .services.errors import InvalidInput
 
 DIALECTS = {"excel": (",", "."), "excel-eu": (";", ",")}
 COMMA_CURRENCIES = {"EUR"}  # where Excel's list separator is usually ";" because the decimal mark is ","

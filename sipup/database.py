@@ -11,15 +11,15 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from sipup.observability.outages import outage
-from sipup.observability.query_stats import MeasuredQueuePool, register_query_stats, time_statements
+from sipup.metrics.outages import outage
+from sipup.metrics.query_stats import MeasuredQueuePool, register_query_stats, time_statements
 from sipup.replicas import ReplicaSet
 
 from .compat import set_read_timeout
 from .extensions import db, migrate
 
 log = logging.getLogger(__name__)
-DATABASE = "Database"  # its outages' name in the log (sipup.observability.outages)
+DATABASE = "Database"  # its outages' name in the log (sipup.metrics.outages)
 
 # MySQL/MariaDB error codes worth retrying the whole unit for: deadlock, lock wait timeout. On Galera a
 # transaction that lost certification to one committed on another node ends in 1213 ("WSREP detected

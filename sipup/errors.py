@@ -8,9 +8,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from sipup.observability import exceptions
-from sipup.observability.outages import outage
-from sipup.observability.query_stats import POOL_TIMEOUTS
+from sipup.metrics import exceptions
+from sipup.metrics.outages import outage
+from sipup.metrics.query_stats import POOL_TIMEOUTS
 from sipup.storage import StorageUnavailable
 
 from .compat import answer_as_anonymous

@@ -8,9 +8,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from .exceptions import DomainError
 from .files import open_private
 from .services import bulk_import
-from .services.errors import DomainError
 
 SHOWN = 20
 

@@ -32,7 +32,7 @@ from sqlalchemy import Select, event, text
 from sqlalchemy.exc import DBAPIError
 
 from sipup.compat import is_locking_read
-from sipup.observability.outages import describe, outage
+from sipup.metrics.outages import describe, outage
 
 CHECK_SECONDS = 1.5  # how long a process trusts what it last saw of a replica
 PRIMARY_UNTIL = "primary_until"  # in the browser's session: until when (epoch seconds) its reads use the primary

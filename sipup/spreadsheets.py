@@ -22,7 +22,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from .csvfiles import read_table, uncell
-from .services.errors import InvalidInput
+from .exceptions import InvalidInput
 
 log = logging.getLogger("sipup.spreadsheets")
 

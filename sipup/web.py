@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .database import DATABASE
-from .observability.outages import outage
+from .metrics.outages import outage
 from .services import cart
 from .services.parsing import MAX_ID
 

@@ -7,24 +7,26 @@ import signal
 import sqlite3
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from cachelib import FileSystemCache
 from cachelib.redis import RedisCache
-from flask import Flask, g
+from flask import Flask, abort, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import AnonymousUserMixin, LoginManager, UserMixin, current_user, login_user
 from huey import SqliteHuey
 from huey.api import TaskWrapper
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Scheduler
 from sqlalchemy.pool import QueuePool
 
 from sipup import compat as app_compat
 from sipup.cache import compat as cache_compat
+from sipup.cache.drivers import FolderCache
 from sipup.jobs import compat as jobs_compat
 from sipup.limits import compat as limits_compat
-from sipup.observability import compat as observability_compat
+from sipup.metrics import compat as metrics_compat
 
 # --- Huey -------------------------------------------------------------------------------------------
 
@@ -57,6 +59,23 @@ def test_extra_signals_stop_the_consumer_gracefully(tmp_path):
     assert signal.SIGTERM in consumer._signal_actions  # the handlers are installed for every key
 
 
+def test_the_consumers_scheduler_hands_the_minutes_periodic_check_to_enqueue_periodic_tasks(tmp_path):
+    # sipup.jobs.worker's scheduler runs the queue's housekeeping in place of this method, once a minute.
+    calls = []
+
+    class Recording(Scheduler):
+        def enqueue_periodic_tasks(self, now):
+            calls.append(now)
+
+    huey = SqliteHuey("compat", filename=str(tmp_path / "q.db"), results=False)
+    consumer = type("Consumer", (Consumer,), {"scheduler_class": Recording})(huey, periodic=True, scheduler_interval=1)
+    scheduler = consumer._create_scheduler()
+    assert isinstance(scheduler, Recording)
+    scheduler._next_loop -= 0.99  # the loop sleeps out the rest of its one-second interval: leave 10 ms of it
+    scheduler.loop(now=datetime(2026, 1, 1, 4, 0))
+    assert calls == [datetime(2026, 1, 1, 4, 0)]
+
+
 # --- cachelib ---------------------------------------------------------------------------------------
 
 
@@ -73,6 +92,24 @@ def test_the_folder_cache_sweep_removes_expired_files_and_keeps_the_rest(tmp_pat
     store.set("kept", 2, timeout=3600)
     assert cache_compat.remove_expired_files(store, time.time() + 10) == 1
     assert store.get("kept") == 2 and store.get("old") is None
+
+
+def test_the_folder_cache_writes_its_file_count_through_set_with_mgmt_element(tmp_path):
+    # sipup.cache.drivers.FolderCache overrides set and delete and passes mgmt_element on: cachelib writes
+    # its count file through the override with it, and that write must not count itself.
+    calls = []
+
+    class Recording(FolderCache):
+        def set(self, key, value, timeout=None, mgmt_element=False):
+            calls.append((key, mgmt_element))
+            return super().set(key, value, timeout=timeout, mgmt_element=mgmt_element)
+
+    store = Recording(str(tmp_path / "cache"), threshold=100)
+    calls.clear()
+    store.set("a", 1)
+    store.set("b", 2)
+    assert calls == [("a", False), (store._fs_count_file, True), ("b", False), (store._fs_count_file, True)]
+    assert store.delete("a") and store.get(store._fs_count_file) == 1
 
 
 # --- limits and Flask-Limiter -----------------------------------------------------------------------
@@ -102,6 +139,39 @@ def test_parsed_once_yields_runtime_limits_equal_to_flask_limiters_own():
     assert [hash(p) for p in parsed] == [hash(o) for o in own] and list(limit)[0] is parsed[0]
 
 
+def test_flask_limiter_checks_in_a_before_request_hook_that_hooks_first_moves_ahead_of_the_apps_own():
+    def app_refusing_in_a_hook(first):
+        app = Flask(__name__)
+        app.before_request(lambda: abort(400))  # as a CSRF failure is answered: from a hook
+        app.add_url_rule("/", "index", lambda: "ok")
+        limiter = Limiter(get_remote_address, default_limits=["1 per minute"], storage_uri="memory://")
+        if first:
+            limits_compat.hooks_first(app, lambda: limiter.init_app(app))
+        else:
+            limiter.init_app(app)
+        client = app.test_client()
+        return [client.get("/").status_code for _ in range(2)]
+
+    assert app_refusing_in_a_hook(first=False) == [400, 400]  # the app's hook answers before the limiter counts
+    assert app_refusing_in_a_hook(first=True) == [400, 429]  # every request spends budget
+
+
+def test_storage_dead_tells_when_flask_limiter_counts_in_memory_because_its_storage_failed():
+    app = Flask(__name__)
+    app.add_url_rule("/", "index", lambda: "ok")
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        default_limits=["5 per minute"],
+        storage_uri="redis://127.0.0.1:1",  # nothing listens there
+        storage_options={"socket_connect_timeout": 0.5},
+        in_memory_fallback_enabled=True,
+    )
+    assert limits_compat.storage_dead(limiter) is False
+    assert app.test_client().get("/").status_code == 200
+    assert limits_compat.storage_dead(limiter) is True
+
+
 def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_and_the_read_ahead_read():
     app = Flask(__name__)
     app.secret_key = "x" * 32
@@ -124,11 +194,11 @@ def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_and_the
 def test_the_measured_pool_counts_a_checkout_that_waited():
     waits = []
 
-    class Pool(observability_compat.WaitTimingQueuePool):
+    class Pool(metrics_compat.WaitTimingQueuePool):
         on_wait = staticmethod(waits.append)
 
     pool = Pool(lambda: sqlite3.connect(":memory:", check_same_thread=False), pool_size=1, max_overflow=0, timeout=10)
-    assert observability_compat.max_overflow(pool) == 0
+    assert metrics_compat.max_overflow(pool) == 0
     held = pool.connect()
     got = []
     waiter = threading.Thread(target=lambda: got.append(pool.connect()))
@@ -140,7 +210,7 @@ def test_the_measured_pool_counts_a_checkout_that_waited():
     waiter.join(10)
     assert len(got) == 1 and len(waits) == 1
     got[0].close()
-    assert observability_compat.max_overflow(QueuePool(lambda: None, pool_size=1, max_overflow=3)) == 3
+    assert metrics_compat.max_overflow(QueuePool(lambda: None, pool_size=1, max_overflow=3)) == 3
 
 
 # --- Flask-Login ------------------------------------------------------------------------------------

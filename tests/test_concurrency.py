@@ -13,11 +13,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
+from sipup.exceptions import OutOfStock
 from sipup.extensions import db
 from sipup.models import Order, OrderStatus, Product, User
 from sipup.services import cart as carts
 from sipup.services import orders, stock_import
-from sipup.services.errors import OutOfStock
 
 pytestmark = pytest.mark.mariadb
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from sipup.exceptions import FieldErrors, InvalidInput
 from sipup.extensions import db
 from sipup.models import CreditNote, Invoice
 from sipup.services import cart as carts
 from sipup.services import credit_notes, documents, einvoice, orders, vat
-from sipup.services.errors import FieldErrors, InvalidInput
 from tests.conftest import login
 
 D = Decimal

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sipup.database import check_database, run_in_transaction
 from sipup.dbtools.batch import bulk_insert, bulk_update
 from sipup.extensions import db
+from sipup.metrics.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
 from sipup.models import Category, Product
-from sipup.observability.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
 
 MARIADB_ONLY = "needs MariaDB: SQLite has no server to drop connections, no row locks and no connection pool limits"
 

@@ -17,8 +17,8 @@ from sipup import create_app
 from sipup.extensions import db
 from sipup.jobs import enqueue
 from sipup.jobs.worker import build_worker
+from sipup.metrics.outages import Outage
 from sipup.models import CheckoutKey, Job, Order, Product, utcnow
-from sipup.observability.outages import Outage
 from sipup.services import cart
 from tests.conftest import RequestScopedClient, _empty_tables, _overrides, login
 from tests.servers import LocalMariaDB

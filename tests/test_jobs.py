@@ -21,12 +21,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 import sipup.jobs.queue as queue_module
+from sipup.exceptions import InvalidInput
 from sipup.extensions import db
 from sipup.jobs import enqueue
 from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
-from sipup.services.errors import InvalidInput
 from tests.conftest import BACKENDS, REDIS_URL, _empty_tables
 from tests.servers import LocalSmtp, free_port
 

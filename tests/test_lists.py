@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 
+from sipup.exceptions import FieldErrors, InvalidInput, NotAllowed, NotFound
 from sipup.extensions import db
 from sipup.models import CartItem, ShoppingList
 from sipup.services import cart as carts
 from sipup.services import quick_order
 from sipup.services import shopping_lists as lists
-from sipup.services.errors import FieldErrors, InvalidInput, NotAllowed, NotFound
 
 VAT = Decimal("0.20")
 MAX = 500

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-import sipup.observability.counters as counters_module
+import sipup.metrics.counters as counters_module
 from sipup import create_app
-from sipup.observability.counters import (
+from sipup.metrics.counters import (
     DESCRIPTION_SECONDS,
     RESOLUTIONS,
     Counters,

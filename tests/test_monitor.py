@@ -10,9 +10,9 @@ from sipup import create_app
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.metrics.counters import Counters, SqliteCounterStore
 from sipup.models import Job, JobStatus
 from sipup.observability import panels as monitor
-from sipup.observability.counters import Counters, SqliteCounterStore
 from sipup.observability.recommendations import RULES, evaluate
 from tests.conftest import PASSWORD, RequestScopedClient, _empty_tables, _overrides, login, signed_in_id
 

@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from sipup.extensions import db
 from sipup.jobs.queue import enqueue, job
+from sipup.metrics import exceptions
 from sipup.models import Job
-from sipup.observability import alerts, exceptions
+from sipup.observability import alerts
 from tests.conftest import REDIS_URL, login
 
 STORES = ["sqlite"] + (["redis"] if REDIS_URL else [])
@@ -26,7 +27,7 @@ def exploding_report(label):
 def app(request, own_app):
     """The app with its counters in the embedded SQLite file or in Redis (a namespace of this test's own)."""
     if request.param == "redis":
-        from sipup.observability.counters import Counters, RedisCounterStore
+        from sipup.metrics.counters import Counters, RedisCounterStore
 
         namespace = request.getfixturevalue("redis_namespace")
         own_app.extensions["counters"] = Counters(RedisCounterStore(REDIS_URL, namespace))

@@ -14,10 +14,11 @@ from sipup.database import scratch_database
 from sipup.dbtools.optimize import Optimizer, optimize, partition_orders
 from sipup.extensions import db
 from sipup.models import Order, OrderEvent, OrderLine
+from sipup.services.key_queries import key_queries
 from sipup.services.orders import order_number
 from tests.conftest import SECRET_KEY
 
-QUIET = dict(echo=lambda _line: None)
+QUIET = dict(echo=lambda _line: None, key_queries=key_queries)
 
 
 def drop_index(name, table):

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
+from sipup.exceptions import EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from sipup.extensions import db
 from sipup.models import Invoice, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import cart as carts
 from sipup.services import orders
-from sipup.services.errors import EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 
 D = Decimal
 S = OrderStatus

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from sipup.services.errors import InvalidInput
+from sipup.exceptions import InvalidInput
 from sipup.services.parsing import page_number, parse_count, parse_date, parse_money, whole_number
 
 

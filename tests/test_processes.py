@@ -6,9 +6,9 @@ from sqlalchemy import text
 from sipup import create_app
 from sipup.config import DEFAULTS
 from sipup.extensions import db
+from sipup.metrics import processes
+from sipup.metrics.query_stats import describe_budget
 from sipup.observability import panels as monitor
-from sipup.observability import processes
-from sipup.observability.query_stats import describe_budget
 from sipup.services import links
 from tests.conftest import _overrides
 

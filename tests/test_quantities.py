@@ -2,7 +2,7 @@
 
 import pytest
 
-from sipup.services.errors import InvalidQuantity
+from sipup.exceptions import InvalidQuantity
 from sipup.services.parsing import parse_quantity
 from sipup.services.quantities import quantity_problem, stock_problem
 

@@ -13,11 +13,11 @@ import time
 import pytest
 from sqlalchemy import text
 
-import sipup.observability.counters as counters_module
+import sipup.metrics.counters as counters_module
 from sipup import create_app
 from sipup.extensions import db
-from sipup.observability.counters import Counters, SqliteCounterStore
-from sipup.observability.query_stats import (
+from sipup.metrics.counters import Counters, SqliteCounterStore
+from sipup.metrics.query_stats import (
     CONNECT,
     GROUP,
     MAX_STATEMENTS,

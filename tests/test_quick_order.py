@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
+from sipup.exceptions import InvalidInput
 from sipup.services import quick_order
-from sipup.services.errors import InvalidInput
 
 D = Decimal
 VAT = D("0.20")

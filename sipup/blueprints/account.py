@@ -3,11 +3,11 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..exceptions import DomainError, FieldErrors, NotFound
 from ..extensions import db
 from ..models import LinkPurpose, Role
 from ..security import owner_required
 from ..services import links, orders, passwords, users
-from ..services.errors import DomainError, FieldErrors, NotFound
 from .auth import sign_in
 
 bp = Blueprint("account", __name__, url_prefix="/account")

@@ -7,9 +7,11 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from sqlalchemy import select
 
+from sipup import tasks
 from sipup.jobs import enqueue
 from sipup.storage import StorageUnavailable
 
+from ..exceptions import DomainError, FieldErrors, InvalidInput, NotFound
 from ..extensions import db
 from ..models import Category, Company, OrderStatus, PriceList, Product, Role, utcnow
 from ..replicas import replica_reads
@@ -29,7 +31,6 @@ from ..services import (
     users,
     vat,
 )
-from ..services.errors import DomainError, FieldErrors, InvalidInput, NotFound
 from ..services.parsing import page_number, whole_number
 from .account import flash_user_action
 from .shop import file_download
@@ -547,7 +548,7 @@ def report_list():
             if kind != "receivables_ageing":
                 first, last = reports.parse_range(request.form.get("start", ""), request.form.get("end", ""))
                 args = (kind, first.isoformat(), last.isoformat())
-            enqueue("build_report", *args, priority="normal")
+            enqueue(tasks.build_report, *args, priority="normal")
             db.session.commit()
         except DomainError as exc:
             flash(str(exc), "error")

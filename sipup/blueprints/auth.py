@@ -3,14 +3,15 @@
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from sipup import tasks
 from sipup.jobs import enqueue
 from sipup.limits import remember_sign_in
 
+from ..exceptions import FieldErrors
 from ..extensions import db
 from ..models import LinkPurpose
 from ..security import same_site_path
 from ..services import accounts, companies, links, passwords, users
-from ..services.errors import FieldErrors
 
 bp = Blueprint("auth", __name__)
 
@@ -66,7 +67,7 @@ def password_reset():
                 "auth/password_reset.html", email=email, errors={"email": "Enter the e-mail address you sign in with."}
             ), 422
         # The job looks the address up, so an unknown one costs this request exactly what a known one does.
-        enqueue("send_mail", "password_reset", email, priority="high")
+        enqueue(tasks.send_mail, "password_reset", email, priority="high")
         db.session.commit()
         return render_template("auth/password_reset_sent.html", email=email)
     return render_template("auth/password_reset.html", email=email, errors={})

@@ -3,10 +3,10 @@
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ..exceptions import DomainError, FieldErrors, NotFound
 from ..security import customer_required
 from ..services import quick_order
 from ..services import shopping_lists as lists
-from ..services.errors import DomainError, FieldErrors, NotFound
 from ..services.parsing import whole_number
 from ..services.vat import rules as vat_rules
 from .shop import csv_download, read_quick_order_source

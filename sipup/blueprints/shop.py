@@ -23,13 +23,13 @@ from markupsafe import Markup
 
 from sipup.cache import cached
 
+from ..exceptions import AlreadyPlaced, DomainError, NotFound
 from ..extensions import db
 from ..models import Address, utcnow
 from ..replicas import replica_reads
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
-from ..services.errors import AlreadyPlaced, DomainError, NotFound
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
 

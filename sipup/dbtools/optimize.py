@@ -1,5 +1,6 @@
-"""`flask db optimize`: indexes checked against the models, monthly partitions of the orders tables,
-table maintenance and a performance report. Every step is idempotent, so it is safe to run weekly.
+"""`flask db optimize` (the command is in sipup/cli.py): indexes checked against the models, monthly partitions of
+the orders tables, table maintenance and a performance report. Every step is idempotent, so it is safe to run
+weekly. The key queries it times come from its caller (sipup.services.key_queries): this package knows no page.
 
 The work runs on a connection of its own (no pool, autocommit, bounded lock waits), so its statements
 neither count in the query statistics nor hold a transaction open across DDL. Each DDL statement is
@@ -8,8 +9,6 @@ from what is there.
 """
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -25,8 +24,9 @@ from sipup.models import utcnow
 class Optimizer(Statements, IndexSteps, PartitionSteps, MaintenanceSteps, ReportSteps):
     """One run of `flask db optimize` over the app's database."""
 
-    def __init__(self, app, now=None, dry_run=False, echo=click.echo):
+    def __init__(self, app, now=None, dry_run=False, echo=click.echo, key_queries=None):
         self.app = app
+        self.find_key_queries = key_queries  # (conn, now) -> [(label, statement)] to time and explain
         self.config = app.config
         self.now = now or utcnow()
         self.dry_run = dry_run
@@ -101,27 +101,7 @@ def partition_orders(app, now=None, echo=lambda _line: None):
     return optimizer.out
 
 
-def optimize(app, now=None, dry_run=False, echo=click.echo):
-    """Run every step and return (outcome, report text)."""
-    outcome = Optimizer(app, now=now, dry_run=dry_run, echo=echo).run()
+def optimize(app, now=None, dry_run=False, echo=click.echo, key_queries=None):
+    """Run every step and return (outcome, report text); key_queries(conn, now) names the statements to time."""
+    outcome = Optimizer(app, now=now, dry_run=dry_run, echo=echo, key_queries=key_queries).run()
     return outcome, render(outcome)
-
-
-@click.command("optimize", short_help="Indexes, monthly partitions, ANALYZE; a report of timings.")
-@click.option("--dry-run", is_flag=True, help="Print the statements that would run; change nothing.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report to this file.")
-@with_appcontext
-def db_optimize(dry_run, report_path):
-    """Check indexes, roll monthly partitions forward, analyse tables, and report sizes, plans and timings."""
-    outcome, report = optimize(current_app._get_current_object(), dry_run=dry_run)
-    click.echo("")
-    click.echo(report, nl=False)
-    if report_path:
-        try:
-            with open(report_path, "w", encoding="utf-8") as handle:
-                handle.write(report)
-        except OSError as exc:
-            raise click.ClickException(f"The report could not be written to {report_path}: {exc.strerror}.") from None
-        click.echo(f"Report written to {report_path}.")
-    if outcome.failed:
-        raise click.ClickException(outcome.failed)

@@ -5,24 +5,18 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from sipup.dbtools.partitions import PARTITIONED, month_start
 from sipup.extensions import db
-from sipup.models import Order, OrderStatus, Product
-from sipup.observability.processes import pool_holders
-from sipup.observability.query_stats import (
+from sipup.metrics.processes import pool_holders
+from sipup.metrics.query_stats import (
     connection_budget,
     describe_budget,
     short_sql,
 )
-from sipup.services.backoffice import orders_query, status_counts_query
-from sipup.services.catalog import search_query
-from sipup.services.orders import history_query, order_query, uninvoiced_query
-from sipup.services.reports import KINDS, ageing_query, report_query
 
 ORPHAN_CHECK_SECONDS = 60
 KEY_QUERY_SECONDS = 30
@@ -54,36 +48,9 @@ class ReportSteps:
     """Key queries and the report sections of the Optimizer."""
 
     def key_queries(self):
-        """The statements sipup's busiest pages and its reports run, built by the same service functions
-        and with real values from the data: [(label, statement)]."""
-        latest = self.conn.execute(
-            select(Order.number, Order.company_id, Order.created_at).order_by(Order.id.desc()).limit(1)
-        ).first()
-        if latest is None:
-            return []
-        number, company_id, created = latest
-        first, until = month_start(created, -1), month_start(created)  # the last full month, as cron asks
-        last = date.fromordinal(until.toordinal() - 1)
-        word = self.conn.execute(
-            select(Product.name).where(Product.active.is_(True)).order_by(Product.id).limit(1)
-        ).scalar()
-        queries = [("storefront: catalog page, all products", search_query().limit(24))]
-        if word:
-            queries.append((f"storefront: search “{word.split()[0]}”", search_query(word.split()[0]).limit(24)))
-        queries += [
-            ("storefront: a company's order history, newest 20", history_query(company_id).limit(20)),
-            ("storefront: an order by number", order_query(number)),
-            ("checkout: credit check (orders not yet invoiced)", uninvoiced_query(company_id)),
-            ("back office: placed orders, newest 30", orders_query(OrderStatus.PLACED).limit(30)),
-            ("back office: counts per status", status_counts_query()),
-        ]
-        queries += [
-            (f"report {kind} ({first:%Y-%m})", report_query(kind, first, last))
-            for kind in KINDS
-            if kind != "receivables_ageing"
-        ]
-        queries.append(("report receivables_ageing", ageing_query(self.now.date())))
-        return queries
+        """The statements to time and explain: [(label, statement)] from the caller's `key_queries(conn, now)`
+        (the business code knows which statements its pages run; this package knows none of them)."""
+        return self.find_key_queries(self.conn, self.now) if self.find_key_queries else []
 
     def literal_sql(self, statement):
         return str(statement.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))

@@ -4,9 +4,10 @@ Modules: `queue` (`job`, `enqueue`, `PermanentError` and the record: claim, fini
 the store's epoch, `flask queue process`), `worker` (`flask queue worker`: Huey's consumer with
 sipup's housekeeping), `manage` (status, browsing, retry, cancel, delete, clean-up for the command
 line and /monitor), `housekeeping` (the hourly clean-up job's work), `cli` (`flask queue ...`),
-`compat` (the Huey internals relied on, in one place).
+`names` (the job names services enqueue by), `compat` (the Huey internals relied on, in one place).
+The jobs themselves are in sipup/tasks.py, a layer above: they call services.
 
-Exports what tasks.py and services use: `job`, `crontab`, `enqueue`, `PermanentError`, and
+Exports what sipup/tasks.py and services use: `job`, `crontab`, `enqueue`, `PermanentError`, and
 `register_queue` for create_app().
 """
 

@@ -9,7 +9,7 @@ from sipup.database import is_unavailable
 from sipup.extensions import db
 from sipup.jobs import manage, queue
 from sipup.jobs.worker import run_worker
-from sipup.observability.outages import describe
+from sipup.metrics.outages import describe
 
 queue_cli = AppGroup(
     "queue",

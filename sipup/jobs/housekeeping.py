@@ -9,11 +9,11 @@ from flask import current_app
 from sqlalchemy import delete
 
 from sipup.cache import purge_expired
+from sipup.exceptions import InvalidInput
 from sipup.extensions import db
 from sipup.jobs.manage import cleanup
+from sipup.metrics.counters import SqliteCounterStore
 from sipup.models import CheckoutKey, utcnow
-from sipup.observability.counters import SqliteCounterStore
-from sipup.services.errors import InvalidInput
 
 
 def purge_statistics(now=None):

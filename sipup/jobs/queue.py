@@ -34,17 +34,15 @@ read_schedule then enqueue; Worker.loop: dequeue then execute); `flask queue wor
 consumer with thread workers, its scheduler extended with the same housekeeping.
 """
 
-import importlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from huey import PriorityRedisHuey, SqliteHuey, crontab  # noqa: F401  (crontab: for tasks.py)
+from huey import PriorityRedisHuey, SqliteHuey
 from huey.api import PeriodicTask, TaskWrapper
 from huey.exceptions import RetryTask
 from sqlalchemy import event, func, select, update
@@ -53,14 +51,14 @@ from sqlalchemy.orm import Session
 
 from sipup import redisclient
 from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
+from sipup.exceptions import DomainError
 from sipup.extensions import db
 from sipup.files import private_file
 from sipup.jobs import compat
+from sipup.metrics import exceptions
+from sipup.metrics.counters import percentile
+from sipup.metrics.outages import outage
 from sipup.models import Job, JobStatus, QueueRun, utcnow
-from sipup.observability import exceptions
-from sipup.observability.counters import percentile
-from sipup.observability.outages import outage
-from sipup.services.errors import DomainError
 
 log = logging.getLogger("sipup.queue")
 
@@ -73,7 +71,7 @@ PENDING_KEY = "sipup_jobs_to_send"
 EPOCH_KEY = "sipup_epoch"  # in Huey's own key-value store: gone when the store lost its data
 STORE_ROW = "queue-store"  # the queue_runs row of the epoch, not a processor (see the module doc)
 EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S"
-QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.observability.outages)
+QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.metrics.outages)
 PAUSED = "paused:"  # marks of paused priorities in the shared counters store: paused:<priority name>
 RUNNING = "running:"  # marks of running jobs in the shared counters store: running:<job id>|<host>|<pid>
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
@@ -111,14 +109,16 @@ class _JobRegistry:
 
 
 _HOLDER = _JobRegistry()
-JOBS = {}  # name -> TaskWrapper, filled by importing tasks.py
+JOBS = {}  # name -> TaskWrapper, filled as sipup/tasks.py is imported (by sipup/__init__.py)
 
 
-def job(priority="normal", periodic=None, lease=None):
+def job(priority="normal", periodic=None, lease=None, name=None):
     """Make a function a job: a Huey task whose runs are recorded, retried and leased (see the module doc).
 
     periodic: a huey.crontab(...) (UTC); the processor enqueues the job when it is due.
     lease: seconds a run may take before it counts as dead (default QUEUE_LEASE_SECONDS).
+    name: what the `jobs` table stores and enqueue() takes (a constant of sipup.jobs.names); by default the
+    function's name.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
@@ -132,22 +132,13 @@ def job(priority="normal", periodic=None, lease=None):
         if periodic is not None:
             settings["validate_datetime"] = lambda self, timestamp: periodic(timestamp)
             settings["task_base"] = PeriodicTask
-        wrapper = TaskWrapper(_HOLDER, run, context=True, name=func.__name__, **settings)
+        wrapper = TaskWrapper(_HOLDER, run, context=True, name=name or func.__name__, **settings)
         wrapper.priority_name, wrapper.lease, wrapper.periodic = priority, lease, periodic
         wrapper.job_function = func  # the plain function, for benchmarks and direct calls
-        JOBS[func.__name__] = wrapper
+        JOBS[wrapper.name] = wrapper
         return wrapper
 
     return decorate
-
-
-def load_jobs():
-    """Import tasks.py before anything is dequeued: Huey drops a message whose task it does not know."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    importlib.import_module("tasks")
-    return JOBS
 
 
 def make_huey(config, instance_path, blocking=False):
@@ -651,7 +642,6 @@ class Queue:
 
     def process(self, limit, processor="process"):
         """Run at most `limit` ready jobs, highest priority first, after the housekeeping; return a summary."""
-        load_jobs()
         now = utcnow()
         since = last_processor_start()
         self.heartbeat(processor, now)
@@ -838,9 +828,8 @@ def bind_app(app):
 
 
 def register_queue(app):
-    """Give the app its queue; jobs are found by importing tasks.py when a processor starts."""
+    """Give the app its queue; the jobs are declared as sipup/__init__.py imports sipup/tasks.py."""
     app.extensions["queue"] = Queue(app)
-    load_jobs()
 
 
 def _claim_row(job_id, name, now, lease):

@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError
 
 from sipup.database import DATABASE, forget_transaction, is_unavailable
 from sipup.jobs import compat
-from sipup.jobs.queue import QUEUE_STORE, bind_app, last_processor_start, load_jobs, make_huey
+from sipup.jobs.queue import QUEUE_STORE, bind_app, last_processor_start, make_huey
+from sipup.metrics import processes
+from sipup.metrics.outages import outage
 from sipup.models import utcnow
-from sipup.observability import processes
-from sipup.observability.outages import outage
 
 log = logging.getLogger("sipup.queue")
 
@@ -103,7 +103,6 @@ class _GracefulConsumer(Consumer):
 
 def build_worker(app, workers):
     """Huey's consumer with thread workers (the only kind that runs on Windows) and sipup's housekeeping."""
-    load_jobs()
     bind_app(app)
     queue = app.extensions["queue"]
     huey = make_huey(app.config, app.instance_path, blocking=True)

@@ -10,7 +10,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 
 from sipup import redisclient
-from sipup.observability.counters import connect_sqlite
+from sipup.metrics.counters import connect_sqlite
 
 log = logging.getLogger("sipup.limits")
 

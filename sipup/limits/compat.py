@@ -6,6 +6,9 @@
   limits parsed once, for the limiter's cost per request.
 - `OneTripHits`: the sliding-window-counter strategy on Redis with all of a request's hits in one pipeline
   (limits' Lua script and its window key names; Flask-Limiter's `_limiter` and `_key_prefix`).
+- `storage_dead`: whether Flask-Limiter counts in its in-memory fallback (its `_storage_dead`).
+- `hooks_first`: Flask-Limiter's check moved before the app's other before-request hooks (it adds the check
+  with `app.before_request` in `init_app`).
 """
 
 import threading
@@ -74,6 +77,21 @@ class ParsedOnce(ApplicationLimit):
             parsed = tuple(HashedOnce(*(getattr(limit, f.name) for f in fields(limit))) for limit in super().__iter__())
             self.__dict__["_parsed"] = parsed
         return iter(parsed)
+
+
+def storage_dead(limiter):
+    """True while Flask-Limiter counts in this process's memory because its storage (Redis) failed; it checks
+    the storage again every so often and sets this back itself."""
+    return limiter._storage_dead
+
+
+def hooks_first(app, install):
+    """Call install() (which adds before-request hooks to the app: Flask-Limiter's init_app adds its check
+    with app.before_request) and run the hooks it added before those that were there already."""
+    hooks = app.before_request_funcs.setdefault(None, [])
+    before = list(hooks)
+    install()
+    hooks[:] = [hook for hook in hooks if hook not in before] + before
 
 
 def key_prefix(limiter):

@@ -31,7 +31,7 @@ from sipup.compat import signed_in_id
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
-from sipup.limits.compat import MemoryCounts, ParsedOnce, count_in_one_trip, key_prefix
+from sipup.limits.compat import MemoryCounts, ParsedOnce, count_in_one_trip, hooks_first, key_prefix, storage_dead
 from sipup.limits.known import RedisKnownAddresses, SqliteKnownAddresses
 
 log = logging.getLogger("sipup.limits")
@@ -190,17 +190,17 @@ class RateLimits:
     @property
     def fallback_active(self):
         """True while Redis is unreachable and each process counts on its own."""
-        return bool(getattr(self.limiter, "_storage_dead", False))
+        return storage_dead(self.limiter)
 
     def init_app(self, app):
-        hooks = app.before_request_funcs.setdefault(None, [])
-        before = list(hooks)
-        app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
-        self.limiter.init_app(app)
+        def install():
+            app.before_request(self._refuse_blocked)  # before the limiter's own check: blocked clients cost nothing
+            self.limiter.init_app(app)
+
+        # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
+        hooks_first(app, install)
         # On Redis, the address and user limits (and an endpoint's) are counted in one round trip.
         count_in_one_trip(self.limiter, self._planned_hits)
-        # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
-        hooks[:] = [hook for hook in hooks if hook not in before] + before
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)

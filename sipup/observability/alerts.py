@@ -1,7 +1,7 @@
 """Alerts: admins (who can open /monitor) get one mail when sipup's health turns red or a recommendation
 stays red, one when it clears, and one for each new group of unexpected exceptions.
 
-The periodic job `monitor_alerts` (tasks.py) runs `run()` every minute, from cron's `flask queue
+The periodic job `monitor_alerts` (sipup/tasks.py) runs `run()` every minute, from cron's `flask queue
 process` or the worker (SIPUP_MONITOR_ALERTS=false turns it off). An incident lasts while
 the health verdict is red or a recommendation has fired for ALERT_AFTER_MINUTES; its start is kept as
 a mark in the shared counters store, and the mails' dedupe keys carry that start, so overlapping
@@ -16,7 +16,9 @@ from flask import current_app
 
 from sipup.extensions import db
 from sipup.jobs import enqueue
-from sipup.observability import exceptions, health, recommendations
+from sipup.jobs.names import SEND_MAIL
+from sipup.metrics import exceptions
+from sipup.observability import health, recommendations
 from sipup.observability import panels as monitor
 
 ALERT_AFTER_MINUTES = 15  # a firing recommendation becomes an incident after this long; red health at once
@@ -69,7 +71,7 @@ def check_exceptions(now=None):
             "lasting": [],
         }
         mail = enqueue(
-            "send_mail", "monitor_alert", json.dumps(incident), priority="high", dedupe_key=f"mail:exception:{key}"
+            SEND_MAIL, "monitor_alert", json.dumps(incident), priority="high", dedupe_key=f"mail:exception:{key}"
         )
         queued += mail is not None
     db.session.commit()
@@ -92,7 +94,7 @@ def check():
         "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting],
     }
     queued = enqueue(
-        "send_mail",
+        SEND_MAIL,
         "monitor_alert",
         json.dumps(incident),
         priority="high",

@@ -1,6 +1,6 @@
 """The data behind `/monitor`: one function per panel, each reading the shared, pre-aggregated figures.
 
-Panels are cheap because every figure is already summed in buckets (sipup/observability/counters.py counters and the
+Panels are cheap because every figure is already summed in buckets (sipup/metrics/counters.py counters and the
 query statistics); on top of that a panel's data is kept for SIPUP_MONITOR_PANEL_SECONDS (10) in this
 process, so many admins polling every 30 seconds cost one computation per panel and process.
 """
@@ -18,13 +18,14 @@ from sipup.extensions import db
 from sipup.jobs.manage import queue_status, running_now
 from sipup.jobs.queue import PRIORITIES, WAITING, wait_stats
 from sipup.limits import limiter as limits
+from sipup.metrics import exceptions
+from sipup.metrics.processes import pool_holders
+from sipup.metrics.query_stats import connection_budget as budget
+from sipup.metrics.query_stats import describe_pool, pool_status
+from sipup.metrics.traffic import hosts, traffic, usage
 from sipup.models import Company, Job, JobStatus, User, utcnow
-from sipup.observability import exceptions, health, recommendations
+from sipup.observability import health, recommendations
 from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
-from sipup.observability.processes import pool_holders
-from sipup.observability.query_stats import connection_budget as budget
-from sipup.observability.query_stats import describe_pool, pool_status
-from sipup.observability.traffic import hosts, traffic, usage
 
 _memo_lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """`/metrics`: sipup's figures in the Prometheus text format, built with prometheus-client.
 
 Counters (`_total`) and histograms are this host's own, the Prometheus way: the running totals of the
-shared counters (sipup/observability/counters.py) that every process of this host (servers, worker, cron
+shared counters (sipup/metrics/counters.py) that every process of this host (servers, worker, cron
 runs; SIPUP_HOST_NAME) adds to, so they are true monotonically increasing counters of the host whichever of
 its processes answers the scrape. Scrape every host; `sum(rate(...))` over them is the site's rate, and
 `by (instance)` shows each host (docs/metrics.md). `sipup_host_info` says which host a target is.
@@ -22,12 +22,12 @@ from sipup.extensions import db
 from sipup.jobs.manage import queue_status
 from sipup.jobs.queue import RUN_BOUNDS_S
 from sipup.limits import limiter as limits
+from sipup.metrics.counters import PROCESS
+from sipup.metrics.query_stats import BOUNDS_MS as STATEMENT_BOUNDS_MS
+from sipup.metrics.query_stats import pool_status
+from sipup.metrics.traffic import BOUNDS_MS as REQUEST_BOUNDS_MS
 from sipup.observability import health
-from sipup.observability.counters import PROCESS
 from sipup.observability.panels import panel
-from sipup.observability.query_stats import BOUNDS_MS as STATEMENT_BOUNDS_MS
-from sipup.observability.query_stats import pool_status
-from sipup.observability.traffic import BOUNDS_MS as REQUEST_BOUNDS_MS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format prometheus-client writes
 

@@ -11,11 +11,11 @@ from sqlalchemy.orm.util import identity_key
 
 from sipup.cache import cached, prefetch
 
+from ..exceptions import InvalidInput
 from ..extensions import db
 from ..hashing import dummy_hash, hash_password, needs_rehash
 from ..models import Company, Role, User, UserSession, utcnow
 from .cart import count_entry
-from .errors import InvalidInput
 from .passwords import check_new_password
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -7,10 +7,10 @@ from sipup.cache import Plain, cached
 
 from ..config import VAT_CLASSES
 from ..database import paginate
+from ..exceptions import FieldErrors, InvalidInput
 from ..extensions import db
 from ..models import Category, Company, Order, OrderStatus, Product, User
 from .catalog import matching
-from .errors import FieldErrors, InvalidInput
 from .orders import order_row
 from .parsing import parse_count, parse_money, whole_number
 

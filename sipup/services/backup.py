@@ -22,10 +22,10 @@ from flask import current_app
 from sqlalchemy import create_engine, func, inspect, select, table, text
 from sqlalchemy.exc import DBAPIError
 
+from ..exceptions import DomainError
 from ..extensions import db
 from ..files import open_private, private_file, private_folder
 from ..models import utcnow
-from .errors import DomainError
 
 
 class BackupError(RuntimeError):

@@ -24,14 +24,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from sipup.jobs import enqueue
+from sipup.jobs.names import APPLY_IMPORT
 from sipup.storage import Missing, StorageUnavailable, get_storage
 
 from ..csvfiles import DIALECTS, to_text
+from ..exceptions import InvalidInput, LineRefused, NotFound
 from ..extensions import db
 from ..models import Job, User, utcnow
 from ..spreadsheets import read_upload, xlsx_bytes
 from . import import_companies, import_prices, import_products
-from .errors import InvalidInput, LineRefused, NotFound
 
 log = logging.getLogger("sipup.bulk_import")
 
@@ -142,7 +143,7 @@ def confirm(name, actor=None):
     preview = load_preview(name)
     if not any(preview["counts"][action] for action in APPLIES):
         raise InvalidInput("Nothing in this file would change anything: there is nothing to apply.")
-    record = enqueue("apply_import", preview["kind"], name, actor.id if actor else None, dedupe_key=f"import:{name}")
+    record = enqueue(APPLY_IMPORT, preview["kind"], name, actor.id if actor else None, dedupe_key=f"import:{name}")
     db.session.commit()
     return record
 

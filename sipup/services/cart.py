@@ -10,10 +10,10 @@ from sqlalchemy.orm import joinedload, selectinload
 from sipup.cache import cached
 
 from ..database import run_in_transaction
+from ..exceptions import DomainError, InvalidQuantity, NotFound, OutOfStock
 from ..extensions import db
 from ..models import CartItem, Product
 from . import vat
-from .errors import DomainError, InvalidQuantity, NotFound, OutOfStock
 from .pricing import load_tiers, money, unit_price
 from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
 

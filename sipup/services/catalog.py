@@ -6,10 +6,10 @@ from sqlalchemy.orm import selectinload
 from sipup.cache import PageOf, Plain, cached
 
 from .. import searchtext
+from ..exceptions import NotFound
 from ..extensions import db
 from ..models import Category, Product
 from . import spelling
-from .errors import NotFound
 from .images import image_row
 
 SORTS = {

@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from ..database import paginate
+from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
 from ..models import AccountRequest, Address, Company, PriceList, PriceTier, Product, Role, utcnow
 from . import accounts, audit, users
 from .backoffice import _field
 from .catalog import matching
-from .errors import FieldErrors, InvalidInput, NotFound
 from .mail import queue_mail
 from .parsing import parse_count, parse_money, whole_number
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from ..database import run_in_transaction
+from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
 from ..models import (
     CreditNote,
@@ -28,7 +29,6 @@ from ..models import (
     utcnow,
 )
 from . import vat
-from .errors import FieldErrors, InvalidInput, NotFound
 from .numbers import next_number
 from .parsing import parse_count, parse_date, parse_money
 from .pricing import money

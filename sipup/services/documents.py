@@ -18,10 +18,10 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from ..exceptions import NotFound
 from ..extensions import db
 from ..models import Address, Company, CreditNote, Invoice, Order
 from . import credit_notes, einvoice, vat
-from .errors import NotFound
 
 
 @dataclass

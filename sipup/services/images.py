@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from sipup.storage import Missing, get_storage
 
+from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..models import ProductImage
-from .errors import InvalidInput, NotFound
 
 FORMATS = {"JPEG", "PNG", "WEBP"}
 # name: (width, height) of the box a rendition fits in

@@ -13,10 +13,10 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ..exceptions import FieldErrors, InvalidInput, LineRefused
 from ..extensions import db
 from ..models import Address, Company, PriceList, Role, User
 from . import accounts, audit, users
-from .errors import FieldErrors, InvalidInput, LineRefused
 from .parsing import parse_count, parse_money
 
 COLUMNS = (

@@ -9,10 +9,10 @@ from sqlalchemy import func, select, tuple_
 
 from sipup.dbtools.batch import bulk_insert, bulk_update
 
+from ..exceptions import InvalidInput, LineRefused
 from ..extensions import db
 from ..models import PriceList, PriceTier, Product
 from . import audit
-from .errors import InvalidInput, LineRefused
 from .parsing import parse_count, parse_money
 
 COLUMNS = ("price_list", "sku", "min_qty", "price")

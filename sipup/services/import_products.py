@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sipup.dbtools.batch import bulk_insert, bulk_update
 
 from .. import searchtext
+from ..exceptions import InvalidInput, LineRefused
 from ..extensions import db
 from ..models import Category, Product, utcnow
 from . import vat
-from .errors import InvalidInput, LineRefused
 from .parsing import MAX_COUNT, parse_count, parse_money
 
 COLUMNS = (

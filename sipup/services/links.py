@@ -14,11 +14,11 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
-from sipup.observability.processes import served_address, served_url
+from sipup.metrics.processes import served_address, served_url
 
+from ..exceptions import DomainError
 from ..extensions import db
 from ..models import AccountLink, LinkPurpose, utcnow
-from .errors import DomainError
 
 ENDPOINTS = {
     LinkPurpose.INVITE: "auth.accept_invite",

@@ -24,7 +24,9 @@ from flask import current_app, render_template
 from sqlalchemy import select
 
 from sipup.jobs import enqueue
+from sipup.jobs.names import SEND_MAIL
 
+from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..files import open_private, private_folder
 from ..models import (
@@ -42,7 +44,6 @@ from ..models import (
 )
 from . import documents, links
 from .accounts import user_by_email
-from .errors import InvalidInput, NotFound
 
 KINDS = (
     "order_confirmation",
@@ -365,7 +366,7 @@ def queue_overdue_reminders(today=None):
     ).all()
     queued = sum(
         enqueue(
-            "send_mail",
+            SEND_MAIL,
             "overdue_reminder",
             invoice_id,
             priority="low",
@@ -381,7 +382,7 @@ def queue_overdue_reminders(today=None):
 def queue_mail(kind, object_id, priority="normal", key_suffix=""):
     """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
     return enqueue(
-        "send_mail",
+        SEND_MAIL,
         kind,
         object_id,
         priority=priority,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from sipup.cache import PageOf, Plain, cached
 
 from ..database import paginate, run_in_transaction
+from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from ..extensions import db
 from ..models import (
     Address,
@@ -27,7 +28,6 @@ from ..models import (
 )
 from . import cart as carts
 from . import mail
-from .errors import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from .numbers import next_number
 from .parsing import parse_date
 from .pricing import load_tiers, money, unit_price

@@ -16,7 +16,7 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from .errors import InvalidInput, InvalidQuantity
+from ..exceptions import InvalidInput, InvalidQuantity
 
 # Ids are INT columns: a longer number is no id of ours, and SQLite cannot even bind one past 2**63.
 MAX_ID = 2**31 - 1

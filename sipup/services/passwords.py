@@ -11,7 +11,7 @@ import threading
 
 from zxcvbn import zxcvbn
 
-from .errors import InvalidInput
+from ..exceptions import InvalidInput
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128

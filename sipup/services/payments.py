@@ -9,12 +9,13 @@ from decimal import Decimal
 from sqlalchemy import or_, select, update
 
 from sipup.jobs import enqueue
+from sipup.jobs.names import APPLY_PAYMENT
 
 from ..csvfiles import read_table
 from ..database import run_in_transaction
+from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..models import Company, Invoice, Order, OrderEvent, OrderStatus, Payment, utcnow
-from .errors import InvalidInput, NotFound
 from .parsing import parse_money, whole_number
 
 MAX_LINES = 20_000
@@ -55,7 +56,7 @@ def import_bank_csv(data):
     rows, problems = parse_bank_csv(data)
     queued = known = 0
     for _number, reference, company, amount in rows:
-        if enqueue("apply_payment", reference, company, amount, dedupe_key=f"payment:{reference}") is None:
+        if enqueue(APPLY_PAYMENT, reference, company, amount, dedupe_key=f"payment:{reference}") is None:
             known += 1
         else:
             queued += 1

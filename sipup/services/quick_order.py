@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
 from . import catalog
 from .cart import add, price_lines
-from .errors import DomainError, InvalidInput, InvalidQuantity, NotFound
 from .parsing import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")

@@ -11,13 +11,14 @@ from flask import current_app
 from sqlalchemy import case, func, select
 
 from sipup.jobs import enqueue
+from sipup.jobs.names import BUILD_REPORT
 from sipup.storage import Missing, get_storage
 
 from ..csvfiles import to_text
+from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..models import Company, Invoice, Order, OrderLine, OrderStatus, utcnow
 from ..replicas import replica_reads
-from .errors import InvalidInput, NotFound
 from .parsing import parse_date
 
 KINDS = {
@@ -201,7 +202,7 @@ def queue_monthly(today=None):
     queued = []
     for kind in KINDS:
         args = (kind,) if kind == "receivables_ageing" else (kind, first.isoformat(), last.isoformat())
-        if enqueue("build_report", *args, dedupe_key=f"report:{':'.join(args)}:{utcnow():%Y-%m-%d}") is not None:
+        if enqueue(BUILD_REPORT, *args, dedupe_key=f"report:{':'.join(args)}:{utcnow():%Y-%m-%d}") is not None:
             queued.append(kind)
     db.session.commit()
     return f"queued {', '.join(queued) or 'nothing'} for {first:%Y-%m}"

@@ -10,12 +10,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from ..exceptions import FieldErrors, InvalidInput, InvalidQuantity, NotAllowed, NotFound
 from ..extensions import db
 from ..models import Role, ShoppingList, ShoppingListItem, utcnow
 from . import catalog, quick_order
 from .cart import items as cart_items
 from .csv_export import csv_text
-from .errors import FieldErrors, InvalidInput, InvalidQuantity, NotAllowed, NotFound
 from .parsing import parse_quantity
 from .quantities import quantity_problem
 

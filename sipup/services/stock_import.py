@@ -13,13 +13,14 @@ from sqlalchemy import select
 
 from sipup.dbtools.batch import bulk_update
 from sipup.jobs import enqueue
+from sipup.jobs.names import APPLY_STOCK_FILE, SEND_MAIL
 from sipup.storage import Missing, StorageUnavailable, get_storage
 
 from ..csvfiles import read_table
 from ..database import run_in_transaction
+from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..models import Job, JobStatus, Product, utcnow
-from .errors import InvalidInput, NotFound
 from .parsing import MAX_COUNT, whole_number
 
 log = logging.getLogger("sipup.stock_import")
@@ -63,7 +64,7 @@ def import_stock_file(data):
     if not rows:
         raise InvalidInput("No line of the file can be applied. " + _describe(problems))
     name = save_upload(data)
-    record = enqueue("apply_stock_file", name)
+    record = enqueue(APPLY_STOCK_FILE, name)
     db.session.commit()
     return record, len(rows), problems
 
@@ -168,6 +169,6 @@ def alert_low_stock(product_ids):
     key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{ids}"
     if len(key) > 160:
         key = f"mail:low_stock:{utcnow():%Y-%m-%d}:{hashlib.sha256(ids.encode()).hexdigest()}"
-    record = enqueue("send_mail", "low_stock", ids, priority="high", dedupe_key=key)
+    record = enqueue(SEND_MAIL, "low_stock", ids, priority="high", dedupe_key=key)
     db.session.commit()
     return record

@@ -6,10 +6,10 @@ buyers of their own company. Every change of role is written to the audit trail.
 
 from sqlalchemy import func, select
 
+from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
 from ..models import LinkPurpose, Role, User, utcnow
 from . import accounts, audit, links, passwords
-from .errors import FieldErrors, InvalidInput, NotFound
 from .mail import ascii_address, queue_mail
 
 CUSTOMER_ROLES = (Role.OWNER, Role.BUYER)

@@ -23,7 +23,7 @@ from flask.cli import ScriptInfo
 from waitress import create_server
 from waitress.adjustments import Adjustments
 
-from sipup.observability import processes
+from sipup.metrics import processes
 
 WINDOWS = os.name == "nt"
 # Seconds before a process that ended unasked starts again; each quick end in a row waits the next figure.

@@ -1,6 +1,6 @@
 """Request statistics: requests, errors and a latency histogram per endpoint, in the shared counters.
 
-Every request but static files adds to counters of the group "traffic" (see sipup/observability/counters.py), so all
+Every request but static files adds to counters of the group "traffic" (see sipup/metrics/counters.py), so all
 processes and hosts add up to one set of figures for `/monitor` and `/metrics`. Names per endpoint:
 `<endpoint>|n` requests, `|e` server errors (5xx), `|c` client errors (4xx), `|l` rate-limited (429),
 `|t` total milliseconds, `|h<i>` the latency histogram (bounds in BOUNDS_MS). The running totals also
@@ -17,7 +17,7 @@ from collections import defaultdict
 from flask import g, request, request_started
 
 from sipup.config import HTTP_METHODS
-from sipup.observability.counters import percentile
+from sipup.metrics.counters import percentile
 
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 GROUP = "traffic"

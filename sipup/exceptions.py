@@ -1,4 +1,5 @@
-"""Domain errors: each carries a message fit to show the user as it is."""
+"""Domain errors, at the bottom of the layers: every layer raises them, each with a message fit to show the
+user as it is. (The HTTP error pages are sipup/errors.py.)"""
 
 
 class DomainError(Exception):

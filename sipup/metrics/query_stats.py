@@ -1,6 +1,6 @@
 """Query statistics and the slow query log: every statement timed, per normalised SQL and kind.
 
-Statements are counted in the shared counters (sipup/observability/counters.py), group "dbstats", so
+Statements are counted in the shared counters (sipup/metrics/counters.py), group "dbstats", so
 every process and host adds up in the one store (Redis, or instance/metrics.db): summaries read the
 minute buckets of the last hour and the hour buckets of the last day. Each process folds its figures
 per bucket in memory first, at most MAX_STATEMENTS statements a bucket (the rest count as "other"),
@@ -23,8 +23,8 @@ from flask import current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import event, text
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
-from sipup.observability import compat
-from sipup.observability.counters import TOTAL, bucket_start, percentile
+from sipup.metrics import compat
+from sipup.metrics.counters import TOTAL, bucket_start, percentile
 
 log = logging.getLogger("sipup.query_stats")
 
@@ -465,7 +465,7 @@ def pool_status(engine):
 
 def connection_budget(engine, config, holders):
     """The connections the pool-holding processes ({process: connections it may open}, see
-    observability/processes.py) may open together, against the server's max_connections (MariaDB/MySQL);
+    metrics/processes.py) may open together, against the server's max_connections (MariaDB/MySQL);
     None on SQLite. With none registered, one process of SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW. The
     figures /monitor's rule and `flask db optimize --report` show."""
     if engine.dialect.name == "sqlite":

@@ -15,7 +15,7 @@ import atexit
 import socket
 import time
 
-from sipup.observability.counters import PROCESS, bucket_start
+from sipup.metrics.counters import PROCESS, bucket_start
 
 GROUP = "pools"  # texts: {process: "connections it may open, unix time of its last word"}
 SERVED = "served"  # texts: {"url": the address `flask serve` listens on}
