@@ -326,7 +326,12 @@ def redis_namespace():
     namespace = f"sipuptest-{secrets.token_hex(6)}"
     yield namespace
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
+    # The namespace's keys, and Huey's, which name its queue without the hyphen (huey.*.sipuptest<hex>...).
+    keys = [
+        key
+        for pattern in (f"{namespace}:*", f"huey.*{namespace.replace('-', '')}*")
+        for key in client.scan_iter(match=pattern)
+    ]
     if keys:
         client.delete(*keys)
     client.close()
