@@ -127,12 +127,13 @@ def delete_namespace(redis_url, namespace):
     client.close()
 
 
-def _demo_instance(path, root=ROOT):
+def _demo_instance(path, root=ROOT, env=None):
     """An instance folder with the demo database and its logins, copied to every server so that each
     page costs the same everywhere (the demo data is random). Built in a process of its own, whose
-    statistics are flushed and gone before the folder is."""
+    statistics are flushed and gone before the folder is; `env` more variables (SIPUP_DATABASE_URL)."""
     code = f"from benchmarks.limits import _build_demo; from pathlib import Path; _build_demo(Path({str(path)!r}))"
-    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
+    environ = {**os.environ, **(env or {})}
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, env=environ)
     return path
 
 
