@@ -94,6 +94,9 @@ class Server:
         email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        # No User-Agent, as wrk sends none: Flask-Login ties the session to the browser it signed in with, and
+        # on a request from another one marks the session not fresh, so the cookie is rewritten every time.
+        opener.addheaders = []
         form = opener.open(f"{self.url}/login", timeout=30).read().decode()
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
         data = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": token}).encode()

@@ -108,17 +108,25 @@ def register_web(app):
 
     @app.after_request
     def _headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        )
+        headers = response.headers
+        for name, value in SECURITY_HEADERS:
+            if name not in headers:  # not setdefault(): it raises and catches a KeyError for each absent header
+                headers[name] = value
         # A company's prices and orders must not stay in a shared browser's cache after sign-out.
         if request.endpoint != "static" and "Cache-Control" not in response.headers and current_user.is_authenticated:
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    ),
+)
 
 
 # --- proxies ------------------------------------------------------------------------------------

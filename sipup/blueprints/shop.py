@@ -58,9 +58,15 @@ def _vat_rows(order):
     return vat.order_summary(order)
 
 
+def _arg(name, default=None):
+    """A query argument, or default when absent (asked first: Werkzeug's get() raises and catches an error)."""
+    args = request.args
+    return args.get(name, default) if name in args else default
+
+
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
-    return page_number(request.args.get("page"))
+    return page_number(_arg("page"))
 
 
 def _vat():
@@ -117,8 +123,8 @@ def index():
 def products():
     """The catalog with search, category filter, sorting and pages."""
     page, notice = _page()
-    query, category = request.args.get("q", ""), request.args.get("category", "")
-    sort = request.args.get("sort") or ("best" if query.strip() else "name")
+    query, category = _arg("q", ""), _arg("category", "")
+    sort = _arg("sort") or ("best" if query.strip() else "name")
     if sort not in catalog.SORTS:
         notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
     price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
@@ -182,7 +188,7 @@ def product(sku):
         "shop/product.html",
         product=item,
         steps=pricing.price_steps(item, tiers),
-        quantity=request.args.get("qty", str(item.min_qty))[:12],
+        quantity=_arg("qty", str(item.min_qty))[:12],
     )
 
 
