@@ -28,7 +28,7 @@ from ..models import Address, utcnow
 from ..replicas import replica_reads
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.errors import AlreadyPlaced, DomainError, NotFound
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
@@ -170,8 +170,17 @@ def _catalog_entry(price_list_id):
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
-READ_AHEAD["shop.products"] = lambda price_list_id: [] if price_list_id is None else [_catalog_entry(price_list_id)]
-READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(request.view_args["sku"])]
+READ_AHEAD["shop.products"] = lambda price_list_id, _: [] if price_list_id is None else [_catalog_entry(price_list_id)]
+READ_AHEAD["shop.product"] = lambda _, company_id: [
+    catalog.product_entry(request.view_args["sku"]),
+    *_list_choices_entry(company_id),
+]
+# Pages with a "Save to list" form read the company's lists with the user's row too.
+READ_AHEAD["shop.cart"] = READ_AHEAD["shop.order_detail"] = lambda _, company_id: _list_choices_entry(company_id)
+
+
+def _list_choices_entry(company_id):
+    return [] if company_id is None else [shopping_lists.choices_entry(company_id)]
 
 
 @bp.route("/products/<sku>")
