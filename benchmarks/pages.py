@@ -1,6 +1,7 @@
-"""sipup's pages against a bare Flask "hello" and a raw WSGI app under the same waitress, in one run: req/s
-at 1 and 32 connections, the ratio to hello, server CPU per request and how it grows with concurrency, and the
-Redis commands, Redis round trips and SQL statements per page.
+"""sipup's pages against a bare Flask "hello", a raw WSGI app and the floor of sipup's stack under the same
+waitress, in one run: req/s at 1 and 32 connections, the ratio to hello, server CPU per request, how it grows
+with concurrency and its ratio to the floor's, and the Redis commands, Redis round trips and SQL statements
+per page.
 
 python -m benchmarks.pages [--seconds 3] [--rounds 3] [--redis] [--before REV]
 
@@ -9,13 +10,17 @@ each server is one waitress process with THREADS threads. sipup is `flask serve`
 data with every production middleware on: rate limits counted (budgets raised out of reach: every request comes
 from one address), request and query statistics, CSRF, the session check, a signed-in demo buyer with two lines
 in the cart. With --redis, sipup uses SIPUP_REDIS_URL (SIPUP_BENCH_REDIS_URL, default redis://127.0.0.1:6379/15)
-for cache, limits and statistics, in namespaces of its own that are deleted afterwards. With --before REV the
-sipup pages of that revision (its tree exported from git, its own demo data) are measured in the same rounds.
+for cache, limits and statistics, in namespaces of its own that are deleted afterwards, and with
+SIPUP_BENCH_DATABASE_URL set too, MariaDB/MySQL (a scratch database per tree, dropped afterwards) instead of
+the embedded SQLite. With --before REV the sipup pages of that revision (its tree exported from git, its own
+demo data) are measured in the same rounds.
 
-Pages: hello (benchmarks/hello_app.py), raw WSGI (benchmarks/raw_wsgi.py), the cached catalog /products, a
-product page /products/<sku>, the cart /cart, and a mix: wrk cycling through MIX (catalog, its second page,
-a product, the cart, the dashboard, the order history): one wrk thread, whose requests on all connections
-together take the paths in turn.
+Pages: hello (benchmarks/hello_app.py), raw WSGI (benchmarks/raw_wsgi.py), the floor (benchmarks/floor_app.py:
+Flask-Login, the signed session, Flask-Limiter with one limit, a CSRF token and a 35 KB cached body in a Jinja
+layout; in Redis with --redis), the cached catalog /products, a product page /products/<sku>, a search
+/products?q=cola, the cart /cart, and a mix: wrk cycling through MIX (catalog, its second page, a product, the
+cart, the dashboard, the order history): one wrk thread, whose requests on all connections together take the
+paths in turn.
 
 Rounds alternate the order of pages and connection counts (forwards, then backwards), so a drift in the
 machine's load falls on all alike; medians of the rounds are printed. Counting runs afterwards on one more
