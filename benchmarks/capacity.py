@@ -135,8 +135,9 @@ def base_env():
     return env
 
 
-def waitress_app(spec, folder, name, threads=8, prefix=()):
-    """`python -m waitress` serving a bare WSGI app (the baselines); `prefix` e.g. `taskset -c 0`."""
+def waitress_app(spec, folder, name, threads=8, prefix=(), env=None):
+    """`python -m waitress` serving a bare WSGI app (the baselines); `prefix` e.g. `taskset -c 0`, `env` more
+    environment variables."""
     port = free_port()
     command = [
         *prefix,
@@ -150,7 +151,7 @@ def waitress_app(spec, folder, name, threads=8, prefix=()):
         f"--threads={threads}",
         spec,
     ]
-    return Server(command, base_env(), os.path.join(folder, f"{name}.log"), port)
+    return Server(command, {**base_env(), **(env or {})}, os.path.join(folder, f"{name}.log"), port)
 
 
 def sipup_server(config, instance, folder, name, threads=8, processes=1):

@@ -94,6 +94,9 @@ class Server:
         email, password = next((e, p) for role, e, p in logins if role in ("buyer", "owner"))
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        # No User-Agent, as wrk sends none: Flask-Login ties the session to the browser it signed in with, and
+        # on a request from another one marks the session not fresh, so the cookie is rewritten every time.
+        opener.addheaders = []
         form = opener.open(f"{self.url}/login", timeout=30).read().decode()
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
         data = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": token}).encode()
@@ -127,12 +130,13 @@ def delete_namespace(redis_url, namespace):
     client.close()
 
 
-def _demo_instance(path, root=ROOT):
+def _demo_instance(path, root=ROOT, env=None):
     """An instance folder with the demo database and its logins, copied to every server so that each
     page costs the same everywhere (the demo data is random). Built in a process of its own, whose
-    statistics are flushed and gone before the folder is."""
+    statistics are flushed and gone before the folder is; `env` more variables (SIPUP_DATABASE_URL)."""
     code = f"from benchmarks.limits import _build_demo; from pathlib import Path; _build_demo(Path({str(path)!r}))"
-    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True)
+    environ = {**os.environ, **(env or {})}
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, env=environ)
     return path
 
 

@@ -1,6 +1,7 @@
-"""sipup's pages against a bare Flask "hello" and a raw WSGI app under the same waitress, in one run: req/s
-at 1 and 32 connections, the ratio to hello, server CPU per request and how it grows with concurrency, and the
-Redis commands, Redis round trips and SQL statements per page.
+"""sipup's pages against a bare Flask "hello", a raw WSGI app and the floor of sipup's stack under the same
+waitress, in one run: req/s at 1 and 32 connections, the ratio to hello, server CPU per request, how it grows
+with concurrency and its ratio to the floor's, and the Redis commands, Redis round trips and SQL statements
+per page.
 
 python -m benchmarks.pages [--seconds 3] [--rounds 3] [--redis] [--before REV]
 
@@ -9,13 +10,17 @@ each server is one waitress process with THREADS threads. sipup is `flask serve`
 data with every production middleware on: rate limits counted (budgets raised out of reach: every request comes
 from one address), request and query statistics, CSRF, the session check, a signed-in demo buyer with two lines
 in the cart. With --redis, sipup uses SIPUP_REDIS_URL (SIPUP_BENCH_REDIS_URL, default redis://127.0.0.1:6379/15)
-for cache, limits and statistics, in namespaces of its own that are deleted afterwards. With --before REV the
-sipup pages of that revision (its tree exported from git, its own demo data) are measured in the same rounds.
+for cache, limits and statistics, in namespaces of its own that are deleted afterwards, and with
+SIPUP_BENCH_DATABASE_URL set too, MariaDB/MySQL (a scratch database per tree, dropped afterwards) instead of
+the embedded SQLite. With --before REV the sipup pages of that revision (its tree exported from git, its own
+demo data) are measured in the same rounds.
 
-Pages: hello (benchmarks/hello_app.py), raw WSGI (benchmarks/raw_wsgi.py), the cached catalog /products, a
-product page /products/<sku>, the cart /cart, and a mix: wrk cycling through MIX (catalog, its second page,
-a product, the cart, the dashboard, the order history): one wrk thread, whose requests on all connections
-together take the paths in turn.
+Pages: hello (benchmarks/hello_app.py), raw WSGI (benchmarks/raw_wsgi.py), the floor (benchmarks/floor_app.py:
+Flask-Login, the signed session, Flask-Limiter with one limit, a CSRF token and a 35 KB cached body in a Jinja
+layout; in Redis with --redis), the cached catalog /products, a product page /products/<sku>, a search
+/products?q=cola, the cart /cart, and a mix: wrk cycling through MIX (catalog, its second page, a product, the
+cart, the dashboard, the order history): one wrk thread, whose requests on all connections together take the
+paths in turn.
 
 Rounds alternate the order of pages and connection counts (forwards, then backwards), so a drift in the
 machine's load falls on all alike; medians of the rounds are printed. Counting runs afterwards on one more
@@ -40,15 +45,25 @@ import urllib.parse
 from collections import Counter
 from pathlib import Path
 
+from benchmarks import SECRET_KEY
 from benchmarks.capacity import waitress_app
 from benchmarks.limits import ROOT, Server, _demo_instance, _wrk, cookie_header, delete_namespace
 from benchmarks.sessions import export
+from sipup.database import scratch_database
 
 THREADS = 8  # waitress threads of every server: hello, raw WSGI and sipup (SIPUP_THREADS)
 CONNECTIONS = (32, 1)
 COUNTED = 240  # sequential requests per page when counting (a multiple of len(MIX))
 MIX = ("/products", "/products?page=2", "/products/{sku}", "/cart", "/", "/orders")
-PAGES = {"catalog": "/products", "product": "/products/{sku}", "cart": "/cart", "mix": None}
+SEARCH = "cola"  # a word of the demo catalog: the search page is /products?q=cola
+PAGES = {
+    "catalog": "/products",
+    "product": "/products/{sku}",
+    "search": f"/products?q={SEARCH}",
+    "cart": "/cart",
+    "mix": None,
+}
+FLOOR = "floor (stack)"  # the label of the floor app's page (benchmarks/floor_app.py)
 MIX_SCRIPT = """-- the benchmark's page mix: the requests of a wrk thread take these paths in turn
 local paths = {%s}
 local i = 0
@@ -214,6 +229,16 @@ def prepare(server):
     return cookie_header(jar), skus[0]
 
 
+def floor_cookie(server):
+    """Sign in to the floor app: the Cookie header of its signed session."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", "/login")
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return "; ".join(value.split(";")[0] for name, value in response.getheaders() if name.lower() == "set-cookie")
+
+
 def targets_of(server, cookie, sku, folder, suffix=""):
     script = folder / f"mix-{server.name}.lua"
     script.write_text(MIX_SCRIPT % ", ".join(f'"{p.format(sku=sku)}"' for p in MIX))
@@ -355,10 +380,11 @@ def _ratio(value, base):
     return None if value is None or not base else value / base
 
 
-def table(labels, figures, counts, hello):
+def table(labels, figures, counts, hello, floor):
+    """One line per page; `hello` the hello's req/s at 32 connections, `floor` the floor's (CPU @1, CPU @32)."""
     print(
         f"{'page':<18} {'req/s @32':>9} {'ratio to hello':>14} {'req/s @1':>8} {'CPU ms/req @1':>13} {'@32':>6} "
-        f"{'growth':>6} {'Redis cmds/req':>14} {'Redis trips/req':>15} {'SQL/req':>7}"
+        f"{'growth':>6} {'CPU/floor @1':>12} {'@32':>5} {'Redis cmds/req':>14} {'Redis trips/req':>15} {'SQL/req':>7}"
     )
     for label in labels:
         (rate32, cpu32), (rate1, cpu1) = figures[(label, 32)], figures[(label, 1)]
@@ -366,6 +392,7 @@ def table(labels, figures, counts, hello):
         print(
             f"{label:<18} {rate32:>9,.0f} {_figure(_ratio(rate32, hello), '.3f'):>14} {rate1:>8,.0f} "
             f"{_figure(cpu1, '.2f'):>13} {_figure(cpu32, '.2f'):>6} {_figure(_ratio(cpu32, cpu1), '.2f'):>6} "
+            f"{_figure(_ratio(cpu1, floor[0]), '.2f'):>12} {_figure(_ratio(cpu32, floor[1]), '.2f'):>5} "
             f"{_figure(commands, '.2f'):>14} {_figure(trips, '.2f'):>15} {_figure(sql, '.1f'):>7}"
         )
         if not rate32 or not rate1:
@@ -385,15 +412,22 @@ def main():
     server_prefix, wrk_prefix = (("taskset", "-c", "0"), ("taskset", "-c", "1")) if pinned else ((), ())
     redis_url = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     folder = Path(tempfile.mkdtemp(prefix="sipup-bench-pages-"))
+    database_url = os.environ.get("SIPUP_BENCH_DATABASE_URL") if args.redis else None
     trees = {"": ROOT, **({" (before)": export(args.before, folder / "before-tree")} if args.before else {})}
-    servers, namespaces, proxies, counting = [], [], [], []
+    servers, namespaces, proxies, counting, drops = [], [], [], [], []
     try:
         sipup = []
         for suffix, tree in trees.items():
             name = "before" if suffix else "after"
-            template = _demo_instance(folder / f"{name}-template", root=tree)
+            database = {}
+            if database_url:  # a scratch database per tree, its demo data built by that tree's code
+                url, drop = scratch_database(database_url)
+                drops.append(drop)
+                database = {"SIPUP_DATABASE_URL": url}
+            template = _demo_instance(folder / f"{name}-template", root=tree, env=database)
             for role in ("", "-count"):
                 env = {"SIPUP_THREADS": str(THREADS), "SIPUP_DB_STATS": "true", "SIPUP_REQUEST_STATS": "true"}
+                env.update(database)
                 namespace, proxy = None, None
                 if args.redis:
                     namespace = f"sipupbench-{secrets.token_hex(4)}"
@@ -409,8 +443,14 @@ def main():
                 sipup.append((suffix, role, server, namespace, proxy))
         hello = waitress_app("benchmarks.hello_app:app", str(folder), "hello", THREADS, server_prefix)
         raw = waitress_app("benchmarks.raw_wsgi:app", str(folder), "raw-wsgi", THREADS, server_prefix)
-        servers += [hello, raw]
-        targets = [Target("hello (Flask)", hello), Target("raw WSGI", raw)]
+        floor_env = {"FLOOR_SECRET_KEY": SECRET_KEY}
+        if args.redis:
+            floor_env.update(FLOOR_REDIS_URL=redis_url, FLOOR_NAMESPACE=f"sipupbench-{secrets.token_hex(4)}")
+            namespaces.append(floor_env["FLOOR_NAMESPACE"])
+        floor = waitress_app("benchmarks.floor_app:app", str(folder), "floor", THREADS, server_prefix, floor_env)
+        servers += [hello, raw, floor]
+        targets = [Target("hello (Flask)", hello), Target("raw WSGI", raw), Target(FLOOR, floor, "/products")]
+        targets[-1].cookie = floor_cookie(floor)
         for suffix, role, server, namespace, proxy in sipup:
             server.wait()
             cookie, sku = prepare(server)
@@ -425,13 +465,14 @@ def main():
         measured = [(server, "flask") for _, role, server, *_ in sipup if not role] + [
             (hello, "waitress"),
             (raw, "waitress"),
+            (floor, "waitress"),
         ]
         if not all(serving_process(server, word) for server, word in measured):
             print("  warning: a measured pid is not the serving process itself: CPU figures are not the server's")
-        load, backend = (
-            os.getloadavg(),
-            f"Redis {redis_url}" if args.redis else "embedded default (SQLite, folder cache)",
-        )
+        backend = "embedded default (SQLite, folder cache)"
+        if args.redis:
+            backend = f"{'MariaDB/MySQL + ' if database_url else 'SQLite + '}Redis {redis_url}"
+        load = os.getloadavg()
         print(
             f"revision {revision()}; {backend}"
             f"; servers {'on core 0, wrk -t1 on core 1' if pinned else 'not pinned (fewer than 2 cores)'}; one "
@@ -444,7 +485,8 @@ def main():
         counts = count(counting, redis_url, ready_at)
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        table([t.label for t in targets], figures, counts, figures[("hello (Flask)", 32)][0])
+        floor_cpu = (figures[(FLOOR, 1)][1], figures[(FLOOR, 32)][1])
+        table([t.label for t in targets], figures, counts, figures[("hello (Flask)", 32)][0], floor_cpu)
         sku = next(t.sku for t in targets if t.sku)
         print(f"mix: the requests take {', '.join(MIX)} in turn; {{sku}} = {sku}, a demo product in stock")
         print(
@@ -477,6 +519,8 @@ def main():
         shutil.rmtree(folder, ignore_errors=True)
         for namespace in namespaces:
             delete_namespace(redis_url, namespace)
+        for drop in drops:
+            drop()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from .compat import signed_in_id
 from .extensions import csrf, login_manager
 from .services import accounts
 
-# endpoint -> extras(price_list_id or None): the cache entries its view will read for a buyer on that price
-# list, read ahead with the user's row (see read_ahead); the blueprints fill it in.
+# endpoint -> extras(price_list_id or None, company_id or None): the cache entries its view will read for a
+# buyer of that company on that price list, read ahead with the user's row (see read_ahead); the blueprints fill it in.
 READ_AHEAD = {}
 
 

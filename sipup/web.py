@@ -108,17 +108,27 @@ def register_web(app):
 
     @app.after_request
     def _headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        )
+        # The names present, read once: Werkzeug's `in` and setdefault() raise and catch an error per absent header.
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}
+        for name, value in SECURITY_HEADERS:
+            if name.lower() not in present:
+                headers[name] = value
         # A company's prices and orders must not stay in a shared browser's cache after sign-out.
-        if request.endpoint != "static" and "Cache-Control" not in response.headers and current_user.is_authenticated:
-            response.headers["Cache-Control"] = "no-store"
+        if request.endpoint != "static" and "cache-control" not in present and current_user.is_authenticated:
+            headers["Cache-Control"] = "no-store"
         return response
+
+
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    ),
+)
 
 
 # --- proxies ------------------------------------------------------------------------------------
@@ -142,7 +152,7 @@ def register_proxies(app):
 
     @app.before_request
     def _notice_untrusted_proxy():
-        if "X-Forwarded-For" not in request.headers or not _is_loopback(request.remote_addr):
+        if "HTTP_X_FORWARDED_FOR" not in request.environ or not _is_loopback(request.remote_addr):
             return
         current_app.extensions["counters"].incr(PROXY_GROUP, UNTRUSTED_FORWARD)
         now = time.monotonic()

@@ -134,6 +134,10 @@ def test_sharing_decides_who_sees_and_edits(app, make_company, make_user, make_p
     owner, alice, bob = make_user("owner", company), make_user("buyer", company), make_user("buyer", company)
     mine = made(alice, "alice's", ("A-1", 1))
 
+    def saving(user):  # the "Save to list" choices, read through the cache: every change shows at once
+        return [choice.name for choice in lists.editable_lists(user)]
+
+    assert (saving(alice), saving(bob), saving(owner)) == (["alice's"], [], ["alice's"])
     assert [found.name for found, _n in lists.lists_for(bob)] == ["alice's"]
     with pytest.raises(NotAllowed):
         lists.add_items(bob, lists.get_list(bob, mine.id), [("A-1", "1")], MAX)
@@ -143,15 +147,18 @@ def test_sharing_decides_who_sees_and_edits(app, make_company, make_user, make_p
     lists.update_settings(alice, mine, "bar order", True, True)
     lists.add_items(bob, lists.get_list(bob, mine.id), [("A-1", "1")], MAX)
     assert mine.items[0].quantity == 2
+    assert saving(bob) == ["bar order"]
 
     lists.update_settings(alice, mine, "bar order", False, True)
     assert mine.others_may_edit is False  # a private list is edited by nobody else
     with pytest.raises(NotFound):
         lists.get_list(bob, mine.id)
+    assert (saving(bob), saving(owner)) == ([], ["bar order"])
     assert lists.get_list(owner, mine.id).name == "bar order"  # the company's owner sees every list
     lists.update_settings(owner, mine, "bar order", True, False)
     lists.delete(owner, mine)
     assert db.session.get(ShoppingList, mine.id) is None
+    assert saving(owner) == []
 
 
 def test_another_companys_list_is_not_found(app, make_company, make_user):

@@ -10,8 +10,9 @@ import redis.connection
 from sqlalchemy import event
 
 from sipup.extensions import db
-from sipup.models import Company
+from sipup.models import Company, User
 from sipup.services import cart
+from sipup.services import shopping_lists as lists
 from tests.conftest import REDIS_URL
 from tests.test_cache import opened_cache_files, page, signed_in
 
@@ -114,6 +115,17 @@ def test_a_product_page_and_the_cart_cost_at_most_three_round_trips_to_redis(red
         html = page(client, url)
     assert "BEER-1" in html
     assert counts["redis"] <= 3, counts
+
+
+def test_a_product_page_reads_its_save_to_list_choices_with_the_user_and_no_sql(redis_app, shop):
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, "/products/BEER-1")
+    with counted(redis_app) as counts:
+        page(client, "/products/BEER-1")
+    assert counts == {"redis": 3, "sql": 0}  # the company's lists come in the read of the user's row
+    with redis_app.app_context():
+        lists.create(db.session.get(User, shop.buyer.id), "weekly bar order")
+    assert "weekly bar order" in page(client, "/products/BEER-1")
 
 
 def test_an_answer_sends_the_session_cookie_only_when_the_session_changes(make_app, shop):

@@ -29,7 +29,7 @@ from ..models import Address, utcnow
 from ..replicas import replica_reads
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
-from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, vat
+from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
 
@@ -64,9 +64,15 @@ def _vat_rows(order):
     return vat.order_summary(order)
 
 
+def _arg(name, default=None):
+    """A query argument, or default when absent (asked first: Werkzeug's get() raises and catches an error)."""
+    args = request.args
+    return args.get(name, default) if name in args else default
+
+
 def _page():
     """The ?page= argument, or 1 with a notice naming a bad value."""
-    return page_number(request.args.get("page"))
+    return page_number(_arg("page"))
 
 
 def _vat():
@@ -123,8 +129,8 @@ def index():
 def products():
     """The catalog with search, category filter, sorting and pages."""
     page, notice = _page()
-    query, category = request.args.get("q", ""), request.args.get("category", "")
-    sort = request.args.get("sort") or ("best" if query.strip() else "name")
+    query, category = _arg("q", ""), _arg("category", "")
+    sort = _arg("sort") or ("best" if query.strip() else "name")
     if sort not in catalog.SORTS:
         notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
     price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
@@ -170,8 +176,17 @@ def _catalog_entry(price_list_id):
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
-READ_AHEAD["shop.products"] = lambda price_list_id: [] if price_list_id is None else [_catalog_entry(price_list_id)]
-READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(request.view_args["sku"])]
+READ_AHEAD["shop.products"] = lambda price_list_id, _: [] if price_list_id is None else [_catalog_entry(price_list_id)]
+READ_AHEAD["shop.product"] = lambda _, company_id: [
+    catalog.product_entry(request.view_args["sku"]),
+    *_list_choices_entry(company_id),
+]
+# Pages with a "Save to list" form read the company's lists with the user's row too.
+READ_AHEAD["shop.cart"] = READ_AHEAD["shop.order_detail"] = lambda _, company_id: _list_choices_entry(company_id)
+
+
+def _list_choices_entry(company_id):
+    return [] if company_id is None else [shopping_lists.choices_entry(company_id)]
 
 
 @bp.route("/products/<sku>")
@@ -188,7 +203,7 @@ def product(sku):
         "shop/product.html",
         product=item,
         steps=pricing.price_steps(item, tiers),
-        quantity=request.args.get("qty", str(item.min_qty))[:12],
+        quantity=_arg("qty", str(item.min_qty))[:12],
     )
 
 

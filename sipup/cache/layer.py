@@ -547,6 +547,7 @@ TABLE_TOUCHES = {
     "invoices": ("orders",),
     "payments": ("orders",),
     "cart_items": ("carts",),
+    "shopping_lists": ("lists",),
 }
 
 
@@ -568,6 +569,8 @@ def _object_touches(obj):
         return (f"user:{obj.user_id}",)
     if table == "cart_items":
         return (f"cart:{obj.user_id}",)
+    if table == "shopping_lists":
+        return (f"lists:{obj.company_id}",)
     if table in ("order_lines", "order_events"):
         return ("orders-all",)  # always written with their order, which names the company
     return ()

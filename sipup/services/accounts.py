@@ -131,7 +131,7 @@ def signed_in_user(user_id):
     if row is None:
         return None
     if row["company"]:
-        _price_list_hints()[user_id] = row["company"]["price_list_id"]
+        _price_list_hints()[user_id] = (row["company"]["price_list_id"], row["company"]["id"])
     user = _attach(User, row["user"])
     user.session_starts = row["sessions"]
     if row["company"] and "company" not in user.__dict__:
@@ -149,8 +149,8 @@ HINTS_KEPT = 10_000
 
 
 def _price_list_hints():
-    """{user id: the price list their company had when this process last loaded them}: a guess, for reading
-    ahead; what a request shows is always decided by the user row itself."""
+    """{user id: (price list, company) as this process last loaded them}: a guess, for reading ahead; what a
+    request shows is always decided by the user row itself."""
     hints = current_app.extensions.setdefault("sipup_price_list_hints", {})
     if len(hints) > HINTS_KEPT:
         hints.clear()
@@ -159,11 +159,11 @@ def _price_list_hints():
 
 def prefetch_signed_in(user_id, extras=None):
     """Read in one round trip what a signed-in request reads from the cache anyway: the user's row, their cart's
-    line count, and the entries `extras(price_list_id)` names for the endpoint (a catalog page), given the price
-    list this process saw the user's company on last (None at first)."""
+    line count, and the entries `extras(price_list_id, company_id)` names for the endpoint (a catalog page), given
+    the price list and company this process saw the user on last (None at first)."""
     entries = [user_entry(user_id), count_entry(user_id)]
     if extras is not None:
-        entries += extras(_price_list_hints().get(user_id))
+        entries += extras(*_price_list_hints().get(user_id, (None, None)))
     prefetch(entries)
 
 

@@ -6,10 +6,13 @@ Ordering a list goes through quick order (the list's CSV is what quick order rea
 stock follow the same rules as every other way into the cart.
 """
 
+from typing import NamedTuple
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from ..cache import cached
 from ..exceptions import FieldErrors, InvalidInput, InvalidQuantity, NotAllowed, NotFound
 from ..extensions import db
 from ..models import Role, ShoppingList, ShoppingListItem, utcnow
@@ -48,11 +51,43 @@ def lists_for(user):
     return [tuple(row) for row in db.session.execute(stmt)]
 
 
+def choices_entry(company_id):
+    """The cache entry (type, name, args, depends) of a company's lists for the "Save to list" forms."""
+    return ("users", "list-choices", company_id, [f"lists:{company_id}", "lists", "companies"])
+
+
+class ListChoice(NamedTuple):
+    """A list as the "Save to list" forms offer it: plain values, kept in the cache per company."""
+
+    id: int
+    name: str
+    owner_id: int
+    shared: bool
+    others_may_edit: bool
+
+
 def editable_lists(user):
     """The lists this user may add products to, by name: the choices of the cart's and a product's "Save to
-    list" form, so one query without counts or owners."""
-    stmt = _visible(user).order_by(ShoppingList.name, ShoppingList.id)
-    return [shopping_list for shopping_list in db.session.scalars(stmt) if may_edit(user, shopping_list)]
+    list" form. The company's lists are read through the cache as plain values (every page with the form
+    shows them) and sorted out for this user here."""
+    company_id = user.company_id
+
+    def load():
+        stmt = (
+            select(*(getattr(ShoppingList, name) for name in ListChoice._fields))
+            .where(ShoppingList.company_id == company_id)
+            .order_by(ShoppingList.name, ShoppingList.id)
+        )
+        return [tuple(row) for row in db.session.execute(stmt)]
+
+    rows = cached(*choices_entry(company_id), load)
+    owner = _is_company_owner(user)
+    choices = (ListChoice(*row) for row in rows)
+    return [
+        choice
+        for choice in choices
+        if (owner or choice.owner_id == user.id or choice.shared) and may_edit(user, choice)
+    ]
 
 
 def get_list(user, list_id):
