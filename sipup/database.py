@@ -16,7 +16,7 @@ from sipup.observability.query_stats import MeasuredQueuePool, register_query_st
 from sipup.replicas import ReplicaSet
 
 from .compat import set_read_timeout
-from .extensions import db, migrate
+from .extensions import db
 
 log = logging.getLogger(__name__)
 DATABASE = "Database"  # its outages' name in the log (sipup.observability.outages)
@@ -35,13 +35,12 @@ UNAVAILABLE_MYSQL_ERRORS = {2002, 2003, 2006, 2013, 2055, 1053, 1927}
 
 
 def register_database(app):
-    """Bind Flask-SQLAlchemy and Flask-Migrate, and time every statement of the engine."""
+    """Bind Flask-SQLAlchemy and time every statement of the engine (Flask-Migrate is bound by migrations())."""
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     if "pool_size" in options:  # a server database: its pool counts the checkouts that waited
         options.setdefault("poolclass", MeasuredQueuePool)
     db.init_app(app)
     app.teardown_appcontext(_end_session)  # runs before Flask-SQLAlchemy's own, which then finds nothing to do
-    migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         collector = register_query_stats(app, db.engine)
         event.listen(db.engine, "checkout", _answered)
@@ -103,6 +102,19 @@ def _end_session(_exc):
     except DBAPIError:
         db.session.registry.clear()
         raise
+
+
+def migrations(app):
+    """Flask-Migrate's binding of the app (its folder, the options migrations/env.py reads), made on first use:
+    Flask-Migrate imports alembic, 0.2 s of start-up that `flask queue process` and the servers need not pay."""
+    if "migrate" not in app.extensions:
+        from flask_migrate import Migrate  # lazy: alembic takes 0.2 s to import; only migrations need it
+
+        ours = app.cli.commands.get("db")
+        Migrate(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
+        if ours is not None:  # Flask-Migrate adds its own `db` group; sipup's (cli.py) offers its commands
+            app.cli.commands["db"] = ours
+    return app.extensions["migrate"]
 
 
 def _migrations_dir():
