@@ -5,6 +5,7 @@ import os
 import random
 import secrets
 import time
+from contextlib import contextmanager
 
 from flask import has_request_context
 from sqlalchemy import create_engine, event, text
@@ -231,6 +232,19 @@ def forget_transaction():
         db.session.rollback()
     except DBAPIError:
         db.session.rollback()
+
+
+@contextmanager
+def kept_loaded():
+    """Within the block, a commit leaves what the session loaded as it was instead of expiring it: what a
+    request shows after its write (a product's name, the order's number) is not read again. A rollback still
+    expires everything."""
+    session = db.session()
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire_on_commit
 
 
 def run_in_transaction(work, *args, attempts=RETRY_ATTEMPTS, **kwargs):
