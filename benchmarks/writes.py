@@ -189,7 +189,7 @@ def _rules(tree):
     """The endpoint limit rules of a tree's config (raised out of reach: one buyer sends every request)."""
     text = (Path(tree) / "sipup" / "config.py").read_text(encoding="utf-8")
     block = text.split("ENDPOINT_LIMITS = {", 1)[1].split("}", 1)[0]
-    return re.findall(r'"((?:GET|POST) [\w.]+)"', block)
+    return re.findall(r'"((?:GET|POST) [\w. ]+)"\s*:', block)
 
 
 def report(results, before, rounds, count):

@@ -247,12 +247,14 @@ def kept_loaded():
         session.expire_on_commit = expire_on_commit
 
 
-def run_in_transaction(work, *args, attempts=RETRY_ATTEMPTS, **kwargs):
+def run_in_transaction(work, *args, attempts=RETRY_ATTEMPTS, fresh=True, **kwargs):
     """Run work(*args) and commit; on deadlock, lock timeout or certification conflict roll back and run it all
-    again, after a short random pause (units that collided do not collide again in step)."""
+    again, after a short random pause (units that collided do not collide again in step). fresh=False: work
+    may run in the transaction the request already read in, for work whose writes check what they read."""
     # Start from a fresh transaction: on MySQL/MariaDB a transaction that already read something
     # (the signed-in user, say) keeps that snapshot, which would hide what others committed since.
-    db.session.commit()
+    if fresh:
+        db.session.commit()
     for attempt in range(1, attempts + 1):
         try:
             result = work(*args, **kwargs)

@@ -96,7 +96,9 @@ def add_many(user_id, pairs, replace=False):
     with kept_loaded():
         for _attempt in range(PUT_ATTEMPTS):
             try:
-                done = run_in_transaction(_put, user_id, [pairs[index] for index in wanted], replace)
+                # A line read from an older snapshot fails its conditional update and is read again (a rollback
+                # starts a new snapshot): no commit is needed first.
+                done = run_in_transaction(_put, user_id, [pairs[index] for index in wanted], replace, fresh=False)
             except (IntegrityError, LineChanged):
                 continue
             for index, result in zip(wanted, done):
