@@ -25,7 +25,8 @@ from benchmarks.limits import HIGH, Server, delete_namespace
 
 DATABASE_URL = os.environ.get("SIPUP_BENCH_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/sipup_bench")
 REDIS_URL = os.environ.get("SIPUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-SCENARIOS = ("cart add", "quick-order add", "checkout GET", "checkout POST", "sign-in")
+SCENARIOS = ("cart add", "quick-order add", "checkout GET", "checkout POST", "sign-in", "catalog page")
+# What every request of the tree costs besides its own work: the cached catalog page, for reference.
 # Built in the tree measured, with its own code: schema, demo data, stock out of reach, the buyers' logins.
 BUILD = """
 import sys
@@ -116,6 +117,7 @@ def one_round(buyer, signing_in, skus, count):
     whose sessions come and go: an account keeps a limited number)."""
     csrf, times = buyer.csrf, {name: [] for name in SCENARIOS}
     times["sign-in"] = [signing_in.sign_in() for _ in range(count)]
+    times["catalog page"] = [buyer.measured("GET", "/products", expect=200) for _ in range(count)]
     for i in range(count):
         form = {"sku": skus[i % 3], "quantity": "1", "csrf_token": csrf}
         times["cart add"].append(buyer.measured("POST", "/cart/add", form, expect=302))
