@@ -21,7 +21,7 @@ from flask_migrate import upgrade
 
 from benchmarks import SECRET_KEY
 from sipup import create_app
-from sipup.database import scratch_database
+from sipup.database import migrations, scratch_database
 from sipup.dbtools.optimize import Optimizer, optimize
 from sipup.extensions import db
 from sipup.services.key_queries import key_queries
@@ -69,7 +69,7 @@ def _measure(app, rounds):
 
 def run(url, instance, args):
     app = _app(url, instance)
-    directory = app.extensions["migrate"].directory
+    directory = migrations(app).directory
     with app.app_context():
         upgrade(directory=directory, revision="0001")
     seconds = _seed(app, args.orders, args.months, args.companies, args.products)

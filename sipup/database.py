@@ -5,6 +5,7 @@ import os
 import random
 import secrets
 import time
+from contextlib import contextmanager
 
 from flask import has_request_context
 from sqlalchemy import create_engine, event, text
@@ -16,7 +17,7 @@ from sipup.metrics.query_stats import MeasuredQueuePool, register_query_stats, t
 from sipup.replicas import ReplicaSet
 
 from .compat import set_read_timeout
-from .extensions import db, migrate
+from .extensions import db
 
 log = logging.getLogger(__name__)
 DATABASE = "Database"  # its outages' name in the log (sipup.metrics.outages)
@@ -35,13 +36,12 @@ UNAVAILABLE_MYSQL_ERRORS = {2002, 2003, 2006, 2013, 2055, 1053, 1927}
 
 
 def register_database(app):
-    """Bind Flask-SQLAlchemy and Flask-Migrate, and time every statement of the engine."""
+    """Bind Flask-SQLAlchemy and time every statement of the engine (Flask-Migrate is bound by migrations())."""
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     if "pool_size" in options:  # a server database: its pool counts the checkouts that waited
         options.setdefault("poolclass", MeasuredQueuePool)
     db.init_app(app)
     app.teardown_appcontext(_end_session)  # runs before Flask-SQLAlchemy's own, which then finds nothing to do
-    migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     with app.app_context():
         collector = register_query_stats(app, db.engine)
         event.listen(db.engine, "checkout", _answered)
@@ -103,6 +103,19 @@ def _end_session(_exc):
     except DBAPIError:
         db.session.registry.clear()
         raise
+
+
+def migrations(app):
+    """Flask-Migrate's binding of the app (its folder, the options migrations/env.py reads), made on first use:
+    Flask-Migrate imports alembic, 0.2 s of start-up that `flask queue process` and the servers need not pay."""
+    if "migrate" not in app.extensions:
+        from flask_migrate import Migrate  # lazy: alembic takes 0.2 s to import; only migrations need it
+
+        ours = app.cli.commands.get("db")
+        Migrate(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
+        if ours is not None:  # Flask-Migrate adds its own `db` group; sipup's (cli.py) offers its commands
+            app.cli.commands["db"] = ours
+    return app.extensions["migrate"]
 
 
 def _migrations_dir():
@@ -221,12 +234,27 @@ def forget_transaction():
         db.session.rollback()
 
 
-def run_in_transaction(work, *args, attempts=RETRY_ATTEMPTS, **kwargs):
+@contextmanager
+def kept_loaded():
+    """Within the block, a commit leaves what the session loaded as it was instead of expiring it: what a
+    request shows after its write (a product's name, the order's number) is not read again. A rollback still
+    expires everything."""
+    session = db.session()
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = expire_on_commit
+
+
+def run_in_transaction(work, *args, attempts=RETRY_ATTEMPTS, fresh=True, **kwargs):
     """Run work(*args) and commit; on deadlock, lock timeout or certification conflict roll back and run it all
-    again, after a short random pause (units that collided do not collide again in step)."""
+    again, after a short random pause (units that collided do not collide again in step). fresh=False: work
+    may run in the transaction the request already read in, for work whose writes check what they read."""
     # Start from a fresh transaction: on MySQL/MariaDB a transaction that already read something
     # (the signed-in user, say) keeps that snapshot, which would hide what others committed since.
-    db.session.commit()
+    if fresh:
+        db.session.commit()
     for attempt in range(1, attempts + 1):
         try:
             result = work(*args, **kwargs)

@@ -1,7 +1,6 @@
 """Unbound extension objects, initialised in create_app() and imported everywhere else."""
 
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
@@ -26,6 +25,5 @@ class Base(DeclarativeBase):
 # The session class routes reads that may go to a read replica (sipup/replicas.py); without replicas it is
 # Flask-SQLAlchemy's own.
 db = SQLAlchemy(model_class=Base, session_options={"class_": RoutingSession})
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

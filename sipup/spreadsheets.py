@@ -17,10 +17,6 @@ import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 
-import openpyxl
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
 from .csvfiles import read_table, uncell
 from .exceptions import InvalidInput
 
@@ -83,6 +79,8 @@ def _xlsx_lines(data, columns, max_lines):
         raise InvalidInput(NOT_A_TABLE) from None
     if unpacked > MAX_UNPACKED_BYTES:
         raise InvalidInput(f"The workbook unpacks to more than {MAX_UNPACKED_BYTES // 1_048_576} MB; split it.")
+    import openpyxl  # lazy: openpyxl takes 0.1 s to import; only a workbook needs it
+
     lines = []
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
@@ -128,6 +126,8 @@ def _text(value):
 
 def xlsx_bytes(header, rows, title="Sheet1"):
     """A workbook of one sheet: the header, then the rows; numbers stay numbers, text (even `=...`) stays text."""
+    import openpyxl  # lazy: openpyxl takes 0.1 s to import; only a workbook needs it
+
     workbook = openpyxl.Workbook(write_only=True)
     sheet = workbook.create_sheet(title[:31])
     sheet.append(list(header))
@@ -142,6 +142,9 @@ def _cell(sheet, value):
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
+        from openpyxl.cell import WriteOnlyCell  # lazy: openpyxl takes 0.1 s to import; only a workbook needs it
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # lazy: as above
+
         # XML 1.0 has no control characters (a pasted NUL or escape): left out, or the workbook could not be made.
         cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
         cell.data_type = "s"  # openpyxl makes a formula of any text starting with "=": this one is text

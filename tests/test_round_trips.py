@@ -167,3 +167,32 @@ def test_a_cached_catalog_page_on_the_embedded_default_reads_one_cache_file_and_
         page(client, "/products")
     # The clock of the generation tokens; tokens, user, cart's line count and page from memory, as they were.
     assert len(opened) == 1 and counts["sql"] == 0
+
+
+def test_the_writes_read_each_row_once(redis_app, shop):
+    """Cart add, quick-order add, the checkout page and placing the order: a product read once and not again
+    after the commit, every cart line in one read, a page's prices and credit from the cache."""
+    client = signed_in(redis_app, shop.buyer)
+    with redis_app.app_context():
+        address_id = db.session.get(Company, shop.company.id).addresses[0].id
+    for _ in range(2):  # the line exists and everything the request reads is warm
+        assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "1"}).status_code == 302
+    page(client, "/checkout")
+    sent = {}
+    with counted(redis_app) as sent["cart add"]:
+        assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "1"}).status_code == 302
+    with counted(redis_app) as sent["quick-order add"]:
+        form = {"sku": ["BEER-1", "WINE-1"], "quantity": ["1", "1"]}
+        assert client.post("/quick-order/add", data=form).status_code == 302
+    page(client, "/checkout")
+    with counted(redis_app) as sent["checkout page"]:
+        assert "Check out on account" in page(client, "/checkout")
+    with counted(redis_app) as sent["checkout"]:
+        response = client.post("/checkout", data={"address_id": str(address_id), "checkout_key": "k" * 22})
+        assert response.status_code == 302, response.get_data(as_text=True)
+    # cart add: the product, the line, its update; quick order: the products, the lines, an update, an insert;
+    # the page: the cart with its products, the addresses; the order: locks, reads, reservations, the rows it
+    # writes, the mail job (with its savepoint), and nothing read again after the commit.
+    statements = {name: counts["sql"] for name, counts in sent.items()}
+    assert statements == {**statements, "cart add": 3, "quick-order add": 4, "checkout page": 2}
+    assert statements["checkout"] <= 19, statements  # 18 on MariaDB, 19 on SQLite

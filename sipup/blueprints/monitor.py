@@ -27,7 +27,6 @@ from sipup.jobs.manage import retry_job as retry
 from sipup.jobs.queue import PRIORITY_NAMES
 from sipup.limits import limiter as limits
 from sipup.observability import panels as monitor
-from sipup.observability import prometheus
 from sipup.observability.charts import DEFAULT_RANGE, RANGE_LABELS, pick_range
 from sipup.observability.health import duration
 
@@ -262,6 +261,8 @@ def metrics():
     """Figures in Prometheus text format, for a bearer token or an allowed address only."""
     if not _metrics_allowed():
         abort(403)
+    from sipup.observability import prometheus  # lazy: prometheus-client takes 0.1 s to import; only a scrape needs it
+
     return Response(prometheus.exposition(), content_type=prometheus.CONTENT_TYPE)
 
 

@@ -25,7 +25,7 @@ from sipup.cache import cached
 
 from ..exceptions import AlreadyPlaced, DomainError, NotFound
 from ..extensions import db
-from ..models import Address, utcnow
+from ..models import utcnow
 from ..replicas import replica_reads
 from ..security import READ_AHEAD, customer_required, same_site_path, sign_in_first
 from ..services import cart as carts
@@ -253,7 +253,7 @@ def cart():
         if not errors:
             flash("Cart updated.", "success")
             return redirect(url_for("shop.cart"))
-    priced = carts.priced(current_user, _vat())
+    priced = carts.priced(current_user, _vat(), pictures=True)
     return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
 
 
@@ -305,8 +305,9 @@ def quick_order_add():
 def checkout():
     """Check out on account: PO reference, delivery address and date; credit is checked."""
     company = current_user.company
-    priced = carts.priced(current_user, _vat())
-    if not priced.lines and request.method == "GET":
+    # A POST prices the cart anew under lock (orders.checkout) and shows it only when refused.
+    priced = carts.priced(current_user, _vat()) if request.method == "GET" else None
+    if request.method == "GET" and not priced.lines:
         flash("Your cart is empty.", "info")
         return redirect(url_for("shop.products"))
     form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
@@ -337,17 +338,14 @@ def checkout():
             else:
                 flash(f"Thank you! Order {order.number} is placed.", "success")
             return redirect(url_for("shop.order_detail", number=order.number))
-    addresses = db.session.scalars(
-        db.select(Address).where(Address.company_id == company.id).order_by(Address.id)
-    ).all()
     return render_template(
         "shop/checkout.html",
         cart=priced,
         form=form,
         error=error,
         refused=refused,
-        addresses=addresses,
-        credit=orders.credit_position(company),
+        addresses=company.addresses,  # loaded by priced() already, in id order
+        credit=orders.account_position(company),  # shown only: orders.checkout() decides on fresh figures
     ), 422 if error else 200
 
 

@@ -6,15 +6,16 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sipup.cache import cached
 
-from ..database import run_in_transaction
+from ..database import kept_loaded, run_in_transaction
 from ..exceptions import DomainError, InvalidQuantity, NotFound, OutOfStock
 from ..extensions import db
 from ..models import CartItem, Product
 from . import vat
-from .pricing import load_tiers, money, unit_price
+from .pricing import load_tiers, money, tiers_for, unit_price
 from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
 
 
@@ -71,39 +72,71 @@ def add(user_id, product, quantity, replace=False):
 
     One buyer's requests may run at once (two tabs, a double click): a line that another request added,
     changed or removed meanwhile is read again, so no quantity is lost and no request fails for it."""
-    if not product.active:
-        raise NotFound(f"{product.sku} is no longer sold.")
-    refused = out_of_stock(product)
-    if refused:
-        raise OutOfStock(refused)
-    for _attempt in range(PUT_ATTEMPTS):
-        try:
-            return run_in_transaction(_put, user_id, product, quantity, replace)
-        except (IntegrityError, LineChanged):
+    (result,) = add_many(user_id, [(product, quantity)], replace)
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
+def add_many(user_id, pairs, replace=False):
+    """add() for many (product, quantity) pairs in one transaction: for each pair its line's new quantity, or
+    the DomainError that refused it (the others are put in all the same)."""
+    results, wanted = [None] * len(pairs), []
+    for index, (product, _quantity) in enumerate(pairs):
+        refused = out_of_stock(product) if product.active else None
+        if not product.active:
+            results[index] = NotFound(f"{product.sku} is no longer sold.")
+        elif refused:
+            results[index] = OutOfStock(refused)
+        else:
+            wanted.append(index)
+    if not wanted:
+        return results
+    # The products as read stay loaded across the commits (the caller shows their names and stock notes next).
+    with kept_loaded():
+        for _attempt in range(PUT_ATTEMPTS):
+            try:
+                # A line read from an older snapshot fails its conditional update and is read again (a rollback
+                # starts a new snapshot): no commit is needed first.
+                done = run_in_transaction(_put, user_id, [pairs[index] for index in wanted], replace, fresh=False)
+            except (IntegrityError, LineChanged):
+                continue
+            for index, result in zip(wanted, done):
+                results[index] = result
+            return results
+    skus = ", ".join(pairs[index][0].sku for index in wanted)
+    raise LineChanged(f"Your cart changed in another window while {skus} was being added; please try again.")
+
+
+def _put(user_id, pairs, replace):
+    lines = select(CartItem).where(CartItem.user_id == user_id, CartItem.product_id.in_({p.id for p, _ in pairs}))
+    found = db.session.scalars(lines.execution_options(populate_existing=True))  # the newest committed quantities
+    items = {item.product_id: item for item in found}
+    results = []
+    for product, quantity in pairs:
+        item = items.get(product.id)
+        new_quantity = quantity if (replace or item is None) else item.quantity + quantity
+        problem = quantity_problem(product, new_quantity)
+        if problem:
+            results.append(InvalidQuantity(problem))
             continue
-    raise LineChanged(f"Your cart changed in another window while {product.sku} was being added; please try again.")
-
-
-def _put(user_id, product, quantity, replace):
-    item = db.session.scalar(select(CartItem).where(CartItem.user_id == user_id, CartItem.product_id == product.id))
-    new_quantity = quantity if (replace or item is None) else item.quantity + quantity
-    problem = quantity_problem(product, new_quantity)
-    if problem:
-        raise InvalidQuantity(problem)
-    if item is None:
-        db.session.add(CartItem(user_id=user_id, product_id=product.id, quantity=new_quantity))
-        db.session.flush()  # the same line inserted by another request meanwhile: IntegrityError
-        return new_quantity
-    # Only if the line still holds what was read (the database checks the newest committed row).
-    stmt = (
-        update(CartItem)
-        .where(CartItem.id == item.id, CartItem.quantity == item.quantity)
-        .values(quantity=new_quantity)
-        .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False)
-    )
-    if db.session.execute(stmt).rowcount != 1:
-        raise LineChanged()
-    return new_quantity
+        if item is None:
+            items[product.id] = CartItem(user_id=user_id, product_id=product.id, quantity=new_quantity)
+            db.session.add(items[product.id])
+            db.session.flush()  # the same line inserted by another request meanwhile: IntegrityError
+        else:
+            # Only if the line still holds what was read (the database checks the newest committed row).
+            stmt = (
+                update(CartItem)
+                .where(CartItem.id == item.id, CartItem.quantity == item.quantity)
+                .values(quantity=new_quantity)
+                .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False)
+            )
+            if db.session.execute(stmt).rowcount != 1:
+                raise LineChanged()
+            set_committed_value(item, "quantity", new_quantity)  # the same product again later in the list
+        results.append(new_quantity)
+    return results
 
 
 def remove(user_id, product_id):
@@ -113,16 +146,15 @@ def remove(user_id, product_id):
     db.session.commit()
 
 
-def items(user_id):
-    """The cart's items with their products, in the order they were added."""
-    stmt = (
-        select(CartItem)
-        # With each product's pictures and category: the cart shows a thumbnail (or its placeholder) per line.
-        .options(joinedload(CartItem.product).options(selectinload(Product.images), joinedload(Product.category)))
-        .where(CartItem.user_id == user_id)
-        .order_by(CartItem.id)
-    )
-    return list(db.session.scalars(stmt))
+def items(user_id, fresh=False, pictures=False):
+    """The cart's items with their products, in the order they were added; fresh: the products as the database
+    has them now even if this session read them before (checkout prices and reserves from them); pictures: with
+    each product's pictures and category, for the cart page's thumbnails (or their placeholder)."""
+    product = joinedload(CartItem.product)
+    if pictures:
+        product = product.options(selectinload(Product.images), joinedload(Product.category))
+    stmt = select(CartItem).options(product).where(CartItem.user_id == user_id).order_by(CartItem.id)
+    return list(db.session.scalars(stmt.execution_options(populate_existing=fresh)))
 
 
 def count(user_id):
@@ -139,14 +171,15 @@ def count_entry(user_id):
     return ("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"])
 
 
-def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None):
+def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, cached_tiers=False):
     """Price (product, quantity) pairs for one price list; each line lists what stops it being ordered.
 
     vat_rules: vat.VatRules (or one rate for every class); country and vat_id: where it is delivered and the
-    customer's VAT id, which decide the rates and reverse charge (no country: the shop's own)."""
+    customer's VAT id, which decide the rates and reverse charge (no country: the shop's own). cached_tiers:
+    the price tiers through the cache (fresh after any tier change) for showing; an order reads them anew."""
     rules = vat.as_rules(vat_rules)
     reverse = rules.reverse_charged(country, vat_id)
-    tiers = load_tiers(price_list_id, [p.id for p, _ in pairs])
+    tiers = (tiers_for if cached_tiers else load_tiers)(price_list_id, [p.id for p, _ in pairs])
     lines = []
     for product, quantity in pairs:
         price = unit_price(product.base_price, tiers.get(product.id, []), quantity)
@@ -175,9 +208,9 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None):
     return PricedCart(lines, goods, deposit, tax, goods + deposit + tax, rows, reverse)
 
 
-def priced(user, vat_rules):
+def priced(user, vat_rules, pictures=False):
     """The user's cart with today's prices for their company, taxed for its first (default) address."""
-    pairs = [(item.product, item.quantity) for item in items(user.id)]
+    pairs = [(item.product, item.quantity) for item in items(user.id, pictures=pictures)]
     company = user.company
     country = company.addresses[0].country if company.addresses else None
-    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id)
+    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, cached_tiers=True)

@@ -8,13 +8,7 @@ the summary per rate printed on the PDF.
 import io
 from decimal import Decimal
 
-from facturx import generate_from_binary, xml_check_xsd
-from facturx.generate_xml import generate_cii_xml
 from flask import current_app
-from lxml import etree
-from PIL import ImageCms
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject, TextStringObject
 
 from .compat import add_indirect
 from .pricing import money
@@ -189,6 +183,9 @@ def credit_note_data(document):
 
 def _xml(data, guideline=EN16931):
     """CII XML bytes of the data, checked against the Factur-X EN 16931 XSD; guideline: BT-24 as written."""
+    from facturx.generate_xml import generate_cii_xml  # lazy: factur-x and lxml take 0.2 s to import
+    from lxml import etree  # lazy: a start-up cost only e-invoices pay
+
     xml = generate_cii_xml(data, level="en16931", check_xsd=True, check_schematron=False)
     if guideline != EN16931:
         root = etree.fromstring(xml)
@@ -210,11 +207,15 @@ def credit_note_xml(document, guideline=EN16931):
 
 def check_xsd(xml):
     """True when the XML validates against the official CII schema of the EN 16931 profile (factur-x ships it)."""
+    from facturx import xml_check_xsd  # lazy: factur-x takes 0.2 s to import
+
     return xml_check_xsd(xml, flavor="factur-x", level="en16931")
 
 
 def factur_x(pdf, xml, title, author):
     """A PDF with the XML embedded as factur-x.xml, the PDF/A-3 metadata and an sRGB output intent."""
+    from facturx import generate_from_binary  # lazy: factur-x takes 0.2 s to import
+
     combined = generate_from_binary(
         _with_output_intent(pdf),
         xml,
@@ -229,6 +230,17 @@ def factur_x(pdf, xml, title, author):
 
 def _with_output_intent(pdf):
     """PDF/A wants an output intent naming the colour space of the page colours: sRGB (made by Pillow)."""
+    from PIL import ImageCms  # lazy: a start-up cost only e-invoices pay
+    from pypdf import PdfReader, PdfWriter  # lazy: a start-up cost only e-invoices pay
+    from pypdf.generic import (  # lazy: a start-up cost only e-invoices pay
+        ArrayObject,
+        DictionaryObject,
+        NameObject,
+        NumberObject,
+        StreamObject,
+        TextStringObject,
+    )
+
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
     profile = StreamObject()
     profile.set_data(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())

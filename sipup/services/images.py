@@ -11,7 +11,6 @@ import io
 import warnings
 
 from flask import current_app
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from sipup.storage import Missing, get_storage
 
@@ -48,6 +47,8 @@ def fitted(width, height, size):
 
 def _decoded(data, max_side):
     """The picture in `data`, upright and without metadata; InvalidInput naming what is wrong."""
+    from PIL import Image, ImageOps, UnidentifiedImageError  # lazy: Pillow is a start-up cost only pictures pay
+
     if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > max_side * max_side:
         Image.MAX_IMAGE_PIXELS = max_side * max_side  # larger ones are refused before they are decoded
     try:
@@ -87,6 +88,8 @@ def store_picture(product, picture):
 
     The files are stored before the picture is attached: when the storage fails (StorageUnavailable), the
     product shows no picture that cannot be served."""
+    from PIL import Image  # lazy: Pillow is a start-up cost only pictures pay
+
     original = io.BytesIO()
     picture.save(original, "WEBP", quality=90)  # a fresh encoding: nothing of the upload's metadata is kept
     digest = hashlib.sha256(original.getvalue()).hexdigest()
@@ -134,6 +137,8 @@ def picture_of(product):
 
 def placeholder_picture(text, hue, size=(800, 600)):
     """A plain generated picture (demo data): a coloured field with a bottle shape and a label."""
+    from PIL import Image, ImageDraw  # lazy: Pillow is a start-up cost only pictures pay
+
     picture = Image.new("RGB", size, hue)
     draw = ImageDraw.Draw(picture)
     w, h = size

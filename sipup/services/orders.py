@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
 
-from ..database import paginate, run_in_transaction
+from ..database import kept_loaded, paginate, run_in_transaction
 from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from ..extensions import db
 from ..models import (
@@ -150,12 +150,13 @@ def uninvoiced_query(company_id):
 
 def credit_position(company):
     """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
-    open_invoices = db.session.scalar(
-        select(func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount - Invoice.credited_amount), 0)).where(
-            Invoice.company_id == company.id, Invoice.paid_at.is_(None)
-        )
-    )
-    uninvoiced = db.session.scalar(uninvoiced_query(company.id))
+    open_invoices = select(
+        func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount - Invoice.credited_amount), 0)
+    ).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
+    # One statement, both sums.
+    open_invoices, uninvoiced = db.session.execute(
+        select(open_invoices.scalar_subquery(), uninvoiced_query(company.id).scalar_subquery())
+    ).one()
     open_balance = money(open_invoices)
     used = money(open_balance + money(uninvoiced))
     return {
@@ -177,17 +178,18 @@ def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=N
     checkout_key that placed an order before raises AlreadyPlaced instead of placing another.
 
     vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
-    return run_in_transaction(
-        _checkout,
-        user.id,
-        user.company_id,
-        vat_rules,
-        po_reference[:60],
-        requested_date,
-        address_id,
-        note[:1000],
-        checkout_key,
-    )
+    with kept_loaded():  # the order as placed: its number and status are shown without reading it again
+        return run_in_transaction(
+            _checkout,
+            user.id,
+            user.company_id,
+            vat_rules,
+            po_reference[:60],
+            requested_date,
+            address_id,
+            note[:1000],
+            checkout_key,
+        )
 
 
 def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note, checkout_key=None):
@@ -206,11 +208,9 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
         raise InvalidInput("Choose one of your delivery addresses.")
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput("The requested delivery date must be tomorrow or later.")
-    items = carts.items(user_id)
+    items = carts.items(user_id, fresh=True)
     if not items:
         raise EmptyCart("Your cart is empty.")
-    for item in items:
-        db.session.refresh(item.product)
     priced = carts.price_lines(
         company.price_list_id, [(i.product, i.quantity) for i in items], vat_rules, address.country, company.vat_id
     )

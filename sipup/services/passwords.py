@@ -9,8 +9,6 @@ e-mail address and name.
 import re
 import threading
 
-from zxcvbn import zxcvbn
-
 from ..exceptions import InvalidInput
 
 MIN_LENGTH = 12
@@ -42,6 +40,8 @@ def check_new_password(password, email="", name=""):
     folded = password.casefold().replace(" ", "")
     if any(len(word) >= 4 and word in folded for word in own if "@" in word) or folded in own:
         raise InvalidInput("The password must not be your e-mail address or name.")
+    from zxcvbn import zxcvbn  # lazy: its dictionaries take 0.1 s to load; only a new password needs them
+
     with _rating:
         rating = zxcvbn(password[:RATED_LENGTH], user_inputs=own, max_length=RATED_LENGTH)
     if rating["score"] < MIN_SCORE:

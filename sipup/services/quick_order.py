@@ -10,7 +10,7 @@ from decimal import Decimal
 from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
 from . import catalog
-from .cart import add, price_lines
+from .cart import add_many, price_lines
 from .parsing import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
@@ -143,15 +143,21 @@ def preview(text, price_list_id, vat_rate, max_lines):
 def add_to_cart(user_id, pairs):
     """Put (SKU, quantity text) pairs in the cart by the cart's rules; returns (lines added, problems)."""
     products = catalog.products_by_skus([sku for sku, _ in pairs])
-    added, problems = 0, []
-    for sku, raw in pairs:
+    outcomes, wanted = [None] * len(pairs), []  # per line: the new quantity or the DomainError
+    for index, (sku, raw) in enumerate(pairs):
         product = products.get(sku.upper())
         try:
             if product is None:
                 raise NotFound(f"Unknown SKU “{sku[:40]}”.")
-            add(user_id, product, parse_quantity(raw))
-            added += 1
+            wanted.append((index, product, parse_quantity(raw)))
         except DomainError as exc:
-            db.session.rollback()
-            problems.append(str(exc))
-    return added, problems
+            outcomes[index] = exc
+    try:  # in one transaction
+        done = add_many(user_id, [(product, quantity) for _, product, quantity in wanted])
+    except DomainError as exc:  # the cart kept changing in another window
+        db.session.rollback()
+        done = [exc] * len(wanted)
+    for (index, _, _), outcome in zip(wanted, done):
+        outcomes[index] = outcome
+    problems = [str(outcome) for outcome in outcomes if isinstance(outcome, DomainError)]
+    return len(outcomes) - len(problems), problems
