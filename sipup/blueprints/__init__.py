@@ -2,8 +2,8 @@
 (admins), ops (probes)."""
 
 from .account import bp as account
-from .admin import bp as admin
 from .auth import bp as auth
+from .backoffice import bp as admin
 from .lists import bp as lists
 from .monitor import bp as monitor
 from .ops import bp as ops

@@ -11,12 +11,12 @@ from sipup import tasks
 from sipup.jobs import enqueue
 from sipup.storage import StorageUnavailable
 
-from ..exceptions import DomainError, FieldErrors, InvalidInput, NotFound
-from ..extensions import db
-from ..models import Category, Company, OrderStatus, PriceList, Product, Role, utcnow
-from ..replicas import replica_reads
-from ..security import admin_required, staff_required
-from ..services import (
+from ...exceptions import DomainError, FieldErrors, InvalidInput, NotFound
+from ...extensions import db
+from ...models import Category, Company, OrderStatus, PriceList, Product, Role, utcnow
+from ...replicas import replica_reads
+from ...security import admin_required, staff_required
+from ...services import (
     audit,
     backoffice,
     bulk_import,
@@ -31,9 +31,9 @@ from ..services import (
     users,
     vat,
 )
-from ..services.parsing import page_number, whole_number
-from .account import flash_user_action
-from .shop import file_download
+from ...services.parsing import page_number, whole_number
+from ..account import flash_user_action
+from ..shop import file_download
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
