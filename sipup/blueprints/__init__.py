@@ -1,4 +1,4 @@
-"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), admin (staff), monitor
+"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), backoffice (staff), monitor
 (admins), ops (probes)."""
 
 from .account import bp as account

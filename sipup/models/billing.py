@@ -3,16 +3,7 @@
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Date,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-)
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from ..extensions import db

@@ -2,12 +2,7 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    Numeric,
-    String,
-)
+from sqlalchemy import BigInteger, Integer, Numeric, String
 
 Money = Numeric(12, 2)
 VatRate = Numeric(5, 4)

@@ -2,12 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    LargeBinary,
-    String,
-)
+from sqlalchemy import DateTime, Integer, LargeBinary, String
 from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, mapped_column
 

@@ -3,13 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import (
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Text,
-)
+from sqlalchemy import DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db

@@ -7,14 +7,7 @@ import enum
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    Boolean,
-    Date,
-    DateTime,
-    Index,
-    Integer,
-    String,
-)
+from sqlalchemy import Boolean, Date, DateTime, Index, Integer, String
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from ..extensions import db
