@@ -20,8 +20,8 @@ from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .csvfiles import DIALECTS, default_dialect
-from .files import open_private, private_file, private_folder
+from ..csvfiles import DIALECTS, default_dialect
+from ..files import open_private, private_file, private_folder
 
 ENV_PREFIX = "SIPUP"
 
