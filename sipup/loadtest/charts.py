@@ -1,9 +1,9 @@
 """The load-test report's SVG charts (inline, no script): throughput and latency over the seconds of a run,
-latency per page, and latency by percentile."""
+latency per page, and latency by percentile. Round axis steps come from the /monitor charts' module."""
 
 import html
-import math
 
+from ..observability.charts import nice_step
 from .histogram import Histogram
 
 CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 220, 56, 16, 14, 30
@@ -15,20 +15,9 @@ def ms(value):
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _nice_max(value, steps=(1, 2, 2.5, 5, 10)):
-    """The smallest 'round' number (1, 2, 2.5 or 5 times a power of ten) at or above value."""
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
-    for step in steps:
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude
-
-
 def _axis_max(value):
     """The top of an axis with four round steps that just holds value (0, 60, 120, 180, 240)."""
-    return 4 * _nice_max(value / 4, (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
+    return 4 * nice_step(value / 4, factors=(1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
 
 
 def _tick(value):
@@ -51,7 +40,7 @@ def _frame(y_max, y_label, seconds, unit=""):
         parts.append(
             f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}{unit}</text>'
         )
-    step = max(1, _nice_max(span / 8))
+    step = max(1, nice_step(span / 8))
     t = 0
     while t <= span:
         parts.append(f'<text x="{x(t):.1f}" y="{CHART_H - 10}" class="tick" text-anchor="middle">{t:g}s</text>')
