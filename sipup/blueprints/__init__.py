@@ -1,9 +1,9 @@
-"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), admin (staff), monitor
+"""One blueprint per audience: auth, account (everyone signed in), shop and lists (buyers), backoffice (staff), monitor
 (admins), ops (probes)."""
 
 from .account import bp as account
-from .admin import bp as admin
 from .auth import bp as auth
+from .backoffice import bp as admin
 from .lists import bp as lists
 from .monitor import bp as monitor
 from .ops import bp as ops

@@ -1,5 +1,6 @@
 """Server-rendered charts: the geometry of inline SVG line charts with axes, gridlines and a tooltip per
 time bucket (an SVG <title>), drawn by the `chart` macro in templates/monitor/_charts.html. No script, no CDN.
+nice_step (round axis steps) serves the load-test report's charts too (sipup/loadtest/charts.py).
 
 A value of None is a bucket without data (no request, no cache read): the line stops there and starts again
 after it, so an idle night is a gap, not a fall to zero.
@@ -35,7 +36,7 @@ def line_chart(starts, series, percent=False, unit="", show=None):
     known = [v for _, _, points in series for v in points if v is not None]
     ticks = 4
     # Counts step by whole numbers at least, so a quiet range shows 0-4, not fractions of a request.
-    top = 1.0 if percent else ticks * _nice_step(max(known, default=0) / ticks, whole=not unit)
+    top = 1.0 if percent else ticks * nice_step(max(known, default=0) / ticks, whole=not unit)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(starts), 1)
 
@@ -90,13 +91,13 @@ def line_chart(starts, series, percent=False, unit="", show=None):
     }
 
 
-def _nice_step(value, whole=False):
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above value (at least 1 when whole), so gridlines fall
-    on round numbers."""
+def nice_step(value, whole=False, factors=(1, 2, 2.5, 5, 10)):
+    """The smallest of factors x 10^k at or above value (1, 2, 2.5, 5 by default; at least 1 when whole), so
+    gridlines fall on round numbers (the load-test report's charts use it too)."""
     if value <= 0 or (whole and value <= 1):
         return 1
     magnitude = 10 ** math.floor(math.log10(value))
-    for factor in (1, 2, 2.5, 5, 10):
+    for factor in factors:
         if value <= factor * magnitude and not (whole and factor * magnitude != int(factor * magnitude)):
             return factor * magnitude
     return 10 * magnitude

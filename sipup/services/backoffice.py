@@ -108,6 +108,11 @@ def find_products(query="", page=1, per_page=50):
     return paginate(stmt.order_by(Product.sku), page, per_page)
 
 
+def company_names():
+    """(id, name) of every customer company by name: the company filter of the order list."""
+    return db.session.execute(select(Company.id, Company.name).order_by(Company.name)).all()
+
+
 def find_companies(query="", page=1, per_page=50):
     """Customer companies by name, with their count; a search finds a name or VAT id holding it, in any case."""
     stmt = select(Company).options(selectinload(Company.price_list))

@@ -240,6 +240,11 @@ def price_list_by_name(name):
     return db.session.scalar(select(PriceList).where(func.lower(PriceList.name) == name.strip().lower()))
 
 
+def price_lists():
+    """Every price list by name."""
+    return db.session.scalars(select(PriceList).order_by(PriceList.name)).all()
+
+
 def get_price_list(list_id):
     """One price list, or NotFound."""
     price_list = db.session.get(PriceList, list_id)

@@ -45,28 +45,12 @@ from ..models import (
 from . import documents, links
 from .accounts import user_by_email
 
-KINDS = (
-    "order_confirmation",
-    "order_status",
-    "invoice_issued",
-    "overdue_reminder",
-    "low_stock",
-    "monitor_alert",
-    "invitation",
-    "email_change",
-    "email_changed",
-    "password_changed",
-    "password_reset",
-    "account_request_declined",
-    "account_request_received",
-)
-
 
 def send(kind, object_id):
     """Build the mail of this kind for one order, invoice or product list, and send it; returns a summary."""
-    if kind not in KINDS:
+    if kind not in BUILDERS:
         raise InvalidInput(f"Unknown mail kind “{kind}”.")
-    recipients, context = globals()[f"_{kind}"](object_id)
+    recipients, context = BUILDERS[kind](object_id)
     if not recipients:
         return f"{kind}: nobody to send to"
     attachments = context.pop("attachments", [])
@@ -231,6 +215,25 @@ def _account_request_received(request_id):
     request = _account_request(request_id)
     url = links.public_url("admin.account_request", request_id=request.id)
     return staff_addresses(), {"account_request": request, "request_url": url}
+
+
+# Each kind of mail: the function that finds its recipients and the context of its templates (mail/<kind>.*).
+BUILDERS = {
+    "order_confirmation": _order_confirmation,
+    "order_status": _order_status,
+    "invoice_issued": _invoice_issued,
+    "overdue_reminder": _overdue_reminder,
+    "low_stock": _low_stock,
+    "monitor_alert": _monitor_alert,
+    "invitation": _invitation,
+    "email_change": _email_change,
+    "email_changed": _email_changed,
+    "password_changed": _password_changed,
+    "password_reset": _password_reset,
+    "account_request_declined": _account_request_declined,
+    "account_request_received": _account_request_received,
+}
+KINDS = tuple(BUILDERS)
 
 
 def _buyer_of(order):

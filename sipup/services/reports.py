@@ -53,7 +53,7 @@ def build(kind, start=None, end=None):
             name = f"{kind}-{today:%Y-%m-%d}.csv"
         else:
             first, last = parse_range(start, end)
-            header, rows = globals()[f"_{kind}"](first, last)
+            header, rows = RANGED[kind](first, last)
             name = f"{kind}-{first:%Y-%m-%d}_{last:%Y-%m-%d}.csv"
     text = "\ufeff" + to_text(header, rows, current_app.config["CSV_DIALECT"])  # the BOM: Excel reads UTF-8
     get_storage().put(f"reports/{name}", text.encode("utf-8"), "text/csv")
@@ -132,6 +132,14 @@ def _sales_by_customer(first, last):
 def _sales_by_product(first, last):
     rows = db.session.execute(report_query("sales_by_product", first, last)).all()
     return ["SKU", "Product", "Quantity", "Goods"], [list(r) for r in rows]
+
+
+# The report of each kind over a range of days (receivables ageing is as of a day): (header, rows).
+RANGED = {
+    "sales_by_period": _sales_by_period,
+    "sales_by_customer": _sales_by_customer,
+    "sales_by_product": _sales_by_product,
+}
 
 
 def ageing_query(today):
