@@ -673,3 +673,35 @@ def request(port, path, source="127.0.0.1", headers=None, timeout=10, quiet=Fals
         raise
     finally:
         connection.close()
+
+
+def flask_in_process(env, *args, stdin=None):
+    """`flask ARGS` as the command runs it with the environment `env` (its SIPUP_* and FLASK_* settings; this
+    process's own are left out), but in this process: for set-up and helper commands, where starting Python
+    (seconds on a loaded machine) is not what the test is about. A fresh `flask` group makes the app, which is
+    closed afterwards. Returns the output; a failed command fails the test with it."""
+    from click.testing import CliRunner
+    from flask.cli import FlaskGroup
+
+    from sipup import create_app
+    from sipup.extensions import db
+
+    made = []
+
+    def make_app():
+        made.append(create_app())
+        return made[-1]
+
+    settings = {key: value for key, value in env.items() if key.startswith(("SIPUP_", "FLASK_"))}
+    settings.update({key: None for key in os.environ if key.startswith(("SIPUP_", "FLASK_")) and key not in settings})
+    group = FlaskGroup(name="flask", create_app=make_app, load_dotenv=False, set_debug_flag=False)
+    try:
+        result = CliRunner(env=settings).invoke(group, list(args), input=stdin, prog_name="flask")
+    finally:
+        for app in made:
+            with app.app_context():
+                db.engine.dispose()
+            app.extensions["sipup_cache"].close()
+    command = " ".join(args)
+    assert result.exit_code == 0, f"flask {command}: exit {result.exit_code}\n{result.output}{result.exception!r}"
+    return result.output

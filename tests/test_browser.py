@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import flask_in_process, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,23 +383,15 @@ CARDS_WIDER_THAN_THEMSELVES = """() => [...document.querySelectorAll('.card')]
     .map(card => `${card.id || card.className}: ${card.scrollWidth}px of ${card.clientWidth}px`)"""
 
 
-def run_flask(server_env, *args):
-    """A `flask` command on the browser test's server instance (the embedded default)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=server_env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
 def test_monitor_fits_desktop_and_phone_switches_range_and_retries_a_job(server, browser):
     base_url, logins, instance = server
     env = {key: value for key, value in os.environ.items() if key != "SIPUP_DATABASE_URL"}
     env["SIPUP_INSTANCE_PATH"] = str(instance)
     # A report with a date that is not one fails at once: a failed job to find and retry.
-    enqueued = run_flask(env, "queue", "enqueue", "build_report", "sales_by_product", "31.02.2026")
-    job_id = re.search(r"Queued job (\d+)", enqueued.stdout).group(1)
-    run_flask(env, "queue", "process")
+    # The commands run in this process, on the server's instance (the embedded default).
+    enqueued = flask_in_process(env, "queue", "enqueue", "build_report", "sales_by_product", "31.02.2026")
+    job_id = re.search(r"Queued job (\d+)", enqueued).group(1)
+    flask_in_process(env, "queue", "process")
     admin, page = sign_in(browser, base_url, *logins["admin"])
     page.goto("/monitor")
     expect(page.locator("#panel-traffic .chart svg").first).to_be_visible()

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.servers import LocalSmtp, free_port
+from tests.servers import LocalSmtp, flask_in_process, free_port
 from tests.test_browser import CHROMIUM, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in
 
 pytestmark = [
@@ -40,20 +40,6 @@ def smtp():
     server = LocalSmtp().start()
     yield server
     server.stop()
-
-
-def _flask(env, *args, stdin=None):
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module", params=FOOTPRINTS)
@@ -82,11 +68,12 @@ def site(request, tmp_path_factory, smtp):
             SIPUP_REDIS_NAMESPACE=f"sipuptest-{secrets.token_hex(6)}",
             SIPUP_PROCESSES="1",  # with Redis the default is a process per core; one is enough for the browser
         )
-    _flask(env, "db", "upgrade")
-    assert _flask(
+    # The set-up commands run in this process (the site's own processes are what the tests are about).
+    flask_in_process(env, "db", "upgrade")
+    assert flask_in_process(
         env, "user", "create", ADMIN[0], "--role", "admin", "--password-stdin", stdin=ADMIN[1] + "\n"
     ).startswith(f"Created admin {ADMIN[0]}")
-    _flask(env, "seed", "--companies", "0", "--products", "6", "--orders", "0")
+    flask_in_process(env, "seed", "--companies", "0", "--products", "6", "--orders", "0")
     # The port is chosen just before the server starts: chosen before the set-up, another program may take it.
     port = free_port()
     url = f"http://127.0.0.1:{port}"

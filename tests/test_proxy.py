@@ -15,24 +15,31 @@ from tests.servers import SipupServer, local_proxy, request
 BUDGET = 5
 TOKEN = "metrics-token-for-the-proxy-test"
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+CLIENTS = {"haproxy": "127.0.1", "nginx": "127.0.2"}  # loopback addresses of each proxy's clients
 
 
-@pytest.fixture(scope="module", params=["haproxy", "nginx"])
-def proxied(request, tmp_path_factory, demo_instance):
-    """(proxy port, sipup server) with SIPUP_PROXY_HOPS=1 behind HAProxy or nginx."""
-    folder = tmp_path_factory.mktemp(request.param)
+@pytest.fixture(scope="module")
+def hops_server(tmp_path_factory, demo_instance):
+    """One sipup server with SIPUP_PROXY_HOPS=1 for both proxies (each proxy's clients have addresses of their own,
+    so the budgets the first proxy's tests spend are not the second's)."""
     server = SipupServer(
-        demo_instance(folder / "instance"),
+        demo_instance(tmp_path_factory.mktemp("proxied") / "instance"),
         PROXY_HOPS=1,
         RATELIMIT_IP=f"{BUDGET} per minute",
         RATELIMIT_BLOCK_AFTER="1000 per minute",
-        METRICS_ALLOW="127.0.0.1, ::1, 127.0.0.5",
+        METRICS_ALLOW=", ".join(["127.0.0.1", "::1", *(f"{net}.5" for net in CLIENTS.values())]),
         METRICS_TOKEN=TOKEN,
     ).start()
-    proxy = local_proxy(request.param, folder, server.port)
-    yield proxy.port, server
-    proxy.stop()
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="module", params=list(CLIENTS))
+def proxied(request, tmp_path_factory, hops_server):
+    """(proxy port, sipup server, the client addresses' first three bytes) behind HAProxy or nginx."""
+    proxy = local_proxy(request.param, tmp_path_factory.mktemp(request.param), hops_server.port)
+    yield proxy.port, hops_server, CLIENTS[request.param]
+    proxy.stop()
 
 
 def _statuses(port, source, count, headers=None):
@@ -40,27 +47,25 @@ def _statuses(port, source, count, headers=None):
 
 
 def test_each_client_behind_the_proxy_has_its_own_budget(proxied):
-    port, _server = proxied
-    assert _statuses(port, "127.0.0.2", BUDGET + 1) == [200] * BUDGET + [429]
-    assert _statuses(port, "127.0.0.3", 1) == [200], "another client is not refused for the first one's requests"
+    port, _server, net = proxied
+    assert _statuses(port, f"{net}.2", BUDGET + 1) == [200] * BUDGET + [429]
+    assert _statuses(port, f"{net}.3", 1) == [200], "another client is not refused for the first one's requests"
 
 
 def test_a_forged_forwarded_for_changes_nothing(proxied):
-    port, _server = proxied
-    forged = [
-        request(port, "/login", "127.0.0.4", {"X-Forwarded-For": f"198.51.100.{n}"})[0] for n in range(BUDGET + 1)
-    ]
+    port, _server, net = proxied
+    forged = [request(port, "/login", f"{net}.4", {"X-Forwarded-For": f"198.51.100.{n}"})[0] for n in range(BUDGET + 1)]
     assert forged == [200] * BUDGET + [429], "a new forged address each time still counts against one budget"
     # Claiming to be the refused client neither borrows its refusal nor spends its own budget elsewhere.
-    assert _statuses(port, "127.0.0.6", 1, {"X-Forwarded-For": "127.0.0.4"}) == [200]
+    assert _statuses(port, f"{net}.6", 1, {"X-Forwarded-For": f"{net}.4"}) == [200]
 
 
 def test_metrics_follow_the_client_address_behind_the_proxy_or_the_token(proxied):
-    port, _server = proxied
-    assert request(port, "/metrics", "127.0.0.5")[0] == 200, "an allowed address"
-    assert request(port, "/metrics", "127.0.0.7")[0] == 403, "outside the allowlist, though the proxy is 127.0.0.1"
-    assert request(port, "/metrics", "127.0.0.7", {"X-Forwarded-For": "127.0.0.5"})[0] == 403, "forged address"
-    status, body = request(port, "/metrics", "127.0.0.7", {"Authorization": f"Bearer {TOKEN}"})
+    port, _server, net = proxied
+    assert request(port, "/metrics", f"{net}.5")[0] == 200, "an allowed address"
+    assert request(port, "/metrics", f"{net}.7")[0] == 403, "outside the allowlist, though the proxy is 127.0.0.1"
+    assert request(port, "/metrics", f"{net}.7", {"X-Forwarded-For": f"{net}.5"})[0] == 403, "forged address"
+    status, body = request(port, "/metrics", f"{net}.7", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and "sipup_" in body
 
 
