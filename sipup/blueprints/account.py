@@ -1,8 +1,10 @@
 """Account self-service for everyone signed in: name, e-mail, password; owners manage their company's buyers."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
+from .. import i18n
 from ..exceptions import DomainError, FieldErrors, NotFound
 from ..extensions import db
 from ..models import LinkPurpose, Role
@@ -42,6 +44,19 @@ def profile():
         db.session.rollback()
         return _page(exc.errors, 422)
     flash("Your name is saved.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/language", methods=["POST"])
+@login_required
+def language():
+    """Choose the language of the shop, its mails and PDFs ("" follows the browser)."""
+    try:
+        users.update_language(current_user, request.form.get("language", ""), i18n.languages())
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _page(exc.errors, 422)
+    flash(gettext("Your language is saved."), "success")
     return redirect(url_for("account.index"))
 
 

@@ -4,6 +4,7 @@ Staff manage every company's users and the wholesaler's own people (admins only)
 buyers of their own company. Every change of role is written to the audit trail.
 """
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from ..exceptions import FieldErrors, InvalidInput, NotFound
@@ -203,6 +204,14 @@ def update_profile(user, name):
     if errors:
         raise FieldErrors(errors)
     user.name = name
+    db.session.commit()
+
+
+def update_language(user, language, offered):
+    """Set the language the user reads the shop, its mails and PDFs in ("" follows the browser)."""
+    if language and language not in offered:
+        raise FieldErrors({"language": gettext("Choose one of the languages offered.")})
+    user.language = language
     db.session.commit()
 
 
