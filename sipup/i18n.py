@@ -38,7 +38,9 @@ def register_i18n(app):
     languages = configured_languages(app.config)
     default = app.config["DEFAULT_LANGUAGE"]
     if default not in languages:
-        raise ConfigError(f"SIPUP_DEFAULT_LANGUAGE={default!r} must be one of SIPUP_LANGUAGES ({', '.join(languages)}).")
+        raise ConfigError(
+            f"SIPUP_DEFAULT_LANGUAGE={default!r} must be one of SIPUP_LANGUAGES ({', '.join(languages)})."
+        )
     compile_catalogs()
     babel.init_app(app, locale_selector=request_language, default_locale=default)
 
@@ -163,4 +165,6 @@ def compile_catalogs(directory=TRANSLATIONS):
                 write_mo(handle, catalog)
             os.replace(partial, mo)
         except OSError as error:
-            log.warning("The %s catalog could not be compiled (%s); run pybabel compile -d sipup/translations", language, error)
+            log.warning(
+                "The %s catalog could not be compiled (%s); run pybabel compile -d sipup/translations", language, error
+            )

@@ -41,7 +41,7 @@ def login():
         if user is not None:
             sign_in(user)
             return redirect(same_site_path(request.args.get("next")) or home_for(user))
-        flash("That e-mail and password do not match an active account.", "error")
+        flash(gettext("That e-mail and password do not match an active account."), "error")
         return render_template("auth/login.html", email=email), 401
     return render_template("auth/login.html", email=email)
 
@@ -68,7 +68,7 @@ def logout():
     accounts.end_session(current_user.id, current_user.session_id)
     logout_user()
     session.clear()
-    flash("You are signed out.", "info")
+    flash(gettext("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
