@@ -261,9 +261,9 @@ def _company_contacts(company_id, order):
 def recipient_language(recipients):
     """The language of a mail: that of the first recipient who has an account and chose one, else the default."""
     chosen = dict(
-        db.session.execute(select(User.email, User.language).where(User.email.in_(recipients), User.language != ""))
-        .tuples()
-        .all()
+        db.session.execute(
+            select(User.email, User.language).where(User.email.in_(recipients), User.language != "")
+        ).all()
     )
     return (
         next((offered(chosen[address]) for address in recipients if address in chosen), None)
