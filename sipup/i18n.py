@@ -82,9 +82,13 @@ def request_language():
     if not has_request_context():
         return current_app.config["DEFAULT_LANGUAGE"]
     user_language = getattr(current_user, "language", None) if current_user else None
+    return offered(user_language) or visitor_language()
+
+
+def visitor_language():
+    """The language of this request before the user is known: the switch's, the browser's, the default."""
     return (
-        offered(user_language)
-        or offered(request.cookies.get(COOKIE))
+        offered(request.cookies.get(COOKIE))
         or request.accept_languages.best_match(languages())
         or current_app.config["DEFAULT_LANGUAGE"]
     )

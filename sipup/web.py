@@ -188,7 +188,8 @@ NAVS_KEPT = 1000
 
 def _main_nav():
     """The main navigation for the signed-in user's role on this page. It is the same for everyone with that
-    role there, so it is rendered once per role, page, script root and language and kept; only the cart's count is new."""
+    role there, so it is rendered once per role, page, script root and language and kept; only the cart's count
+    is new."""
     navs = current_app.extensions.setdefault("sipup_navs", {})
     key = (current_user.role, request.endpoint, request.script_root, i18n.current_language())
     html = navs.get(key)

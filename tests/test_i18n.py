@@ -19,8 +19,8 @@ from sqlalchemy import update
 
 from sipup.exceptions import InvalidInput, InvalidQuantity
 from sipup.extensions import db
-from sipup.models import User
 from sipup.i18n import COOKIE, compile_catalogs
+from sipup.models import User
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
 from tests.servers import LocalSmtp

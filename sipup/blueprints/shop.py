@@ -128,7 +128,7 @@ def products():
     query, category = request.args.get("q", ""), request.args.get("category", "")
     sort = request.args.get("sort") or ("best" if query.strip() else "name")
     if sort not in catalog.SORTS:
-        notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
+        notice, sort = gettext("Unknown sort “%(sort)s”; sorted by name.", sort=sort[:20]), "name"
     price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
 
     def render():
@@ -160,19 +160,23 @@ def products():
     return response
 
 
-def _catalog_entry(price_list_id):
-    """The cache entry (type, name, args, depends) of this address's catalog page for one price list."""
+def _catalog_entry(price_list_id, language=None):
+    """The cache entry (type, name, args, depends) of this address's catalog page for one price list, in one
+    language (the page's text and numbers are in it)."""
     per_page = current_app.config["PAGE_SIZE"]
     return (
         "products",
         "catalog-html",
-        (_catalog_version(), price_list_id, per_page, request.full_path),
+        (_catalog_version(), price_list_id, per_page, request.full_path, language or i18n.current_language()),
         ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
-READ_AHEAD["shop.products"] = lambda price_list_id: [] if price_list_id is None else [_catalog_entry(price_list_id)]
+# Before the user is loaded the read ahead guesses their language from the browser (a wrong guess costs a read).
+READ_AHEAD["shop.products"] = lambda price_list_id: (
+    [] if price_list_id is None else [_catalog_entry(price_list_id, i18n.visitor_language())]
+)
 READ_AHEAD["shop.product"] = lambda price_list_id: [catalog.product_entry(request.view_args["sku"])]
 
 
