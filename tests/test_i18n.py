@@ -195,7 +195,7 @@ def test_amounts_as_people_write_them(language, text, amount):
     assert parse_money(text, "Price", language=language) == Decimal(amount)
 
 
-@pytest.mark.parametrize("language, text", [("de", "2,500.00"), ("en", "2.500,00"), ("de", "1.2.3,4"), ("en", "1e5")])
+@pytest.mark.parametrize("language, text", [("de", "2,500.00"), ("en", "2.500,00"), ("de", "1.2.3,4"), ("en", "1,2,5")])
 def test_amounts_written_for_another_language_are_refused(language, text):
     with pytest.raises(InvalidInput, match="is not an amount"):
         parse_money(text, "Price", language=language)

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from flask_babel import gettext
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
@@ -72,7 +73,7 @@ def add(user_id, product, quantity, replace=False):
     One buyer's requests may run at once (two tabs, a double click): a line that another request added,
     changed or removed meanwhile is read again, so no quantity is lost and no request fails for it."""
     if not product.active:
-        raise NotFound(f"{product.sku} is no longer sold.")
+        raise NotFound(gettext("%(sku)s is no longer sold.", sku=product.sku))
     refused = out_of_stock(product)
     if refused:
         raise OutOfStock(refused)
@@ -81,7 +82,9 @@ def add(user_id, product, quantity, replace=False):
             return run_in_transaction(_put, user_id, product, quantity, replace)
         except (IntegrityError, LineChanged):
             continue
-    raise LineChanged(f"Your cart changed in another window while {product.sku} was being added; please try again.")
+    raise LineChanged(
+        gettext("Your cart changed in another window while %(sku)s was being added; please try again.", sku=product.sku)
+    )
 
 
 def _put(user_id, product, quantity, replace):

@@ -138,7 +138,7 @@ def parse_money(text, label=None, positive=False, language=None):
     raw = str(text if text is not None else "").strip()
     number = raw.replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
     value = _written_decimal(number, language)
-    if value is None and number and set(number) <= PLAIN_AMOUNT:
+    if value is None and number and set(number) <= PLAIN_AMOUNT | set("eE"):
         # What the language's own rules refuse, such as "12.50" in German or "12,50" in English, is read as
         # before: a lone comma or point is the decimal separator.
         if "," in number and "." not in number:
