@@ -14,6 +14,7 @@ from .cli import register_cli
 from .config import load_config
 from .database import register_database
 from .errors import register_error_handlers
+from .i18n import register_i18n
 from .security import register_security
 from .web import Sipup, register_web
 
@@ -33,6 +34,7 @@ def create_app(overrides=None, instance_path=None):
         register_queue,
         register_cache,
         register_security,
+        register_i18n,
         register_web,
         register_blueprints,
         register_limits,

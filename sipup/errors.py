@@ -4,6 +4,7 @@ import logging
 import secrets
 
 from flask import current_app, g, jsonify, render_template, request
+from flask_babel import lazy_gettext
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -20,22 +21,36 @@ from .extensions import db
 log = logging.getLogger("sipup.errors")
 
 MESSAGES = {
-    400: ("Bad request", "The request could not be understood. Go back and try again."),
-    401: ("Please sign in", "Your session has ended. Sign in again to continue."),
-    403: ("Not for this account", "Your account cannot open this page."),
-    404: ("Not found", "There is nothing at this address. It may have moved, or the link is mistyped."),
-    405: ("Not allowed", "This page cannot be used that way."),
-    413: ("Too large", "What you sent is larger than the server accepts. Send a smaller file."),
-    429: ("Slow down", "Too many requests. Wait a moment and try again."),
-    500: ("Something went wrong", "We have logged the error and will look into it. Your data is safe; try again."),
-    503: ("Back in a moment", "The database is not answering right now. Please try again in a minute."),
+    400: (lazy_gettext("Bad request"), lazy_gettext("The request could not be understood. Go back and try again.")),
+    401: (lazy_gettext("Please sign in"), lazy_gettext("Your session has ended. Sign in again to continue.")),
+    403: (lazy_gettext("Not for this account"), lazy_gettext("Your account cannot open this page.")),
+    404: (
+        lazy_gettext("Not found"),
+        lazy_gettext("There is nothing at this address. It may have moved, or the link is mistyped."),
+    ),
+    405: (lazy_gettext("Not allowed"), lazy_gettext("This page cannot be used that way.")),
+    413: (
+        lazy_gettext("Too large"),
+        lazy_gettext("What you sent is larger than the server accepts. Send a smaller file."),
+    ),
+    429: (lazy_gettext("Slow down"), lazy_gettext("Too many requests. Wait a moment and try again.")),
+    500: (
+        lazy_gettext("Something went wrong"),
+        lazy_gettext("We have logged the error and will look into it. Your data is safe; try again."),
+    ),
+    503: (
+        lazy_gettext("Back in a moment"),
+        lazy_gettext("The database is not answering right now. Please try again in a minute."),
+    ),
 }
 # A 503 because the database takes no writes says so: reading may still work, and waiting a minute will not help.
 NOT_WRITABLE_MESSAGES = {
-    "read-only": "The database is read-only right now, so nothing can be saved. We have been told; please try "
-    "again later.",
-    "full": "The database's disk is full, so nothing can be saved right now. We have been told; please try again "
-    "later.",
+    "read-only": lazy_gettext(
+        "The database is read-only right now, so nothing can be saved. We have been told; please try again later."
+    ),
+    "full": lazy_gettext(
+        "The database's disk is full, so nothing can be saved right now. We have been told; please try again later."
+    ),
 }
 
 
@@ -96,7 +111,7 @@ def _unexpected(error):
 def render_error(code, reference=None, message=None):
     """A full page, an HTMX fragment or JSON, by what the client asked for."""
     title, default = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
-    message = message or default
+    title, message = str(title), str(message or default)  # in the reader's language
     if request.accept_mimetypes.best == "application/json" or request.is_json:
         return jsonify(error=title, message=message, reference=reference), code
     template = "errors/_fragment.html" if request.headers.get("HX-Request") else "errors/page.html"

@@ -1,5 +1,7 @@
 """Domain errors, at the bottom of the layers: every layer raises them, each with a message fit to show the
-user as it is. (The HTTP error pages are sipup/errors.py.)"""
+user as it is, in the reader's language (Flask-Babel's gettext). (The HTTP error pages are sipup/errors.py.)"""
+
+from flask_babel import gettext
 
 
 class DomainError(Exception):
@@ -30,7 +32,9 @@ class AlreadyPlaced(DomainError):
     """The checkout form was sent before and placed this order; nothing new is placed."""
 
     def __init__(self, number):
-        super().__init__(f"Order {number} was already placed from this checkout; nothing was ordered twice.")
+        super().__init__(
+            gettext("Order %(number)s was already placed from this checkout; nothing was ordered twice.", number=number)
+        )
         self.number = number
 
 

@@ -1,5 +1,6 @@
 """Unbound extension objects, initialised in create_app() and imported everywhere else."""
 
+from flask_babel import Babel
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -27,3 +28,4 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"class_": RoutingSession})
 login_manager = LoginManager()
 csrf = CSRFProtect()
+babel = Babel()

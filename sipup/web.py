@@ -18,13 +18,13 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from . import i18n
 from .database import DATABASE
 from .metrics.outages import outage
 from .services import cart
 from .services.parsing import MAX_ID
 
 log = logging.getLogger("sipup.web")
-SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
 
 
 class Sipup(Flask):
@@ -86,21 +86,10 @@ def register_web(app):
             if version:
                 values["v"] = version
 
-    symbol = SYMBOLS.get(app.config["CURRENCY"], app.config["CURRENCY"] + " ")
-
-    @app.template_filter("money")
-    def _money(value):
-        if value is None:
-            return "–"
-        return f"−{symbol}{-value:,.2f}" if value < 0 else f"{symbol}{value:,.2f}"
-
-    @app.template_filter("date")
-    def _date(value):
-        return value.strftime("%d %b %Y") if value else "–"
-
-    @app.template_filter("datetime")
-    def _datetime(value):
-        return value.strftime("%d %b %Y, %H:%M") if value else "–"
+    app.add_template_filter(i18n.money, "money")
+    app.add_template_filter(i18n.number, "number")
+    app.add_template_filter(i18n.date, "date")
+    app.add_template_filter(i18n.datetime, "datetime")
 
     @app.context_processor
     def _globals():
@@ -209,9 +198,10 @@ NAVS_KEPT = 1000
 
 def _main_nav():
     """The main navigation for the signed-in user's role on this page. It is the same for everyone with that
-    role there, so it is rendered once per role, page and script root and kept; only the cart's count is new."""
+    role there, so it is rendered once per role, page, script root and language and kept; only the cart's count
+    is new."""
     navs = current_app.extensions.setdefault("sipup_navs", {})
-    key = (current_user.role, request.endpoint, request.script_root)
+    key = (current_user.role, request.endpoint, request.script_root, i18n.current_language())
     html = navs.get(key)
     if html is None:
         if len(navs) >= NAVS_KEPT:  # script roots come from proxies' headers: keep the memory bounded

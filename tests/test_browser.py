@@ -520,3 +520,38 @@ def test_a_shared_list_ordered_and_an_invoice_pdf_downloaded(server, browser, tm
     assert f"Invoice {number}" in text and "Bar Centrale" in text and f"payment reference {number}" in text
     assert re.search(r"Page 1 of \d+", text) and "Deposit" in text and "Due " in text
     buyer.close()
+
+
+def test_a_german_buyer_signs_in_quick_orders_a_thousand_and_reads_a_german_invoice(server, browser, tmp_path):
+    base_url, logins, _instance = server
+    context = browser.new_context(base_url=base_url, viewport=DESKTOP, locale="de-DE")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/login")
+    expect(page.get_by_role("heading", name="Anmelden")).to_be_visible()
+    email, password = logins["buyer"]
+    page.get_by_label("E-Mail").fill(email)
+    page.get_by_label("Passwort", exact=True).fill(password)
+    page.get_by_role("button", name="Anmelden").click()
+    expect(page.get_by_role("heading", name="Letzte Bestellungen")).to_be_visible()
+
+    page.get_by_role("navigation", name="Hauptmenü").get_by_role("link", name="Schnellbestellung").click()
+    page.get_by_label("Zeilen", exact=True).fill("WAT-00025 1.000")
+    page.get_by_role("button", name="Zeilen prüfen").click()
+    row = page.locator("table.preview tbody tr", has_text="WAT-00025")
+    expect(row.locator("td").nth(3)).to_have_text("1.000")
+    shot(page, "40-quick-order-german")
+
+    page.get_by_role("navigation", name="Hauptmenü").get_by_role("link", name="Rechnungen").click()
+    first = page.locator("table tbody tr td.strong a").first
+    number = first.inner_text().strip()
+    first.click()
+    expect(page.get_by_role("heading", name=f"Rechnung {number}")).to_be_visible()
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="PDF herunterladen").click()
+    pdf = tmp_path / f"{number}.pdf"
+    download_info.value.save_as(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert f"Rechnung {number}" in text and f"Verwendungszweck {number}" in text, text
+    assert re.search(r"Seite 1 von \d+", text) and "Pfand" in text and "Fällig " in text and "€" in text
+    context.close()

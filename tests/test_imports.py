@@ -29,6 +29,7 @@ LAYERS = [
     (
         "sipup.replicas",
         "sipup.extensions",
+        "sipup.i18n",
         "sipup.models",
         "sipup.database",
         "sipup.storage",

@@ -1,8 +1,10 @@
 """Account self-service for everyone signed in: name, e-mail, password; owners manage their company's buyers."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 
+from .. import i18n
 from ..exceptions import DomainError, FieldErrors, NotFound
 from ..extensions import db
 from ..models import LinkPurpose, Role
@@ -41,7 +43,20 @@ def profile():
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
-    flash("Your name is saved.", "success")
+    flash(gettext("Your name is saved."), "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/language", methods=["POST"])
+@login_required
+def language():
+    """Choose the language of the shop, its mails and PDFs ("" follows the browser)."""
+    try:
+        users.update_language(current_user, request.form.get("language", ""), i18n.languages())
+    except FieldErrors as exc:
+        db.session.rollback()
+        return _page(exc.errors, 422)
+    flash(gettext("Your language is saved."), "success")
     return redirect(url_for("account.index"))
 
 
@@ -57,7 +72,7 @@ def email():
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
-    flash(f"We sent a link to {new_email}. Your address changes when you open it.", "success")
+    flash(gettext("We sent a link to %(email)s. Your address changes when you open it.", email=new_email), "success")
     return redirect(url_for("account.index"))
 
 
@@ -72,7 +87,7 @@ def confirm_email(token):
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("account.index"))
-    flash(f"Your sign-in address is now {user.email}.", "success")
+    flash(gettext("Your sign-in address is now %(email)s.", email=user.email), "success")
     return redirect(url_for("account.index") if current_user.is_authenticated else url_for("auth.login"))
 
 
@@ -89,7 +104,7 @@ def password():
         db.session.rollback()
         return _page(exc.errors, 422)
     sign_in(user)  # this browser goes on with a new session; every other one has ended
-    flash("Your password is changed. Every other place you were signed in is signed out.", "success")
+    flash(gettext("Your password is changed. Every other place you were signed in is signed out."), "success")
     return redirect(url_for("account.index"))
 
 
@@ -108,7 +123,7 @@ def company_users():
             db.session.rollback()
             errors = exc.errors
         else:
-            flash(f"Invitation to {invited.email} is on its way.", "success")
+            flash(gettext("Invitation to %(email)s is on its way.", email=invited.email), "success")
             return redirect(url_for("account.company_users"))
     return render_template(
         "account/users.html",
@@ -130,7 +145,7 @@ def company_user_action(user_id, action):
     except NotFound:
         abort(404)
     if user.role != Role.BUYER:
-        flash("Owners are managed by the wholesaler's staff.", "error")
+        flash(gettext("Owners are managed by the wholesaler's staff."), "error")
         return redirect(url_for("account.company_users"))
     flash_user_action(user, action)
     return redirect(url_for("account.company_users"))
@@ -141,13 +156,15 @@ def flash_user_action(user, action):
     try:
         if action == "resend":
             users.resend_invitation(user)
-            message = f"A new invitation to {user.email} is on its way; the earlier link no longer works."
+            message = gettext(
+                "A new invitation to %(email)s is on its way; the earlier link no longer works.", email=user.email
+            )
         elif action == "deactivate":
             users.set_active(user, False, actor=current_user)
-            message = f"{user.email} can no longer sign in; their sessions have ended."
+            message = gettext("%(email)s can no longer sign in; their sessions have ended.", email=user.email)
         elif action == "activate":
             users.set_active(user, True, actor=current_user)
-            message = f"{user.email} can sign in again."
+            message = gettext("%(email)s can sign in again.", email=user.email)
         else:
             abort(404)
     except DomainError as exc:

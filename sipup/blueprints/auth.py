@@ -1,9 +1,10 @@
 """Sign in and out, password resets, and the links mailed to users (invitations)."""
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 
-from sipup import tasks
+from sipup import i18n, tasks
 from sipup.jobs import enqueue
 from sipup.limits import remember_sign_in
 
@@ -40,9 +41,24 @@ def login():
         if user is not None:
             sign_in(user)
             return redirect(same_site_path(request.args.get("next")) or home_for(user))
-        flash("That e-mail and password do not match an active account.", "error")
+        flash(gettext("That e-mail and password do not match an active account."), "error")
         return render_template("auth/login.html", email=email), 401
     return render_template("auth/login.html", email=email)
+
+
+@bp.route("/language", methods=["POST"])
+def language():
+    """Switch the language: a visitor's is kept in a cookie, a signed-in user's on their account too."""
+    code = request.form.get("language", "")
+    if code not in i18n.languages():
+        flash(gettext("Choose one of the languages offered."), "error")
+        code = None
+    elif current_user.is_authenticated:
+        users.update_language(current_user, code, i18n.languages())
+    response = redirect(same_site_path(request.form.get("next")) or url_for("shop.index"))
+    if code:
+        response.set_cookie(i18n.COOKIE, code, max_age=i18n.COOKIE_DAYS * 86400, samesite="Lax", httponly=True)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
@@ -52,7 +68,7 @@ def logout():
     accounts.end_session(current_user.id, current_user.session_id)
     logout_user()
     session.clear()
-    flash("You are signed out.", "info")
+    flash(gettext("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
 

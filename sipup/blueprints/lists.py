@@ -1,6 +1,7 @@
 """Shopping lists for buyers at /lists: keep, share, import, export and order named lists of products."""
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 
 from ..exceptions import DomainError, FieldErrors, NotFound
@@ -42,7 +43,10 @@ def index():
             errors = exc.errors
         else:
             flash(
-                f"List “{shopping_list.name}” made; add products from the catalog, a product, your cart or an order.",
+                gettext(
+                    "List “%(name)s” made; add products from the catalog, a product, your cart or an order.",
+                    name=shopping_list.name,
+                ),
                 "success",
             )
             return redirect(url_for("lists.detail", list_id=shopping_list.id))
@@ -61,7 +65,7 @@ def detail(list_id):
         try:
             if "remove" in request.form:
                 lists.remove_item(current_user, shopping_list, whole_number(request.form["remove"]))
-                flash("Removed from the list.", "info")
+                flash(gettext("Removed from the list."), "info")
                 return redirect(url_for("lists.detail", list_id=list_id))
             entered = {item.product_id: request.form.get(f"qty-{item.product_id}") for item in shopping_list.items}
             errors = lists.update_quantities(current_user, shopping_list, entered)
@@ -69,7 +73,7 @@ def detail(list_id):
             flash(str(exc), "error")
             return redirect(url_for("lists.detail", list_id=list_id))
         if not errors:
-            flash("List updated.", "success")
+            flash(gettext("List updated."), "success")
             return redirect(url_for("lists.detail", list_id=list_id))
     return render_template(
         "lists/detail.html",
@@ -97,7 +101,7 @@ def settings(list_id):
     except DomainError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"“{shopping_list.name}” saved.", "success")
+        flash(gettext("“%(name)s” saved.", name=shopping_list.name), "success")
     return redirect(url_for("lists.detail", list_id=list_id))
 
 
@@ -112,7 +116,7 @@ def delete(list_id):
     except DomainError as exc:
         flash(str(exc), "error")
         return redirect(url_for("lists.detail", list_id=list_id))
-    flash(f"List “{name}” deleted.", "info")
+    flash(gettext("List “%(name)s” deleted.", name=name), "info")
     return redirect(url_for("lists.index"))
 
 
@@ -126,7 +130,12 @@ def order(list_id):
         if request.method == "POST":
             added, problems = lists.order(current_user, shopping_list, vat, _max_lines())
             flash(
-                f"{added} line{'s' if added != 1 else ''} of “{shopping_list.name}” added to your cart.",
+                ngettext(
+                    "%(num)s line of “%(name)s” added to your cart.",
+                    "%(num)s lines of “%(name)s” added to your cart.",
+                    added,
+                    name=shopping_list.name,
+                ),
                 "success" if added else "warning",
             )
             _flash_all(problems)
@@ -172,7 +181,7 @@ def save():
     """Save products with quantities to a list, from the catalog, a product page, the cart or an order."""
     pairs = list(zip(request.form.getlist("sku"), request.form.getlist("quantity")))
     if not pairs:
-        flash("Nothing to save: choose products first.", "error")
+        flash(gettext("Nothing to save: choose products first."), "error")
         return redirect(url_for("lists.index"))
     list_id, new_name = whole_number(request.form.get("list_id")), request.form.get("new_name", "")
     if not list_id and not new_name.strip():  # from the catalog: ask which list
@@ -188,7 +197,15 @@ def save():
         flash(str(exc), "error")
         return redirect(url_for("lists.index"))
     if saved:
-        flash(f"{saved} product{'s' if saved != 1 else ''} saved to “{shopping_list.name}”.", "success")
+        flash(
+            ngettext(
+                "%(num)s product saved to “%(name)s”.",
+                "%(num)s products saved to “%(name)s”.",
+                saved,
+                name=shopping_list.name,
+            ),
+            "success",
+        )
     _flash_all(problems)
     return redirect(url_for("lists.detail", list_id=shopping_list.id))
 

@@ -18,6 +18,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext, lazy_gettext, ngettext
 from markupsafe import Markup, escape
 
 from sipup.jobs import manage, queue
@@ -143,8 +144,8 @@ def delete_job(job_id):
 
 
 BULK = {  # the bulk actions on failed jobs: (what the question and outcome call it, the function)
-    "retry": ("Retry", "queued again", manage.retry_failed),
-    "delete": ("Delete", "deleted", manage.delete_failed),
+    "retry": (lazy_gettext("Retry"), lazy_gettext("queued again"), manage.retry_failed),
+    "delete": (lazy_gettext("Delete"), lazy_gettext("deleted"), manage.delete_failed),
 }
 
 
@@ -160,11 +161,11 @@ def failed_jobs(action):
         return render_template("monitor/confirm_failed.html", action=action, verb=verb, count=count, newest=newest)
     upto = whole_number(request.form.get("upto", ""))
     if upto is None:
-        flash("The confirmation did not say which failed jobs; open the question again.", "error")
+        flash(gettext("The confirmation did not say which failed jobs; open the question again."), "error")
         return redirect(url_for("monitor.failed_jobs", action=action))
     changed = act(upto)
     monitor.forget("queue")
-    flash(f"{changed} failed job{'s' if changed != 1 else ''} {done}.", "success")
+    flash(ngettext("%(num)s failed job %(done)s.", "%(num)s failed jobs %(done)s.", changed, done=done), "success")
     return redirect(url_for("monitor.jobs", state="failed"))
 
 
@@ -173,15 +174,30 @@ def failed_jobs(action):
 def pause_priority(priority, action):
     """Pause or resume a priority for every processor and worker."""
     if priority not in queue.PRIORITIES:
-        return _after_action("queue", f"There is no priority {priority[:20]!r}; use high, normal or low.", "error")
+        return _after_action(
+            "queue",
+            gettext("There is no priority %(priority)r; use high, normal or low.", priority=priority[:20]),
+            "error",
+        )
     try:
         (manage.pause if action == "pause" else manage.resume)(priority)
     except Exception as exc:  # the shared store does not answer: say so, the priority stays as it was
-        return _after_action("queue", f"The {priority} priority could not be {action}d: {exc}", "error")
+        return _after_action(
+            "queue",
+            (
+                gettext("The %(priority)s priority could not be paused: %(error)s", priority=priority, error=exc)
+                if action == "pause"
+                else gettext("The %(priority)s priority could not be resumed: %(error)s", priority=priority, error=exc)
+            ),
+            "error",
+        )
     if action == "pause":
-        message = f"Jobs of priority {priority} are paused: they wait until resumed."
+        message = gettext("Jobs of priority %(priority)s are paused: they wait until resumed.", priority=priority)
     else:
-        message = f"Jobs of priority {priority} run again; those that waited go out with the next processor run."
+        message = gettext(
+            "Jobs of priority %(priority)s run again; those that waited go out with the next processor run.",
+            priority=priority,
+        )
     return _after_action("queue", message, "success")
 
 
@@ -191,12 +207,18 @@ def unblock():
     """Lift a rate-limit block; the client starts afresh."""
     who = request.form.get("who", "").strip()[:200]
     if not who.startswith(("addr:", "user:")):
-        return _after_action("limits", "Name a block as addr:<address> or user:<id>.", "error")
+        return _after_action("limits", gettext("Name a block as addr:<address> or user:<id>."), "error")
     try:
         lifted = limits.unblock(who=who)
     except Exception as exc:  # limits switched off, or their Redis down: say so, as `flask limits` does
-        return _after_action("limits", f"{who} could not be unblocked: {exc}", "error")
-    message = f"{who} is unblocked and starts afresh." if lifted else f"{who} was not blocked; its counts start afresh."
+        return _after_action(
+            "limits", gettext("%(who)s could not be unblocked: %(error)s", who=who, error=exc), "error"
+        )
+    message = (
+        gettext("%(who)s is unblocked and starts afresh.", who=who)
+        if lifted
+        else gettext("%(who)s was not blocked; its counts start afresh.", who=who)
+    )
     return _after_action("limits", message, "success")
 
 

@@ -17,12 +17,14 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from sipup.cache import cached
 
+from .. import i18n
 from ..exceptions import AlreadyPlaced, DomainError, NotFound
 from ..extensions import db
 from ..models import utcnow
@@ -132,7 +134,7 @@ def products():
     query, category = _arg("q", ""), _arg("category", "")
     sort = _arg("sort") or ("best" if query.strip() else "name")
     if sort not in catalog.SORTS:
-        notice, sort = f"Unknown sort “{sort[:20]}”; sorted by name.", "name"
+        notice, sort = gettext("Unknown sort “%(sort)s”; sorted by name.", sort=sort[:20]), "name"
     price_list_id, per_page = current_user.company.price_list_id, current_app.config["PAGE_SIZE"]
 
     def render():
@@ -164,19 +166,23 @@ def products():
     return response
 
 
-def _catalog_entry(price_list_id):
-    """The cache entry (type, name, args, depends) of this address's catalog page for one price list."""
+def _catalog_entry(price_list_id, language=None):
+    """The cache entry (type, name, args, depends) of this address's catalog page for one price list, in one
+    language (the page's text and numbers are in it)."""
     per_page = current_app.config["PAGE_SIZE"]
     return (
         "products",
         "catalog-html",
-        (_catalog_version(), price_list_id, per_page, request.full_path),
+        (_catalog_version(), price_list_id, per_page, request.full_path, language or i18n.current_language()),
         ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
-READ_AHEAD["shop.products"] = lambda price_list_id, _: [] if price_list_id is None else [_catalog_entry(price_list_id)]
+# Before the user is loaded the read ahead guesses their language from the browser (a wrong guess costs a read).
+READ_AHEAD["shop.products"] = lambda price_list_id, _: (
+    [] if price_list_id is None else [_catalog_entry(price_list_id, i18n.visitor_language())]
+)
 READ_AHEAD["shop.product"] = lambda _, company_id: [
     catalog.product_entry(request.view_args["sku"]),
     *_list_choices_entry(company_id),
@@ -222,7 +228,15 @@ def cart_add():
     except DomainError as exc:
         flash(str(exc), "error")
         return redirect(url_for("shop.product", sku=item.sku, qty=raw[:12]))
-    flash(f"{item.name} ({item.sell_unit}): {total} in your cart.", "success")
+    flash(
+        gettext(
+            "%(name)s (%(unit)s): %(total)s in your cart.",
+            name=item.name,
+            unit=item.sell_unit,
+            total=i18n.number(total),
+        ),
+        "success",
+    )
     for note in (backorder_note(item, total), stock_problem(item, total)):
         if note:
             flash(note, "warning")
@@ -239,7 +253,7 @@ def cart():
             product_id = whole_number(request.form["remove"])
             if product_id:
                 carts.remove(current_user.id, product_id)
-                flash("Removed from your cart.", "info")
+                flash(gettext("Removed from your cart."), "info")
             return redirect(url_for("shop.cart"))
         for item in carts.items(current_user.id):
             raw = request.form.get(f"qty-{item.product_id}")
@@ -251,7 +265,7 @@ def cart():
                 db.session.rollback()
                 entered[item.product_id], errors[item.product_id] = raw[:12], str(exc)
         if not errors:
-            flash("Cart updated.", "success")
+            flash(gettext("Cart updated."), "success")
             return redirect(url_for("shop.cart"))
     priced = carts.priced(current_user, _vat(), pictures=True)
     return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
@@ -294,7 +308,7 @@ def quick_order_add():
     pairs = list(zip(request.form.getlist("sku"), request.form.getlist("quantity")))
     added, problems = quick_order.add_to_cart(current_user.id, pairs)
     if added:
-        flash(f"{added} line{'s' if added != 1 else ''} added to your cart.", "success")
+        flash(ngettext("%(num)s line added to your cart.", "%(num)s lines added to your cart.", added), "success")
     for problem in problems:
         flash(problem, "error")
     return redirect(url_for("shop.cart"))
@@ -308,7 +322,7 @@ def checkout():
     # A POST prices the cart anew under lock (orders.checkout) and shows it only when refused.
     priced = carts.priced(current_user, _vat()) if request.method == "GET" else None
     if request.method == "GET" and not priced.lines:
-        flash("Your cart is empty.", "info")
+        flash(gettext("Your cart is empty."), "info")
         return redirect(url_for("shop.products"))
     form = {k: request.form.get(k, "") for k in ("po_reference", "requested_date", "address_id", "note")}
     # The form's one-time key: sending it again shows the order it placed instead of placing another.
@@ -334,9 +348,15 @@ def checkout():
             priced = carts.priced(current_user, _vat())
         else:
             if order.status == "credit_hold":
-                flash(f"Order {order.number} is placed and waits for a credit review; we will be in touch.", "warning")
+                flash(
+                    gettext(
+                        "Order %(number)s is placed and waits for a credit review; we will be in touch.",
+                        number=order.number,
+                    ),
+                    "warning",
+                )
             else:
-                flash(f"Thank you! Order {order.number} is placed.", "success")
+                flash(gettext("Thank you! Order %(number)s is placed.", number=order.number), "success")
             return redirect(url_for("shop.order_detail", number=order.number))
     return render_template(
         "shop/checkout.html",
@@ -381,7 +401,15 @@ def reorder(number):
     except NotFound:
         abort(404)
     added, changes = orders.reorder(current_user, order)
-    flash(f"{added} line{'s' if added != 1 else ''} of order {order.number} added to your cart.", "success")
+    flash(
+        ngettext(
+            "%(num)s line of order %(number)s added to your cart.",
+            "%(num)s lines of order %(number)s added to your cart.",
+            added,
+            number=order.number,
+        ),
+        "success",
+    )
     for change in changes:
         flash(change, "warning")
     return redirect(url_for("shop.cart"))

@@ -75,6 +75,8 @@ DEFAULTS = {
     "VAT_REVERSE_CHARGE_NOTE": "Reverse charge: tax-free intra-Community supply (Art. 138 Directive 2006/112/EC); "
     "the recipient accounts for the VAT.",
     "CURRENCY": "EUR",
+    "LANGUAGES": "en,de",  # the languages offered (sipup/i18n.py); each user picks one on /account
+    "DEFAULT_LANGUAGE": "en",  # for whom neither an account, the switch nor the browser names one
     "CSV_DIALECT": None,  # excel or excel-eu; unset: excel-eu for EUR, else excel (sipup/csvfiles.py)
     "PAGE_SIZE": 24,
     "QUICK_ORDER_MAX_LINES": 500,

@@ -70,6 +70,7 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     invited_at: Mapped[datetime | None] = mapped_column(DateTime)
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")  # "": the browser's
 
     company: Mapped[Company | None] = relationship(back_populates="users")
     sessions: Mapped[list["UserSession"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)

@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import lazy_gettext
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
@@ -349,19 +350,19 @@ def verdict():
     return {"colour": colour, "bad": bad, "warn": warn, "firing": firing}
 
 
-PANELS = {  # page order; ranged panels offer the last hour, 24 hours or 7 days
-    "health": ("Health", health_panel, False),
-    "traffic": ("Traffic", traffic_panel, True),
-    "hosts": ("Hosts", hosts_panel, False),
-    "exceptions": ("Exceptions", exceptions_panel, True),
-    "database": ("Database", database_panel, True),
-    "cache": ("Cache", cache_panel, True),
-    "queue": ("Queue", queue_panel, True),
-    "running": ("Running now", running_panel, False),
-    "waits": ("Wait per priority", waits_panel, True),
-    "usage": ("Usage", usage_panel, True),
-    "limits": ("Rate limits", limits_panel, True),
-    "recommendations": ("Recommendations", recommendations_panel, False),
+PANELS = {  # page order, titles in the reader's language; ranged panels offer the last hour, 24 hours or 7 days
+    "health": (lazy_gettext("Health"), health_panel, False),
+    "traffic": (lazy_gettext("Traffic"), traffic_panel, True),
+    "hosts": (lazy_gettext("Hosts"), hosts_panel, False),
+    "exceptions": (lazy_gettext("Exceptions"), exceptions_panel, True),
+    "database": (lazy_gettext("Database"), database_panel, True),
+    "cache": (lazy_gettext("Cache"), cache_panel, True),
+    "queue": (lazy_gettext("Queue"), queue_panel, True),
+    "running": (lazy_gettext("Running now"), running_panel, False),
+    "waits": (lazy_gettext("Wait per priority"), waits_panel, True),
+    "usage": (lazy_gettext("Usage"), usage_panel, True),
+    "limits": (lazy_gettext("Rate limits"), limits_panel, True),
+    "recommendations": (lazy_gettext("Recommendations"), recommendations_panel, False),
 }
 
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from flask_babel import gettext
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
@@ -85,7 +86,7 @@ def add_many(user_id, pairs, replace=False):
     for index, (product, _quantity) in enumerate(pairs):
         refused = out_of_stock(product) if product.active else None
         if not product.active:
-            results[index] = NotFound(f"{product.sku} is no longer sold.")
+            results[index] = NotFound(gettext("%(sku)s is no longer sold.", sku=product.sku))
         elif refused:
             results[index] = OutOfStock(refused)
         else:
@@ -105,7 +106,9 @@ def add_many(user_id, pairs, replace=False):
                 results[index] = result
             return results
     skus = ", ".join(pairs[index][0].sku for index in wanted)
-    raise LineChanged(f"Your cart changed in another window while {skus} was being added; please try again.")
+    raise LineChanged(
+        gettext("Your cart changed in another window while %(sku)s was being added; please try again.", sku=skus)
+    )
 
 
 def _put(user_id, pairs, replace):

@@ -2,6 +2,7 @@
 SIPUP_CSV_DIALECT: formula-safe cells, numbers left numbers, a UTF-8 BOM so Excel reads umlauts."""
 
 from flask import current_app
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 
 from ..csvfiles import to_text
@@ -17,8 +18,27 @@ def csv_text(header, rows):
     return "\ufeff" + to_text(header, rows, current_app.config["CSV_DIALECT"])
 
 
-ORDER_COLUMNS = ("order", "date", "status", "po_reference", "goods", "deposit", "vat", "total")
-INVOICE_COLUMNS = ("invoice", "order", "issued", "due", "amount", "paid", "open", "paid_on")
+# Column names in the reader's language (the files are for their bookkeeping; nothing imports them back).
+ORDER_COLUMNS = (
+    lazy_gettext("order"),
+    lazy_gettext("date"),
+    lazy_gettext("status"),
+    lazy_gettext("po_reference"),
+    lazy_gettext("goods"),
+    lazy_gettext("deposit"),
+    lazy_gettext("vat"),
+    lazy_gettext("total"),
+)
+INVOICE_COLUMNS = (
+    lazy_gettext("invoice"),
+    lazy_gettext("order"),
+    lazy_gettext("issued"),
+    lazy_gettext("due"),
+    lazy_gettext("amount"),
+    lazy_gettext("paid"),
+    lazy_gettext("open"),
+    lazy_gettext("paid_on"),
+)
 
 
 def orders_csv(company_id):
@@ -36,7 +56,7 @@ def orders_csv(company_id):
         )
         for o in db.session.scalars(history_query(company_id).execution_options(yield_per=EXPORT_BATCH))
     )
-    return csv_text(ORDER_COLUMNS, rows)
+    return csv_text([str(name) for name in ORDER_COLUMNS], rows)
 
 
 def invoices_csv(company_id):
@@ -60,4 +80,4 @@ def invoices_csv(company_id):
         )
         for i, number in db.session.execute(stmt)
     )
-    return csv_text(INVOICE_COLUMNS, rows)
+    return csv_text([str(name) for name in INVOICE_COLUMNS], rows)

@@ -5,9 +5,11 @@ import re
 from dataclasses import dataclass, field
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from .. import i18n
 from ..exceptions import NotFound
 from ..extensions import db
 from ..models import Address, Company, CreditNote, Invoice, Order
@@ -130,67 +132,90 @@ def invoice_pdf(document):
     """The invoice as a Factur-X PDF: issuer, customer with addresses and VAT ids, date of supply, lines with
     deposit and VAT rate, VAT per rate, totals, payments and credit notes, what is still to pay (or when it
     was paid), every page numbered, and the EN 16931 XML inside."""
-    money = current_app.jinja_env.filters["money"]
+    money = i18n.money
     invoice, order = document.invoice, document.order
     head = [
-        f"Invoice {invoice.number}",
-        f"Issued {_date(invoice.issued_at)}",
-        f"Delivered {_date(invoice.delivery_date or invoice.issued_at)}",
-        f"Due {_date(invoice.due_date)}",
+        gettext("Invoice %(number)s", number=invoice.number),
+        gettext("Issued %(date)s", date=_date(invoice.issued_at)),
+        gettext("Delivered %(date)s", date=_date(invoice.delivery_date or invoice.issued_at)),
+        gettext("Due %(date)s", date=_date(invoice.due_date)),
     ]
     intro = ""
     rows, totals = [], []
     if order is not None:
-        intro = f"Order {order.number} of {_date(order.created_at)}" + (
-            f", your reference {order.po_reference}" if order.po_reference else ""
+        intro = gettext("Order %(number)s of %(date)s", number=order.number, date=_date(order.created_at)) + (
+            gettext(", your reference %(reference)s", reference=order.po_reference) if order.po_reference else ""
         )
         rows = [_row(line, money) for line in order.lines]
-        totals = [["Goods", money(order.goods_total)], ["Deposit", money(order.deposit_total)]]
+        totals = [[gettext("Goods"), money(order.goods_total)], [gettext("Deposit"), money(order.deposit_total)]]
     totals += _vat_totals(document.vat_rows, money)
-    totals.append(["Total", money(invoice.amount)])
+    totals.append([gettext("Total"), money(invoice.amount)])
     for note in invoice.credit_notes:
-        totals.append([f"Credit note {note.number}", money(-note.amount)])
+        totals.append([gettext("Credit note %(number)s", number=note.number), money(-note.amount)])
     if invoice.paid_amount:
-        totals.append(["Paid", money(invoice.paid_amount)])
+        totals.append([gettext("Paid"), money(invoice.paid_amount)])
     if invoice.paid_amount or invoice.credit_notes:
-        totals.append(["Open", money(invoice.open_amount)])
+        totals.append([gettext("Open"), money(invoice.open_amount)])
     closing = []
     if order is not None and order.reverse_charge:
         closing.append(current_app.config["VAT_REVERSE_CHARGE_NOTE"])
     if invoice.paid_at is not None and invoice.paid_amount:
-        closing.append(f"Paid on {_date(invoice.paid_at)}. Thank you.")
+        closing.append(gettext("Paid on %(date)s. Thank you.", date=_date(invoice.paid_at)))
     elif invoice.paid_at is not None:
-        closing.append(f"Settled on {_date(invoice.paid_at)} by credit notes; nothing is to be paid.")
+        closing.append(
+            gettext("Settled on %(date)s by credit notes; nothing is to be paid.", date=_date(invoice.paid_at))
+        )
     else:
         closing.append(
-            f"Please pay {money(invoice.open_amount)} by {_date(invoice.due_date)} "
-            f"with the payment reference {document.payment_reference}."
+            gettext(
+                "Please pay %(amount)s by %(date)s with the payment reference %(reference)s.",
+                amount=money(invoice.open_amount),
+                date=_date(invoice.due_date),
+                reference=document.payment_reference,
+            )
         )
     from . import pdf_layout  # lazy: reportlab takes 0.1 s to import; only a PDF needs it
 
+    title = gettext("Invoice")
     plain = pdf_layout.document_pdf(
-        document, "Invoice", head, order.delivery_address if order else "–", intro, rows, totals, closing
+        document, title, head, order.delivery_address if order else "–", intro, rows, totals, closing
     )
-    return einvoice.factur_x(plain, einvoice.invoice_xml(document), f"Invoice {invoice.number}", document.issuer.name)
+    return einvoice.factur_x(plain, einvoice.invoice_xml(document), f"{title} {invoice.number}", document.issuer.name)
 
 
 def credit_note_pdf(document):
     """The credit note as a Factur-X PDF: the invoice it corrects, its reason, the lines and quantities taken
     back with their VAT rates, VAT per rate and the amount credited, with the EN 16931 XML inside."""
-    money = current_app.jinja_env.filters["money"]
+    money = i18n.money
     note, invoice = document.note, document.invoice
-    head = [f"Credit note {note.number}", f"Issued {_date(note.issued_at)}", f"For invoice {invoice.number}"]
-    intro = f"Credit note for invoice {invoice.number} of {_date(invoice.issued_at)}. Reason: {note.reason}"
-    totals = [["Goods", money(note.goods_total)], ["Deposit", money(note.deposit_total)]]
+    title = gettext("Credit note")
+    head = [
+        gettext("Credit note %(number)s", number=note.number),
+        gettext("Issued %(date)s", date=_date(note.issued_at)),
+        gettext("For invoice %(number)s", number=invoice.number),
+    ]
+    intro = gettext(
+        "Credit note for invoice %(number)s of %(date)s. Reason: %(reason)s",
+        number=invoice.number,
+        date=_date(invoice.issued_at),
+        reason=note.reason,
+    )
+    totals = [[gettext("Goods"), money(note.goods_total)], [gettext("Deposit"), money(note.deposit_total)]]
     totals += _vat_totals(document.vat_rows, money)
-    totals.append(["Credited", money(note.amount)])
-    closing = [f"{money(note.amount)} is taken off invoice {invoice.number}; what was paid beyond it is refunded."]
+    totals.append([gettext("Credited"), money(note.amount)])
+    closing = [
+        gettext(
+            "%(amount)s is taken off invoice %(number)s; what was paid beyond it is refunded.",
+            amount=money(note.amount),
+            number=invoice.number,
+        )
+    ]
     order = invoice.order
     from . import pdf_layout  # lazy: reportlab takes 0.1 s to import; only a PDF needs it
 
     plain = pdf_layout.document_pdf(
         document,
-        "Credit note",
+        title,
         head,
         order.delivery_address if order else "–",
         intro,
@@ -198,9 +223,7 @@ def credit_note_pdf(document):
         totals,
         closing,
     )
-    return einvoice.factur_x(
-        plain, einvoice.credit_note_xml(document), f"Credit note {note.number}", document.issuer.name
-    )
+    return einvoice.factur_x(plain, einvoice.credit_note_xml(document), f"{title} {note.number}", document.issuer.name)
 
 
 def _row(line, money):
@@ -217,7 +240,13 @@ def _row(line, money):
 
 def _vat_totals(rows, money):
     return [
-        [f"VAT {row.percent} on {money(row.base)}" if row.rate is not None else "VAT", money(row.vat)] for row in rows
+        [
+            gettext("VAT %(rate)s on %(base)s", rate=row.percent, base=money(row.base))
+            if row.rate is not None
+            else gettext("VAT"),
+            money(row.vat),
+        ]
+        for row in rows
     ]
 
 

@@ -21,6 +21,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app, render_template
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from sipup.jobs import enqueue
@@ -29,6 +30,7 @@ from sipup.jobs.names import SEND_MAIL
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..files import open_private, private_folder
+from ..i18n import offered
 from ..models import (
     AccountLink,
     AccountRequest,
@@ -54,9 +56,12 @@ def send(kind, object_id):
     if not recipients:
         return f"{kind}: nobody to send to"
     attachments = context.pop("attachments", [])
-    subject = render_template(f"mail/{kind}.subject.txt", **context).strip()
-    text = render_template(f"mail/{kind}.txt", **context)
-    html = render_template(f"mail/{kind}.html", **context)
+    with force_locale(recipient_language(recipients)):
+        subject = render_template(f"mail/{kind}.subject.txt", **context).strip()
+        text = render_template(f"mail/{kind}.txt", **context)
+        html = render_template(f"mail/{kind}.html", **context)
+        # Attachments (an invoice's PDF) are made here, in the recipient's language too.
+        attachments = [(name, data() if callable(data) else data) for name, data in attachments]
     message = build_message(recipients, subject, text, html, attachments)
     db.session.commit()  # a link's secret is kept before its mail leaves, so the link works once it arrives
     where = deliver(message)
@@ -101,7 +106,7 @@ def _invoice_issued(invoice_id):
     invoice = _invoice(invoice_id)
     pdf = (
         f"{invoice.number}.pdf",
-        documents.invoice_pdf(documents.invoice_document(invoice.number, invoice.company_id)),
+        lambda: documents.invoice_pdf(documents.invoice_document(invoice.number, invoice.company_id)),
     )
     return _company_contacts(invoice.company_id, invoice.order), {"invoice": invoice, "attachments": [pdf]}
 
@@ -254,6 +259,19 @@ def _company_contacts(company_id, order):
         if buyer is not None and buyer.active and buyer.email not in emails:
             emails.insert(0, buyer.email)
     return emails
+
+
+def recipient_language(recipients):
+    """The language of a mail: that of the first recipient who has an account and chose one, else the default."""
+    chosen = dict(
+        db.session.execute(
+            select(User.email, User.language).where(User.email.in_(recipients), User.language != "")
+        ).all()
+    )
+    return (
+        next((offered(chosen[address]) for address in recipients if address in chosen), None)
+        or (current_app.config["DEFAULT_LANGUAGE"])
+    )
 
 
 def staff_addresses():

@@ -4,6 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from flask_babel import gettext
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
@@ -58,7 +59,7 @@ def parse_order_number(number):
     head, _, tail = (number or "").partition("-")
     digits = head + tail
     if len(head) != 4 or not tail or len(tail) > 18 or not (digits.isascii() and digits.isdigit()):
-        raise NotFound(f"There is no order “{number}”.")
+        raise NotFound(gettext("There is no order “%(number)s”.", number=number))
     return int(tail)
 
 
@@ -75,7 +76,7 @@ def order_query(number):
     """The statement finding one order by number (also timed by `flask db optimize`); NotFound if malformed."""
     order_id, month = parse_order_number(number), order_month(number)
     if month is None:
-        raise NotFound(f"There is no order “{number}”.")
+        raise NotFound(gettext("There is no order “%(number)s”.", number=number))
     # The number carries the month of created_at: on a partitioned table the lookup reads one partition.
     return select(Order).where(
         Order.id == order_id, Order.number == number, Order.created_at >= month[0], Order.created_at < month[1]
@@ -89,7 +90,7 @@ def get_order(number, company_id=None):
         stmt = stmt.where(Order.company_id == company_id)
     order = db.session.scalar(stmt)
     if order is None:
-        raise NotFound(f"There is no order “{number}”.")
+        raise NotFound(gettext("There is no order “%(number)s”.", number=number))
     return order
 
 
@@ -205,12 +206,12 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     company = db.session.get(Company, company_id, populate_existing=True)
     address = db.session.get(Address, address_id) if address_id else None
     if address is None or address.company_id != company_id:
-        raise InvalidInput("Choose one of your delivery addresses.")
+        raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
-        raise InvalidInput("The requested delivery date must be tomorrow or later.")
+        raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
     items = carts.items(user_id, fresh=True)
     if not items:
-        raise EmptyCart("Your cart is empty.")
+        raise EmptyCart(gettext("Your cart is empty."))
     priced = carts.price_lines(
         company.price_list_id, [(i.product, i.quantity) for i in items], vat_rules, address.country, company.vat_id
     )
@@ -338,7 +339,7 @@ def reorder(user, order):
 def transition(order_number_text, action, staff_user_id, payment_reference=""):
     """Move an order along its life: confirm, release, ship, invoice, pay or cancel."""
     if action not in TRANSITIONS:
-        raise InvalidTransition(f"“{action}” is not something an order can do.")
+        raise InvalidTransition(gettext("“%(action)s” is not something an order can do.", action=action))
     return run_in_transaction(_transition, order_number_text, action, staff_user_id, payment_reference)
 
 
@@ -391,7 +392,13 @@ def _move_stock(line, reserved=0, on_hand=0):
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        raise InvalidTransition(f"Not enough {line.sku} on hand to ship {line.quantity}; correct the stock first.")
+        raise InvalidTransition(
+            gettext(
+                "Not enough %(sku)s on hand to ship %(quantity)s; correct the stock first.",
+                sku=line.sku,
+                quantity=line.quantity,
+            )
+        )
 
 
 def _issue_invoice(order):
@@ -419,13 +426,18 @@ def _pay_invoice(order, reference):
     invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id).with_for_update())
     reference = ((reference or "").strip() or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}")[:80]
     if db.session.scalar(select(Payment.id).where(Payment.reference == reference)):
-        raise InvalidInput(f"Payment reference “{reference}” was already used.")
+        raise InvalidInput(gettext("Payment reference “%(reference)s” was already used.", reference=reference))
     paid = max(invoice.open_amount, Decimal("0.00"))
     if paid > 0:  # a zero invoice (all credited) is settled without a payment
         db.session.add(Payment(reference=reference, company_id=order.company_id, invoice_id=invoice.id, amount=paid))
     invoice.paid_amount += paid
     invoice.paid_at = utcnow()
-    return f"Payment {reference} of {paid} applied to {invoice.number}."
+    return gettext(
+        "Payment %(reference)s of %(paid)s applied to %(number)s.",
+        reference=reference,
+        paid=paid,
+        number=invoice.number,
+    )
 
 
 INVOICES_PER_PAGE = 50

@@ -7,8 +7,8 @@ with an exception of Python's own: `Decimal("NaN")` cannot be compared, "²" pas
     whole_number("12")                        # 12; None for "", "²", "-3", "1e3", 30 digits (ids, pages)
     page_number("9223372036854775807")        # (1, "Page “…” is not a page number; showing page 1.")
     parse_count("5", "Stock on hand", 0)      # 5, else InvalidInput naming the label and the range
-    parse_quantity("24")                      # 24 packs, else InvalidQuantity saying why
-    parse_money("12,50", "Price")             # Decimal("12.50"), else InvalidInput
+    parse_quantity("1.000")                   # 1000 packs in German ("1,000" in English), else InvalidQuantity
+    parse_money("2.500,00", "Price")          # Decimal("2500.00") in German, "2,500.00" in English, else InvalidInput
     parse_date("2026-01-31")                  # date(2026, 1, 31); None when empty; else InvalidInput
 """
 
@@ -16,7 +16,11 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from babel.numbers import NumberFormatError, parse_decimal
+from flask_babel import gettext
+
 from ..exceptions import InvalidInput, InvalidQuantity
+from ..i18n import current_language
 
 # Ids are INT columns: a longer number is no id of ours, and SQLite cannot even bind one past 2**63.
 MAX_ID = 2**31 - 1
@@ -58,7 +62,7 @@ def page_number(text):
     page = whole_number(text)
     if page:
         return page, None
-    return 1, f"Page “{str(text)[:20]}” is not a page number; showing page 1."
+    return 1, gettext("Page “%(page)s” is not a page number; showing page 1.", page=str(text)[:20])
 
 
 def parse_count(text, label, minimum=0, maximum=MAX_COUNT):
@@ -66,57 +70,116 @@ def parse_count(text, label, minimum=0, maximum=MAX_COUNT):
     raw = str(text if text is not None else "").strip()
     found = _whole(raw)
     if found is None:
-        raise InvalidInput(f"{label} “{raw[:20]}” is not a whole number.")
+        raise InvalidInput(gettext("%(label)s “%(value)s” is not a whole number.", label=label, value=raw[:20]))
     value = _value(*found)
     if not minimum <= value <= maximum:
-        raise InvalidInput(f"{label} must be between {minimum:,} and {maximum:,}.")
+        raise InvalidInput(
+            gettext(
+                "%(label)s must be between %(minimum)s and %(maximum)s.",
+                label=label,
+                minimum=_number(minimum),
+                maximum=_number(maximum),
+            )
+        )
     return value
 
 
-def parse_quantity(text):
-    """A quantity typed by a user, as a whole number of packs; explains what is wrong with it."""
+def parse_quantity(text, language=None):
+    """A quantity typed by a user, as a whole number of packs ("1.000" in German and "1,000" in English are a
+    thousand); explains what is wrong with it."""
     raw = str(text if text is not None else "").strip()
     if not raw:
-        raise InvalidQuantity("Enter a quantity.")
-    found = _whole(raw)
+        raise InvalidQuantity(gettext("Enter a quantity."))
+    found = _whole(raw) or _whole(_grouped_whole(raw, language or current_language()))
     if found is None:
         try:
             float(raw.replace(",", "."))
         except ValueError:
-            raise InvalidQuantity(f"Quantity “{raw[:20]}” is not a number.") from None
-        raise InvalidQuantity(f"Quantity “{raw[:20]}” is not a whole number of packs.")
+            raise InvalidQuantity(gettext("Quantity “%(value)s” is not a number.", value=raw[:20])) from None
+        raise InvalidQuantity(gettext("Quantity “%(value)s” is not a whole number of packs.", value=raw[:20]))
     sign, digits = found
     value = _value(sign, digits)
     shown = (sign if sign == "-" else "") + digits[:20] + ("…" if len(digits) > 20 else "")
     if value <= 0:
-        raise InvalidQuantity(f"Quantity {shown} must be at least 1.")
+        raise InvalidQuantity(gettext("Quantity %(value)s must be at least 1.", value=shown))
     if value > MAX_QUANTITY:
-        raise InvalidQuantity(f"Quantity {shown} is more than {MAX_QUANTITY:,} packs; call us for such an order.")
+        raise InvalidQuantity(
+            gettext(
+                "Quantity %(value)s is more than %(maximum)s packs; call us for such an order.",
+                value=shown,
+                maximum=_number(MAX_QUANTITY),
+            )
+        )
     return value
 
 
-def parse_money(text, label="Amount", positive=False):
-    """An amount with at most two decimals (a decimal comma is fine), 0 or more (above 0: positive), else
-    InvalidInput naming label; NaN, infinities and exponents past the column's size are refused too."""
-    raw = str(text if text is not None else "").strip()
-    number = raw.replace(" ", "").replace("\u00a0", "")
-    if "," in number and "." not in number:
-        number = number.replace(",", ".")
+def _grouped_whole(raw, language):
+    """The digits of a whole number written with the language's group separators ("1.000" in German), else ""."""
+    if not any(char in raw for char in ".,\u00a0\u202f'"):
+        return ""
     try:
-        value = Decimal(number)
-    except InvalidOperation:
-        value = None
+        value = parse_decimal(raw, locale=language, strict=True)
+    except (NumberFormatError, ValueError):
+        return ""
+    return str(value) if value.is_finite() and value == value.to_integral_value() and "." not in str(value) else ""
+
+
+def _number(value):
+    """A limit in a message, grouped as the current language writes it."""
+    return f"{value:,}".replace(",", "." if current_language() == "de" else ",")
+
+
+def parse_money(text, label=None, positive=False, language=None):
+    """An amount with at most two decimals as the language writes it ("2.500,00" or "2500,00" in German,
+    "2,500.00" in English; a lone decimal comma or point is read as one either way), 0 or more (above 0:
+    positive), else InvalidInput naming label; NaN, infinities and exponents past the column's size are refused."""
+    label = label or gettext("Amount")
+    language = language or current_language()
+    raw = str(text if text is not None else "").strip()
+    number = raw.replace(" ", "").replace("\u00a0", "").replace("\u202f", "")
+    value = _written_decimal(number, language)
+    if value is None and number and set(number) <= PLAIN_AMOUNT | set("eE"):
+        # What the language's own rules refuse, such as "12.50" in German or "12,50" in English, is read as
+        # before: a lone comma or point is the decimal separator.
+        if "," in number and "." not in number:
+            number = number.replace(",", ".")
+        try:
+            value = Decimal(number)
+        except InvalidOperation:
+            value = None
     if value is None or not value.is_finite():
-        raise InvalidInput(f"{label} “{raw[:20]}” is not an amount such as 12.50.")
+        raise InvalidInput(
+            gettext(
+                "%(label)s “%(value)s” is not an amount such as %(example)s.",
+                label=label,
+                value=raw[:20],
+                example="12,50" if language == "de" else "12.50",
+            )
+        )
     low_ok = value > 0 if positive else value >= 0
     if not low_ok or value >= MAX_MONEY or value != value.quantize(CENT):
-        floor = "above 0" if positive else "0 or more"
-        raise InvalidInput(f"{label} must be {floor} with at most two decimals.")
+        if positive:
+            raise InvalidInput(gettext("%(label)s must be above 0 with at most two decimals.", label=label))
+        raise InvalidInput(gettext("%(label)s must be 0 or more with at most two decimals.", label=label))
     return value.quantize(CENT)
 
 
-def parse_date(text, problem="“{text}” is not a date; use YYYY-MM-DD, e.g. 2026-01-31."):
+PLAIN_AMOUNT = set("0123456789.,+-")
+
+
+def _written_decimal(number, language):
+    """number read by the language's rules (Babel's CLDR data: grouping and decimal separators), else None."""
+    if not number or len(number) > 40 or not set(number) <= PLAIN_AMOUNT:
+        return None
+    try:
+        return parse_decimal(number, locale=language, strict=True)
+    except (NumberFormatError, ValueError, InvalidOperation):
+        return None
+
+
+def parse_date(text, problem=None):
     """An ISO date from a form field or file, or None when empty; problem: the message for a wrong one."""
+    problem = problem or gettext("“{text}” is not a date; use YYYY-MM-DD, e.g. 2026-01-31.")
     raw = str(text if text is not None else "").strip()
     if not raw:
         return None
@@ -125,5 +188,12 @@ def parse_date(text, problem="“{text}” is not a date; use YYYY-MM-DD, e.g. 2
     except ValueError:
         raise InvalidInput(problem.format(text=raw[:20])) from None
     if not FIRST_DATE <= value <= LAST_DATE:
-        raise InvalidInput(f"“{raw[:20]}” is not a date between {FIRST_DATE.year} and {LAST_DATE.year}.")
+        raise InvalidInput(
+            gettext(
+                "“%(value)s” is not a date between %(first)s and %(last)s.",
+                value=raw[:20],
+                first=FIRST_DATE.year,
+                last=LAST_DATE.year,
+            )
+        )
     return value

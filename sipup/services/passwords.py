@@ -9,6 +9,8 @@ e-mail address and name.
 import re
 import threading
 
+from flask_babel import gettext
+
 from ..exceptions import InvalidInput
 
 MIN_LENGTH = 12
@@ -33,13 +35,18 @@ def check_new_password(password, email="", name=""):
     """Raise InvalidInput saying why, unless the password is long enough and hard to guess for this user."""
     password = password or ""
     if counted_length(password) < MIN_LENGTH:
-        raise InvalidInput(f"The password must have at least {MIN_LENGTH} characters. A run of spaces counts as one.")
+        raise InvalidInput(
+            gettext(
+                "The password must have at least %(MIN_LENGTH)s characters. A run of spaces counts as one.",
+                MIN_LENGTH=MIN_LENGTH,
+            )
+        )
     if len(password) > MAX_LENGTH:
-        raise InvalidInput(f"The password can have at most {MAX_LENGTH} characters.")
+        raise InvalidInput(gettext("The password can have at most %(MAX_LENGTH)s characters.", MAX_LENGTH=MAX_LENGTH))
     own = _own_words(email, name)
     folded = password.casefold().replace(" ", "")
     if any(len(word) >= 4 and word in folded for word in own if "@" in word) or folded in own:
-        raise InvalidInput("The password must not be your e-mail address or name.")
+        raise InvalidInput(gettext("The password must not be your e-mail address or name."))
     from zxcvbn import zxcvbn  # lazy: its dictionaries take 0.1 s to load; only a new password needs them
 
     with _rating:

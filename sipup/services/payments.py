@@ -43,7 +43,7 @@ def parse_bank_csv(data):
             problems.append((number, "the company is empty"))
             continue
         try:
-            amount = parse_money(raw, positive=True)
+            amount = parse_money(raw, positive=True, language="en")  # a file reads the same whoever uploads it
         except InvalidInput:
             problems.append((number, f"“{raw[:20]}” is not an amount above 0 such as 1250.00"))
             continue

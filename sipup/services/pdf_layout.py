@@ -4,6 +4,7 @@ Imported by `documents` only when a PDF is made, since reportlab costs a tenth o
 import io
 from xml.sax.saxutils import escape
 
+from flask_babel import gettext
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -31,7 +32,14 @@ class _NumberedCanvas(Canvas):
             self.__dict__.update(state)
             self.setFont(FONT, 8)
             self.drawRightString(
-                A4[0] - 18 * mm, 10 * mm, f"{self._invoice_number} · Page {self._pageNumber} of {total}"
+                A4[0] - 18 * mm,
+                10 * mm,
+                gettext(
+                    "%(number)s · Page %(page)s of %(pages)s",
+                    number=self._invoice_number,
+                    page=self._pageNumber,
+                    pages=total,
+                ),
             )
             super().showPage()
         super().save()
@@ -58,7 +66,11 @@ def document_pdf(document, title, head, deliver_to, intro, rows, totals, closing
     def para(text, style=small):
         return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
 
-    bill_to = [company.name, document.billing_line, f"VAT id {company.vat_id}" if company.vat_id else ""]
+    bill_to = [
+        company.name,
+        document.billing_line,
+        gettext("VAT id %(id)s", id=company.vat_id) if company.vat_id else "",
+    ]
     story = [
         Table(
             [[para("\n".join(document.issuer.lines)), para("\n".join(head))]],
@@ -68,7 +80,12 @@ def document_pdf(document, title, head, deliver_to, intro, rows, totals, closing
         Spacer(1, 6 * mm),
         Paragraph(f"{title} {escape(document.number)}", heading),
         Table(
-            [[para("Bill to\n" + "\n".join(filter(None, bill_to))), para("Deliver to\n" + deliver_to)]],
+            [
+                [
+                    para(gettext("Bill to") + "\n" + "\n".join(filter(None, bill_to))),
+                    para(gettext("Deliver to") + "\n" + deliver_to),
+                ]
+            ],
             colWidths=[87 * mm, 87 * mm],
             style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
         ),
@@ -77,7 +94,7 @@ def document_pdf(document, title, head, deliver_to, intro, rows, totals, closing
     if intro:
         story += [para(intro), Spacer(1, 3 * mm)]
     if rows:
-        header = ["SKU", "Product", "Qty", "Price", "Deposit", "VAT", "Total"]
+        header = [gettext(name) for name in ("SKU", "Product", "Qty", "Price", "Deposit", "VAT", "Total")]
         body = [[sku, para(name), *rest] for sku, name, *rest in rows]
         table = Table(
             [header, *body], colWidths=[24 * mm, 66 * mm, 12 * mm, 20 * mm, 18 * mm, 14 * mm, 20 * mm], repeatRows=1
@@ -95,7 +112,7 @@ def document_pdf(document, title, head, deliver_to, intro, rows, totals, closing
             )
         )
         story += [table, Spacer(1, 4 * mm)]
-    grand = next(index for index, (label, _) in enumerate(totals) if label in ("Total", "Credited"))
+    grand = next(index for index, (label, _) in enumerate(totals) if label in (gettext("Total"), gettext("Credited")))
     story.append(
         Table(
             totals,

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
+from flask_babel import gettext
+
 from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
 from . import catalog
@@ -51,7 +53,7 @@ def read_upload(data, max_bytes, size=None):
             f"{max_bytes // 1_048_576} MB. Split it into smaller files."
         )
     if data.startswith(b"PK\x03\x04"):
-        raise InvalidInput("This is an Excel workbook, not a CSV file. In Excel choose Save As → CSV UTF-8.")
+        raise InvalidInput(gettext("This is an Excel workbook, not a CSV file. In Excel choose Save As → CSV UTF-8."))
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
@@ -61,7 +63,7 @@ def read_upload(data, max_bytes, size=None):
                 "In Excel choose Save As → CSV UTF-8 (comma delimited)."
             ) from None
     if b"\x00" in data:
-        raise InvalidInput("This file is not text. Upload a CSV file with one SKU and quantity per line.")
+        raise InvalidInput(gettext("This file is not text. Upload a CSV file with one SKU and quantity per line."))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -80,7 +82,7 @@ def parse(text, max_lines):
     if entries and entries[0][1].lower().startswith("sep="):
         entries = entries[1:]  # Excel's "sep=;" hint names the delimiter; it is no order line
     if not entries:
-        raise InvalidInput("Enter at least one line: a SKU and a quantity, e.g. “BEE-00001 5”.")
+        raise InvalidInput(gettext("Enter at least one line: a SKU and a quantity, e.g. “BEE-00001 5”."))
     if len(entries) > max_lines:
         raise InvalidInput(
             f"That is {len(entries):,} lines; a quick order takes at most {max_lines:,}. Split it into parts."
@@ -88,7 +90,13 @@ def parse(text, max_lines):
     parsed = []
     for number, line in entries:
         if len(line) > MAX_LINE_CHARS:  # also keeps csv below its field size limit
-            raise InvalidInput(f"Line {number} has {len(line):,} characters; a line holds one SKU and its quantity.")
+            raise InvalidInput(
+                gettext(
+                    "Line %(number)s has %(value)s characters; a line holds one SKU and its quantity.",
+                    number=number,
+                    value=format(len(line), ","),
+                )
+            )
         if ";" in line or "," in line or '"' in line:
             unquoted = QUOTED.sub("", line)  # a quoted product name may hold either delimiter
             delimiter = ";" if unquoted.count(";") >= unquoted.count(",") else ","
@@ -102,7 +110,9 @@ def parse(text, max_lines):
         quantity_text = fields[1] if len(fields) > 1 else ""
         parsed.append((number, line, sku, quantity_text))
     if not parsed:
-        raise InvalidInput("Enter at least one line below the header: a SKU and a quantity, e.g. “BEE-00001 5”.")
+        raise InvalidInput(
+            gettext("Enter at least one line below the header: a SKU and a quantity, e.g. “BEE-00001 5”.")
+        )
     return parsed
 
 
@@ -115,7 +125,7 @@ def preview(text, price_list_id, vat_rate, max_lines):
         line = PreviewLine(number, raw[:200], sku[:40], None)
         lines.append(line)
         if not quantity_text:
-            line.problem = "No quantity: write the SKU, then the quantity."
+            line.problem = gettext("No quantity: write the SKU, then the quantity.")
             continue
         try:
             line.quantity = parse_quantity(quantity_text)
@@ -124,10 +134,16 @@ def preview(text, price_list_id, vat_rate, max_lines):
             continue
         product = products.get(sku.upper())
         if product is None or not product.active:
-            line.problem = f"Unknown SKU “{sku[:40]}”." if product is None else f"{product.sku} is no longer sold."
+            line.problem = (
+                gettext("Unknown SKU “%(sku)s”.", sku=sku[:40])
+                if product is None
+                else gettext("%(sku)s is no longer sold.", sku=product.sku)
+            )
             continue
         if product.id in seen:
-            line.problem = f"{product.sku} is already on line {seen[product.id]}; put it on one line."
+            line.problem = gettext(
+                "%(sku)s is already on line %(seen)s; put it on one line.", sku=product.sku, seen=seen[product.id]
+            )
             continue
         seen[product.id] = number
         line.product = product
@@ -148,7 +164,7 @@ def add_to_cart(user_id, pairs):
         product = products.get(sku.upper())
         try:
             if product is None:
-                raise NotFound(f"Unknown SKU “{sku[:40]}”.")
+                raise NotFound(gettext("Unknown SKU “%(sku)s”.", sku=sku[:40]))
             wanted.append((index, product, parse_quantity(raw)))
         except DomainError as exc:
             outcomes[index] = exc

@@ -8,6 +8,7 @@ stock follow the same rules as every other way into the cart.
 
 from typing import NamedTuple
 
+from flask_babel import gettext
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -99,7 +100,7 @@ def get_list(user, list_id):
     )
     shopping_list = db.session.scalar(stmt) if list_id else None
     if shopping_list is None:
-        raise NotFound("There is no such shopping list.")
+        raise NotFound(gettext("There is no such shopping list."))
     return shopping_list
 
 
@@ -161,12 +162,16 @@ def add_items(user, shopping_list, pairs, max_items):
     for sku, raw in pairs:
         product = products.get((sku or "").strip().upper())
         if product is None or not product.active:
-            problems.append(f"Unknown SKU “{sku[:40]}”." if product is None else f"{product.sku} is no longer sold.")
+            problems.append(
+                gettext("Unknown SKU “%(sku)s”.", sku=sku[:40])
+                if product is None
+                else gettext("%(sku)s is no longer sold.", sku=product.sku)
+            )
             continue
         try:
             quantity = parse_quantity(raw)
         except InvalidQuantity as exc:
-            problems.append(f"{product.sku}: {exc}")
+            problems.append(gettext("%(sku)s: %(exc)s", sku=product.sku, exc=exc))
             continue
         wanted.setdefault(product.id, [product, 0])[1] += quantity
     for _attempt in range(SAVE_ATTEMPTS):
@@ -177,7 +182,7 @@ def add_items(user, shopping_list, pairs, max_items):
             db.session.rollback()
             db.session.refresh(shopping_list)
     else:
-        raise InvalidInput(f"“{shopping_list.name}” changed meanwhile; please try again.")
+        raise InvalidInput(gettext("“%(name)s” changed meanwhile; please try again.", name=shopping_list.name))
     return saved, problems + more
 
 
@@ -191,7 +196,9 @@ def _save(shopping_list, wanted, max_items):
         if problem:
             problems.append(problem)
         elif item is None and len(shopping_list.items) >= max_items:
-            problems.append(f"{product.sku}: a list holds at most {max_items} products.")
+            problems.append(
+                gettext("%(sku)s: a list holds at most %(max_items)s products.", sku=product.sku, max_items=max_items)
+            )
         elif item is None:
             shopping_list.items.append(ShoppingListItem(product_id=product.id, product=product, quantity=total))
             saved += 1
@@ -263,7 +270,7 @@ def export_csv(shopping_list):
 def order_preview(user, shopping_list, vat_rate, max_lines):
     """What "Order this list" would do: quick order's preview of the list, with what the cart holds now."""
     if not shopping_list.items:
-        raise InvalidInput(f"“{shopping_list.name}” is empty; add products before ordering it.")
+        raise InvalidInput(gettext("“%(name)s” is empty; add products before ordering it.", name=shopping_list.name))
     lines = quick_order.preview(export_csv(shopping_list), user.company.price_list_id, vat_rate, max_lines)
     in_cart = {item.product_id: item.quantity for item in cart_items(user.id)}
     for line in lines:

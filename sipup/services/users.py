@@ -4,6 +4,7 @@ Staff manage every company's users and the wholesaler's own people (admins only)
 buyers of their own company. Every change of role is written to the audit trail.
 """
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from ..exceptions import FieldErrors, InvalidInput, NotFound
@@ -20,7 +21,7 @@ def check_email(email, errors, field="email", user_id=None):
     """The address as entered, or None with a message in errors; taken addresses (in any case) are refused."""
     email = accounts.normalise_email(email)
     if not accounts.EMAIL.match(email) or len(email) > 254:
-        errors[field] = "Enter an e-mail address such as anna@example.com."
+        errors[field] = gettext("Enter an e-mail address such as anna@example.com.")
         return None
     try:
         ascii_address(email)
@@ -29,7 +30,7 @@ def check_email(email, errors, field="email", user_id=None):
         return None
     other = accounts.user_by_email(email)
     if other is not None and other.id != user_id:
-        errors[field] = f"{email} already has an account."
+        errors[field] = gettext("%(email)s already has an account.", email=email)
         return None
     return email
 
@@ -37,7 +38,7 @@ def check_email(email, errors, field="email", user_id=None):
 def _check_name(name, errors):
     name = (name or "").strip()
     if len(name) > 120:
-        errors["name"] = "The name can have at most 120 characters."
+        errors["name"] = gettext("The name can have at most 120 characters.")
     return name
 
 
@@ -56,7 +57,7 @@ def add_invited(email, name, role, company=None, actor=None, mail=True):
     name = _check_name(name, errors)
     allowed = CUSTOMER_ROLES if company is not None else STAFF_ROLES
     if role not in allowed:
-        errors["role"] = f"Choose {' or '.join(allowed)}."
+        errors["role"] = gettext("Choose %(value)s.", value=" or ".join(allowed))
     if errors:
         raise FieldErrors(errors)
     user = User(email=email, name=name or email.split("@")[0], role=role, company=company, password_hash="")
@@ -88,9 +89,9 @@ def queue_invitation(user):
 def resend_invitation(user):
     """Send a pending user a fresh invitation; the earlier link stops working."""
     if user.has_password:
-        raise InvalidInput(f"{user.email} has already chosen a password.")
+        raise InvalidInput(gettext("%(email)s has already chosen a password.", email=user.email))
     if not user.active:
-        raise InvalidInput(f"{user.email} is deactivated: reactivate them first.")
+        raise InvalidInput(gettext("%(email)s is deactivated: reactivate them first.", email=user.email))
     queue_invitation(user)
     db.session.commit()
 
@@ -149,7 +150,7 @@ def change_role(user, role, actor=None):
     """Make a staff member an admin or back; an owner a buyer or back. The last admin stays an admin."""
     allowed = CUSTOMER_ROLES if user.company_id else STAFF_ROLES
     if role not in allowed:
-        raise InvalidInput(f"Choose {' or '.join(allowed)}.")
+        raise InvalidInput(gettext("Choose %(value)s.", value=" or ".join(allowed)))
     _keep_an_admin(user, role, active=user.active)
     audit.record("user", user.id, "role", user.role, role, actor)
     user.role = role
@@ -165,14 +166,16 @@ def _keep_an_admin(user, new_role, active):
         select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)
     )
     if not others:
-        raise InvalidInput(f"{user.email} is the last active admin: make someone else an admin first.")
+        raise InvalidInput(
+            gettext("%(email)s is the last active admin: make someone else an admin first.", email=user.email)
+        )
 
 
 def company_user(company_id, user_id):
     """One user of this company, or NotFound (so one company's id never reaches another's user)."""
     user = db.session.get(User, user_id)
     if user is None or user.company_id != company_id:
-        raise NotFound("There is no such user in this company.")
+        raise NotFound(gettext("There is no such user in this company."))
     return user
 
 
@@ -180,7 +183,7 @@ def staff_user(user_id):
     """One of the wholesaler's own people, or NotFound."""
     user = db.session.get(User, user_id)
     if user is None or user.company_id is not None or user.role not in STAFF_ROLES:
-        raise NotFound("There is no such staff member.")
+        raise NotFound(gettext("There is no such staff member."))
     return user
 
 
@@ -199,10 +202,18 @@ def update_profile(user, name):
     errors = {}
     name = _check_name(name, errors)
     if not name:
-        errors["name"] = "Enter your name."
+        errors["name"] = gettext("Enter your name.")
     if errors:
         raise FieldErrors(errors)
     user.name = name
+    db.session.commit()
+
+
+def update_language(user, language, offered):
+    """Set the language the user reads the shop, its mails and PDFs in ("" follows the browser)."""
+    if language and language not in offered:
+        raise FieldErrors({"language": gettext("Choose one of the languages offered.")})
+    user.language = language
     db.session.commit()
 
 
@@ -211,10 +222,10 @@ def request_email_change(user, new_email, current_password):
     only when it is opened."""
     errors = {}
     if not user.check_password(current_password or ""):
-        errors["email_password"] = "That is not your current password."
+        errors["email_password"] = gettext("That is not your current password.")
     email = check_email(new_email, errors, field="new_email", user_id=user.id)
     if email is not None and email == user.email:
-        errors["new_email"] = "That is already your address."
+        errors["new_email"] = gettext("That is already your address.")
     if errors:
         raise FieldErrors(errors)
     link = links.prepare(user, LinkPurpose.EMAIL, new_email=email)

@@ -1,0 +1,174 @@
+"""The shop in the reader's language (Flask-Babel): which language a request, mail or PDF is in, the catalogs
+compiled at start when missing or stale, and money, numbers and dates as that language writes them.
+
+The language of a request, first that applies: the signed-in user's choice on /account, the visitor's switch
+(a cookie), the browser's Accept-Language, SIPUP_DEFAULT_LANGUAGE. Mails and PDFs use their recipient's
+(`in_language_of(user)`). Contributors: docs/development.md, "Translations".
+"""
+
+import logging
+import os
+from contextlib import contextmanager
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date as babel_date
+from babel.dates import format_datetime as babel_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_currency, format_decimal, format_percent
+from flask import current_app, has_app_context, has_request_context, request
+from flask_babel import force_locale, get_locale
+from flask_login import current_user
+
+from .config import ConfigError
+from .extensions import babel
+
+log = logging.getLogger("sipup.i18n")
+COOKIE = "sipup_language"
+COOKIE_DAYS = 365
+TRANSLATIONS = os.path.join(os.path.dirname(__file__), "translations")
+# Dates as each language writes them in the shop; others get their CLDR "medium" form.
+DATE_FORMATS = {"en": "dd MMM y", "de": "dd.MM.y"}
+DATETIME_FORMATS = {"en": "dd MMM y, HH:mm", "de": "dd.MM.y, HH:mm"}
+MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
+
+
+def register_i18n(app):
+    """Check SIPUP_LANGUAGES and SIPUP_DEFAULT_LANGUAGE, compile stale catalogs, pick each request's language."""
+    languages = configured_languages(app.config)
+    default = app.config["DEFAULT_LANGUAGE"]
+    if default not in languages:
+        raise ConfigError(
+            f"SIPUP_DEFAULT_LANGUAGE={default!r} must be one of SIPUP_LANGUAGES ({', '.join(languages)})."
+        )
+    compile_catalogs()
+    babel.init_app(app, locale_selector=request_language, default_locale=default)
+
+    @app.context_processor
+    def _languages():
+        return {"languages": language_names(), "language": current_language()}
+
+
+def configured_languages(config):
+    """SIPUP_LANGUAGES as a list of language codes Babel knows, else ConfigError naming the wrong one."""
+    codes = [code.strip() for code in str(config["LANGUAGES"]).split(",") if code.strip()]
+    for code in codes:
+        try:
+            Locale.parse(code)
+        except (ValueError, UnknownLocaleError):
+            raise ConfigError(f"SIPUP_LANGUAGES: {code!r} is not a language code such as en or de.") from None
+    if not codes:
+        raise ConfigError("SIPUP_LANGUAGES must name at least one language, e.g. en,de.")
+    return codes
+
+
+def languages():
+    """The language codes this shop offers."""
+    return configured_languages(current_app.config)
+
+
+def language_names():
+    """(code, the language's own name) for each offered language, for the switch and the account form."""
+    return [(code, Locale.parse(code).get_display_name(code).capitalize()) for code in languages()]
+
+
+def offered(code):
+    """code when the shop offers it, else None."""
+    return code if code and code in languages() else None
+
+
+def request_language():
+    """The language of this request: the user's, the visitor's switch, the browser's, the default."""
+    if not has_request_context():
+        return current_app.config["DEFAULT_LANGUAGE"]
+    user_language = getattr(current_user, "language", None) if current_user else None
+    return offered(user_language) or visitor_language()
+
+
+def visitor_language():
+    """The language of this request before the user is known: the switch's, the browser's, the default."""
+    return (
+        offered(request.cookies.get(COOKIE))
+        or request.accept_languages.best_match(languages())
+        or current_app.config["DEFAULT_LANGUAGE"]
+    )
+
+
+def language_of(user):
+    """The language mails and PDFs for a user are written in: theirs, else the shop's default."""
+    return offered(getattr(user, "language", None)) or current_app.config["DEFAULT_LANGUAGE"]
+
+
+@contextmanager
+def in_language_of(user):
+    """Render mails and PDFs for user in their language, whatever the request's is."""
+    with force_locale(language_of(user)):
+        yield
+
+
+def current_language():
+    """The language code in use now (the default outside an app context)."""
+    if not has_app_context():
+        return "en"
+    return str(get_locale() or current_app.config["DEFAULT_LANGUAGE"])
+
+
+def money(value, currency=None):
+    """An amount with its currency as the current language writes it: €2,500.00 or 2.500,00 €."""
+    if value is None:
+        return "–"
+    currency = currency or current_app.config["CURRENCY"]
+    text = format_currency(value, currency, locale=current_language())
+    return text.replace("-", MINUS, 1) if value < 0 else text
+
+
+def number(value, decimals=None):
+    """A quantity or other number as the current language writes it (1,000 or 1.000)."""
+    if value is None:
+        return "–"
+    pattern = None if decimals is None else "#,##0." + "0" * decimals if decimals else "#,##0"
+    return format_decimal(value, format=pattern, locale=current_language())
+
+
+def percent(value):
+    """A rate such as 0.19 as 19% or 19 %."""
+    return format_percent(value, locale=current_language())
+
+
+def date(value):
+    """A date as the current language writes it."""
+    if not value:
+        return "–"
+    language = current_language()
+    return babel_date(value, DATE_FORMATS.get(language, "medium"), locale=language)
+
+
+def datetime(value):
+    """A date and time (naive, as stored) as the current language writes it."""
+    if not value:
+        return "–"
+    language = current_language()
+    return babel_datetime(value, DATETIME_FORMATS.get(language, "medium"), locale=language)
+
+
+def compile_catalogs(directory=TRANSLATIONS):
+    """Compile each messages.po whose messages.mo is missing or older (a fresh clone has none); the .po files
+    are what is kept in git. A read-only install keeps what it has and says so once."""
+    for language in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        folder = os.path.join(directory, language, "LC_MESSAGES")
+        po, mo = os.path.join(folder, "messages.po"), os.path.join(folder, "messages.mo")
+        if not os.path.exists(po):
+            continue
+        if os.path.exists(mo) and os.path.getmtime(mo) >= os.path.getmtime(po):
+            continue
+        with open(po, "rb") as handle:
+            catalog = read_po(handle, locale=language)
+        partial = f"{mo}.{os.getpid()}.tmp"  # processes starting together each write their own, then swap it in
+        try:
+            with open(partial, "wb") as handle:
+                write_mo(handle, catalog)
+            os.replace(partial, mo)
+        except OSError as error:
+            log.warning(
+                "The %s catalog could not be compiled (%s); run pybabel compile -d sipup/translations", language, error
+            )

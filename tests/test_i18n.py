@@ -1,0 +1,226 @@
+"""The shop in German and English: every template's text marked, the German catalog complete, the language of
+a request (account, switch, browser, default), mails in the recipient's language, and numbers as each language
+writes them."""
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from flask import current_app
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import update
+
+from sipup.exceptions import InvalidInput, InvalidQuantity
+from sipup.extensions import db
+from sipup.i18n import COOKIE, compile_catalogs
+from sipup.models import User
+from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
+from tests.conftest import login
+from tests.servers import LocalSmtp
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sipup"
+TEMPLATES = PACKAGE / "templates"
+TRANSLATIONS = PACKAGE / "translations"
+KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None}  # as docs/development.md runs pybabel extract
+LETTER = re.compile(r"[^\W\d_]")
+# Attributes a reader sees or hears (data-label heads a table cell on phones).
+SHOWN_ATTRIBUTES = ("title", "placeholder", "aria-label", "alt", "data-label", "hx-confirm", "label")
+JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+# What is not prose: code samples and the markup inside which nothing is read out.
+NOT_PROSE = re.compile(r"<(script|style|code)\b.*?</\1>|<!--.*?-->", re.S | re.I)
+TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
+# Markup that templates pass around as text: a class name for <body>, an attribute the navigation adds.
+MARKUP = {"login-body", 'aria-current="page"'}
+
+
+def _unmarked(source):
+    """The pieces of a template's text with letters that are neither inside {{ }}/{% %} nor in code."""
+    masked = JINJA.sub(lambda m: "\0" * len(m.group(0)), source)  # keep offsets, hide every Jinja construct
+    masked = NOT_PROSE.sub(lambda m: " " * len(m.group(0)), masked)
+    found = []
+    for tag in TAG.finditer(masked):
+        for attribute, value in re.findall(r'\s([\w:-]+)="([^"]*)"', tag.group(0)):
+            if attribute in SHOWN_ATTRIBUTES and LETTER.search(value.replace("\0", "")):
+                found.append(f'{attribute}="{value.replace(chr(0), "")}"')
+    for text in TAG.sub(" ", masked).split("\0"):
+        if LETTER.search(text) and text.strip() not in MARKUP:
+            found.append(" ".join(text.split()))
+    return found
+
+
+def test_the_check_finds_unmarked_text():
+    assert _unmarked('<p class="x">Hello {{ name }}</p><b title="Hi">{{ _("Fine") }}</b>') == ['title="Hi"', "Hello"]
+    assert _unmarked("<code>flask queue worker</code>{# a note #}<script>let a = 1;</script>{{ x }}") == []
+
+
+# The load-test report is a developer's file written by `flask loadtest` outside the app (no request, no
+# user, no language): it stays English, like the rest of that command's output.
+NOT_TRANSLATED = {"loadtest"}
+
+
+def test_every_template_marks_its_text_for_translation():
+    problems = []
+    for path in sorted(TEMPLATES.rglob("*")):
+        if path.suffix in (".html", ".txt") and path.relative_to(TEMPLATES).parts[0] not in NOT_TRANSLATED:
+            problems += [f"{path.relative_to(TEMPLATES)}: {text}" for text in _unmarked(path.read_text())]
+    assert not problems, "Text not marked for translation ({{ _(...) }}):\n" + "\n".join(problems)
+
+
+def _extracted():
+    """The messages pybabel extract finds in the package, as babel.cfg maps it."""
+    with open(TRANSLATIONS / "babel.cfg") as handle:
+        method_map, options_map = parse_mapping_cfg(handle)
+    return {
+        message[0] if isinstance(message, tuple) else message
+        for _, _, message, *_ in extract_from_dir(str(PACKAGE), method_map, options_map, keywords=KEYWORDS)
+    }
+
+
+def test_the_german_catalog_has_every_message_translated():
+    with open(TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po", "rb") as handle:
+        catalog = read_po(handle)
+    problems = []
+    for message in catalog:
+        if not message.id:
+            continue
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        if message.fuzzy or not all(strings):
+            problems.append(f"fuzzy or empty: {message.id!r}")
+    problems += [f"{message.id!r}: {error}" for message, errors in catalog.check() for error in errors]
+    known = {message.id[0] if isinstance(message.id, tuple) else message.id for message in catalog}
+    problems += [f"missing, run pybabel extract and update: {text!r}" for text in sorted(_extracted() - known)]
+    assert not problems, "\n".join(problems)
+
+
+def test_catalogs_are_compiled_when_missing_or_older_than_their_po(tmp_path):
+    folder = tmp_path / "de" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "messages.po").write_bytes((TRANSLATIONS / "de" / "LC_MESSAGES" / "messages.po").read_bytes())
+    compile_catalogs(str(tmp_path))
+    compiled = folder / "messages.mo"
+    assert compiled.stat().st_size > 10_000
+    compiled.write_bytes(b"stale")
+    (folder / "messages.po").touch()
+    compiled_time = compiled.stat().st_mtime - 10
+    os.utime(compiled, (compiled_time, compiled_time))
+    compile_catalogs(str(tmp_path))
+    assert compiled.read_bytes() != b"stale"
+
+
+# --- the language of a request ------------------------------------------------------------------------
+
+
+def test_the_browser_language_then_the_switch_decide_for_visitors(client):
+    german = client.get("/login", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}).get_data(as_text=True)
+    assert 'lang="de"' in german and "Passwort vergessen?" in german
+    assert "Forgot your password?" in client.get("/login", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    switched = client.post("/language", data={"language": "en", "next": "/login"}, headers={"Accept-Language": "de"})
+    assert switched.status_code == 302 and switched.headers["Location"].endswith("/login")
+    assert COOKIE in switched.headers["Set-Cookie"]
+    assert "Forgot your password?" in client.get("/login", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    refused = client.post("/language", data={"language": "xx", "next": "//evil.example"})
+    assert refused.status_code == 302 and refused.headers["Location"] == "/"
+
+
+def test_a_users_language_on_the_account_wins_over_the_browser(client, buyer):
+    login(client, buyer)
+    assert client.post("/account/language", data={"language": "de"}).status_code == 302
+    page = client.get("/account/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Ihr Konto" in page and "Ihre Sprache ist gespeichert." in page
+    assert client.post("/account/language", data={"language": "klingon"}).status_code == 422
+    client.post("/account/language", data={"language": ""})
+    assert "Your account" in client.get("/account/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+
+def test_money_and_quantities_as_the_language_writes_them(client, shop, make_product, login_as):
+    make_product(sku="KEG-1", base_price=Decimal("2500.00"), stock_on_hand=5000)
+    login_as(shop.buyer)
+    shop.buyer.language = "de"
+    db.session.commit()
+    page = client.get("/products/KEG-1").get_data(as_text=True)
+    assert "2.500,00\xa0€" in page and "In den Warenkorb" in page
+    preview = client.post("/quick-order", data={"lines": "KEG-1 1.000"}).get_data(as_text=True)
+    assert 'name="quantity" value="1000"' in preview, preview
+
+
+def test_config_names_a_wrong_language(make_app):
+    from sipup.config import ConfigError
+
+    with pytest.raises(ConfigError, match="SIPUP_DEFAULT_LANGUAGE"):
+        make_app(DEFAULT_LANGUAGE="fr")
+    with pytest.raises(ConfigError, match="SIPUP_LANGUAGES"):
+        make_app(LANGUAGES="en,zz-nowhere")
+
+
+# --- mails in the recipient's language ------------------------------------------------------------------
+
+
+def test_a_german_users_mail_is_german_through_a_real_smtp_server(app, make_app, buyer):
+    buyer_id, email = buyer.id, buyer.email
+    db.session.commit()  # nothing of this session holds the database while the site writes
+    smtp = LocalSmtp().start()
+    try:
+        site = make_app(MAIL_URL=smtp.url, MAIL_FROM="orders@shop.example.com", PUBLIC_URL="https://shop.example.com")
+        with site.app_context():
+            site.extensions["queue"].huey.flush()
+            db.session.execute(update(User).where(User.id == buyer_id).values(language="de"))
+            db.session.commit()
+            site.test_client().post("/password/reset", data={"email": email}, headers={"Accept-Language": "en"})
+            current_app.extensions["queue"].process(10)
+            mail = smtp.messages[-1]
+            assert mail["Subject"] == "Setzen Sie Ihr Passwort für sipup zurück"
+            assert "Wählen Sie hier ein neues" in mail.get_body(("plain",)).get_content()
+    finally:
+        smtp.stop()
+
+
+# --- numbers as each language writes them ---------------------------------------------------------------
+
+CENTS = st.integers(min_value=0, max_value=int(MAX_MONEY * 100) - 1).map(lambda cents: Decimal(cents) / 100)
+
+
+@pytest.mark.parametrize(
+    "language, text, amount",
+    [
+        ("de", "2.500,00", "2500.00"),
+        ("de", "2500,00", "2500.00"),
+        ("de", "12.50", "12.50"),  # a lone point is a decimal point, as before
+        ("en", "2,500.00", "2500.00"),
+        ("en", "12,50", "12.50"),
+        ("en", "2500", "2500.00"),
+    ],
+)
+def test_amounts_as_people_write_them(language, text, amount):
+    assert parse_money(text, "Price", language=language) == Decimal(amount)
+
+
+@pytest.mark.parametrize("language, text", [("de", "2,500.00"), ("en", "2.500,00"), ("de", "1.2.3,4"), ("en", "1,2,5")])
+def test_amounts_written_for_another_language_are_refused(language, text):
+    with pytest.raises(InvalidInput, match="is not an amount"):
+        parse_money(text, "Price", language=language)
+
+
+@given(amount=CENTS, language=st.sampled_from(["de", "en"]))
+def test_an_amount_as_the_language_formats_it_reads_back(amount, language):
+    written = format_decimal(amount, format="#,##0.00", locale=language)
+    assert parse_money(written, "Price", language=language) == amount
+
+
+@given(quantity=st.integers(min_value=1, max_value=MAX_QUANTITY), language=st.sampled_from(["de", "en"]))
+def test_a_quantity_as_the_language_formats_it_reads_back(quantity, language):
+    assert parse_quantity(format_decimal(quantity, locale=language), language=language) == quantity
+
+
+def test_quantities_with_group_separators():
+    assert parse_quantity("1.000", language="de") == 1000 and parse_quantity("1,000", language="en") == 1000
+    with pytest.raises(InvalidQuantity, match="whole number of packs"):
+        parse_quantity("1,5", language="de")
+    with pytest.raises(InvalidQuantity, match="more than"):
+        parse_quantity("1.000.000", language="de")
