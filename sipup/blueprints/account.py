@@ -8,6 +8,7 @@ from ..extensions import db
 from ..models import LinkPurpose, Role
 from ..security import owner_required
 from ..services import links, orders, passwords, users
+from ..services.signed_in import record
 from .auth import sign_in
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -37,7 +38,7 @@ def index():
 def profile():
     """Change the display name."""
     try:
-        users.update_profile(current_user, request.form.get("name", ""))
+        users.update_profile(record(current_user), request.form.get("name", ""))
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
@@ -52,7 +53,7 @@ def email():
     one."""
     try:
         new_email = users.request_email_change(
-            current_user, request.form.get("new_email", ""), request.form.get("email_password", "")
+            record(current_user), request.form.get("new_email", ""), request.form.get("email_password", "")
         )
     except FieldErrors as exc:
         db.session.rollback()
@@ -80,7 +81,7 @@ def confirm_email(token):
 @login_required
 def password():
     """Change the password (the current one is asked for); every other session ends."""
-    user = current_user._get_current_object()
+    user = record(current_user)
     try:
         users.change_password(
             user, request.form.get("current", ""), request.form.get("new", ""), request.form.get("confirm", "")
@@ -97,7 +98,7 @@ def password():
 @owner_required
 def company_users():
     """An owner's list of their company's users; invite a buyer."""
-    company = current_user.company
+    company = record(current_user.company)  # buyers are invited into it
     errors = {}
     if request.method == "POST":
         try:
