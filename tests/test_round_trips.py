@@ -2,6 +2,7 @@
 cache of the embedded default and the database while one signed-in request is served. Speed lives in
 benchmarks/pages.py; these counts guard it."""
 
+import re
 import threading
 from contextlib import contextmanager
 
@@ -112,6 +113,18 @@ def test_the_signed_in_user_is_read_only_values_with_every_column_and_the_orm_us
         record(user).name = "Someone else"  # the view that changes the user works on the ORM instance
         assert list(db.session.dirty) == [record(user)] and isinstance(record(user), User)
         assert record(user).company is record(user.company) and record(user).has_password
+
+
+def test_the_kept_top_bar_shows_each_user_their_own_name_token_and_cart_escaped(app, shop):
+    one, two = signed_in(app, shop.buyer), signed_in(app, shop.buyer2)
+    assert one.post("/account/profile", data={"name": "<b>Ann</b> & Co"}).status_code == 302
+    assert one.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    first, second = page(one, "/products"), page(two, "/products")  # one top bar kept for both
+    assert "&lt;b&gt;Ann&lt;/b&gt; &amp; Co" in first and "<b>Ann" not in first and "Ann" not in second
+    assert shop.buyer2.email in second and shop.buyer2.email not in first
+    assert '<span class="badge">1</span>' in first and 'class="badge"' not in second
+    tokens = {re.search(r'name="csrf_token" value="([^"<]+)"', html).group(1) for html in (first, second)}
+    assert len(tokens) == 2
 
 
 def test_the_cache_serves_a_catalog_page_in_one_read_with_the_user_and_cart(make_app, shop, redis_namespace):
