@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import threading
 import time
 from functools import lru_cache
@@ -13,7 +14,8 @@ from functools import lru_cache
 from flask import Flask, current_app, g, has_request_context, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
-from markupsafe import Markup
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup, escape
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -93,7 +95,7 @@ def register_web(app):
 
     @app.context_processor
     def _globals():
-        return {"main_nav": _main_nav}
+        return {"topbar": _topbar, "head_links": _head_links}
 
     @app.after_request
     def _headers(response):
@@ -193,22 +195,54 @@ def _is_loopback(address):
 
 
 CART_SLOT = "<!--cart-count-->"
-NAVS_KEPT = 1000
+PARTS_KEPT = 1000
 
 
-def _main_nav():
-    """The main navigation for the signed-in user's role on this page. It is the same for everyone with that
-    role there, so it is rendered once per role, page, script root and language and kept; only the cart's count
-    is new."""
-    navs = current_app.extensions.setdefault("sipup_navs", {})
-    key = (current_user.role, request.endpoint, request.script_root, i18n.current_language())
-    html = navs.get(key)
+def page_language():
+    """The language this request's page is rendered in: every cache of rendered text is keyed by it, from here."""
+    return i18n.current_language()
+
+
+def _kept_render(name, key):
+    """The template rendered once per key (which includes the page language) and kept in this app's memory."""
+    parts = current_app.extensions.setdefault("sipup_layout_parts", {})
+    key = (name, page_language(), request.script_root, *key)
+    html = parts.get(key)
     if html is None:
-        if len(navs) >= NAVS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
-            navs.clear()
-        html = navs[key] = render_template("_nav.html")
+        if len(parts) >= PARTS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
+            parts.clear()
+        html = parts[key] = render_template(name)
+    return html
+
+
+def _head_links():
+    """The layout's icons, style sheet and script: the same on every page."""
+    return Markup(_kept_render("_head_links.html", ()))
+
+
+def _topbar():
+    """The layout's top bar: the brand and, when signed in, the main navigation of the user's role on this page and
+    the sign-out form. It is the same for everyone with that role there, so it is rendered once per role, page,
+    script root and language and kept; the user's name and address, the CSRF token and the cart's count are
+    filled in per request (escaped)."""
+    if not current_user.is_authenticated:
+        return Markup(_kept_render("_topbar.html", (None,)))
+    html = _kept_render("_topbar.html", (current_user.role, current_user.is_customer, request.endpoint))
+    who = current_user.name or current_user.email
+    company = current_user.company
+    if company is not None and company.name not in who:
+        who = f"{who} · {company.name}"
     count = _cart_count()
-    return Markup(html.replace(CART_SLOT, f' <span class="badge">{count}</span>' if count else ""))
+    filled = {
+        "<!--who-->": escape(who),
+        "<!--email-->": escape(current_user.email),
+        "<!--csrf-token-->": escape(generate_csrf()),
+        CART_SLOT: f' <span class="badge">{count}</span>' if count else "",
+    }
+    return Markup(_SLOTS.sub(lambda found: filled[found.group(0)], html))
+
+
+_SLOTS = re.compile("<!--(?:who|email|csrf-token|cart-count)-->")
 
 
 def _cart_count():

@@ -156,6 +156,29 @@ def test_flask_limiter_checks_in_a_before_request_hook_that_hooks_first_moves_ah
     assert app_refusing_in_a_hook(first=True) == [400, 429]  # every request spends budget
 
 
+def test_resolve_once_has_flask_limiter_resolve_an_endpoints_limits_once_and_still_count_and_exempt():
+    def index():
+        return "ok"
+
+    def free():  # Flask-Limiter knows views by qualified name: two lambdas would be one
+        return "ok"
+
+    app = Flask(__name__)
+    app.add_url_rule("/", "index", index, methods=["GET", "POST"])
+    app.add_url_rule("/free", "free", free)
+    limiter = Limiter(get_remote_address, app=app, application_limits=["2 per minute"], storage_uri="memory://")
+    limiter.exempt(free)
+    manager = limiter.limit_manager
+    resolve, calls = manager.resolve_limits, []
+    manager.resolve_limits = lambda *args: calls.append(args[1:]) or resolve(*args)
+    limits_compat.resolve_once(limiter)
+    client = app.test_client()
+    assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]  # still counted
+    assert [client.get("/free").status_code for _ in range(3)] == [200] * 3  # still exempt
+    assert client.post("/").status_code == 429
+    assert [call[0] for call in calls] == ["index", "free", "index"]  # once per endpoint and method
+
+
 def test_storage_dead_tells_when_flask_limiter_counts_in_memory_because_its_storage_failed():
     app = Flask(__name__)
     app.add_url_rule("/", "index", lambda: "ok")

@@ -2,17 +2,20 @@
 cache of the embedded default and the database while one signed-in request is served. Speed lives in
 benchmarks/pages.py; these counts guard it."""
 
+import re
 import threading
 from contextlib import contextmanager
 
 import pytest
 import redis.connection
-from sqlalchemy import event
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session
 
 from sipup.extensions import db
 from sipup.models import Company, User
-from sipup.services import cart
+from sipup.services import accounts, cart
 from sipup.services import shopping_lists as lists
+from sipup.services.signed_in import record
 from tests.conftest import REDIS_URL
 from tests.test_cache import opened_cache_files, page, signed_in
 
@@ -75,6 +78,53 @@ def test_a_cached_catalog_page_costs_two_round_trips_to_redis_and_none_to_the_da
     assert "BEER-1" in html and "€9.00" in html
     # One for the rate limits (address and user together), one for the user, the cart's line count and the page.
     assert counts == {"redis": 2, "sql": 0}
+
+
+def test_a_cached_catalog_page_builds_no_orm_instance_of_the_user_or_their_company(redis_app, shop):
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, "/products")
+    built = []
+
+    def note(_session, instance):
+        built.append(type(instance).__name__)
+
+    events = ("detached_to_persistent", "loaded_as_persistent", "transient_to_pending")
+    for name in events:
+        event.listen(Session, name, note)
+    try:
+        html = page(client, "/products")
+    finally:
+        for name in events:
+            event.remove(Session, name, note)
+    assert "BEER-1" in html and shop.buyer.name in html
+    assert built == []
+
+
+def test_the_signed_in_user_is_read_only_values_with_every_column_and_the_orm_user_on_request(redis_app, shop):
+    with redis_app.test_request_context():
+        user = accounts.signed_in_user(shop.buyer.id)
+        assert not isinstance(user, User) and user.company_id == shop.buyer.company_id
+        columns = {a.key for a in inspect(User).column_attrs} - accounts.SESSION_SKIPS
+        row = db.session.execute(select(User.__table__).where(User.id == user.id)).mappings().one()  # no ORM
+        assert all(getattr(user, key) == row[key] for key in columns)
+        assert user.is_customer and user.is_active and user.company.price_list_id == shop.company.price_list_id
+        with pytest.raises(AttributeError, match="read-only"):
+            user.name = "Someone else"
+        record(user).name = "Someone else"  # the view that changes the user works on the ORM instance
+        assert list(db.session.dirty) == [record(user)] and isinstance(record(user), User)
+        assert record(user).company is record(user.company) and record(user).has_password
+
+
+def test_the_kept_top_bar_shows_each_user_their_own_name_token_and_cart_escaped(app, shop):
+    one, two = signed_in(app, shop.buyer), signed_in(app, shop.buyer2)
+    assert one.post("/account/profile", data={"name": "<b>Ann</b> & Co"}).status_code == 302
+    assert one.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    first, second = page(one, "/products"), page(two, "/products")  # one top bar kept for both
+    assert "&lt;b&gt;Ann&lt;/b&gt; &amp; Co" in first and "<b>Ann" not in first and "Ann" not in second
+    assert shop.buyer2.email in second and shop.buyer2.email not in first
+    assert '<span class="badge">1</span>' in first and 'class="badge"' not in second
+    tokens = {re.search(r'name="csrf_token" value="([^"<]+)"', html).group(1) for html in (first, second)}
+    assert len(tokens) == 2
 
 
 def test_the_cache_serves_a_catalog_page_in_one_read_with_the_user_and_cart(make_app, shop, redis_namespace):

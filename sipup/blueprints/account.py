@@ -1,7 +1,7 @@
 """Account self-service for everyone signed in: name, e-mail, password; owners manage their company's buyers."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext
+from flask_babel import force_locale, gettext
 from flask_login import current_user, login_required
 
 from .. import i18n
@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import LinkPurpose, Role
 from ..security import owner_required
 from ..services import links, orders, passwords, users
+from ..services.signed_in import record
 from .auth import sign_in
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -39,7 +40,7 @@ def index():
 def profile():
     """Change the display name."""
     try:
-        users.update_profile(current_user, request.form.get("name", ""))
+        users.update_profile(record(current_user), request.form.get("name", ""))
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
@@ -51,12 +52,14 @@ def profile():
 @login_required
 def language():
     """Choose the language of the shop, its mails and PDFs ("" follows the browser)."""
+    chosen = request.form.get("language", "")
     try:
-        users.update_language(current_user, request.form.get("language", ""), i18n.languages())
+        users.update_language(record(current_user), chosen, i18n.languages())
     except FieldErrors as exc:
         db.session.rollback()
         return _page(exc.errors, 422)
-    flash(gettext("Your language is saved."), "success")
+    with force_locale(chosen or i18n.visitor_language()):  # this request was read in the language before
+        flash(gettext("Your language is saved."), "success")
     return redirect(url_for("account.index"))
 
 
@@ -67,7 +70,7 @@ def email():
     one."""
     try:
         new_email = users.request_email_change(
-            current_user, request.form.get("new_email", ""), request.form.get("email_password", "")
+            record(current_user), request.form.get("new_email", ""), request.form.get("email_password", "")
         )
     except FieldErrors as exc:
         db.session.rollback()
@@ -95,7 +98,7 @@ def confirm_email(token):
 @login_required
 def password():
     """Change the password (the current one is asked for); every other session ends."""
-    user = current_user._get_current_object()
+    user = record(current_user)
     try:
         users.change_password(
             user, request.form.get("current", ""), request.form.get("new", ""), request.form.get("confirm", "")
@@ -112,7 +115,7 @@ def password():
 @owner_required
 def company_users():
     """An owner's list of their company's users; invite a buyer."""
-    company = current_user.company
+    company = record(current_user.company)  # buyers are invited into it
     errors = {}
     if request.method == "POST":
         try:

@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import LinkPurpose
 from ..security import same_site_path
 from ..services import accounts, companies, links, passwords, users
+from ..services.signed_in import record
 
 bp = Blueprint("auth", __name__)
 
@@ -54,7 +55,7 @@ def language():
         flash(gettext("Choose one of the languages offered."), "error")
         code = None
     elif current_user.is_authenticated:
-        users.update_language(current_user, code, i18n.languages())
+        users.update_language(record(current_user), code, i18n.languages())
     response = redirect(same_site_path(request.form.get("next")) or url_for("shop.index"))
     if code:
         response.set_cookie(i18n.COOKIE, code, max_age=i18n.COOKIE_DAYS * 86400, samesite="Lax", httponly=True)

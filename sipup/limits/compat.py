@@ -7,6 +7,8 @@
 - `OneTripHits`: the sliding-window-counter strategy on Redis with all of a request's hits in one pipeline
   (limits' Lua script and its window key names; Flask-Limiter's `_limiter` and `_key_prefix`).
 - `storage_dead`: whether Flask-Limiter counts in its in-memory fallback (its `_storage_dead`).
+- `resolve_once`: Flask-Limiter's LimitManager resolving an endpoint's limits and exemptions once, not on
+  every request (its `resolve_limits` and `exemption_scope`, which the extension calls through `limit_manager`).
 - `hooks_first`: Flask-Limiter's check moved before the app's other before-request hooks (it adds the check
   with `app.before_request` in `init_app`).
 """
@@ -150,3 +152,35 @@ class OneTripHits:
         except NoScriptError:
             return {}
         return {key: bool(acquired) for (key, _item), acquired in zip(plan, answers)}
+
+
+RESOLVED_KEPT = 1000
+
+
+def resolve_once(limiter):
+    """Let the Flask-Limiter `limiter` work out which limits apply to an endpoint, and which exemptions, once per
+    endpoint, blueprint and method instead of on every request (its LimitManager redoes it twice a request).
+    Its limits and exemptions must all be declared before the first request; `exempt_when` and the key functions
+    are still asked per request."""
+    manager = limiter.limit_manager
+    resolve, exemption_scope = manager.resolve_limits, manager.exemption_scope
+    resolved, scopes = {}, {}
+
+    def resolve_limits(app, endpoint=None, blueprint=None, callable_name=None, in_middleware=False, marked=False):
+        # sipup's endpoint limits differ by the request's endpoint and method: both are part of the key.
+        key = (endpoint, blueprint, callable_name, in_middleware, marked, request.endpoint, request.method)
+        found = resolved.get(key)
+        if found is None:
+            if len(resolved) >= RESOLVED_KEPT:  # methods come from clients: keep the memory bounded
+                resolved.clear()
+            found = resolved[key] = resolve(app, endpoint, blueprint, callable_name, in_middleware, marked)
+        return found
+
+    def scope(app, endpoint, blueprint):
+        key = (endpoint, blueprint)
+        found = scopes.get(key)
+        if found is None:
+            found = scopes[key] = exemption_scope(app, endpoint, blueprint)
+        return found
+
+    manager.resolve_limits, manager.exemption_scope = resolve_limits, scope

@@ -31,7 +31,15 @@ from sipup.compat import signed_in_id
 from sipup.config import ConfigError, parse_endpoint_rule
 from sipup.errors import render_error
 from sipup.limits.blocks import Blocks, RedisBlockStore, SqliteBlockStore
-from sipup.limits.compat import MemoryCounts, ParsedOnce, count_in_one_trip, hooks_first, key_prefix, storage_dead
+from sipup.limits.compat import (
+    MemoryCounts,
+    ParsedOnce,
+    count_in_one_trip,
+    hooks_first,
+    key_prefix,
+    resolve_once,
+    storage_dead,
+)
 from sipup.limits.known import RedisKnownAddresses, SqliteKnownAddresses
 
 log = logging.getLogger("sipup.limits")
@@ -201,6 +209,8 @@ class RateLimits:
         hooks_first(app, install)
         # On Redis, the address and user limits (and an endpoint's) are counted in one round trip.
         count_in_one_trip(self.limiter, self._planned_hits)
+        # Which limits and exemptions apply to an endpoint is worked out once per endpoint and method.
+        resolve_once(self.limiter)
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)

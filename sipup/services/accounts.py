@@ -5,8 +5,6 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, inspect, select
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from sipup.cache import cached, prefetch
@@ -15,6 +13,7 @@ from ..exceptions import InvalidInput
 from ..extensions import db
 from ..hashing import dummy_hash, hash_password, needs_rehash
 from ..models import Company, Role, User, UserSession, utcnow
+from . import signed_in
 from .cart import count_entry
 from .passwords import check_new_password
 
@@ -103,8 +102,9 @@ def load_user(user_id_and_session):
 
 
 # The signed-in user, their company and their live sessions are read on every request: kept in the cache
-# ("users") as plain column values, without the password hash, and attached to the session without a query.
-# Any change to the user (password, deactivation, sign-in, sign-out) or to a company renews them at once.
+# ("users") as plain column values, without the password hash, and given to the request as plain values (see
+# services.signed_in); the ORM instance is attached without a query only where a view changes the user. Any
+# change to the user (password, deactivation, sign-in, sign-out) or to a company renews them at once.
 SESSION_SKIPS = {"password_hash"}
 
 
@@ -132,12 +132,19 @@ def signed_in_user(user_id):
         return None
     if row["company"]:
         _price_list_hints()[user_id] = (row["company"]["price_list_id"], row["company"]["id"])
-    user = _attach(User, row["user"])
-    user.session_starts = row["sessions"]
-    if row["company"] and "company" not in user.__dict__:
-        # Set as loaded, so user.company needs no query (the session keeps only weak references).
-        set_committed_value(user, "company", _attach(Company, row["company"]))
-    return user
+    company = row["company"] and signed_in.plain_class(Company)(row["company"])
+    return _plain_user()(row["user"], company=company, session_starts=row["sessions"], session_id=None)
+
+
+def _plain_user():
+    """The class of a signed-in user's plain values (see services.signed_in): every column but the skipped."""
+    return signed_in.plain_class(
+        User,
+        SESSION_SKIPS,
+        extras=("company", "session_starts", "session_id"),
+        settable=("session_id",),
+        methods=("get_id",),
+    )
 
 
 def user_entry(user_id):
@@ -171,17 +178,6 @@ def _session_starts(user_id):
     """{session id: when it started} for the user's live sessions."""
     rows = db.session.execute(select(UserSession.id, UserSession.created_at).where(UserSession.user_id == user_id))
     return dict(rows.all())
-
-
-def _attach(model, values):
-    """A persistent instance from cached column values, without a query (unlisted columns load on use)."""
-    present = db.session.identity_map.get(identity_key(model, values["id"]))
-    if present is not None:
-        return present
-    obj = model(**values)
-    make_transient_to_detached(obj)  # its values count as loaded, not as changes to write
-    db.session.add(obj)  # attached as it is: merge() would copy it into a second instance first
-    return obj
 
 
 def create_user(email, role, password, company_name=None, name=""):
