@@ -17,7 +17,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent
 from flask import current_app, has_app_context, has_request_context, request
-from flask_babel import force_locale, get_locale
+from flask_babel import force_locale, get_locale, lazy_gettext
 from flask_login import current_user
 
 from .config import ConfigError
@@ -30,6 +30,12 @@ TRANSLATIONS = os.path.join(os.path.dirname(__file__), "translations")
 # Dates as each language writes them in the shop; others get their CLDR "medium" form.
 DATE_FORMATS = {"en": "dd MMM y", "de": "dd.MM.y"}
 DATETIME_FORMATS = {"en": "dd MMM y, HH:mm", "de": "dd.MM.y, HH:mm"}
+ROLE_NAMES = {
+    "admin": lazy_gettext("admin"),
+    "staff": lazy_gettext("staff"),
+    "owner": lazy_gettext("owner"),
+    "buyer": lazy_gettext("buyer"),
+}
 MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
 
 
@@ -133,6 +139,11 @@ def number(value, decimals=None):
 def percent(value):
     """A rate such as 0.19 as 19% or 19 %."""
     return format_percent(value, locale=current_language())
+
+
+def role_name(role):
+    """A user's role (admin, staff, owner, buyer) in the current language; an unknown one as it is."""
+    return str(ROLE_NAMES.get(str(role), role))
 
 
 def date(value):
