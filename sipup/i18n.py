@@ -9,13 +9,14 @@ The language of a request, first that applies: the signed-in user's choice on /a
 import logging
 import os
 from contextlib import contextmanager
+from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_date
 from babel.dates import format_datetime as babel_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
 from flask_babel import force_locale, get_locale, lazy_gettext
 from flask_login import current_user
@@ -136,9 +137,11 @@ def number(value, decimals=None):
     return format_decimal(value, format=pattern, locale=current_language())
 
 
-def percent(value):
-    """A rate such as 0.19 as 19% or 19 %."""
-    return format_percent(value, locale=current_language())
+def percent(rate):
+    """A rate such as 0.19 as the shop writes it: 19 %, 5.5 % (5,5 % in German); "" when not recorded."""
+    if rate is None:
+        return ""
+    return f"{format_decimal((Decimal(rate) * 100).normalize(), locale=current_language())} %"
 
 
 def role_name(role):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from flask import current_app
 from stdnum.eu import vat as eu_vat
 
+from .. import i18n
 from .pricing import money
 
 CLASS_LABELS = {"standard": "Standard rate", "reduced": "Reduced rate", "zero": "Zero rate"}
@@ -96,10 +97,8 @@ class VatRow:
 
 
 def percent(rate):
-    """A rate as people write it: "19 %", "7 %", "0 %", "5.5 %"; "" when not recorded."""
-    if rate is None:
-        return ""
-    return f"{(Decimal(rate) * 100).normalize():f} %"
+    """A rate as people write it: "19 %", "7 %", "0 %", "5.5 %" ("5,5 %" in German); "" when not recorded."""
+    return i18n.percent(rate)
 
 
 def summary(parts):
