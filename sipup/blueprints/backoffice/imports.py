@@ -73,7 +73,7 @@ def import_preview():
     kind = request.form.get("kind", "")
     try:
         if not (upload and upload.filename):
-            raise DomainError("Choose a CSV or XLSX file to upload.")
+            raise DomainError(gettext("Choose a CSV or XLSX file to upload."))
         size = upload.stream.seek(0, os.SEEK_END)
         upload.stream.seek(0)
         data = upload.stream.read(current_app.config["IMPORT_MAX_MB"] * 1_048_576 + 1)
@@ -81,7 +81,11 @@ def import_preview():
     except DomainError as exc:
         return _imports_page(problems=[], bulk_error=str(exc), chosen=kind), 422
     except StorageUnavailable as exc:
-        return _imports_page(problems=[], bulk_error=f"{exc} The file was not kept: upload it again.", chosen=kind), 503
+        return _imports_page(
+            problems=[],
+            bulk_error=gettext("%(problem)s The file was not kept: upload it again.", problem=exc),
+            chosen=kind,
+        ), 503
     return redirect(url_for("admin.import_detail", name=preview["name"]))
 
 

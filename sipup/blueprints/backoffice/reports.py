@@ -23,7 +23,7 @@ def report_list():
         kind = request.form.get("kind", "")
         try:
             if kind not in reports.KINDS:
-                raise DomainError("Choose a report.")
+                raise DomainError(gettext("Choose a report."))
             args = (kind,)
             if kind != "receivables_ageing":
                 first, last = reports.parse_range(request.form.get("start", ""), request.form.get("end", ""))
