@@ -7,7 +7,7 @@ changes no order.
 
 from decimal import Decimal
 
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -24,6 +24,8 @@ from .parsing import parse_count, parse_money, whole_number
 
 DEFAULT_TERMS, DEFAULT_CREDIT = "30", "5000.00"
 CENT = Decimal("0.01")
+# What became of an account request, as the sentence "The request ... was already ..." ends.
+REQUEST_STATES = {"approved": lazy_gettext("approved"), "rejected": lazy_gettext("rejected")}
 
 
 # --- companies --------------------------------------------------------------------------------------
@@ -454,7 +456,7 @@ def get_request(request_id, pending=False):
             gettext(
                 "The request from %(company)s was already %(status)s.",
                 company=request.company_name,
-                status=request.status,
+                status=REQUEST_STATES.get(request.status, request.status),
             )
         )
     return request
