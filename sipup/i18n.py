@@ -9,15 +9,16 @@ The language of a request, first that applies: the signed-in user's choice on /a
 import logging
 import os
 from contextlib import contextmanager
+from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_date
 from babel.dates import format_datetime as babel_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
-from flask_babel import force_locale, get_locale
+from flask_babel import force_locale, get_locale, lazy_gettext
 from flask_login import current_user
 
 from .config import ConfigError
@@ -30,6 +31,12 @@ TRANSLATIONS = os.path.join(os.path.dirname(__file__), "translations")
 # Dates as each language writes them in the shop; others get their CLDR "medium" form.
 DATE_FORMATS = {"en": "dd MMM y", "de": "dd.MM.y"}
 DATETIME_FORMATS = {"en": "dd MMM y, HH:mm", "de": "dd.MM.y, HH:mm"}
+ROLE_NAMES = {
+    "admin": lazy_gettext("admin"),
+    "staff": lazy_gettext("staff"),
+    "owner": lazy_gettext("owner"),
+    "buyer": lazy_gettext("buyer"),
+}
 MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
 
 
@@ -130,9 +137,16 @@ def number(value, decimals=None):
     return format_decimal(value, format=pattern, locale=current_language())
 
 
-def percent(value):
-    """A rate such as 0.19 as 19% or 19 %."""
-    return format_percent(value, locale=current_language())
+def percent(rate):
+    """A rate such as 0.19 as the shop writes it: 19 %, 5.5 % (5,5 % in German); "" when not recorded."""
+    if rate is None:
+        return ""
+    return f"{format_decimal((Decimal(rate) * 100).normalize(), locale=current_language())} %"
+
+
+def role_name(role):
+    """A user's role (admin, staff, owner, buyer) in the current language; an unknown one as it is."""
+    return str(ROLE_NAMES.get(str(role), role))
 
 
 def date(value):

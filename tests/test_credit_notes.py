@@ -71,7 +71,7 @@ def test_a_partial_credit_note_then_partial_payments_keep_the_open_balance_right
     assert note.number in page and "T-1" in page and "€20.92" in page
 
     too_much = client.post(f"/admin/invoices/{invoice.number}/payments", data={"amount": "20.93", "reference": "T-2"})
-    assert too_much.status_code == 422 and "more than the 20.92 open" in too_much.get_data(as_text=True)
+    assert too_much.status_code == 422 and "more than the €20.92 open" in too_much.get_data(as_text=True)
     assert client.post(f"/admin/invoices/{invoice.number}/payments", data={"amount": "20.92"}).status_code == 302
     invoice = reload(invoice)
     assert invoice.open_amount == 0 and invoice.paid_at is not None

@@ -2,6 +2,7 @@
 a request (account, switch, browser, default), mails in the recipient's language, and numbers as each language
 writes them."""
 
+import io
 import os
 import re
 from decimal import Decimal
@@ -13,14 +14,16 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from flask import current_app
+from flask_babel import force_locale
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import update
 
 from sipup.exceptions import InvalidInput, InvalidQuantity
 from sipup.extensions import db
-from sipup.i18n import COOKIE, compile_catalogs
+from sipup.i18n import COOKIE, compile_catalogs, role_name
 from sipup.models import User
+from sipup.services import vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
 from tests.servers import LocalSmtp
@@ -148,6 +151,25 @@ def test_money_and_quantities_as_the_language_writes_them(client, shop, make_pro
     assert "2.500,00\xa0€" in page and "In den Warenkorb" in page
     preview = client.post("/quick-order", data={"lines": "KEG-1 1.000"}).get_data(as_text=True)
     assert 'name="quantity" value="1000"' in preview, preview
+
+
+def test_the_back_office_answers_staff_in_their_language(client, make_user, login_as):
+    login_as(make_user("staff"))
+    german = {"Accept-Language": "de"}
+    page = client.post("/admin/imports", data={"kind": "stock"}, headers=german).get_data(as_text=True)
+    assert "Wählen Sie eine CSV-Datei zum Hochladen." in page
+    stock = {"kind": "stock", "file": (io.BytesIO(b"sku,stock_on_hand\nA-1,x\nB-2,3\n"), "stock.csv")}
+    page = client.post("/admin/imports", data=stock, headers=german).get_data(as_text=True)
+    assert "„x“ ist keine ganze Zahl von 0 bis 10.000.000" in page, page
+    assert "1 Bestandszeile zur Übernahme eingereiht." in page
+    with force_locale("de"):
+        assert (vat.percent(Decimal("0.055")), vat.percent(Decimal("0.19")), role_name("buyer")) == (
+            "5,5 %",
+            "19 %",
+            "Einkäufer",
+        )
+    with force_locale("en"):
+        assert (vat.percent(Decimal("0.055")), role_name("buyer")) == ("5.5 %", "buyer")
 
 
 def test_config_names_a_wrong_language(make_app):

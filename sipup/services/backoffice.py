@@ -1,5 +1,6 @@
 """Back-office services for staff: order queues, products and stock (companies and price lists: services.companies)."""
 
+from flask_babel import gettext
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -140,7 +141,7 @@ def save_product(product, form):
         "name": (form.get("name") or "").strip(),
         "sell_unit": (form.get("sell_unit") or "").strip(),
         "description": (form.get("description") or "").strip()[:5000],
-        "base_price": _field(errors, "base_price", parse_money, form, "Base price"),
+        "base_price": _field(errors, "base_price", parse_money, form, gettext("Base price")),
         "deposit": _field(errors, "deposit", parse_money, form, "Deposit"),
         "min_qty": _field(errors, "min_qty", parse_count, form, "Minimum quantity", 1),
         "qty_step": _field(errors, "qty_step", parse_count, form, "Quantity step", 1),
@@ -151,22 +152,26 @@ def save_product(product, form):
         "active": form.get("active") == "on",
     }
     if not values["sku"] or len(values["sku"]) > 40 or not all(c.isalnum() or c in "-_." for c in values["sku"]):
-        errors["sku"] = "SKU must be 1 to 40 letters, digits, dashes, dots or underscores."
+        errors["sku"] = gettext("SKU must be 1 to 40 letters, digits, dashes, dots or underscores.")
     elif db.session.scalar(
         select(Product.id).where(Product.sku == values["sku"], Product.id != (product.id if product else -1))
     ):
-        errors["sku"] = f"SKU {values['sku']} is taken by another product."
-    for name, label, size in (("name", "Name", 200), ("sell_unit", "Sell unit", 80)):
+        errors["sku"] = gettext("SKU %(sku)s is taken by another product.", sku=values["sku"])
+    for name, label, size in (("name", gettext("Name"), 200), ("sell_unit", gettext("Sell unit"), 80)):
         if not values[name] or len(values[name]) > size:
-            errors[name] = f"{label} must be 1 to {size} characters."
+            errors[name] = gettext(
+                "%(label)s must be %(least)s to %(size)s characters.", label=label, least=1, size=size
+            )
     if values["min_qty"] and values["qty_step"] and values["min_qty"] % values["qty_step"]:
-        errors["min_qty"] = f"The minimum quantity must be a multiple of the step ({values['qty_step']})."
+        errors["min_qty"] = gettext(
+            "The minimum quantity must be a multiple of the step (%(step)s).", step=values["qty_step"]
+        )
     if values["vat_class"] not in VAT_CLASSES:
-        errors["vat_class"] = "Choose the VAT class: standard, reduced or zero."
+        errors["vat_class"] = gettext("Choose the VAT class: standard, reduced or zero.")
     category_id = whole_number(form.get("category_id"))
     category = db.session.get(Category, category_id) if category_id else None
     if category is None:
-        errors["category_id"] = "Choose a category."
+        errors["category_id"] = gettext("Choose a category.")
     if (
         product is not None
         and values["stock_on_hand"] is not None

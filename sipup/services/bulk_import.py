@@ -20,6 +20,7 @@ import re
 import secrets
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -50,7 +51,7 @@ APPLIES = ("create", "change")
 def kind_module(kind):
     """The module of one kind of file, else InvalidInput naming the kinds."""
     if kind not in KINDS:
-        raise InvalidInput("Choose what the file contains: products, prices or companies.")
+        raise InvalidInput(gettext("Choose what the file contains: products, prices or companies."))
     return KINDS[kind]
 
 
@@ -106,20 +107,20 @@ def start_upload(kind, data, filename="", size=None):
 
 def _stored_json(name, suffix):
     if not NAME.fullmatch(name or ""):
-        raise NotFound("There is no such import.")
+        raise NotFound(gettext("There is no such import."))
     try:
         return json.loads(get_storage().get(_key(name, suffix)))
     except Missing:
         return None
     except ValueError:
-        raise NotFound("There is no such import.") from None
+        raise NotFound(gettext("There is no such import.")) from None
 
 
 def load_preview(name):
     """The preview of a kept upload, or NotFound."""
     preview = _stored_json(name, ".preview.json")
     if preview is None:
-        raise NotFound("There is no such import.")
+        raise NotFound(gettext("There is no such import."))
     return preview
 
 
@@ -142,7 +143,7 @@ def confirm(name, actor=None):
     """Enqueue the job that applies a previewed upload (once: confirming twice queues nothing more)."""
     preview = load_preview(name)
     if not any(preview["counts"][action] for action in APPLIES):
-        raise InvalidInput("Nothing in this file would change anything: there is nothing to apply.")
+        raise InvalidInput(gettext("Nothing in this file would change anything: there is nothing to apply."))
     record = enqueue(APPLY_IMPORT, preview["kind"], name, actor.id if actor else None, dedupe_key=f"import:{name}")
     db.session.commit()
     return record
@@ -153,7 +154,7 @@ def apply_stored(kind, name, actor_id=None):
     try:
         data = get_storage().get(_key(name))
     except Missing:
-        raise NotFound(f"The file {name} is no longer in the file storage.") from None
+        raise NotFound(gettext("The file %(name)s is no longer in the file storage.", name=name)) from None
     actor = db.session.get(User, actor_id) if actor_id else None
 
     def report(state):
@@ -240,7 +241,7 @@ def export(kind, fmt="csv", dialect=None):
         data = xlsx_bytes(module.COLUMNS, module.export_rows(), title=kind)
         return data, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", f"{kind}-{stamp}.xlsx"
     if fmt != "csv":
-        raise InvalidInput("Choose CSV or XLSX.")
+        raise InvalidInput(gettext("Choose CSV or XLSX."))
     dialect = dialect if dialect in DIALECTS else current_app.config["CSV_DIALECT"]
     text = "\ufeff" + to_text(module.COLUMNS, module.export_rows(), dialect)  # the BOM: Excel reads UTF-8
     return text.encode("utf-8"), "text/csv", f"{kind}-{stamp}.csv"

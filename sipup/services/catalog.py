@@ -1,5 +1,6 @@
 """The catalog a buyer browses: search, filter, sort and page through active products."""
 
+from flask_babel import gettext
 from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.orm import selectinload
 
@@ -120,7 +121,7 @@ def product_by_sku(sku, include_inactive=False):
     """One product by SKU, in any case, or NotFound."""
     product = products_by_skus([(sku or "").strip()]).get((sku or "").strip().upper())
     if product is None or not (product.active or include_inactive):
-        raise NotFound(f"There is no product with SKU “{sku}”.")
+        raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
     return product
 
 
@@ -202,7 +203,7 @@ def product_page(sku):
 
     row = cached(*product_entry(sku), load)
     if row is None:
-        raise NotFound(f"There is no product with SKU “{sku}”.")
+        raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
     return row
 
 

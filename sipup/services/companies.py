@@ -7,6 +7,7 @@ changes no order.
 
 from decimal import Decimal
 
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -23,6 +24,8 @@ from .parsing import parse_count, parse_money, whole_number
 
 DEFAULT_TERMS, DEFAULT_CREDIT = "30", "5000.00"
 CENT = Decimal("0.01")
+# What became of an account request, as the sentence "The request ... was already ..." ends.
+REQUEST_STATES = {"approved": lazy_gettext("approved"), "rejected": lazy_gettext("rejected")}
 
 
 # --- companies --------------------------------------------------------------------------------------
@@ -31,7 +34,9 @@ CENT = Decimal("0.01")
 def _text(form, name, errors, label, size, required=True):
     value = (form.get(name) or "").strip()
     if (required and not value) or len(value) > size:
-        errors[name] = f"{label} must be {'1' if required else '0'} to {size} characters."
+        errors[name] = gettext(
+            "%(label)s must be %(least)s to %(size)s characters.", label=label, least=1 if required else 0, size=size
+        )
     return value
 
 
@@ -41,18 +46,18 @@ def _normal_vat(text):
 
 def _terms(form, errors):
     fields = {
-        "name": _text(form, "name", errors, "Name", 200),
+        "name": _text(form, "name", errors, gettext("Name"), 200),
         "vat_id": _normal_vat(form.get("vat_id")),
-        "credit_limit": _field(errors, "credit_limit", parse_money, form, "Credit limit"),
-        "payment_terms_days": _field(errors, "payment_terms_days", parse_count, form, "Payment terms", 0),
+        "credit_limit": _field(errors, "credit_limit", parse_money, form, gettext("Credit limit")),
+        "payment_terms_days": _field(errors, "payment_terms_days", parse_count, form, gettext("Payment terms"), 0),
         "price_list": _chosen_price_list(form, errors),
     }
     if fields["credit_limit"] is not None:  # 7000 and 7000.00 are one amount, in the audit trail too
         fields["credit_limit"] = fields["credit_limit"].quantize(CENT)
     if fields["payment_terms_days"] is not None and fields["payment_terms_days"] > 365:
-        errors["payment_terms_days"] = "Payment terms can be at most 365 days."
+        errors["payment_terms_days"] = gettext("Payment terms can be at most 365 days.")
     if len(fields["vat_id"]) > 32:
-        errors["vat_id"] = "The VAT id can have at most 32 characters."
+        errors["vat_id"] = gettext("The VAT id can have at most 32 characters.")
     return fields
 
 
@@ -62,13 +67,13 @@ def _chosen_price_list(form, errors):
     if name:
         price_list = price_list_by_name(name)
         if price_list is None:
-            errors["price_list_id"] = f"There is no price list “{name[:120]}”."
+            errors["price_list_id"] = gettext("There is no price list “%(name)s”.", name=name[:120])
         return price_list
     if not list_id:
         return None
     price_list = db.session.get(PriceList, whole_number(list_id)) if whole_number(list_id) else None
     if price_list is None:
-        errors["price_list_id"] = "Choose a price list or base prices."
+        errors["price_list_id"] = gettext("Choose a price list or base prices.")
     return price_list
 
 
@@ -77,11 +82,13 @@ def _check_unique(fields, errors, company_id):
     others = select(Company.name).where(Company.id != (company_id or -1))
     if "name" not in errors and fields["name"]:
         if db.session.scalar(others.where(func.lower(Company.name) == fields["name"].lower())):
-            errors["name"] = f"There is already a company called {fields['name']}."
+            errors["name"] = gettext("There is already a company called %(name)s.", name=fields["name"])
     if "vat_id" not in errors and fields["vat_id"]:
         taken = db.session.scalar(others.where(func.upper(func.replace(Company.vat_id, " ", "")) == fields["vat_id"]))
         if taken:
-            errors["vat_id"] = f"VAT id {fields['vat_id']} belongs to {taken}."
+            errors["vat_id"] = gettext(
+                "VAT id %(vat_id)s belongs to %(company)s.", vat_id=fields["vat_id"], company=taken
+            )
 
 
 def _apply_terms(company, fields, actor):
@@ -177,7 +184,9 @@ def parse_address_line(text):
     """ "STREET, POSTCODE CITY, COUNTRY" (the command line's --address) as address fields."""
     parts = [p.strip() for p in (text or "").rsplit(",", 2)]
     if len(parts) != 3 or len(parts[1].split(None, 1)) != 2:
-        raise InvalidInput(f"Address “{(text or '')[:80]}” must read like “Hauptstr. 1, 10115 Berlin, DE”.")
+        raise InvalidInput(
+            gettext("Address “%(text)s” must read like “Hauptstr. 1, 10115 Berlin, DE”.", text=(text or "")[:80])
+        )
     postcode, city = parts[1].split(None, 1)
     return {"label": "Main", "street": parts[0], "postcode": postcode, "city": city, "country": parts[2]}
 
@@ -187,14 +196,14 @@ def parse_address_line(text):
 
 def _address_fields(form, errors, with_label=True):
     values = {
-        "label": _text(form, "label", errors, "Label", 80) if with_label else "Main",
-        "street": _text(form, "street", errors, "Street", 200),
-        "postcode": _text(form, "postcode", errors, "Postcode", 20),
-        "city": _text(form, "city", errors, "City", 100),
+        "label": _text(form, "label", errors, gettext("Label"), 80) if with_label else "Main",
+        "street": _text(form, "street", errors, gettext("Street"), 200),
+        "postcode": _text(form, "postcode", errors, gettext("Postcode"), 20),
+        "city": _text(form, "city", errors, gettext("City"), 100),
         "country": (form.get("country") or "").strip().upper(),
     }
     if len(values["country"]) != 2 or not values["country"].isalpha() or not values["country"].isascii():
-        errors["country"] = "Country must be a two-letter code such as DE."
+        errors["country"] = gettext("Country must be a two-letter code such as DE.")
     return values
 
 
@@ -202,7 +211,7 @@ def company_address(company, address_id):
     """One of this company's addresses, or NotFound (one company's id never reaches another's address)."""
     address = db.session.get(Address, address_id)
     if address is None or address.company_id != company.id:
-        raise NotFound("That address no longer exists.")
+        raise NotFound(gettext("That address no longer exists."))
     return address
 
 
@@ -226,7 +235,9 @@ def remove_address(company, address_id, actor=None):
     """Remove a delivery address; the last one stays, so buyers can always check out."""
     address = company_address(company, address_id)
     if len(company.addresses) <= 1:
-        raise InvalidInput("A company needs at least one delivery address: add another before removing this one.")
+        raise InvalidInput(
+            gettext("A company needs at least one delivery address: add another before removing this one.")
+        )
     audit.record("company", company.id, "address", address.one_line(), "", actor)
     company.addresses.remove(address)
     db.session.commit()
@@ -249,7 +260,7 @@ def get_price_list(list_id):
     """One price list, or NotFound."""
     price_list = db.session.get(PriceList, list_id)
     if price_list is None:
-        raise NotFound("There is no such price list.")
+        raise NotFound(gettext("There is no such price list."))
     return price_list
 
 
@@ -303,8 +314,14 @@ def delete_price_list(price_list):
         select(Company.name).where(Company.price_list_id == price_list.id).order_by(Company.name).limit(11)
     ).all()
     if users_of:
-        names = ", ".join(users_of[:10]) + (" and more" if len(users_of) > 10 else "")
-        raise InvalidInput(f"{price_list.name} is used by {names}: move them to another list first.")
+        names = ", ".join(users_of[:10]) + (gettext(" and more") if len(users_of) > 10 else "")
+        raise InvalidInput(
+            gettext(
+                "%(name)s is used by %(companies)s: move them to another list first.",
+                name=price_list.name,
+                companies=names,
+            )
+        )
     name = price_list.name
     db.session.execute(delete(PriceTier).where(PriceTier.price_list_id == price_list.id))
     db.session.execute(delete(PriceList).where(PriceList.id == price_list.id))
@@ -312,7 +329,7 @@ def delete_price_list(price_list):
         db.session.commit()
     except IntegrityError:  # a company was moved onto it meanwhile
         db.session.rollback()
-        raise InvalidInput(f"{name} was just given to a company; it is kept.") from None
+        raise InvalidInput(gettext("%(name)s was just given to a company; it is kept.", name=name)) from None
     return name
 
 
@@ -341,9 +358,9 @@ def save_tier(price_list_id, form, actor=None):
     sku = (form.get("sku") or "").strip().upper()
     product = db.session.scalar(select(Product).where(Product.sku == sku))
     if product is None:
-        errors["sku"] = f"Unknown SKU “{sku[:40]}”."
-    min_qty = _field(errors, "min_qty", parse_count, form, "From quantity", 1)
-    price = _field(errors, "price", parse_money, form, "Price")
+        errors["sku"] = gettext("Unknown SKU “%(sku)s”.", sku=sku[:40])
+    min_qty = _field(errors, "min_qty", parse_count, form, gettext("From quantity"), 1)
+    price = _field(errors, "price", parse_money, form, gettext("Price"))
     if errors:
         raise FieldErrors(errors)
     tier = db.session.scalar(
@@ -364,7 +381,7 @@ def delete_tier(price_list_id, tier_id, actor=None):
     """Remove one tier from a price list; audited."""
     tier = db.session.get(PriceTier, tier_id)
     if tier is None or tier.price_list_id != price_list_id:
-        raise InvalidInput("That tier no longer exists.")
+        raise InvalidInput(gettext("That tier no longer exists."))
     audit.record("price_list", price_list_id, "tier", _tier_text(tier.product.sku, tier), "", actor)
     db.session.delete(tier)
     db.session.commit()
@@ -398,18 +415,18 @@ def submit_request(form):
     del address["label"]
     email = accounts.normalise_email(form.get("email"))
     if not accounts.EMAIL.match(email) or len(email) > 254:
-        errors["email"] = "Enter an e-mail address such as anna@example.com."
+        errors["email"] = gettext("Enter an e-mail address such as anna@example.com.")
     request = AccountRequest(
-        company_name=_text(form, "company_name", errors, "Company name", 200),
+        company_name=_text(form, "company_name", errors, gettext("Company name"), 200),
         vat_id=_normal_vat(form.get("vat_id")),
-        contact_name=_text(form, "contact_name", errors, "Your name", 120),
+        contact_name=_text(form, "contact_name", errors, gettext("Your name"), 120),
         email=email,
-        phone=_text(form, "phone", errors, "Phone", 40, required=False),
-        message=_text(form, "message", errors, "Message", 2000, required=False),
+        phone=_text(form, "phone", errors, gettext("Phone"), 40, required=False),
+        message=_text(form, "message", errors, gettext("Message"), 2000, required=False),
         **address,
     )
     if len(request.vat_id) > 32:
-        errors["vat_id"] = "The VAT id can have at most 32 characters."
+        errors["vat_id"] = gettext("The VAT id can have at most 32 characters.")
     if errors:
         raise FieldErrors(errors)
     db.session.add(request)
@@ -433,9 +450,15 @@ def get_request(request_id, pending=False):
     """One account request, or NotFound; with pending=True, InvalidInput once it has been decided."""
     request = db.session.get(AccountRequest, request_id)
     if request is None:
-        raise NotFound("There is no such account request.")
+        raise NotFound(gettext("There is no such account request."))
     if pending and request.status != "pending":
-        raise InvalidInput(f"The request from {request.company_name} was already {request.status}.")
+        raise InvalidInput(
+            gettext(
+                "The request from %(company)s was already %(status)s.",
+                company=request.company_name,
+                status=REQUEST_STATES.get(request.status, request.status),
+            )
+        )
     return request
 
 

@@ -11,12 +11,14 @@ from datetime import datetime, time
 from decimal import Decimal
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from ..database import run_in_transaction
 from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import money as money_text
 from ..models import (
     CreditNote,
     CreditNoteLine,
@@ -59,7 +61,7 @@ def get_invoice(number, company_id=None, lock=False):
         stmt = stmt.where(Invoice.company_id == company_id)
     invoice = db.session.scalar(stmt.execution_options(populate_existing=True))
     if invoice is None:
-        raise NotFound(f"There is no invoice “{number}”.")
+        raise NotFound(gettext("There is no invoice “%(number)s”.", number=number))
     return invoice
 
 
@@ -93,12 +95,17 @@ def parse_quantities(form, lines):
         if not raw:
             continue
         try:
-            quantity = parse_count(raw, f"Quantity of {each.line.sku}")
+            quantity = parse_count(raw, gettext("Quantity of %(sku)s", sku=each.line.sku))
         except InvalidInput as exc:
             errors[name] = str(exc)
             continue
         if quantity > each.left:
-            errors[name] = f"{each.line.sku}: at most {each.left} can still be credited, not {quantity}."
+            errors[name] = gettext(
+                "%(sku)s: at most %(left)s can still be credited, not %(quantity)s.",
+                sku=each.line.sku,
+                left=each.left,
+                quantity=quantity,
+            )
         elif quantity:
             wanted[each.line.id] = quantity
     if errors:
@@ -118,7 +125,7 @@ def _issue(invoice_number, form, staff_user_id):
     reason = " ".join((form.get("reason") or "").split())
     errors = {}
     if not reason or len(reason) > 400:
-        errors["reason"] = "Give the reason for the credit note (at most 400 characters)."
+        errors["reason"] = gettext("Give the reason for the credit note (at most 400 characters).")
     try:
         if form.get("full") == "on":
             wanted = {each.line.id: each.left for each in lines if each.left > 0}
@@ -128,7 +135,7 @@ def _issue(invoice_number, form, staff_user_id):
         errors.update(exc.errors)
         wanted = {}
     if not errors and not wanted:
-        errors["lines"] = "Enter a quantity to credit on at least one line."
+        errors["lines"] = gettext("Enter a quantity to credit on at least one line.")
     if errors:
         raise FieldErrors(errors)
     by_id = {each.line.id: each for each in lines}
@@ -159,13 +166,18 @@ def _issue(invoice_number, form, staff_user_id):
         # Rounding per credit note could leave a cent over or under: the last one takes exactly what is left.
         if not everything_left:
             raise InvalidInput(
-                f"The credit note would be {amount}, more than the {invoice.creditable_amount} of invoice "
-                f"{invoice.number} not yet credited."
+                gettext(
+                    "The credit note would be %(amount)s, more than the %(left)s of invoice %(number)s "
+                    "not yet credited.",
+                    amount=money_text(amount),
+                    left=money_text(invoice.creditable_amount),
+                    number=invoice.number,
+                )
             )
         tax += invoice.creditable_amount - amount
         amount = invoice.creditable_amount
     if amount <= 0:
-        raise InvalidInput(f"Nothing of invoice {invoice.number} is left to credit.")
+        raise InvalidInput(gettext("Nothing of invoice %(number)s is left to credit.", number=invoice.number))
     now = utcnow()
     value = next_number(f"credit-note-{now:%Y}")
     note = CreditNote(
@@ -206,14 +218,19 @@ def _record_payment(invoice_number, form, staff_user_id):
     except InvalidInput as exc:
         errors["received_on"] = str(exc)
     if amount is not None and amount > invoice.open_amount:
-        errors["amount"] = f"Amount {amount} is more than the {max(invoice.open_amount, 0)} open on {invoice.number}."
+        errors["amount"] = gettext(
+            "Amount %(amount)s is more than the %(open)s open on %(number)s.",
+            amount=money_text(amount),
+            open=money_text(max(invoice.open_amount, 0)),
+            number=invoice.number,
+        )
     if received is not None and not invoice.issued_at.date() <= received <= utcnow().date():
-        errors["received_on"] = "The date received must lie between the invoice's date and today."
+        errors["received_on"] = gettext("The date received must lie between the invoice's date and today.")
     reference = (
         " ".join((form.get("reference") or "").split())[:70] or f"MANUAL-{invoice.number}-{secrets.token_hex(3)}"
     )
     if db.session.scalar(select(Payment.id).where(Payment.reference == reference)):
-        errors["reference"] = f"Payment reference “{reference}” was already used."
+        errors["reference"] = gettext("Payment reference “%(reference)s” was already used.", reference=reference)
     if errors:
         raise FieldErrors(errors)
     at = datetime.combine(received, time(12))
@@ -257,7 +274,7 @@ def credit_note(number, company_id=None):
         stmt = stmt.where(CreditNote.company_id == company_id)
     note = db.session.scalar(stmt)
     if note is None:
-        raise NotFound(f"There is no credit note “{(number or '')[:20]}”.")
+        raise NotFound(gettext("There is no credit note “%(number)s”.", number=(number or "")[:20]))
     return note
 
 

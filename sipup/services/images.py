@@ -11,11 +11,13 @@ import io
 import warnings
 
 from flask import current_app
+from flask_babel import gettext
 
 from sipup.storage import Missing, get_storage
 
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import number as number_text
 from ..models import ProductImage
 
 FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -26,7 +28,7 @@ SIZES = {"thumb": (96, 96), "card": (320, 240), "page": (800, 600)}
 def rendition_key(digest, size):
     """The storage key of one rendition, or NotFound for a name that is none of ours."""
     if size not in SIZES or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-        raise NotFound("There is no such image.")
+        raise NotFound(gettext("There is no such image."))
     return f"images/{digest}-{size}.webp"
 
 
@@ -35,7 +37,7 @@ def rendition(digest, size):
     try:
         return get_storage().get(rendition_key(digest, size))
     except Missing:
-        raise NotFound("There is no such image.") from None
+        raise NotFound(gettext("There is no such image.")) from None
 
 
 def fitted(width, height, size):
@@ -56,18 +58,25 @@ def _decoded(data, max_side):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             picture = Image.open(io.BytesIO(data))
             if picture.format not in FORMATS:
-                raise InvalidInput(f"The file is a {picture.format} picture; upload a JPEG, PNG or WebP.")
+                raise InvalidInput(
+                    gettext("The file is a %(format)s picture; upload a JPEG, PNG or WebP.", format=picture.format)
+                )
             if max(picture.size) > max_side:
                 raise InvalidInput(
-                    f"The picture is {picture.width} × {picture.height} pixels; at most {max_side} a side."
+                    gettext(
+                        "The picture is %(width)s × %(height)s pixels; at most %(most)s a side.",
+                        width=picture.width,
+                        height=picture.height,
+                        most=max_side,
+                    )
                 )
             picture.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidInput("The picture would decompress to far too many pixels; it was refused.") from None
+        raise InvalidInput(gettext("The picture would decompress to far too many pixels; it was refused.")) from None
     except UnidentifiedImageError:
-        raise InvalidInput("The file is not a picture sipup can read; upload a JPEG, PNG or WebP.") from None
+        raise InvalidInput(gettext("The file is not a picture sipup can read; upload a JPEG, PNG or WebP.")) from None
     except (OSError, SyntaxError, ValueError):
-        raise InvalidInput("The picture is damaged or cut short; upload it again.") from None
+        raise InvalidInput(gettext("The picture is damaged or cut short; upload it again.")) from None
     picture = ImageOps.exif_transpose(picture)
     return picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB")
 
@@ -77,9 +86,15 @@ def add_image(product, data):
     config = current_app.config
     limit = config["IMAGE_MAX_MB"] * 1_048_576
     if not data:
-        raise InvalidInput("Choose a picture to upload.")
+        raise InvalidInput(gettext("Choose a picture to upload."))
     if len(data) > limit:
-        raise InvalidInput(f"The file is {len(data) / 1_048_576:.1f} MB; at most {config['IMAGE_MAX_MB']} MB.")
+        raise InvalidInput(
+            gettext(
+                "The file is %(size)s MB; at most %(most)s MB.",
+                size=number_text(len(data) / 1_048_576, 1),
+                most=config["IMAGE_MAX_MB"],
+            )
+        )
     return store_picture(product, _decoded(data, config["IMAGE_MAX_SIDE"]))
 
 
@@ -114,7 +129,7 @@ def remove_image(product, image_id):
     """Take a picture off a product (its files stay: another product may show the same picture)."""
     image = db.session.get(ProductImage, image_id)
     if image is None or image.product_id != product.id:
-        raise NotFound("That picture is no longer there.")
+        raise NotFound(gettext("That picture is no longer there."))
     db.session.delete(image)
     db.session.commit()
 

@@ -10,11 +10,13 @@ never removed by an import. Every change goes to the company's audit trail, as t
 
 import re
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from ..exceptions import FieldErrors, InvalidInput, LineRefused
 from ..extensions import db
+from ..i18n import role_name
 from ..models import Address, Company, PriceList, Role, User
 from . import accounts, audit, users
 from .parsing import parse_count, parse_money
@@ -51,9 +53,14 @@ def _read_users(text, problems):
         role, _, email = entry.rpartition(":")
         role = (role or Role.BUYER).lower()
         if role not in ROLES:
-            problems.append(("users", f"“{entry[:60]}”: the role must be owner or buyer"))
+            problems.append(("users", gettext("“%(entry)s”: the role must be owner or buyer", entry=entry[:60])))
         elif not accounts.EMAIL.match(email) or len(email) > 254:
-            problems.append(("users", f"“{entry[:60]}” is not an e-mail address such as owner:anna@example.com"))
+            problems.append(
+                (
+                    "users",
+                    gettext("“%(entry)s” is not an e-mail address such as owner:anna@example.com", entry=entry[:60]),
+                )
+            )
         else:
             people.append((email, role))
     return people
@@ -64,12 +71,12 @@ def read(record):
     problems = []
     values = {"company": _cell(record, "company"), "vat_id": "".join(_cell(record, "vat_id").split()).upper() or None}
     if not values["company"] or len(values["company"]) > 200:
-        problems.append(("company", "must be 1 to 200 characters"))
+        problems.append(("company", gettext("must be 1 to %(size)s characters", size=200)))
     if values["vat_id"] and len(values["vat_id"]) > 32:
-        problems.append(("vat_id", "can have at most 32 characters"))
+        problems.append(("vat_id", gettext("can have at most 32 characters")))
     for column, parse, args in (
-        ("payment_terms_days", parse_count, ("Payment terms", 0, 365)),
-        ("credit_limit", parse_money, ("Credit limit",)),
+        ("payment_terms_days", parse_count, (gettext("Payment terms"), 0, 365)),
+        ("credit_limit", parse_money, (gettext("Credit limit"),)),
     ):
         try:
             values[column] = parse(record.get(column), *args) if _cell(record, column) else None
@@ -77,7 +84,7 @@ def read(record):
             problems.append((column, str(exc)))
     values["price_list"] = _cell(record, "price_list") or None
     if values["price_list"] and len(values["price_list"]) > 120:
-        problems.append(("price_list", "must be 1 to 120 characters"))
+        problems.append(("price_list", gettext("must be 1 to %(size)s characters", size=120)))
     values["address"] = _read_address(record, problems)
     values["users"] = _read_users(_cell(record, "users"), problems)
     if problems:
@@ -96,9 +103,11 @@ def _read_address(record, problems):
     for column, size in (("address_label", 80), ("street", 200), ("postcode", 20), ("city", 100)):
         text = address["label"] if column == "address_label" else address[column]
         if not text or len(text) > size:
-            problems.append((column, f"must be 1 to {size} characters when the line has an address"))
+            problems.append(
+                (column, gettext("must be 1 to %(size)s characters when the line has an address", size=size))
+            )
     if len(address["country"]) != 2 or not address["country"].isalpha() or not address["country"].isascii():
-        problems.append(("country", "must be a two-letter code such as DE"))
+        problems.append(("country", gettext("must be a two-letter code such as DE")))
     return address
 
 
@@ -243,12 +252,12 @@ def _people_problem(wanted, company, people, invited, line, notes):
     for email, role in wanted:
         known = people.get(email.lower())
         if known is not None and (company is None or known.company_id != company.id):
-            return f"{email} already has an account"
+            return gettext("%(email)s already has an account", email=email)
         if email.lower() in invited and invited[email.lower()] != line:
-            return f"{email} is invited on line {invited[email.lower()]} already"
+            return gettext("%(email)s is invited on line %(line)s already", email=email, line=invited[email.lower()])
         invited[email.lower()] = line
         if known is None:
-            notes.append(f"invite {role} {email}")
+            notes.append(gettext("invite %(role)s %(email)s", role=role_name(role), email=email))
     return None
 
 

@@ -5,6 +5,7 @@ changed, and tiers the file does not name are kept. Each price list's changes go
 entry per batch, naming the file.
 """
 
+from flask_babel import gettext
 from sqlalchemy import func, select, tuple_
 
 from sipup.dbtools.batch import bulk_insert, bulk_update
@@ -27,11 +28,14 @@ def read(record):
     name = (record.get("price_list") or "").strip()
     sku = (record.get("sku") or "").strip().upper()
     if not name or len(name) > 120:
-        problems.append(("price_list", "must be 1 to 120 characters"))
+        problems.append(("price_list", gettext("must be 1 to %(size)s characters", size=120)))
     if not sku or len(sku) > 40:
-        problems.append(("sku", "must be 1 to 40 characters"))
+        problems.append(("sku", gettext("must be 1 to %(size)s characters", size=40)))
     values = {"price_list": name, "sku": sku}
-    for column, parse, args in (("min_qty", parse_count, ("From quantity", 1)), ("price", parse_money, ("Price",))):
+    for column, parse, args in (
+        ("min_qty", parse_count, (gettext("From quantity"), 1)),
+        ("price", parse_money, (gettext("Price"),)),
+    ):
         try:
             values[column] = parse(record.get(column), *args)
         except InvalidInput as exc:

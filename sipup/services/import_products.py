@@ -5,6 +5,7 @@ file that do not exist yet are created. Written with set-based inserts and updat
 seconds; the search text the ORM events keep for one product is computed here for many.
 """
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from sipup.dbtools.batch import bulk_insert, bulk_update
@@ -53,7 +54,7 @@ CHUNK = 1000
 def _sized(record, column, size, problems):
     value = (record.get(column) or "").strip()
     if not value or len(value) > size:
-        problems.append((column, f"must be 1 to {size} characters"))
+        problems.append((column, gettext("must be 1 to %(size)s characters", size=size)))
     return value
 
 
@@ -75,7 +76,7 @@ def read_flag(raw, column, problems):
         return None
     if word in YES | NO:
         return word in YES
-    problems.append((column, f"“{word[:20]}” is neither yes nor no"))
+    problems.append((column, gettext("“%(word)s” is neither yes nor no", word=word[:20])))
     return None
 
 
@@ -84,23 +85,32 @@ def read(record):
     problems = []
     sku = (record.get("sku") or "").strip().upper()
     if not sku or len(sku) > 40 or not all(c.isalnum() or c in "-_." for c in sku):
-        problems.append(("sku", "must be 1 to 40 letters, digits, dashes, dots or underscores"))
+        problems.append(("sku", gettext("must be 1 to 40 letters, digits, dashes, dots or underscores")))
     values = {
         "name": _sized(record, "name", 200, problems),
         "category": _sized(record, "category", 100, problems),
         "pack": _sized(record, "pack", 80, problems),
-        "unit_price": _optional(record, "unit_price", parse_money, problems, "Unit price"),
-        "deposit": _optional(record, "deposit", parse_money, problems, "Deposit"),
-        "min_qty": _optional(record, "min_qty", parse_count, problems, "Minimum quantity", 1),
-        "qty_step": _optional(record, "qty_step", parse_count, problems, "Quantity step", 1),
-        "stock": _optional(record, "stock", parse_count, problems, "Stock", 0, MAX_COUNT),
+        "unit_price": _optional(record, "unit_price", parse_money, problems, gettext("Unit price")),
+        "deposit": _optional(record, "deposit", parse_money, problems, gettext("Deposit")),
+        "min_qty": _optional(record, "min_qty", parse_count, problems, gettext("Minimum quantity"), 1),
+        "qty_step": _optional(record, "qty_step", parse_count, problems, gettext("Quantity step"), 1),
+        "stock": _optional(record, "stock", parse_count, problems, gettext("Stock"), 0, MAX_COUNT),
         "active": read_flag(record.get("active"), "active", problems),
         "vat_class": (record.get("vat_class") or "").strip().lower() or None,
     }
     if values["unit_price"] is None and not any(c == "unit_price" for c, _ in problems):
-        problems.append(("unit_price", "is empty"))
+        problems.append(("unit_price", gettext("is empty")))
     if values["vat_class"] is not None and values["vat_class"] not in VAT_CLASSES:
-        problems.append(("vat_class", f"“{values['vat_class'][:20]}” is not one of {', '.join(VAT_CLASSES)}"))
+        problems.append(
+            (
+                "vat_class",
+                gettext(
+                    "“%(value)s” is not one of %(classes)s",
+                    value=values["vat_class"][:20],
+                    classes=", ".join(VAT_CLASSES),
+                ),
+            )
+        )
     if problems:
         raise LineRefused(problems)
     return sku, values

@@ -21,7 +21,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app, render_template
-from flask_babel import force_locale
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
 from sipup.jobs import enqueue
@@ -302,11 +302,13 @@ def ascii_address(address):
     without SMTPUTF8 accept it; a non-ASCII local part cannot be sent that way and is refused as bad data."""
     local, _, domain = address.rpartition("@")
     if not local.isascii():
-        raise InvalidInput(f"The address {address} needs SMTPUTF8, which sipup does not use; correct it.")
+        raise InvalidInput(
+            gettext("The address %(address)s needs SMTPUTF8, which sipup does not use; correct it.", address=address)
+        )
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
     except UnicodeError:
-        raise InvalidInput(f"The address {address} has an invalid domain.") from None
+        raise InvalidInput(gettext("The address %(address)s has an invalid domain.", address=address)) from None
 
 
 def sender():

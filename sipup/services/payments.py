@@ -6,6 +6,7 @@ changes nothing.
 
 from decimal import Decimal
 
+from flask_babel import gettext
 from sqlalchemy import or_, select, update
 
 from sipup.jobs import enqueue
@@ -31,21 +32,21 @@ def parse_bank_csv(data):
     reader = read_table(data, ("reference", "company", "amount"))
     for number, record in reader:
         if number > MAX_LINES + 1:
-            problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
+            problems.append((number, gettext("more than %(most)s lines; the rest was not read", most=MAX_LINES)))
             break
         reference = (record.get("reference") or "").strip()
         company = (record.get("company") or "").strip()
         raw = (record.get("amount") or "").strip().replace(" ", "")
         if not reference or len(reference) > 70:
-            problems.append((number, "the reference is empty or longer than 70 characters"))
+            problems.append((number, gettext("the reference is empty or longer than 70 characters")))
             continue
         if not company:
-            problems.append((number, "the company is empty"))
+            problems.append((number, gettext("the company is empty")))
             continue
         try:
             amount = parse_money(raw, positive=True, language="en")  # a file reads the same whoever uploads it
         except InvalidInput:
-            problems.append((number, f"“{raw[:20]}” is not an amount above 0 such as 1250.00"))
+            problems.append((number, gettext("“%(value)s” is not an amount above 0 such as 1250.00", value=raw[:20])))
             continue
         rows.append((number, reference, company, str(amount)))
     return rows, problems

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from flask import current_app
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import case, func, select
 
 from sipup.jobs import enqueue
@@ -22,10 +23,10 @@ from ..replicas import replica_reads
 from .parsing import parse_date
 
 KINDS = {
-    "sales_by_period": "Sales by period",
-    "sales_by_customer": "Sales by customer",
-    "sales_by_product": "Sales by product",
-    "receivables_ageing": "Receivables ageing",
+    "sales_by_period": lazy_gettext("Sales by period"),
+    "sales_by_customer": lazy_gettext("Sales by customer"),
+    "sales_by_product": lazy_gettext("Sales by product"),
+    "receivables_ageing": lazy_gettext("Receivables ageing"),
 }
 SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
 
@@ -34,18 +35,18 @@ def parse_range(start, end):
     """(start date, end date) from ISO strings; end is inclusive. Bad input raises InvalidInput."""
     first, last = (parse_date(value, "Dates must look like 2026-01-31.") for value in (start, end))
     if first is None or last is None:
-        raise InvalidInput("Dates must look like 2026-01-31.")
+        raise InvalidInput(gettext("Dates must look like 2026-01-31."))
     if last < first:
-        raise InvalidInput("The end date is before the start date.")
+        raise InvalidInput(gettext("The end date is before the start date."))
     if (last - first).days > 3660:
-        raise InvalidInput("A report covers at most ten years.")
+        raise InvalidInput(gettext("A report covers at most ten years."))
     return first, last
 
 
 def build(kind, start=None, end=None):
     """Build one report, keep it in the file storage and return its file name."""
     if kind not in KINDS:
-        raise InvalidInput(f"Unknown report “{kind}”.")
+        raise InvalidInput(gettext("Unknown report “%(kind)s”.", kind=str(kind)[:40]))
     with replica_reads():  # a report tolerates a second of lag: a replica's work, where there is one
         if kind == "receivables_ageing":
             today = utcnow().date()
@@ -110,7 +111,7 @@ def report_query(kind, first, last):
             .group_by(OrderLine.sku, OrderLine.name)
             .order_by(func.sum(OrderLine.line_total).desc())
         )
-    raise InvalidInput(f"Unknown report “{kind}”.")
+    raise InvalidInput(gettext("Unknown report “%(kind)s”.", kind=str(kind)[:40]))
 
 
 def _monthly(first, last):
@@ -191,11 +192,11 @@ def available():
 def read(name):
     """The bytes of a report file by name, or NotFound (only report names are looked up)."""
     if not SAFE_NAME.match(name or ""):
-        raise NotFound("There is no such report.")
+        raise NotFound(gettext("There is no such report."))
     try:
         return get_storage().get(f"reports/{name}")
     except Missing:
-        raise NotFound("There is no such report.") from None
+        raise NotFound(gettext("There is no such report.")) from None
 
 
 def previous_month(today=None):

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 
+from flask_babel import gettext
 from sqlalchemy import select
 
 from sipup.dbtools.batch import bulk_update
@@ -20,6 +21,7 @@ from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import number as number_text
 from ..models import Job, JobStatus, Product, utcnow
 from .parsing import MAX_COUNT, whole_number
 
@@ -34,16 +36,25 @@ def parse_stock_csv(data):
     rows, problems, seen = [], [], {}
     for number, record in read_table(data, ("sku", "stock_on_hand")):
         if number > MAX_LINES + 1:
-            problems.append((number, f"more than {MAX_LINES} lines; the rest was not read"))
+            problems.append((number, gettext("more than %(most)s lines; the rest was not read", most=MAX_LINES)))
             break
         sku = (record.get("sku") or "").strip().upper()
         raw = (record.get("stock_on_hand") or "").strip()
         if not sku:
-            problems.append((number, "the SKU is empty"))
+            problems.append((number, gettext("the SKU is empty")))
         elif whole_number(raw, minimum=0, maximum=MAX_COUNT) is None:
-            problems.append((number, f"“{raw[:20]}” is not a whole number from 0 to {MAX_COUNT:,}"))
+            problems.append(
+                (
+                    number,
+                    gettext(
+                        "“%(value)s” is not a whole number from 0 to %(most)s",
+                        value=raw[:20],
+                        most=number_text(MAX_COUNT),
+                    ),
+                )
+            )
         elif sku in seen:
-            problems.append((number, f"{sku} already appears on line {seen[sku]}"))
+            problems.append((number, gettext("%(sku)s already appears on line %(line)s", sku=sku, line=seen[sku])))
         else:
             seen[sku] = number
             rows.append((number, sku, whole_number(raw, minimum=0, maximum=MAX_COUNT)))
@@ -62,7 +73,7 @@ def import_stock_file(data):
     """Check an uploaded stock CSV, keep it and enqueue the job that applies it; returns (job, good lines, problems)."""
     rows, problems = parse_stock_csv(data)
     if not rows:
-        raise InvalidInput("No line of the file can be applied. " + _describe(problems))
+        raise InvalidInput(gettext("No line of the file can be applied.") + " " + _describe(problems))
     name = save_upload(data)
     record = enqueue(APPLY_STOCK_FILE, name)
     db.session.commit()
@@ -90,7 +101,7 @@ def apply_stock_file(filename):
     updates = []
     for number, sku, count in rows:
         if sku not in ids:
-            problems.append((number, f"unknown SKU {sku}"))
+            problems.append((number, gettext("unknown SKU %(sku)s", sku=sku)))
         else:
             updates.append({"id": ids[sku], "stock_on_hand": count, "updated_at": utcnow()})
     # By id, the order checkout locks products in, so the two never wait on each other in a circle; a deadlock

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from flask import current_app
+from flask_babel import lazy_gettext
 from stdnum.eu import vat as eu_vat
 
+from .. import i18n
 from .pricing import money
 
-CLASS_LABELS = {"standard": "Standard rate", "reduced": "Reduced rate", "zero": "Zero rate"}
+CLASS_LABELS = {
+    "standard": lazy_gettext("Standard rate"),
+    "reduced": lazy_gettext("Reduced rate"),
+    "zero": lazy_gettext("Zero rate"),
+}
 # Member states of the EU by the two letters a VAT id starts with (Greece's VAT ids start with EL).
 EU = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
 
@@ -96,10 +102,8 @@ class VatRow:
 
 
 def percent(rate):
-    """A rate as people write it: "19 %", "7 %", "0 %", "5.5 %"; "" when not recorded."""
-    if rate is None:
-        return ""
-    return f"{(Decimal(rate) * 100).normalize():f} %"
+    """A rate as people write it: "19 %", "7 %", "0 %", "5.5 %" ("5,5 %" in German); "" when not recorded."""
+    return i18n.percent(rate)
 
 
 def summary(parts):

@@ -1,6 +1,7 @@
 """Requests for a business account: look at one, reject it (approving is creating the company)."""
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, NotFound
@@ -28,5 +29,12 @@ def account_request_reject(request_id):
     except DomainError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"The request from {found.company_name} is rejected; {found.email} gets a polite mail.", "success")
+        flash(
+            gettext(
+                "The request from %(company)s is rejected; %(email)s gets a polite mail.",
+                company=found.company_name,
+                email=found.email,
+            ),
+            "success",
+        )
     return redirect(url_for("admin.index"))

@@ -1,10 +1,12 @@
 """The back office's blueprint (endpoints admin.*, URLs /admin/...), its guard and the helpers its areas share."""
 
 from flask import Blueprint, flash, request
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError
 from ...extensions import db
+from ...i18n import role_name
 from ...security import staff_required
 from ...services import users
 from ...services.parsing import page_number
@@ -37,4 +39,4 @@ def user_action(user, action):
         db.session.rollback()
         flash(str(exc), "error")
     else:
-        flash(f"{user.email} is now {user.role}.", "success")
+        flash(gettext("%(email)s is now %(role)s.", email=user.email, role=role_name(user.role)), "success")

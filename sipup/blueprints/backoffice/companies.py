@@ -1,6 +1,7 @@
 """Customer companies: terms, addresses and their users."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, FieldErrors, InvalidInput, NotFound
@@ -34,10 +35,17 @@ def company_new():
         try:
             if account_request is not None:
                 company, owner = companies.approve_request(account_request.id, request.form, actor=current_user)
-                flash(f"{company.name} is created; the invitation to {owner.email} is on its way.", "success")
+                flash(
+                    gettext(
+                        "%(company)s is created; the invitation to %(email)s is on its way.",
+                        company=company.name,
+                        email=owner.email,
+                    ),
+                    "success",
+                )
             else:
                 company = companies.create_company(request.form, actor=current_user)
-                flash(f"{company.name} is created.", "success")
+                flash(gettext("%(company)s is created.", company=company.name), "success")
         except FieldErrors as exc:
             db.session.rollback()
             errors = exc.errors
@@ -61,7 +69,7 @@ def company_edit(company_id):
             db.session.rollback()
             errors = exc.errors
         else:
-            flash(f"{company.name} saved.", "success")
+            flash(gettext("%(company)s saved.", company=company.name), "success")
             return redirect(url_for("admin.company_edit", company_id=company.id))
     return _company_page(company, errors=errors)
 
@@ -74,10 +82,10 @@ def company_address(company_id, address_id=None):
     try:
         if address_id and "remove" in request.form:
             companies.remove_address(company, address_id, actor=current_user)
-            flash("Address removed.", "success")
+            flash(gettext("Address removed."), "success")
         else:
             companies.save_address(company, address_id, request.form, actor=current_user)
-            flash("Address saved.", "success")
+            flash(gettext("Address saved."), "success")
     except FieldErrors as exc:
         db.session.rollback()
         return _company_page(company, address_errors=exc.errors, address_id=address_id or "new")
@@ -128,7 +136,7 @@ def company_invite(company_id):
     except FieldErrors as exc:
         db.session.rollback()
         return _company_page(company, invite_errors=exc.errors)
-    flash(f"Invitation to {invited.email} is on its way.", "success")
+    flash(gettext("Invitation to %(email)s is on its way.", email=invited.email), "success")
     return redirect(url_for("admin.company_edit", company_id=company_id))
 
 

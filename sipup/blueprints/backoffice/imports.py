@@ -4,6 +4,7 @@ import io
 import os
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 
 from sipup.storage import StorageUnavailable
@@ -24,20 +25,32 @@ def imports():
         kind = request.form.get("kind")
         try:
             if not data:
-                raise DomainError("Choose a CSV file to upload.")
+                raise DomainError(gettext("Choose a CSV file to upload."))
             if kind == "payments":
                 queued, known, problems = payments.import_bank_csv(data)
-                flash(f"{queued} payment(s) queued; {known} already imported before.", "success")
+                flash(
+                    gettext(
+                        "%(queued)s; %(known)s already imported before.",
+                        queued=ngettext("%(num)s payment queued", "%(num)s payments queued", queued),
+                        known=known,
+                    ),
+                    "success",
+                )
             elif kind == "stock":
                 _record, good, problems = stock_import.import_stock_file(data)
-                flash(f"{good} stock line(s) queued to be applied.", "success")
+                flash(
+                    ngettext(
+                        "%(num)s stock line queued to be applied.", "%(num)s stock lines queued to be applied.", good
+                    ),
+                    "success",
+                )
             else:
-                raise DomainError("Choose what the file contains.")
+                raise DomainError(gettext("Choose what the file contains."))
         except DomainError as exc:
             flash(str(exc), "error")
         except StorageUnavailable as exc:  # nothing was queued: the file must be uploaded again
             db.session.rollback()
-            flash(f"{exc} The stock file was not queued: upload it again.", "error")
+            flash(gettext("%(problem)s The stock file was not queued: upload it again.", problem=exc), "error")
             status = 503
     return _imports_page(problems=problems), status
 
@@ -60,7 +73,7 @@ def import_preview():
     kind = request.form.get("kind", "")
     try:
         if not (upload and upload.filename):
-            raise DomainError("Choose a CSV or XLSX file to upload.")
+            raise DomainError(gettext("Choose a CSV or XLSX file to upload."))
         size = upload.stream.seek(0, os.SEEK_END)
         upload.stream.seek(0)
         data = upload.stream.read(current_app.config["IMPORT_MAX_MB"] * 1_048_576 + 1)
@@ -68,7 +81,11 @@ def import_preview():
     except DomainError as exc:
         return _imports_page(problems=[], bulk_error=str(exc), chosen=kind), 422
     except StorageUnavailable as exc:
-        return _imports_page(problems=[], bulk_error=f"{exc} The file was not kept: upload it again.", chosen=kind), 503
+        return _imports_page(
+            problems=[],
+            bulk_error=gettext("%(problem)s The file was not kept: upload it again.", problem=exc),
+            chosen=kind,
+        ), 503
     return redirect(url_for("admin.import_detail", name=preview["name"]))
 
 
@@ -88,7 +105,7 @@ def import_apply(name):
     except DomainError as exc:
         flash(str(exc), "error")
     else:
-        flash("The file is being applied; this page shows how far it has got.", "success")
+        flash(gettext("The file is being applied; this page shows how far it has got."), "success")
     return redirect(url_for("admin.import_detail", name=name))
 
 

@@ -1,9 +1,11 @@
 """Orders, their steps, and the invoices and credit notes of an order: payments, credit notes, PDF and XML."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, FieldErrors, NotFound
+from ...i18n import money
 from ...models import OrderStatus, utcnow
 from ...replicas import replica_reads
 from ...services import backoffice, credit_notes, documents, orders
@@ -19,7 +21,7 @@ def order_list():
     status = request.args.get("status", "")
     notice = None
     if status and status not in {s.value for s in OrderStatus}:
-        notice, status = f"Unknown status “{status[:20]}”; showing all.", ""
+        notice, status = gettext("Unknown status “%(status)s”; showing all.", status=status[:20]), ""
     company = request.args.get("company", "")
     results = backoffice.find_orders(
         status or None, whole_number(company), request.args.get("q", "")[:100], requested_page()
@@ -68,13 +70,21 @@ def _order_page(order, form=None, errors=None, which=None):
 @bp.route("/invoices/<number>/payments", methods=["POST"])
 def invoice_payment(number):
     """Book a payment received for an invoice, in part or in full, with the date it came in."""
-    return _invoice_step(number, "payment", credit_notes.record_payment, "Payment of {0.amount} booked.")
+    return _invoice_step(number, "payment", credit_notes.record_payment, _payment_booked)
 
 
 @bp.route("/invoices/<number>/credit-notes", methods=["POST"])
 def invoice_credit_note(number):
     """Issue a credit note for lines and quantities of an invoice, or all that is left, with its reason."""
-    return _invoice_step(number, "credit", credit_notes.issue, "Credit note {0.number} of {0.amount} issued.")
+    return _invoice_step(number, "credit", credit_notes.issue, _credit_note_issued)
+
+
+def _payment_booked(payment):
+    return gettext("Payment of %(amount)s booked.", amount=money(payment.amount))
+
+
+def _credit_note_issued(note):
+    return gettext("Credit note %(number)s of %(amount)s issued.", number=note.number, amount=money(note.amount))
 
 
 def _invoice_step(number, which, step, done):
@@ -90,7 +100,7 @@ def _invoice_step(number, which, step, done):
             flash(" ".join(errors.values()), "error")
             return redirect(url_for("admin.order_list"))
         return _order_page(orders.get_order(order.number), request.form, errors, which)
-    flash(done.format(result), "success")
+    flash(done(result), "success")
     order = credit_notes.get_invoice(number).order
     return redirect(url_for("admin.order_detail", number=order.number) if order else url_for("admin.order_list"))
 
@@ -124,5 +134,8 @@ def order_action(number, action):
     except DomainError as exc:
         flash(str(exc), "error")
     else:
-        flash(f"Order {order.number} is now {order.status_label.lower()}.", "success")
+        flash(
+            gettext("Order %(number)s is now %(status)s.", number=order.number, status=order.status_label.lower()),
+            "success",
+        )
     return redirect(url_for("admin.order_detail", number=number))

@@ -1,6 +1,7 @@
 """Price lists and their tiers."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, FieldErrors, NotFound
@@ -32,7 +33,7 @@ def price_list_new():
             db.session.rollback()
             errors = exc.errors
         else:
-            flash(f"{created.name} is created.", "success")
+            flash(gettext("%(name)s is created.", name=created.name), "success")
             return redirect(url_for("admin.price_list", list_id=created.id))
     lists = companies.price_lists()
     return render_template("admin/price_list_new.html", lists=lists, form=form, errors=errors), 422 if errors else 200
@@ -46,18 +47,18 @@ def price_list(list_id):
         try:
             price_list_ = companies.get_price_list(list_id)
             if "delete_list" in request.form:
-                flash(f"{companies.delete_price_list(price_list_)} is deleted.", "success")
+                flash(gettext("%(name)s is deleted.", name=companies.delete_price_list(price_list_)), "success")
                 return redirect(url_for("admin.price_lists"))
             if "rename" in request.form:
                 companies.rename_price_list(price_list_, request.form.get("name", ""), actor=current_user)
-                flash("Price list renamed.", "success")
+                flash(gettext("Price list renamed."), "success")
             elif "delete" in request.form:
                 # 0 is no tier, so a mangled id gets the service's "no longer exists".
                 companies.delete_tier(list_id, whole_number(request.form["delete"]) or 0, actor=current_user)
-                flash("Tier removed.", "success")
+                flash(gettext("Tier removed."), "success")
             else:
                 companies.save_tier(list_id, request.form, actor=current_user)
-                flash("Tier saved.", "success")
+                flash(gettext("Tier saved."), "success")
             return redirect(url_for("admin.price_list", list_id=list_id))
         except NotFound:
             abort(404)

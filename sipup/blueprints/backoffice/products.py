@@ -1,6 +1,7 @@
 """Products, their prices and stock, and their pictures."""
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 
 from sipup.storage import StorageUnavailable
 
@@ -32,7 +33,7 @@ def product_edit(sku=None):
             db.session.rollback()
             errors = exc.errors
         else:
-            flash(f"{product.sku} saved.", "success")
+            flash(gettext("%(sku)s saved.", sku=product.sku), "success")
             return redirect(url_for("admin.product_edit", sku=product.sku))
     categories = catalog.categories()
     return render_template(
@@ -68,7 +69,7 @@ def product_image_add(sku):
             vat_classes=vat.CLASS_LABELS,
             image_error=message,
         ), status
-    flash("Picture added; buyers see it now.", "success")
+    flash(gettext("Picture added; buyers see it now."), "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
 
 
@@ -81,7 +82,7 @@ def product_image_remove(sku, image_id):
     except NotFound as exc:
         flash(str(exc), "error")
     else:
-        flash("Picture removed.", "success")
+        flash(gettext("Picture removed."), "success")
     return redirect(url_for("admin.product_edit", sku=product.sku, _anchor="pictures"))
 
 

@@ -3,6 +3,7 @@
 import io
 
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext
 
 from sipup import tasks
 from sipup.jobs import enqueue
@@ -22,7 +23,7 @@ def report_list():
         kind = request.form.get("kind", "")
         try:
             if kind not in reports.KINDS:
-                raise DomainError("Choose a report.")
+                raise DomainError(gettext("Choose a report."))
             args = (kind,)
             if kind != "receivables_ageing":
                 first, last = reports.parse_range(request.form.get("start", ""), request.form.get("end", ""))
@@ -32,7 +33,12 @@ def report_list():
         except DomainError as exc:
             flash(str(exc), "error")
         else:
-            flash(f"{reports.KINDS[kind]} is being prepared; it appears below within a few minutes.", "success")
+            flash(
+                gettext(
+                    "%(report)s is being prepared; it appears below within a few minutes.", report=reports.KINDS[kind]
+                ),
+                "success",
+            )
         return redirect(url_for("admin.report_list"))
     start, end = reports.previous_month()
     try:

@@ -1,6 +1,7 @@
 """The wholesaler's own people: staff and admins (admins only)."""
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import FieldErrors, NotFound
@@ -28,7 +29,7 @@ def staff_users():
             db.session.rollback()
             errors = exc.errors
         else:
-            flash(f"Invitation to {invited.email} is on its way.", "success")
+            flash(gettext("Invitation to %(email)s is on its way.", email=invited.email), "success")
             return redirect(url_for("admin.staff_users"))
     return render_template(
         "admin/users.html",
