@@ -19,5 +19,5 @@ def test_a_round_without_requests_is_said_and_the_table_still_prints(monkeypatch
     assert figures[("catalog", 1)] == (0, None)
     assert figures[("catalog", 32)] == figures[("hello (Flask)", 1)] == (100.0, 0.0)
     assert capsys.readouterr().out.count("0 requests completed on catalog at 1 connections") == 2
-    pages.table([t.label for t in targets], figures, {}, figures[("hello (Flask)", 32)][0])
+    pages.table([t.label for t in targets], figures, {}, figures[("hello (Flask)", 32)][0], floor=(1.0, 1.0))
     assert "no request completed in any round" in capsys.readouterr().out
