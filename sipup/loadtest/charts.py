@@ -31,15 +31,7 @@ def _frame(y_max, y_label, seconds, unit=""):
     span = max(seconds, 1)
     x = lambda s: PAD_L + inner_w * s / span  # noqa: E731
     y = lambda v: PAD_T + inner_h * (1 - min(v, y_max) / y_max)  # noqa: E731
-    parts = []
-    for i in range(5):
-        value = y_max * i / 4
-        parts.append(
-            f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>'
-        )
-        parts.append(
-            f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}{unit}</text>'
-        )
+    parts = _y_grid(y, y_max, unit)
     step = max(1, nice_step(span / 8))
     t = 0
     while t <= span:
@@ -50,6 +42,20 @@ def _frame(y_max, y_label, seconds, unit=""):
         f'text-anchor="middle">{html.escape(y_label)}</text>'
     )
     return parts, x, y
+
+
+def _y_grid(y, y_max, unit=""):
+    """Five horizontal grid lines from 0 to y_max with their values at the left, `y` placing a value."""
+    parts = []
+    for i in range(5):
+        value = y_max * i / 4
+        parts.append(
+            f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}{unit}</text>'
+        )
+    return parts
 
 
 def _svg(parts, title):
@@ -167,15 +173,7 @@ def distribution_chart(histogram_data):
     y_max = _axis_max(histogram.max / 1000 * 1.05)
     x = lambda nines: PAD_L + inner_w * nines / top_nines  # noqa: E731
     y = lambda v: PAD_T + inner_h * (1 - min(v, y_max) / y_max)  # noqa: E731
-    parts = []
-    for i in range(5):
-        value = y_max * i / 4
-        parts.append(
-            f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>'
-        )
-        parts.append(
-            f'<text x="{PAD_L - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">{_tick(value)}</text>'
-        )
+    parts = _y_grid(y, y_max)
     for nines, label in enumerate(("0%", "90%", "99%", "99.9%", "99.99%")):
         anchor = "end" if nines == top_nines else "middle"
         parts.append(f'<text x="{x(nines):.1f}" y="{CHART_H - 10}" class="tick" text-anchor="{anchor}">{label}</text>')
