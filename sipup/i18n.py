@@ -37,6 +37,16 @@ ROLE_NAMES = {
     "owner": lazy_gettext("owner"),
     "buyer": lazy_gettext("buyer"),
 }
+# An order's status as the reader reads it (the stored value stays the English word).
+STATUS_NAMES = {
+    "placed": lazy_gettext("Placed"),
+    "credit_hold": lazy_gettext("Credit hold"),
+    "confirmed": lazy_gettext("Confirmed"),
+    "shipped": lazy_gettext("Shipped"),
+    "invoiced": lazy_gettext("Invoiced"),
+    "paid": lazy_gettext("Paid"),
+    "cancelled": lazy_gettext("Cancelled"),
+}
 MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
 
 
@@ -147,6 +157,11 @@ def percent(rate):
 def role_name(role):
     """A user's role (admin, staff, owner, buyer) in the current language; an unknown one as it is."""
     return str(ROLE_NAMES.get(str(role), role))
+
+
+def status_name(status):
+    """An order's status (placed, confirmed...) in the current language; an unknown one as it is."""
+    return str(STATUS_NAMES.get(str(status), status))
 
 
 def date(value):

@@ -92,6 +92,7 @@ def register_web(app):
     app.add_template_filter(i18n.number, "number")
     app.add_template_filter(i18n.date, "date")
     app.add_template_filter(i18n.role_name, "role")
+    app.add_template_filter(i18n.status_name, "status_name")
     app.add_template_filter(i18n.datetime, "datetime")
 
     @app.context_processor

@@ -13,7 +13,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
-from flask import current_app
+from flask import current_app, render_template_string
 from flask_babel import force_locale
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,8 +21,8 @@ from sqlalchemy import update
 
 from sipup.exceptions import InvalidInput, InvalidQuantity
 from sipup.extensions import db
-from sipup.i18n import COOKIE, compile_catalogs, role_name
-from sipup.models import User
+from sipup.i18n import COOKIE, compile_catalogs, role_name, status_name
+from sipup.models import OrderStatus, User
 from sipup.services import vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
@@ -170,6 +170,26 @@ def test_the_back_office_answers_staff_in_their_language(client, make_user, logi
         )
     with force_locale("en"):
         assert (vat.percent(Decimal("0.055")), role_name("buyer")) == ("5.5 %", "buyer")
+
+
+def test_an_orders_status_is_named_in_the_readers_language(app):
+    statuses = [status.value for status in OrderStatus]
+    with app.test_request_context(), force_locale("de"):
+        german = [status_name(status) for status in statuses]
+        badge = render_template_string('{% from "_macros.html" import status %}{{ status("credit_hold") }}')
+    with app.test_request_context(), force_locale("en"):
+        english = [status_name(status) for status in statuses]
+    assert english == ["Placed", "Credit hold", "Confirmed", "Shipped", "Invoiced", "Paid", "Cancelled"]
+    assert german == [
+        "Aufgegeben",
+        "Kreditprüfung",
+        "Bestätigt",
+        "Versandt",
+        "In Rechnung gestellt",
+        "Bezahlt",
+        "Storniert",
+    ]
+    assert badge == '<span class="status status-credit_hold">Kreditprüfung</span>'
 
 
 def test_config_names_a_wrong_language(make_app):

@@ -79,10 +79,6 @@ class Order(db.Model):
         Index("ix_orders_buyer_history", "buyer_id", "created_at", "id"),
     )
 
-    @property
-    def status_label(self):
-        return OrderStatus(self.status).label
-
 
 class CheckoutKey(db.Model):
     """A checkout form's one-time key and the order it placed, unique per company: a form sent twice (a double
@@ -132,7 +128,3 @@ class OrderEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     user: Mapped[User | None] = relationship(primaryjoin=lambda: foreign(OrderEvent.user_id) == User.id, viewonly=True)
-
-    @property
-    def status_label(self):
-        return OrderStatus(self.status).label

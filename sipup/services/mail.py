@@ -84,7 +84,7 @@ def _order_confirmation(order_id):
     order = _order(order_id)
     # The order as it was placed: a mail sent late must not show the status it has reached since.
     placed = order.events[0] if order.events else None
-    return _buyer_of(order), {**_order_context(order), "status_label": (placed or order).status_label}
+    return _buyer_of(order), {**_order_context(order), "status": (placed or order).status}
 
 
 def _order_status(event_id):

@@ -115,7 +115,6 @@ def order_row(order, company_name=None):
         po_reference=order.po_reference,
         requested_date=order.requested_date,
         status=order.status,
-        status_label=order.status_label,
         total=order.total,
     )
     if company_name is not None:

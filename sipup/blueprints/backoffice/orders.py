@@ -5,7 +5,7 @@ from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, FieldErrors, NotFound
-from ...i18n import money
+from ...i18n import money, status_name
 from ...models import OrderStatus, utcnow
 from ...replicas import replica_reads
 from ...services import backoffice, credit_notes, documents, orders
@@ -135,7 +135,9 @@ def order_action(number, action):
         flash(str(exc), "error")
     else:
         flash(
-            gettext("Order %(number)s is now %(status)s.", number=order.number, status=order.status_label.lower()),
+            gettext(
+                "Order %(number)s is now %(status)s.", number=order.number, status=status_name(order.status).lower()
+            ),
             "success",
         )
     return redirect(url_for("admin.order_detail", number=number))
