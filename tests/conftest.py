@@ -338,6 +338,14 @@ def redis_namespace():
 
 
 @pytest.fixture
+def admin_client(app, make_user):
+    """A test client signed in as an admin of the test's app (a module's own `app` fixture is the one used)."""
+    client = app.test_client()
+    assert login(client, make_user("admin")).status_code == 302
+    return client
+
+
+@pytest.fixture
 def local_redis(tmp_path):
     """A private Redis on a free port that the test may stop() and start() (for outage tests)."""
     server = local_server(LocalRedis, tmp_path)

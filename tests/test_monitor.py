@@ -30,13 +30,6 @@ def app(own_app):
     return own_app
 
 
-@pytest.fixture
-def admin_client(app, make_user):
-    client = app.test_client()
-    assert login(client, make_user("admin")).status_code == 302
-    return client
-
-
 def test_anonymous_visitors_are_sent_to_sign_in(client):
     response = client.get("/monitor")
     assert response.status_code == 302 and "/login" in response.headers["Location"]

@@ -12,7 +12,7 @@ from sipup.jobs.queue import enqueue, job
 from sipup.metrics import exceptions
 from sipup.models import Job
 from sipup.observability import alerts
-from tests.conftest import REDIS_URL, login
+from tests.conftest import REDIS_URL
 
 STORES = ["sqlite"] + (["redis"] if REDIS_URL else [])
 
@@ -42,26 +42,19 @@ def app(request, own_app):
     return own_app
 
 
-@pytest.fixture
-def admin(app, make_user):
-    client = app.test_client()
-    assert login(client, make_user("admin")).status_code == 302
-    return client
-
-
-def test_a_failing_view_is_one_group_counted_twice_with_a_trace_free_of_form_values(app, admin):
+def test_a_failing_view_is_one_group_counted_twice_with_a_trace_free_of_form_values(app, admin_client):
     for _ in range(2):
-        response = admin.post("/explode?token=abc123&email=buyer@example.com", data={"password": "Sup3rSecret!"})
+        response = admin_client.post("/explode?token=abc123&email=buyer@example.com", data={"password": "Sup3rSecret!"})
         assert response.status_code == 500
     (group,) = exceptions.groups(app.extensions["counters"])
     assert group["count"] == 2 and group["type"] == "ValueError" and group["where"] == "/explode"
     assert group["location"].startswith("tests/test_monitor_exceptions.py:") and group["first"] and group["last"]
     assert group["own_frames"] == [] or all(f["file"].startswith("sipup/") for f in group["own_frames"])
-    page = admin.get("/monitor/panels/exceptions").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/exceptions").get_data(as_text=True)
     assert "ValueError" in page and "2×" in page and "/explode" in page and "raise ValueError" in page
     assert "Sup3rSecret" not in page and "abc123" not in page and "buyer@example.com" not in page
     assert "password=***" in page
-    assert "Exceptions" in admin.get("/monitor").get_data(as_text=True)
+    assert "Exceptions" in admin_client.get("/monitor").get_data(as_text=True)
 
 
 def test_a_job_that_fails_unexpectedly_shows_up_and_a_new_group_mails_the_admins_once(app, make_user):
@@ -86,14 +79,14 @@ def test_messages_are_cut_and_secrets_blanked():
     assert len(exceptions.scrub("x" * 1000)) == exceptions.MESSAGE_CHARS
 
 
-def test_every_ranged_panel_offers_seven_days_kept_in_hour_buckets(app, admin):
+def test_every_ranged_panel_offers_seven_days_kept_in_hour_buckets(app, admin_client):
     counters = app.extensions["counters"]
     counters.incr(exceptions.GROUP, "old-group", now=time.time() - 6 * 86400)  # six days ago
     assert exceptions.groups(counters, "hour", 7 * 24)[0]["count"] == 1
     assert exceptions.groups(counters, "hour", 24) == []
     for name in ("traffic", "database", "cache", "queue", "limits", "exceptions"):
-        response = admin.get(f"/monitor/panels/{name}?range=week")
+        response = admin_client.get(f"/monitor/panels/{name}?range=week")
         body = response.get_data(as_text=True)
         assert response.status_code == 200 and 'class="active" aria-pressed="true"' in body, name
         assert "This panel could not be built" not in body, name
-    assert "1</strong>" in admin.get("/monitor/panels/exceptions?range=week").get_data(as_text=True)
+    assert "1</strong>" in admin_client.get("/monitor/panels/exceptions?range=week").get_data(as_text=True)

@@ -30,13 +30,6 @@ def app(own_app):
 
 
 @pytest.fixture
-def admin(app, make_user):
-    client = app.test_client()
-    assert login(client, make_user("admin")).status_code == 302
-    return client
-
-
-@pytest.fixture
 def csrf_app(make_app):
     """The same database with CSRF protection on, as in production."""
     return make_app(WTF_CSRF_ENABLED=True)
@@ -55,18 +48,18 @@ def jobs_made(app):
     return failed.id, done.id, waiting.id
 
 
-def test_the_job_browser_filters_by_state_type_and_priority(app, admin):
+def test_the_job_browser_filters_by_state_type_and_priority(app, admin_client):
     failed, done, waiting = jobs_made(app)
-    page = admin.get("/monitor/jobs").get_data(as_text=True)
+    page = admin_client.get("/monitor/jobs").get_data(as_text=True)
     assert "3 jobs" in page and f"/monitor/jobs/{failed}" in page and f"/monitor/jobs/{waiting}" in page
     assert "row 7 of customers.csv" in page  # the last error, in the list
-    only_failed = admin.get("/monitor/jobs?state=failed").get_data(as_text=True)
+    only_failed = admin_client.get("/monitor/jobs?state=failed").get_data(as_text=True)
     assert "1 job " in only_failed and f'/monitor/jobs/{failed}"' in only_failed
     assert f'/monitor/jobs/{done}"' not in only_failed
-    by_type = admin.get("/monitor/jobs?name=quiet_export&priority=low").get_data(as_text=True)
+    by_type = admin_client.get("/monitor/jobs?name=quiet_export&priority=low").get_data(as_text=True)
     assert "2 jobs" in by_type and f'/monitor/jobs/{failed}"' not in by_type
-    assert "0 jobs" in admin.get("/monitor/jobs?name=quiet_export&priority=high").get_data(as_text=True)
-    bogus = admin.get("/monitor/jobs?state=<script>&priority=urgent&page=-3")
+    assert "0 jobs" in admin_client.get("/monitor/jobs?name=quiet_export&priority=high").get_data(as_text=True)
+    bogus = admin_client.get("/monitor/jobs?state=<script>&priority=urgent&page=-3")
     assert (
         bogus.status_code == 200
         and "3 jobs" in bogus.get_data(as_text=True)
@@ -74,38 +67,38 @@ def test_the_job_browser_filters_by_state_type_and_priority(app, admin):
     )
 
 
-def test_a_filter_change_through_htmx_renders_the_list_alone(app, admin):
+def test_a_filter_change_through_htmx_renders_the_list_alone(app, admin_client):
     jobs_made(app)
-    response = admin.get("/monitor/jobs?state=done", headers={"HX-Request": "true", "HX-Target": "job-list"})
+    response = admin_client.get("/monitor/jobs?state=done", headers={"HX-Request": "true", "HX-Target": "job-list"})
     body = response.get_data(as_text=True)
     assert body.lstrip().startswith("{#") is False and body.lstrip().startswith('<section class="card" id="job-list"')
     assert "<html" not in body and "1 job " in body
 
 
-def test_the_list_comes_in_pages(app, admin):
+def test_the_list_comes_in_pages(app, admin_client):
     for n in range(55):
         enqueue(quiet_export, f"file{n}.csv", delay=3600)
     db.session.commit()
-    first = admin.get("/monitor/jobs").get_data(as_text=True)
+    first = admin_client.get("/monitor/jobs").get_data(as_text=True)
     assert "Page 1 of 2" in first and first.count('href="/monitor/jobs/') == 50
-    second = admin.get("/monitor/jobs?page=2").get_data(as_text=True)
+    second = admin_client.get("/monitor/jobs?page=2").get_data(as_text=True)
     assert "Page 2 of 2" in second and second.count('href="/monitor/jobs/') == 5
-    past = admin.get("/monitor/jobs?page=99").get_data(as_text=True)
+    past = admin_client.get("/monitor/jobs?page=99").get_data(as_text=True)
     assert "Page 2 of 2" in past and past.count('href="/monitor/jobs/') == 5  # past the last: the last
-    huge = admin.get("/monitor/jobs?page=9223372036854775807")
+    huge = admin_client.get("/monitor/jobs?page=9223372036854775807")
     assert huge.status_code == 200 and "Page 1 of 2" in huge.get_data(as_text=True)
     assert "Page “9223372036854775807” is not a page number; showing page 1." in huge.get_data(as_text=True)
 
 
-def test_a_jobs_detail_shows_arguments_attempts_error_duration_and_result(app, admin):
+def test_a_jobs_detail_shows_arguments_attempts_error_duration_and_result(app, admin_client):
     failed, done, waiting = jobs_made(app)
-    page = admin.get(f"/monitor/jobs/{failed}").get_data(as_text=True)
+    page = admin_client.get(f"/monitor/jobs/{failed}").get_data(as_text=True)
     assert "customers.csv" in page and "1 of 3" in page and "row 7 of customers.csv: no such customer" in page
     assert "Retry" in page and "Delete" in page and ">Cancel<" not in page
-    finished = admin.get(f"/monitor/jobs/{done}").get_data(as_text=True)
+    finished = admin_client.get(f"/monitor/jobs/{done}").get_data(as_text=True)
     assert "exported prices.csv" in finished and re.search(r"<dt>Duration</dt><dd>\d+ ms</dd>", finished)
-    assert ">Cancel<" in admin.get(f"/monitor/jobs/{waiting}").get_data(as_text=True)
-    assert admin.get("/monitor/jobs/999999").status_code == 404
+    assert ">Cancel<" in admin_client.get(f"/monitor/jobs/{waiting}").get_data(as_text=True)
+    assert admin_client.get("/monitor/jobs/999999").status_code == 404
 
 
 def test_retry_cancel_and_delete_need_the_csrf_token(app, csrf_app, make_user):
@@ -147,30 +140,30 @@ def test_retry_cancel_and_delete_need_the_csrf_token(app, csrf_app, make_user):
         assert states == {failed: JobStatus.CANCELLED, waiting: JobStatus.CANCELLED}
 
 
-def test_actions_that_do_not_apply_say_why(app, admin):
+def test_actions_that_do_not_apply_say_why(app, admin_client):
     failed, done, waiting = jobs_made(app)
-    admin.post(f"/monitor/jobs/{done}/cancel", data={"next": f"/monitor/jobs/{done}"})
-    assert f"Job {done} is done; only queued and retrying jobs can be cancelled." in admin.get(
+    admin_client.post(f"/monitor/jobs/{done}/cancel", data={"next": f"/monitor/jobs/{done}"})
+    assert f"Job {done} is done; only queued and retrying jobs can be cancelled." in admin_client.get(
         f"/monitor/jobs/{done}"
     ).get_data(as_text=True)
-    admin.post(f"/monitor/jobs/{waiting}/retry", data={"next": "/monitor/jobs"})
-    assert "only failed and cancelled jobs can be retried" in admin.get("/monitor/jobs").get_data(as_text=True)
-    admin.post("/monitor/jobs/999999/delete", data={"next": "/monitor/jobs"})
-    assert "There is no job 999999." in admin.get("/monitor/jobs").get_data(as_text=True)
+    admin_client.post(f"/monitor/jobs/{waiting}/retry", data={"next": "/monitor/jobs"})
+    assert "only failed and cancelled jobs can be retried" in admin_client.get("/monitor/jobs").get_data(as_text=True)
+    admin_client.post("/monitor/jobs/999999/delete", data={"next": "/monitor/jobs"})
+    assert "There is no job 999999." in admin_client.get("/monitor/jobs").get_data(as_text=True)
 
 
-def test_a_cancelled_job_does_not_run_when_its_message_comes(app, admin):
+def test_a_cancelled_job_does_not_run_when_its_message_comes(app, admin_client):
     record = enqueue(quiet_export, "never.csv")
     db.session.commit()
-    admin.post(f"/monitor/jobs/{record.id}/cancel")
+    admin_client.post(f"/monitor/jobs/{record.id}/cancel")
     assert app.extensions["queue"].process(10)["run"] == 0
     db.session.expire_all()
     assert db.session.get(Job, record.id).status == JobStatus.CANCELLED
 
 
-def test_job_types_show_runs_failures_and_p95_over_24_hours(app, admin):
+def test_job_types_show_runs_failures_and_p95_over_24_hours(app, admin_client):
     jobs_made(app)
-    page = admin.get("/monitor/jobs").get_data(as_text=True)
+    page = admin_client.get("/monitor/jobs").get_data(as_text=True)
     table = page.split("Job types, last 24 hours", 1)[1]
     row = re.search(r"<code>flaky_export</code>.*?</tr>", table, re.S).group(0)
     assert re.findall(r'data-label="(?:Runs|Failed|Retried)">(?:<span[^>]*>)?(\d+)', row) == ["1", "1", "0"]
@@ -186,9 +179,9 @@ def test_only_admins_browse_jobs(app, client, make_user):
 
 
 @pytest.mark.parametrize("action", ["", "/retry", "/cancel", "/delete"])
-def test_a_job_id_past_the_database_is_not_found_not_a_failure(app, admin, action):
+def test_a_job_id_past_the_database_is_not_found_not_a_failure(app, admin_client, action):
     path = f"/monitor/jobs/{2**63}{action}"
-    response = admin.post(path) if action else admin.get(path)
+    response = admin_client.post(path) if action else admin_client.get(path)
     assert response.status_code == 404
 
 
@@ -225,19 +218,19 @@ def test_failed_jobs_are_retried_or_deleted_in_bulk_after_a_confirmation(app, cs
         assert client.get("/monitor/jobs/failed/explode").status_code == 404
 
 
-def test_a_paused_priority_is_not_processed_until_resumed(app, admin, runner):
+def test_a_paused_priority_is_not_processed_until_resumed(app, admin_client, runner):
     low = enqueue(quiet_export, "low.csv").id
     db.session.commit()
-    response = admin.post("/monitor/queue/low/pause", headers={"HX-Request": "true"})
+    response = admin_client.post("/monitor/queue/low/pause", headers={"HX-Request": "true"})
     assert "Jobs of priority low are paused" in response.get_data(as_text=True) and "Resume low" in response.text
     assert app.extensions["queue"].process(10)["run"] == 0
     assert app.extensions["queue"].process(10)["run"] == 0  # waiting in the table, not sent again and again
     db.session.expire_all()
     assert db.session.get(Job, low).status == JobStatus.QUEUED
-    assert "paused" in admin.get("/monitor/panels/queue").get_data(as_text=True)
+    assert "paused" in admin_client.get("/monitor/panels/queue").get_data(as_text=True)
     assert "Paused: low" in runner.invoke(args=["queue", "status"]).output
-    assert "no priority" in admin.post("/monitor/queue/urgent/pause", headers={"HX-Request": "true"}).text
-    admin.post("/monitor/queue/low/resume")
+    assert "no priority" in admin_client.post("/monitor/queue/urgent/pause", headers={"HX-Request": "true"}).text
+    admin_client.post("/monitor/queue/low/resume")
     assert app.extensions["queue"].process(10)["run"] == 1
     db.session.expire_all()
     assert db.session.get(Job, low).status == JobStatus.DONE

@@ -32,14 +32,7 @@ def app(own_app):
     return own_app
 
 
-@pytest.fixture
-def admin(app, make_user):
-    client = app.test_client()
-    assert login(client, make_user("admin")).status_code == 302
-    return client
-
-
-def test_a_running_job_shows_with_its_host_and_goes_when_done(app, admin):
+def test_a_running_job_shows_with_its_host_and_goes_when_done(app, admin_client):
     SEEN_WHILE_RUNNING.clear()
     record = enqueue(watched_export, "prices.csv")
     db.session.commit()
@@ -49,11 +42,11 @@ def test_a_running_job_shows_with_its_host_and_goes_when_done(app, admin):
     assert row["name"] == "watched_export" and row["priority"] == "high" and row["attempt"] == 1
     assert row["host"] == app.config["HOST_NAME"] and row["pid"].isdigit() and 0 <= row["seconds"] < 60
     assert running_marks(app.extensions["counters"]) == {}  # the mark went with the run
-    page = admin.get("/monitor/panels/running").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/running").get_data(as_text=True)
     assert "No job is running at this moment." in page
 
 
-def test_the_panel_lists_what_runs_elsewhere_and_the_reaper_takes_back_a_dead_runs_mark(app, admin):
+def test_the_panel_lists_what_runs_elsewhere_and_the_reaper_takes_back_a_dead_runs_mark(app, admin_client):
     counters = app.extensions["counters"]
     now = utcnow()
     alive = Job(
@@ -82,12 +75,12 @@ def test_the_panel_lists_what_runs_elsewhere_and_the_reaper_takes_back_a_dead_ru
     counters.mark(f"{RUNNING}{alive.id}|worker-gone|1", True, now=time.time() - 500)
     counters.mark(f"{RUNNING}{alive.id}|worker-b|4242", True)
     counters.mark(f"{RUNNING}{dead.id}|worker-c|77", True)
-    page = admin.get("/monitor/panels/running").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/running").get_data(as_text=True)
     assert f"#{alive.id} idle_export" in page and "worker-b" in page and "pid 4242" in page
     assert f"#{dead.id} idle_export" in page and "worker-c" in page
     app.extensions["queue"].reap()
     assert set(running_marks(counters)) == {alive.id}
-    page = admin.get("/monitor/panels/running").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/running").get_data(as_text=True)
     assert "worker-b" in page and "worker-c" not in page and "worker-gone" not in page
     alive.status = JobStatus.DONE
     db.session.commit()
@@ -95,7 +88,7 @@ def test_the_panel_lists_what_runs_elsewhere_and_the_reaper_takes_back_a_dead_ru
     assert running_marks(counters) == {}
 
 
-def test_waits_are_counted_per_priority_from_due_to_start(app, admin):
+def test_waits_are_counted_per_priority_from_due_to_start(app, admin_client):
     enqueue(watched_export, "a")
     enqueue(idle_export, "b")
     late = enqueue(idle_export, "c")
@@ -108,11 +101,13 @@ def test_waits_are_counted_per_priority_from_due_to_start(app, admin):
     assert waits["high"]["started"] == 1 and waits["high"]["p95_s"] <= 2
     assert waits["low"]["started"] == 2 and waits["low"]["p50_s"] <= 2 and waits["low"]["p95_s"] == 900
     assert waits["normal"] == {"priority": "normal", "started": 0, "p50_s": None, "p95_s": None}
-    page = admin.get("/monitor/panels/waits?range=day").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/waits?range=day").get_data(as_text=True)
     assert "≤ 15 min" in page and 'data-range="day"' in page
 
 
-def test_usage_counts_signed_in_requests_by_company_and_user_for_admins_only(app, admin, make_company, make_user):
+def test_usage_counts_signed_in_requests_by_company_and_user_for_admins_only(
+    app, admin_client, make_company, make_user
+):
     heavy, light = make_company(name="Kiosk Heavy"), make_company(name="Bar Light")
     buyer, other = make_user("buyer", heavy), make_user("buyer", light)
     for user, pages in ((buyer, 5), (other, 1)):
@@ -121,7 +116,7 @@ def test_usage_counts_signed_in_requests_by_company_and_user_for_admins_only(app
         for _ in range(pages):
             assert client.get("/products").status_code == 200
     assert app.test_client().get("/products").status_code in (200, 302)  # nobody signed in: counts nowhere
-    page = admin.get("/monitor/panels/usage").get_data(as_text=True)
+    page = admin_client.get("/monitor/panels/usage").get_data(as_text=True)
     by_requests = page.split("Companies by requests")[1].split("Companies by server time")[0]
     assert by_requests.index("Kiosk Heavy") < by_requests.index("Bar Light")
     assert f'href="/admin/companies/{heavy.id}"' in by_requests
