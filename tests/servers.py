@@ -651,12 +651,19 @@ class SipupServer:
 
 def end(process, timeout=10):
     """SIGTERM, and SIGKILL when the process has not exited within `timeout` seconds (a loaded machine)."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
+    end_all([process], timeout)
+
+
+def end_all(processes, timeout=10):
+    """end() for several processes, all told to stop at once, then each waited for."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
 
 
 def request(port, path, source="127.0.0.1", headers=None, timeout=10, quiet=False):

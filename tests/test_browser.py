@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import flask_in_process, free_port
+from tests.servers import end, flask_in_process, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,12 +87,7 @@ def server(tmp_path_factory):
             logins[role] = (email, password)
         yield url, logins, instance
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        end(process, timeout=15)
 
 
 def shot(page, name):

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.servers import LocalSmtp, flask_in_process, free_port
+from tests.servers import LocalSmtp, end_all, flask_in_process, free_port
 from tests.test_browser import CHROMIUM, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in
 
 pytestmark = [
@@ -99,13 +99,7 @@ def site(request, tmp_path_factory, smtp):
         _wait_until_healthy(url, processes[0], instance / "serve.log")
         yield url
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        end_all(processes, timeout=20)
         for log in logs.values():
             log.close()
         if request.param == "mariadb-redis":

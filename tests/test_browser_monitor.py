@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.servers import flask_in_process, free_port
+from tests.servers import end_all, flask_in_process, free_port
 from tests.test_browser import (
     CARDS_WIDER_THAN_THEMSELVES,
     CHROMIUM,
@@ -90,13 +90,7 @@ def cluster(tmp_path_factory):
         }
         yield urls[0], urls[1], logins, worker
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        end_all(processes, timeout=20)
         for log in logs:
             log.close()
         if REDIS_URL:

@@ -25,7 +25,7 @@ from sipup.extensions import db
 from sipup.loadtest.cli import read_logins
 from sipup.loadtest.histogram import Histogram, bucket_bounds, bucket_of
 from sipup.loadtest.thresholds import EXIT_THRESHOLDS, parse_threshold
-from tests.servers import free_port
+from tests.servers import end, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,15 +47,6 @@ def _start(command, env, log_path, probe_url):
     pytest.fail(f"server did not answer {probe_url}: {log_path.read_text(errors='replace')}")
 
 
-def _stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     """tests/loadtest_target.py under waitress on a free port; yields its base URL."""
@@ -69,7 +60,7 @@ def target(tmp_path_factory):
         f"{url}/hits",
     )
     yield url
-    _stop(process)
+    end(process, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +85,7 @@ def idle_closing_target(tmp_path_factory):
         f"{url}/hits",
     )
     yield url
-    _stop(process)
+    end(process, timeout=15)
 
 
 def hits(url):
@@ -589,7 +580,7 @@ def sipup_site(tmp_path_factory, demo_instance):
         [sys.executable, "-m", "flask", "serve", "--port", str(port)], env, instance / "serve.log", f"{url}/healthz"
     )
     yield url, logins, database
-    _stop(process)
+    end(process, timeout=15)
 
 
 def test_storefront_signs_in_and_browses_in_the_closed_model(cli, sipup_site):
