@@ -61,7 +61,7 @@ def _overrides(url):
         "WTF_CSRF_ENABLED": False,
         "DB_POOL_SIZE": 5,
         "DB_MAX_OVERFLOW": 25,
-        "MONITOR_ALERTS": False,  # on in tests/test_alerts.py; elsewhere its mails would add to the jobs counted
+        "MONITOR_ALERTS": False,  # on in observability/test_alerts.py; elsewhere its mails add to the jobs counted
     }
 
 
@@ -307,7 +307,7 @@ def login_as(client):
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium driven by Playwright, one per test module (the browser tests' own skip marks apply)."""
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
+    from tests.browser.test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
 
     with sync_api.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

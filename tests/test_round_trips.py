@@ -16,8 +16,8 @@ from sipup.models import Company, User
 from sipup.services import accounts, cart
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
+from tests.cache.test_cache import opened_cache_files, page, signed_in
 from tests.conftest import REDIS_URL
-from tests.test_cache import opened_cache_files, page, signed_in
 
 
 @contextmanager

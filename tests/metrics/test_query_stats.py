@@ -30,7 +30,7 @@ from sipup.metrics.query_stats import (
 )
 from tests.conftest import PASSWORD, SECRET_KEY
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
 
 

@@ -16,8 +16,7 @@ import time
 
 import pytest
 
-from tests.servers import end_all, flask_in_process, free_port
-from tests.test_browser import (
+from tests.browser.test_browser import (
     CARDS_WIDER_THAN_THEMSELVES,
     CHROMIUM,
     DESKTOP,
@@ -28,6 +27,7 @@ from tests.test_browser import (
     shot,
     sign_in,
 )
+from tests.servers import end_all, flask_in_process, free_port
 
 pytestmark = [
     pytest.mark.browser,

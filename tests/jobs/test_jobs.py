@@ -551,7 +551,7 @@ def start_worker(app, backend, *options, **settings):
     }
     for key, value in {**app.queue_settings, **settings}.items():
         env[f"SIPUP_{key}"] = str(value)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "queue", "worker", *options],
         cwd=root,

@@ -27,7 +27,7 @@ from sipup.loadtest.histogram import Histogram, bucket_bounds, bucket_of
 from sipup.loadtest.thresholds import EXIT_THRESHOLDS, parse_threshold
 from tests.servers import end, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(command, env, log_path, probe_url):
@@ -49,12 +49,19 @@ def _start(command, env, log_path, probe_url):
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
-    """tests/loadtest_target.py under waitress on a free port; yields its base URL."""
+    """tests/loadtest/loadtest_target.py under waitress on a free port; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("target") / "waitress.log"
     process = _start(
-        [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=8", "tests.loadtest_target:app"],
+        [
+            sys.executable,
+            "-m",
+            "waitress",
+            f"--listen=127.0.0.1:{port}",
+            "--threads=8",
+            "tests.loadtest.loadtest_target:app",
+        ],
         dict(os.environ),
         log,
         f"{url}/hits",
@@ -78,7 +85,7 @@ def idle_closing_target(tmp_path_factory):
             "--threads=2",
             "--channel-timeout=1",
             "--cleanup-interval=1",
-            "tests.loadtest_target:app",
+            "tests.loadtest.loadtest_target:app",
         ],
         dict(os.environ),
         log,

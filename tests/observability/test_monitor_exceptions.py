@@ -48,7 +48,11 @@ def test_a_failing_view_is_one_group_counted_twice_with_a_trace_free_of_form_val
         assert response.status_code == 500
     (group,) = exceptions.groups(app.extensions["counters"])
     assert group["count"] == 2 and group["type"] == "ValueError" and group["where"] == "/explode"
-    assert group["location"].startswith("tests/test_monitor_exceptions.py:") and group["first"] and group["last"]
+    assert (
+        group["location"].startswith("tests/observability/test_monitor_exceptions.py:")
+        and group["first"]
+        and group["last"]
+    )
     assert group["own_frames"] == [] or all(f["file"].startswith("sipup/") for f in group["own_frames"])
     page = admin_client.get("/monitor/panels/exceptions").get_data(as_text=True)
     assert "ValueError" in page and "2×" in page and "/explode" in page and "raise ValueError" in page

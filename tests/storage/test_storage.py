@@ -19,8 +19,8 @@ from sipup.observability import health
 from sipup.services import reports
 from sipup.storage import DatabaseStorage, FolderStorage, Missing, ObjectStorage, get_storage
 from tests.conftest import REDIS_URL, RequestScopedClient, _overrides, login
+from tests.observability.test_readiness import small_disk  # noqa: F401 (a fixture: a 3 MB tmpfs)
 from tests.servers import free_port
-from tests.test_readiness import small_disk  # noqa: F401 (a fixture: a 3 MB tmpfs)
 
 BOM = b"\xef\xbb\xbf"
 

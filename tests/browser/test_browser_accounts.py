@@ -7,7 +7,7 @@ The tests run in order on one site: later ones use the company the first one onb
 `flask serve` (waitress) and `flask queue worker` run as subprocesses; Chromium is driven by Playwright.
 Runs on one footprint: MariaDB + Redis (production's) when SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL
 are set, else the embedded default. The browser sees the same pages on both; what differs between the
-footprints (sessions, mail jobs, invitations on SQLite and MariaDB) is covered in tests/test_accounts.py.
+footprints (sessions, mail jobs, invitations on SQLite and MariaDB) is covered in tests/services/test_accounts.py.
 """
 
 import os
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
+from tests.browser.test_browser import CHROMIUM, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in
 from tests.servers import LocalSmtp, end_all, flask_in_process, free_port
-from tests.test_browser import CHROMIUM, DESKTOP, ROOT, _wait_until_healthy, expect, shot, sign_in
 
 pytestmark = [
     pytest.mark.browser,
