@@ -64,7 +64,7 @@ def _all_done(app, count):
 
 def bench_direct(app, name, args, count):
     """Baseline: the job's service called in a loop, in one app context each, without any queue."""
-    from sipup.jobs.queue import JOBS
+    from sipup.jobs.registry import JOBS
 
     func = JOBS[name].job_function
     started = time.perf_counter()

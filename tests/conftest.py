@@ -19,7 +19,9 @@ from sipup import create_app
 from sipup.cache import Plain
 from sipup.database import scratch_database
 from sipup.extensions import db
-from sipup.jobs.queue import Queue, paused_priorities, set_paused
+from sipup.jobs import outbox, process, reaper, registry, running
+from sipup.jobs.marks import paused_priorities, set_paused
+from sipup.jobs.queue import Queue
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 from tests.servers import LocalMemcached, LocalRedis, LocalSeaweed, local_server
 
@@ -27,6 +29,15 @@ PASSWORD = "correct horse battery"
 SECRET_KEY = "test-secret-of-at-least-32-characters"  # outside the embedded default sipup asks for 32 or more
 _PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
 REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
+QUEUE_CLOCKS = (registry, outbox, running, reaper, process)  # the modules of the queue that read the clock
+
+
+def set_queue_clock(monkeypatch, clock):
+    """Move the queue's clock by hand: every module of the queue reads `clock()` for utcnow()."""
+    for module in QUEUE_CLOCKS:
+        monkeypatch.setattr(module, "utcnow", clock)
+
+
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
 
 

@@ -268,7 +268,7 @@ def test_jobs_are_enqueued_by_their_function_or_name_constant_not_a_bare_string(
 def test_the_root_tasks_module_only_re_exports_every_job_and_each_has_a_name_constant():
     import tasks
     from sipup.jobs import names
-    from sipup.jobs.queue import JOBS
+    from sipup.jobs.registry import JOBS
 
     tree = ast.parse(ENTRY_POINTS["tasks"].read_text(encoding="utf-8"))
     assert not [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]

@@ -21,11 +21,10 @@ from flask import (
 from flask_babel import gettext, lazy_gettext, ngettext
 from markupsafe import Markup, escape
 
-from sipup.jobs import manage, queue
+from sipup.jobs import manage, registry, stats
 from sipup.jobs.manage import cancel_job as cancel
 from sipup.jobs.manage import delete_job as delete
 from sipup.jobs.manage import retry_job as retry
-from sipup.jobs.queue import PRIORITY_NAMES
 from sipup.limits import limiter as limits
 from sipup.observability import panels as monitor
 from sipup.observability.charts import DEFAULT_RANGE, RANGE_LABELS, pick_range
@@ -41,7 +40,7 @@ bp = Blueprint("monitor", __name__)
 
 @bp.context_processor
 def _job_words():
-    return {"priority_names": PRIORITY_NAMES, "range_labels": RANGE_LABELS}
+    return {"priority_names": registry.PRIORITY_NAMES, "range_labels": RANGE_LABELS}
 
 
 @bp.route("/monitor")
@@ -69,8 +68,8 @@ def jobs():
     state = request.args.get("state", "")
     name = request.args.get("name", "")
     priority = request.args.get("priority", "")
-    state = state if state in {s.value for s in queue.S} else ""
-    priority = priority if priority in queue.PRIORITIES else ""
+    state = state if state in {s.value for s in registry.S} else ""
+    priority = priority if priority in registry.PRIORITIES else ""
     page, notice = page_number(request.args.get("page"))
     results = manage.find_jobs(state or None, name or None, priority or None, page=page)
     context = {"results": results, "state": state, "name": name, "priority": priority, "page_notice": notice}
@@ -79,9 +78,9 @@ def jobs():
     return render_template(
         "monitor/jobs.html",
         names=manage.job_names(),
-        states=[s.value for s in queue.S],
-        priorities=list(queue.PRIORITIES),
-        kinds=queue.job_type_stats(current_app.extensions["counters"]),
+        states=[s.value for s in registry.S],
+        priorities=list(registry.PRIORITIES),
+        kinds=stats.job_type_stats(current_app.extensions["counters"]),
         failed_count=manage.failed_jobs()[0],
         **context,
     )
@@ -173,7 +172,7 @@ def failed_jobs(action):
 @admin_required
 def pause_priority(priority, action):
     """Pause or resume a priority for every processor and worker."""
-    if priority not in queue.PRIORITIES:
+    if priority not in registry.PRIORITIES:
         return _after_action(
             "queue",
             gettext("There is no priority %(priority)r; use high, normal or low.", priority=priority[:20]),

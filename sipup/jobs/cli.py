@@ -7,7 +7,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sipup.database import is_unavailable
 from sipup.extensions import db
-from sipup.jobs import manage, queue
+from sipup.jobs import manage, registry
 from sipup.jobs.worker import run_worker
 from sipup.metrics.outages import describe
 
@@ -85,7 +85,7 @@ def status():
         f"Queue on {info['backend']}; oldest waiting job: {manage.describe_age(info['oldest_waiting_seconds'])}; "
         f"waiting to be sent to the queue: {info['outbox']}."
     )
-    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in queue.PRIORITIES) + f" {'total':>7}")
+    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in registry.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
         click.echo(
             f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}"
@@ -131,7 +131,7 @@ def retry(job_id, all_failed):
 
 
 @queue_cli.command("pause", short_help="Stop running jobs of a priority until resumed.")
-@click.argument("priority", type=click.Choice(list(queue.PRIORITIES)))
+@click.argument("priority", type=click.Choice(list(registry.PRIORITIES)))
 def pause(priority):
     """Stop every processor and worker from running jobs of PRIORITY; they wait in the jobs table until resumed."""
     manage.pause(priority)
@@ -139,7 +139,7 @@ def pause(priority):
 
 
 @queue_cli.command("resume", short_help="Let jobs of a paused priority run again.")
-@click.argument("priority", type=click.Choice(list(queue.PRIORITIES)))
+@click.argument("priority", type=click.Choice(list(registry.PRIORITIES)))
 def resume(priority):
     """Let jobs of PRIORITY run again; those that waited go out with the next processor run."""
     manage.resume(priority)
@@ -162,11 +162,11 @@ def cleanup(days):
 @queue_cli.command("enqueue", short_help="Queue one job by name with its arguments.")
 @click.argument("name")
 @click.argument("args", nargs=-1)
-@click.option("--priority", type=click.Choice(list(queue.PRIORITIES)), default=None, help="Default: the job's own.")
+@click.option("--priority", type=click.Choice(list(registry.PRIORITIES)), default=None, help="Default: the job's own.")
 def enqueue(name, args, priority):
     """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
-    if name not in queue.JOBS:
-        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(queue.JOBS))}.")
-    record = queue.enqueue(name, *args, priority=priority)
+    if name not in registry.JOBS:
+        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(registry.JOBS))}.")
+    record = registry.enqueue(name, *args, priority=priority)
     db.session.commit()
-    click.echo(f"Queued job {record.id} ({name}, {queue.PRIORITY_NAMES[record.priority]}).")
+    click.echo(f"Queued job {record.id} ({name}, {registry.PRIORITY_NAMES[record.priority]}).")

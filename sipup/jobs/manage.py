@@ -9,19 +9,9 @@ from sqlalchemy import func, select, update
 
 from sipup.database import paginate
 from sipup.extensions import db
-from sipup.jobs.queue import (
-    JOBS,
-    PRIORITIES,
-    PRIORITY_NAMES,
-    STORE_ROW,
-    WAITING,
-    S,
-    paused_priorities,
-    running_marks,
-    send_after_commit,
-    set_paused,
-    store_loss,
-)
+from sipup.jobs.heartbeats import STORE_ROW, store_loss
+from sipup.jobs.marks import paused_priorities, running_marks, set_paused
+from sipup.jobs.registry import JOBS, PRIORITIES, PRIORITY_NAMES, WAITING, S, send_after_commit
 from sipup.models import Job, QueueRun, utcnow
 
 

@@ -13,7 +13,9 @@ from sqlalchemy.exc import DBAPIError
 
 from sipup.database import DATABASE, forget_transaction, is_unavailable
 from sipup.jobs import compat
-from sipup.jobs.queue import QUEUE_STORE, bind_app, last_processor_start, make_huey
+from sipup.jobs.heartbeats import last_processor_start
+from sipup.jobs.registry import bind_app
+from sipup.jobs.store import QUEUE_STORE, make_huey
 from sipup.metrics import processes
 from sipup.metrics.outages import outage
 from sipup.models import utcnow

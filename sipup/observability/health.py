@@ -18,7 +18,8 @@ from sipup import redisclient
 from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
-from sipup.jobs.queue import describe_loss, last_processor_finish, store_loss
+from sipup.jobs.heartbeats import last_processor_finish, store_loss
+from sipup.jobs.store import describe_loss
 from sipup.metrics.query_stats import pool_status
 from sipup.models import utcnow
 from sipup.storage import get_storage

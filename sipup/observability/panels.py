@@ -17,7 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sipup.cache.layer import EVENTS, TYPES, cache_status
 from sipup.extensions import db
 from sipup.jobs.manage import queue_status, running_now
-from sipup.jobs.queue import PRIORITIES, WAITING, wait_stats
+from sipup.jobs.registry import PRIORITIES, WAITING
+from sipup.jobs.stats import wait_stats
 from sipup.limits import limiter as limits
 from sipup.metrics import exceptions
 from sipup.metrics.processes import pool_holders

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sipup.cache.layer import EVENTS
 from sipup.extensions import db
 from sipup.jobs.manage import queue_status
-from sipup.jobs.queue import RUN_BOUNDS_S
+from sipup.jobs.stats import RUN_BOUNDS_S
 from sipup.limits import limiter as limits
 from sipup.metrics.counters import PROCESS
 from sipup.metrics.query_stats import BOUNDS_MS as STATEMENT_BOUNDS_MS

@@ -20,14 +20,13 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-import sipup.jobs.queue as queue_module
 from sipup.exceptions import InvalidInput
 from sipup.extensions import db
 from sipup.jobs import enqueue
 from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import backup, mail, orders, payments, reports, stock_import
 from sipup.services import cart as carts
-from tests.conftest import BACKENDS, REDIS_URL, _empty_tables
+from tests.conftest import BACKENDS, REDIS_URL, _empty_tables, set_queue_clock
 from tests.servers import LocalSmtp, free_port
 
 D = Decimal
@@ -196,7 +195,7 @@ def test_order_mails_name_the_company_the_po_reference_the_currency_and_link_to_
 def test_smtp_down_retries_then_fails_visibly_and_the_order_stands(app, make_app, run_jobs, shop, monkeypatch):
     mailer = make_app(MAIL_URL=f"smtp://127.0.0.1:{free_port()}?tls=off", MAIL_FROM=SENDER, **app.queue_settings)
     now = [utcnow().replace(microsecond=0)]
-    monkeypatch.setattr(queue_module, "utcnow", lambda: now[0])
+    set_queue_clock(monkeypatch, lambda: now[0])
     with mailer.app_context():
         order = place(mailer, shop["buyer"], (shop["beer"], 1))
         run_jobs()

@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-import sipup.jobs.queue as queue_module
 from sipup.extensions import db
 from sipup.jobs import manage
-from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.jobs.heartbeats import store_loss
+from sipup.jobs.registry import PermanentError, _message_of, enqueue, job
 from sipup.models import Job, QueueRun, utcnow
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, set_queue_clock
 
 RUNS = []
 
@@ -68,7 +68,7 @@ def clock(monkeypatch):
             self.now += timedelta(seconds=seconds)
 
     fake = Clock()
-    monkeypatch.setattr(queue_module, "utcnow", fake)
+    set_queue_clock(monkeypatch, fake)
     return fake
 
 
@@ -188,7 +188,7 @@ def test_overlapping_processors_never_run_a_job_twice(qapp):
     db.session.commit()
     queue = qapp.extensions["queue"]
     for record in records[:10]:  # a re-sent message: two copies of the same job in Huey
-        queue.send([queue_module._message_of(record)])
+        queue.send([_message_of(record)])
     errors = []
 
     def processor():
@@ -433,7 +433,7 @@ def test_a_first_run_resends_but_reports_no_loss(qapp):
     summary = process(qapp)
     assert summary["lost"] == 0 and summary["problems"] == []
     assert RUNS == ["before any processor"]
-    assert queue_module.store_loss() is None
+    assert store_loss() is None
 
 
 # --- Huey's idiom: calling the job -----------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_one_mail_when_health_turns_red_and_one_when_it_clears(app, make_user):
 
 
 def test_a_recommendation_becomes_an_incident_only_after_it_has_fired_for_a_while(app, make_user):
-    from sipup.jobs.queue import enqueue
+    from sipup.jobs.registry import enqueue
 
     make_user("admin", email="boss@example.com")
     heartbeat(minutes_ago=0)

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sipup import create_app
 from sipup.config import ConfigError
 from sipup.extensions import db
-from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.jobs.registry import PermanentError, enqueue, job
 from sipup.metrics.counters import Counters, SqliteCounterStore
 from sipup.models import Job, JobStatus
 from sipup.observability import panels as monitor

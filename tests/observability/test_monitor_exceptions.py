@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from sipup.extensions import db
-from sipup.jobs.queue import enqueue, job
+from sipup.jobs.registry import enqueue, job
 from sipup.metrics import exceptions
 from sipup.models import Job
 from sipup.observability import alerts
@@ -68,12 +68,12 @@ def test_a_job_that_fails_unexpectedly_shows_up_and_a_new_group_mails_the_admins
     app.extensions["queue"].process(10)
     (group,) = exceptions.groups(app.extensions["counters"])
     assert group["type"] == "KeyError" and group["where"] == "job exploding_report" and group["count"] == 1
-    assert group["location"].startswith("sipup/jobs/queue.py:")  # where sipup calls the (test's) job
+    assert group["location"].startswith("sipup/jobs/running.py:")  # where sipup calls the (test's) job
     assert any(f["function"] == "_run_claimed" and f["own"] for f in group["frames"])
     assert alerts.check_exceptions() == 1
     assert alerts.check_exceptions() == 0  # the same group: no second mail
     mail = db.session.scalars(select(Job).where(Job.name == "send_mail")).one()
-    assert "KeyError at sipup/jobs/queue.py:" in mail.args and "job exploding_report" in mail.args
+    assert "KeyError at sipup/jobs/running.py:" in mail.args and "job exploding_report" in mail.args
 
 
 def test_messages_are_cut_and_secrets_blanked():

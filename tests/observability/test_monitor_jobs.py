@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from sipup.extensions import db
-from sipup.jobs.queue import PermanentError, enqueue, job
+from sipup.jobs.registry import PermanentError, enqueue, job
 from sipup.models import Job, JobStatus
 from tests.conftest import PASSWORD, login
 

@@ -7,7 +7,9 @@ import pytest
 
 from sipup.extensions import db
 from sipup.jobs.manage import running_now
-from sipup.jobs.queue import RUNNING, enqueue, job, running_marks, wait_stats
+from sipup.jobs.marks import RUNNING, running_marks
+from sipup.jobs.registry import enqueue, job
+from sipup.jobs.stats import wait_stats
 from sipup.models import Job, JobStatus, utcnow
 from tests.conftest import login
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sipup.extensions import db
 from sipup.models import AccountLink, AuditEvent, Job, LinkPurpose, User, UserSession, utcnow
 from sipup.services import links
-from tests.conftest import PASSWORD, REDIS_URL, login
+from tests.conftest import PASSWORD, REDIS_URL, login, set_queue_clock
 from tests.servers import LocalSmtp
 
 NEW_PASSWORD = "a much better passphrase"
@@ -286,8 +286,6 @@ def test_invitation_form_names_each_wrong_field_and_keeps_the_rest(site, make_co
 
 
 def test_invitations_wait_in_the_outbox_while_the_mail_server_is_down(site, make_company, make_user, monkeypatch):
-    import sipup.jobs.queue as queue_module
-
     company, staff = make_company(), make_user("staff")
     office = signed_in(site, staff)
     site.smtp.stop()
@@ -302,7 +300,7 @@ def test_invitations_wait_in_the_outbox_while_the_mail_server_is_down(site, make
     assert job.status == "retrying" and job.attempts == 1
     site.smtp.start()
     later = utcnow() + timedelta(seconds=61)  # the first retry is due a minute later
-    monkeypatch.setattr(queue_module, "utcnow", lambda: later)
+    set_queue_clock(monkeypatch, lambda: later)
     assert link_in_last_mail(site.smtp, "later@example.com").startswith("/invite/")
 
 

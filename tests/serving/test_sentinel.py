@@ -18,7 +18,7 @@ from sipup.cache.layer import CacheLayer
 from sipup.cli import _redis_problem
 from sipup.config import ConfigError
 from sipup.extensions import db
-from sipup.jobs.queue import store_loss
+from sipup.jobs.heartbeats import store_loss
 from sipup.models import Job, JobStatus, Order
 from sipup.observability import health
 from tests.conftest import BACKENDS, PASSWORD, RequestScopedClient, _empty_tables, _overrides
