@@ -5,7 +5,7 @@ reads ahead what a request's coming cached() calls need, in one round trip for a
 value is stored with the generation tokens of what it was computed from ("catalog", "prices:3",
 "orders:12", ...), and the tokens are read in the same round trip as the value: a value whose tokens
 changed is not served. Writes change tokens after their transaction commits (`touch()` and the
-session hooks below), so every process and host sees a change at once. Values are plain data.
+session hooks of sipup.cache.invalidation), so every process and host sees a change at once. Values are plain data.
 
 When the store errors or times out, the circuit opens: for CACHE_RETRY_SECONDS requests do not wait
 on it but use this process's fallback (results kept for CACHE_FALLBACK_TTL seconds; 0 computes them,
@@ -19,109 +19,32 @@ previous value when it only expired (no write since). `cache_status()` is what /
 
 import hashlib
 import logging
-import secrets
 import threading
 import time
-from itertools import chain
 
-from flask import current_app, has_app_context, has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_caching.backends import SimpleCache
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from sipup.cache import compat
 from sipup.cache import drivers as cache_drivers
-from sipup.cache.drivers import STORE_ERRORS, writes_ok
-from sipup.extensions import db
-from sipup.replicas import on_primary
+from sipup.cache.breaker import Breaker, StoreFailed, new_token
+from sipup.cache.drivers import STORE_ERRORS
+from sipup.cache.reads import PREFETCHED, Reads
+from sipup.cache.single_flight import SingleFlight
 
 log = logging.getLogger("sipup.cache")
 
 TYPES = ("products", "prices", "users", "orders", "dashboard")
 EVENTS = ("hit", "miss", "set", "error", "fallback", "stale", "wait")
-GRACE = 2  # values are kept this many lifetimes, so an expired hot key still has a previous value
-LOCK_SECONDS = 10  # a recomputing process that dies frees its key after this long
-WAIT_SECONDS = 2.0  # how long others wait for a recomputed value before computing it themselves
-POLL_SECONDS = 0.01
-LANDED_KEPT = 10_000  # keys whose last computation time is kept, to tell a thread that missed it
-TOUCHES = "sipup_cache_touches"
-PREFETCHED = "sipup.cache.prefetched"  # in the WSGI environ: what prefetch() read, for this request only
 # Part of every key: raise it when a cached value changes shape, so a deploy never reads the old shape.
 FORMAT = 1
 
 
-class StoreFailed(Exception):
-    """The cache store raised, timed out, or refused a write."""
+class CacheLayer(Reads, SingleFlight, Breaker):
+    """The configured store behind a circuit breaker, a per-process fallback, and per-type counts.
 
-
-class Plain(dict):
-    """A dict whose keys also read as attributes, so templates and price rules use it like a model."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class PageOf:
-    """One page of plain rows with what the pager macro reads; a picklable stand-in for Pagination."""
-
-    def __init__(self, items, total, page, per_page):
-        self.items, self.total, self.page, self.per_page = items, total, page, per_page
-
-    @property
-    def pages(self):
-        return max(1, -(-self.total // self.per_page)) if self.total else 0
-
-    @property
-    def has_prev(self):
-        return self.page > 1
-
-    @property
-    def has_next(self):
-        return self.page < self.pages
-
-    @property
-    def prev_num(self):
-        return self.page - 1 if self.has_prev else None
-
-    @property
-    def next_num(self):
-        return self.page + 1 if self.has_next else None
-
-    def converted(self, convert):
-        """The same page with each item converted (ORM rows to plain ones, for the cache)."""
-        return PageOf([convert(item) for item in self.items], self.total, self.page, self.per_page)
-
-    @classmethod
-    def of(cls, pagination, convert):
-        return cls(
-            [convert(item) for item in pagination.items], pagination.total or 0, pagination.page, pagination.per_page
-        )
-
-
-_MISSING = object()
-
-
-def _token():
-    return secrets.token_hex(8)
-
-
-def _valid(payload, tokens):
-    return isinstance(payload, dict) and payload.get("g") == tokens
-
-
-class _Flight:
-    def __init__(self):
-        self.done = threading.Event()
-        self.value = self.error = None
-
-
-class CacheLayer:
-    """The configured store behind a circuit breaker, a per-process fallback, and per-type counts."""
+    Its parts are in their own modules: reads (reads), single flight (single_flight), the breaker (breaker).
+    """
 
     def __init__(self, app, kind, where, store):
         config = app.config
@@ -138,226 +61,11 @@ class CacheLayer:
         self.retry_at = 0.0  # monotonic time of the next attempt while down
         self.last_error = None
 
-    # --- reads -------------------------------------------------------------------------------
-
-    def cached(self, type_, name, args, depends, compute):
-        """compute() through the cache, as fresh as the generations in `depends`."""
-        if self.kind == "none":
-            self._count(type_, "miss")
-            return compute()
-        key, gens = self._key(type_, name, args), self._gens(type_, depends)
-        ttl = self.ttls[type_]
-        if self._primary_usable():
-            try:
-                return self._read(self.primary, type_, key, gens, compute, ttl)
-            except StoreFailed as exc:
-                self._failed(type_, exc)
-        self._count(type_, "fallback")
-        if self.fallback_ttl <= 0:
-            value, led = self._single_flight(key, compute)
-            self._count(type_, "miss" if led else "hit")
-            return value
-        return self._read(self.local, type_, key, gens, compute, min(ttl, self.fallback_ttl))
-
-    def cached_many(self, type_, name, ids, depends, compute_many):
-        """{id: value} for many ids in one round trip; compute_many(missing ids) -> {id: value} fills the rest."""
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        if self.kind == "none":
-            self._count(type_, "miss", len(ids))
-            return compute_many(ids)
-        keys = {i: self._key(type_, name, i) for i in ids}
-        gens = self._gens(type_, depends)
-        ttl = self.ttls[type_]
-        if self._primary_usable():
-            try:
-                return self._read_many(self.primary, type_, keys, gens, compute_many, ttl)
-            except StoreFailed as exc:
-                self._failed(type_, exc)
-        self._count(type_, "fallback", len(ids))
-        if self.fallback_ttl <= 0:
-            self._count(type_, "miss", len(ids))
-            return compute_many(ids)
-        return self._read_many(self.local, type_, keys, gens, compute_many, min(ttl, self.fallback_ttl))
-
-    def prefetch(self, entries):
-        """Read what several cached() calls of this request will ask for, in one round trip: entries are
-        (type, name, args, depends) as they will pass them. Each call then takes its value and tokens from
-        here instead of asking the store; a write in this request (bump) drops what was read."""
-        if self.kind == "none" or not has_request_context() or not entries or not self._primary_usable():
-            return
-        wanted = {self._key(type_, name, args): self._gens(type_, depends) for type_, name, args, depends in entries}
-        names = list(dict.fromkeys(chain(*wanted.values(), wanted)))
-        try:
-            values = dict(zip(names, self._call(self.primary.get_many, *names)))
-        except StoreFailed as exc:
-            self._failed(None, exc)
-            return
-        found = request.environ.setdefault(PREFETCHED, {})
-        for key, gens in wanted.items():
-            found[key] = (gens, [values[name] for name in gens] + [values[key]])
-
-    def _prefetched(self, store, key, gens):
-        """What prefetch() read for this key in this request (once), or None."""
-        if store is not self.primary or not has_request_context():
-            return None
-        gens_and_values = request.environ.get(PREFETCHED, {}).pop(key, None)
-        if gens_and_values is None or gens_and_values[0] != gens:
-            return None
-        return gens_and_values[1]
-
-    def _read(self, store, type_, key, gens, compute, ttl):
-        read_at = time.monotonic()
-        values = self._prefetched(store, key, gens) or self._call(store.get_many, *gens, key)
-        tokens = self._tokens(store, gens, values[:-1])
-        payload = values[-1]
-        previous = _MISSING
-        if _valid(payload, tokens):
-            if payload["e"] > time.time():
-                self._count(type_, "hit")
-                return payload["v"]
-            previous = payload["v"]  # only expired: no write since, so it is still right to show
-            if key in self.flights:  # another thread of this process is refreshing it
-                self._count(type_, "hit")
-                self._count(type_, "stale")
-                return previous
-        value, led = self._single_flight(
-            key, lambda: self._miss(store, type_, key, gens, tokens, compute, ttl, previous, read_at)
-        )
-        if not led:
-            self._count(type_, "hit")
-            self._count(type_, "wait")
-        return value
-
-    def _miss(self, store, type_, key, gens, tokens, compute, ttl, previous, read_at=None):
-        """The one thread of this process that handles a missing, outdated or expired key."""
-        # It missed while another thread computed the key and leads only now that one finished: read again
-        # and take that value, rather than compute it a second time.
-        if read_at is not None and self.landed.get(key, -1.0) >= read_at:
-            *current, payload = self._call(store.get_many, *gens, key)
-            if _valid(payload, current) and payload["e"] > time.time():
-                self._count(type_, "hit")
-                self._count(type_, "wait")
-                return payload["v"]
-        if self._take_lock(store, key):
-            return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=True)
-        if previous is not _MISSING:  # another process refreshes it: show the previous value meanwhile
-            self._count(type_, "hit")
-            self._count(type_, "stale")
-            return previous
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:  # another process computes it: wait for its value
-            time.sleep(POLL_SECONDS)
-            *current, payload, lock = self._call(store.get_many, *gens, key, key + ":lock")
-            if _valid(payload, current):  # computed with the tokens as they are now
-                self._count(type_, "hit")
-                self._count(type_, "wait")
-                return payload["v"]
-            if lock is None:
-                break  # it finished with other tokens (a write came in between) or gave up
-        return self._compute_and_store(store, type_, key, tokens, compute, ttl, locked=False)
-
-    def _compute_and_store(self, store, type_, key, tokens, compute, ttl, locked):
-        with on_primary():  # kept for minutes: never from a replica that has not yet seen the latest write
-            value = compute()
-        self._count(type_, "miss")
-        payload = {"g": tokens, "e": time.time() + ttl, "v": value}
-        try:
-            stored = writes_ok(store.set(key, payload, timeout=int(ttl * GRACE)))
-            if locked and self.kind in ("redis", "memcached") and store is self.primary:
-                store.delete(key + ":lock")
-        except STORE_ERRORS as exc:
-            self._failed(type_, exc)  # the value is right; only keeping it failed
-            return value
-        if stored:
-            self._count(type_, "set")
-        else:
-            self._failed(type_, StoreFailed("the cache refused a write (disk full or read-only?)"))
-        return value
-
-    def _read_many(self, store, type_, keys, gens, compute_many, ttl):
-        values = self._call(store.get_many, *gens, *keys.values())
-        tokens = self._tokens(store, gens, values[: len(gens)])
-        now, found, missing = time.time(), {}, []
-        for ident, payload in zip(keys, values[len(gens) :]):
-            if _valid(payload, tokens) and payload["e"] > now:
-                found[ident] = payload["v"]
-            else:
-                missing.append(ident)
-        self._count(type_, "hit", len(found))
-        if not missing:
-            return found
-        with on_primary():
-            fresh = compute_many(missing)
-        self._count(type_, "miss", len(missing))
-        expires = now + ttl
-        mapping = {keys[i]: {"g": tokens, "e": expires, "v": fresh[i]} for i in missing}
-        try:
-            stored = store.set_many(mapping, timeout=int(ttl * GRACE))
-        except STORE_ERRORS as exc:
-            self._failed(type_, exc)
-        else:
-            if len(stored or ()) == len(mapping):
-                self._count(type_, "set", len(mapping))
-            else:
-                self._failed(type_, StoreFailed("the cache refused a write (disk full or read-only?)"))
-        found.update(fresh)
-        return found
-
-    def _tokens(self, store, gens, values):
-        """The current token of each generation; a missing one (new, evicted, flushed) gets a new token."""
-        missing = [name for name, value in zip(gens, values) if value is None]
-        if missing:
-            for name in missing:
-                self._call(store.add, name, _token(), timeout=0)
-            again = dict(zip(missing, self._call(store.get_many, *missing)))
-            if any(value is None for value in again.values()):
-                raise StoreFailed("the cache does not keep generation tokens")
-            values = [again.get(name, value) if value is None else value for name, value in zip(gens, values)]
-        return list(values)
-
-    def _take_lock(self, store, key):
-        if self.kind in ("filesystem", "memory") or store is self.local:
-            return True  # one host: threads already share one computation, and a lock file costs two writes
-        if self.kind == "redis":
-            client, name = compat.redis_client_and_key(store, key + ":lock")
-            return bool(self._call(client.set, name, b"1", nx=True, ex=LOCK_SECONDS))
-        return bool(self._call(store.add, key + ":lock", 1, timeout=LOCK_SECONDS))
-
-    def _single_flight(self, key, work):
-        """(result, True) for the thread that ran work(); others wanting the same key get its result."""
-        with self.lock:
-            flight = self.flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self.flights[key] = _Flight()
-        if not leader:
-            flight.done.wait(LOCK_SECONDS + WAIT_SECONDS)
-            if flight.done.is_set():
-                if flight.error is not None:
-                    raise flight.error
-                return flight.value, False
-            return work(), True
-        try:
-            flight.value = work()
-            return flight.value, True
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self.lock:
-                self.flights.pop(key, None)
-                if len(self.landed) >= LANDED_KEPT:
-                    self.landed.clear()
-                self.landed[key] = time.monotonic()
-            flight.done.set()
-
     # --- writes --------------------------------------------------------------------------------
 
     def bump(self, names):
         """New tokens for these generations, here and in the shared store: what depended on them is recomputed."""
-        mapping = {f"gen:{name}": _token() for name in names}
+        mapping = {f"gen:{name}": new_token() for name in names}
         self.local.set_many(mapping, timeout=0)
         if has_request_context():
             request.environ.pop(PREFETCHED, None)  # read with the tokens as they were
@@ -386,64 +94,6 @@ class CacheLayer:
             except STORE_ERRORS as exc:
                 self._failed(None, exc)
         return self.bump(["epoch"])
-
-    # --- the circuit breaker ---------------------------------------------------------------------
-
-    def _call(self, operation, *args, **kwargs):
-        try:
-            return operation(*args, **kwargs)
-        except STORE_ERRORS as exc:
-            raise StoreFailed(str(exc) or type(exc).__name__) from exc
-
-    def _primary_usable(self):
-        if self.down_since is None:
-            return True
-        with self.lock:
-            if time.monotonic() < self.retry_at:
-                return False
-            self.retry_at = time.monotonic() + self.retry_seconds  # one request probes, the others go on
-        return self._recover()
-
-    def _recover(self):
-        """Try the store again; on success renew every generation, since writes made meanwhile missed it."""
-        try:
-            if isinstance(self.primary, cache_drivers.UnusableFolder):
-                self.primary = self.primary.rebuild()
-            ok = writes_ok(self.primary.set("gen:epoch", _token(), timeout=0))
-        except STORE_ERRORS as exc:
-            ok, self.last_error = False, str(exc) or type(exc).__name__
-        if not ok:
-            return False
-        with self.lock:
-            down_for, self.down_since = time.time() - (self.down_since or time.time()), None
-        self.local.clear()
-        log.warning(
-            "Cache %s (%s) answers again after %.0f s; every cached value was renewed.", self.kind, self.where, down_for
-        )
-        return True
-
-    def _failed(self, type_, exc):
-        self._count(type_ or "all", "error")
-        with self.lock:
-            self.last_error = str(exc) or type(exc).__name__
-            self.retry_at = time.monotonic() + self.retry_seconds
-            first = self.down_since is None
-            if first:
-                self.down_since = time.time()
-        if first:
-            # What the fallback held may predate other processes' writes during the outage before this one.
-            self.local.clear()
-            log.error(
-                "Cache %s (%s) failed: %s. Serving from this process's fallback; trying again every %d s.",
-                self.kind,
-                self.where,
-                self.last_error,
-                self.retry_seconds,
-            )
-
-    def close(self):
-        """Let go of the store's connections."""
-        cache_drivers.close(self.primary)
 
     # --- keys, counts, status --------------------------------------------------------------------
 
@@ -518,90 +168,9 @@ def cached_many(type_, name, ids, depends, compute_many):
     return layer().cached_many(type_, name, ids, depends, compute_many)
 
 
-def touch(*names):
-    """Renew these generations once the current transaction commits: for writes the session hooks cannot see."""
-    db.session.info.setdefault(TOUCHES, set()).update(names)
-
-
 def cache_status():
     """What /monitor and `flask cache stats` show about the cache (see CacheLayer.status)."""
     return layer().status()
-
-
-# --- writes renew generations after commit ------------------------------------------------------------
-# ORM objects name exactly what they change; Core statements through the session name their table,
-# unless they pass execution_options(cache_touches=(...)) with something more precise.
-
-TABLE_TOUCHES = {
-    "products": ("catalog",),
-    "categories": ("catalog",),
-    "product_images": ("catalog",),
-    "price_tiers": ("prices",),
-    "price_lists": ("prices",),
-    "companies": ("companies",),
-    "users": ("users-all",),
-    "user_sessions": ("users-all",),
-    "orders": ("orders",),
-    "order_lines": ("orders",),
-    "order_events": ("orders",),
-    "invoices": ("orders",),
-    "payments": ("orders",),
-    "cart_items": ("carts",),
-    "shopping_lists": ("lists",),
-}
-
-
-def _object_touches(obj):
-    table = getattr(obj, "__tablename__", None)
-    if table in ("products", "categories", "product_images"):
-        return ("catalog",)
-    if table == "price_tiers":
-        return (f"prices:{obj.price_list_id}",)
-    if table == "price_lists":
-        return (f"prices:{obj.id}",)
-    if table == "companies":
-        return ("companies",)
-    if table in ("orders", "invoices", "payments"):
-        return (f"orders:{obj.company_id}", "orders-all")
-    if table == "users":
-        return (f"user:{obj.id}",)
-    if table == "user_sessions":
-        return (f"user:{obj.user_id}",)
-    if table == "cart_items":
-        return (f"cart:{obj.user_id}",)
-    if table == "shopping_lists":
-        return (f"lists:{obj.company_id}",)
-    if table in ("order_lines", "order_events"):
-        return ("orders-all",)  # always written with their order, which names the company
-    return ()
-
-
-@event.listens_for(Session, "after_flush")
-def _note_flushed_objects(session, _context):
-    names = session.info.setdefault(TOUCHES, set())
-    for obj in chain(session.new, session.dirty, session.deleted):
-        names.update(_object_touches(obj))
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _note_statement(state):
-    if not (state.is_insert or state.is_update or state.is_delete):
-        return
-    names = state.execution_options.get("cache_touches")
-    if names is None:
-        table = getattr(state.statement, "table", None)
-        names = TABLE_TOUCHES.get(getattr(table, "name", None), ())
-    if names:
-        state.session.info.setdefault(TOUCHES, set()).update(names)
-
-
-@event.listens_for(Session, "after_commit")
-def _renew_after_commit(session):
-    names = session.info.pop(TOUCHES, None)
-    if names and has_app_context():
-        cache = current_app.extensions.get("sipup_cache")
-        if cache is not None:
-            cache.bump(names)
 
 
 # --- set-up and command line -------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from unittest.mock import ANY
 
 import pytest
 
-from sipup.cache.layer import PageOf, Plain, StoreFailed
+from sipup.cache.breaker import StoreFailed
+from sipup.cache.values import PageOf, Plain
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.models import CartItem, Order, PriceTier
@@ -513,7 +514,7 @@ def test_a_failed_store_read_is_reported_as_such(make_app, local_redis):
 
 
 def test_touch_renews_after_commit_only(make_app, shop):
-    from sipup.cache.layer import touch
+    from sipup.cache.invalidation import touch
 
     app = make_app()
     buyer = signed_in(app, shop.buyer)
