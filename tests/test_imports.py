@@ -20,7 +20,7 @@ LAZY = "# lazy:"  # an import inside a function says why it is there: an optiona
 # "sipup"), or an entry point at the root. A unit imports units of its own layer or below, never above.
 LAYERS = [
     # the domain errors every layer raises, and helpers that know nothing of the app
-    ("sipup.exceptions", "sipup.compat", "sipup.files", "sipup.hashing", "sipup.searchtext"),
+    ("sipup.exceptions", "sipup.compat", "sipup.files", "sipup.hashing", "sipup.searchtext", "sipup.charts"),
     # reading and writing files of values (CSV, XLSX), and the settings
     ("sipup.csvfiles", "sipup.spreadsheets", "sipup.config"),
     # what every layer writes its figures to (counters, traffic, statements, logs, outages)

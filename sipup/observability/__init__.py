@@ -4,7 +4,7 @@ the database, the cache, the queue, the limits, storage).
 Modules:
 - `health`: each part checked (database, Redis, cache, queue processor, limiter, disk, ...) and one verdict.
 - `recommendations`: the seed's daily checks as rules over measured figures.
-- `charts`: geometry of the server-rendered SVG charts.
+- `charts`: /monitor's SVG line charts over time, of the primitives in sipup/charts.py.
 - `panels`: the data of each /monitor panel.
 - `prometheus`: the `/metrics` exposition (prometheus-client).
 - `alerts`: one mail to admins when health turns red or a recommendation stays red, one when it clears, one

@@ -1,13 +1,15 @@
-"""Server-rendered charts: the geometry of inline SVG line charts with axes, gridlines and a tooltip per
-time bucket (an SVG <title>), drawn by the `chart` macro in templates/monitor/_charts.html. No script, no CDN.
-nice_step (round axis steps) serves the load-test report's charts too (sipup/loadtest/charts.py).
+"""/monitor's charts: the geometry of inline SVG line charts over time buckets, with axes, gridlines and a
+tooltip per bucket (an SVG <title>), drawn by the `chart` macro in templates/monitor/_charts.html, and the
+time ranges a panel offers. Built of the chart primitives of sipup.charts, which the load-test report's
+charts (sipup.loadtest.charts) are built of too. No script, no CDN.
 
 A value of None is a bucket without data (no request, no cache read): the line stops there and starts again
 after it, so an idle night is a gap, not a fall to zero.
 """
 
-import math
 from datetime import datetime, timezone
+
+from sipup.charts import Plot, axis_top, path_d, segments
 
 WIDTH, HEIGHT = 480, 150
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 22  # room for the y labels on the left and the times below
@@ -36,71 +38,41 @@ def line_chart(starts, series, percent=False, unit="", show=None):
     known = [v for _, _, points in series for v in points if v is not None]
     ticks = 4
     # Counts step by whole numbers at least, so a quiet range shows 0-4, not fractions of a request.
-    top = 1.0 if percent else ticks * nice_step(max(known, default=0) / ticks, whole=not unit)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    step = plot_w / max(len(starts), 1)
+    top = 1.0 if percent else axis_top(max(known, default=0), ticks, whole=not unit)
+    buckets = max(len(starts), 1)
+    plot = Plot(WIDTH, HEIGHT, (LEFT, RIGHT, TOP, BOTTOM), y_max=top)
 
     def x(i):
-        return LEFT + step * (i + 0.5)  # each value sits in the middle of its bucket
-
-    def y(value):
-        return TOP + plot_h - min(value, top) / top * plot_h
+        return plot.bucket(i + 0.5, buckets)[0]  # each value sits in the middle of its bucket
 
     lines = []
     for label, css, points in series:
-        segments, current = [], []
-        for i, value in enumerate(points):
-            if value is None:
-                if current:
-                    segments.append(current)
-                current = []
-            else:
-                current.append((x(i), y(value)))
-        if current:
-            segments.append(current)
+        runs = segments([None if value is None else (x(i), plot.y(value)) for i, value in enumerate(points)])
         lines.append(
             {
                 "label": label,
                 "css": css,
-                "paths": [
-                    " ".join(f"{'M' if n == 0 else 'L'}{px:.1f},{py:.1f}" for n, (px, py) in enumerate(seg))
-                    for seg in segments
-                    if len(seg) > 1
-                ],
-                "dots": [seg[0] for seg in segments if len(seg) == 1],  # a lone bucket with data between gaps
+                "paths": [path_d(run) for run in runs if len(run) > 1],
+                "dots": [run[0] for run in runs if len(run) == 1],  # a lone bucket with data between gaps
             }
         )
     return {
-        "width": WIDTH,
-        "height": HEIGHT,
-        "left": LEFT,
-        "right": WIDTH - RIGHT,
-        "top": TOP,
-        "bottom": TOP + plot_h,
-        "yticks": [
-            (y(top * n / ticks), _percent(top * n / ticks) if percent else _number(top * n / ticks) + unit)
-            for n in range(ticks + 1)
-        ],
+        "width": plot.width,
+        "height": plot.height,
+        "left": plot.left,
+        "right": plot.right,
+        "top": plot.top,
+        "bottom": plot.bottom,
+        "yticks": [(y, _percent(value) if percent else _number(value) + unit) for y, value in plot.gridlines(ticks)],
         "xticks": [(x(i), _day(start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)],
         "lines": lines,
         "columns": [
-            {"x": LEFT + step * i, "width": step, "title": _tooltip(start, series, i, show, starts)}
+            {"x": x, "width": width, "title": _tooltip(start, series, i, show, starts)}
             for i, start in enumerate(starts)
+            for x, width in [plot.bucket(i, buckets)]
         ],
         "empty": not known,
     }
-
-
-def nice_step(value, whole=False, factors=(1, 2, 2.5, 5, 10)):
-    """The smallest of factors x 10^k at or above value (1, 2, 2.5, 5 by default; at least 1 when whole), so
-    gridlines fall on round numbers (the load-test report's charts use it too)."""
-    if value <= 0 or (whole and value <= 1):
-        return 1
-    magnitude = 10 ** math.floor(math.log10(value))
-    for factor in factors:
-        if value <= factor * magnitude and not (whole and factor * magnitude != int(factor * magnitude)):
-            return factor * magnitude
-    return 10 * magnitude
 
 
 def _number(value):
