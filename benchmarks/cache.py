@@ -39,7 +39,7 @@ def _app(config, instance):
 
 def prepare(config, instance, products):
     """Schema, the products, 5 companies on price lists, 300 orders and a staff user; what the load needs."""
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
     from sipup.services import seed
 
     app = _app({**config, "CACHE_URL": "none://"}, instance)

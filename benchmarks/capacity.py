@@ -212,7 +212,7 @@ def prepare(config, instance, profile):
     from sqlalchemy import select
 
     from sipup import create_app
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
     from sipup.extensions import db
     from sipup.models import Role, User
     from sipup.services import seed

@@ -37,7 +37,7 @@ def _app(url, instance, **extra):
 
 def _prepare(app):
     """Schema, a catalog, companies with buyers and a few orders for the lines to belong to."""
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
     from sipup.services import seed
 
     with app.app_context():

@@ -68,7 +68,7 @@ def _empty():
 
 def run(label, url, instance, count):
     """Print one line per format: preview, import, the same again, and every price changed."""
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
 
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY}, instance_path=instance)
     print(f"== {label}, {count:,} products")

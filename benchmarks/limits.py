@@ -142,7 +142,7 @@ def _demo_instance(path, root=ROOT, env=None):
 
 def _build_demo(path):
     from sipup import create_app
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
     from sipup.extensions import db
     from sipup.services.seed import seed_demo
 

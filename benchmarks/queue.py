@@ -34,7 +34,7 @@ def _app(url, instance, **extra):
 
 def _prepare(app):
     """Schema, a catalog and companies with buyers, and one order whose confirmation is the mail sent."""
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
     from sipup.services import seed
 
     with app.app_context():

@@ -27,7 +27,7 @@ QUERIES += ["zzz", "x", *TYPOS]
 def measure(url, instance, products, rounds):
     """{query: (matches, [milliseconds])} for each query, after one warm-up round."""
     app = _app(url, instance)
-    from sipup.cli import upgrade_schema
+    from sipup.cli.db import upgrade_schema
 
     with app.app_context():
         upgrade_schema()

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from sqlalchemy import update
 from sipup import create_app
-from sipup.cli import upgrade_schema
+from sipup.cli.db import upgrade_schema
 from sipup.extensions import db
 from sipup.models import Company, Product
 from sipup.services.seed import seed_demo

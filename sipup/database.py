@@ -113,7 +113,7 @@ def migrations(app):
 
         ours = app.cli.commands.get("db")
         Migrate(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
-        if ours is not None:  # Flask-Migrate adds its own `db` group; sipup's (cli.py) offers its commands
+        if ours is not None:  # Flask-Migrate adds its own `db` group; sipup's (cli/db.py) offers its commands
             app.cli.commands["db"] = ours
     return app.extensions["migrate"]
 

@@ -51,7 +51,7 @@ def backend(request, tmp_path_factory):
         url, drop = scratch_database(os.environ["SIPUP_TEST_DATABASE_URL"])
     app = create_app(_overrides(url), instance_path=str(instance))
     with app.app_context():
-        from sipup.cli import upgrade_schema
+        from sipup.cli.db import upgrade_schema
 
         upgrade_schema()
         if request.param == "mariadb":  # the production shape: orders partitioned by month
@@ -391,7 +391,7 @@ def shared_memcached(tmp_path_factory):
 def demo_instance(tmp_path_factory):
     """fill(folder): an instance folder for `flask serve` whose embedded database already holds the demo data,
     as its first start makes it (made once per session: the demo pictures take seconds to draw)."""
-    from sipup.cli import _prepare_database
+    from sipup.cli.serve import _prepare_database
 
     template = tmp_path_factory.mktemp("demo-instance")
     overrides = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": f"sqlite:///{template / 'sipup.db'}"}

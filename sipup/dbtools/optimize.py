@@ -1,4 +1,4 @@
-"""`flask db optimize` (the command is in sipup/cli.py): indexes checked against the models, monthly partitions of
+"""`flask db optimize` (the command is in sipup/cli/db.py): indexes checked against the models, monthly partitions of
 the orders tables, table maintenance and a performance report. Every step is idempotent, so it is safe to run
 weekly. The key queries it times come from its caller (sipup.services.key_queries): this package knows no page.
 

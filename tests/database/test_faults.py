@@ -35,7 +35,7 @@ def mariadb(tmp_path_factory):
     server.url = server.database_url("sipup_faults")
     app = create_app(_settings(server.url), instance_path=str(tmp_path_factory.mktemp("faults-schema")))
     with app.app_context():
-        from sipup.cli import upgrade_schema
+        from sipup.cli.db import upgrade_schema
 
         upgrade_schema()
         db.engine.dispose()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sipup import create_app
-from sipup.cli import upgrade_schema
+from sipup.cli.db import upgrade_schema
 from sipup.database import RETRY_ATTEMPTS
 from sipup.extensions import db
 from sipup.jobs import enqueue

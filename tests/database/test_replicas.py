@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from sipup import create_app
-from sipup.cli import upgrade_schema
+from sipup.cli.db import upgrade_schema
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.models import Product

@@ -184,7 +184,7 @@ def maria(backend):
         {"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "DB_POOL_SIZE": 2}, instance_path=backend[2]
     )
     with app.app_context():
-        from sipup.cli import upgrade_schema
+        from sipup.cli.db import upgrade_schema
 
         upgrade_schema()
         yield app

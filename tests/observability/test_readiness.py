@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from sipup import create_app
-from sipup.cli import upgrade_schema
+from sipup.cli.db import upgrade_schema
 from sipup.extensions import db
 from sipup.observability import health
 from tests.conftest import PASSWORD

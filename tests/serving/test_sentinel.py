@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from sipup import create_app, redisclient
 from sipup.cache.layer import CacheLayer
-from sipup.cli import _redis_problem
+from sipup.cli.serve import _redis_problem
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.jobs.heartbeats import store_loss

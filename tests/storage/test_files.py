@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from sipup import create_app
-from sipup.cli import upgrade_schema
+from sipup.cli.db import upgrade_schema
 from sipup.extensions import db
 from sipup.metrics.counters import connect_sqlite
 from sipup.services import backup, mail, reports

@@ -11,7 +11,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from sipup import create_app
-from sipup.cli import _storage_problem
+from sipup.cli.serve import _storage_problem
 from sipup.config import ConfigError, parse_storage_url
 from sipup.extensions import db
 from sipup.models import Job, ProductImage, utcnow
