@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sipup.metrics.outages import outage
-from sipup.metrics.query_stats import MeasuredQueuePool, register_query_stats, time_statements
+from sipup.metrics.pool import MeasuredQueuePool
+from sipup.metrics.query_stats import register_query_stats, time_statements
 from sipup.replicas import ReplicaSet
 
 from .compat import set_read_timeout

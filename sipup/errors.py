@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from sipup.metrics import exceptions
 from sipup.metrics.outages import outage
-from sipup.metrics.query_stats import POOL_TIMEOUTS
+from sipup.metrics.pool import POOL_TIMEOUTS
 from sipup.storage import StorageUnavailable
 
 from .compat import answer_as_anonymous

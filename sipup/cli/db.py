@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sipup.database import migrations
 from sipup.dbtools.optimize import optimize
 from sipup.extensions import db
-from sipup.metrics.query_stats import describe_pool, pool_status
+from sipup.metrics.pool import describe_pool, pool_status
 from sipup.services import backup
 from sipup.services.key_queries import key_queries
 

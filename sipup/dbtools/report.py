@@ -11,12 +11,9 @@ from sqlalchemy.exc import OperationalError
 
 from sipup.dbtools.partitions import PARTITIONED, month_start
 from sipup.extensions import db
+from sipup.metrics.pool import connection_budget, describe_budget
 from sipup.metrics.processes import pool_holders
-from sipup.metrics.query_stats import (
-    connection_budget,
-    describe_budget,
-    short_sql,
-)
+from sipup.metrics.statements import short_sql
 
 ORPHAN_CHECK_SECONDS = 60
 KEY_QUERY_SECONDS = 30

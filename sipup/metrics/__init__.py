@@ -6,7 +6,9 @@ Modules:
   limits and jobs count here.
 - `traffic`: requests, errors and latency per endpoint (counters group "traffic").
 - `query_stats`: every SQL statement timed per normalised text and kind (counters group "dbstats"),
-  the slow query log, the pool.
+  the slow query log.
+- `statements`: statement texts normalised (literals and parameters as ?), shortened, and their kind.
+- `pool`: the connection pool's status, waits and timeouts, and the connection budget of every process.
 - `processes`: the long-running processes that hold a database pool, with the address they serve.
 - `logs`: error logs to rotating files in instance/logs/.
 - `exceptions`: unexpected exceptions of requests and jobs, grouped by type and place, with scrubbed traces.

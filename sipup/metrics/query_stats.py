@@ -14,17 +14,16 @@ The running totals per kind (group "sql", for /metrics) are added at the same ti
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import defaultdict
 
-from flask import current_app, g, has_app_context, has_request_context, request
-from sqlalchemy import event, text
+from flask import g, has_request_context, request
+from sqlalchemy import event
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
-from sipup.metrics import compat
 from sipup.metrics.counters import TOTAL, bucket_start, percentile
+from sipup.metrics.statements import COMMIT, CONNECT, PING, ROLLBACK, kind_of, normalise, short_sql
 
 log = logging.getLogger("sipup.query_stats")
 
@@ -34,49 +33,7 @@ BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 # What a summary reads: resolution, buckets.
 WINDOWS = {"hour": ("minute", 60), "day": ("hour", 24), "week": ("hour", 7 * 24)}
 MAX_STATEMENTS = 500  # per bucket: bounded memory whatever the workload
-KINDS = ("select", "insert", "update", "delete")
-TRANSACTION_WORDS = ("commit", "rollback", "begin", "savepoint", "release")
 OTHER = "other"  # where statements beyond MAX_STATEMENTS in one bucket are counted
-# What the driver sends outside cursor.execute(): timed around the dialect's own calls (see register_query_stats).
-COMMIT, ROLLBACK, CONNECT, PING = "COMMIT", "ROLLBACK", "(connect: handshake, login, session set-up)", "(ping)"
-
-_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'")
-_NUMBER = re.compile(r"(?<![\w$.`\"])-?(?:0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.])")
-_PARAM = re.compile(r"%\(\w+\)s|%s|\?|(?<!:):\w+")
-_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-_IN_ONE = re.compile(r"\bIN \(\?\)", re.IGNORECASE)  # a list of one is still a list
-_ROWS = re.compile(r"(\(\?\+?\))(?:\s*,\s*\(\?\+?\))+")
-_SPACE = re.compile(r"\s+")
-
-
-def normalise(sql):
-    """The statement with literals and parameters as ?, lists collapsed, whitespace single."""
-    text = _STRING.sub("?", sql)
-    text = _PARAM.sub("?", text)
-    text = _NUMBER.sub("?", text)
-    text = _SPACE.sub(" ", text).strip()
-    text = _LIST.sub("(?+)", text)
-    text = _IN_ONE.sub("IN (?+)", text)
-    return _ROWS.sub(r"\1", text)
-
-
-_COLUMNS = re.compile(r"\b(\w+)\.\w+(?: AS \w+)?(?:, \1\.\w+(?: AS \w+)?){2,}")
-
-
-def short_sql(text):
-    """For display: a run of three or more columns of one table as table.*, so FROM and WHERE show."""
-    return _COLUMNS.sub(r"\1.*", text)
-
-
-def kind_of(sql):
-    if sql in (CONNECT, PING):
-        return "connection"
-    word = sql.lstrip("( ").split(" ", 1)[0].lower()
-    if word == "with":
-        return "select"
-    if word in TRANSACTION_WORDS:
-        return "transaction"
-    return word if word in KINDS else "other"
 
 
 def _bin(ms):
@@ -444,108 +401,3 @@ def _slow_logger(app):
     logger.addHandler(handler)
     logger.propagate = False
     return logger
-
-
-def pool_status(engine):
-    """How the connection pool is doing: size, checked out, overflow, waits and timeouts (this process)."""
-    pool = engine.pool
-    status = {"class": type(pool).__name__}
-    for name in ("size", "checkedout", "overflow", "checkedin"):
-        method = getattr(pool, name, None)
-        if callable(method):
-            status[name] = method()
-    if "overflow" in status:
-        status["overflow"] = max(0, status["overflow"])  # QueuePool counts up from -size; below size is none
-    status["max"] = status.get("size", 0) + compat.max_overflow(pool) if "size" in status else None
-    status["timeouts"] = POOL_TIMEOUTS.value
-    status["waits"] = POOL_WAITS.value
-    status["wait_ms"] = round(POOL_WAITS.total_ms, 1)
-    return status
-
-
-def connection_budget(engine, config, holders):
-    """The connections the pool-holding processes ({process: connections it may open}, see
-    metrics/processes.py) may open together, against the server's max_connections (MariaDB/MySQL);
-    None on SQLite. With none registered, one process of SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW. The
-    figures /monitor's rule and `flask db optimize --report` show."""
-    if engine.dialect.name == "sqlite":
-        return None
-
-    with engine.connect() as conn:
-        max_connections = int(conn.execute(text("SELECT @@max_connections")).scalar())
-        status = {
-            name.lower(): int(value)
-            for name, value in conn.execute(
-                text("SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Max_used_connections')")
-            )
-        }
-    per_process = config["DB_POOL_SIZE"] + config["DB_MAX_OVERFLOW"]
-    needed = sum(holders.values()) if holders else per_process
-    return {
-        "max_connections": max_connections,
-        "per_process": per_process,
-        "processes": max(len(holders), 1),
-        "registered": len(holders),
-        "needed": needed,
-        "fit": max_connections // per_process if per_process else None,
-        "connected": status.get("threads_connected"),
-        "max_used": status.get("max_used_connections"),
-    }
-
-
-def describe_budget(budget):
-    """The connection budget in one line."""
-    if budget is None:
-        return "SQLite: no connection limit to share"
-    verdict = "fits" if budget["needed"] <= budget["max_connections"] else "does NOT fit"
-    processes = (
-        f"{budget['processes']} process(es) x {budget['per_process']} connections (SIPUP_DB_POOL_SIZE + "
-        "SIPUP_DB_MAX_OVERFLOW)"
-    )
-    if budget.get("registered"):  # flask serve and workers said what their threads can open
-        processes += f" at most, {budget['needed']} by their threads (flask serve, flask queue worker):"
-    else:  # none heard of lately: one process of the full pool
-        processes += f" = {budget['needed']}"
-    return (
-        f"{processes} {verdict} in max_connections {budget['max_connections']}; "
-        f"{budget['connected']} connected now, {budget['max_used']} at most since the server started"
-    )
-
-
-def describe_pool(status):
-    """The pool status as one line: in use of size (+overflow), idle, waits and timeouts."""
-    if status.get("size") is None:
-        return f"{status['class']} (no fixed size: one connection per thread or per use)"
-    return (
-        f"{status['checkedout']} in use of {status['size']} (+{status['max'] - status['size']} overflow), "
-        f"{status.get('checkedin', 0)} idle, {status['waits']:,} waits ({status['wait_ms']:,.0f} ms), "
-        f"{status['timeouts']:,} timeouts; {status['class']}, this process"
-    )
-
-
-class _Counter:
-    """A count (and summed milliseconds) of this process, also added to the shared counters (group "db")
-    so /monitor shows the waits of every process."""
-
-    def __init__(self, name):
-        self.name = name
-        self.value = 0
-        self.total_ms = 0.0
-        self.lock = threading.Lock()
-
-    def add(self, ms=0.0):
-        with self.lock:
-            self.value += 1
-            self.total_ms += ms
-        if has_app_context():
-            current_app.extensions["counters"].incr_many("db", {self.name: 1, f"{self.name}_ms": round(ms)})
-
-
-POOL_TIMEOUTS = _Counter("pool_timeouts")
-POOL_WAITS = _Counter("pool_waits")
-
-
-class MeasuredQueuePool(compat.WaitTimingQueuePool):
-    """SQLAlchemy's QueuePool, counting the checkouts that found every connection busy and waited."""
-
-    on_wait = staticmethod(POOL_WAITS.add)

@@ -20,7 +20,7 @@ from sipup.database import check_writable
 from sipup.extensions import db
 from sipup.jobs.heartbeats import last_processor_finish, store_loss
 from sipup.jobs.store import describe_loss
-from sipup.metrics.query_stats import pool_status
+from sipup.metrics.pool import pool_status
 from sipup.models import utcnow
 from sipup.storage import get_storage
 from sipup.web import untrusted_proxy_requests

@@ -21,9 +21,9 @@ from sipup.jobs.registry import PRIORITIES, WAITING
 from sipup.jobs.stats import wait_stats
 from sipup.limits import limiter as limits
 from sipup.metrics import exceptions
+from sipup.metrics.pool import connection_budget as budget
+from sipup.metrics.pool import describe_pool, pool_status
 from sipup.metrics.processes import pool_holders
-from sipup.metrics.query_stats import connection_budget as budget
-from sipup.metrics.query_stats import describe_pool, pool_status
 from sipup.metrics.traffic import hosts, traffic, usage
 from sipup.models import Company, Job, JobStatus, User, utcnow
 from sipup.observability import health, recommendations

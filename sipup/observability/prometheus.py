@@ -23,8 +23,8 @@ from sipup.jobs.manage import queue_status
 from sipup.jobs.stats import RUN_BOUNDS_S
 from sipup.limits import limiter as limits
 from sipup.metrics.counters import PROCESS
+from sipup.metrics.pool import pool_status
 from sipup.metrics.query_stats import BOUNDS_MS as STATEMENT_BOUNDS_MS
-from sipup.metrics.query_stats import pool_status
 from sipup.metrics.traffic import BOUNDS_MS as REQUEST_BOUNDS_MS
 from sipup.observability import health
 from sipup.observability.panels import panel

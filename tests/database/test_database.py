@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sipup.database import check_database, run_in_transaction
 from sipup.dbtools.batch import bulk_insert, bulk_update
 from sipup.extensions import db
-from sipup.metrics.query_stats import POOL_TIMEOUTS, POOL_WAITS, pool_status
+from sipup.metrics.pool import POOL_TIMEOUTS, POOL_WAITS, pool_status
 from sipup.models import Category, Product
 
 MARIADB_ONLY = "needs MariaDB: SQLite has no server to drop connections, no row locks and no connection pool limits"

@@ -7,7 +7,7 @@ from sipup import create_app
 from sipup.config import DEFAULTS
 from sipup.extensions import db
 from sipup.metrics import processes
-from sipup.metrics.query_stats import describe_budget
+from sipup.metrics.pool import describe_budget
 from sipup.observability import panels as monitor
 from sipup.services import links
 from tests.conftest import _overrides

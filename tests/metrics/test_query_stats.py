@@ -17,17 +17,8 @@ import sipup.metrics.counters as counters_module
 from sipup import create_app
 from sipup.extensions import db
 from sipup.metrics.counters import Counters, SqliteCounterStore
-from sipup.metrics.query_stats import (
-    CONNECT,
-    GROUP,
-    MAX_STATEMENTS,
-    OTHER,
-    PING,
-    Collector,
-    kind_of,
-    normalise,
-    short_sql,
-)
+from sipup.metrics.query_stats import GROUP, MAX_STATEMENTS, OTHER, Collector
+from sipup.metrics.statements import CONNECT, PING, kind_of, normalise, short_sql
 from tests.conftest import PASSWORD, SECRET_KEY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
