@@ -12,7 +12,7 @@ from sipup.cache import purge_expired
 from sipup.exceptions import InvalidInput
 from sipup.extensions import db
 from sipup.jobs.manage import cleanup
-from sipup.metrics.counters import SqliteCounterStore
+from sipup.metrics.counter_stores import SqliteCounterStore
 from sipup.models import CheckoutKey, utcnow
 
 

@@ -10,7 +10,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 
 from sipup import redisclient
-from sipup.metrics.counters import connect_sqlite
+from sipup.metrics.counter_stores import connect_sqlite
 
 log = logging.getLogger("sipup.limits")
 

@@ -9,7 +9,7 @@ import hashlib
 import time
 from contextlib import closing
 
-from sipup.metrics.counters import connect_sqlite
+from sipup.metrics.counter_stores import connect_sqlite
 
 KEEP_SECONDS = 90 * 24 * 3600  # an address not signed in from for 90 days is unknown again
 KEEP_PER_ACCOUNT = 20  # the most recent addresses per account

@@ -4,6 +4,7 @@ Modules:
 - `counters`: named counts per minute and hour, maxima, short texts and running totals, in the one
   store shared by every process (Redis, or instance/metrics.db); traffic, SQL statements, the cache,
   limits and jobs count here.
+- `counter_stores`: where the counters live: instance/metrics.db (SQLite) or Redis hashes.
 - `traffic`: requests, errors and latency per endpoint (counters group "traffic").
 - `query_stats`: every SQL statement timed per normalised text and kind (counters group "dbstats"),
   the slow query log.

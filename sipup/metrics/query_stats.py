@@ -22,7 +22,8 @@ from flask import g, has_request_context, request
 from sqlalchemy import event
 
 from sipup.files import PrivateRotatingFileHandler, private_folder
-from sipup.metrics.counters import TOTAL, bucket_start, percentile
+from sipup.metrics.counter_stores import TOTAL
+from sipup.metrics.counters import bucket_start, percentile
 from sipup.metrics.statements import COMMIT, CONNECT, PING, ROLLBACK, kind_of, normalise, short_sql
 
 log = logging.getLogger("sipup.query_stats")

@@ -7,14 +7,8 @@ import pytest
 
 import sipup.metrics.counters as counters_module
 from sipup import create_app
-from sipup.metrics.counters import (
-    DESCRIPTION_SECONDS,
-    RESOLUTIONS,
-    Counters,
-    RedisCounterStore,
-    SqliteCounterStore,
-    bucket_start,
-)
+from sipup.metrics.counter_stores import DESCRIPTION_SECONDS, RESOLUTIONS, RedisCounterStore, SqliteCounterStore
+from sipup.metrics.counters import Counters, bucket_start
 from tests.conftest import REDIS_URL
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import text
 import sipup.metrics.counters as counters_module
 from sipup import create_app
 from sipup.extensions import db
-from sipup.metrics.counters import Counters, SqliteCounterStore
+from sipup.metrics.counter_stores import SqliteCounterStore
+from sipup.metrics.counters import Counters
 from sipup.metrics.query_stats import GROUP, MAX_STATEMENTS, OTHER, Collector
 from sipup.metrics.statements import CONNECT, PING, kind_of, normalise, short_sql
 from tests.conftest import PASSWORD, SECRET_KEY

@@ -10,7 +10,8 @@ from sipup import create_app
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.jobs.registry import PermanentError, enqueue, job
-from sipup.metrics.counters import Counters, SqliteCounterStore
+from sipup.metrics.counter_stores import SqliteCounterStore
+from sipup.metrics.counters import Counters
 from sipup.models import Job, JobStatus
 from sipup.observability import panels as monitor
 from sipup.observability.recommendations import RULES, evaluate

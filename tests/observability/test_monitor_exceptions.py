@@ -27,7 +27,8 @@ def exploding_report(label):
 def app(request, own_app):
     """The app with its counters in the embedded SQLite file or in Redis (a namespace of this test's own)."""
     if request.param == "redis":
-        from sipup.metrics.counters import Counters, RedisCounterStore
+        from sipup.metrics.counter_stores import RedisCounterStore
+        from sipup.metrics.counters import Counters
 
         namespace = request.getfixturevalue("redis_namespace")
         own_app.extensions["counters"] = Counters(RedisCounterStore(REDIS_URL, namespace))

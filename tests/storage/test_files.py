@@ -12,7 +12,7 @@ from PIL import Image
 from sipup import create_app
 from sipup.cli.db import upgrade_schema
 from sipup.extensions import db
-from sipup.metrics.counters import connect_sqlite
+from sipup.metrics.counter_stores import connect_sqlite
 from sipup.services import backup, mail, reports
 from tests.conftest import RequestScopedClient, login
 
