@@ -13,6 +13,7 @@ import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo, with_appcontext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import func, inspect, select
 from waitress import create_server
 
@@ -30,6 +31,7 @@ from .database import migrations
 from .exceptions import DomainError
 from .extensions import db
 from .files import open_private
+from .i18n import role_name
 from .imports_cli import export_cli, import_cli
 from .loadtest.cli import loadtest
 from .models import LinkPurpose
@@ -39,6 +41,7 @@ from .services.key_queries import key_queries
 from .services.seed import seed_demo
 
 # One line each in `flask --help`, in the order a new operator needs them.
+NO_TABLES = lazy_gettext("The database has no sipup tables yet. Run `flask db upgrade` first.")
 ONE_LINERS = {
     "serve": "Run the site under waitress (demo data if the database is new).",
     "queue": "Background jobs: process (cron), worker, status, retry...",
@@ -194,9 +197,9 @@ def upgrade_schema():
 
 
 def _print_logins(logins):
-    click.echo("\nDemo logins (also in instance/demo-logins.txt):")
+    click.echo("\n" + gettext("Demo logins (also in instance/demo-logins.txt):"))
     for role, email, password in logins:
-        click.echo(f"  {role:<6} {email:<40} {password}")
+        click.echo(f"  {role_name(role):<9} {email:<40} {password}")
     path = os.path.join(current_app.instance_path, "demo-logins.txt")
     with open_private(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{role}\t{email}\t{password}\n" for role, email, password in logins)
@@ -224,8 +227,12 @@ def serve(host, port, threads, processes):
         click.echo(f"sipup: warning: {redis_problem}", err=True)
     if processes > 1 and not config["REDIS_URL"]:
         click.echo(
-            f"sipup: warning: {processes} processes without Redis (SIPUP_REDIS_URL): each keeps its own rate-limit "
-            f"budgets, so a client may make {processes}x SIPUP_RATELIMIT_IP; set SIPUP_REDIS_URL to share them.",
+            gettext(
+                "sipup: warning: %(processes)s processes without Redis (SIPUP_REDIS_URL): each keeps its own "
+                "rate-limit budgets, so a client may make %(processes)sx SIPUP_RATELIMIT_IP; set SIPUP_REDIS_URL to "
+                "share them.",
+                processes=processes,
+            ),
             err=True,
         )
     storage_problem = _storage_problem()
@@ -252,13 +259,24 @@ def serve(host, port, threads, processes):
             listener.close()
         raise
     if processes == 1:
-        click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+        click.echo(
+            gettext(
+                "sipup listening on %(url)s with %(threads)s threads (Ctrl+C stops).",
+                url=f"http://{host}:{port}/",
+                threads=threads,
+            )
+        )
         sys.stdout.flush()
         serving.run(app, listening[0], threads, host, port)
         return
     db.engine.dispose()  # the processes open connections of their own
     click.echo(
-        f"sipup listening on http://{host}:{port}/ with {processes} processes of {threads} threads (Ctrl+C stops)."
+        gettext(
+            "sipup listening on %(url)s with %(processes)s processes of %(threads)s threads (Ctrl+C stops).",
+            url=f"http://{host}:{port}/",
+            processes=processes,
+            threads=threads,
+        )
     )
     sys.stdout.flush()
     app_path = click.get_current_context().find_object(ScriptInfo).app_import_path
@@ -276,8 +294,11 @@ def _processes_option(text):
         number = 0
     if number < 1:
         raise click.ClickException(
-            f"--processes {text}: must be a whole number above 0 (leave it out: the number of cores with Redis, "
-            "1 without)."
+            gettext(
+                "--processes %(value)s: must be a whole number above 0 (leave it out: the number of cores with "
+                "Redis, 1 without).",
+                value=text,
+            )
         )
     return number
 
@@ -285,15 +306,16 @@ def _processes_option(text):
 def _port_problem(exc, host, port):
     """The one line for a port that cannot be listened on; None for other errors."""
     reason = {
-        errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
-        errno.EACCES: "may not be opened by this account",
-        errno.EADDRNOTAVAIL: "is on an address this host does not have",
+        errno.EADDRINUSE: gettext("Port %(port)s on %(host)s is in use by another program (XAMPP's Tomcat takes 8080)"),
+        errno.EACCES: gettext("Port %(port)s on %(host)s may not be opened by this account"),
+        errno.EADDRNOTAVAIL: gettext("Port %(port)s on %(host)s is on an address this host does not have"),
     }.get(exc.errno)
     if reason is None:
         return None
-    return (
-        f"Port {port} on {host} {reason}: start with another port, "
-        f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, or set SIPUP_PORT."
+    return gettext(
+        "%(problem)s: start with another port, e.g. flask serve --port %(other)s, or set SIPUP_PORT.",
+        problem=reason % {"port": port, "host": host},
+        other=port + 1 if port < 65535 else 8081,
     )
 
 
@@ -304,10 +326,10 @@ def _prepare_database():
         fresh = not _schema_present()
         upgrade_schema()
         if fresh or not db.session.scalar(select(func.count()).select_from(db.metadata.tables["users"])):
-            click.echo("Empty database: creating demo data...")
+            click.echo(gettext("Empty database: creating demo data..."))
             _print_logins(seed_demo())
     elif not _schema_present():
-        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+        raise click.ClickException(str(NO_TABLES))
     else:
         _warn_backup_verification()
 
@@ -317,10 +339,14 @@ def _redis_problem(url):
     if not url:
         return None
 
-    degraded = "rate limits and statistics count per process and the cache is skipped until it answers."
+    degraded = gettext("rate limits and statistics count per process and the cache is skipped until it answers.")
     problem = redisclient.master_problem(url)
     if problem:
-        return f"Redis Sentinel (SIPUP_REDIS_URL): {problem}; starting degraded: {degraded}"
+        return gettext(
+            "Redis Sentinel (SIPUP_REDIS_URL): %(problem)s; starting degraded: %(degraded)s",
+            problem=problem,
+            degraded=degraded,
+        )
     client = redisclient.connect(url, timeout=1)
     try:
         client.ping()
@@ -328,13 +354,19 @@ def _redis_problem(url):
         if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
             index = client.connection_pool.connection_kwargs.get("db")
             raise click.ClickException(
-                f"SIPUP_REDIS_URL names database {index}, but the DB index is out of range on the Redis at "
-                f"{redisclient.describe(url)} (it has databases 0 to 15 unless its `databases` setting says more): "
-                "use one of those, e.g. redis://host:6379/0."
+                gettext(
+                    "SIPUP_REDIS_URL names database %(index)s, but the DB index is out of range on the Redis at "
+                    "%(where)s (it has databases 0 to 15 unless its `databases` setting says more): use one of "
+                    "those, e.g. redis://host:6379/0.",
+                    index=index,
+                    where=redisclient.describe(url),
+                )
             ) from None
-        return (
-            f"Redis at {redisclient.describe(url)} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); "
-            f"starting degraded: {degraded}"
+        return gettext(
+            "Redis at %(where)s (SIPUP_REDIS_URL) does not answer (%(error)s); starting degraded: %(degraded)s",
+            where=redisclient.describe(url),
+            error=type(exc).__name__,
+            degraded=degraded,
         )
     finally:
         client.close()
@@ -350,9 +382,11 @@ def _storage_problem():
     problem = storage.problem()
     if problem is None:
         return None
-    return (
-        f"file storage {storage.where} (SIPUP_STORAGE_URL): {problem}; starting anyway: pictures, reports "
-        "and uploads fail with a message until it works."
+    return gettext(
+        "file storage %(where)s (SIPUP_STORAGE_URL): %(problem)s; starting anyway: pictures, reports and uploads "
+        "fail with a message until it works.",
+        where=storage.where,
+        problem=problem,
     )
 
 
@@ -367,18 +401,18 @@ def _storage_problem():
 def seed(companies, products, orders, months):
     """Fill the database with demo or scale data in batches, with a progress bar."""
     if not _schema_present():
-        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
-    click.echo(f"Products: {seeding.seed_catalog(products)} added.")
+        raise click.ClickException(str(NO_TABLES))
+    click.echo(gettext("Products: %(count)s added.", count=seeding.seed_catalog(products)))
     if companies:
         seeding.seed_companies(companies, _seed_password())
-        click.echo(f"Companies: {companies} added, each with an owner and a buyer.")
+        click.echo(gettext("Companies: %(count)s added, each with an owner and a buyer.", count=companies))
     if orders:
-        with click.progressbar(length=orders, label="Orders", show_pos=True, show_eta=True) as bar:
+        with click.progressbar(length=orders, label=gettext("Orders"), show_pos=True, show_eta=True) as bar:
             try:
                 seeding.seed_orders(orders, months, progress=bar.update)
             except ValueError as exc:  # no companies or products to order with
                 raise click.ClickException(str(exc)) from None
-    click.echo("Done.")
+    click.echo(gettext("Done."))
 
 
 def _seed_password():
@@ -387,7 +421,12 @@ def _seed_password():
         return password
 
     password = secrets.token_urlsafe(9)
-    click.echo(f"Seeded customers sign in with the password {password} (set SIPUP_SEED_PASSWORD to choose it).")
+    click.echo(
+        gettext(
+            "Seeded customers sign in with the password %(password)s (set SIPUP_SEED_PASSWORD to choose it).",
+            password=password,
+        )
+    )
     return password
 
 
@@ -407,19 +446,18 @@ def user_create(email, role, company, name, password_stdin):
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt(gettext("Password"), hide_input=True, confirmation_prompt=True)
     try:
         user = accounts.create_user(email, role, password, company, name)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    where = f" at {user.company.name}" if user.company else ""
-    click.echo(f"Created {user.role} {user.email}{where}.")
+    click.echo(gettext("Created %(who)s.", who=_who(user)))
 
 
 def _user_or_fail(email):
     user = accounts.user_by_email(email)
     if user is None:
-        raise click.ClickException(f"There is no user {email.strip()}.")
+        raise click.ClickException(gettext("There is no user %(email)s.", email=email.strip()))
     return user
 
 
@@ -436,7 +474,7 @@ def user_invite(email, role, company, name):
         found = accounts.find_company(company, role)
         if current_app.config["MAIL_URL"]:
             user = users.invite(email, name, role, found)
-            click.echo(f"Invited {user.role} {user.email}{_at(user)}; the mail is queued.")
+            click.echo(gettext("Invited %(who)s; the mail is queued.", who=_who(user)))
             return
         user = users.invite(email, name, role, found, mail=False)
         url = links.issue(links.prepare(user, LinkPurpose.INVITE))
@@ -444,13 +482,23 @@ def user_invite(email, role, company, name):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"Invited {user.role} {user.email}{_at(user)}. No mail server is set (SIPUP_MAIL_URL): "
-        f"send them this link, valid for {current_app.config['INVITE_HOURS']} hours: {url}"
+        gettext(
+            "Invited %(who)s. No mail server is set (SIPUP_MAIL_URL): send them this link, valid for %(hours)s "
+            "hours: %(url)s",
+            who=_who(user),
+            hours=current_app.config["INVITE_HOURS"],
+            url=url,
+        )
     )
 
 
-def _at(user):
-    return f" at {user.company.name}" if user.company else ""
+def _who(user):
+    """A user's role, e-mail and company as the CLI names them: buyer anna@example.com at Getränke Nord."""
+    if user.company:
+        return gettext(
+            "%(role)s %(email)s at %(company)s", role=role_name(user.role), email=user.email, company=user.company.name
+        )
+    return f"{role_name(user.role)} {user.email}"
 
 
 @user_cli.command("list")
@@ -462,10 +510,18 @@ def user_list(company):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     if not people:
-        click.echo("No users.")
+        click.echo(gettext("No users."))
     for user in people:
-        state = "deactivated" if not user.active else ("invited" if not user.has_password else "active")
-        click.echo(f"{user.email:<40} {user.role:<6} {state:<11} {user.company.name if user.company else '-'}")
+        state = (
+            gettext("deactivated")
+            if not user.active
+            else gettext("invited")
+            if not user.has_password
+            else gettext("active")
+        )
+        click.echo(
+            f"{user.email:<40} {role_name(user.role):<9} {state:<11} {user.company.name if user.company else '-'}"
+        )
 
 
 @user_cli.command("deactivate")
@@ -477,7 +533,7 @@ def user_deactivate(email):
         users.set_active(user, False)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Deactivated {user.email}; their sessions have ended.")
+    click.echo(gettext("Deactivated %(email)s; their sessions have ended.", email=user.email))
 
 
 @user_cli.command("set-password")
@@ -491,7 +547,7 @@ def user_set_password(email, password_stdin):
         users.set_password(user, password)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Password of {user.email} set; their sessions have ended.")
+    click.echo(gettext("Password of %(email)s set; their sessions have ended.", email=user.email))
 
 
 company_cli = AppGroup("company", help="Manage customer companies.")
@@ -519,10 +575,21 @@ def company_create(name, vat, terms, credit, price_list, address):
         company = companies.create_company(fields, address_required=address is not None)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    where = f", delivering to {company.addresses[0].one_line()}" if company.addresses else ", no delivery address yet"
+    where = (
+        gettext("delivering to %(address)s", address=company.addresses[0].one_line())
+        if company.addresses
+        else gettext("no delivery address yet")
+    )
     click.echo(
-        f"Created company {company.name} (id {company.id}): {company.payment_terms_days} days, credit "
-        f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}."
+        gettext(
+            "Created company %(name)s (id %(id)s): %(days)s days, credit %(credit)s, %(prices)s, %(where)s.",
+            name=company.name,
+            id=company.id,
+            days=company.payment_terms_days,
+            credit=company.credit_limit,
+            prices=company.price_list.name if company.price_list else gettext("base prices"),
+            where=where,
+        )
     )
 
 

@@ -6,9 +6,11 @@ The language of a request, first that applies: the signed-in user's choice on /a
 (`in_language_of(user)`). Contributors: docs/development.md, "Translations".
 """
 
+import json
 import logging
 import os
 from contextlib import contextmanager
+from datetime import date as date_type
 from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
@@ -18,11 +20,12 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
-from flask_babel import force_locale, get_locale, lazy_gettext
+from flask_babel import force_locale, get_locale, gettext, lazy_gettext
 from flask_login import current_user
 
 from .config import ConfigError
 from .extensions import babel
+from .searchtext import folded
 
 log = logging.getLogger("sipup.i18n")
 COOKIE = "sipup_language"
@@ -47,6 +50,18 @@ STATUS_NAMES = {
     "paid": lazy_gettext("Paid"),
     "cancelled": lazy_gettext("Cancelled"),
 }
+# A background job's state as the reader reads it (the stored value stays the English word).
+JOB_STATUS_NAMES = {
+    "queued": lazy_gettext("queued"),
+    "running": lazy_gettext("running"),
+    "retrying": lazy_gettext("retrying"),
+    "done": lazy_gettext("done"),
+    "failed": lazy_gettext("failed"),
+    "cancelled": lazy_gettext("cancelled"),
+}
+# What the product writes into the database for people to read later (an order's history note, a job's result or
+# error) is kept as its message id and values behind this mark, and translated for each reader by shown().
+KEPT = "i18n:"
 MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
 
 
@@ -159,9 +174,26 @@ def role_name(role):
     return str(ROLE_NAMES.get(str(role), role))
 
 
+def role_named(text):
+    """The role (admin, staff, owner, buyer) that text names, as stored or as any offered language calls it
+    (`Einkäufer`, `einkaufer`), in any case and with or without accents; None when it names none."""
+    wanted = folded(text)
+    for language in languages():
+        with force_locale(language):
+            for role in ROLE_NAMES:
+                if wanted in (role, folded(role_name(role))):
+                    return role
+    return None
+
+
 def status_name(status):
     """An order's status (placed, confirmed...) in the current language; an unknown one as it is."""
     return str(STATUS_NAMES.get(str(status), status))
+
+
+def job_status_name(status):
+    """A job's state (queued, done, failed...) in the current language; an unknown one as it is."""
+    return str(JOB_STATUS_NAMES.get(str(status), status))
 
 
 def date(value):
@@ -201,3 +233,54 @@ def compile_catalogs(directory=TRANSLATIONS):
             log.warning(
                 "The %s catalog could not be compiled (%s); run pybabel compile -d sipup/translations", language, error
             )
+
+
+def N_(message):
+    """Mark a message for the catalogs without translating it now (Babel's extractor knows N_)."""
+    return message
+
+
+def kept(message, **values):
+    """A message (marked with N_) and its values as stored for shown() to translate for each reader: amounts
+    (Decimal) and dates are written in the reader's way then, and a value that is itself kept is shown too."""
+    return KEPT + json.dumps([message, {name: _kept(value) for name, value in values.items()}], ensure_ascii=False)
+
+
+def _kept(value):
+    if isinstance(value, Decimal):
+        return {"money": str(value)}
+    if isinstance(value, date_type):
+        return {"date": value.isoformat()}
+    if isinstance(value, (list, tuple)):
+        return [_kept(each) for each in value]
+    return value if isinstance(value, (int, float, type(None))) else str(value)
+
+
+def kept_error(error_class, message, **values):
+    """A domain error whose text is the message in the current language and whose `kept` form is what a job's
+    record stores, to be shown in each reader's language."""
+    error = error_class(gettext(message, **values))
+    error.kept = kept(message, **values)
+    return error
+
+
+def shown(text):
+    """Stored text in the current language: a kept message translated with its values, anything else (a person's
+    own words, a trace, a message cut short by its column) as it is."""
+    if not isinstance(text, str) or not text.startswith(KEPT):
+        return text
+    try:
+        message, values = json.loads(text[len(KEPT) :])
+        return gettext(message, **{name: _shown(value) for name, value in values.items()})
+    except (ValueError, TypeError, KeyError):
+        return text
+
+
+def _shown(value):
+    if isinstance(value, dict) and "money" in value:
+        return money(Decimal(value["money"]))
+    if isinstance(value, dict) and "date" in value:
+        return date(date_type.fromisoformat(value["date"]))
+    if isinstance(value, list):
+        return "; ".join(str(_shown(each)) for each in value)
+    return shown(value)

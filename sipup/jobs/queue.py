@@ -54,6 +54,7 @@ from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_
 from sipup.exceptions import DomainError
 from sipup.extensions import db
 from sipup.files import private_file
+from sipup.i18n import shown
 from sipup.jobs import compat
 from sipup.metrics import exceptions
 from sipup.metrics.counters import percentile
@@ -75,6 +76,18 @@ QUEUE_STORE = "Job queue store"  # its outages' name in the log (sipup.metrics.o
 PAUSED = "paused:"  # marks of paused priorities in the shared counters store: paused:<priority name>
 RUNNING = "running:"  # marks of running jobs in the shared counters store: running:<job id>|<host>|<pid>
 CATCH_UP_MINUTES = 24 * 60  # periodic jobs missed while no processor ran are enqueued once, up to a day back
+
+
+RESULT_LENGTH = 400  # Job.result
+
+
+def _result_text(result):
+    """What a job returned, as its record keeps it: a kept message that would be cut short is stored translated
+    into the shop's default language instead, so that it stays readable."""
+    text = str(result or "")
+    if len(text) > RESULT_LENGTH:
+        text = shown(text)
+    return text[:RESULT_LENGTH]
 
 
 class PermanentError(Exception):
@@ -346,7 +359,8 @@ class Queue:
             result = func(*args)
         except (PermanentError, DomainError) as exc:
             db.session.rollback()
-            self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
+            # A domain error raised with its message kept (i18n.kept_error) is shown in each reader's language.
+            self._finish(job_id, attempts, S.FAILED, error=getattr(exc, "kept", None) or str(exc) or type(exc).__name__)
             count_run(counters, task, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
@@ -368,7 +382,7 @@ class Queue:
                 raise RetryTask(eta=run_at) from exc
             self._finish(job_id, attempts, S.FAILED, error=error)
             return self._failed(task, exc, counters)
-        self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
+        self._finish(job_id, attempts, S.DONE, result=_result_text(result))
         count_run(counters, task, started, None)
         counters.incr("queue", "done")
         return S.DONE

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from ..exceptions import FieldErrors, InvalidInput, LineRefused
 from ..extensions import db
-from ..i18n import role_name
+from ..i18n import N_, kept_error, role_name, role_named
 from ..models import Address, Company, PriceList, Role, User
 from . import accounts, audit, users
 from .parsing import parse_count, parse_money
@@ -51,9 +51,19 @@ def _read_users(text, problems):
     people = []
     for entry in filter(None, SEPARATORS.split(text)):
         role, _, email = entry.rpartition(":")
-        role = (role or Role.BUYER).lower()
+        role = role_named(role) if role else Role.BUYER  # the stored word or the reader's: buyer, Einkäufer
         if role not in ROLES:
-            problems.append(("users", gettext("“%(entry)s”: the role must be owner or buyer", entry=entry[:60])))
+            problems.append(
+                (
+                    "users",
+                    gettext(
+                        "“%(entry)s”: the role must be %(owner)s or %(buyer)s",
+                        entry=entry[:60],
+                        owner=role_name(Role.OWNER),
+                        buyer=role_name(Role.BUYER),
+                    ),
+                )
+            )
         elif not accounts.EMAIL.match(email) or len(email) > 254:
             problems.append(
                 (
@@ -305,7 +315,7 @@ def _apply_line(company, values, actor):
             try:
                 users.add_invited(email, "", role, company=company, actor=actor)
             except FieldErrors as exc:
-                raise InvalidInput(f"{email}: {exc}") from None
+                raise kept_error(InvalidInput, N_("%(email)s: %(error)s"), email=email, error=str(exc)) from None
 
 
 def export_rows():

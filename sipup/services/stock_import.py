@@ -21,6 +21,7 @@ from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import N_, kept_error
 from ..i18n import number as number_text
 from ..models import Job, JobStatus, Product, utcnow
 from .parsing import MAX_COUNT, whole_number
@@ -92,7 +93,9 @@ def apply_stock_file(filename):
     try:
         rows, problems = parse_stock_csv(get_storage().get(path))
     except (Missing, ValueError):
-        raise NotFound(f"The stock file {filename} is no longer in the file storage.") from None
+        raise kept_error(
+            NotFound, N_("The stock file %(name)s is no longer in the file storage."), name=filename
+        ) from None
     ids = (
         dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all())
         if len(rows) <= 20_000
