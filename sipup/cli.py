@@ -178,7 +178,7 @@ def _warn_backup_verification():
     """One line on standard error when the nightly backup's verification is not allowed on this server."""
     problem = backup.verification_problem()
     if problem:
-        click.echo(f"sipup: warning: {problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=problem), err=True)
 
 
 def _is_embedded():
@@ -224,7 +224,7 @@ def serve(host, port, threads, processes):
     logging.basicConfig()  # what waitress.serve() does: log records (waitress's and ours) show on the console
     redis_problem = _redis_problem(config["REDIS_URL"])
     if redis_problem:
-        click.echo(f"sipup: warning: {redis_problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=redis_problem), err=True)
     if processes > 1 and not config["REDIS_URL"]:
         click.echo(
             gettext(
@@ -237,10 +237,10 @@ def serve(host, port, threads, processes):
         )
     storage_problem = _storage_problem()
     if storage_problem:
-        click.echo(f"sipup: warning: {storage_problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=storage_problem), err=True)
     replicas = current_app.extensions.get("sipup_replicas")
     for problem in replicas.problems() if replicas else ():
-        click.echo(f"sipup: warning: {problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=problem), err=True)
     app = current_app._get_current_object()
     try:
         if processes == 1:
@@ -258,11 +258,12 @@ def serve(host, port, threads, processes):
         for listener in listening:
             listener.close()
         raise
+    url = f"http://{host}:{port}/"
     if processes == 1:
         click.echo(
             gettext(
                 "sipup listening on %(url)s with %(threads)s threads (Ctrl+C stops).",
-                url=f"http://{host}:{port}/",
+                url=url,
                 threads=threads,
             )
         )
@@ -273,7 +274,7 @@ def serve(host, port, threads, processes):
     click.echo(
         gettext(
             "sipup listening on %(url)s with %(processes)s processes of %(threads)s threads (Ctrl+C stops).",
-            url=f"http://{host}:{port}/",
+            url=url,
             processes=processes,
             threads=threads,
         )

@@ -20,7 +20,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
-from flask_babel import force_locale, get_locale, gettext, lazy_gettext
+from flask_babel import force_locale, get_locale, gettext, lazy_gettext, pgettext
 from flask_login import current_user
 
 from .config import ConfigError
@@ -50,13 +50,15 @@ STATUS_NAMES = {
     "paid": lazy_gettext("Paid"),
     "cancelled": lazy_gettext("Cancelled"),
 }
-# A background job's state as the reader reads it (the stored value stays the English word).
-JOB_STATUS_NAMES = {
-    "queued": lazy_gettext("queued"),
-    "running": lazy_gettext("running"),
-    "retrying": lazy_gettext("retrying"),
-    "done": lazy_gettext("done"),
-    "failed": lazy_gettext("failed"),
+# The same status inside a sentence ("Order 2612-000001 is now …"): German does not lower-case its nouns, and a
+# hold reads "in Kreditprüfung", not "ist kreditprüfung".
+STATUS_IN_SENTENCE = {
+    "placed": lazy_gettext("placed"),
+    "credit_hold": lazy_gettext("on credit hold"),
+    "confirmed": lazy_gettext("confirmed"),
+    "shipped": lazy_gettext("shipped"),
+    "invoiced": lazy_gettext("invoiced"),
+    "paid": lazy_gettext("paid"),
     "cancelled": lazy_gettext("cancelled"),
 }
 # What the product writes into the database for people to read later (an order's history note, a job's result or
@@ -191,9 +193,23 @@ def status_name(status):
     return str(STATUS_NAMES.get(str(status), status))
 
 
+def status_in_sentence(status):
+    """An order's status as a sentence names it after "is": placed, on credit hold... (in the current language)."""
+    return str(STATUS_IN_SENTENCE.get(str(status), status))
+
+
 def job_status_name(status):
-    """A job's state (queued, done, failed...) in the current language; an unknown one as it is."""
-    return str(JOB_STATUS_NAMES.get(str(status), status))
+    """A job's state (queued, done, failed...) in the current language; an unknown one as it is. (With a context:
+    a cancelled job is "abgebrochen", a cancelled order "storniert".)"""
+    names = {
+        "queued": pgettext("job state", "queued"),
+        "running": pgettext("job state", "running"),
+        "retrying": pgettext("job state", "retrying"),
+        "done": pgettext("job state", "done"),
+        "failed": pgettext("job state", "failed"),
+        "cancelled": pgettext("job state", "cancelled"),
+    }
+    return names.get(str(status), status)
 
 
 def date(value):

@@ -2,6 +2,7 @@
 a request (account, switch, browser, default), mails in the recipient's language, and numbers as each language
 writes them."""
 
+import ast
 import io
 import os
 import re
@@ -17,13 +18,14 @@ from flask import current_app, render_template_string
 from flask_babel import force_locale
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from sipup import exceptions
 from sipup.exceptions import InvalidInput, InvalidQuantity
 from sipup.extensions import db
 from sipup.i18n import COOKIE, compile_catalogs, role_name, status_name
-from sipup.models import OrderStatus, User
-from sipup.services import vat
+from sipup.models import Invoice, OrderStatus, User
+from sipup.services import orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
 from tests.servers import LocalSmtp
@@ -74,6 +76,111 @@ def test_every_template_marks_its_text_for_translation():
         if path.suffix in (".html", ".txt") and path.relative_to(TEMPLATES).parts[0] not in NOT_TRANSLATED:
             problems += [f"{path.relative_to(TEMPLATES)}: {text}" for text in _unmarked(path.read_text())]
     assert not problems, "Text not marked for translation ({{ _(...) }}):\n" + "\n".join(problems)
+
+
+# Prose in a Jinja expression: a macro's argument, a dict of labels, a choice's title ('Best match'). Literals
+# that are the message of a translation call are taken out first.
+JINJA_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+QUOTED = r"""(?:'[^']*'|"[^"]*")"""
+TRANSLATED = re.compile(rf"\b(?:_|gettext|lazy_gettext)\(\s*{QUOTED}|\bngettext\(\s*{QUOTED}\s*,\s*{QUOTED}")
+PROSE_LITERAL = re.compile(r"""(['"])([A-Z][a-z](?:(?!\1).)*)\1""")
+
+
+def _unmarked_literals(source):
+    """Capitalised string literals inside {{ }} and {% %} that no translation call takes."""
+    found = []
+    for code in JINJA_CODE.findall(source):
+        found += [literal.group(2) for literal in PROSE_LITERAL.finditer(TRANSLATED.sub("_()", code))]
+    return found
+
+
+def test_the_check_finds_unmarked_prose_in_expressions():
+    source = """{% set words = {'green': 'All healthy', 'red': _('Act now')} %}{{ save(label='Save to list') }}
+    {{ ngettext("%(n)s line", "%(n)s lines", n) }}{{ x if y else 'New' }}{% if s in ('queued', 'Done') %}"""
+    assert _unmarked_literals(source) == ["All healthy", "Save to list", "New", "Done"]
+
+
+def test_templates_pass_no_unmarked_prose_to_macros_and_labels():
+    problems = []
+    for path in sorted(TEMPLATES.rglob("*")):
+        if path.suffix in (".html", ".txt") and path.relative_to(TEMPLATES).parts[0] not in NOT_TRANSLATED:
+            problems += [f"{path.relative_to(TEMPLATES)}: {text!r}" for text in _unmarked_literals(path.read_text())]
+    assert not problems, "Prose in an expression not marked for translation (_('...')):\n" + "\n".join(problems)
+
+
+# --- Python sources: what reaches a page, a mail or a user's terminal is marked --------------------------
+
+WORD = re.compile(r"[^\W\d_]{2,}")
+DOMAIN_ERRORS = {name for name, value in vars(exceptions).items() if isinstance(value, type)}
+CLI_CALLS = {"click.echo", "click.ClickException", "click.UsageError", "click.confirm", "click.prompt"}
+# The commands meant for the people who run the shop speak its default language; `flask db stats` and
+# `flask db optimize` print diagnostic tables for whoever tunes the database, like the logs: English.
+CLI_MODULES = {"cli.py", "imports_cli.py", "jobs/cli.py"}
+CLI_NOT_TRANSLATED = {"db_stats", "db_optimize"}
+
+
+def _prose(node):
+    """Whether an expression is text with words written out: a literal, an f-string or a sum holding one."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and bool(WORD.search(node.value))
+    if isinstance(node, ast.JoinedStr):
+        return any(_prose(part) for part in node.values if isinstance(part, ast.Constant))
+    if isinstance(node, ast.BinOp):
+        return _prose(node.left) or _prose(node.right)
+    return False
+
+
+def _unmarked_python(source, module):
+    """Calls that show plain text: a domain error, a flash, a stored note, and in the CLI's modules click's
+    output, each given a literal or f-string instead of a translated message."""
+    found = []
+    cli = module in CLI_MODULES
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            inside = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Call):
+                callee = ast.unparse(child.func)
+                shows = callee.split(".")[-1] in DOMAIN_ERRORS or callee == "flash"
+                shows = shows or (cli and callee in CLI_CALLS and function not in CLI_NOT_TRANSLATED)
+                if shows and child.args and _prose(child.args[0]):
+                    found.append(f"{module}:{child.lineno}: {callee}({ast.unparse(child.args[0])[:80]})")
+                found.extend(
+                    f"{module}:{child.lineno}: note={ast.unparse(kw.value)[:80]}"
+                    for kw in child.keywords
+                    if kw.arg == "note" and _prose(kw.value)
+                )
+            visit(child, inside)
+
+    visit(ast.parse(source), None)
+    return found
+
+
+def test_the_check_finds_unmarked_python_text():
+    source = """
+def view():
+    flash(f"Saved {n} lines.")
+    flash(gettext("Saved %(n)s lines.", n=n))
+    raise NotFound("There is no such order.")
+    raise NotFound(gettext("There is no such order."))
+    OrderEvent(order_id=1, note=f"Paid by transfer {ref}.")
+    OrderEvent(order_id=1, note=kept(N_("Paid by transfer %(ref)s."), ref=ref))
+    click.echo(f"Done: {summary}.")
+    click.echo(f"  {name:<20} {count:>5}")
+"""
+    assert [line.split(": ", 1)[1] for line in _unmarked_python(source, "services/x.py")] == [
+        "flash(f'Saved {n} lines.')",
+        "NotFound('There is no such order.')",
+        "note=f'Paid by transfer {ref}.'",
+    ]
+    assert _unmarked_python(source, "jobs/cli.py")[-1].endswith("click.echo(f'Done: {summary}.')")
+
+
+def test_python_sources_mark_what_they_show():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        problems += _unmarked_python(path.read_text(), path.relative_to(PACKAGE).as_posix())
+    assert not problems, "Text shown to people but not marked for translation (gettext):\n" + "\n".join(problems)
 
 
 def _extracted():
@@ -266,3 +373,79 @@ def test_quantities_with_group_separators():
         parse_quantity("1,5", language="de")
     with pytest.raises(InvalidQuantity, match="more than"):
         parse_quantity("1.000.000", language="de")
+
+
+# --- a German buyer's and a German clerk's day: nothing of it in English ---------------------------------
+
+# Text the product used to write in English whatever the reader's language: none of it may come back.
+ENGLISH = (
+    "Best match",
+    "List price, low first",
+    "Save to list",
+    "Save to a list",
+    "Confirm</button>",
+    "Release from credit hold",
+    "Mark shipped",
+    "Issue invoice",
+    "Mark paid",
+    "is not possible now",
+    "exceeds the credit left",
+    "awaiting credit review",
+    ", due ",
+    "No single company",
+    "Credit hold",
+    "Invite a user",
+    "All parts healthy",
+    "Working, with something",
+    "Something needs attention",
+    "i18n:",
+)
+
+
+def _german(client, url, *expected):
+    """A page fetched as a German reader, with the German text expected and none of ENGLISH."""
+    response = client.get(url, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200, (url, response.status_code)
+    assert 'lang="de"' in page, url
+    for text in expected:
+        assert text in page, (url, text)
+    english = [text for text in ENGLISH if text in page]
+    assert not english, (url, english)
+    return page
+
+
+def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, make_user, make_product):
+    make_product(sku="PILS-1", name="Hofbräu Pils", base_price=Decimal("50.00"), deposit=Decimal("0"))
+    buyer = make_user("buyer", make_company(credit_limit="100.00", name="Getränke Nord"), language="de")
+    staff = make_user("staff", language="de")
+    admin = make_user("admin", language="de")
+    app.extensions["queue"].huey.flush()
+
+    assert login(client, buyer).status_code == 302
+    _german(client, "/products?q=pils", "Beste Treffer", "Listenpreis, niedrigster zuerst", "Hofbräu Pils")
+    _german(client, "/products/PILS-1", "Auf Liste speichern")
+    client.post("/cart/add", data={"sku": "PILS-1", "quantity": "3"})
+    _german(client, "/cart", "Auf einer Liste speichern")
+    order = orders.checkout(buyer, app.config["VAT_RATE"], address_id=buyer.company.addresses[0].id)
+    number = order.number
+    _german(client, f"/orders/{number}", "übersteigt den verfügbaren Kreditrahmen", "wartet auf Kreditprüfung")
+
+    client = app.test_client()  # the clerk's browser
+    assert login(client, staff).status_code == 302
+    _german(client, f"/admin/orders/{number}", "Aus der Kreditprüfung freigeben")
+    refused = client.post(f"/admin/orders/{number}/ship", follow_redirects=True).get_data(as_text=True)
+    assert f"Bestellung {number} ist in Kreditprüfung; „Als versandt markieren“ ist jetzt nicht möglich." in refused
+    for action in ("release", "confirm", "ship", "invoice"):
+        assert client.post(f"/admin/orders/{number}/{action}").status_code == 302
+    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+    page = _german(client, f"/admin/orders/{number}", f"Rechnung {invoice.number}, fällig am", "Als bezahlt markieren")
+    assert f"{invoice.due_date:%d.%m.%Y}" in page
+    _german(client, "/admin/", "Kreditprüfung")
+    payments.import_bank_csv(b"reference;company;amount\nBANK-9;Nobody Ltd;10.00\n")
+    app.extensions["queue"].process(20)
+
+    client = app.test_client()  # the administrator's
+    assert login(client, admin).status_code == 302
+    _german(client, "/monitor/jobs?state=failed", "Auf „Nobody Ltd“ passt nicht genau eine Firma.", "fehlgeschlagen")
+    _german(client, "/monitor")

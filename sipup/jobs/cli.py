@@ -119,7 +119,7 @@ def status():
                 "warning: the queue store lost %(lost)s queued message(s), noticed at %(at)s UTC (%(times)s time(s) "
                 "so far); they were re-sent. Give Redis persistence (docs/jobs.md, Redis for the queue).",
                 lost=loss["lost"],
-                at=f"{loss['at']:%Y-%m-%d %H:%M}",
+                at=loss["at"].strftime("%Y-%m-%d %H:%M"),
                 times=loss["times"],
             )
         )
@@ -148,7 +148,7 @@ def status():
             gettext(
                 "Last run of %(processor)s: %(start)s UTC to %(end)s, %(jobs)s job(s), %(failures)s failure(s).",
                 processor=run["processor"],
-                start=f"{run['started_at']:%Y-%m-%d %H:%M:%S}",
+                start=run["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
                 end=end,
                 jobs=run["jobs_run"],
                 failures=run["failures"],

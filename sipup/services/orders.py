@@ -13,7 +13,7 @@ from sipup.cache import PageOf, Plain, cached
 from ..database import kept_loaded, paginate, run_in_transaction
 from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from ..extensions import db
-from ..i18n import N_, kept, status_name
+from ..i18n import N_, kept, status_in_sentence
 from ..i18n import money as written
 from ..models import (
     Address,
@@ -371,7 +371,7 @@ def _transition(number, action, staff_user_id, payment_reference):
             gettext(
                 "Order %(number)s is %(status)s; “%(action)s” is not possible now.",
                 number=order.number,
-                status=status_name(order.status).lower(),
+                status=status_in_sentence(order.status),
                 action=TRANSITIONS[action][2],
             )
         )
