@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from sipup import exceptions
-from sipup.exceptions import InvalidInput, InvalidQuantity
+from sipup.exceptions import InvalidInput, InvalidQuantity, LineRefused
 from sipup.extensions import db
 from sipup.i18n import COOKIE, compile_catalogs, role_name, status_name
 from sipup.models import Invoice, OrderStatus, User
-from sipup.services import orders, payments, vat
+from sipup.services import import_companies, orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
 from tests.servers import LocalSmtp
@@ -279,6 +279,28 @@ def test_the_back_office_answers_staff_in_their_language(client, make_user, logi
         assert (vat.percent(Decimal("0.055")), role_name("buyer")) == ("5.5 %", "buyer")
 
 
+def test_the_company_import_reads_roles_in_either_language(app):
+    users = (
+        "Inhaber:anna@example.com, einkäufer:ben@example.com; EINKAUFER:cleo@example.com owner:dan@example.com eve@x.de"
+    )
+    _key, values = import_companies.read({"company": "Getränke Nord", "users": users})
+    assert values["users"] == [
+        ("anna@example.com", "owner"),
+        ("ben@example.com", "buyer"),
+        ("cleo@example.com", "buyer"),
+        ("dan@example.com", "owner"),
+        ("eve@x.de", "buyer"),
+    ]
+    for language, refusal in (
+        ("de", "„Chef:x@example.com“: Die Rolle muss Inhaber oder Einkäufer sein"),
+        ("en", "“Chef:x@example.com”: the role must be owner or buyer"),
+    ):
+        with force_locale(language), pytest.raises(LineRefused) as refused:
+            import_companies.read({"company": "Getränke Nord", "users": "Chef:x@example.com staff:y@example.com"})
+        assert refused.value.problems[0] == ("users", refusal)
+        assert refused.value.problems[1][1].startswith("„staff:y@example.com“" if language == "de" else "“staff")
+
+
 def test_an_orders_status_is_named_in_the_readers_language(app):
     statuses = [status.value for status in OrderStatus]
     with app.test_request_context(), force_locale("de"):
@@ -297,6 +319,33 @@ def test_an_orders_status_is_named_in_the_readers_language(app):
         "Storniert",
     ]
     assert badge == '<span class="status status-credit_hold">Kreditprüfung</span>'
+
+
+@pytest.mark.app_config(DEFAULT_LANGUAGE="de")
+def test_the_command_line_speaks_the_shops_default_language(app, runner, make_company):
+    make_company(name="Getränke Nord")
+    created = runner.invoke(
+        args=[
+            "user",
+            "create",
+            "anna@example.com",
+            "--role",
+            "buyer",
+            "--company",
+            "getränke nord",
+            "--password-stdin",
+        ],
+        input="a long enough password 1\n",
+    )
+    assert created.exit_code == 0 and created.output == "Einkäufer anna@example.com bei Getränke Nord angelegt.\n"
+    missing = runner.invoke(
+        args=["user", "create", "x@example.com", "--role", "buyer", "--password-stdin"],
+        input="a long enough password 2\n",
+    )
+    assert missing.exit_code == 1 and "Ein Einkäufer gehört zu einer Firma: Geben Sie --company an." in missing.output
+    assert "Es gibt keinen Job 424242." in runner.invoke(args=["queue", "retry", "424242"]).output
+    assert runner.invoke(args=["queue", "pause", "low"]).output == "Jobs der Priorität low sind angehalten.\n"
+    runner.invoke(args=["queue", "resume", "low"])
 
 
 def test_config_names_a_wrong_language(make_app):
