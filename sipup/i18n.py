@@ -12,6 +12,7 @@ import os
 from contextlib import contextmanager
 from datetime import date as date_type
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_date
@@ -180,12 +181,17 @@ def role_named(text):
     """The role (admin, staff, owner, buyer) that text names, as stored or as any offered language calls it
     (`Einkäufer`, `einkaufer`), in any case and with or without accents; None when it names none."""
     wanted = folded(text)
-    for language in languages():
+    return wanted if wanted in ROLE_NAMES else _role_words(tuple(languages())).get(wanted)
+
+
+@lru_cache(maxsize=8)
+def _role_words(codes):
+    """{folded role name: role} in each of these languages (the catalogs do not change while the app runs)."""
+    words = {}
+    for language in codes:
         with force_locale(language):
-            for role in ROLE_NAMES:
-                if wanted in (role, folded(role_name(role))):
-                    return role
-    return None
+            words.update({folded(role_name(role)): role for role in ROLE_NAMES})
+    return words
 
 
 def status_name(status):
