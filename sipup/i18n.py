@@ -265,7 +265,11 @@ def N_(message):
 def kept(message, **values):
     """A message (marked with N_) and its values as stored for shown() to translate for each reader: amounts
     (Decimal) and dates are written in the reader's way then, and a value that is itself kept is shown too."""
-    return KEPT + json.dumps([message, {name: _kept(value) for name, value in values.items()}], ensure_ascii=False)
+    return KEPT + _json([message, {name: _kept(value) for name, value in values.items()}])
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _kept(value):
@@ -275,7 +279,14 @@ def _kept(value):
         return {"date": value.isoformat()}
     if isinstance(value, (list, tuple)):
         return [_kept(each) for each in value]
+    if isinstance(value, str) and value.startswith(KEPT):  # nested as it is, not as a string to escape again
+        return {"kept": json.loads(value[len(KEPT) :])}
     return value if isinstance(value, (int, float, type(None))) else str(value)
+
+
+def kept_parts(*parts):
+    """Kept messages shown as one text, separated by "; " (a summary whose parts depend on what happened)."""
+    return KEPT + _json({"parts": [_kept(part) for part in parts]})
 
 
 def kept_error(error_class, message, **values):
@@ -292,10 +303,16 @@ def shown(text):
     if not isinstance(text, str) or not text.startswith(KEPT):
         return text
     try:
-        message, values = json.loads(text[len(KEPT) :])
-        return gettext(message, **{name: _shown(value) for name, value in values.items()})
+        return _translated(json.loads(text[len(KEPT) :]))
     except (ValueError, TypeError, KeyError):
         return text
+
+
+def _translated(stored):
+    if isinstance(stored, dict):
+        return _shown(stored["parts"])
+    message, values = stored
+    return gettext(message, **{name: _shown(value) for name, value in values.items()})
 
 
 def _shown(value):
@@ -303,6 +320,8 @@ def _shown(value):
         return money(Decimal(value["money"]))
     if isinstance(value, dict) and "date" in value:
         return date(date_type.fromisoformat(value["date"]))
+    if isinstance(value, dict) and "kept" in value:
+        return _translated(value["kept"])
     if isinstance(value, list):
         return "; ".join(str(_shown(each)) for each in value)
     return shown(value)

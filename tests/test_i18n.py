@@ -6,6 +6,7 @@ import ast
 import io
 import os
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from sqlalchemy import select, update
 from sipup import exceptions
 from sipup.exceptions import InvalidInput, InvalidQuantity, LineRefused
 from sipup.extensions import db
-from sipup.i18n import COOKIE, compile_catalogs, role_name, status_name
+from sipup.i18n import COOKIE, N_, compile_catalogs, kept, kept_parts, role_name, shown, status_name
+from sipup.jobs.queue import _result_text
 from sipup.models import Invoice, OrderStatus, User
 from sipup.services import import_companies, orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
@@ -113,6 +115,9 @@ def test_templates_pass_no_unmarked_prose_to_macros_and_labels():
 WORD = re.compile(r"[^\W\d_]{2,}")
 DOMAIN_ERRORS = {name for name, value in vars(exceptions).items() if isinstance(value, type)}
 CLI_CALLS = {"click.echo", "click.ClickException", "click.UsageError", "click.confirm", "click.prompt"}
+# The parsers of typed values name the field in their complaint: a label or message given to them is shown too.
+# {function: the position of the first argument that is shown} (services' _field(errors, name, parse, form, label)).
+PARSERS = {"parse_money": 1, "parse_count": 1, "parse_quantity": 1, "parse_date": 1, "_field": 4}
 # The commands meant for the people who run the shop speak its default language; `flask db stats` and
 # `flask db optimize` print diagnostic tables for whoever tunes the database, like the logs: English.
 CLI_MODULES = {"cli.py", "imports_cli.py", "jobs/cli.py"}
@@ -145,6 +150,12 @@ def _unmarked_python(source, module):
                 shows = shows or (cli and callee in CLI_CALLS and function not in CLI_NOT_TRANSLATED)
                 if shows and child.args and _prose(child.args[0]):
                     found.append(f"{module}:{child.lineno}: {callee}({ast.unparse(child.args[0])[:80]})")
+                if callee in PARSERS and module.startswith("services/"):
+                    found.extend(
+                        f"{module}:{child.lineno}: {callee}(..., {ast.unparse(arg)[:80]})"
+                        for arg in child.args[PARSERS[callee] :]
+                        if _prose(arg)
+                    )
                 found.extend(
                     f"{module}:{child.lineno}: note={ast.unparse(kw.value)[:80]}"
                     for kw in child.keywords
@@ -167,11 +178,14 @@ def view():
     OrderEvent(order_id=1, note=kept(N_("Paid by transfer %(ref)s."), ref=ref))
     click.echo(f"Done: {summary}.")
     click.echo(f"  {name:<20} {count:>5}")
+    _field(errors, "deposit", parse_money, form, "Deposit")
+    _field(errors, "price", parse_money, form, gettext("Price"))
 """
     assert [line.split(": ", 1)[1] for line in _unmarked_python(source, "services/x.py")] == [
         "flash(f'Saved {n} lines.')",
         "NotFound('There is no such order.')",
         "note=f'Paid by transfer {ref}.'",
+        "_field(..., 'Deposit')",
     ]
     assert _unmarked_python(source, "jobs/cli.py")[-1].endswith("click.echo(f'Done: {summary}.')")
 
@@ -207,6 +221,37 @@ def test_the_german_catalog_has_every_message_translated():
     known = {message.id[0] if isinstance(message.id, tuple) else message.id for message in catalog}
     problems += [f"missing, run pybabel extract and update: {text!r}" for text in sorted(_extracted() - known)]
     assert not problems, "\n".join(problems)
+
+
+def test_a_kept_message_is_shown_in_each_readers_language(app):
+    payment = kept(
+        N_("Payment %(reference)s of %(paid)s applied to %(number)s."), reference="R-1", paid=Decimal("2500"), number=7
+    )
+    summary = kept_parts(
+        kept(N_("%(count)s stock level(s) applied from %(file)s"), count=2, file="stock.csv"),
+        kept(
+            N_("%(count)s line(s) not applied: %(lines)s"),
+            count=2,
+            lines=[kept(N_("line %(line)s: %(problem)s"), line=4, problem="unknown SKU"), "as typed"],
+        ),
+    )
+    note = kept(N_("Invoice %(number)s, due %(due)s."), number="INV-1", due=date(2027, 1, 31))
+    with force_locale("de"):
+        assert shown(payment) == "Zahlung R-1 über 2.500,00\xa0€ auf 7 verbucht."
+        assert shown(note) == "Rechnung INV-1, fällig am 31.01.2027."
+        assert shown(summary) == (
+            "2 Bestandszeile(n) aus stock.csv übernommen; 2 Zeile(n) nicht übernommen: Zeile 4: unknown SKU; as typed"
+        )
+    with force_locale("en"):
+        assert shown(note) == "Invoice INV-1, due 31 Jan 2027." and shown(payment).endswith(
+            "of €2,500.00 applied to 7."
+        )
+    # A person's words, a trace and a kept message cut short by its column are shown as they are.
+    for text in ("Ring twice", "KeyError: 'x'", note[:30], None):
+        assert shown(text) == text
+    # A job's result longer than its column is kept in the shop's default language rather than cut mid-message.
+    long = kept_parts(*[kept(N_("line %(line)s: %(problem)s"), line=n, problem="unknown SKU") for n in range(40)])
+    assert len(long) > 400 and _result_text(long) == shown(long)[:400] and _result_text(long).startswith("line 0")
 
 
 def test_catalogs_are_compiled_when_missing_or_older_than_their_po(tmp_path):

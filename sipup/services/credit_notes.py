@@ -215,7 +215,7 @@ def _record_payment(invoice_number, form, staff_user_id):
     invoice = get_invoice(invoice_number, lock=True)
     errors, amount, received = {}, None, None
     try:
-        amount = parse_money(form.get("amount"), "Amount", positive=True)
+        amount = parse_money(form.get("amount"), gettext("Amount"), positive=True)
     except InvalidInput as exc:
         errors["amount"] = str(exc)
     try:

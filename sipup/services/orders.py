@@ -497,7 +497,7 @@ def invoices_page(company_id, page=1, per_page=INVOICES_PER_PAGE):
 
 def parse_requested_date(text):
     """An ISO date from a form field, or None when empty; names a bad value."""
-    return parse_date(text, "“{text}” is not a date; use the date picker or YYYY-MM-DD.")
+    return parse_date(text, gettext("“{text}” is not a date; use the date picker or YYYY-MM-DD."))
 
 
 def available_transitions(order):

@@ -33,7 +33,7 @@ SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
 
 def parse_range(start, end):
     """(start date, end date) from ISO strings; end is inclusive. Bad input raises InvalidInput."""
-    first, last = (parse_date(value, "Dates must look like 2026-01-31.") for value in (start, end))
+    first, last = (parse_date(value, gettext("Dates must look like 2026-01-31.")) for value in (start, end))
     if first is None or last is None:
         raise InvalidInput(gettext("Dates must look like 2026-01-31."))
     if last < first:
