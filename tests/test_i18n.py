@@ -132,6 +132,8 @@ def _prose(node):
         return any(_prose(part) for part in node.values if isinstance(part, ast.Constant))
     if isinstance(node, ast.BinOp):
         return _prose(node.left) or _prose(node.right)
+    if isinstance(node, ast.Dict):  # FieldErrors({"name": "..."})
+        return any(_prose(value) for value in node.values)
     return False
 
 
@@ -161,6 +163,12 @@ def _unmarked_python(source, module):
                     for kw in child.keywords
                     if kw.arg == "note" and _prose(kw.value)
                 )
+            if isinstance(child, ast.Assign) and _prose(child.value):  # errors["field"] = "..." of a form
+                found.extend(
+                    f"{module}:{child.lineno}: {ast.unparse(target)} = {ast.unparse(child.value)[:80]}"
+                    for target in child.targets
+                    if isinstance(target, ast.Subscript) and ast.unparse(target.value) == "errors"
+                )
             visit(child, inside)
 
     visit(ast.parse(source), None)
@@ -180,14 +188,19 @@ def view():
     click.echo(f"  {name:<20} {count:>5}")
     _field(errors, "deposit", parse_money, form, "Deposit")
     _field(errors, "price", parse_money, form, gettext("Price"))
+    errors["sku"] = f"SKU {sku} is taken."
+    raise FieldErrors({"name": "Give the list a name."})
 """
     assert [line.split(": ", 1)[1] for line in _unmarked_python(source, "services/x.py")] == [
         "flash(f'Saved {n} lines.')",
         "NotFound('There is no such order.')",
         "note=f'Paid by transfer {ref}.'",
         "_field(..., 'Deposit')",
+        "errors['sku'] = f'SKU {sku} is taken.'",
+        "FieldErrors({'name': 'Give the list a name.'})",
     ]
-    assert _unmarked_python(source, "jobs/cli.py")[-1].endswith("click.echo(f'Done: {summary}.')")
+    in_cli = _unmarked_python(source, "jobs/cli.py")
+    assert "jobs/cli.py:9: click.echo(f'Done: {summary}.')" in in_cli and not any("{count:>5}" in p for p in in_cli)
 
 
 def test_python_sources_mark_what_they_show():

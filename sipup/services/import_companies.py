@@ -140,7 +140,9 @@ def _terms(lines):
             if column not in terms:
                 terms[column], source[column] = value, line
             elif str(value).lower() != str(terms[column]).lower():
-                refused.setdefault(line, (column, f"differs from line {source[column]} of the same company"))
+                refused.setdefault(
+                    line, (column, gettext("differs from line %(line)s of the same company", line=source[column]))
+                )
     return terms, refused
 
 
@@ -218,22 +220,26 @@ def plan(entries):
         first = lines[0][0]
         why = None
         if terms.get("price_list") and terms["price_list"].lower() not in lists:
-            why = ("price_list", f"there is no price list “{terms['price_list']}”")
+            why = ("price_list", gettext("there is no price list “%(name)s”", name=terms["price_list"]))
         elif owner := _vat_owner(terms.get("vat_id"), company):
-            why = ("vat_id", f"VAT id {terms['vat_id']} belongs to {owner}")
+            why = ("vat_id", gettext("VAT id %(vat_id)s belongs to %(owner)s", vat_id=terms["vat_id"], owner=owner))
         changes = [f"{c}: {'' if o is None else o} → {n}" for c, o, n in _term_changes(company, terms)]
         for line, _key, values in lines:
             item = {"line": line, "key": values["company"], "group": name, "values": values, "terms": terms}
             if why or line in refused:
                 column, text = why or refused[line]
-                reason = text if (line == first or not why) else f"the company's line {first} is refused: {text}"
+                reason = (
+                    text
+                    if (line == first or not why)
+                    else gettext("the company's line %(line)s is refused: %(why)s", line=first, why=text)
+                )
                 items.append(item | {"action": "refused", "column": column, "why": reason})
                 continue
             action, notes = ("create" if company is None else "same"), []
             if line == first and company is not None and changes:
                 action, notes = "change", list(changes)
             elif line == first and company is None:
-                notes = ["new company"] + changes
+                notes = [gettext("new company")] + changes
             if values["address"]:
                 what, _found, text = _address_change(company, values["address"])
                 if what != "same":

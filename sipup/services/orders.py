@@ -15,6 +15,7 @@ from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, In
 from ..extensions import db
 from ..i18n import N_, kept, status_in_sentence
 from ..i18n import money as written
+from ..i18n import number as written_number
 from ..models import (
     Address,
     CartItem,
@@ -296,14 +297,18 @@ def _reserve(product, quantity):
     if result.rowcount != 1:
         db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
         if product.available <= 0:
-            message = (
-                f"{product.name} ({product.sku}) went out of stock after you added it; "
-                "remove it from your cart to order the rest."
+            message = gettext(
+                "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
+                name=product.name,
+                sku=product.sku,
             )
         else:
-            message = (
-                f"Only {product.available} of {product.name} ({product.sku}) left: another buyer ordered "
-                f"meanwhile. Change the quantity to {product.available} or fewer and try again."
+            message = gettext(
+                "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
+                "to %(available)s or fewer and try again.",
+                available=written_number(product.available),
+                name=product.name,
+                sku=product.sku,
             )
         raise OutOfStock(message, product.id)
 
