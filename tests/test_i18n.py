@@ -89,15 +89,20 @@ PROSE_LITERAL = re.compile(r"""(['"])([A-Z][a-z](?:(?!\1).)*)\1""")
 
 
 def _unmarked_literals(source):
-    """Capitalised string literals inside {{ }} and {% %} that no translation call takes."""
+    """Capitalised string literals inside {{ }} and {% %} that no translation call takes (a dict's keys aside)."""
     found = []
     for code in JINJA_CODE.findall(source):
-        found += [literal.group(2) for literal in PROSE_LITERAL.finditer(TRANSLATED.sub("_()", code))]
+        code = TRANSLATED.sub("_()", code)
+        found += [
+            literal.group(2)
+            for literal in PROSE_LITERAL.finditer(code)
+            if not code[literal.end() :].lstrip().startswith(":")
+        ]
     return found
 
 
 def test_the_check_finds_unmarked_prose_in_expressions():
-    source = """{% set words = {'green': 'All healthy', 'red': _('Act now')} %}{{ save(label='Save to list') }}
+    source = """{% set words = {'Green': 'All healthy', 'red': _('Act now')} %}{{ save(label='Save to list') }}
     {{ ngettext("%(n)s line", "%(n)s lines", n) }}{{ x if y else 'New' }}{% if s in ('queued', 'Done') %}"""
     assert _unmarked_literals(source) == ["All healthy", "Save to list", "New", "Done"]
 
