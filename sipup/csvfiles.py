@@ -20,6 +20,8 @@ import secrets
 from datetime import date, datetime
 from decimal import Decimal
 
+from flask_babel import format_decimal, gettext
+
 from .exceptions import InvalidInput
 from .files import open_private
 
@@ -100,20 +102,27 @@ def read_table(data, columns):
         missing = [c for c in columns if c not in names]
         if missing:
             raise InvalidInput(
-                f"The first line must name the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+                gettext(
+                    "The first line must name the columns %(columns)s; missing: %(missing)s.",
+                    columns=", ".join(columns),
+                    missing=", ".join(missing),
+                )
             )
         for row in reader:
             if any(value.strip() for value in row):
                 yield reader.line_num, dict(zip(names, row))
     except csv.Error as exc:
         raise InvalidInput(
-            f"Line {reader.line_num} cannot be read as CSV ({_reason(exc)}); "
-            "save the file from the spreadsheet again as CSV."
+            gettext(
+                "Line %(line)s cannot be read as CSV (%(why)s); save the file from the spreadsheet again as CSV.",
+                line=reader.line_num,
+                why=_reason(exc),
+            )
         ) from None
 
 
 def _reason(error):
     text = str(error)
     if "field larger than field limit" in text:
-        return f"a value is longer than {csv.field_size_limit():,} characters"
+        return gettext("a value is longer than %(most)s characters", most=format_decimal(csv.field_size_limit()))
     return text

@@ -6,10 +6,13 @@ The language of a request, first that applies: the signed-in user's choice on /a
 (`in_language_of(user)`). Contributors: docs/development.md, "Translations".
 """
 
+import json
 import logging
 import os
 from contextlib import contextmanager
+from datetime import date as date_type
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_date
@@ -18,11 +21,12 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
-from flask_babel import force_locale, get_locale, lazy_gettext
+from flask_babel import force_locale, get_locale, gettext, lazy_gettext, pgettext
 from flask_login import current_user
 
 from .config import ConfigError
 from .extensions import babel
+from .searchtext import folded
 
 log = logging.getLogger("sipup.i18n")
 COOKIE = "sipup_language"
@@ -47,6 +51,20 @@ STATUS_NAMES = {
     "paid": lazy_gettext("Paid"),
     "cancelled": lazy_gettext("Cancelled"),
 }
+# The same status inside a sentence ("Order 2612-000001 is now …"): German does not lower-case its nouns, and a
+# hold reads "in Kreditprüfung", not "ist kreditprüfung".
+STATUS_IN_SENTENCE = {
+    "placed": lazy_gettext("placed"),
+    "credit_hold": lazy_gettext("on credit hold"),
+    "confirmed": lazy_gettext("confirmed"),
+    "shipped": lazy_gettext("shipped"),
+    "invoiced": lazy_gettext("invoiced"),
+    "paid": lazy_gettext("paid"),
+    "cancelled": lazy_gettext("cancelled"),
+}
+# What the product writes into the database for people to read later (an order's history note, a job's result or
+# error) is kept as its message id and values behind this mark, and translated for each reader by shown().
+KEPT = "i18n:"
 MINUS = "\u2212"  # a real minus sign, as the shop has always printed negative amounts
 
 
@@ -159,9 +177,45 @@ def role_name(role):
     return str(ROLE_NAMES.get(str(role), role))
 
 
+def role_named(text):
+    """The role (admin, staff, owner, buyer) that text names, as stored or as any offered language calls it
+    (`Einkäufer`, `einkaufer`), in any case and with or without accents; None when it names none."""
+    wanted = folded(text)
+    return wanted if wanted in ROLE_NAMES else _role_words(tuple(languages())).get(wanted)
+
+
+@lru_cache(maxsize=8)
+def _role_words(codes):
+    """{folded role name: role} in each of these languages (the catalogs do not change while the app runs)."""
+    words = {}
+    for language in codes:
+        with force_locale(language):
+            words.update({folded(role_name(role)): role for role in ROLE_NAMES})
+    return words
+
+
 def status_name(status):
     """An order's status (placed, confirmed...) in the current language; an unknown one as it is."""
     return str(STATUS_NAMES.get(str(status), status))
+
+
+def status_in_sentence(status):
+    """An order's status as a sentence names it after "is": placed, on credit hold... (in the current language)."""
+    return str(STATUS_IN_SENTENCE.get(str(status), status))
+
+
+def job_status_name(status):
+    """A job's state (queued, done, failed...) in the current language; an unknown one as it is. (With a context:
+    a cancelled job is "abgebrochen", a cancelled order "storniert".)"""
+    names = {
+        "queued": pgettext("job state", "queued"),
+        "running": pgettext("job state", "running"),
+        "retrying": pgettext("job state", "retrying"),
+        "done": pgettext("job state", "done"),
+        "failed": pgettext("job state", "failed"),
+        "cancelled": pgettext("job state", "cancelled"),
+    }
+    return names.get(str(status), status)
 
 
 def date(value):
@@ -201,3 +255,73 @@ def compile_catalogs(directory=TRANSLATIONS):
             log.warning(
                 "The %s catalog could not be compiled (%s); run pybabel compile -d sipup/translations", language, error
             )
+
+
+def N_(message):
+    """Mark a message for the catalogs without translating it now (Babel's extractor knows N_)."""
+    return message
+
+
+def kept(message, **values):
+    """A message (marked with N_) and its values as stored for shown() to translate for each reader: amounts
+    (Decimal) and dates are written in the reader's way then, and a value that is itself kept is shown too."""
+    return KEPT + _json([message, {name: _kept(value) for name, value in values.items()}])
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _kept(value):
+    if isinstance(value, Decimal):
+        return {"money": str(value)}
+    if isinstance(value, date_type):
+        return {"date": value.isoformat()}
+    if isinstance(value, (list, tuple)):
+        return [_kept(each) for each in value]
+    if isinstance(value, str) and value.startswith(KEPT):  # nested as it is, not as a string to escape again
+        return {"kept": json.loads(value[len(KEPT) :])}
+    return value if isinstance(value, (int, float, type(None))) else str(value)
+
+
+def kept_parts(*parts):
+    """Kept messages shown as one text, separated by "; " (a summary whose parts depend on what happened)."""
+    return KEPT + _json({"parts": [_kept(part) for part in parts]})
+
+
+def kept_error(error_class, message, **values):
+    """A domain error whose text is the message in the current language and whose `kept` form is what a job's
+    record stores, to be shown in each reader's language."""
+    error = error_class(gettext(message, **values))
+    error.kept = kept(message, **values)
+    return error
+
+
+def shown(text):
+    """Stored text in the current language: a kept message translated with its values, anything else (a person's
+    own words, a trace, a message cut short by its column) as it is."""
+    if not isinstance(text, str) or not text.startswith(KEPT):
+        return text
+    try:
+        return _translated(json.loads(text[len(KEPT) :]))
+    except (ValueError, TypeError, KeyError):
+        return text
+
+
+def _translated(stored):
+    if isinstance(stored, dict):
+        return _shown(stored["parts"])
+    message, values = stored
+    return gettext(message, **{name: _shown(value) for name, value in values.items()})
+
+
+def _shown(value):
+    if isinstance(value, dict) and "money" in value:
+        return money(Decimal(value["money"]))
+    if isinstance(value, dict) and "date" in value:
+        return date(date_type.fromisoformat(value["date"]))
+    if isinstance(value, dict) and "kept" in value:
+        return _translated(value["kept"])
+    if isinstance(value, list):
+        return "; ".join(str(_shown(each)) for each in value)
+    return shown(value)

@@ -7,12 +7,16 @@ import sys
 
 import click
 from flask.cli import AppGroup
+from flask_babel import gettext, lazy_gettext
 
 from .exceptions import DomainError
 from .files import open_private
 from .services import bulk_import
 
 SHOWN = 20
+ACTIONS = {"create": lazy_gettext("create"), "change": lazy_gettext("change")}
+# What --help names (click's help is English, as every command's docstring).
+WHAT = {"products": "products", "prices": "price tiers", "companies": "customer companies"}
 
 import_cli = AppGroup(
     "import",
@@ -30,14 +34,26 @@ export_cli = AppGroup(
 def _print_preview(items, refused):
     counts = {action: sum(1 for i in items if i["action"] == action) for action in ("create", "change", "same")}
     click.echo(
-        f"{counts['create']} to create, {counts['change']} to change, {counts['same']} already as in the file, "
-        f"{len({r[0] for r in refused})} line(s) refused."
+        gettext(
+            "%(create)s to create, %(change)s to change, %(same)s already as in the file, %(refused)s line(s) refused.",
+            refused=len({r[0] for r in refused}),
+            **counts,
+        )
     )
     for action in bulk_import.APPLIES:
         for item in [i for i in items if i["action"] == action][:SHOWN]:
-            click.echo(f"  line {item['line']}: {action} {item['key']}: {'; '.join(item['changes'])}")
+            click.echo(
+                "  "
+                + gettext(
+                    "line %(line)s: %(action)s %(key)s: %(changes)s",
+                    line=item["line"],
+                    action=ACTIONS[action],
+                    key=item["key"],
+                    changes="; ".join(item["changes"]),
+                )
+            )
     for line, column, why in refused:
-        click.echo(f"  line {line}, {column}: {why}", err=True)
+        click.echo("  " + gettext("line %(line)s, %(column)s: %(why)s", line=line, column=column, why=why), err=True)
     return counts
 
 
@@ -50,11 +66,11 @@ def _import(kind, file, yes, dry_run):
     counts = _print_preview(items, refused)
     todo = counts["create"] + counts["change"]
     if dry_run or not todo:
-        click.echo("Nothing was written." if dry_run else "Nothing to apply.")
+        click.echo(gettext("Nothing was written.") if dry_run else gettext("Nothing to apply."))
         return
     if not yes:
-        click.confirm(f"Apply {todo} line(s)?", abort=True)
-    with click.progressbar(length=todo, label="Applying") as bar:
+        click.confirm(gettext("Apply %(count)s line(s)?", count=todo), abort=True)
+    with click.progressbar(length=todo, label=gettext("Applying")) as bar:
         done = [0]
 
         def report(state):
@@ -64,12 +80,14 @@ def _import(kind, file, yes, dry_run):
         try:
             state = bulk_import.apply_file(kind, data, source=getattr(file, "name", kind), report=report)
         except DomainError as exc:
-            raise click.ClickException(f"{exc} Batches applied before stay; run the command again.") from None
-    click.echo(f"Done: {bulk_import.describe(state)}.")
+            raise click.ClickException(
+                gettext("%(error)s Batches applied before stay; run the command again.", error=exc)
+            ) from None
+    click.echo(gettext("Done: %(summary)s.", summary=bulk_import.describe(state)))
 
 
 def _import_command(kind):
-    @import_cli.command(kind, short_help=f"Import {bulk_import.LABELS[kind].lower()} from a CSV or XLSX file.")
+    @import_cli.command(kind, short_help=f"Import {WHAT[kind]} from a CSV or XLSX file.")
     @click.argument("file", type=click.File("rb"))
     @click.option("--yes", is_flag=True, help="Apply without asking, after the preview is printed.")
     @click.option("--dry-run", is_flag=True, help="Print the preview only; write nothing.")
@@ -84,7 +102,7 @@ def _import_command(kind):
 
 
 def _export_command(kind):
-    @export_cli.command(kind, short_help=f"Export {bulk_import.LABELS[kind].lower()} as CSV or XLSX.")
+    @export_cli.command(kind, short_help=f"Export {WHAT[kind]} as CSV or XLSX.")
     @click.argument("file", type=click.Path(dir_okay=False, writable=True), required=False)
     @click.option(
         "--format", "fmt", type=click.Choice(bulk_import.FORMATS), help="Default: from FILE's extension, else csv."
@@ -96,7 +114,7 @@ def _export_command(kind):
         if file:
             with open_private(file, "wb") as handle:  # customers' addresses and prices: the service account's only
                 handle.write(data)
-            click.echo(f"Wrote {file}.")
+            click.echo(gettext("Wrote %(file)s.", file=file))
         else:
             sys.stdout.buffer.write(data)
 

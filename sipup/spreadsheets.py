@@ -17,6 +17,8 @@ import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 
+from flask_babel import format_decimal, gettext, lazy_gettext
+
 from .csvfiles import read_table, uncell
 from .exceptions import InvalidInput
 
@@ -25,7 +27,9 @@ log = logging.getLogger("sipup.spreadsheets")
 XLSX_START = b"PK\x03\x04"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 MAX_UNPACKED_BYTES = 200 * 1_048_576
-NOT_A_TABLE = "This file is neither CSV nor XLSX. In Excel choose Save As → CSV UTF-8 or Excel Workbook (.xlsx)."
+NOT_A_TABLE = lazy_gettext(
+    "This file is neither CSV nor XLSX. In Excel choose Save As → CSV UTF-8 or Excel Workbook (.xlsx)."
+)
 
 
 def read_upload(data, columns, max_bytes, max_lines, size=None):
@@ -36,11 +40,15 @@ def read_upload(data, columns, max_bytes, max_lines, size=None):
     if size > max_bytes:
         shown = math.ceil(size * 10 / 1_048_576) / 10  # rounded up: 1.02 MB is not "1.0 MB; at most 1 MB"
         raise InvalidInput(
-            f"The file is {shown:.1f} MB; import files can be at most {max_bytes // 1_048_576} MB "
-            "(SIPUP_IMPORT_MAX_MB). Split it into smaller files."
+            gettext(
+                "The file is %(size)s MB; import files can be at most %(most)s MB (SIPUP_IMPORT_MAX_MB). "
+                "Split it into smaller files.",
+                size=format_decimal(shown, "0.0"),
+                most=max_bytes // 1_048_576,
+            )
         )
     if not data.strip():
-        raise InvalidInput("The file is empty.")
+        raise InvalidInput(gettext("The file is empty."))
     if data.startswith(XLSX_START):
         lines = _xlsx_lines(data, columns, max_lines)
     else:
@@ -49,7 +57,7 @@ def read_upload(data, columns, max_bytes, max_lines, size=None):
             lines.append((number, {name: uncell(value) for name, value in record.items()}))
             _check_length(lines, max_lines)
     if not lines:
-        raise InvalidInput("The file has a header line but no line below it.")
+        raise InvalidInput(gettext("The file has a header line but no line below it."))
     return lines
 
 
@@ -59,15 +67,21 @@ def _csv_text(data):
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            raise InvalidInput("The file starts like UTF-16 text but is not valid UTF-16. " + NOT_A_TABLE) from None
+            raise InvalidInput(
+                gettext("The file starts like UTF-16 text but is not valid UTF-16.") + " " + NOT_A_TABLE
+            ) from None
     if b"\x00" in data:  # old .xls, .ods, PDF, pictures: no CSV a spreadsheet writes has a NUL byte
-        raise InvalidInput(NOT_A_TABLE)
+        raise InvalidInput(str(NOT_A_TABLE))
     return data
 
 
 def _check_length(lines, max_lines):
     if len(lines) > max_lines:
-        raise InvalidInput(f"The file has more than {max_lines:,} lines; split it into smaller files.")
+        raise InvalidInput(
+            gettext(
+                "The file has more than %(most)s lines; split it into smaller files.", most=format_decimal(max_lines)
+            )
+        )
 
 
 def _xlsx_lines(data, columns, max_lines):
@@ -76,9 +90,11 @@ def _xlsx_lines(data, columns, max_lines):
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        raise InvalidInput(NOT_A_TABLE) from None
+        raise InvalidInput(str(NOT_A_TABLE)) from None
     if unpacked > MAX_UNPACKED_BYTES:
-        raise InvalidInput(f"The workbook unpacks to more than {MAX_UNPACKED_BYTES // 1_048_576} MB; split it.")
+        raise InvalidInput(
+            gettext("The workbook unpacks to more than %(most)s MB; split it.", most=MAX_UNPACKED_BYTES // 1_048_576)
+        )
     import openpyxl  # lazy: openpyxl takes 0.1 s to import; only a workbook needs it
 
     lines = []
@@ -90,7 +106,11 @@ def _xlsx_lines(data, columns, max_lines):
             missing = [c for c in columns if c not in names]
             if missing:
                 raise InvalidInput(
-                    f"The first line must name the columns {', '.join(columns)}; missing: {', '.join(missing)}."
+                    gettext(
+                        "The first line must name the columns %(columns)s; missing: %(missing)s.",
+                        columns=", ".join(columns),
+                        missing=", ".join(missing),
+                    )
                 )
             for number, row in enumerate(rows, start=2):
                 values = [_text(value) for value in row]
@@ -105,7 +125,9 @@ def _xlsx_lines(data, columns, max_lines):
     # TypeError, XML errors, ...): for an upload each of them means the same thing to the person who sent it.
     except Exception as exc:  # noqa: BLE001
         log.info("An uploaded workbook could not be read: %r", exc)
-        raise InvalidInput("The workbook cannot be read (" + type(exc).__name__ + "). " + NOT_A_TABLE) from None
+        raise InvalidInput(
+            gettext("The workbook cannot be read (%(why)s).", why=type(exc).__name__) + " " + NOT_A_TABLE
+        ) from None
     return lines
 
 

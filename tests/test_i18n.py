@@ -2,9 +2,11 @@
 a request (account, switch, browser, default), mails in the recipient's language, and numbers as each language
 writes them."""
 
+import ast
 import io
 import os
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,13 +19,15 @@ from flask import current_app, render_template_string
 from flask_babel import force_locale
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from sipup.exceptions import InvalidInput, InvalidQuantity
+from sipup import exceptions
+from sipup.exceptions import InvalidInput, InvalidQuantity, LineRefused
 from sipup.extensions import db
-from sipup.i18n import COOKIE, compile_catalogs, role_name, status_name
-from sipup.models import OrderStatus, User
-from sipup.services import vat
+from sipup.i18n import COOKIE, N_, compile_catalogs, kept, kept_parts, role_name, shown, status_name
+from sipup.jobs.running import _result_text
+from sipup.models import Invoice, OrderStatus, User
+from sipup.services import import_companies, orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
 from tests.servers import LocalSmtp
@@ -76,6 +80,141 @@ def test_every_template_marks_its_text_for_translation():
     assert not problems, "Text not marked for translation ({{ _(...) }}):\n" + "\n".join(problems)
 
 
+# Prose in a Jinja expression: a macro's argument, a dict of labels, a choice's title ('Best match'). Literals
+# that are the message of a translation call are taken out first.
+JINJA_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+QUOTED = r"""(?:'[^']*'|"[^"]*")"""
+TRANSLATED = re.compile(rf"\b(?:_|gettext|lazy_gettext)\(\s*{QUOTED}|\bngettext\(\s*{QUOTED}\s*,\s*{QUOTED}")
+PROSE_LITERAL = re.compile(r"""(['"])([A-Z][a-z](?:(?!\1).)*)\1""")
+
+
+def _unmarked_literals(source):
+    """Capitalised string literals inside {{ }} and {% %} that no translation call takes (a dict's keys aside)."""
+    found = []
+    for code in JINJA_CODE.findall(source):
+        code = TRANSLATED.sub("_()", code)
+        found += [
+            literal.group(2)
+            for literal in PROSE_LITERAL.finditer(code)
+            if not code[literal.end() :].lstrip().startswith(":")
+        ]
+    return found
+
+
+def test_the_check_finds_unmarked_prose_in_expressions():
+    source = """{% set words = {'Green': 'All healthy', 'red': _('Act now')} %}{{ save(label='Save to list') }}
+    {{ ngettext("%(n)s line", "%(n)s lines", n) }}{{ x if y else 'New' }}{% if s in ('queued', 'Done') %}"""
+    assert _unmarked_literals(source) == ["All healthy", "Save to list", "New", "Done"]
+
+
+def test_templates_pass_no_unmarked_prose_to_macros_and_labels():
+    problems = []
+    for path in sorted(TEMPLATES.rglob("*")):
+        if path.suffix in (".html", ".txt") and path.relative_to(TEMPLATES).parts[0] not in NOT_TRANSLATED:
+            problems += [f"{path.relative_to(TEMPLATES)}: {text!r}" for text in _unmarked_literals(path.read_text())]
+    assert not problems, "Prose in an expression not marked for translation (_('...')):\n" + "\n".join(problems)
+
+
+# --- Python sources: what reaches a page, a mail or a user's terminal is marked --------------------------
+
+WORD = re.compile(r"[^\W\d_]{2,}")
+DOMAIN_ERRORS = {name for name, value in vars(exceptions).items() if isinstance(value, type)}
+CLI_CALLS = {"click.echo", "click.ClickException", "click.UsageError", "click.confirm", "click.prompt"}
+# The parsers of typed values name the field in their complaint: a label or message given to them is shown too.
+# {function: the position of the first argument that is shown} (services' _field(errors, name, parse, form, label)).
+PARSERS = {"parse_money": 1, "parse_count": 1, "parse_quantity": 1, "parse_date": 1, "_field": 4}
+# The commands meant for the people who run the shop speak its default language; `flask db stats` and
+# `flask db optimize` print diagnostic tables for whoever tunes the database, like the logs: English.
+CLI_MODULES = {"cli.py", "imports_cli.py", "jobs/cli.py"}
+CLI_NOT_TRANSLATED = {"db_stats", "db_optimize"}
+
+
+def _prose(node):
+    """Whether an expression is text with words written out: a literal, an f-string or a sum holding one."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and bool(WORD.search(node.value))
+    if isinstance(node, ast.JoinedStr):
+        return any(_prose(part) for part in node.values if isinstance(part, ast.Constant))
+    if isinstance(node, ast.BinOp):
+        return _prose(node.left) or _prose(node.right)
+    if isinstance(node, ast.Dict):  # FieldErrors({"name": "..."})
+        return any(_prose(value) for value in node.values)
+    return False
+
+
+def _unmarked_python(source, module):
+    """Calls that show plain text: a domain error, a flash, a stored note, and in the CLI's modules click's
+    output, each given a literal or f-string instead of a translated message."""
+    found = []
+    cli = module in CLI_MODULES
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            inside = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Call):
+                callee = ast.unparse(child.func)
+                shows = callee.split(".")[-1] in DOMAIN_ERRORS or callee == "flash"
+                shows = shows or (cli and callee in CLI_CALLS and function not in CLI_NOT_TRANSLATED)
+                if shows and child.args and _prose(child.args[0]):
+                    found.append(f"{module}:{child.lineno}: {callee}({ast.unparse(child.args[0])[:80]})")
+                if callee in PARSERS and module.startswith("services/"):
+                    found.extend(
+                        f"{module}:{child.lineno}: {callee}(..., {ast.unparse(arg)[:80]})"
+                        for arg in child.args[PARSERS[callee] :]
+                        if _prose(arg)
+                    )
+                found.extend(
+                    f"{module}:{child.lineno}: note={ast.unparse(kw.value)[:80]}"
+                    for kw in child.keywords
+                    if kw.arg == "note" and _prose(kw.value)
+                )
+            if isinstance(child, ast.Assign) and _prose(child.value):  # errors["field"] = "..." of a form
+                found.extend(
+                    f"{module}:{child.lineno}: {ast.unparse(target)} = {ast.unparse(child.value)[:80]}"
+                    for target in child.targets
+                    if isinstance(target, ast.Subscript) and ast.unparse(target.value) == "errors"
+                )
+            visit(child, inside)
+
+    visit(ast.parse(source), None)
+    return found
+
+
+def test_the_check_finds_unmarked_python_text():
+    source = """
+def view():
+    flash(f"Saved {n} lines.")
+    flash(gettext("Saved %(n)s lines.", n=n))
+    raise NotFound("There is no such order.")
+    raise NotFound(gettext("There is no such order."))
+    OrderEvent(order_id=1, note=f"Paid by transfer {ref}.")
+    OrderEvent(order_id=1, note=kept(N_("Paid by transfer %(ref)s."), ref=ref))
+    click.echo(f"Done: {summary}.")
+    click.echo(f"  {name:<20} {count:>5}")
+    _field(errors, "deposit", parse_money, form, "Deposit")
+    _field(errors, "price", parse_money, form, gettext("Price"))
+    errors["sku"] = f"SKU {sku} is taken."
+    raise FieldErrors({"name": "Give the list a name."})
+"""
+    assert [line.split(": ", 1)[1] for line in _unmarked_python(source, "services/x.py")] == [
+        "flash(f'Saved {n} lines.')",
+        "NotFound('There is no such order.')",
+        "note=f'Paid by transfer {ref}.'",
+        "_field(..., 'Deposit')",
+        "errors['sku'] = f'SKU {sku} is taken.'",
+        "FieldErrors({'name': 'Give the list a name.'})",
+    ]
+    in_cli = _unmarked_python(source, "jobs/cli.py")
+    assert "jobs/cli.py:9: click.echo(f'Done: {summary}.')" in in_cli and not any("{count:>5}" in p for p in in_cli)
+
+
+def test_python_sources_mark_what_they_show():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        problems += _unmarked_python(path.read_text(), path.relative_to(PACKAGE).as_posix())
+    assert not problems, "Text shown to people but not marked for translation (gettext):\n" + "\n".join(problems)
+
+
 def _extracted():
     """The messages pybabel extract finds in the package, as babel.cfg maps it."""
     with open(TRANSLATIONS / "babel.cfg") as handle:
@@ -100,6 +239,37 @@ def test_the_german_catalog_has_every_message_translated():
     known = {message.id[0] if isinstance(message.id, tuple) else message.id for message in catalog}
     problems += [f"missing, run pybabel extract and update: {text!r}" for text in sorted(_extracted() - known)]
     assert not problems, "\n".join(problems)
+
+
+def test_a_kept_message_is_shown_in_each_readers_language(app):
+    payment = kept(
+        N_("Payment %(reference)s of %(paid)s applied to %(number)s."), reference="R-1", paid=Decimal("2500"), number=7
+    )
+    summary = kept_parts(
+        kept(N_("%(count)s stock level(s) applied from %(file)s"), count=2, file="stock.csv"),
+        kept(
+            N_("%(count)s line(s) not applied: %(lines)s"),
+            count=2,
+            lines=[kept(N_("line %(line)s: %(problem)s"), line=4, problem="unknown SKU"), "as typed"],
+        ),
+    )
+    note = kept(N_("Invoice %(number)s, due %(due)s."), number="INV-1", due=date(2027, 1, 31))
+    with force_locale("de"):
+        assert shown(payment) == "Zahlung R-1 über 2.500,00\xa0€ auf 7 verbucht."
+        assert shown(note) == "Rechnung INV-1, fällig am 31.01.2027."
+        assert shown(summary) == (
+            "2 Bestandszeile(n) aus stock.csv übernommen; 2 Zeile(n) nicht übernommen: Zeile 4: unknown SKU; as typed"
+        )
+    with force_locale("en"):
+        assert shown(note) == "Invoice INV-1, due 31 Jan 2027." and shown(payment).endswith(
+            "of €2,500.00 applied to 7."
+        )
+    # A person's words, a trace and a kept message cut short by its column are shown as they are.
+    for text in ("Ring twice", "KeyError: 'x'", note[:30], None):
+        assert shown(text) == text
+    # A job's result longer than its column is kept in the shop's default language rather than cut mid-message.
+    long = kept_parts(*[kept(N_("line %(line)s: %(problem)s"), line=n, problem="unknown SKU") for n in range(40)])
+    assert len(long) > 400 and _result_text(long) == shown(long)[:400] and _result_text(long).startswith("line 0")
 
 
 def test_catalogs_are_compiled_when_missing_or_older_than_their_po(tmp_path):
@@ -172,6 +342,28 @@ def test_the_back_office_answers_staff_in_their_language(client, make_user, logi
         assert (vat.percent(Decimal("0.055")), role_name("buyer")) == ("5.5 %", "buyer")
 
 
+def test_the_company_import_reads_roles_in_either_language(app):
+    users = (
+        "Inhaber:anna@example.com, einkäufer:ben@example.com; EINKAUFER:cleo@example.com owner:dan@example.com eve@x.de"
+    )
+    _key, values = import_companies.read({"company": "Getränke Nord", "users": users})
+    assert values["users"] == [
+        ("anna@example.com", "owner"),
+        ("ben@example.com", "buyer"),
+        ("cleo@example.com", "buyer"),
+        ("dan@example.com", "owner"),
+        ("eve@x.de", "buyer"),
+    ]
+    for language, refusal in (
+        ("de", "„Chef:x@example.com“: Die Rolle muss Inhaber oder Einkäufer sein"),
+        ("en", "“Chef:x@example.com”: the role must be owner or buyer"),
+    ):
+        with force_locale(language), pytest.raises(LineRefused) as refused:
+            import_companies.read({"company": "Getränke Nord", "users": "Chef:x@example.com staff:y@example.com"})
+        assert refused.value.problems[0] == ("users", refusal)
+        assert refused.value.problems[1][1].startswith("„staff:y@example.com“" if language == "de" else "“staff")
+
+
 def test_an_orders_status_is_named_in_the_readers_language(app):
     statuses = [status.value for status in OrderStatus]
     with app.test_request_context(), force_locale("de"):
@@ -190,6 +382,33 @@ def test_an_orders_status_is_named_in_the_readers_language(app):
         "Storniert",
     ]
     assert badge == '<span class="status status-credit_hold">Kreditprüfung</span>'
+
+
+@pytest.mark.app_config(DEFAULT_LANGUAGE="de")
+def test_the_command_line_speaks_the_shops_default_language(app, runner, make_company):
+    make_company(name="Getränke Nord")
+    created = runner.invoke(
+        args=[
+            "user",
+            "create",
+            "anna@example.com",
+            "--role",
+            "buyer",
+            "--company",
+            "getränke nord",
+            "--password-stdin",
+        ],
+        input="a long enough password 1\n",
+    )
+    assert created.exit_code == 0 and created.output == "Einkäufer anna@example.com bei Getränke Nord angelegt.\n"
+    missing = runner.invoke(
+        args=["user", "create", "x@example.com", "--role", "buyer", "--password-stdin"],
+        input="a long enough password 2\n",
+    )
+    assert missing.exit_code == 1 and "Ein Einkäufer gehört zu einer Firma: Geben Sie --company an." in missing.output
+    assert "Es gibt keinen Job 424242." in runner.invoke(args=["queue", "retry", "424242"]).output
+    assert runner.invoke(args=["queue", "pause", "low"]).output == "Jobs der Priorität low sind angehalten.\n"
+    runner.invoke(args=["queue", "resume", "low"])
 
 
 def test_config_names_a_wrong_language(make_app):
@@ -266,3 +485,79 @@ def test_quantities_with_group_separators():
         parse_quantity("1,5", language="de")
     with pytest.raises(InvalidQuantity, match="more than"):
         parse_quantity("1.000.000", language="de")
+
+
+# --- a German buyer's and a German clerk's day: nothing of it in English ---------------------------------
+
+# Text the product used to write in English whatever the reader's language: none of it may come back.
+ENGLISH = (
+    "Best match",
+    "List price, low first",
+    "Save to list",
+    "Save to a list",
+    "Confirm</button>",
+    "Release from credit hold",
+    "Mark shipped",
+    "Issue invoice",
+    "Mark paid",
+    "is not possible now",
+    "exceeds the credit left",
+    "awaiting credit review",
+    ", due ",
+    "No single company",
+    "Credit hold",
+    "Invite a user",
+    "All parts healthy",
+    "Working, with something",
+    "Something needs attention",
+    "i18n:",
+)
+
+
+def _german(client, url, *expected):
+    """A page fetched as a German reader, with the German text expected and none of ENGLISH."""
+    response = client.get(url, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200, (url, response.status_code)
+    assert 'lang="de"' in page, url
+    for text in expected:
+        assert text in page, (url, text)
+    english = [text for text in ENGLISH if text in page]
+    assert not english, (url, english)
+    return page
+
+
+def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, make_user, make_product):
+    make_product(sku="PILS-1", name="Hofbräu Pils", base_price=Decimal("50.00"), deposit=Decimal("0"))
+    buyer = make_user("buyer", make_company(credit_limit="100.00", name="Getränke Nord"), language="de")
+    staff = make_user("staff", language="de")
+    admin = make_user("admin", language="de")
+    app.extensions["queue"].huey.flush()
+
+    assert login(client, buyer).status_code == 302
+    _german(client, "/products?q=pils", "Beste Treffer", "Listenpreis, niedrigster zuerst", "Hofbräu Pils")
+    _german(client, "/products/PILS-1", "Auf Liste speichern")
+    client.post("/cart/add", data={"sku": "PILS-1", "quantity": "3"})
+    _german(client, "/cart", "Auf einer Liste speichern")
+    order = orders.checkout(buyer, app.config["VAT_RATE"], address_id=buyer.company.addresses[0].id)
+    number = order.number
+    _german(client, f"/orders/{number}", "übersteigt den verfügbaren Kreditrahmen", "wartet auf Kreditprüfung")
+
+    client = app.test_client()  # the clerk's browser
+    assert login(client, staff).status_code == 302
+    _german(client, f"/admin/orders/{number}", "Aus der Kreditprüfung freigeben")
+    refused = client.post(f"/admin/orders/{number}/ship", follow_redirects=True).get_data(as_text=True)
+    assert f"Bestellung {number} ist in Kreditprüfung; „Als versandt markieren“ ist jetzt nicht möglich." in refused
+    for action in ("release", "confirm", "ship", "invoice"):
+        assert client.post(f"/admin/orders/{number}/{action}").status_code == 302
+    invoice = db.session.scalar(select(Invoice).where(Invoice.order_id == order.id))
+    page = _german(client, f"/admin/orders/{number}", f"Rechnung {invoice.number}, fällig am", "Als bezahlt markieren")
+    assert f"{invoice.due_date:%d.%m.%Y}" in page
+    _german(client, "/admin/", "Kreditprüfung")
+    payments.import_bank_csv(b"reference;company;amount\nBANK-9;Nobody Ltd;10.00\n")
+    app.extensions["queue"].process(20)
+
+    client = app.test_client()  # the administrator's
+    assert login(client, admin).status_code == 302
+    _german(client, "/monitor/jobs?state=failed", "Auf „Nobody Ltd“ passt nicht genau eine Firma.", "fehlgeschlagen")
+    _german(client, "/monitor")

@@ -1,7 +1,7 @@
 """Sign in and out, password resets, and the links mailed to users (invitations)."""
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required, login_user, logout_user
 
 from sipup import i18n, tasks
@@ -81,7 +81,9 @@ def password_reset():
     if request.method == "POST":
         if not accounts.EMAIL.match(email):
             return render_template(
-                "auth/password_reset.html", email=email, errors={"email": "Enter the e-mail address you sign in with."}
+                "auth/password_reset.html",
+                email=email,
+                errors={"email": gettext("Enter the e-mail address you sign in with.")},
             ), 422
         # The job looks the address up, so an unknown one costs this request exactly what a known one does.
         enqueue(tasks.send_mail, "password_reset", email, priority="high")
@@ -93,13 +95,15 @@ def password_reset():
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_with_link(token):
     """Choose a new password from a reset link; every other session ends, and this browser is signed in."""
-    return _choose_password(token, LinkPurpose.RESET, "Your new password is set; you are signed in.")
+    return _choose_password(token, LinkPurpose.RESET, lazy_gettext("Your new password is set; you are signed in."))
 
 
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 def accept_invite(token):
     """Choose a password from an invitation link, then sign in."""
-    return _choose_password(token, LinkPurpose.INVITE, "Welcome! Your password is set; you are signed in.")
+    return _choose_password(
+        token, LinkPurpose.INVITE, lazy_gettext("Welcome! Your password is set; you are signed in.")
+    )
 
 
 def _choose_password(token, purpose, done):
@@ -116,7 +120,7 @@ def _choose_password(token, purpose, done):
             errors = exc.errors
         else:
             sign_in(user)
-            flash(done, "success")
+            flash(str(done), "success")
             return redirect(home_for(user))
     return render_template(
         "auth/choose_password.html", link=link, purpose=purpose, errors=errors, min_length=passwords.MIN_LENGTH

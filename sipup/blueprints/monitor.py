@@ -109,7 +109,7 @@ def retry_job(job_id):
     """Queue a failed or cancelled job again with fresh attempts."""
     try:
         record = retry(job_id)
-        message, category = f"Job {record.id} ({record.name}) is queued again.", "success"
+        message, category = gettext("Job %(id)s (%(name)s) is queued again.", id=record.id, name=record.name), "success"
     except (LookupError, ValueError) as exc:
         message, category = str(exc), "error"
     return _after_action("queue", message, category)
@@ -121,7 +121,7 @@ def cancel_job(job_id):
     """Cancel a job that waits to run."""
     try:
         record = cancel(job_id)
-        message, category = f"Job {record.id} ({record.name}) is cancelled.", "success"
+        message, category = gettext("Job %(id)s (%(name)s) is cancelled.", id=record.id, name=record.name), "success"
     except (LookupError, ValueError) as exc:
         message, category = str(exc), "error"
     return _after_action("queue", message, category)
@@ -133,7 +133,7 @@ def delete_job(job_id):
     """Delete a job that is not running from the history."""
     try:
         name = delete(job_id)
-        message, category = f"Job {job_id} ({name}) is deleted.", "success"
+        message, category = gettext("Job %(id)s (%(name)s) is deleted.", id=job_id, name=name), "success"
     except (LookupError, ValueError) as exc:
         message, category = str(exc), "error"
     back = request.form.get("next", "")

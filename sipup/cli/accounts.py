@@ -5,9 +5,11 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from flask_babel import gettext
 
 from sipup.exceptions import DomainError
 from sipup.extensions import db
+from sipup.i18n import role_name
 from sipup.models import LinkPurpose
 from sipup.services import accounts, companies, links, users
 
@@ -27,19 +29,18 @@ def user_create(email, role, company, name, password_stdin):
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt(gettext("Password"), hide_input=True, confirmation_prompt=True)
     try:
         user = accounts.create_user(email, role, password, company, name)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    where = f" at {user.company.name}" if user.company else ""
-    click.echo(f"Created {user.role} {user.email}{where}.")
+    click.echo(gettext("Created %(who)s.", who=_who(user)))
 
 
 def _user_or_fail(email):
     user = accounts.user_by_email(email)
     if user is None:
-        raise click.ClickException(f"There is no user {email.strip()}.")
+        raise click.ClickException(gettext("There is no user %(email)s.", email=email.strip()))
     return user
 
 
@@ -56,7 +57,7 @@ def user_invite(email, role, company, name):
         found = accounts.find_company(company, role)
         if current_app.config["MAIL_URL"]:
             user = users.invite(email, name, role, found)
-            click.echo(f"Invited {user.role} {user.email}{_at(user)}; the mail is queued.")
+            click.echo(gettext("Invited %(who)s; the mail is queued.", who=_who(user)))
             return
         user = users.invite(email, name, role, found, mail=False)
         url = links.issue(links.prepare(user, LinkPurpose.INVITE))
@@ -64,8 +65,13 @@ def user_invite(email, role, company, name):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"Invited {user.role} {user.email}{_at(user)}. No mail server is set (SIPUP_MAIL_URL): "
-        f"send them this link, valid for {current_app.config['INVITE_HOURS']} hours: {url}"
+        gettext(
+            "Invited %(who)s. No mail server is set (SIPUP_MAIL_URL): send them this link, valid for %(hours)s "
+            "hours: %(url)s",
+            who=_who(user),
+            hours=current_app.config["INVITE_HOURS"],
+            url=url,
+        )
     )
 
 
@@ -82,10 +88,18 @@ def user_list(company):
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     if not people:
-        click.echo("No users.")
+        click.echo(gettext("No users."))
     for user in people:
-        state = "deactivated" if not user.active else ("invited" if not user.has_password else "active")
-        click.echo(f"{user.email:<40} {user.role:<6} {state:<11} {user.company.name if user.company else '-'}")
+        state = (
+            gettext("deactivated")
+            if not user.active
+            else gettext("invited")
+            if not user.has_password
+            else gettext("active")
+        )
+        click.echo(
+            f"{user.email:<40} {role_name(user.role):<9} {state:<11} {user.company.name if user.company else '-'}"
+        )
 
 
 @user_cli.command("deactivate")
@@ -97,7 +111,7 @@ def user_deactivate(email):
         users.set_active(user, False)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Deactivated {user.email}; their sessions have ended.")
+    click.echo(gettext("Deactivated %(email)s; their sessions have ended.", email=user.email))
 
 
 @user_cli.command("set-password")
@@ -111,7 +125,7 @@ def user_set_password(email, password_stdin):
         users.set_password(user, password)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Password of {user.email} set; their sessions have ended.")
+    click.echo(gettext("Password of %(email)s set; their sessions have ended.", email=user.email))
 
 
 company_cli = AppGroup("company", help="Manage customer companies.")
@@ -139,8 +153,28 @@ def company_create(name, vat, terms, credit, price_list, address):
         company = companies.create_company(fields, address_required=address is not None)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
-    where = f", delivering to {company.addresses[0].one_line()}" if company.addresses else ", no delivery address yet"
-    click.echo(
-        f"Created company {company.name} (id {company.id}): {company.payment_terms_days} days, credit "
-        f"{company.credit_limit}, {company.price_list.name if company.price_list else 'base prices'}{where}."
+    where = (
+        gettext("delivering to %(address)s", address=company.addresses[0].one_line())
+        if company.addresses
+        else gettext("no delivery address yet")
     )
+    click.echo(
+        gettext(
+            "Created company %(name)s (id %(id)s): %(days)s days, credit %(credit)s, %(prices)s, %(where)s.",
+            name=company.name,
+            id=company.id,
+            days=company.payment_terms_days,
+            credit=company.credit_limit,
+            prices=company.price_list.name if company.price_list else gettext("base prices"),
+            where=where,
+        )
+    )
+
+
+def _who(user):
+    """A user's role, e-mail and company as the CLI names them: buyer anna@example.com at Getränke Nord."""
+    if user.company:
+        return gettext(
+            "%(role)s %(email)s at %(company)s", role=role_name(user.role), email=user.email, company=user.company.name
+        )
+    return f"{role_name(user.role)} {user.email}"

@@ -5,6 +5,7 @@ after `upgrade`; sipup's `stats` (statement statistics, the pool) and `optimize`
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import inspect
 
 from sipup.database import migrations
@@ -18,6 +19,8 @@ DB_HELP = (
     "The database: schema migrations (`upgrade` applies them; the others are Flask-Migrate's tools for "
     "writing them), statement statistics (`stats`) and indexes, partitions and statistics (`optimize`)."
 )
+
+NO_TABLES = lazy_gettext("The database has no sipup tables yet. Run `flask db upgrade` first.")
 
 
 class DatabaseGroup(AppGroup):
@@ -85,7 +88,7 @@ def warn_backup_verification():
     """One line on standard error when the nightly backup's verification is not allowed on this server."""
     problem = backup.verification_problem()
     if problem:
-        click.echo(f"sipup: warning: {problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=problem), err=True)
 
 
 def is_embedded():

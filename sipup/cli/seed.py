@@ -5,8 +5,9 @@ import secrets
 
 import click
 from flask.cli import with_appcontext
+from flask_babel import gettext
 
-from sipup.cli.db import schema_present
+from sipup.cli.db import NO_TABLES, schema_present
 from sipup.services import seed as seeding
 
 
@@ -21,18 +22,18 @@ from sipup.services import seed as seeding
 def seed(companies, products, orders, months):
     """Fill the database with demo or scale data in batches, with a progress bar."""
     if not schema_present():
-        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
-    click.echo(f"Products: {seeding.seed_catalog(products)} added.")
+        raise click.ClickException(str(NO_TABLES))
+    click.echo(gettext("Products: %(count)s added.", count=seeding.seed_catalog(products)))
     if companies:
         seeding.seed_companies(companies, _seed_password())
-        click.echo(f"Companies: {companies} added, each with an owner and a buyer.")
+        click.echo(gettext("Companies: %(count)s added, each with an owner and a buyer.", count=companies))
     if orders:
-        with click.progressbar(length=orders, label="Orders", show_pos=True, show_eta=True) as bar:
+        with click.progressbar(length=orders, label=gettext("Orders"), show_pos=True, show_eta=True) as bar:
             try:
                 seeding.seed_orders(orders, months, progress=bar.update)
             except ValueError as exc:  # no companies or products to order with
                 raise click.ClickException(str(exc)) from None
-    click.echo("Done.")
+    click.echo(gettext("Done."))
 
 
 def _seed_password():
@@ -41,5 +42,10 @@ def _seed_password():
         return password
 
     password = secrets.token_urlsafe(9)
-    click.echo(f"Seeded customers sign in with the password {password} (set SIPUP_SEED_PASSWORD to choose it).")
+    click.echo(
+        gettext(
+            "Seeded customers sign in with the password %(password)s (set SIPUP_SEED_PASSWORD to choose it).",
+            password=password,
+        )
+    )
     return password

@@ -10,13 +10,15 @@ import click
 import redis
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
+from flask_babel import gettext
 from sqlalchemy import func, select
 from waitress import create_server
 
 from sipup import redisclient, serving
-from sipup.cli.db import is_embedded, schema_present, upgrade_schema, warn_backup_verification
+from sipup.cli.db import NO_TABLES, is_embedded, schema_present, upgrade_schema, warn_backup_verification
 from sipup.extensions import db
 from sipup.files import open_private
+from sipup.i18n import role_name
 from sipup.services.seed import seed_demo
 from sipup.storage import get_storage
 
@@ -40,19 +42,23 @@ def serve(host, port, threads, processes):
     logging.basicConfig()  # what waitress.serve() does: log records (waitress's and ours) show on the console
     redis_problem = _redis_problem(config["REDIS_URL"])
     if redis_problem:
-        click.echo(f"sipup: warning: {redis_problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=redis_problem), err=True)
     if processes > 1 and not config["REDIS_URL"]:
         click.echo(
-            f"sipup: warning: {processes} processes without Redis (SIPUP_REDIS_URL): each keeps its own rate-limit "
-            f"budgets, so a client may make {processes}x SIPUP_RATELIMIT_IP; set SIPUP_REDIS_URL to share them.",
+            gettext(
+                "sipup: warning: %(processes)s processes without Redis (SIPUP_REDIS_URL): each keeps its own "
+                "rate-limit budgets, so a client may make %(processes)sx SIPUP_RATELIMIT_IP; set SIPUP_REDIS_URL to "
+                "share them.",
+                processes=processes,
+            ),
             err=True,
         )
     storage_problem = _storage_problem()
     if storage_problem:
-        click.echo(f"sipup: warning: {storage_problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=storage_problem), err=True)
     replicas = current_app.extensions.get("sipup_replicas")
     for problem in replicas.problems() if replicas else ():
-        click.echo(f"sipup: warning: {problem}", err=True)
+        click.echo(gettext("sipup: warning: %(problem)s", problem=problem), err=True)
     app = current_app._get_current_object()
     try:
         if processes == 1:
@@ -70,14 +76,26 @@ def serve(host, port, threads, processes):
         for listener in listening:
             listener.close()
         raise
+    url = f"http://{host}:{port}/"
     if processes == 1:
-        click.echo(f"sipup listening on http://{host}:{port}/ with {threads} threads (Ctrl+C stops).")
+        click.echo(
+            gettext(
+                "sipup listening on %(url)s with %(threads)s threads (Ctrl+C stops).",
+                url=url,
+                threads=threads,
+            )
+        )
         sys.stdout.flush()
         serving.run(app, listening[0], threads, host, port)
         return
     db.engine.dispose()  # the processes open connections of their own
     click.echo(
-        f"sipup listening on http://{host}:{port}/ with {processes} processes of {threads} threads (Ctrl+C stops)."
+        gettext(
+            "sipup listening on %(url)s with %(processes)s processes of %(threads)s threads (Ctrl+C stops).",
+            url=url,
+            processes=processes,
+            threads=threads,
+        )
     )
     sys.stdout.flush()
     app_path = click.get_current_context().find_object(ScriptInfo).app_import_path
@@ -95,8 +113,11 @@ def _processes_option(text):
         number = 0
     if number < 1:
         raise click.ClickException(
-            f"--processes {text}: must be a whole number above 0 (leave it out: the number of cores with Redis, "
-            "1 without)."
+            gettext(
+                "--processes %(value)s: must be a whole number above 0 (leave it out: the number of cores with "
+                "Redis, 1 without).",
+                value=text,
+            )
         )
     return number
 
@@ -104,15 +125,16 @@ def _processes_option(text):
 def _port_problem(exc, host, port):
     """The one line for a port that cannot be listened on; None for other errors."""
     reason = {
-        errno.EADDRINUSE: "is in use by another program (XAMPP's Tomcat takes 8080)",
-        errno.EACCES: "may not be opened by this account",
-        errno.EADDRNOTAVAIL: "is on an address this host does not have",
+        errno.EADDRINUSE: gettext("Port %(port)s on %(host)s is in use by another program (XAMPP's Tomcat takes 8080)"),
+        errno.EACCES: gettext("Port %(port)s on %(host)s may not be opened by this account"),
+        errno.EADDRNOTAVAIL: gettext("Port %(port)s on %(host)s is on an address this host does not have"),
     }.get(exc.errno)
     if reason is None:
         return None
-    return (
-        f"Port {port} on {host} {reason}: start with another port, "
-        f"e.g. flask serve --port {port + 1 if port < 65535 else 8081}, or set SIPUP_PORT."
+    return gettext(
+        "%(problem)s: start with another port, e.g. flask serve --port %(other)s, or set SIPUP_PORT.",
+        problem=reason % {"port": port, "host": host},
+        other=port + 1 if port < 65535 else 8081,
     )
 
 
@@ -123,10 +145,10 @@ def _prepare_database():
         fresh = not schema_present()
         upgrade_schema()
         if fresh or not db.session.scalar(select(func.count()).select_from(db.metadata.tables["users"])):
-            click.echo("Empty database: creating demo data...")
+            click.echo(gettext("Empty database: creating demo data..."))
             _print_logins(seed_demo())
     elif not schema_present():
-        raise click.ClickException("The database has no sipup tables yet. Run `flask db upgrade` first.")
+        raise click.ClickException(str(NO_TABLES))
     else:
         warn_backup_verification()
 
@@ -136,10 +158,14 @@ def _redis_problem(url):
     if not url:
         return None
 
-    degraded = "rate limits and statistics count per process and the cache is skipped until it answers."
+    degraded = gettext("rate limits and statistics count per process and the cache is skipped until it answers.")
     problem = redisclient.master_problem(url)
     if problem:
-        return f"Redis Sentinel (SIPUP_REDIS_URL): {problem}; starting degraded: {degraded}"
+        return gettext(
+            "Redis Sentinel (SIPUP_REDIS_URL): %(problem)s; starting degraded: %(degraded)s",
+            problem=problem,
+            degraded=degraded,
+        )
     client = redisclient.connect(url, timeout=1)
     try:
         client.ping()
@@ -147,13 +173,19 @@ def _redis_problem(url):
         if isinstance(exc, redis.ResponseError) and "DB index is out of range" in str(exc):
             index = client.connection_pool.connection_kwargs.get("db")
             raise click.ClickException(
-                f"SIPUP_REDIS_URL names database {index}, but the DB index is out of range on the Redis at "
-                f"{redisclient.describe(url)} (it has databases 0 to 15 unless its `databases` setting says more): "
-                "use one of those, e.g. redis://host:6379/0."
+                gettext(
+                    "SIPUP_REDIS_URL names database %(index)s, but the DB index is out of range on the Redis at "
+                    "%(where)s (it has databases 0 to 15 unless its `databases` setting says more): use one of "
+                    "those, e.g. redis://host:6379/0.",
+                    index=index,
+                    where=redisclient.describe(url),
+                )
             ) from None
-        return (
-            f"Redis at {redisclient.describe(url)} (SIPUP_REDIS_URL) does not answer ({type(exc).__name__}); "
-            f"starting degraded: {degraded}"
+        return gettext(
+            "Redis at %(where)s (SIPUP_REDIS_URL) does not answer (%(error)s); starting degraded: %(degraded)s",
+            where=redisclient.describe(url),
+            error=type(exc).__name__,
+            degraded=degraded,
         )
     finally:
         client.close()
@@ -169,16 +201,18 @@ def _storage_problem():
     problem = storage.problem()
     if problem is None:
         return None
-    return (
-        f"file storage {storage.where} (SIPUP_STORAGE_URL): {problem}; starting anyway: pictures, reports "
-        "and uploads fail with a message until it works."
+    return gettext(
+        "file storage %(where)s (SIPUP_STORAGE_URL): %(problem)s; starting anyway: pictures, reports and uploads "
+        "fail with a message until it works.",
+        where=storage.where,
+        problem=problem,
     )
 
 
 def _print_logins(logins):
-    click.echo("\nDemo logins (also in instance/demo-logins.txt):")
+    click.echo("\n" + gettext("Demo logins (also in instance/demo-logins.txt):"))
     for role, email, password in logins:
-        click.echo(f"  {role:<6} {email:<40} {password}")
+        click.echo(f"  {role_name(role):<9} {email:<40} {password}")
     path = os.path.join(current_app.instance_path, "demo-logins.txt")
     with open_private(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{role}\t{email}\t{password}\n" for role, email, password in logins)

@@ -3,6 +3,7 @@
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from flask_babel import gettext
 from sqlalchemy.exc import DBAPIError
 
 from sipup.database import is_unavailable
@@ -42,19 +43,32 @@ def process(limit, verbose):
             raise
         # One line in cron's log each minute while the database is away, not a traceback; jobs this run held
         # wait for their lease.
-        click.echo(f"error: the database is unavailable: {describe(exc)}", err=True)
+        click.echo(gettext("error: the database is unavailable: %(why)s", why=describe(exc)), err=True)
         raise SystemExit(1) from None
     if verbose:
         periodic = summary["periodic"] or []
         click.echo(
-            f"Ran {summary['run']} job(s), {summary['failed']} failed; reaped {summary['reaped'] or 0}, "
-            f"lost and re-sent {summary['lost'] or 0}, resent {summary['resent'] or 0}, "
-            f"released {summary['released'] or 0}, periodic: {', '.join(periodic) or 'none'}."
+            gettext(
+                "Ran %(run)s job(s), %(failed)s failed; reaped %(reaped)s, lost and re-sent %(lost)s, resent "
+                "%(resent)s, released %(released)s, periodic: %(periodic)s.",
+                run=summary["run"],
+                failed=summary["failed"],
+                reaped=summary["reaped"] or 0,
+                lost=summary["lost"] or 0,
+                resent=summary["resent"] or 0,
+                released=summary["released"] or 0,
+                periodic=", ".join(periodic) or gettext("none"),
+            )
         )
     if summary["failed"]:
-        click.echo(f"warning: {summary['failed']} job(s) failed in this run; see `flask queue status`.", err=True)
+        click.echo(
+            gettext(
+                "warning: %(failed)s job(s) failed in this run; see `flask queue status`.", failed=summary["failed"]
+            ),
+            err=True,
+        )
     for problem in summary["problems"]:
-        click.echo(f"warning: {problem}", err=True)
+        click.echo(gettext("warning: %(problem)s", problem=problem), err=True)
     if "error" in summary:
         raise SystemExit(1)
 
@@ -70,9 +84,13 @@ def worker(workers):
     SIPUP_WORKER_STOP_SECONDS (30), queue again what is still running, exit. A second signal stops at once."""
     workers = workers or current_app.config["QUEUE_WORKERS"]
     click.echo(
-        f"sipup queue worker on {current_app.extensions['queue'].backend} with {workers} thread(s); "
-        f"Ctrl+C or SIGTERM stops it, letting running jobs finish for up to "
-        f"{current_app.config['WORKER_STOP_SECONDS']} s."
+        gettext(
+            "sipup queue worker on %(backend)s with %(workers)s thread(s); Ctrl+C or SIGTERM stops it, letting "
+            "running jobs finish for up to %(seconds)s s.",
+            backend=current_app.extensions["queue"].backend,
+            workers=workers,
+            seconds=current_app.config["WORKER_STOP_SECONDS"],
+        )
     )
     run_worker(current_app._get_current_object(), workers)
 
@@ -82,8 +100,12 @@ def status():
     """Print job counts by status and priority, the oldest waiting job's age and the last processor runs."""
     info = manage.queue_status()
     click.echo(
-        f"Queue on {info['backend']}; oldest waiting job: {manage.describe_age(info['oldest_waiting_seconds'])}; "
-        f"waiting to be sent to the queue: {info['outbox']}."
+        gettext(
+            "Queue on %(backend)s; oldest waiting job: %(age)s; waiting to be sent to the queue: %(outbox)s.",
+            backend=info["backend"],
+            age=manage.describe_age(info["oldest_waiting_seconds"]),
+            outbox=info["outbox"],
+        )
     )
     click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in registry.PRIORITIES) + f" {'total':>7}")
     for state, by_priority in info["counts"].items():
@@ -93,23 +115,44 @@ def status():
     if info["store_loss"]:
         loss = info["store_loss"]
         click.echo(
-            f"warning: the queue store lost {loss['lost']} queued message(s), noticed at "
-            f"{loss['at']:%Y-%m-%d %H:%M} UTC ({loss['times']} time(s) so far); they were re-sent. "
-            "Give Redis persistence (docs/jobs.md, Redis for the queue)."
+            gettext(
+                "warning: the queue store lost %(lost)s queued message(s), noticed at %(at)s UTC (%(times)s time(s) "
+                "so far); they were re-sent. Give Redis persistence (docs/jobs.md, Redis for the queue).",
+                lost=loss["lost"],
+                at=loss["at"].strftime("%Y-%m-%d %H:%M"),
+                times=loss["times"],
+            )
         )
     if info["paused"]:
-        click.echo(f"Paused: {', '.join(info['paused'])} (`flask queue resume PRIORITY` lets them run again).")
-    if info["huey"] is not None:
-        click.echo(f"Huey: {info['huey']['pending']} message(s) queued, {info['huey']['scheduled']} scheduled.")
-    else:
-        click.echo(f"warning: queue store unreachable: {info['huey_error']}")
-    if not info["runs"]:
-        click.echo("No processor has run yet: add `flask queue process` to cron (see cron/).")
-    for run in info["runs"]:
-        end = f"{run['finished_at']:%Y-%m-%d %H:%M:%S}" if run["finished_at"] else "still running"
         click.echo(
-            f"Last run of {run['processor']}: {run['started_at']:%Y-%m-%d %H:%M:%S} UTC to {end}, "
-            f"{run['jobs_run']} job(s), {run['failures']} failure(s)."
+            gettext(
+                "Paused: %(priorities)s (`flask queue resume PRIORITY` lets them run again).",
+                priorities=", ".join(info["paused"]),
+            )
+        )
+    if info["huey"] is not None:
+        click.echo(
+            gettext(
+                "Huey: %(pending)s message(s) queued, %(scheduled)s scheduled.",
+                pending=info["huey"]["pending"],
+                scheduled=info["huey"]["scheduled"],
+            )
+        )
+    else:
+        click.echo(gettext("warning: queue store unreachable: %(why)s", why=info["huey_error"]))
+    if not info["runs"]:
+        click.echo(gettext("No processor has run yet: add `flask queue process` to cron (see cron/)."))
+    for run in info["runs"]:
+        end = f"{run['finished_at']:%Y-%m-%d %H:%M:%S}" if run["finished_at"] else gettext("still running")
+        click.echo(
+            gettext(
+                "Last run of %(processor)s: %(start)s UTC to %(end)s, %(jobs)s job(s), %(failures)s failure(s).",
+                processor=run["processor"],
+                start=run["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                end=end,
+                jobs=run["jobs_run"],
+                failures=run["failures"],
+            )
         )
 
 
@@ -119,15 +162,15 @@ def status():
 def retry(job_id, all_failed):
     """Queue a failed job (ID) or every failed job (--failed) again with fresh attempts."""
     if all_failed == (job_id is not None):
-        raise click.UsageError("Give a job ID or --failed.")
+        raise click.UsageError(gettext("Give a job ID or --failed."))
     if all_failed:
-        click.echo(f"Queued {manage.retry_failed()} failed job(s) again.")
+        click.echo(gettext("Queued %(count)s failed job(s) again.", count=manage.retry_failed()))
         return
     try:
         record = manage.retry_job(job_id)
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Queued job {record.id} ({record.name}) again.")
+    click.echo(gettext("Queued job %(id)s (%(name)s) again.", id=record.id, name=record.name))
 
 
 @queue_cli.command("pause", short_help="Stop running jobs of a priority until resumed.")
@@ -135,7 +178,7 @@ def retry(job_id, all_failed):
 def pause(priority):
     """Stop every processor and worker from running jobs of PRIORITY; they wait in the jobs table until resumed."""
     manage.pause(priority)
-    click.echo(f"Jobs of priority {priority} are paused.")
+    click.echo(gettext("Jobs of priority %(priority)s are paused.", priority=priority))
 
 
 @queue_cli.command("resume", short_help="Let jobs of a paused priority run again.")
@@ -143,7 +186,7 @@ def pause(priority):
 def resume(priority):
     """Let jobs of PRIORITY run again; those that waited go out with the next processor run."""
     manage.resume(priority)
-    click.echo(f"Jobs of priority {priority} run again.")
+    click.echo(gettext("Jobs of priority %(priority)s run again.", priority=priority))
 
 
 @queue_cli.command("cleanup", short_help="Delete finished jobs older than N days.")
@@ -156,7 +199,9 @@ def resume(priority):
 def cleanup(days):
     """Delete finished jobs (done and failed) older than N days from the history."""
     days = days or current_app.config["QUEUE_KEEP_DAYS"]
-    click.echo(f"Deleted {manage.cleanup(days)} finished job(s) older than {days} day(s).")
+    click.echo(
+        gettext("Deleted %(count)s finished job(s) older than %(days)s day(s).", count=manage.cleanup(days), days=days)
+    )
 
 
 @queue_cli.command("enqueue", short_help="Queue one job by name with its arguments.")
@@ -166,7 +211,16 @@ def cleanup(days):
 def enqueue(name, args, priority):
     """Queue one job by name with its arguments, e.g. `flask queue enqueue nightly_backup --priority high`."""
     if name not in registry.JOBS:
-        raise click.ClickException(f"Unknown job {name!r}; jobs: {', '.join(sorted(registry.JOBS))}.")
+        raise click.ClickException(
+            gettext("Unknown job %(name)s; jobs: %(jobs)s.", name=repr(name), jobs=", ".join(sorted(registry.JOBS)))
+        )
     record = registry.enqueue(name, *args, priority=priority)
     db.session.commit()
-    click.echo(f"Queued job {record.id} ({name}, {registry.PRIORITY_NAMES[record.priority]}).")
+    click.echo(
+        gettext(
+            "Queued job %(id)s (%(name)s, %(priority)s).",
+            id=record.id,
+            name=name,
+            priority=registry.PRIORITY_NAMES[record.priority],
+        )
+    )

@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from sipup.cache import purge_expired
 from sipup.exceptions import InvalidInput
 from sipup.extensions import db
+from sipup.i18n import N_, kept_error
 from sipup.jobs.manage import cleanup
 from sipup.metrics.counter_stores import SqliteCounterStore
 from sipup.models import CheckoutKey, utcnow
@@ -51,6 +52,8 @@ def pause(seconds):
     try:
         seconds = min(max(float(seconds), 0.0), 600.0)
     except ValueError:
-        raise InvalidInput(f"seconds: {seconds!r} is not a number of seconds") from None
+        raise kept_error(
+            InvalidInput, N_("seconds: %(value)s is not a number of seconds"), value=repr(seconds)
+        ) from None
     time.sleep(seconds)
     return "pong"

@@ -5,10 +5,12 @@ import time
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import func, select, update
 
 from sipup.database import paginate
 from sipup.extensions import db
+from sipup.i18n import N_, kept
 from sipup.jobs.heartbeats import STORE_ROW, store_loss
 from sipup.jobs.marks import paused_priorities, running_marks, set_paused
 from sipup.jobs.registry import JOBS, PRIORITIES, PRIORITY_NAMES, WAITING, S, send_after_commit
@@ -97,9 +99,15 @@ def retry_job(job_id):
     ValueError."""
     record = db.session.get(Job, job_id)
     if record is None:
-        raise LookupError(f"There is no job {job_id}.")
+        raise LookupError(gettext("There is no job %(id)s.", id=job_id))
     if record.status not in (S.FAILED, S.CANCELLED):
-        raise ValueError(f"Job {job_id} is {record.status}; only failed and cancelled jobs can be retried.")
+        raise ValueError(
+            gettext(
+                "Job %(id)s is %(status)s; only failed and cancelled jobs can be retried.",
+                id=job_id,
+                status=record.status,
+            )
+        )
     _requeue(record)
     db.session.commit()
     return record
@@ -127,7 +135,7 @@ def _requeue(record):
     now = utcnow()
     record.status, record.attempts, record.run_at = S.QUEUED, 0, now
     record.dispatched_at, record.finished_at, record.lease_until = now, None, None
-    record.error = f"(retried by hand; last error: {record.error})"[:2000]
+    record.error = kept(N_("(retried by hand; last error: %(error)s)"), error=record.error[:1800])
     send_after_commit(record)
 
 
@@ -153,7 +161,7 @@ def cancel_job(job_id):
     """Stop a waiting job from running; its message, if it comes, is skipped. Raises LookupError / ValueError."""
     record = db.session.get(Job, job_id)
     if record is None:
-        raise LookupError(f"There is no job {job_id}.")
+        raise LookupError(gettext("There is no job %(id)s.", id=job_id))
     changed = db.session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(WAITING))
@@ -161,14 +169,22 @@ def cancel_job(job_id):
             status=S.CANCELLED,
             finished_at=utcnow(),
             lease_until=None,
-            error=f"(cancelled by hand){'; last error: ' + record.error if record.error else ''}"[:4000],
+            error=kept(N_("(cancelled by hand; last error: %(error)s)"), error=record.error[:3800])
+            if record.error
+            else kept(N_("(cancelled by hand)")),
         )
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
     if not changed:
         db.session.refresh(record)
-        raise ValueError(f"Job {job_id} is {record.status}; only queued and retrying jobs can be cancelled.")
+        raise ValueError(
+            gettext(
+                "Job %(id)s is %(status)s; only queued and retrying jobs can be cancelled.",
+                id=job_id,
+                status=record.status,
+            )
+        )
     db.session.refresh(record)
     return record
 
@@ -177,14 +193,14 @@ def delete_job(job_id):
     """Delete a job that is not running from the history. Raises LookupError / ValueError."""
     record = db.session.get(Job, job_id)
     if record is None:
-        raise LookupError(f"There is no job {job_id}.")
+        raise LookupError(gettext("There is no job %(id)s.", id=job_id))
     if record.status == S.RUNNING:
-        raise ValueError(f"Job {job_id} is running; delete it once it has finished.")
+        raise ValueError(gettext("Job %(id)s is running; delete it once it has finished.", id=job_id))
     name = record.name
     deleted = db.session.execute(Job.__table__.delete().where(Job.id == job_id, Job.status != S.RUNNING)).rowcount
     db.session.commit()
     if not deleted:
-        raise ValueError(f"Job {job_id} started running meanwhile; delete it once it has finished.")
+        raise ValueError(gettext("Job %(id)s started running meanwhile; delete it once it has finished.", id=job_id))
     return name
 
 
@@ -226,7 +242,7 @@ def cleanup(days):
 
 def describe_age(seconds):
     if seconds is None:
-        return "none waiting"
+        return gettext("none waiting")
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.exceptions import DomainError
 from sipup.extensions import db
+from sipup.i18n import shown
 from sipup.jobs.marks import RUNNING, paused_priorities
 from sipup.jobs.registry import JOBS, PRIORITY_NAMES, WAITING, PermanentError, S
 from sipup.jobs.stats import count_run, count_wait
@@ -23,6 +24,7 @@ from sipup.models import Job, utcnow
 log = logging.getLogger("sipup.queue")
 
 SKIPPED = "skipped"
+RESULT_LENGTH = 400  # Job.result
 
 
 class Running:
@@ -79,7 +81,8 @@ class Running:
             result = func(*args)
         except (PermanentError, DomainError) as exc:
             db.session.rollback()
-            self._finish(job_id, attempts, S.FAILED, error=str(exc) or type(exc).__name__)
+            # A domain error raised with its message kept (i18n.kept_error) is shown in each reader's language.
+            self._finish(job_id, attempts, S.FAILED, error=getattr(exc, "kept", None) or str(exc) or type(exc).__name__)
             count_run(counters, task, started, "f")
             return self._failed(task, exc, counters)
         except Exception as exc:
@@ -101,7 +104,7 @@ class Running:
                 raise RetryTask(eta=run_at) from exc
             self._finish(job_id, attempts, S.FAILED, error=error)
             return self._failed(task, exc, counters)
-        self._finish(job_id, attempts, S.DONE, result=str(result or "")[:400])
+        self._finish(job_id, attempts, S.DONE, result=_result_text(result))
         count_run(counters, task, started, None)
         counters.incr("queue", "done")
         return S.DONE
@@ -154,3 +157,12 @@ def _claim_row(job_id, name, now, lease):
         )
         .execution_options(synchronize_session=False)
     ).rowcount
+
+
+def _result_text(result):
+    """What a job returned, as its record keeps it: a kept message that would be cut short is stored translated
+    into the shop's default language instead, so that it stays readable."""
+    text = str(result or "")
+    if len(text) > RESULT_LENGTH:
+        text = shown(text)
+    return text[:RESULT_LENGTH]

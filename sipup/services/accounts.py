@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm.util import identity_key
 
@@ -12,6 +13,7 @@ from sipup.cache import cached, prefetch
 from ..exceptions import InvalidInput
 from ..extensions import db
 from ..hashing import dummy_hash, hash_password, needs_rehash
+from ..i18n import role_name
 from ..models import Company, Role, User, UserSession, utcnow
 from . import signed_in
 from .cart import count_entry
@@ -184,13 +186,13 @@ def create_user(email, role, password, company_name=None, name=""):
     """A new user; customers (owner, buyer) belong to an existing company."""
     email = normalise_email(email)
     if not EMAIL.match(email) or len(email) > 254:
-        raise InvalidInput(f"“{email[:254]}” is not an e-mail address.")
+        raise InvalidInput(gettext("“%(email)s” is not an e-mail address.", email=email[:254]))
     if role not in set(Role):
-        raise InvalidInput(f"Role must be one of {', '.join(Role)}.")
+        raise InvalidInput(gettext("Role must be one of %(roles)s.", roles=", ".join(Role)))
     check_new_password(password, email, name)
     existing = user_by_email(email)
     if existing is not None:
-        raise InvalidInput(f"There is already a user {existing.email}.")
+        raise InvalidInput(gettext("There is already a user %(email)s.", email=existing.email))
     company = find_company(company_name, role)
     user = User(email=email, role=role, company=company, name=name or email.split("@")[0])
     user.set_password(password)
@@ -203,11 +205,15 @@ def find_company(name, role):
     """The company an owner or buyer belongs to, by name in any case; None for staff and admins."""
     if role not in (Role.OWNER, Role.BUYER):
         if name:
-            raise InvalidInput(f"Staff and admins belong to no company; leave out --company for a {role}.")
+            raise InvalidInput(
+                gettext(
+                    "Staff and admins belong to no company; leave out --company for a %(role)s.", role=role_name(role)
+                )
+            )
         return None
     if not name:
-        raise InvalidInput(f"A {role} belongs to a company: give --company.")
+        raise InvalidInput(gettext("A %(role)s belongs to a company: give --company.", role=role_name(role)))
     company = db.session.scalar(select(Company).where(func.lower(Company.name) == name.strip().lower()))
     if company is None:
-        raise InvalidInput(f"There is no company “{name}”.")
+        raise InvalidInput(gettext("There is no company “%(name)s”.", name=name))
     return company

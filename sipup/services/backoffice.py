@@ -142,11 +142,11 @@ def save_product(product, form):
         "sell_unit": (form.get("sell_unit") or "").strip(),
         "description": (form.get("description") or "").strip()[:5000],
         "base_price": _field(errors, "base_price", parse_money, form, gettext("Base price")),
-        "deposit": _field(errors, "deposit", parse_money, form, "Deposit"),
-        "min_qty": _field(errors, "min_qty", parse_count, form, "Minimum quantity", 1),
-        "qty_step": _field(errors, "qty_step", parse_count, form, "Quantity step", 1),
-        "stock_on_hand": _field(errors, "stock_on_hand", parse_count, form, "Stock on hand"),
-        "low_stock_threshold": _field(errors, "low_stock_threshold", parse_count, form, "Low-stock threshold"),
+        "deposit": _field(errors, "deposit", parse_money, form, gettext("Deposit")),
+        "min_qty": _field(errors, "min_qty", parse_count, form, gettext("Minimum quantity"), 1),
+        "qty_step": _field(errors, "qty_step", parse_count, form, gettext("Quantity step"), 1),
+        "stock_on_hand": _field(errors, "stock_on_hand", parse_count, form, gettext("Stock on hand")),
+        "low_stock_threshold": _field(errors, "low_stock_threshold", parse_count, form, gettext("Low-stock threshold")),
         "vat_class": (form.get("vat_class") or "standard").strip(),
         "backorder_allowed": form.get("backorder_allowed") == "on",
         "active": form.get("active") == "on",
@@ -178,9 +178,9 @@ def save_product(product, form):
         and values["stock_on_hand"] < product.stock_reserved
         and not values["backorder_allowed"]
     ):
-        errors["stock_on_hand"] = (
-            f"{product.stock_reserved} are reserved by open orders; stock on hand cannot be lower "
-            "unless backorders are allowed."
+        errors["stock_on_hand"] = gettext(
+            "%(reserved)s are reserved by open orders; stock on hand cannot be lower unless backorders are allowed.",
+            reserved=product.stock_reserved,
         )
     if errors:
         raise FieldErrors(errors)

@@ -20,7 +20,7 @@ import re
 import secrets
 
 from flask import current_app
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +31,7 @@ from sipup.storage import Missing, StorageUnavailable, get_storage
 from ..csvfiles import DIALECTS, to_text
 from ..exceptions import InvalidInput, LineRefused, NotFound
 from ..extensions import db
+from ..i18n import N_, kept
 from ..models import Job, User, utcnow
 from ..spreadsheets import read_upload, xlsx_bytes
 from . import import_companies, import_prices, import_products
@@ -38,8 +39,16 @@ from . import import_companies, import_prices, import_products
 log = logging.getLogger("sipup.bulk_import")
 
 KINDS = {"products": import_products, "prices": import_prices, "companies": import_companies}
-LABELS = {"products": "Products", "prices": "Price tiers", "companies": "Customer companies"}
-KEY_WORDS = {"products": "SKU", "prices": "price list, SKU and min_qty", "companies": "company and address_label"}
+LABELS = {
+    "products": lazy_gettext("Products"),
+    "prices": lazy_gettext("Price tiers"),
+    "companies": lazy_gettext("Customer companies"),
+}
+KEY_WORDS = {
+    "products": lazy_gettext("SKU"),
+    "prices": lazy_gettext("price list, SKU and min_qty"),
+    "companies": lazy_gettext("company and address_label"),
+}
 FORMATS = ("csv", "xlsx")
 BATCH_LINES = 500
 MAX_LINES = 100_000
@@ -68,7 +77,13 @@ def check(kind, data, size=None):
             refused += [(number, column, why) for column, why in exc.problems]
             continue
         if key in seen:
-            refused.append((number, module.KEY_COLUMN, f"the same {KEY_WORDS[kind]} as line {seen[key]}"))
+            refused.append(
+                (
+                    number,
+                    module.KEY_COLUMN,
+                    gettext("the same %(key)s as line %(line)s", key=KEY_WORDS[kind], line=seen[key]),
+                )
+            )
             continue
         seen[key] = number
         entries.append((number, key, values))
@@ -82,7 +97,12 @@ def _summary(kind, items, refused):
     """The preview kept beside an upload: counts, and the first SHOWN lines of each action."""
     counts = {action: sum(1 for i in items if i["action"] == action) for action in ("create", "change", "same")}
     counts["refused"] = len({r[0] for r in refused})
-    preview = {"kind": kind, "label": LABELS[kind], "counts": counts, "refused": [list(r) for r in refused[:SHOWN]]}
+    preview = {
+        "kind": kind,
+        "label": str(LABELS[kind]),
+        "counts": counts,
+        "refused": [list(r) for r in refused[:SHOWN]],
+    }
     for action in APPLIES:
         preview[action] = [[i["line"], i["key"], i["changes"]] for i in items if i["action"] == action][:SHOWN]
     return preview
@@ -121,6 +141,7 @@ def load_preview(name):
     preview = _stored_json(name, ".preview.json")
     if preview is None:
         raise NotFound(gettext("There is no such import."))
+    preview["label"] = str(LABELS.get(preview.get("kind"), preview.get("label", "")))  # in the reader's language
     return preview
 
 
@@ -161,15 +182,20 @@ def apply_stored(kind, name, actor_id=None):
         get_storage().put(_key(name, ".progress.json"), json.dumps(state).encode("utf-8"), "application/json")
 
     state = apply_file(kind, data, actor, source=name, report=report)
-    return describe(state)[:400]
+    return kept(SUMMARY, **_counts(state))
+
+
+# A finished import in one line (kept as the message and its counts: the job's result is read on the back office).
+SUMMARY = N_("%(created)s created, %(changed)s changed, %(same)s already as in the file, %(refused)s line(s) refused")
+
+
+def _counts(state):
+    return {name: state[name] for name in ("created", "changed", "same", "refused")}
 
 
 def describe(state):
     """One line for a finished import: what was created, changed, left alone and refused."""
-    return (
-        f"{state['created']} created, {state['changed']} changed, {state['same']} already as in the file, "
-        f"{state['refused']} line(s) refused"
-    )
+    return gettext(SUMMARY, **_counts(state))
 
 
 def batches(items):

@@ -187,7 +187,7 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, cach
     for product, quantity in pairs:
         price = unit_price(product.base_price, tiers.get(product.id, []), quantity)
         if not product.active:
-            problems = [f"{product.sku} is no longer sold; remove it."]
+            problems = [gettext("%(sku)s is no longer sold; remove it.", sku=product.sku)]
         else:
             problems = [p for p in [quantity_problem(product, quantity)] if p]
         lines.append(

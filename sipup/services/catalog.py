@@ -44,8 +44,13 @@ def matching(stmt, query):
         expression = " AND ".join(f'"{searchtext.MARK}{w}"*' for w in indexed)
         hits = text("SELECT rowid FROM product_search WHERE product_search MATCH :fts").bindparams(fts=expression)
         return stmt.where(Product.id.in_(hits.columns(literal_column("rowid"))))
-    expression = " ".join(f"+{searchtext.MARK}{w}*" for w in indexed)
-    return stmt.where(text("MATCH (products.search_terms) AGAINST (:fts IN BOOLEAN MODE)").bindparams(fts=expression))
+    # InnoDB's FULLTEXT costs per document each word's prefix matches (a word of digits matches most of the
+    # catalog), so only the longest word goes through the index; the others are looked for in the few rows it
+    # found. A word is found inside another either way: "%word%" on the folded text is what the suffix terms give.
+    longest, *others = indexed
+    expression = f"+{searchtext.MARK}{longest}*"
+    stmt = stmt.where(text("MATCH (products.search_terms) AGAINST (:fts IN BOOLEAN MODE)").bindparams(fts=expression))
+    return stmt.where(*(Product.search_text.like(f"%{word}%") for word in others))
 
 
 def merge_search_index():
@@ -85,8 +90,15 @@ def _search_page(query, category_slug, sort, page, per_page):
     """The page's ids are sorted first and its products loaded after, so that a search matching thousands
     sorts their ids and sort keys only, not whole rows."""
     stmt = search_query(query, category_slug, sort)
-    total = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
-    ids = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    if _words(query):
+        # The count comes with the page's ids: the full-text match is evaluated once, not once for each.
+        offset = (page - 1) * per_page
+        rows = db.session.execute(stmt.add_columns(func.count().over()).limit(per_page).offset(offset)).all()
+        ids = [row[0] for row in rows]
+        total = rows[0][1] if rows else _count(stmt) if page > 1 else 0  # past the last page: no row to tell
+    else:
+        total = _count(stmt)
+        ids = db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     found = (
         {
             p.id: p
@@ -100,6 +112,10 @@ def _search_page(query, category_slug, sort, page, per_page):
         else {}
     )
     return PageOf([found[i] for i in ids if i in found], total, page, per_page)
+
+
+def _count(stmt):
+    return db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
 
 
 def search_query(query="", category_slug=None, sort="name"):

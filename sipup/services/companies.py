@@ -105,8 +105,8 @@ def _apply_terms(company, fields, actor):
     company.price_list = fields["price_list"]
 
 
-NAME_TAKEN_MEANWHILE = {"name": "Another company with this name was saved meanwhile."}
-LIST_TAKEN_MEANWHILE = {"name": "Another price list with this name was saved meanwhile."}
+NAME_TAKEN_MEANWHILE = {"name": lazy_gettext("Another company with this name was saved meanwhile.")}
+LIST_TAKEN_MEANWHILE = {"name": lazy_gettext("Another price list with this name was saved meanwhile.")}
 
 
 def _commit(flush_only=False, taken=NAME_TAKEN_MEANWHILE):
@@ -115,7 +115,7 @@ def _commit(flush_only=False, taken=NAME_TAKEN_MEANWHILE):
         db.session.flush() if flush_only else db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise FieldErrors(taken) from None
+        raise FieldErrors({field: str(message) for field, message in taken.items()}) from None
 
 
 def save_company(company, form, actor=None):
@@ -267,10 +267,10 @@ def get_price_list(list_id):
 def _list_name(name, list_id=None):
     name = (name or "").strip()
     if not name or len(name) > 120:
-        raise FieldErrors({"name": "Name must be 1 to 120 characters."})
+        raise FieldErrors({"name": gettext("Name must be 1 to 120 characters.")})
     other = price_list_by_name(name)
     if other is not None and other.id != list_id:
-        raise FieldErrors({"name": f"There is already a price list called {other.name}."})
+        raise FieldErrors({"name": gettext("There is already a price list called %(name)s.", name=other.name)})
     return name
 
 
@@ -281,11 +281,18 @@ def create_price_list(name, copy_from_id=None, actor=None):
     if copy_from_id:
         source = db.session.get(PriceList, copy_from_id)
         if source is None:
-            raise FieldErrors({"copy_from": "The list to copy no longer exists."})
+            raise FieldErrors({"copy_from": gettext("The list to copy no longer exists.")})
     price_list = PriceList(name=name)
     db.session.add(price_list)
     _commit(flush_only=True, taken=LIST_TAKEN_MEANWHILE)
-    audit.record("price_list", price_list.id, "created", "", f"copy of {source.name}" if source else name, actor)
+    audit.record(
+        "price_list",
+        price_list.id,
+        "created",
+        "",
+        gettext("copy of %(name)s", name=source.name) if source else name,
+        actor,
+    )
     if source is not None:
         db.session.execute(
             insert(PriceTier).from_select(

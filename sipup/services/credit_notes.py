@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from ..database import run_in_transaction
 from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import N_, kept
 from ..i18n import money as money_text
 from ..models import (
     CreditNote,
@@ -195,7 +196,11 @@ def _issue(invoice_number, form, staff_user_id):
     )
     db.session.add(note)
     invoice.credited_amount += amount
-    _settle(invoice, now, f"Credit note {note.number} of {amount}: {reason}")
+    _settle(
+        invoice,
+        now,
+        kept(N_("Credit note %(number)s of %(amount)s: %(reason)s"), number=note.number, amount=amount, reason=reason),
+    )
     db.session.flush()
     return note
 
@@ -210,7 +215,7 @@ def _record_payment(invoice_number, form, staff_user_id):
     invoice = get_invoice(invoice_number, lock=True)
     errors, amount, received = {}, None, None
     try:
-        amount = parse_money(form.get("amount"), "Amount", positive=True)
+        amount = parse_money(form.get("amount"), gettext("Amount"), positive=True)
     except InvalidInput as exc:
         errors["amount"] = str(exc)
     try:
@@ -239,7 +244,16 @@ def _record_payment(invoice_number, form, staff_user_id):
     )
     db.session.add(payment)
     invoice.paid_amount += amount
-    _settle(invoice, at, f"Payment {reference} of {amount} received {received:%d.%m.%Y}.")
+    _settle(
+        invoice,
+        at,
+        kept(
+            N_("Payment %(reference)s of %(amount)s received %(day)s."),
+            reference=reference,
+            amount=amount,
+            day=received,
+        ),
+    )
     db.session.flush()
     return payment
 

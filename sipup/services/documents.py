@@ -106,7 +106,7 @@ def invoice_document(number, company_id=None):
         stmt = stmt.where(Invoice.company_id == company_id)
     invoice = db.session.scalar(stmt)
     if invoice is None:
-        raise NotFound(f"There is no invoice “{number}”.")
+        raise NotFound(gettext("There is no invoice “%(number)s”.", number=number))
     order = db.session.scalar(
         select(Order)
         .options(selectinload(Order.lines))

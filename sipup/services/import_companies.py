@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from ..exceptions import FieldErrors, InvalidInput, LineRefused
 from ..extensions import db
-from ..i18n import role_name
+from ..i18n import N_, kept_error, role_name, role_named
 from ..models import Address, Company, PriceList, Role, User
 from . import accounts, audit, users
 from .parsing import parse_count, parse_money
@@ -51,9 +51,19 @@ def _read_users(text, problems):
     people = []
     for entry in filter(None, SEPARATORS.split(text)):
         role, _, email = entry.rpartition(":")
-        role = (role or Role.BUYER).lower()
+        role = role_named(role) if role else Role.BUYER  # the stored word or the reader's: buyer, Einkäufer
         if role not in ROLES:
-            problems.append(("users", gettext("“%(entry)s”: the role must be owner or buyer", entry=entry[:60])))
+            problems.append(
+                (
+                    "users",
+                    gettext(
+                        "“%(entry)s”: the role must be %(owner)s or %(buyer)s",
+                        entry=entry[:60],
+                        owner=role_name(Role.OWNER),
+                        buyer=role_name(Role.BUYER),
+                    ),
+                )
+            )
         elif not accounts.EMAIL.match(email) or len(email) > 254:
             problems.append(
                 (
@@ -130,7 +140,9 @@ def _terms(lines):
             if column not in terms:
                 terms[column], source[column] = value, line
             elif str(value).lower() != str(terms[column]).lower():
-                refused.setdefault(line, (column, f"differs from line {source[column]} of the same company"))
+                refused.setdefault(
+                    line, (column, gettext("differs from line %(line)s of the same company", line=source[column]))
+                )
     return terms, refused
 
 
@@ -208,22 +220,26 @@ def plan(entries):
         first = lines[0][0]
         why = None
         if terms.get("price_list") and terms["price_list"].lower() not in lists:
-            why = ("price_list", f"there is no price list “{terms['price_list']}”")
+            why = ("price_list", gettext("there is no price list “%(name)s”", name=terms["price_list"]))
         elif owner := _vat_owner(terms.get("vat_id"), company):
-            why = ("vat_id", f"VAT id {terms['vat_id']} belongs to {owner}")
+            why = ("vat_id", gettext("VAT id %(vat_id)s belongs to %(owner)s", vat_id=terms["vat_id"], owner=owner))
         changes = [f"{c}: {'' if o is None else o} → {n}" for c, o, n in _term_changes(company, terms)]
         for line, _key, values in lines:
             item = {"line": line, "key": values["company"], "group": name, "values": values, "terms": terms}
             if why or line in refused:
                 column, text = why or refused[line]
-                reason = text if (line == first or not why) else f"the company's line {first} is refused: {text}"
+                reason = (
+                    text
+                    if (line == first or not why)
+                    else gettext("the company's line %(line)s is refused: %(why)s", line=first, why=text)
+                )
                 items.append(item | {"action": "refused", "column": column, "why": reason})
                 continue
             action, notes = ("create" if company is None else "same"), []
             if line == first and company is not None and changes:
                 action, notes = "change", list(changes)
             elif line == first and company is None:
-                notes = ["new company"] + changes
+                notes = [gettext("new company")] + changes
             if values["address"]:
                 what, _found, text = _address_change(company, values["address"])
                 if what != "same":
@@ -305,7 +321,7 @@ def _apply_line(company, values, actor):
             try:
                 users.add_invited(email, "", role, company=company, actor=actor)
             except FieldErrors as exc:
-                raise InvalidInput(f"{email}: {exc}") from None
+                raise kept_error(InvalidInput, N_("%(email)s: %(error)s"), email=email, error=str(exc)) from None
 
 
 def export_rows():

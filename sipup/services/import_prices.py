@@ -93,11 +93,18 @@ def plan(entries):
                 | {
                     "action": "refused",
                     "column": "price_list",
-                    "why": f"there is no price list “{values['price_list']}”",
+                    "why": gettext("there is no price list “%(name)s”", name=values["price_list"]),
                 }
             )
         elif key[1] not in products:
-            items.append(item | {"action": "refused", "column": "sku", "why": f"there is no product {values['sku']}"})
+            items.append(
+                item
+                | {
+                    "action": "refused",
+                    "column": "sku",
+                    "why": gettext("there is no product %(sku)s", sku=values["sku"]),
+                }
+            )
         else:
             tier = tiers.get((lists[key[0]], products[key[1]], key[2]))
             if tier is None:
@@ -129,7 +136,16 @@ def apply(items, actor=None, source=""):
     bulk_insert(PriceTier, inserts)
     bulk_update(PriceTier, updates)
     for list_id, (created, changed) in per_list.items():
-        audit.record("price_list", list_id, "tiers", "", f"{source}: {created} new, {changed} repriced", actor)
+        audit.record(
+            "price_list",
+            list_id,
+            "tiers",
+            "",
+            gettext(
+                "%(source)s: %(created)s new, %(changed)s repriced", source=source, created=created, changed=changed
+            ),
+            actor,
+        )
     return len(inserts), len(updates)
 
 

@@ -151,20 +151,31 @@ def plan(entries):
             merged = {column: wanted.get(column, getattr(product, attr)) for column, attr in FIELDS.items()}
         step = merged["qty_step"]
         if merged["min_qty"] % step:
-            items.append(item | _refused("min_qty", f"the minimum quantity must be a multiple of the step ({step})"))
+            items.append(
+                item
+                | _refused(
+                    "min_qty", gettext("the minimum quantity must be a multiple of the step (%(step)s)", step=step)
+                )
+            )
             continue
         if product is not None and merged["stock"] < product.stock_reserved and not product.backorder_allowed:
             items.append(
                 item
                 | _refused(
                     "stock",
-                    f"{product.stock_reserved} are reserved by open orders; stock cannot be lower "
-                    "unless backorders are allowed",
+                    gettext(
+                        "%(reserved)s are reserved by open orders; stock cannot be lower unless backorders are allowed",
+                        reserved=product.stock_reserved,
+                    ),
                 )
             )
             continue
         if product is None:
-            new = "" if values["category"].lower() in categories else f" (new category {values['category']})"
+            new = (
+                ""
+                if values["category"].lower() in categories
+                else " " + gettext("(new category %(name)s)", name=values["category"])
+            )
             items.append(item | {"action": "create", "changes": [f"{values['name']}{new}"]})
             continue
         changes = []

@@ -11,6 +11,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import lazy_gettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete
 
@@ -31,17 +32,17 @@ class LinkInvalid(DomainError):
     """A link that cannot be used: reason is tampered, expired, used, replaced or inactive."""
 
     MESSAGES = {
-        "tampered": "This link is not valid: it may have been cut short or changed on the way.",
-        "expired": "This link has expired.",
-        "used": "This link has already been used.",
-        "replaced": "A newer link was sent since this one: use the newest mail.",
-        "inactive": "This account can no longer sign in.",
+        "tampered": lazy_gettext("This link is not valid: it may have been cut short or changed on the way."),
+        "expired": lazy_gettext("This link has expired."),
+        "used": lazy_gettext("This link has already been used."),
+        "replaced": lazy_gettext("A newer link was sent since this one: use the newest mail."),
+        "inactive": lazy_gettext("This account can no longer sign in."),
     }
 
     def __init__(self, reason, purpose, email=None):
         # email: the account's address, given only where the token's secret matched (its mail's recipient holds it)
         self.reason, self.purpose, self.email = reason, purpose, email
-        super().__init__(self.MESSAGES[reason])
+        super().__init__(str(self.MESSAGES[reason]))
 
 
 def lifetime(purpose):

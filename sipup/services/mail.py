@@ -30,7 +30,7 @@ from sipup.jobs.names import SEND_MAIL
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
 from ..files import open_private, private_folder
-from ..i18n import offered
+from ..i18n import N_, kept_error, offered
 from ..models import (
     AccountLink,
     AccountRequest,
@@ -51,7 +51,7 @@ from .accounts import user_by_email
 def send(kind, object_id):
     """Build the mail of this kind for one order, invoice or product list, and send it; returns a summary."""
     if kind not in BUILDERS:
-        raise InvalidInput(f"Unknown mail kind “{kind}”.")
+        raise kept_error(InvalidInput, N_("Unknown mail kind “%(kind)s”."), kind=kind)
     recipients, context = BUILDERS[kind](object_id)
     if not recipients:
         return f"{kind}: nobody to send to"
@@ -71,7 +71,7 @@ def send(kind, object_id):
 def _order(order_id):
     order = db.session.get(Order, order_id)
     if order is None:
-        raise NotFound(f"Order {order_id} does not exist.")
+        raise kept_error(NotFound, N_("Order %(id)s does not exist."), id=order_id)
     return order
 
 
@@ -90,7 +90,7 @@ def _order_confirmation(order_id):
 def _order_status(event_id):
     event = db.session.get(OrderEvent, event_id)
     if event is None:
-        raise NotFound(f"Order event {event_id} does not exist.")
+        raise kept_error(NotFound, N_("Order event %(id)s does not exist."), id=event_id)
     order = _order(event.order_id)
     return _buyer_of(order), {**_order_context(order), "event": event}
 
@@ -98,7 +98,7 @@ def _order_status(event_id):
 def _invoice(invoice_id):
     invoice = db.session.get(Invoice, invoice_id)
     if invoice is None:
-        raise NotFound(f"Invoice {invoice_id} does not exist.")
+        raise kept_error(NotFound, N_("Invoice %(id)s does not exist."), id=invoice_id)
     return invoice
 
 
@@ -134,7 +134,9 @@ def _monitor_alert(incident):
         start = datetime.fromtimestamp(int(data["start"]), timezone.utc)
         opened = data["state"] == "opened"
     except (TypeError, ValueError, KeyError):
-        raise InvalidInput(f"“{str(incident)[:80]}” is not an incident of the monitor.") from None
+        raise kept_error(
+            InvalidInput, N_("“%(incident)s” is not an incident of the monitor."), incident=str(incident)[:80]
+        ) from None
     return admin_addresses(), {
         "opened": opened,
         "start": start,
@@ -169,7 +171,9 @@ def _account_change(event_id, field):
     """The user and audit event of a change of their e-mail address or password, for its notice."""
     event = db.session.get(AuditEvent, int(event_id))
     if event is None or event.subject != "user" or event.field != field:
-        raise NotFound(f"There is no change of a user's {field} numbered {event_id}.")
+        raise kept_error(
+            NotFound, N_("There is no change of a user's %(field)s numbered %(id)s."), field=field, id=event_id
+        )
     user = db.session.get(User, event.subject_id)
     if user is None:
         return None, {}
@@ -206,7 +210,7 @@ def _password_reset(email):
 def _account_request(request_id):
     request = db.session.get(AccountRequest, int(request_id))
     if request is None:
-        raise NotFound(f"Account request {request_id} does not exist.")
+        raise kept_error(NotFound, N_("Account request %(id)s does not exist."), id=request_id)
     return request
 
 
@@ -357,7 +361,11 @@ def deliver(message):
         return f"written to {path}"
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
-        raise InvalidInput(f"SIPUP_MAIL_URL must start with smtp:// or smtps://, not {parts.scheme}://.")
+        raise kept_error(
+            InvalidInput,
+            N_("SIPUP_MAIL_URL must start with smtp:// or smtps://, not %(scheme)s://."),
+            scheme=parts.scheme,
+        )
     tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
     context = _tls_context() if parts.scheme == "smtps" or tls != "off" else None
     # The name we greet with: smtplib's default, socket.getfqdn(), can wait seconds on a host without DNS.
@@ -376,7 +384,9 @@ def deliver(message):
         except smtplib.SMTPRecipientsRefused as exc:
             permanent = all(code >= 500 for code, _text in exc.recipients.values())
             if permanent:  # the server will never take these addresses: retrying cannot help
-                raise InvalidInput(f"The mail server refused {', '.join(exc.recipients)}.") from exc
+                raise kept_error(
+                    InvalidInput, N_("The mail server refused %(recipients)s."), recipients=", ".join(exc.recipients)
+                ) from exc
             raise
     return f"sent via {parts.hostname}:{parts.port or (465 if parts.scheme == 'smtps' else 587)}"
 

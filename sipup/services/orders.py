@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
@@ -13,6 +13,9 @@ from sipup.cache import PageOf, Plain, cached
 from ..database import kept_loaded, paginate, run_in_transaction
 from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from ..extensions import db
+from ..i18n import N_, kept, status_in_sentence
+from ..i18n import money as written
+from ..i18n import number as written_number
 from ..models import (
     Address,
     CartItem,
@@ -40,12 +43,12 @@ UNINVOICED = (S.PLACED, S.CONFIRMED, S.SHIPPED)
 OPEN = (S.PLACED, S.CREDIT_HOLD, S.CONFIRMED, S.SHIPPED, S.INVOICED)
 # action: (statuses it starts from, status it leads to, button label)
 TRANSITIONS = {
-    "confirm": ((S.PLACED,), S.CONFIRMED, "Confirm"),
-    "release": ((S.CREDIT_HOLD,), S.PLACED, "Release from credit hold"),
-    "ship": ((S.CONFIRMED,), S.SHIPPED, "Mark shipped"),
-    "invoice": ((S.SHIPPED,), S.INVOICED, "Issue invoice"),
-    "pay": ((S.INVOICED,), S.PAID, "Mark paid"),
-    "cancel": ((S.PLACED, S.CREDIT_HOLD, S.CONFIRMED), S.CANCELLED, "Cancel"),
+    "confirm": ((S.PLACED,), S.CONFIRMED, lazy_gettext("Confirm")),
+    "release": ((S.CREDIT_HOLD,), S.PLACED, lazy_gettext("Release from credit hold")),
+    "ship": ((S.CONFIRMED,), S.SHIPPED, lazy_gettext("Mark shipped")),
+    "invoice": ((S.SHIPPED,), S.INVOICED, lazy_gettext("Issue invoice")),
+    "pay": ((S.INVOICED,), S.PAID, lazy_gettext("Mark paid")),
+    "cancel": ((S.PLACED, S.CREDIT_HOLD, S.CONFIRMED), S.CANCELLED, lazy_gettext("Cancel")),
 }
 
 
@@ -262,7 +265,11 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
         )
     hold_note = ""
     if status == S.CREDIT_HOLD:
-        hold_note = f"Order total {priced.total} exceeds the credit left ({credit['left']}); awaiting credit review."
+        hold_note = kept(
+            N_("Order total %(total)s exceeds the credit left (%(left)s); awaiting credit review."),
+            total=priced.total,
+            left=credit["left"],
+        )
     _record(order, status, user_id, hold_note)
     if checkout_key:
         db.session.add(
@@ -290,14 +297,18 @@ def _reserve(product, quantity):
     if result.rowcount != 1:
         db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
         if product.available <= 0:
-            message = (
-                f"{product.name} ({product.sku}) went out of stock after you added it; "
-                "remove it from your cart to order the rest."
+            message = gettext(
+                "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
+                name=product.name,
+                sku=product.sku,
             )
         else:
-            message = (
-                f"Only {product.available} of {product.name} ({product.sku}) left: another buyer ordered "
-                f"meanwhile. Change the quantity to {product.available} or fewer and try again."
+            message = gettext(
+                "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
+                "to %(available)s or fewer and try again.",
+                available=written_number(product.available),
+                name=product.name,
+                sku=product.sku,
             )
         raise OutOfStock(message, product.id)
 
@@ -317,18 +328,26 @@ def reorder(user, order):
     for line in order.lines:
         product = products.get(line.product_id)
         if product is None or not product.active:
-            changes.append(f"{line.sku} {line.name} is no longer sold and was left out.")
+            changes.append(
+                gettext("%(sku)s %(name)s is no longer sold and was left out.", sku=line.sku, name=line.name)
+            )
             continue
         try:
             carts.add(user.id, product, line.quantity)
         except DomainError as exc:
-            changes.append(f"{exc} {line.sku} was left out.")
+            changes.append(gettext("%(error)s %(sku)s was left out.", error=exc, sku=line.sku))
             continue
         added += 1
         today = unit_price(product.base_price, tiers.get(product.id, []), line.quantity)
         if today != line.unit_price:
-            direction = "up" if today > line.unit_price else "down"
-            changes.append(f"{line.sku} {line.name}: price {direction} from {line.unit_price} to {today}.")
+            change = (
+                gettext("%(sku)s %(name)s: price up from %(before)s to %(now)s.")
+                if today > line.unit_price
+                else gettext("%(sku)s %(name)s: price down from %(before)s to %(now)s.")
+            )
+            changes.append(
+                change % {"sku": line.sku, "name": line.name, "before": written(line.unit_price), "now": written(today)}
+            )
         shortage = stock_problem(product, line.quantity)
         if shortage:
             changes.append(shortage)
@@ -354,8 +373,12 @@ def _transition(number, action, staff_user_id, payment_reference):
     ).rowcount
     if changed != 1:
         raise InvalidTransition(
-            f"Order {order.number} is {OrderStatus(order.status).label.lower()}; "
-            f"“{TRANSITIONS[action][2]}” is not possible now."
+            gettext(
+                "Order %(number)s is %(status)s; “%(action)s” is not possible now.",
+                number=order.number,
+                status=status_in_sentence(order.status),
+                action=TRANSITIONS[action][2],
+            )
         )
     note = ""
     if action == "cancel":
@@ -366,7 +389,7 @@ def _transition(number, action, staff_user_id, payment_reference):
             _move_stock(line, reserved=-line.quantity, on_hand=-line.quantity)
     elif action == "invoice":
         invoice = _issue_invoice(order)
-        note = f"Invoice {invoice.number}, due {invoice.due_date:%d.%m.%Y}."
+        note = kept(N_("Invoice %(number)s, due %(due)s."), number=invoice.number, due=invoice.due_date)
         db.session.flush()
         mail.queue_mail("invoice_issued", invoice.id)
     elif action == "pay":
@@ -431,8 +454,8 @@ def _pay_invoice(order, reference):
         db.session.add(Payment(reference=reference, company_id=order.company_id, invoice_id=invoice.id, amount=paid))
     invoice.paid_amount += paid
     invoice.paid_at = utcnow()
-    return gettext(
-        "Payment %(reference)s of %(paid)s applied to %(number)s.",
+    return kept(
+        N_("Payment %(reference)s of %(paid)s applied to %(number)s."),
         reference=reference,
         paid=paid,
         number=invoice.number,
@@ -479,7 +502,7 @@ def invoices_page(company_id, page=1, per_page=INVOICES_PER_PAGE):
 
 def parse_requested_date(text):
     """An ISO date from a form field, or None when empty; names a bad value."""
-    return parse_date(text, "“{text}” is not a date; use the date picker or YYYY-MM-DD.")
+    return parse_date(text, gettext("“{text}” is not a date; use the date picker or YYYY-MM-DD."))
 
 
 def available_transitions(order):

@@ -67,7 +67,7 @@ def _own_words(email, name):
 
 def _why(feedback):
     """zxcvbn's warning and first suggestion as one sentence for the form."""
-    parts = ["This password is too easy to guess."]
+    parts = [gettext("This password is too easy to guess.")]
     if feedback.get("warning"):
         parts.append(feedback["warning"])
     parts.extend(feedback.get("suggestions", [])[:1])

@@ -16,6 +16,7 @@ from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import N_, kept, kept_error
 from ..models import Company, Invoice, Order, OrderEvent, OrderStatus, Payment, utcnow
 from .parsing import parse_money, whole_number
 
@@ -79,7 +80,7 @@ def _find_company(company):
         stmt = select(Company).where(or_(Company.id == whole_number(company), Company.name == company))
     found = db.session.scalars(stmt).all()
     if len(found) != 1:
-        raise NotFound(f"No single company matches “{company[:60]}”.")
+        raise kept_error(NotFound, N_("No single company matches “%(company)s”."), company=company[:60])
     return found[0]
 
 
@@ -94,7 +95,7 @@ def _apply(reference, company_text, amount):
             or_(Payment.reference == reference, Payment.reference.startswith(f"{reference}{PART} ", autoescape=True))
         )
     ):
-        return f"{reference}: already applied"
+        return kept(N_("%(reference)s: already applied"), reference=reference)
     invoices = db.session.scalars(
         select(Invoice)
         .where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
@@ -120,7 +121,7 @@ def _apply(reference, company_text, amount):
         )
         invoice.paid_amount += share
         left -= share
-        parts.append(f"{share} to {invoice.number}")
+        parts.append(kept(N_("%(amount)s to %(number)s"), amount=share, number=invoice.number))
         if invoice.open_amount <= 0:
             invoice.paid_at = now
             _mark_order_paid(invoice, reference)
@@ -131,8 +132,14 @@ def _apply(reference, company_text, amount):
                 reference=f"{reference}{suffix}", company_id=company.id, invoice_id=None, amount=left, received_at=now
             )
         )
-        parts.append(f"{left} as credit")
-    return f"{reference}: {amount} from {company.name}: " + "; ".join(parts)
+        parts.append(kept(N_("%(amount)s as credit"), amount=left))
+    return kept(
+        N_("%(reference)s: %(amount)s from %(company)s: %(parts)s"),
+        reference=reference,
+        amount=amount,
+        company=company.name,
+        parts=parts,
+    )
 
 
 def _mark_order_paid(invoice, reference):
@@ -145,6 +152,8 @@ def _mark_order_paid(invoice, reference):
     if changed:
         db.session.add(
             OrderEvent(
-                order_id=invoice.order_id, status=OrderStatus.PAID, note=f"Paid by bank transfer {reference}."[:400]
+                order_id=invoice.order_id,
+                status=OrderStatus.PAID,
+                note=kept(N_("Paid by bank transfer %(reference)s."), reference=reference),
             )
         )

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from flask_babel import gettext
+from flask_babel import format_decimal, gettext
 
 from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
@@ -49,8 +49,11 @@ def read_upload(data, max_bytes, size=None):
     if size > max_bytes:
         # Rounded up, so a file just over 2 MB does not read as "2.0 MB; at most 2 MB".
         raise InvalidInput(
-            f"The file is {math.ceil(size * 10 / 1_048_576) / 10:.1f} MB; quick-order files can be at most "
-            f"{max_bytes // 1_048_576} MB. Split it into smaller files."
+            gettext(
+                "The file is %(size)s MB; quick-order files can be at most %(most)s MB. Split it into smaller files.",
+                size=format_decimal(math.ceil(size * 10 / 1_048_576) / 10, "0.0"),
+                most=max_bytes // 1_048_576,
+            )
         )
     if data.startswith(b"PK\x03\x04"):
         raise InvalidInput(gettext("This is an Excel workbook, not a CSV file. In Excel choose Save As → CSV UTF-8."))
@@ -59,8 +62,10 @@ def read_upload(data, max_bytes, size=None):
             return data.decode("utf-16")
         except UnicodeDecodeError:
             raise InvalidInput(
-                "The file starts like UTF-16 text but is not valid UTF-16. "
-                "In Excel choose Save As → CSV UTF-8 (comma delimited)."
+                gettext(
+                    "The file starts like UTF-16 text but is not valid UTF-16. "
+                    "In Excel choose Save As → CSV UTF-8 (comma delimited)."
+                )
             ) from None
     if b"\x00" in data:
         raise InvalidInput(gettext("This file is not text. Upload a CSV file with one SKU and quantity per line."))
@@ -69,8 +74,11 @@ def read_upload(data, max_bytes, size=None):
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InvalidInput(
-            f"The file is not UTF-8 text (first odd character on line {line}). "
-            "In Excel choose Save As → CSV UTF-8 (comma delimited)."
+            gettext(
+                "The file is not UTF-8 text (first odd character on line %(line)s). "
+                "In Excel choose Save As → CSV UTF-8 (comma delimited).",
+                line=line,
+            )
         ) from None
 
 
@@ -85,7 +93,11 @@ def parse(text, max_lines):
         raise InvalidInput(gettext("Enter at least one line: a SKU and a quantity, e.g. “BEE-00001 5”."))
     if len(entries) > max_lines:
         raise InvalidInput(
-            f"That is {len(entries):,} lines; a quick order takes at most {max_lines:,}. Split it into parts."
+            gettext(
+                "That is %(lines)s lines; a quick order takes at most %(most)s. Split it into parts.",
+                lines=format_decimal(len(entries)),
+                most=format_decimal(max_lines),
+            )
         )
     parsed = []
     for number, line in entries:

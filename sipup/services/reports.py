@@ -33,7 +33,7 @@ SAFE_NAME = re.compile(r"^[a-z_]+-[0-9-]+(_[0-9-]+)?\.csv$")
 
 def parse_range(start, end):
     """(start date, end date) from ISO strings; end is inclusive. Bad input raises InvalidInput."""
-    first, last = (parse_date(value, "Dates must look like 2026-01-31.") for value in (start, end))
+    first, last = (parse_date(value, gettext("Dates must look like 2026-01-31.")) for value in (start, end))
     if first is None or last is None:
         raise InvalidInput(gettext("Dates must look like 2026-01-31."))
     if last < first:
@@ -120,19 +120,24 @@ def _monthly(first, last):
 
 def _sales_by_period(first, last):
     rows = db.session.execute(report_query("sales_by_period", first, last)).all()
-    return ["Month" if _monthly(first, last) else "Day", "Orders", "Goods", "Deposit", "VAT", "Total"], [
-        list(r) for r in rows
-    ]
+    return [
+        gettext("Month") if _monthly(first, last) else gettext("Day"),
+        gettext("Orders"),
+        gettext("Goods"),
+        gettext("Deposit"),
+        gettext("VAT"),
+        gettext("Total"),
+    ], [list(r) for r in rows]
 
 
 def _sales_by_customer(first, last):
     rows = db.session.execute(report_query("sales_by_customer", first, last)).all()
-    return ["Customer", "Orders", "Goods", "Total"], [list(r) for r in rows]
+    return [gettext("Customer"), gettext("Orders"), gettext("Goods"), gettext("Total")], [list(r) for r in rows]
 
 
 def _sales_by_product(first, last):
     rows = db.session.execute(report_query("sales_by_product", first, last)).all()
-    return ["SKU", "Product", "Quantity", "Goods"], [list(r) for r in rows]
+    return [gettext("SKU"), gettext("Product"), gettext("Quantity"), gettext("Goods")], [list(r) for r in rows]
 
 
 # The report of each kind over a range of days (receivables ageing is as of a day): (header, rows).
@@ -170,9 +175,14 @@ def ageing_query(today):
 def _ageing(today):
     """Open amounts per customer by days since the invoice date: 0-30, 31-60, over 60; and what is overdue."""
     rows = db.session.execute(ageing_query(today)).all()
-    return ["Customer", "0-30 days", "31-60 days", "over 60 days", "Overdue", "Open total"], [
-        [r[0], *(_money(v) for v in r[1:])] for r in rows
-    ]
+    return [
+        gettext("Customer"),
+        gettext("0-30 days"),
+        gettext("31-60 days"),
+        gettext("over 60 days"),
+        gettext("Overdue"),
+        gettext("Open total"),
+    ], [[r[0], *(_money(v) for v in r[1:])] for r in rows]
 
 
 def _money(value):

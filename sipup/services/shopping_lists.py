@@ -122,9 +122,9 @@ def _require(allowed, message):
 def _clean_name(name):
     name = " ".join((name or "").split())
     if not name:
-        raise FieldErrors({"name": "Give the list a name, e.g. “weekly bar order”."})
+        raise FieldErrors({"name": gettext("Give the list a name, e.g. “weekly bar order”.")})
     if len(name) > 120:
-        raise FieldErrors({"name": f"The name has {len(name)} characters; at most 120."})
+        raise FieldErrors({"name": gettext("The name has %(count)s characters; at most 120.", count=len(name))})
     return name
 
 
@@ -143,11 +143,15 @@ def list_for_saving(user, list_id, new_name):
     if (new_name or "").strip():
         return create(user, new_name)
     if not list_id:
-        raise FieldErrors({"list_id": "Choose a list, or name a new one."})
+        raise FieldErrors({"list_id": gettext("Choose a list, or name a new one.")})
     shopping_list = get_list(user, list_id)
     _require(
         may_edit(user, shopping_list),
-        f"Only {shopping_list.owner.name or shopping_list.owner.email} may change “{shopping_list.name}”.",
+        gettext(
+            "Only %(owner)s may change “%(name)s”.",
+            owner=shopping_list.owner.name or shopping_list.owner.email,
+            name=shopping_list.name,
+        ),
     )
     return shopping_list
 
@@ -156,7 +160,7 @@ def add_items(user, shopping_list, pairs, max_items):
     """Add (SKU, quantity text) pairs, each to what the list holds of it; returns (lines saved, problems).
 
     A quantity must be one the product is sold in (packs, minimum, steps); stock does not matter to a list."""
-    _require(may_edit(user, shopping_list), f"You may not change “{shopping_list.name}”.")
+    _require(may_edit(user, shopping_list), gettext("You may not change “%(name)s”.", name=shopping_list.name))
     products = catalog.products_by_skus([sku for sku, _ in pairs])
     saved, problems, wanted = 0, [], {}
     for sku, raw in pairs:
@@ -212,7 +216,7 @@ def _save(shopping_list, wanted, max_items):
 
 def update_quantities(user, shopping_list, entered):
     """Set the quantities typed in ({product id: text}); returns {product id: problem} of those refused."""
-    _require(may_edit(user, shopping_list), f"You may not change “{shopping_list.name}”.")
+    _require(may_edit(user, shopping_list), gettext("You may not change “%(name)s”.", name=shopping_list.name))
     errors = {}
     for item in shopping_list.items:
         raw = entered.get(item.product_id)
@@ -234,7 +238,7 @@ def update_quantities(user, shopping_list, entered):
 
 def remove_item(user, shopping_list, product_id):
     """Take a product off the list."""
-    _require(may_edit(user, shopping_list), f"You may not change “{shopping_list.name}”.")
+    _require(may_edit(user, shopping_list), gettext("You may not change “%(name)s”.", name=shopping_list.name))
     shopping_list.items[:] = [item for item in shopping_list.items if item.product_id != product_id]
     shopping_list.updated_at = utcnow()
     db.session.commit()
@@ -244,7 +248,7 @@ def update_settings(user, shopping_list, name, shared, others_may_edit):
     """Rename the list and decide who sees and edits it (its owner or the company's owner only)."""
     _require(
         may_manage(user, shopping_list),
-        "Only the list's owner or your company's owner may change who sees and edits it.",
+        gettext("Only the list's owner or your company's owner may change who sees and edits it."),
     )
     shopping_list.name = _clean_name(name)
     shopping_list.shared = bool(shared)
@@ -254,7 +258,7 @@ def update_settings(user, shopping_list, name, shared, others_may_edit):
 
 def delete(user, shopping_list):
     """Delete a list (its owner or the company's owner only)."""
-    _require(may_manage(user, shopping_list), "Only the list's owner or your company's owner may delete it.")
+    _require(may_manage(user, shopping_list), gettext("Only the list's owner or your company's owner may delete it."))
     db.session.delete(shopping_list)
     db.session.commit()
 

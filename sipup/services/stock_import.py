@@ -21,6 +21,7 @@ from ..csvfiles import read_table
 from ..database import run_in_transaction
 from ..exceptions import InvalidInput, NotFound
 from ..extensions import db
+from ..i18n import N_, kept, kept_error, kept_parts
 from ..i18n import number as number_text
 from ..models import Job, JobStatus, Product, utcnow
 from .parsing import MAX_COUNT, whole_number
@@ -81,8 +82,8 @@ def import_stock_file(data):
 
 
 def _describe(problems, limit=20):
-    text = "; ".join(f"line {n}: {p}" for n, p in problems[:limit])
-    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    text = "; ".join(gettext("line %(line)s: %(problem)s", line=n, problem=p) for n, p in problems[:limit])
+    more = " " + gettext("(and %(count)s more)", count=len(problems) - limit) if len(problems) > limit else ""
     return text + more
 
 
@@ -92,7 +93,9 @@ def apply_stock_file(filename):
     try:
         rows, problems = parse_stock_csv(get_storage().get(path))
     except (Missing, ValueError):
-        raise NotFound(f"The stock file {filename} is no longer in the file storage.") from None
+        raise kept_error(
+            NotFound, N_("The stock file %(name)s is no longer in the file storage."), name=filename
+        ) from None
     ids = (
         dict(db.session.execute(select(Product.sku, Product.id).where(Product.sku.in_([r[1] for r in rows]))).all())
         if len(rows) <= 20_000
@@ -112,12 +115,17 @@ def apply_stock_file(filename):
     short, low = recheck([u["id"] for u in updates])
     problems.sort()
     _write_report(path, problems)
-    summary = f"{len(updates)} stock level(s) applied from {os.path.basename(path)}"
+    # Kept as messages and values: the job's result is read on the back office in each reader's language.
+    parts = [
+        kept(N_("%(count)s stock level(s) applied from %(file)s"), count=len(updates), file=os.path.basename(path))
+    ]
     if short:
-        summary += f"; short against open reservations: {', '.join(short[:20])}"
+        parts.append(kept(N_("short against open reservations: %(products)s"), products=short[:20]))
     if problems:
-        summary += f"; {len(problems)} line(s) not applied: {_describe(problems, 10)}"
-    return summary[:400], low
+        lines = [kept(N_("line %(line)s: %(problem)s"), line=n, problem=p) for n, p in problems[:10]]
+        more = [kept(N_("(and %(count)s more)"), count=len(problems) - 10)] if len(problems) > 10 else []
+        parts.append(kept(N_("%(count)s line(s) not applied: %(lines)s"), count=len(problems), lines=lines + more))
+    return kept_parts(*parts), low
 
 
 def _report_path(path):
@@ -166,7 +174,14 @@ def recheck(product_ids):
             select(Product).where(Product.id.in_(product_ids[start : start + BATCH_SIZE]))
         ):
             if product.stock_reserved > product.stock_on_hand and not product.backorder_allowed:
-                short.append(f"{product.sku} ({product.stock_on_hand} on hand, {product.stock_reserved} reserved)")
+                short.append(
+                    kept(
+                        N_("%(sku)s (%(on_hand)s on hand, %(reserved)s reserved)"),
+                        sku=product.sku,
+                        on_hand=product.stock_on_hand,
+                        reserved=product.stock_reserved,
+                    )
+                )
             if product.active and product.low_stock:
                 low.append(product.id)
     return short, low

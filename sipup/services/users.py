@@ -131,7 +131,7 @@ def _check_new_password(user, password, confirm, field="password"):
     except InvalidInput as exc:
         raise FieldErrors({field: str(exc)}) from None
     if password != confirm:
-        raise FieldErrors({"confirm": "The two passwords differ."})
+        raise FieldErrors({"confirm": gettext("The two passwords differ.")})
 
 
 def set_active(user, active, actor=None):
@@ -255,7 +255,7 @@ def confirm_email_change(link):
 def change_password(user, current, new, confirm):
     """Change the password after checking the current one; every session of the user ends."""
     if not user.check_password(current or ""):
-        raise FieldErrors({"current": "That is not your current password."})
+        raise FieldErrors({"current": gettext("That is not your current password.")})
     _check_new_password(user, new, confirm, field="new")
     _set_password(user, new, actor=user)
     db.session.commit()

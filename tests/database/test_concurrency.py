@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from sipup.exceptions import OutOfStock
 from sipup.extensions import db
+from sipup.i18n import shown
 from sipup.models import Order, OrderStatus, Product, User
 from sipup.services import cart as carts
 from sipup.services import orders, stock_import
@@ -208,7 +209,7 @@ def test_a_stock_import_never_deadlocks_against_a_checkout(app, make_product):
     checkout.commit()
     checkout.close()
     importer.join(timeout=30)
-    assert imported["summary"].startswith("2 stock level(s) applied")
+    assert shown(imported["summary"]).startswith("2 stock level(s) applied")
     levels = dict(
         db.session.execute(select(Product.sku, Product.stock_on_hand).execution_options(populate_existing=True)).all()
     )

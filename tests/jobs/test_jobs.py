@@ -17,11 +17,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from sipup.exceptions import InvalidInput
 from sipup.extensions import db
+from sipup.i18n import money, shown
 from sipup.jobs import enqueue
 from sipup.models import Invoice, Job, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import backup, mail, orders, payments, reports, stock_import
@@ -317,7 +319,7 @@ def test_bank_csv_reports_bad_lines_and_applies_good_ones_once(app, run_jobs, sh
 
     count = db.session.scalar(select(func.count()).select_from(Payment))
     assert payments.import_bank_csv(csv_text.encode("utf-8"))[:2] == (0, 2)  # the same file again
-    assert payments.apply_payment("BANK-1", "Getränke Müller GmbH", str(paid)) == "BANK-1: already applied"
+    assert shown(payments.apply_payment("BANK-1", "Getränke Müller GmbH", str(paid))) == "BANK-1: already applied"
     assert db.session.scalar(select(func.count()).select_from(Payment)) == count
 
 
@@ -327,7 +329,7 @@ def test_a_reference_that_looks_like_another_ones_part_is_its_own_payment(app, r
     company = "Getränke Müller GmbH"
     assert "already applied" not in payments.apply_payment("2026/11", company, "10.00")
     assert "already applied" not in payments.apply_payment("2026", company, "20.00")  # not a part of 2026/11
-    assert payments.apply_payment("2026", company, "20.00") == "2026: already applied"
+    assert shown(payments.apply_payment("2026", company, "20.00")) == "2026: already applied"
     assert {p.reference for p in db.session.scalars(select(Payment))} >= {"2026/11", "2026"}
 
 
@@ -336,9 +338,14 @@ def test_a_payment_split_over_invoices_is_applied_once(app, run_jobs, shop):
     second = invoiced(app, shop, (shop["water"], 1))
     run_jobs()
     total = first.amount + second.amount
-    payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total))
+    applied = payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total))
+    with force_locale("de"):  # what the back office shows, in the reader's language and way with amounts
+        assert shown(applied) == (
+            f"SPLIT-1: {money(total)} von Getränke Müller GmbH: {money(first.amount)} auf {first.number}; "
+            f"{money(second.amount)} auf {second.number}"
+        )
     assert sorted(p.reference for p in db.session.scalars(select(Payment))) == ["SPLIT-1", "SPLIT-1 [part 2]"]
-    assert payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total)) == "SPLIT-1: already applied"
+    assert shown(payments.apply_payment("SPLIT-1", "Getränke Müller GmbH", str(total))) == "SPLIT-1: already applied"
 
 
 @pytest.mark.parametrize("kind", ["payments", "stock"])
@@ -397,8 +404,9 @@ def test_stock_file_applies_good_lines_reports_bad_ones_and_alerts_staff(app, ru
     run_jobs()
     done = job_of("apply_stock_file")
     assert done.status == "done", done.error
-    assert "2 stock level(s) applied" in done.result and "BEER-1 (5 on hand, 8 reserved)" in done.result
-    assert "line 4: unknown SKU NOPE-9" in done.result
+    summary = shown(done.result)  # kept as messages where it fits the column, else in the default language
+    assert "2 stock level(s) applied" in summary and "BEER-1 (5 on hand, 8 reserved)" in summary
+    assert "line 4: unknown SKU NOPE-9" in summary
     db.session.expire_all()
     assert (
         db.session.get(Product, shop["beer"].id).stock_on_hand,

@@ -5,9 +5,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from flask_babel import force_locale
 
 from sipup.exceptions import EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from sipup.extensions import db
+from sipup.i18n import money, shown
 from sipup.models import Invoice, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import cart as carts
 from sipup.services import orders
@@ -268,7 +270,12 @@ def test_over_the_credit_left_the_order_waits_on_credit_hold(app, make_company, 
     assert order.status == S.CREDIT_HOLD
     [event] = order.events
     assert event.status == S.CREDIT_HOLD
-    assert event.note == "Order total 120.00 exceeds the credit left (100.00); awaiting credit review."
+    assert shown(event.note) == "Order total €120.00 exceeds the credit left (€100.00); awaiting credit review."
+    with force_locale("de"):  # kept as the message and its values: each reader gets it in their language
+        assert shown(event.note) == (
+            "Der Auftragswert von 120,00\xa0€ übersteigt den verfügbaren Kreditrahmen (100,00\xa0€); "
+            "wartet auf Kreditprüfung."
+        )
     assert stock(product) == (100, 2)  # reserved while credit is reviewed
 
 
@@ -389,7 +396,8 @@ def test_invoice_numbers_are_gap_free_per_year(app, buyer, make_product, place, 
     assert [i.order_id for i in invoices] == [first.id, second.id]
     assert invoices[0].amount == first.total
     assert invoices[0].due_date == utcnow().date() + timedelta(days=30)
-    assert first.events[-1].note == f"Invoice INV-{year}-000001, due {invoices[0].due_date:%d.%m.%Y}."
+    with force_locale("de"):
+        assert shown(first.events[-1].note) == f"Rechnung INV-{year}-000001, fällig am {invoices[0].due_date:%d.%m.%Y}."
 
 
 def test_a_rolled_back_transaction_does_not_use_up_an_invoice_number(app, buyer, make_product, place, advance):
@@ -418,7 +426,8 @@ def test_pay_records_the_payment_and_marks_the_invoice_paid(app, buyer, make_pro
     assert payment.company_id == buyer.company_id
     assert invoice.paid_amount == invoice.amount and invoice.open_amount == D("0.00")
     assert invoice.paid_at is not None
-    assert order.events[-1].note == f"Payment SEPA-2024-0001 of {invoice.amount} applied to {invoice.number}."
+    paid = f"Payment SEPA-2024-0001 of {money(invoice.amount)} applied to {invoice.number}."
+    assert shown(order.events[-1].note) == paid
     assert orders.credit_position(buyer.company)["used"] == D("0.00")
 
 
@@ -496,11 +505,16 @@ def test_reorder_uses_todays_prices_and_says_what_changed(app, buyer, make_produ
 
     assert added == 2
     assert changes == [
-        "BEER-1 Pils: price up from 10.00 to 11.50.",
+        "BEER-1 Pils: price up from €10.00 to €11.50.",
         "OLD-1 Radler is no longer sold and was left out.",
     ]
     assert {(i.product.sku, i.quantity) for i in carts.items(buyer.id)} == {("BEER-1", 2), ("WATER-1", 3)}
     assert carts.priced(buyer, D("0.20")).lines[0].unit_price == D("11.50")
+    with force_locale("de"):  # what the buyer reads is in their language, amounts as they write them
+        assert orders.reorder(buyer, orders.get_order(order.number))[1] == [
+            "BEER-1 Pils: Preis gestiegen von 10,00\xa0€ auf 11,50\xa0€.",
+            "OLD-1 Radler wird nicht mehr verkauft und wurde ausgelassen.",
+        ]
 
 
 def test_reorder_reports_a_lower_price_and_short_stock(app, buyer, make_product, place, advance):
@@ -513,7 +527,7 @@ def test_reorder_reports_a_lower_price_and_short_stock(app, buyer, make_product,
     added, changes = orders.reorder(buyer, order)
 
     assert added == 1
-    assert changes == ["COLA-1 Cola: price down from 8.00 to 7.50.", "Only 4 of COLA-1 in stock."]
+    assert changes == ["COLA-1 Cola: price down from €8.00 to €7.50.", "Only 4 of COLA-1 in stock."]
 
 
 def test_reorder_leaves_out_a_quantity_that_no_longer_fits(app, buyer, make_product, place):

@@ -5,7 +5,7 @@ from flask_babel import gettext
 from flask_login import current_user
 
 from ...exceptions import DomainError, FieldErrors, NotFound
-from ...i18n import money, status_name
+from ...i18n import money, status_in_sentence
 from ...models import OrderStatus, utcnow
 from ...replicas import replica_reads
 from ...services import backoffice, credit_notes, documents, orders
@@ -136,7 +136,7 @@ def order_action(number, action):
     else:
         flash(
             gettext(
-                "Order %(number)s is now %(status)s.", number=order.number, status=status_name(order.status).lower()
+                "Order %(number)s is now %(status)s.", number=order.number, status=status_in_sentence(order.status)
             ),
             "success",
         )

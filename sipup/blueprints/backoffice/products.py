@@ -58,7 +58,10 @@ def product_image_add(sku):
         db.session.rollback()
         message, status = str(exc), 422
         if isinstance(exc, StorageUnavailable):  # the picture is fine; the storage is not: upload it again later
-            message, status = f"{exc} The picture was not added: choose it and upload it again.", 503
+            message, status = (
+                gettext("%(error)s The picture was not added: choose it and upload it again.", error=exc),
+                503,
+            )
         categories = catalog.categories()
         return render_template(
             "admin/product.html",
