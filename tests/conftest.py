@@ -28,6 +28,22 @@ SECRET_KEY = "test-secret-of-at-least-32-characters"  # outside the embedded def
 _PASSWORD_HASH = None  # scrypt takes a quarter second: hash the shared test password once
 REDIS_URL = os.environ.get("SIPUP_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
+REAL_SERVERS = bool(os.environ.get("SIPUP_TEST_DATABASE_URL") and REDIS_URL)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked real_servers start servers of their own (Galera and replicated MariaDB, Sentinel groups,
+    hosts in network namespaces, Prometheus): they run with the real-server suite, once, and are skipped
+    in the SQLite-only run, before their fixtures start anything."""
+    if REAL_SERVERS:
+        return
+    skip = pytest.mark.skip(
+        reason="starts servers of its own: runs with the real-server suite "
+        "(set SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL)"
+    )
+    for item in items:
+        if item.get_closest_marker("real_servers"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
