@@ -16,10 +16,10 @@ from flask import has_app_context
 from flask.testing import FlaskClient
 
 from sipup import create_app
-from sipup.cache import Plain
+from sipup.cache import Plain, register_cache
 from sipup.database import scratch_database
 from sipup.extensions import db
-from sipup.jobs import outbox, process, reaper, registry, running
+from sipup.jobs import outbox, process, reaper, register_queue, registry, running
 from sipup.jobs.marks import paused_priorities, set_paused
 from sipup.jobs.queue import Queue
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
@@ -39,6 +39,22 @@ def set_queue_clock(monkeypatch, clock):
 
 
 BACKENDS = ["sqlite"] + (["mariadb"] if os.environ.get("SIPUP_TEST_DATABASE_URL") else [])
+REAL_SERVERS = bool(os.environ.get("SIPUP_TEST_DATABASE_URL") and REDIS_URL)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked real_servers start servers of their own (Galera and replicated MariaDB, Sentinel groups,
+    hosts in network namespaces, Prometheus): they run with the real-server suite, once, and are skipped
+    in the SQLite-only run, before their fixtures start anything."""
+    if REAL_SERVERS:
+        return
+    skip = pytest.mark.skip(
+        reason="starts servers of its own: runs with the real-server suite "
+        "(set SIPUP_TEST_DATABASE_URL and SIPUP_TEST_REDIS_URL)"
+    )
+    for item in items:
+        if item.get_closest_marker("real_servers"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -88,28 +104,6 @@ class RequestScopedClient(FlaskClient):
         return response
 
 
-@pytest.fixture
-def make_app(backend):
-    """Build another app on the same database with extra configuration."""
-    name, url, instance = backend
-    apps = []
-
-    def build(**extra):
-        app = create_app({**_overrides(url), **extra}, instance_path=instance)
-        app.test_client_class = RequestScopedClient
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        # A paused priority is a mark in the shared figures, which outlive the emptied tables: resume it.
-        for priority in paused_priorities(app.extensions["counters"]):  # none where the store is gone
-            set_paused(app.extensions["counters"], priority, False)
-        with app.app_context():
-            db.engine.dispose()
-        app.extensions["sipup_cache"].close()
-
-
 @pytest.fixture(autouse=True)
 def no_periodic_jobs(request, monkeypatch):
     """Periodic jobs fall due by the wall clock (the hourly cleanup at minute 15): a processor run in a
@@ -118,17 +112,105 @@ def no_periodic_jobs(request, monkeypatch):
         monkeypatch.setattr(Queue, "enqueue_periodic", lambda self, now=None, since=None: [])
 
 
-@pytest.fixture
-def app(request, backend, make_app):
-    """The app, inside an app context, on empty tables (`@pytest.mark.app_config(NAME=value)` adds settings)."""
-    marker = request.node.get_closest_marker("app_config")
-    app = make_app(**(marker.kwargs if marker else {}))
-    app.backend = backend[0]
+def _close(app):
+    # A paused priority is a mark in the shared figures, which outlive the emptied tables: resume it.
+    for priority in paused_priorities(app.extensions["counters"]):  # none where the store is gone
+        set_paused(app.extensions["counters"], priority, False)
     with app.app_context():
-        yield app
-        db.session.remove()
-        _empty_tables()
-        app.extensions["sipup_cache"].clear()  # the tables were emptied behind the cache's back
+        db.engine.dispose()
+    app.extensions["sipup_cache"].close()
+
+
+def _build(backend, extra):
+    _name, url, instance = backend
+    app = create_app({**_overrides(url), **extra}, instance_path=instance)
+    app.test_client_class = RequestScopedClient
+    return app
+
+
+@pytest.fixture
+def make_app(backend):
+    """Build another app on the same database with extra configuration."""
+    apps = []
+
+    def build(**extra):
+        app = _build(backend, extra)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        _close(app)
+
+
+class SharedApp:
+    """An app built once and lent to one test after another: building one per test (91 URL rules compiled,
+    every template compiled again at its first render) was the largest part of a short test's time. Between
+    tests it is put back as built: its settings, its extensions' own state (rate-limit counts, the cache
+    layer, the queue's tallies), and pending counts handed to the shared figures as a dropped app's would be."""
+
+    def __init__(self, app):
+        self.app = app
+        self.config = dict(app.config)
+        self.extensions = set(app.extensions)
+
+    def reset(self):
+        app = self.app
+        app.config.clear()
+        app.config.update(self.config)
+        for key in set(app.extensions) - self.extensions:  # marks put there by requests (stopping, versions)
+            del app.extensions[key]
+        counters = app.extensions["counters"]
+        counters.flush()
+        for priority in paused_priorities(counters):
+            set_paused(counters, priority, False)
+        limits = app.extensions.get("limits")
+        if limits is not None:
+            limits.limiter.reset()
+            limits.fallback_noted = False
+        app.extensions["sipup_cache"].close()
+        register_cache(app)
+        register_queue(app)
+
+
+@pytest.fixture(scope="session")
+def shared_apps():
+    """{backend name: (settings, SharedApp)}: the last app lent per backend (tests with the same
+    settings run one after another, so one per backend is kept and the others are closed)."""
+    apps = {}
+    yield apps
+    for _key, shared in apps.values():
+        _close(shared.app)
+
+
+@pytest.fixture
+def app(request, backend, make_app, shared_apps):
+    """The app, inside an app context, on empty tables (`@pytest.mark.app_config(NAME=value)` adds settings).
+    One app is lent to test after test with the same settings and put back as built; a test marked
+    `fresh_app` gets one of its own."""
+    marker = request.node.get_closest_marker("app_config")
+    extra = marker.kwargs if marker else {}
+    if request.node.get_closest_marker("fresh_app"):
+        app, shared = make_app(**extra), None
+    else:
+        key = repr(sorted(extra.items()))
+        kept_key, shared = shared_apps.get(backend[0], (None, None))
+        if kept_key != key:
+            if shared is not None:
+                _close(shared.app)
+            shared = SharedApp(_build(backend, extra))
+            shared_apps[backend[0]] = (key, shared)
+        app = shared.app
+    app.backend = backend[0]
+    try:
+        with app.app_context():
+            yield app
+            db.session.remove()
+            _empty_tables()
+            app.extensions["sipup_cache"].clear()  # the tables were emptied behind the cache's back
+    finally:
+        if shared is not None:
+            shared.reset()
 
 
 def _empty_tables():

@@ -44,10 +44,12 @@ ENQUEUED = (  # `flask queue enqueue` with worker-b's settings, in the test proc
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, demo_instance):
     """Two servers on one instance folder (and one Redis where there is one): (URL of host-a, of host-b,
-    demo logins, the environment a processor on worker-b runs with)."""
-    instance = tmp_path_factory.mktemp("monitor-cluster")
+    demo logins, the environment a processor on worker-b runs with). The folder is a copy of the session's
+    demo database: the first start's demo data is not what the panels test (tests/browser/test_browser.py
+    starts on an empty one)."""
+    instance = demo_instance(tmp_path_factory.mktemp("monitor-cluster"))
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIPUP_")}
     namespace = f"sipuptest-{secrets.token_hex(6)}"
     env.update(
@@ -62,7 +64,7 @@ def cluster(tmp_path_factory):
         env.update(SIPUP_REDIS_URL=REDIS_URL, SIPUP_REDIS_NAMESPACE=namespace)
     processes, logs, urls = [], [], []
     try:
-        for host in ("host-a", "host-b"):  # one after the other: the first makes the schema and demo data
+        for host in ("host-a", "host-b"):  # one after the other: the first brings the schema up to date
             port = free_port()
             log_path = instance / f"{host}.log"
             logs.append(open(log_path, "wb"))

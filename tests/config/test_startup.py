@@ -93,9 +93,9 @@ def test_an_instance_folder_that_cannot_be_written_stops_start_up(tmp_path):
     assert "SIPUP_INSTANCE_PATH" in line
 
 
-def test_an_unreachable_redis_at_start_up_is_one_line_and_sipup_starts_degraded(tmp_path):
+def test_an_unreachable_redis_at_start_up_is_one_line_and_sipup_starts_degraded(tmp_path, demo_instance):
     port = free_port()  # nothing listens there
-    server = SipupServer(tmp_path / "instance", REDIS_URL=f"redis://127.0.0.1:{port}/0").start()
+    server = SipupServer(demo_instance(tmp_path / "instance"), REDIS_URL=f"redis://127.0.0.1:{port}/0").start()
     try:
         assert request(server.port, "/login")[0] == 200, "pages answer without Redis"
     finally:

@@ -96,6 +96,7 @@ def _orders_of(company_id):
     return db.session.scalar(select(func.count()).select_from(Order).where(Order.company_id == company_id))
 
 
+@pytest.mark.real_servers
 def test_an_order_committed_before_the_database_died_is_shown_not_a_500(app, mariadb, buyer_with_cart, caplog):
     client, buyer = buyer_with_cart
     form = client.get("/checkout")
@@ -128,6 +129,7 @@ def test_an_order_committed_before_the_database_died_is_shown_not_a_500(app, mar
     assert _orders_of(buyer.company_id) == 1
 
 
+@pytest.mark.real_servers
 def test_a_database_error_in_a_clean_up_after_the_answer_is_one_line_not_a_500(app, caplog):
     @app.teardown_request
     def close_on_a_dead_server(_exc):
@@ -140,6 +142,7 @@ def test_a_database_error_in_a_clean_up_after_the_answer_is_one_line_not_a_500(a
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.real_servers
 def test_the_checkout_page_made_before_the_database_died_is_answered(app, mariadb, buyer_with_cart):
     client, _ = buyer_with_cart
 
@@ -153,6 +156,7 @@ def test_the_checkout_page_made_before_the_database_died_is_answered(app, mariad
     assert down.status_code == 503 and "Back in a moment" in down.get_data(as_text=True)
 
 
+@pytest.mark.real_servers
 def test_a_double_submit_places_one_order(app, buyer_with_cart):
     client, buyer = buyer_with_cart
     key = _checkout_key(client.get("/checkout").get_data(as_text=True))
@@ -168,6 +172,7 @@ def test_a_double_submit_places_one_order(app, buyer_with_cart):
     assert _orders_of(buyer.company_id) == 2
 
 
+@pytest.mark.real_servers
 def test_a_frozen_database_answers_503_within_seconds_and_recovers(app, mariadb, buyer_with_cart):
     client, _ = buyer_with_cart
     assert client.get("/checkout").status_code == 200  # the pool now holds a connection to the server
@@ -184,6 +189,7 @@ def test_a_frozen_database_answers_503_within_seconds_and_recovers(app, mariadb,
     assert client.get("/checkout").status_code == 200
 
 
+@pytest.mark.real_servers
 def test_web_requests_have_a_statement_limit_and_the_worker_none(app, mariadb):
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT @@max_statement_time")).scalar() == 0
@@ -201,6 +207,7 @@ def test_web_requests_have_a_statement_limit_and_the_worker_none(app, mariadb):
         assert conn.execute(text("SELECT @@max_statement_time")).scalar() == 0
 
 
+@pytest.mark.real_servers
 def test_a_job_the_database_died_under_runs_again_when_it_returns(app, mariadb):
     """The worker runs a job, the database dies before the run is recorded: the worker holds the claim and gives
     it back at its once-a-minute housekeeping after the database returns, not after the 900 s lease."""
@@ -230,6 +237,7 @@ def _warnings(caplog):
     return [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(("sipup", "huey"))]
 
 
+@pytest.mark.real_servers
 def test_a_database_outage_logs_one_line_not_one_per_request(app, mariadb, buyer_with_cart, caplog):
     client, _ = buyer_with_cart
     mariadb.kill()
@@ -244,6 +252,7 @@ def test_a_database_outage_logs_one_line_not_one_per_request(app, mariadb, buyer
     assert _warnings(caplog)[-1].getMessage().startswith("Database answers again after")
 
 
+@pytest.mark.real_servers
 def test_a_redis_outage_logs_one_line_from_the_worker_not_one_per_poll(mariadb, local_redis, tmp_path, caplog):
     app = create_app(_settings(mariadb.url, REDIS_URL=local_redis.url), instance_path=str(tmp_path))
     consumer = build_worker(app, 2)
@@ -287,6 +296,7 @@ def test_an_outage_lasting_minutes_logs_a_count_each_minute():
     ]
 
 
+@pytest.mark.real_servers
 def test_cron_processing_while_the_database_is_away_prints_one_line(app, mariadb):
     mariadb.kill()
     result = app.test_cli_runner().invoke(args=["queue", "process"])

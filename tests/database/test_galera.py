@@ -26,6 +26,7 @@ from tests.conftest import SECRET_KEY, RequestScopedClient, _empty_tables
 from tests.servers import GALERA_PROVIDER, GaleraCluster
 
 pytestmark = [
+    pytest.mark.real_servers,
     pytest.mark.skipif(shutil.which("mariadbd") is None, reason="mariadbd is not installed"),
     pytest.mark.skipif(not Path(GALERA_PROVIDER).exists(), reason="galera-4 is not installed (Debian galera-4)"),
     pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync (Galera's state transfer) is not installed"),

@@ -127,6 +127,7 @@ def selects(servers, request):
     return (after[0] - before[0], after[1] - before[1]), response
 
 
+@pytest.mark.real_servers
 def test_catalog_reads_land_on_the_replica_and_a_checkout_then_its_order_page_read_the_primary(app, servers, buyer):
     client, user = buyer
     (on_primary, on_replica), page = selects(servers, lambda: client.get("/products?q=lager"))
@@ -152,6 +153,7 @@ def test_catalog_reads_land_on_the_replica_and_a_checkout_then_its_order_page_re
     assert on_replica == 0 and on_primary >= 3
 
 
+@pytest.mark.real_servers
 def test_a_replica_that_stops_replicating_or_dies_is_skipped_and_shown_on_monitor(
     app, servers, buyer, make_user, caplog
 ):
@@ -191,6 +193,7 @@ def test_a_replica_that_stops_replicating_or_dies_is_skipped_and_shown_on_monito
     assert "Lager Fresh" in page.get_data(as_text=True) and on_replica >= 3
 
 
+@pytest.mark.real_servers
 def test_a_replica_url_of_another_database_or_server_is_named_not_used(app, servers):
     primary, replica = servers
     replica.query("CREATE DATABASE IF NOT EXISTS sipup_elsewhere")  # on the replica only: no sipup schema

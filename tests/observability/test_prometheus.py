@@ -151,6 +151,7 @@ def test_promtool_finds_nothing_to_complain_about(app, client):
 @pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus (Debian package prometheus) is not installed"
 )
+@pytest.mark.real_servers
 def test_a_real_prometheus_computes_request_rate_and_p95_from_sipups_series(tmp_path, demo_instance):
     """sipup under waitress, scraped by Prometheus every second; the PromQL of docs/metrics.md answers with numbers."""
     site = SipupServer(demo_instance(tmp_path / "instance")).start()

@@ -108,8 +108,8 @@ def test_a_read_only_file_system_is_not_ready(small_disk, tmp_path):
     )
 
 
-def test_sigterm_takes_the_server_out_of_rotation_then_stops_it_gracefully(tmp_path):
-    site = SipupServer(tmp_path / "instance", DRAIN_SECONDS=2).start()
+def test_sigterm_takes_the_server_out_of_rotation_then_stops_it_gracefully(tmp_path, demo_instance):
+    site = SipupServer(demo_instance(tmp_path / "instance"), DRAIN_SECONDS=2).start()
     site.process.send_signal(signal.SIGTERM)
     status, body = request(site.port, "/readyz")
     assert status == 503 and json.loads(body)["checks"]["server"] == "stopping", body

@@ -41,6 +41,9 @@ HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 ADDRESS = re.compile(r'<option value="(\d+)"')
 
 
+pytestmark = pytest.mark.real_servers
+
+
 def _skip_reason():
     missing = [program for program in PROGRAMS if shutil.which(program) is None]
     if LocalSeaweed.program_path() is None:

@@ -112,6 +112,7 @@ def test_sentinels_that_do_not_answer_are_one_line_at_start():
     assert "\n" not in line
 
 
+@pytest.mark.real_servers
 @needs_sentinel
 def test_a_master_name_the_sentinels_do_not_know_is_one_line_at_start(sentinels):
     *_servers, url = sentinels
@@ -198,6 +199,7 @@ def _limit_counts(client):
     return {k: int(v) for k, v in zip(keys, values) if v is not None and v.isdigit()}
 
 
+@pytest.mark.real_servers
 @needs_sentinel
 @pytest.mark.parametrize("backend", [BACKENDS[-1]], indirect=True)  # one database: the Redis side is tested
 def test_sipup_rides_out_a_failover_without_a_restart(

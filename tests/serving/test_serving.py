@@ -16,9 +16,11 @@ POOL_LINE = re.compile(r'sipup_db_pool_connections\{process="[^"]*:(\d+)",state=
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """sipup under `flask serve --processes 2` on the embedded default, both processes answering."""
-    server = SipupServer(tmp_path_factory.mktemp("serving") / "instance", DRAIN_SECONDS=DRAIN_SECONDS)
+def server(tmp_path_factory, demo_instance):
+    """sipup under `flask serve --processes 2` on the embedded default, both processes answering (on a copy of
+    the session's demo database: the first start's demo pictures are not what this module tests)."""
+    instance = demo_instance(tmp_path_factory.mktemp("serving") / "instance")
+    server = SipupServer(instance, DRAIN_SECONDS=DRAIN_SECONDS)
     server.start("--processes", "2", timeout=120)
     children = _children(server)
     assert len(children) == 2, f"two serving processes under the supervisor:\n{server.log()}"
