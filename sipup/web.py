@@ -205,21 +205,22 @@ def page_language():
     return i18n.current_language()
 
 
-def _kept_render(name, key):
-    """The template rendered once per key (which includes the page language) and kept in this app's memory."""
+def kept_render(name, key, **context):
+    """The template rendered once per key (with the page language and script root added) and kept in this app's
+    memory; `context` must be the same for every request with that key."""
     parts = current_app.extensions.setdefault("sipup_layout_parts", {})
     key = (name, page_language(), request.script_root, *key)
     html = parts.get(key)
     if html is None:
         if len(parts) >= PARTS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
             parts.clear()
-        html = parts[key] = render_template(name)
+        html = parts[key] = render_template(name, **context)
     return html
 
 
 def _head_links():
     """The layout's icons, style sheet and script: the same on every page."""
-    return Markup(_kept_render("_head_links.html", ()))
+    return Markup(kept_render("_head_links.html", ()))
 
 
 def _topbar():
@@ -228,8 +229,8 @@ def _topbar():
     script root and language and kept; the user's name and address, the CSRF token and the cart's count are
     filled in per request (escaped)."""
     if not current_user.is_authenticated:
-        return Markup(_kept_render("_topbar.html", (None,)))
-    html = _kept_render("_topbar.html", (current_user.role, current_user.is_customer, request.endpoint))
+        return Markup(kept_render("_topbar.html", (None,)))
+    html = kept_render("_topbar.html", (current_user.role, current_user.is_customer, request.endpoint))
     who = current_user.name or current_user.email
     company = current_user.company
     if company is not None and company.name not in who:

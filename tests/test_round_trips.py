@@ -12,7 +12,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from sipup.extensions import db
-from sipup.models import Company, User
+from sipup.models import Company, Product, User
 from sipup.services import accounts, cart
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
@@ -172,10 +172,35 @@ def test_a_product_page_reads_its_save_to_list_choices_with_the_user_and_no_sql(
     warm(redis_app, client, "/products/BEER-1")
     with counted(redis_app) as counts:
         page(client, "/products/BEER-1")
-    assert counts == {"redis": 3, "sql": 0}  # the company's lists come in the read of the user's row
+    # One for the rate limits; the company's lists and the page's body come in the read of the user's row.
+    assert counts == {"redis": 2, "sql": 0}
     with redis_app.app_context():
         lists.create(db.session.get(User, shop.buyer.id), "weekly bar order")
     assert "weekly bar order" in page(client, "/products/BEER-1")
+
+
+def test_a_kept_product_page_fills_in_each_buyers_token_quantity_and_lists_and_follows_prices_and_stock(
+    app, shop, make_price_list
+):
+    one, two = signed_in(app, shop.buyer), signed_in(app, shop.buyer2)
+    with app.app_context():
+        lists.create(db.session.get(User, shop.buyer.id), "Ann's <list>")
+    first, second = page(one, "/products/BEER-1?qty=<b>7"), page(two, "/products/beer-1")  # one body kept for both
+    assert 'value="&lt;b&gt;7"' in first and "<b>7" not in first
+    assert 'name="quantity" value="1"' in second and "&lt;b&gt;7" not in second  # the minimum when none asked
+    assert "Ann&#39;s &lt;list&gt;" in first and "Ann&#39;s" not in second  # each buyer's own lists
+    assert first.count('name="sku" value="BEER-1"') == 2 and "<!--" not in first + second
+    tokens = [set(re.findall(r'name="csrf_token" value="([^"<]+)"', html)) for html in (first, second)]
+    assert all(len(found) == 1 for found in tokens) and tokens[0] != tokens[1]
+    assert "€9.00" in first and "€9.00" in second
+    other = make_price_list("Retail", [(shop.product, 1, "7.50")])
+    with app.app_context():  # staff move one company to another list, and the stock runs out
+        db.session.get(Company, shop.company.id).price_list_id = other.id
+        db.session.get(Product, shop.product.id).stock_on_hand = 0
+        db.session.commit()
+    html = page(one, "/products/BEER-1")
+    assert "€7.50" in html and "€9.00" not in html and "Out of stock" in html
+    assert one.get("/products/NO-SUCH-SKU").status_code == 404
 
 
 def test_an_answer_sends_the_session_cookie_only_when_the_session_changes(make_app, shop):
