@@ -11,7 +11,7 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import Flask, current_app, g, has_request_context, render_template, request
+from flask import Flask, current_app, g, has_request_context, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -216,6 +216,47 @@ def kept_render(name, key, **context):
             parts.clear()
         html = parts[key] = render_template(name, **context)
     return html
+
+
+# Where the kept layout (kept_page) takes a page's per-request parts; escaped data can never read like these.
+PAGE_TITLE, PAGE_TOPBAR = Markup("<!--page-title-->"), Markup("<!--page-topbar-->")
+PAGE_CSRF, PAGE_NEXT, PAGE_BODY = Markup("<!--page-csrf-->"), Markup("<!--page-next-->"), Markup("<!--page-body-->")
+_PAGE_SLOTS = re.compile("<!--page-(?:title|topbar|csrf|next)-->")
+
+
+class _SlotRequest:
+    """What the layout reads of the request, as slots: the language switch's `next` path."""
+
+    full_path = path = PAGE_NEXT
+    query_string = b"?"
+
+
+def kept_page(title, body):
+    """The page `_page.html` makes of a title and a body (Markup), as render_template would: the layout around
+    them is rendered once per language and script root and kept, and the title, the top bar, the CSRF token and
+    the language switch's return path are filled in per request. A page with flash messages to show is
+    rendered in full."""
+    if session.get("_flashes"):
+        return render_template("_page.html", title=title, body=body)
+    shell = kept_render(
+        "_page.html",
+        ("page",),
+        title=PAGE_TITLE,
+        body=PAGE_BODY,
+        topbar=lambda: PAGE_TOPBAR,
+        csrf_token=lambda: PAGE_CSRF,
+        request=_SlotRequest,
+        get_flashed_messages=lambda **_: [],
+    )
+    here = request.full_path if request.query_string else request.path
+    filled = {
+        PAGE_TITLE: escape(title),
+        PAGE_TOPBAR: _topbar(),
+        PAGE_CSRF: escape(generate_csrf()),
+        PAGE_NEXT: escape(here),
+    }
+    head, _, tail = _PAGE_SLOTS.sub(lambda found: filled[found.group(0)], shell).partition(PAGE_BODY)
+    return Markup("".join((head, str(body), tail)))  # str + Markup would escape the layout
 
 
 def _head_links():

@@ -2,12 +2,14 @@
 cache of the embedded default and the database while one signed-in request is served. Speed lives in
 benchmarks/pages.py; these counts guard it."""
 
+import importlib
 import re
 import threading
 from contextlib import contextmanager
 
 import pytest
 import redis.connection
+from flask import render_template
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,8 @@ from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
 from tests.conftest import REDIS_URL
 from tests.test_cache import opened_cache_files, page, signed_in
+
+shop_views = importlib.import_module("sipup.blueprints.shop")  # the package's `shop` is the blueprint
 
 
 @contextmanager
@@ -201,6 +205,30 @@ def test_a_kept_product_page_fills_in_each_buyers_token_quantity_and_lists_and_f
     html = page(one, "/products/BEER-1")
     assert "€7.50" in html and "€9.00" not in html and "Out of stock" in html
     assert one.get("/products/NO-SUCH-SKU").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/products", "/products/BEER-1?qty=%3Cb%3E3", "/products?q=beer&page=1"])
+def test_the_kept_layout_makes_the_page_the_full_template_makes(app, shop, monkeypatch, url):
+    client = signed_in(app, shop.buyer)
+    assert client.post("/account/profile", data={"name": "<b>Ann</b> & Co"}).status_code == 302
+    assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    page(client, "/cart")  # the flash messages shown
+    kept = page(client, url)
+    monkeypatch.setattr(
+        shop_views, "kept_page", lambda title, body: render_template("_page.html", title=title, body=body)
+    )
+    full = page(client, url)
+    token = re.compile(r'name="csrf_token" value="[^"]+"')
+    assert token.sub("", kept) == token.sub("", full) and len(token.findall(kept)) == len(token.findall(full)) >= 3
+    assert "<!--page-" not in kept and "&lt;b&gt;Ann&lt;/b&gt; &amp; Co" in kept
+
+
+def test_a_page_with_flash_messages_is_rendered_in_full(app, shop):
+    client = signed_in(app, shop.buyer)
+    assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    html = page(client, "/products/BEER-1")  # the message of the cart add, shown once
+    assert 'class="flash flash-success"' in html and "in your cart" in html
+    assert 'class="flash' not in page(client, "/products/BEER-1")
 
 
 def test_an_answer_sends_the_session_cookie_only_when_the_session_changes(make_app, shop):

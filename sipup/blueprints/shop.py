@@ -34,7 +34,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
-from ..web import kept_render
+from ..web import kept_page, kept_render
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -166,6 +166,8 @@ def products():
     html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
         response = make_response(html)
+    elif notice is None:
+        response = make_response(kept_page(gettext("Catalog"), html))
     else:
         response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
     response.vary.add("HX-Request")
@@ -231,7 +233,7 @@ def product(sku):
         QTY_STEP_SLOT: str(qty_step),
     }
     body = Markup(PRODUCT_SLOTS.sub(lambda found: filled[found.group(0)], html.replace(LISTS_SLOT, lists_form, 1)))
-    return render_template("shop/product.html", title=name, body=body)
+    return kept_page(name, body)
 
 
 # Where a product page's per-request parts go; escaped data can never read like these.
