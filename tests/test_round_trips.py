@@ -104,6 +104,18 @@ def test_a_cached_catalog_page_builds_no_orm_instance_of_the_user_or_their_compa
     assert built == []
 
 
+@pytest.mark.parametrize("url", ["/products", "/products/BEER-1"])
+def test_a_cached_page_opens_no_database_session(redis_app, shop, monkeypatch, url):
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, url)
+    opened, open_session = [], Session.__init__
+    monkeypatch.setattr(
+        Session, "__init__", lambda session, *a, **k: opened.append(1) or open_session(session, *a, **k)
+    )
+    page(client, url)
+    assert opened == []
+
+
 def test_the_signed_in_user_is_read_only_values_with_every_column_and_the_orm_user_on_request(redis_app, shop):
     with redis_app.test_request_context():
         user = accounts.signed_in_user(shop.buyer.id)

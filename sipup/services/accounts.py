@@ -110,9 +110,10 @@ SESSION_SKIPS = {"password_hash"}
 
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
-    present = db.session.identity_map.get(identity_key(User, user_id))
-    if present is not None:
-        return present
+    if db.session.registry.has():  # a request that has not opened a database session has no user loaded either
+        present = db.session.identity_map.get(identity_key(User, user_id))
+        if present is not None:
+            return present
 
     def columns(obj):
         return {a.key: getattr(obj, a.key) for a in inspect(type(obj)).column_attrs if a.key not in SESSION_SKIPS}
