@@ -269,17 +269,18 @@ def _topbar():
     the sign-out form. It is the same for everyone with that role there, so it is rendered once per role, page,
     script root and language and kept; the user's name and address, the CSRF token and the cart's count are
     filled in per request (escaped)."""
-    if not current_user.is_authenticated:
+    user = current_user._get_current_object()  # read once: each read of the proxy looks the user up again
+    if not user.is_authenticated:
         return Markup(kept_render("_topbar.html", (None,)))
-    html = kept_render("_topbar.html", (current_user.role, current_user.is_customer, request.endpoint))
-    who = current_user.name or current_user.email
-    company = current_user.company
+    html = kept_render("_topbar.html", (user.role, user.is_customer, request.endpoint))
+    who = user.name or user.email
+    company = user.company
     if company is not None and company.name not in who:
         who = f"{who} · {company.name}"
     count = _cart_count()
     filled = {
         "<!--who-->": escape(who),
-        "<!--email-->": escape(current_user.email),
+        "<!--email-->": escape(user.email),
         "<!--csrf-token-->": escape(generate_csrf()),
         CART_SLOT: f' <span class="badge">{count}</span>' if count else "",
     }
@@ -292,5 +293,6 @@ _SLOTS = re.compile("<!--(?:who|email|csrf-token|cart-count)-->")
 def _cart_count():
     """Lines in the signed-in customer's cart, counted once per request."""
     if "cart_count" not in g:
-        g.cart_count = cart.count(current_user.id) if current_user.is_authenticated and current_user.is_customer else 0
+        user = current_user._get_current_object()
+        g.cart_count = cart.count(user.id) if user.is_authenticated and user.is_customer else 0
     return g.cart_count

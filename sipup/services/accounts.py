@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm.util import identity_key
 
-from sipup.cache import cached, prefetch
+from sipup.cache import cached, prefetch, prefetch_riding
 
 from ..exceptions import InvalidInput
 from ..extensions import db
@@ -165,14 +165,18 @@ def _price_list_hints():
     return hints
 
 
-def prefetch_signed_in(user_id, extras=None):
+def prefetch_signed_in(user_id, extras=None, client=None):
     """Read in one round trip what a signed-in request reads from the cache anyway: the user's row, their cart's
     line count, and the entries `extras(price_list_id, company_id)` names for the endpoint (a catalog page), given
-    the price list and company this process saw the user on last (None at first)."""
+    the price list and company this process saw the user on last (None at first). With a Redis `client`, only
+    say what to read through it: (keys, done) or None (see CacheLayer.prefetch_riding)."""
     entries = [user_entry(user_id), count_entry(user_id)]
     if extras is not None:
         entries += extras(*_price_list_hints().get(user_id, (None, None)))
+    if client is not None:
+        return prefetch_riding(entries, client)
     prefetch(entries)
+    return None
 
 
 def _session_starts(user_id):
