@@ -189,7 +189,13 @@ def run(trees, folder, rounds, count):
 
 def _rules(tree):
     """The endpoint limit rules of a tree's config (raised out of reach: one buyer sends every request)."""
-    text = (Path(tree) / "sipup" / "config.py").read_text(encoding="utf-8")
+    # sipup/config.py until the settings became a package; sipup/config/defaults.py since.
+    for name in ("config.py", "config/defaults.py"):
+        path = Path(tree) / "sipup" / name
+        if path.exists() and "ENDPOINT_LIMITS = {" in (text := path.read_text(encoding="utf-8")):
+            break
+    else:
+        raise SystemExit(f"no ENDPOINT_LIMITS in {tree}/sipup/config.py or sipup/config/defaults.py")
     block = text.split("ENDPOINT_LIMITS = {", 1)[1].split("}", 1)[0]
     return re.findall(r'"((?:GET|POST) [\w. ]+)"\s*:', block)
 

@@ -86,7 +86,13 @@ def register_i18n(app):
 
 def configured_languages(config):
     """SIPUP_LANGUAGES as a list of language codes Babel knows, else ConfigError naming the wrong one."""
-    codes = [code.strip() for code in str(config["LANGUAGES"]).split(",") if code.strip()]
+    return list(_parsed_languages(str(config["LANGUAGES"])))
+
+
+@lru_cache(maxsize=16)
+def _parsed_languages(setting):
+    """The codes of a SIPUP_LANGUAGES value, each checked once (pages ask for them several times a request)."""
+    codes = [code.strip() for code in setting.split(",") if code.strip()]
     for code in codes:
         try:
             Locale.parse(code)
@@ -94,7 +100,7 @@ def configured_languages(config):
             raise ConfigError(f"SIPUP_LANGUAGES: {code!r} is not a language code such as en or de.") from None
     if not codes:
         raise ConfigError("SIPUP_LANGUAGES must name at least one language, e.g. en,de.")
-    return codes
+    return tuple(codes)
 
 
 def languages():
@@ -104,12 +110,17 @@ def languages():
 
 def language_names():
     """(code, the language's own name) for each offered language, for the switch and the account form."""
-    return [(code, Locale.parse(code).get_display_name(code).capitalize()) for code in languages()]
+    return list(_language_names(_parsed_languages(str(current_app.config["LANGUAGES"]))))
+
+
+@lru_cache(maxsize=16)
+def _language_names(codes):
+    return tuple((code, Locale.parse(code).get_display_name(code).capitalize()) for code in codes)
 
 
 def offered(code):
     """code when the shop offers it, else None."""
-    return code if code and code in languages() else None
+    return code if code and code in _parsed_languages(str(current_app.config["LANGUAGES"])) else None
 
 
 def request_language():
@@ -120,13 +131,20 @@ def request_language():
     return offered(user_language) or visitor_language()
 
 
+VISITOR_LANGUAGE = "sipup.visitor_language"  # in the WSGI environ: the request's visitor language, worked out once
+
+
 def visitor_language():
     """The language of this request before the user is known: the switch's, the browser's, the default."""
-    return (
-        offered(request.cookies.get(COOKIE))
-        or request.accept_languages.best_match(languages())
-        or current_app.config["DEFAULT_LANGUAGE"]
-    )
+    environ = request.environ
+    language = environ.get(VISITOR_LANGUAGE)
+    if language is None:
+        language = environ[VISITOR_LANGUAGE] = (
+            offered(request.cookies.get(COOKIE))
+            or request.accept_languages.best_match(_parsed_languages(str(current_app.config["LANGUAGES"])))
+            or current_app.config["DEFAULT_LANGUAGE"]
+        )
+    return language
 
 
 def language_of(user):
@@ -145,7 +163,12 @@ def current_language():
     """The language code in use now (the default outside an app context)."""
     if not has_app_context():
         return "en"
-    return str(get_locale() or current_app.config["DEFAULT_LANGUAGE"])
+    locale = get_locale()
+    if locale is None:
+        return str(current_app.config["DEFAULT_LANGUAGE"])
+    if locale.territory or locale.script or locale.variant or getattr(locale, "modifier", None):
+        return str(locale)
+    return locale.language  # what str() makes of a plain language, without Babel's formatting
 
 
 def money(value, currency=None):

@@ -11,7 +11,7 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import Flask, current_app, g, has_request_context, render_template, request
+from flask import Flask, current_app, g, has_request_context, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -208,21 +208,63 @@ def page_language():
     return i18n.current_language()
 
 
-def _kept_render(name, key):
-    """The template rendered once per key (which includes the page language) and kept in this app's memory."""
+def kept_render(name, key, **context):
+    """The template rendered once per key (with the page language and script root added) and kept in this app's
+    memory; `context` must be the same for every request with that key."""
     parts = current_app.extensions.setdefault("sipup_layout_parts", {})
     key = (name, page_language(), request.script_root, *key)
     html = parts.get(key)
     if html is None:
         if len(parts) >= PARTS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
             parts.clear()
-        html = parts[key] = render_template(name)
+        html = parts[key] = render_template(name, **context)
     return html
+
+
+# Where the kept layout (kept_page) takes a page's per-request parts; escaped data can never read like these.
+PAGE_TITLE, PAGE_TOPBAR = Markup("<!--page-title-->"), Markup("<!--page-topbar-->")
+PAGE_CSRF, PAGE_NEXT, PAGE_BODY = Markup("<!--page-csrf-->"), Markup("<!--page-next-->"), Markup("<!--page-body-->")
+_PAGE_SLOTS = re.compile("<!--page-(?:title|topbar|csrf|next)-->")
+
+
+class _SlotRequest:
+    """What the layout reads of the request, as slots: the language switch's `next` path."""
+
+    full_path = path = PAGE_NEXT
+    query_string = b"?"
+
+
+def kept_page(title, body):
+    """The page `_page.html` makes of a title and a body (Markup), as render_template would: the layout around
+    them is rendered once per language and script root and kept, and the title, the top bar, the CSRF token and
+    the language switch's return path are filled in per request. A page with flash messages to show is
+    rendered in full."""
+    if session.get("_flashes"):
+        return render_template("_page.html", title=title, body=body)
+    shell = kept_render(
+        "_page.html",
+        ("page",),
+        title=PAGE_TITLE,
+        body=PAGE_BODY,
+        topbar=lambda: PAGE_TOPBAR,
+        csrf_token=lambda: PAGE_CSRF,
+        request=_SlotRequest,
+        get_flashed_messages=lambda **_: [],
+    )
+    here = request.full_path if request.query_string else request.path
+    filled = {
+        PAGE_TITLE: escape(title),
+        PAGE_TOPBAR: _topbar(),
+        PAGE_CSRF: escape(generate_csrf()),
+        PAGE_NEXT: escape(here),
+    }
+    head, _, tail = _PAGE_SLOTS.sub(lambda found: filled[found.group(0)], shell).partition(PAGE_BODY)
+    return Markup("".join((head, str(body), tail)))  # str + Markup would escape the layout
 
 
 def _head_links():
     """The layout's icons, style sheet and script: the same on every page."""
-    return Markup(_kept_render("_head_links.html", ()))
+    return Markup(kept_render("_head_links.html", ()))
 
 
 def _topbar():
@@ -230,17 +272,18 @@ def _topbar():
     the sign-out form. It is the same for everyone with that role there, so it is rendered once per role, page,
     script root and language and kept; the user's name and address, the CSRF token and the cart's count are
     filled in per request (escaped)."""
-    if not current_user.is_authenticated:
-        return Markup(_kept_render("_topbar.html", (None,)))
-    html = _kept_render("_topbar.html", (current_user.role, current_user.is_customer, request.endpoint))
-    who = current_user.name or current_user.email
-    company = current_user.company
+    user = current_user._get_current_object()  # read once: each read of the proxy looks the user up again
+    if not user.is_authenticated:
+        return Markup(kept_render("_topbar.html", (None,)))
+    html = kept_render("_topbar.html", (user.role, user.is_customer, request.endpoint))
+    who = user.name or user.email
+    company = user.company
     if company is not None and company.name not in who:
         who = f"{who} · {company.name}"
     count = _cart_count()
     filled = {
         "<!--who-->": escape(who),
-        "<!--email-->": escape(current_user.email),
+        "<!--email-->": escape(user.email),
         "<!--csrf-token-->": escape(generate_csrf()),
         CART_SLOT: f' <span class="badge">{count}</span>' if count else "",
     }
@@ -253,5 +296,6 @@ _SLOTS = re.compile("<!--(?:who|email|csrf-token|cart-count)-->")
 def _cart_count():
     """Lines in the signed-in customer's cart, counted once per request."""
     if "cart_count" not in g:
-        g.cart_count = cart.count(current_user.id) if current_user.is_authenticated and current_user.is_customer else 0
+        user = current_user._get_current_object()
+        g.cart_count = cart.count(user.id) if user.is_authenticated and user.is_customer else 0
     return g.cart_count

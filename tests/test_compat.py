@@ -86,6 +86,13 @@ def test_redis_cache_client_and_keys_are_what_the_lock_writes():
     cache_compat.close_redis(store)  # no connection was ever made: closing must still work
 
 
+def test_redis_cache_read_client_and_prefix_name_the_keys_the_read_ahead_reads():
+    store = RedisCache(host="127.0.0.1", port=1, key_prefix=lambda: "f:")
+    client, prefix = cache_compat.redis_read_client_and_prefix(store)
+    assert prefix == "f:" and client is store._read_client and hasattr(client, "mget")
+    cache_compat.close_redis(store)
+
+
 def test_the_folder_cache_sweep_removes_expired_files_and_keeps_the_rest(tmp_path):
     store = FileSystemCache(str(tmp_path), threshold=0)
     store.set("old", 1, timeout=1)

@@ -2,22 +2,26 @@
 cache of the embedded default and the database while one signed-in request is served. Speed lives in
 benchmarks/pages.py; these counts guard it."""
 
+import importlib
 import re
 import threading
 from contextlib import contextmanager
 
 import pytest
 import redis.connection
+from flask import render_template
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from sipup.extensions import db
-from sipup.models import Company, User
+from sipup.models import Company, Product, User
 from sipup.services import accounts, cart
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
 from tests.cache.test_cache import opened_cache_files, page, signed_in
 from tests.conftest import REDIS_URL
+
+shop_views = importlib.import_module("sipup.blueprints.shop")  # the package's `shop` is the blueprint
 
 
 @contextmanager
@@ -70,14 +74,37 @@ def redis_app(make_app, redis_namespace):
     )
 
 
-def test_a_cached_catalog_page_costs_two_round_trips_to_redis_and_none_to_the_database(redis_app, shop):
+def test_a_cached_catalog_page_costs_one_round_trip_to_redis_and_none_to_the_database(redis_app, shop):
     client = signed_in(redis_app, shop.buyer)
     warm(redis_app, client, "/products")
     with counted(redis_app) as counts:
         html = page(client, "/products")
     assert "BEER-1" in html and "€9.00" in html
-    # One for the rate limits (address and user together), one for the user, the cart's line count and the page.
-    assert counts == {"redis": 2, "sql": 0}
+    # One: the rate limits (address and user together) and the read of the user, the cart's line count and the page.
+    assert counts == {"redis": 1, "sql": 0}
+
+
+def test_the_reads_ride_with_the_rate_limits_only_to_the_same_redis(make_app, shop, redis_namespace):
+    """A cache on another Redis server (here another name of it: compared by address, not resolved) reads in a trip
+    of its own; so does a site without rate limits."""
+    if not REDIS_URL:
+        pytest.skip("SIPUP_TEST_REDIS_URL is not set: no shared Redis to test on")
+    where = redis.connection.parse_url(REDIS_URL)
+    other_name = "localhost" if where.get("host") in ("127.0.0.1", None) else "127.0.0.1"
+    other = REDIS_URL.replace(f"//{where.get('host', '127.0.0.1')}", f"//{other_name}", 1)
+    limits = {"RATELIMIT_IP": "100000 per minute", "RATELIMIT_USER": "100000 per minute"}
+    for options, trips in (
+        ({"RATELIMIT_ENABLED": True, **limits}, 1),
+        ({"RATELIMIT_ENABLED": True, "CACHE_URL": other, **limits}, 2),
+        ({"RATELIMIT_ENABLED": False}, 1),
+    ):
+        shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace, **options)
+        client = signed_in(shop_app, shop.buyer)
+        warm(shop_app, client, "/products")
+        with counted(shop_app) as counts:
+            html = page(client, "/products")
+        assert "€9.00" in html and shop.buyer.name in html
+        assert counts == {"redis": trips, "sql": 0}, options
 
 
 def test_a_cached_catalog_page_builds_no_orm_instance_of_the_user_or_their_company(redis_app, shop):
@@ -98,6 +125,18 @@ def test_a_cached_catalog_page_builds_no_orm_instance_of_the_user_or_their_compa
             event.remove(Session, name, note)
     assert "BEER-1" in html and shop.buyer.name in html
     assert built == []
+
+
+@pytest.mark.parametrize("url", ["/products", "/products/BEER-1"])
+def test_a_cached_page_opens_no_database_session(redis_app, shop, monkeypatch, url):
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, url)
+    opened, open_session = [], Session.__init__
+    monkeypatch.setattr(
+        Session, "__init__", lambda session, *a, **k: opened.append(1) or open_session(session, *a, **k)
+    )
+    page(client, url)
+    assert opened == []
 
 
 def test_the_signed_in_user_is_read_only_values_with_every_column_and_the_orm_user_on_request(redis_app, shop):
@@ -128,7 +167,8 @@ def test_the_kept_top_bar_shows_each_user_their_own_name_token_and_cart_escaped(
 
 
 def test_the_cache_serves_a_catalog_page_in_one_read_with_the_user_and_cart(make_app, shop, redis_namespace):
-    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace)
+    # Without rate limits to ride with, the cache reads on its own.
+    shop_app = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace, RATELIMIT_ENABLED=False)
     client = signed_in(shop_app, shop.buyer)
     warm(shop_app, client, "/products")
     store = shop_app.extensions["sipup_cache"].primary
@@ -172,10 +212,59 @@ def test_a_product_page_reads_its_save_to_list_choices_with_the_user_and_no_sql(
     warm(redis_app, client, "/products/BEER-1")
     with counted(redis_app) as counts:
         page(client, "/products/BEER-1")
-    assert counts == {"redis": 3, "sql": 0}  # the company's lists come in the read of the user's row
+    # One: the rate limits, and the user's row with the company's lists and the page's body.
+    assert counts == {"redis": 1, "sql": 0}
     with redis_app.app_context():
         lists.create(db.session.get(User, shop.buyer.id), "weekly bar order")
     assert "weekly bar order" in page(client, "/products/BEER-1")
+
+
+def test_a_kept_product_page_fills_in_each_buyers_token_quantity_and_lists_and_follows_prices_and_stock(
+    app, shop, make_price_list
+):
+    one, two = signed_in(app, shop.buyer), signed_in(app, shop.buyer2)
+    with app.app_context():
+        lists.create(db.session.get(User, shop.buyer.id), "Ann's <list>")
+    first, second = page(one, "/products/BEER-1?qty=<b>7"), page(two, "/products/beer-1")  # one body kept for both
+    assert 'value="&lt;b&gt;7"' in first and "<b>7" not in first
+    assert 'name="quantity" value="1"' in second and "&lt;b&gt;7" not in second  # the minimum when none asked
+    assert "Ann&#39;s &lt;list&gt;" in first and "Ann&#39;s" not in second  # each buyer's own lists
+    assert first.count('name="sku" value="BEER-1"') == 2 and "<!--" not in first + second
+    tokens = [set(re.findall(r'name="csrf_token" value="([^"<]+)"', html)) for html in (first, second)]
+    assert all(len(found) == 1 for found in tokens) and tokens[0] != tokens[1]
+    assert "€9.00" in first and "€9.00" in second
+    other = make_price_list("Retail", [(shop.product, 1, "7.50")])
+    with app.app_context():  # staff move one company to another list, and the stock runs out
+        db.session.get(Company, shop.company.id).price_list_id = other.id
+        db.session.get(Product, shop.product.id).stock_on_hand = 0
+        db.session.commit()
+    html = page(one, "/products/BEER-1")
+    assert "€7.50" in html and "€9.00" not in html and "Out of stock" in html
+    assert one.get("/products/NO-SUCH-SKU").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/products", "/products/BEER-1?qty=%3Cb%3E3", "/products?q=beer&page=1"])
+def test_the_kept_layout_makes_the_page_the_full_template_makes(app, shop, monkeypatch, url):
+    client = signed_in(app, shop.buyer)
+    assert client.post("/account/profile", data={"name": "<b>Ann</b> & Co"}).status_code == 302
+    assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    page(client, "/cart")  # the flash messages shown
+    kept = page(client, url)
+    monkeypatch.setattr(
+        shop_views, "kept_page", lambda title, body: render_template("_page.html", title=title, body=body)
+    )
+    full = page(client, url)
+    token = re.compile(r'name="csrf_token" value="[^"]+"')
+    assert token.sub("", kept) == token.sub("", full) and len(token.findall(kept)) == len(token.findall(full)) >= 3
+    assert "<!--page-" not in kept and "&lt;b&gt;Ann&lt;/b&gt; &amp; Co" in kept
+
+
+def test_a_page_with_flash_messages_is_rendered_in_full(app, shop):
+    client = signed_in(app, shop.buyer)
+    assert client.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    html = page(client, "/products/BEER-1")  # the message of the cart add, shown once
+    assert 'class="flash flash-success"' in html and "in your cart" in html
+    assert 'class="flash' not in page(client, "/products/BEER-1")
 
 
 def test_an_answer_sends_the_session_cookie_only_when_the_session_changes(make_app, shop):

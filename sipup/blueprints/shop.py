@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext, ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from sipup.cache import cached
 
@@ -34,6 +34,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
+from ..web import kept_page, kept_render
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -85,12 +86,17 @@ def _vat():
 def _catalog_version():
     """The cached catalog HTML's version: its templates' source and the currency, so that neither a release
     nor a changed setting ever shows an older page."""
-    version = current_app.extensions.get("catalog_html_version")
+    return _html_version("shop/_catalog.html", "_macros.html")
+
+
+def _html_version(*names):
+    """The version of HTML kept in the cache that these templates render: their source and the currency."""
+    versions = current_app.extensions.setdefault("sipup_html_versions", {})
+    version = versions.get(names)
     if version is None:
         env = current_app.jinja_env
-        source = "".join(env.loader.get_source(env, name)[0] for name in ("shop/_catalog.html", "_macros.html"))
-        version = hashlib.sha1((source + current_app.config["CURRENCY"]).encode()).hexdigest()[:16]
-        current_app.extensions["catalog_html_version"] = version
+        source = "".join(env.loader.get_source(env, name)[0] for name in names)
+        version = versions[names] = hashlib.sha1((source + current_app.config["CURRENCY"]).encode()).hexdigest()[:16]
     return version
 
 
@@ -160,6 +166,8 @@ def products():
     html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
         response = make_response(html)
+    elif notice is None:
+        response = make_response(kept_page(gettext("Catalog"), html))
     else:
         response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
     response.vary.add("HX-Request")
@@ -183,8 +191,8 @@ def _catalog_entry(price_list_id, language=None):
 READ_AHEAD["shop.products"] = lambda price_list_id, _: (
     [] if price_list_id is None else [_catalog_entry(price_list_id, i18n.visitor_language())]
 )
-READ_AHEAD["shop.product"] = lambda _, company_id: [
-    catalog.product_entry(request.view_args["sku"]),
+READ_AHEAD["shop.product"] = lambda price_list_id, company_id: [
+    *([] if company_id is None else [_product_entry(request.view_args["sku"], price_list_id, i18n.visitor_language())]),
     *_list_choices_entry(company_id),
 ]
 # Pages with a "Save to list" form read the company's lists with the user's row too.
@@ -199,17 +207,75 @@ def _list_choices_entry(company_id):
 @customer_required
 @replica_reads()
 def product(sku):
-    """One product with the buyer's own tier prices."""
+    """One product with the buyer's own tier prices: its body is kept as HTML per price list and language (as fresh
+    as the catalog and the prices); the CSRF token, the quantity asked for and the "Save to list" form (the
+    company's own lists) are filled in per request."""
+    price_list_id = current_user.company.price_list_id
+    page = cached(*_product_entry(sku, price_list_id), lambda: _product_body(sku, price_list_id))
+    if page is None:
+        abort(404)
+    name, min_qty, qty_step, item_sku, html = page
+    # The "Save to list" form is the same for every product and buyer with these lists: rendered once and kept.
+    choices = tuple(shopping_lists.editable_lists(current_user))
+    lists_form = kept_render(
+        "shop/_product_lists.html",
+        ("product", choices),
+        product={"sku": SKU_SLOT, "min_qty": MIN_QTY_SLOT, "qty_step": QTY_STEP_SLOT},
+        quantity=QUANTITY_SLOT,
+        saving_lists=lambda: choices,
+        csrf_token=lambda: CSRF_SLOT,
+    )
+    filled = {
+        CSRF_SLOT: escape(generate_csrf()),
+        QUANTITY_SLOT: escape(_arg("qty", str(min_qty))[:12]),
+        SKU_SLOT: escape(item_sku),
+        MIN_QTY_SLOT: str(min_qty),
+        QTY_STEP_SLOT: str(qty_step),
+    }
+    body = Markup(PRODUCT_SLOTS.sub(lambda found: filled[found.group(0)], html.replace(LISTS_SLOT, lists_form, 1)))
+    return kept_page(name, body)
+
+
+# Where a product page's per-request parts go; escaped data can never read like these.
+QUANTITY_SLOT, LISTS_SLOT = Markup("<!--quantity-->"), Markup("<!--save-to-list-->")
+SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT = Markup("<!--sku-->"), Markup("<!--min-qty-->"), Markup("<!--qty-step-->")
+PRODUCT_SLOTS = re.compile(
+    "|".join(re.escape(slot) for slot in (CSRF_SLOT, QUANTITY_SLOT, SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT))
+)
+
+
+def _product_body(sku, price_list_id):
+    """(name, minimum quantity, quantity step, SKU, body HTML with slots) of an active product's page for a price list,
+    or None when there is none (remembered too: a mistyped link costs no query the second time)."""
     try:
         item = catalog.product_page(sku)
     except NotFound:
-        abort(404)
-    tiers = pricing.tiers_for(current_user.company.price_list_id, [item.id]).get(item.id, [])
-    return render_template(
-        "shop/product.html",
+        return None
+    tiers = pricing.tiers_for(price_list_id, [item.id]).get(item.id, [])
+    html = render_template(
+        "shop/_product.html",
         product=item,
         steps=pricing.price_steps(item, tiers),
-        quantity=_arg("qty", str(item.min_qty))[:12],
+        csrf_slot=CSRF_SLOT,
+        quantity_slot=QUANTITY_SLOT,
+        lists_slot=LISTS_SLOT,
+    )
+    return item.name, item.min_qty, item.qty_step, item.sku, str(html)
+
+
+def _product_entry(sku, price_list_id, language=None):
+    """The cache entry (type, name, args, depends) of a product page's body for one price list, in one language."""
+    return (
+        "products",
+        "product-html",
+        (
+            _html_version("shop/_product.html", "_macros.html"),
+            price_list_id,
+            (sku or "").strip().upper(),
+            request.script_root,
+            language or i18n.current_language(),
+        ),
+        ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
 
 

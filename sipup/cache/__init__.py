@@ -12,7 +12,15 @@ Exports the API that services use: `cached`, `cached_many`, `prefetch`, `touch`,
 """
 
 from sipup.cache.invalidation import touch
-from sipup.cache.layer import cache_status, cached, cached_many, prefetch, purge_expired, register_cache
+from sipup.cache.layer import (
+    cache_status,
+    cached,
+    cached_many,
+    prefetch,
+    prefetch_riding,
+    purge_expired,
+    register_cache,
+)
 from sipup.cache.values import PageOf, Plain
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "cached",
     "cached_many",
     "prefetch",
+    "prefetch_riding",
     "purge_expired",
     "register_cache",
     "touch",

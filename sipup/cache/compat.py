@@ -8,6 +8,12 @@ def redis_client_and_key(store, key):
     return store._write_client, store._get_prefix() + key
 
 
+def redis_read_client_and_prefix(store):
+    """A RedisCache's read client and its key prefix (a key_prefix may be a function): the page's read-ahead
+    rides in the rate limits' pipeline when both use the same server, and names the keys as cachelib does."""
+    return getattr(store, "_read_client", None), store._get_prefix()
+
+
 def close_redis(store):
     """Close a RedisCache's two connection pools (cachelib has no close())."""
     store._write_client.close()

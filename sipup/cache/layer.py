@@ -163,6 +163,11 @@ def prefetch(entries):
     layer().prefetch(entries)
 
 
+def prefetch_riding(entries, client):
+    """prefetch() sent through another Redis client's round trip (see CacheLayer.prefetch_riding)."""
+    return layer().prefetch_riding(entries, client)
+
+
 def cached_many(type_, name, ids, depends, compute_many):
     """Many values in one round trip (see CacheLayer.cached_many)."""
     return layer().cached_many(type_, name, ids, depends, compute_many)

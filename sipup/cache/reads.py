@@ -5,7 +5,9 @@ import time
 from itertools import chain
 
 from flask import has_request_context, request
+from redis import connection as redis_connection
 
+from sipup.cache import compat
 from sipup.cache.breaker import StoreFailed, new_token
 from sipup.cache.drivers import STORE_ERRORS, writes_ok
 from sipup.cache.single_flight import WAIT_SECONDS
@@ -73,13 +75,65 @@ class Reads:
         here instead of asking the store; a write in this request (bump) drops what was read."""
         if self.kind == "none" or not has_request_context() or not entries or not self._primary_usable():
             return
-        wanted = {self._key(type_, name, args): self._gens(type_, depends) for type_, name, args, depends in entries}
-        names = list(dict.fromkeys(chain(*wanted.values(), wanted)))
+        wanted, names = self._wanted(entries)
         try:
             values = dict(zip(names, self._call(self.primary.get_many, *names)))
         except StoreFailed as exc:
             self._failed(None, exc)
             return
+        self._keep_prefetched(wanted, values)
+
+    def prefetch_riding(self, entries, client):
+        """prefetch() as a read another user of the same Redis server sends in its own round trip (the rate
+        limits' pipeline): (the Redis keys to MGET through `client`, a function to give the raw values to), or
+        None when this cache is not on that server (another Redis, Sentinel, memcached, a folder) or is down."""
+        if not (self.kind == "redis" and entries and has_request_context() and self.down_since is None):
+            return None
+        store = self.primary
+        ours, prefix = compat.redis_read_client_and_prefix(store)
+        if not self._same_server(ours, client):
+            return None
+        wanted, names = self._wanted(entries)
+
+        def done(raw):
+            try:
+                values = dict(zip(names, [store.serializer.loads(value) for value in raw]))
+            except STORE_ERRORS as exc:
+                self._failed(None, StoreFailed(str(exc) or type(exc).__name__))
+                return
+            self._keep_prefetched(wanted, values)
+
+        return [prefix + name for name in names], done
+
+    def _same_server(self, ours, theirs):
+        """Whether two redis-py clients reach the same server and database with the same credentials."""
+        if ours is None or theirs is None:
+            return False
+        if ours is theirs:
+            return True
+        known = self.__dict__.setdefault("_same_servers", {})
+        pair = (id(ours.connection_pool), id(theirs.connection_pool))
+        same = known.get(pair)
+        if same is None:
+            pools = (ours.connection_pool, theirs.connection_pool)
+            if any(type(pool) is not redis_connection.ConnectionPool for pool in pools):  # Sentinel & co: no
+                same = False
+            else:
+                fields = ("host", "port", "path", "db", "username", "password", "decode_responses")
+                a, b = (pool.connection_kwargs for pool in pools)
+                same = pools[0].connection_class is pools[1].connection_class and all(
+                    a.get(field) == b.get(field) for field in fields
+                )
+            known[pair] = same
+        return same
+
+    def _wanted(self, entries):
+        """({key: its generations' names}, every name to read) for prefetch entries."""
+        wanted = {self._key(type_, name, args): self._gens(type_, depends) for type_, name, args, depends in entries}
+        return wanted, list(dict.fromkeys(chain(*wanted.values(), wanted)))
+
+    def _keep_prefetched(self, wanted, values):
+        """Keep what a prefetch read, for this request's cached() calls."""
         found = request.environ.setdefault(PREFETCHED, {})
         for key, gens in wanted.items():
             found[key] = (gens, [values[name] for name in gens] + [values[key]])

@@ -101,13 +101,14 @@ def key_prefix(limiter):
     return limiter._key_prefix
 
 
-def count_in_one_trip(limiter, planned):
+def count_in_one_trip(limiter, planned, riding=None):
     """Let the Flask-Limiter `limiter` send a request's hits to Redis in one pipeline, when it counts with the
-    sliding window counter there; `planned()` yields the (limit item, args) the request will hit. True if so."""
+    sliding window counter there; `planned()` yields the (limit item, args) the request will hit, and
+    `riding(client)` may name reads to send in the same trip (see OneTripHits). True if so."""
     strategy = limiter._limiter
     if not (isinstance(strategy, SlidingWindowCounterRateLimiter) and isinstance(strategy.storage, RedisStorage)):
         return False
-    limiter._limiter = OneTripHits(strategy, planned)
+    limiter._limiter = OneTripHits(strategy, planned, riding)
     return True
 
 
@@ -117,10 +118,14 @@ class OneTripHits:
     Flask-Limiter hits the address limit, then the user limit, each a Lua call of its own. Here the first hit
     of a request sends every planned hit in one pipeline of the same script (EVALSHA) and keeps the answers;
     each hit then takes its own. A hit nobody planned, a cost other than 1, or a script Redis does not know
-    yet (it was restarted: the plain call loads it) goes the plain way."""
+    yet (it was restarted: the plain call loads it) goes the plain way.
 
-    def __init__(self, strategy, planned):
-        self.strategy, self.planned = strategy, planned
+    `riding(client)`, if given, returns None or (Redis keys, done): the keys are read (MGET) in the same pipeline
+    and done(values) gets what Redis answered, so a request's reads that do not depend on the limits (the
+    signed-in user's cached row) cost no round trip of their own. A failed trip gives done() nothing."""
+
+    def __init__(self, strategy, planned, riding=None):
+        self.strategy, self.planned, self.riding = strategy, planned, riding
 
     def __getattr__(self, name):  # test(), get_window_stats(), clear(), storage: the strategy's own
         return getattr(self.strategy, name)
@@ -141,16 +146,22 @@ class OneTripHits:
         plan = [(item.key_for(*args), item) for item, args in self.planned()]
         if len(plan) < 2:
             return {}
-        pipe = storage.get_connection().pipeline(transaction=False)
+        client = storage.get_connection()
+        pipe = client.pipeline(transaction=False)
         sha = storage.lua_acquire_sliding_window.sha
         for key, item in plan:
             previous = storage.prefixed_key(storage._previous_window_key(key))
             current = storage.prefixed_key(storage._current_window_key(key))
             pipe.evalsha(sha, 2, previous, current, item.amount, item.get_expiry(), 1)
+        rider = self.riding(client) if self.riding is not None else None
+        if rider is not None:
+            pipe.mget(rider[0])
         try:
             answers = pipe.execute()
         except NoScriptError:
             return {}
+        if rider is not None:
+            rider[1](answers[len(plan)])
         return {key: bool(acquired) for (key, _item), acquired in zip(plan, answers)}
 
 

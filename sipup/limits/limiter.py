@@ -44,6 +44,8 @@ from sipup.limits.known import RedisKnownAddresses, SqliteKnownAddresses
 
 log = logging.getLogger("sipup.limits")
 
+# app.extensions key of a function(client) -> None or (Redis keys, done): reads to send in the limits' round trip.
+RIDING = "sipup_riding"
 # Probes of load balancers and process managers come often from one address and must always answer.
 EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz"})
 
@@ -208,12 +210,18 @@ class RateLimits:
         # Count before any other hook answers (a CSRF failure is a 400 from a hook): every request spends budget.
         hooks_first(app, install)
         # On Redis, the address and user limits (and an endpoint's) are counted in one round trip.
-        count_in_one_trip(self.limiter, self._planned_hits)
+        count_in_one_trip(self.limiter, self._planned_hits, self._riding)
         # Which limits and exemptions apply to an endpoint is worked out once per endpoint and method.
         resolve_once(self.limiter)
         for endpoint in EXEMPT_ENDPOINTS & set(app.view_functions):
             self.limiter.exempt(app.view_functions[endpoint])
         app.register_error_handler(RateLimitExceeded, self._refused)
+
+    def _riding(self, client):
+        """Reads another part of sipup asks to send with the limits' round trip (app.extensions["sipup_riding"]:
+        security.read_ahead's), as OneTripHits takes them."""
+        riding = self.app.extensions.get(RIDING)
+        return riding(client) if riding is not None else None
 
     def _planned_hits(self):
         """(limit item, args) of every application limit this request spends, as Flask-Limiter will hit them."""

@@ -8,7 +8,7 @@ from flask_babel import gettext
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm.util import identity_key
 
-from sipup.cache import cached, prefetch
+from sipup.cache import cached, prefetch, prefetch_riding
 
 from ..exceptions import InvalidInput
 from ..extensions import db
@@ -112,9 +112,10 @@ SESSION_SKIPS = {"password_hash"}
 
 def signed_in_user(user_id):
     """The user with this id (and their company) for this request, through the cache; None if unknown."""
-    present = db.session.identity_map.get(identity_key(User, user_id))
-    if present is not None:
-        return present
+    if db.session.registry.has():  # a request that has not opened a database session has no user loaded either
+        present = db.session.identity_map.get(identity_key(User, user_id))
+        if present is not None:
+            return present
 
     def columns(obj):
         return {a.key: getattr(obj, a.key) for a in inspect(type(obj)).column_attrs if a.key not in SESSION_SKIPS}
@@ -166,14 +167,18 @@ def _price_list_hints():
     return hints
 
 
-def prefetch_signed_in(user_id, extras=None):
+def prefetch_signed_in(user_id, extras=None, client=None):
     """Read in one round trip what a signed-in request reads from the cache anyway: the user's row, their cart's
     line count, and the entries `extras(price_list_id, company_id)` names for the endpoint (a catalog page), given
-    the price list and company this process saw the user on last (None at first)."""
+    the price list and company this process saw the user on last (None at first). With a Redis `client`, only
+    say what to read through it: (keys, done) or None (see CacheLayer.prefetch_riding)."""
     entries = [user_entry(user_id), count_entry(user_id)]
     if extras is not None:
         entries += extras(*_price_list_hints().get(user_id, (None, None)))
+    if client is not None:
+        return prefetch_riding(entries, client)
     prefetch(entries)
+    return None
 
 
 def _session_starts(user_id):
