@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from flask_babel import format_decimal, gettext
+from flask_babel import gettext
 
+from .. import i18n
 from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
 from . import catalog
@@ -51,7 +52,7 @@ def read_upload(data, max_bytes, size=None):
         raise InvalidInput(
             gettext(
                 "The file is %(size)s MB; quick-order files can be at most %(most)s MB. Split it into smaller files.",
-                size=format_decimal(math.ceil(size * 10 / 1_048_576) / 10, "0.0"),
+                size=i18n.number(math.ceil(size * 10 / 1_048_576) / 10, 1),
                 most=max_bytes // 1_048_576,
             )
         )
@@ -95,8 +96,8 @@ def parse(text, max_lines):
         raise InvalidInput(
             gettext(
                 "That is %(lines)s lines; a quick order takes at most %(most)s. Split it into parts.",
-                lines=format_decimal(len(entries)),
-                most=format_decimal(max_lines),
+                lines=i18n.number(len(entries)),
+                most=i18n.number(max_lines),
             )
         )
     parsed = []
