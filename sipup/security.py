@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from .compat import signed_in_id
 from .extensions import csrf, login_manager
+from .limits.limiter import RIDING
 from .services import accounts
 
 # endpoint -> extras(price_list_id or None, company_id or None): the cache entries its view will read for a
@@ -25,7 +26,7 @@ def register_security(app):
     login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(sign_in_first)
     app.before_request(read_ahead)
-    app.extensions["sipup_riding"] = read_ahead_riding  # sipup.limits.limiter.RIDING
+    app.extensions[RIDING] = read_ahead_riding
 
 
 def load_user(token):

@@ -11,7 +11,7 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import Flask, current_app, g, has_request_context, render_template, request, session
+from flask import Flask, current_app, g, get_flashed_messages, has_request_context, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -239,7 +239,7 @@ def kept_page(title, body):
     them is rendered once per language and script root and kept, and the title, the top bar, the CSRF token and
     the language switch's return path are filled in per request. A page with flash messages to show is
     rendered in full."""
-    if session.get("_flashes"):
+    if get_flashed_messages():  # kept for the request: the full render below shows them
         return render_template("_page.html", title=title, body=body)
     shell = kept_render(
         "_page.html",

@@ -4,6 +4,7 @@ Each backend gets a database of its own for the session, created by the migratio
 the end; every test starts from empty tables, so tests touch only data they create.
 """
 
+import math
 import os
 import secrets
 import shutil
@@ -168,7 +169,9 @@ class SharedApp:
         if limits is not None:
             limits.limiter.reset()
             limits.fallback_noted = False
+            limits.blocks.snapshot, limits.blocks.read_at = {}, -math.inf  # blocks are read afresh
         app.extensions["sipup_cache"].close()
+        app.extensions["cache"].clear()  # Flask-Caching keeps a store per Cache object made by register_cache
         register_cache(app)
         register_queue(app)
 

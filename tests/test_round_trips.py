@@ -14,6 +14,8 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from sipup.extensions import db
+from sipup.limits.compat import storage_dead
+from sipup.limits.limiter import RIDING
 from sipup.models import Company, Product, User
 from sipup.services import accounts, cart
 from sipup.services import shopping_lists as lists
@@ -105,6 +107,25 @@ def test_the_reads_ride_with_the_rate_limits_only_to_the_same_redis(make_app, sh
             html = page(client, "/products")
         assert "€9.00" in html and shop.buyer.name in html
         assert counts == {"redis": trips, "sql": 0}, options
+
+
+def test_reads_riding_with_the_limits_that_fail_leave_the_limits_on_redis(redis_app, shop, caplog):
+    """A read ahead that breaks (here: a value it cannot decode) is logged and made again the usual way: it never
+    looks like Redis failing the limits, which would count them per process."""
+    client = signed_in(redis_app, shop.buyer)
+    warm(redis_app, client, "/products")
+    kept = redis_app.extensions[RIDING]
+
+    def breaking(client):
+        keys, _done = kept(client)
+        return keys, lambda values: 1 / 0
+
+    for rider in (breaking, lambda client: 1 / 0):
+        redis_app.extensions[RIDING] = rider
+        html = page(client, "/products")
+        assert "BEER-1" in html and "€9.00" in html
+        assert not storage_dead(redis_app.extensions["limits"].limiter)
+    assert caplog.text.count("reads riding with the rate limits' round trip failed") == 2
 
 
 def test_a_cached_catalog_page_builds_no_orm_instance_of_the_user_or_their_company(redis_app, shop):

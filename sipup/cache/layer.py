@@ -37,7 +37,7 @@ log = logging.getLogger("sipup.cache")
 TYPES = ("products", "prices", "users", "orders", "dashboard")
 EVENTS = ("hit", "miss", "set", "error", "fallback", "stale", "wait")
 # Part of every key: raise it when a cached value changes shape, so a deploy never reads the old shape.
-FORMAT = 1
+FORMAT = 2
 
 
 class CacheLayer(Reads, SingleFlight, Breaker):

@@ -75,10 +75,6 @@ def user_invite(email, role, company, name):
     )
 
 
-def _at(user):
-    return f" at {user.company.name}" if user.company else ""
-
-
 @user_cli.command("list")
 @click.option("--company", help="Only this company's users.")
 def user_list(company):

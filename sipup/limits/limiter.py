@@ -219,9 +219,27 @@ class RateLimits:
 
     def _riding(self, client):
         """Reads another part of sipup asks to send with the limits' round trip (app.extensions["sipup_riding"]:
-        security.read_ahead's), as OneTripHits takes them."""
+        security.read_ahead's), as OneTripHits takes them. A rider that fails is logged and left out (the reads
+        are made again later the usual way): it must never look like Redis failing the limits themselves."""
         riding = self.app.extensions.get(RIDING)
-        return riding(client) if riding is not None else None
+        if riding is None:
+            return None
+        try:
+            rider = riding(client)
+        except Exception:
+            log.exception("reads riding with the rate limits' round trip failed; read separately")
+            return None
+        if rider is None:
+            return None
+        keys, done = rider
+
+        def taken(values):
+            try:
+                done(values)
+            except Exception:
+                log.exception("reads riding with the rate limits' round trip failed; read separately")
+
+        return keys, taken
 
     def _planned_hits(self):
         """(limit item, args) of every application limit this request spends, as Flask-Limiter will hit them."""
