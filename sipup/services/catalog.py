@@ -1,7 +1,7 @@
 """The catalog a buyer browses: search, filter, sort and page through active products."""
 
 from flask_babel import gettext
-from sqlalchemy import case, func, literal_column, select, text
+from sqlalchemy import case, exists, func, literal_column, select, text
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -10,6 +10,7 @@ from .. import searchtext
 from ..exceptions import NotFound
 from ..extensions import db
 from ..models import Category, Product
+from ..models.catalog import product_terms, write_terms
 from . import spelling
 from .images import image_row
 
@@ -21,7 +22,7 @@ SORTS = {
     "price_desc": (Product.base_price.desc(), Product.id),
 }
 # A word of one letter (the "x" of "24 x 0.33 l") is in nearly every product: it narrows nothing and is left out.
-SHORTEST_WORD = 2
+SHORTEST_WORD = searchtext.SHORTEST_WORD
 
 
 def categories():
@@ -34,23 +35,55 @@ def _words(query):
     return [w for w in searchtext.words(query) if len(w) >= SHORTEST_WORD]
 
 
-def matching(stmt, query):
-    """Limit a products statement to those whose name, SKU, category or pack hold every word of the query,
-    in any case and with or without accents, through the full-text index where the words allow."""
+def matching(stmt, query, best=False):
+    """Limit a products statement to those whose name, SKU, category or pack hold every word of the query
+    inside any of their words, in any case and with or without accents, through the search index; with
+    `best`, also order it best match first (see best_first)."""
     indexed = _words(query)
     if not indexed:
-        return stmt
+        return stmt.order_by(*SORTS["name"]) if best else stmt
     if db.session.get_bind().dialect.name == "sqlite":
         expression = " AND ".join(f'"{searchtext.MARK}{w}"*' for w in indexed)
         hits = text("SELECT rowid FROM product_search WHERE product_search MATCH :fts").bindparams(fts=expression)
-        return stmt.where(Product.id.in_(hits.columns(literal_column("rowid"))))
-    # InnoDB's FULLTEXT costs per document each word's prefix matches (a word of digits matches most of the
-    # catalog), so only the longest word goes through the index; the others are looked for in the few rows it
-    # found. A word is found inside another either way: "%word%" on the folded text is what the suffix terms give.
+        stmt = stmt.where(Product.id.in_(hits.columns(literal_column("rowid"))))
+        return stmt.order_by(*best_first(query)) if best else stmt
+    # MariaDB/MySQL: the word table's primary key gives the products of the longest word's terms by one range
+    # (a word is found inside another: the table holds every suffix), each with its best place for the rank;
+    # every other word is one seek per product in (product_id, term).
     longest, *others = indexed
-    expression = f"+{searchtext.MARK}{longest}*"
-    stmt = stmt.where(text("MATCH (products.search_terms) AGAINST (:fts IN BOOLEAN MODE)").bindparams(fts=expression))
-    return stmt.where(*(Product.search_text.like(f"%{word}%") for word in others))
+    first = product_terms.alias("first_word")
+    hits = (
+        select(first.c.product_id, func.min(first.c.at).label("place"))
+        .where(first.c.term >= longest, first.c.term < _after(longest))
+        .group_by(first.c.product_id)
+        .subquery("hits")
+    )
+    stmt = stmt.join(hits, hits.c.product_id == Product.id)
+    for n, word in enumerate(others):
+        other = product_terms.alias(f"word_{n}")
+        stmt = stmt.where(
+            exists().where(other.c.product_id == Product.id, other.c.term >= word, other.c.term < _after(word))
+        )
+    return stmt.order_by(hits.c.place, Product.name, Product.id) if best else stmt
+
+
+def _after(prefix):
+    """The first string after every string that starts with a prefix of folded letters and digits."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def index_products(skus=(), ids=()):
+    """Write the search index's terms of products written at once by SKU or id (Core inserts and updates skip
+    the model's events): MariaDB/MySQL's word table; SQLite's FTS5 table follows by its triggers."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        return
+    skus, ids = list(skus), list(ids)
+    for key, values in ((Product.sku, skus), (Product.id, ids)):
+        for start in range(0, len(values), 5000):
+            chunk = values[start : start + 5000]
+            rows = db.session.execute(select(Product.id, Product.search_text).where(key.in_(chunk))).all()
+            write_terms(connection, rows)
 
 
 def merge_search_index():
@@ -63,7 +96,7 @@ def merge_search_index():
 
 def best_first(query):
     """Order for a search: names that start with the longest word searched, then those holding a word that
-    starts with it, then the rest; by name within each."""
+    starts with it, then the rest; by name within each (on MariaDB the word table's places give the same)."""
     found = _words(query)
     if not found:
         return SORTS["name"]
@@ -124,13 +157,16 @@ def search_query(query="", category_slug=None, sort="name"):
     if _words(query):
         # Wrapped, so that no index on `active` tempts the planner into walking every active product and
         # probing the matches for each: the full-text matches are the few rows to start from.
-        stmt = matching(select(Product.id).where(func.coalesce(Product.active, False).is_(True)), query)
+        stmt = matching(
+            select(Product.id).where(func.coalesce(Product.active, False).is_(True)), query, best=sort == "best"
+        )
     else:
         stmt = select(Product.id).where(Product.active.is_(True))
     if category_slug:
-        stmt = stmt.join(Category).where(Category.slug == category_slug)
-    order = best_first(query) if sort == "best" else SORTS.get(sort, SORTS["name"])
-    return stmt.order_by(*order)
+        stmt = stmt.join(Category, Category.id == Product.category_id).where(Category.slug == category_slug)
+    if sort == "best" and _words(query):
+        return stmt  # ordered by matching()
+    return stmt.order_by(*SORTS.get(sort) or SORTS["name"])
 
 
 def product_by_sku(sku, include_inactive=False):
