@@ -1,10 +1,10 @@
 """How product text is folded for search: case, accents and punctuation away, so `brau` finds Hofbräu.
 
-`folded()` is what is compared; `terms()` is what the full-text index holds: every suffix of every word,
+`folded()` is what is compared; `terms()` is what SQLite's FTS5 index holds: every suffix of every word,
 each behind a marker letter, so that a prefix query on the index finds a word anywhere inside another
-(`brau` inside `hofbrau`) on SQLite's FTS5 and MariaDB's FULLTEXT alike, and no word is a stop word or
-shorter than MariaDB's smallest indexed token. `word_terms()` is what MariaDB's word table holds instead
-(`product_terms`, read through a B-tree index): the same suffixes, each with where it starts.
+(`brau` inside `hofbrau`). `word_terms()` is what MariaDB/MySQL's word table `product_terms` holds (read
+through B-tree indexes; it replaced InnoDB's FULLTEXT, migration 0011): the same suffixes, each with where
+it starts.
 """
 
 import re

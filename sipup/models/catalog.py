@@ -63,7 +63,7 @@ class Product(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Folded name, SKU, category and pack (sipup.searchtext), kept by the events below; search_terms is
-    # what the full-text index holds (FTS5 table product_search on SQLite, FULLTEXT on MariaDB).
+    # what SQLite's FTS5 table product_search holds (MariaDB/MySQL search the word table product_terms).
     search_text: Mapped[str] = mapped_column(String(400), default="")
     search_terms: Mapped[str] = mapped_column(Text, default="", deferred=True)
 
