@@ -2,7 +2,7 @@
 
 python -m benchmarks.search [--products 100000] [--rounds 30]; MariaDB too when SIPUP_BENCH_DATABASE_URL is
 set (a scratch database of its own is created there and dropped). Each query is what catalog.search() runs
-for a buyer's page: the full-text match, the count for the pager and 24 rows best first; for a query that
+for a buyer's page: the index's matches, the count for the pager and 24 rows best first; for a query that
 matches nothing, the closest catalog words (rapidfuzz over the cached vocabulary) and their search.
 """
 
@@ -87,7 +87,7 @@ def main():
         url, drop = scratch_database(server)
         try:
             with tempfile.TemporaryDirectory() as instance:
-                report("MariaDB (FULLTEXT)", measure(url, instance, args.products, args.rounds))
+                report("MariaDB (word table)", measure(url, instance, args.products, args.rounds))
         finally:
             drop()
 

@@ -1,9 +1,10 @@
 """How product text is folded for search: case, accents and punctuation away, so `brau` finds Hofbräu.
 
-`folded()` is what is compared; `terms()` is what the full-text index holds: every suffix of every word,
+`folded()` is what is compared; `terms()` is what SQLite's FTS5 index holds: every suffix of every word,
 each behind a marker letter, so that a prefix query on the index finds a word anywhere inside another
-(`brau` inside `hofbrau`) on SQLite's FTS5 and MariaDB's FULLTEXT alike, and no word is a stop word or
-shorter than MariaDB's smallest indexed token.
+(`brau` inside `hofbrau`). `word_terms()` is what MariaDB/MySQL's word table `product_terms` holds (read
+through B-tree indexes; it replaced InnoDB's FULLTEXT, migration 0011): the same suffixes, each with where
+it starts.
 """
 
 import re
@@ -31,6 +32,9 @@ SPELLED_OUT = str.maketrans(
 )
 NOT_A_WORD = re.compile(r"[^a-z0-9]+")
 LONGEST_WORD = 40  # longer words are cut: their suffixes would fill the index for nothing
+# A word of one letter (the "x" of "24 x 0.33 l") is in nearly every product: searches leave it out, and the
+# word table holds no term that short.
+SHORTEST_WORD = 2
 
 
 def folded(text):
@@ -58,3 +62,20 @@ def terms(text):
         word = word[:LONGEST_WORD]
         out.extend(MARK + word[i:] for i in range(len(word)))
     return " ".join(dict.fromkeys(out))
+
+
+# Where a term of word_terms() starts: the text's first word, another word, or inside a word.
+AT_TEXT_START, AT_WORD_START, INSIDE_WORD = 0, 1, 2
+
+
+def word_terms(text, shortest=SHORTEST_WORD):
+    """{term: where} for the word table: each suffix of at least `shortest` letters of each word of folded
+    text, with the earliest place it starts (AT_TEXT_START, AT_WORD_START or INSIDE_WORD), which ranks a match."""
+    found = {}
+    for n, word in enumerate(text.split()):
+        word = word[:LONGEST_WORD]
+        for i in range(len(word) - shortest + 1):
+            at = INSIDE_WORD if i else AT_WORD_START if n else AT_TEXT_START
+            if found.get(word[i:], INSIDE_WORD + 1) > at:
+                found[word[i:]] = at
+    return found

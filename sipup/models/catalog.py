@@ -6,17 +6,21 @@ from decimal import Decimal
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
+    SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, attributes, mapped_column, relationship
 
 from .. import searchtext
 from ..extensions import db
@@ -59,7 +63,7 @@ class Product(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Folded name, SKU, category and pack (sipup.searchtext), kept by the events below; search_terms is
-    # what the full-text index holds (FTS5 table product_search on SQLite, FULLTEXT on MariaDB).
+    # what SQLite's FTS5 table product_search holds (MariaDB/MySQL search the word table product_terms).
     search_text: Mapped[str] = mapped_column(String(400), default="")
     search_terms: Mapped[str] = mapped_column(Text, default="", deferred=True)
 
@@ -94,8 +98,50 @@ class Product(db.Model):
 def _fold_for_search(mapper, connection, product):
     """Keep a product's search text in step with its name, SKU, category and pack."""
     category = connection.scalar(select(Category.name).where(Category.id == product.category_id))
+    before = attributes.get_history(product, "search_text")
     product.search_text = searchtext.product_text(product.name, product.sku, category, product.sell_unit)
     product.search_terms = searchtext.terms(product.search_text)
+    # Rewritten after the row is: an insert has no id yet, and a stock change leaves the word table alone.
+    product._terms_stale = product.search_text not in (before.unchanged or before.deleted or [None])
+
+
+@event.listens_for(Product, "after_insert")
+@event.listens_for(Product, "after_update")
+def _index_for_search(mapper, connection, product):
+    if getattr(product, "_terms_stale", False):
+        write_terms(connection, [(product.id, product.search_text)])
+        product._terms_stale = False
+
+
+# MariaDB/MySQL's search index (migration 0011; none on SQLite, which searches with FTS5): every suffix of
+# every word of each product's search text (searchtext.word_terms), with where it starts. Its primary key
+# (term, product_id) finds the products of a word's prefix by one range; (product_id, term) checks one
+# product for another word by one seek. Kept out of the models' metadata: created by the migration only.
+product_terms = Table(
+    "product_terms",
+    MetaData(),
+    Column("term", String(40), primary_key=True),
+    Column("product_id", Integer, primary_key=True),
+    Column("at", SmallInteger, nullable=False),
+)
+TERMS_BATCH = 1000  # products whose terms are written in one multi-row INSERT
+
+
+def write_terms(connection, products):
+    """Replace the word table's terms of products given as (id, search_text) pairs (MariaDB/MySQL only)."""
+    if connection.dialect.name == "sqlite":
+        return
+    products = list(products)
+    for start in range(0, len(products), TERMS_BATCH):
+        batch = products[start : start + TERMS_BATCH]
+        connection.execute(product_terms.delete().where(product_terms.c.product_id.in_([id_ for id_, _ in batch])))
+        rows = [
+            {"term": term, "product_id": id_, "at": at}
+            for id_, text in batch
+            for term, at in searchtext.word_terms(text or "").items()
+        ]
+        if rows:
+            connection.execute(product_terms.insert(), rows)
 
 
 class ProductImage(db.Model):

@@ -12,8 +12,11 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 def in_models(name, type_, parent_names):
     """Alembic's include_name: False for the search index that migration 0006 keeps outside the models (the
-    FTS5 table product_search with its shadow tables on SQLite, the FULLTEXT index on MariaDB)."""
-    return not (type_ == "table" and name.startswith("product_search")) and name != "ft_products_search_terms"
+    FTS5 table product_search with its shadow tables on SQLite; on MariaDB the word table product_terms of
+    migration 0011, and the FULLTEXT index that 0006 made and 0011 dropped)."""
+    if type_ == "table" and (name.startswith("product_search") or name == "product_terms"):
+        return False
+    return name != "ft_products_search_terms"
 
 
 def utcnow():

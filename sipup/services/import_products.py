@@ -15,6 +15,7 @@ from ..exceptions import InvalidInput, LineRefused
 from ..extensions import db
 from ..models import Category, Product, utcnow
 from . import vat
+from .catalog import index_products
 from .parsing import MAX_COUNT, parse_count, parse_money
 
 COLUMNS = (
@@ -249,6 +250,7 @@ def apply(items, actor=None, source=""):
             updates.append(row | {"id": product.id})
     bulk_insert(Product, inserts)
     bulk_update(Product, updates)
+    index_products(skus=[row["sku"] for row in inserts], ids=[row["id"] for row in updates])
     return len(inserts), len(updates)
 
 

@@ -35,7 +35,7 @@ from ..models import (
     User,
     utcnow,
 )
-from .catalog import merge_search_index
+from .catalog import index_products, merge_search_index
 from .images import placeholder_picture, store_picture
 from .orders import order_number
 from .pricing import money
@@ -147,6 +147,7 @@ def seed_catalog(products=len(CATALOG), rng=None):
             )
         )
     count = bulk_insert(Product, rows, batch_size=BATCH)
+    index_products(skus=[row["sku"] for row in rows])
     db.session.commit()
     merge_search_index()
     return count

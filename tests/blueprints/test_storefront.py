@@ -86,6 +86,54 @@ def test_search_follows_renamed_products(shelf):
     assert names("lager") == []
 
 
+def test_word_terms_are_the_suffixes_with_where_they_start():
+    assert searchtext.word_terms("brau hofbrau 30 x") == {
+        "brau": searchtext.AT_TEXT_START,
+        "rau": searchtext.INSIDE_WORD,
+        "au": searchtext.INSIDE_WORD,
+        "hofbrau": searchtext.AT_WORD_START,
+        "ofbrau": searchtext.INSIDE_WORD,
+        "fbrau": searchtext.INSIDE_WORD,
+        "30": searchtext.AT_WORD_START,
+    }
+
+
+@pytest.mark.parametrize("walk_ratio", [0, 10**9])  # every page by the matches sorted, every page along the names
+def test_pages_of_a_search_rank_count_and_leave_out_inactive_products(app, make_product, monkeypatch, walk_ratio):
+    monkeypatch.setattr(catalog, "WALK_RATIO", walk_ratio)
+    names_made = [f"Brau {n:02d}" for n in range(7)] + [f"Alt Brau {n:02d}" for n in range(9)]
+    names_made += [f"Hofbräu {n:02d}" for n in range(8)] + [f"Wasser {n:02d}" for n in range(5)] + ["Brauerei Hofbrau"]
+    made = {name: make_product(name=name, sell_unit="keg of 30 l" if "0" in name else "crate") for name in names_made}
+    made["Brau 03"].active = False
+    made["Hofbräu 05"].active = False
+    made["Alt Brau 04"].name = "Alt Brau 04 extra"
+    db.session.delete(made["Hofbräu 06"])
+    db.session.commit()
+    active = [made[name] for name in names_made if name not in ("Brau 03", "Hofbräu 05", "Hofbräu 06")]
+
+    def expected(query, best):
+        """What the index must give, worked out from the products' folded text."""
+        words = searchtext.words(query)
+        found = [p for p in active if all(any(w in word for word in p.search_text.split()) for w in words)]
+        text = {p.id: p.search_text for p in found}
+
+        def place(p):
+            return 0 if text[p.id].startswith(words[0]) else 1 if f" {words[0]}" in text[p.id] else 2
+
+        return [p.name for p in sorted(found, key=lambda p: (place(p) if best else 0, p.name, p.id))]
+
+    for query in ("brau", "rau", "brau 30", "30 ofbr", "keg brau 30"):
+        for sort in ("best", "name"):
+            want = expected(query, sort == "best")
+            got, totals = [], set()
+            for page in range(1, 9):
+                found = catalog.search(query, sort=sort, page=page, per_page=4)
+                got += [p.name for p in found.items]
+                totals.add(found.total)
+            assert totals == {len(want)} and got == want, (query, sort)
+    assert catalog.search("extra").total == 1 and catalog.search("wasser 30").total == 5
+
+
 # --- the catalog pages -------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from werkzeug.test import stream_encode_multipart
 from sipup.extensions import db
 from sipup.i18n import shown
 from sipup.models import Address, AuditEvent, Category, Company, Job, PriceTier, Product, User
-from sipup.services import bulk_import
+from sipup.services import bulk_import, catalog
 from sipup.spreadsheets import xlsx_bytes
 from tests.conftest import login
 
@@ -101,6 +101,7 @@ def test_products_import_previews_then_applies_as_a_job_and_twice_changes_nothin
     assert (water.name, water.active, water.deposit, water.min_qty) == ("-Still- water", False, Decimal("0.00"), 1)
     assert (juice.vat_class, water.vat_class) == ("reduced", "zero")
     assert "case of 12" in juice.search_text and "apfelsaft" in juice.search_text  # found by the shop's search
+    assert [p.sku for p in catalog.search("apfel case 12").items] == ["JUICE-1"]  # the index followed the import
     done = client.get(f"/admin/imports/{name}/progress").get_data(as_text=True)
     assert "3 of 3 line(s) applied: 3 created, 0 changed" in done and "hx-get" not in done  # polling stops
     job = db.session.scalar(select(Job).where(Job.name == "apply_import"))
