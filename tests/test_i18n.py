@@ -24,7 +24,19 @@ from sqlalchemy import select, update
 from sipup import exceptions
 from sipup.exceptions import InvalidInput, InvalidQuantity, LineRefused
 from sipup.extensions import db
-from sipup.i18n import COOKIE, N_, compile_catalogs, kept, kept_parts, role_name, shown, status_name
+from sipup.i18n import (
+    COOKIE,
+    N_,
+    Kept,
+    compile_catalogs,
+    fitted,
+    kept,
+    kept_parts,
+    role_name,
+    shown,
+    status_name,
+    stored_kept,
+)
 from sipup.jobs.running import _result_text
 from sipup.models import Invoice, OrderStatus, User
 from sipup.services import import_companies, orders, payments, vat
@@ -270,6 +282,33 @@ def test_a_kept_message_is_shown_in_each_readers_language(app):
     # A job's result longer than its column is kept in the shop's default language rather than cut mid-message.
     long = kept_parts(*[kept(N_("line %(line)s: %(problem)s"), line=n, problem="unknown SKU") for n in range(40)])
     assert len(long) > 400 and _result_text(long) == shown(long)[:400] and _result_text(long).startswith("line 0")
+
+
+def test_typed_text_that_starts_like_a_kept_message_stays_as_typed(app):
+    crafted = 'i18n:["%(a)999999999s",{"a":"b"}]'
+    for typed in ("i18n:x", crafted, "i18n:", 'i18n:{"parts":3}'):
+        note = kept(N_("Paid by bank transfer %(reference)s."), reference=typed)
+        assert shown(note) == f"Paid by bank transfer {typed}."
+        assert shown(kept_parts(typed, note)) == f"{typed}; Paid by bank transfer {typed}."
+    # Stored text that is not a whole kept message is shown as it is, never an error.
+    for stored in ("i18n:x", "i18n:[1]", "i18n:[1,2]", 'i18n:{"parts":3}', "i18n:null"):
+        assert shown(stored) == stored
+    # Only what kept() made is nested; a job's error read back from its record is nested again with stored_kept.
+    inner = kept(N_("line %(line)s: %(problem)s"), line=4, problem="unknown SKU")
+    assert isinstance(inner, Kept) and stored_kept(str(inner)) == inner and isinstance(stored_kept(str(inner)), Kept)
+    assert type(stored_kept("i18n:x")) is str and type(stored_kept("Traceback")) is str
+    with force_locale("de"):
+        assert shown(
+            kept(N_("%(count)s line(s) not applied: %(lines)s"), count=1, lines=[stored_kept(str(inner))])
+        ) == ("1 Zeile(n) nicht übernommen: Zeile 4: unknown SKU")
+    # Fitted to its column: plain text is cut; a kept message too long is kept in the default language, then cut.
+    assert fitted("abcdef", 4) == "abcd" and fitted(inner, 400) == inner and fitted(None, 3) == ""
+    long = kept(
+        N_("Credit note %(number)s of %(amount)s: %(reason)s"), number="CN-1", amount=Decimal("5"), reason="x" * 300
+    )
+    with force_locale("de"):
+        assert len(long) > 400 and fitted(long, 400) == f"Credit note CN-1 of €5.00: {'x' * 300}"
+    assert fitted(long, 30) == "Credit note CN-1 of €5.00: xxx"
 
 
 def test_catalogs_are_compiled_when_missing_or_older_than_their_po(tmp_path):
