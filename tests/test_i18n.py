@@ -39,6 +39,7 @@ from sipup.i18n import (
 )
 from sipup.jobs.running import _result_text
 from sipup.models import Invoice, OrderStatus, User
+from sipup.observability import panels as monitor_panels
 from sipup.services import import_companies, orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
@@ -448,6 +449,11 @@ def test_the_command_line_speaks_the_shops_default_language(app, runner, make_co
     assert "Es gibt keinen Job 424242." in runner.invoke(args=["queue", "retry", "424242"]).output
     assert runner.invoke(args=["queue", "pause", "low"]).output == "Jobs der Priorität low sind angehalten.\n"
     runner.invoke(args=["queue", "resume", "low"])
+    status = runner.invoke(args=["queue", "status"]).output.splitlines()
+    header = status[1].split()
+    assert header[0] == "status" and header[-1] == "summe" and "total" not in status[1], status
+    states = [line.rsplit(None, 4)[0].strip() for line in status[2:8]]
+    assert states == ["wartend", "läuft", "wird wiederholt", "erledigt", "fehlgeschlagen", "abgebrochen"], status
 
 
 def test_config_names_a_wrong_language(make_app):
@@ -600,3 +606,24 @@ def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, mak
     assert login(client, admin).status_code == 302
     _german(client, "/monitor/jobs?state=failed", "Auf „Nobody Ltd“ passt nicht genau eine Firma.", "fehlgeschlagen")
     _german(client, "/monitor")
+    # The panels' data is remembered for every reader: an English administrator reads it first, the German one then
+    # reads the same data, each in their language (range words, chart legends and tooltips, the bucket, "hour").
+    english_admin = app.test_client()
+    assert login(english_admin, make_user("admin", language="en")).status_code == 302
+    english = ("last hour", "last 24 hours", "last 7 days", "</i>requests ", "</i>server errors ", "</i>done ")
+    english += ("</i>enqueued ", "</i>failed ", "</i>hit rate ", ": requests ", ": done ", ": hit rate ", "no data")
+    english += ("per minute, ", "per hour, ", "je minute", "je hour", ", hour", "Hit rate, hour")
+    for name in [name for name, _title in monitor_panels.panels() if monitor_panels.ranged(name)]:
+        for range_ in ("hour", "day", "week"):
+            url = f"/monitor/panels/{name}?range={range_}"
+            first = english_admin.get(url).get_data(as_text=True)
+            if (name, range_) == ("traffic", "hour"):
+                assert "last hour" in first and "</i>requests " in first and ": requests " in first
+            answer = client.get(url)
+            page = answer.get_data(as_text=True)
+            assert answer.status_code == 200, (url, answer.status_code)
+            found = [text for text in english if text in page]
+            assert not found, (url, found)
+    page = client.get("/monitor/panels/queue?range=day").get_data(as_text=True)
+    assert "je Stunde, letzte 24 Stunden" in page and "</i>erledigt " in page and "</i>eingereiht " in page
+    assert "Trefferquote, Stunde" in client.get("/monitor/panels/cache").get_data(as_text=True)
