@@ -559,6 +559,9 @@ ENGLISH = (
 )
 
 
+WEEKDAY = r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d"  # a week's chart labels its days
+
+
 def _german(client, url, *expected):
     """A page fetched as a German reader, with the German text expected and none of ENGLISH."""
     response = client.get(url, follow_redirects=True)
@@ -619,11 +622,14 @@ def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, mak
             first = english_admin.get(url).get_data(as_text=True)
             if (name, range_) == ("traffic", "hour"):
                 assert "last hour" in first and "</i>requests " in first and ": requests " in first
+            if (name, range_) == ("traffic", "week"):
+                assert re.search(WEEKDAY, first)
             answer = client.get(url)
             page = answer.get_data(as_text=True)
             assert answer.status_code == 200, (url, answer.status_code)
             found = [text for text in english if text in page]
             assert not found, (url, found)
+            assert not re.search(WEEKDAY, page), (url, re.search(WEEKDAY, page))
     page = client.get("/monitor/panels/queue?range=day").get_data(as_text=True)
     assert "je Stunde, letzte 24 Stunden" in page and "</i>erledigt " in page and "</i>eingereiht " in page
     assert "Trefferquote, Stunde" in client.get("/monitor/panels/cache").get_data(as_text=True)

@@ -9,11 +9,13 @@ after it, so an idle night is a gap, not a fall to zero.
 
 from datetime import datetime, timezone
 
+from babel.dates import format_datetime
 from flask import has_app_context
 from flask_babel import gettext, lazy_gettext
 from flask_babel.speaklater import LazyString
 
 from sipup.charts import Plot, axis_top, path_d, segments
+from sipup.i18n import current_language
 
 WIDTH, HEIGHT = 480, 150
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 22  # room for the y labels on the left and the times below
@@ -70,7 +72,9 @@ def line_chart(starts, series, percent=False, unit="", show=None):
         "top": plot.top,
         "bottom": plot.bottom,
         "yticks": [(y, _percent(value) if percent else _number(value) + unit) for y, value in plot.gridlines(ticks)],
-        "xticks": [(x(i), _day(start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)],
+        "xticks": [
+            (x(i), LazyString(_day, start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)
+        ],
         "lines": lines,
         "columns": [
             {"x": x, "width": width, "title": LazyString(_tooltip, start, series, i, show, starts)}
@@ -120,8 +124,12 @@ def _days(starts):
 
 
 def _day(timestamp):
-    """A bucket's weekday and day of the month, for charts longer than a day."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%a %d")
+    """A bucket's weekday and day of the month, for charts longer than a day, in the reader's language ("Sat 16",
+    "Sa. 16"; made when shown, see line_chart)."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    if not has_app_context():
+        return moment.strftime("%a %d")
+    return format_datetime(moment, "EEE dd", tzinfo=timezone.utc, locale=current_language())
 
 
 def _clock(timestamp):
