@@ -285,10 +285,18 @@ def N_(message):
     return message
 
 
+class Kept(str):
+    """A text kept() or kept_parts() produced (or one the product stored that way, read back with `stored_kept`).
+    Only these are nested as messages when given as a value of another kept message: a person's words stay their
+    words, whatever they start with."""
+
+    __slots__ = ()
+
+
 def kept(message, **values):
     """A message (marked with N_) and its values as stored for shown() to translate for each reader: amounts
     (Decimal) and dates are written in the reader's way then, and a value that is itself kept is shown too."""
-    return KEPT + _json([message, {name: _kept(value) for name, value in values.items()}])
+    return Kept(KEPT + _json([message, {name: _kept(value) for name, value in values.items()}]))
 
 
 def _json(value):
@@ -302,14 +310,39 @@ def _kept(value):
         return {"date": value.isoformat()}
     if isinstance(value, (list, tuple)):
         return [_kept(each) for each in value]
-    if isinstance(value, str) and value.startswith(KEPT):  # nested as it is, not as a string to escape again
+    if isinstance(value, Kept):  # nested as it is, not as a string to escape again
         return {"kept": json.loads(value[len(KEPT) :])}
     return value if isinstance(value, (int, float, type(None))) else str(value)
 
 
 def kept_parts(*parts):
     """Kept messages shown as one text, separated by "; " (a summary whose parts depend on what happened)."""
-    return KEPT + _json({"parts": [_kept(part) for part in parts]})
+    return Kept(KEPT + _json({"parts": [_kept(part) for part in parts]}))
+
+
+def stored_kept(text):
+    """A text the product itself stored (a job's error) as Kept when it is a whole kept message, so that it can be
+    nested in another one; anything else (a trace, a message cut short) as the plain text it is."""
+    if isinstance(text, Kept) or not isinstance(text, str) or not text.startswith(KEPT):
+        return text
+    try:
+        json.loads(text[len(KEPT) :])
+    except ValueError:
+        return text
+    return Kept(text)
+
+
+def fitted(text, length):
+    """text as a column of `length` characters keeps it: a kept message that does not fit is stored as shown() in
+    the shop's default language instead (a kept message cut short could not be read back), then cut; any other
+    text is just cut."""
+    text = "" if text is None else text
+    if len(text) <= length:
+        return text
+    if text.startswith(KEPT):  # shown() reads it back as a message (or, if it is none, as it is)
+        with force_locale(current_app.config["DEFAULT_LANGUAGE"] if has_app_context() else "en"):
+            text = str(shown(text))
+    return str(text)[:length]
 
 
 def kept_error(error_class, message, **values):
@@ -326,14 +359,19 @@ def shown(text):
     if not isinstance(text, str) or not text.startswith(KEPT):
         return text
     try:
-        return _translated(json.loads(text[len(KEPT) :]))
-    except (ValueError, TypeError, KeyError):
-        return text
+        return str(_translated(json.loads(text[len(KEPT) :])))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError):
+        return text  # not a message the product kept (or one cut short): shown as it is, never an error
 
 
 def _translated(stored):
-    if isinstance(stored, dict):
+    """A kept message's stored form in the current language; TypeError when it is not one."""
+    if isinstance(stored, dict) and isinstance(stored.get("parts"), list):
         return _shown(stored["parts"])
+    if not (
+        isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str) and isinstance(stored[1], dict)
+    ):
+        raise TypeError("not a kept message")
     message, values = stored
     return gettext(message, **{name: _shown(value) for name, value in values.items()})
 
@@ -347,4 +385,4 @@ def _shown(value):
         return _translated(value["kept"])
     if isinstance(value, list):
         return "; ".join(str(_shown(each)) for each in value)
-    return shown(value)
+    return value  # a plain value as it was given, even one that starts with the mark

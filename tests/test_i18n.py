@@ -24,9 +24,22 @@ from sqlalchemy import select, update
 from sipup import exceptions
 from sipup.exceptions import InvalidInput, InvalidQuantity, LineRefused
 from sipup.extensions import db
-from sipup.i18n import COOKIE, N_, compile_catalogs, kept, kept_parts, role_name, shown, status_name
+from sipup.i18n import (
+    COOKIE,
+    N_,
+    Kept,
+    compile_catalogs,
+    fitted,
+    kept,
+    kept_parts,
+    role_name,
+    shown,
+    status_name,
+    stored_kept,
+)
 from sipup.jobs.running import _result_text
 from sipup.models import Invoice, OrderStatus, User
+from sipup.observability import panels as monitor_panels
 from sipup.services import import_companies, orders, payments, vat
 from sipup.services.parsing import MAX_MONEY, MAX_QUANTITY, parse_money, parse_quantity
 from tests.conftest import login
@@ -272,6 +285,33 @@ def test_a_kept_message_is_shown_in_each_readers_language(app):
     assert len(long) > 400 and _result_text(long) == shown(long)[:400] and _result_text(long).startswith("line 0")
 
 
+def test_typed_text_that_starts_like_a_kept_message_stays_as_typed(app):
+    crafted = 'i18n:["%(a)999999999s",{"a":"b"}]'
+    for typed in ("i18n:x", crafted, "i18n:", 'i18n:{"parts":3}'):
+        note = kept(N_("Paid by bank transfer %(reference)s."), reference=typed)
+        assert shown(note) == f"Paid by bank transfer {typed}."
+        assert shown(kept_parts(typed, note)) == f"{typed}; Paid by bank transfer {typed}."
+    # Stored text that is not a whole kept message is shown as it is, never an error.
+    for stored in ("i18n:x", "i18n:[1]", "i18n:[1,2]", 'i18n:{"parts":3}', "i18n:null"):
+        assert shown(stored) == stored
+    # Only what kept() made is nested; a job's error read back from its record is nested again with stored_kept.
+    inner = kept(N_("line %(line)s: %(problem)s"), line=4, problem="unknown SKU")
+    assert isinstance(inner, Kept) and stored_kept(str(inner)) == inner and isinstance(stored_kept(str(inner)), Kept)
+    assert type(stored_kept("i18n:x")) is str and type(stored_kept("Traceback")) is str
+    with force_locale("de"):
+        assert shown(
+            kept(N_("%(count)s line(s) not applied: %(lines)s"), count=1, lines=[stored_kept(str(inner))])
+        ) == ("1 Zeile(n) nicht übernommen: Zeile 4: unknown SKU")
+    # Fitted to its column: plain text is cut; a kept message too long is kept in the default language, then cut.
+    assert fitted("abcdef", 4) == "abcd" and fitted(inner, 400) == inner and fitted(None, 3) == ""
+    long = kept(
+        N_("Credit note %(number)s of %(amount)s: %(reason)s"), number="CN-1", amount=Decimal("5"), reason="x" * 300
+    )
+    with force_locale("de"):
+        assert len(long) > 400 and fitted(long, 400) == f"Credit note CN-1 of €5.00: {'x' * 300}"
+    assert fitted(long, 30) == "Credit note CN-1 of €5.00: xxx"
+
+
 def test_catalogs_are_compiled_when_missing_or_older_than_their_po(tmp_path):
     folder = tmp_path / "de" / "LC_MESSAGES"
     folder.mkdir(parents=True)
@@ -409,6 +449,11 @@ def test_the_command_line_speaks_the_shops_default_language(app, runner, make_co
     assert "Es gibt keinen Job 424242." in runner.invoke(args=["queue", "retry", "424242"]).output
     assert runner.invoke(args=["queue", "pause", "low"]).output == "Jobs der Priorität low sind angehalten.\n"
     runner.invoke(args=["queue", "resume", "low"])
+    status = runner.invoke(args=["queue", "status"]).output.splitlines()
+    header = status[1].split()
+    assert header[0] == "status" and header[-1] == "summe" and "total" not in status[1], status
+    states = [line.rsplit(None, 4)[0].strip() for line in status[2:8]]
+    assert states == ["wartend", "läuft", "wird wiederholt", "erledigt", "fehlgeschlagen", "abgebrochen"], status
 
 
 def test_config_names_a_wrong_language(make_app):
@@ -514,6 +559,9 @@ ENGLISH = (
 )
 
 
+WEEKDAY = r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d"  # a week's chart labels its days
+
+
 def _german(client, url, *expected):
     """A page fetched as a German reader, with the German text expected and none of ENGLISH."""
     response = client.get(url, follow_redirects=True)
@@ -561,3 +609,27 @@ def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, mak
     assert login(client, admin).status_code == 302
     _german(client, "/monitor/jobs?state=failed", "Auf „Nobody Ltd“ passt nicht genau eine Firma.", "fehlgeschlagen")
     _german(client, "/monitor")
+    # The panels' data is remembered for every reader: an English administrator reads it first, the German one then
+    # reads the same data, each in their language (range words, chart legends and tooltips, the bucket, "hour").
+    english_admin = app.test_client()
+    assert login(english_admin, make_user("admin", language="en")).status_code == 302
+    english = ("last hour", "last 24 hours", "last 7 days", "</i>requests ", "</i>server errors ", "</i>done ")
+    english += ("</i>enqueued ", "</i>failed ", "</i>hit rate ", ": requests ", ": done ", ": hit rate ", "no data")
+    english += ("per minute, ", "per hour, ", "je minute", "je hour", ", hour", "Hit rate, hour")
+    for name in [name for name, _title in monitor_panels.panels() if monitor_panels.ranged(name)]:
+        for range_ in ("hour", "day", "week"):
+            url = f"/monitor/panels/{name}?range={range_}"
+            first = english_admin.get(url).get_data(as_text=True)
+            if (name, range_) == ("traffic", "hour"):
+                assert "last hour" in first and "</i>requests " in first and ": requests " in first
+            if (name, range_) == ("traffic", "week"):
+                assert re.search(WEEKDAY, first)
+            answer = client.get(url)
+            page = answer.get_data(as_text=True)
+            assert answer.status_code == 200, (url, answer.status_code)
+            found = [text for text in english if text in page]
+            assert not found, (url, found)
+            assert not re.search(WEEKDAY, page), (url, re.search(WEEKDAY, page))
+    page = client.get("/monitor/panels/queue?range=day").get_data(as_text=True)
+    assert "je Stunde, letzte 24 Stunden" in page and "</i>erledigt " in page and "</i>eingereiht " in page
+    assert "Trefferquote, Stunde" in client.get("/monitor/panels/cache").get_data(as_text=True)

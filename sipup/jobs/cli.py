@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sipup.database import is_unavailable
 from sipup.extensions import db
+from sipup.i18n import job_status_name
 from sipup.jobs import manage, registry
 from sipup.jobs.worker import run_worker
 from sipup.metrics.outages import describe
@@ -107,10 +108,18 @@ def status():
             outbox=info["outbox"],
         )
     )
-    click.echo(f"  {'status':<9} " + " ".join(f"{name:>7}" for name in registry.PRIORITIES) + f" {'total':>7}")
+    # The priorities keep their names: they are what `flask queue pause/resume` take.
+    states = {state: job_status_name(state) for state in info["counts"]}
+    width = max([len(gettext("status")), *map(len, states.values())])
+    total = gettext("total")
+    click.echo(
+        f"  {gettext('status'):<{width}} " + " ".join(f"{name:>7}" for name in registry.PRIORITIES) + f" {total:>7}"
+    )
     for state, by_priority in info["counts"].items():
         click.echo(
-            f"  {state:<9} " + " ".join(f"{n:>7}" for n in by_priority.values()) + f" {sum(by_priority.values()):>7}"
+            f"  {states[state]:<{width}} "
+            + " ".join(f"{n:>7}" for n in by_priority.values())
+            + f" {sum(by_priority.values()):>7}"
         )
     if info["store_loss"]:
         loss = info["store_loss"]

@@ -10,10 +10,11 @@ from sqlalchemy import func, select, update
 
 from sipup.database import paginate
 from sipup.extensions import db
-from sipup.i18n import N_, kept
+from sipup.i18n import N_, fitted, kept, stored_kept
 from sipup.jobs.heartbeats import STORE_ROW, store_loss
 from sipup.jobs.marks import paused_priorities, running_marks, set_paused
 from sipup.jobs.registry import JOBS, PRIORITIES, PRIORITY_NAMES, WAITING, S, send_after_commit
+from sipup.jobs.running import ERROR_LENGTH
 from sipup.models import Job, QueueRun, utcnow
 
 
@@ -135,7 +136,9 @@ def _requeue(record):
     now = utcnow()
     record.status, record.attempts, record.run_at = S.QUEUED, 0, now
     record.dispatched_at, record.finished_at, record.lease_until = now, None, None
-    record.error = kept(N_("(retried by hand; last error: %(error)s)"), error=record.error[:1800])
+    record.error = fitted(
+        kept(N_("(retried by hand; last error: %(error)s)"), error=stored_kept(record.error)), ERROR_LENGTH
+    )
     send_after_commit(record)
 
 
@@ -169,7 +172,9 @@ def cancel_job(job_id):
             status=S.CANCELLED,
             finished_at=utcnow(),
             lease_until=None,
-            error=kept(N_("(cancelled by hand; last error: %(error)s)"), error=record.error[:3800])
+            error=fitted(
+                kept(N_("(cancelled by hand; last error: %(error)s)"), error=stored_kept(record.error)), ERROR_LENGTH
+            )
             if record.error
             else kept(N_("(cancelled by hand)")),
         )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sipup.database import DATABASE, forget_transaction, is_unavailable, run_in_transaction
 from sipup.exceptions import DomainError
 from sipup.extensions import db
-from sipup.i18n import shown
+from sipup.i18n import fitted
 from sipup.jobs.marks import RUNNING, paused_priorities
 from sipup.jobs.registry import JOBS, PRIORITY_NAMES, WAITING, PermanentError, S
 from sipup.jobs.stats import count_run, count_wait
@@ -25,6 +25,7 @@ log = logging.getLogger("sipup.queue")
 
 SKIPPED = "skipped"
 RESULT_LENGTH = 400  # Job.result
+ERROR_LENGTH = 4000  # how much of a job's error its record keeps
 
 
 class Running:
@@ -128,7 +129,7 @@ class Running:
 
     def _finish(self, job_id, attempts, status, error="", result="", run_at=None):
         now = utcnow()
-        values = {"status": status, "error": error[:4000], "result": result, "lease_until": None}
+        values = {"status": status, "error": fitted(error, ERROR_LENGTH), "result": result, "lease_until": None}
         if status == S.RETRYING:
             values.update(run_at=run_at, dispatched_at=now)
         else:
@@ -162,7 +163,4 @@ def _claim_row(job_id, name, now, lease):
 def _result_text(result):
     """What a job returned, as its record keeps it: a kept message that would be cut short is stored translated
     into the shop's default language instead, so that it stays readable."""
-    text = str(result or "")
-    if len(text) > RESULT_LENGTH:
-        text = shown(text)
-    return text[:RESULT_LENGTH]
+    return fitted(result if isinstance(result, str) else str(result or ""), RESULT_LENGTH)

@@ -9,16 +9,24 @@ after it, so an idle night is a gap, not a fall to zero.
 
 from datetime import datetime, timezone
 
+from babel.dates import format_datetime
+from flask import has_app_context
+from flask_babel import gettext, lazy_gettext
+from flask_babel.speaklater import LazyString
+
 from sipup.charts import Plot, axis_top, path_d, segments
+from sipup.i18n import current_language
 
 WIDTH, HEIGHT = 480, 150
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 10, 22  # room for the y labels on the left and the times below
-# The time ranges a panel offers: bucket resolution of the shared counters, how many buckets, the words.
+# The time ranges a panel offers: bucket resolution of the shared counters, how many buckets, the words. Words and
+# labels are lazy: a panel's data is remembered for every reader, each reads it in their language when it is shown.
 RANGES = {
-    "hour": ("minute", 60, "last hour"),
-    "day": ("hour", 24, "last 24 hours"),
-    "week": ("hour", 7 * 24, "last 7 days"),
+    "hour": ("minute", 60, lazy_gettext("last hour")),
+    "day": ("hour", 24, lazy_gettext("last 24 hours")),
+    "week": ("hour", 7 * 24, lazy_gettext("last 7 days")),
 }
+BUCKET_WORDS = {"minute": lazy_gettext("minute"), "hour": lazy_gettext("hour")}  # "… per minute", "… per hour"
 RANGE_LABELS = {"hour": "1 h", "day": "24 h", "week": "7 d"}  # the range switch's buttons and short captions
 DEFAULT_RANGE = "hour"
 
@@ -64,10 +72,12 @@ def line_chart(starts, series, percent=False, unit="", show=None):
         "top": plot.top,
         "bottom": plot.bottom,
         "yticks": [(y, _percent(value) if percent else _number(value) + unit) for y, value in plot.gridlines(ticks)],
-        "xticks": [(x(i), _day(start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)],
+        "xticks": [
+            (x(i), LazyString(_day, start) if _days(starts) else _clock(start)) for i, start in _time_ticks(starts)
+        ],
         "lines": lines,
         "columns": [
-            {"x": x, "width": width, "title": _tooltip(start, series, i, show, starts)}
+            {"x": x, "width": width, "title": LazyString(_tooltip, start, series, i, show, starts)}
             for i, start in enumerate(starts)
             for x, width in [plot.bucket(i, buckets)]
         ],
@@ -100,9 +110,11 @@ def _time_ticks(starts):
 
 
 def _tooltip(start, series, index, show, starts):
+    """A bucket's tooltip, in the language of the reader it is shown to (made when shown, see line_chart)."""
     seconds = starts[1] - starts[0] if len(starts) > 1 else 60
     when = f"{_day(start) + ' ' if _days(starts) else ''}{_clock(start)}–{_clock(start + seconds)} UTC"
-    parts = [f"{label} {'no data' if points[index] is None else show(points[index])}" for label, _, points in series]
+    none = gettext("no data") if has_app_context() else "no data"
+    parts = [f"{label} {none if points[index] is None else show(points[index])}" for label, _, points in series]
     return f"{when}: " + ", ".join(parts)
 
 
@@ -112,8 +124,12 @@ def _days(starts):
 
 
 def _day(timestamp):
-    """A bucket's weekday and day of the month, for charts longer than a day."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%a %d")
+    """A bucket's weekday and day of the month, for charts longer than a day, in the reader's language ("Sat 16",
+    "Sa. 16"; made when shown, see line_chart)."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    if not has_app_context():
+        return moment.strftime("%a %d")
+    return format_datetime(moment, "EEE dd", tzinfo=timezone.utc, locale=current_language())
 
 
 def _clock(timestamp):

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 from flask import current_app
-from flask_babel import lazy_gettext
+from flask_babel import lazy_gettext, lazy_pgettext
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
@@ -27,7 +27,7 @@ from sipup.metrics.processes import pool_holders
 from sipup.metrics.traffic import hosts, traffic, usage
 from sipup.models import Company, Job, JobStatus, User, utcnow
 from sipup.observability import health, recommendations
-from sipup.observability.charts import DEFAULT_RANGE, RANGES, line_chart
+from sipup.observability.charts import BUCKET_WORDS, DEFAULT_RANGE, RANGES, line_chart
 
 _memo_lock = threading.Lock()
 
@@ -64,8 +64,8 @@ def traffic_panel(range_=DEFAULT_RANGE):
     figures["chart"] = line_chart(
         starts,
         [
-            ("requests", "c-main", [b["requests"] for b in buckets]),
-            ("server errors", "c-bad", [b["errors"] for b in buckets]),
+            (lazy_gettext("requests"), "c-main", [b["requests"] for b in buckets]),
+            (lazy_gettext("server errors"), "c-bad", [b["errors"] for b in buckets]),
         ],
     )
     figures["latency_chart"] = line_chart(
@@ -80,7 +80,7 @@ def traffic_panel(range_=DEFAULT_RANGE):
     )
     # The last full minute, or the average minute of the last full hour.
     figures["per_minute_now"] = buckets[-2]["requests"] / per if len(buckets) > 1 else 0
-    figures.update(range=range_, range_words=words, per_bucket="minute" if res == "minute" else "hour")
+    figures.update(range=range_, range_words=words, per_bucket=BUCKET_WORDS[res])
     return figures
 
 
@@ -187,14 +187,14 @@ def queue_panel(range_=DEFAULT_RANGE):
         "chart": line_chart(
             [start for start, _ in series],
             [
-                ("done", "c-main", [v.get("done", 0) for _, v in series]),
-                ("enqueued", "c-alt", [v.get("enqueued", 0) for _, v in series]),
-                ("failed", "c-bad", [v.get("failed", 0) for _, v in series]),
+                (lazy_pgettext("job state", "done"), "c-main", [v.get("done", 0) for _, v in series]),
+                (lazy_gettext("enqueued"), "c-alt", [v.get("enqueued", 0) for _, v in series]),
+                (lazy_pgettext("job state", "failed"), "c-bad", [v.get("failed", 0) for _, v in series]),
             ],
         ),
         "range": range_,
         "range_words": words,
-        "per_bucket": res,
+        "per_bucket": BUCKET_WORDS[res],
     }
 
 
@@ -292,7 +292,7 @@ def cache_panel(range_=DEFAULT_RANGE):
         },
         "chart": line_chart(
             [start for start, _ in series],
-            [("hit rate", "c-main", [rate(values) for _, values in series])],
+            [(lazy_gettext("hit rate"), "c-main", [rate(values) for _, values in series])],
             percent=True,
         ),
         "range": range_,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from ..database import run_in_transaction
 from ..exceptions import FieldErrors, InvalidInput, NotFound
 from ..extensions import db
-from ..i18n import N_, kept
+from ..i18n import N_, fitted, kept
 from ..i18n import money as money_text
 from ..models import (
     CreditNote,
@@ -272,7 +272,9 @@ def _settle(invoice, when, note):
         if changed:
             status = OrderStatus.PAID
     current = db.session.scalar(select(Order.status).where(Order.id == invoice.order_id))
-    db.session.add(OrderEvent(order_id=invoice.order_id, status=current or status, note=note[:400]))
+    db.session.add(
+        OrderEvent(order_id=invoice.order_id, status=current or status, note=fitted(note, 400))
+    )  # OrderEvent.note
     db.session.execute(
         update(Order)
         .where(Order.id == invoice.order_id)

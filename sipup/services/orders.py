@@ -13,7 +13,7 @@ from sipup.cache import PageOf, Plain, cached
 from ..database import kept_loaded, paginate, run_in_transaction
 from ..exceptions import AlreadyPlaced, DomainError, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from ..extensions import db
-from ..i18n import N_, kept, status_in_sentence
+from ..i18n import N_, fitted, kept, status_in_sentence
 from ..i18n import money as written
 from ..i18n import number as written_number
 from ..models import (
@@ -314,7 +314,7 @@ def _reserve(product, quantity):
 
 
 def _record(order, status, user_id, note=""):
-    event = OrderEvent(order_id=order.id, status=status, user_id=user_id, note=note[:400])
+    event = OrderEvent(order_id=order.id, status=status, user_id=user_id, note=fitted(note, 400))  # its column
     db.session.add(event)
     return event
 

@@ -6,9 +6,11 @@ import threading
 from datetime import timedelta
 
 import pytest
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from sipup.extensions import db
+from sipup.i18n import N_, kept, kept_parts, shown
 from sipup.jobs import manage
 from sipup.jobs.heartbeats import store_loss
 from sipup.jobs.registry import PermanentError, _message_of, enqueue, job
@@ -468,3 +470,30 @@ def test_schedule_delays_a_job_and_keyword_arguments_name_the_right_call(app):
     with pytest.raises(TypeError, match=r"ping\(\) takes its arguments by position.*ping\(seconds\)"):
         tasks.ping(seconds=1)
     db.session.rollback()
+
+
+def test_a_job_retried_or_cancelled_by_hand_keeps_its_last_error_readable(qapp):
+    short = kept(N_("No single company matches “%(company)s”."), company="Nobody Ltd")
+    long = kept_parts(*[kept(N_("line %(line)s: %(problem)s"), line=n, problem="unknown SKU " * 20) for n in range(13)])
+    assert 3800 < len(long) < 4000  # fits its column alone, no longer with the note around it
+    for error in (short, long):
+        record = enqueue(record_run, "retried")
+        db.session.commit()
+        record.status, record.error = "failed", str(error)  # as read back from the table
+        db.session.commit()
+        manage.retry_job(record.id)
+        retried = the_job(record).error
+        manage.cancel_job(record.id)
+        text = the_job(record).error
+        assert len(retried) <= 4000 and len(text) <= 4000
+        with force_locale("de"):
+            shown_text = shown(text)
+        if error is short:  # short enough: kept as messages, each reader reads it in their language
+            assert shown_text == (
+                "(von Hand abgebrochen; letzter Fehler: (von Hand wiederholt; letzter Fehler: "
+                "Auf „Nobody Ltd“ passt nicht genau eine Firma.))"
+            )
+        else:  # too long: kept in the shop's default language, then cut, rather than cut mid-message
+            assert retried.startswith("(retried by hand; last error: line 0: unknown SKU") and shown(retried) == retried
+            assert shown_text.startswith("(von Hand abgebrochen; letzter Fehler: (retried by hand; last error: line 0:")
+            assert "i18n:" not in shown_text

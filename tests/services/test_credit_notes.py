@@ -7,6 +7,7 @@ import threading
 from decimal import Decimal
 
 import pytest
+from markupsafe import escape
 
 from sipup.exceptions import FieldErrors, InvalidInput
 from sipup.extensions import db
@@ -174,3 +175,29 @@ def test_invoice_and_credit_note_are_e_invoices_valid_against_the_xsd_and_inside
     (tmp_path / "credit.pdf").write_bytes(credit_pdf.data)
     assert "factur-x.xml" in pdf_tool("pdfdetach", "-list", str(tmp_path / "credit.pdf"))
     assert "<ram:TypeCode>381</ram:TypeCode>" in client.get(f"/credit-notes/{note.number}.xml").get_data(as_text=True)
+
+
+def test_a_long_reason_and_typed_text_that_looks_stored_are_shown_as_written(app, client, login_as, invoiced):
+    order, invoice, buyer, staff = invoiced
+    ids = lines_of(order)
+    login_as(staff)
+    reason = " ".join(["Crates broken in transit"] * 12)[:300]  # the note with it is longer than its column
+    crafted = 'i18n:["%(a)999999999s",{"a":"b"}]'
+    for qty, text in (("1", reason), ("1", crafted), ("1", "i18n:x")):
+        answer = client.post(
+            f"/admin/invoices/{invoice.number}/credit-notes", data={f"qty-{ids['BEER-1']}": qty, "reason": text}
+        )
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+    for reference in (crafted, "i18n:y"):
+        answer = client.post(
+            f"/admin/invoices/{invoice.number}/payments", data={"amount": "1.00", "reference": reference}
+        )
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+    buyers = app.test_client()
+    login(buyers, buyer)
+    for page in (buyers.get(f"/orders/{order.number}"), client.get(f"/admin/orders/{order.number}")):
+        assert page.status_code == 200
+        text = page.get_data(as_text=True)
+        assert reason in text and "i18n:[&#34;Credit note" not in text and "i18n:[&#34;Payment" not in text
+        for typed in (crafted, "i18n:x", "i18n:y"):
+            assert str(escape(typed)) in text, typed

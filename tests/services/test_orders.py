@@ -12,7 +12,7 @@ from sipup.extensions import db
 from sipup.i18n import money, shown
 from sipup.models import Invoice, Order, OrderStatus, Payment, Product, utcnow
 from sipup.services import cart as carts
-from sipup.services import orders
+from sipup.services import orders, payments
 
 D = Decimal
 S = OrderStatus
@@ -429,6 +429,24 @@ def test_pay_records_the_payment_and_marks_the_invoice_paid(app, buyer, make_pro
     paid = f"Payment SEPA-2024-0001 of {money(invoice.amount)} applied to {invoice.number}."
     assert shown(order.events[-1].note) == paid
     assert orders.credit_position(buyer.company)["used"] == D("0.00")
+
+
+def test_a_payment_reference_that_looks_like_a_stored_message_is_kept_as_typed(
+    app, buyer, make_product, place, advance
+):
+    crafted = 'i18n:["%(a)999999999s",{"a":"b"}]'
+    for reference in ("i18n:x", crafted):
+        order = advance(place(buyer, (make_product(), 1)), "confirm", "ship", "invoice")
+        order = advance(order, "pay", payment_reference=reference)
+        invoice = db.session.scalar(db.select(Invoice).where(Invoice.order_id == order.id))
+        assert order.status == S.PAID
+        assert (
+            shown(order.events[-1].note)
+            == f"Payment {reference} of {money(invoice.amount)} applied to {invoice.number}."
+        )
+    # From the bank's file too: the job's result names the reference as it came.
+    result = payments.apply_payment("i18n:y", buyer.company.name, "1.00")
+    assert shown(result).startswith("i18n:y") and "1.00" in shown(result)
 
 
 def test_pay_without_a_reference_makes_one(app, buyer, make_product, place, advance):
