@@ -386,3 +386,47 @@ def _shown(value):
     if isinstance(value, list):
         return "; ".join(str(_shown(each)) for each in value)
     return value  # a plain value as it was given, even one that starts with the mark
+
+
+def english(text):
+    """A kept message as English text (its message id with its values), whatever the reader's language: what
+    probes, logs, metrics' labels and the job history keep. Any other text as it is."""
+    if not isinstance(text, str) or not text.startswith(KEPT):
+        return text
+    try:
+        return str(_in_english(json.loads(text[len(KEPT) :])))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError):
+        return text
+
+
+def _in_english(stored):
+    """_translated() without the catalogs (the message ids are English), so it needs no app or locale."""
+    if isinstance(stored, dict) and isinstance(stored.get("parts"), list):
+        return "; ".join(str(_in_english_value(part)) for part in stored["parts"])
+    if not (
+        isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str) and isinstance(stored[1], dict)
+    ):
+        raise TypeError("not a kept message")
+    message, values = stored
+    return message % {name: _in_english_value(value) for name, value in values.items()} if values else message
+
+
+def _in_english_value(value):
+    if isinstance(value, dict) and "kept" in value:
+        return _in_english(value["kept"])
+    if isinstance(value, dict) and "money" in value:
+        return value["money"]
+    if isinstance(value, dict) and "date" in value:
+        return value["date"]
+    if isinstance(value, list):
+        return "; ".join(str(_in_english_value(each)) for each in value)
+    return value
+
+
+def shown_field(row, field):
+    """A row's field in the current language: its kept form (row["kept"][field]) translated when the row has one
+    (panel data shared by readers of every language, an alert mail's), else the field as it is."""
+    kept_forms = row.get("kept") if isinstance(row, dict) else None
+    if isinstance(kept_forms, dict) and kept_forms.get(field) is not None:
+        return shown(kept_forms[field])
+    return row.get(field) if isinstance(row, dict) else getattr(row, field, None)

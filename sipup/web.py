@@ -95,6 +95,7 @@ def register_web(app):
     app.add_template_filter(i18n.status_name, "status_name")
     app.add_template_filter(i18n.datetime, "datetime")
     app.add_template_filter(i18n.shown, "shown")
+    app.add_template_filter(i18n.shown_field, "shown_field")
     app.add_template_filter(i18n.status_in_sentence, "status_sentence")
     app.add_template_filter(i18n.job_status_name, "job_status")
 

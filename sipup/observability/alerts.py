@@ -15,6 +15,7 @@ import time
 from flask import current_app
 
 from sipup.extensions import db
+from sipup.i18n import N_, english, kept
 from sipup.jobs import enqueue
 from sipup.jobs.names import SEND_MAIL
 from sipup.metrics import exceptions
@@ -62,11 +63,17 @@ def check_exceptions(now=None):
             "state": "opened",
             "start": int(first),
             "red": [
-                {
-                    "name": "New exception",
-                    "value": f"{row.get('type', '?')} at {row.get('location', '?')}",
-                    "detail": f"Last on {row.get('where') or '?'}: {row.get('message', '')}",
-                }
+                _row(
+                    name=kept(N_("New exception")),
+                    value=kept(
+                        N_("%(type)s at %(location)s"), type=row.get("type", "?"), location=row.get("location", "?")
+                    ),
+                    detail=kept(
+                        N_("Last on %(host)s: %(error)s"),
+                        host=row.get("where") or "?",
+                        error=row.get("message", ""),
+                    ),
+                )
             ],
             "lasting": [],
         }
@@ -76,6 +83,17 @@ def check_exceptions(now=None):
         queued += mail is not None
     db.session.commit()
     return queued
+
+
+def _form(row, field):
+    """A check's or rule's field as kept (to be shown in the recipient's language), or as it is when not kept."""
+    return (row.get("kept") or {}).get(field) or row.get(field)
+
+
+def _row(**fields):
+    """A line of the alert mail: each field in English (logs, a mail read without the product) and kept, so the
+    mail is written in its recipient's language (`|shown_field`)."""
+    return {**{name: english(text) for name, text in fields.items()}, "kept": fields}
 
 
 def check():
@@ -90,8 +108,8 @@ def check():
     incident = {
         "state": state,
         "start": int(since),
-        "red": [{"name": c["name"], "value": c["value"], "detail": c["detail"]} for c in red],
-        "lasting": [{"title": r["title"], "value": r["value"], "advice": r["advice"]} for r in lasting],
+        "red": [_row(**{field: _form(c, field) for field in ("name", "value", "detail")}) for c in red],
+        "lasting": [_row(**{field: _form(r, field) for field in ("title", "value", "advice")}) for r in lasting],
     }
     queued = enqueue(
         SEND_MAIL,

@@ -1,7 +1,9 @@
 """System health: each part checked and given a state, and one verdict over them all.
 
 A check returns a dict: name, state ("ok", "warn", "bad" or "off" for a part not configured), a short
-value and a detail line that says what to do. The verdict is the worst state.
+value and a detail line that says what to do. The verdict is the worst state. Name, value and detail are English
+(metrics' labels, the job history, tests); their kept forms (`kept`) are shown on /monitor and in the alert mails
+in the reader's language (`|shown_field`), since the checks' results are shared by readers of every language.
 """
 
 import os
@@ -18,8 +20,8 @@ from sipup import redisclient
 from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
+from sipup.i18n import N_, english, kept, shown
 from sipup.jobs.heartbeats import last_processor_finish, store_loss
-from sipup.jobs.store import describe_loss
 from sipup.metrics.pool import pool_status
 from sipup.models import utcnow
 from sipup.storage import get_storage
@@ -38,7 +40,34 @@ psutil.cpu_percent(interval=None)  # the first reading is always 0: take it now,
 
 
 def check(name, state, value, detail=""):
-    return {"name": name, "state": state, "value": value, "detail": detail}
+    """A check's row: name, value and detail as given (a message marked N_ or kept() with its values, or a
+    plain text such as a version), in English, with the kept forms the pages translate for each reader."""
+    forms = {"name": _kept(name), "value": _kept(value), "detail": _kept(detail)}
+    return {
+        "name": english(forms["name"]),
+        "state": state,
+        "value": english(forms["value"]),
+        "detail": english(forms["detail"]),
+        "kept": forms,
+    }
+
+
+def _kept(text):
+    """A check's text as kept: a kept message as it is, a message marked N_ as a message without values (a
+    plain value, such as a version or a server's error, comes as a kept message's value, never on its own)."""
+    if text is None or text == "" or text.startswith("i18n:"):
+        return text
+    return kept(text)
+
+
+def said(message, **values):
+    """A check's text with its values, kept to be translated for each reader."""
+    return kept(message, **values)
+
+
+def plain(text):
+    """A text that is no message (a version, a backend's name, a server's error): shown as it is everywhere."""
+    return kept(N_("%(text)s"), text=str(text))
 
 
 def database():
@@ -50,32 +79,48 @@ def database():
             version = db.session.execute(text("SELECT VERSION()")).scalar()
     except Exception as exc:  # any driver error: the database is the one part that must answer
         db.session.rollback()
-        return check("Database", "bad", "unreachable", f"{type(exc).__name__}: {str(exc)[:160]}")
+        return check(N_("Database"), "bad", N_("unreachable"), plain(f"{type(exc).__name__}: {str(exc)[:160]}"))
     ms = (time.perf_counter() - started) * 1000
     problem = check_writable()
     if problem:
         return check(
-            "Database",
+            N_("Database"),
             "bad",
-            "not writable",
-            f"{version}: {problem}; free space or make it writable, orders cannot be saved meanwhile",
+            N_("not writable"),
+            said(
+                N_("%(version)s: %(problem)s; free space or make it writable, orders cannot be saved meanwhile"),
+                version=version,
+                problem=problem,
+            ),
         )
     pool = pool_status(db.engine)
-    state, detail = "ok", version
+    state, detail = "ok", plain(version)
     in_use = pool.get("checkedout")
     if pool.get("max"):
-        detail += f" · pool {in_use} in use of {pool['size']} (+{pool['max'] - pool['size']} overflow)"
+        detail = said(
+            N_("%(version)s · pool %(in_use)s in use of %(size)s (+%(overflow)s overflow)"),
+            version=version,
+            in_use=in_use,
+            size=pool["size"],
+            overflow=pool["max"] - pool["size"],
+        )
         if in_use >= POOL_WARN * pool["max"]:
-            state, detail = "warn", detail + ": raise SIPUP_DB_POOL_SIZE or add database capacity"
+            state = "warn"
+            detail = said(N_("%(detail)s: raise SIPUP_DB_POOL_SIZE or add database capacity"), detail=detail)
     if ms > DB_SLOW_MS:
         state = "warn"
-    return check("Database", state, f"{ms:.1f} ms", detail)
+    return check(N_("Database"), state, said(N_("%(ms)s ms"), ms=f"{ms:.1f}"), detail)
 
 
 def redis_server():
     url = current_app.config["REDIS_URL"]
     if not url:
-        return check("Redis", "off", "not configured", "embedded default: counters, cache and queue stay on this host")
+        return check(
+            N_("Redis"),
+            "off",
+            N_("not configured"),
+            N_("embedded default: counters, cache and queue stay on this host"),
+        )
 
     client = redisclient.connect(url, timeout=1)
     started = time.perf_counter()
@@ -83,24 +128,32 @@ def redis_server():
         info = client.info("server")
         memory = client.info("memory")
         # Sentinel: which server is the primary now (the sentinels' answer), so a failover shows here.
-        where = f"Sentinel, primary {redisclient.primary_address(url)} · " if redisclient.is_sentinel(url) else ""
+        primary = redisclient.primary_address(url) if redisclient.is_sentinel(url) else ""
     except redis.RedisError as exc:
         via = f" ({redisclient.describe(url)})" if redisclient.is_sentinel(url) else ""
         return check(
-            "Redis",
+            N_("Redis"),
             "bad",
-            "unreachable",
-            f"{type(exc).__name__}: {exc}{via}; shared limits, cache and "
-            "statistics fall back to this process until it answers",
+            N_("unreachable"),
+            said(
+                N_("%(error)s; shared limits, cache and statistics fall back to this process until it answers"),
+                error=f"{type(exc).__name__}: {exc}{via}",
+            ),
         )
     finally:
         client.close()
     ms = (time.perf_counter() - started) * 1000
+    where = said(N_("Sentinel, primary %(where)s · "), where=primary) if primary else ""
     return check(
-        "Redis",
+        N_("Redis"),
         "ok",
-        f"{ms:.1f} ms",
-        f"{where}Redis {info.get('redis_version')} · {memory.get('used_memory_human', '?')} used",
+        said(N_("%(ms)s ms"), ms=f"{ms:.1f}"),
+        said(
+            N_("%(where)sRedis %(version)s · %(used)s used"),
+            where=where,
+            version=info.get("redis_version"),
+            used=memory.get("used_memory_human", "?"),
+        ),
     )
 
 
@@ -109,10 +162,16 @@ def disk():
     usage = shutil.disk_usage(path)
     free = usage.free / usage.total if usage.total else 0
     state = "bad" if free < DISK_BAD else "warn" if free < DISK_WARN else "ok"
-    detail = f"{usage.free / 2**30:.1f} GB free of {usage.total / 2**30:.0f} GB where instance/ lives"
+    detail = said(
+        N_("%(free)s GB free of %(total)s GB where instance/ lives"),
+        free=f"{usage.free / 2**30:.1f}",
+        total=f"{usage.total / 2**30:.0f}",
+    )
     if state != "ok":
-        detail += ": free space (old backups in instance/backups, logs in instance/logs)"
-    return {**check("Disk", state, f"{free:.0%} free", detail), "free": free}
+        detail = said(
+            N_("%(detail)s: free space (old backups in instance/backups, logs in instance/logs)"), detail=detail
+        )
+    return {**check(N_("Disk"), state, said(N_("%(share)s free"), share=f"{free:.0%}"), detail), "free": free}
 
 
 def host():
@@ -122,36 +181,51 @@ def host():
     cpu = psutil.cpu_percent(interval=None)
     state = "warn" if memory.percent / 100 >= MEMORY_WARN else "ok"
     return check(
-        "Host",
+        N_("Host"),
         state,
-        f"CPU {cpu:.0f}%",
-        f"memory {memory.percent:.0f}% used of {memory.total / 2**30:.1f} GB · this process "
-        f"{rss / 2**20:.0f} MB · {os.cpu_count()} cores · up {duration(time.time() - STARTED)}",
+        said(N_("CPU %(share)s"), share=f"{cpu:.0f}%"),
+        said(
+            N_("memory %(share)s used of %(total)s GB · this process %(rss)s MB · %(cores)s cores · up %(up)s"),
+            share=f"{memory.percent:.0f}%",
+            total=f"{memory.total / 2**30:.1f}",
+            rss=f"{rss / 2**20:.0f}",
+            cores=os.cpu_count(),
+            up=lasted(time.time() - STARTED),
+        ),
     )
 
 
 def duration(seconds):
-    """A span of time as a person says it: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    """A span of time as a person says it, in the current language: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    return shown(lasted(seconds))
+
+
+def lasted(seconds):
+    """duration() as a kept message, for data shown later to readers of any language."""
     seconds = int(seconds)
     if seconds < 90:
-        return f"{seconds} s"
+        return kept(N_("%(n)s s"), n=seconds)
     if seconds < 5400:
-        return f"{round(seconds / 60)} min"
+        return kept(N_("%(n)s min"), n=round(seconds / 60))
     if seconds < 172800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+        return kept(N_("%(h)s h %(min)s min"), h=seconds // 3600, min=seconds % 3600 // 60)
+    return kept(N_("%(d)s d %(h)s h"), d=seconds // 86400, h=seconds % 86400 // 3600)
 
 
 def counters_store():
     status = current_app.extensions["counters"].status()
     if status["store_error"]:
         return check(
-            "Statistics",
+            N_("Statistics"),
             "warn",
-            f"{status['store']}: failing",
-            f"{status['store_error']}; figures are kept in each process until the store answers",
+            said(N_("%(store)s: failing"), store=status["store"]),
+            said(
+                N_("%(error)s; figures are kept in each process until the store answers"), error=status["store_error"]
+            ),
         )
-    return check("Statistics", "ok", status["store"], "shared figures for this page and the command line")
+    return check(
+        N_("Statistics"), "ok", plain(status["store"]), N_("shared figures for this page and the command line")
+    )
 
 
 def queue_processor():
@@ -159,88 +233,124 @@ def queue_processor():
     last = last_processor_finish()
     if last is None:
         return check(
-            "Queue processor",
+            N_("Queue processor"),
             "warn",
-            "never ran",
-            "add the cron line from cron/crontab (`flask queue process` every minute) or start `flask queue worker`",
+            N_("never ran"),
+            N_(
+                "add the cron line from cron/crontab (`flask queue process` every minute) or start `flask queue worker`"
+            ),
         )
     now = utcnow()
     minutes = (now - last).total_seconds() / 60
-    detail = f"last run {duration(minutes * 60)} ago · Huey on {queue.backend}"
+    detail = said(N_("last run %(ago)s ago · Huey on %(backend)s"), ago=lasted(minutes * 60), backend=queue.backend)
     if minutes > PROCESSOR_STALE_MINUTES:
         return check(
-            "Queue processor",
+            N_("Queue processor"),
             "bad",
-            f"{minutes:,.0f} min ago",
-            detail + ": jobs wait; check cron (cron/crontab) or the worker's process",
+            said(N_("%(n)s min ago"), n=f"{minutes:,.0f}"),
+            said(N_("%(detail)s: jobs wait; check cron (cron/crontab) or the worker's process"), detail=detail),
         )
     loss = store_loss()
     if loss and now - loss["at"] < timedelta(hours=STORE_LOSS_HOURS):
-        event = describe_loss(queue.backend, loss["lost"], loss["at"])
+        event = said(
+            N_("Redis lost %(n)s queued message(s) at %(time)s UTC; re-sent.")
+            if queue.backend == "redis"
+            else N_("The queue file lost %(n)s queued message(s) at %(time)s UTC; re-sent."),
+            n=loss["lost"],
+            time=f"{loss['at']:%H:%M}",
+        )
         if now - loss["at"] < timedelta(hours=1):
             return check(
-                "Queue processor",
+                N_("Queue processor"),
                 "warn",
-                "store lost data",
-                f"{event} Give Redis persistence (docs/jobs.md, “Redis for the queue”). · {detail}",
+                N_("store lost data"),
+                said(
+                    N_("%(event)s Give Redis persistence (docs/jobs.md, “Redis for the queue”). · %(detail)s"),
+                    event=event,
+                    detail=detail,
+                ),
             )
-        detail = f"{detail} · {event}"
-    return check("Queue processor", "ok", f"{minutes * 60:,.0f} s ago", detail)
+        detail = said(N_("%(detail)s · %(event)s"), detail=detail, event=event)
+    return check(N_("Queue processor"), "ok", said(N_("%(n)s s ago"), n=f"{minutes * 60:,.0f}"), detail)
 
 
 def cache():
     status = cache_status()
-    where = f"{status['driver']} ({status['where']})"
+    where = f"{status['driver']} ({status['where']})"  # names, the same in every language
     if status["state"] == "degraded":
         since = time.strftime("%H:%M UTC", time.gmtime(status["degraded_since"]))
         return check(
-            "Cache",
+            N_("Cache"),
             "warn",
-            f"degraded since {since}",
-            f"{where}: {status['last_error']}; pages are computed from the database meanwhile, "
-            "and the cache is tried again every few seconds",
+            said(N_("degraded since %(since)s"), since=since),
+            said(
+                N_(
+                    "%(where)s: %(error)s; pages are computed from the database meanwhile, "
+                    "and the cache is tried again every few seconds"
+                ),
+                where=where,
+                error=status["last_error"],
+            ),
         )
     if status["driver"] == "none":
-        return check("Cache", "warn", "off", "SIPUP_CACHE_URL=none://: every page is computed from the database")
+        return check(
+            N_("Cache"), "warn", N_("off"), N_("SIPUP_CACHE_URL=none://: every page is computed from the database")
+        )
     rate = status["hit_rate_hour"]
-    return check("Cache", "ok", "no reads yet" if rate is None else f"{rate:.0%} hits", f"{where}, answering")
+    value = N_("no reads yet") if rate is None else said(N_("%(share)s hits"), share=f"{rate:.0%}")
+    return check(N_("Cache"), "ok", value, said(N_("%(where)s, answering"), where=where))
 
 
 def limiter():
     limits = current_app.extensions.get("limits")
     if limits is None:
-        return check("Rate limits", "warn", "off", "SIPUP_RATELIMIT_ENABLED=false: no client is limited")
+        return check(N_("Rate limits"), "warn", N_("off"), N_("SIPUP_RATELIMIT_ENABLED=false: no client is limited"))
     if limits.fallback_active:
         return check(
-            "Rate limits",
+            N_("Rate limits"),
             "warn",
-            "per process",
-            "Redis unreachable: each process counts on its own until it answers, so the shared budget is not enforced",
+            N_("per process"),
+            N_(
+                "Redis unreachable: each process counts on its own until it answers, so the shared budget is not "
+                "enforced"
+            ),
         )
-    shared = "shared by every process" if limits.storage_name == "redis" else "this process only"
-    return check("Rate limits", "ok", limits.storage_name, f"{limits.strategy} counting, {shared}")
+    detail = (
+        N_("%(strategy)s counting, shared by every process")
+        if limits.storage_name == "redis"
+        else N_("%(strategy)s counting, this process only")
+    )
+    return check(N_("Rate limits"), "ok", plain(limits.storage_name), said(detail, strategy=limits.strategy))
 
 
 def proxy():
     hops = current_app.config["PROXY_HOPS"]
     if hops:
         return check(
-            "Proxies",
+            N_("Proxies"),
             "ok",
-            f"{hops} trusted",
-            f"SIPUP_PROXY_HOPS={hops}: client addresses are those the proxies in front report in X-Forwarded-For",
+            said(N_("%(n)s trusted"), n=hops),
+            said(
+                N_("SIPUP_PROXY_HOPS=%(n)s: client addresses are those the proxies in front report in X-Forwarded-For"),
+                n=hops,
+            ),
         )
     seen = untrusted_proxy_requests()
     if seen:
         return check(
-            "Proxies",
+            N_("Proxies"),
             "warn",
-            f"{seen:,} untrusted",
-            f"{seen:,} request(s) in the last hour came from this "
-            "host with X-Forwarded-For while SIPUP_PROXY_HOPS=0: every client shares the proxy's address "
-            "and one rate-limit budget; set SIPUP_PROXY_HOPS to the number of proxies in front",
+            said(N_("%(n)s untrusted"), n=f"{seen:,}"),
+            said(
+                N_(
+                    "%(n)s request(s) in the last hour came from this host with X-Forwarded-For while "
+                    "SIPUP_PROXY_HOPS=0: every client shares the proxy's address and one rate-limit budget; set "
+                    "SIPUP_PROXY_HOPS to the number of proxies in front"
+                ),
+                n=f"{seen:,}",
+            ),
         )
-    return check("Proxies", "off", "none", "SIPUP_PROXY_HOPS=0: clients connect directly")
+    return check(N_("Proxies"), "off", N_("none"), N_("SIPUP_PROXY_HOPS=0: clients connect directly"))
 
 
 def storage():
@@ -248,13 +358,21 @@ def storage():
     problem = backend.problem()
     if problem:
         return check(
-            "Storage",
+            N_("Storage"),
             "bad",
-            f"{backend.name}: failing",
-            f"{backend.where}: {problem}; picture uploads, reports and stock files fail until it works",
+            said(N_("%(store)s: failing"), store=backend.name),
+            said(
+                N_("%(where)s: %(problem)s; picture uploads, reports and stock files fail until it works"),
+                where=backend.where,
+                problem=problem,
+            ),
         )
-    shared = "this host only" if backend.name == "folder" else "shared by every host"
-    return check("Storage", "ok", backend.name, f"{backend.where}: reachable, {shared}")
+    detail = (
+        N_("%(where)s: reachable, this host only")
+        if backend.name == "folder"
+        else N_("%(where)s: reachable, shared by every host")
+    )
+    return check(N_("Storage"), "ok", plain(backend.name), said(detail, where=backend.where))
 
 
 def replicas():
@@ -262,15 +380,23 @@ def replicas():
     replica_set = current_app.extensions.get("sipup_replicas")
     if replica_set is None:
         return check(
-            "Read replicas", "off", "none", "SIPUP_DATABASE_REPLICA_URLS is not set: every read goes to the primary"
+            N_("Read replicas"),
+            "off",
+            N_("none"),
+            N_("SIPUP_DATABASE_REPLICA_URLS is not set: every read goes to the primary"),
         )
     rows = replica_set.status()["replicas"]
     unfit = [row for row in rows if not row["fit"]]
-    value = f"{len(rows) - len(unfit)} of {len(rows)} fit"
+    value = said(N_("%(fit)s of %(n)s fit"), fit=len(rows) - len(unfit), n=len(rows))
     if not unfit:
-        return check("Read replicas", "ok", value, "reads that tolerate a second of lag go to them")
+        return check(N_("Read replicas"), "ok", value, N_("reads that tolerate a second of lag go to them"))
     named = "; ".join(f"{row['where']} {row['state']}: {row['detail']}" for row in unfit)
-    return check("Read replicas", "warn", value, f"{named} (its reads go to the primary or another replica)")
+    return check(
+        N_("Read replicas"),
+        "warn",
+        value,
+        said(N_("%(replicas)s (its reads go to the primary or another replica)"), replicas=named),
+    )
 
 
 BUILT_IN = (
@@ -296,6 +422,6 @@ def run_checks():
             results.append(function())
         except Exception as exc:  # a broken check is itself a finding, shown in its row
             name = function.__name__.replace("_", " ").capitalize()
-            results.append(check(name, "warn", "check failed", f"{type(exc).__name__}: {exc}"))
+            results.append(check(plain(name), "warn", N_("check failed"), plain(f"{type(exc).__name__}: {exc}")))
     worst = max((ORDER[r["state"]] for r in results), default=0)
     return {"verdict": VERDICTS[worst], "checks": results}

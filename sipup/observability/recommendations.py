@@ -4,11 +4,15 @@ Each rule measures one figure from the monitor's data (a value and the number of
 fires past a threshold, and names the exact setting or command to change. A rule with too few samples
 waits instead of firing, and one whose part is not built or not configured says so. Since when a
 rule has fired is kept in the shared counters store, so every process reports the same duration.
+A row's title, value and advice are English; their kept forms (`kept`) are shown on /monitor and in the alert
+mails in the reader's language (`|shown_field`).
 """
 
 import math
 from dataclasses import dataclass
 from typing import Callable
+
+from sipup.i18n import N_, english, kept
 
 HIT_RATE_MIN = 0.60
 PENDING_JOBS_MAX = 50
@@ -27,7 +31,7 @@ class Rule:
     measure: Callable  # figures -> (value, samples) or None when the figure is not available
     fires: Callable  # value -> bool
     min_samples: int
-    show: Callable  # value -> text
+    show: Callable  # value -> kept message (the text shown, translated for each reader)
     advice: str
 
 
@@ -120,111 +124,148 @@ def _disk(figures):
 RULES = (
     Rule(
         "cache_hit_rate",
-        "Cache hit rate under 60%",
+        N_("Cache hit rate under 60%"),
         _hit_rate,
         lambda v: v is not None and v < HIT_RATE_MIN,
         200,
-        lambda v: "no lookups" if v is None else f"{v:.0%} of lookups hit",
-        "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
-        "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse.",
+        lambda v: kept(N_("no lookups")) if v is None else kept(N_("%(share)s of lookups hit"), share=f"{v:.0%}"),
+        N_(
+            "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
+            "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse."
+        ),
     ),
     Rule(
         "pending_jobs",
-        "50 or more jobs waiting",
+        N_("50 or more jobs waiting"),
         _pending_jobs,
         lambda v: v >= PENDING_JOBS_MAX,
         1,
-        lambda v: f"{v:,} pending",
-        "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
-        "on the host (see cron/ and docs/cron.md).",
+        lambda v: kept(N_("%(n)s pending"), n=f"{v:,}"),
+        N_(
+            "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
+            "on the host (see cron/ and docs/cron.md)."
+        ),
     ),
     Rule(
         "failed_jobs",
-        "Failed jobs in the last 24 hours",
+        N_("Failed jobs in the last 24 hours"),
         _failed_jobs,
         lambda v: v > 0,
         1,
-        lambda v: f"{v:,} failed",
-        "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
-        "`flask queue retry --failed` or the Retry button.",
+        lambda v: kept(N_("%(n)s failed"), n=f"{v:,}"),
+        N_(
+            "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
+            "`flask queue retry --failed` or the Retry button."
+        ),
     ),
     Rule(
         "cron_capacity",
-        "Cron processes fewer jobs than arrive",
+        N_("Cron processes fewer jobs than arrive"),
         _cron_capacity,
         lambda v: v[0] > v[1],
         30,
-        lambda v: (
-            f"{v[0]:.1f} jobs/min arrive, {v[1]:.1f}/min processed at most; "
-            f"`--limit {cron_limit_needed(v[0])}` every minute would keep up"
+        lambda v: kept(
+            N_(
+                "%(arrive)s jobs/min arrive, %(processed)s/min processed at most; "
+                "`--limit %(limit)s` every minute would keep up"
+            ),
+            arrive=f"{v[0]:.1f}",
+            processed=f"{v[1]:.1f}",
+            limit=cron_limit_needed(v[0]),
         ),
-        "Run `flask queue process` every minute with the `--limit` named here (cron runs it at most once a "
-        "minute); above about 100 jobs a minute start `flask queue worker` instead (cron/sipup-worker.service).",
+        N_(
+            "Run `flask queue process` every minute with the `--limit` named here (cron runs it at most once a "
+            "minute); above about 100 jobs a minute start `flask queue worker` instead (cron/sipup-worker.service)."
+        ),
     ),
     Rule(
         "slow_statements",
-        "Slow database statements",
+        N_("Slow database statements"),
         _slow_statements,
         lambda v: v >= SLOW_STATEMENTS_MAX,
         100,
-        lambda v: f"{v:,} slow executions in the last hour",
-        "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
-        "SIPUP_SLOW_QUERY_MS sets what counts as slow.",
+        lambda v: kept(N_("%(n)s slow executions in the last hour"), n=f"{v:,}"),
+        N_(
+            "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
+            "SIPUP_SLOW_QUERY_MS sets what counts as slow."
+        ),
     ),
     Rule(
         "pool",
-        "Connection pool near exhaustion",
+        N_("Connection pool near exhaustion"),
         _pool,
         lambda v: v[0] >= POOL_SHARE_MAX or v[1] > 0,
         1,
-        lambda v: f"{v[0]:.0%} in use, {v[1]:,} waits",
-        "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
-        "SIPUP_THREADS per process.",
+        lambda v: kept(N_("%(share)s in use, %(waits)s waits"), share=f"{v[0]:.0%}", waits=f"{v[1]:,}"),
+        N_(
+            "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
+            "SIPUP_THREADS per process."
+        ),
     ),
     Rule(
         "connections",
-        "Pools may ask for more connections than MariaDB allows",
+        N_("Pools may ask for more connections than MariaDB allows"),
         _connections,
         lambda v: v[0] > v[1],
         1,
         lambda v: (
-            f"{v[2]} process(es) holding pools may open {v[0]} connections for max_connections {v[1]}"
+            kept(
+                N_(
+                    "%(processes)s process(es) holding pools may open %(needed)s connections for "
+                    "max_connections %(max)s"
+                ),
+                processes=v[2],
+                needed=v[0],
+                max=v[1],
+            )
             if v[4]
-            else f"{v[2]} process(es) x {v[3]} = {v[0]} for max_connections {v[1]}"
+            else kept(
+                N_("%(processes)s process(es) x %(each)s = %(needed)s for max_connections %(max)s"),
+                processes=v[2],
+                each=v[3],
+                needed=v[0],
+                max=v[1],
+            )
         ),
-        "Each `flask serve` may open two connections per thread (SIPUP_THREADS), a worker two per "
-        "SIPUP_QUEUE_WORKERS thread, none more than SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW: use fewer "
-        "threads or processes, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
-        "configuration). Unused connections are freed, but a burst asks for all of them at once.",
+        N_(
+            "Each `flask serve` may open two connections per thread (SIPUP_THREADS), a worker two per "
+            "SIPUP_QUEUE_WORKERS thread, none more than SIPUP_DB_POOL_SIZE + SIPUP_DB_MAX_OVERFLOW: use fewer "
+            "threads or processes, or raise max_connections (`[mysqld] max_connections = 500` in the MariaDB "
+            "configuration). Unused connections are freed, but a burst asks for all of them at once."
+        ),
     ),
     Rule(
         "error_rate",
-        "Server errors above 1%",
+        N_("Server errors above 1%"),
         _error_rate,
         lambda v: v > ERROR_RATE_MAX,
         100,
-        lambda v: f"{v:.1%} of requests",
-        "Read instance/logs/sipup.log for the tracebacks; the Traffic panel shows which page fails.",
+        lambda v: kept(N_("%(share)s of requests"), share=f"{v:.1%}"),
+        N_("Read instance/logs/sipup.log for the tracebacks; the Traffic panel shows which page fails."),
     ),
     Rule(
         "latency",
-        "p95 response time above 500 ms",
+        N_("p95 response time above 500 ms"),
         _p95,
         lambda v: v is not None and v > P95_MAX_MS,
         100,
-        lambda v: "no requests" if v is None else f"p95 ≤ {v:,.0f} ms",
-        "See the Database panel for slow statements, check the cache hit rate, and add waitress "
-        "processes behind the load balancer (see docs/cluster.md).",
+        lambda v: kept(N_("no requests")) if v is None else kept(N_("p95 ≤ %(ms)s ms"), ms=f"{v:,.0f}"),
+        N_(
+            "See the Database panel for slow statements, check the cache hit rate, and add waitress "
+            "processes behind the load balancer (see docs/cluster.md)."
+        ),
     ),
     Rule(
         "disk",
-        "Disk almost full",
+        N_("Disk almost full"),
         _disk,
         lambda v: v < DISK_FREE_MIN,
         1,
-        lambda v: f"{v:.0%} free",
-        "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
-        "lower the number of backups kept.",
+        lambda v: kept(N_("%(share)s free"), share=f"{v:.0%}"),
+        N_(
+            "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
+            "lower the number of backups kept."
+        ),
     ),
 )
 
@@ -235,16 +276,23 @@ def evaluate(figures, counters, rules=RULES):
     for rule in rules:
         measured = rule.measure(figures)
         row = {"key": rule.key, "title": rule.title, "advice": rule.advice, "since": None, "value": None}
+        row["kept"] = {"title": kept(rule.title), "advice": kept(rule.advice), "value": None}
         if measured is None:
             row["state"] = "unavailable"
         else:
             value, samples = measured
-            row["value"] = rule.show(value)
+            shown = rule.show(value)
             if samples < rule.min_samples:
                 row["state"] = "waiting"
-                row["value"] += f" ({samples:,} of {rule.min_samples:,} samples needed)"
+                shown = kept(
+                    N_("%(value)s (%(samples)s of %(needed)s samples needed)"),
+                    value=shown,
+                    samples=f"{samples:,}",
+                    needed=f"{rule.min_samples:,}",
+                )
             else:
                 row["state"] = "firing" if rule.fires(value) else "clear"
+            row["value"], row["kept"]["value"] = english(shown), shown
         # Any state but firing ends a run of firing: the next one starts its clock anew.
         since = counters.mark(f"rule:{rule.key}", row["state"] == "firing")
         row["since"] = since if row["state"] == "firing" else None
