@@ -633,3 +633,30 @@ def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, mak
     page = client.get("/monitor/panels/queue?range=day").get_data(as_text=True)
     assert "je Stunde, letzte 24 Stunden" in page and "</i>erledigt " in page and "</i>eingereiht " in page
     assert "Trefferquote, Stunde" in client.get("/monitor/panels/cache").get_data(as_text=True)
+
+    # Health and Recommendations: their checks and rules are computed once and read in each reader's language.
+    english_checks = ("Queue processor", "Read replicas", "SIPUP_PROXY_HOPS=0: clients connect directly")
+    english_checks += ("embedded default: counters, cache and queue stay on this host", "not configured")
+    german_checks = (
+        "Warteschlangen-Verarbeitung",
+        "Lese-Replikate",
+        "SIPUP_PROXY_HOPS=0: Clients verbinden sich direkt",
+    )
+    german_checks += ("eingebaute Voreinstellung: Zähler, Cache und Warteschlange bleiben auf diesem Host",)
+    english_rules = ("Failed jobs in the last 24 hours", "1 failed", "Read the error in the Queue panel")
+    english_rules += ("Cache hit rate under 60%", "Disk almost full", "p95 response time above 500 ms")
+    german_rules = ("Fehlgeschlagene Jobs in den letzten 24 Stunden", "1 fehlgeschlagen", "Den Fehler im Feld")
+    german_rules += ("Cache-Trefferquote unter 60 %", "Festplatte fast voll", "p95-Antwortzeit über 500 ms")
+    for name, english_texts, german_texts in (
+        ("health", english_checks, german_checks),
+        ("recommendations", english_rules, german_rules),
+    ):
+        url = f"/monitor/panels/{name}"
+        first = english_admin.get(url).get_data(as_text=True)
+        assert all(text in first for text in english_texts), (url, [t for t in english_texts if t not in first])
+        answer = client.get(url)
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 200, (url, answer.status_code)
+        assert all(text in page for text in german_texts), (url, [t for t in german_texts if t not in page])
+        found = [text for text in english_texts if text in page]
+        assert not found, (url, found)
