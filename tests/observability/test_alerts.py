@@ -83,3 +83,16 @@ def test_a_recommendation_becomes_an_incident_only_after_it_has_fired_for_a_whil
     mail = next(m for m in outbox(app) if "attention" in m["Subject"])
     assert "flask queue retry --failed" in mail.get_body(("plain",)).get_content()
     assert record.id
+
+
+def test_the_alert_mail_is_written_in_the_admins_language(app, make_user):
+    make_user("admin", email="leitung@example.com", language="de")
+    heartbeat(minutes_ago=45)  # cron stopped: the queue processor check turns red
+    assert alerts.check().endswith("Queue processor; staff mailed")  # the job's history stays English
+    process(app)
+    mail = next(m for m in outbox(app) if m["Subject"].startswith("Getränke Nord"))
+    assert mail["Subject"].endswith(": Warteschlangen-Verarbeitung"), mail["Subject"]
+    for body in (mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()):
+        assert "Warteschlangen-Verarbeitung" in body and "Jobs warten; Cron (cron/crontab)" in body
+        assert "vor 45 min" in body and "zuletzt gelaufen vor 45 min" in body
+        assert "Queue processor" not in body and "check cron" not in body and "never ran" not in body
