@@ -92,6 +92,7 @@ def test_the_alert_mail_is_written_in_the_admins_language(app, make_user):
     process(app)
     mail = next(m for m in outbox(app) if m["Subject"].startswith("Getränke Nord"))
     assert mail["Subject"].endswith(": Warteschlangen-Verarbeitung"), mail["Subject"]
+    assert '<html lang="de">' in mail.get_body(("html",)).get_content()
     for body in (mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()):
         assert "Warteschlangen-Verarbeitung" in body and "Jobs warten; Cron (cron/crontab)" in body
         assert "vor 45 min" in body and "zuletzt gelaufen vor 45 min" in body
