@@ -303,7 +303,31 @@ def _json(value):
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class Figure:
+    """A measured number given to kept(), written when shown as the reader's language does: 1,234.5 or 1.234,5;
+    a share (0.31) as 31% or 31 %."""
+
+    __slots__ = ("value", "decimals", "share")
+
+    def __init__(self, value, decimals=0, share=False):
+        self.value, self.decimals, self.share = float(value), int(decimals), bool(share)
+
+
+def figure_text(value, decimals=0, share=False, language=None):
+    """A number as language (the current one by default) writes it, with `decimals` places; a share in percent."""
+    language = language or current_language()
+    number_ = value * 100 if share else value
+    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+    text = format_decimal(round(number_, decimals), format=pattern, locale=language)
+    if not share:
+        return text
+    # the language's own percent sign and spacing (31% in English, 31 % in German), with a plain space
+    return Locale.parse(language).percent_formats[None].pattern.replace("\xa0", " ").replace("#,##0", text, 1)
+
+
 def _kept(value):
+    if isinstance(value, Figure):
+        return {"figure": value.value, "decimals": value.decimals, "share": value.share}
     if isinstance(value, Decimal):
         return {"money": str(value)}
     if isinstance(value, date_type):
@@ -377,6 +401,8 @@ def _translated(stored):
 
 
 def _shown(value):
+    if isinstance(value, dict) and "figure" in value:
+        return figure_text(float(value["figure"]), int(value.get("decimals", 0)), bool(value.get("share")))
     if isinstance(value, dict) and "money" in value:
         return money(Decimal(value["money"]))
     if isinstance(value, dict) and "date" in value:
@@ -412,6 +438,8 @@ def _in_english(stored):
 
 
 def _in_english_value(value):
+    if isinstance(value, dict) and "figure" in value:
+        return figure_text(float(value["figure"]), int(value.get("decimals", 0)), bool(value.get("share")), "en")
     if isinstance(value, dict) and "kept" in value:
         return _in_english(value["kept"])
     if isinstance(value, dict) and "money" in value:

@@ -20,7 +20,7 @@ from sipup import redisclient
 from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
-from sipup.i18n import N_, english, kept, shown
+from sipup.i18n import N_, Figure, english, kept, shown
 from sipup.jobs.heartbeats import last_processor_finish, store_loss
 from sipup.metrics.pool import pool_status
 from sipup.models import utcnow
@@ -109,7 +109,7 @@ def database():
             detail = said(N_("%(detail)s: raise SIPUP_DB_POOL_SIZE or add database capacity"), detail=detail)
     if ms > DB_SLOW_MS:
         state = "warn"
-    return check(N_("Database"), state, said(N_("%(ms)s ms"), ms=f"{ms:.1f}"), detail)
+    return check(N_("Database"), state, said(N_("%(ms)s ms"), ms=Figure(ms, 1)), detail)
 
 
 def redis_server():
@@ -147,7 +147,7 @@ def redis_server():
     return check(
         N_("Redis"),
         "ok",
-        said(N_("%(ms)s ms"), ms=f"{ms:.1f}"),
+        said(N_("%(ms)s ms"), ms=Figure(ms, 1)),
         said(
             N_("%(where)sRedis %(version)s · %(used)s used"),
             where=where,
@@ -164,14 +164,17 @@ def disk():
     state = "bad" if free < DISK_BAD else "warn" if free < DISK_WARN else "ok"
     detail = said(
         N_("%(free)s GB free of %(total)s GB where instance/ lives"),
-        free=f"{usage.free / 2**30:.1f}",
-        total=f"{usage.total / 2**30:.0f}",
+        free=Figure(usage.free / 2**30, 1),
+        total=Figure(usage.total / 2**30),
     )
     if state != "ok":
         detail = said(
             N_("%(detail)s: free space (old backups in instance/backups, logs in instance/logs)"), detail=detail
         )
-    return {**check(N_("Disk"), state, said(N_("%(share)s free"), share=f"{free:.0%}"), detail), "free": free}
+    return {
+        **check(N_("Disk"), state, said(N_("%(share)s free"), share=Figure(free, share=True)), detail),
+        "free": free,
+    }
 
 
 def host():
@@ -183,12 +186,12 @@ def host():
     return check(
         N_("Host"),
         state,
-        said(N_("CPU %(share)s"), share=f"{cpu:.0f}%"),
+        said(N_("CPU %(share)s"), share=Figure(cpu / 100, share=True)),
         said(
             N_("memory %(share)s used of %(total)s GB · this process %(rss)s MB · %(cores)s cores · up %(up)s"),
-            share=f"{memory.percent:.0f}%",
-            total=f"{memory.total / 2**30:.1f}",
-            rss=f"{rss / 2**20:.0f}",
+            share=Figure(memory.percent / 100, share=True),
+            total=Figure(memory.total / 2**30, 1),
+            rss=Figure(rss / 2**20),
             cores=os.cpu_count(),
             up=lasted(time.time() - STARTED),
         ),
@@ -247,7 +250,7 @@ def queue_processor():
         return check(
             N_("Queue processor"),
             "bad",
-            said(N_("%(n)s min ago"), n=f"{minutes:,.0f}"),
+            said(N_("%(n)s min ago"), n=Figure(minutes)),
             said(N_("%(detail)s: jobs wait; check cron (cron/crontab) or the worker's process"), detail=detail),
         )
     loss = store_loss()
@@ -271,7 +274,7 @@ def queue_processor():
                 ),
             )
         detail = said(N_("%(detail)s · %(event)s"), detail=detail, event=event)
-    return check(N_("Queue processor"), "ok", said(N_("%(n)s s ago"), n=f"{minutes * 60:,.0f}"), detail)
+    return check(N_("Queue processor"), "ok", said(N_("%(n)s s ago"), n=Figure(minutes * 60)), detail)
 
 
 def cache():
@@ -297,7 +300,7 @@ def cache():
             N_("Cache"), "warn", N_("off"), N_("SIPUP_CACHE_URL=none://: every page is computed from the database")
         )
     rate = status["hit_rate_hour"]
-    value = N_("no reads yet") if rate is None else said(N_("%(share)s hits"), share=f"{rate:.0%}")
+    value = N_("no reads yet") if rate is None else said(N_("%(share)s hits"), share=Figure(rate, share=True))
     return check(N_("Cache"), "ok", value, said(N_("%(where)s, answering"), where=where))
 
 
@@ -340,14 +343,14 @@ def proxy():
         return check(
             N_("Proxies"),
             "warn",
-            said(N_("%(n)s untrusted"), n=f"{seen:,}"),
+            said(N_("%(n)s untrusted"), n=Figure(seen)),
             said(
                 N_(
                     "%(n)s request(s) in the last hour came from this host with X-Forwarded-For while "
                     "SIPUP_PROXY_HOPS=0: every client shares the proxy's address and one rate-limit budget; set "
                     "SIPUP_PROXY_HOPS to the number of proxies in front"
                 ),
-                n=f"{seen:,}",
+                n=Figure(seen),
             ),
         )
     return check(N_("Proxies"), "off", N_("none"), N_("SIPUP_PROXY_HOPS=0: clients connect directly"))

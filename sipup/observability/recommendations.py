@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from sipup.i18n import N_, english, kept
+from sipup.i18n import N_, Figure, english, kept
 
 HIT_RATE_MIN = 0.60
 PENDING_JOBS_MAX = 50
@@ -128,7 +128,9 @@ RULES = (
         _hit_rate,
         lambda v: v is not None and v < HIT_RATE_MIN,
         200,
-        lambda v: kept(N_("no lookups")) if v is None else kept(N_("%(share)s of lookups hit"), share=f"{v:.0%}"),
+        lambda v: (
+            kept(N_("no lookups")) if v is None else kept(N_("%(share)s of lookups hit"), share=Figure(v, share=True))
+        ),
         N_(
             "Check `flask cache stats` for the type that misses; make sure SIPUP_CACHE_URL (or SIPUP_REDIS_URL) "
             "points at a shared cache that answers, and raise that type's TTL if entries expire before reuse."
@@ -140,7 +142,7 @@ RULES = (
         _pending_jobs,
         lambda v: v >= PENDING_JOBS_MAX,
         1,
-        lambda v: kept(N_("%(n)s pending"), n=f"{v:,}"),
+        lambda v: kept(N_("%(n)s pending"), n=Figure(v)),
         N_(
             "Run `flask queue process --limit 50` every minute from cron, or start `flask queue worker` "
             "on the host (see cron/ and docs/cron.md)."
@@ -152,7 +154,7 @@ RULES = (
         _failed_jobs,
         lambda v: v > 0,
         1,
-        lambda v: kept(N_("%(n)s failed"), n=f"{v:,}"),
+        lambda v: kept(N_("%(n)s failed"), n=Figure(v)),
         N_(
             "Read the error in the Queue panel, fix the cause (mail settings, bad CSV lines), then "
             "`flask queue retry --failed` or the Retry button."
@@ -169,8 +171,8 @@ RULES = (
                 "%(arrive)s jobs/min arrive, %(processed)s/min processed at most; "
                 "`--limit %(limit)s` every minute would keep up"
             ),
-            arrive=f"{v[0]:.1f}",
-            processed=f"{v[1]:.1f}",
+            arrive=Figure(v[0], 1),
+            processed=Figure(v[1], 1),
             limit=cron_limit_needed(v[0]),
         ),
         N_(
@@ -184,7 +186,7 @@ RULES = (
         _slow_statements,
         lambda v: v >= SLOW_STATEMENTS_MAX,
         100,
-        lambda v: kept(N_("%(n)s slow executions in the last hour"), n=f"{v:,}"),
+        lambda v: kept(N_("%(n)s slow executions in the last hour"), n=Figure(v)),
         N_(
             "Run `flask db optimize --report optimize.txt` (indexes, statistics) and read `flask db stats`; "
             "SIPUP_SLOW_QUERY_MS sets what counts as slow."
@@ -196,7 +198,7 @@ RULES = (
         _pool,
         lambda v: v[0] >= POOL_SHARE_MAX or v[1] > 0,
         1,
-        lambda v: kept(N_("%(share)s in use, %(waits)s waits"), share=f"{v[0]:.0%}", waits=f"{v[1]:,}"),
+        lambda v: kept(N_("%(share)s in use, %(waits)s waits"), share=Figure(v[0], share=True), waits=Figure(v[1])),
         N_(
             "Raise SIPUP_DB_POOL_SIZE / SIPUP_DB_MAX_OVERFLOW (and the server's max_connections), or fewer "
             "SIPUP_THREADS per process."
@@ -240,7 +242,7 @@ RULES = (
         _error_rate,
         lambda v: v > ERROR_RATE_MAX,
         100,
-        lambda v: kept(N_("%(share)s of requests"), share=f"{v:.1%}"),
+        lambda v: kept(N_("%(share)s of requests"), share=Figure(v, 1, share=True)),
         N_("Read instance/logs/sipup.log for the tracebacks; the Traffic panel shows which page fails."),
     ),
     Rule(
@@ -249,7 +251,7 @@ RULES = (
         _p95,
         lambda v: v is not None and v > P95_MAX_MS,
         100,
-        lambda v: kept(N_("no requests")) if v is None else kept(N_("p95 ≤ %(ms)s ms"), ms=f"{v:,.0f}"),
+        lambda v: kept(N_("no requests")) if v is None else kept(N_("p95 ≤ %(ms)s ms"), ms=Figure(v)),
         N_(
             "See the Database panel for slow statements, check the cache hit rate, and add waitress "
             "processes behind the load balancer (see docs/cluster.md)."
@@ -261,7 +263,7 @@ RULES = (
         _disk,
         lambda v: v < DISK_FREE_MIN,
         1,
-        lambda v: kept(N_("%(share)s free"), share=f"{v:.0%}"),
+        lambda v: kept(N_("%(share)s free"), share=Figure(v, share=True)),
         N_(
             "Free space on the disk holding instance/: old backups in instance/backups/, logs in instance/logs/; "
             "lower the number of backups kept."
@@ -287,8 +289,8 @@ def evaluate(figures, counters, rules=RULES):
                 shown = kept(
                     N_("%(value)s (%(samples)s of %(needed)s samples needed)"),
                     value=shown,
-                    samples=f"{samples:,}",
-                    needed=f"{rule.min_samples:,}",
+                    samples=Figure(samples),
+                    needed=Figure(rule.min_samples),
                 )
             else:
                 row["state"] = "firing" if rule.fires(value) else "clear"
