@@ -33,7 +33,10 @@ import sys
 from pathlib import Path
 from sqlalchemy import update
 from sipup import create_app
-from sipup.cli.db import upgrade_schema
+try:
+    from sipup.cli.db import upgrade_schema
+except ImportError:  # trees before the command line became a package (fb4192b)
+    from sipup.cli import upgrade_schema
 from sipup.extensions import db
 from sipup.models import Company, Product
 from sipup.services.seed import seed_demo
