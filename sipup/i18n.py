@@ -380,75 +380,54 @@ def kept_error(error_class, message, **values):
 def shown(text):
     """Stored text in the current language: a kept message translated with its values, anything else (a person's
     own words, a trace, a message cut short by its column) as it is."""
-    if not isinstance(text, str) or not text.startswith(KEPT):
-        return text
-    try:
-        return str(_translated(json.loads(text[len(KEPT) :])))
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError):
-        return text  # not a message the product kept (or one cut short): shown as it is, never an error
-
-
-def _translated(stored):
-    """A kept message's stored form in the current language; TypeError when it is not one."""
-    if isinstance(stored, dict) and isinstance(stored.get("parts"), list):
-        return _shown(stored["parts"])
-    if not (
-        isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str) and isinstance(stored[1], dict)
-    ):
-        raise TypeError("not a kept message")
-    message, values = stored
-    return gettext(message, **{name: _shown(value) for name, value in values.items()})
-
-
-def _shown(value):
-    if isinstance(value, dict) and "figure" in value:
-        return figure_text(float(value["figure"]), int(value.get("decimals", 0)), bool(value.get("share")))
-    if isinstance(value, dict) and "money" in value:
-        return money(Decimal(value["money"]))
-    if isinstance(value, dict) and "date" in value:
-        return date(date_type.fromisoformat(value["date"]))
-    if isinstance(value, dict) and "kept" in value:
-        return _translated(value["kept"])
-    if isinstance(value, list):
-        return "; ".join(str(_shown(each)) for each in value)
-    return value  # a plain value as it was given, even one that starts with the mark
+    return _read(text, english=False)
 
 
 def english(text):
     """A kept message as English text (its message id with its values), whatever the reader's language: what
     probes, logs, metrics' labels and the job history keep. Any other text as it is."""
+    return _read(text, english=True)
+
+
+def _read(text, english):
     if not isinstance(text, str) or not text.startswith(KEPT):
         return text
     try:
-        return str(_in_english(json.loads(text[len(KEPT) :])))
+        return str(_translated(json.loads(text[len(KEPT) :]), english))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError):
-        return text
+        return text  # not a message the product kept (or one cut short): shown as it is, never an error
 
 
-def _in_english(stored):
-    """_translated() without the catalogs (the message ids are English), so it needs no app or locale."""
+def _translated(stored, english=False):
+    """A kept message's stored form in the current language, or in English without the catalogs (the message ids
+    are English, so that needs no app or locale); TypeError when it is not one."""
     if isinstance(stored, dict) and isinstance(stored.get("parts"), list):
-        return "; ".join(str(_in_english_value(part)) for part in stored["parts"])
+        return _shown(stored["parts"], english)
     if not (
         isinstance(stored, list) and len(stored) == 2 and isinstance(stored[0], str) and isinstance(stored[1], dict)
     ):
         raise TypeError("not a kept message")
     message, values = stored
-    return message % {name: _in_english_value(value) for name, value in values.items()} if values else message
+    values = {name: _shown(value, english) for name, value in values.items()}
+    if english:
+        return message % values if values else message
+    return gettext(message, **values)
 
 
-def _in_english_value(value):
+def _shown(value, english=False):
+    """A kept value as the reader writes it; in English, amounts and dates as stored."""
     if isinstance(value, dict) and "figure" in value:
-        return figure_text(float(value["figure"]), int(value.get("decimals", 0)), bool(value.get("share")), "en")
-    if isinstance(value, dict) and "kept" in value:
-        return _in_english(value["kept"])
+        language = "en" if english else None
+        return figure_text(float(value["figure"]), int(value.get("decimals", 0)), bool(value.get("share")), language)
     if isinstance(value, dict) and "money" in value:
-        return value["money"]
+        return value["money"] if english else money(Decimal(value["money"]))
     if isinstance(value, dict) and "date" in value:
-        return value["date"]
+        return value["date"] if english else date(date_type.fromisoformat(value["date"]))
+    if isinstance(value, dict) and "kept" in value:
+        return _translated(value["kept"], english)
     if isinstance(value, list):
-        return "; ".join(str(_in_english_value(each)) for each in value)
-    return value
+        return "; ".join(str(_shown(each, english)) for each in value)
+    return value  # a plain value as it was given, even one that starts with the mark
 
 
 def shown_field(row, field):
