@@ -225,7 +225,6 @@ def kept_render(name, key, **context):
 # Where the kept layout (kept_page) takes a page's per-request parts; escaped data can never read like these.
 PAGE_TITLE, PAGE_TOPBAR = Markup("<!--page-title-->"), Markup("<!--page-topbar-->")
 PAGE_CSRF, PAGE_NEXT, PAGE_BODY = Markup("<!--page-csrf-->"), Markup("<!--page-next-->"), Markup("<!--page-body-->")
-_PAGE_SLOTS = re.compile("<!--page-(?:title|topbar|csrf|next)-->")
 
 
 class _SlotRequest:
@@ -259,7 +258,7 @@ def kept_page(title, body):
         PAGE_CSRF: escape(generate_csrf()),
         PAGE_NEXT: escape(here),
     }
-    head, _, tail = _PAGE_SLOTS.sub(lambda found: filled[found.group(0)], shell).partition(PAGE_BODY)
+    head, _, tail = fill_slots(shell, filled).partition(PAGE_BODY)
     return Markup("".join((head, str(body), tail)))  # str + Markup would escape the layout
 
 
@@ -288,10 +287,18 @@ def _topbar():
         "<!--csrf-token-->": escape(generate_csrf()),
         CART_SLOT: f' <span class="badge">{count}</span>' if count else "",
     }
-    return Markup(_SLOTS.sub(lambda found: filled[found.group(0)], html))
+    return Markup(fill_slots(html, filled))
 
 
-_SLOTS = re.compile("<!--(?:who|email|csrf-token|cart-count)-->")
+def fill_slots(html, filled):
+    """Kept HTML with each slot (a key of `filled`: an HTML comment escaped data can never read like) replaced by
+    its value, in one pass."""
+    return _slots_pattern(tuple(filled)).sub(lambda found: filled[found.group(0)], html)
+
+
+@lru_cache(maxsize=32)
+def _slots_pattern(slots):
+    return re.compile("|".join(re.escape(slot) for slot in slots))
 
 
 def _cart_count():

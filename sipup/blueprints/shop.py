@@ -34,7 +34,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
-from ..web import kept_page, kept_render
+from ..web import fill_slots, kept_page, kept_render
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -232,16 +232,13 @@ def product(sku):
         MIN_QTY_SLOT: str(min_qty),
         QTY_STEP_SLOT: str(qty_step),
     }
-    body = Markup(PRODUCT_SLOTS.sub(lambda found: filled[found.group(0)], html.replace(LISTS_SLOT, lists_form, 1)))
+    body = Markup(fill_slots(html.replace(LISTS_SLOT, lists_form, 1), filled))
     return kept_page(name, body)
 
 
 # Where a product page's per-request parts go; escaped data can never read like these.
 QUANTITY_SLOT, LISTS_SLOT = Markup("<!--quantity-->"), Markup("<!--save-to-list-->")
 SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT = Markup("<!--sku-->"), Markup("<!--min-qty-->"), Markup("<!--qty-step-->")
-PRODUCT_SLOTS = re.compile(
-    "|".join(re.escape(slot) for slot in (CSRF_SLOT, QUANTITY_SLOT, SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT))
-)
 
 
 def _product_body(sku, price_list_id):
