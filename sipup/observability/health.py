@@ -20,7 +20,7 @@ from sipup import redisclient
 from sipup.cache.layer import cache_status
 from sipup.database import check_writable
 from sipup.extensions import db
-from sipup.i18n import N_, Figure, english, kept, shown
+from sipup.i18n import KEPT, N_, Figure, english, kept, shown
 from sipup.jobs.heartbeats import last_processor_finish, store_loss
 from sipup.metrics.pool import pool_status
 from sipup.models import utcnow
@@ -55,14 +55,9 @@ def check(name, state, value, detail=""):
 def _kept(text):
     """A check's text as kept: a kept message as it is, a message marked N_ as a message without values (a
     plain value, such as a version or a server's error, comes as a kept message's value, never on its own)."""
-    if text is None or text == "" or text.startswith("i18n:"):
+    if text is None or text == "" or text.startswith(KEPT):
         return text
     return kept(text)
-
-
-def said(message, **values):
-    """A check's text with its values, kept to be translated for each reader."""
-    return kept(message, **values)
 
 
 def plain(text):
@@ -87,7 +82,7 @@ def database():
             N_("Database"),
             "bad",
             N_("not writable"),
-            said(
+            kept(
                 N_("%(version)s: %(problem)s; free space or make it writable, orders cannot be saved meanwhile"),
                 version=version,
                 problem=problem,
@@ -97,7 +92,7 @@ def database():
     state, detail = "ok", plain(version)
     in_use = pool.get("checkedout")
     if pool.get("max"):
-        detail = said(
+        detail = kept(
             N_("%(version)s · pool %(in_use)s in use of %(size)s (+%(overflow)s overflow)"),
             version=version,
             in_use=in_use,
@@ -106,10 +101,10 @@ def database():
         )
         if in_use >= POOL_WARN * pool["max"]:
             state = "warn"
-            detail = said(N_("%(detail)s: raise SIPUP_DB_POOL_SIZE or add database capacity"), detail=detail)
+            detail = kept(N_("%(detail)s: raise SIPUP_DB_POOL_SIZE or add database capacity"), detail=detail)
     if ms > DB_SLOW_MS:
         state = "warn"
-    return check(N_("Database"), state, said(N_("%(ms)s ms"), ms=Figure(ms, 1)), detail)
+    return check(N_("Database"), state, kept(N_("%(ms)s ms"), ms=Figure(ms, 1)), detail)
 
 
 def redis_server():
@@ -135,7 +130,7 @@ def redis_server():
             N_("Redis"),
             "bad",
             N_("unreachable"),
-            said(
+            kept(
                 N_("%(error)s; shared limits, cache and statistics fall back to this process until it answers"),
                 error=f"{type(exc).__name__}: {exc}{via}",
             ),
@@ -143,12 +138,12 @@ def redis_server():
     finally:
         client.close()
     ms = (time.perf_counter() - started) * 1000
-    where = said(N_("Sentinel, primary %(where)s · "), where=primary) if primary else ""
+    where = kept(N_("Sentinel, primary %(where)s · "), where=primary) if primary else ""
     return check(
         N_("Redis"),
         "ok",
-        said(N_("%(ms)s ms"), ms=Figure(ms, 1)),
-        said(
+        kept(N_("%(ms)s ms"), ms=Figure(ms, 1)),
+        kept(
             N_("%(where)sRedis %(version)s · %(used)s used"),
             where=where,
             version=info.get("redis_version"),
@@ -162,17 +157,17 @@ def disk():
     usage = shutil.disk_usage(path)
     free = usage.free / usage.total if usage.total else 0
     state = "bad" if free < DISK_BAD else "warn" if free < DISK_WARN else "ok"
-    detail = said(
+    detail = kept(
         N_("%(free)s GB free of %(total)s GB where instance/ lives"),
         free=Figure(usage.free / 2**30, 1),
         total=Figure(usage.total / 2**30),
     )
     if state != "ok":
-        detail = said(
+        detail = kept(
             N_("%(detail)s: free space (old backups in instance/backups, logs in instance/logs)"), detail=detail
         )
     return {
-        **check(N_("Disk"), state, said(N_("%(share)s free"), share=Figure(free, share=True)), detail),
+        **check(N_("Disk"), state, kept(N_("%(share)s free"), share=Figure(free, share=True)), detail),
         "free": free,
     }
 
@@ -186,8 +181,8 @@ def host():
     return check(
         N_("Host"),
         state,
-        said(N_("CPU %(share)s"), share=Figure(cpu / 100, share=True)),
-        said(
+        kept(N_("CPU %(share)s"), share=Figure(cpu / 100, share=True)),
+        kept(
             N_("memory %(share)s used of %(total)s GB · this process %(rss)s MB · %(cores)s cores · up %(up)s"),
             share=Figure(memory.percent / 100, share=True),
             total=Figure(memory.total / 2**30, 1),
@@ -221,8 +216,8 @@ def counters_store():
         return check(
             N_("Statistics"),
             "warn",
-            said(N_("%(store)s: failing"), store=status["store"]),
-            said(
+            kept(N_("%(store)s: failing"), store=status["store"]),
+            kept(
                 N_("%(error)s; figures are kept in each process until the store answers"), error=status["store_error"]
             ),
         )
@@ -245,17 +240,17 @@ def queue_processor():
         )
     now = utcnow()
     minutes = (now - last).total_seconds() / 60
-    detail = said(N_("last run %(ago)s ago · Huey on %(backend)s"), ago=lasted(minutes * 60), backend=queue.backend)
+    detail = kept(N_("last run %(ago)s ago · Huey on %(backend)s"), ago=lasted(minutes * 60), backend=queue.backend)
     if minutes > PROCESSOR_STALE_MINUTES:
         return check(
             N_("Queue processor"),
             "bad",
-            said(N_("%(n)s min ago"), n=Figure(minutes)),
-            said(N_("%(detail)s: jobs wait; check cron (cron/crontab) or the worker's process"), detail=detail),
+            kept(N_("%(n)s min ago"), n=Figure(minutes)),
+            kept(N_("%(detail)s: jobs wait; check cron (cron/crontab) or the worker's process"), detail=detail),
         )
     loss = store_loss()
     if loss and now - loss["at"] < timedelta(hours=STORE_LOSS_HOURS):
-        event = said(
+        event = kept(
             N_("Redis lost %(n)s queued message(s) at %(time)s UTC; re-sent.")
             if queue.backend == "redis"
             else N_("The queue file lost %(n)s queued message(s) at %(time)s UTC; re-sent."),
@@ -267,14 +262,14 @@ def queue_processor():
                 N_("Queue processor"),
                 "warn",
                 N_("store lost data"),
-                said(
+                kept(
                     N_("%(event)s Give Redis persistence (docs/jobs.md, “Redis for the queue”). · %(detail)s"),
                     event=event,
                     detail=detail,
                 ),
             )
-        detail = said(N_("%(detail)s · %(event)s"), detail=detail, event=event)
-    return check(N_("Queue processor"), "ok", said(N_("%(n)s s ago"), n=Figure(minutes * 60)), detail)
+        detail = kept(N_("%(detail)s · %(event)s"), detail=detail, event=event)
+    return check(N_("Queue processor"), "ok", kept(N_("%(n)s s ago"), n=Figure(minutes * 60)), detail)
 
 
 def cache():
@@ -285,8 +280,8 @@ def cache():
         return check(
             N_("Cache"),
             "warn",
-            said(N_("degraded since %(since)s"), since=since),
-            said(
+            kept(N_("degraded since %(since)s"), since=since),
+            kept(
                 N_(
                     "%(where)s: %(error)s; pages are computed from the database meanwhile, "
                     "and the cache is tried again every few seconds"
@@ -300,8 +295,8 @@ def cache():
             N_("Cache"), "warn", N_("off"), N_("SIPUP_CACHE_URL=none://: every page is computed from the database")
         )
     rate = status["hit_rate_hour"]
-    value = N_("no reads yet") if rate is None else said(N_("%(share)s hits"), share=Figure(rate, share=True))
-    return check(N_("Cache"), "ok", value, said(N_("%(where)s, answering"), where=where))
+    value = N_("no reads yet") if rate is None else kept(N_("%(share)s hits"), share=Figure(rate, share=True))
+    return check(N_("Cache"), "ok", value, kept(N_("%(where)s, answering"), where=where))
 
 
 def limiter():
@@ -323,7 +318,7 @@ def limiter():
         if limits.storage_name == "redis"
         else N_("%(strategy)s counting, this process only")
     )
-    return check(N_("Rate limits"), "ok", plain(limits.storage_name), said(detail, strategy=limits.strategy))
+    return check(N_("Rate limits"), "ok", plain(limits.storage_name), kept(detail, strategy=limits.strategy))
 
 
 def proxy():
@@ -332,8 +327,8 @@ def proxy():
         return check(
             N_("Proxies"),
             "ok",
-            said(N_("%(n)s trusted"), n=hops),
-            said(
+            kept(N_("%(n)s trusted"), n=hops),
+            kept(
                 N_("SIPUP_PROXY_HOPS=%(n)s: client addresses are those the proxies in front report in X-Forwarded-For"),
                 n=hops,
             ),
@@ -343,8 +338,8 @@ def proxy():
         return check(
             N_("Proxies"),
             "warn",
-            said(N_("%(n)s untrusted"), n=Figure(seen)),
-            said(
+            kept(N_("%(n)s untrusted"), n=Figure(seen)),
+            kept(
                 N_(
                     "%(n)s request(s) in the last hour came from this host with X-Forwarded-For while "
                     "SIPUP_PROXY_HOPS=0: every client shares the proxy's address and one rate-limit budget; set "
@@ -363,8 +358,8 @@ def storage():
         return check(
             N_("Storage"),
             "bad",
-            said(N_("%(store)s: failing"), store=backend.name),
-            said(
+            kept(N_("%(store)s: failing"), store=backend.name),
+            kept(
                 N_("%(where)s: %(problem)s; picture uploads, reports and stock files fail until it works"),
                 where=backend.where,
                 problem=problem,
@@ -375,7 +370,7 @@ def storage():
         if backend.name == "folder"
         else N_("%(where)s: reachable, shared by every host")
     )
-    return check(N_("Storage"), "ok", plain(backend.name), said(detail, where=backend.where))
+    return check(N_("Storage"), "ok", plain(backend.name), kept(detail, where=backend.where))
 
 
 def replicas():
@@ -390,7 +385,7 @@ def replicas():
         )
     rows = replica_set.status()["replicas"]
     unfit = [row for row in rows if not row["fit"]]
-    value = said(N_("%(fit)s of %(n)s fit"), fit=len(rows) - len(unfit), n=len(rows))
+    value = kept(N_("%(fit)s of %(n)s fit"), fit=len(rows) - len(unfit), n=len(rows))
     if not unfit:
         return check(N_("Read replicas"), "ok", value, N_("reads that tolerate a second of lag go to them"))
     named = "; ".join(f"{row['where']} {row['state']}: {row['detail']}" for row in unfit)
@@ -398,7 +393,7 @@ def replicas():
         N_("Read replicas"),
         "warn",
         value,
-        said(N_("%(replicas)s (its reads go to the primary or another replica)"), replicas=named),
+        kept(N_("%(replicas)s (its reads go to the primary or another replica)"), replicas=named),
     )
 
 
