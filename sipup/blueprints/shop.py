@@ -10,6 +10,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    get_template_attribute,
     make_response,
     redirect,
     render_template,
@@ -39,6 +40,8 @@ from ..web import fill_slots, kept_page, kept_render
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
+# Where a catalog card's stock and its quantity and "Add" button go (shop/_stock.html), and the CSRF token.
+CATALOG_SLOTS = re.compile(r"<!--(?:csrf|stock:\d+|order:\d+)-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
@@ -145,9 +148,10 @@ def products():
 
     def render():
         results = catalog.catalog_page(query[:100], category or None, sort, page, per_page)
-        tiers = pricing.tiers_for(price_list_id, [p.id for p in results.items])
+        ids = [p.id for p in results.items]
+        tiers = pricing.tiers_for(price_list_id, ids)
         prices = {p.id: pricing.price_steps(p, tiers.get(p.id, [])) for p in results.items}
-        return render_template(
+        html = render_template(
             "shop/_catalog.html",
             results=results,
             prices=prices,
@@ -156,14 +160,23 @@ def products():
             category=category,
             sort=sort,
             csrf_slot=CSRF_SLOT,
+            stock_slot=_stock_slot,
+            order_slot=_order_slot,
         )
+        return ids, str(html)
 
-    # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices.
+    # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices; the stock
+    # of its products kept apart, as fresh as the stock (an order renews it, not the page).
     if _kept_as_html(notice, query):
-        html = cached(*_catalog_entry(price_list_id), render)
+        ids, html = cached(*_catalog_entry(price_list_id), render)
+        parts = cached(*_catalog_stock_entry(), lambda: _catalog_stock_parts(ids))
+        if not all(_stock_slot(i) in parts for i in ids):  # kept for the page as it was before a catalog change
+            parts = _catalog_stock_parts(ids)
     else:
-        html = render()
-    html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
+        ids, html = render()
+        parts = _catalog_stock_parts(ids)
+    filled = {**parts, CSRF_SLOT: generate_csrf()}
+    html = Markup(CATALOG_SLOTS.sub(lambda found: filled[found.group(0)], html))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
         response = make_response(html)
     elif notice is None:
@@ -186,13 +199,49 @@ def _catalog_entry(price_list_id, language=None):
     )
 
 
+def _stock_slot(product_id):
+    return Markup(f"<!--stock:{int(product_id)}-->")
+
+
+def _order_slot(product_id):
+    return Markup(f"<!--order:{int(product_id)}-->")
+
+
+def _catalog_stock_entry(language=None):
+    """The cache entry (type, name, args, depends) of this catalog address's stock parts, in one language: the
+    same products for every price list."""
+    per_page = current_app.config["PAGE_SIZE"]
+    language = language or i18n.current_language()
+    version = _html_version("shop/_stock.html")
+    return ("products", "catalog-stock", (version, per_page, request.full_path, language), ["catalog", "stock"])
+
+
+def _catalog_stock_parts(ids):
+    """{slot: HTML} of these products' stock and quantity fields (shop/_stock.html), as the database has them now."""
+    stock = get_template_attribute("shop/_stock.html", "catalog_stock")
+    order = get_template_attribute("shop/_stock.html", "catalog_order")
+    parts = {}
+    for row in catalog.stock_rows(ids).values():
+        parts[_stock_slot(row.id)], parts[_order_slot(row.id)] = str(stock(row)), str(order(row))
+    return parts
+
+
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
 # Before the user is loaded the read ahead guesses their language from the browser (a wrong guess costs a read).
 READ_AHEAD["shop.products"] = lambda price_list_id, _: (
-    [] if price_list_id is None else [_catalog_entry(price_list_id, i18n.visitor_language())]
+    []
+    if price_list_id is None
+    else [_catalog_entry(price_list_id, i18n.visitor_language()), _catalog_stock_entry(i18n.visitor_language())]
 )
 READ_AHEAD["shop.product"] = lambda price_list_id, company_id: [
-    *([] if company_id is None else [_product_entry(request.view_args["sku"], price_list_id, i18n.visitor_language())]),
+    *(
+        []
+        if company_id is None
+        else [
+            _product_entry(request.view_args["sku"], price_list_id, i18n.visitor_language()),
+            _product_stock_entry(request.view_args["sku"], i18n.visitor_language()),
+        ]
+    ),
     *_list_choices_entry(company_id),
 ]
 # Pages with a "Save to list" form read the company's lists with the user's row too.
@@ -215,6 +264,10 @@ def product(sku):
     if page is None:
         abort(404)
     name, min_qty, qty_step, item_sku, html = page
+    # Its stock kept apart, as fresh as the stock: an order renews that, not the page.
+    stock = cached(*_product_stock_entry(sku), lambda: _product_stock_parts(sku))
+    if stock is None:  # sold no more since the body was read
+        abort(404)
     # The "Save to list" form is the same for every product and buyer with these lists: rendered once and kept.
     choices = tuple(shopping_lists.editable_lists(current_user))
     lists_form = kept_render(
@@ -232,13 +285,14 @@ def product(sku):
         MIN_QTY_SLOT: str(min_qty),
         QTY_STEP_SLOT: str(qty_step),
     }
-    body = Markup(fill_slots(html.replace(LISTS_SLOT, lists_form, 1), filled))
-    return kept_page(name, body)
+    html = html.replace(LISTS_SLOT, lists_form, 1).replace(STOCK_SLOT, stock[0], 1).replace(ORDER_SLOT, stock[1], 1)
+    return kept_page(name, Markup(fill_slots(html, filled)))
 
 
 # Where a product page's per-request parts go; escaped data can never read like these.
 QUANTITY_SLOT, LISTS_SLOT = Markup("<!--quantity-->"), Markup("<!--save-to-list-->")
 SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT = Markup("<!--sku-->"), Markup("<!--min-qty-->"), Markup("<!--qty-step-->")
+STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
 
 
 def _product_body(sku, price_list_id):
@@ -254,8 +308,9 @@ def _product_body(sku, price_list_id):
         product=item,
         steps=pricing.price_steps(item, tiers),
         csrf_slot=CSRF_SLOT,
-        quantity_slot=QUANTITY_SLOT,
         lists_slot=LISTS_SLOT,
+        stock_slot=STOCK_SLOT,
+        order_slot=ORDER_SLOT,
     )
     return item.name, item.min_qty, item.qty_step, item.sku, str(html)
 
@@ -274,6 +329,25 @@ def _product_entry(sku, price_list_id, language=None):
         ),
         ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
+
+
+def _product_stock_entry(sku, language=None):
+    """The cache entry (type, name, args, depends) of a product page's stock parts, in one language."""
+    language = language or i18n.current_language()
+    version = _html_version("shop/_stock.html")
+    return ("products", "product-stock", (version, (sku or "").strip().upper(), language), ["catalog", "stock"])
+
+
+def _product_stock_parts(sku):
+    """(stock HTML, quantity field and button HTML) of an active product's page as the database has it now, the
+    quantity left as a slot; None when it is not sold."""
+    rows = catalog.stock_rows_by_sku(sku)
+    if not rows:
+        return None
+    (row,) = rows.values()
+    stock = get_template_attribute("shop/_stock.html", "product_stock")
+    order = get_template_attribute("shop/_stock.html", "product_order")
+    return str(stock(row)), str(order(row, QUANTITY_SLOT))
 
 
 @bp.route("/cart/add", methods=["POST"])

@@ -81,7 +81,7 @@ def low_stock(limit=20):
 
 def dashboard():
     """What the back office's first page shows, as plain data, through the cache."""
-    return cached("dashboard", "backoffice", (), ["orders", "orders-all", "catalog", "companies"], _dashboard)
+    return cached("dashboard", "backoffice", (), ["orders", "orders-all", "catalog", "stock", "companies"], _dashboard)
 
 
 def _dashboard():

@@ -272,7 +272,8 @@ def products_by_skus(skus):
     return found
 
 
-# --- cached reads: plain rows, fresh after every product, stock or category change ("catalog") -------
+# --- cached reads: plain rows, fresh after every product or category change ("catalog") and stock change
+# ("stock": orders reserve and ship without changing anything else of a product) -------------------------
 
 
 def _row(product, with_category=False):
@@ -306,7 +307,7 @@ def catalog_page(query="", category_slug=None, sort="name", page=1, per_page=24)
         "products",
         "catalog",
         (query, category_slug, sort, page, per_page),
-        ["catalog"],
+        ["catalog", "stock"],
         lambda: _plain(search(query, category_slug, sort, page, per_page)),
     )
 
@@ -340,4 +341,32 @@ def product_page(sku):
 
 def product_entry(sku):
     """The cache entry (type, name, args, depends) of a product page's row, for cached() and prefetch()."""
-    return ("products", "product", (sku or "").strip().upper(), ["catalog"])
+    return ("products", "product", (sku or "").strip().upper(), ["catalog", "stock"])
+
+
+def stock_rows(ids):
+    """{id: plain row of what the stock parts of a page show} for these products (shop/_stock.html)."""
+    if not ids:
+        return {}
+    return {p.id: _stock_row(p) for p in db.session.scalars(select(Product).where(Product.id.in_(ids)))}
+
+
+def stock_rows_by_sku(sku):
+    """stock_rows() of one active product by SKU, in any case; {} when there is none."""
+    try:
+        product = product_by_sku(sku)
+    except NotFound:
+        return {}
+    return {product.id: _stock_row(product)}
+
+
+def _stock_row(product):
+    return Plain(
+        id=product.id,
+        name=product.name,
+        min_qty=product.min_qty,
+        qty_step=product.qty_step,
+        available=product.available,
+        low_stock=product.low_stock,
+        backorder_allowed=product.backorder_allowed,
+    )

@@ -41,6 +41,8 @@ S = OrderStatus
 # Orders that use credit but have no invoice yet.
 UNINVOICED = (S.PLACED, S.CONFIRMED, S.SHIPPED)
 OPEN = (S.PLACED, S.CREDIT_HOLD, S.CONFIRMED, S.SHIPPED, S.INVOICED)
+# What reserving and moving stock renews in the cache: the stock shown, not the rest of the catalog.
+STOCK = ("stock",)
 # action: (statuses it starts from, status it leads to, button label)
 TRANSITIONS = {
     "confirm": ((S.PLACED,), S.CONFIRMED, lazy_gettext("Confirm")),
@@ -292,7 +294,7 @@ def _reserve(product, quantity):
             (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
         )
         .values(stock_reserved=Product.stock_reserved + quantity)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, cache_touches=STOCK)
     )
     if result.rowcount != 1:
         db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
@@ -411,7 +413,7 @@ def _move_stock(line, reserved=0, on_hand=0):
             Product.stock_on_hand + on_hand >= 0,
         )
         .values(stock_reserved=Product.stock_reserved + reserved, stock_on_hand=Product.stock_on_hand + on_hand)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, cache_touches=STOCK)
     )
     if result.rowcount != 1:
         raise InvalidTransition(

@@ -116,8 +116,8 @@ def corrected(query):
 
 
 # --- what renews the vocabulary --------------------------------------------------------------------
-# Not every catalog change ("catalog" renews on each stock change, that is each order): only products added,
-# removed, renamed, (de)activated or moved, and categories. Results never depend on the vocabulary (the
+# Not every catalog change ("catalog" renews on product edits and stock imports, "stock" on each order): only
+# products added, removed, renamed, (de)activated or moved, and categories. Results never depend on the vocabulary (the
 # corrected query runs against the index like any other), only which guess is offered does.
 
 WORD_COLUMNS = ("name", "active", "category_id")

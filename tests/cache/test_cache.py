@@ -147,6 +147,20 @@ def test_stock_taken_by_a_checkout_on_one_instance_shows_on_the_other(app, shop,
     assert "95 in stock" in page(a.buyer, "/products/BEER-1") and "95 in stock" in page(a.buyer, "/products")
 
 
+@pytest.mark.parametrize("driver", ["filesystem"])
+def test_an_order_renews_the_stock_shown_but_not_the_pages_around_it(make_app, shop, cache_config, driver):
+    app = make_app(**cache_config)
+    buyer, other_buyer = signed_in(app, shop.buyer), signed_in(app, shop.buyer2)
+    assert "100 in stock" in page(buyer, "/products") and "100 in stock" in page(buyer, "/products/BEER-1")
+    misses = events(app, "miss", ("products",))
+    assert other_buyer.post("/cart/add", data={"sku": "BEER-1", "quantity": "5"}).status_code == 302
+    response = other_buyer.post("/checkout", data={"address_id": shop.company.addresses[0].id})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert "95 in stock" in page(buyer, "/products") and "95 in stock" in page(buyer, "/products/BEER-1")
+    # Only the two pages' stock parts were computed again: not the catalog page, its rows or the product page.
+    assert events(app, "miss", ("products",)) == misses + 2
+
+
 @pytest.mark.parametrize("driver", SHARED_DRIVERS)
 def test_the_cart_count_in_the_header_follows_adds_removals_and_checkout_on_either_instance(
     app, shop, two_instances, driver
@@ -428,9 +442,9 @@ def test_a_catalog_page_reads_all_its_prices_in_one_round_trip_and_then_comes_wh
     assert cold.count("€5.00") == warm.count("€5.00") == 12
     # Cold: the 12 prices come in one MGET with their generation tokens.
     assert [n for n in cold_calls if n >= 12] == [12 + 4]
-    assert len(calls) == 1  # warm: the user, the cart's line count and the whole page, read together
+    assert len(calls) == 1  # warm: the user, the cart's line count, the whole page and its stock, read together
     catalog = ("products", "prices")
-    assert events(shop_app, "miss", catalog) == 15 and events(shop_app, "hit", catalog) == 1
+    assert events(shop_app, "miss", catalog) == 16 and events(shop_app, "hit", catalog) == 2
 
 
 def test_only_catalog_addresses_as_the_search_form_sends_them_are_kept(make_app, app, shop, redis_namespace):
@@ -542,25 +556,26 @@ def test_stats_and_clear_commands(make_app, shop, redis_namespace, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Cache: filesystem" in result.output and "primary" in result.output
     products_row = next(line for line in result.output.splitlines() if line.strip().startswith("products"))
-    # The page as HTML, its products and its categories: 3 misses; then the HTML twice: 2 hits.
-    assert products_row.split()[1:3] == ["2", "3"]
-    assert "40.0%" in products_row
+    # The page as HTML, its products, its categories and its stock: 4 misses; then the HTML and the stock twice: 4 hits.
+    assert products_row.split()[1:3] == ["4", "4"]
+    assert "50.0%" in products_row
 
     with app.app_context():
         result = runner.invoke(args=["cache", "clear", "--type", "products"])
     assert result.exit_code == 0 and "Cleared cached products" in result.output
     misses = events(app, "miss")
     page(buyer, "/products")
-    assert events(app, "miss") == misses + 3  # HTML, products and categories recomputed, prices still cached
+    # HTML, products, categories and stock recomputed, prices still cached
+    assert events(app, "miss") == misses + 4
     with app.app_context():
         assert runner.invoke(args=["cache", "clear", "--type", "prices"]).exit_code == 0
     page(buyer, "/products")
-    assert events(app, "miss") == misses + 3 + 3  # the page's HTML and the prices of both products
+    assert events(app, "miss") == misses + 4 + 3  # the page's HTML and the prices of both products
     with app.app_context():
         assert runner.invoke(args=["cache", "clear"]).exit_code == 0
     page(buyer, "/products")
-    # everything: HTML, products, categories, both prices, the signed-in user and the cart's line count
-    assert events(app, "miss") == misses + 3 + 3 + 7
+    # everything: HTML, products, categories, stock, both prices, the signed-in user and the cart's line count
+    assert events(app, "miss") == misses + 4 + 3 + 8
 
 
 def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
@@ -573,9 +588,9 @@ def test_status_for_the_monitor(make_app, shop, redis_namespace, tmp_path):
     with app.app_context():
         status = cache_status()
     assert status["driver"] == "filesystem" and status["state"] == "primary" and status["degraded_since"] is None
-    # First page: the user, the cart's line count, the HTML, products, categories and 2 prices, all
-    # missed; second page: the user, the line count and the HTML, all hits.
-    assert status["hit_rate_5min"] == 0.3
+    # First page: the user, the cart's line count, the HTML, products, categories, 2 prices and the stock, all
+    # missed; second page: the user, the line count, the HTML and the stock, all hits.
+    assert status["hit_rate_5min"] == 0.3333
 
 
 def test_default_driver_is_redis_when_redis_is_configured(make_app, redis_namespace):
