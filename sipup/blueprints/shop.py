@@ -3,6 +3,7 @@
 import hashlib
 import os
 import re
+from itertools import chain
 
 from flask import (
     Blueprint,
@@ -40,8 +41,9 @@ from ..web import fill_slots, kept_page, kept_render
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
 CSRF_SLOT = Markup("<!--csrf-->")
-# Where a catalog card's stock and its quantity and "Add" button go (shop/_stock.html), and the CSRF token.
-CATALOG_SLOTS = re.compile(r"<!--(?:csrf|stock:\d+|order:\d+)-->")
+# Where a cached page's stock parts go (shop/_stock.html): a catalog card's stock line, then its quantity field
+# and button, card after card; a product page's stock line and its quantity field and button.
+STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
@@ -160,23 +162,22 @@ def products():
             category=category,
             sort=sort,
             csrf_slot=CSRF_SLOT,
-            stock_slot=_stock_slot,
-            order_slot=_order_slot,
+            stock_slot=STOCK_SLOT,
         )
-        return ids, str(html)
+        return tuple(ids), str(html).split(STOCK_SLOT)
 
-    # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices; the stock
-    # of its products kept apart, as fresh as the stock (an order renews it, not the page).
+    # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices, and kept in
+    # pieces around its stock parts; those are kept apart, as fresh as the stock (an order renews them, not the page).
     if _kept_as_html(notice, query):
-        ids, html = cached(*_catalog_entry(price_list_id), render)
-        parts = cached(*_catalog_stock_entry(), lambda: _catalog_stock_parts(ids))
-        if not all(_stock_slot(i) in parts for i in ids):  # kept for the page as it was before a catalog change
-            parts = _catalog_stock_parts(ids)
+        ids, pieces = cached(*_catalog_entry(price_list_id), render)
+        stock_ids, parts = cached(*_catalog_stock_entry(), lambda: _catalog_stock_parts(ids))
+        if stock_ids != ids:  # kept for the page as it was before a catalog change
+            stock_ids, parts = _catalog_stock_parts(ids)
     else:
-        ids, html = render()
-        parts = _catalog_stock_parts(ids)
-    filled = {**parts, CSRF_SLOT: generate_csrf()}
-    html = Markup(CATALOG_SLOTS.sub(lambda found: filled[found.group(0)], html))
+        ids, pieces = render()
+        stock_ids, parts = _catalog_stock_parts(ids)
+    html = "".join(chain.from_iterable(zip(pieces, parts))) + pieces[-1]
+    html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
         response = make_response(html)
     elif notice is None:
@@ -199,14 +200,6 @@ def _catalog_entry(price_list_id, language=None):
     )
 
 
-def _stock_slot(product_id):
-    return Markup(f"<!--stock:{int(product_id)}-->")
-
-
-def _order_slot(product_id):
-    return Markup(f"<!--order:{int(product_id)}-->")
-
-
 def _catalog_stock_entry(language=None):
     """The cache entry (type, name, args, depends) of this catalog address's stock parts, in one language: the
     same products for every price list."""
@@ -217,13 +210,12 @@ def _catalog_stock_entry(language=None):
 
 
 def _catalog_stock_parts(ids):
-    """{slot: HTML} of these products' stock and quantity fields (shop/_stock.html), as the database has them now."""
+    """(ids, [HTML]) of these products' stock lines and quantity fields (shop/_stock.html) as the database has
+    them now, two a product in the order of ids."""
     stock = get_template_attribute("shop/_stock.html", "catalog_stock")
     order = get_template_attribute("shop/_stock.html", "catalog_order")
-    parts = {}
-    for row in catalog.stock_rows(ids).values():
-        parts[_stock_slot(row.id)], parts[_order_slot(row.id)] = str(stock(row)), str(order(row))
-    return parts
+    rows = catalog.stock_rows(ids)  # a product deleted since the page was read shows no stock
+    return ids, [str(part(rows[i])) if i in rows else "" for i in ids for part in (stock, order)]
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
@@ -292,7 +284,6 @@ def product(sku):
 # Where a product page's per-request parts go; escaped data can never read like these.
 QUANTITY_SLOT, LISTS_SLOT = Markup("<!--quantity-->"), Markup("<!--save-to-list-->")
 SKU_SLOT, MIN_QTY_SLOT, QTY_STEP_SLOT = Markup("<!--sku-->"), Markup("<!--min-qty-->"), Markup("<!--qty-step-->")
-STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
 
 
 def _product_body(sku, price_list_id):
