@@ -279,7 +279,7 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
         )
     emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
-    mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
+    mail.queue_mail("order_confirmation", order.id, priority="high", new_object=True)  # sent only if this commits
     return order
 
 
