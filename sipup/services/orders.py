@@ -201,13 +201,10 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
     )
-    if checkout_key:
-        placed = db.session.get(CheckoutKey, (company_id, checkout_key), populate_existing=True)
-        if placed is not None:
-            raise AlreadyPlaced(placed.order_number)
-    company = db.session.get(Company, company_id, populate_existing=True)
-    address = db.session.get(Address, address_id) if address_id else None
-    if address is None or address.company_id != company_id:
+    placed, company, address = _read_under_lock(company_id, checkout_key, address_id)
+    if placed is not None:
+        raise AlreadyPlaced(placed)
+    if address is None:
         raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
@@ -281,6 +278,19 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
     mail.queue_mail("order_confirmation", order.id, priority="high", new_object=True)  # sent only if this commits
     return order
+
+
+def _read_under_lock(company_id, checkout_key, address_id):
+    """One read after the company lock: the number of the order this checkout key placed (or None), the company
+    as it is now, and the delivery address if it is one of the company's (or None)."""
+    return db.session.execute(
+        select(CheckoutKey.order_number, Company, Address)
+        .select_from(Company)
+        .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == checkout_key))
+        .outerjoin(Address, (Address.id == address_id) & (Address.company_id == Company.id))
+        .where(Company.id == company_id)
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def _reserve(product, quantity):

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from flask_babel import force_locale
 
-from sipup.exceptions import EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from sipup.exceptions import AlreadyPlaced, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from sipup.extensions import db
 from sipup.i18n import money, shown
 from sipup.models import Invoice, Order, OrderStatus, Payment, Product, utcnow
@@ -163,6 +163,23 @@ def test_an_address_of_another_company_is_refused(app, buyer, make_company, make
             orders.checkout(buyer, D("0.20"), address_id=address_id)
     assert stock(product) == (100, 0)
     assert len(carts.items(buyer.id)) == 1
+
+
+def test_a_checkout_key_that_placed_an_order_names_it_and_places_no_other(
+    app, buyer, make_company, make_user, make_product, place
+):
+    product = make_product()
+    order = place(buyer, (product, 1), checkout_key="k" * 22)
+    carts.add(buyer.id, product, 2)
+
+    with pytest.raises(AlreadyPlaced) as placed:
+        orders.checkout(buyer, D("0.20"), address_id=buyer.company.addresses[0].id, checkout_key="k" * 22)
+
+    assert placed.value.number == order.number
+    assert stock(product) == (100, 1)
+    assert len(carts.items(buyer.id)) == 1
+    other = make_user("buyer", make_company())  # the same key of another company places its own order
+    assert place(other, (product, 1), checkout_key="k" * 22).number != order.number
 
 
 @pytest.mark.parametrize("days", [-1, 0])
