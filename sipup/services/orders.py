@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask_babel import gettext, lazy_gettext
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -181,21 +181,27 @@ def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=N
     checkout_key that placed an order before raises AlreadyPlaced instead of placing another.
 
     vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
+    args = (user.id, user.company_id, vat_rules, po_reference[:60], requested_date, address_id, note[:1000])
     with kept_loaded():  # the order as placed: its number and status are shown without reading it again
-        return run_in_transaction(
-            _checkout,
-            user.id,
-            user.company_id,
-            vat_rules,
-            po_reference[:60],
-            requested_date,
-            address_id,
-            note[:1000],
-            checkout_key,
-        )
+        try:
+            return run_in_transaction(_checkout, *args, checkout_key)
+        except _LinesRefused:
+            # Rare: stock ran short since the cart was filled. Try again one line at a time, which names the
+            # line that does not fit under lock (or places the order if stock came back meanwhile).
+            return run_in_transaction(_checkout, *args, checkout_key, one_line_at_a_time=True)
 
 
-def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note, checkout_key=None):
+def _checkout(
+    user_id,
+    company_id,
+    vat_rules,
+    po_reference,
+    requested_date,
+    address_id,
+    note,
+    checkout_key=None,
+    one_line_at_a_time=False,
+):
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
     # repeated form waits for the first one and then finds the order it placed.
     db.session.execute(
@@ -218,8 +224,9 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     if problems:
         raise InvalidInput(" ".join(problems))
     # Reserve in product order so concurrent checkouts take row locks in the same order.
-    for line in sorted(priced.lines, key=lambda each: each.product.id):
-        _reserve(line.product, line.quantity)
+    lines = sorted(priced.lines, key=lambda each: each.product.id)
+    for batch in ([line] for line in lines) if one_line_at_a_time else [lines]:
+        _reserve(batch)
     credit = credit_position(company)
     status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
     # Whole seconds: DATETIME keeps no fraction, and MySQL rounds it, which could carry the last second of a
@@ -280,6 +287,10 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     return order
 
 
+class _LinesRefused(Exception):
+    """Stock refused at least one of several lines reserved together; which one is found line by line."""
+
+
 def _read_under_lock(company_id, checkout_key, address_id):
     """One read after the company lock: the number of the order this checkout key placed (or None), the company
     as it is now, and the delivery address if it is one of the company's (or None)."""
@@ -293,34 +304,42 @@ def _read_under_lock(company_id, checkout_key, address_id):
     ).one()
 
 
-def _reserve(product, quantity):
-    """One conditional update: reserve only if on hand minus reserved covers it (or backorder is on)."""
+def _reserve(lines):
+    """One conditional update for all lines: each product reserves its line's quantity, and only if on hand minus
+    reserved covers it (or backorder is on). A refused single line raises OutOfStock naming it; a refusal among
+    several lines raises _LinesRefused, since the update does not say which of them it left alone."""
+    quantities = {line.product.id: line.quantity for line in lines}
+    quantity = case(quantities, value=Product.id)
     result = db.session.execute(
         update(Product)
         .where(
-            Product.id == product.id,
+            Product.id.in_(quantities),
             (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
         )
         .values(stock_reserved=Product.stock_reserved + quantity)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
-        if product.available <= 0:
-            message = gettext(
-                "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
-                name=product.name,
-                sku=product.sku,
-            )
-        else:
-            message = gettext(
-                "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
-                "to %(available)s or fewer and try again.",
-                available=written_number(product.available),
-                name=product.name,
-                sku=product.sku,
-            )
-        raise OutOfStock(message, product.id)
+    if result.rowcount == len(lines):
+        return
+    if len(lines) > 1:
+        raise _LinesRefused()
+    product = lines[0].product
+    db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
+    if product.available <= 0:
+        message = gettext(
+            "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
+            name=product.name,
+            sku=product.sku,
+        )
+    else:
+        message = gettext(
+            "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
+            "to %(available)s or fewer and try again.",
+            available=written_number(product.available),
+            name=product.name,
+            sku=product.sku,
+        )
+    raise OutOfStock(message, product.id)
 
 
 def _record(order, status, user_id, note=""):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from flask_babel import force_locale
+from sqlalchemy import event
 
 from sipup.exceptions import AlreadyPlaced, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from sipup.extensions import db
@@ -265,6 +266,56 @@ def test_out_of_stock_on_one_line_reserves_nothing(app, buyer, make_product, pla
     assert stock(plenty) == (100, 0)
     assert stock(scarce) == (5, 3)
     assert db.session.scalar(db.select(db.func.count(Order.id))) == 0
+
+
+def test_the_short_line_among_several_is_named_with_what_is_left(app, buyer, make_product, place):
+    """Reserved in one statement, refused lines are named as one at a time: here the second by id, with a first
+    line whose stock after its own reservation would look short too."""
+    first = make_product(sku="FIRST-1", stock_on_hand=10)
+    short = make_product(sku="SHORT-1", name="Dunkel", stock_on_hand=5)
+    last = make_product(sku="LAST-1", stock_on_hand=100)
+    carts.add(buyer.id, last, 1)
+    carts.add(buyer.id, short, 4)
+    carts.add(buyer.id, first, 6)
+    short.stock_reserved = 3  # another order reserved some since
+    db.session.commit()
+
+    with pytest.raises(OutOfStock) as error:
+        place(buyer)
+
+    assert str(error.value) == (
+        "Only 2 of Dunkel (SHORT-1) left: another buyer ordered meanwhile. Change the quantity to 2 or fewer and "
+        "try again."
+    )
+    assert error.value.product_id == short.id
+    assert [stock(p) for p in (first, short, last)] == [(10, 0), (5, 3), (100, 0)]
+    assert len(carts.items(buyer.id)) == 3
+
+
+def test_a_checkout_reserves_all_its_lines_in_one_statement(app, backend, buyer, make_product):
+    """The statements of a checkout: the company lock, one read under it, the cart, one reservation for every
+    line, the credit, the rows written (SQLite inserts order lines one by one), the cart emptied, the mail job."""
+    products = [make_product(stock_on_hand=50) for _ in range(4)]
+    for product in reversed(products):
+        carts.add(buyer.id, product, 2)
+    address_id = buyer.company.addresses[0].id
+    db.session.commit()
+    db.session.refresh(buyer)  # what the signed-in request has loaded already
+    statements = []
+
+    def note(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        orders.checkout(buyer, D("0.20"), address_id=address_id, checkout_key="k" * 22)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+    assert [stock(product) for product in products] == [(50, 2)] * 4
+    assert sum(s.startswith("UPDATE products") for s in statements) == 1
+    assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in statements)
+    assert len(statements) == {"sqlite": 15, "mariadb": 12}[backend[0]], statements
 
 
 def test_backorder_products_reserve_beyond_stock(app, buyer, make_product, place):
