@@ -151,15 +151,18 @@ def uninvoiced_query(company_id):
     )
 
 
-def credit_position(company):
-    """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
+def credit_used(company_id):
+    """The two sums credit_position() needs, as columns for a select: open invoices, orders not yet invoiced."""
     open_invoices = select(
         func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount - Invoice.credited_amount), 0)
-    ).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
-    # One statement, both sums.
-    open_invoices, uninvoiced = db.session.execute(
-        select(open_invoices.scalar_subquery(), uninvoiced_query(company.id).scalar_subquery())
-    ).one()
+    ).where(Invoice.company_id == company_id, Invoice.paid_at.is_(None))
+    return open_invoices.scalar_subquery(), uninvoiced_query(company_id).scalar_subquery()
+
+
+def credit_position(company, sums=None):
+    """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left. sums: those of
+    credit_used() when another read brought them (checkout's read under the company lock); else one read here."""
+    open_invoices, uninvoiced = sums or db.session.execute(select(*credit_used(company.id))).one()
     open_balance = money(open_invoices)
     used = money(open_balance + money(uninvoiced))
     return {
@@ -207,7 +210,7 @@ def _checkout(
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
     )
-    placed, company, address = _read_under_lock(company_id, checkout_key, address_id)
+    placed, company, address, *credit_sums = _read_under_lock(company_id, checkout_key, address_id)
     if placed is not None:
         raise AlreadyPlaced(placed)
     if address is None:
@@ -227,7 +230,7 @@ def _checkout(
     lines = sorted(priced.lines, key=lambda each: each.product.id)
     for batch in ([line] for line in lines) if one_line_at_a_time else [lines]:
         _reserve(batch)
-    credit = credit_position(company)
+    credit = credit_position(company, credit_sums)
     status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
     # Whole seconds: DATETIME keeps no fraction, and MySQL rounds it, which could carry the last second of a
     # month into the next one, away from the month the order number names.
@@ -293,9 +296,10 @@ class _LinesRefused(Exception):
 
 def _read_under_lock(company_id, checkout_key, address_id):
     """One read after the company lock: the number of the order this checkout key placed (or None), the company
-    as it is now, and the delivery address if it is one of the company's (or None)."""
+    as it is now, the delivery address if it is one of the company's (or None), and the credit it uses (the
+    lock holds its other checkouts off, so the sums stand until this one commits)."""
     return db.session.execute(
-        select(CheckoutKey.order_number, Company, Address)
+        select(CheckoutKey.order_number, Company, Address, *credit_used(company_id))
         .select_from(Company)
         .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == checkout_key))
         .outerjoin(Address, (Address.id == address_id) & (Address.company_id == Company.id))
