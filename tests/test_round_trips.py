@@ -356,4 +356,4 @@ def test_the_writes_read_each_row_once(redis_app, shop):
     # again after the commit.
     statements = {name: counts["sql"] for name, counts in sent.items()}
     assert statements == {**statements, "cart add": 3, "quick-order add": 4, "checkout page": 2}
-    assert statements["checkout"] <= 13, statements  # 12 on MariaDB, 13 on SQLite (order lines one by one)
+    assert statements["checkout"] <= 12, statements
