@@ -1,11 +1,12 @@
 """Orders on account: checkout with stock reservation and credit check, reorder, and status changes."""
 
+import functools
 import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask_babel import gettext, lazy_gettext
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -304,14 +305,23 @@ def _read_under_lock(company_id, checkout_key, address_id):
     """One read after the company lock: the number of the order this checkout key placed (or None), the company
     as it is now, the delivery address if it is one of the company's (or None), and the credit it uses (the
     lock holds its other checkouts off, so the sums stand until this one commits)."""
-    return db.session.execute(
+    values = {"company_id": company_id, "key": checkout_key, "address_id": address_id}
+    return db.session.execute(_under_lock_query(), values).one()
+
+
+@functools.cache
+def _under_lock_query():
+    # Built once with bound values: SQLAlchemy then works out its cache key once, not on every checkout. A key
+    # or address of None matches nothing (= NULL is never true).
+    company_id = bindparam("company_id")
+    return (
         select(CheckoutKey.order_number, Company, Address, *credit_used(company_id))
         .select_from(Company)
-        .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == checkout_key))
-        .outerjoin(Address, (Address.id == address_id) & (Address.company_id == Company.id))
+        .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == bindparam("key")))
+        .outerjoin(Address, (Address.id == bindparam("address_id")) & (Address.company_id == Company.id))
         .where(Company.id == company_id)
         .execution_options(populate_existing=True)
-    ).one()
+    )
 
 
 def _reserve(lines):
