@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask_babel import gettext, lazy_gettext
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -328,17 +328,10 @@ def _reserve(lines):
     """One conditional update for all lines: each product reserves its line's quantity, and only if on hand minus
     reserved covers it (or backorder is on). A refused single line raises OutOfStock naming it; a refusal among
     several lines raises _LinesRefused, since the update does not say which of them it left alone."""
-    quantities = {line.product.id: line.quantity for line in lines}
-    quantity = case(quantities, value=Product.id)
-    result = db.session.execute(
-        update(Product)
-        .where(
-            Product.id.in_(quantities),
-            (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
-        )
-        .values(stock_reserved=Product.stock_reserved + quantity)
-        .execution_options(synchronize_session=False)
-    )
+    values = {"ids": [line.product.id for line in lines]}
+    for i, line in enumerate(lines):
+        values[f"id_{i}"], values[f"quantity_{i}"] = line.product.id, line.quantity
+    result = db.session.execute(_reservation(len(lines)), values)
     if result.rowcount == len(lines):
         return
     if len(lines) > 1:
@@ -360,6 +353,24 @@ def _reserve(lines):
             sku=product.sku,
         )
     raise OutOfStock(message, product.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _reservation(count):
+    # Built once per number of lines, with bound values (ids, id_0, quantity_0, ...): its cache key is then not
+    # worked out again on every checkout.
+    quantity = case(
+        *((Product.id == bindparam(f"id_{i}"), bindparam(f"quantity_{i}", type_=Integer)) for i in range(count))
+    )
+    return (
+        update(Product)
+        .where(
+            Product.id.in_(bindparam("ids", expanding=True)),
+            (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
+        )
+        .values(stock_reserved=Product.stock_reserved + quantity)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _record(order, status, user_id, note=""):
