@@ -89,10 +89,12 @@ def job(priority="normal", periodic=None, lease=None, name=None):
     return decorate
 
 
-def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
+def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None, new_key=False):
     """Record a job in the current transaction; Huey gets it once that transaction commits.
 
-    Returns the Job, or None when a job with the same dedupe_key already exists.
+    Returns the Job, or None when a job with the same dedupe_key already exists. new_key: the dedupe_key names
+    something made in this transaction (a new order), so no job can hold it yet: the row is stored with its key
+    without the savepoint that catches a duplicate.
     """
     queue = current_app.extensions["queue"]
     wrapper = JOBS[job_or_name] if isinstance(job_or_name, str) else job_or_name
@@ -114,7 +116,7 @@ def enqueue(job_or_name, *args, priority=None, delay=0, dedupe_key=None):
         error="",
         result="",
     )
-    if dedupe_key is None:
+    if dedupe_key is None or new_key:
         db.session.add(record)
         db.session.flush()
     else:

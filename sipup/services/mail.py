@@ -412,12 +412,14 @@ def queue_overdue_reminders(today=None):
     return f"{queued} reminder(s) queued for {len(ids)} overdue invoice(s)"
 
 
-def queue_mail(kind, object_id, priority="normal", key_suffix=""):
-    """Enqueue a mail in the caller's transaction, once per kind, object and suffix."""
+def queue_mail(kind, object_id, priority="normal", key_suffix="", new_object=False):
+    """Enqueue a mail in the caller's transaction, once per kind, object and suffix. new_object: the object was
+    made in this transaction, so no mail of it can be queued yet (see enqueue's new_key)."""
     return enqueue(
         SEND_MAIL,
         kind,
         object_id,
         priority=priority,
         dedupe_key=f"mail:{kind}:{object_id}{':' + key_suffix if key_suffix else ''}",
+        new_key=new_object,
     )

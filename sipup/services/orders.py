@@ -1,11 +1,12 @@
 """Orders on account: checkout with stock reservation and credit check, reorder, and status changes."""
 
+import functools
 import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask_babel import gettext, lazy_gettext
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import selectinload
 
 from sipup.cache import PageOf, Plain, cached
@@ -153,15 +154,18 @@ def uninvoiced_query(company_id):
     )
 
 
-def credit_position(company):
-    """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left."""
+def credit_used(company_id):
+    """The two sums credit_position() needs, as columns for a select: open invoices, orders not yet invoiced."""
     open_invoices = select(
         func.coalesce(func.sum(Invoice.amount - Invoice.paid_amount - Invoice.credited_amount), 0)
-    ).where(Invoice.company_id == company.id, Invoice.paid_at.is_(None))
-    # One statement, both sums.
-    open_invoices, uninvoiced = db.session.execute(
-        select(open_invoices.scalar_subquery(), uninvoiced_query(company.id).scalar_subquery())
-    ).one()
+    ).where(Invoice.company_id == company_id, Invoice.paid_at.is_(None))
+    return open_invoices.scalar_subquery(), uninvoiced_query(company_id).scalar_subquery()
+
+
+def credit_position(company, sums=None):
+    """Credit limit, what is used (open invoices plus orders not yet invoiced) and what is left. sums: those of
+    credit_used() when another read brought them (checkout's read under the company lock); else one read here."""
+    open_invoices, uninvoiced = sums or db.session.execute(select(*credit_used(company.id))).one()
     open_balance = money(open_invoices)
     used = money(open_balance + money(uninvoiced))
     return {
@@ -183,33 +187,36 @@ def checkout(user, vat_rules, po_reference="", requested_date=None, address_id=N
     checkout_key that placed an order before raises AlreadyPlaced instead of placing another.
 
     vat_rules: vat.VatRules (or one rate for every class); the delivery address's country decides the rates."""
+    args = (user.id, user.company_id, vat_rules, po_reference[:60], requested_date, address_id, note[:1000])
     with kept_loaded():  # the order as placed: its number and status are shown without reading it again
-        return run_in_transaction(
-            _checkout,
-            user.id,
-            user.company_id,
-            vat_rules,
-            po_reference[:60],
-            requested_date,
-            address_id,
-            note[:1000],
-            checkout_key,
-        )
+        try:
+            return run_in_transaction(_checkout, *args, checkout_key)
+        except _LinesRefused:
+            # Rare: stock ran short since the cart was filled. Try again one line at a time, which names the
+            # line that does not fit under lock (or places the order if stock came back meanwhile).
+            return run_in_transaction(_checkout, *args, checkout_key, one_line_at_a_time=True)
 
 
-def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, address_id, note, checkout_key=None):
+def _checkout(
+    user_id,
+    company_id,
+    vat_rules,
+    po_reference,
+    requested_date,
+    address_id,
+    note,
+    checkout_key=None,
+    one_line_at_a_time=False,
+):
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
     # repeated form waits for the first one and then finds the order it placed.
     db.session.execute(
         update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
     )
-    if checkout_key:
-        placed = db.session.get(CheckoutKey, (company_id, checkout_key), populate_existing=True)
-        if placed is not None:
-            raise AlreadyPlaced(placed.order_number)
-    company = db.session.get(Company, company_id, populate_existing=True)
-    address = db.session.get(Address, address_id) if address_id else None
-    if address is None or address.company_id != company_id:
+    placed, company, address, *credit_sums = _read_under_lock(company_id, checkout_key, address_id)
+    if placed is not None:
+        raise AlreadyPlaced(placed)
+    if address is None:
         raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
@@ -223,9 +230,10 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     if problems:
         raise InvalidInput(" ".join(problems))
     # Reserve in product order so concurrent checkouts take row locks in the same order.
-    for line in sorted(priced.lines, key=lambda each: each.product.id):
-        _reserve(line.product, line.quantity)
-    credit = credit_position(company)
+    lines = sorted(priced.lines, key=lambda each: each.product.id)
+    for batch in ([line] for line in lines) if one_line_at_a_time else [lines]:
+        _reserve(batch)
+    credit = credit_position(company, credit_sums)
     status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
     # Whole seconds: DATETIME keeps no fraction, and MySQL rounds it, which could carry the last second of a
     # month into the next one, away from the month the order number names.
@@ -248,23 +256,29 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
     db.session.add(order)
     db.session.flush()
     order.number = order_number(order.id, now)
-    for line in priced.lines:
-        db.session.add(
-            OrderLine(
-                order_id=order.id,
-                created_at=now,
-                product_id=line.product.id,
-                sku=line.product.sku,
-                name=line.product.name,
-                sell_unit=line.product.sell_unit,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                unit_deposit=line.unit_deposit,
-                line_total=line.line_total,
-                vat_rate=line.vat_rate,
-                deposit_vat_rate=line.deposit_vat_rate,
-            )
-        )
+    # The lines in one multi-row insert, on every backend, without objects this unit never uses (order.lines
+    # reads them when shown); the order itself renews what order lists show.
+    written = OrderLine.__table__.insert().execution_options(cache_touches=("orders-all",))
+    db.session.execute(
+        written,
+        [
+            {
+                "order_id": order.id,
+                "created_at": now,
+                "product_id": line.product.id,
+                "sku": line.product.sku,
+                "name": line.product.name,
+                "sell_unit": line.product.sell_unit,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "unit_deposit": line.unit_deposit,
+                "line_total": line.line_total,
+                "vat_rate": line.vat_rate,
+                "deposit_vat_rate": line.deposit_vat_rate,
+            }
+            for line in priced.lines
+        ],
+    )
     hold_note = ""
     if status == S.CREDIT_HOLD:
         hold_note = kept(
@@ -281,38 +295,84 @@ def _checkout(user_id, company_id, vat_rules, po_reference, requested_date, addr
         )
     emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
-    mail.queue_mail("order_confirmation", order.id, priority="high")  # sent only if this commits
+    mail.queue_mail("order_confirmation", order.id, priority="high", new_object=True)  # sent only if this commits
     return order
 
 
-def _reserve(product, quantity):
-    """One conditional update: reserve only if on hand minus reserved covers it (or backorder is on)."""
-    result = db.session.execute(
+class _LinesRefused(Exception):
+    """Stock refused at least one of several lines reserved together; which one is found line by line."""
+
+
+def _read_under_lock(company_id, checkout_key, address_id):
+    """One read after the company lock: the number of the order this checkout key placed (or None), the company
+    as it is now, the delivery address if it is one of the company's (or None), and the credit it uses (the
+    lock holds its other checkouts off, so the sums stand until this one commits)."""
+    values = {"company_id": company_id, "key": checkout_key, "address_id": address_id}
+    return db.session.execute(_under_lock_query(), values).one()
+
+
+@functools.cache
+def _under_lock_query():
+    # Built once with bound values: SQLAlchemy then works out its cache key once, not on every checkout. A key
+    # or address of None matches nothing (= NULL is never true).
+    company_id = bindparam("company_id")
+    return (
+        select(CheckoutKey.order_number, Company, Address, *credit_used(company_id))
+        .select_from(Company)
+        .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == bindparam("key")))
+        .outerjoin(Address, (Address.id == bindparam("address_id")) & (Address.company_id == Company.id))
+        .where(Company.id == company_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _reserve(lines):
+    """One conditional update for all lines: each product reserves its line's quantity, and only if on hand minus
+    reserved covers it (or backorder is on). A refused single line raises OutOfStock naming it; a refusal among
+    several lines raises _LinesRefused, since the update does not say which of them it left alone."""
+    values = {"ids": [line.product.id for line in lines]}
+    for i, line in enumerate(lines):
+        values[f"id_{i}"], values[f"quantity_{i}"] = line.product.id, line.quantity
+    result = db.session.execute(_reservation(len(lines)), values)
+    if result.rowcount == len(lines):
+        return
+    if len(lines) > 1:
+        raise _LinesRefused()
+    product = lines[0].product
+    db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
+    if product.available <= 0:
+        message = gettext(
+            "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
+            name=product.name,
+            sku=product.sku,
+        )
+    else:
+        message = gettext(
+            "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
+            "to %(available)s or fewer and try again.",
+            available=written_number(product.available),
+            name=product.name,
+            sku=product.sku,
+        )
+    raise OutOfStock(message, product.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _reservation(count):
+    # Built once per number of lines, with bound values (ids, id_0, quantity_0, ...): its cache key is then not
+    # worked out again on every checkout.
+    quantity = case(
+        *((Product.id == bindparam(f"id_{i}"), bindparam(f"quantity_{i}", type_=Integer)) for i in range(count))
+    )
+    return (
         update(Product)
         .where(
-            Product.id == product.id,
+            Product.id.in_(bindparam("ids", expanding=True)),
             (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
         )
         .values(stock_reserved=Product.stock_reserved + quantity)
         .execution_options(synchronize_session=False, cache_touches=STOCK)
     )
-    if result.rowcount != 1:
-        db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
-        if product.available <= 0:
-            message = gettext(
-                "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
-                name=product.name,
-                sku=product.sku,
-            )
-        else:
-            message = gettext(
-                "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
-                "to %(available)s or fewer and try again.",
-                available=written_number(product.available),
-                name=product.name,
-                sku=product.sku,
-            )
-        raise OutOfStock(message, product.id)
 
 
 def _record(order, status, user_id, note=""):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from flask_babel import force_locale
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from sipup.extensions import db
 from sipup.i18n import N_, kept, kept_parts, shown
@@ -304,6 +304,26 @@ def test_a_duplicate_dedupe_key_is_skipped_without_losing_the_transaction(qapp):
     assert the_job(kept) is not None
     process(qapp)
     assert sorted(RUNS) == ["first", "same transaction"]
+
+
+def test_a_key_new_to_the_transaction_is_stored_by_one_insert_and_still_dedupes(qapp):
+    """new_key (the job names an object made in this transaction): no savepoint around the insert, the key kept."""
+    statements = []
+
+    def note(_conn, _cursor, statement, *_args):
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        assert enqueue(record_run, "first", dedupe_key="new-order", new_key=True) is not None
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    db.session.commit()
+    assert statements == ["INSERT"]
+    assert enqueue(record_run, "again", dedupe_key="new-order") is None
+    db.session.commit()
+    process(qapp)
+    assert RUNS == ["first"]
 
 
 def test_unknown_priority_is_refused(qapp):

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 from flask_babel import force_locale
+from sqlalchemy import event
 
-from sipup.exceptions import EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
+from sipup.exceptions import AlreadyPlaced, EmptyCart, InvalidInput, InvalidTransition, NotFound, OutOfStock
 from sipup.extensions import db
 from sipup.i18n import money, shown
 from sipup.models import Invoice, Order, OrderStatus, Payment, Product, utcnow
@@ -165,6 +166,23 @@ def test_an_address_of_another_company_is_refused(app, buyer, make_company, make
     assert len(carts.items(buyer.id)) == 1
 
 
+def test_a_checkout_key_that_placed_an_order_names_it_and_places_no_other(
+    app, buyer, make_company, make_user, make_product, place
+):
+    product = make_product()
+    order = place(buyer, (product, 1), checkout_key="k" * 22)
+    carts.add(buyer.id, product, 2)
+
+    with pytest.raises(AlreadyPlaced) as placed:
+        orders.checkout(buyer, D("0.20"), address_id=buyer.company.addresses[0].id, checkout_key="k" * 22)
+
+    assert placed.value.number == order.number
+    assert stock(product) == (100, 1)
+    assert len(carts.items(buyer.id)) == 1
+    other = make_user("buyer", make_company())  # the same key of another company places its own order
+    assert place(other, (product, 1), checkout_key="k" * 22).number != order.number
+
+
 @pytest.mark.parametrize("days", [-1, 0])
 def test_a_requested_date_before_tomorrow_is_refused(app, buyer, make_product, place, days):
     with pytest.raises(InvalidInput, match="The requested delivery date must be tomorrow or later."):
@@ -248,6 +266,57 @@ def test_out_of_stock_on_one_line_reserves_nothing(app, buyer, make_product, pla
     assert stock(plenty) == (100, 0)
     assert stock(scarce) == (5, 3)
     assert db.session.scalar(db.select(db.func.count(Order.id))) == 0
+
+
+def test_the_short_line_among_several_is_named_with_what_is_left(app, buyer, make_product, place):
+    """Reserved in one statement, refused lines are named as one at a time: here the second by id, with a first
+    line whose stock after its own reservation would look short too."""
+    first = make_product(sku="FIRST-1", stock_on_hand=10)
+    short = make_product(sku="SHORT-1", name="Dunkel", stock_on_hand=5)
+    last = make_product(sku="LAST-1", stock_on_hand=100)
+    carts.add(buyer.id, last, 1)
+    carts.add(buyer.id, short, 4)
+    carts.add(buyer.id, first, 6)
+    short.stock_reserved = 3  # another order reserved some since
+    db.session.commit()
+
+    with pytest.raises(OutOfStock) as error:
+        place(buyer)
+
+    assert str(error.value) == (
+        "Only 2 of Dunkel (SHORT-1) left: another buyer ordered meanwhile. Change the quantity to 2 or fewer and "
+        "try again."
+    )
+    assert error.value.product_id == short.id
+    assert [stock(p) for p in (first, short, last)] == [(10, 0), (5, 3), (100, 0)]
+    assert len(carts.items(buyer.id)) == 3
+
+
+def test_a_checkout_reserves_all_its_lines_in_one_statement(app, buyer, make_product):
+    """The statements of a checkout, as many for four lines as for one: the company lock, one read under it
+    (credit included), the cart, one reservation, the rows written (the lines in one), the cart emptied, the
+    mail job."""
+    products = [make_product(stock_on_hand=50) for _ in range(4)]
+    for product in reversed(products):
+        carts.add(buyer.id, product, 2)
+    address_id = buyer.company.addresses[0].id
+    db.session.commit()
+    db.session.refresh(buyer)  # what the signed-in request has loaded already
+    statements = []
+
+    def note(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        orders.checkout(buyer, D("0.20"), address_id=address_id, checkout_key="k" * 22)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+    assert [stock(product) for product in products] == [(50, 2)] * 4
+    assert sum(s.startswith("UPDATE products") for s in statements) == 1
+    assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in statements)
+    assert len(statements) == 11, statements
 
 
 def test_backorder_products_reserve_beyond_stock(app, buyer, make_product, place):
