@@ -6,6 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext
 from sqlalchemy import delete, func, inspect, select
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.util import identity_key
 
 from sipup.cache import cached, prefetch, prefetch_riding
@@ -36,7 +37,9 @@ def user_by_email(email):
 
 def authenticate(email, password):
     """The active user with this e-mail and password, or None."""
-    user = user_by_email(email)
+    # With the company, which decides whether the user is active: one read.
+    stmt = select(User).options(joinedload(User.company)).where(User.email == normalise_email(email))
+    user = db.session.scalar(stmt)
     if user is None:
         # An unknown e-mail costs what a wrong password does, so the answer's time tells nothing.
         User(password_hash=dummy_hash()).check_password(password or "")
@@ -53,16 +56,16 @@ def authenticate(email, password):
 def start_session(user, address="", user_agent=""):
     """Record a new signed-in browser for this user; returns its id, which the login cookie carries."""
     oldest_kept = utcnow() - _session_lifetime()
-    db.session.execute(
-        delete(UserSession).where(UserSession.user_id == user.id, UserSession.created_at < oldest_kept),
-        execution_options={"cache_touches": (f"user:{user.id}",)},
-    )
-    live = db.session.scalars(
-        select(UserSession.id).where(UserSession.user_id == user.id).order_by(UserSession.created_at.desc())
+    # The expired ones and, past the newest MAX_SESSIONS - 1, the oldest: ended in one statement when there are any.
+    kept = db.session.execute(
+        select(UserSession.id, UserSession.created_at)
+        .where(UserSession.user_id == user.id)
+        .order_by(UserSession.created_at.desc(), UserSession.id.desc())
     ).all()
-    if len(live) >= MAX_SESSIONS:
+    ended = [row.id for n, row in enumerate(kept) if n >= MAX_SESSIONS - 1 or row.created_at < oldest_kept]
+    if ended:
         db.session.execute(
-            delete(UserSession).where(UserSession.id.in_(live[MAX_SESSIONS - 1 :])),
+            delete(UserSession).where(UserSession.user_id == user.id, UserSession.id.in_(ended)),
             execution_options={"cache_touches": (f"user:{user.id}",)},
         )
     row = UserSession(user_id=user.id, address=(address or "")[:45], user_agent=(user_agent or "")[:200])

@@ -116,6 +116,17 @@ def test_signing_in_again_and_again_keeps_a_bounded_number_of_sessions(site, buy
     assert live_sessions(buyer) == accounts.MAX_SESSIONS
 
 
+def test_signing_in_ends_the_sessions_older_than_the_lifetime(site, buyer):
+    from sipup.services import accounts
+
+    for _ in range(3):
+        accounts.start_session(buyer)
+    db.session.execute(UserSession.__table__.update().values(created_at=utcnow() - timedelta(hours=13)))
+    db.session.commit()
+    accounts.start_session(buyer)
+    assert live_sessions(buyer) == 1
+
+
 # --- password reset ----------------------------------------------------------------------------------
 
 
