@@ -36,7 +36,8 @@ def user_by_email(email):
 
 
 def authenticate(email, password):
-    """The active user with this e-mail and password, or None."""
+    """The active user with this e-mail and password, or None; the sign-in time (and a hash of an earlier release
+    replaced) are written with the session that start_session() commits next."""
     # With the company, which decides whether the user is active: one read.
     stmt = select(User).options(joinedload(User.company)).where(User.email == normalise_email(email))
     user = db.session.scalar(stmt)
@@ -49,7 +50,6 @@ def authenticate(email, password):
     if needs_rehash(user.password_hash):  # a hash of an earlier release: replaced, the sessions kept
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
-    db.session.commit()
     return user
 
 
