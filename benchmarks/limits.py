@@ -80,7 +80,7 @@ class Server:
             try:
                 urllib.request.urlopen(f"{self.url}/healthz", timeout=2).close()
                 return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # not listening, or still loading the app
                 time.sleep(0.3)
         raise SystemExit(f"{self.name} did not start")
 
