@@ -1,12 +1,12 @@
 """The persistent cart of one user: add, change, remove, and price it for display and checkout."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from flask_babel import gettext
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from sipup.cache import cached
@@ -14,10 +14,37 @@ from sipup.cache import cached
 from ..database import kept_loaded, run_in_transaction
 from ..exceptions import DomainError, InvalidQuantity, NotFound, OutOfStock
 from ..extensions import db
-from ..models import CartItem, Product
+from ..models import CartItem, Category, Product, ProductImage
 from . import vat
+from .images import picture_values
 from .pricing import load_tiers, money, tiers_for, unit_price
 from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
+
+
+@dataclass(slots=True)
+class ShownProduct:
+    """A cart line's product as the cart page and the dashboard price and show it: plain values read with the
+    line (the ORM instance costs more to build than the page to render); `picture` as the product_picture macro
+    reads it, or None when not read."""
+
+    id: int
+    sku: str
+    name: str
+    sell_unit: str
+    base_price: Decimal
+    min_qty: int
+    qty_step: int
+    deposit: Decimal
+    vat_class: str
+    stock_on_hand: int
+    stock_reserved: int
+    backorder_allowed: bool
+    active: bool
+    picture: dict | None = None
+
+    @property
+    def available(self):
+        return self.stock_on_hand - self.stock_reserved
 
 
 @dataclass
@@ -149,15 +176,48 @@ def remove(user_id, product_id):
     db.session.commit()
 
 
-def items(user_id, fresh=False, pictures=False):
+def items(user_id, fresh=False):
     """The cart's items with their products, in the order they were added; fresh: the products as the database
-    has them now even if this session read them before (checkout prices and reserves from them); pictures: with
-    each product's pictures and category, for the cart page's thumbnails (or their placeholder)."""
-    product = joinedload(CartItem.product)
-    if pictures:
-        product = product.options(selectinload(Product.images), joinedload(Product.category))
-    stmt = select(CartItem).options(product).where(CartItem.user_id == user_id).order_by(CartItem.id)
+    has them now even if this session read them before (checkout prices and reserves from them)."""
+    stmt = select(CartItem).options(joinedload(CartItem.product)).where(CartItem.user_id == user_id)
+    stmt = stmt.order_by(CartItem.id)
     return list(db.session.scalars(stmt.execution_options(populate_existing=fresh)))
+
+
+# The product columns a ShownProduct holds (all its fields but the picture), read with the line's quantity.
+_SHOWN_COLUMNS = [CartItem.quantity] + [getattr(Product, f.name) for f in fields(ShownProduct) if f.name != "picture"]
+# A product's first picture, as Product.images orders them.
+_FIRST_IMAGE = (
+    select(ProductImage.id)
+    .where(ProductImage.product_id == Product.id)
+    .order_by(ProductImage.position, ProductImage.id)
+    .limit(1)
+    .correlate(Product)
+    .scalar_subquery()
+)
+# A cart's lines with their products in the order they were added, by one statement each (built once).
+_SHOWN = select(*_SHOWN_COLUMNS).join(Product, Product.id == CartItem.product_id)
+_SHOWN_WITH_PICTURES = (
+    _SHOWN.add_columns(Category.slug, ProductImage.digest, ProductImage.width, ProductImage.height)
+    .outerjoin(Category, Category.id == Product.category_id)
+    .outerjoin(ProductImage, ProductImage.id == _FIRST_IMAGE)
+    .where(CartItem.user_id == bindparam("user_id"))
+    .order_by(CartItem.id)
+)
+_SHOWN = _SHOWN.where(CartItem.user_id == bindparam("user_id")).order_by(CartItem.id)
+
+
+def shown_lines(user_id, pictures=False):
+    """The cart's (product, quantity) pairs for showing it, in the order they were added, by one statement:
+    plain ShownProducts, with their first picture and category when `pictures` (the cart page's thumbnails)."""
+    if not pictures:
+        rows = db.session.execute(_SHOWN, {"user_id": user_id})
+        return [(ShownProduct(*row[1:]), row[0]) for row in rows]
+    pairs = []
+    for row in db.session.execute(_SHOWN_WITH_PICTURES, {"user_id": user_id}):
+        *values, slug, digest, width, height = row[1:]
+        pairs.append((ShownProduct(*values, picture_values(values[2], slug, digest, width, height)), row[0]))
+    return pairs
 
 
 def count(user_id):
@@ -212,8 +272,9 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, cach
 
 
 def priced(user, vat_rules, pictures=False):
-    """The user's cart with today's prices for their company, taxed for its first (default) address."""
-    pairs = [(item.product, item.quantity) for item in items(user.id, pictures=pictures)]
+    """The user's cart with today's prices for their company, taxed for its first (default) address, for showing
+    (its products are ShownProducts; checkout prices ORM products it reserves from)."""
+    pairs = shown_lines(user.id, pictures)
     company = user.company
     country = company.addresses[0].country if company.addresses else None
     return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, cached_tiers=True)
