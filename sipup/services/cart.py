@@ -49,7 +49,7 @@ class ShownProduct:
 
 @dataclass
 class PricedLine:
-    product: Product
+    product: Product | ShownProduct
     quantity: int
     unit_price: Decimal
     unit_deposit: Decimal
@@ -196,30 +196,32 @@ _FIRST_IMAGE = (
     .correlate(Product.__table__)
     .scalar_subquery()
 )
-# A cart's lines with the product columns a ShownProduct holds, in the order they were added: one statement each.
-_SHOWN = select(_LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture")).join(
-    Product.__table__, _PRODUCTS.id == _LINES.product_id
+# A cart's lines with the product columns a ShownProduct holds, in the order they were added: one statement.
+_SHOWN = (
+    select(_LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"))
+    .join(Product.__table__, _PRODUCTS.id == _LINES.product_id)
+    .where(_LINES.user_id == bindparam("user_id"))
+    .order_by(_LINES.id)
 )
+# The same with each product's category and first picture (a product without pictures keeps its line, with none).
 _SHOWN_WITH_PICTURES = (
     _SHOWN.add_columns(_CATEGORIES.slug, _IMAGES.digest, _IMAGES.width, _IMAGES.height)
     .outerjoin(Category.__table__, _CATEGORIES.id == _PRODUCTS.category_id)
     .outerjoin(ProductImage.__table__, _IMAGES.product_id == _PRODUCTS.id)
-    .where(_LINES.user_id == bindparam("user_id"), or_(_IMAGES.id.is_(None), _IMAGES.id == _FIRST_IMAGE))
-    .order_by(_LINES.id)
+    .where(or_(_IMAGES.id.is_(None), _IMAGES.id == _FIRST_IMAGE))
 )
-_SHOWN = _SHOWN.where(_LINES.user_id == bindparam("user_id")).order_by(_LINES.id)
 
 
 def shown_lines(user_id, pictures=False):
     """The cart's (product, quantity) pairs for showing it, in the order they were added, by one statement:
     plain ShownProducts, with their first picture and category when `pictures` (the cart page's thumbnails)."""
     if not pictures:
-        rows = db.session.execute(_SHOWN, {"user_id": user_id})
-        return [(ShownProduct(*row[1:]), row[0]) for row in rows]
-    pairs = []
-    for row in db.session.execute(_SHOWN_WITH_PICTURES, {"user_id": user_id}):
-        *values, slug, digest, width, height = row[1:]
-        pairs.append((ShownProduct(*values, picture_values(values[2], slug, digest, width, height)), row[0]))
+        return [(ShownProduct(*row[1:]), row[0]) for row in db.session.execute(_SHOWN, {"user_id": user_id})]
+    pairs, rows = [], db.session.execute(_SHOWN_WITH_PICTURES, {"user_id": user_id})
+    for quantity, *values, slug, digest, width, height in rows:
+        product = ShownProduct(*values)
+        product.picture = picture_values(product.name, slug, digest, width, height)
+        pairs.append((product, quantity))
     return pairs
 
 
