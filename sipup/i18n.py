@@ -175,8 +175,14 @@ def money(value, currency=None):
     """An amount with its currency as the current language writes it: €2,500.00 or 2.500,00 €."""
     if value is None:
         return "–"
-    currency = currency or current_app.config["CURRENCY"]
-    text = format_currency(value, currency, locale=current_language())
+    return _money(value, currency or current_app.config["CURRENCY"], current_language())
+
+
+@lru_cache(maxsize=4096)
+def _money(value, currency, language):
+    """money() of an amount in a currency and language, formatted once: Babel takes longer than the rest of
+    showing a price, and a shop shows the same few amounts over and over."""
+    text = format_currency(value, currency, locale=language)
     return text.replace("-", MINUS, 1) if value < 0 else text
 
 
@@ -192,7 +198,13 @@ def percent(rate):
     """A rate such as 0.19 as the shop writes it: 19 %, 5.5 % (5,5 % in German); "" when not recorded."""
     if rate is None:
         return ""
-    return f"{format_decimal((Decimal(rate) * 100).normalize(), locale=current_language())} %"
+    return _percent(rate, current_language())
+
+
+@lru_cache(maxsize=256)
+def _percent(rate, language):
+    """percent() of a rate in a language, formatted once (the shop has a handful of rates)."""
+    return f"{format_decimal((Decimal(rate) * 100).normalize(), locale=language)} %"
 
 
 def role_name(role):

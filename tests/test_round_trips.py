@@ -17,7 +17,7 @@ from sipup.extensions import db
 from sipup.limits.compat import storage_dead
 from sipup.limits.limiter import RIDING
 from sipup.models import Company, Product, User
-from sipup.services import accounts, cart
+from sipup.services import accounts, cart, companies
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
 from tests.cache.test_cache import opened_cache_files, page, signed_in
@@ -351,9 +351,50 @@ def test_the_writes_read_each_row_once(redis_app, shop):
         response = client.post("/checkout", data={"address_id": str(address_id), "checkout_key": "k" * 22})
         assert response.status_code == 302, response.get_data(as_text=True)
     # cart add: the product, the line, its update; quick order: the products, the lines, an update, an insert;
-    # the page: the cart with its products, the addresses; the order: the lock, one read under it (credit
-    # included), the cart, one reservation for all lines, the rows it writes, the mail job, and nothing read
-    # again after the commit.
+    # the page: the cart with its products (the addresses come with the signed-in user); the order: the lock, one
+    # read under it (credit included), the cart, one reservation for all lines, the rows it writes, the mail job,
+    # and nothing read again after the commit.
     statements = {name: counts["sql"] for name, counts in sent.items()}
-    assert statements == {**statements, "cart add": 3, "quick-order add": 4, "checkout page": 2}
+    assert statements == {**statements, "cart add": 3, "quick-order add": 4, "checkout page": 1}
     assert statements["checkout"] <= 12, statements
+
+
+@pytest.mark.parametrize("url", ["/cart", "/"])
+def test_the_cart_page_and_the_dashboard_read_the_cart_by_one_statement_and_build_no_orm_instance(app, shop, url):
+    """The cart's lines with their products, pictures and categories as plain rows, and the company's addresses
+    (the VAT's country) with the signed-in user: one statement, and nothing loaded lazily."""
+    client = signed_in(app, shop.buyer)
+    with app.app_context():
+        cart.add(shop.buyer.id, shop.product, 2)
+    warm(app, client, url)
+    built = []
+
+    def note(_session, instance):
+        built.append(type(instance).__name__)
+
+    events = ("detached_to_persistent", "loaded_as_persistent", "transient_to_pending")
+    for name in events:
+        event.listen(Session, name, note)
+    try:
+        with counted(app) as counts:
+            html = page(client, url)
+    finally:
+        for name in events:
+            event.remove(Session, name, note)
+    assert "€" in html and (url == "/" or "BEER-1" in html)
+    assert counts["sql"] == 1 and built == []
+
+
+def test_the_addresses_kept_with_the_signed_in_user_follow_a_change_at_once(app, shop):
+    client = signed_in(app, shop.buyer)
+    with app.app_context():
+        cart.add(shop.buyer.id, shop.product, 2)
+    assert "Depot" not in page(client, "/checkout")
+    form = {"label": "Depot", "street": "Kai 1", "postcode": "20457", "city": "Hamburg", "country": "DE"}
+    with app.app_context():
+        added = companies.save_address(db.session.get(Company, shop.company.id), None, form)
+        added_id = added.id
+    assert "Depot: Kai 1, 20457 Hamburg, DE" in page(client, "/checkout")
+    with app.app_context():
+        companies.remove_address(db.session.get(Company, shop.company.id), added_id)
+    assert "Depot" not in page(client, "/checkout")

@@ -54,12 +54,6 @@ def _initials(name):
     return "".join(word[0] for word in (name or "?").split()[:2]).upper()
 
 
-@bp.app_template_filter("picture_of")
-def _picture_of(product):
-    """A product (model) as the product_picture macro reads it, for pages that list models (the cart)."""
-    return images.picture_of(product)
-
-
 @bp.app_template_filter("percent")
 def _percent(rate):
     """A VAT rate as "19 %"."""

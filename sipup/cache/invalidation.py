@@ -27,6 +27,7 @@ TABLE_TOUCHES = {
     "price_tiers": ("prices",),
     "price_lists": ("prices",),
     "companies": ("companies",),
+    "addresses": ("companies",),  # the signed-in rows carry their company's addresses
     "users": ("users-all",),
     "user_sessions": ("users-all",),
     "orders": ("orders",),
@@ -47,7 +48,7 @@ def _object_touches(obj):
         return (f"prices:{obj.price_list_id}",)
     if table == "price_lists":
         return (f"prices:{obj.id}",)
-    if table == "companies":
+    if table in ("companies", "addresses"):
         return ("companies",)
     if table in ("orders", "invoices", "payments"):
         return (f"orders:{obj.company_id}", "orders-all")

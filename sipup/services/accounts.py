@@ -15,7 +15,7 @@ from ..exceptions import InvalidInput
 from ..extensions import db
 from ..hashing import dummy_hash, hash_password, needs_rehash
 from ..i18n import role_name
-from ..models import Company, Role, User, UserSession, utcnow
+from ..models import Address, Company, Role, User, UserSession, utcnow
 from . import signed_in
 from .cart import count_entry
 from .passwords import check_new_password
@@ -106,10 +106,11 @@ def load_user(user_id_and_session):
     return user
 
 
-# The signed-in user, their company and their live sessions are read on every request: kept in the cache
-# ("users") as plain column values, without the password hash, and given to the request as plain values (see
-# services.signed_in); the ORM instance is attached without a query only where a view changes the user. Any
-# change to the user (password, deactivation, sign-in, sign-out) or to a company renews them at once.
+# The signed-in user, their company with its addresses and their live sessions are read on every request: kept
+# in the cache ("users") as plain column values, without the password hash, and given to the request as plain
+# values (see services.signed_in); the ORM instance is attached without a query only where a view changes the
+# user. Any change to the user (password, deactivation, sign-in, sign-out), to a company or to an address renews
+# them at once.
 SESSION_SKIPS = {"password_hash"}
 
 
@@ -127,19 +128,28 @@ def signed_in_user(user_id):
         user = db.session.get(User, user_id)
         if user is None:
             return None
+        company = user.company
         return {
             "user": columns(user),
-            "company": columns(user.company) if user.company else None,
+            "company": columns(company) if company else None,
+            "addresses": [columns(address) for address in company.addresses] if company else [],
             "sessions": _session_starts(user_id),
         }
 
     row = cached(*user_entry(user_id), load)
     if row is None:
         return None
+    company = None
     if row["company"]:
         _price_list_hints()[user_id] = (row["company"]["price_list_id"], row["company"]["id"])
-    company = row["company"] and signed_in.plain_class(Company)(row["company"])
+        addresses = tuple(map(_plain_address(), row["addresses"]))
+        company = signed_in.plain_class(Company, extras=("addresses",))(row["company"], addresses=addresses)
     return _plain_user()(row["user"], company=company, session_starts=row["sessions"], session_id=None)
+
+
+def _plain_address():
+    """The class of a signed-in company's addresses as plain values (the cart prices for the first one)."""
+    return signed_in.plain_class(Address, methods=("one_line",))
 
 
 def _plain_user():
@@ -155,7 +165,8 @@ def _plain_user():
 
 def user_entry(user_id):
     """The cache entry (type, name, args, depends) of a signed-in user's row, for cached() and prefetch()."""
-    return ("users", "session", user_id, [f"user:{user_id}", "users-all", "companies"])
+    # Named for the row's shape (with the company's addresses): a row kept in an older shape is never read.
+    return ("users", "signed-in", user_id, [f"user:{user_id}", "users-all", "companies"])
 
 
 HINTS_KEPT = 10_000

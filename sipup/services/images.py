@@ -138,16 +138,18 @@ def image_row(image):
     """What a page needs to show a picture: its digest and the size of each rendition."""
     if image is None:
         return None
-    return {"digest": image.digest, "sizes": {size: fitted(image.width, image.height, size) for size in SIZES}}
+    return _image_values(image.digest, image.width, image.height)
 
 
-def picture_of(product):
-    """What the product_picture macro reads of a product: its name, first picture and category."""
-    return {
-        "name": product.name,
-        "image": image_row(product.images[0] if product.images else None),
-        "category_slug": product.category.slug if product.category else None,
-    }
+def picture_values(name, category_slug, digest, width, height):
+    """What the product_picture macro reads of a product, from columns read without the ORM: its name, first
+    picture (none without a digest) and category."""
+    image = None if digest is None else _image_values(digest, width, height)
+    return {"name": name, "image": image, "category_slug": category_slug}
+
+
+def _image_values(digest, width, height):
+    return {"digest": digest, "sizes": {size: fitted(width, height, size) for size in SIZES}}
 
 
 def placeholder_picture(text, hue, size=(800, 600)):

@@ -59,7 +59,7 @@ class _Plain:
                 value = getattr(self, key)
                 if key in relationships:
                     if key not in found.__dict__:  # set as loaded, so reading it needs no query
-                        set_committed_value(found, key, value.record() if isinstance(value, _Plain) else value)
+                        set_committed_value(found, key, _recorded(value))
                 else:
                     setattr(found, key, value)
             object.__setattr__(self, "_record", found)
@@ -98,6 +98,13 @@ def plain_class(model, skips=(), extras=(), settable=(), methods=()):
         namespace.update({name: getattr(model, name) for name in methods})
         cls = _CLASSES[key] = type(f"Plain{model.__name__}", (_Plain,), namespace)
     return cls
+
+
+def _recorded(value):
+    """A relationship's value for the ORM instance: plain values (one, or a tuple of them) as their instances."""
+    if isinstance(value, tuple):
+        return [record(each) for each in value]
+    return record(value)
 
 
 def record(obj):

@@ -184,6 +184,27 @@ def test_backorder_is_said_at_add_time_and_in_the_cart(client, buyer, login_as, 
     assert "BO-1 is on backorder, ships when in stock." in client.get("/cart").get_data(as_text=True)
 
 
+def test_each_cart_line_shows_its_products_first_picture_or_its_placeholder(client, buyer, login_as, make_product):
+    from sipup.models import ProductImage
+
+    pictured, plain = make_product(sku="PIC-1", name="Pils"), make_product(sku="PIC-2", name="Helles")
+    db.session.add_all(
+        ProductImage(product_id=pictured.id, digest=letter * 64, width=800, height=600, position=position)
+        for letter, position in (("a", 2), ("b", 0), ("c", 0))
+    )
+    db.session.commit()
+    carts.add(buyer.id, pictured, 1)
+    carts.add(buyer.id, plain, 1)
+    login_as(buyer)
+
+    html = client.get("/cart").get_data(as_text=True)
+
+    assert html.count('class="line-thumb"') == 2  # one line per product, however many pictures it has
+    assert f"/images/{'b' * 64}-thumb.webp" in html and "aaaa" not in html and "cccc" not in html
+    assert 'width="96" height="72" alt="Pils"' in html
+    assert 'placeholder placeholder-beer" role="img" aria-label="No picture of Helles yet"' in html
+
+
 def test_checkout_marks_the_line_another_buyer_emptied(client, make_company, make_user, login_as, make_product):
     from decimal import Decimal
 

@@ -515,7 +515,7 @@ def test_cached_values_are_plain_data(make_app, shop, redis_namespace):
     assert not any(isinstance(v, db.Model) for v in values)
     sessions = [
         store.get(k.decode()[len(store.key_prefix) :])["v"]
-        for k in store._read_client.keys(store.key_prefix + "users:session:*")
+        for k in store._read_client.keys(store.key_prefix + "users:signed-in:*")
     ]
     assert sessions and all(s["user"]["email"] and "password_hash" not in s["user"] for s in sessions)
 
