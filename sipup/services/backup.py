@@ -149,16 +149,19 @@ def scratch_name(url):
     return f"{url.database}_verify"
 
 
-def _fresh_scratch(url):
-    """Create the scratch database empty; VerificationNotAllowed naming the grant when the account may not."""
+def _fresh_scratch(url, empty=True):
+    """Create the scratch database (empty, or as it is if it exists); VerificationNotAllowed naming the grant when
+    the account may not."""
     name = scratch_name(url)
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
             account = conn.scalar(text("SELECT CURRENT_USER()"))
             try:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+                if empty:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+                exists = "" if empty else "IF NOT EXISTS "
+                conn.execute(text(f"CREATE DATABASE {exists}`{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
             except DBAPIError as exc:
                 if exc.orig is None or not exc.orig.args or exc.orig.args[0] not in ACCESS_DENIED:
                     raise
@@ -178,7 +181,8 @@ def verification_problem():
     if url.get_backend_name() == "sqlite":
         return None
     try:
-        scratch = _fresh_scratch(url)
+        # Whether it may be created; processes and hosts starting at once ask together, so only idempotent steps.
+        scratch = _fresh_scratch(url, empty=False)
     except VerificationNotAllowed as exc:
         return str(exc)
     _drop(scratch)
@@ -186,7 +190,8 @@ def verification_problem():
 
 
 def _drop(scratch):
-    engine = create_engine(scratch.set(database=None))
+    # Connected to a database every account can open, not the scratch one (another process may have dropped it).
+    engine = create_engine(scratch.set(database="information_schema"))
     try:
         with engine.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{scratch.database}`"))
