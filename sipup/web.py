@@ -11,7 +11,16 @@ import threading
 import time
 from functools import lru_cache
 
-from flask import Flask, current_app, g, get_flashed_messages, has_request_context, render_template, request
+from flask import (
+    Flask,
+    current_app,
+    g,
+    get_flashed_messages,
+    get_template_attribute,
+    has_request_context,
+    render_template,
+    request,
+)
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -202,6 +211,7 @@ def _is_loopback(address):
 
 CART_SLOT = "<!--cart-count-->"
 PARTS_KEPT = 1000
+MACROS_KEPT = 10_000  # a few products' parts in each of their states: bounded, then begun again
 
 
 def page_language():
@@ -219,6 +229,19 @@ def kept_render(name, key, **context):
         if len(parts) >= PARTS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
             parts.clear()
         html = parts[key] = render_template(name, **context)
+    return html
+
+
+def kept_macro(name, macro, *args):
+    """A template's macro called once per arguments (a dict counts by its items) in the page language, and kept in
+    this app's memory apart from kept_render's parts: the stock shown of a product in one state, for instance."""
+    kept = current_app.extensions.setdefault("sipup_kept_macros", {})
+    key = (name, macro, page_language(), *(tuple(a.items()) if isinstance(a, dict) else a for a in args))
+    html = kept.get(key)
+    if html is None:
+        if len(kept) >= MACROS_KEPT:
+            kept.clear()
+        html = kept[key] = str(get_template_attribute(name, macro)(*args))
     return html
 
 

@@ -11,7 +11,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    get_template_attribute,
     make_response,
     redirect,
     render_template,
@@ -36,7 +35,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
-from ..web import fill_slots, kept_page, kept_render
+from ..web import fill_slots, kept_macro, kept_page, kept_render
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -44,6 +43,7 @@ CSRF_SLOT = Markup("<!--csrf-->")
 # Where a cached page's stock parts go (shop/_stock.html): a catalog card's stock line, then its quantity field
 # and button, card after card; a product page's stock line and its quantity field and button.
 STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
+STOCK_PARTS = "shop/_stock.html"
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
 
@@ -199,17 +199,22 @@ def _catalog_stock_entry(language=None):
     same products for every price list."""
     per_page = current_app.config["PAGE_SIZE"]
     language = language or i18n.current_language()
-    version = _html_version("shop/_stock.html")
+    version = _html_version(STOCK_PARTS)
     return ("products", "catalog-stock", (version, per_page, request.full_path, language), ["catalog", "stock"])
 
 
 def _catalog_stock_parts(ids):
     """(ids, [HTML]) of these products' stock lines and quantity fields (shop/_stock.html) as the database has
     them now, two a product in the order of ids."""
-    stock = get_template_attribute("shop/_stock.html", "catalog_stock")
-    order = get_template_attribute("shop/_stock.html", "catalog_order")
     rows = catalog.stock_rows(ids)  # a product deleted since the page was read shows no stock
-    return ids, [str(part(rows[i])) if i in rows else "" for i in ids for part in (stock, order)]
+    parts = []
+    for row in map(rows.get, ids):  # each part made once per product state: an order changes only the ones it took
+        parts += (
+            [kept_macro(STOCK_PARTS, "catalog_stock", row), kept_macro(STOCK_PARTS, "catalog_order", row)]
+            if row
+            else ["", ""]
+        )
+    return ids, parts
 
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
@@ -319,7 +324,7 @@ def _product_entry(sku, price_list_id, language=None):
 def _product_stock_entry(sku, language=None):
     """The cache entry (type, name, args, depends) of a product page's stock parts, in one language."""
     language = language or i18n.current_language()
-    version = _html_version("shop/_stock.html")
+    version = _html_version(STOCK_PARTS)
     return ("products", "product-stock", (version, (sku or "").strip().upper(), language), ["catalog", "stock"])
 
 
@@ -330,9 +335,7 @@ def _product_stock_parts(sku):
     if not rows:
         return None
     (row,) = rows.values()
-    stock = get_template_attribute("shop/_stock.html", "product_stock")
-    order = get_template_attribute("shop/_stock.html", "product_order")
-    return str(stock(row)), str(order(row, QUANTITY_SLOT))
+    return kept_macro(STOCK_PARTS, "product_stock", row), kept_macro(STOCK_PARTS, "product_order", row, QUANTITY_SLOT)
 
 
 @bp.route("/cart/add", methods=["POST"])
