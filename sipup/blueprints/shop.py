@@ -169,7 +169,7 @@ def products():
             stock_ids, parts = _catalog_stock_parts(ids)
     else:
         ids, pieces = render()
-        stock_ids, parts = _catalog_stock_parts(ids)
+        _, parts = _catalog_stock_parts(ids)
     html = "".join(chain.from_iterable(zip(pieces, parts))) + pieces[-1]
     html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
