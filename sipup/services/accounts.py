@@ -125,7 +125,8 @@ def signed_in_user(user_id):
         return {a.key: getattr(obj, a.key) for a in inspect(type(obj)).column_attrs if a.key not in SESSION_SKIPS}
 
     def load():
-        user = db.session.get(User, user_id)
+        # The user, the company and its addresses in one statement.
+        user = db.session.get(User, user_id, options=[joinedload(User.company).joinedload(Company.addresses)])
         if user is None:
             return None
         company = user.company
