@@ -21,7 +21,7 @@ from sipup.services import accounts, cart, companies
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
 from tests.cache.test_cache import opened_cache_files, page, signed_in
-from tests.conftest import REDIS_URL
+from tests.conftest import PASSWORD, REDIS_URL
 
 shop_views = importlib.import_module("sipup.blueprints.shop")  # the package's `shop` is the blueprint
 
@@ -364,6 +364,15 @@ def test_the_writes_read_each_row_once(redis_app, shop):
     statements = {name: counts["sql"] for name, counts in sent.items()}
     assert statements == {**statements, "cart add": 3, "quick-order add": 4, "checkout page": 1}
     assert statements["checkout"] <= 12, statements
+
+
+def test_a_sign_in_reads_the_user_with_the_company_once_and_nothing_again_after_its_commit(app, shop):
+    signed_in(app, shop.buyer)  # a session of the account's already: kept
+    form, client = {"email": shop.buyer.email, "password": PASSWORD}, app.test_client()
+    with counted(app) as counts:
+        assert client.post("/login", data=form).status_code == 302
+    # The user with the company, the sign-in time, the account's sessions, the new session.
+    assert counts["sql"] == 4
 
 
 @pytest.mark.parametrize("url", ["/cart", "/"])

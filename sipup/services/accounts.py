@@ -11,6 +11,7 @@ from sqlalchemy.orm.util import identity_key
 
 from sipup.cache import cached, prefetch, prefetch_riding
 
+from ..database import kept_loaded
 from ..exceptions import InvalidInput
 from ..extensions import db
 from ..hashing import dummy_hash, hash_password, needs_rehash
@@ -70,7 +71,8 @@ def start_session(user, address="", user_agent=""):
         )
     row = UserSession(user_id=user.id, address=(address or "")[:45], user_agent=(user_agent or "")[:200])
     db.session.add(row)
-    db.session.commit()
+    with kept_loaded():  # the user and the session as written: signing in reads neither again
+        db.session.commit()
     user.session_id = row.id
     return row.id
 
