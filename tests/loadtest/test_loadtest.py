@@ -47,52 +47,28 @@ def _start(command, env, log_path, probe_url):
     pytest.fail(f"server did not answer {probe_url}: {log_path.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    """tests/loadtest/loadtest_target.py under waitress on a free port; yields its base URL."""
+def _serve_target(tmp_path_factory, name, *options):
+    """tests/loadtest/loadtest_target.py under waitress with these options on a free port; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("target") / "waitress.log"
-    process = _start(
-        [
-            sys.executable,
-            "-m",
-            "waitress",
-            f"--listen=127.0.0.1:{port}",
-            "--threads=8",
-            "tests.loadtest.loadtest_target:app",
-        ],
-        dict(os.environ),
-        log,
-        f"{url}/hits",
-    )
+    log = tmp_path_factory.mktemp(name) / "waitress.log"
+    command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", *options]
+    process = _start([*command, "tests.loadtest.loadtest_target:app"], dict(os.environ), log, f"{url}/hits")
     yield url
     end(process, timeout=15)
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    """The target site under waitress with 8 threads; yields its base URL."""
+    yield from _serve_target(tmp_path_factory, "target", "--threads=8")
 
 
 @pytest.fixture(scope="module")
 def idle_closing_target(tmp_path_factory):
     """The target site under a waitress that closes connections idle for more than a second."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("idle-target") / "waitress.log"
-    process = _start(
-        [
-            sys.executable,
-            "-m",
-            "waitress",
-            f"--listen=127.0.0.1:{port}",
-            "--threads=2",
-            "--channel-timeout=1",
-            "--cleanup-interval=1",
-            "tests.loadtest.loadtest_target:app",
-        ],
-        dict(os.environ),
-        log,
-        f"{url}/hits",
-    )
-    yield url
-    end(process, timeout=15)
+    options = ("--threads=2", "--channel-timeout=1", "--cleanup-interval=1")
+    yield from _serve_target(tmp_path_factory, "idle-target", *options)
 
 
 def hits(url):

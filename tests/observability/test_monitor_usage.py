@@ -51,26 +51,14 @@ def test_a_running_job_shows_with_its_host_and_goes_when_done(app, admin_client)
 def test_the_panel_lists_what_runs_elsewhere_and_the_reaper_takes_back_a_dead_runs_mark(app, admin_client):
     counters = app.extensions["counters"]
     now = utcnow()
-    alive = Job(
-        name="idle_export",
-        args="[]",
-        priority=0,
-        status=JobStatus.RUNNING,
-        attempts=1,
-        run_at=now,
-        started_at=now - timedelta(seconds=200),
-        lease_until=now + timedelta(hours=1),
-    )
-    dead = Job(
-        name="idle_export",
-        args="[]",
-        priority=0,
-        status=JobStatus.RUNNING,
-        attempts=1,
-        run_at=now,
-        started_at=now - timedelta(hours=2),
-        lease_until=now - timedelta(minutes=1),
-    )
+
+    def running(started, lease):
+        """A run of idle_export that began `started` ago and holds its lease until `lease` from now."""
+        fields = dict(name="idle_export", args="[]", priority=0, status=JobStatus.RUNNING, attempts=1, run_at=now)
+        return Job(**fields, started_at=now - started, lease_until=now + lease)
+
+    alive = running(timedelta(seconds=200), timedelta(hours=1))
+    dead = running(timedelta(hours=2), -timedelta(minutes=1))
     db.session.add_all([alive, dead])
     db.session.commit()
     # A mark left by a worker that stopped while the job ran, before another claimed it: the newest one counts.
