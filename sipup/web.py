@@ -222,27 +222,27 @@ def page_language():
 def kept_render(name, key, **context):
     """The template rendered once per key (with the page language and script root added) and kept in this app's
     memory; `context` must be the same for every request with that key."""
-    parts = current_app.extensions.setdefault("sipup_layout_parts", {})
+    # Script roots come from proxies' headers: the memory is kept bounded.
     key = (name, page_language(), request.script_root, *key)
-    html = parts.get(key)
-    if html is None:
-        if len(parts) >= PARTS_KEPT:  # script roots come from proxies' headers: keep the memory bounded
-            parts.clear()
-        html = parts[key] = render_template(name, **context)
-    return html
+    return _kept("sipup_layout_parts", PARTS_KEPT, key, lambda: render_template(name, **context))
 
 
 def kept_macro(name, macro, *args):
     """A template's macro called once per arguments (a dict counts by its items) in the page language, and kept in
     this app's memory apart from kept_render's parts: the stock shown of a product in one state, for instance."""
-    kept = current_app.extensions.setdefault("sipup_kept_macros", {})
     key = (name, macro, page_language(), *(tuple(a.items()) if isinstance(a, dict) else a for a in args))
-    html = kept.get(key)
-    if html is None:
-        if len(kept) >= MACROS_KEPT:
+    return _kept("sipup_kept_macros", MACROS_KEPT, key, lambda: str(get_template_attribute(name, macro)(*args)))
+
+
+def _kept(store, most, key, make):
+    """make() once per key, kept in this app's memory; a store holding `most` values is begun again."""
+    kept = current_app.extensions.setdefault(store, {})
+    value = kept.get(key)
+    if value is None:
+        if len(kept) >= most:
             kept.clear()
-        html = kept[key] = str(get_template_attribute(name, macro)(*args))
-    return html
+        value = kept[key] = make()
+    return value
 
 
 # Where the kept layout (kept_page) takes a page's per-request parts; escaped data can never read like these.
