@@ -6,7 +6,6 @@ MariaDB with Redis too when SIPUP_BENCH_DATABASE_URL and SIPUP_BENCH_REDIS_URL a
 
 import argparse
 import http.client
-import json
 import os
 import random
 import re
@@ -24,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from benchmarks import SECRET_KEY, free_port
-from benchmarks.writes import _rules
+from benchmarks.writes import raised_endpoint_limits
 from sipup import create_app
 from sipup.database import scratch_database
 from sipup.extensions import db
@@ -79,7 +78,7 @@ class Server:
             SIPUP_RATELIMIT_IP="1000000 per minute",
             SIPUP_RATELIMIT_USER="1000000 per minute",
             # Every endpoint's own limit too (sign-ins by account among them): the load signs in again and again.
-            SIPUP_RATELIMIT_ENDPOINTS=json.dumps({rule: "1000000 per minute" for rule in _rules(ROOT)}),
+            SIPUP_RATELIMIT_ENDPOINTS=raised_endpoint_limits(ROOT),
             SIPUP_SLOW_QUERY_MS="100000",
             SIPUP_PROCESSES="1",
             FLASK_APP="wsgi",
