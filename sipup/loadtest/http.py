@@ -236,11 +236,14 @@ class Session:
     def close(self):
         self.connection.close()
 
-    def request(self, method, path, name=None, form=None, headers=None, follow=False, head_only=None):
-        """One request (and its redirects when follow=True); returns the last Response, or None on error."""
+    def request(self, method, path, name=None, form=None, headers=None, follow=False, head_only=None, expect=()):
+        """One request (and its redirects when follow=True); returns the last Response, or None on error.
+
+        expect: error statuses the scenario judges by the answer itself (a refusal the site should give),
+        not counted as failures here; the scenario counts it with Recorder.fail_last when it is wrong."""
         response = None
         for _ in range(10 if follow else 1):
-            response = self._one(method, path, name, form, headers)
+            response = self._one(method, path, name, form, headers, expect)
             if response is None or not follow or response.status not in (301, 302, 303, 307, 308):
                 return response
             location = response.headers.get("location")
@@ -253,7 +256,7 @@ class Session:
             name = None
         return response
 
-    def _one(self, method, path, name, form, headers):
+    def _one(self, method, path, name, form, headers, expect=()):
         if self.before_request is not None:
             self.before_request()
         name = name or f"{method} {path.split('?', 1)[0]}"
@@ -290,7 +293,9 @@ class Session:
         for line in header_lines:
             if line[:11].lower() == b"set-cookie:":
                 self._keep_cookie(line[11:].decode("latin-1"))
-        self.record(name, status=status, started=started, ended=ended, intended=intended, error=None)
+        self.record(
+            name, status=status, started=started, ended=ended, intended=intended, error=None, judged=status in expect
+        )
         return response
 
     def _keep_cookie(self, header):

@@ -116,7 +116,8 @@ class Scenario:
 
     def check(self, response, ok, reason):
         """Count the last request as failed with `reason` unless ok; a request that got no answer
-        or an error status is already counted. Returns whether the response is usable."""
+        or an error status is already counted (one the request expects is left to the scenario, which counts it
+        with self.recorder.fail_last when wrong). Returns whether the response is usable."""
         if response is None or response.status >= 400:
             return False
         if not ok:
@@ -343,11 +344,15 @@ class Storefront(Scenario):
                 "note": "",
             },
             name="POST /checkout",
+            expect=(422,),
         )
-        if placed is not None and placed.status == 422 and STOCK_NOTE.search(placed.body):
-            # Another buyer took the last units since the form was shown: the site said so, as it should;
-            # a buyer starts a new cart.
-            self.empty_cart()
+        if placed is not None and placed.status == 422:
+            # Another buyer took the last units since the form was shown: the site says so, as it should (not a
+            # failure); a buyer starts a new cart. Any other refusal is one.
+            if STOCK_NOTE.search(placed.body):
+                self.empty_cart()
+            else:
+                self.recorder.fail_last("HTTP 422 (checkout refused, not for stock)")
         elif self.check(
             placed,
             placed and placed.status in (302, 303) and "/orders/" in placed.headers.get("location", ""),

@@ -67,7 +67,8 @@ class Recorder:
         self.scheduled = 0
         self._last = None  # (page, second) of the last counted request, for check failures
 
-    def __call__(self, name, status, started, ended, intended, error):
+    def __call__(self, name, status, started, ended, intended, error, judged=False):
+        """Count one request; judged: an error status the scenario expected and checks itself (fail_last)."""
         begin = started if intended is None else intended
         if begin < self.clock.measure_from:
             self.warmup_requests += 1
@@ -87,7 +88,7 @@ class Recorder:
             second = self.seconds[second_index] = Second()
         second.requests += 1
         second.histogram.record(micros)
-        reason = failure_reason(status, error)
+        reason = None if judged else failure_reason(status, error)
         if reason:
             page.failures[reason] = page.failures.get(reason, 0) + 1
             second.failures += 1
@@ -96,7 +97,7 @@ class Recorder:
             self._last = (page, second)
 
     def fail_last(self, reason):
-        """Count the last request, which answered fine, as failed after all (a scenario's check)."""
+        """Count the last request, which answered fine (or as expected), as failed after all (a scenario's check)."""
         if self._last is None:
             return
         page, second = self._last

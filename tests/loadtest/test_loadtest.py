@@ -400,7 +400,15 @@ def test_custom_scenario_with_checks(cli, target, tmp_path):
         "    @task(1)\n"
         "    def wrong_text(self):\n"
         "        response = self.get('/', name='expects goodbye')\n"
-        "        self.check(response, response and b'Goodbye' in response.body, 'no goodbye')\n",
+        "        self.check(response, response and b'Goodbye' in response.body, 'no goodbye')\n\n"
+        "    @task(1)\n"
+        "    def refusal_as_expected(self):\n"
+        "        self.get('/status/404', name='expected refusal', expect=(404,))\n\n"
+        "    @task(1)\n"
+        "    def refusal_judged_wrong(self):\n"
+        "        response = self.get('/status/404', name='wrong refusal', expect=(404,))\n"
+        "        if response is not None and response.status == 404:\n"
+        "            self.recorder.fail_last('check: not the refusal wanted')\n",
         encoding="utf-8",
     )
     result, figures = cli(target, "--scenario", str(scenario), "--users", "2", "--duration", "1s", "--warmup", "0s")
@@ -409,6 +417,10 @@ def test_custom_scenario_with_checks(cli, target, tmp_path):
     assert page(figures, "hello")["failures"] == 0
     wrong = page(figures, "expects goodbye")
     assert wrong["failures_by_reason"] == {"check: no goodbye": wrong["requests"]}
+    # An error status the scenario expects is its to judge: not a failure unless its check says so.
+    assert page(figures, "expected refusal")["requests"] > 0 and page(figures, "expected refusal")["failures"] == 0
+    judged = page(figures, "wrong refusal")
+    assert judged["failures_by_reason"] == {"check: not the refusal wanted": judged["requests"]}
 
 
 def test_a_broken_scenario_is_reported_once(cli, target, tmp_path):
