@@ -5,6 +5,10 @@ Flask-Login); tests/test_compat.py checks them against the installed version.
 - `session_user_id`: where it keeps the signed-in user's id in the session; `signed_in_id` reads sipup's
   id from it for the limiter and the read-ahead, before any user is loaded.
 
+And Flask-WTF's (1.x) two places for a request's CSRF token, which its generate_csrf() documents for tests:
+`csrf_tokens` gives the signed token it kept for this request (g.<field name>) and the raw token it keeps in the
+session (session[<field name>]); `use_signed_csrf` has generate_csrf() answer with a token signed before.
+
 And one PyMySQL (1.x) internal: `set_read_timeout` changes an open connection's read timeout, which PyMySQL
 takes only when connecting (it keeps it in `_read_timeout` and applies it before every read).
 
@@ -34,6 +38,17 @@ def signed_in_id(session):
     "id:session id" under Flask-Login's key (see services.accounts.load_user)."""
     user_id = session_user_id(session).partition(":")[0]
     return int(user_id) if user_id.isdigit() else None
+
+
+def csrf_tokens(config, session):
+    """(the signed CSRF token generate_csrf() kept for this request or None, the raw token in the session or None)."""
+    field = config["WTF_CSRF_FIELD_NAME"]
+    return g.get(field), session.get(field)
+
+
+def use_signed_csrf(config, token):
+    """Make generate_csrf() answer `token` for the rest of this request, as if it had signed it itself."""
+    setattr(g, config["WTF_CSRF_FIELD_NAME"], token)
 
 
 def set_read_timeout(connection, seconds):

@@ -23,6 +23,8 @@ from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
 from flask_babel import force_locale, get_locale, gettext, lazy_gettext, pgettext
 from flask_login import current_user
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from .config import ConfigError
 from .extensions import babel
@@ -77,7 +79,7 @@ def register_i18n(app):
             f"SIPUP_DEFAULT_LANGUAGE={default!r} must be one of SIPUP_LANGUAGES ({', '.join(languages)})."
         )
     compile_catalogs()
-    babel.init_app(app, locale_selector=request_language, default_locale=default)
+    babel.init_app(app, locale_selector=_request_locale, default_locale=default)
 
     @app.context_processor
     def _languages():
@@ -131,6 +133,17 @@ def request_language():
     return offered(user_language) or visitor_language()
 
 
+def _request_locale():
+    """Flask-Babel's locale selector: request_language() as a Locale made once per code (Babel takes a Locale as
+    it is; from a code it would parse one again on every request)."""
+    return _locale(request_language())
+
+
+@lru_cache(maxsize=64)
+def _locale(code):
+    return Locale.parse(code)
+
+
 VISITOR_LANGUAGE = "sipup.visitor_language"  # in the WSGI environ: the request's visitor language, worked out once
 
 
@@ -139,12 +152,24 @@ def visitor_language():
     environ = request.environ
     language = environ.get(VISITOR_LANGUAGE)
     if language is None:
-        language = environ[VISITOR_LANGUAGE] = (
-            offered(request.cookies.get(COOKIE))
-            or request.accept_languages.best_match(_parsed_languages(str(current_app.config["LANGUAGES"])))
-            or current_app.config["DEFAULT_LANGUAGE"]
+        config = current_app.config
+        language = environ[VISITOR_LANGUAGE] = _visitor_language(
+            request.cookies.get(COOKIE),
+            environ.get("HTTP_ACCEPT_LANGUAGE", ""),
+            str(config["LANGUAGES"]),
+            config["DEFAULT_LANGUAGE"],
         )
     return language
+
+
+@lru_cache(maxsize=1024)
+def _visitor_language(switched, accept_language, languages, default):
+    """visitor_language() worked out once per switch cookie, Accept-Language header and setting: browsers send a
+    handful of distinct headers, and parsing one costs more than the rest of a cached page's language work."""
+    offered_codes = _parsed_languages(languages)
+    if switched and switched in offered_codes:
+        return switched
+    return parse_accept_header(accept_language, LanguageAccept).best_match(offered_codes) or default
 
 
 def language_of(user):
@@ -166,6 +191,11 @@ def current_language():
     locale = get_locale()
     if locale is None:
         return str(current_app.config["DEFAULT_LANGUAGE"])
+    return _code_of(locale)
+
+
+@lru_cache(maxsize=64)
+def _code_of(locale):
     if locale.territory or locale.script or locale.variant or getattr(locale, "modifier", None):
         return str(locale)
     return locale.language  # what str() makes of a plain language, without Babel's formatting

@@ -16,6 +16,7 @@ from flask import Flask, abort, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import AnonymousUserMixin, LoginManager, UserMixin, current_user, login_user
+from flask_wtf.csrf import CSRFProtect, generate_csrf, validate_csrf
 from huey import SqliteHuey
 from huey.api import TaskWrapper
 from huey.consumer import Consumer, Scheduler
@@ -216,6 +217,30 @@ def test_flask_login_keeps_the_user_id_under_the_session_key_the_limiter_and_the
 
         login_user(User())
         assert app_compat.session_user_id(session) == "7"
+
+
+# --- Flask-WTF --------------------------------------------------------------------------------------
+
+
+def test_flask_wtf_keeps_the_signed_and_raw_csrf_tokens_where_sipup_reads_them_and_answers_a_token_set_before():
+    app = Flask(__name__)
+    app.secret_key = "x" * 32
+    CSRFProtect(app)
+    with app.test_request_context():
+        from flask import session
+
+        assert app_compat.csrf_tokens(app.config, session) == (None, None)
+        signed = generate_csrf()
+        kept, raw = app_compat.csrf_tokens(app.config, session)
+        assert kept == signed and raw and session["csrf_token"] == raw
+        validate_csrf(signed)
+    with app.test_request_context():
+        from flask import session
+
+        session["csrf_token"] = raw
+        app_compat.use_signed_csrf(app.config, signed)
+        assert generate_csrf() == signed  # not signed again
+        validate_csrf(signed)
 
 
 # --- SQLAlchemy -------------------------------------------------------------------------------------

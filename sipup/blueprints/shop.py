@@ -20,7 +20,6 @@ from flask import (
 )
 from flask_babel import gettext, ngettext
 from flask_login import current_user
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from sipup.cache import cached
@@ -35,7 +34,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
-from ..web import fill_slots, kept_macro, kept_page, kept_render
+from ..web import csrf_token, fill_slots, kept_macro, kept_page, kept_render
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -171,7 +170,7 @@ def products():
         ids, pieces = render()
         _, parts = _catalog_stock_parts(ids)
     html = "".join(chain.from_iterable(zip(pieces, parts))) + pieces[-1]
-    html = Markup(html.replace(CSRF_SLOT, generate_csrf()))
+    html = Markup(html.replace(CSRF_SLOT, csrf_token()))
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
         response = make_response(html)
     elif notice is None:
@@ -270,7 +269,7 @@ def product(sku):
         csrf_token=lambda: CSRF_SLOT,
     )
     filled = {
-        CSRF_SLOT: escape(generate_csrf()),
+        CSRF_SLOT: escape(csrf_token()),
         QUANTITY_SLOT: escape(_arg("qty", str(min_qty))[:12]),
         SKU_SLOT: escape(item_sku),
         MIN_QTY_SLOT: str(min_qty),

@@ -1,5 +1,6 @@
 """Users and companies: sign-in checks, sessions and account creation."""
 
+import functools
 import re
 from datetime import timedelta
 
@@ -146,15 +147,23 @@ def signed_in_user(user_id):
     if row["company"]:
         _price_list_hints()[user_id] = (row["company"]["price_list_id"], row["company"]["id"])
         addresses = tuple(map(_plain_address(), row["addresses"]))
-        company = signed_in.plain_class(Company, extras=("addresses",))(row["company"], addresses=addresses)
+        company = _plain_company()(row["company"], addresses=addresses)
     return _plain_user()(row["user"], company=company, session_starts=row["sessions"], session_id=None)
 
 
+@functools.cache
+def _plain_company():
+    """The class of a signed-in user's company as plain values, with its addresses."""
+    return signed_in.plain_class(Company, extras=("addresses",))
+
+
+@functools.cache
 def _plain_address():
     """The class of a signed-in company's addresses as plain values (the cart prices for the first one)."""
     return signed_in.plain_class(Address, methods=("one_line",))
 
 
+@functools.cache
 def _plain_user():
     """The class of a signed-in user's plain values (see services.signed_in): every column but the skipped."""
     return signed_in.plain_class(
