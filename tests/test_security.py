@@ -5,6 +5,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
@@ -54,6 +55,21 @@ def test_signed_in_post_without_token_is_refused(app, csrf_client, buyer, make_p
     response = csrf_client.post("/cart/add", data={"sku": product.sku, "quantity": "1"})
     assert response.status_code == 400
     assert "Your cart is empty" in csrf_client.get("/cart").get_data(as_text=True)
+
+
+def test_a_sessions_csrf_token_is_signed_once_and_still_accepted(app, csrf_client, buyer, make_product):
+    # Signed once per session token in the process: the same token on every page (signing again would stamp a
+    # new time into it), valid for the forms of either page; another session gets its own.
+    product = make_product()
+    first = csrf_token(csrf_client.get("/login"))
+    time.sleep(1.1)  # a second signing would carry another second
+    assert csrf_token(csrf_client.get("/login")) == first
+    csrf_client.post("/login", data={"email": buyer.email, "password": PASSWORD, "csrf_token": first})
+    signed_in = csrf_token(csrf_client.get(f"/products/{product.sku}"))
+    added = csrf_client.post("/cart/add", data={"sku": product.sku, "quantity": "1", "csrf_token": signed_in})
+    assert added.status_code == 302
+    other = csrf_client.application.test_client()
+    assert csrf_token(other.get("/login")) not in (first, signed_in)
 
 
 # --- signing in -----------------------------------------------------------------------------------
