@@ -343,12 +343,12 @@ def cart_add():
     """Add a product to the cart from the catalog or a product page."""
     sku, raw = request.form.get("sku", ""), request.form.get("quantity", "")
     try:
-        item = catalog.product_by_sku(sku)
+        item, line = carts.product_with_line(current_user.id, sku)
     except NotFound as exc:
         flash(str(exc), "error")
         return redirect(url_for("shop.products"))
     try:
-        total = carts.add(current_user.id, item, parse_quantity(raw))
+        total = carts.add(current_user.id, item, parse_quantity(raw), line=line)
     except DomainError as exc:
         flash(str(exc), "error")
         return redirect(url_for("shop.product", sku=item.sku, qty=raw[:12]))

@@ -4,10 +4,9 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from flask_babel import gettext
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from sipup.cache import cached
 
@@ -85,6 +84,7 @@ class PricedCart:
 
 
 ZERO = Decimal("0")
+_UNREAD = object()  # add(): the line was not read with the product
 
 # Each conflict means another request on the same line committed meanwhile, so a request needs at most one
 # attempt per request racing it: ten covers ten tabs at once (five ran out under load with eight).
@@ -95,20 +95,22 @@ class LineChanged(DomainError):
     """The cart line changed between reading and writing it."""
 
 
-def add(user_id, product, quantity, replace=False):
+def add(user_id, product, quantity, replace=False, line=_UNREAD):
     """Put a quantity of a product in the cart (added to what is there unless replace); the new quantity.
+    `line`: the cart's line for the product as product_with_line() read it, (id, quantity) or None.
 
     One buyer's requests may run at once (two tabs, a double click): a line that another request added,
     changed or removed meanwhile is read again, so no quantity is lost and no request fails for it."""
-    (result,) = add_many(user_id, [(product, quantity)], replace)
+    (result,) = add_many(user_id, [(product, quantity)], replace, None if line is _UNREAD else {product.id: line})
     if isinstance(result, DomainError):
         raise result
     return result
 
 
-def add_many(user_id, pairs, replace=False):
+def add_many(user_id, pairs, replace=False, lines=None):
     """add() for many (product, quantity) pairs in one transaction: for each pair its line's new quantity, or
-    the DomainError that refused it (the others are put in all the same)."""
+    the DomainError that refused it (the others are put in all the same). `lines`: {product id: (line id,
+    quantity) or None} as read with the products in this transaction, for the first attempt."""
     results, wanted = [None] * len(pairs), []
     for index, (product, _quantity) in enumerate(pairs):
         refused = out_of_stock(product) if product.active else None
@@ -126,8 +128,10 @@ def add_many(user_id, pairs, replace=False):
             try:
                 # A line read from an older snapshot fails its conditional update and is read again (a rollback
                 # starts a new snapshot): no commit is needed first.
-                done = run_in_transaction(_put, user_id, [pairs[index] for index in wanted], replace, fresh=False)
+                put = [pairs[index] for index in wanted]
+                done = run_in_transaction(_put, user_id, put, replace, lines, fresh=False)
             except (IntegrityError, LineChanged):
+                lines = None
                 continue
             for index, result in zip(wanted, done):
                 results[index] = result
@@ -138,35 +142,55 @@ def add_many(user_id, pairs, replace=False):
     )
 
 
-def _put(user_id, pairs, replace):
-    lines = select(CartItem).where(CartItem.user_id == user_id, CartItem.product_id.in_({p.id for p, _ in pairs}))
-    found = db.session.scalars(lines.execution_options(populate_existing=True))  # the newest committed quantities
-    items = {item.product_id: item for item in found}
+def _put(user_id, pairs, replace, known=None):
+    if known is None:
+        known = {pid: (line_id, quantity) for pid, line_id, quantity in _read_lines(user_id, pairs)}
+    lines = dict(known)  # as written so far: the same product may come again later in the list
+    touches = {"cache_touches": (f"cart:{user_id}",)}
     results = []
     for product, quantity in pairs:
-        item = items.get(product.id)
-        new_quantity = quantity if (replace or item is None) else item.quantity + quantity
+        line = lines.get(product.id)
+        new_quantity = quantity if (replace or line is None) else line[1] + quantity
         problem = quantity_problem(product, new_quantity)
         if problem:
             results.append(InvalidQuantity(problem))
             continue
-        if item is None:
-            items[product.id] = CartItem(user_id=user_id, product_id=product.id, quantity=new_quantity)
-            db.session.add(items[product.id])
-            db.session.flush()  # the same line inserted by another request meanwhile: IntegrityError
+        if line is None:
+            # The same line inserted by another request meanwhile: IntegrityError, and the lines are read again.
+            values = {"user_id": user_id, "product_id": product.id, "quantity": new_quantity}
+            inserted = db.session.execute(_NEW_LINE, values, execution_options=touches)
+            lines[product.id] = (inserted.inserted_primary_key[0], new_quantity)
         else:
             # Only if the line still holds what was read (the database checks the newest committed row).
-            stmt = (
-                update(CartItem)
-                .where(CartItem.id == item.id, CartItem.quantity == item.quantity)
-                .values(quantity=new_quantity)
-                .execution_options(cache_touches=(f"cart:{user_id}",), synchronize_session=False)
-            )
-            if db.session.execute(stmt).rowcount != 1:
+            values = {"line_id": line[0], "was": line[1], "new_quantity": new_quantity}
+            if db.session.execute(_CHANGED_LINE, values, execution_options=touches).rowcount != 1:
                 raise LineChanged()
-            set_committed_value(item, "quantity", new_quantity)  # the same product again later in the list
+            lines[product.id] = (line[0], new_quantity)
         results.append(new_quantity)
     return results
+
+
+def _read_lines(user_id, pairs):
+    """(product id, line id, quantity) of the user's lines for these pairs' products, as committed now."""
+    return db.session.execute(_LINES_OF, {"user_id": user_id, "product_ids": list({p.id for p, _ in pairs})})
+
+
+def product_with_line(user_id, sku, include_inactive=False):
+    """(the product with this SKU, in any case, as a ShownProduct; the user's cart line for it as (id, quantity),
+    or None): one statement, which a cart add then writes after without reading the line again. NotFound
+    for an unknown SKU (or a product no longer sold, unless include_inactive)."""
+    wanted = (sku or "").strip()
+    # SKUs are kept in upper case (the back office stores them so): an index lookup; another case is looked for
+    # through every product only when that finds nothing.
+    for statement in (_PRODUCT_WITH_LINE, _PRODUCT_WITH_LINE_ANY_CASE):
+        row = db.session.execute(statement, {"user_id": user_id, "sku": wanted.upper()}).first()
+        if row is not None:
+            line_id, quantity, *values = row
+            product = ShownProduct(*values)
+            if product.active or include_inactive:
+                return product, None if line_id is None else (line_id, quantity)
+            break
+    raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
 
 
 def remove(user_id, product_id):
@@ -209,6 +233,24 @@ _SHOWN_WITH_PICTURES = (
     .outerjoin(Category.__table__, _CATEGORIES.id == _PRODUCTS.category_id)
     .outerjoin(ProductImage.__table__, _IMAGES.product_id == _PRODUCTS.id)
     .where(or_(_IMAGES.id.is_(None), _IMAGES.id == _FIRST_IMAGE))
+)
+# A product by SKU with the ShownProduct columns, and the user's cart line for it if there is one.
+_PRODUCT_AND_LINE = (
+    select(_LINES.id, _LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"))
+    .select_from(Product.__table__)
+    .outerjoin(CartItem.__table__, (_LINES.product_id == _PRODUCTS.id) & (_LINES.user_id == bindparam("user_id")))
+)
+_PRODUCT_WITH_LINE = _PRODUCT_AND_LINE.where(_PRODUCTS.sku == bindparam("sku"))
+_PRODUCT_WITH_LINE_ANY_CASE = _PRODUCT_AND_LINE.where(func.upper(_PRODUCTS.sku) == bindparam("sku"))
+# A cart's lines for some products; a line inserted, and one changed only if it still holds what was read.
+_LINES_OF = select(_LINES.product_id, _LINES.id, _LINES.quantity).where(
+    _LINES.user_id == bindparam("user_id"), _LINES.product_id.in_(bindparam("product_ids", expanding=True))
+)
+_NEW_LINE = CartItem.__table__.insert()
+_CHANGED_LINE = (
+    CartItem.__table__.update()
+    .where(_LINES.id == bindparam("line_id"), _LINES.quantity == bindparam("was"))
+    .values(quantity=bindparam("new_quantity"))
 )
 
 

@@ -174,6 +174,17 @@ def test_out_of_stock_cannot_be_added_from_the_catalog(client, buyer, login_as, 
     assert product.stock_reserved == 0
 
 
+def test_a_sku_is_added_in_any_case_and_again_onto_its_line(client, buyer, login_as, make_product):
+    # One stored in upper case (as the back office stores them) and one stored otherwise, typed in another case.
+    upper, lower = make_product(sku="CASE-1", name="Pils"), make_product(sku="case-2", name="Helles")
+    login_as(buyer)
+    for sku in ("case-1", "CASE-2", "Case-1"):
+        assert client.post("/cart/add", data={"sku": sku, "quantity": "2"}).status_code == 302
+    assert {item.product_id: item.quantity for item in carts.items(buyer.id)} == {upper.id: 4, lower.id: 2}
+    shown = client.post("/cart/add", data={"sku": " case-1 ", "quantity": "1"}, follow_redirects=True)
+    assert "Pils (" in shown.get_data(as_text=True) and "5 in your cart" in shown.get_data(as_text=True)
+
+
 def test_backorder_is_said_at_add_time_and_in_the_cart(client, buyer, login_as, make_product):
     make_product(sku="BO-1", name="Kegs", stock_on_hand=0, backorder_allowed=True)
     login_as(buyer)

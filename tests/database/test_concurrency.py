@@ -175,10 +175,15 @@ def test_one_companys_credit_is_not_spent_twice(app, make_company, make_product,
 
 
 def test_one_buyer_adding_in_several_tabs_at_once_loses_no_quantity(app, make_product, make_buyers):
-    product_id = make_product(stock_on_hand=1000).id  # ids only: each thread has a session of its own
+    made = make_product(stock_on_hand=1000)
+    product_id, sku = made.id, made.sku  # ids only: each thread has a session of its own
     [buyer_id] = make_buyers(1, make_product(stock_on_hand=10))  # the cart holds something else already
 
-    def add(_n, barrier):
+    def add(n, barrier):
+        if n % 2:  # as the cart-add page does: the product read with its line, which others change meanwhile
+            product, line = carts.product_with_line(buyer_id, sku)
+            barrier.wait()
+            return carts.add(buyer_id, product, 2, line=line)
         product = db.session.get(Product, product_id)
         barrier.wait()
         return carts.add(buyer_id, product, 2)
