@@ -175,22 +175,30 @@ def _read_lines(user_id, pairs):
     return db.session.execute(_LINES_OF, {"user_id": user_id, "product_ids": list({p.id for p, _ in pairs})})
 
 
-def product_with_line(user_id, sku, include_inactive=False):
-    """(the product with this SKU, in any case, as a ShownProduct; the user's cart line for it as (id, quantity),
-    or None): one statement, which a cart add then writes after without reading the line again. NotFound
-    for an unknown SKU (or a product no longer sold, unless include_inactive)."""
-    wanted = (sku or "").strip()
-    # SKUs are kept in upper case (the back office stores them so): an index lookup; another case is looked for
-    # through every product only when that finds nothing.
-    for statement in (_PRODUCT_WITH_LINE, _PRODUCT_WITH_LINE_ANY_CASE):
-        row = db.session.execute(statement, {"user_id": user_id, "sku": wanted.upper()}).first()
-        if row is not None:
-            line_id, quantity, *values = row
-            product = ShownProduct(*values)
-            if product.active or include_inactive:
-                return product, None if line_id is None else (line_id, quantity)
+def product_with_line(user_id, sku):
+    """(the product sold with this SKU, in any case, as a ShownProduct; the user's cart line for it as (id,
+    quantity), or None), read together, so that a cart add writes without reading the line again. NotFound for
+    an unknown SKU or a product no longer sold."""
+    found = products_with_lines(user_id, [(sku or "").strip()]).get((sku or "").strip().upper())
+    if found is None or not found[0].active:
+        raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
+    return found
+
+
+def products_with_lines(user_id, skus):
+    """{SKU upper-cased: (ShownProduct, the user's cart line for it as (id, quantity) or None)} for these SKUs in
+    any case, sold or not: one statement (a second only for SKUs not stored in upper case)."""
+    wanted, found = {sku.upper() for sku in skus}, {}
+    # SKUs are kept in upper case (the back office stores them so): an index lookup; a SKU stored in another
+    # case is looked for through every product only when that finds nothing.
+    for statement in (_PRODUCTS_WITH_LINES, _PRODUCTS_WITH_LINES_ANY_CASE):
+        missing = list(wanted - found.keys())
+        if not missing:
             break
-    raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
+        for line_id, quantity, *values in db.session.execute(statement, {"user_id": user_id, "skus": missing}):
+            product = ShownProduct(*values)
+            found[product.sku.upper()] = (product, None if line_id is None else (line_id, quantity))
+    return found
 
 
 def remove(user_id, product_id):
@@ -234,14 +242,16 @@ _SHOWN_WITH_PICTURES = (
     .outerjoin(ProductImage.__table__, _IMAGES.product_id == _PRODUCTS.id)
     .where(or_(_IMAGES.id.is_(None), _IMAGES.id == _FIRST_IMAGE))
 )
-# A product by SKU with the ShownProduct columns, and the user's cart line for it if there is one.
+# Products by SKU with the ShownProduct columns, and the user's cart line for each if there is one.
 _PRODUCT_AND_LINE = (
     select(_LINES.id, _LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"))
     .select_from(Product.__table__)
     .outerjoin(CartItem.__table__, (_LINES.product_id == _PRODUCTS.id) & (_LINES.user_id == bindparam("user_id")))
 )
-_PRODUCT_WITH_LINE = _PRODUCT_AND_LINE.where(_PRODUCTS.sku == bindparam("sku"))
-_PRODUCT_WITH_LINE_ANY_CASE = _PRODUCT_AND_LINE.where(func.upper(_PRODUCTS.sku) == bindparam("sku"))
+_PRODUCTS_WITH_LINES = _PRODUCT_AND_LINE.where(_PRODUCTS.sku.in_(bindparam("skus", expanding=True)))
+_PRODUCTS_WITH_LINES_ANY_CASE = _PRODUCT_AND_LINE.where(
+    func.upper(_PRODUCTS.sku).in_(bindparam("skus", expanding=True))
+)
 # A cart's lines for some products; a line inserted, and one changed only if it still holds what was read.
 _LINES_OF = select(_LINES.product_id, _LINES.id, _LINES.quantity).where(
     _LINES.user_id == bindparam("user_id"), _LINES.product_id.in_(bindparam("product_ids", expanding=True))

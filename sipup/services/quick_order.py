@@ -13,7 +13,7 @@ from .. import i18n
 from ..exceptions import DomainError, InvalidInput, InvalidQuantity, NotFound
 from ..extensions import db
 from . import catalog
-from .cart import add_many, price_lines
+from .cart import add_many, price_lines, products_with_lines
 from .parsing import parse_quantity
 
 SEPARATORS = re.compile(r"\s*[;,\t]\s*|\s+")
@@ -171,18 +171,20 @@ def preview(text, price_list_id, vat_rate, max_lines):
 
 def add_to_cart(user_id, pairs):
     """Put (SKU, quantity text) pairs in the cart by the cart's rules; returns (lines added, problems)."""
-    products = catalog.products_by_skus([sku for sku, _ in pairs])
+    # The products with the cart's lines for them in one read; the lines are then written without reading them again.
+    found = products_with_lines(user_id, [sku for sku, _ in pairs])
     outcomes, wanted = [None] * len(pairs), []  # per line: the new quantity or the DomainError
     for index, (sku, raw) in enumerate(pairs):
-        product = products.get(sku.upper())
+        product, _line = found.get(sku.upper(), (None, None))
         try:
             if product is None:
                 raise NotFound(gettext("Unknown SKU “%(sku)s”.", sku=sku[:40]))
             wanted.append((index, product, parse_quantity(raw)))
         except DomainError as exc:
             outcomes[index] = exc
+    lines = {product.id: line for product, line in found.values()}
     try:  # in one transaction
-        done = add_many(user_id, [(product, quantity) for _, product, quantity in wanted])
+        done = add_many(user_id, [(product, quantity) for _, product, quantity in wanted], lines=lines)
     except DomainError as exc:  # the cart kept changing in another window
         db.session.rollback()
         done = [exc] * len(wanted)
