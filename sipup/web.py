@@ -299,12 +299,13 @@ class _SlotRequest:
 
 
 def kept_page(title, body):
-    """The page `_page.html` makes of a title and a body (Markup), as render_template would: the layout around
-    them is rendered once per language and script root and kept, and the title, the top bar, the CSRF token and
-    the language switch's return path are filled in per request. A page with flash messages to show is
-    rendered in full."""
+    """The HTML `_page.html` makes of a title and a body (Markup, or a list of HTML strings to join), as
+    render_template would: the layout around them is rendered once per language and script root and kept, and the
+    title, the top bar, the CSRF token and the language switch's return path are filled in per request. A page
+    with flash messages to show is rendered in full."""
+    fragments = body if isinstance(body, list) else [body]
     if get_flashed_messages():  # kept for the request: the full render below shows them
-        return render_template("_page.html", title=title, body=body)
+        return render_template("_page.html", title=title, body=Markup("".join(fragments)))
     shell = kept_render(
         "_page.html",
         ("page",),
@@ -323,7 +324,7 @@ def kept_page(title, body):
         PAGE_NEXT: escape(here),
     }
     head, _, tail = fill_slots(shell, filled).partition(PAGE_BODY)
-    return Markup("".join((head, str(body), tail)))  # str + Markup would escape the layout
+    return "".join((head, *fragments, tail))  # one copy of a large page (str + Markup would escape the layout)
 
 
 def _head_links():

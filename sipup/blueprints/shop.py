@@ -3,7 +3,6 @@
 import hashlib
 import os
 import re
-from itertools import chain
 
 from flask import (
     Blueprint,
@@ -42,6 +41,8 @@ CSRF_SLOT = Markup("<!--csrf-->")
 # Where a cached page's stock parts go (shop/_stock.html): a catalog card's stock line, then its quantity field
 # and button, card after card; a product page's stock line and its quantity field and button.
 STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
+# Where the kept catalog page is cut: its forms' CSRF token and each product's stock parts.
+CATALOG_SLOTS = re.compile(f"({re.escape(CSRF_SLOT)}|{re.escape(STOCK_SLOT)})")
 STOCK_PARTS = "shop/_stock.html"
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
@@ -157,25 +158,29 @@ def products():
             csrf_slot=CSRF_SLOT,
             stock_slot=STOCK_SLOT,
         )
-        return tuple(ids), str(html).split(STOCK_SLOT)
+        return tuple(ids), CATALOG_SLOTS.split(str(html))  # [text, slot, text, ..., text]
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices, and kept in
-    # pieces around its stock parts; those are kept apart, as fresh as the stock (an order renews them, not the page).
+    # fragments around its slots; the stock parts are kept apart, as fresh as the stock (an order renews them, not
+    # the page).
     if _kept_as_html(notice, query):
-        ids, pieces = cached(*_catalog_entry(price_list_id), render)
+        ids, fragments = cached(*_catalog_entry(price_list_id), render)
         stock_ids, parts = cached(*_catalog_stock_entry(), lambda: _catalog_stock_parts(ids))
         if stock_ids != ids:  # kept for the page as it was before a catalog change
             stock_ids, parts = _catalog_stock_parts(ids)
     else:
-        ids, pieces = render()
+        ids, fragments = render()
         _, parts = _catalog_stock_parts(ids)
-    html = "".join(chain.from_iterable(zip(pieces, parts))) + pieces[-1]
-    html = Markup(html.replace(CSRF_SLOT, csrf_token()))
+    # The reader's CSRF token and the stock parts in their slots; the page is then joined once, with the layout
+    # around it: a page this size costs more to copy than to fill.
+    token, stock = csrf_token(), iter(parts)
+    body = [token if each == CSRF_SLOT else next(stock) if each == STOCK_SLOT else each for each in fragments]
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
-        response = make_response(html)
+        response = make_response("".join(body))
     elif notice is None:
-        response = make_response(kept_page(gettext("Catalog"), html))
+        response = make_response(kept_page(gettext("Catalog"), body))
     else:
+        html = Markup("".join(body))
         response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
     response.vary.add("HX-Request")
     return response
@@ -187,7 +192,7 @@ def _catalog_entry(price_list_id, language=None):
     per_page = current_app.config["PAGE_SIZE"]
     return (
         "products",
-        "catalog-html",
+        "catalog-fragments",
         (_catalog_version(), price_list_id, per_page, request.full_path, language or i18n.current_language()),
         ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
