@@ -25,6 +25,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
+from itsdangerous import BadSignature
 from markupsafe import Markup, escape
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -182,6 +183,14 @@ def register_proxies(app):
 SECURE_SESSION_COOKIE = "__Host-session"  # browsers keep a __Host- cookie only if Secure, on Path=/, with no Domain
 
 
+OPENED_KEPT = 10_000
+PLAIN_VALUES = (str, int, float, bool, type(None))
+
+
+def _signing_keys(app):
+    return (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+
+
 class HttpsAwareSessions(SecureCookieSessionInterface):
     """Session cookies marked Secure when SIPUP_SESSION_COOKIE_SECURE says so, and also whenever the request came
     over HTTPS, as the trusted proxies report it: a site behind a TLS proxy gets them without a second setting.
@@ -189,15 +198,40 @@ class HttpsAwareSessions(SecureCookieSessionInterface):
 
     def __init__(self):
         self._serializers = {}
+        self._opened = {}  # (cookie, keys) -> (the session's values, when the cookie was signed)
 
     def get_signing_serializer(self, app):
         # Flask builds a serializer for every request (about 3% of a cached page); one per set of keys serves them
         # all, as a serializer keeps nothing between calls.
-        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        keys = _signing_keys(app)
         serializer = self._serializers.get(keys)
         if serializer is None:
             serializer = self._serializers[keys] = super().get_signing_serializer(app)
         return serializer
+
+    def open_session(self, app, request):
+        # A cookie this process has verified before is not verified and decoded again (a twentieth of a cached
+        # page): the same cookie under the same keys holds the same values, and its age is checked as Flask does.
+        # Only sessions of plain values are kept, so that no request can change what another one opens.
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie or not app.secret_key:
+            return super().open_session(app, request)
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        key = (cookie, _signing_keys(app))
+        opened = self._opened.get(key)
+        if opened is not None:
+            values, signed_at = opened
+            if 0 <= int(time.time()) - signed_at <= max_age:  # itsdangerous's own check of a signature's age
+                return self.session_class(values)
+        try:
+            values, signed_at = self.get_signing_serializer(app).loads(cookie, max_age=max_age, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if all(isinstance(value, PLAIN_VALUES) for value in values.values()):
+            if len(self._opened) >= OPENED_KEPT:
+                self._opened.clear()
+            self._opened[key] = (values, int(signed_at.timestamp()))
+        return self.session_class(values)
 
     def get_cookie_secure(self, app):
         return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import flask
 import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -70,6 +71,28 @@ def test_a_sessions_csrf_token_is_signed_once_and_still_accepted(app, csrf_clien
     assert added.status_code == 302
     other = csrf_client.application.test_client()
     assert csrf_token(other.get("/login")) not in (first, signed_in)
+
+
+def test_a_session_cookie_opened_before_is_still_refused_when_changed_or_too_old(app, monkeypatch):
+    # Opened sessions are kept per cookie, so each check must hold for a cookie seen before as well.
+    interface, name = app.session_interface, app.config["SESSION_COOKIE_NAME"]
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    signer = interface.get_signing_serializer(app)
+    plain = signer.dumps({"csrf_token": "abc", "_user_id": "1:x"})
+    flashes = signer.dumps({"_flashes": [["info", "Saved."]]})
+
+    def opened(cookie):
+        with app.test_request_context(headers={"Cookie": f"{name}={cookie}"}):
+            return interface.open_session(app, flask.request)
+
+    assert dict(opened(plain)) == dict(opened(plain)) == {"csrf_token": "abc", "_user_id": "1:x"}
+    assert not opened(plain).modified
+    assert dict(opened(plain[:-3] + ("AAA" if not plain.endswith("AAA") else "BBB"))) == {}  # the signature fails
+    opened(flashes)["_flashes"].append(["info", "Changed in place."])  # by one request...
+    assert opened(flashes)["_flashes"] == [["info", "Saved."]]  # ...and not seen by the next
+    later = time.time() + lifetime + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert dict(opened(plain)) == {}  # too old, though opened before
 
 
 # --- signing in -----------------------------------------------------------------------------------
