@@ -97,6 +97,7 @@ class Counters:
         self.last_flush = time.monotonic()
         self.store_error = None
         self.timer = None  # flushes the end of a burst when no later request comes to do it
+        self._buckets = (None, (), ())  # the second they are for, the buckets, with the running total too
 
     def incr(self, group, name, amount=1, now=None):
         """Add to a counter in the current minute and hour (`now`: a Unix time, for tests)."""
@@ -105,10 +106,7 @@ class Counters:
     def incr_many(self, group, amounts, now=None, totals_only=None):
         """Add to several counters of one group under one lock: {name: amount}; `totals_only`: more
         {name: amount} that only the running totals keep (finer labels that /monitor does not show)."""
-        now = time.time() if now is None else now
-        starts = [(res, bucket_start(now, res)) for res in RESOLUTIONS]
-        if group in TOTAL_GROUPS:
-            starts.append((TOTAL, 0))
+        starts = self._buckets_at(time.time() if now is None else now, group in TOTAL_GROUPS)
         with self.lock:
             pending = self.pending
             for name, amount in amounts.items():
@@ -119,6 +117,16 @@ class Counters:
                     pending[(group, TOTAL, 0, name)] += amount
             self._arm_timer()
         self.flush_if_due()
+
+    def _buckets_at(self, now, with_total):
+        """(resolution, start) of each bucket a count at `now` goes to (and the running total's): worked out once a
+        second, as every request counts several times."""
+        second = int(now)
+        known = self._buckets
+        if known[0] != second:
+            buckets = tuple((res, bucket_start(second, res)) for res in RESOLUTIONS)
+            known = self._buckets = (second, buckets, (*buckets, (TOTAL, 0)))
+        return known[2] if with_total else known[1]
 
     def add_source(self, source):
         """Call `source()` at the start of every flush, to hand over through add_buckets() and describe()
