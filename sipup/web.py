@@ -274,18 +274,13 @@ def csrf_token():
     signed earlier validates the same, as tokens do not expire here (WTF_CSRF_TIME_LIMIT is None)."""
     config = current_app.config
     token, raw = csrf_tokens(config, session)
-    if token is not None:
-        return token
-    kept = current_app.extensions.setdefault("sipup_signed_csrf", {})
-    key = (config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key, raw)
-    token = kept.get(key) if raw else None
-    if token is not None:
+    if token is None:
+        if raw is None:  # a new session: generate_csrf() makes its session token (and signs it)
+            generate_csrf()
+            raw = csrf_tokens(config, session)[1]
+        secret = config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+        token = _kept("sipup_signed_csrf", SIGNED_CSRF_KEPT, (secret, raw), generate_csrf)
         use_signed_csrf(config, token)
-        return token
-    token = generate_csrf()
-    if len(kept) >= SIGNED_CSRF_KEPT:
-        kept.clear()
-    kept[(key[0], csrf_tokens(config, session)[1])] = token
     return token
 
 

@@ -179,7 +179,8 @@ def product_with_line(user_id, sku):
     """(the product sold with this SKU, in any case, as a ShownProduct; the user's cart line for it as (id,
     quantity), or None), read together, so that a cart add writes without reading the line again. NotFound for
     an unknown SKU or a product no longer sold."""
-    found = products_with_lines(user_id, [(sku or "").strip()]).get((sku or "").strip().upper())
+    wanted = (sku or "").strip()
+    found = products_with_lines(user_id, [wanted]).get(wanted.upper())
     if found is None or not found[0].active:
         raise NotFound(gettext("There is no product with SKU “%(sku)s”.", sku=sku))
     return found

@@ -16,8 +16,6 @@ from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
 
-_CLASSES = {}
-
 
 class ReadOnly(AttributeError):
     """A plain signed-in value was assigned to: change record(obj) instead."""
@@ -81,23 +79,20 @@ class _Plain:
 
 def plain_class(model, skips=(), extras=(), settable=(), methods=()):
     """A slotted read-only class carrying model's mapped columns (less skips), its properties and the named
-    methods (which must read only columns and extras)."""
-    key = (model, frozenset(skips), tuple(extras), frozenset(settable), tuple(methods))
-    cls = _CLASSES.get(key)
-    if cls is None:
-        columns = tuple(a.key for a in inspect(model).column_attrs if a.key not in skips)
-        namespace = {
-            "__slots__": columns + tuple(extras) + ("_record",),
-            "_model": model,
-            "_columns": columns,
-            "_extras": tuple(extras),
-            "_settable": frozenset(settable),
-        }
-        for klass in reversed(model.__mro__):
-            namespace.update({k: v for k, v in vars(klass).items() if isinstance(v, property)})
-        namespace.update({name: getattr(model, name) for name in methods})
-        cls = _CLASSES[key] = type(f"Plain{model.__name__}", (_Plain,), namespace)
-    return cls
+    methods (which must read only columns and extras). Made anew on each call: callers make theirs once and keep
+    it (services.accounts)."""
+    columns = tuple(a.key for a in inspect(model).column_attrs if a.key not in skips)
+    namespace = {
+        "__slots__": columns + tuple(extras) + ("_record",),
+        "_model": model,
+        "_columns": columns,
+        "_extras": tuple(extras),
+        "_settable": frozenset(settable),
+    }
+    for klass in reversed(model.__mro__):
+        namespace.update({k: v for k, v in vars(klass).items() if isinstance(v, property)})
+    namespace.update({name: getattr(model, name) for name in methods})
+    return type(f"Plain{model.__name__}", (_Plain,), namespace)
 
 
 def _recorded(value):
