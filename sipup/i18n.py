@@ -242,8 +242,14 @@ def number(value, decimals=None):
     """A quantity or other number as the current language writes it (1,000 or 1.000)."""
     if value is None:
         return "–"
+    return _number(value, decimals, current_language())
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _number(value, decimals, language):
+    """number() of a value in a language, formatted once (typed: 1 and 1.0 are kept apart)."""
     pattern = None if decimals is None else "#,##0." + "0" * decimals if decimals else "#,##0"
-    return format_decimal(value, format=pattern, locale=current_language())
+    return format_decimal(value, format=pattern, locale=language)
 
 
 def percent(rate):

@@ -146,7 +146,8 @@ def _put(user_id, pairs, replace, known=None):
     if known is None:
         known = {pid: (line_id, quantity) for pid, line_id, quantity in _read_lines(user_id, pairs)}
     lines = dict(known)  # as written so far: the same product may come again later in the list
-    touches = {"cache_touches": (f"cart:{user_id}",)}
+    # What the cache keeps of a cart is its count of lines (count()): a new line changes it, a new quantity does not.
+    new_line, same_lines = {"cache_touches": (f"cart:{user_id}",)}, {"cache_touches": ()}
     results = []
     for product, quantity in pairs:
         line = lines.get(product.id)
@@ -158,12 +159,12 @@ def _put(user_id, pairs, replace, known=None):
         if line is None:
             # The same line inserted by another request meanwhile: IntegrityError, and the lines are read again.
             values = {"user_id": user_id, "product_id": product.id, "quantity": new_quantity}
-            inserted = db.session.execute(_NEW_LINE, values, execution_options=touches)
+            inserted = db.session.execute(_NEW_LINE, values, execution_options=new_line)
             lines[product.id] = (inserted.inserted_primary_key[0], new_quantity)
         else:
             # Only if the line still holds what was read (the database checks the newest committed row).
             values = {"line_id": line[0], "was": line[1], "new_quantity": new_quantity}
-            if db.session.execute(_CHANGED_LINE, values, execution_options=touches).rowcount != 1:
+            if db.session.execute(_CHANGED_LINE, values, execution_options=same_lines).rowcount != 1:
                 raise LineChanged()
             lines[product.id] = (line[0], new_quantity)
         results.append(new_quantity)

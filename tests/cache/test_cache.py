@@ -177,6 +177,11 @@ def test_the_cart_count_in_the_header_follows_adds_removals_and_checkout_on_eith
     assert badge(a.buyer) == 0
     assert same_buyer_on_b.post("/cart/add", data={"sku": "BEER-1", "quantity": "5"}).status_code == 302
     assert badge(a.buyer) == 1
+    # More of a product already in the cart changes no count: the count kept is still served, not counted again.
+    misses = [events(instance, "miss", ("users",)) for instance in (a.a, a.b)]
+    assert same_buyer_on_b.post("/cart/add", data={"sku": "BEER-1", "quantity": "5"}).status_code == 302
+    assert badge(a.buyer) == 1 and badge(same_buyer_on_b) == 1
+    assert [events(instance, "miss", ("users",)) for instance in (a.a, a.b)] == misses
     assert a.buyer.post("/cart/add", data={"sku": "WINE-1", "quantity": "2"}).status_code == 302
     assert badge(same_buyer_on_b) == 2
     assert same_buyer_on_b.post("/cart", data={"remove": shop.other.id}).status_code == 302
