@@ -210,12 +210,10 @@ def remove(user_id, product_id):
     db.session.commit()
 
 
-def items(user_id, fresh=False):
-    """The cart's items with their products, in the order they were added; fresh: the products as the database
-    has them now even if this session read them before (checkout prices and reserves from them)."""
+def items(user_id):
+    """The cart's items with their products, in the order they were added."""
     stmt = select(CartItem).options(joinedload(CartItem.product)).where(CartItem.user_id == user_id)
-    stmt = stmt.order_by(CartItem.id)
-    return list(db.session.scalars(stmt.execution_options(populate_existing=fresh)))
+    return list(db.session.scalars(stmt.order_by(CartItem.id)))
 
 
 # Read through the tables rather than the models: a plain Core statement skips the ORM's compile and result

@@ -8,6 +8,7 @@ from decimal import Decimal
 from flask_babel import gettext, lazy_gettext
 from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sipup.cache import PageOf, Plain, cached
 
@@ -210,9 +211,7 @@ def _checkout(
 ):
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
     # repeated form waits for the first one and then finds the order it placed.
-    db.session.execute(
-        update(Company).where(Company.id == company_id).values(id=Company.id).execution_options(cache_touches=())
-    )
+    db.session.execute(_LOCK_COMPANY, {"company_id": company_id})
     placed, company, address, *credit_sums = _read_under_lock(company_id, checkout_key, address_id)
     if placed is not None:
         raise AlreadyPlaced(placed)
@@ -220,12 +219,10 @@ def _checkout(
         raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
-    items = carts.items(user_id, fresh=True)
-    if not items:
+    pairs = carts.shown_lines(user_id)  # plain products, as committed now: no ORM objects to build
+    if not pairs:
         raise EmptyCart(gettext("Your cart is empty."))
-    priced = carts.price_lines(
-        company.price_list_id, [(i.product, i.quantity) for i in items], vat_rules, address.country, company.vat_id
-    )
+    priced = carts.price_lines(company.price_list_id, pairs, vat_rules, address.country, company.vat_id)
     problems = priced.problems  # stock is checked by the reservation below, under lock
     if problems:
         raise InvalidInput(" ".join(problems))
@@ -255,7 +252,10 @@ def _checkout(
     )
     db.session.add(order)
     db.session.flush()
-    order.number = order_number(order.id, now)
+    # The number is written by a plain statement; the order as loaded is told it is stored (no flush to come).
+    numbered = {"order_id": order.id, "new_number": order_number(order.id, now), "now": now}
+    db.session.execute(_NUMBERED, numbered)
+    set_committed_value(order, "number", numbered["new_number"])
     # The lines in one multi-row insert, on every backend, without objects this unit never uses (order.lines
     # reads them when shown); the order itself renews what order lists show.
     written = OrderLine.__table__.insert().execution_options(cache_touches=("orders-all",))
@@ -286,13 +286,11 @@ def _checkout(
             total=priced.total,
             left=credit["left"],
         )
-    _record(order, status, user_id, hold_note)
+    event = {"order_id": order.id, "status": status, "user_id": user_id, "note": fitted(hold_note, 400)}
+    db.session.execute(_NEW_EVENT, {**event, "created_at": now})
     if checkout_key:
-        db.session.add(
-            CheckoutKey(
-                company_id=company_id, key=checkout_key, order_id=order.id, order_number=order.number, created_at=now
-            )
-        )
+        key = {"company_id": company_id, "key": checkout_key, "order_id": order.id, "order_number": order.number}
+        db.session.execute(_NEW_CHECKOUT_KEY, {**key, "created_at": now})
     emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
     db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
     mail.queue_mail("order_confirmation", order.id, priority="high", new_object=True)  # sent only if this commits
@@ -326,6 +324,29 @@ def _under_lock_query():
     )
 
 
+# What a checkout writes besides the order, as plain statements built once (no ORM unit of work to run). The
+# company row is locked by an update that changes nothing; the order's events and lines renew what order lists show.
+_COMPANIES, _ORDERS, _STOCK = Company.__table__.c, Order.__table__.c, Product.__table__.c
+_LOCK_COMPANY = (
+    Company.__table__.update()
+    .where(_COMPANIES.id == bindparam("company_id"))
+    .values(id=_COMPANIES.id)
+    .execution_options(cache_touches=())
+)
+_NUMBERED = (
+    Order.__table__.update()
+    .where(_ORDERS.id == bindparam("order_id"))
+    .values(number=bindparam("new_number"), updated_at=bindparam("now"))
+    .execution_options(cache_touches=())  # the order's insert renewed its company's order lists already
+)
+_NEW_EVENT = OrderEvent.__table__.insert().execution_options(cache_touches=("orders-all",))
+_NEW_CHECKOUT_KEY = CheckoutKey.__table__.insert().execution_options(cache_touches=())
+# The stock of one product as committed now, locked until the transaction ends.
+_LOCKED_STOCK = (
+    select(_STOCK.stock_on_hand - _STOCK.stock_reserved).where(_STOCK.id == bindparam("id")).with_for_update()
+)
+
+
 def _reserve(lines):
     """One conditional update for all lines: each product reserves its line's quantity, and only if on hand minus
     reserved covers it (or backorder is on). A refused single line raises OutOfStock naming it; a refusal among
@@ -339,8 +360,8 @@ def _reserve(lines):
     if len(lines) > 1:
         raise _LinesRefused()
     product = lines[0].product
-    db.session.refresh(product, with_for_update=True)  # a locking read sees the latest stock, not the snapshot
-    if product.available <= 0:
+    available = db.session.execute(_LOCKED_STOCK, {"id": product.id}).scalar_one()  # the latest, not as read
+    if available <= 0:
         message = gettext(
             "%(name)s (%(sku)s) went out of stock after you added it; remove it from your cart to order the rest.",
             name=product.name,
@@ -350,7 +371,7 @@ def _reserve(lines):
         message = gettext(
             "Only %(available)s of %(name)s (%(sku)s) left: another buyer ordered meanwhile. Change the quantity "
             "to %(available)s or fewer and try again.",
-            available=written_number(product.available),
+            available=written_number(available),
             name=product.name,
             sku=product.sku,
         )
@@ -362,16 +383,16 @@ def _reservation(count):
     # Built once per number of lines, with bound values (ids, id_0, quantity_0, ...): its cache key is then not
     # worked out again on every checkout.
     quantity = case(
-        *((Product.id == bindparam(f"id_{i}"), bindparam(f"quantity_{i}", type_=Integer)) for i in range(count))
+        *((_STOCK.id == bindparam(f"id_{i}"), bindparam(f"quantity_{i}", type_=Integer)) for i in range(count))
     )
     return (
-        update(Product)
+        Product.__table__.update()
         .where(
-            Product.id.in_(bindparam("ids", expanding=True)),
-            (Product.stock_on_hand - Product.stock_reserved >= quantity) | Product.backorder_allowed.is_(True),
+            _STOCK.id.in_(bindparam("ids", expanding=True)),
+            (_STOCK.stock_on_hand - _STOCK.stock_reserved >= quantity) | _STOCK.backorder_allowed.is_(True),
         )
-        .values(stock_reserved=Product.stock_reserved + quantity)
-        .execution_options(synchronize_session=False, cache_touches=STOCK)
+        .values(stock_reserved=_STOCK.stock_reserved + quantity)
+        .execution_options(cache_touches=STOCK)
     )
 
 
