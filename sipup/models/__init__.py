@@ -30,6 +30,7 @@ from .accounts import (
     Role,
     User,
     UserSession,
+    address_line,
 )
 from .billing import CreditNote, CreditNoteLine, Invoice, Payment, Sequence
 from .catalog import Category, PriceList, PriceTier, Product, ProductImage
@@ -43,6 +44,7 @@ __all__ = [
     "AccountLink",
     "AccountRequest",
     "Address",
+    "address_line",
     "AuditEvent",
     "BigId",
     "CartItem",

@@ -54,7 +54,12 @@ class Address(db.Model):
     company: Mapped[Company] = relationship(back_populates="addresses")
 
     def one_line(self):
-        return f"{self.label}: {self.street}, {self.postcode} {self.city}, {self.country}"
+        return address_line(self.label, self.street, self.postcode, self.city, self.country)
+
+
+def address_line(label, street, postcode, city, country):
+    """An address on one line, as orders keep it: "Depot: Kai 1, 20457 Hamburg, DE"."""
+    return f"{label}: {street}, {postcode} {city}, {country}"
 
 
 class User(db.Model):

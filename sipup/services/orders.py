@@ -30,6 +30,7 @@ from ..models import (
     OrderStatus,
     Payment,
     Product,
+    address_line,
     utcnow,
 )
 from . import cart as carts
@@ -212,17 +213,17 @@ def _checkout(
     # Lock the company first: checkouts of one company run one at a time, so the credit check holds, and a
     # repeated form waits for the first one and then finds the order it placed.
     db.session.execute(_LOCK_COMPANY, {"company_id": company_id})
-    placed, company, address, *credit_sums = _read_under_lock(company_id, checkout_key, address_id)
-    if placed is not None:
-        raise AlreadyPlaced(placed)
-    if address is None:
+    found = _read_under_lock(company_id, checkout_key, address_id)
+    if found.placed is not None:
+        raise AlreadyPlaced(found.placed)
+    if found.address_id is None:
         raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
     pairs = carts.shown_lines(user_id)  # plain products, as committed now: no ORM objects to build
     if not pairs:
         raise EmptyCart(gettext("Your cart is empty."))
-    priced = carts.price_lines(company.price_list_id, pairs, vat_rules, address.country, company.vat_id)
+    priced = carts.price_lines(found.price_list_id, pairs, vat_rules, found.country, found.vat_id)
     problems = priced.problems  # stock is checked by the reservation below, under lock
     if problems:
         raise InvalidInput(" ".join(problems))
@@ -230,7 +231,7 @@ def _checkout(
     lines = sorted(priced.lines, key=lambda each: each.product.id)
     for batch in ([line] for line in lines) if one_line_at_a_time else [lines]:
         _reserve(batch)
-    credit = credit_position(company, credit_sums)
+    credit = credit_position(found, found[-2:])
     status = S.PLACED if priced.total <= credit["left"] else S.CREDIT_HOLD
     # Whole seconds: DATETIME keeps no fraction, and MySQL rounds it, which could carry the last second of a
     # month into the next one, away from the month the order number names.
@@ -241,7 +242,7 @@ def _checkout(
         status=status,
         po_reference=po_reference.strip(),
         requested_date=requested_date,
-        delivery_address=address.one_line(),
+        delivery_address=address_line(found.label, found.street, found.postcode, found.city, found.country),
         note=note.strip(),
         goods_total=priced.goods_total,
         deposit_total=priced.deposit_total,
@@ -291,8 +292,7 @@ def _checkout(
     if checkout_key:
         key = {"company_id": company_id, "key": checkout_key, "order_id": order.id, "order_number": order.number}
         db.session.execute(_NEW_CHECKOUT_KEY, {**key, "created_at": now})
-    emptied = CartItem.__table__.delete().where(CartItem.user_id == user_id)
-    db.session.execute(emptied.execution_options(cache_touches=(f"cart:{user_id}",)))
+    db.session.execute(_EMPTIED, {"user_id": user_id}, execution_options={"cache_touches": (f"cart:{user_id}",)})
     mail.queue_mail("order_confirmation", order.id, priority="high", new_object=True)  # sent only if this commits
     return order
 
@@ -302,9 +302,10 @@ class _LinesRefused(Exception):
 
 
 def _read_under_lock(company_id, checkout_key, address_id):
-    """One read after the company lock: the number of the order this checkout key placed (or None), the company
-    as it is now, the delivery address if it is one of the company's (or None), and the credit it uses (the
-    lock holds its other checkouts off, so the sums stand until this one commits)."""
+    """One read after the company lock, as one row: the number of the order this checkout key placed (`placed`,
+    or None), the company's price list, VAT id and credit limit as they are now, the delivery address if it is one
+    of the company's (`address_id` None if not), and last the two sums of the credit it uses (the lock holds its
+    other checkouts off, so they stand until this one commits)."""
     values = {"company_id": company_id, "key": checkout_key, "address_id": address_id}
     return db.session.execute(_under_lock_query(), values).one()
 
@@ -313,14 +314,19 @@ def _read_under_lock(company_id, checkout_key, address_id):
 def _under_lock_query():
     # Built once with bound values: SQLAlchemy then works out its cache key once, not on every checkout. A key
     # or address of None matches nothing (= NULL is never true).
-    company_id = bindparam("company_id")
+    company_id, address = bindparam("company_id"), Address.__table__.c
     return (
-        select(CheckoutKey.order_number, Company, Address, *credit_used(company_id))
-        .select_from(Company)
-        .outerjoin(CheckoutKey, (CheckoutKey.company_id == Company.id) & (CheckoutKey.key == bindparam("key")))
-        .outerjoin(Address, (Address.id == bindparam("address_id")) & (Address.company_id == Company.id))
-        .where(Company.id == company_id)
-        .execution_options(populate_existing=True)
+        select(
+            CheckoutKey.order_number.label("placed"),
+            *(_COMPANIES.price_list_id, _COMPANIES.vat_id, _COMPANIES.credit_limit),
+            address.id.label("address_id"),
+            *(address.label, address.street, address.postcode, address.city, address.country),
+            *credit_used(company_id),
+        )
+        .select_from(Company.__table__)
+        .outerjoin(CheckoutKey, (CheckoutKey.company_id == _COMPANIES.id) & (CheckoutKey.key == bindparam("key")))
+        .outerjoin(Address.__table__, (address.id == bindparam("address_id")) & (address.company_id == _COMPANIES.id))
+        .where(_COMPANIES.id == company_id)
     )
 
 
@@ -341,6 +347,7 @@ _NUMBERED = (
 )
 _NEW_EVENT = OrderEvent.__table__.insert().execution_options(cache_touches=("orders-all",))
 _NEW_CHECKOUT_KEY = CheckoutKey.__table__.insert().execution_options(cache_touches=())
+_EMPTIED = CartItem.__table__.delete().where(CartItem.__table__.c.user_id == bindparam("user_id"))
 # The stock of one product as committed now, locked until the transaction ends.
 _LOCKED_STOCK = (
     select(_STOCK.stock_on_hand - _STOCK.stock_reserved).where(_STOCK.id == bindparam("id")).with_for_update()
