@@ -13,10 +13,10 @@ from sipup.cache import cached
 from ..database import kept_loaded, run_in_transaction
 from ..exceptions import DomainError, InvalidQuantity, NotFound, OutOfStock
 from ..extensions import db
-from ..models import CartItem, Category, Product, ProductImage
+from ..models import CartItem, Category, PriceTier, Product, ProductImage
 from . import vat
 from .images import picture_values
-from .pricing import load_tiers, money, tiers_for, unit_price
+from .pricing import load_tiers, money, unit_price
 from .quantities import backorder_note, out_of_stock, quantity_problem, stock_problem
 
 
@@ -218,7 +218,10 @@ def items(user_id):
 
 # Read through the tables rather than the models: a plain Core statement skips the ORM's compile and result
 # set-up (a tenth of reading the lines).
-_LINES, _PRODUCTS, _CATEGORIES, _IMAGES = (m.__table__.c for m in (CartItem, Product, Category, ProductImage))
+_LINES, _PRODUCTS, _CATEGORIES, _IMAGES, _TIERS = (
+    m.__table__.c for m in (CartItem, Product, Category, ProductImage, PriceTier)
+)
+_SHOWN_COLUMNS = [_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"]  # a ShownProduct's values
 # A product's first picture, as Product.images orders them: the one of its pictures a cart line is read with.
 _FIRST_IMAGE = (
     select(_IMAGES.id)
@@ -228,12 +231,17 @@ _FIRST_IMAGE = (
     .correlate(Product.__table__)
     .scalar_subquery()
 )
-# A cart's lines with the product columns a ShownProduct holds, in the order they were added: one statement.
+# A cart's lines with the product columns a ShownProduct holds and the price tiers of one price list, in the order
+# they were added (a line comes once per tier of its product): one statement.
 _SHOWN = (
-    select(_LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"))
+    select(_LINES.quantity, _TIERS.min_qty, _TIERS.price, *_SHOWN_COLUMNS)
     .join(Product.__table__, _PRODUCTS.id == _LINES.product_id)
+    .outerjoin(
+        PriceTier.__table__,
+        (_TIERS.product_id == _PRODUCTS.id) & (_TIERS.price_list_id == bindparam("price_list_id")),
+    )
     .where(_LINES.user_id == bindparam("user_id"))
-    .order_by(_LINES.id)
+    .order_by(_LINES.id, _TIERS.min_qty)
 )
 # The same with each product's category and first picture (a product without pictures keeps its line, with none).
 _SHOWN_WITH_PICTURES = (
@@ -244,7 +252,7 @@ _SHOWN_WITH_PICTURES = (
 )
 # Products by SKU with the ShownProduct columns, and the user's cart line for each if there is one.
 _PRODUCT_AND_LINE = (
-    select(_LINES.id, _LINES.quantity, *(_PRODUCTS[f.name] for f in fields(ShownProduct) if f.name != "picture"))
+    select(_LINES.id, _LINES.quantity, *_SHOWN_COLUMNS)
     .select_from(Product.__table__)
     .outerjoin(CartItem.__table__, (_LINES.product_id == _PRODUCTS.id) & (_LINES.user_id == bindparam("user_id")))
 )
@@ -264,17 +272,25 @@ _CHANGED_LINE = (
 )
 
 
-def shown_lines(user_id, pictures=False):
-    """The cart's (product, quantity) pairs for showing it, in the order they were added, by one statement:
-    plain ShownProducts, with their first picture and category when `pictures` (the cart page's thumbnails)."""
-    if not pictures:
-        return [(ShownProduct(*row[1:]), row[0]) for row in db.session.execute(_SHOWN, {"user_id": user_id})]
-    pairs, rows = [], db.session.execute(_SHOWN_WITH_PICTURES, {"user_id": user_id})
-    for quantity, *values, slug, digest, width, height in rows:
-        product = ShownProduct(*values)
-        product.picture = picture_values(product.name, slug, digest, width, height)
-        pairs.append((product, quantity))
-    return pairs
+def shown_lines(user_id, price_list_id, pictures=False):
+    """The cart as committed now, by one statement: its (product, quantity) pairs in the order they were added
+    (plain ShownProducts, with their first picture and category when `pictures`: the cart page's thumbnails), and
+    the products' tiers in the price list (None: none), {product id: [(min_qty, price)]}, as price_lines() takes
+    them."""
+    pairs, tiers, product = [], {}, None
+    values = {"user_id": user_id, "price_list_id": price_list_id}
+    for quantity, min_qty, price, *columns in db.session.execute(_SHOWN_WITH_PICTURES if pictures else _SHOWN, values):
+        if product is None or product.id != columns[0]:  # a line's first row: its tiers follow it, one per row
+            if pictures:
+                *columns, slug, digest, width, height = columns
+            product = ShownProduct(*columns)
+            if pictures:
+                product.picture = picture_values(product.name, slug, digest, width, height)
+            pairs.append((product, quantity))
+            tiers[product.id] = []
+        if min_qty is not None:
+            tiers[product.id].append((min_qty, price))
+    return pairs, tiers
 
 
 def count(user_id):
@@ -291,15 +307,16 @@ def count_entry(user_id):
     return ("users", "cart-lines", user_id, [f"cart:{user_id}", "carts"])
 
 
-def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, cached_tiers=False):
+def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, tiers=None):
     """Price (product, quantity) pairs for one price list; each line lists what stops it being ordered.
 
     vat_rules: vat.VatRules (or one rate for every class); country and vat_id: where it is delivered and the
-    customer's VAT id, which decide the rates and reverse charge (no country: the shop's own). cached_tiers:
-    the price tiers through the cache (fresh after any tier change) for showing; an order reads them anew."""
+    customer's VAT id, which decide the rates and reverse charge (no country: the shop's own). tiers: the products'
+    tiers in the price list as read with them (shown_lines()); read here when not given."""
     rules = vat.as_rules(vat_rules)
     reverse = rules.reverse_charged(country, vat_id)
-    tiers = (tiers_for if cached_tiers else load_tiers)(price_list_id, [p.id for p, _ in pairs])
+    if tiers is None:
+        tiers = load_tiers(price_list_id, [p.id for p, _ in pairs])
     lines = []
     for product, quantity in pairs:
         price = unit_price(product.base_price, tiers.get(product.id, []), quantity)
@@ -331,7 +348,7 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, cach
 def priced(user, vat_rules, pictures=False):
     """The user's cart with today's prices for their company, taxed for its first (default) address, for showing
     (its products are ShownProducts; checkout prices ORM products it reserves from)."""
-    pairs = shown_lines(user.id, pictures)
     company = user.company
+    pairs, tiers = shown_lines(user.id, company.price_list_id, pictures)
     country = company.addresses[0].country if company.addresses else None
-    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, cached_tiers=True)
+    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, tiers)

@@ -220,10 +220,10 @@ def _checkout(
         raise InvalidInput(gettext("Choose one of your delivery addresses."))
     if requested_date is not None and requested_date < utcnow().date() + timedelta(days=1):
         raise InvalidInput(gettext("The requested delivery date must be tomorrow or later."))
-    pairs = carts.shown_lines(user_id)  # plain products, as committed now: no ORM objects to build
+    pairs, tiers = carts.shown_lines(user_id, found.price_list_id)  # plain products, as committed now
     if not pairs:
         raise EmptyCart(gettext("Your cart is empty."))
-    priced = carts.price_lines(found.price_list_id, pairs, vat_rules, found.country, found.vat_id)
+    priced = carts.price_lines(found.price_list_id, pairs, vat_rules, found.country, found.vat_id, tiers)
     problems = priced.problems  # stock is checked by the reservation below, under lock
     if problems:
         raise InvalidInput(" ".join(problems))
