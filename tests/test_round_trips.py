@@ -369,8 +369,8 @@ def test_the_writes_read_each_row_once(redis_app, shop):
     # emptied, the mail job, and nothing read again after the commit.
     statements = {name: counts["sql"] for name, counts in sent.items()}
     assert statements == {"cart add": 2, "quick-order add": 3, "checkout page": 1, "checkout": 11}
-    # The page: the limits with the signed-in user and the cart's count, then the credit left; no tiers from the cache.
-    assert sent["checkout page"]["redis"] == 2
+    # The page: one round trip to Redis, the limits with the signed-in user, the cart's count and the credit left.
+    assert sent["checkout page"]["redis"] == 1
 
 
 def test_a_sign_in_reads_the_user_with_the_company_once_and_nothing_again_after_its_commit(app, shop):

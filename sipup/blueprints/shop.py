@@ -241,6 +241,10 @@ READ_AHEAD["shop.product"] = lambda price_list_id, company_id: [
 ]
 # Pages with a "Save to list" form read the company's lists with the user's row too.
 READ_AHEAD["shop.cart"] = READ_AHEAD["shop.order_detail"] = lambda _, company_id: _list_choices_entry(company_id)
+# The checkout page shows the company's credit left.
+READ_AHEAD["shop.checkout"] = lambda _, company_id: (
+    [orders.credit_entry(company_id)] if company_id is not None and request.method == "GET" else []
+)
 
 
 def _list_choices_entry(company_id):
@@ -487,7 +491,7 @@ def checkout():
             else:
                 flash(gettext("Thank you! Order %(number)s is placed.", number=order.number), "success")
             return redirect(url_for("shop.order_detail", number=order.number))
-    return render_template(
+    body = render_template(
         "shop/checkout.html",
         cart=priced,
         form=form,
@@ -495,7 +499,8 @@ def checkout():
         refused=refused,
         addresses=company.addresses,  # loaded by priced() already, in id order
         credit=orders.account_position(company),  # shown only: orders.checkout() decides on fresh figures
-    ), 422 if error else 200
+    )
+    return kept_page(gettext("Checkout"), Markup(body)), 422 if error else 200
 
 
 @bp.route("/orders")

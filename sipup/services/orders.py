@@ -143,9 +143,12 @@ def history_page(company_id, page=1, per_page=20):
 
 def account_position(company):
     """credit_position() for showing, through the cache; checkout and staff decisions use credit_position()."""
-    return cached(
-        "users", "credit", company.id, ["orders", f"orders:{company.id}", "companies"], lambda: credit_position(company)
-    )
+    return cached(*credit_entry(company.id), lambda: credit_position(company))
+
+
+def credit_entry(company_id):
+    """The cache entry (type, name, args, depends) of a company's credit position, for cached() and reading ahead."""
+    return ("users", "credit", company_id, ["orders", f"orders:{company_id}", "companies"])
 
 
 def uninvoiced_query(company_id):
