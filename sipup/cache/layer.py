@@ -21,6 +21,7 @@ import hashlib
 import logging
 import threading
 import time
+from functools import lru_cache
 
 from flask import current_app, has_request_context, request
 from flask_caching.backends import SimpleCache
@@ -99,8 +100,7 @@ class CacheLayer(Reads, SingleFlight, Breaker):
 
     @staticmethod
     def _key(type_, name, args):
-        digest = hashlib.sha1(repr(args).encode()).hexdigest()[:24]
-        return f"{type_}:{name}:v{FORMAT}:{digest}"
+        return _key_of(type_, name, repr(args))  # repr, not args: 1, 1.0 and True are equal keys of a dict
 
     @staticmethod
     def _gens(type_, depends):
@@ -132,6 +132,13 @@ class CacheLayer(Reads, SingleFlight, Breaker):
             "hit_rate_5min": now,
             "hit_rate_hour": hour,
         }
+
+
+@lru_cache(maxsize=16_384)
+def _key_of(type_, name, shown_args):
+    """The store's key of an entry whose arguments read as shown_args, worked out once (a hash per read was a
+    percent of a page)."""
+    return f"{type_}:{name}:v{FORMAT}:{hashlib.sha1(shown_args.encode()).hexdigest()[:24]}"
 
 
 def hit_rate(totals):
