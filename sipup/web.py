@@ -328,13 +328,15 @@ class _SlotRequest:
 
 
 def kept_page(title, body):
-    """The HTML `_page.html` makes of a title and a body (Markup, or a list of HTML strings to join), as
-    render_template would: the layout around them is rendered once per language and script root and kept, and the
-    title, the top bar, the CSRF token and the language switch's return path are filled in per request. A page
-    with flash messages to show is rendered in full."""
+    """The HTML `_page.html` makes of a title and a body (Markup, or a list of HTML strings to join, or of HTML in
+    UTF-8, which gives the page in UTF-8), as render_template would: the layout around them is rendered once per
+    language and script root and kept, and the title, the top bar, the CSRF token and the language switch's return
+    path are filled in per request. A page with flash messages to show is rendered in full."""
     fragments = body if isinstance(body, list) else [body]
+    encoded = bool(fragments) and isinstance(fragments[0], bytes)
     if get_flashed_messages():  # kept for the request: the full render below shows them
-        return render_template("_page.html", title=title, body=Markup("".join(fragments)))
+        text = b"".join(fragments).decode() if encoded else "".join(fragments)
+        return render_template("_page.html", title=title, body=Markup(text))
     shell = kept_render(
         "_page.html",
         ("page",),
@@ -353,6 +355,8 @@ def kept_page(title, body):
         PAGE_NEXT: escape(here),
     }
     head, _, tail = fill_slots(shell, filled).partition(PAGE_BODY)
+    if encoded:
+        return b"".join((head.encode(), *fragments, tail.encode()))
     return "".join((head, *fragments, tail))  # one copy of a large page (str + Markup would escape the layout)
 
 

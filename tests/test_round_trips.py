@@ -280,10 +280,10 @@ def test_the_kept_layout_makes_the_page_the_full_template_makes(app, shop, monke
     page(client, "/cart")  # the flash messages shown
     kept = page(client, url)
 
-    def full_page(title, body):  # kept_page's body: Markup, or the HTML fragments it joins
-        return render_template(
-            "_page.html", title=title, body=Markup("".join(body) if isinstance(body, list) else body)
-        )
+    def full_page(title, body):  # kept_page's body: Markup, or the HTML fragments it joins (str, or UTF-8)
+        if isinstance(body, list):
+            body = b"".join(body).decode() if body and isinstance(body[0], bytes) else "".join(body)
+        return render_template("_page.html", title=title, body=Markup(body))
 
     monkeypatch.setattr(shop_views, "kept_page", full_page)
     full = page(client, url)

@@ -41,8 +41,11 @@ CSRF_SLOT = Markup("<!--csrf-->")
 # Where a cached page's stock parts go (shop/_stock.html): a catalog card's stock line, then its quantity field
 # and button, card after card; a product page's stock line and its quantity field and button.
 STOCK_SLOT, ORDER_SLOT = Markup("<!--stock-->"), Markup("<!--order-->")
-# Where the kept catalog page is cut: its forms' CSRF token and each product's stock parts.
+# Where the kept catalog page is cut: its forms' CSRF token and each product's stock parts. Its fragments are kept
+# as UTF-8, as the response sends them: a page this size took longer to decode from the cache and encode again than
+# to fill in.
 CATALOG_SLOTS = re.compile(f"({re.escape(CSRF_SLOT)}|{re.escape(STOCK_SLOT)})")
+CSRF_BYTES, STOCK_BYTES = CSRF_SLOT.encode(), STOCK_SLOT.encode()
 STOCK_PARTS = "shop/_stock.html"
 CATALOG_ARGS = {"q", "category", "sort", "page"}
 CHECKOUT_KEY = re.compile(r"[A-Za-z0-9_-]{16,32}")
@@ -158,7 +161,7 @@ def products():
             csrf_slot=CSRF_SLOT,
             stock_slot=STOCK_SLOT,
         )
-        return tuple(ids), CATALOG_SLOTS.split(str(html))  # [text, slot, text, ..., text]
+        return tuple(ids), [part.encode() for part in CATALOG_SLOTS.split(str(html))]  # [text, slot, ..., text]
 
     # The same page for every buyer on this price list: rendered once, as fresh as catalog and prices, and kept in
     # fragments around its slots; the stock parts are kept apart, as fresh as the stock (an order renews them, not
@@ -173,14 +176,14 @@ def products():
         _, parts = _catalog_stock_parts(ids)
     # The reader's CSRF token and the stock parts in their slots; the page is then joined once, with the layout
     # around it: a page this size costs more to copy than to fill.
-    token, stock = csrf_token(), iter(parts)
-    body = [token if each == CSRF_SLOT else next(stock) if each == STOCK_SLOT else each for each in fragments]
+    token, stock = csrf_token().encode(), iter(parts)
+    body = [token if each == CSRF_BYTES else next(stock) if each == STOCK_BYTES else each for each in fragments]
     if request.headers.get("HX-Request"):  # search as you type: the same partial, without the page around it
-        response = make_response("".join(body))
+        response = make_response(b"".join(body))
     elif notice is None:
         response = make_response(kept_page(gettext("Catalog"), body))
     else:
-        html = Markup("".join(body))
+        html = Markup(b"".join(body).decode())
         response = make_response(render_template("shop/products.html", catalog=html, notice=notice))
     response.vary.add("HX-Request")
     return response
@@ -192,7 +195,7 @@ def _catalog_entry(price_list_id, language=None):
     per_page = current_app.config["PAGE_SIZE"]
     return (
         "products",
-        "catalog-fragments",
+        "catalog-utf8",
         (_catalog_version(), price_list_id, per_page, request.full_path, language or i18n.current_language()),
         ["catalog", "prices", f"prices:{price_list_id}", "type:prices"],
     )
@@ -204,20 +207,17 @@ def _catalog_stock_entry(language=None):
     per_page = current_app.config["PAGE_SIZE"]
     language = language or i18n.current_language()
     version = _html_version(STOCK_PARTS)
-    return ("products", "catalog-stock", (version, per_page, request.full_path, language), ["catalog", "stock"])
+    return ("products", "catalog-stock-utf8", (version, per_page, request.full_path, language), ["catalog", "stock"])
 
 
 def _catalog_stock_parts(ids):
-    """(ids, [HTML]) of these products' stock lines and quantity fields (shop/_stock.html) as the database has
-    them now, two a product in the order of ids."""
+    """(ids, [HTML as UTF-8]) of these products' stock lines and quantity fields (shop/_stock.html) as the database
+    has them now, two a product in the order of ids."""
     rows = catalog.stock_rows(ids)  # a product deleted since the page was read shows no stock
     parts = []
     for row in map(rows.get, ids):  # each part made once per product state: an order changes only the ones it took
-        parts += (
-            [kept_macro(STOCK_PARTS, "catalog_stock", row), kept_macro(STOCK_PARTS, "catalog_order", row)]
-            if row
-            else ["", ""]
-        )
+        macros = ("catalog_stock", "catalog_order") if row else ()
+        parts += [kept_macro(STOCK_PARTS, macro, row).encode() for macro in macros] or [b"", b""]
     return ids, parts
 
 

@@ -460,7 +460,7 @@ def test_only_catalog_addresses_as_the_search_form_sends_them_are_kept(make_app,
     client = redis.Redis.from_url(REDIS_URL)
 
     def kept_pages():
-        return len(client.keys(f"{redis_namespace}:cache:products:catalog-fragments:*"))
+        return len(client.keys(f"{redis_namespace}:cache:products:catalog-utf8:*"))
 
     odd = [
         "/products?utm_source=mail&sort=sku",
@@ -495,7 +495,7 @@ def test_the_cached_catalog_carries_each_readers_own_csrf_token(make_app, app, s
         assert "<!--csrf-->" not in html and len(found) == 1 and all(found)
         buyers.append(client)
         tokens.append(found.pop())
-    assert len(store.keys(f"{redis_namespace}:cache:products:catalog-fragments:*")) == 1  # one page served to both
+    assert len(store.keys(f"{redis_namespace}:cache:products:catalog-utf8:*")) == 1  # one page served to both
     assert tokens[0] != tokens[1]
     # Each buyer's own token from the shared page adds to their cart; the other buyer's token is refused.
     refused = buyers[0].post("/cart/add", data={"sku": "BEER-1", "quantity": "1", "csrf_token": tokens[1]})
