@@ -11,6 +11,7 @@ from unittest.mock import ANY
 import pytest
 
 from sipup.cache.breaker import StoreFailed
+from sipup.cache.layer import CacheLayer
 from sipup.cache.values import PageOf, Plain
 from sipup.config import ConfigError
 from sipup.extensions import db
@@ -699,3 +700,9 @@ def test_a_folder_store_keeps_the_layers_values_until_they_expire_each_read_a_co
     # A token written anywhere: the values read before may be outdated, so they are read again.
     writer.set_many({"gen:catalog": "t2", "products:page": {"g": ["t2"], "e": time.time() + 60, "v": ["new"]}})
     assert reader.get_many("gen:catalog", "products:page") == ["t2", {"g": ["t2"], "e": ANY, "v": ["new"]}]
+
+
+def test_entries_whose_arguments_are_equal_but_differ_in_type_keep_keys_of_their_own():
+    keys = {CacheLayer._key("products", "page", args) for args in (1, 1.0, True, "1", (1,), (1.0,))}
+    assert len(keys) == 6
+    assert CacheLayer._key("products", "page", (1, "a")) == CacheLayer._key("products", "page", (1, "a"))
