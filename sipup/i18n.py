@@ -23,6 +23,8 @@ from babel.numbers import format_currency, format_decimal
 from flask import current_app, has_app_context, has_request_context, request
 from flask_babel import force_locale, get_locale, get_translations, gettext, lazy_gettext, pgettext
 from flask_login import current_user
+from jinja2 import pass_context
+from markupsafe import Markup
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
@@ -89,10 +91,26 @@ def register_i18n(app):
         npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
         newstyle=True,
     )
+    app.jinja_env.globals["_"] = _template_gettext  # in place of Jinja's alias of gettext, two calls deep
 
     @app.context_processor
     def _languages():
         return {"languages": language_names(), "language": current_language()}
+
+
+@pass_context
+def _template_gettext(context, string, **variables):
+    """`_()` in templates, as Jinja's newstyle gettext makes it (the translation escapes the variables and is always
+    a format string), in one call rather than three; a string without variables is made once per locale."""
+    if not variables and context.eval_ctx.autoescape:
+        return _made(_translations(), string)
+    translated = _translations().ugettext(string)
+    return (Markup(translated) if context.eval_ctx.autoescape else translated) % variables
+
+
+@lru_cache(maxsize=4096)
+def _made(translations, string):
+    return Markup(translations.ugettext(string)) % {}
 
 
 def _translations():

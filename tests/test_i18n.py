@@ -660,3 +660,16 @@ def test_a_german_buyer_and_clerk_meet_no_english(app, client, make_company, mak
     # Figures are written the reader's way: the disk's free share as 31% in English and 31 % in German.
     assert re.search(r"\d% free", english_admin.get("/monitor/panels/health").get_data(as_text=True))
     assert re.search(r"\d % frei", client.get("/monitor/panels/health").get_data(as_text=True))
+
+
+def test_templates_translate_as_jinjas_gettext_does(app):
+    """`_()` in templates: the translation, its variables escaped, always a format string (`%%` is one %), in the
+    language of the request; the same string with other variables or in another language is not mixed up."""
+    source = '{{ _("Cart") }}|{{ _("Quantity of %(name)s", name=name) }}|{{ _("100%% sure") }}'
+    with app.app_context(), app.test_request_context(headers={"Accept-Language": "de"}):  # a request's own context
+        assert render_template_string(source, name="<b>Bier</b>") == (
+            "Warenkorb|Menge von &lt;b&gt;Bier&lt;/b&gt;|100% sure"
+        )
+        assert render_template_string(source, name="Wein") == "Warenkorb|Menge von Wein|100% sure"
+    with app.app_context(), app.test_request_context(headers={"Accept-Language": "en"}):
+        assert render_template_string(source, name="Wine") == "Cart|Quantity of Wine|100% sure"
