@@ -360,6 +360,15 @@ def kept_page(title, body):
     return "".join((head, *fragments, tail))  # one copy of a large page (str + Markup would escape the layout)
 
 
+def render_page(title, name, notice=None, **context):
+    """A page of the layout whose body the template `name` renders with `context`: the layout around it is kept
+    (kept_page); a notice to show has it rendered in full, as flash messages do."""
+    body = Markup(render_template(name, **context))
+    if notice:
+        return render_template("_page.html", title=title, body=body, notice=notice)
+    return kept_page(title, body)
+
+
 def _head_links():
     """The layout's icons, style sheet and script: the same on every page."""
     return Markup(kept_render("_head_links.html", ()))

@@ -33,7 +33,7 @@ from ..services import cart as carts
 from ..services import catalog, csv_export, documents, images, orders, pricing, quick_order, shopping_lists, vat
 from ..services.parsing import page_number, parse_quantity, whole_number
 from ..services.quantities import backorder_note, stock_problem
-from ..web import csrf_token, fill_slots, kept_macro, kept_page, kept_render
+from ..web import csrf_token, fill_slots, kept_macro, kept_page, kept_render, render_page
 
 bp = Blueprint("shop", __name__)
 # Where a cached page's forms take the reader's own CSRF token; escaped data can never read like this.
@@ -124,7 +124,8 @@ def index():
     if not current_user.is_customer:
         abort(403)
     company = current_user.company
-    return render_template(
+    return render_page(
+        gettext("Overview"),
         "shop/index.html",
         company=company,
         credit=orders.account_position(company),
@@ -401,7 +402,8 @@ def cart():
             flash(gettext("Cart updated."), "success")
             return redirect(url_for("shop.cart"))
     priced = carts.priced(current_user, _vat(), pictures=True)
-    return render_template("shop/cart.html", cart=priced, entered=entered, errors=errors), 422 if errors else 200
+    page = render_page(gettext("Cart"), "shop/cart.html", cart=priced, entered=entered, errors=errors)
+    return page, 422 if errors else 200
 
 
 def read_quick_order_source(text):
@@ -431,7 +433,7 @@ def quick_order_page():
         except DomainError as exc:
             error = str(exc)
     status = 422 if error else 200
-    return render_template("shop/quick_order.html", text=text, lines=lines, error=error), status
+    return render_page(gettext("Quick order"), "shop/quick_order.html", text=text, lines=lines, error=error), status
 
 
 @bp.route("/quick-order/add", methods=["POST"])
@@ -491,7 +493,8 @@ def checkout():
             else:
                 flash(gettext("Thank you! Order %(number)s is placed.", number=order.number), "success")
             return redirect(url_for("shop.order_detail", number=order.number))
-    body = render_template(
+    page = render_page(
+        gettext("Checkout"),
         "shop/checkout.html",
         cart=priced,
         form=form,
@@ -500,7 +503,7 @@ def checkout():
         addresses=company.addresses,  # loaded by priced() already, in id order
         credit=orders.account_position(company),  # shown only: orders.checkout() decides on fresh figures
     )
-    return kept_page(gettext("Checkout"), Markup(body)), 422 if error else 200
+    return page, 422 if error else 200
 
 
 @bp.route("/orders")
@@ -509,9 +512,8 @@ def checkout():
 def order_list():
     """The company's orders, newest first."""
     page, notice = _page()
-    return render_template(
-        "shop/orders.html", results=orders.history_page(current_user.company_id, page=page), notice=notice
-    )
+    results = orders.history_page(current_user.company_id, page=page)
+    return render_page(gettext("Orders"), "shop/orders.html", results=results, notice=notice)
 
 
 @bp.route("/orders/<number>")
@@ -556,7 +558,8 @@ def invoices():
     """The company's invoices and its open balance."""
     page, notice = _page()
     company = current_user.company
-    return render_template(
+    return render_page(
+        gettext("Invoices"),
         "shop/invoices.html",
         invoices=orders.invoices_page(company.id, page),
         credit=orders.account_position(company),
