@@ -598,7 +598,9 @@ def test_storefront_signs_in_and_browses_in_the_closed_model(cli, sipup_site):
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     names = {row["name"]: row for row in figures["pages"]}
-    assert names["POST /login"]["requests"] == 3  # one user in four browses without signing in
+    # One user in four browses without signing in; the others sign in, and again after each sign-out.
+    signed_out = names["POST /logout"]["requests"]
+    assert signed_out > 0 and 3 + signed_out - 1 <= names["POST /login"]["requests"] <= 3 + signed_out
     for name in (
         "GET /",
         "GET /products",
@@ -684,5 +686,7 @@ def test_storefront_in_the_open_model(cli, sipup_site):
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0
     assert figures["open"]["scheduled"] in (59, 60, 61) and figures["open"]["dropped"] == 0
-    # Sign-in happened before the schedule started: none of it is in the measured figures.
-    assert "POST /login" not in {row["name"] for row in figures["pages"]}
+    # The first sign-ins happened before the schedule started: the measured ones are those of new sessions (the
+    # last sign-out's sign-in may fall after the end).
+    names = {row["name"]: row["requests"] for row in figures["pages"]}
+    assert names.get("POST /logout", 0) - 1 <= names.get("POST /login", 0) <= names.get("POST /logout", 0)
