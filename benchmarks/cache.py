@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from benchmarks import SECRET_KEY, free_port
+from benchmarks.limits import delete_namespace
 from benchmarks.writes import raised_endpoint_limits
 from sipup import create_app
 from sipup.database import scratch_database
@@ -333,17 +334,6 @@ def run(name, config, folder, seconds, clients, products):
     return scenario_config
 
 
-def _drop_namespaces(redis_url, namespaces):
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for namespace in namespaces:
-        keys = list(client.scan_iter(match=f"{namespace}:*"))
-        if keys:
-            client.delete(*keys)
-    client.close()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measuring round (default 1)")
@@ -370,7 +360,8 @@ def main():
             )
         finally:
             drop()
-            _drop_namespaces(redis_url, used)
+            for namespace in used:
+                delete_namespace(redis_url, namespace)
 
 
 if __name__ == "__main__":

@@ -934,7 +934,7 @@ def main(argv=None):
 
 
 def server_part(server_url, redis_url, folder, profile, results, args):
-    from benchmarks.cache import _drop_namespaces
+    from benchmarks.limits import delete_namespace
     from sipup.database import scratch_database
 
     url, drop = scratch_database(server_url)
@@ -956,7 +956,7 @@ def server_part(server_url, redis_url, folder, profile, results, args):
             degradation(config, instance, logins, folder, profile, results, best["rate"] if best else 20)
     finally:
         drop()
-        _drop_namespaces(redis_url, [namespace])
+        delete_namespace(redis_url, namespace)
 
 
 if __name__ == "__main__":

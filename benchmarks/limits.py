@@ -120,13 +120,13 @@ def cookie_header(jar):
 
 
 def delete_namespace(redis_url, namespace):
-    """Remove the benchmark's keys from the shared Redis."""
+    """Remove the benchmark's keys, its job queue's included, from the shared Redis."""
     import redis
 
+    from sipup import redisclient
+
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
+    redisclient.delete_namespace(client, namespace)
     client.close()
 
 

@@ -10,6 +10,8 @@ Every user of Redis (cache, rate limits, blocks, job queue, counters, health che
 here; Flask-Limiter's storage (the `limits` library builds its own clients) gets its URL from limits_storage().
 """
 
+import re
+
 import redis
 from redis.sentinel import MasterNotFoundError, Sentinel
 
@@ -121,3 +123,15 @@ __all__ = [
     "master_problem",
     "primary_address",
 ]
+
+
+def delete_namespace(client, namespace):
+    """Delete every key sipup keeps under SIPUP_REDIS_NAMESPACE=`namespace` through a redis-py `client`: its own
+    (`<namespace>:...`) and the job queue's, which Huey names after the queue (jobs.store.make_huey) without its
+    punctuation (`huey.redis.<namespace>_queue`, `huey.results.<namespace>_queue`, ...). For scratch namespaces of
+    tests and benchmarks; the number of keys deleted."""
+    queue = re.sub(r"[^A-Za-z0-9_]", "", f"{namespace}_queue")  # as Huey's RedisStorage.clean_name makes it
+    keys = [key for pattern in (f"{namespace}:*", f"huey.*.{queue}*") for key in client.scan_iter(match=pattern)]
+    if keys:
+        client.delete(*keys)
+    return len(keys)

@@ -16,7 +16,7 @@ import pytest
 from flask import has_app_context
 from flask.testing import FlaskClient
 
-from sipup import create_app
+from sipup import create_app, redisclient
 from sipup.cache import Plain, register_cache
 from sipup.database import scratch_database
 from sipup.extensions import db
@@ -422,14 +422,7 @@ def redis_namespace():
     namespace = f"sipuptest-{secrets.token_hex(6)}"
     yield namespace
     client = redis.Redis.from_url(REDIS_URL)
-    # The namespace's keys, and Huey's, which name its queue without the hyphen (huey.*.sipuptest<hex>...).
-    keys = [
-        key
-        for pattern in (f"{namespace}:*", f"huey.*{namespace.replace('-', '')}*")
-        for key in client.scan_iter(match=pattern)
-    ]
-    if keys:
-        client.delete(*keys)
+    redisclient.delete_namespace(client, namespace)  # the job queue's keys too
     client.close()
 
 

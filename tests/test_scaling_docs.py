@@ -138,11 +138,11 @@ class Project:
         if self.namespaces and os.environ.get("SIPUP_TEST_REDIS_URL"):
             import redis
 
+            from sipup import redisclient
+
             client = redis.Redis.from_url(os.environ["SIPUP_TEST_REDIS_URL"])
             for namespace in self.namespaces:
-                keys = list(client.scan_iter(match=f"{namespace}:*"))
-                if keys:
-                    client.delete(*keys)
+                redisclient.delete_namespace(client, namespace)
             client.close()
 
 

@@ -517,3 +517,23 @@ def test_a_job_retried_or_cancelled_by_hand_keeps_its_last_error_readable(qapp):
             assert retried.startswith("(retried by hand; last error: line 0: unknown SKU") and shown(retried) == retried
             assert shown_text.startswith("(von Hand abgebrochen; letzter Fehler: (retried by hand; last error: line 0:")
             assert "i18n:" not in shown_text
+
+
+def test_a_scratch_namespace_is_deleted_with_its_job_queue_and_nothing_else(make_app, redis_namespace):
+    import redis
+
+    from sipup import redisclient
+
+    gone, kept_too = f"{redis_namespace}-gone", redis_namespace  # the fixture deletes the second afterwards
+    client = redis.Redis.from_url(REDIS_URL)
+    for namespace in (gone, kept_too):
+        huey = make_app(REDIS_URL=REDIS_URL, REDIS_NAMESPACE=namespace).extensions["queue"].huey
+        huey.put("mark", "x")  # Huey's own key-value store
+        huey.storage.enqueue(b"message", 0)  # a message in the queue
+        client.set(f"{namespace}:cache:x", "1")
+    assert redisclient.delete_namespace(client, gone) == 3
+    bare = gone.replace("-", "")
+    assert not list(client.scan_iter(match=f"{gone}:*")) and not list(client.scan_iter(match=f"huey.*{bare}*"))
+    kept_queue = list(client.scan_iter(match=f"huey.*.{kept_too.replace('-', '')}_queue"))
+    assert client.get(f"{kept_too}:cache:x") == b"1" and len(kept_queue) == 2
+    client.close()
