@@ -114,17 +114,6 @@ def limits_storage(url, timeout):
     return f"{SENTINEL_SCHEME}://{hosts}/{where.master}", options
 
 
-__all__ = [
-    "MasterNotFoundError",
-    "connect",
-    "describe",
-    "is_sentinel",
-    "limits_storage",
-    "master_problem",
-    "primary_address",
-]
-
-
 def delete_namespace(client, namespace):
     """Delete every key sipup keeps under SIPUP_REDIS_NAMESPACE=`namespace` through a redis-py `client`: its own
     (`<namespace>:...`) and the job queue's, which Huey names after the queue (jobs.store.make_huey) without its
@@ -135,3 +124,15 @@ def delete_namespace(client, namespace):
     if keys:
         client.delete(*keys)
     return len(keys)
+
+
+__all__ = [
+    "MasterNotFoundError",
+    "connect",
+    "delete_namespace",
+    "describe",
+    "is_sentinel",
+    "limits_storage",
+    "master_problem",
+    "primary_address",
+]

@@ -327,16 +327,15 @@ class _SlotRequest:
     query_string = b"?"
 
 
-def kept_page(title, body):
-    """The HTML `_page.html` makes of a title and a body (Markup, or a list of HTML strings to join, or of HTML in
-    UTF-8, which gives the page in UTF-8), as render_template would: the layout around them is rendered once per
-    language and script root and kept, and the title, the top bar, the CSRF token and the language switch's return
-    path are filled in per request. A page with flash messages to show is rendered in full."""
-    fragments = body if isinstance(body, list) else [body]
-    encoded = bool(fragments) and isinstance(fragments[0], bytes)
-    if get_flashed_messages():  # kept for the request: the full render below shows them
-        text = b"".join(fragments).decode() if encoded else "".join(fragments)
-        return render_template("_page.html", title=title, body=Markup(text))
+def kept_page(title, body, notice=None):
+    """The HTML `_page.html` makes of a title and a body (Markup; or a list of HTML fragments in UTF-8 to join,
+    which gives the page in UTF-8), as render_template would: the layout around them is rendered once per language
+    and script root and kept, and the title, the top bar, the CSRF token and the language switch's return path are
+    filled in per request. A page with a notice or flash messages to show is rendered in full."""
+    encoded = isinstance(body, list)
+    if notice or get_flashed_messages():  # the messages are kept for the request: the full render shows them
+        text = b"".join(body).decode() if encoded else body
+        return render_template("_page.html", title=title, body=Markup(text), notice=notice)
     shell = kept_render(
         "_page.html",
         ("page",),
@@ -356,17 +355,13 @@ def kept_page(title, body):
     }
     head, _, tail = fill_slots(shell, filled).partition(PAGE_BODY)
     if encoded:
-        return b"".join((head.encode(), *fragments, tail.encode()))
-    return "".join((head, *fragments, tail))  # one copy of a large page (str + Markup would escape the layout)
+        return b"".join((head.encode(), *body, tail.encode()))  # one copy of a large page
+    return "".join((head, body, tail))  # str + Markup would escape the layout
 
 
 def render_page(title, name, notice=None, **context):
-    """A page of the layout whose body the template `name` renders with `context`: the layout around it is kept
-    (kept_page); a notice to show has it rendered in full, as flash messages do."""
-    body = Markup(render_template(name, **context))
-    if notice:
-        return render_template("_page.html", title=title, body=body, notice=notice)
-    return kept_page(title, body)
+    """A page of the layout whose body the template `name` renders with `context`, in the kept layout (kept_page)."""
+    return kept_page(title, Markup(render_template(name, **context)), notice)
 
 
 def _head_links():

@@ -289,10 +289,9 @@ def test_the_kept_layout_makes_the_page_the_full_template_makes(app, shop, monke
     page(client, "/cart")  # the flash messages shown
     kept = page(client, url)
 
-    def full_page(title, body):  # kept_page's body: Markup, or the HTML fragments it joins (str, or UTF-8)
-        if isinstance(body, list):
-            body = b"".join(body).decode() if body and isinstance(body[0], bytes) else "".join(body)
-        return render_template("_page.html", title=title, body=Markup(body))
+    def full_page(title, body, notice=None):  # kept_page's body: Markup, or the UTF-8 fragments it joins
+        body = b"".join(body).decode() if isinstance(body, list) else body
+        return render_template("_page.html", title=title, body=Markup(body), notice=notice)
 
     monkeypatch.setattr(shop_views, "kept_page", full_page)
     monkeypatch.setattr(web, "kept_page", full_page)

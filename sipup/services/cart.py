@@ -22,7 +22,7 @@ from .quantities import backorder_note, out_of_stock, quantity_problem, stock_pr
 
 @dataclass(slots=True)
 class ShownProduct:
-    """A cart line's product as the cart page and the dashboard price and show it: plain values read with the
+    """A cart line's product as the cart page, the dashboard and checkout price it: plain values read with the
     line (the ORM instance costs more to build than the page to render); `picture` as the product_picture macro
     reads it, or None when not read."""
 
@@ -347,7 +347,7 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, tier
 
 def priced(user, vat_rules, pictures=False):
     """The user's cart with today's prices for their company, taxed for its first (default) address, for showing
-    (its products are ShownProducts; checkout prices ORM products it reserves from)."""
+    (checkout prices the cart again under its lock, for the delivery address chosen)."""
     company = user.company
     pairs, tiers = shown_lines(user.id, company.price_list_id, pictures)
     country = company.addresses[0].country if company.addresses else None
