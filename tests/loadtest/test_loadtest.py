@@ -655,8 +655,10 @@ def test_storefront_checks_out_through_the_real_forms(cli, sipup_site, tmp_path)
     assert result.exit_code == 0, result.output
     assert figures["total"]["failures"] == 0, figures["failures"]
     names = {row["name"]: row for row in figures["pages"]}
-    placed = names["POST /checkout"]["requests"]
-    assert placed >= 1 and names["GET /orders/<number>"]["requests"] == placed
+    # An order placed is followed to its page. A checkout may also be refused because another buyer took the last
+    # units since the form was shown (422, as the site should answer, not a failure): it places no order.
+    placed = names["GET /orders/<number>"]["requests"]
+    assert placed >= 1 and names["POST /checkout"]["requests"] >= placed
     assert names["POST /quick-order"]["requests"] > 0
     assert _orders_from_load_tests(database) - before == placed  # each checkout is an order in sipup's database
 
