@@ -23,6 +23,7 @@ from sipup.extensions import db
 from sipup.jobs import outbox, process, reaper, register_queue, registry, running
 from sipup.jobs.marks import paused_priorities, set_paused
 from sipup.jobs.queue import Queue
+from sipup.metrics.counters import close_counters
 from sipup.models import Address, Category, Company, PriceList, PriceTier, Product, User
 from tests.servers import LocalMemcached, LocalRedis, LocalSeaweed, local_server
 
@@ -120,6 +121,7 @@ def _close(app):
     with app.app_context():
         db.engine.dispose()
     app.extensions["sipup_cache"].close()
+    app.extensions["counters"].close()  # no late flush lands in a later test's figures (a shared metrics.db)
 
 
 def _build(backend, extra):
@@ -421,6 +423,7 @@ def redis_namespace():
 
     namespace = f"sipuptest-{secrets.token_hex(6)}"
     yield namespace
+    close_counters(namespace)  # apps of this test write no figures into it afterwards
     client = redis.Redis.from_url(REDIS_URL)
     redisclient.delete_namespace(client, namespace)  # the job queue's keys too
     client.close()

@@ -166,7 +166,7 @@ class RedisCounterStore:
     """
 
     def __init__(self, url, namespace, host=socket.gethostname()):
-        self.prefix, self.host = f"{namespace}:counters", host
+        self.namespace, self.prefix, self.host = namespace, f"{namespace}:counters", host
         self.client = redisclient.connect(url, timeout=1)
         self.set_max = self.client.register_script(self._MAX)
 

@@ -97,6 +97,7 @@ class Counters:
         self.last_flush = time.monotonic()
         self.store_error = None
         self.timer = None  # flushes the end of a burst when no later request comes to do it
+        self.closed = False
         self._buckets = (None, (), ())  # the second they are for, the buckets, with the running total too
 
     def incr(self, group, name, amount=1, now=None):
@@ -160,7 +161,7 @@ class Counters:
 
     def _arm_timer(self):
         """Under the lock: a flush follows however the traffic stops."""
-        if self.timer is None:
+        if self.timer is None and not self.closed:
             self.timer = threading.Timer(RETRY_SECONDS if self.store_error else FLUSH_SECONDS, self._flush_by_timer)
             self.timer.daemon = True
             self.timer.start()
@@ -173,6 +174,19 @@ class Counters:
         except Exception:  # a bug in a source must not kill the timer thread silently
             log.exception("Counters flush failed")
 
+    def close(self):
+        """Flush what is pending now and write nothing later (no timer, nothing at exit): for an app that is done,
+        before the store it wrote to is removed (a scratch Redis namespace, an instance folder)."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+        _LIVE.discard(self)
+        self.flush(at_exit=True)  # the last write: flush() writes nothing after close() but this one
+
     def flush_if_due(self):
         """Flush when the last flush is FLUSH_SECONDS ago (RETRY_SECONDS after a store error)."""
         if time.monotonic() - self.last_flush >= (RETRY_SECONDS if self.store_error else FLUSH_SECONDS):
@@ -181,6 +195,8 @@ class Counters:
     def flush(self, at_exit=False):
         """Hand pending counts to the store; on a store error keep them (bounded) and say so (not at exit,
         when the log may be closed and nothing can be done about it)."""
+        if self.closed and not at_exit:
+            return
         for source in self.sources:
             source()
         with self.lock:
@@ -305,6 +321,13 @@ _LIVE = weakref.WeakSet()
 def _flush_at_exit():
     for counters in list(_LIVE):
         counters.flush(at_exit=True)
+
+
+def close_counters(namespace):
+    """Close this process's counters that write into a Redis namespace (see Counters.close), before it is deleted."""
+    for counters in list(_LIVE):
+        if getattr(counters.store, "namespace", None) == namespace:
+            counters.close()
 
 
 def register_counters(app):

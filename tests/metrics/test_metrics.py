@@ -181,3 +181,20 @@ def test_the_end_of_a_burst_is_flushed_by_a_timer(tmp_path, monkeypatch):
     while not counters.store.read("demo", "minute", [start]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert counters.store.read("demo", "minute", [start]) == {start: {"hit": 3}}
+
+
+def test_closed_counters_write_what_was_pending_once_and_nothing_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(counters_module, "FLUSH_SECONDS", 0.2)
+    counters = _app(tmp_path).extensions["counters"]
+    counters.flush()
+    counters.incr("demo", "hit", 3)  # a flush timer is armed
+    counters.close()
+    start = bucket_start(time.time(), "minute")
+    assert counters.store.read("demo", "minute", [start]) == {start: {"hit": 3}}
+    assert counters not in counters_module._LIVE  # nothing is written at exit either
+    counters.incr("demo", "hit", 4)  # a count after closing arms no timer, and no read or flush writes it
+    counters.flush()
+    counters.close()
+    time.sleep(0.5)
+    assert counters.timer is None
+    assert counters.store.read("demo", "minute", [start]) == {start: {"hit": 3}}
