@@ -19,7 +19,7 @@ from sipup.extensions import db
 from sipup.limits.compat import storage_dead
 from sipup.limits.limiter import RIDING
 from sipup.models import Company, Product, User
-from sipup.services import accounts, cart, companies
+from sipup.services import accounts, cart, companies, vat
 from sipup.services import shopping_lists as lists
 from sipup.services.signed_in import record
 from tests.cache.test_cache import opened_cache_files, page, signed_in
@@ -373,14 +373,15 @@ def test_the_writes_read_each_row_once(redis_app, shop):
         response = client.post("/checkout", data={"address_id": str(address_id), "checkout_key": "k" * 22})
         assert response.status_code == 302, response.get_data(as_text=True)
     # cart add: the product with its line in one read, the line's update; quick order: the products with their
-    # lines, an update, an insert; the page: the cart with its products and their price tiers (the addresses come
+    # lines, an update, an insert; the page: nothing (the cart's lines as priced come from the cache, the addresses
     # with the signed-in user); the order: the lock, one read under it (credit included), the cart with its tiers,
     # one reservation for all lines, the order, its number, its lines, its event, its checkout key, the cart
     # emptied, the mail job, and nothing read again after the commit.
     statements = {name: counts["sql"] for name, counts in sent.items()}
-    assert statements == {"cart add": 2, "quick-order add": 3, "checkout page": 1, "checkout": 11}
-    # The page: one round trip to Redis, the limits with the signed-in user, the cart's count and the credit left.
-    assert sent["checkout page"]["redis"] == 1
+    assert statements == {"cart add": 2, "quick-order add": 3, "checkout page": 0, "checkout": 11}
+    # The page: one round trip to Redis, the limits with the signed-in user, the cart's count, its lines and the
+    # credit left. The cart add: the limits with the user, and the cart's quantities renewed after the commit.
+    assert sent["checkout page"]["redis"] == 1 and sent["cart add"]["redis"] == 2
 
 
 def test_a_sign_in_reads_the_user_with_the_company_once_and_nothing_again_after_its_commit(app, shop):
@@ -395,15 +396,29 @@ def test_a_sign_in_reads_the_user_with_the_company_once_and_nothing_again_after_
 @pytest.mark.parametrize("url", ["/cart", "/"])
 def test_the_cart_page_and_the_dashboard_read_the_cart_by_one_statement_and_build_no_orm_instance(app, shop, url):
     """The cart's lines with their products, pictures and categories as plain rows, and the company's addresses
-    (the VAT's country) with the signed-in user: one statement, and nothing loaded lazily."""
+    (the VAT's country) with the signed-in user: one statement, nothing loaded lazily, and kept in the cache until
+    the cart (a new quantity too), the catalog, the stock or the prices change."""
     client = signed_in(app, shop.buyer)
     with app.app_context():
         cart.add(shop.buyer.id, shop.product, 2)
     warm(app, client, url)
+    with counted(app) as counts:
+        html = page(client, url)
+    assert counts["sql"] == 0 and _cart_total(shop.buyer) in html
+    with app.app_context():
+        cart.add(shop.buyer.id, shop.product, 3)
     with orm_instances_built() as built, counted(app) as counts:
         html = page(client, url)
-    assert "€" in html and (url == "/" or "BEER-1" in html)
+    assert _cart_total(shop.buyer) in html and (url == "/" or "BEER-1" in html)
     assert counts["sql"] == 1 and built == []
+
+
+def _cart_total(user):
+    """The cart's total with VAT as the pages show it, priced afresh from the database."""
+    company = db.session.get(Company, user.company_id)
+    pairs, tiers = cart.shown_lines(user.id, company.price_list_id)
+    country = company.addresses[0].country if company.addresses else None
+    return f"€{cart.price_lines(company.price_list_id, pairs, vat.rules(), country, company.vat_id, tiers).total:,.2f}"
 
 
 def test_the_addresses_kept_with_the_signed_in_user_follow_a_change_at_once(app, shop):

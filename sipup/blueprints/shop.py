@@ -224,12 +224,12 @@ def _catalog_stock_parts(ids):
 
 # The catalog page and a product's row are read with the buyer's row, in one round trip (security.read_ahead).
 # Before the user is loaded the read ahead guesses their language from the browser (a wrong guess costs a read).
-READ_AHEAD["shop.products"] = lambda price_list_id, _: (
+READ_AHEAD["shop.products"] = lambda price_list_id, *_: (
     []
     if price_list_id is None
     else [_catalog_entry(price_list_id, i18n.visitor_language()), _catalog_stock_entry(i18n.visitor_language())]
 )
-READ_AHEAD["shop.product"] = lambda price_list_id, company_id: [
+READ_AHEAD["shop.product"] = lambda price_list_id, company_id, _: [
     *(
         []
         if company_id is None
@@ -241,11 +241,25 @@ READ_AHEAD["shop.product"] = lambda price_list_id, company_id: [
     *_list_choices_entry(company_id),
 ]
 # Pages with a "Save to list" form read the company's lists with the user's row too.
-READ_AHEAD["shop.cart"] = READ_AHEAD["shop.order_detail"] = lambda _, company_id: _list_choices_entry(company_id)
-# The checkout page shows the company's credit left.
-READ_AHEAD["shop.checkout"] = lambda _, company_id: (
-    [orders.credit_entry(company_id)] if company_id is not None and request.method == "GET" else []
+READ_AHEAD["shop.order_detail"] = lambda _, company_id, __: _list_choices_entry(company_id)
+# The cart page, the overview and the checkout page show the cart's lines as priced; the last two the credit left.
+READ_AHEAD["shop.cart"] = lambda price_list_id, company_id, user_id: [
+    *_list_choices_entry(company_id),
+    *_cart_lines_entry(price_list_id, user_id, pictures=True),
+]
+READ_AHEAD["shop.index"] = READ_AHEAD["shop.checkout"] = lambda price_list_id, company_id, user_id: (
+    [orders.credit_entry(company_id), *_cart_lines_entry(price_list_id, user_id)]
+    if company_id is not None and request.method == "GET"
+    else []
 )
+
+
+def _cart_lines_entry(price_list_id, user_id, pictures=False):
+    return (
+        []
+        if price_list_id is None or request.method != "GET"
+        else [carts.shown_entry(user_id, price_list_id, pictures)]
+    )
 
 
 def _list_choices_entry(company_id):

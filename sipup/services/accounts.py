@@ -195,12 +195,12 @@ def _price_list_hints():
 
 def prefetch_signed_in(user_id, extras=None, client=None):
     """Read in one round trip what a signed-in request reads from the cache anyway: the user's row, their cart's
-    line count, and the entries `extras(price_list_id, company_id)` names for the endpoint (a catalog page), given
-    the price list and company this process saw the user on last (None at first). With a Redis `client`, only
-    say what to read through it: (keys, done) or None (see CacheLayer.prefetch_riding)."""
+    line count, and the entries `extras(price_list_id, company_id, user_id)` names for the endpoint (a catalog
+    page), given the price list and company this process saw the user on last (None at first). With a Redis
+    `client`, only say what to read through it: (keys, done) or None (see CacheLayer.prefetch_riding)."""
     entries = [user_entry(user_id), count_entry(user_id)]
     if extras is not None:
-        entries += extras(*_price_list_hints().get(user_id, (None, None)))
+        entries += extras(*_price_list_hints().get(user_id, (None, None)), user_id)
     if client is not None:
         return prefetch_riding(entries, client)
     prefetch(entries)

@@ -146,8 +146,10 @@ def _put(user_id, pairs, replace, known=None):
     if known is None:
         known = {pid: (line_id, quantity) for pid, line_id, quantity in _read_lines(user_id, pairs)}
     lines = dict(known)  # as written so far: the same product may come again later in the list
-    # What the cache keeps of a cart is its count of lines (count()): a new line changes it, a new quantity does not.
-    new_line, same_lines = {"cache_touches": (f"cart:{user_id}",)}, {"cache_touches": ()}
+    # The cache keeps a cart's count of lines (count()), which a new quantity leaves as it was, and its lines as
+    # shown (shown_entry()), which depend on both.
+    new_line = {"cache_touches": (f"cart:{user_id}",)}
+    same_lines = {"cache_touches": (f"cart-quantities:{user_id}",)}
     results = []
     for product, quantity in pairs:
         line = lines.get(product.id)
@@ -345,10 +347,25 @@ def price_lines(price_list_id, pairs, vat_rules, country=None, vat_id=None, tier
     return PricedCart(lines, goods, deposit, tax, goods + deposit + tax, rows, reverse)
 
 
+def shown_entry(user_id, price_list_id, pictures=False):
+    """The cache entry (type, name, args, depends) of shown_lines(): as fresh as the cart's lines and quantities,
+    the catalog, the stock and the price list."""
+    return (
+        "users",
+        "cart-shown",
+        (user_id, price_list_id, pictures),
+        [f"cart:{user_id}", f"cart-quantities:{user_id}", "carts", "catalog", "stock", "type:products"]
+        + ["prices", f"prices:{price_list_id}", "type:prices"],
+    )
+
+
 def priced(user, vat_rules, pictures=False):
     """The user's cart with today's prices for their company, taxed for its first (default) address, for showing
     (checkout prices the cart again under its lock, for the delivery address chosen)."""
     company = user.company
-    pairs, tiers = shown_lines(user.id, company.price_list_id, pictures)
+    price_list_id = company.price_list_id
+    pairs, tiers = cached(
+        *shown_entry(user.id, price_list_id, pictures), lambda: shown_lines(user.id, price_list_id, pictures)
+    )
     country = company.addresses[0].country if company.addresses else None
     return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, tiers)

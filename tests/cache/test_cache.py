@@ -138,6 +138,23 @@ def test_prices_changed_on_one_instance_show_on_the_other(shop, two_instances, d
 
 
 @pytest.mark.parametrize("driver", SHARED_DRIVERS)
+def test_the_cart_as_priced_follows_its_quantities_prices_and_stock_changed_on_the_other_instance(
+    shop, two_instances, driver
+):
+    a = two_instances
+    same_buyer_on_b = signed_in(a.b, shop.buyer)
+    assert same_buyer_on_b.post("/cart/add", data={"sku": "BEER-1", "quantity": "2"}).status_code == 302
+    for _ in range(2):  # the second from the cache
+        assert "€18.00" in page(a.buyer, "/cart") and "€18.00" in page(a.buyer, "/checkout")
+    assert same_buyer_on_b.post("/cart/add", data={"sku": "BEER-1", "quantity": "3"}).status_code == 302
+    assert "€45.00" in page(a.buyer, "/cart") and "€45.00" in page(a.buyer, "/checkout")
+    set_tier(a.staff, shop.price_list, "BEER-1", "7.00")
+    assert "€35.00" in page(a.buyer, "/cart") and "€35.00" in page(a.buyer, "/checkout")
+    save_product(a.staff, shop.product, stock_on_hand=4)
+    assert "Only 4" in page(a.buyer, "/cart") and "Only 4" in page(a.buyer, "/checkout")
+
+
+@pytest.mark.parametrize("driver", SHARED_DRIVERS)
 def test_stock_taken_by_a_checkout_on_one_instance_shows_on_the_other(app, shop, two_instances, driver):
     a = two_instances
     assert "100 in stock" in page(a.buyer, "/products/BEER-1")
