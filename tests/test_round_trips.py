@@ -366,7 +366,8 @@ def test_the_writes_read_each_row_once(redis_app, shop):
     with counted(redis_app) as sent["quick-order add"]:
         form = {"sku": ["BEER-1", "WINE-1"], "quantity": ["1", "1"]}
         assert client.post("/quick-order/add", data=form).status_code == 302
-    page(client, "/checkout")
+    with counted(redis_app) as changed:
+        page(client, "/checkout")
     with counted(redis_app) as sent["checkout page"]:
         assert "Check out on account" in page(client, "/checkout")
     with counted(redis_app) as sent["checkout"]:
@@ -382,6 +383,9 @@ def test_the_writes_read_each_row_once(redis_app, shop):
     # The page: one round trip to Redis, the limits with the signed-in user, the cart's count, its lines and the
     # credit left. The cart add: the limits with the user, and the cart's quantities renewed after the commit.
     assert sent["checkout page"]["redis"] == 1 and sent["cart add"]["redis"] == 2
+    # The page after the cart got a new line: its lines and their count read and kept, each by one write and with
+    # no lock in the store (one buyer's own values).
+    assert changed == {"redis": 3, "sql": 2}
 
 
 def test_a_sign_in_reads_the_user_with_the_company_once_and_nothing_again_after_its_commit(app, shop):
