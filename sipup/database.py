@@ -11,6 +11,7 @@ from flask import has_request_context
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from sipup.metrics.outages import outage
 from sipup.metrics.pool import MeasuredQueuePool
@@ -48,6 +49,7 @@ def register_database(app):
         event.listen(db.engine, "checkout", _answered)
         if db.engine.dialect.name in ("mysql", "mariadb"):
             register_timeouts(app, db.engine)
+            reset_only_open_transactions(db.engine)
         register_replicas(app, collector)
 
 
@@ -62,6 +64,7 @@ def register_replicas(app, collector):
     for engine in engines:
         time_statements(app, collector, engine)
         register_timeouts(app, engine)
+        reset_only_open_transactions(engine)
     app.extensions["sipup_replicas"] = ReplicaSet(db.engine, engines, app.config["REPLICA_MAX_LAG"])
 
 
@@ -81,6 +84,44 @@ def register_timeouts(app, engine):
             with dbapi_connection.cursor() as cursor:
                 cursor.execute(statement_limit(dbapi_connection.get_server_info(), statement_seconds))
             record.info["statement_seconds"] = statement_seconds
+
+
+STATEMENTS_RAN = "sipup_statements_ran"  # in a pooled connection's info: its transaction may be open
+
+
+def reset_only_open_transactions(engine):
+    """A MySQL/MariaDB connection goes back to the pool with a ROLLBACK only when a statement ran on it since its
+    last COMMIT or ROLLBACK: a write request's commit ended its transaction already, and the pool's ROLLBACK after
+    it was one more round trip. A read's transaction is still ended, so no idle connection keeps a snapshot or
+    metadata locks. The engine is built with pool_reset_on_return=None (config/engines.py); this takes over the
+    reset, the way SQLAlchemy's "reset" pool event is meant to be used."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _ran(conn, _cursor, _statement, _parameters, _context, _executemany):
+        _pool_entry_info(conn.connection)[STATEMENTS_RAN] = True
+
+    def ended(call):
+        def end(connection):
+            call(connection)
+            _pool_entry_info(connection).pop(STATEMENTS_RAN, None)
+
+        return end
+
+    dialect.do_commit, dialect.do_rollback = ended(commit), ended(rollback)
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection, record, state):
+        if record.info.pop(STATEMENTS_RAN, False) and not state.terminate_only:
+            rollback(dbapi_connection)  # a failure here makes the pool drop the connection, as its own reset would
+
+
+def _pool_entry_info(connection):
+    """The info of a pooled connection's pool entry ({} for a connection outside the pool: the dialect's first
+    connect, a raw DBAPI connection)."""
+    info = connection.record_info if isinstance(connection, PoolProxiedConnection) else None
+    return {} if info is None else info
 
 
 def statement_limit(server_version, seconds):

@@ -109,6 +109,7 @@ def engine_options(url, config, setting="DATABASE_URL"):
             "pool_timeout": config["DB_POOL_TIMEOUT"],
             "pool_recycle": config["DB_POOL_RECYCLE"],
             "pool_pre_ping": True,  # sipup.database makes the pool a MeasuredQueuePool, which counts waits
+            "pool_reset_on_return": None,  # sipup.database rolls back only a connection whose transaction may be open
             # Each statement sees what others committed: credit and stock checks read fresh figures.
             "isolation_level": "READ COMMITTED",
             # Reads wait DB_CONNECT_TIMEOUT while connecting (the server's greeting); sipup.database sets the read

@@ -2,6 +2,7 @@
 retries, a full pool and a missing database answered with 503 pages, and the batch helpers."""
 
 import logging
+import secrets
 import threading
 from decimal import Decimal
 
@@ -69,6 +70,39 @@ def test_sqlite_connections_get_the_pragmas(app):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+
+
+def test_a_connection_goes_back_to_the_pool_rolled_back_only_when_a_statement_ran_since_its_commit(app, monkeypatch):
+    mariadb_only(app)
+    import pymysql
+
+    rollbacks = []
+    real = pymysql.connections.Connection.rollback
+    monkeypatch.setattr(pymysql.connections.Connection, "rollback", lambda conn: rollbacks.append(1) or real(conn))
+    table = f"reset_probe_{secrets.token_hex(4)}"
+    with db.engine.connect() as conn:
+        conn.execute(text(f"CREATE TABLE {table} (id INT PRIMARY KEY)"))
+    try:
+        rollbacks.clear()
+        with db.engine.connect() as conn:  # a write: its commit ended the transaction
+            conn.execute(text(f"INSERT INTO {table} VALUES (1)"))
+            conn.commit()
+        with db.engine.connect():  # nothing ran
+            pass
+        assert rollbacks == []
+        with db.engine.connect() as conn:  # a read: its transaction is ended on return
+            assert conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() == 1
+        assert rollbacks == [1]
+        assert db.engine.pool.checkedin() >= 1
+    finally:
+        # Another session changes the table at once: no connection in the pool holds a lock on it.
+        dropper = create_engine(db.engine.url, poolclass=None)
+        try:
+            with dropper.connect() as conn:
+                conn.execute(text("SET SESSION lock_wait_timeout = 2"))
+                conn.execute(text(f"DROP TABLE {table}"))
+        finally:
+            dropper.dispose()
 
 
 # --- connections dropped by the server --------------------------------------------------------------
