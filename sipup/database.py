@@ -4,6 +4,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 import time
 from contextlib import contextmanager
 
@@ -242,11 +243,31 @@ def check_writable():
 def _sqlite_pragmas(dbapi_connection, _record):
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _write_ahead_log(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+WAL_ATTEMPTS = 50  # 0.1 s apart
+
+
+def _write_ahead_log(cursor):
+    """Put the file in WAL mode, which the file keeps: once set, a connection only reads that it is. Setting it
+    needs the file to itself, and SQLite answers "database is locked" at once, without its busy wait, when another
+    process opens a new file at the same moment (two server processes, or the server and the worker, starting
+    together): then try again until the other has set it."""
+    for attempt in range(WAL_ATTEMPTS):
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1)
 
 
 def is_retryable(error):

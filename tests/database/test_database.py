@@ -3,6 +3,7 @@ retries, a full pool and a missing database answered with 503 pages, and the bat
 
 import logging
 import secrets
+import sqlite3
 import threading
 from decimal import Decimal
 
@@ -101,6 +102,27 @@ def test_a_connection_goes_back_to_the_pool_rolled_back_only_when_a_statement_ra
                 conn.execute(text(f"DROP TABLE {table}"))
         finally:
             dropper.dispose()
+
+
+def test_a_new_sqlite_file_another_process_is_writing_is_put_in_wal_mode_when_it_is_done(tmp_path):
+    """Switching to WAL needs the file to itself, and SQLite answers "database is locked" at once, without its
+    busy wait, while another connection holds a write: the switch is tried again until the write is done."""
+    path = tmp_path / "new.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (id INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    done = threading.Timer(0.3, writer.execute, ["COMMIT"])
+    done.start()
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM t").scalar_one() == 1
+    finally:
+        done.join()
+        engine.dispose()
+        writer.close()
 
 
 # --- connections dropped by the server --------------------------------------------------------------
