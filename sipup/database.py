@@ -255,9 +255,9 @@ WAL_ATTEMPTS = 50  # 0.1 s apart
 
 def _write_ahead_log(cursor):
     """Put the file in WAL mode, which the file keeps: once set, a connection only reads that it is. Setting it
-    needs the file to itself, and SQLite answers "database is locked" at once, without its busy wait, when another
-    process opens a new file at the same moment (two server processes, or the server and the worker, starting
-    together): then try again until the other has set it."""
+    needs the file to itself, and while another connection holds a write on a file not yet in WAL mode SQLite
+    answers "database is locked" at once, without its busy wait (two server processes, or the server and the
+    worker, starting together on a new file): then try again until that write is done."""
     for attempt in range(WAL_ATTEMPTS):
         if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
             return
