@@ -514,7 +514,7 @@ def checkout():
         form=form,
         error=error,
         refused=refused,
-        addresses=company.addresses,  # loaded by priced() already, in id order
+        addresses=company.addresses,  # carried with the signed-in user, in id order
         credit=orders.account_position(company),  # shown only: orders.checkout() decides on fresh figures
     )
     return page, 422 if error else 200

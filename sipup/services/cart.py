@@ -368,4 +368,4 @@ def priced(user, vat_rules, pictures=False):
         *shown_entry(user.id, price_list_id, pictures), lambda: shown_lines(user.id, price_list_id, pictures)
     )
     country = company.addresses[0].country if company.addresses else None
-    return price_lines(company.price_list_id, pairs, vat_rules, country, company.vat_id, tiers)
+    return price_lines(price_list_id, pairs, vat_rules, country, company.vat_id, tiers)
