@@ -257,6 +257,52 @@ def counts(config, instance):
     return orders, confirmations, failed
 
 
+class Restock:
+    """Puts every product's available stock back where the seed left it, before each step. Buyers do not put
+    what is sold out in the cart, so a run that sells out the products they see would lose its writes step by
+    step, and the search that comes later (the second process count) would measure a cheaper mix."""
+
+    def __init__(self, config, instance):
+        from sqlalchemy import select
+
+        from sipup import create_app
+        from sipup.extensions import db
+        from sipup.models import Product
+
+        self.app = create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config}, instance_path=instance)
+        with self.app.app_context():
+            rows = db.session.execute(select(Product.id, Product.stock_on_hand, Product.stock_reserved))
+            self.available = {id_: on_hand - reserved for id_, on_hand, reserved in rows}
+
+    def __call__(self):
+        """The stock as seeded again (the orders placed keep their reservations); the products changed."""
+        from sqlalchemy import select
+
+        from sipup.database import run_in_transaction
+        from sipup.dbtools.batch import bulk_update
+        from sipup.extensions import db
+        from sipup.models import Product
+
+        with self.app.app_context():
+            rows = db.session.execute(select(Product.id, Product.stock_on_hand, Product.stock_reserved))
+            changed = [
+                {"id": id_, "stock_on_hand": reserved + self.available[id_]}
+                for id_, on_hand, reserved in rows
+                if on_hand != reserved + self.available[id_]
+            ]
+            if changed:  # one write through the app, so every server's cached pages follow
+                run_in_transaction(bulk_update, Product, changed)
+            db.session.remove()
+        return len(changed)
+
+    def close(self):
+        from sipup.extensions import db
+
+        with self.app.app_context():
+            db.engine.dispose()
+        self.app.extensions["sipup_cache"].close()
+
+
 # --- measuring ------------------------------------------------------------------------------------
 
 
@@ -325,6 +371,18 @@ class Watch:
         self.rss_mb = max(s.rss_mb(p) for s in self.servers for p in s.processes())
 
 
+def settle(servers, idle_share=0.1, seconds=30.0):
+    """Wait until the servers are idle (under a tenth of a core for half a second): requests a step not held
+    left queued are still served after the generator gave up on them, and would count against the next step."""
+    deadline = time.monotonic() + seconds
+    processes = [p for server in servers for p in server.processes()]
+    while processes and time.monotonic() < deadline:
+        before = _cpu_of(processes)
+        time.sleep(0.5)
+        if _cpu_of(processes) - before < idle_share * 0.5:
+            return
+
+
 def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=None, watch=(), users=None):
     """One open-model step at `rate` arrivals/s; the loadtest report plus the servers' readings."""
     seconds = seconds or profile["step"]
@@ -334,6 +392,7 @@ def load(url, scenario, rate, profile, logins=(), pages=(("/", 1.0),), seconds=N
             f"{users} virtual users on {len(logins)} accounts: more than {MAX_SESSIONS} sessions on one account would "
             "end the first ones; seed more companies (each has a buyer)"
         )
+    settle(watch)
     scenario_options = SimpleNamespace(pages=list(pages), logins=list(logins), think=None, anonymous_share=0.2)
     options = RunOptions(
         url=url,
@@ -389,9 +448,20 @@ def held(step):
     return step["reached"] and step["p99"] < P99_LIMIT_MS and step["error_share"] < ERROR_LIMIT
 
 
+WRITES = ("POST /cart/add", "POST /quick-order/add", "POST /checkout")
+
+
+def write_share(step):
+    """The share of the step's requests that were cart adds, quick-order adds and checkouts."""
+    pages = step.get("pages") or {}
+    writes = sum(pages[name]["requests"] for name in WRITES if name in pages)
+    return writes / step["requests"] if step["requests"] else 0.0
+
+
 def describe(step):
     return (
-        f"rate {step['rate']:7.0f}/s -> {step['rps']:7.0f} req/s  p50 {step['p50']:6.1f}  p99 {step['p99']:7.1f} ms  "
+        f"rate {step['rate']:7.0f}/s -> {step['rps']:7.0f} req/s  writes {write_share(step):5.1%}  "
+        f"p50 {step['p50']:6.1f}  p99 {step['p99']:7.1f} ms  "
         f"errors {step['error_share']:6.2%}  {'held' if held(step) else 'NOT held'}  server CPU "
         f"{step['server_cpu']:4.0f}%  "
         f"generator CPU {step['generator_cpu']:4.0f}%  MariaDB+Redis CPU {step['db_redis_cpu']:4.0f}%  "
@@ -412,10 +482,11 @@ def _why(step):
     return ", ".join(parts)
 
 
-def search(label, run_step, start, profile):
-    """Double the rate until it is not held, then halve the gap; the best held step (or None) and all steps."""
+def search(label, run_step, start, profile, extra_steps=0, precision=1.2):
+    """Double the rate until it is not held, then halve the gap until the rate not held is within `precision`
+    of the best held; the best held step (or None) and all steps. At most the profile's steps + extra_steps."""
     rate, best, worst, steps = start, None, None, []
-    for _ in range(profile["steps"]):
+    for _ in range(profile["steps"] + extra_steps):
         step = run_step(rate)
         steps.append(step)
         print(f"  {label:<22} {describe(step)}", flush=True)
@@ -428,7 +499,7 @@ def search(label, run_step, start, profile):
             rate *= 2
         elif low is None:
             rate = rate / 2
-        elif worst / low < 1.2:
+        elif worst / low < precision:
             break
         else:
             rate = (low + worst) / 2
@@ -469,11 +540,15 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
         return logins, instance
     server = sipup_server(config, instance, folder, name.split()[0].lower())
     before = cache_totals(config, instance)
+    restock = Restock(config, instance)
     try:
         url = f"http://127.0.0.1:{server.port}"
-        best, steps = search(
-            "storefront", lambda rate: load(url, Storefront, rate, profile, logins, watch=[server]), start_rate, profile
-        )
+
+        def step(rate):
+            restock()
+            return load(url, Storefront, rate, profile, logins, watch=[server])
+
+        best, steps = search("storefront", step, start_rate, profile)
         catalog, _ = search(
             "cached catalog page",
             lambda rate: load(url, Pages, rate, profile, logins, pages=[("/products", 1.0)], watch=[server]),
@@ -483,6 +558,7 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
         peak_rss = server.peak_rss_mb()
     finally:
         server.stop()
+        restock.close()
     rates = hit_rates(before, cache_totals(config, instance))
     results["backends"][name] = {
         "storefront": best,
@@ -505,19 +581,30 @@ def scaling(config, instance, logins, folder, profile, results, start_rate):
     """`flask serve --processes N` for 1, 2 and one per core, sharing MariaDB and Redis."""
     counts = sorted({1, 2, os.cpu_count() or 1})
     print(f"== scaling out: flask serve --processes {', '.join(map(str, counts))} (MariaDB + Redis)", flush=True)
+    best, restock = None, Restock(config, instance)
     for count in counts:
         server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
+
+        def step(rate):
+            restock()
+            return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
+
         try:
             wait_for_processes(server, count)
+            # The ratio between the counts is the figure wanted, so the search steps finer (to within 8%) than
+            # elsewhere, and each count starts from the rate the one before held.
             best, _ = search(
                 f"{count} process{'es' if count > 1 else ''}",
-                lambda rate: load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server]),
-                start_rate,
+                step,
+                best["rate"] if best else start_rate,
                 profile,
+                extra_steps=3,
+                precision=1.08,
             )
         finally:
             server.stop()
         results["scaling"][count] = best
+    restock.close()
 
 
 def wait_for_processes(server, count, seconds=60):
@@ -693,11 +780,23 @@ def _row(label, step, base=None):
     )
 
 
+def cpu_model():
+    """The processor's name (/proc/cpuinfo on Linux, else what platform knows): machines of one kind differ."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "processor unknown"
+
+
 def markdown(results, args):
     lines = [
-        f"Measured {results['started']} on {platform.node()} ({os.cpu_count()} cores, load average at start "
-        f"{results['load']}), profile `{args.profile}`: highest open-model rate held with p99 < {P99_LIMIT_MS:.0f} ms "
-        f"and < {ERROR_LIMIT:.0%} errors ({args_profile(args)['step']:g} s steps).",
+        f"Measured {results['started']} on {platform.node()} ({os.cpu_count()} cores, {cpu_model()}, load average at "
+        f"start {results['load']}), profile `{args.profile}`: highest open-model rate held with p99 < "
+        f"{P99_LIMIT_MS:.0f} ms and < {ERROR_LIMIT:.0%} errors ({args_profile(args)['step']:g} s steps).",
         "",
         "| server | req/s held | ratio to hello | p50 ms | p99 ms | errors | server CPU | generator CPU | server RSS "
         "after (peak) |",
