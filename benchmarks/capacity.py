@@ -276,22 +276,27 @@ class Restock:
 
     def __call__(self):
         """The stock as seeded again (the orders placed keep their reservations); the products changed."""
-        from sqlalchemy import select
+        from sqlalchemy import bindparam, select, update
 
-        from sipup.database import run_in_transaction
-        from sipup.dbtools.batch import bulk_update
         from sipup.extensions import db
         from sipup.models import Product
+        from sipup.services.orders import STOCK
 
         with self.app.app_context():
             rows = db.session.execute(select(Product.id, Product.stock_on_hand, Product.stock_reserved))
             changed = [
-                {"id": id_, "stock_on_hand": reserved + self.available[id_]}
+                {"b_id": id_, "b_on_hand": reserved + self.available[id_]}
                 for id_, on_hand, reserved in rows
                 if on_hand != reserved + self.available[id_]
             ]
-            if changed:  # one write through the app, so every server's cached pages follow
-                run_in_transaction(bulk_update, Product, changed)
+            if changed:  # written through the app as an order moves stock, so every server's stock follows
+                statement = (
+                    update(Product.__table__)
+                    .where(Product.__table__.c.id == bindparam("b_id"))
+                    .values(stock_on_hand=bindparam("b_on_hand"))
+                )
+                db.session.execute(statement, changed, execution_options={"cache_touches": STOCK})
+                db.session.commit()
             db.session.remove()
         return len(changed)
 
