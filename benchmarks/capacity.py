@@ -582,34 +582,44 @@ def storefront(name, config, folder, profile, results, start_rate, measure=True)
     return logins, instance
 
 
-def scaling(config, instance, logins, folder, profile, results, start_rate):
-    """`flask serve --processes N` for 1, 2 and one per core, sharing MariaDB and Redis."""
+def scaling(config, instance, logins, folder, profile, results, start_rate, repeat=1):
+    """`flask serve --processes N` for 1, 2 and one per core, sharing MariaDB and Redis; `repeat` rounds of every
+    count in turn, so that a drift in the machine's speed falls on all alike, and the median round of each kept."""
     counts = sorted({1, 2, os.cpu_count() or 1})
     print(f"== scaling out: flask serve --processes {', '.join(map(str, counts))} (MariaDB + Redis)", flush=True)
-    best, restock = None, Restock(config, instance)
-    for count in counts:
-        server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
+    restock, runs = Restock(config, instance), {count: [] for count in counts}
+    for _ in range(repeat):
+        best = None
+        for count in counts:
+            server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
 
-        def step(rate):
-            restock()
-            return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
+            def step(rate):
+                restock()
+                return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
 
-        try:
-            wait_for_processes(server, count)
-            # The ratio between the counts is the figure wanted, so the search steps finer (to within 8%) than
-            # elsewhere, and each count starts from the rate the one before held.
-            best, _ = search(
-                f"{count} process{'es' if count > 1 else ''}",
-                step,
-                best["rate"] if best else start_rate,
-                profile,
-                extra_steps=3,
-                precision=1.08,
-            )
-        finally:
-            server.stop()
-        results["scaling"][count] = best
+            try:
+                wait_for_processes(server, count)
+                # The ratio between the counts is the figure wanted, so the search steps finer (to within 8%) than
+                # elsewhere, and starts from the rate this count held in the round before, or the count before it.
+                before = runs[count][-1] if runs[count] and runs[count][-1] else best
+                best, _ = search(
+                    f"{count} process{'es' if count > 1 else ''}",
+                    step,
+                    before["rate"] if before else start_rate,
+                    profile,
+                    extra_steps=3,
+                    precision=1.08,
+                )
+            finally:
+                server.stop()
+            runs[count].append(best)
     restock.close()
+    for count, found in runs.items():
+        held_rates = sorted((step for step in found if step), key=lambda step: step["rps"])
+        # The median round (the lower of the two middle ones); a round that held nothing counts as the lowest.
+        middle = ([None] * (len(found) - len(held_rates)) + held_rates)[(len(found) - 1) // 2]
+        results["scaling"][count] = middle
+        results["scaling_runs"][count] = [step["rps"] if step else 0.0 for step in found]
 
 
 def wait_for_processes(server, count, seconds=60):
@@ -829,20 +839,21 @@ def markdown(results, args):
         one = results["scaling"].get(1)
         lines += [
             "",
-            "| `flask serve --processes` | req/s held | ratio to 1 | p99 ms | sipup CPU (all processes) "
-            "| generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| `flask serve --processes` | req/s held (median round) | ratio to 1 | each round | p99 ms "
+            "| sipup CPU (all processes) | generator CPU | MariaDB + Redis CPU | machine busy (2 cores = 100%) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for count, step in results["scaling"].items():
+            rounds = " / ".join(f"{rps:,.0f}" for rps in results["scaling_runs"].get(count, ()))
             if step:
                 ratio = f"{step['rps'] / one['rps']:.2f}" if one else ""
                 lines.append(
-                    f"| {count} | {step['rps']:,.0f} | {ratio} | {step['p99']:.1f} | {step['server_cpu']:.0f}% "
-                    f"| {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
+                    f"| {count} | {step['rps']:,.0f} | {ratio} | {rounds} | {step['p99']:.1f} "
+                    f"| {step['server_cpu']:.0f}% | {step['generator_cpu']:.0f}% | {step.get('db_redis_cpu', 0):.0f}% "
                     f"| {step.get('machine_cpu', 0):.0f}% |"
                 )
             else:
-                lines.append(f"| {count} | not held | | | | | | |")
+                lines.append(f"| {count} | not held | | {rounds} | | | | | |")
     elif results.get("scaling_skipped"):
         lines += ["", f"Scaling out: skipped ({results['scaling_skipped']})."]
     degradation = results.get("degradation")
@@ -957,6 +968,13 @@ def args_profile(args):
     return profile
 
 
+def rounds(text):
+    """--repeat's value: a whole number from 1 to 20."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of rounds from 1 to 20")
+    return int(text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -989,6 +1007,12 @@ def main(argv=None):
         "sustained instead of searching for it (to rerun scaling or degradation alone)",
     )
     parser.add_argument(
+        "--repeat",
+        type=rounds,
+        default=1,
+        help="rounds of the scaling part (each process count in turn); the median round of each count is kept",
+    )
+    parser.add_argument(
         "--profile-catalog",
         action="store_true",
         help="only profile the cached catalog page in this process and say where its time goes",
@@ -1004,6 +1028,7 @@ def main(argv=None):
         "baselines": {},
         "backends": {},
         "scaling": {},
+        "scaling_runs": {},
     }
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sipup-capacity-") as folder:
@@ -1051,7 +1076,7 @@ def server_part(server_url, redis_url, folder, profile, results, args):
         best = {"rate": args.sustained} if args.sustained else results["backends"]["MariaDB + Redis"]["storefront"]
         start = max(10, best["rate"] / 2) if best else 10
         if "scaling" not in args.skip:
-            scaling(config, instance, logins, folder, profile, results, start)
+            scaling(config, instance, logins, folder, profile, results, start, repeat=args.repeat)
         if not shutil.which("haproxy"):
             results["degradation_skipped"] = "HAProxy is not installed (Debian: apt-get install haproxy)"
             print(f"(degradation skipped: {results['degradation_skipped']})", flush=True)
