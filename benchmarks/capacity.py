@@ -282,7 +282,8 @@ class Restock:
             }
 
     def __call__(self):
-        """The stock as seeded again (the orders placed keep their reservations); the products changed."""
+        """Every product's available stock as kept at the start (the orders placed keep their reservations);
+        how many products it changed."""
         from sqlalchemy import bindparam, select, update
 
         from sipup.extensions import db
@@ -313,6 +314,7 @@ class Restock:
         with self.app.app_context():
             db.engine.dispose()
         self.app.extensions["sipup_cache"].close()
+        self.app.extensions["counters"].close()  # nothing flushed into the namespace after it is deleted
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -595,38 +597,46 @@ def scaling(config, instance, logins, folder, profile, results, start_rate, repe
     counts = sorted({1, 2, os.cpu_count() or 1})
     print(f"== scaling out: flask serve --processes {', '.join(map(str, counts))} (MariaDB + Redis)", flush=True)
     restock, runs = Restock(config, instance), {count: [] for count in counts}
-    for _ in range(repeat):
-        best = None
-        for count in counts:
-            server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
-
-            def step(rate):
-                restock()
-                return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
-
-            try:
-                wait_for_processes(server, count)
-                # The ratio between the counts is the figure wanted, so the search steps finer (to within 8%) than
-                # elsewhere, and starts from the rate this count held in the round before, or the count before it.
-                before = runs[count][-1] if runs[count] and runs[count][-1] else best
-                best, _ = search(
-                    f"{count} process{'es' if count > 1 else ''}",
-                    step,
-                    before["rate"] if before else start_rate,
-                    profile,
-                    extra_steps=3,
-                    precision=1.08,
-                )
-            finally:
-                server.stop()
-            runs[count].append(best)
-    restock.close()
+    try:
+        for _ in range(repeat):
+            best = None
+            for count in counts:
+                best = _scaling_round(config, instance, logins, folder, profile, count, restock, start_rate, runs, best)
+                runs[count].append(best)
+    finally:
+        restock.close()
     for count, found in runs.items():
         held_rates = sorted((step for step in found if step), key=lambda step: step["rps"])
         # The median round (the lower of the two middle ones); a round that held nothing counts as the lowest.
         middle = ([None] * (len(found) - len(held_rates)) + held_rates)[(len(found) - 1) // 2]
         results["scaling"][count] = middle
         results["scaling_runs"][count] = [step["rps"] if step else 0.0 for step in found]
+
+
+def _scaling_round(config, instance, logins, folder, profile, count, restock, start_rate, runs, best):
+    """One search of `flask serve --processes count`; its best held step (or None). It starts from the rate this
+    count held in the round before, or the count before it held in this round (`best`)."""
+    server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
+
+    def step(rate):
+        restock()
+        return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
+
+    before = runs[count][-1] if runs[count] and runs[count][-1] else best
+    try:
+        wait_for_processes(server, count)
+        # The ratio between the counts is the figure wanted, so the search steps finer than elsewhere (to 8%).
+        found, _ = search(
+            f"{count} process{'es' if count > 1 else ''}",
+            step,
+            before["rate"] if before else start_rate,
+            profile,
+            extra_steps=3,
+            precision=1.08,
+        )
+    finally:
+        server.stop()
+    return found
 
 
 def wait_for_processes(server, count, seconds=60):
