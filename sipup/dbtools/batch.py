@@ -37,8 +37,11 @@ def bulk_insert(model_or_table, rows, batch_size=BATCH_SIZE, progress=None):
     return count
 
 
-def bulk_update(model, rows, key="id", batch_size=BATCH_SIZE, progress=None):
-    """Set each row's other columns where `key` equals its value, batch by batch in the current transaction."""
+def bulk_update(model, rows, key="id", batch_size=BATCH_SIZE, progress=None, cache_touches=None):
+    """Set each row's other columns where `key` equals its value, batch by batch in the current transaction.
+    cache_touches: the cache generations the change renews, where the table's own would say too much (stock
+    levels renew the stock's, not the whole catalog's)."""
+    options = {} if cache_touches is None else {"cache_touches": tuple(cache_touches)}
     table = _table(model)
     statements = {}  # one UPDATE per set of columns: rows may set different columns
     count = 0
@@ -60,7 +63,7 @@ def bulk_update(model, rows, key="id", batch_size=BATCH_SIZE, progress=None):
                     .where(table.c[key] == bindparam(f"b_{key}"))
                     .values({name: bindparam(f"b_{name}") for name in columns})
                 )
-            db.session.execute(statement, params)
+            db.session.execute(statement, params, execution_options=options)
         count += len(batch)
         if progress:
             progress(len(batch))

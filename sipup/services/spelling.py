@@ -116,7 +116,7 @@ def corrected(query):
 
 
 # --- what renews the vocabulary --------------------------------------------------------------------
-# Not every catalog change ("catalog" renews on product edits and stock imports, "stock" on each order): only
+# Not every catalog change ("catalog" renews on product edits, "stock" on each order and stock file): only
 # products added, removed, renamed, (de)activated or moved, and categories. Results never depend on the vocabulary (the
 # corrected query runs against the index like any other), only which guess is offered does.
 

@@ -24,6 +24,7 @@ from ..extensions import db
 from ..i18n import N_, kept, kept_error, kept_parts
 from ..i18n import number as number_text
 from ..models import Job, JobStatus, Product, utcnow
+from .orders import STOCK
 from .parsing import MAX_COUNT, whole_number
 
 log = logging.getLogger("sipup.stock_import")
@@ -108,10 +109,11 @@ def apply_stock_file(filename):
         else:
             updates.append({"id": ids[sku], "stock_on_hand": count, "updated_at": utcnow()})
     # By id, the order checkout locks products in, so the two never wait on each other in a circle; a deadlock
-    # with anything else is retried. One transaction per batch: a large file never holds locks for long.
+    # with anything else is retried. One transaction per batch: a large file never holds locks for long. Only the
+    # stock's cached values are renewed, as when an order moves stock: the catalog's pages keep their stock apart.
     updates.sort(key=lambda row: row["id"])
     for start in range(0, len(updates), BATCH_SIZE):
-        run_in_transaction(bulk_update, Product, updates[start : start + BATCH_SIZE])
+        run_in_transaction(bulk_update, Product, updates[start : start + BATCH_SIZE], cache_touches=STOCK)
     short, low = recheck([u["id"] for u in updates])
     problems.sort()
     _write_report(path, problems)

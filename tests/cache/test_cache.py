@@ -16,7 +16,7 @@ from sipup.cache.values import PageOf, Plain
 from sipup.config import ConfigError
 from sipup.extensions import db
 from sipup.models import CartItem, Order, PriceTier
-from sipup.services import seed
+from sipup.services import seed, stock_import
 from tests.conftest import PASSWORD, REDIS_URL, login
 
 SHARED_DRIVERS = ["filesystem", "redis", "memcached"]
@@ -176,6 +176,19 @@ def test_an_order_renews_the_stock_shown_but_not_the_pages_around_it(make_app, s
     assert response.status_code == 302, response.get_data(as_text=True)
     assert "95 in stock" in page(buyer, "/products") and "95 in stock" in page(buyer, "/products/BEER-1")
     # Only the two pages' stock parts were computed again: not the catalog page, its rows or the product page.
+    assert events(app, "miss", ("products",)) == misses + 2
+
+
+@pytest.mark.parametrize("driver", ["filesystem"])
+def test_a_stock_file_renews_the_stock_shown_but_not_the_pages_around_it(make_app, shop, cache_config, driver):
+    app = make_app(**cache_config)
+    buyer = signed_in(app, shop.buyer)
+    assert "100 in stock" in page(buyer, "/products") and "100 in stock" in page(buyer, "/products/BEER-1")
+    misses = events(app, "miss", ("products",))
+    with app.app_context():  # what the job applying an uploaded stock file runs
+        stock_import.apply_stock_file(stock_import.save_upload(b"sku,stock_on_hand\nBEER-1,70\n"))
+    assert "70 in stock" in page(buyer, "/products") and "70 in stock" in page(buyer, "/products/BEER-1")
+    # As after an order: only the two pages' stock parts were computed again, not the pages, rows or prices.
     assert events(app, "miss", ("products",)) == misses + 2
 
 
