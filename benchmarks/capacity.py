@@ -207,19 +207,34 @@ def haproxy(backends, folder, name, maxconn=None, queue="5s"):
 # --- data --------------------------------------------------------------------------------------
 
 
+def harness_app(config, instance, **extra):
+    """An app of the harness's own on the servers' database and Redis, without statement statistics."""
+    from sipup import create_app
+
+    return create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config, **extra}, instance_path=instance)
+
+
+def close_app(app):
+    """Done with a harness app: its connections closed, its cache and counters too, so that nothing of it is
+    written into the Redis namespace after the run deletes it."""
+    from sipup.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+    app.extensions["sipup_cache"].close()
+    app.extensions["counters"].close()
+
+
 def prepare(config, instance, profile):
     """Schema and seed data of the profile's size; returns the buyers' logins."""
     from sqlalchemy import select
 
-    from sipup import create_app
     from sipup.cli.db import upgrade_schema
     from sipup.extensions import db
     from sipup.models import Role, User
     from sipup.services import seed
 
-    app = create_app(
-        {"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config, "CACHE_URL": "none://"}, instance_path=instance
-    )
+    app = harness_app(config, instance, CACHE_URL="none://")
     started = time.monotonic()
     with app.app_context():
         upgrade_schema()
@@ -227,8 +242,7 @@ def prepare(config, instance, profile):
         seed.seed_companies(profile["companies"], PASSWORD)
         seed.seed_orders(profile["orders"], profile["months"])
         buyers = list(db.session.scalars(select(User.email).where(User.role == Role.BUYER)))
-        db.engine.dispose()
-    app.extensions["sipup_cache"].close()
+    close_app(app)
     print(
         f"  seeded {profile['products']:,} products, {profile['companies']:,} companies, {profile['orders']:,} orders "
         f"in {time.monotonic() - started:.0f} s",
@@ -241,19 +255,17 @@ def counts(config, instance):
     """(orders, order-confirmation jobs, failed jobs) in the database."""
     from sqlalchemy import func, select
 
-    from sipup import create_app
     from sipup.extensions import db
     from sipup.models import Job, Order
 
-    app = create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config}, instance_path=instance)
+    app = harness_app(config, instance)
     with app.app_context():
         orders = db.session.scalar(select(func.count(Order.id)))
         confirmations = db.session.scalar(
             select(func.count(Job.id)).where(Job.dedupe_key.like("mail:order_confirmation:%"))
         )
         failed = db.session.scalar(select(func.count(Job.id)).where(Job.status == "failed"))
-        db.engine.dispose()
-    app.extensions["sipup_cache"].close()
+    close_app(app)
     return orders, confirmations, failed
 
 
@@ -269,11 +281,10 @@ class Restock:
     def __init__(self, config, instance):
         from sqlalchemy import select
 
-        from sipup import create_app
         from sipup.extensions import db
         from sipup.models import Product
 
-        self.app = create_app({"SECRET_KEY": SECRET_KEY, "DB_STATS": False, **config}, instance_path=instance)
+        self.app = harness_app(config, instance)
         with self.app.app_context():
             rows = db.session.execute(select(Product.id, Product.stock_on_hand, Product.stock_reserved))
             self.available = {
@@ -309,12 +320,7 @@ class Restock:
         return len(changed)
 
     def close(self):
-        from sipup.extensions import db
-
-        with self.app.app_context():
-            db.engine.dispose()
-        self.app.extensions["sipup_cache"].close()
-        self.app.extensions["counters"].close()  # nothing flushed into the namespace after it is deleted
+        close_app(self.app)
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -597,11 +603,29 @@ def scaling(config, instance, logins, folder, profile, results, start_rate, repe
     counts = sorted({1, 2, os.cpu_count() or 1})
     print(f"== scaling out: flask serve --processes {', '.join(map(str, counts))} (MariaDB + Redis)", flush=True)
     restock, runs = Restock(config, instance), {count: [] for count in counts}
+
+    def best_held(count, start):
+        server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
+
+        def step(rate):
+            restock()
+            return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
+
+        try:
+            wait_for_processes(server, count)
+            # The ratio between the counts is the figure wanted, so the search steps finer than elsewhere (to 8%).
+            label = f"{count} process{'es' if count > 1 else ''}"
+            return search(label, step, start, profile, extra_steps=3, precision=1.08)[0]
+        finally:
+            server.stop()
+
     try:
         for _ in range(repeat):
             best = None
             for count in counts:
-                best = _scaling_round(config, instance, logins, folder, profile, count, restock, start_rate, runs, best)
+                # From the rate this count held in the round before, or the count before it in this round.
+                before = runs[count][-1] if runs[count] and runs[count][-1] else best
+                best = best_held(count, before["rate"] if before else start_rate)
                 runs[count].append(best)
     finally:
         restock.close()
@@ -611,32 +635,6 @@ def scaling(config, instance, logins, folder, profile, results, start_rate, repe
         middle = ([None] * (len(found) - len(held_rates)) + held_rates)[(len(found) - 1) // 2]
         results["scaling"][count] = middle
         results["scaling_runs"][count] = [step["rps"] if step else 0.0 for step in found]
-
-
-def _scaling_round(config, instance, logins, folder, profile, count, restock, start_rate, runs, best):
-    """One search of `flask serve --processes count`; its best held step (or None). It starts from the rate this
-    count held in the round before, or the count before it held in this round (`best`)."""
-    server = sipup_server(config, instance, folder, f"scale{count}", processes=count)
-
-    def step(rate):
-        restock()
-        return load(f"http://127.0.0.1:{server.port}", Storefront, rate, profile, logins, watch=[server])
-
-    before = runs[count][-1] if runs[count] and runs[count][-1] else best
-    try:
-        wait_for_processes(server, count)
-        # The ratio between the counts is the figure wanted, so the search steps finer than elsewhere (to 8%).
-        found, _ = search(
-            f"{count} process{'es' if count > 1 else ''}",
-            step,
-            before["rate"] if before else start_rate,
-            profile,
-            extra_steps=3,
-            precision=1.08,
-        )
-    finally:
-        server.stop()
-    return found
 
 
 def wait_for_processes(server, count, seconds=60):
