@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from sipup.cache import cached, prefetch, prefetch_riding
@@ -38,8 +39,8 @@ def user_by_email(email):
 
 
 def authenticate(email, password):
-    """The active user with this e-mail and password, or None; the sign-in time (and a hash of an earlier release
-    replaced) are written with the session that start_session() commits next."""
+    """The active user with this e-mail and password, or None; a hash of an earlier release is replaced, written
+    with the session that start_session() commits next."""
     # With the company, which decides whether the user is active: one read.
     stmt = select(User).options(joinedload(User.company)).where(User.email == normalise_email(email))
     user = db.session.scalar(stmt)
@@ -51,12 +52,12 @@ def authenticate(email, password):
         return None
     if needs_rehash(user.password_hash):  # a hash of an earlier release: replaced, the sessions kept
         user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
     return user
 
 
 def start_session(user, address="", user_agent=""):
-    """Record a new signed-in browser for this user; returns its id, which the login cookie carries."""
+    """Record a new signed-in browser for this user, and when they signed in; returns its id, which the login
+    cookie carries. Commits what the request changed in the user before (a new password, say) with it."""
     oldest_kept = utcnow() - _session_lifetime()
     # The expired ones and, past the newest MAX_SESSIONS - 1, the oldest: ended in one statement when there are any.
     kept = db.session.execute(
@@ -65,17 +66,26 @@ def start_session(user, address="", user_agent=""):
         .order_by(UserSession.created_at.desc(), UserSession.id.desc())
     ).all()
     ended = [row.id for n, row in enumerate(kept) if n >= MAX_SESSIONS - 1 or row.created_at < oldest_kept]
+    # Written as statements, not through the unit of work: a sign-in then flushes nothing.
+    renews_user = {"cache_touches": (f"user:{user.id}",)}
     if ended:
         db.session.execute(
             delete(UserSession).where(UserSession.user_id == user.id, UserSession.id.in_(ended)),
-            execution_options={"cache_touches": (f"user:{user.id}",)},
+            execution_options=renews_user,
         )
-    row = UserSession(user_id=user.id, address=(address or "")[:45], user_agent=(user_agent or "")[:200])
-    db.session.add(row)
-    with kept_loaded():  # the user and the session as written: signing in reads neither again
+    values = {"user_id": user.id, "address": (address or "")[:45], "user_agent": (user_agent or "")[:200]}
+    inserted = db.session.execute(_NEW_SESSION, values, execution_options=renews_user)
+    signed_in_at = utcnow()
+    db.session.execute(_SIGNED_IN, {"user": user.id, "at": signed_in_at}, execution_options=renews_user)
+    with kept_loaded():  # the user as read: signing in reads it not again
         db.session.commit()
-    user.session_id = row.id
-    return row.id
+    set_committed_value(user, "last_login_at", signed_in_at)
+    user.session_id = inserted.inserted_primary_key[0]
+    return user.session_id
+
+
+_NEW_SESSION = UserSession.__table__.insert()
+_SIGNED_IN = User.__table__.update().where(User.id == bindparam("user")).values(last_login_at=bindparam("at"))
 
 
 def end_session(user_id, session_id):
