@@ -77,7 +77,7 @@ def start_session(user, address="", user_agent=""):
     inserted = db.session.execute(_NEW_SESSION, values, execution_options=renews_user)
     signed_in_at = utcnow()
     db.session.execute(_SIGNED_IN, {"user": user.id, "at": signed_in_at}, execution_options=renews_user)
-    with kept_loaded():  # the user as read: signing in reads it not again
+    with kept_loaded():  # the user as read: signing in does not read it again
         db.session.commit()
     set_committed_value(user, "last_login_at", signed_in_at)
     user.session_id = inserted.inserted_primary_key[0]
