@@ -6,6 +6,9 @@ follows the server's speed, and a slow answer delays the next request (what a cl
 
 Open model (`--rate R`): arrivals at a constant R tasks per second on a fixed schedule, whatever the
 server does, served by `--users` virtual users, all started (and signed in) before the schedule begins.
+Each class of users (`Scenario.arrival_class`: the storefront's visitors and buyers) serves its share of the
+arrivals, whatever the server does: a class whose tasks are quicker does not take the others' arrivals when
+the server slows down, so the mix stays the same at every rate.
 Latency counts from when each request should have been sent, so a stalled server or generator shows
 up in the figures instead of being hidden (coordinated omission). Starts more than `late_after` behind
 the schedule are counted as late; more than `drop_after` behind, they are dropped and counted.
@@ -90,7 +93,10 @@ class Runner:
         self.starting = 0
         self.go = threading.Event()
         self.errors = []
-        self.next_slot = 0
+        self.classes = {}  # open model: arrival class -> numbers of its users
+        self.places = {}  # open model: arrival class -> its users' places in each round of the schedule
+        self.rounds = 0  # open model: users in a round of the schedule
+        self.claimed = {}  # open model: arrival class -> arrivals it has claimed
         self.sessions = []
 
     # --- shared by both models ---------------------------------------------------------------
@@ -155,17 +161,33 @@ class Runner:
 
     # --- open model ----------------------------------------------------------------------------
 
-    def _claim(self):
-        """The intended start of the next arrival, or None when the schedule is over."""
+    def _share_arrivals(self):
+        """Give each class of users the arrivals at its users' places in every round of the schedule (a round
+        has an arrival per user): with users of every class spread over the numbers, its arrivals are too."""
         with self.lock:
-            slot = self.next_slot
-            self.next_slot += 1
+            users = sorted(number for numbers in self.classes.values() for number in numbers)
+            place = {number: index for index, number in enumerate(users)}
+            self.rounds = len(users)
+            self.places = {kind: sorted(place[n] for n in numbers) for kind, numbers in self.classes.items()}
+            self.claimed = dict.fromkeys(self.places, 0)
+
+    def _claim(self, kind):
+        """The intended start of the next arrival of this class of users, or None when the schedule is over."""
+        with self.lock:
+            places = self.places.get(kind)
+            if not places:  # a user that was still starting when the schedule began: the others serve it
+                return None
+            claimed = self.claimed[kind]
+            self.claimed[kind] = claimed + 1
+        slot = claimed // len(places) * self.rounds + places[claimed % len(places)]
         intended = self.clock.start + slot / self.options.rate
         return None if intended >= self.clock.end or self.stop.is_set() else intended
 
     def _open_user(self, number):
         recorder = self._recorder()
         session, scenario = self._user(number, recorder)
+        with self.lock:
+            self.classes.setdefault(scenario.arrival_class, []).append(number)
         try:
             try:
                 scenario.on_start()
@@ -174,7 +196,7 @@ class Runner:
                     self.starting -= 1
             self.go.wait()
             while True:
-                intended = self._claim()
+                intended = self._claim(scenario.arrival_class)
                 if intended is None:
                     break
                 now = time.perf_counter()
@@ -242,6 +264,7 @@ class Runner:
                 raise
         now = time.perf_counter()
         if options.model == "open":
+            self._share_arrivals()
             self.clock.start, self.clock.measure_from, self.clock.end = (
                 now,
                 now + options.warmup,

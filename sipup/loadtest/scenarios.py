@@ -56,6 +56,9 @@ class Scenario:
 
     name = "custom"
     think_time = (0.0, 0.0)  # seconds between tasks in the closed model, uniform in [low, high]
+    # The open model gives each class of users its share of the arrivals (the share of the users in it), so
+    # that users whose tasks are quicker do not take over the schedule when the server slows down.
+    arrival_class = None
 
     def __init__(self, session, recorder, number, options):
         self.session = session
@@ -225,6 +228,7 @@ class Storefront(Scenario):
         # Spread evenly: with a share of 0.2, users 4, 9, 14, ... browse without signing in.
         share, number = self.options.anonymous_share, self.number
         self.anonymous = int((number + 1) * share + 1e-9) > int(number * share + 1e-9)
+        self.arrival_class = "visitor" if self.anonymous else "buyer"
         self.signed_in = False
         self.skus = []
 

@@ -388,6 +388,46 @@ def test_open_model_counts_late_starts_when_the_server_is_slow(cli, target):
     assert any("Target rate not reached" in warning for warning in figures["warnings"])
 
 
+def test_open_model_keeps_each_class_of_users_to_its_share_when_the_server_slows(cli, target, tmp_path):
+    # Half the users ask for a page answered at once, half for one that takes 0.2 s: the slow half can serve
+    # 10 of its 20 arrivals a second. The quick half must not take the arrivals the slow half falls behind on.
+    scenario = tmp_path / "two_kinds.py"
+    scenario.write_text(
+        "from sipup.loadtest import Scenario\n\n"
+        "class TwoKinds(Scenario):\n"
+        "    def __init__(self, *args):\n"
+        "        super().__init__(*args)\n"
+        "        self.arrival_class = 'slow' if self.number % 2 else 'quick'\n\n"
+        "    def run_task(self):\n"
+        "        if self.arrival_class == 'slow':\n"
+        "            self.get('/slow?s=0.2', name='slow')\n"
+        "        else:\n"
+        "            self.get('/', name='quick')\n",
+        encoding="utf-8",
+    )
+    result, figures = cli(
+        target,
+        "--scenario",
+        f"{scenario}:TwoKinds",
+        "--rate",
+        "40",
+        "--users",
+        "4",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+        "--drop-after",
+        "300ms",
+    )
+    assert result.exit_code == 0, result.output
+    arrivals = figures["open"]
+    assert arrivals["scheduled"] in (119, 120, 121) and arrivals["dropped"] > 0
+    # Every other arrival is the quick users': 60, however many of the slow users' were dropped.
+    assert 58 <= page(figures, "quick")["requests"] <= 61
+    assert page(figures, "slow")["requests"] <= 32
+
+
 def test_custom_scenario_with_checks(cli, target, tmp_path):
     scenario = tmp_path / "my_scenario.py"
     scenario.write_text(
