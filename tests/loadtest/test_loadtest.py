@@ -405,21 +405,8 @@ def test_open_model_keeps_each_class_of_users_to_its_share_when_the_server_slows
         "            self.get('/', name='quick')\n",
         encoding="utf-8",
     )
-    result, figures = cli(
-        target,
-        "--scenario",
-        f"{scenario}:TwoKinds",
-        "--rate",
-        "40",
-        "--users",
-        "4",
-        "--duration",
-        "3s",
-        "--warmup",
-        "0s",
-        "--drop-after",
-        "300ms",
-    )
+    options = "--rate 40 --users 4 --duration 3s --warmup 0s --drop-after 300ms".split()
+    result, figures = cli(target, "--scenario", f"{scenario}:TwoKinds", *options)
     assert result.exit_code == 0, result.output
     arrivals = figures["open"]
     assert arrivals["scheduled"] in (119, 120, 121) and arrivals["dropped"] > 0
