@@ -175,7 +175,7 @@ class Runner:
         """The intended start of the next arrival of this class of users, or None when the schedule is over."""
         with self.lock:
             places = self.places.get(kind)
-            if not places:  # a user that was still starting when the schedule began: the others serve it
+            if not places:  # no user of its class had started when the schedule began: the others serve it all
                 return None
             claimed = self.claimed[kind]
             self.claimed[kind] = claimed + 1
